@@ -1,0 +1,86 @@
+// Package auth verifies mail users' passwords. Hashes are argon2id (RFC 9106)
+// in the PHC string format that `mailctl passwd` prints:
+//
+//	$argon2id$v=19$m=65536,t=3,p=2$<salt b64>$<key b64>
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Params are the argon2id cost parameters.
+type Params struct {
+	Memory  uint32 // KiB
+	Time    uint32
+	Threads uint8
+	SaltLen int
+	KeyLen  uint32
+}
+
+// DefaultParams follow RFC 9106's second recommended option, scaled for a
+// small VPS: 64 MiB, 3 passes, 2 lanes.
+var DefaultParams = Params{Memory: 64 * 1024, Time: 3, Threads: 2, SaltLen: 16, KeyLen: 32}
+
+// ErrMalformedHash is returned for a hash that is not an argon2id PHC string.
+var ErrMalformedHash = errors.New("auth: malformed argon2id hash")
+
+var b64 = base64.RawStdEncoding
+
+// HashPassword returns the PHC string of password under p.
+func HashPassword(password string, p Params) (string, error) {
+	salt := make([]byte, p.SaltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("read random salt: %w", err)
+	}
+	key := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// ParseHash checks that hash is a well-formed argon2id PHC string and returns
+// its parameters, salt and key.
+func ParseHash(hash string) (p Params, salt, key []byte, err error) {
+	parts := strings.Split(hash, "$")
+	// "", "argon2id", "v=19", "m=..,t=..,p=..", salt, key
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+		return p, nil, nil, ErrMalformedHash
+	}
+	var v int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return p, nil, nil, fmt.Errorf("%w: unsupported version %q", ErrMalformedHash, parts[2])
+	}
+	var threads uint32
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &threads); err != nil {
+		return p, nil, nil, fmt.Errorf("%w: bad parameters %q", ErrMalformedHash, parts[3])
+	}
+	if p.Memory < 8 || p.Memory > 4<<20 || p.Time < 1 || p.Time > 100 || threads < 1 || threads > 255 {
+		return p, nil, nil, fmt.Errorf("%w: parameters out of range %q", ErrMalformedHash, parts[3])
+	}
+	p.Threads = uint8(threads)
+	if salt, err = b64.DecodeString(parts[4]); err != nil || len(salt) < 8 {
+		return p, nil, nil, fmt.Errorf("%w: bad salt", ErrMalformedHash)
+	}
+	if key, err = b64.DecodeString(parts[5]); err != nil || len(key) < 16 {
+		return p, nil, nil, fmt.Errorf("%w: bad key", ErrMalformedHash)
+	}
+	p.SaltLen, p.KeyLen = len(salt), uint32(len(key))
+	return p, salt, key, nil
+}
+
+// VerifyPassword reports whether password matches hash, in constant time
+// with respect to the key.
+func VerifyPassword(hash, password string) (bool, error) {
+	p, salt, key, err := ParseHash(hash)
+	if err != nil {
+		return false, err
+	}
+	got := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+	return subtle.ConstantTimeCompare(got, key) == 1, nil
+}
