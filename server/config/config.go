@@ -1,0 +1,102 @@
+// Package config is the bundled mail server's configuration file: the
+// contract between the provisioner (`mailctl apply` generates it) and the
+// server (`mailctl serve -config FILE` reads it). It is JSON, versioned by
+// FormatVersion, and never contains a plaintext password: users carry
+// argon2id hashes (RFC 9106, PHC string format).
+package config
+
+import "time"
+
+// FormatVersion is the version of the file format this package reads.
+const FormatVersion = 1
+
+// Config is the whole server configuration.
+type Config struct {
+	// FormatVersion must equal FormatVersion.
+	FormatVersion int `json:"format_version"`
+	// Hostname is the EHLO name, the TLS certificate name and the banner name.
+	Hostname string `json:"hostname"`
+	// DataDir holds the store, the queue, keys and certificates. Default /var/lib/mailctl.
+	DataDir string `json:"data_dir,omitempty"`
+	// Listen holds the listen addresses; an empty one disables that service.
+	Listen Listen `json:"listen"`
+	TLS    TLS    `json:"tls"`
+	// Domains served locally.
+	Domains []Domain `json:"domains"`
+	Users   []User   `json:"users"`
+	// Aliases map an address (or "@domain" catch-all) to local or remote addresses.
+	Aliases []Alias `json:"aliases,omitempty"`
+	Limits  Limits  `json:"limits"`
+	// Control is the unix socket path that `mailctl serve status` talks to.
+	// Default <DataDir>/control.sock.
+	Control string `json:"control,omitempty"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `json:"log_level,omitempty"`
+}
+
+// Listen addresses ("host:port"). Defaults: smtp :25, submission :587,
+// submissions :465, imap :143, imaps :993, https :443, http :80.
+type Listen struct {
+	SMTP        string `json:"smtp,omitempty"`
+	Submission  string `json:"submission,omitempty"`
+	Submissions string `json:"submissions,omitempty"`
+	IMAP        string `json:"imap,omitempty"`
+	IMAPS       string `json:"imaps,omitempty"`
+	HTTPS       string `json:"https,omitempty"`
+	HTTP        string `json:"http,omitempty"`
+}
+
+// TLS says where certificates come from. Exactly one mode.
+type TLS struct {
+	// Mode is "files", "acme" or "self-signed".
+	Mode     string `json:"mode"`
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// ACME settings (mode "acme").
+	ACMEEmail string `json:"acme_email,omitempty"`
+	// ACMEDirectory defaults to Let's Encrypt production.
+	ACMEDirectory string `json:"acme_directory,omitempty"`
+	// ACMECARoot is a PEM file of extra roots to trust for the ACME server (tests: Pebble).
+	ACMECARoot string `json:"acme_ca_root,omitempty"`
+}
+
+// Domain is a mail domain served by this server.
+type Domain struct {
+	Name string `json:"name"`
+	// MTASTSMode is "", "testing", "enforce" or "none"; served at
+	// https://mta-sts.<name>/.well-known/mta-sts.txt when set.
+	MTASTSMode   string `json:"mta_sts_mode,omitempty"`
+	MTASTSMaxAge int    `json:"mta_sts_max_age,omitempty"` // seconds, default 604800
+	// DKIMSelectors are generated on the server on first start (ed25519 and
+	// rsa-2048 under "<selector>" with suffixes chosen by the server).
+	DKIMSelectors []string `json:"dkim_selectors,omitempty"`
+}
+
+// User is a mailbox owner.
+type User struct {
+	Address      string `json:"address"`
+	Name         string `json:"name,omitempty"`
+	PasswordHash string `json:"password_hash"`
+	// Aliases are extra addresses delivered to this user and usable as From.
+	Aliases []string `json:"aliases,omitempty"`
+	// QuotaBytes is 0 for unlimited.
+	QuotaBytes int64 `json:"quota_bytes,omitempty"`
+}
+
+// Alias maps Address ("user@domain" or "@domain") to To.
+type Alias struct {
+	Address string   `json:"address"`
+	To      []string `json:"to"`
+}
+
+// Limits are protocol limits; zero values take the defaults.
+type Limits struct {
+	MaxMessageBytes   int64    `json:"max_message_bytes,omitempty"`    // default 50 MiB
+	MaxRecipients     int      `json:"max_recipients,omitempty"`       // default 100
+	MaxConnsPerIP     int      `json:"max_conns_per_ip,omitempty"`     // default 20
+	AuthFailuresPerIP int      `json:"auth_failures_per_ip,omitempty"` // per 10 minutes, default 10
+	Timeout           Duration `json:"timeout,omitempty"`              // per command, default 5m
+}
+
+// Duration is a time.Duration written as a Go duration string ("5m").
+type Duration time.Duration
