@@ -1,0 +1,4 @@
+domain "example.org" {
+  dns = provider.cloudflare.main
+  server = 
+}
