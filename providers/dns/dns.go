@@ -1,0 +1,230 @@
+// Package dns is the interface between mailctl's diff engine and DNS hosting
+// providers, with a registry of provider kinds and their capabilities.
+//
+// Records are github.com/libdns/libdns RR values: Name relative to the zone
+// ("@" for the apex), Type in upper case, Data in zone-file presentation form
+// (RFC 1035 section 5.1) with fully qualified targets, TTL in seconds. TXT
+// data is the plain text of the record: the character-strings of RFC 1035
+// section 3.3.14 unquoted and joined, so that a DKIM key longer than 255
+// bytes (RFC 6376 section 3.6.2.2) compares equal however a provider splits
+// it. SRV records follow RFC 2782.
+//
+// Adding a provider kind: write a package under providers/dns/<kind> whose
+// type implements Provider (and Zoner when the account can list its zones),
+// register it from an init function with Register, declaring its
+// Capabilities and configuration Attributes, and run the shared suite in
+// providers/dns/dnstest against it. Records must be returned in canonical
+// form (see Canonical) and Apply must delete exactly the given records and add
+// exactly the given ones, never touching other records at the same name.
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libdns/libdns"
+)
+
+// Provider reads and changes the records of DNS zones held by one account.
+type Provider interface {
+	// Records returns every record of zone (zone name without trailing
+	// dot), in canonical form, with SOA, NS and DNSSEC records left out.
+	// Providers that store TXT-like records under their own types (OVH's
+	// SPF, DKIM, DMARC) report them as TXT.
+	Records(ctx context.Context, zone string) ([]libdns.RR, error)
+	// Apply changes one RRset (one name and type) of zone: it deletes
+	// exactly the records in del (matched on name, type and data), then
+	// adds the records in add. Other records, including those at the same
+	// name and type, are left alone. Providers with Capabilities.Atomic
+	// do both in one transaction (one RFC 2136 UPDATE message).
+	Apply(ctx context.Context, zone string, del, add []libdns.RR) error
+}
+
+// Zoner is implemented by providers that can list the zones of the account,
+// for zone discovery (see FindZone).
+type Zoner interface {
+	Zones(ctx context.Context) ([]string, error)
+}
+
+// Capabilities declares what a provider kind can hold and how it applies
+// changes. The engine rejects records a provider cannot hold before any API
+// call.
+type Capabilities struct {
+	// DNS is true for kinds that host forward zones.
+	DNS bool
+	// PTR is true for kinds that set reverse DNS (see providers/ptr).
+	PTR bool
+	// MinTTL is the smallest TTL the provider stores; lower TTLs are raised
+	// to it, so the engine should raise them first to avoid endless diffs.
+	MinTTL time.Duration
+	// SRV is true when SRV records (RFC 2782) are supported.
+	SRV bool
+	// Atomic is true when Apply changes an RRset in one transaction.
+	Atomic bool
+	// ApexCNAME is false when the provider refuses a CNAME at the apex.
+	ApexCNAME bool
+}
+
+// Attribute documents one configuration attribute of a provider kind.
+type Attribute struct {
+	Name string
+	// Required attributes must be set; others have a default.
+	Required bool
+	// Sensitive values are secrets: never printed, logged or planned.
+	Sensitive bool
+	// Doc is a one-line description, shown by validation errors.
+	Doc string
+}
+
+// Config is what a factory receives: the provider block's attributes as
+// strings (secrets included: do not log them) and a logger.
+type Config struct {
+	// Name is the provider's label in the configuration, for messages.
+	Name string
+	// Attrs maps attribute names to values.
+	Attrs map[string]string
+	// Logger receives debug logs of API calls; nil means discard.
+	Logger *slog.Logger
+}
+
+// Get returns the attribute name, or def when it is unset or empty.
+func (c Config) Get(name, def string) string {
+	if v, ok := c.Attrs[name]; ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// Log returns the configured logger or one that discards.
+func (c Config) Log() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Factory builds a provider from its configuration. It must not do network
+// I/O: credentials are checked by the first call.
+type Factory func(cfg Config) (Provider, error)
+
+// Kind is a registered provider kind.
+type Kind struct {
+	// Name is the label used in `provider "<name>" "label" {}`.
+	Name         string
+	Capabilities Capabilities
+	// Attributes lists every attribute the kind accepts.
+	Attributes []Attribute
+	New        Factory
+}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Kind{}
+)
+
+// ErrUnknownKind is returned by New for a kind nobody registered.
+var ErrUnknownKind = errors.New("dns: unknown provider kind")
+
+// ErrConfig is wrapped by factories when the configuration is incomplete.
+var ErrConfig = errors.New("dns: invalid provider configuration")
+
+// Register adds a provider kind. It panics when the name is taken or the
+// kind is incomplete: registration happens in init functions.
+func Register(k Kind) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if k.Name == "" || k.New == nil {
+		panic("dns: Register with empty name or nil factory")
+	}
+	if _, dup := registry[k.Name]; dup {
+		panic("dns: Register called twice for kind " + k.Name)
+	}
+	registry[k.Name] = k
+}
+
+// Lookup returns the registered kind name.
+func Lookup(name string) (Kind, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	k, ok := registry[name]
+	return k, ok
+}
+
+// Kinds returns the names of every registered kind, sorted.
+func Kinds() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// New builds a provider of the registered kind after checking that every
+// required attribute is set and no unknown attribute is given.
+func New(kind string, cfg Config) (Provider, error) {
+	k, ok := Lookup(kind)
+	if !ok {
+		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownKind, kind, strings.Join(Kinds(), ", "))
+	}
+	if err := k.Check(cfg.Attrs); err != nil {
+		return nil, err
+	}
+	return k.New(cfg)
+}
+
+// Check reports missing required attributes and unknown ones.
+func (k Kind) Check(attrs map[string]string) error {
+	known := map[string]bool{}
+	var errs []error
+	for _, a := range k.Attributes {
+		known[a.Name] = true
+		if a.Required && attrs[a.Name] == "" {
+			errs = append(errs, fmt.Errorf("%w: provider %q needs attribute %q (%s)", ErrConfig, k.Name, a.Name, a.Doc))
+		}
+	}
+	var unknown []string
+	for name := range attrs {
+		if !known[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	sort.Strings(unknown)
+	for _, name := range unknown {
+		errs = append(errs, fmt.Errorf("%w: provider %q has no attribute %q", ErrConfig, k.Name, name))
+	}
+	return errors.Join(errs...)
+}
+
+// FindZone returns the longest zone of zones that contains domain (the
+// domain itself or a parent on a label boundary), or "" when none does.
+// Comparison ignores case and trailing dots; the zone is returned as given.
+func FindZone(domain string, zones []string) string {
+	d := normName(domain)
+	best := ""
+	bestLen := -1
+	for _, z := range zones {
+		zn := normName(z)
+		if zn == "" {
+			continue
+		}
+		if d == zn || strings.HasSuffix(d, "."+zn) {
+			if len(zn) > bestLen {
+				best, bestLen = z, len(zn)
+			}
+		}
+	}
+	return best
+}
+
+func normName(s string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), "."))
+}

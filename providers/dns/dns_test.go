@@ -1,0 +1,162 @@
+package dns_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libdns/libdns"
+
+	"github.com/mailctl/mailctl/providers/dns"
+	_ "github.com/mailctl/mailctl/providers/dns/zonefile"
+)
+
+func TestFindZone(t *testing.T) {
+	t.Parallel()
+	zones := []string{"example.org", "sub.example.org.", "example.net", "ample.org"}
+	for _, tc := range []struct{ domain, want string }{
+		{"example.org", "example.org"},
+		{"Mail.Example.org.", "example.org"},
+		{"a.sub.example.org", "sub.example.org."},
+		{"sub.example.org", "sub.example.org."},
+		{"xsub.example.org", "example.org"},
+		{"example.com", ""},
+		{"org", ""},
+	} {
+		if got := dns.FindZone(tc.domain, zones); got != tc.want {
+			t.Errorf("FindZone(%q) = %q, want %q", tc.domain, got, tc.want)
+		}
+	}
+}
+
+func TestPlainTXT(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", 300)
+	for _, tc := range []struct{ in, want string }{
+		{`v=spf1 -all`, `v=spf1 -all`},
+		{`"v=spf1 -all"`, `v=spf1 -all`},
+		{`"abc" "def"`, `abcdef`},
+		{`"a\"b\\c" "\065"`, `a"b\cA`},
+		{`"unterminated`, `"unterminated`},
+		{dns.QuoteTXT(long), long},
+		{dns.QuoteTXT(`x"y\z`), `x"y\z`},
+	} {
+		if got := dns.PlainTXT(tc.in); got != tc.want {
+			t.Errorf("PlainTXT(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if parts := dns.SplitTXT(long); len(parts) != 2 || len(parts[0]) != 255 {
+		t.Errorf("SplitTXT(300 bytes) = %d parts, want 255 + 45", len(parts))
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want libdns.RR }{
+		{libdns.RR{Name: "MX1.example.org.", Type: "a", Data: "192.0.2.1", TTL: 3600 * time.Second},
+			libdns.RR{Name: "mx1", Type: "A", Data: "192.0.2.1", TTL: time.Hour}},
+		{libdns.RR{Name: "", Type: "MX", Data: "10 mx1", TTL: time.Hour},
+			libdns.RR{Name: "@", Type: "MX", Data: "10 mx1.example.org.", TTL: time.Hour}},
+		{libdns.RR{Name: "@", Type: "SPF", Data: `"v=spf1" " -all"`, TTL: time.Hour},
+			libdns.RR{Name: "@", Type: "TXT", Data: "v=spf1 -all", TTL: time.Hour}},
+		{libdns.RR{Name: "_imaps._tcp", Type: "SRV", Data: "0 1 993 mx1.example.org.", TTL: time.Hour},
+			libdns.RR{Name: "_imaps._tcp", Type: "SRV", Data: "0 1 993 mx1.example.org.", TTL: time.Hour}},
+		{libdns.RR{Name: "x", Type: "AAAA", Data: "2001:DB8::0010", TTL: time.Hour},
+			libdns.RR{Name: "x", Type: "AAAA", Data: "2001:db8::10", TTL: time.Hour}},
+	} {
+		if got := dns.Canonical(tc.in, "example.org"); got != tc.want {
+			t.Errorf("Canonical(%+v) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	t.Parallel()
+	k, ok := dns.Lookup("zonefile")
+	if !ok || !k.Capabilities.DNS {
+		t.Fatalf("Lookup(zonefile) = %+v, %v", k, ok)
+	}
+	found := false
+	for _, n := range dns.Kinds() {
+		found = found || n == "zonefile"
+	}
+	if !found {
+		t.Fatalf("Kinds() = %v, want zonefile in it", dns.Kinds())
+	}
+	if _, err := dns.New("nope", dns.Config{}); !errors.Is(err, dns.ErrUnknownKind) {
+		t.Fatalf("New(nope) = %v, want ErrUnknownKind", err)
+	}
+	_, err := dns.New("zonefile", dns.Config{Attrs: map[string]string{"dir": "x", "colour": "red"}})
+	if !errors.Is(err, dns.ErrConfig) || !strings.Contains(err.Error(), "colour") {
+		t.Fatalf("New with unknown attribute = %v, want ErrConfig naming it", err)
+	}
+}
+
+func TestHTTPClientRetries(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	var down atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		n := calls.Add(1)
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		switch n {
+		case 1:
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case 2:
+			w.WriteHeader(http.StatusBadGateway)
+		default:
+			w.Write(body)
+		}
+	}))
+	defer srv.Close()
+	c := dns.NewHTTPClient(dns.HTTPOptions{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	req, _ := http.NewRequestWithContext(context.Background(), "POST", srv.URL, strings.NewReader("payload"))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "payload" || calls.Load() != 3 {
+		t.Fatalf("got %d %q after %d calls, want 200 payload after 3", resp.StatusCode, body, calls.Load())
+	}
+
+	// Gives up after Attempts and returns the last answer.
+	calls.Store(0)
+	down.Store(true)
+	resp, err = c.Do(mustReq(t, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || calls.Load() != 4 {
+		t.Fatalf("got %d after %d calls, want 503 after 4", resp.StatusCode, calls.Load())
+	}
+}
+
+func mustReq(t *testing.T, url string) *http.Request {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func TestAPIErrorMessages(t *testing.T) {
+	t.Parallel()
+	e := &dns.APIError{Provider: "cloudflare", Op: "list records of zone example.org", Status: 403, Credential: "api_token", Permission: "Zone.DNS:Read"}
+	if !errors.Is(e, dns.ErrAuth) || !strings.Contains(e.Error(), "api_token lacks a permission") || !strings.Contains(e.Error(), "Zone.DNS:Read") {
+		t.Fatalf("APIError 403 = %q", e)
+	}
+}
