@@ -5,7 +5,12 @@
 // argon2id hashes (RFC 9106, PHC string format).
 package config
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
 
 // FormatVersion is the version of the file format this package reads.
 const FormatVersion = 1
@@ -100,3 +105,35 @@ type Limits struct {
 
 // Duration is a time.Duration written as a Go duration string ("5m").
 type Duration time.Duration
+
+// String formats d like time.Duration but without zero units: "5m", "1h30m", "90s".
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// MarshalJSON writes d as a duration string ("5m").
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(d.String())
+}
+
+// UnmarshalJSON reads a duration string ("5m", "90s"); numbers are refused
+// because their unit would be ambiguous.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"5m\": %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
