@@ -34,7 +34,7 @@ func newEnv() *env {
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
 		Dir:        ".",
-		Color:      true,
+		Color:      term.IsTerminal(int(os.Stderr.Fd())),
 		Getenv:     os.Getenv,
 		IsTerminal: term.IsTerminal(int(os.Stdin.Fd())),
 	}

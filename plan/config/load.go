@@ -1,0 +1,862 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+// LoadOptions are the inputs of Load besides the files.
+type LoadOptions struct {
+	// Vars are values from -var NAME=VALUE; they win over MAILCTL_VAR_NAME.
+	Vars map[string]string
+	// Getenv reads the environment (env() and MAILCTL_VAR_*); default os.Getenv.
+	Getenv func(string) string
+}
+
+// Load reads every *.hcl file of dir (sorted by name), decodes and validates
+// them. The returned Config is nil when diags has errors.
+func Load(dir string, opts LoadOptions) (*Config, hcl.Diagnostics) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read configuration directory",
+			Detail: fmt.Sprintf("Reading %s: %v.", dir, unwrapPathError(err))}}
+	}
+	srcs := map[string][]byte{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".hcl") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		if dir == "." {
+			name = e.Name()
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read configuration file",
+				Detail: fmt.Sprintf("Reading %s: %v.", name, unwrapPathError(err))}}
+		}
+		srcs[name] = b
+	}
+	if len(srcs) == 0 {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "No configuration files",
+			Detail: fmt.Sprintf("The directory %s has no *.hcl file. Run 'mailctl init' to write one.", dir)}}
+	}
+	return LoadSources(dir, srcs, opts)
+}
+
+// LoadSources is Load on in-memory sources keyed by file name; dir is where
+// file() paths are relative to.
+func LoadSources(dir string, srcs map[string][]byte, opts LoadOptions) (*Config, hcl.Diagnostics) {
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	p := hclparse.NewParser()
+	names := make([]string, 0, len(srcs))
+	for n := range srcs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var diags hcl.Diagnostics
+	var files []*hcl.File
+	for _, n := range names {
+		f, d := p.ParseHCL(srcs[n], n)
+		diags = append(diags, d...)
+		if f != nil && !d.HasErrors() {
+			files = append(files, f)
+		}
+	}
+	cfg := &Config{Dir: dir, Files: p.Files()}
+	if diags.HasErrors() {
+		return cfg, diags
+	}
+	d := &decoder{cfg: cfg, opts: opts}
+	d.decode(files)
+	d.validate()
+	return cfg, d.diags
+}
+
+var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	{Type: "variable", LabelNames: []string{"name"}},
+	{Type: "provider", LabelNames: []string{"kind", "name"}},
+	{Type: "server", LabelNames: []string{"name"}},
+	{Type: "domain", LabelNames: []string{"name"}},
+	{Type: "user", LabelNames: []string{"address"}},
+	{Type: "alias", LabelNames: []string{"address"}},
+}}
+
+type decoder struct {
+	cfg   *Config
+	opts  LoadOptions
+	ctx   *hcl.EvalContext
+	diags hcl.Diagnostics
+	// pending references resolved once every block is known.
+	refs []func()
+}
+
+func (d *decoder) errf(rng *hcl.Range, summary, format string, a ...any) {
+	d.diags = append(d.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary,
+		Detail: fmt.Sprintf(format, a...), Subject: rng})
+}
+
+func (d *decoder) decode(files []*hcl.File) {
+	var blocks hcl.Blocks
+	for _, f := range files {
+		content, diags := f.Body.Content(rootSchema)
+		d.diags = append(d.diags, diags...)
+		blocks = append(blocks, content.Blocks...)
+	}
+	for _, b := range blocks.OfType("variable") {
+		d.variable(b)
+	}
+	vars := map[string]cty.Value{}
+	for _, v := range d.cfg.Variables {
+		val := cty.StringVal(v.Value.Str)
+		if v.Value.Sensitive {
+			val = val.Mark(sensitive)
+		}
+		vars[v.Name] = val
+	}
+	d.ctx = &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)},
+		Functions: functions(d.cfg.Dir, d.opts.Getenv),
+	}
+	for _, b := range blocks.OfType("provider") {
+		d.provider(b)
+	}
+	for _, b := range blocks.OfType("server") {
+		d.server(b)
+	}
+	for _, b := range blocks.OfType("domain") {
+		d.domain(b)
+	}
+	for _, b := range blocks.OfType("user") {
+		d.user(b)
+	}
+	for _, b := range blocks.OfType("alias") {
+		d.alias(b)
+	}
+	for _, r := range d.refs {
+		r()
+	}
+}
+
+// ---- attribute helpers ----
+
+// eval evaluates an expression, returning the unmarked value and whether it
+// was sensitive; ok is false when evaluation failed (already reported).
+func (d *decoder) eval(expr hcl.Expression) (val cty.Value, sens bool, ok bool) {
+	v, diags := expr.Value(d.ctx)
+	if diags.HasErrors() {
+		// Drop follow-up "unknown value" noise: one problem, one diagnostic.
+		d.diags = append(d.diags, diags...)
+		return cty.NilVal, false, false
+	}
+	v, marks := v.UnmarkDeep()
+	if !v.IsWhollyKnown() {
+		return cty.NilVal, false, false
+	}
+	return v, len(marks) > 0, true
+}
+
+func (d *decoder) str(a *hcl.Attribute) (Value, bool) {
+	if a == nil {
+		return Value{}, false
+	}
+	v, sens, ok := d.eval(a.Expr)
+	if !ok {
+		return Value{}, false
+	}
+	if v.IsNull() {
+		d.errf(a.Expr.Range().Ptr(), "Invalid value", "The attribute %q must not be null.", a.Name)
+		return Value{}, false
+	}
+	sv, err := convert.Convert(v, cty.String)
+	if err != nil {
+		d.errf(a.Expr.Range().Ptr(), "Incorrect attribute value type", "The attribute %q must be a string.", a.Name)
+		return Value{}, false
+	}
+	return Value{Str: sv.AsString(), Sensitive: sens}, true
+}
+
+func (d *decoder) plainStr(a *hcl.Attribute) string {
+	v, _ := d.str(a)
+	return v.Str
+}
+
+func (d *decoder) strList(a *hcl.Attribute) []string {
+	if a == nil {
+		return nil
+	}
+	v, _, ok := d.eval(a.Expr)
+	if !ok {
+		return nil
+	}
+	lv, err := convert.Convert(v, cty.List(cty.String))
+	if err != nil || lv.IsNull() {
+		d.errf(a.Expr.Range().Ptr(), "Incorrect attribute value type", "The attribute %q must be a list of strings.", a.Name)
+		return nil
+	}
+	var out []string
+	for it := lv.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() {
+			d.errf(a.Expr.Range().Ptr(), "Invalid value", "The attribute %q must not contain null.", a.Name)
+			return nil
+		}
+		out = append(out, e.AsString())
+	}
+	return out
+}
+
+func (d *decoder) num(a *hcl.Attribute, min, max int) (int, bool) {
+	if a == nil {
+		return 0, false
+	}
+	v, _, ok := d.eval(a.Expr)
+	if !ok {
+		return 0, false
+	}
+	nv, err := convert.Convert(v, cty.Number)
+	if err != nil || nv.IsNull() {
+		d.errf(a.Expr.Range().Ptr(), "Incorrect attribute value type", "The attribute %q must be a number.", a.Name)
+		return 0, false
+	}
+	bf := nv.AsBigFloat()
+	i, acc := bf.Int64()
+	if acc != 0 || i < int64(min) || i > int64(max) {
+		d.errf(a.Expr.Range().Ptr(), "Invalid value", "The attribute %q must be a whole number from %d to %d.", a.Name, min, max)
+		return 0, false
+	}
+	return int(i), true
+}
+
+func (d *decoder) boolean(a *hcl.Attribute) bool {
+	if a == nil {
+		return false
+	}
+	v, _, ok := d.eval(a.Expr)
+	if !ok {
+		return false
+	}
+	bv, err := convert.Convert(v, cty.Bool)
+	if err != nil || bv.IsNull() {
+		d.errf(a.Expr.Range().Ptr(), "Incorrect attribute value type", "The attribute %q must be true or false.", a.Name)
+		return false
+	}
+	return bv.True()
+}
+
+// ref reads a bare reference like provider.KIND.NAME or server.NAME and
+// returns its parts after the root.
+func (d *decoder) ref(a *hcl.Attribute, root string, parts int) ([]string, bool) {
+	example := "server.NAME"
+	if root == "provider" {
+		example = "provider.KIND.NAME"
+	}
+	tr, diags := hcl.AbsTraversalForExpr(a.Expr)
+	if diags.HasErrors() || tr.RootName() != root || len(tr) != parts+1 {
+		d.errf(a.Expr.Range().Ptr(), "Invalid reference", "The attribute %q must be a reference like %s, without quotes.", a.Name, example)
+		return nil, false
+	}
+	var out []string
+	for _, step := range tr[1:] {
+		ta, ok := step.(hcl.TraverseAttr)
+		if !ok {
+			d.errf(a.Expr.Range().Ptr(), "Invalid reference", "The attribute %q must be a reference like %s.", a.Name, example)
+			return nil, false
+		}
+		out = append(out, ta.Name)
+	}
+	return out, true
+}
+
+func (d *decoder) providerRef(a *hcl.Attribute, need Capability, set func(*Provider)) {
+	parts, ok := d.ref(a, "provider", 2)
+	if !ok {
+		return
+	}
+	d.refs = append(d.refs, func() {
+		addr := "provider." + parts[0] + "." + parts[1]
+		p := d.cfg.ProviderByAddr(addr)
+		if p == nil {
+			d.errf(a.Expr.Range().Ptr(), "Reference to undeclared provider",
+				"No provider %q %q is declared. Declared: %s.", parts[0], parts[1], d.declaredProviders())
+			return
+		}
+		if k, known := Kinds[p.Kind]; known && k.Caps&need == 0 {
+			what, kinds := "DNS zones", KindsWith(CapDNS)
+			if need == CapPTR {
+				what, kinds = "reverse DNS (PTR)", KindsWith(CapPTR)
+			}
+			d.errf(a.Expr.Range().Ptr(), "Provider cannot do this",
+				"The %s provider %s cannot manage %s; providers that can: %s.", p.Kind, addr, what, strings.Join(kinds, ", "))
+			return
+		}
+		set(p)
+	})
+}
+
+func (d *decoder) declaredProviders() string {
+	if len(d.cfg.Providers) == 0 {
+		return "none"
+	}
+	var s []string
+	for _, p := range d.cfg.Providers {
+		s = append(s, p.Addr())
+	}
+	return strings.Join(s, ", ")
+}
+
+// ---- blocks ----
+
+func (d *decoder) variable(b *hcl.Block) {
+	content, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "default"}, {Name: "description"}, {Name: "sensitive"}, {Name: "type"},
+	}})
+	d.diags = append(d.diags, diags...)
+	name := b.Labels[0]
+	if !hclIdent(name) {
+		d.errf(b.LabelRanges[0].Ptr(), "Invalid variable name", "%q is not a valid name: use letters, digits, _ and -.", name)
+		return
+	}
+	v := &Variable{Name: name, DeclRange: b.DefRange}
+	if a := content.Attributes["description"]; a != nil {
+		v.Description = d.plainStr(a)
+	}
+	if a := content.Attributes["sensitive"]; a != nil {
+		v.Sensitive = d.boolean(a)
+	}
+	if val, ok := d.opts.Vars[name]; ok {
+		v.Value = Value{Str: val}
+	} else if val := d.opts.Getenv("MAILCTL_VAR_" + name); val != "" {
+		v.Value = Value{Str: val}
+	} else if a := content.Attributes["default"]; a != nil {
+		v.Value, _ = d.str(a)
+	} else {
+		d.errf(b.DefRange.Ptr(), "No value for required variable",
+			"The variable %q has no default: set it with -var %s=VALUE or the environment variable MAILCTL_VAR_%s.", name, name, name)
+	}
+	v.Value.Sensitive = v.Value.Sensitive || v.Sensitive
+	for _, o := range d.cfg.Variables {
+		if o.Name == name {
+			d.errf(b.DefRange.Ptr(), "Duplicate variable", "The variable %q is also declared at %s.", name, rangeString(o.DeclRange))
+			return
+		}
+	}
+	d.cfg.Variables = append(d.cfg.Variables, v)
+}
+
+func (d *decoder) provider(b *hcl.Block) {
+	kind, name := b.Labels[0], b.Labels[1]
+	k, known := Kinds[kind]
+	if !known {
+		d.errf(b.LabelRanges[0].Ptr(), "Unknown provider kind", "%q is not a provider kind mailctl knows. Known kinds: %s.",
+			kind, strings.Join(KindNames(), ", "))
+		return
+	}
+	schema := &hcl.BodySchema{}
+	for _, a := range k.Required {
+		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: a, Required: true})
+	}
+	for _, a := range k.Optional {
+		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: a})
+	}
+	content, diags := b.Body.Content(schema)
+	d.diags = append(d.diags, diags...)
+	p := &Provider{Kind: kind, Name: name, Attrs: map[string]Value{}, DeclRange: b.DefRange}
+	for n, a := range content.Attributes {
+		v, ok := d.str(a)
+		if !ok {
+			continue
+		}
+		v.Sensitive = v.Sensitive || k.isSecret(n)
+		p.Attrs[n] = v
+	}
+	if kind == "ovh" {
+		if ep, ok := p.Attrs["endpoint"]; ok && !validOVHEndpoint(ep.Str) {
+			d.errf(content.Attributes["endpoint"].Expr.Range().Ptr(), "Invalid OVH endpoint",
+				"%q is not an OVH endpoint: use ovh-eu, ovh-ca, ovh-us, kimsufi-eu, soyoustart-eu or an https:// URL.", ep.Str)
+		}
+	}
+	if kind == "rfc2136" {
+		if s, ok := p.Attrs["server"]; ok && !validHostPort(s.Str) {
+			d.errf(content.Attributes["server"].Expr.Range().Ptr(), "Invalid address",
+				"%q is not a host:port address.", s.Str)
+		}
+	}
+	if !hclIdent(name) {
+		d.errf(b.LabelRanges[1].Ptr(), "Invalid provider name", "%q is not a valid name: use letters, digits, _ and -.", name)
+	}
+	for _, o := range d.cfg.Providers {
+		if o.Kind == kind && o.Name == name {
+			d.errf(b.DefRange.Ptr(), "Duplicate provider", "The provider %s is also declared at %s.", p.Addr(), rangeString(o.DeclRange))
+			return
+		}
+	}
+	d.cfg.Providers = append(d.cfg.Providers, p)
+}
+
+var serverSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "hostname", Required: true}, {Name: "ipv4", Required: true}, {Name: "ipv6"}, {Name: "ptr"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}},
+}
+
+func (d *decoder) server(b *hcl.Block) {
+	content, diags := b.Body.Content(serverSchema)
+	d.diags = append(d.diags, diags...)
+	s := &Server{Name: b.Labels[0], DeclRange: b.DefRange, Ports: DefaultPorts}
+	if !hclIdent(s.Name) {
+		d.errf(b.LabelRanges[0].Ptr(), "Invalid server name", "%q is not a valid name: use letters, digits, _ and -.", s.Name)
+	}
+	if a := content.Attributes["hostname"]; a != nil {
+		s.Hostname = strings.ToLower(strings.TrimSuffix(d.plainStr(a), "."))
+		if s.Hostname != "" && !validHostname(s.Hostname) {
+			d.errf(a.Expr.Range().Ptr(), "Invalid hostname", "%q is not a fully qualified host name (letters, digits, hyphens, at least two labels).", s.Hostname)
+		}
+	}
+	if a := content.Attributes["ipv4"]; a != nil {
+		if v, ok := d.str(a); ok {
+			ip, err := netip.ParseAddr(v.Str)
+			if err != nil || !ip.Is4() {
+				d.errf(a.Expr.Range().Ptr(), "Invalid IPv4 address", "%q is not an IPv4 address.", v.Str)
+			} else {
+				s.IPv4 = ip
+			}
+		}
+	}
+	if a := content.Attributes["ipv6"]; a != nil {
+		if v, ok := d.str(a); ok {
+			ip, err := netip.ParseAddr(v.Str)
+			if err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
+				d.errf(a.Expr.Range().Ptr(), "Invalid IPv6 address", "%q is not an IPv6 address.", v.Str)
+			} else {
+				s.IPv6 = ip
+			}
+		}
+	}
+	if a := content.Attributes["ptr"]; a != nil {
+		d.providerRef(a, CapPTR, func(p *Provider) { s.PTR = p })
+	}
+	blocks := map[string]*hcl.Block{}
+	for _, blk := range content.Blocks {
+		if prev, dup := blocks[blk.Type]; dup {
+			d.errf(blk.DefRange.Ptr(), "Duplicate block", "Only one %q block is allowed in a server; another is at %s.", blk.Type, rangeString(prev.DefRange))
+			continue
+		}
+		blocks[blk.Type] = blk
+	}
+	if blocks["ssh"] != nil && blocks["local"] != nil {
+		d.errf(blocks["local"].DefRange.Ptr(), "Conflicting targets", "A server is reached either over ssh or as local, not both.")
+	}
+	if blk := blocks["local"]; blk != nil {
+		c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "dir"}}})
+		d.diags = append(d.diags, diags...)
+		s.Local = &Local{Dir: ".mailctl"}
+		if a := c.Attributes["dir"]; a != nil {
+			s.Local.Dir = d.plainStr(a)
+		}
+	} else {
+		s.SSH = &SSH{User: "root"}
+		if blk := blocks["ssh"]; blk != nil {
+			d.ssh(blk, s.SSH)
+		}
+		if s.SSH.Address == "" && s.IPv4.IsValid() {
+			s.SSH.Address = netip.AddrPortFrom(s.IPv4, 22).String()
+		}
+		if s.SSH.HostKey == "" && s.SSH.KnownHosts == "" {
+			s.SSH.KnownHosts = "~/.ssh/known_hosts"
+		}
+	}
+	if blk := blocks["tls"]; blk != nil {
+		d.tls(blk, &s.TLS)
+	} else {
+		d.errf(b.DefRange.Ptr(), "Missing tls block",
+			`The server %q needs a tls block: tls { acme_email = "you@example.org" } for Let's Encrypt, cert_file + key_file, or self_signed = true for a lab.`, s.Name)
+	}
+	if blk := blocks["relay"]; blk != nil {
+		s.Relay = d.relay(blk)
+	}
+	if blk := blocks["ports"]; blk != nil {
+		d.ports(blk, &s.Ports)
+	}
+	for _, o := range d.cfg.Servers {
+		if o.Name == s.Name {
+			d.errf(b.DefRange.Ptr(), "Duplicate server", "The server %q is also declared at %s.", s.Name, rangeString(o.DeclRange))
+			return
+		}
+	}
+	d.cfg.Servers = append(d.cfg.Servers, s)
+}
+
+func (d *decoder) ssh(b *hcl.Block, s *SSH) {
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "address"}, {Name: "user"}, {Name: "host_key"}, {Name: "known_hosts"}, {Name: "identity"},
+	}})
+	d.diags = append(d.diags, diags...)
+	if a := c.Attributes["address"]; a != nil {
+		s.Address = d.plainStr(a)
+		if !validHostPort(s.Address) {
+			d.errf(a.Expr.Range().Ptr(), "Invalid address", "%q is not a host:port address.", s.Address)
+		}
+	}
+	if a := c.Attributes["user"]; a != nil {
+		s.User = d.plainStr(a)
+	}
+	if a := c.Attributes["host_key"]; a != nil {
+		s.HostKey = strings.TrimSpace(d.plainStr(a))
+		if !validAuthorizedKey(s.HostKey) {
+			d.errf(a.Expr.Range().Ptr(), "Invalid host key", "host_key must be a public key in authorized_keys format, like \"ssh-ed25519 AAAA...\".")
+		}
+	}
+	if a := c.Attributes["known_hosts"]; a != nil {
+		s.KnownHosts = d.plainStr(a)
+	}
+	if a := c.Attributes["identity"]; a != nil {
+		s.Identity = d.plainStr(a)
+	}
+}
+
+func (d *decoder) tls(b *hcl.Block, t *TLS) {
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "acme_email"}, {Name: "acme_directory"}, {Name: "cert_file"}, {Name: "key_file"}, {Name: "self_signed"},
+	}})
+	d.diags = append(d.diags, diags...)
+	if a := c.Attributes["acme_email"]; a != nil {
+		t.ACMEEmail = d.plainStr(a)
+		if !validMailbox(t.ACMEEmail) {
+			d.errf(a.Expr.Range().Ptr(), "Invalid e-mail address", "%q is not an e-mail address.", t.ACMEEmail)
+		}
+	}
+	if a := c.Attributes["acme_directory"]; a != nil {
+		t.ACMEDirectory = d.plainStr(a)
+	}
+	if a := c.Attributes["cert_file"]; a != nil {
+		t.CertFile = d.plainStr(a)
+	}
+	if a := c.Attributes["key_file"]; a != nil {
+		t.KeyFile = d.plainStr(a)
+	}
+	if a := c.Attributes["self_signed"]; a != nil {
+		t.SelfSigned = d.boolean(a)
+	}
+	modes := 0
+	if t.ACMEEmail != "" {
+		modes++
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		modes++
+		if t.CertFile == "" || t.KeyFile == "" {
+			d.errf(b.DefRange.Ptr(), "Incomplete certificate", "cert_file and key_file go together.")
+		}
+	}
+	if t.SelfSigned {
+		modes++
+	}
+	if modes != 1 {
+		d.errf(b.DefRange.Ptr(), "Invalid tls block", "Set exactly one of acme_email, cert_file + key_file, or self_signed = true.")
+	}
+}
+
+func (d *decoder) relay(b *hcl.Block) *Relay {
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "address", Required: true}, {Name: "username"}, {Name: "password"},
+	}})
+	d.diags = append(d.diags, diags...)
+	r := &Relay{}
+	if a := c.Attributes["address"]; a != nil {
+		r.Address = d.plainStr(a)
+		if !validHostPort(r.Address) {
+			d.errf(a.Expr.Range().Ptr(), "Invalid address", "%q is not a host:port address.", r.Address)
+		}
+	}
+	if a := c.Attributes["username"]; a != nil {
+		r.Username, _ = d.str(a)
+	}
+	if a := c.Attributes["password"]; a != nil {
+		r.Password, _ = d.str(a)
+		r.Password.Sensitive = true
+	}
+	return r
+}
+
+func (d *decoder) ports(b *hcl.Block, p *Ports) {
+	names := []string{"smtp", "submission", "submissions", "imap", "imaps", "https", "http"}
+	fields := []*int{&p.SMTP, &p.Submission, &p.Submissions, &p.IMAP, &p.IMAPS, &p.HTTPS, &p.HTTP}
+	schema := &hcl.BodySchema{}
+	for _, n := range names {
+		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: n})
+	}
+	c, diags := b.Body.Content(schema)
+	d.diags = append(d.diags, diags...)
+	seen := map[int]string{}
+	for i, n := range names {
+		if a := c.Attributes[n]; a != nil {
+			if v, ok := d.num(a, 0, 65535); ok {
+				*fields[i] = v
+			}
+		}
+		if v := *fields[i]; v != 0 {
+			if other, dup := seen[v]; dup {
+				d.errf(b.DefRange.Ptr(), "Duplicate port", "Port %d is used by both %s and %s.", v, other, n)
+			}
+			seen[v] = n
+		}
+	}
+}
+
+var domainSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "dns", Required: true}, {Name: "server", Required: true}, {Name: "zone"}, {Name: "ttl"}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "dkim"}, {Type: "spf"}, {Type: "dmarc"}, {Type: "mta_sts"}, {Type: "tls_rpt"}},
+}
+
+func (d *decoder) domain(b *hcl.Block) {
+	content, diags := b.Body.Content(domainSchema)
+	d.diags = append(d.diags, diags...)
+	dom := &Domain{Name: strings.ToLower(strings.TrimSuffix(b.Labels[0], ".")), DeclRange: b.DefRange, TTL: 3600,
+		DKIM: DKIM{Selector: "mailctl"}, SPF: SPF{All: "~all"}, DMARC: DMARC{Policy: "none"}}
+	if !validHostname(dom.Name) {
+		d.errf(b.LabelRanges[0].Ptr(), "Invalid domain name", "%q is not a domain name.", b.Labels[0])
+	}
+	if a := content.Attributes["dns"]; a != nil {
+		d.providerRef(a, CapDNS, func(p *Provider) { dom.DNS = p })
+	}
+	if a := content.Attributes["server"]; a != nil {
+		if parts, ok := d.ref(a, "server", 1); ok {
+			d.refs = append(d.refs, func() {
+				if s := d.cfg.ServerByName(parts[0]); s != nil {
+					dom.Server = s
+				} else {
+					d.errf(a.Expr.Range().Ptr(), "Reference to undeclared server", "No server %q is declared.", parts[0])
+				}
+			})
+		}
+	}
+	if a := content.Attributes["zone"]; a != nil {
+		dom.Zone = strings.ToLower(strings.TrimSuffix(d.plainStr(a), "."))
+		if dom.Zone != "" && dom.Zone != dom.Name && !strings.HasSuffix(dom.Name, "."+dom.Zone) {
+			d.errf(a.Expr.Range().Ptr(), "Invalid zone", "The zone %q does not contain the domain %q.", dom.Zone, dom.Name)
+		}
+	}
+	if a := content.Attributes["ttl"]; a != nil {
+		dom.TTL, _ = d.num(a, 60, 604800)
+	}
+	seen := map[string]*hcl.Block{}
+	for _, blk := range content.Blocks {
+		if prev, dup := seen[blk.Type]; dup {
+			d.errf(blk.DefRange.Ptr(), "Duplicate block", "Only one %q block is allowed in a domain; another is at %s.", blk.Type, rangeString(prev.DefRange))
+			continue
+		}
+		seen[blk.Type] = blk
+		switch blk.Type {
+		case "dkim":
+			c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "selector"}}})
+			d.diags = append(d.diags, diags...)
+			if a := c.Attributes["selector"]; a != nil {
+				dom.DKIM.Selector = d.plainStr(a)
+				if !validLabel(dom.DKIM.Selector) {
+					d.errf(a.Expr.Range().Ptr(), "Invalid DKIM selector", "%q is not a DNS label (letters, digits, hyphens).", dom.DKIM.Selector)
+				}
+			}
+		case "spf":
+			c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "include"}, {Name: "all"}}})
+			d.diags = append(d.diags, diags...)
+			if a := c.Attributes["include"]; a != nil {
+				dom.SPF.Include = d.strList(a)
+				for _, inc := range dom.SPF.Include {
+					if !validHostname(inc) {
+						d.errf(a.Expr.Range().Ptr(), "Invalid SPF include", "%q is not a domain name.", inc)
+					}
+				}
+			}
+			if a := c.Attributes["all"]; a != nil {
+				dom.SPF.All = d.plainStr(a)
+				if !oneOf(dom.SPF.All, "~all", "-all", "?all") {
+					d.errf(a.Expr.Range().Ptr(), "Invalid SPF all", "%q must be one of ~all, -all, ?all.", dom.SPF.All)
+				}
+			}
+		case "dmarc":
+			d.dmarc(blk, &dom.DMARC)
+		case "mta_sts":
+			c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "mode"}, {Name: "max_age"}}})
+			d.diags = append(d.diags, diags...)
+			dom.MTASTS = &MTASTS{Mode: "testing", MaxAge: 604800}
+			if a := c.Attributes["mode"]; a != nil {
+				dom.MTASTS.Mode = d.plainStr(a)
+				if !oneOf(dom.MTASTS.Mode, "testing", "enforce", "none") {
+					d.errf(a.Expr.Range().Ptr(), "Invalid MTA-STS mode", "%q must be one of testing, enforce, none.", dom.MTASTS.Mode)
+				}
+			}
+			if a := c.Attributes["max_age"]; a != nil {
+				if v, ok := d.str(a); ok {
+					secs, err := parseDuration(v.Str)
+					if err != nil || secs < 86400 || secs > 31557600 {
+						d.errf(a.Expr.Range().Ptr(), "Invalid duration", "%q must be a duration from 1d to 365d, like \"7d\".", v.Str)
+					} else {
+						dom.MTASTS.MaxAge = secs
+					}
+				}
+			}
+		case "tls_rpt":
+			c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "rua", Required: true}}})
+			d.diags = append(d.diags, diags...)
+			dom.TLSRPT = &TLSRPT{}
+			if a := c.Attributes["rua"]; a != nil {
+				dom.TLSRPT.RUA = d.strList(a)
+				d.checkReportURIs(a, dom.TLSRPT.RUA, true)
+			}
+		}
+	}
+	for _, o := range d.cfg.Domains {
+		if o.Name == dom.Name {
+			d.errf(b.DefRange.Ptr(), "Duplicate domain", "The domain %q is also declared at %s.", dom.Name, rangeString(o.DeclRange))
+			return
+		}
+	}
+	d.cfg.Domains = append(d.cfg.Domains, dom)
+}
+
+func (d *decoder) dmarc(b *hcl.Block, m *DMARC) {
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "policy"}, {Name: "subdomain_policy"}, {Name: "rua"}, {Name: "ruf"}, {Name: "pct"}, {Name: "adkim"}, {Name: "aspf"},
+	}})
+	d.diags = append(d.diags, diags...)
+	policy := func(name string, dst *string) {
+		if a := c.Attributes[name]; a != nil {
+			*dst = d.plainStr(a)
+			if !oneOf(*dst, "none", "quarantine", "reject") {
+				d.errf(a.Expr.Range().Ptr(), "Invalid DMARC policy", "%q must be one of none, quarantine, reject.", *dst)
+			}
+		}
+	}
+	policy("policy", &m.Policy)
+	policy("subdomain_policy", &m.SubdomainPolicy)
+	if a := c.Attributes["rua"]; a != nil {
+		m.RUA = d.strList(a)
+		d.checkReportURIs(a, m.RUA, false)
+	}
+	if a := c.Attributes["ruf"]; a != nil {
+		m.RUF = d.strList(a)
+		d.checkReportURIs(a, m.RUF, false)
+	}
+	if a := c.Attributes["pct"]; a != nil {
+		m.Percent, _ = d.num(a, 0, 100)
+	}
+	for _, n := range []string{"adkim", "aspf"} {
+		if a := c.Attributes[n]; a != nil {
+			v := d.plainStr(a)
+			if !oneOf(v, "r", "s") {
+				d.errf(a.Expr.Range().Ptr(), "Invalid DMARC alignment", "%q must be r (relaxed) or s (strict).", v)
+			}
+			if n == "adkim" {
+				m.ADKIM = v
+			} else {
+				m.ASPF = v
+			}
+		}
+	}
+}
+
+func (d *decoder) checkReportURIs(a *hcl.Attribute, uris []string, httpsOK bool) {
+	for _, u := range uris {
+		switch {
+		case strings.HasPrefix(u, "mailto:") && validMailbox(strings.TrimPrefix(u, "mailto:")):
+		case httpsOK && strings.HasPrefix(u, "https://") && len(u) > len("https://"):
+		default:
+			want := "mailto:ADDRESS"
+			if httpsOK {
+				want += " or https://URL"
+			}
+			d.errf(a.Expr.Range().Ptr(), "Invalid report address", "%q must be %s.", u, want)
+		}
+	}
+}
+
+func (d *decoder) user(b *hcl.Block) {
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "name"}, {Name: "password_hash", Required: true}, {Name: "aliases"}, {Name: "quota"},
+	}})
+	d.diags = append(d.diags, diags...)
+	u := &User{Address: strings.ToLower(b.Labels[0]), DeclRange: b.DefRange}
+	if !validMailbox(u.Address) {
+		d.errf(b.LabelRanges[0].Ptr(), "Invalid e-mail address", "%q is not an e-mail address like name@example.org.", b.Labels[0])
+	}
+	if a := c.Attributes["name"]; a != nil {
+		u.Name = d.plainStr(a)
+	}
+	if a := c.Attributes["password_hash"]; a != nil {
+		if v, ok := d.str(a); ok {
+			u.PasswordHash = Value{Str: v.Str, Sensitive: true}
+			if !validArgon2id(v.Str) {
+				d.errf(a.Expr.Range().Ptr(), "Invalid password hash",
+					"password_hash must be an argon2id hash ($argon2id$v=19$m=...,t=...,p=...$salt$key); make one with 'mailctl passwd'.")
+			}
+		}
+	}
+	if a := c.Attributes["aliases"]; a != nil {
+		for _, al := range d.strList(a) {
+			al = strings.ToLower(al)
+			if !validMailbox(al) {
+				d.errf(a.Expr.Range().Ptr(), "Invalid e-mail address", "The alias %q is not an e-mail address.", al)
+				continue
+			}
+			u.Aliases = append(u.Aliases, al)
+		}
+	}
+	if a := c.Attributes["quota"]; a != nil {
+		if v, ok := d.str(a); ok {
+			q, err := parseSize(v.Str)
+			if err != nil {
+				d.errf(a.Expr.Range().Ptr(), "Invalid size", "%q is not a size like \"500MiB\" or \"10GiB\".", v.Str)
+			}
+			u.QuotaBytes = q
+		}
+	}
+	d.cfg.Users = append(d.cfg.Users, u)
+}
+
+func (d *decoder) alias(b *hcl.Block) {
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "to", Required: true}}})
+	d.diags = append(d.diags, diags...)
+	al := &Alias{Address: strings.ToLower(b.Labels[0]), DeclRange: b.DefRange}
+	if strings.HasPrefix(al.Address, "@") {
+		if !validHostname(al.Address[1:]) {
+			d.errf(b.LabelRanges[0].Ptr(), "Invalid catch-all", "%q is not a catch-all like @example.org.", b.Labels[0])
+		}
+	} else if !validMailbox(al.Address) {
+		d.errf(b.LabelRanges[0].Ptr(), "Invalid e-mail address", "%q is not an e-mail address like name@example.org.", b.Labels[0])
+	}
+	if a := c.Attributes["to"]; a != nil {
+		for _, t := range d.strList(a) {
+			t = strings.ToLower(t)
+			if !validMailbox(t) {
+				d.errf(a.Expr.Range().Ptr(), "Invalid e-mail address", "The target %q is not an e-mail address.", t)
+				continue
+			}
+			al.To = append(al.To, t)
+		}
+		if len(al.To) == 0 && !d.diags.HasErrors() {
+			d.errf(a.Expr.Range().Ptr(), "Empty alias", "The alias %q has no target.", al.Address)
+		}
+	}
+	d.cfg.Aliases = append(d.cfg.Aliases, al)
+}
+
+func oneOf(s string, opts ...string) bool {
+	for _, o := range opts {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}
