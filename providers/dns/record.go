@@ -45,8 +45,11 @@ func RelativeName(name, zone string) string {
 }
 
 // AbsoluteName returns the fully qualified name (with trailing dot) of a
-// name relative to zone.
+// name relative to zone. A name ending in a dot is already absolute.
 func AbsoluteName(name, zone string) string {
+	if strings.HasSuffix(name, ".") && name != "." {
+		return strings.ToLower(name)
+	}
 	n := normName(name)
 	z := normName(zone)
 	if n == "" || n == "@" || n == z {
@@ -61,19 +64,20 @@ func AbsoluteName(name, zone string) string {
 // Canonical returns rr in the canonical form providers report: name
 // relative and lower case, type upper case (TXT-like types as TXT), TTL in
 // whole seconds, data re-printed from its parsed form with fully qualified
-// targets (relative targets are qualified with zone), TXT data as plain
-// joined text. Data that does not parse is kept as given.
+// targets (relative targets are qualified with zone). TXT data is plain text
+// already and is kept as is (adapters turn provider forms into plain text
+// with PlainTXT). Data that does not parse is kept as given.
 func Canonical(rr libdns.RR, zone string) libdns.RR {
 	out := libdns.RR{
 		Name: RelativeName(rr.Name, zone),
 		Type: TXTLike(rr.Type),
 		TTL:  rr.TTL.Truncate(time.Second),
-		Data: strings.TrimSpace(rr.Data),
+		Data: rr.Data,
 	}
 	if out.Type == "TXT" {
-		out.Data = PlainTXT(out.Data)
 		return out
 	}
+	out.Data = strings.TrimSpace(out.Data)
 	parsed, err := ToRR(out, zone)
 	if err != nil {
 		return out
