@@ -1,0 +1,158 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestDurabilityOrder checks the order of a delivery: the body reaches its
+// final name and is made durable before the index commit, and the commit
+// happens before Deliver returns.
+func TestDurabilityOrder(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.EnsureUser(ctx, "u", 0); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var steps []string
+	var final string
+	st.hook = func(step, path string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		steps = append(steps, step)
+		switch step {
+		case "write", "fsync":
+			if !strings.HasSuffix(path, ".tmp") {
+				t.Errorf("%s on %s, want a temporary file", step, path)
+			}
+		case "fsync-dir":
+			final = path
+			// Not yet in the index at this point.
+			_, msgs, err := st.Messages(ctx, "u", "INBOX")
+			if err != nil || len(msgs) != 0 {
+				t.Errorf("before commit: %d messages, %v", len(msgs), err)
+			}
+		case "commit":
+			if path != final {
+				t.Errorf("committed %s, made durable %s", path, final)
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("body missing at commit: %v", err)
+			}
+			if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("temporary file still there at commit: %v", err)
+			}
+		}
+		return nil
+	}
+	uid, err := st.Deliver(ctx, "u", "", strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"write", "fsync", "rename", "fsync-dir", "commit"}
+	if !slices.Equal(steps, want) {
+		t.Errorf("steps = %v, want %v", steps, want)
+	}
+	if filepath.Dir(final) != filepath.Join(st.dir, "msg", filepath.Base(final)[:2]) {
+		t.Errorf("body at %s", final)
+	}
+	_, msgs, _ := st.Messages(ctx, "u", "INBOX")
+	if len(msgs) != 1 || msgs[0].UID != uid || st.blobPath(msgs[0].blob) != final {
+		t.Errorf("after Deliver: %+v", msgs)
+	}
+
+	// A failure at any step before the commit leaves neither a record nor
+	// a file.
+	for _, failAt := range want[:4] {
+		t.Run("fail at "+failAt, func(t *testing.T) {
+			st.hook = func(step, path string) error {
+				if step == failAt {
+					return errors.New("injected")
+				}
+				return nil
+			}
+			if _, err := st.Deliver(ctx, "u", "", strings.NewReader("y"), nil, time.Time{}); err == nil {
+				t.Fatal("Deliver succeeded")
+			}
+			files, _ := filepath.Glob(filepath.Join(st.dir, "msg", "*", "*"))
+			if len(files) != 1 {
+				t.Errorf("files after failed delivery: %v", files)
+			}
+			if _, msgs, _ := st.Messages(ctx, "u", "INBOX"); len(msgs) != 1 {
+				t.Errorf("%d messages after failed delivery", len(msgs))
+			}
+		})
+	}
+}
+
+func TestMsgRecordRoundTrip(t *testing.T) {
+	tests := []msgRecord{
+		{},
+		{Size: 10240, InternalDate: time.Date(2026, 11, 23, 16, 0, 0, 5, time.UTC), ModSeq: 7, Blob: blobID{1, 2, 3}, Flags: []string{`\Seen`, "$Forwarded"}},
+		{Size: 1 << 40, InternalDate: time.Unix(-100, 0).UTC(), ModSeq: 1<<64 - 1},
+	}
+	for _, m := range tests {
+		got, err := decodeMsg(encodeMsg(&m))
+		if err != nil {
+			t.Fatalf("decode(encode(%+v)) = %v", m, err)
+		}
+		if got.Size != m.Size || !got.InternalDate.Equal(m.InternalDate) || got.ModSeq != m.ModSeq || got.Blob != m.Blob || !slices.Equal(got.Flags, m.Flags) {
+			t.Errorf("decode(encode(%+v)) = %+v", m, got)
+		}
+	}
+}
+
+// FuzzDecodeMsg feeds arbitrary index records to the decoder: it must not
+// panic nor allocate without bound, and what it accepts must re-encode to
+// the same bytes.
+func FuzzDecodeMsg(f *testing.F) {
+	f.Add(encodeMsg(&msgRecord{Size: 3, ModSeq: 1, Flags: []string{`\Seen`}}))
+	f.Add(encodeMsg(&msgRecord{}))
+	f.Add([]byte{1, 0xff, 0xff, 0xff})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMsg(b)
+		if err != nil {
+			return
+		}
+		if got := encodeMsg(&m); string(got) != string(b) {
+			// Non-minimal varints decode but re-encode shorter.
+			m2, err := decodeMsg(got)
+			if err != nil || m2.Size != m.Size || m2.ModSeq != m.ModSeq || !slices.Equal(m2.Flags, m.Flags) || !m2.InternalDate.Equal(m.InternalDate) {
+				t.Errorf("re-encoding %x gives %x (%v)", b, got, err)
+			}
+		}
+	})
+}
+
+func TestNormalizeMailbox(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"inbox", "INBOX"},
+		{"Inbox/Sub", "INBOX/Sub"},
+		{"Work/2026", "Work/2026"},
+		{"", ""},
+		{"/a", ""},
+		{"a/", ""},
+		{"a//b", ""},
+		{"a*", ""},
+		{"a\x01", ""},
+	}
+	for _, tt := range tests {
+		got, err := normalizeMailbox(tt.in)
+		if (err != nil) != (tt.want == "") || got != tt.want {
+			t.Errorf("normalizeMailbox(%q) = %q, %v, want %q", tt.in, got, err, tt.want)
+		}
+	}
+}

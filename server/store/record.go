@@ -1,0 +1,200 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// blobID names a message body file. It is random, so that a body can be
+// written before the index knows its UID.
+type blobID [16]byte
+
+func (b blobID) String() string { return hex.EncodeToString(b[:]) }
+
+func parseBlobID(s string) (blobID, bool) {
+	var b blobID
+	if len(s) != 2*len(b) {
+		return b, false
+	}
+	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
+		return b, false
+	}
+	// Only lowercase hex is ever written: "AB..." is not ours.
+	if hex.EncodeToString(b[:]) != s {
+		return b, false
+	}
+	return b, true
+}
+
+// msgRecord is the index entry of one message, stored under its UID.
+type msgRecord struct {
+	Size         int64
+	InternalDate time.Time
+	ModSeq       uint64
+	Blob         blobID
+	Flags        []string
+}
+
+const msgRecordVersion = 1
+
+// errCorrupt is returned when a stored record cannot be decoded.
+var errCorrupt = errors.New("store: corrupt index record")
+
+// Binary layout (version 1):
+//
+//	byte     version
+//	uvarint  size
+//	varint   internal date, Unix seconds
+//	uvarint  internal date, nanoseconds
+//	uvarint  modseq
+//	[16]byte blob id
+//	uvarint  number of flags, then for each: uvarint length, bytes
+func encodeMsg(m *msgRecord) []byte {
+	n := 1 + 4*binary.MaxVarintLen64 + len(m.Blob) + binary.MaxVarintLen64
+	for _, f := range m.Flags {
+		n += binary.MaxVarintLen64 + len(f)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, msgRecordVersion)
+	b = binary.AppendUvarint(b, uint64(m.Size))
+	b = binary.AppendVarint(b, m.InternalDate.Unix())
+	b = binary.AppendUvarint(b, uint64(m.InternalDate.Nanosecond()))
+	b = binary.AppendUvarint(b, m.ModSeq)
+	b = append(b, m.Blob[:]...)
+	b = binary.AppendUvarint(b, uint64(len(m.Flags)))
+	for _, f := range m.Flags {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// maxFlags bounds the flags of one message, so that a corrupt count cannot
+// make the decoder allocate without limit.
+const maxFlags = 1024
+
+func decodeMsg(b []byte) (msgRecord, error) {
+	var m msgRecord
+	if len(b) < 1 || b[0] != msgRecordVersion {
+		return m, fmt.Errorf("%w: unknown message record version", errCorrupt)
+	}
+	b = b[1:]
+	uv := func() (uint64, bool) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	size, ok := uv()
+	if !ok || size > 1<<62 {
+		return m, fmt.Errorf("%w: size", errCorrupt)
+	}
+	m.Size = int64(size)
+	sec, n := binary.Varint(b)
+	if n <= 0 {
+		return m, fmt.Errorf("%w: internal date", errCorrupt)
+	}
+	b = b[n:]
+	nsec, ok := uv()
+	if !ok || nsec >= 1e9 {
+		return m, fmt.Errorf("%w: internal date", errCorrupt)
+	}
+	m.InternalDate = time.Unix(sec, int64(nsec)).UTC()
+	if m.ModSeq, ok = uv(); !ok {
+		return m, fmt.Errorf("%w: modseq", errCorrupt)
+	}
+	if len(b) < len(m.Blob) {
+		return m, fmt.Errorf("%w: blob id", errCorrupt)
+	}
+	copy(m.Blob[:], b)
+	b = b[len(m.Blob):]
+	nflags, ok := uv()
+	if !ok || nflags > maxFlags {
+		return m, fmt.Errorf("%w: flag count", errCorrupt)
+	}
+	if nflags > 0 {
+		m.Flags = make([]string, 0, nflags)
+	}
+	for i := uint64(0); i < nflags; i++ {
+		l, ok := uv()
+		if !ok || l > uint64(len(b)) {
+			return m, fmt.Errorf("%w: flag", errCorrupt)
+		}
+		m.Flags = append(m.Flags, string(b[:l]))
+		b = b[l:]
+	}
+	if len(b) != 0 {
+		return m, fmt.Errorf("%w: trailing bytes", errCorrupt)
+	}
+	return m, nil
+}
+
+// System flags (RFC 9051 section 2.3.2), in their canonical spelling.
+const (
+	FlagSeen     = `\Seen`
+	FlagAnswered = `\Answered`
+	FlagFlagged  = `\Flagged`
+	FlagDeleted  = `\Deleted`
+	FlagDraft    = `\Draft`
+)
+
+var systemFlags = []string{FlagSeen, FlagAnswered, FlagFlagged, FlagDeleted, FlagDraft}
+
+// canonicalFlag returns the stored spelling of flag and whether it can be
+// stored at all (\Recent and malformed atoms cannot).
+func canonicalFlag(flag string) (string, bool) {
+	if flag == "" || len(flag) > 256 {
+		return "", false
+	}
+	if strings.HasPrefix(flag, `\`) {
+		for _, f := range systemFlags {
+			if strings.EqualFold(f, flag) {
+				return f, true
+			}
+		}
+		return "", false // \Recent, \* or an unknown system flag
+	}
+	for _, c := range []byte(flag) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return "", false
+		}
+	}
+	return flag, true
+}
+
+// normalizeFlags canonicalises flags, drops what cannot be stored and
+// removes case-insensitive duplicates, keeping the first spelling.
+func normalizeFlags(flags []string) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		c, ok := canonicalFlag(f)
+		if !ok || hasFlag(out, c) {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func hasFlag(flags []string, flag string) bool {
+	for _, f := range flags {
+		if strings.EqualFold(f, flag) {
+			return true
+		}
+	}
+	return false
+}
+
+func uidKey(uid uint32) []byte {
+	return binary.BigEndian.AppendUint32(nil, uid)
+}
+
+func mailboxKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, id)
+}
