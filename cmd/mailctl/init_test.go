@@ -1,0 +1,185 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+
+	"github.com/mailctl/mailctl/server/auth"
+)
+
+func init() {
+	// The DKIM selector carries the year: pin it for the golden files.
+	initNow = func() time.Time { return time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC) }
+}
+
+var hashLine = regexp.MustCompile(`(password_hash\s*=\s*")([^"]*)(")`)
+
+// checkScaffold checks that a generated mail.hcl parses, is in canonical
+// format and holds a well-formed placeholder hash, and returns it with the
+// (random) hash replaced by <HASH>.
+func checkScaffold(t *testing.T, conf string) string {
+	t.Helper()
+	if _, diags := hclsyntax.ParseConfig([]byte(conf), "mail.hcl", hcl.InitialPos); diags.HasErrors() {
+		t.Errorf("generated mail.hcl does not parse: %v", diags)
+	}
+	if f := string(hclwrite.Format([]byte(conf))); f != conf {
+		t.Errorf("generated mail.hcl is not in canonical format:\n%s", unifiedDiff("mail.hcl", []byte(conf), []byte(f)))
+	}
+	m := hashLine.FindStringSubmatch(conf)
+	if m == nil {
+		t.Fatal("no password_hash in the generated mail.hcl")
+	}
+	if _, _, _, err := auth.ParseHash(m[2]); err != nil {
+		t.Errorf("placeholder hash %q: %v", m[2], err)
+	}
+	return hashLine.ReplaceAllString(conf, "${1}<HASH>${3}")
+}
+
+// TestInitGolden runs init non-interactively for each DNS provider kind and
+// compares mail.hcl with testdata/init/<case>/mail.hcl.
+func TestInitGolden(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"cloudflare", []string{"-domain", "example.org", "-ip", "203.0.113.10"}},
+		{"ovh", []string{"-domain", "Example.ORG.", "-host", "mx1.example.org", "-ip", "203.0.113.10,2001:db8::10", "-dns", "ovh"}},
+		{"rfc2136", []string{"-domain", "example.org", "-host", "smtp.example.net", "-ip", "2001:db8::10", "-dns", "rfc2136"}},
+		{"zonefile", []string{"-domain", "example.test", "-host", "mail.example.test", "-ip", "127.0.0.1", "-dns", "zonefile"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "new")
+			e, stdout, stderr := testEnv(dir)
+			if code := runCLI(t, e, append([]string{"init"}, tt.args...)...); code != exitOK {
+				t.Fatalf("init = %d: %s", code, stderr)
+			}
+			conf := checkScaffold(t, readFile(t, filepath.Join(dir, "mail.hcl")))
+			golden(t, filepath.Join("init", tt.name, "mail.hcl"), []byte(conf))
+			if got := readFile(t, filepath.Join(dir, ".gitignore")); got != initGitignore {
+				t.Errorf(".gitignore = %q, want %q", got, initGitignore)
+			}
+			for _, want := range []string{"Wrote " + filepath.Join(dir, "mail.hcl"), "mailctl passwd"} {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout = %q, want it to mention %q", stdout, want)
+				}
+			}
+		})
+	}
+}
+
+func TestInitNeverOverwrites(t *testing.T) {
+	t.Run("mail.hcl", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "mail.hcl"), "# mine\n", 0o644)
+		e, _, stderr := testEnv(dir)
+		code := runCLI(t, e, "init", "-domain", "example.org", "-ip", "203.0.113.10")
+		if code != exitError || !strings.Contains(stderr.String(), filepath.Join(dir, "mail.hcl")+" already exists") {
+			t.Errorf("init = %d, stderr %q; want 1 naming mail.hcl", code, stderr)
+		}
+		if got := readFile(t, filepath.Join(dir, "mail.hcl")); got != "# mine\n" {
+			t.Errorf("mail.hcl changed to %q", got)
+		}
+		if _, err := os.Stat(filepath.Join(dir, ".gitignore")); err == nil {
+			t.Errorf(".gitignore written although init failed")
+		}
+	})
+	t.Run(".gitignore kept", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, ".gitignore"), "bin/\n", 0o644)
+		e, stdout, stderr := testEnv(dir)
+		if code := runCLI(t, e, "init", "-domain", "example.org", "-ip", "203.0.113.10"); code != exitOK {
+			t.Fatalf("init = %d: %s", code, stderr)
+		}
+		if got := readFile(t, filepath.Join(dir, ".gitignore")); got != "bin/\n" {
+			t.Errorf(".gitignore changed to %q", got)
+		}
+		if !strings.Contains(stdout.String(), "add the lines .mailctl/ and *.mailplan") {
+			t.Errorf("stdout = %q, want advice about .gitignore", stdout)
+		}
+	})
+}
+
+func TestInitInvalid(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"not a terminal", nil, "missing -domain and -ip (standard input is not a terminal"},
+		{"missing ip", []string{"-domain", "example.org"}, "missing -ip"},
+		{"one label", []string{"-domain", "localhost", "-ip", "203.0.113.10"}, "at least two labels"},
+		{"underscore", []string{"-domain", "ex_ample.org", "-ip", "203.0.113.10"}, `character '_'`},
+		{"hyphen", []string{"-domain", "-bad.org", "-ip", "203.0.113.10"}, "starts or ends with a hyphen"},
+		{"address given", []string{"-domain", "alice@example.org", "-ip", "203.0.113.10"}, "without a user@ part"},
+		{"empty label", []string{"-domain", "example..org", "-ip", "203.0.113.10"}, "empty label"},
+		{"host is an IP", []string{"-domain", "example.org", "-host", "203.0.113.10", "-ip", "203.0.113.10"}, "all digits"},
+		{"long label", []string{"-domain", strings.Repeat("a", 64) + ".org", "-ip", "203.0.113.10"}, "longer than 63"},
+		{"bad ip", []string{"-domain", "example.org", "-ip", "203.0.113.300"}, "not an IPv4 or IPv6 address"},
+		{"zone", []string{"-domain", "example.org", "-ip", "fe80::1%eth0"}, "not an IPv4 or IPv6 address"},
+		{"unspecified", []string{"-domain", "example.org", "-ip", "0.0.0.0"}, "cannot be a server's address"},
+		{"two v4", []string{"-domain", "example.org", "-ip", "203.0.113.10,203.0.113.11"}, "two IPv4 addresses"},
+		{"dns kind", []string{"-domain", "example.org", "-ip", "203.0.113.10", "-dns", "route53"}, `-dns "route53": want one of cloudflare, ovh, rfc2136, zonefile`},
+		{"argument", []string{"example.org"}, "init takes no arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			e, _, stderr := testEnv(dir)
+			code := runCLI(t, e, append([]string{"init"}, tt.args...)...)
+			if code != exitError || !strings.Contains(stderr.String(), tt.wantErr) {
+				t.Errorf("init = %d, stderr %q; want 1 and %q", code, stderr, tt.wantErr)
+			}
+			if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines != 0 {
+				t.Errorf("stderr has %d lines, want one: %q", lines+1, stderr)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("init failed but wrote %d files", len(entries))
+			}
+		})
+	}
+}
+
+// TestInitInteractive answers the questions on a (simulated) terminal: an
+// invalid answer is asked again, an empty one takes the default.
+func TestInitInteractive(t *testing.T) {
+	dir := t.TempDir()
+	e, _, stderr := testEnv(dir)
+	e.IsTerminal = true
+	e.Stdin = strings.NewReader("not a domain\nexample.org\n\n999.1.1.1\n203.0.113.10\nbind\nrfc2136\n")
+	if code := runCLI(t, e, "init"); code != exitOK {
+		t.Fatalf("init = %d: %s", code, stderr)
+	}
+	conf := readFile(t, filepath.Join(dir, "mail.hcl"))
+	checkScaffold(t, conf)
+	for _, want := range []string{`hostname = "mail.example.org"`, `ipv4     = "203.0.113.10"`, `provider "rfc2136" "main"`, `dns    = provider.rfc2136.main`} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("mail.hcl lacks %q", want)
+		}
+	}
+	prompts := stderr.String()
+	for _, want := range []string{"Mail domain", `is not a valid domain name`, "Server hostname (its EHLO and TLS name) [mail.example.org]: ", "not an IPv4 or IPv6 address", `-dns "bind"`} {
+		if !strings.Contains(prompts, want) {
+			t.Errorf("prompts %q lack %q", prompts, want)
+		}
+	}
+
+	// Input that ends before every answer is given is an error.
+	dir = t.TempDir()
+	e, _, stderr = testEnv(dir)
+	e.IsTerminal = true
+	e.Stdin = strings.NewReader("example.org\n")
+	if code := runCLI(t, e, "init"); code != exitError || !strings.Contains(stderr.String(), "no answer") {
+		t.Errorf("init with short input = %d, stderr %q; want 1, no answer", code, stderr)
+	}
+}
