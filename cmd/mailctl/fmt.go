@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+
+	"github.com/mailctl/mailctl/plan/config"
 )
 
 // exitFmtCheck is the exit code of `fmt -check` when a file is not in
@@ -222,7 +224,7 @@ func (f *formatter) format(src []byte, name string) (out []byte, ok bool) {
 	file, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 	f.files[name] = file
 	if diags.HasErrors() {
-		writeDiagnostics(f.e.Stderr, f.files, diags, f.e.Color)
+		config.WriteDiagnostics(f.e.Stderr, f.files, diags, f.e.Color)
 		f.failed = true
 		return nil, false
 	}
@@ -237,25 +239,6 @@ func (f *formatter) format(src []byte, name string) (out []byte, ok bool) {
 		return nil, false
 	}
 	return out, true
-}
-
-// writeDiagnostics prints each diagnostic as one line
-// `file:line:col: summary: detail` followed by the source snippet.
-func writeDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics, color bool) {
-	tw := hcl.NewDiagnosticTextWriter(w, files, 0, color)
-	for _, d := range diags {
-		line := *d
-		head := d.Summary
-		if d.Detail != "" {
-			head += ": " + strings.TrimSuffix(d.Detail, ".")
-		}
-		if d.Subject != nil {
-			head = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, head)
-		}
-		line.Summary = head
-		line.Detail = ""
-		tw.WriteDiagnostic(&line)
-	}
 }
 
 // unwrapPathError drops the path of an *fs.PathError: the caller names the

@@ -152,7 +152,7 @@ func TestFmtExitCodes(t *testing.T) {
 			wantCode: 0, wantStdout: pretty, wantFiles: map[string]string{"mail.hcl": ugly}},
 		{name: "broken file is not written", files: map[string]string{"a.hcl": ugly, "b.hcl": broken}, args: nil,
 			wantCode: 1, wantStdout: "a.hcl\n", wantFiles: map[string]string{"a.hcl": pretty, "b.hcl": broken},
-			wantStderr: "b.hcl:1:5: Invalid expression"},
+			wantStderr: "b.hcl:1:5: Error: Invalid expression"},
 		{name: "broken with check is an error, not 3", files: map[string]string{"b.hcl": broken}, args: []string{"-check"},
 			wantCode: 1, wantFiles: map[string]string{"b.hcl": broken}, wantStderr: "b.hcl:1:5:"},
 		{name: "other extensions ignored", files: map[string]string{"notes.txt": ugly, "mail.hcl": pretty}, args: []string{"-check"},

@@ -59,7 +59,7 @@ func runInit(ctx context.Context, e *env, args []string) int {
 	flags := newFlagSet(e, "init", "[-domain DOMAIN] [-host HOSTNAME] [-ip IP[,IP]] [-dns cloudflare|ovh|rfc2136|zonefile]")
 	domain := flags.String("domain", "", "the mail `domain` (example.org)")
 	host := flags.String("host", "", "the server's `hostname` (default mail.DOMAIN)")
-	ip := flags.String("ip", "", "the server's public `IP` address(es): one IPv4 and/or one IPv6, comma-separated")
+	ip := flags.String("ip", "", "the server's public `IP` addresses: its IPv4, optionally followed by its IPv6, comma-separated")
 	dns := flags.String("dns", "", "who hosts the domain's DNS: `KIND` cloudflare (default), ovh, rfc2136 or zonefile")
 	if done, code := parseFlags(flags, args); done {
 		return code
@@ -210,7 +210,7 @@ func initAsk(e *env, domain, host, ip, dns string) (initValues, error) {
 	}
 
 	if ip == "" {
-		if ip, err = ask("Server public IP address(es), IPv4 and/or IPv6, comma-separated", "", func(s string) error { _, _, err := parseInitIPs(s); return err }); err != nil {
+		if ip, err = ask("Server public IPv4 address (and IPv6, comma-separated, if any)", "", func(s string) error { _, _, err := parseInitIPs(s); return err }); err != nil {
 			return v, err
 		}
 	}
@@ -313,8 +313,8 @@ func parseInitIPs(s string) (v4, v6 string, err error) {
 			v6 = a.String()
 		}
 	}
-	if v4 == "" && v6 == "" {
-		return "", "", errors.New("-ip is empty")
+	if v4 == "" {
+		return "", "", fmt.Errorf("-ip %q: the server's IPv4 address is required (an IPv6 address may follow, comma-separated)", s)
 	}
 	return v4, v6, nil
 }
@@ -393,9 +393,7 @@ provider "zonefile" "main" {
 # "mailctl serve".
 server "{{.Server}}" {
   hostname = "{{.Host}}" # EHLO name, TLS certificate name, A/AAAA and PTR target
-{{- if .IPv4}}
   ipv4     = "{{.IPv4}}"
-{{- end}}
 {{- if .IPv6}}
   ipv6     = "{{.IPv6}}"
 {{- end}}

@@ -52,7 +52,7 @@ func TestInitGolden(t *testing.T) {
 	}{
 		{"cloudflare", []string{"-domain", "example.org", "-ip", "203.0.113.10"}},
 		{"ovh", []string{"-domain", "Example.ORG.", "-host", "mx1.example.org", "-ip", "203.0.113.10,2001:db8::10", "-dns", "ovh"}},
-		{"rfc2136", []string{"-domain", "example.org", "-host", "smtp.example.net", "-ip", "2001:db8::10", "-dns", "rfc2136"}},
+		{"rfc2136", []string{"-domain", "example.org", "-host", "smtp.example.net", "-ip", "203.0.113.10, 2001:db8::10", "-dns", "rfc2136"}},
 		{"zonefile", []string{"-domain", "example.test", "-host", "mail.example.test", "-ip", "127.0.0.1", "-dns", "zonefile"}},
 	}
 	for _, tt := range tests {
@@ -63,7 +63,14 @@ func TestInitGolden(t *testing.T) {
 			if code := runCLI(t, e, append([]string{"init"}, tt.args...)...); code != exitOK {
 				t.Fatalf("init = %d: %s", code, stderr)
 			}
-			conf := checkScaffold(t, readFile(t, filepath.Join(dir, "mail.hcl")))
+			raw := readFile(t, filepath.Join(dir, "mail.hcl"))
+			conf := checkScaffold(t, raw)
+			// The scaffold is a valid configuration once its env() secrets are set.
+			e2, _, stderr2 := testEnv(dir)
+			e2.Getenv = func(name string) string { return "secret-" + name }
+			if code := runCLI(t, e2, "validate"); code != exitOK {
+				t.Errorf("validate of the scaffold = %d:\n%s", code, stderr2)
+			}
 			golden(t, filepath.Join("init", tt.name, "mail.hcl"), []byte(conf))
 			if got := readFile(t, filepath.Join(dir, ".gitignore")); got != initGitignore {
 				t.Errorf(".gitignore = %q, want %q", got, initGitignore)
@@ -127,6 +134,7 @@ func TestInitInvalid(t *testing.T) {
 		{"bad ip", []string{"-domain", "example.org", "-ip", "203.0.113.300"}, "not an IPv4 or IPv6 address"},
 		{"zone", []string{"-domain", "example.org", "-ip", "fe80::1%eth0"}, "not an IPv4 or IPv6 address"},
 		{"unspecified", []string{"-domain", "example.org", "-ip", "0.0.0.0"}, "cannot be a server's address"},
+		{"no v4", []string{"-domain", "example.org", "-ip", "2001:db8::10"}, "IPv4 address is required"},
 		{"two v4", []string{"-domain", "example.org", "-ip", "203.0.113.10,203.0.113.11"}, "two IPv4 addresses"},
 		{"dns kind", []string{"-domain", "example.org", "-ip", "203.0.113.10", "-dns", "route53"}, `-dns "route53": want one of cloudflare, ovh, rfc2136, zonefile`},
 		{"argument", []string{"example.org"}, "init takes no arguments"},

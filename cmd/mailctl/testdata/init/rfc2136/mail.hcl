@@ -24,6 +24,7 @@ provider "rfc2136" "main" {
 # "mailctl serve".
 server "smtp" {
   hostname = "smtp.example.net" # EHLO name, TLS certificate name, A/AAAA and PTR target
+  ipv4     = "203.0.113.10"
   ipv6     = "2001:db8::10"
 
   # Reverse DNS (PTR) of the IP addresses, set through your hosting
