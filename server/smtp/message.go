@@ -1,0 +1,219 @@
+package smtp
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// memSpoolBytes is how much of a message is held in memory before the rest
+// goes to a temporary file.
+const memSpoolBytes = 1 << 20
+
+// spool holds one received message body for the time of a transaction:
+// in memory when small, else in an unlinked temporary file. Its readers are
+// independent, so deliveries may read it concurrently.
+type spool struct {
+	mem  []byte
+	f    *os.File
+	size int64
+}
+
+func newSpool(dir string, r io.Reader) (*spool, error) {
+	var buf bytes.Buffer
+	n, err := io.CopyN(&buf, r, memSpoolBytes+1)
+	if err == io.EOF {
+		return &spool{mem: buf.Bytes(), size: n}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, "smtp-spool-*")
+	if err != nil {
+		return nil, fmt.Errorf("create spool file: %w", err)
+	}
+	// Unlink at once: the open file lives until Close, and a crash leaves nothing.
+	os.Remove(f.Name())
+	sp := &spool{f: f}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("write spool file: %w", err)
+	}
+	m, err := io.Copy(f, r)
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	sp.size = n + m
+	return sp, nil
+}
+
+// reader returns a new reader over the whole message.
+func (s *spool) reader() io.Reader {
+	if s.f == nil {
+		return bytes.NewReader(s.mem)
+	}
+	return io.NewSectionReader(s.f, 0, s.size)
+}
+
+// head returns up to n first bytes.
+func (s *spool) head(n int) []byte {
+	if s.f == nil {
+		if len(s.mem) > n {
+			return s.mem[:n]
+		}
+		return s.mem
+	}
+	b := make([]byte, n)
+	m, _ := s.f.ReadAt(b, 0)
+	return b[:m]
+}
+
+func (s *spool) Close() error {
+	if s.f != nil {
+		return s.f.Close()
+	}
+	return nil
+}
+
+// headerScanBytes bounds how much of a message is examined for headers.
+const headerScanBytes = 256 << 10
+
+// maxReceived is the hop count above which a message is taken for a loop
+// (RFC 5321 section 6.3 suggests at least 100).
+const maxReceived = 100
+
+// headerInfo is what the server needs to know of a message's header
+// section (RFC 5322 section 2.2).
+type headerInfo struct {
+	Received     int  // number of Received fields
+	HasDate      bool // a Date field is present
+	HasMessageID bool // a Message-ID field is present
+	HasFrom      bool
+	// End is the offset of the body (just after the empty line), or -1 when
+	// no empty line ends the header within the data examined.
+	End int
+}
+
+// scanHeader examines the header section at the start of b. It is lenient:
+// the first line that is neither a field ("name:" with a printable name)
+// nor a continuation ends the header section.
+func scanHeader(b []byte) headerInfo {
+	h := headerInfo{End: -1}
+	i := 0
+	first := true
+	for i < len(b) {
+		j := bytes.IndexByte(b[i:], '\n')
+		var line []byte
+		next := len(b)
+		if j >= 0 {
+			line, next = b[i:i+j], i+j+1
+		} else {
+			line = b[i:]
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			if j >= 0 {
+				h.End = next
+			}
+			return h
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if first {
+				return h // a continuation with nothing to continue: no header section
+			}
+			i = next
+			continue
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !fieldName(line[:colon]) {
+			return h
+		}
+		first = false
+		switch strings.ToLower(string(line[:colon])) {
+		case "received":
+			h.Received++
+		case "date":
+			h.HasDate = true
+		case "message-id":
+			h.HasMessageID = true
+		case "from":
+			h.HasFrom = true
+		}
+		i = next
+	}
+	return h
+}
+
+// fieldName reports whether b is an RFC 5322 field name (printable ASCII
+// except colon and space).
+func fieldName(b []byte) bool {
+	for _, c := range b {
+		if c < 33 || c > 126 || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// newID returns a random identifier for Received headers, logs and Message-IDs.
+func newID() string {
+	var b [9]byte
+	rand.Read(b[:])
+	return strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+// traceInfo is what the Received field says about a transaction.
+type traceInfo struct {
+	Helo     string
+	RemoteIP string
+	Hostname string
+	TLS      string // "" without TLS, else e.g. "TLS1.3 TLS_AES_128_GCM_SHA256"
+	Auth     bool
+	ID       string
+	For      string // single recipient, or ""
+	Date     time.Time
+}
+
+// receivedField formats an RFC 5321 section 4.4 trace field, folded, CRLF
+// terminated. with is ESMTP, ESMTPS, ESMTPA or ESMTPSA (RFC 3848).
+func receivedField(t traceInfo) string {
+	with := "ESMTP"
+	if t.TLS != "" {
+		with += "S"
+	}
+	if t.Auth {
+		with += "A"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s with %s id %s", cleanHelo(t.Helo), t.RemoteIP, t.Hostname, with, t.ID)
+	if t.TLS != "" {
+		fmt.Fprintf(&b, "\r\n\t(%s)", t.TLS)
+	}
+	if t.For != "" {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", t.For)
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", t.Date.Format(time.RFC1123Z))
+	return b.String()
+}
+
+// cleanHelo keeps the client's EHLO argument safe to put in a header: the
+// characters of a domain or address literal, at most 255 of them.
+func cleanHelo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < 255; i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-[]:_", c) >= 0 {
+			b.WriteByte(c)
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}

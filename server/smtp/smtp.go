@@ -1,0 +1,276 @@
+// Package smtp is the bundled mail server's SMTP service, built on
+// github.com/emersion/go-smtp: the MX on port 25 (RFC 5321, STARTTLS per
+// RFC 3207, no AUTH, local recipients only), message submission on 587
+// (RFC 6409, STARTTLS then AUTH per RFC 4954 with SASL PLAIN (RFC 4616) or
+// LOGIN) and on 465 with implicit TLS (RFC 8314).
+//
+// Rules it enforces:
+//   - it never relays for an unauthenticated client: a recipient outside the
+//     local domains gets 554 5.7.1 whatever the MAIL FROM;
+//   - recipients are parsed strictly (auth.ParseAddress): percent hacks, bang
+//     paths, several "@", address literals, trailing dots, non-ASCII are
+//     refused with 553 5.1.3; source routes (<@a:b@c>) are ignored as
+//     RFC 5321 section 3.6.1 allows, so only the final mailbox counts;
+//   - unknown local recipients get 550 5.1.1 at RCPT;
+//   - submission requires AUTH (530 5.7.0), offered only over TLS, and an
+//     authenticated user may only use its own addresses and aliases as MAIL
+//     FROM (553 5.7.1);
+//   - size (SIZE in EHLO, 552 5.3.4 while reading), recipient count, per
+//     command timeouts and connections per client IP are limited;
+//   - 250 after DATA is sent only once every local delivery is durable in
+//     the store (and remote recipients are handed to the outbound Queue).
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/mailctl/mailctl/server/auth"
+)
+
+// Mode selects the role of a Server.
+type Mode int
+
+const (
+	// ModeMX receives mail for local recipients (port 25): STARTTLS offered
+	// when a TLS config is given, no AUTH, no relaying.
+	ModeMX Mode = iota
+	// ModeSubmission is message submission with STARTTLS (port 587); AUTH is
+	// offered only after STARTTLS and is required before MAIL.
+	ModeSubmission
+	// ModeSubmissions is message submission over implicit TLS (port 465).
+	ModeSubmissions
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeMX:
+		return "mx"
+	case ModeSubmission:
+		return "submission"
+	case ModeSubmissions:
+		return "submissions"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Deliverer stores a message durably in a user's mailbox; *store.Store
+// implements it.
+type Deliverer interface {
+	Deliver(ctx context.Context, user, mailbox string, body io.Reader, flags []string, date time.Time) (uint32, error)
+}
+
+// QuotaReporter is optionally implemented by the Deliverer (*store.Store
+// does) to refuse over-quota recipients at RCPT rather than after DATA.
+type QuotaReporter interface {
+	Usage(ctx context.Context, user string) (bytes int64, messages int, err error)
+	Quota(ctx context.Context, user string) (int64, error)
+}
+
+// Directory resolves recipient addresses and sender rights; *auth.Directory
+// implements it.
+type Directory interface {
+	Resolve(addr string) (auth.Resolution, error)
+	MaySendAs(user, addr string) bool
+}
+
+// Authenticator checks a user's password; *auth.Authenticator implements it
+// (with per-IP failure throttling).
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string, remote net.Addr) (user string, err error)
+}
+
+// Queue accepts messages for remote recipients and must store them durably
+// before returning nil. The outbound queue (server/queue) implements it.
+type Queue interface {
+	Enqueue(ctx context.Context, from string, to []string, body io.Reader) error
+}
+
+// Limits bound what clients may do; zero values take the defaults.
+type Limits struct {
+	// MaxMessageBytes is advertised as SIZE and enforced while reading DATA.
+	// Default 50 MiB.
+	MaxMessageBytes int64
+	// MaxRecipients per transaction. Default 100.
+	MaxRecipients int
+	// MaxConnsPerIP is the number of simultaneous connections from one
+	// client IP address. Default 20.
+	MaxConnsPerIP int
+	// Timeout is the read and write timeout of each command, and the idle
+	// timeout between reads of a DATA body. Default 5 minutes.
+	Timeout time.Duration
+}
+
+// Options configure a Server.
+type Options struct {
+	// Mode is the server's role.
+	Mode Mode
+	// Hostname is the name in the banner, EHLO reply and Received headers. Required.
+	Hostname string
+	// TLSConfig is required for ModeSubmission and ModeSubmissions; for
+	// ModeMX, nil means STARTTLS is not offered.
+	TLSConfig *tls.Config
+	// Store receives local deliveries (into INBOX). Required.
+	Store Deliverer
+	// Directory resolves addresses. Required.
+	Directory Directory
+	// Auth checks passwords. Required for the submission modes.
+	Auth Authenticator
+	// Queue takes remote recipients of authenticated submissions and of
+	// aliases that forward outside. Nil: such recipients are refused at
+	// RCPT with 451 4.3.2 "outbound delivery not configured".
+	Queue  Queue
+	Limits Limits
+	// Logger defaults to slog.Default(). Message bodies and passwords are never logged.
+	Logger *slog.Logger
+	// SpoolDir holds messages larger than 1 MiB during a transaction
+	// (unlinked at once, so nothing is left behind). Default os.TempDir().
+	SpoolDir string
+	// BaseContext is the parent of the contexts of deliveries and
+	// authentications. Default context.Background().
+	BaseContext context.Context
+}
+
+// Server is one SMTP service (one mode) on any number of listeners.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	srv    *gosmtp.Server
+	limits *connLimiter
+
+	mu       sync.Mutex
+	closing  bool
+	sessions map[*session]struct{}
+}
+
+// New checks opts, applies defaults and returns a Server ready to Serve.
+func New(opts Options) (*Server, error) {
+	if opts.Hostname == "" {
+		return nil, errors.New("smtp: Options.Hostname is required")
+	}
+	if opts.Store == nil || opts.Directory == nil {
+		return nil, errors.New("smtp: Options.Store and Options.Directory are required")
+	}
+	if opts.Mode != ModeMX {
+		if opts.TLSConfig == nil {
+			return nil, fmt.Errorf("smtp: %s needs Options.TLSConfig", opts.Mode)
+		}
+		if opts.Auth == nil {
+			return nil, fmt.Errorf("smtp: %s needs Options.Auth", opts.Mode)
+		}
+	}
+	if opts.Mode < ModeMX || opts.Mode > ModeSubmissions {
+		return nil, fmt.Errorf("smtp: unknown mode %d", opts.Mode)
+	}
+	l := &opts.Limits
+	if l.MaxMessageBytes <= 0 {
+		l.MaxMessageBytes = 50 << 20
+	}
+	if l.MaxRecipients <= 0 {
+		l.MaxRecipients = 100
+	}
+	if l.MaxConnsPerIP <= 0 {
+		l.MaxConnsPerIP = 20
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.SpoolDir == "" {
+		opts.SpoolDir = os.TempDir()
+	}
+	if opts.BaseContext == nil {
+		opts.BaseContext = context.Background()
+	}
+	s := &Server{
+		opts:     opts,
+		log:      opts.Logger.With("service", "smtp", "mode", opts.Mode.String()),
+		sessions: map[*session]struct{}{},
+	}
+	s.limits = newConnLimiter(l.MaxConnsPerIP)
+	srv := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
+	srv.Domain = opts.Hostname
+	srv.TLSConfig = opts.TLSConfig
+	srv.MaxMessageBytes = l.MaxMessageBytes
+	srv.MaxRecipients = l.MaxRecipients
+	srv.ReadTimeout = l.Timeout
+	srv.WriteTimeout = l.Timeout
+	srv.AllowInsecureAuth = false
+	srv.ErrorLog = slogPrinter{s.log}
+	s.srv = srv
+	return s, nil
+}
+
+// Serve accepts connections on ln (plain TCP; in ModeSubmissions the
+// server wraps it in TLS itself) until Shutdown. It returns nil after
+// Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	ll := &limitListener{Listener: ln, limiter: s.limits, log: s.log, hostname: s.opts.Hostname}
+	var l net.Listener = ll
+	if s.opts.Mode == ModeSubmissions {
+		ll.silent = true // a plain-text 421 would mean nothing to a TLS client
+		l = tls.NewListener(ll, s.opts.TLSConfig)
+	}
+	s.log.Info("smtp listening", "addr", ln.Addr().String())
+	if err := s.srv.Serve(l); err != nil {
+		return fmt.Errorf("serve smtp %s on %s: %w", s.opts.Mode, ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, closes idle ones, lets messages
+// being received finish (their DATA and deliveries), and returns once every
+// connection is gone or ctx is done (then the rest are closed).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- s.srv.Shutdown(ctx) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.closeIdle()
+		select {
+		case err := <-done:
+			if ctx.Err() != nil {
+				s.srv.Close()
+				return fmt.Errorf("shut down smtp %s: %w", s.opts.Mode, ctx.Err())
+			}
+			if err != nil && !errors.Is(err, gosmtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("shut down smtp %s: %w", s.opts.Mode, err)
+			}
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) closeIdle() {
+	s.mu.Lock()
+	busy := make(map[string]bool, len(s.sessions))
+	for se := range s.sessions {
+		if se.busy.Load() {
+			busy[se.remote.String()] = true
+		}
+	}
+	s.mu.Unlock()
+	s.limits.closeExcept(busy)
+}
+
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) { p.log.Debug(fmt.Sprintf(format, v...)) }
+func (p slogPrinter) Println(v ...any)               { p.log.Debug(fmt.Sprint(v...)) }
