@@ -123,6 +123,10 @@ func usage(w io.Writer) {
 func newFlagSet(e *env, name, argsHelp string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.Stderr)
+	fs.BoolFunc("no-color", "disable colored output (also NO_COLOR)", func(string) error {
+		e.Color = false
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprintf(e.Stderr, "Usage: mailctl %s %s\n", name, strings.TrimSpace(argsHelp))
 		fs.PrintDefaults()

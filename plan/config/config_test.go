@@ -129,8 +129,9 @@ variable "token" {
   sensitive = true
 }
 provider "rfc2136" "home" {
-  server   = "127.0.0.1:53"
-  tsig_key = var.token
+  server    = "127.0.0.1:53"
+  tsig_name = "mailctl."
+  tsig_key  = var.token
 }
 domain "example.net" {
   dns    = provider.rfc2136.home

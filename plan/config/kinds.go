@@ -14,9 +14,9 @@ var Kinds = map[string]ProviderKind{
 		Required: []string{"endpoint", "application_key", "application_secret", "consumer_key"},
 		Secret:   []string{"application_secret", "consumer_key"}},
 	"rfc2136": {Name: "rfc2136", Caps: CapDNS,
-		Required: []string{"server"}, Optional: []string{"tsig_name", "tsig_alg", "tsig_key", "zone"}, Secret: []string{"tsig_key"}},
+		Required: []string{"server", "tsig_name", "tsig_key"}, Optional: []string{"tsig_alg"}, Secret: []string{"tsig_key"}},
 	"zonefile": {Name: "zonefile", Caps: CapDNS,
-		Required: []string{"dir"}, Optional: []string{"reload_command"}},
+		Required: []string{"dir"}, Optional: []string{"reload_command", "nameserver"}},
 	"hetzner": {Name: "hetzner", Caps: CapPTR,
 		Required: []string{"token"}, Optional: []string{"endpoint"}, Secret: []string{"token"}},
 }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mailctl/mailctl/plan"
+	"github.com/mailctl/mailctl/plan/apply"
+	"github.com/mailctl/mailctl/plan/render"
+)
+
+func init() {
+	register(&command{name: "apply", synopsis: "make the real state match the configuration", run: runApply})
+}
+
+func runApply(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]...")
+	autoApprove := fs.Bool("auto-approve", false, "apply without asking for confirmation")
+	pf := addPlanFlags(fs)
+	if done, code := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 1 {
+		return errorf(e, "apply takes at most one plan file")
+	}
+	s, code := setup(e, pf)
+	if s == nil {
+		return code
+	}
+	var p *plan.Plan
+	if fs.NArg() == 1 {
+		saved, err := plan.Load(fs.Arg(0))
+		if err != nil {
+			return errorf(e, "%v", err)
+		}
+		if len(pf.targets) > 0 {
+			return errorf(e, "-target cannot be used with a saved plan: the plan's targets are %v", saved.Targets)
+		}
+		pf.targets = saved.Targets
+		fresh, code := makePlan(ctx, e, s, pf, !saved.Refreshed)
+		if fresh == nil {
+			return code
+		}
+		if why := stale(saved, fresh); why != "" {
+			return errorf(e, "the saved plan %s is stale: %s; run 'mailctl plan -out %s' again", fs.Arg(0), why, fs.Arg(0))
+		}
+		p = saved
+		render.Plan(e.Stdout, p, render.Style{Color: e.Color})
+	} else {
+		var code int
+		p, code = makePlan(ctx, e, s, pf, false)
+		if p == nil {
+			return code
+		}
+		render.Plan(e.Stdout, p, render.Style{Color: e.Color})
+		if !p.HasChanges() {
+			return exitOK
+		}
+		if !*autoApprove {
+			if !e.IsTerminal {
+				return errorf(e, "apply needs confirmation: stdin is not a terminal, so run 'mailctl apply -auto-approve' or apply a saved plan")
+			}
+			fmt.Fprint(e.Stdout, "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+			line, _ := bufio.NewReader(e.Stdin).ReadString('\n')
+			if strings.TrimSpace(line) != "yes" {
+				fmt.Fprintln(e.Stdout, "\nApply cancelled.")
+				return exitError
+			}
+		}
+	}
+	if !p.HasChanges() {
+		return exitOK
+	}
+	fmt.Fprintln(e.Stdout)
+	res, err := apply.DNS(ctx, p, s.provs, apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)})
+	for _, d := range res.Deferred {
+		fmt.Fprintf(e.Stdout, "%s: deferred: its value is known only once the server is deployed\n", d)
+	}
+	if err != nil {
+		fmt.Fprintf(e.Stdout, "\nApply failed. Resources: %d added, %d changed, %d destroyed.\n", res.Added, res.Changed, res.Destroyed)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(e.Stderr, "Error: %s\n", line)
+		}
+		return exitError
+	}
+	fmt.Fprintf(e.Stdout, "\nApply complete! Resources: %d added, %d changed, %d destroyed.\n", res.Added, res.Changed, res.Destroyed)
+	return exitOK
+}
+
+// stale says why a saved plan no longer matches the configuration or the
+// state it was made from, or "" when it still does.
+func stale(saved, fresh *plan.Plan) string {
+	if saved.ConfigDigest != fresh.ConfigDigest {
+		return "the configuration changed since the plan was made"
+	}
+	var changed []string
+	for k, d := range saved.State {
+		if fresh.State[k] != d {
+			changed = append(changed, strings.TrimPrefix(k, "zone:"))
+		}
+	}
+	for k := range fresh.State {
+		if _, ok := saved.State[k]; !ok {
+			changed = append(changed, strings.TrimPrefix(k, "zone:"))
+		}
+	}
+	if len(changed) > 0 {
+		slices.Sort(changed)
+		return "the records of " + strings.Join(changed, ", ") + " changed since the plan was made"
+	}
+	return ""
+}
+

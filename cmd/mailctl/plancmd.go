@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/mailctl/mailctl/plan"
+	"github.com/mailctl/mailctl/plan/config"
+	"github.com/mailctl/mailctl/plan/refresh"
+	"github.com/mailctl/mailctl/plan/render"
+	"github.com/mailctl/mailctl/providers/dns"
+)
+
+func init() {
+	register(&command{name: "plan", synopsis: "show what apply would change (reads the real state)", run: runPlan})
+	register(&command{name: "show", synopsis: "print a saved plan", run: runShow})
+}
+
+// targetFlags collects repeated -target ADDR flags.
+type targetFlags []string
+
+func (t *targetFlags) String() string { return strings.Join(*t, ",") }
+func (t *targetFlags) Set(s string) error {
+	if s == "" {
+		return fmt.Errorf("-target wants an address like dns.example.org")
+	}
+	*t = append(*t, s)
+	return nil
+}
+
+// planFlags are shared by plan and apply.
+type planFlags struct {
+	vars        varFlags
+	targets     targetFlags
+	parallelism *int
+}
+
+func addPlanFlags(fs *flag.FlagSet) *planFlags {
+	pf := &planFlags{vars: addVarFlag(fs)}
+	fs.Var(&pf.targets, "target", "limit to this resource `ADDR` and those under it (repeatable)")
+	pf.parallelism = fs.Int("parallelism", 10, "read and change at most `N` zones at once")
+	return pf
+}
+
+// planSetup is a loaded configuration with its providers.
+type planSetup struct {
+	cfg   *config.Config
+	provs map[string]dns.Provider
+}
+
+func setup(e *env, pf *planFlags) (*planSetup, int) {
+	cfg := loadConfig(e, pf.vars)
+	if cfg == nil {
+		return nil, exitError
+	}
+	provs, err := refresh.Providers(cfg, logger(e))
+	if err != nil {
+		return nil, errorf(e, "%v", err)
+	}
+	return &planSetup{cfg: cfg, provs: provs}, exitOK
+}
+
+// logger returns the logger for provider debug output: quiet unless
+// MAILCTL_LOG=debug.
+func logger(e *env) *slog.Logger {
+	if strings.EqualFold(e.Getenv("MAILCTL_LOG"), "debug") {
+		return slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func makePlan(ctx context.Context, e *env, s *planSetup, pf *planFlags, noRefresh bool) (*plan.Plan, int) {
+	p, _, err := refresh.Plan(ctx, s.cfg, s.provs, refresh.Options{
+		Targets: pf.targets, Parallelism: *pf.parallelism, NoRefresh: noRefresh, Logger: logger(e),
+	})
+	if err != nil {
+		return nil, errorf(e, "%v", err)
+	}
+	return p, exitOK
+}
+
+func runPlan(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "plan", "[-out FILE] [-json] [-detailed-exitcode] [-target ADDR]... [-refresh=false] [-parallelism N] [-var NAME=VALUE]...")
+	out := fs.String("out", "", "save the plan to `FILE` for 'mailctl apply FILE'")
+	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	detailed := fs.Bool("detailed-exitcode", false, "exit 0 when there are no changes, 2 when there are, 1 on error")
+	doRefresh := fs.Bool("refresh", true, "read the real state (false: plan against an empty state, no network)")
+	pf := addPlanFlags(fs)
+	if done, code := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return errorf(e, "plan takes no arguments (got %q); use -chdir DIR for another directory", fs.Arg(0))
+	}
+	s, code := setup(e, pf)
+	if s == nil {
+		return code
+	}
+	p, code := makePlan(ctx, e, s, pf, !*doRefresh)
+	if p == nil {
+		return code
+	}
+	if *asJSON {
+		if err := render.PlanJSON(e.Stdout, p); err != nil {
+			return errorf(e, "write plan: %v", err)
+		}
+	} else {
+		render.Plan(e.Stdout, p, render.Style{Color: e.Color})
+	}
+	if *out != "" {
+		if err := plan.Save(*out, p); err != nil {
+			return errorf(e, "%v", err)
+		}
+		if !*asJSON {
+			fmt.Fprintf(e.Stdout, "\nSaved the plan to %s. To perform exactly these actions, run: mailctl apply %s\n", *out, *out)
+		}
+	}
+	if *detailed && p.HasChanges() {
+		return 2
+	}
+	return exitOK
+}
+
+func runShow(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "show", "[-json] PLANFILE")
+	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	if done, code := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return errorf(e, "show needs one plan file (from 'mailctl plan -out FILE')")
+	}
+	p, err := plan.Load(fs.Arg(0))
+	if err != nil {
+		return errorf(e, "%v", err)
+	}
+	if *asJSON {
+		if err := render.PlanJSON(e.Stdout, p); err != nil {
+			return errorf(e, "write plan: %v", err)
+		}
+		return exitOK
+	}
+	render.Plan(e.Stdout, p, render.Style{Color: e.Color})
+	return exitOK
+}

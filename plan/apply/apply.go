@@ -1,0 +1,134 @@
+// Package apply executes a plan: DNS changes through the providers, one
+// RRset at a time (exact deletes, then adds), zones in parallel. Every step
+// is idempotent, so an interrupted apply converges when run again.
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailctl/mailctl/plan"
+	"github.com/mailctl/mailctl/providers/dns"
+)
+
+// Options tune Apply.
+type Options struct {
+	// Parallelism bounds the zones changed at once; default 10.
+	Parallelism int
+	// Progress receives one line per applied change; nil discards.
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Result counts what was done.
+type Result struct {
+	Added, Changed, Destroyed int
+	// Deferred lists changes that could not be applied yet (values known
+	// only after a step that is not part of this apply).
+	Deferred []string
+}
+
+// DNS applies the DNS changes of p. It keeps going in other zones when one
+// zone fails, and returns every error joined.
+func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts Options) (Result, error) {
+	byZone := map[string][]plan.Change{}
+	var res Result
+	for _, c := range p.Changes {
+		if c.Type != "dns_rrset" || c.Action == plan.NoOp {
+			continue
+		}
+		if c.AfterUnknown {
+			res.Deferred = append(res.Deferred, c.Address)
+			continue
+		}
+		k := plan.ZoneKey(c.Provider, c.Zone)
+		byZone[k] = append(byZone[k], c)
+	}
+	keys := make([]string, 0, len(byZone))
+	for k := range byZone {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+
+	var mu sync.Mutex
+	var errs []error
+	progress := func(format string, a ...any) {
+		if opts.Progress != nil {
+			mu.Lock()
+			fmt.Fprintf(opts.Progress, format+"\n", a...)
+			mu.Unlock()
+		}
+	}
+	var g errgroup.Group
+	limit := opts.Parallelism
+	if limit <= 0 {
+		limit = 10
+	}
+	g.SetLimit(limit)
+	for _, k := range keys {
+		changes := byZone[k]
+		g.Go(func() error {
+			for _, c := range changes {
+				if err := ctx.Err(); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: not applied: %w", c.Address, err))
+					mu.Unlock()
+					return nil
+				}
+				prov, ok := provs[c.Provider]
+				if !ok {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: no provider %s", c.Address, c.Provider))
+					mu.Unlock()
+					return nil
+				}
+				del, add := plan.DNSEdits(c)
+				progress("%s: %s...", c.Address, verbing(c.Action))
+				if err := prov.Apply(ctx, c.Zone, del, add); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("apply %s in zone %s: %w", c.Address, c.Zone, err))
+					mu.Unlock()
+					return nil // stop this zone, keep the others going
+				}
+				progress("%s: %s complete", c.Address, c.Action.Verb())
+				mu.Lock()
+				switch c.Action {
+				case plan.Create:
+					res.Added++
+				case plan.Update:
+					res.Changed++
+				case plan.Delete:
+					res.Destroyed++
+				case plan.Replace:
+					res.Added++
+					res.Destroyed++
+				}
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return res, errors.Join(errs...)
+}
+
+func verbing(a plan.Action) string {
+	switch a {
+	case plan.Create:
+		return "Creating"
+	case plan.Update:
+		return "Modifying"
+	case plan.Delete:
+		return "Destroying"
+	case plan.Replace:
+		return "Replacing"
+	}
+	return "Checking"
+}

@@ -1,0 +1,258 @@
+// Package desired derives, from the configuration alone, the DNS records
+// mailctl owns for each domain (MX, SPF per RFC 7208, host A/AAAA, DKIM per
+// RFC 6376, DMARC per RFC 7489, MTA-STS per RFC 8461, TLS-RPT per RFC 8460,
+// autoconfig/autodiscover, SRV per RFC 6186 and RFC 8314). It is pure: no
+// network, no clock.
+package desired
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/mailctl/mailctl/plan/config"
+	"github.com/mailctl/mailctl/server/mtasts"
+)
+
+// RRSet is one owned record set of a domain.
+type RRSet struct {
+	// Domain is the configured domain the set belongs to.
+	Domain string
+	// Provider is the DNS provider's address (provider.KIND.NAME).
+	Provider string
+	// Zone is the zone the domain is configured in, or "" to discover.
+	Zone string
+	// Name is the absolute owner name, lower case, without trailing dot.
+	Name string
+	Type string
+	TTL  int
+	// Values are the records' data in canonical presentation form (TXT as
+	// plain text; targets fully qualified with a trailing dot).
+	Values []string
+	// Prefix, when set, restricts ownership to the records at Name/Type
+	// whose data starts with it (case-insensitive): the one apex TXT that
+	// starts with "v=spf1"; other TXT records there are not mailctl's.
+	Prefix string
+	// Unknown is true when Values are only known after Source is applied.
+	Unknown bool
+	Source  string
+}
+
+// Address returns the resource address dns.<domain>.<name relative to the
+// domain>.<TYPE>; the apex has no middle part.
+func (s RRSet) Address() string {
+	rel := strings.TrimSuffix(strings.TrimSuffix(s.Name, s.Domain), ".")
+	if rel == "" {
+		return "dns." + s.Domain + "." + s.Type
+	}
+	return "dns." + s.Domain + "." + rel + "." + s.Type
+}
+
+// DKIMKey is a public key a server reports for a domain's selector.
+type DKIMKey struct {
+	Domain   string
+	Selector string // full selector, e.g. mx1-2026-ed25519
+	// Record is the TXT value, e.g. "v=DKIM1; k=ed25519; p=...".
+	Record string
+}
+
+// DKIMSelectors returns the two selectors published for a domain's
+// configured selector: one ed25519 key (RFC 8463) and one rsa-2048 key, so
+// that verifiers without ed25519 support still find a valid signature.
+func DKIMSelectors(selector string) []string {
+	return []string{selector + "-ed25519", selector + "-rsa"}
+}
+
+// Records returns every owned record set of every domain, sorted by
+// address. keys gives the DKIM public keys known from the servers; a
+// selector without a key is Unknown ("known after apply").
+func Records(cfg *config.Config, keys []DKIMKey) []RRSet {
+	var out []RRSet
+	hostOwner := hostDomains(cfg)
+	for _, d := range cfg.Domains {
+		out = append(out, domainRecords(cfg, d, keys, hostOwner)...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address() < out[j].Address() })
+	return out
+}
+
+// hostDomains maps each server hostname to the declared domain that
+// contains it (the longest), which then owns its A/AAAA records.
+func hostDomains(cfg *config.Config) map[string]string {
+	m := map[string]string{}
+	for _, s := range cfg.Servers {
+		best := ""
+		for _, d := range cfg.Domains {
+			if strings.HasSuffix(s.Hostname, "."+d.Name) && len(d.Name) > len(best) {
+				best = d.Name
+			}
+		}
+		if best != "" {
+			m[s.Hostname] = best
+		}
+	}
+	return m
+}
+
+func domainRecords(cfg *config.Config, d *config.Domain, keys []DKIMKey, hostOwner map[string]string) []RRSet {
+	if d.DNS == nil || d.Server == nil {
+		return nil
+	}
+	s := d.Server
+	host := s.Hostname + "."
+	base := RRSet{Domain: d.Name, Provider: d.DNS.Addr(), Zone: d.Zone, TTL: d.TTL}
+	set := func(name, typ string, values ...string) RRSet {
+		r := base
+		r.Name, r.Type, r.Values = name, typ, values
+		return r
+	}
+	sub := func(label string) string { return label + "." + d.Name }
+
+	out := []RRSet{
+		set(d.Name, "MX", "10 "+host),
+	}
+	spf := set(d.Name, "TXT", SPF(cfg, d))
+	spf.Prefix = "v=spf1"
+	out = append(out, spf)
+
+	// Host A/AAAA, once, in the domain that contains the hostname.
+	for _, srv := range cfg.Servers {
+		if hostOwner[srv.Hostname] != d.Name {
+			continue
+		}
+		if srv.IPv4.IsValid() {
+			out = append(out, set(srv.Hostname, "A", srv.IPv4.String()))
+		}
+		if srv.IPv6.IsValid() {
+			out = append(out, set(srv.Hostname, "AAAA", srv.IPv6.String()))
+		}
+	}
+
+	for _, sel := range DKIMSelectors(d.DKIM.Selector) {
+		r := set(sel+"._domainkey."+d.Name, "TXT")
+		r.Source = "server." + s.Name
+		if k := findKey(keys, d.Name, sel); k != "" {
+			r.Values = []string{k}
+		} else {
+			r.Unknown = true
+		}
+		out = append(out, r)
+	}
+
+	out = append(out, set(sub("_dmarc"), "TXT", DMARC(d.DMARC)))
+
+	// Owned even when not configured: an empty set deletes a stale record
+	// (a leftover MTA-STS policy would break delivery to the new server).
+	if d.MTASTS != nil {
+		_, id := mtasts.Policy(d.MTASTS.Mode, []string{s.Hostname}, d.MTASTS.MaxAge)
+		out = append(out,
+			set(sub("_mta-sts"), "TXT", "v=STSv1; id="+id),
+			set(sub("mta-sts"), "CNAME", host))
+	} else {
+		out = append(out, set(sub("_mta-sts"), "TXT"), set(sub("mta-sts"), "CNAME"))
+	}
+	if d.TLSRPT != nil && len(d.TLSRPT.RUA) > 0 {
+		out = append(out, set(sub("_smtp._tls"), "TXT", "v=TLSRPTv1; rua="+strings.Join(d.TLSRPT.RUA, ",")))
+	} else {
+		out = append(out, set(sub("_smtp._tls"), "TXT"))
+	}
+	out = append(out,
+		set(sub("autoconfig"), "CNAME", host),
+		set(sub("autodiscover"), "CNAME", host),
+		// RFC 8314: implicit TLS first; RFC 6186 STARTTLS services after.
+		set(sub("_submissions._tcp"), "SRV", fmt.Sprintf("0 1 465 %s", host)),
+		set(sub("_submission._tcp"), "SRV", fmt.Sprintf("10 1 587 %s", host)),
+		set(sub("_imaps._tcp"), "SRV", fmt.Sprintf("0 1 993 %s", host)),
+		set(sub("_imap._tcp"), "SRV", fmt.Sprintf("10 1 143 %s", host)),
+	)
+	return out
+}
+
+func findKey(keys []DKIMKey, domain, selector string) string {
+	for _, k := range keys {
+		if k.Domain == domain && k.Selector == selector {
+			return k.Record
+		}
+	}
+	return ""
+}
+
+// relayIncludes maps smarthost host suffixes to the SPF include their
+// operators document.
+var relayIncludes = []struct{ suffix, include string }{
+	{"amazonaws.com", "amazonses.com"},
+	{"mailgun.org", "mailgun.org"},
+	{"sendgrid.net", "sendgrid.net"},
+	{"postmarkapp.com", "spf.mtasv.net"},
+	{"brevo.com", "spf.brevo.com"},
+	{"sendinblue.com", "spf.brevo.com"},
+	{"mailjet.com", "spf.mailjet.com"},
+	{"office365.com", "spf.protection.outlook.com"},
+	{"gmail.com", "_spf.google.com"},
+	{"smtp2go.com", "spf.smtp2go.com"},
+}
+
+// RelayInclude returns the SPF include for a known smarthost address
+// (host:port), or "".
+func RelayInclude(address string) string {
+	host := strings.ToLower(address)
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	for _, r := range relayIncludes {
+		if host == r.suffix || strings.HasSuffix(host, "."+r.suffix) {
+			return r.include
+		}
+	}
+	return ""
+}
+
+// SPF returns the domain's SPF record: the server's addresses, the
+// configured includes and the relay's, then the "all" qualifier.
+func SPF(cfg *config.Config, d *config.Domain) string {
+	parts := []string{"v=spf1"}
+	if s := d.Server; s != nil {
+		if s.IPv4.IsValid() {
+			parts = append(parts, "ip4:"+s.IPv4.String())
+		}
+		if s.IPv6.IsValid() {
+			parts = append(parts, "ip6:"+s.IPv6.String())
+		}
+	}
+	includes := slices.Clone(d.SPF.Include)
+	if s := d.Server; s != nil && s.Relay != nil {
+		if inc := RelayInclude(s.Relay.Address); inc != "" && !slices.Contains(includes, inc) {
+			includes = append(includes, inc)
+		}
+	}
+	for _, inc := range includes {
+		parts = append(parts, "include:"+inc)
+	}
+	parts = append(parts, d.SPF.All)
+	return strings.Join(parts, " ")
+}
+
+// DMARC returns the _dmarc TXT value.
+func DMARC(m config.DMARC) string {
+	parts := []string{"v=DMARC1", "p=" + m.Policy}
+	if m.SubdomainPolicy != "" {
+		parts = append(parts, "sp="+m.SubdomainPolicy)
+	}
+	if m.Percent != 0 && m.Percent != 100 {
+		parts = append(parts, fmt.Sprintf("pct=%d", m.Percent))
+	}
+	if m.ADKIM != "" {
+		parts = append(parts, "adkim="+m.ADKIM)
+	}
+	if m.ASPF != "" {
+		parts = append(parts, "aspf="+m.ASPF)
+	}
+	if len(m.RUA) > 0 {
+		parts = append(parts, "rua="+strings.Join(m.RUA, ","))
+	}
+	if len(m.RUF) > 0 {
+		parts = append(parts, "ruf="+strings.Join(m.RUF, ","))
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,249 @@
+// Package refresh reads the real state that a plan compares against (the
+// records of every zone mailctl manages, through the DNS providers) and
+// makes the plan. Zones are read in parallel, one list call each.
+package refresh
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/libdns/libdns"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailctl/mailctl/plan"
+	"github.com/mailctl/mailctl/plan/config"
+	"github.com/mailctl/mailctl/plan/desired"
+	"github.com/mailctl/mailctl/providers/dns"
+)
+
+// Providers builds the DNS provider of every provider block whose kind
+// manages DNS, keyed by address (provider.KIND.NAME). Relative paths of the
+// zonefile kind are resolved against the configuration directory.
+func Providers(cfg *config.Config, logger *slog.Logger) (map[string]dns.Provider, error) {
+	out := map[string]dns.Provider{}
+	for _, p := range cfg.Providers {
+		k, ok := config.Kinds[p.Kind]
+		if !ok || k.Caps&config.CapDNS == 0 {
+			continue
+		}
+		attrs := map[string]string{}
+		for n, v := range p.Attrs {
+			attrs[n] = v.Str
+		}
+		if p.Kind == "zonefile" && attrs["dir"] != "" && !filepath.IsAbs(attrs["dir"]) {
+			attrs["dir"] = filepath.Join(cfg.Dir, attrs["dir"])
+		}
+		prov, err := dns.New(p.Kind, dns.Config{Name: p.Name, Attrs: attrs, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("set up %s: %w", p.Addr(), err)
+		}
+		out[p.Addr()] = prov
+	}
+	return out, nil
+}
+
+// Options tune Plan.
+type Options struct {
+	// Targets restrict the plan to these addresses (see plan.Selected).
+	Targets []string
+	// Parallelism bounds concurrent zone reads; default 10.
+	Parallelism int
+	// NoRefresh plans against an empty state without reading anything.
+	NoRefresh bool
+	// Keys are the DKIM public keys the servers reported.
+	Keys   []desired.DKIMKey
+	Logger *slog.Logger
+}
+
+// State is what refresh read.
+type State struct {
+	// Zones holds each zone's records by plan.ZoneKey.
+	Zones map[string][]libdns.RR
+}
+
+// Plan reads the state of every zone the (targeted) desired records live
+// in and returns the plan.
+func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider, opts Options) (*plan.Plan, *State, error) {
+	want := desired.Records(cfg, opts.Keys)
+	var sel []desired.RRSet
+	for _, w := range want {
+		if plan.Selected(plan.Change{Address: w.Address(), Domain: w.Domain}, opts.Targets) {
+			sel = append(sel, w)
+		}
+	}
+	if err := ResolveZones(ctx, cfg, provs, sel); err != nil {
+		return nil, nil, err
+	}
+	st := &State{Zones: map[string][]libdns.RR{}}
+	p := &plan.Plan{
+		FormatVersion: plan.FormatVersion,
+		ConfigDigest:  ConfigDigest(cfg),
+		State:         map[string]string{},
+		Targets:       opts.Targets,
+		Refreshed:     !opts.NoRefresh,
+	}
+	if !opts.NoRefresh {
+		if err := readZones(ctx, provs, sel, st, opts); err != nil {
+			return nil, nil, err
+		}
+		for k, rrs := range st.Zones {
+			p.State["zone:"+k] = Digest(rrs)
+		}
+	}
+	raiseTTLs(provs, sel)
+	p.Changes = plan.DiffDNS(sel, st.Zones)
+	p.Sort()
+	return p, st, nil
+}
+
+// zoneCache remembers each provider's zone list during one resolution.
+type zoneCache struct {
+	mu    sync.Mutex
+	lists map[string][]string
+}
+
+// ResolveZones fills the Zone of each set: the domain's configured zone,
+// else the longest zone the provider lists that contains the domain, else
+// the domain itself.
+func ResolveZones(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider, sets []desired.RRSet) error {
+	zc := &zoneCache{lists: map[string][]string{}}
+	resolved := map[string]string{}
+	for i := range sets {
+		s := &sets[i]
+		if s.Zone != "" {
+			continue
+		}
+		if z, ok := resolved[s.Domain]; ok {
+			s.Zone = z
+			continue
+		}
+		prov, ok := provs[s.Provider]
+		if !ok {
+			return fmt.Errorf("domain %s: no DNS provider %s", s.Domain, s.Provider)
+		}
+		z := s.Domain
+		if zoner, ok := prov.(dns.Zoner); ok {
+			zc.mu.Lock()
+			list, cached := zc.lists[s.Provider]
+			zc.mu.Unlock()
+			if !cached {
+				var err error
+				list, err = zoner.Zones(ctx)
+				if err != nil {
+					return fmt.Errorf("list zones of %s: %w", s.Provider, err)
+				}
+				zc.mu.Lock()
+				zc.lists[s.Provider] = list
+				zc.mu.Unlock()
+			}
+			z = dns.FindZone(s.Domain, list)
+			// A zone file is created on first apply: no file yet is no error.
+			if z == "" && strings.HasPrefix(s.Provider, "provider.zonefile.") {
+				z = s.Domain
+			}
+			if z == "" {
+				return fmt.Errorf("domain %s: %s holds no zone that contains it (zones: %s); create the zone there or set zone = \"...\" in the domain block",
+					s.Domain, s.Provider, strings.Join(list, ", "))
+			}
+		}
+		z = strings.ToLower(strings.TrimSuffix(z, "."))
+		resolved[s.Domain] = z
+		s.Zone = z
+	}
+	return nil
+}
+
+func readZones(ctx context.Context, provs map[string]dns.Provider, sets []desired.RRSet, st *State, opts Options) error {
+	type zoneRef struct{ provider, zone string }
+	seen := map[zoneRef]bool{}
+	var refs []zoneRef
+	for _, s := range sets {
+		r := zoneRef{s.Provider, s.Zone}
+		if !seen[r] {
+			seen[r] = true
+			refs = append(refs, r)
+		}
+	}
+	sort.Slice(refs, func(i, j int) bool { return plan.ZoneKey(refs[i].provider, refs[i].zone) < plan.ZoneKey(refs[j].provider, refs[j].zone) })
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, cmpOr(opts.Parallelism, 10)))
+	for _, r := range refs {
+		g.Go(func() error {
+			rrs, err := provs[r.provider].Records(gctx, r.zone)
+			if err != nil {
+				return fmt.Errorf("read zone %s at %s: %w", r.zone, r.provider, err)
+			}
+			mu.Lock()
+			st.Zones[plan.ZoneKey(r.provider, r.zone)] = rrs
+			mu.Unlock()
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// raiseTTLs lifts desired TTLs to each provider's minimum, so that a
+// provider that stores the minimum does not show an endless diff.
+func raiseTTLs(provs map[string]dns.Provider, sets []desired.RRSet) {
+	for i := range sets {
+		kind := strings.Split(sets[i].Provider, ".")
+		if len(kind) < 2 {
+			continue
+		}
+		if k, ok := dns.Lookup(kind[1]); ok {
+			if min := int(k.Capabilities.MinTTL.Seconds()); sets[i].TTL < min {
+				sets[i].TTL = min
+			}
+		}
+	}
+}
+
+func cmpOr(a, b int) int {
+	if a > 0 {
+		return a
+	}
+	return b
+}
+
+// Digest is a stable digest of a zone's records, for stale-plan detection.
+func Digest(rrs []libdns.RR) string {
+	lines := make([]string, 0, len(rrs))
+	for _, r := range rrs {
+		lines = append(lines, fmt.Sprintf("%s\t%s\t%d\t%s", strings.ToLower(r.Name), r.Type, int(r.TTL.Seconds()), r.Data))
+	}
+	slices.Sort(lines)
+	h := sha256.New()
+	for _, l := range lines {
+		h.Write([]byte(l))
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// ConfigDigest identifies the configuration: its files and the values of
+// its variables.
+func ConfigDigest(cfg *config.Config) string {
+	names := make([]string, 0, len(cfg.Files))
+	for n := range cfg.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(n), len(cfg.Files[n].Bytes))
+		h.Write(cfg.Files[n].Bytes)
+	}
+	for _, v := range cfg.Variables {
+		fmt.Fprintf(h, "var\x00%s\x00%s\x00", v.Name, v.Value.Str)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
