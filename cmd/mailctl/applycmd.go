@@ -113,4 +113,3 @@ func stale(saved, fresh *plan.Plan) string {
 	}
 	return ""
 }
-

@@ -172,7 +172,9 @@ func readZones(ctx context.Context, provs map[string]dns.Provider, sets []desire
 			refs = append(refs, r)
 		}
 	}
-	sort.Slice(refs, func(i, j int) bool { return plan.ZoneKey(refs[i].provider, refs[i].zone) < plan.ZoneKey(refs[j].provider, refs[j].zone) })
+	sort.Slice(refs, func(i, j int) bool {
+		return plan.ZoneKey(refs[i].provider, refs[i].zone) < plan.ZoneKey(refs[j].provider, refs[j].zone)
+	})
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, cmpOr(opts.Parallelism, 10)))
