@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -60,18 +61,18 @@ func runFmt(ctx context.Context, e *env, args []string) int {
 	}
 
 	f := &formatter{e: e, opts: o, files: map[string]*hcl.File{}}
-	for _, t := range targets {
-		if err := ctx.Err(); err != nil {
-			return errorf(e, "fmt: %v", err)
+	if slices.Contains(targets, "-") {
+		if len(targets) > 1 {
+			return errorf(e, "fmt: standard input (-) cannot be mixed with files")
 		}
-		if t == "-" {
-			if o.write && len(targets) > 1 {
-				return errorf(e, "fmt: standard input (-) cannot be mixed with files")
+		f.stdin()
+	} else {
+		for _, t := range targets {
+			if err := ctx.Err(); err != nil {
+				return errorf(e, "fmt: %v", err)
 			}
-			f.stdin()
-			continue
+			f.target(t)
 		}
-		f.target(t)
 	}
 	switch {
 	case f.failed:
@@ -93,8 +94,9 @@ type formatter struct {
 	failed bool
 }
 
-// resolve returns the path to open for a command-line name: relative names
-// are relative to the -chdir directory.
+// resolve returns the path of a command-line name: relative names are
+// relative to the -chdir directory. Files are shown under that path, as
+// validate shows them.
 func (f *formatter) resolve(name string) string {
 	if filepath.IsAbs(name) {
 		return name
@@ -113,7 +115,7 @@ func (f *formatter) target(name string) {
 		return
 	}
 	if !st.IsDir() {
-		f.file(path, name)
+		f.file(path, path)
 		return
 	}
 	files, err := fmtFindFiles(path, f.opts.recursive)
@@ -122,11 +124,7 @@ func (f *formatter) target(name string) {
 		return
 	}
 	for _, p := range files {
-		rel, err := filepath.Rel(path, p)
-		if err != nil {
-			rel = p
-		}
-		f.file(p, filepath.Join(name, rel))
+		f.file(p, p)
 	}
 }
 

@@ -55,6 +55,11 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 }
 
+// stripDir removes the temporary directory dir from file names in s.
+func stripDir(s, dir string) []byte {
+	return []byte(strings.ReplaceAll(s, dir+string(filepath.Separator), ""))
+}
+
 // writeFile writes a test file and fails the test on error.
 func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 	t.Helper()
@@ -94,8 +99,8 @@ func TestFmtGolden(t *testing.T) {
 
 			c := filepath.Join("fmt", name)
 			golden(t, filepath.Join(c, "exitcode.golden"), []byte(strconv.Itoa(code)+"\n"))
-			golden(t, filepath.Join(c, "stdout.golden"), stdout.Bytes())
-			golden(t, filepath.Join(c, "stderr.golden"), stderr.Bytes())
+			golden(t, filepath.Join(c, "stdout.golden"), stripDir(stdout.String(), dir))
+			golden(t, filepath.Join(c, "stderr.golden"), stripDir(stderr.String(), dir))
 			golden(t, filepath.Join(c, "output.hcl"), []byte(out))
 			if code != exitOK {
 				if out != src {
@@ -164,6 +169,8 @@ func TestFmtExitCodes(t *testing.T) {
 		{name: "recursive", files: map[string]string{"sub/x.hcl": ugly, ".hidden/y.hcl": ugly}, args: []string{"-recursive"},
 			wantCode: 0, wantStdout: filepath.Join("sub", "x.hcl") + "\n",
 			wantFiles: map[string]string{"sub/x.hcl": pretty, ".hidden/y.hcl": ugly}},
+		{name: "stdin mixed with files", files: map[string]string{"mail.hcl": ugly}, args: []string{"-", "mail.hcl"},
+			wantCode: 1, wantStderr: "standard input (-) cannot be mixed with files", wantFiles: map[string]string{"mail.hcl": ugly}},
 		{name: "missing file", args: []string{"nope.hcl"}, wantCode: 1, wantStderr: "no such file"},
 		{name: "bad flag", args: []string{"-nope"}, wantCode: 1, wantStderr: "flag provided but not defined"},
 	}
@@ -183,10 +190,10 @@ func TestFmtExitCodes(t *testing.T) {
 			if code != tt.wantCode {
 				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr)
 			}
-			if got := stdout.String(); got != tt.wantStdout {
+			if got := string(stripDir(stdout.String(), dir)); got != tt.wantStdout {
 				t.Errorf("stdout = %q, want %q", got, tt.wantStdout)
 			}
-			if !strings.Contains(stderr.String(), tt.wantStderr) || tt.wantStderr == "" && stderr.Len() > 0 {
+			if !strings.Contains(string(stripDir(stderr.String(), dir)), tt.wantStderr) || tt.wantStderr == "" && stderr.Len() > 0 {
 				t.Errorf("stderr = %q, want it to contain %q", stderr, tt.wantStderr)
 			}
 			for p, want := range tt.wantFiles {
