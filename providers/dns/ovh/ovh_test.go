@@ -1,0 +1,193 @@
+package ovh_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libdns/libdns"
+
+	"github.com/mailctl/mailctl/internal/emulator"
+	ovhemu "github.com/mailctl/mailctl/internal/emulator/ovh"
+	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/dns/dnstest"
+	"github.com/mailctl/mailctl/providers/dns/ovh"
+)
+
+func newProvider(t testing.TB, emu *ovhemu.Server, ak, as, ck string) *ovh.Provider {
+	t.Helper()
+	p, err := dns.New("ovh", dns.Config{Attrs: map[string]string{
+		"endpoint": emu.Endpoint, "application_key": ak, "application_secret": as, "consumer_key": ck,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := p.(*ovh.Provider)
+	op.SetHTTPOptions(dns.HTTPOptions{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	return op
+}
+
+func good(t testing.TB, emu *ovhemu.Server) *ovh.Provider {
+	return newProvider(t, emu, emu.ApplicationKey, emu.ApplicationSecret, emu.ConsumerKey)
+}
+
+func TestSuite(t *testing.T) {
+	t.Parallel()
+	emu := ovhemu.New(t)
+	dnstest.Run(t, func(t *testing.T) (dns.Provider, string) {
+		zone := strings.ToLower(strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())) + ".example"
+		emu.AddZone(zone)
+		t.Cleanup(func() {
+			if n, pending := emu.Refreshes(zone); n == 0 || pending {
+				t.Errorf("zone refreshed %d times, pending %v: want refreshed after every change", n, pending)
+			}
+		})
+		return good(t, emu), zone
+	})
+}
+
+// TestUITypes reads and deletes records that OVH's web UI created as types
+// SPF and DKIM, quoted, as TXT.
+func TestUITypes(t *testing.T) {
+	t.Parallel()
+	emu := ovhemu.New(t)
+	emu.AddZone("example.org")
+	emu.Seed("example.org", ovhemu.Record{FieldType: "SPF", SubDomain: "", Target: `"v=spf1 include:mx.ovh.com ~all"`, TTL: 600})
+	emu.Seed("example.org", ovhemu.Record{FieldType: "DKIM", SubDomain: "ovhmo-1._domainkey", Target: "v=DKIM1;t=s;p=MIGf", TTL: 0})
+	emu.Seed("example.org", ovhemu.Record{FieldType: "TXT", SubDomain: "", Target: `"google-site-verification=x"`, TTL: 600})
+	emu.Seed("example.org", ovhemu.Record{FieldType: "NS", SubDomain: "", Target: "dns100.ovh.net.", TTL: 0})
+	p := good(t, emu)
+	ctx := context.Background()
+	got, err := p.Records(ctx, "example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spf := libdns.RR{Name: "@", Type: "TXT", Data: "v=spf1 include:mx.ovh.com ~all", TTL: 600 * time.Second}
+	want := []libdns.RR{
+		spf,
+		{Name: "@", Type: "TXT", Data: "google-site-verification=x", TTL: 600 * time.Second},
+		{Name: "ovhmo-1._domainkey", Type: "TXT", Data: "v=DKIM1;t=s;p=MIGf"},
+	}
+	if d := dnstest.Diff(got, want); d != "" {
+		t.Fatalf("Records differs (-got +want):\n%s", d)
+	}
+	if err := p.Apply(ctx, "example.org", []libdns.RR{spf}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range emu.Records("example.org") {
+		if r.FieldType == "SPF" {
+			t.Fatalf("SPF-typed record still there after deleting its TXT form: %+v", r)
+		}
+	}
+	if n := len(emu.Records("example.org")); n != 3 {
+		t.Fatalf("%d records left, want 3", n)
+	}
+}
+
+func TestCredentialErrors(t *testing.T) {
+	t.Parallel()
+	emu := ovhemu.New(t)
+	emu.AddZone("example.org")
+	ctx := context.Background()
+	add := []libdns.RR{{Name: "www", Type: "A", Data: "192.0.2.1", TTL: time.Hour}}
+	for _, tc := range []struct {
+		name, ak, as, ck, want string
+		status              int
+	}{
+		{"bad application key", "nope", emu.ApplicationSecret, emu.ConsumerKey, "application_key was refused", 401},
+		{"bad secret", emu.ApplicationKey, "nope", emu.ConsumerKey, "application_secret", 401},
+		{"bad consumer key", emu.ApplicationKey, emu.ApplicationSecret, "nope", "consumer_key (not validated", 401},
+		{"read-only consumer key", emu.ApplicationKey, emu.ApplicationSecret, emu.ReadOnlyConsumerKey, "consumer_key lacks a permission", 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := newProvider(t, emu, tc.ak, tc.as, tc.ck).Apply(ctx, "example.org", nil, add)
+			var ae *dns.APIError
+			if !errors.As(err, &ae) || ae.Status != tc.status || !errors.Is(err, dns.ErrAuth) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Apply = %v, want HTTP %d naming %q", err, tc.status, tc.want)
+			}
+		})
+	}
+	if _, err := good(t, emu).Records(ctx, "example.net"); !errors.Is(err, dns.ErrNotFound) {
+		t.Fatalf("Records of an unknown zone = %v, want ErrNotFound", err)
+	}
+}
+
+// TestConfigWins checks that OVH_* variables and ovh.conf files do not
+// override the configured credentials. Not parallel: it sets environment
+// variables.
+func TestConfigWins(t *testing.T) {
+	emu := ovhemu.New(t)
+	emu.AddZone("example.org")
+	home := t.TempDir()
+	os.WriteFile(filepath.Join(home, ".ovh.conf"), []byte("[default]\nendpoint=ovh-ca\n[ovh-eu]\napplication_key=filekey\n"), 0o600)
+	t.Setenv("HOME", home)
+	t.Setenv("OVH_ENDPOINT", "ovh-ca")
+	t.Setenv("OVH_APPLICATION_KEY", "envkey")
+	t.Setenv("OVH_APPLICATION_SECRET", "envsecret")
+	t.Setenv("OVH_CONSUMER_KEY", "envck")
+	t.Setenv("OVH_CLIENT_ID", "envclient")
+	if _, err := good(t, emu).Records(context.Background(), "example.org"); err != nil {
+		t.Fatalf("Records with OVH_* set = %v, want the configured credentials used", err)
+	}
+}
+
+func TestRetriesAndLimits(t *testing.T) {
+	t.Parallel()
+	emu := ovhemu.New(t)
+	emu.AddZone("example.org")
+	p := good(t, emu)
+	ctx := context.Background()
+	emu.Inject(emulator.Fault{Pattern: "POST /1.0/domain/zone/{zone}/record", Status: http.StatusTooManyRequests, Count: 2})
+	emu.Inject(emulator.Fault{Pattern: "POST /1.0/domain/zone/{zone}/refresh", Status: http.StatusInternalServerError, Count: 1})
+	if err := p.Apply(ctx, "example.org", nil, []libdns.RR{{Name: "www", Type: "A", Data: "192.0.2.1", TTL: 30 * time.Second}}); err != nil {
+		t.Fatalf("Apply through failures = %v", err)
+	}
+	recs := emu.Records("example.org")
+	if len(recs) != 1 || recs[0].TTL != 60 {
+		t.Fatalf("emulator holds %+v, want one record with TTL raised to 60", recs)
+	}
+	if err := p.Apply(ctx, "example.org", nil, []libdns.RR{{Name: "@", Type: "CNAME", Data: "x.example.net.", TTL: time.Hour}}); err == nil {
+		t.Fatal("CNAME at the apex accepted")
+	}
+}
+
+func BenchmarkRecords200Zones(b *testing.B) {
+	emu := ovhemu.New(b)
+	var zones []string
+	for i := 0; i < 200; i++ {
+		zone := "zone" + strconv.Itoa(i) + ".example"
+		emu.AddZone(zone)
+		for _, r := range []ovhemu.Record{
+			{FieldType: "MX", Target: "10 mx1.example.net.", TTL: 3600},
+			{FieldType: "TXT", Target: "v=spf1 mx ~all", TTL: 3600},
+			{FieldType: "TXT", Target: "google-site-verification=abc", TTL: 3600},
+			{FieldType: "TXT", SubDomain: "mx1-2026._domainkey", Target: dnstest.LongDKIM, TTL: 3600},
+			{FieldType: "TXT", SubDomain: "_dmarc", Target: "v=DMARC1; p=none", TTL: 3600},
+			{FieldType: "A", SubDomain: "www", Target: "192.0.2.1", TTL: 3600},
+			{FieldType: "SRV", SubDomain: "_imaps._tcp", Target: "0 1 993 mx1.example.net.", TTL: 3600},
+		} {
+			emu.Seed(zone, r)
+		}
+		zones = append(zones, zone)
+	}
+	ctx := context.Background()
+	emu.ResetCalls()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := good(b, emu)
+		for _, z := range zones {
+			if _, err := p.Records(ctx, z); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(emu.Total())/float64(b.N*len(zones)), "calls/zone")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(zones)), "ns/zone")
+}
