@@ -98,7 +98,7 @@ func TestCredentialErrors(t *testing.T) {
 	add := []libdns.RR{{Name: "www", Type: "A", Data: "192.0.2.1", TTL: time.Hour}}
 	for _, tc := range []struct {
 		name, ak, as, ck, want string
-		status              int
+		status                 int
 	}{
 		{"bad application key", "nope", emu.ApplicationSecret, emu.ConsumerKey, "application_key was refused", 401},
 		{"bad secret", emu.ApplicationKey, "nope", emu.ConsumerKey, "application_secret", 401},
