@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libdns/libdns"
+	mdns "github.com/miekg/dns"
+
+	cfemu "github.com/mailctl/mailctl/internal/emulator/cloudflare"
+	"github.com/mailctl/mailctl/internal/testenv"
+	"github.com/mailctl/mailctl/providers/dns"
+)
+
+// TestMultiDomainAgainstEmulatorAndKnot runs examples/multi-domain with its
+// Cloudflare provider pointed at the Cloudflare emulator and its RFC 2136
+// provider at a real Knot DNS: plan shows the full record set, apply writes
+// it, Knot serves it, foreign records survive, and a second plan has nothing
+// left to do but the DKIM keys that only the deployed server can tell.
+func TestMultiDomainAgainstEmulatorAndKnot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cf := cfemu.New(t)
+	cf.AddZone("example.org")
+	cf.AddZone("example.net")
+	cf.Seed("example.org", cfemu.Record{Type: "TXT", Name: "@", Content: "google-site-verification=abc123", TTL: 300})
+	cf.Seed("example.org", cfemu.Record{Type: "MX", Name: "@", Content: "aspmx.l.google.com", Priority: ptr(uint16(1)), TTL: 300})
+	knot := testenv.StartKnot(t, "example.com")
+
+	// A foreign record in the Knot zone, written with the real adapter.
+	kp, err := dns.New("rfc2136", dns.Config{Name: "seed", Attrs: map[string]string{
+		"server": knot.Addr, "tsig_name": knot.TSIGName, "tsig_alg": knot.TSIGAlg, "tsig_key": knot.TSIGSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kp.Apply(ctx, "example.com", nil, []libdns.RR{{Name: "www", Type: "A", Data: "192.0.2.80", TTL: time.Hour}}); err != nil {
+		t.Fatalf("seed Knot: %v", err)
+	}
+
+	src, err := os.ReadFile("../../examples/multi-domain/mail.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.NewReplacer(
+		`api_token = env("CLOUDFLARE_API_TOKEN")`, `api_token = env("CLOUDFLARE_API_TOKEN")`+"\n  endpoint = \""+cf.URL+"\"",
+		`"ns1.example.com:53"`, `"`+knot.Addr+`"`,
+		`tsig_name = "mailctl."`, `tsig_name = "`+knot.TSIGName+`"`,
+	).Replace(string(src))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mail.hcl"), conf, 0o644)
+	vars := map[string]string{
+		"CLOUDFLARE_API_TOKEN": cf.Token, "TSIG_SECRET": knot.TSIGSecret,
+		"HCLOUD_TOKEN": "unused", "RELAY_USER": "relay-user", "RELAY_PASSWORD": "relay-password",
+	}
+	// newEnv returns an env with the secrets set; stdout and stderr go to
+	// one buffer, printed when the test fails.
+	newEnv := func() (*env, *bytes.Buffer) {
+		e, out, _ := testEnv(dir)
+		e.Getenv = func(k string) string { return vars[k] }
+		e.Stderr = out
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("output:\n%s", out)
+			}
+		})
+		return e, out
+	}
+
+	e, buf := newEnv()
+	if code := runCLI(t, e, "plan", "-detailed-exitcode"); code != 2 {
+		t.Fatalf("first plan = %d, want 2", code)
+	}
+	planOut := buf.String()
+	for _, want := range []string{
+		"# dns.example.org.MX will be replaced",
+		"- 1 aspmx.l.google.com.",
+		"+ 10 mx1.example.org.",
+		"# dns.example.com._dmarc.TXT will be created",
+		"# dns.example.net._submissions._tcp.SRV will be created",
+		"include:amazonses.com",
+		"(known after apply)",
+	} {
+		if !strings.Contains(planOut, want) {
+			t.Errorf("first plan lacks %q", want)
+		}
+	}
+	if strings.Contains(planOut, "relay-password") {
+		t.Errorf("plan shows a secret")
+	}
+
+	e, _ = newEnv()
+	if code := runCLI(t, e, "apply", "-auto-approve"); code != 0 {
+		t.Fatalf("apply = %d", code)
+	}
+
+	// Knot serves what was applied, and kept the foreign record.
+	if rrs := knot.Query(t, "example.com", mdns.TypeMX); len(rrs) != 1 || !strings.Contains(rrs[0].String(), "mx1.example.org.") {
+		t.Errorf("Knot MX example.com = %v", rrs)
+	}
+	if rrs := knot.Query(t, "_dmarc.example.com", mdns.TypeTXT); len(rrs) != 1 || !strings.Contains(rrs[0].String(), "v=DMARC1") {
+		t.Errorf("Knot _dmarc.example.com = %v", rrs)
+	}
+	if rrs := knot.Query(t, "www.example.com", mdns.TypeA); len(rrs) != 1 {
+		t.Errorf("foreign www.example.com A is gone: %v", rrs)
+	}
+	// Cloudflare kept the site verification and holds only our MX.
+	var verif, mx int
+	for _, r := range cf.Records("example.org") {
+		if r.Type == "TXT" && strings.Contains(r.Content, "google-site-verification") {
+			verif++
+		}
+		if r.Type == "MX" {
+			mx++
+			if r.Content != "mx1.example.org" {
+				t.Errorf("Cloudflare MX %q left", r.Content)
+			}
+		}
+	}
+	if verif != 1 || mx != 1 {
+		t.Errorf("Cloudflare example.org: %d verification TXT (want 1), %d MX (want 1)", verif, mx)
+	}
+
+	// Second plan: nothing to do but the DKIM records, known after the
+	// server is deployed.
+	e, buf = newEnv()
+	runCLI(t, e, "plan", "-json")
+	out := buf.String()
+	if n := strings.Count(out, `"action": "create"`) + strings.Count(out, `"action": "update"`) + strings.Count(out, `"action": "delete"`) + strings.Count(out, `"action": "replace"`); n != 6 {
+		t.Errorf("second plan has %d changes, want only the 6 DKIM records (2 per domain)", n)
+	}
+	if strings.Count(out, `"after_unknown": true`) != 6 {
+		t.Errorf("second plan: want 6 DKIM records known after apply")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
