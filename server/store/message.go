@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -189,20 +190,58 @@ func (s *Store) Messages(ctx context.Context, user, mailbox string) (Mailbox, []
 			return err
 		}
 		mb = r.export(name)
-		out = make([]Message, 0, r.Messages)
-		return u.msgs(r).ForEach(func(k, v []byte) error {
-			m, err := decodeMsg(v)
-			if err != nil {
-				return err
-			}
-			out = append(out, m.export(binary.BigEndian.Uint32(k)))
-			return nil
-		})
+		out, err = u.messages(r)
+		return err
 	})
 	if err != nil {
 		return Mailbox{}, nil, fmt.Errorf("list messages of %q of %q: %w", mailbox, user, err)
 	}
 	return mb, out, nil
+}
+
+// MessagesByID is Messages for the mailbox whose ID is id: it follows a
+// mailbox across renames.
+func (s *Store) MessagesByID(ctx context.Context, user string, id uint64) (Mailbox, []Message, error) {
+	var mb Mailbox
+	var out []Message
+	err := s.view(ctx, user, func(u *userTx) error {
+		var r *mailboxRecord
+		err := u.b.Bucket(bucketMailboxes).ForEach(func(k, v []byte) error {
+			var rec mailboxRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("mailbox %q: %w: %v", k, errCorrupt, err)
+			}
+			if rec.ID == id {
+				r, mb = &rec, rec.export(string(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return ErrNoSuchMailbox
+		}
+		out, err = u.messages(r)
+		return err
+	})
+	if err != nil {
+		return Mailbox{}, nil, fmt.Errorf("list messages of mailbox %d of %q: %w", id, user, err)
+	}
+	return mb, out, nil
+}
+
+func (u *userTx) messages(r *mailboxRecord) ([]Message, error) {
+	out := make([]Message, 0, r.Messages)
+	err := u.msgs(r).ForEach(func(k, v []byte) error {
+		m, err := decodeMsg(v)
+		if err != nil {
+			return err
+		}
+		out = append(out, m.export(binary.BigEndian.Uint32(k)))
+		return nil
+	})
+	return out, err
 }
 
 func (m *msgRecord) export(uid uint32) Message {

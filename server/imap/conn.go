@@ -1,0 +1,332 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// conn sits between a client's TCP connection and the go-imap server. The
+// library has no ID command (RFC 2971), which Apple Mail and Thunderbird
+// send, and kills unauthenticated connections that send an unknown command.
+// So conn terminates TLS itself (implicit TLS and STARTTLS, RFC 8314 and
+// RFC 9051 section 6.2.1), reads the client's commands line by line to
+// answer ID and STARTTLS, and adjusts the capability lists the library
+// writes: ID always, STARTTLS and LOGINDISABLED (no AUTH=) before TLS.
+//
+// The library runs with InsecureAuth because it never sees a *tls.Conn;
+// sessions refuse LOGIN and AUTHENTICATE unless conn.isTLS().
+//
+// Literals are passed through untouched in both directions, so message
+// contents are never taken for commands or capability lines.
+type conn struct {
+	net.Conn // the TCP connection: addresses, deadlines
+
+	tlsConfig *tls.Config
+	logger    *slog.Logger
+
+	tlsActive atomic.Bool
+	tlsConn   *tls.Conn // guarded by wmu once set
+	hsOnce    sync.Once
+	hsErr     error
+
+	// Read side: only the library's reading goroutine uses it.
+	br      *bufio.Reader
+	pending []byte // rest of the current command line
+	readErr error  // error to return once pending is drained
+	literal int64  // bytes of literal still to pass through
+	midLine bool   // the last chunk did not end a line
+
+	// Write side.
+	wmu   sync.Mutex
+	w     io.Writer
+	wline []byte
+	wlit  int64
+	out   []byte
+}
+
+const maxLine = 64 << 10
+
+func newConn(c net.Conn, cfg *tls.Config, implicitTLS bool, logger *slog.Logger) *conn {
+	cc := &conn{Conn: c, tlsConfig: cfg, logger: logger}
+	var rw io.ReadWriter = c
+	if implicitTLS {
+		cc.tlsConn = tls.Server(c, cfg)
+		cc.tlsActive.Store(true)
+		rw = cc.tlsConn
+	}
+	cc.br = bufio.NewReaderSize(rw, maxLine)
+	cc.w = rw
+	return cc
+}
+
+func (c *conn) isTLS() bool { return c.tlsActive.Load() }
+
+// handshake completes an implicit-TLS handshake within a bounded time.
+func (c *conn) handshake() error {
+	if c.tlsConn == nil || c.midHandshakeDone() {
+		return nil
+	}
+	c.hsOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c.hsErr = c.tlsConn.HandshakeContext(ctx)
+	})
+	return c.hsErr
+}
+
+func (c *conn) midHandshakeDone() bool {
+	return c.tlsConn.ConnectionState().HandshakeComplete
+}
+
+// Read hands the library one command line at a time (and literals), so
+// that when it asks for the next line every earlier command is answered.
+func (c *conn) Read(p []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	for len(c.pending) == 0 {
+		if c.readErr != nil {
+			return 0, c.readErr
+		}
+		if c.literal > 0 {
+			n := int64(len(p))
+			if n > c.literal {
+				n = c.literal
+			}
+			m, err := c.br.Read(p[:n])
+			c.literal -= int64(m)
+			return m, err
+		}
+		line, err := c.br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			err = nil
+		}
+		if len(line) == 0 {
+			return 0, err
+		}
+		c.readErr = err
+		complete := line[len(line)-1] == '\n'
+		if !c.midLine && complete {
+			handled, herr := c.handleLine(line)
+			if herr != nil {
+				return 0, herr
+			}
+			if handled {
+				continue
+			}
+		}
+		c.midLine = !complete
+		c.pending = append(c.pending[:0], line...)
+		if complete {
+			c.literal = literalSize(line)
+		}
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+// handleLine answers the commands that conn implements. line is a whole
+// command line (not inside a literal).
+func (c *conn) handleLine(line []byte) (bool, error) {
+	tag, rest, ok := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" "))
+	if !ok || len(tag) == 0 || literalSize(line) != 0 {
+		return false, nil
+	}
+	cmd, args, _ := bytes.Cut(rest, []byte(" "))
+	switch strings.ToUpper(string(cmd)) {
+	case "ID":
+		return true, c.answerID(string(tag), string(args))
+	case "STARTTLS":
+		if c.isTLS() || c.tlsConfig == nil || len(args) != 0 {
+			return false, nil
+		}
+		return true, c.startTLS(string(tag))
+	}
+	return false, nil
+}
+
+// answerID answers RFC 2971 ID. The client's identification is logged
+// (it names the mail client, useful to support users).
+func (c *conn) answerID(tag, args string) error {
+	if len(args) > 256 {
+		args = args[:256]
+	}
+	c.logger.Debug("imap client id", "remote", c.RemoteAddr().String(), "id", args)
+	return c.writeRaw("* ID (\"name\" \"mailctl\" \"vendor\" \"mailctl\")\r\n" + tag + " OK ID completed\r\n")
+}
+
+func (c *conn) startTLS(tag string) error {
+	// Anything the client sent after STARTTLS before the handshake would
+	// be plaintext injected into the TLS session: drop it.
+	if n := c.br.Buffered(); n > 0 {
+		c.br.Discard(n)
+	}
+	if err := c.writeRaw(tag + " OK Begin TLS negotiation now\r\n"); err != nil {
+		return err
+	}
+	tc := tls.Server(c.Conn, c.tlsConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("starttls handshake: %w", err)
+	}
+	c.wmu.Lock()
+	c.tlsConn = tc
+	c.w = tc
+	c.wline = c.wline[:0]
+	c.wlit = 0
+	c.wmu.Unlock()
+	c.br.Reset(tc)
+	c.tlsActive.Store(true)
+	return nil
+}
+
+func (c *conn) writeRaw(s string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := io.WriteString(c.w, s)
+	return err
+}
+
+// Write passes the library's output through, rewriting capability lists.
+func (c *conn) Write(p []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	total := len(p)
+	c.out = c.out[:0]
+	for len(p) > 0 {
+		if c.wlit > 0 {
+			n := int64(len(p))
+			if n > c.wlit {
+				n = c.wlit
+			}
+			if err := c.flushOut(); err != nil {
+				return 0, err
+			}
+			if _, err := c.w.Write(p[:n]); err != nil {
+				return 0, err
+			}
+			c.wlit -= n
+			p = p[n:]
+			continue
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			c.wline = append(c.wline, p...)
+			break
+		}
+		c.wline = append(c.wline, p[:i+1]...)
+		p = p[i+1:]
+		c.out = c.rewriteCaps(c.out, c.wline)
+		c.wlit = literalSize(c.wline)
+		c.wline = c.wline[:0]
+	}
+	if err := c.flushOut(); err != nil {
+		return 0, err
+	}
+	return total, nil
+}
+
+func (c *conn) flushOut() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.w.Write(c.out)
+	c.out = c.out[:0]
+	return err
+}
+
+// rewriteCaps appends line to dst, with its capability list (an untagged
+// CAPABILITY response or a [CAPABILITY ...] response code) adjusted.
+func (c *conn) rewriteCaps(dst, line []byte) []byte {
+	var start, end int
+	if bytes.HasPrefix(line, []byte("* CAPABILITY ")) {
+		start = len("* CAPABILITY ")
+		end = len(bytes.TrimRight(line, "\r\n"))
+	} else if i := bytes.Index(line, []byte(" [CAPABILITY ")); i >= 0 && i < 64 {
+		start = i + len(" [CAPABILITY ")
+		j := bytes.IndexByte(line[start:], ']')
+		if j < 0 {
+			return append(dst, line...)
+		}
+		end = start + j
+	} else {
+		return append(dst, line...)
+	}
+	dst = append(dst, line[:start]...)
+	first := true
+	add := func(s string) {
+		if !first {
+			dst = append(dst, ' ')
+		}
+		first = false
+		dst = append(dst, s...)
+	}
+	tlsOK := c.isTLS()
+	for _, cp := range strings.Fields(string(line[start:end])) {
+		up := strings.ToUpper(cp)
+		if !tlsOK && strings.HasPrefix(up, "AUTH=") || up == "STARTTLS" || up == "LOGINDISABLED" || up == "ID" {
+			continue
+		}
+		add(cp)
+	}
+	add("ID")
+	if !tlsOK && c.tlsConfig != nil {
+		add("STARTTLS")
+	}
+	if !tlsOK {
+		add("LOGINDISABLED")
+	}
+	return append(dst, line[end:]...)
+}
+
+// literalSize returns the size announced by a line ending in a literal
+// ("{N}", "{N+}", "{N-}", "~{N}"), or 0.
+func literalSize(line []byte) int64 {
+	line = bytes.TrimRight(line, "\r\n")
+	if len(line) < 3 || line[len(line)-1] != '}' {
+		return 0
+	}
+	i := bytes.LastIndexByte(line, '{')
+	if i < 0 {
+		return 0
+	}
+	num := line[i+1 : len(line)-1]
+	num = bytes.TrimRight(num, "+-")
+	if len(num) == 0 || len(num) > 18 {
+		return 0
+	}
+	n, err := strconv.ParseInt(string(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// Close closes the connection, with a TLS close_notify when TLS is on.
+func (c *conn) Close() error {
+	c.wmu.Lock()
+	tc := c.tlsConn
+	c.wmu.Unlock()
+	if tc != nil && c.isTLS() {
+		tc.SetWriteDeadline(time.Now().Add(time.Second))
+		return tc.Close()
+	}
+	return c.Conn.Close()
+}

@@ -1,0 +1,224 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/mailctl/mailctl/server/store"
+)
+
+// sharedMailbox is the state of a mailbox shared by the sessions that have
+// it selected: the library's MailboxTracker and the message list that
+// matches its sequence numbers (the "server view"). Changes made by
+// anybody (SMTP delivery, other sessions) reach it through sync, which
+// reads the store and queues EXPUNGE, EXISTS and FETCH FLAGS updates for
+// every session's SessionTracker.
+type sharedMailbox struct {
+	key     mailboxKey
+	st      *store.Store
+	tracker *imapserver.MailboxTracker
+	refs    int // guarded by Server.mu
+	done    chan struct{}
+	wake    chan struct{}
+
+	mu     sync.Mutex
+	mb     store.Mailbox
+	msgs   []store.Message // UID order; len(msgs) is the tracker's count
+	modseq uint64          // state of the store that msgs reflects
+}
+
+func newSharedMailbox(ctx context.Context, st *store.Store, key mailboxKey) (*sharedMailbox, error) {
+	mb, msgs, err := st.MessagesByID(ctx, key.user, key.id)
+	if err != nil {
+		return nil, err
+	}
+	return &sharedMailbox{
+		key:     key,
+		st:      st,
+		tracker: imapserver.NewMailboxTracker(uint32(len(msgs))),
+		done:    make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		mb:      mb,
+		msgs:    msgs,
+		modseq:  mb.ModSeq,
+	}, nil
+}
+
+func (sm *sharedMailbox) kick() {
+	select {
+	case sm.wake <- struct{}{}:
+	default: // a sync is already due
+	}
+}
+
+// watch syncs on every store change until the last session leaves.
+func (sm *sharedMailbox) watch(ctx context.Context, logger *slog.Logger) {
+	for {
+		select {
+		case <-sm.wake:
+			if err := sm.sync(ctx, nil); err != nil && ctx.Err() == nil {
+				logger.WarnContext(ctx, "imap: refresh mailbox", "user", sm.key.user, "err", err)
+			}
+		case <-sm.done:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sync brings the server view up to date with the store. Flag changes are
+// not queued for source (the session that made them answers itself).
+func (sm *sharedMailbox) sync(ctx context.Context, source *imapserver.SessionTracker) error {
+	mb, msgs, err := sm.st.MessagesByID(ctx, sm.key.user, sm.key.id)
+	if errors.Is(err, store.ErrNoSuchMailbox) {
+		// Deleted while selected: every message is gone.
+		sm.mu.Lock()
+		mb, msgs, err = sm.mb, nil, nil
+		mb.ModSeq = sm.modseq + 1
+		sm.mu.Unlock()
+	}
+	if err != nil {
+		return err
+	}
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if mb.ModSeq <= sm.modseq {
+		return nil // nothing new, or an older snapshot than ours
+	}
+	present := make(map[goimap.UID]int, len(msgs))
+	for i, m := range msgs {
+		present[goimap.UID(m.UID)] = i
+	}
+	// Expunges from the highest sequence number down, so that each one
+	// is valid when queued.
+	kept := make([]store.Message, 0, len(sm.msgs))
+	for i := len(sm.msgs) - 1; i >= 0; i-- {
+		if _, ok := present[goimap.UID(sm.msgs[i].UID)]; !ok {
+			sm.tracker.QueueExpunge(uint32(i) + 1)
+		}
+	}
+	for _, m := range sm.msgs {
+		if j, ok := present[goimap.UID(m.UID)]; ok {
+			kept = append(kept, msgs[j])
+		}
+	}
+	for i, m := range kept {
+		if m.ModSeq > sm.modseq {
+			sm.tracker.QueueMessageFlags(uint32(i)+1, goimap.UID(m.UID), imapFlags(m.Flags), source)
+		}
+	}
+	if len(msgs) > len(kept) {
+		sm.tracker.QueueNumMessages(uint32(len(msgs)))
+	}
+	sm.mb, sm.msgs, sm.modseq = mb, msgs, mb.ModSeq
+	return nil
+}
+
+func imapFlags(flags []string) []goimap.Flag {
+	out := make([]goimap.Flag, len(flags))
+	for i, f := range flags {
+		out[i] = goimap.Flag(f)
+	}
+	return out
+}
+
+func storeFlags(flags []goimap.Flag) []string {
+	out := make([]string, len(flags))
+	for i, f := range flags {
+		out[i] = string(f)
+	}
+	return out
+}
+
+// view is a session's view of its selected mailbox.
+type view struct {
+	sm        *sharedMailbox
+	tracker   *imapserver.SessionTracker
+	readOnly  bool
+	searchRes goimap.UIDSet
+}
+
+// item is a message of the server view with its sequence numbers.
+type item struct {
+	seq       uint32 // server view
+	clientSeq uint32 // this session's view; 0 if not yet announced
+	msg       store.Message
+}
+
+// resolve returns the messages in numSet (sequence numbers in the
+// client's view, or UIDs), in sequence order. It holds sm.mu so that the
+// sequence numbers match the tracker.
+func (v *view) resolve(numSet goimap.NumSet) []item {
+	v.sm.mu.Lock()
+	defer v.sm.mu.Unlock()
+	return v.resolveLocked(numSet)
+}
+
+func (v *view) resolveLocked(numSet goimap.NumSet) []item {
+	numSet = v.staticNumSetLocked(numSet)
+	var out []item
+	for i, m := range v.sm.msgs {
+		seq := uint32(i) + 1
+		cseq := v.tracker.EncodeSeqNum(seq)
+		var ok bool
+		switch ns := numSet.(type) {
+		case goimap.SeqSet:
+			ok = cseq != 0 && ns.Contains(cseq)
+		case goimap.UIDSet:
+			ok = ns.Contains(goimap.UID(m.UID))
+		}
+		if ok {
+			out = append(out, item{seq: seq, clientSeq: cseq, msg: m})
+		}
+	}
+	return out
+}
+
+// staticNumSetLocked replaces "*" by the highest number and "$" by the
+// saved search result (RFC 5182).
+func (v *view) staticNumSetLocked(numSet goimap.NumSet) goimap.NumSet {
+	if goimap.IsSearchRes(numSet) {
+		return v.searchRes
+	}
+	switch ns := numSet.(type) {
+	case goimap.SeqSet:
+		out := make(goimap.SeqSet, len(ns))
+		copy(out, ns)
+		max := uint32(len(v.sm.msgs))
+		for i := range out {
+			staticRange(&out[i].Start, &out[i].Stop, max)
+		}
+		return out
+	case goimap.UIDSet:
+		out := make(goimap.UIDSet, len(ns))
+		copy(out, ns)
+		max := v.sm.mb.UIDNext - 1
+		if n := len(v.sm.msgs); n > 0 {
+			max = v.sm.msgs[n-1].UID
+		}
+		for i := range out {
+			staticRange((*uint32)(&out[i].Start), (*uint32)(&out[i].Stop), max)
+		}
+		return out
+	}
+	return numSet
+}
+
+func staticRange(start, stop *uint32, max uint32) {
+	dyn := false
+	if *start == 0 {
+		*start, dyn = max, true
+	}
+	if *stop == 0 {
+		*stop, dyn = max, true
+	}
+	if dyn && *start > *stop {
+		*start, *stop = *stop, *start
+	}
+}

@@ -1,0 +1,374 @@
+package imap_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailctl/mailctl/server/imap"
+	"github.com/mailctl/mailctl/server/store"
+)
+
+const (
+	alice    = "alice@example.test"
+	alicePW  = "lab-alice-password"
+	bob      = "bob@example.test"
+	bobPW    = "lab-bob-password"
+	testMail = "From: Bob <bob@example.test>\r\nTo: Alice <alice@example.test>\r\nSubject: %s\r\nDate: Mon, 23 Nov 2026 16:00:00 +0000\r\nMessage-ID: <%s@example.test>\r\n\r\nHello Alice, %s.\r\n"
+)
+
+func mail(subject string) string {
+	return fmt.Sprintf(testMail, subject, strings.ReplaceAll(subject, " ", "-"), subject)
+}
+
+// passwords is an Authenticator that holds users and passwords, and the
+// remote addresses it was called with.
+type passwords struct {
+	mu      sync.Mutex
+	users   map[string]string
+	remotes []net.Addr
+}
+
+func (p *passwords) Authenticate(ctx context.Context, username, password string, remote net.Addr) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.remotes = append(p.remotes, remote)
+	if pw, ok := p.users[username]; ok && pw == password {
+		return username, nil
+	}
+	return "", errors.New("bad credentials")
+}
+
+type testEnv struct {
+	st        *store.Store
+	auth      *passwords
+	plainAddr string // STARTTLS (143)
+	tlsAddr   string // implicit TLS (993)
+	clientTLS *tls.Config
+	caFile    string // PEM of the server certificate
+}
+
+// selfSigned returns a server certificate for 127.0.0.1 and localhost.
+func selfSigned(t testing.TB) (tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "localhost"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func newEnv(t testing.TB, quota int64) *testEnv {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, u := range []string{alice, bob} {
+		if err := st.EnsureUser(ctx, u, quota); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, certPEM := selfSigned(t)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := &testEnv{
+		st:        st,
+		auth:      &passwords{users: map[string]string{alice: alicePW, bob: bobPW}},
+		clientTLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"},
+		caFile:    caFile,
+	}
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}}
+	for _, implicit := range []bool{false, true} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := imap.New(st, env.auth, imap.Options{TLSConfig: serverTLS, ImplicitTLS: implicit, Logger: logger})
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(ln) }()
+		t.Cleanup(func() {
+			srv.Shutdown(context.Background())
+			if err := <-done; err != nil {
+				t.Errorf("Serve = %v", err)
+			}
+		})
+		if implicit {
+			env.tlsAddr = ln.Addr().String()
+		} else {
+			env.plainAddr = ln.Addr().String()
+		}
+	}
+	return env
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (env *testEnv) deliver(t testing.TB, user, subject string) uint32 {
+	t.Helper()
+	uid, err := env.st.Deliver(context.Background(), user, "", strings.NewReader(mail(subject)), nil, time.Time{})
+	if err != nil {
+		t.Fatalf("Deliver = %v", err)
+	}
+	return uid
+}
+
+func (env *testEnv) dialTLS(t testing.TB, opts *imapclient.Options) *imapclient.Client {
+	t.Helper()
+	if opts == nil {
+		opts = &imapclient.Options{}
+	}
+	opts.TLSConfig = env.clientTLS
+	c, err := imapclient.DialTLS(env.tlsAddr, opts)
+	if err != nil {
+		t.Fatalf("DialTLS = %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestLoginDisabledBeforeSTARTTLS: on the plaintext port the server
+// announces LOGINDISABLED and STARTTLS, offers no AUTH= mechanism and
+// refuses a password; after STARTTLS login works.
+func TestLoginDisabledBeforeSTARTTLS(t *testing.T) {
+	env := newEnv(t, 0)
+	raw, err := net.Dial("tcp", env.plainAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := imapclient.New(raw, nil)
+	defer c.Close()
+	caps, err := c.Capability().Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []goimap.Cap{goimap.CapLoginDisabled, goimap.CapStartTLS, goimap.CapIMAP4rev2, "ID"} {
+		if !caps.Has(want) {
+			t.Errorf("plaintext capabilities %v lack %s", caps, want)
+		}
+	}
+	for cp := range caps {
+		if strings.HasPrefix(string(cp), "AUTH=") {
+			t.Errorf("plaintext capabilities offer %s", cp)
+		}
+	}
+	err = c.Login(alice, alicePW).Wait()
+	var ie *goimap.Error
+	if !errors.As(err, &ie) || ie.Code != goimap.ResponseCodePrivacyRequired {
+		t.Errorf("LOGIN in plaintext = %v, want NO [PRIVACYREQUIRED]", err)
+	}
+	if n := len(env.auth.remotes); n != 0 {
+		t.Errorf("the authenticator saw %d plaintext passwords", n)
+	}
+	c.Close()
+
+	c, err = imapclient.DialStartTLS(env.plainAddr, &imapclient.Options{TLSConfig: env.clientTLS})
+	if err != nil {
+		t.Fatalf("DialStartTLS = %v", err)
+	}
+	defer c.Close()
+	caps, err = c.Capability().Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps.Has(goimap.CapLoginDisabled) || caps.Has(goimap.CapStartTLS) || !caps.Has("AUTH=PLAIN") {
+		t.Errorf("capabilities after STARTTLS = %v", caps)
+	}
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		t.Fatalf("LOGIN after STARTTLS = %v", err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	env.auth.mu.Lock()
+	defer env.auth.mu.Unlock()
+	if len(env.auth.remotes) != 1 || !strings.HasPrefix(env.auth.remotes[0].String(), "127.0.0.1:") {
+		t.Errorf("authenticator remotes = %v", env.auth.remotes)
+	}
+}
+
+// TestID checks RFC 2971 ID, before login (where the library would hang
+// up on an unknown command) and after, with the go-imap client.
+func TestID(t *testing.T) {
+	env := newEnv(t, 0)
+	c := env.dialTLS(t, nil)
+	for _, stage := range []string{"before login", "after login"} {
+		data, err := c.ID(&goimap.IDData{Name: "mailctl-test", Version: "1"}).Wait()
+		if err != nil {
+			t.Fatalf("ID %s = %v", stage, err)
+		}
+		if data == nil || data.Name != "mailctl" {
+			t.Errorf("ID %s = %+v", stage, data)
+		}
+		if stage == "before login" {
+			if err := c.Login(alice, alicePW).Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !c.Caps().Has("ID") {
+		t.Errorf("capabilities %v lack ID", c.Caps())
+	}
+	if _, err := c.List("", "*", nil).Collect(); err != nil {
+		t.Errorf("LIST after ID = %v", err)
+	}
+}
+
+// TestIdle: a delivery reaches an idling client within a second.
+func TestIdle(t *testing.T) {
+	env := newEnv(t, 0)
+	exists := make(chan uint32, 10)
+	c := env.dialTLS(t, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Mailbox: func(data *imapclient.UnilateralDataMailbox) {
+			if data.NumMessages != nil {
+				exists <- *data.NumMessages
+			}
+		},
+	}})
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	env.deliver(t, alice, "before")
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let IDLE start on the server
+	for i := 2; i <= 4; i++ {
+		start := time.Now()
+		env.deliver(t, alice, fmt.Sprint("idle ", i))
+		select {
+		case n := <-exists:
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("EXISTS after %v, want < 1s", d)
+			} else {
+				t.Logf("EXISTS %d %v after Deliver", n, d)
+			}
+			if n != uint32(i) {
+				t.Errorf("EXISTS %d, want %d", n, i)
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("no EXISTS within 1s of delivery %d", i)
+		}
+	}
+	// Flag changes by another session arrive too.
+	flags := make(chan []goimap.Flag, 10)
+	c2 := env.dialTLS(t, nil)
+	if err := c2.Login(alice, alicePW).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Store(goimap.SeqSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagFlagged}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = flags
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAppendQuota: APPEND beyond the quota fails with OVERQUOTA and
+// stores nothing.
+func TestAppendQuota(t *testing.T) {
+	env := newEnv(t, 2000)
+	c := env.dialTLS(t, nil)
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg := func(body string) error {
+		cmd := c.Append("INBOX", int64(len(body)), nil)
+		if _, err := cmd.Write([]byte(body)); err != nil {
+			return err
+		}
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		_, err := cmd.Wait()
+		return err
+	}
+	if err := appendMsg(mail("fits")); err != nil {
+		t.Fatalf("APPEND within quota = %v", err)
+	}
+	err := appendMsg(mail("too big") + strings.Repeat("x", 2000))
+	var ie *goimap.Error
+	if !errors.As(err, &ie) || ie.Code != goimap.ResponseCodeOverQuota {
+		t.Errorf("APPEND beyond quota = %v, want NO [OVERQUOTA]", err)
+	}
+	// A delivery refused the same way.
+	if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(strings.Repeat("y", 2000)), nil, time.Time{}); !errors.Is(err, store.ErrQuotaExceeded) {
+		t.Errorf("Deliver beyond quota = %v", err)
+	}
+	used, n, _ := env.st.Usage(context.Background(), alice)
+	if n != 1 {
+		t.Errorf("%d messages stored, want 1", n)
+	}
+	// Fill the quota exactly: then nothing more fits.
+	if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(strings.Repeat("z", int(2000-used))), nil, time.Time{}); err != nil {
+		t.Fatalf("Deliver up to the quota = %v", err)
+	}
+	if err := appendMsg("x\r\n"); !errors.As(err, &ie) || ie.Code != goimap.ResponseCodeOverQuota {
+		t.Errorf("APPEND with the quota full = %v, want NO [OVERQUOTA]", err)
+	}
+	cmd := c.Append("NoSuchBox", 3, nil)
+	cmd.Write([]byte("x\r\n"))
+	cmd.Close()
+	if _, err := cmd.Wait(); !errors.As(err, &ie) || ie.Code != goimap.ResponseCodeTryCreate {
+		t.Errorf("APPEND to missing mailbox = %v, want NO [TRYCREATE]", err)
+	}
+}

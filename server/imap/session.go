@@ -1,0 +1,700 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/mailctl/mailctl/server/store"
+)
+
+// session is one IMAP connection.
+type session struct {
+	srv    *Server
+	conn   *conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	logger *slog.Logger
+
+	user string // set by Login
+	view *view  // selected mailbox, or nil
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
+	_ imapserver.SessionAppendLimit = (*session)(nil)
+)
+
+func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	nc, ok := c.NetConn().(*conn)
+	if !ok {
+		return nil, nil, errors.New("imap: connection not accepted by Server.Serve")
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &session{
+		srv: s, conn: nc, ctx: ctx, cancel: cancel,
+		logger: s.logger.With("remote", nc.RemoteAddr().String()),
+	}, nil, nil
+}
+
+func (s *session) Close() error {
+	s.unselect()
+	s.cancel()
+	return nil
+}
+
+func (s *session) Login(username, password string) error {
+	if !s.conn.isTLS() {
+		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodePrivacyRequired, Text: "TLS is required to authenticate"}
+	}
+	user, err := s.srv.auth.Authenticate(s.ctx, username, password, s.conn.RemoteAddr())
+	if err != nil {
+		s.logger.InfoContext(s.ctx, "imap login failed", "user", username, "err", err)
+		return imapserver.ErrAuthFailed
+	}
+	if _, err := s.srv.st.Mailbox(s.ctx, user, store.Inbox); err != nil {
+		s.logger.ErrorContext(s.ctx, "imap login: no mail store for user", "user", user, "err", err)
+		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable, Text: "Mailbox unavailable"}
+	}
+	s.user = user
+	s.logger = s.logger.With("user", user)
+	s.logger.InfoContext(s.ctx, "imap login")
+	return nil
+}
+
+// AppendLimit implements imapserver.SessionAppendLimit.
+func (s *session) AppendLimit() uint32 { return s.srv.opts.AppendLimit }
+
+// imapError turns store errors into IMAP responses.
+func (s *session) imapError(err error) error {
+	no := func(code goimap.ResponseCode, text string) error {
+		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: code, Text: text}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNoSuchMailbox):
+		return no(goimap.ResponseCodeNonExistent, "No such mailbox")
+	case errors.Is(err, store.ErrMailboxExists):
+		return no(goimap.ResponseCodeAlreadyExists, "Mailbox already exists")
+	case errors.Is(err, store.ErrQuotaExceeded):
+		return no(goimap.ResponseCodeOverQuota, "Quota exceeded")
+	case errors.Is(err, store.ErrInvalidMailbox):
+		return no(goimap.ResponseCodeCannot, "Invalid mailbox name")
+	case errors.Is(err, store.ErrInboxNotAllowed):
+		return no(goimap.ResponseCodeCannot, "Not allowed on INBOX")
+	}
+	var ie *goimap.Error
+	if errors.As(err, &ie) {
+		return err
+	}
+	s.logger.ErrorContext(s.ctx, "imap command failed", "err", err)
+	return err
+}
+
+func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.SelectData, error) {
+	s.unselect()
+	mb, err := s.srv.st.Mailbox(s.ctx, s.user, name)
+	if err != nil {
+		return nil, s.imapError(err)
+	}
+	sm, err := s.srv.acquire(s.ctx, s.user, mb)
+	if err != nil {
+		return nil, s.imapError(err)
+	}
+	if err := sm.sync(s.ctx, nil); err != nil {
+		s.srv.release(sm)
+		return nil, s.imapError(err)
+	}
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	s.view = &view{sm: sm, tracker: sm.tracker.NewSession(), readOnly: options.ReadOnly}
+	flags := map[string]bool{}
+	var firstUnseen uint32
+	for i, m := range sm.msgs {
+		for _, f := range m.Flags {
+			flags[f] = true
+		}
+		if firstUnseen == 0 && !m.HasFlag(store.FlagSeen) {
+			firstUnseen = uint32(i) + 1
+		}
+	}
+	for _, f := range []string{store.FlagSeen, store.FlagAnswered, store.FlagFlagged, store.FlagDeleted, store.FlagDraft} {
+		flags[f] = true
+	}
+	var list []goimap.Flag
+	for f := range flags {
+		list = append(list, goimap.Flag(f))
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i] < list[j] })
+	perm := append(append([]goimap.Flag(nil), list...), goimap.FlagWildcard)
+	if options.ReadOnly {
+		perm = nil
+	}
+	return &goimap.SelectData{
+		Flags:             list,
+		PermanentFlags:    perm,
+		NumMessages:       uint32(len(sm.msgs)),
+		FirstUnseenSeqNum: firstUnseen,
+		UIDNext:           goimap.UID(sm.mb.UIDNext),
+		UIDValidity:       sm.mb.UIDValidity,
+		HighestModSeq:     sm.mb.ModSeq,
+	}, nil
+}
+
+func (s *session) unselect() {
+	if s.view == nil {
+		return
+	}
+	s.view.tracker.Close()
+	s.srv.release(s.view.sm)
+	s.view = nil
+}
+
+func (s *session) Unselect() error {
+	s.unselect()
+	return nil
+}
+
+func (s *session) Create(name string, options *goimap.CreateOptions) error {
+	name = strings.TrimRight(name, string(store.Delim))
+	special := ""
+	if options != nil && len(options.SpecialUse) > 0 {
+		special = string(options.SpecialUse[0])
+		switch strings.ToLower(special) {
+		case `\sent`, `\drafts`, `\trash`, `\junk`, `\archive`, `\all`, `\flagged`:
+		default:
+			return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCode("USEATTR"), Text: "Unsupported special-use attribute"}
+		}
+	}
+	// Superior names are created too (RFC 9051 section 6.3.4).
+	parts := strings.Split(name, string(store.Delim))
+	for i := 1; i < len(parts); i++ {
+		parent := strings.Join(parts[:i], string(store.Delim))
+		if err := s.srv.st.CreateMailbox(s.ctx, s.user, parent, ""); err != nil && !errors.Is(err, store.ErrMailboxExists) {
+			return s.imapError(err)
+		}
+	}
+	return s.imapError(s.srv.st.CreateMailbox(s.ctx, s.user, name, special))
+}
+
+func (s *session) Delete(name string) error {
+	return s.imapError(s.srv.st.DeleteMailbox(s.ctx, s.user, name))
+}
+
+func (s *session) Rename(oldName, newName string, options *goimap.RenameOptions) error {
+	newName = strings.TrimRight(newName, string(store.Delim))
+	return s.imapError(s.srv.st.RenameMailbox(s.ctx, s.user, oldName, newName))
+}
+
+func (s *session) Subscribe(name string) error {
+	return s.imapError(s.srv.st.SetSubscribed(s.ctx, s.user, name, true))
+}
+
+func (s *session) Unsubscribe(name string) error {
+	return s.imapError(s.srv.st.SetSubscribed(s.ctx, s.user, name, false))
+}
+
+func (s *session) Namespace() (*goimap.NamespaceData, error) {
+	return &goimap.NamespaceData{Personal: []goimap.NamespaceDescriptor{{Prefix: "", Delim: store.Delim}}}, nil
+}
+
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *goimap.ListOptions) error {
+	if len(patterns) == 0 {
+		return w.WriteList(&goimap.ListData{Attrs: []goimap.MailboxAttr{goimap.MailboxAttrNoSelect}, Delim: store.Delim})
+	}
+	mbs, err := s.srv.st.Mailboxes(s.ctx, s.user)
+	if err != nil {
+		return s.imapError(err)
+	}
+	names := map[string]bool{}
+	for _, mb := range mbs {
+		names[mb.Name] = true
+	}
+	for _, mb := range mbs {
+		match := false
+		for _, p := range patterns {
+			if imapserver.MatchList(mb.Name, store.Delim, ref, p) {
+				match = true
+				break
+			}
+		}
+		if !match || (options.SelectSubscribed && !mb.Subscribed) || (options.SelectSpecialUse && mb.SpecialUse == "") {
+			continue
+		}
+		data := goimap.ListData{Mailbox: mb.Name, Delim: store.Delim}
+		if mb.Subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
+			data.Attrs = append(data.Attrs, goimap.MailboxAttrSubscribed)
+		}
+		if options.ReturnChildren {
+			attr := goimap.MailboxAttrHasNoChildren
+			for n := range names {
+				if strings.HasPrefix(n, mb.Name+string(store.Delim)) {
+					attr = goimap.MailboxAttrHasChildren
+					break
+				}
+			}
+			data.Attrs = append(data.Attrs, attr)
+		}
+		if mb.SpecialUse != "" {
+			// Always shown: clients that do not ask (Thunderbird's plain
+			// LIST) still find the special-use mailboxes.
+			data.Attrs = append(data.Attrs, goimap.MailboxAttr(mb.SpecialUse))
+		}
+		if options.ReturnStatus != nil {
+			st, err := s.status(mb.Name, options.ReturnStatus)
+			if err != nil {
+				return err
+			}
+			data.Status = st
+		}
+		if err := w.WriteList(&data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) Status(name string, options *goimap.StatusOptions) (*goimap.StatusData, error) {
+	return s.status(name, options)
+}
+
+func (s *session) status(name string, options *goimap.StatusOptions) (*goimap.StatusData, error) {
+	var mb store.Mailbox
+	var msgs []store.Message
+	var err error
+	if options.NumUnseen || options.NumDeleted {
+		mb, msgs, err = s.srv.st.Messages(s.ctx, s.user, name)
+	} else {
+		mb, err = s.srv.st.Mailbox(s.ctx, s.user, name)
+	}
+	if err != nil {
+		return nil, s.imapError(err)
+	}
+	data := &goimap.StatusData{Mailbox: mb.Name}
+	u32 := func(n int) *uint32 { v := uint32(n); return &v }
+	if options.NumMessages {
+		data.NumMessages = u32(mb.Messages)
+	}
+	if options.UIDNext {
+		data.UIDNext = goimap.UID(mb.UIDNext)
+	}
+	if options.UIDValidity {
+		data.UIDValidity = mb.UIDValidity
+	}
+	if options.NumUnseen || options.NumDeleted {
+		var unseen, deleted int
+		for _, m := range msgs {
+			if !m.HasFlag(store.FlagSeen) {
+				unseen++
+			}
+			if m.HasFlag(store.FlagDeleted) {
+				deleted++
+			}
+		}
+		if options.NumUnseen {
+			data.NumUnseen = u32(unseen)
+		}
+		if options.NumDeleted {
+			data.NumDeleted = u32(deleted)
+		}
+	}
+	if options.Size {
+		size := mb.Size
+		data.Size = &size
+	}
+	if options.NumRecent {
+		data.NumRecent = u32(0)
+	}
+	if options.AppendLimit {
+		data.AppendLimit = &s.srv.opts.AppendLimit
+	}
+	if options.HighestModSeq {
+		data.HighestModSeq = mb.ModSeq
+	}
+	return data, nil
+}
+
+func (s *session) Append(mailbox string, r goimap.LiteralReader, options *goimap.AppendOptions) (*goimap.AppendData, error) {
+	tryCreate := &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	if _, err := s.srv.st.Mailbox(s.ctx, s.user, mailbox); errors.Is(err, store.ErrNoSuchMailbox) {
+		return nil, tryCreate
+	}
+	// Refuse before reading the literal when it cannot fit.
+	quota, err := s.srv.st.Quota(s.ctx, s.user)
+	if err != nil {
+		return nil, s.imapError(err)
+	}
+	if quota > 0 {
+		used, _, err := s.srv.st.Usage(s.ctx, s.user)
+		if err != nil {
+			return nil, s.imapError(err)
+		}
+		if used+r.Size() > quota {
+			return nil, s.imapError(store.ErrQuotaExceeded)
+		}
+	}
+	date := options.Time
+	uidValidity, uid, err := s.srv.st.Append(s.ctx, s.user, mailbox, r, storeFlags(options.Flags), date)
+	if errors.Is(err, store.ErrNoSuchMailbox) {
+		return nil, tryCreate
+	}
+	if err != nil {
+		return nil, s.imapError(err)
+	}
+	if s.view != nil {
+		if err := s.view.sm.sync(s.ctx, nil); err != nil {
+			return nil, s.imapError(err)
+		}
+	}
+	return &goimap.AppendData{UID: goimap.UID(uid), UIDValidity: uidValidity}, nil
+}
+
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.view == nil {
+		return nil
+	}
+	return s.view.tracker.Poll(w, allowExpunge)
+}
+
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if s.view == nil {
+		<-stop
+		return nil
+	}
+	return s.view.tracker.Idle(w, stop)
+}
+
+func (s *session) writable() error {
+	if s.view.readOnly {
+		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeCannot, Text: "Mailbox is read-only"}
+	}
+	return nil
+}
+
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	var list []uint32
+	if uids != nil {
+		list = []uint32{}
+		for _, it := range s.view.resolve(*uids) {
+			list = append(list, it.msg.UID)
+		}
+	}
+	if _, err := s.srv.st.Expunge(s.ctx, s.user, s.view.sm.mb.Name, list); err != nil {
+		return s.imapError(err)
+	}
+	// The EXPUNGE responses go out through Poll, right after this.
+	return s.imapError(s.view.sm.sync(s.ctx, nil))
+}
+
+func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *goimap.StoreFlags, options *goimap.StoreOptions) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+		return s.imapError(err)
+	}
+	items := s.view.resolve(numSet)
+	var uids []uint32
+	for _, it := range items {
+		uids = append(uids, it.msg.UID)
+	}
+	op := map[goimap.StoreFlagsOp]store.FlagOp{
+		goimap.StoreFlagsSet: store.FlagsReplace,
+		goimap.StoreFlagsAdd: store.FlagsAdd,
+		goimap.StoreFlagsDel: store.FlagsRemove,
+	}[flags.Op]
+	updated, err := s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.mb.Name, uids, op, storeFlags(flags.Flags))
+	if err != nil {
+		return s.imapError(err)
+	}
+	if err := s.view.sm.sync(s.ctx, s.view.tracker); err != nil {
+		return s.imapError(err)
+	}
+	if flags.Silent {
+		return nil
+	}
+	byUID := map[uint32]store.Message{}
+	for _, m := range updated {
+		byUID[m.UID] = m
+	}
+	for _, it := range items {
+		m, ok := byUID[it.msg.UID]
+		if !ok || it.clientSeq == 0 {
+			continue
+		}
+		rw := w.CreateMessage(it.clientSeq)
+		rw.WriteUID(goimap.UID(m.UID))
+		rw.WriteFlags(imapFlags(m.Flags))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) uidsOf(numSet goimap.NumSet) []uint32 {
+	var uids []uint32
+	for _, it := range s.view.resolve(numSet) {
+		uids = append(uids, it.msg.UID)
+	}
+	return uids
+}
+
+func copyData(r store.CopyResult) *goimap.CopyData {
+	var src, dst goimap.UIDSet
+	for i := range r.SourceUIDs {
+		src.AddNum(goimap.UID(r.SourceUIDs[i]))
+		dst.AddNum(goimap.UID(r.DestUIDs[i]))
+	}
+	return &goimap.CopyData{UIDValidity: r.UIDValidity, SourceUIDs: src, DestUIDs: dst}
+}
+
+func (s *session) copyErr(err error) error {
+	if errors.Is(err, store.ErrNoSuchMailbox) {
+		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	return s.imapError(err)
+}
+
+func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, error) {
+	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+		return nil, s.imapError(err)
+	}
+	res, err := s.srv.st.Copy(s.ctx, s.user, s.view.sm.mb.Name, s.uidsOf(numSet), dest)
+	if err != nil {
+		return nil, s.copyErr(err)
+	}
+	return copyData(res), nil
+}
+
+func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest string) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+		return s.imapError(err)
+	}
+	res, err := s.srv.st.Move(s.ctx, s.user, s.view.sm.mb.Name, s.uidsOf(numSet), dest)
+	if err != nil {
+		return s.copyErr(err)
+	}
+	if err := w.WriteCopyData(copyData(res)); err != nil {
+		return err
+	}
+	// The EXPUNGE responses follow through Poll.
+	return s.imapError(s.view.sm.sync(s.ctx, nil))
+}
+
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) error {
+	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+		return s.imapError(err)
+	}
+	items := s.view.resolve(numSet)
+	markSeen := false
+	if !s.view.readOnly {
+		for _, bs := range options.BodySection {
+			if !bs.Peek {
+				markSeen = true
+			}
+		}
+	}
+	seenNow := map[uint32]bool{}
+	if markSeen {
+		var uids []uint32
+		for _, it := range items {
+			if !it.msg.HasFlag(store.FlagSeen) {
+				uids = append(uids, it.msg.UID)
+			}
+		}
+		if len(uids) > 0 {
+			updated, err := s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.mb.Name, uids, store.FlagsAdd, []string{store.FlagSeen})
+			if err != nil {
+				return s.imapError(err)
+			}
+			for _, m := range updated {
+				seenNow[m.UID] = true
+			}
+			if err := s.view.sm.sync(s.ctx, s.view.tracker); err != nil {
+				return s.imapError(err)
+			}
+		}
+	}
+	for _, it := range items {
+		if it.clientSeq == 0 {
+			continue
+		}
+		m := it.msg
+		if seenNow[m.UID] {
+			m.Flags = append(append([]string(nil), m.Flags...), store.FlagSeen)
+		}
+		if err := s.fetchOne(w.CreateMessage(it.clientSeq), m, options, seenNow[m.UID]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, options *goimap.FetchOptions, flagsChanged bool) error {
+	w.WriteUID(goimap.UID(m.UID))
+	if options.Flags || flagsChanged {
+		w.WriteFlags(imapFlags(m.Flags))
+	}
+	if options.InternalDate {
+		w.WriteInternalDate(m.InternalDate)
+	}
+	if options.RFC822Size {
+		w.WriteRFC822Size(m.Size)
+	}
+	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	if !needBody {
+		return w.Close()
+	}
+	f, err := s.srv.st.OpenBody(s.ctx, m)
+	if err != nil {
+		// Expunged by another session meanwhile: answer what we have.
+		s.logger.InfoContext(s.ctx, "imap fetch: body gone", "uid", m.UID, "err", err)
+		return w.Close()
+	}
+	defer f.Close()
+	rewind := func() io.Reader {
+		f.Seek(0, io.SeekStart)
+		return f
+	}
+	if options.Envelope {
+		w.WriteEnvelope(envelope(rewind()))
+	}
+	if options.BodyStructure != nil {
+		w.WriteBodyStructure(imapserver.ExtractBodyStructure(rewind()))
+	}
+	for _, bs := range options.BodySection {
+		var buf []byte
+		if len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierNone && bs.Partial == nil {
+			// The whole message: stream it.
+			wc := w.WriteBodySection(bs, m.Size)
+			_, werr := io.CopyN(wc, rewind(), m.Size)
+			if cerr := wc.Close(); werr == nil {
+				werr = cerr
+			}
+			if werr != nil {
+				return fmt.Errorf("fetch body of %d: %w", m.UID, werr)
+			}
+			continue
+		}
+		buf = imapserver.ExtractBodySection(rewind(), bs)
+		wc := w.WriteBodySection(bs, int64(len(buf)))
+		_, werr := wc.Write(buf)
+		if cerr := wc.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return werr
+		}
+	}
+	for _, bs := range options.BinarySection {
+		buf := imapserver.ExtractBinarySection(rewind(), bs)
+		wc := w.WriteBinarySection(bs, int64(len(buf)))
+		_, werr := wc.Write(buf)
+		if cerr := wc.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return werr
+		}
+	}
+	for _, bss := range options.BinarySectionSize {
+		w.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(rewind(), bss))
+	}
+	return w.Close()
+}
+
+func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteria, options *goimap.SearchOptions) (*goimap.SearchData, error) {
+	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+		return nil, s.imapError(err)
+	}
+	v := s.view
+	v.sm.mu.Lock()
+	s.staticCriteria(criteria)
+	var all []item
+	for i, m := range v.sm.msgs {
+		seq := uint32(i) + 1
+		all = append(all, item{seq: seq, clientSeq: v.tracker.EncodeSeqNum(seq), msg: m})
+	}
+	v.sm.mu.Unlock()
+
+	var data goimap.SearchData
+	var seqSet goimap.SeqSet
+	var uidSet goimap.UIDSet
+	for _, it := range all {
+		lm := &lazyMessage{s: s, m: it.msg}
+		ok := matchCriteria(lm, it.clientSeq, criteria)
+		lm.close()
+		if !ok {
+			continue
+		}
+		uidSet.AddNum(goimap.UID(it.msg.UID))
+		var num uint32
+		switch kind {
+		case imapserver.NumKindSeq:
+			if it.clientSeq == 0 {
+				continue
+			}
+			seqSet.AddNum(it.clientSeq)
+			num = it.clientSeq
+		case imapserver.NumKindUID:
+			num = it.msg.UID
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		if num > data.Max {
+			data.Max = num
+		}
+		data.Count++
+	}
+	if kind == imapserver.NumKindSeq {
+		data.All = seqSet
+	} else {
+		data.All = uidSet
+	}
+	if options.ReturnSave {
+		v.searchRes = uidSet
+	}
+	return &data, nil
+}
+
+// staticCriteria resolves "*" and "$" in the criteria's number sets.
+// sm.mu must be held.
+func (s *session) staticCriteria(c *goimap.SearchCriteria) {
+	seqs := make([]goimap.SeqSet, 0, len(c.SeqNum))
+	for _, ss := range c.SeqNum {
+		switch ns := s.view.staticNumSetLocked(ss).(type) {
+		case goimap.SeqSet:
+			seqs = append(seqs, ns)
+		case goimap.UIDSet:
+			c.UID = append(c.UID, ns)
+		}
+	}
+	c.SeqNum = seqs
+	for i := range c.UID {
+		c.UID[i] = s.view.staticNumSetLocked(c.UID[i]).(goimap.UIDSet)
+	}
+	for i := range c.Not {
+		s.staticCriteria(&c.Not[i])
+	}
+	for i := range c.Or {
+		s.staticCriteria(&c.Or[i][0])
+		s.staticCriteria(&c.Or[i][1])
+	}
+}
