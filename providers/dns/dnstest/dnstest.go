@@ -96,7 +96,12 @@ func Scenarios(zone string) []Scenario {
 	}
 }
 
-// Run runs every scenario in a subtest with a fresh provider and zone.
+// Zones is how many times Run calls its NewFunc, for tests that prepare
+// zones up front.
+func Zones() int { return len(Scenarios("x")) + 2 }
+
+// Run runs every scenario in a subtest with a fresh provider and zone, then
+// the concurrency check, and checks Zones for providers that list zones.
 func Run(t *testing.T, newProvider NewFunc) {
 	t.Helper()
 	for _, sc := range Scenarios("placeholder.invalid") {
@@ -104,6 +109,65 @@ func Run(t *testing.T, newProvider NewFunc) {
 			p, zone := newProvider(t)
 			RunScenario(t, p, zone, sc.Name)
 		})
+	}
+	t.Run("concurrent applies", func(t *testing.T) {
+		p, zone := newProvider(t)
+		RunConcurrent(t, p, zone)
+	})
+	t.Run("zones", func(t *testing.T) {
+		p, zone := newProvider(t)
+		z, ok := p.(dns.Zoner)
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if _, err := p.Records(ctx, zone); err != nil {
+			t.Fatal(err)
+		}
+		// zonefile lists zones that have a file: write one record.
+		a := rr("zones-check", "A", "192.0.2.99", h)
+		if err := p.Apply(ctx, zone, nil, []libdns.RR{a}); err != nil {
+			t.Fatal(err)
+		}
+		zones, err := z.Zones(ctx)
+		if err != nil {
+			t.Fatalf("Zones() = %v", err)
+		}
+		if dns.FindZone("mail."+zone, zones) == "" {
+			t.Fatalf("Zones() = %v, want %q among them", zones, zone)
+		}
+	})
+}
+
+// RunConcurrent applies changes to eight RRsets of zone at once, as the
+// engine does with -parallelism, and checks the result.
+func RunConcurrent(t *testing.T, p dns.Provider, zone string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	before, err := p.Records(ctx, zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var add []libdns.RR
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		r := rr(fmt.Sprintf("host%d", i), "A", fmt.Sprintf("192.0.2.%d", 100+i), h)
+		add = append(add, r)
+		go func() { errs <- p.Apply(ctx, zone, nil, []libdns.RR{r}) }()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Apply = %v", err)
+		}
+	}
+	got, err := p.Records(ctx, zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := Diff(got, Expect(before, nil, add, zone)); diff != "" {
+		t.Fatalf("after concurrent applies Records differs (-got +want):\n%s", diff)
 	}
 }
 
