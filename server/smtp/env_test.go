@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	gosmtp "github.com/emersion/go-smtp"
+
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/smtp"
 	"github.com/mailctl/mailctl/server/store"
@@ -64,6 +66,31 @@ func serverTLS(t *testing.T) *tls.Config {
 		certTLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 	})
 	return certTLS.Clone()
+}
+
+// clientTLS trusts serverTLS's certificate.
+func clientTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	pool := x509.NewCertPool()
+	c, err := x509.ParseCertificate(serverTLS(t).Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AddCert(c)
+	return &tls.Config{RootCAs: pool, ServerName: hostname}
+}
+
+// send delivers a message with the go-smtp client over STARTTLS, verifying the certificate.
+func send(t *testing.T, addr, from string, to []string, msg string) error {
+	c, err := gosmtp.DialStartTLS(addr, clientTLS(t))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SendMail(from, to, strings.NewReader(msg)); err != nil {
+		return err
+	}
+	return c.Quit()
 }
 
 func testHashes() map[string]string {
@@ -240,7 +267,7 @@ func dial(t *testing.T, addr string, implicitTLS bool) *client {
 	var conn net.Conn
 	var err error
 	if implicitTLS {
-		conn, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		conn, err = tls.Dial("tcp", addr, clientTLS(t))
 	} else {
 		conn, err = net.Dial("tcp", addr)
 	}
@@ -290,7 +317,7 @@ func (c *client) expect(line string, code int, want string) string {
 func (c *client) startTLS() {
 	c.t.Helper()
 	c.expect("STARTTLS", 220, "")
-	tc := tls.Client(c.conn, &tls.Config{ServerName: hostname, InsecureSkipVerify: true})
+	tc := tls.Client(c.conn, clientTLS(c.t))
 	if err := tc.Handshake(); err != nil {
 		c.t.Fatalf("TLS handshake: %v", err)
 	}

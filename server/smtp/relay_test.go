@@ -119,7 +119,7 @@ func TestLegitimateRecipients(t *testing.T) {
 		{"<anyone@example.org>", []string{"bob@example.test"}, ""},
 		{`<"alice"@example.test>`, []string{"alice@example.test"}, ""},
 		{"<@relay.remote.example:bob@example.test>", []string{"bob@example.test"}, ""}, // route ignored (RFC 5321 3.6.1)
-		{"<fwd@example.test>", nil, "friend@remote.example"},                          // alias forwarding outside
+		{"<fwd@example.test>", nil, "friend@remote.example"},                           // alias forwarding outside
 	}
 	counts := map[string]int{}
 	queued := 0

@@ -38,6 +38,7 @@ var (
 	errLoop             = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 4, 6}, Message: "Too many Received headers: mail loop"}
 	errLocalTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Local delivery failed, try again later"}
 	errQueueTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Could not queue the message, try again later"}
+	errLineTooLong      = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 4, 0}, Message: "Line too long"}
 	errReadBody         = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Could not receive the message"}
 )
 
@@ -258,6 +259,10 @@ func (se *session) Data(r io.Reader) error {
 	sp, err := newSpool(se.s.opts.SpoolDir, deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.opts.Limits.Timeout})
 	if err != nil {
 		var serr *gosmtp.SMTPError
+		if errors.Is(err, gosmtp.ErrTooLongLine) {
+			log.Info("message refused: line too long")
+			return errLineTooLong
+		}
 		if errors.As(err, &serr) {
 			log.Info("message refused", "err", serr.Message)
 			return serr // 552 5.3.4 when over the size limit

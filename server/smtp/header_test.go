@@ -1,0 +1,70 @@
+package smtp
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestScanHeader(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   string
+		want headerInfo
+	}{
+		{"simple", "From: a@b.c\r\nSubject: x\r\n\r\nbody", headerInfo{HasFrom: true, End: 27}},
+		{"LF only", "Date: x\nMessage-ID: <a@b>\n\nbody", headerInfo{HasDate: true, HasMessageID: true, End: 27}},
+		{"folded received", "Received: from a\r\n\tby b; date\r\nreceived: x\r\n\r\n", headerInfo{Received: 2, End: 46}},
+		{"case-insensitive", "MESSAGE-ID: <x>\r\ndate: y\r\n\r\n", headerInfo{HasMessageID: true, HasDate: true, End: 28}},
+		{"no header", "\r\nbody only", headerInfo{End: 2}},
+		{"no blank line", "Subject: x\r\n", headerInfo{End: -1}},
+		{"body without header", "hello world\r\n\r\n", headerInfo{End: -1}},
+		{"leading continuation", " Date: x\r\n\r\n", headerInfo{End: -1}},
+		{"space in name", "Bad Name: x\r\nDate: y\r\n\r\n", headerInfo{End: -1}},
+		{"empty", "", headerInfo{End: -1}},
+		{"stops at body", "Subject: x\r\n\r\nReceived: not a header\r\n", headerInfo{End: 14}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := scanHeader([]byte(tt.in)); got != tt.want {
+				t.Errorf("scanHeader(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzScanHeader(f *testing.F) {
+	for _, s := range []string{"From: a\r\n\r\nb", "Received: x\r\n\ty\r\n\r\n", "\n", ":\r\n\r\n", "a:\n b\n\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h := scanHeader(b)
+		if h.End < -1 || h.End > len(b) {
+			t.Fatalf("End = %d outside -1..%d", h.End, len(b))
+		}
+		if h.End >= 0 {
+			// The header ends just after an empty line.
+			if b[h.End-1] != '\n' {
+				t.Fatalf("End = %d is not after a newline", h.End)
+			}
+			rest := bytes.TrimSuffix(b[:h.End-1], []byte("\r"))
+			if len(rest) > 0 && rest[len(rest)-1] != '\n' {
+				t.Fatalf("End = %d is not after an empty line", h.End)
+			}
+		}
+		if h.Received > bytes.Count(bytes.ToLower(b), []byte("received:")) {
+			t.Fatalf("Received = %d, more than occurrences", h.Received)
+		}
+		// What we prepend stays a well-formed header in front of any input.
+		tr := receivedField(traceInfo{Helo: string(b), RemoteIP: "192.0.2.1", Hostname: "mx.example", ID: "X", Date: time.Unix(0, 0)})
+		if !strings.HasSuffix(tr, "\r\n") || strings.ContainsAny(strings.ReplaceAll(strings.TrimSuffix(tr, "\r\n"), "\r\n\t", ""), "\r\n") {
+			t.Fatalf("bad Received field %q", tr)
+		}
+		got := scanHeader([]byte(tr + "\r\n"))
+		if got.Received != 1 || got.End != len(tr)+2 {
+			t.Fatalf("our Received field %q scans as %+v", tr, got)
+		}
+	})
+}
