@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/mailctl/mailctl/plan/config"
+	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/mtasts"
 )
 
@@ -61,7 +62,11 @@ type DKIMKey struct {
 // configured selector: one ed25519 key (RFC 8463) and one rsa-2048 key, so
 // that verifiers without ed25519 support still find a valid signature.
 func DKIMSelectors(selector string) []string {
-	return []string{selector + "-ed25519", selector + "-rsa"}
+	var out []string
+	for _, s := range dkim.Selectors(selector) {
+		out = append(out, s.Name)
+	}
+	return out
 }
 
 // Records returns every owned record set of every domain, sorted by
