@@ -31,8 +31,10 @@ type Knot struct {
 	// TSIGName is the key name (fully qualified), TSIGAlg "hmac-sha256",
 	// TSIGSecret the base64 secret.
 	TSIGName, TSIGAlg, TSIGSecret string
-	// Dir holds the config, zone files and databases.
+	// Dir holds the config, zone files (<zone>.zone) and databases.
 	Dir string
+	// Conf is the configuration file, for knotc -c.
+	Conf string
 }
 
 // StartKnot writes a Knot 3 configuration serving zones (each with a SOA and
@@ -132,6 +134,7 @@ zone:
 
 func (k *Knot) start(t testing.TB, bin string, port int, zones []string) error {
 	conf := filepath.Join(k.Dir, "knot.conf")
+	k.Conf = conf
 	if err := os.WriteFile(conf, []byte(k.config(port, zones)), 0o600); err != nil {
 		return err
 	}

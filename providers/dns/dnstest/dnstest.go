@@ -57,6 +57,7 @@ func Scenarios(zone string) []Scenario {
 	mxB := rr("@", "MX", "20 "+mx2, h)
 	mxC := rr("@", "MX", "30 "+mx2, h)
 	dkim := rr("mx1-2026._domainkey", "TXT", LongDKIM, h)
+	dkimShort := rr("mx1-2026._domainkey", "TXT", "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", 5*time.Minute)
 	subs := rr("_submissions._tcp", "SRV", "0 1 465 "+mx1, h)
 	subs2 := rr("_submissions._tcp", "SRV", "10 1 465 "+mx2, h)
 	imaps := rr("_imaps._tcp", "SRV", "0 1 993 "+mx1, h)
@@ -72,6 +73,10 @@ func Scenarios(zone string) []Scenario {
 		}},
 		{"long DKIM TXT", []Step{
 			{Add: []libdns.RR{dkim}},
+		}},
+		{"long DKIM TXT replaced", []Step{
+			{Add: []libdns.RR{dkim}},
+			{Del: []libdns.RR{dkim}, Add: []libdns.RR{dkimShort}},
 		}},
 		{"SRV", []Step{
 			{Add: []libdns.RR{subs, subs2}},

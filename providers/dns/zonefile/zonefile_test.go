@@ -11,6 +11,7 @@ import (
 	"github.com/libdns/libdns"
 	mdns "github.com/miekg/dns"
 
+	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/providers/dns"
 	"github.com/mailctl/mailctl/providers/dns/dnstest"
 	"github.com/mailctl/mailctl/providers/dns/zonefile"
@@ -145,5 +146,48 @@ func TestMissingDirAttribute(t *testing.T) {
 	t.Parallel()
 	if _, err := dns.New("zonefile", dns.Config{Attrs: map[string]string{}}); err == nil || !strings.Contains(err.Error(), `"dir"`) {
 		t.Fatalf("New without dir = %v, want error naming dir", err)
+	}
+}
+
+// TestServedByKnot writes zone files into the directory a real Knot serves,
+// reloads it with knotc through reload_command, and queries it.
+func TestServedByKnot(t *testing.T) {
+	t.Parallel()
+	k := testenv.StartKnot(t, "example.org")
+	p, err := dns.New("zonefile", dns.Config{Attrs: map[string]string{
+		"dir":            k.Dir,
+		"reload_command": "knotc -c " + k.Conf + ` zone-reload "$MAILCTL_ZONE"`,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.Apply(ctx, "example.org", nil, []libdns.RR{
+		{Name: "mx1-2026._domainkey", Type: "TXT", Data: dnstest.LongDKIM, TTL: time.Hour},
+		{Name: "@", Type: "MX", Data: "10 mx1.example.org.", TTL: time.Hour},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// zone-reload is asynchronous: poll.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ans := k.Query(t, "mx1-2026._domainkey.example.org", mdns.TypeTXT)
+		if len(ans) == 1 {
+			if got := strings.Join(ans[0].(*mdns.TXT).Txt, ""); got != dnstest.LongDKIM {
+				t.Fatalf("Knot serves %q, want the DKIM key", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Knot does not serve the DKIM record 5s after reload: %v", ans)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ans := k.Query(t, "example.org", mdns.TypeMX); len(ans) != 1 || ans[0].(*mdns.MX).Mx != "mx1.example.org." {
+		t.Fatalf("MX = %v", ans)
+	}
+	// The NS and glue StartKnot wrote are kept.
+	if ans := k.Query(t, "ns1.example.org", mdns.TypeA); len(ans) != 1 {
+		t.Fatalf("glue A = %v, want kept", ans)
 	}
 }
