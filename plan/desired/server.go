@@ -1,0 +1,94 @@
+package desired
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/mailctl/mailctl/plan/config"
+	serverconfig "github.com/mailctl/mailctl/server/config"
+)
+
+// Layout on a VPS (SPEC section 8).
+const (
+	RemoteDataDir    = "/var/lib/mailctl"
+	RemoteConfigPath = "/etc/mailctl/server.json"
+)
+
+// LocalDir returns the absolute lab directory of a local server.
+func LocalDir(cfg *config.Config, s *config.Server) string {
+	if s.Local == nil {
+		return ""
+	}
+	d := s.Local.Dir
+	if !filepath.IsAbs(d) {
+		d = filepath.Join(cfg.Dir, d)
+	}
+	if abs, err := filepath.Abs(d); err == nil {
+		d = abs
+	}
+	return d
+}
+
+// ServerConfig returns the configuration file of server s: its domains,
+// their users and aliases, listen addresses and TLS mode. It is what apply
+// writes to the server and what the server's reported digest is compared
+// with.
+func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
+	sc := &serverconfig.Config{
+		FormatVersion: serverconfig.FormatVersion,
+		Hostname:      s.Hostname,
+		DataDir:       RemoteDataDir,
+	}
+	host := "" // every address
+	if s.Local != nil {
+		host = "127.0.0.1"
+		sc.DataDir = filepath.Join(LocalDir(cfg, s), "data")
+	}
+	addr := func(port int) string {
+		if port == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%s:%d", host, port)
+	}
+	sc.Listen = serverconfig.Listen{
+		SMTP: addr(s.Ports.SMTP), Submission: addr(s.Ports.Submission), Submissions: addr(s.Ports.Submissions),
+		IMAP: addr(s.Ports.IMAP), IMAPS: addr(s.Ports.IMAPS), HTTPS: addr(s.Ports.HTTPS), HTTP: addr(s.Ports.HTTP),
+	}
+	switch {
+	case s.TLS.SelfSigned:
+		sc.TLS.Mode = "self-signed"
+	case s.TLS.CertFile != "":
+		sc.TLS = serverconfig.TLS{Mode: "files", CertFile: s.TLS.CertFile, KeyFile: s.TLS.KeyFile}
+	default:
+		sc.TLS = serverconfig.TLS{Mode: "acme", ACMEEmail: s.TLS.ACMEEmail, ACMEDirectory: s.TLS.ACMEDirectory}
+	}
+	served := map[string]bool{}
+	for _, d := range cfg.Domains {
+		if d.Server != s {
+			continue
+		}
+		served[d.Name] = true
+		sd := serverconfig.Domain{Name: d.Name, DKIMSelectors: []string{d.DKIM.Selector}}
+		if d.MTASTS != nil {
+			sd.MTASTSMode, sd.MTASTSMaxAge = d.MTASTS.Mode, d.MTASTS.MaxAge
+		}
+		sc.Domains = append(sc.Domains, sd)
+	}
+	inServed := func(addr string) bool { return served[addr[strings.LastIndexByte(addr, '@')+1:]] }
+	for _, u := range cfg.Users {
+		if !inServed(u.Address) {
+			continue
+		}
+		sc.Users = append(sc.Users, serverconfig.User{
+			Address: u.Address, Name: u.Name, PasswordHash: u.PasswordHash.Str,
+			Aliases: u.Aliases, QuotaBytes: u.QuotaBytes,
+		})
+	}
+	for _, a := range cfg.Aliases {
+		if inServed(a.Address) {
+			sc.Aliases = append(sc.Aliases, serverconfig.Alias{Address: a.Address, To: a.To})
+		}
+	}
+	return sc
+}
