@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -370,5 +371,29 @@ func TestAppendQuota(t *testing.T) {
 	cmd.Close()
 	if _, err := cmd.Wait(); !errors.As(err, &ie) || ie.Code != goimap.ResponseCodeTryCreate {
 		t.Errorf("APPEND to missing mailbox = %v, want NO [TRYCREATE]", err)
+	}
+}
+
+// TestImaplib drives the server with Python's imaplib over implicit TLS:
+// ID, LOGIN, LIST with special use and LIST-STATUS, SELECT, APPEND, FETCH,
+// STORE, SEARCH, UID MOVE, EXPUNGE, CREATE, RENAME.
+func TestImaplib(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "delivered one")
+	env.deliver(t, alice, "delivered two")
+	host, port, _ := net.SplitHostPort(env.tlsAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "python3", "testdata/imaplib_session.py", host, port, env.caFile, alice, alicePW)
+	out, err := cmd.CombinedOutput()
+	t.Logf("imaplib:\n%s", out)
+	if err != nil {
+		t.Fatalf("imaplib session: %v", err)
+	}
+	ctxb := context.Background()
+	_, inbox, _ := env.st.Messages(ctxb, alice, "INBOX")
+	_, archive, _ := env.st.Messages(ctxb, alice, "Archive")
+	if len(inbox) != 3 || len(archive) != 1 {
+		t.Errorf("after the session: INBOX %d, Archive %d messages, want 3 and 1", len(inbox), len(archive))
 	}
 }
