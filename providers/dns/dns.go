@@ -228,3 +228,33 @@ func FindZone(domain string, zones []string) string {
 func normName(s string) string {
 	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), "."))
 }
+
+// ErrUnsupported is wrapped by Capabilities.Check for records a provider
+// cannot hold.
+var ErrUnsupported = errors.New("dns: record not supported by provider")
+
+// Check reports why a provider with these capabilities cannot hold rr (a
+// canonical record), so that the engine rejects it before any API call.
+// TTLs below MinTTL are not an error: see RaiseTTL.
+func (c Capabilities) Check(rr libdns.RR) error {
+	switch {
+	case !c.DNS:
+		return fmt.Errorf("%w: %s %s: the provider does not host DNS zones", ErrUnsupported, rr.Name, rr.Type)
+	case rr.Type == "SRV" && !c.SRV:
+		return fmt.Errorf("%w: %s SRV: the provider has no SRV records", ErrUnsupported, rr.Name)
+	case rr.Type == "CNAME" && rr.Name == "@" && !c.ApexCNAME:
+		return fmt.Errorf("%w: CNAME at the zone apex", ErrUnsupported)
+	case Hidden(rr.Type):
+		return fmt.Errorf("%w: %s %s records are not managed by mailctl", ErrUnsupported, rr.Name, rr.Type)
+	}
+	return nil
+}
+
+// RaiseTTL returns rr with its TTL raised to MinTTL, as the provider would
+// store it, so that the next plan does not see a difference.
+func (c Capabilities) RaiseTTL(rr libdns.RR) libdns.RR {
+	if rr.TTL < c.MinTTL {
+		rr.TTL = c.MinTTL
+	}
+	return rr
+}

@@ -162,3 +162,25 @@ func TestAPIErrorMessages(t *testing.T) {
 		t.Fatalf("APIError 403 = %q", e)
 	}
 }
+
+func TestCapabilitiesCheck(t *testing.T) {
+	t.Parallel()
+	caps := dns.Capabilities{DNS: true, MinTTL: time.Minute}
+	for _, tc := range []struct {
+		rr libdns.RR
+		ok bool
+	}{
+		{libdns.RR{Name: "@", Type: "MX", Data: "10 mx.example.org."}, true},
+		{libdns.RR{Name: "_imaps._tcp", Type: "SRV", Data: "0 1 993 mx.example.org."}, false},
+		{libdns.RR{Name: "@", Type: "CNAME", Data: "x.example.net."}, false},
+		{libdns.RR{Name: "www", Type: "CNAME", Data: "x.example.net."}, true},
+		{libdns.RR{Name: "@", Type: "NS", Data: "ns1.example.net."}, false},
+	} {
+		if err := caps.Check(tc.rr); (err == nil) != tc.ok || (err != nil && !errors.Is(err, dns.ErrUnsupported)) {
+			t.Errorf("Check(%v) = %v, want ok=%v", tc.rr, err, tc.ok)
+		}
+	}
+	if got := caps.RaiseTTL(libdns.RR{TTL: time.Second}).TTL; got != time.Minute {
+		t.Errorf("RaiseTTL(1s) = %v, want 1m", got)
+	}
+}
