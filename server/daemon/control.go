@@ -31,14 +31,14 @@ type Status struct {
 	LastReload   *ReloadState `json:"last_reload,omitempty"`
 	Users        []UserStatus `json:"users"`
 	// DKIM lists the public keys to publish; empty until DKIM signing exists.
-	DKIM          []DKIMKey           `json:"dkim"`
-	TLSMode       string              `json:"tls_mode"`
-	Certificates  []tlsconf.CertInfo  `json:"certificates"`
-	StoreBytes    int64               `json:"store_bytes"`
-	QueueMessages int                 `json:"queue_messages"`
-	Listeners     map[string]string   `json:"listeners"`
-	Domains       []string            `json:"domains"`
-	MTASTS        map[string]string   `json:"mta_sts_ids,omitempty"`
+	DKIM          []DKIMKey          `json:"dkim"`
+	TLSMode       string             `json:"tls_mode"`
+	Certificates  []tlsconf.CertInfo `json:"certificates"`
+	StoreBytes    int64              `json:"store_bytes"`
+	QueueMessages int                `json:"queue_messages"`
+	Listeners     map[string]string  `json:"listeners"`
+	Domains       []string           `json:"domains"`
+	MTASTS        map[string]string  `json:"mta_sts_ids,omitempty"`
 }
 
 // ReloadState is the outcome of the last SIGHUP.
