@@ -11,12 +11,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -80,7 +83,7 @@ func selfSigned(t testing.TB) (tls.Certificate, []byte) {
 		Subject:               pkix.Name{CommonName: "localhost"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(time.Hour),
-		DNSNames:              []string{"localhost"},
+		DNSNames:              []string{"localhost", "127.0.0.1"}, // mbsync matches names only
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -395,5 +398,127 @@ func TestImaplib(t *testing.T) {
 	_, archive, _ := env.st.Messages(ctxb, alice, "Archive")
 	if len(inbox) != 3 || len(archive) != 1 {
 		t.Errorf("after the session: INBOX %d, Archive %d messages, want 3 and 1", len(inbox), len(archive))
+	}
+}
+
+// TestMbsync syncs alice's mailboxes to a local Maildir with mbsync
+// (Debian isync), over implicit TLS and over STARTTLS, twice: the second
+// run must bring a new message and drop an expunged one.
+func TestMbsync(t *testing.T) {
+	xtuid := regexp.MustCompile(`(?m)^X-TUID: \S+\n`)
+	for _, mode := range []string{"IMAPS", "STARTTLS"} {
+		t.Run(mode, func(t *testing.T) {
+			env := newEnv(t, 0)
+			ctx := context.Background()
+			for i := 0; i < 5; i++ {
+				env.deliver(t, alice, fmt.Sprint("mbsync ", i))
+			}
+			if _, err := env.st.Deliver(ctx, alice, "Sent", strings.NewReader(mail("sent one")), []string{`\Seen`}, time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+			addr := env.tlsAddr
+			if mode == "STARTTLS" {
+				addr = env.plainAddr
+			}
+			host, port, _ := net.SplitHostPort(addr)
+			dir := t.TempDir()
+			maildir := filepath.Join(dir, "mail")
+			if err := os.Mkdir(maildir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			conf := fmt.Sprintf(`IMAPAccount test
+Host %s
+Port %s
+User %s
+Pass %s
+SSLType %s
+CertificateFile %s
+
+IMAPStore remote
+Account test
+
+MaildirStore local
+Path %s/
+Inbox %s/INBOX
+SubFolders Verbatim
+
+Channel all
+Far :remote:
+Near :local:
+Patterns *
+Create Near
+Sync Pull
+Expunge Near
+SyncState *
+`, host, port, alice, alicePW, mode, env.caFile, maildir, maildir)
+			confFile := filepath.Join(dir, "mbsyncrc")
+			if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			run := func() {
+				t.Helper()
+				cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(cctx, "mbsync", "-c", confFile, "-a")
+				cmd.Env = append(os.Environ(), "HOME="+dir)
+				out, err := cmd.CombinedOutput()
+				t.Logf("mbsync:\n%s", out)
+				if err != nil {
+					t.Fatalf("mbsync: %v", err)
+				}
+			}
+			check := func(mailbox string) {
+				t.Helper()
+				_, msgs, err := env.st.Messages(ctx, alice, mailbox)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := map[string]bool{}
+				for _, m := range msgs {
+					f, err := env.st.OpenBody(ctx, m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					b, _ := io.ReadAll(f)
+					f.Close()
+					// Maildir files have native (LF) line ends.
+					want[strings.ReplaceAll(string(b), "\r\n", "\n")] = true
+				}
+				files, _ := filepath.Glob(filepath.Join(maildir, mailbox, "*", "*"))
+				got := map[string]bool{}
+				for _, f := range files {
+					if strings.Contains(f, ".mbsyncstate") || strings.HasSuffix(f, ".uidvalidity") {
+						continue
+					}
+					b, err := os.ReadFile(f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					// mbsync adds its transaction id to the header.
+					got[xtuid.ReplaceAllString(string(b), "")] = true
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("Maildir %s holds %d messages, store %d (contents differ: %v)", mailbox, len(got), len(want), len(got) == len(want))
+				}
+			}
+			run()
+			check("INBOX")
+			check("Sent")
+			for _, d := range []string{"Drafts", "Trash", "Junk", "Archive"} {
+				if _, err := os.Stat(filepath.Join(maildir, d, "cur")); err != nil {
+					t.Errorf("mailbox %s not synced: %v", d, err)
+				}
+			}
+			// Changes on the server reach the Maildir on the next run.
+			env.deliver(t, alice, "mbsync late")
+			if _, err := env.st.SetFlags(ctx, alice, "INBOX", []uint32{2}, store.FlagsAdd, []string{store.FlagDeleted}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := env.st.Expunge(ctx, alice, "INBOX", nil); err != nil {
+				t.Fatal(err)
+			}
+			run()
+			check("INBOX")
+		})
 	}
 }
