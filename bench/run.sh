@@ -1,0 +1,52 @@
+#!/bin/bash
+# Benchmark of `mailctl serve` side by side with Postfix (SMTP ingest) and
+# Dovecot (IMAP), using the shared anchor scripts (../shared/bench relative
+# to the repository root, or SHARED_BENCH).
+#
+# usage: bench/run.sh                 quick: N=2000, IMAP_N=2000, RUNS=3
+#        FULL=1 bench/run.sh          full size (see the shared README)
+# env: SKIP_SETUP=1 (anchors already configured), OURS_PASS, BENCH_DIR, and
+#      everything run-anchors.sh reads (RUNS, N, C, SIZE, IMAP_N, ...).
+#
+# Ours listens on 127.0.0.1: SMTP 3525, IMAPS 3993, and 3143 through
+# bench/tlsproxy (plain -> TLS), because the shared IMAP client only does
+# plaintext LOGIN, which the server refuses before TLS. The proxy runs in
+# the server's process group, so its CPU and memory count against us.
+set -eu
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED_BENCH:-$REPO/../shared/bench}
+export BENCH_DIR=${BENCH_DIR:-/var/tmp/mailctl-bench}
+OURS=$BENCH_DIR/ours
+PASS=${OURS_PASS:-bench-ours-password}
+[ -x "$SHARED/run-anchors.sh" ] || { echo "no $SHARED/run-anchors.sh (set SHARED_BENCH)" >&2; exit 2; }
+
+mkdir -p "$OURS"
+(cd "$REPO" && go build -o "$OURS/mailctl" ./cmd/mailctl && go build -o "$OURS/tlsproxy" ./bench/tlsproxy)
+# The hash comes from server/auth.HashPassword (DefaultParams) via mailctl passwd.
+HASH=$(printf '%s\n' "$PASS" | "$OURS/mailctl" passwd)
+rm -rf "$OURS/data"
+cat > "$OURS/server.json" <<JSON
+{
+  "format_version": 1,
+  "hostname": "mail.bench.test",
+  "data_dir": "$OURS/data",
+  "listen": {
+    "smtp": "127.0.0.1:3525",
+    "submission": "127.0.0.1:3587",
+    "submissions": "127.0.0.1:3465",
+    "imap": "127.0.0.1:3144",
+    "imaps": "127.0.0.1:3993"
+  },
+  "tls": {"mode": "self-signed"},
+  "domains": [{"name": "bench.test"}],
+  "users": [{"address": "bench@bench.test", "password_hash": "$HASH"}],
+  "log_level": "info"
+}
+JSON
+"$OURS/mailctl" serve status -config "$OURS/server.json" >/dev/null 2>&1 && {
+  echo "a server already runs with $OURS/server.json" >&2; exit 1; }
+
+[ "${SKIP_SETUP:-0}" = 1 ] || "$SHARED/setup-anchors.sh"
+export OURS_LABEL=${OURS_LABEL:-mailctl}
+export OURS_IMAP_PORT=3143 OURS_IMAPS_PORT=3993
+exec "$SHARED/run-anchors.sh" 3525 bench@bench.test 3143 bench@bench.test "$PASS" -- "$REPO/bench/serve-bench.sh" "$OURS"
