@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -98,7 +99,9 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 			p.State["zone:"+k] = Digest(rrs)
 		}
 	}
-	raiseTTLs(provs, sel)
+	if err := audit(sel); err != nil {
+		return nil, nil, err
+	}
 	p.Changes = plan.DiffDNS(sel, st.Zones)
 	p.Sort()
 	return p, st, nil
@@ -193,20 +196,33 @@ func readZones(ctx context.Context, provs map[string]dns.Provider, sets []desire
 	return g.Wait()
 }
 
-// raiseTTLs lifts desired TTLs to each provider's minimum, so that a
-// provider that stores the minimum does not show an endless diff.
-func raiseTTLs(provs map[string]dns.Provider, sets []desired.RRSet) {
+// audit raises desired TTLs to each provider's minimum, so that a provider
+// that stores the minimum does not show an endless diff, and rejects, before
+// any API call, records a provider cannot hold.
+func audit(sets []desired.RRSet) error {
+	var errs []error
 	for i := range sets {
-		kind := strings.Split(sets[i].Provider, ".")
+		s := &sets[i]
+		kind := strings.Split(s.Provider, ".")
 		if len(kind) < 2 {
 			continue
 		}
-		if k, ok := dns.Lookup(kind[1]); ok {
-			if min := int(k.Capabilities.MinTTL.Seconds()); sets[i].TTL < min {
-				sets[i].TTL = min
+		k, ok := dns.Lookup(kind[1])
+		if !ok {
+			continue
+		}
+		if min := int(k.Capabilities.MinTTL.Seconds()); s.TTL < min {
+			s.TTL = min
+		}
+		name := dns.RelativeName(s.Name, s.Zone)
+		for _, v := range s.Values {
+			if err := k.Capabilities.Check(libdns.RR{Name: name, Type: s.Type, Data: v}); err != nil {
+				errs = append(errs, fmt.Errorf("%s at %s: %w", s.Address(), s.Provider, err))
+				break
 			}
 		}
 	}
+	return errors.Join(errs...)
 }
 
 func cmpOr(a, b int) int {

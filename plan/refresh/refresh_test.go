@@ -16,10 +16,10 @@ import (
 	"github.com/mailctl/mailctl/plan/apply"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
-	"github.com/mailctl/mailctl/plan/plantest"
 	"github.com/mailctl/mailctl/plan/refresh"
 	"github.com/mailctl/mailctl/plan/render"
 	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/dns/dnsmem"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -38,22 +38,17 @@ func loadDir(t *testing.T, dir string) *config.Config {
 // memoryProviders gives every DNS provider of cfg an in-memory provider
 // holding the zones of its domains.
 func memoryProviders(cfg *config.Config) map[string]dns.Provider {
-	mems := map[string]*plantest.Memory{}
+	zones := map[string][]string{}
 	for _, d := range cfg.Domains {
-		m := mems[d.DNS.Addr()]
-		if m == nil {
-			m = plantest.NewMemory()
-			mems[d.DNS.Addr()] = m
-		}
 		z := d.Zone
 		if z == "" {
 			z = d.Name
 		}
-		m.Seed(z)
+		zones[d.DNS.Addr()] = append(zones[d.DNS.Addr()], z)
 	}
 	out := map[string]dns.Provider{}
-	for k, v := range mems {
-		out[k] = v
+	for k, zs := range zones {
+		out[k] = dnsmem.New(zs...)
 	}
 	return out
 }
@@ -162,7 +157,7 @@ func TestForeignRecords(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg := loadSrc(t, zoneSrc)
-	mem := plantest.NewMemory("example.org.uk")
+	mem := dnsmem.New("example.org.uk")
 	foreign := []libdns.RR{
 		rr("@", "TXT", "google-site-verification=abc123", 300),
 		rr("www", "A", "192.0.2.80", 300),
@@ -225,7 +220,7 @@ func TestTarget(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg := loadSrc(t, zoneSrc)
-	mem := plantest.NewMemory("example.org", "example.org.uk")
+	mem := dnsmem.New("example.org", "example.org.uk")
 	provs := map[string]dns.Provider{"provider.zonefile.z": mem}
 	p, st, err := refresh.Plan(ctx, cfg, provs, refresh.Options{Targets: []string{"dns.example.org"}})
 	if err != nil {
@@ -253,7 +248,7 @@ func TestTTLOnlyChange(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cfg := loadSrc(t, zoneSrc)
-	mem := plantest.NewMemory("example.org.uk")
+	mem := dnsmem.New("example.org.uk")
 	mem.Seed("example.org", rr("@", "MX", "10 mx1.example.org.", 300))
 	provs := map[string]dns.Provider{"provider.zonefile.z": mem}
 	p, _, err := refresh.Plan(ctx, cfg, provs, refresh.Options{Targets: []string{"dns.example.org.MX"}})
