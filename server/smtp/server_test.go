@@ -162,7 +162,7 @@ func TestLimits(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, auth.AuthenticatorOptions{})
 	addr := e.start(t, smtp.ModeMX, func(o *smtp.Options) {
-		o.Limits = smtp.Limits{MaxMessageBytes: 2000, MaxRecipients: 2, MaxConnsPerIP: 3, Timeout: 2 * time.Second}
+		o.Limits = smtp.Limits{MaxMessageBytes: 2000, MaxRecipients: 2, Timeout: 2 * time.Second}
 	})
 	t.Run("SIZE advertised and MAIL SIZE refused", func(t *testing.T) {
 		c := dial(t, addr, false)
@@ -199,6 +199,7 @@ func TestLimits(t *testing.T) {
 		c.expect("RCPT TO:<team@example.test>", 452, "4.5.3")
 	})
 	t.Run("connections per IP", func(t *testing.T) {
+		addr := e.start(t, smtp.ModeMX, func(o *smtp.Options) { o.Limits.MaxConnsPerIP = 3 })
 		var conns []*client
 		for i := 0; i < 3; i++ {
 			conns = append(conns, dial(t, addr, false))
