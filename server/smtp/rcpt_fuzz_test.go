@@ -19,7 +19,9 @@ func (nopStore) Deliver(ctx context.Context, user, mailbox string, body io.Reade
 
 type nopQueue struct{}
 
-func (nopQueue) Enqueue(ctx context.Context, from string, to []string, body io.Reader) error { return nil }
+func (nopQueue) Enqueue(ctx context.Context, from string, to []string, body io.Reader) error {
+	return nil
+}
 
 // FuzzRcpt checks the relay rule on any recipient string that go-smtp could
 // hand over: an unauthenticated session never gets a remote recipient, and

@@ -421,3 +421,33 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestChunking(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.AuthenticatorOptions{})
+	mx := e.start(t, smtp.ModeMX, func(o *smtp.Options) { o.Limits.MaxMessageBytes = 100 })
+	c := dial(t, mx, false)
+	c.expect("EHLO client.example", 250, "CHUNKING")
+	c.expect("MAIL FROM:<x@remote.example>", 250, "")
+	c.expect("RCPT TO:<alice@example.test>", 250, "")
+	part1, part2 := "Subject: bdat\r\n", "\r\nchunked body\r\n"
+	fmt.Fprintf(c.conn, "BDAT %d\r\n%s", len(part1), part1)
+	if code, msg := c.read(); code != 250 {
+		t.Fatalf("BDAT -> %d %s", code, msg)
+	}
+	fmt.Fprintf(c.conn, "BDAT %d LAST\r\n%s", len(part2), part2)
+	if code, msg := c.read(); code != 250 {
+		t.Fatalf("BDAT LAST -> %d %s", code, msg)
+	}
+	box := e.inbox(t, "alice@example.test")
+	if len(box) != 1 || !strings.HasSuffix(box[0], part1+part2) {
+		t.Fatalf("alice: %q, want one message ending with the chunks", box)
+	}
+	c.expect("MAIL FROM:<x@remote.example>", 250, "")
+	c.expect("RCPT TO:<alice@example.test>", 250, "")
+	big := strings.Repeat("y", 101)
+	fmt.Fprintf(c.conn, "BDAT %d LAST\r\n%s", len(big), big)
+	if code, msg := c.read(); code != 552 || !strings.HasPrefix(msg, "5.3.4") {
+		t.Fatalf("oversize BDAT -> %d %s, want 552 5.3.4", code, msg)
+	}
+}

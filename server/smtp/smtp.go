@@ -36,6 +36,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailctl/mailctl/server/auth"
+	"github.com/mailctl/mailctl/server/config"
 )
 
 // Mode selects the role of a Server.
@@ -274,3 +275,14 @@ type slogPrinter struct{ log *slog.Logger }
 
 func (p slogPrinter) Printf(format string, v ...any) { p.log.Debug(fmt.Sprintf(format, v...)) }
 func (p slogPrinter) Println(v ...any)               { p.log.Debug(fmt.Sprint(v...)) }
+
+// LimitsFromConfig converts the server configuration's limits (zero values
+// still mean "default").
+func LimitsFromConfig(l config.Limits) Limits {
+	return Limits{
+		MaxMessageBytes: l.MaxMessageBytes,
+		MaxRecipients:   l.MaxRecipients,
+		MaxConnsPerIP:   l.MaxConnsPerIP,
+		Timeout:         time.Duration(l.Timeout),
+	}
+}

@@ -1,0 +1,66 @@
+package smtp_test
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+
+	"github.com/mailctl/mailctl/server/auth"
+	"github.com/mailctl/mailctl/server/config"
+	"github.com/mailctl/mailctl/server/smtp"
+	"github.com/mailctl/mailctl/server/store"
+)
+
+// Example shows how `mailctl serve` wires the SMTP services from the server
+// configuration. On config reload, call dir.Update and authn.Update with the
+// new configuration; the servers keep running.
+func Example() {
+	ctx := context.Background()
+	logger := slog.Default()
+	cfg, err := config.Load("/etc/mailctl/server.json")
+	if err != nil {
+		logger.Error("load config", "err", err)
+		return
+	}
+	st, err := store.Open(ctx, cfg.DataDir+"/store", logger)
+	if err != nil {
+		return
+	}
+	defer st.Close()
+	for _, u := range cfg.Users {
+		st.EnsureUser(ctx, u.Address, u.QuotaBytes)
+	}
+	dir, err := auth.NewDirectory(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases())
+	if err != nil {
+		return
+	}
+	authn, err := auth.NewAuthenticator(cfg.AuthUsers(), auth.AuthenticatorOptions{
+		MaxFailures: cfg.Limits.AuthFailuresPerIP, Logger: logger})
+	if err != nil {
+		return
+	}
+	var tlsConfig *tls.Config // from server/tlsconf
+	for mode, addr := range map[smtp.Mode]string{
+		smtp.ModeMX: cfg.Listen.SMTP, smtp.ModeSubmission: cfg.Listen.Submission, smtp.ModeSubmissions: cfg.Listen.Submissions,
+	} {
+		if addr == "" {
+			continue // disabled
+		}
+		srv, err := smtp.New(smtp.Options{
+			Mode: mode, Hostname: cfg.Hostname, TLSConfig: tlsConfig,
+			Store: st, Directory: dir, Auth: authn,
+			Queue:  nil, // no outbound queue yet: remote recipients get 451 4.3.2
+			Limits: smtp.LimitsFromConfig(cfg.Limits), Logger: logger,
+		})
+		if err != nil {
+			return
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return
+		}
+		go srv.Serve(ln)
+		defer srv.Shutdown(ctx)
+	}
+}
