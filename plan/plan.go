@@ -108,6 +108,9 @@ type Change struct {
 	// Source names the resource whose apply makes After known.
 	Source string `json:"source,omitempty"`
 
+	// Server holds the before/after of a server resource.
+	Server *ServerChange `json:"server,omitempty"`
+
 	// Notes are human remarks shown under the change.
 	Notes []string `json:"notes,omitempty"`
 }

@@ -1,0 +1,93 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ServerState is what mailctl reads back from, or wants on, a server: the
+// release running, the digest of its configuration and its users.
+type ServerState struct {
+	// Release is the installed release id, "<version>-<sha256 prefix>".
+	Release      string   `json:"release"`
+	ConfigDigest string   `json:"config_digest"`
+	Users        []string `json:"users"`
+	// Running is false when the release is installed but the service is
+	// not running (crashed, stopped).
+	Running bool `json:"running"`
+}
+
+// DiffServer returns the changes of one server: the server resource itself
+// (binary, configuration) and one user.<address> resource per user added
+// or removed. before is nil for a server mailctl has not deployed yet.
+func DiffServer(name string, before *ServerState, after ServerState) []Change {
+	addr := "server." + name
+	c := Change{Address: addr, Type: "server", Server: &ServerChange{After: &after}}
+	switch {
+	case before == nil:
+		c.Action = Create
+		c.Notes = append(c.Notes, "install release "+after.Release+", write the configuration, start the service")
+	default:
+		c.Server.Before = before
+		if before.Release != after.Release {
+			c.Action = Update
+			c.Notes = append(c.Notes, fmt.Sprintf("release: %s -> %s (restart)", or(before.Release, "none"), after.Release))
+		}
+		if before.ConfigDigest != after.ConfigDigest {
+			c.Action = Update
+			c.Notes = append(c.Notes, fmt.Sprintf("configuration: %s -> %s (reload)", short(before.ConfigDigest), short(after.ConfigDigest)))
+		}
+		if !before.Running {
+			c.Action = Update
+			c.Notes = append(c.Notes, "the service is not running: start it")
+		}
+	}
+	out := []Change{c}
+	var had []string
+	if before != nil {
+		had = before.Users
+	}
+	for _, u := range after.Users {
+		if !slices.Contains(had, u) {
+			out = append(out, Change{Address: "user." + u, Type: "user", Action: Create,
+				Notes: []string{"mailbox on " + addr}})
+		}
+	}
+	for _, u := range had {
+		if !slices.Contains(after.Users, u) {
+			out = append(out, Change{Address: "user." + u, Type: "user", Action: Delete,
+				Notes: []string{"login removed from " + addr + "; the stored mail is kept"}})
+		}
+	}
+	return out
+}
+
+// ServerChange is the before/after of a server resource.
+type ServerChange struct {
+	Before *ServerState `json:"before"`
+	After  *ServerState `json:"after"`
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func short(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return or(d, "none")
+}
+
+// ServerName returns the server name of a server.<name> or user address,
+// or "".
+func ServerName(addr string) string {
+	if n, ok := strings.CutPrefix(addr, "server."); ok {
+		return n
+	}
+	return ""
+}
