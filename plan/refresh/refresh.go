@@ -59,6 +59,8 @@ type Options struct {
 	Parallelism int
 	// NoRefresh plans against an empty state without reading anything.
 	NoRefresh bool
+	// Destroy plans the removal of every owned record instead.
+	Destroy bool
 	// Keys are the DKIM public keys the servers reported.
 	Keys   []desired.DKIMKey
 	Logger *slog.Logger
@@ -78,6 +80,11 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 	for _, w := range want {
 		if plan.Selected(plan.Change{Address: w.Address(), Domain: w.Domain}, opts.Targets) {
 			sel = append(sel, w)
+		}
+	}
+	if opts.Destroy {
+		for i := range sel {
+			sel[i].Values, sel[i].Unknown = nil, false
 		}
 	}
 	if err := ResolveZones(ctx, cfg, provs, sel); err != nil {

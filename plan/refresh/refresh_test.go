@@ -305,3 +305,35 @@ func golden(t *testing.T, path string, got []byte) {
 		t.Errorf("%s differs (run go test -update):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
+
+// TestDestroy removes every owned record and nothing else.
+func TestDestroy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := loadSrc(t, zoneSrc)
+	mem := dnsmem.New("example.org", "example.org.uk")
+	mem.Seed("example.org", rr("@", "TXT", "google-site-verification=abc123", 300))
+	provs := map[string]dns.Provider{"provider.zonefile.z": mem}
+	keys := fakeKeys(cfg)
+	p, _, err := refresh.Plan(ctx, cfg, provs, refresh.Options{Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply.DNS(ctx, p, provs, apply.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := refresh.Plan(ctx, cfg, provs, refresh.Options{Destroy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if add, change, destroy := d.Counts(); add != 0 || change != 0 || destroy < 20 {
+		t.Fatalf("destroy plan: %d add, %d change, %d destroy", add, change, destroy)
+	}
+	if _, err := apply.DNS(ctx, d, provs, apply.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := mem.Records(ctx, "example.org")
+	if len(left) != 1 || left[0].Data != "google-site-verification=abc123" {
+		t.Errorf("after destroy, example.org holds %v; want only the foreign TXT", left)
+	}
+}
