@@ -142,7 +142,7 @@ func (c *conn) Read(p []byte) (int, error) {
 // command line (not inside a literal).
 func (c *conn) handleLine(line []byte) (bool, error) {
 	tag, rest, ok := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" "))
-	if !ok || len(tag) == 0 || literalSize(line) != 0 {
+	if !ok || !validTag(tag) || literalSize(line) != 0 {
 		return false, nil
 	}
 	cmd, args, _ := bytes.Cut(rest, []byte(" "))
@@ -156,6 +156,19 @@ func (c *conn) handleLine(line []byte) (bool, error) {
 		return true, c.startTLS(string(tag))
 	}
 	return false, nil
+}
+
+// validTag reports whether tag is an IMAP tag: ASTRING-CHARs but "+".
+func validTag(tag []byte) bool {
+	if len(tag) == 0 {
+		return false
+	}
+	for _, c := range tag {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\+`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // answerID answers RFC 2971 ID. The client's identification is logged

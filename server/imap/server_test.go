@@ -1,6 +1,7 @@
 package imap_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -269,11 +271,24 @@ func TestID(t *testing.T) {
 // TestIdle: a delivery reaches an idling client within a second.
 func TestIdle(t *testing.T) {
 	env := newEnv(t, 0)
+	type fetch struct {
+		seq   uint32
+		flags []goimap.Flag
+	}
 	exists := make(chan uint32, 10)
+	expunges := make(chan uint32, 10)
+	fetches := make(chan fetch, 10)
 	c := env.dialTLS(t, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 		Mailbox: func(data *imapclient.UnilateralDataMailbox) {
 			if data.NumMessages != nil {
 				exists <- *data.NumMessages
+			}
+		},
+		Expunge: func(seq uint32) { expunges <- seq },
+		Fetch: func(msg *imapclient.FetchMessageData) {
+			buf, err := msg.Collect()
+			if err == nil {
+				fetches <- fetch{msg.SeqNum, buf.Flags}
 			}
 		},
 	}})
@@ -306,8 +321,7 @@ func TestIdle(t *testing.T) {
 			t.Fatalf("no EXISTS within 1s of delivery %d", i)
 		}
 	}
-	// Flag changes by another session arrive too.
-	flags := make(chan []goimap.Flag, 10)
+	// Flag changes and expunges by another session arrive too.
 	c2 := env.dialTLS(t, nil)
 	if err := c2.Login(alice, alicePW).Wait(); err != nil {
 		t.Fatal(err)
@@ -315,10 +329,30 @@ func TestIdle(t *testing.T) {
 	if _, err := c2.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c2.Store(goimap.SeqSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagFlagged}}, nil).Close(); err != nil {
+	start := time.Now()
+	if err := c2.Store(goimap.SeqSetNum(2), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close(); err != nil {
 		t.Fatal(err)
 	}
-	_ = flags
+	select {
+	case f := <-fetches:
+		if f.seq != 2 || !slices.Contains(f.flags, goimap.FlagDeleted) {
+			t.Errorf("FETCH %d %v, want 2 with \\Deleted", f.seq, f.flags)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no FETCH FLAGS within 1s of STORE by another session")
+	}
+	if err := c2.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case seq := <-expunges:
+		if seq != 2 {
+			t.Errorf("EXPUNGE %d, want 2", seq)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no EXPUNGE within 1s")
+	}
+	t.Logf("flag change and expunge seen after %v", time.Since(start))
 	if err := idle.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -520,5 +554,82 @@ SyncState *
 			run()
 			check("INBOX")
 		})
+	}
+}
+
+// TestSTARTTLSInjection: commands pipelined after STARTTLS in plaintext
+// must not run inside the TLS session (CVE-2011-0411 class).
+func TestSTARTTLSInjection(t *testing.T) {
+	env := newEnv(t, 0)
+	raw, err := net.Dial("tcp", env.plainAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(raw)
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "* OK") {
+		t.Fatalf("greeting %q", line)
+	}
+	if _, err := raw.Write([]byte("a STARTTLS\r\nb CAPABILITY\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "a OK") {
+		t.Fatalf("STARTTLS answer %q", line)
+	}
+	if br.Buffered() != 0 {
+		t.Fatalf("plaintext after STARTTLS OK")
+	}
+	tc := tls.Client(raw, env.clientTLS)
+	if _, err := tc.Write([]byte("c ID NIL\r\nd NOOP\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	tbr := bufio.NewReader(tc)
+	var got []string
+	for {
+		line, err := tbr.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, line)
+		if strings.HasPrefix(line, "d ") {
+			break
+		}
+	}
+	want := []string{"* ID (\"name\" \"mailctl\" \"vendor\" \"mailctl\")\r\n", "c OK ID completed\r\n", "d OK NOOP completed\r\n"}
+	if !slices.Equal(got, want) {
+		t.Errorf("inside TLS got %q, want %q (nothing for the injected b)", got, want)
+	}
+}
+
+// TestLiteralsUntouched: message contents that look like commands or
+// capability lists pass through APPEND and FETCH unchanged.
+func TestLiteralsUntouched(t *testing.T) {
+	env := newEnv(t, 0)
+	c, err := imapclient.DialStartTLS(env.plainAddr, &imapclient.Options{TLSConfig: env.clientTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: tricky\r\n\r\na1 ID NIL\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nx OK [CAPABILITY IMAP4rev1] hi\r\nz STARTTLS\r\n{5}\r\n"
+	cmd := c.Append("INBOX", int64(len(body)), nil)
+	cmd.Write([]byte(body))
+	cmd.Close()
+	if _, err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	section := &goimap.FetchItemBodySection{Peek: true}
+	msgs, err := c.Fetch(goimap.SeqSetNum(1), &goimap.FetchOptions{BodySection: []*goimap.FetchItemBodySection{section}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || string(msgs[0].FindBodySection(section)) != body {
+		t.Errorf("FETCH BODY[] = %q, want %q", msgs[0].FindBodySection(section), body)
 	}
 }
