@@ -1,0 +1,115 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Local is this machine as a Target: commands run with /bin/sh as the
+// current user (no sudo), files are written directly. It serves the local
+// lab and running mailctl on the server itself.
+type Local struct{}
+
+var _ Target = Local{}
+
+// Run implements Target.
+func (Local) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	var stdout bytes.Buffer
+	stderr := &limitedBuffer{max: 16 << 10}
+	c.Stdout, c.Stderr, c.Stdin = &stdout, stderr, stdin
+	// A command that leaves a child holding stdout must not hang Run.
+	c.WaitDelay = 5 * time.Second
+	err := c.Run()
+	if err == nil {
+		return stdout.Bytes(), nil
+	}
+	if ctx.Err() != nil {
+		return stdout.Bytes(), fmt.Errorf("run %q: %w", shorten(cmd, 200), ctx.Err())
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		xe := &ExitError{Cmd: cmd, Status: ee.ExitCode(), Stderr: tail(stderr.buf, stderrTailLines)}
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			xe.Signal = ws.Signal().String()
+		}
+		return stdout.Bytes(), xe
+	}
+	return stdout.Bytes(), fmt.Errorf("run %q: %w", shorten(cmd, 200), err)
+}
+
+// WriteFile implements Target.
+func (Local) WriteFile(ctx context.Context, path string, r io.Reader, mode os.FileMode) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %q: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(mode.Perm()); err != nil {
+		return fmt.Errorf("write %q: %w", path, err)
+	}
+	if _, err := io.Copy(f, &ctxReader{ctx: ctx, r: r}); err != nil {
+		return fmt.Errorf("write %q: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %q: fsync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %q: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %q: %w", path, err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ReadFile implements Target.
+func (Local) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %q: %w", path, err)
+	}
+	return b, nil
+}
+
+// Close implements Target.
+func (Local) Close() error { return nil }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
