@@ -14,7 +14,9 @@ func TestScanHeader(t *testing.T) {
 		in   string
 		want headerInfo
 	}{
-		{"simple", "From: a@b.c\r\nSubject: x\r\n\r\nbody", headerInfo{HasFrom: true, End: 27}},
+		{"simple", "From: a@b.c\r\nSubject: x\r\n\r\nbody", headerInfo{From: " a@b.c", FromCount: 1, End: 27}},
+		{"folded from", "from: Alice\r\n <a@b.c>\r\nFrom: x\r\n\r\n", headerInfo{From: " x", FromCount: 2, End: 34}},
+		{"folded from then field", "From: Alice\r\n\t<a@b.c>\r\nTo: x\r\n\r\n", headerInfo{From: " Alice\t<a@b.c>", FromCount: 1, End: 32}},
 		{"LF only", "Date: x\nMessage-ID: <a@b>\n\nbody", headerInfo{HasDate: true, HasMessageID: true, End: 27}},
 		{"folded received", "Received: from a\r\n\tby b; date\r\nreceived: x\r\n\r\n", headerInfo{Received: 2, End: 46}},
 		{"case-insensitive", "MESSAGE-ID: <x>\r\ndate: y\r\n\r\n", headerInfo{HasMessageID: true, HasDate: true, End: 28}},

@@ -94,7 +94,9 @@ type headerInfo struct {
 	Received     int  // number of Received fields
 	HasDate      bool // a Date field is present
 	HasMessageID bool // a Message-ID field is present
-	HasFrom      bool
+	// From is the unfolded value of the From field; FromCount counts From fields.
+	From      string
+	FromCount int
 	// End is the offset of the body (just after the empty line), or -1 when
 	// no empty line ends the header within the data examined.
 	End int
@@ -107,6 +109,7 @@ func scanHeader(b []byte) headerInfo {
 	h := headerInfo{End: -1}
 	i := 0
 	first := true
+	inFrom := false
 	for i < len(b) {
 		j := bytes.IndexByte(b[i:], '\n')
 		var line []byte
@@ -127,6 +130,9 @@ func scanHeader(b []byte) headerInfo {
 			if first {
 				return h // a continuation with nothing to continue: no header section
 			}
+			if inFrom {
+				h.From += string(line)
+			}
 			i = next
 			continue
 		}
@@ -135,6 +141,7 @@ func scanHeader(b []byte) headerInfo {
 			return h
 		}
 		first = false
+		inFrom = false
 		switch strings.ToLower(string(line[:colon])) {
 		case "received":
 			h.Received++
@@ -143,7 +150,9 @@ func scanHeader(b []byte) headerInfo {
 		case "message-id":
 			h.HasMessageID = true
 		case "from":
-			h.HasFrom = true
+			h.FromCount++
+			h.From = string(line[colon+1:])
+			inFrom = true
 		}
 		i = next
 	}

@@ -44,7 +44,7 @@ func TestConcurrentSessions(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			msg := fmt.Sprintf("Subject: sub %d\r\n\r\nbody %d\r\n", i, i)
+			msg := fmt.Sprintf("From: Alice <alice@example.test>\r\nSubject: sub %d\r\n\r\nbody %d\r\n", i, i)
 			err = c.Auth(sasl.NewPlainClient("", "alice@example.test", alicePW))
 			if err == nil {
 				err = c.SendMail("alice@example.test", []string{"bob@example.test"}, strings.NewReader(msg))
@@ -134,6 +134,43 @@ func TestSenderRights(t *testing.T) {
 			t.Errorf("MAIL FROM:%s -> %d %s, want %d %s", tc.from, code, msg, tc.code, tc.enh)
 		}
 		c.expect("RSET", 250, "")
+	}
+}
+
+func TestFromHeaderRights(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.AuthenticatorOptions{})
+	subs := e.start(t, smtp.ModeSubmissions, nil)
+	tests := []struct {
+		header string
+		code   int
+		enh    string
+	}{
+		{"From: alice@example.test\r\n", 250, "2.0.0"},
+		{"From: \"Alice M.\" <ALICE@example.test>\r\n", 250, "2.0.0"},
+		{"From: =?utf-8?q?Al=C3=AFce?= <contact@example.test>\r\n", 250, "2.0.0"},
+		{"From: Alice\r\n <postmaster@example.test>\r\n", 250, "2.0.0"},
+		{"From: alice@example.test, contact@example.test\r\n", 250, "2.0.0"},
+		{"From: bob@example.test\r\n", 550, "5.7.1"},
+		{"From: Alice <alice@example.test>, bob@example.test\r\n", 550, "5.7.1"},
+		{"From: \"alice@example.test\" <bob@example.test>\r\n", 550, "5.7.1"},
+		{"From: alice@example.test\r\nFrom: bob@example.test\r\n", 550, "5.6.0"},
+		{"Sender: alice@example.test\r\n", 550, "5.6.0"},
+		{"From: not an address\r\n", 550, "5.6.0"},
+	}
+	c := dial(t, subs, true)
+	c.expect("EHLO client.example", 250, "")
+	c.expect("AUTH PLAIN "+plainIR("alice@example.test", alicePW), 235, "")
+	for _, tc := range tests {
+		c.expect("MAIL FROM:<alice@example.test>", 250, "")
+		c.expect("RCPT TO:<bob@example.test>", 250, "")
+		code, msg := c.data(tc.header + "Subject: from test\r\n\r\nx\r\n")
+		if code != tc.code || !strings.HasPrefix(msg, tc.enh) {
+			t.Errorf("DATA with %q -> %d %s, want %d %s", tc.header, code, msg, tc.code, tc.enh)
+		}
+	}
+	if n := len(e.inbox(t, "bob@example.test")); n != 5 {
+		t.Errorf("bob has %d messages, want the 5 accepted", n)
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
+	"net/mail"
 	"sort"
 	"strings"
 	"sync"
@@ -38,6 +40,8 @@ var (
 	errLoop             = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 4, 6}, Message: "Too many Received headers: mail loop"}
 	errLocalTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Local delivery failed, try again later"}
 	errQueueTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Could not queue the message, try again later"}
+	errFromNotYours     = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "From header address not owned by the authenticated user"}
+	errBadFrom          = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Message needs exactly one From header with valid addresses"}
 	errLineTooLong      = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 4, 0}, Message: "Line too long"}
 	errReadBody         = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Could not receive the message"}
 )
@@ -277,6 +281,12 @@ func (se *session) Data(r io.Reader) error {
 		log.Warn("message refused: loop", "received", h.Received)
 		return errLoop
 	}
+	if se.s.opts.Mode != ModeMX {
+		if err := se.checkFrom(h); err != nil {
+			log.Info("message refused: From header", "err", err.Message)
+			return err
+		}
+	}
 	now := time.Now()
 	var prefix bytes.Buffer
 	ti := traceInfo{
@@ -315,6 +325,28 @@ func (se *session) Data(r io.Reader) error {
 	}
 	log.Info("message accepted", "from", se.from, "recipients", len(se.rcpts),
 		"local", len(se.users), "outbound", len(se.outbound), "size", sp.size, "ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// checkFrom makes sure an authenticated user signs only its own identities:
+// the message's From header (RFC 5322 section 3.6.2) must name addresses the
+// user may send as, like the envelope sender.
+func (se *session) checkFrom(h headerInfo) *gosmtp.SMTPError {
+	if h.FromCount != 1 {
+		return errBadFrom
+	}
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: func(_ string, r io.Reader) (io.Reader, error) {
+		return r, nil // display names do not matter here, only addresses
+	}}}
+	list, err := p.ParseList(strings.TrimSpace(h.From))
+	if err != nil || len(list) == 0 {
+		return errBadFrom
+	}
+	for _, a := range list {
+		if !se.s.opts.Directory.MaySendAs(se.user, a.Address) {
+			return errFromNotYours
+		}
+	}
 	return nil
 }
 

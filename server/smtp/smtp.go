@@ -14,7 +14,9 @@
 //   - unknown local recipients get 550 5.1.1 at RCPT;
 //   - submission requires AUTH (530 5.7.0), offered only over TLS, and an
 //     authenticated user may only use its own addresses and aliases as MAIL
-//     FROM (553 5.7.1);
+//     FROM (553 5.7.1) and in the message's From header (550 5.7.1; exactly
+//     one From header is required, else 550 5.6.0), since outbound mail is
+//     DKIM-signed for the domain;
 //   - size (SIZE in EHLO, 552 5.3.4 while reading), recipient count, per
 //     command timeouts and connections per client IP are limited;
 //   - 250 after DATA is sent only once every local delivery is durable in
