@@ -1,7 +1,17 @@
-// Package auth verifies mail users' passwords. Hashes are argon2id (RFC 9106)
-// in the PHC string format that `mailctl passwd` prints:
+// Package auth verifies mail users' passwords and answers the address
+// questions of the mail server.
+//
+// Hashes are argon2id (RFC 9106) in the PHC string format that
+// `mailctl passwd` prints:
 //
 //	$argon2id$v=19$m=65536,t=3,p=2$<salt b64>$<key b64>
+//
+// Authenticator checks passwords for SMTP AUTH (RFC 4954) and IMAP LOGIN /
+// AUTHENTICATE (RFC 9051) and throttles client IPs that fail too often.
+// Directory resolves recipient addresses (users, their aliases, alias blocks,
+// "+detail" subaddresses, "@domain" catch-alls) and says which addresses a
+// user may send as. ParseAddress is the strict RFC 5321 mailbox syntax the
+// server accepts (dot-atom local parts, domain names, no relay tricks).
 package auth
 
 import (
