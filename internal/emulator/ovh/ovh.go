@@ -9,8 +9,9 @@
 // at the apex, and records of types SPF, DKIM and DMARC as the web UI
 // creates them.
 //
-// More endpoints (e.g. /ip/{block}/reverse) plug into the same server with
-// Handle, sharing the signature check and call counters.
+// It also serves the IP reverse DNS endpoints (/ip, /ip/{block}/reverse, see
+// reverse.go). More endpoints plug into the same server with Handle, sharing
+// the signature check and call counters.
 package ovh
 
 import (
@@ -69,6 +70,7 @@ type Server struct {
 	mu     sync.Mutex
 	zones  map[string]*zone
 	nextID int64
+	ip     ipState // the /ip endpoints, see reverse.go
 }
 
 func randHex(n int) string {
@@ -104,6 +106,7 @@ func New(t testing.TB) *Server {
 	s.Handle("PUT /domain/zone/{zone}/record/{id}", s.updateRecord)
 	s.Handle("DELETE /domain/zone/{zone}/record/{id}", s.deleteRecord)
 	s.Handle("POST /domain/zone/{zone}/refresh", s.refresh)
+	s.handleReverse()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		(&Error{Status: http.StatusNotFound, ErrorCode: "CLIENT_NOT_FOUND", Message: "Got an invalid (or empty) URL"}).Write(w)
 	})
