@@ -49,6 +49,13 @@ func newSharedMailbox(ctx context.Context, st *store.Store, key mailboxKey) (*sh
 	}, nil
 }
 
+// name returns the current name of the mailbox.
+func (sm *sharedMailbox) name() string {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	return sm.mb.Name
+}
+
 func (sm *sharedMailbox) kick() {
 	select {
 	case sm.wake <- struct{}{}:

@@ -633,3 +633,168 @@ func TestLiteralsUntouched(t *testing.T) {
 		t.Errorf("FETCH BODY[] = %q, want %q", msgs[0].FindBodySection(section), body)
 	}
 }
+
+// TestConcurrentSessions runs deliveries and several sessions that flag,
+// fetch, search and expunge the same mailbox at once (run with -race).
+// Every session must end with the same view as the store.
+func TestConcurrentSessions(t *testing.T) {
+	env := newEnv(t, 0)
+	for i := 0; i < 20; i++ {
+		env.deliver(t, alice, fmt.Sprint("start ", i))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 30; i++ {
+			if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(mail(fmt.Sprint("live ", i))), nil, time.Time{}); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	clients := make([]*imapclient.Client, 3)
+	for w := range clients {
+		c := env.dialTLS(t, nil)
+		clients[w] = c
+		if err := c.Login(alice, alicePW).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				uid := goimap.UID(w*5 + i%5 + 1)
+				if err := c.Store(goimap.UIDSetNum(uid), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close(); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := c.Fetch(goimap.SeqSet{{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true, Flags: true, Envelope: true}).Collect(); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := c.UIDSearch(&goimap.SearchCriteria{Flag: []goimap.Flag{goimap.FlagDeleted}}, nil).Wait(); err != nil {
+					errs <- err
+					return
+				}
+				if i%3 == 0 {
+					if err := c.Expunge().Close(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	_, msgs, err := env.st.Messages(context.Background(), alice, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Updates reach the sessions asynchronously: each view must converge
+	// to the store's.
+	for w, c := range clients {
+		var got []*imapclient.FetchMessageBuffer
+		for try := 0; try < 20; try++ {
+			if err := c.Noop().Wait(); err != nil {
+				t.Fatal(err)
+			}
+			got, err = c.Fetch(goimap.SeqSet{{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true}).Collect()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == len(msgs) && c.Mailbox().NumMessages == uint32(len(msgs)) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if len(got) != len(msgs) || c.Mailbox().NumMessages != uint32(len(msgs)) {
+			t.Errorf("client %d sees %d messages (EXISTS %d), store has %d", w, len(got), c.Mailbox().NumMessages, len(msgs))
+			continue
+		}
+		for i, m := range got {
+			if uint32(m.UID) != msgs[i].UID {
+				t.Errorf("client %d: message %d has UID %d, store %d", w, i+1, m.UID, msgs[i].UID)
+				break
+			}
+		}
+	}
+}
+
+// BenchmarkFetch10k fetches UID, FLAGS, size and date of 10 000 messages,
+// as a client does when it opens a big mailbox.
+func BenchmarkFetch10k(b *testing.B) {
+	env := newEnv(b, 0)
+	body := mail("bench")
+	var wg sync.WaitGroup
+	for w := 0; w < 10; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ {
+				if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(body), nil, time.Time{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	c := env.dialTLS(b, nil)
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		msgs, err := c.Fetch(goimap.SeqSet{{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true}).Collect()
+		if err != nil || len(msgs) != 10000 {
+			b.Fatalf("FETCH = %d messages, %v", len(msgs), err)
+		}
+	}
+}
+
+// BenchmarkFetchEnvelope10k fetches the envelopes of 10 000 messages (each
+// one read from its file).
+func BenchmarkFetchEnvelope10k(b *testing.B) {
+	env := newEnv(b, 0)
+	body := mail("bench")
+	var wg sync.WaitGroup
+	for w := 0; w < 10; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ {
+				if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(body), nil, time.Time{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	c := env.dialTLS(b, nil)
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		msgs, err := c.Fetch(goimap.SeqSet{{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true, Envelope: true}).Collect()
+		if err != nil || len(msgs) != 10000 || msgs[0].Envelope == nil || msgs[0].Envelope.Subject != "bench" {
+			b.Fatalf("FETCH = %d messages, %v", len(msgs), err)
+		}
+	}
+}

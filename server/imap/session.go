@@ -390,7 +390,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) erro
 			list = append(list, it.msg.UID)
 		}
 	}
-	if _, err := s.srv.st.Expunge(s.ctx, s.user, s.view.sm.mb.Name, list); err != nil {
+	if _, err := s.srv.st.Expunge(s.ctx, s.user, s.view.sm.name(), list); err != nil {
 		return s.imapError(err)
 	}
 	// The EXPUNGE responses go out through Poll, right after this.
@@ -414,7 +414,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 		goimap.StoreFlagsAdd: store.FlagsAdd,
 		goimap.StoreFlagsDel: store.FlagsRemove,
 	}[flags.Op]
-	updated, err := s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.mb.Name, uids, op, storeFlags(flags.Flags))
+	updated, err := s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.name(), uids, op, storeFlags(flags.Flags))
 	if err != nil {
 		return s.imapError(err)
 	}
@@ -471,7 +471,7 @@ func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, err
 	if err := s.view.sm.sync(s.ctx, nil); err != nil {
 		return nil, s.imapError(err)
 	}
-	res, err := s.srv.st.Copy(s.ctx, s.user, s.view.sm.mb.Name, s.uidsOf(numSet), dest)
+	res, err := s.srv.st.Copy(s.ctx, s.user, s.view.sm.name(), s.uidsOf(numSet), dest)
 	if err != nil {
 		return nil, s.copyErr(err)
 	}
@@ -485,7 +485,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 	if err := s.view.sm.sync(s.ctx, nil); err != nil {
 		return s.imapError(err)
 	}
-	res, err := s.srv.st.Move(s.ctx, s.user, s.view.sm.mb.Name, s.uidsOf(numSet), dest)
+	res, err := s.srv.st.Move(s.ctx, s.user, s.view.sm.name(), s.uidsOf(numSet), dest)
 	if err != nil {
 		return s.copyErr(err)
 	}
@@ -518,7 +518,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 		}
 		if len(uids) > 0 {
-			updated, err := s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.mb.Name, uids, store.FlagsAdd, []string{store.FlagSeen})
+			updated, err := s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen})
 			if err != nil {
 				return s.imapError(err)
 			}
