@@ -488,3 +488,30 @@ func TestChunking(t *testing.T) {
 		t.Fatalf("oversize BDAT -> %d %s, want 552 5.3.4", code, msg)
 	}
 }
+
+func TestDirectoryReload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.AuthenticatorOptions{})
+	mx := e.start(t, smtp.ModeMX, nil)
+	c := dial(t, mx, false)
+	c.expect("EHLO client.example", 250, "")
+	c.expect("MAIL FROM:<x@remote.example>", 250, "")
+	c.expect("RCPT TO:<dave@example.test>", 550, "5.1.1")
+	c.expect("RCPT TO:<x@example.net>", 554, "5.7.1")
+	// Reload: a new user in a new domain, while the server runs.
+	ctx := context.Background()
+	if err := e.st.EnsureUser(ctx, "dave@example.net", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.dir.Update([]string{"example.test", "example.net"}, []auth.User{{Address: "alice@example.test"}, {Address: "dave@example.net"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("RCPT TO:<dave@example.net>", 250, "")
+	c.expect("RCPT TO:<bob@example.test>", 550, "5.1.1") // removed by the reload
+	if code, msg := c.data("Subject: after reload\r\n\r\nx\r\n"); code != 250 {
+		t.Fatalf("DATA -> %d %s", code, msg)
+	}
+	if n := len(e.inbox(t, "dave@example.net")); n != 1 {
+		t.Errorf("dave has %d messages, want 1", n)
+	}
+}
