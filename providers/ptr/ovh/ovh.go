@@ -1,0 +1,315 @@
+// Package ovh sets reverse DNS (PTR records, RFC 1035 section 3.5 and RFC
+// 3596 section 2.5) of addresses held by an OVHcloud account, through the
+// OVH API's /ip/{block}/reverse endpoints with github.com/ovh/go-ovh.
+//
+// Attributes are those of the OVH DNS provider, so that one provider block
+// serves both: endpoint (ovh-eu, ovh-ca, ovh-us, ... or an API URL; default
+// ovh-eu), application_key, application_secret, consumer_key. The consumer
+// key needs GET /ip, GET /ip/*, POST /ip/* and DELETE /ip/* (GET only for
+// plan). The configured values are the only ones used: OVH_* environment
+// variables and ovh.conf files are ignored.
+//
+// Each call first finds the account's IP block that holds the address
+// (GET /ip?ip=..., the smallest matching block; a VPS address is its own
+// /32). OVH refuses a reverse with HTTP 400 while the hostname does not
+// resolve to the address (forward-confirmed reverse DNS); Set retries such
+// refusals with back-off for Provider.ResolveTimeout (default 5 minutes)
+// and then fails with an error wrapping ptr.ErrNotResolving.
+package ovh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	goovh "github.com/ovh/go-ovh/ovh"
+
+	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/ptr"
+)
+
+// Kind is the registered kind name.
+const Kind = "ovh"
+
+func init() {
+	ptr.Register(ptr.Kind{
+		Name: Kind,
+		Attributes: []ptr.Attribute{
+			{Name: "endpoint", Doc: "ovh-eu, ovh-ca, ovh-us or an API URL (default ovh-eu)"},
+			{Name: "application_key", Required: true, Doc: "application key from https://eu.api.ovh.com/createToken/"},
+			{Name: "application_secret", Required: true, Sensitive: true, Doc: "application secret"},
+			{Name: "consumer_key", Required: true, Sensitive: true, Doc: "consumer key with GET/POST/DELETE on /ip/* (and /domain/zone/* for DNS)"},
+		},
+		New: func(cfg ptr.Config) (ptr.Provider, error) {
+			return New(cfg.Get("endpoint", "ovh-eu"), cfg.Get("application_key", ""), cfg.Get("application_secret", ""), cfg.Get("consumer_key", ""), cfg.Log())
+		},
+	})
+}
+
+// Default retry bounds while OVH refuses a reverse whose hostname does not
+// resolve yet.
+const (
+	DefaultResolveTimeout = 5 * time.Minute
+	DefaultResolveMinWait = 5 * time.Second
+	DefaultResolveMaxWait = 30 * time.Second
+)
+
+// Provider sets reverse DNS for the IP blocks of one OVH account.
+type Provider struct {
+	// ResolveTimeout bounds how long Set retries while OVH answers that
+	// the hostname does not resolve to the address; ResolveMinWait and
+	// ResolveMaxWait bound the exponential back-off between tries. Set
+	// them before the first call; zero values take the defaults.
+	ResolveTimeout, ResolveMinWait, ResolveMaxWait time.Duration
+
+	// mu serialises the use of client: go-ovh's NewRequest writes to it.
+	mu     sync.Mutex
+	client *goovh.Client
+	hc     *http.Client
+	log    *slog.Logger
+}
+
+var _ ptr.Provider = (*Provider)(nil)
+
+// New returns a provider for endpoint (a name such as "ovh-eu" or a URL).
+// It reads no environment variable or configuration file and does no I/O.
+func New(endpoint, appKey, appSecret, consumerKey string, log *slog.Logger) (*Provider, error) {
+	u := endpoint
+	if !strings.Contains(endpoint, "/") {
+		var ok bool
+		if u, ok = goovh.Endpoints[endpoint]; !ok {
+			return nil, fmt.Errorf("%w: ovh: unknown endpoint %q (use ovh-eu, ovh-ca, ovh-us or a URL)", ptr.ErrConfig, endpoint)
+		}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Built by hand rather than with goovh.NewClient, which would take
+	// OVH_* variables and ovh.conf files into account.
+	hc := dns.NewHTTPClient(dns.HTTPOptions{Logger: log})
+	c := &goovh.Client{AppKey: appKey, AppSecret: appSecret, ConsumerKey: consumerKey, Client: hc}
+	if err := c.SetEndpoint(strings.TrimSuffix(u, "/")); err != nil {
+		return nil, fmt.Errorf("%w: ovh: %v", ptr.ErrConfig, err)
+	}
+	return &Provider{client: c, hc: hc, log: log}, nil
+}
+
+// SetHTTPOptions replaces the retry (HTTP 429 and 5xx) and timeout settings.
+func (p *Provider) SetHTTPOptions(o dns.HTTPOptions) {
+	if o.Logger == nil {
+		o.Logger = p.log
+	}
+	hc := dns.NewHTTPClient(o)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.client.Client = hc
+	p.hc = hc
+}
+
+// call signs and sends one request, decoding the answer into out.
+func (p *Provider) call(ctx context.Context, op, method, path string, in, out any) error {
+	p.mu.Lock()
+	req, err := p.client.NewRequest(method, path, in, true)
+	hc := p.hc
+	p.mu.Unlock()
+	if err != nil {
+		return p.wrap(op, err)
+	}
+	resp, err := hc.Do(req.WithContext(ctx))
+	if err != nil {
+		return p.wrap(op, err)
+	}
+	if err := p.client.UnmarshalResponse(resp, out); err != nil {
+		return p.wrap(op, err)
+	}
+	return nil
+}
+
+const permission = "access rules GET /ip, GET /ip/*, POST /ip/* and DELETE /ip/*"
+
+// wrap turns go-ovh errors into ptr.APIError naming the credential.
+func (p *Provider) wrap(op string, err error) error {
+	var ae *goovh.APIError
+	if !errors.As(err, &ae) {
+		return &ptr.APIError{Provider: Kind, Op: op, Err: err}
+	}
+	e := &ptr.APIError{Provider: Kind, Op: op, Status: ae.Code, Message: ae.Message, Err: err,
+		Credential: "consumer_key", Permission: permission}
+	switch {
+	case strings.Contains(ae.Message, "application key is invalid"):
+		e.Status, e.Credential = http.StatusUnauthorized, "application_key"
+	case strings.Contains(ae.Message, "Invalid signature"):
+		e.Status, e.Credential = http.StatusUnauthorized, "application_secret (or application_key)"
+	case strings.Contains(ae.Message, "credential does not exist"), strings.Contains(ae.Message, "credential is not valid"),
+		strings.Contains(ae.Message, "must login"):
+		e.Status, e.Credential = http.StatusUnauthorized, "consumer_key (not validated, expired or revoked)"
+	case strings.Contains(ae.Message, "out of time"):
+		e.Message += ": the local clock is off"
+	}
+	return e
+}
+
+// status returns the HTTP status of an APIError, 0 for other errors.
+func status(err error) int {
+	var ae *ptr.APIError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
+}
+
+// block returns the account's smallest IP block holding ip.
+func (p *Provider) block(ctx context.Context, ip netip.Addr) (netip.Prefix, error) {
+	op := fmt.Sprintf("find the IP block holding %s", ip)
+	best := func(blocks []string) netip.Prefix {
+		var b netip.Prefix
+		for _, s := range blocks {
+			pf, err := netip.ParsePrefix(s)
+			if err != nil {
+				if a, aerr := netip.ParseAddr(s); aerr == nil {
+					pf = netip.PrefixFrom(a, a.BitLen())
+				} else {
+					continue
+				}
+			}
+			if pf.Contains(ip) && (!b.IsValid() || pf.Bits() > b.Bits()) {
+				b = pf.Masked()
+			}
+		}
+		return b
+	}
+	var blocks []string
+	if err := p.call(ctx, op, http.MethodGet, "/ip?ip="+url.QueryEscape(ip.String()), nil, &blocks); err != nil {
+		return netip.Prefix{}, err
+	}
+	if b := best(blocks); b.IsValid() {
+		return b, nil
+	}
+	// The filter's semantics are loosely documented: fall back to the
+	// whole list before concluding.
+	blocks = nil
+	if err := p.call(ctx, op, http.MethodGet, "/ip", nil, &blocks); err != nil {
+		return netip.Prefix{}, err
+	}
+	if b := best(blocks); b.IsValid() {
+		return b, nil
+	}
+	return netip.Prefix{}, &ptr.APIError{Provider: Kind, Op: op, Message: "no IP block of this OVH account holds it", Err: ptr.ErrNotFound}
+}
+
+func reversePath(b netip.Prefix) string {
+	return "/ip/" + url.PathEscape(b.String()) + "/reverse"
+}
+
+type reverse struct {
+	IPReverse string `json:"ipReverse"`
+	Reverse   string `json:"reverse"`
+}
+
+// Get returns the reverse of ip, "" when none is set.
+func (p *Provider) Get(ctx context.Context, ip netip.Addr) (string, error) {
+	ip = ip.Unmap()
+	b, err := p.block(ctx, ip)
+	if err != nil {
+		return "", err
+	}
+	var r reverse
+	op := fmt.Sprintf("read the reverse of %s", ip)
+	if err := p.call(ctx, op, http.MethodGet, reversePath(b)+"/"+url.PathEscape(ip.String()), nil, &r); err != nil {
+		if status(err) == http.StatusNotFound {
+			return "", nil
+		}
+		return "", err
+	}
+	return ptr.Canonical(r.Reverse), nil
+}
+
+// Set makes hostname the reverse of ip, retrying while OVH answers that the
+// hostname does not resolve to ip; an empty hostname deletes the reverse.
+func (p *Provider) Set(ctx context.Context, ip netip.Addr, hostname string) error {
+	ip = ip.Unmap()
+	host := ptr.Canonical(hostname)
+	op := fmt.Sprintf("set the reverse of %s to %s", ip, host)
+	if host == "" {
+		op = fmt.Sprintf("delete the reverse of %s", ip)
+	}
+	if err := ptr.CheckHostname(host); err != nil {
+		return &ptr.APIError{Provider: Kind, Op: op, Err: err}
+	}
+	b, err := p.block(ctx, ip)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		err := p.call(ctx, op, http.MethodDelete, reversePath(b)+"/"+url.PathEscape(ip.String()), nil, nil)
+		if status(err) == http.StatusNotFound {
+			return nil
+		}
+		return err
+	}
+	return p.post(ctx, op, b, ip, host)
+}
+
+// notResolving reports whether err is OVH's refusal of a reverse whose
+// hostname does not resolve to the address ("Cannot check if <ip> resolves
+// to <host>").
+func notResolving(err error) bool {
+	var ae *ptr.APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusBadRequest && strings.Contains(strings.ToLower(ae.Message), "resolve")
+}
+
+func (p *Provider) post(ctx context.Context, op string, b netip.Prefix, ip netip.Addr, host string) error {
+	timeout, lo, hi := p.ResolveTimeout, p.ResolveMinWait, p.ResolveMaxWait
+	if timeout <= 0 {
+		timeout = DefaultResolveTimeout
+	}
+	if lo <= 0 {
+		lo = DefaultResolveMinWait
+	}
+	if hi < lo {
+		hi = max(lo, DefaultResolveMaxWait)
+	}
+	start := time.Now()
+	deadline := start.Add(timeout)
+	body := reverse{IPReverse: ip.String(), Reverse: host + "."}
+	wait := lo
+	for attempt := 1; ; attempt++ {
+		err := p.call(ctx, op, http.MethodPost, reversePath(b), body, nil)
+		if err == nil || !notResolving(err) {
+			return err
+		}
+		var ae *ptr.APIError
+		errors.As(err, &ae)
+		rr := "A"
+		if ip.Is6() {
+			rr = "AAAA"
+		}
+		giveUp := func(why string, cause error) error {
+			return &ptr.APIError{Provider: Kind, Op: op, Status: http.StatusBadRequest,
+				Message: fmt.Sprintf("OVH refuses a reverse until %s resolves to %s (its %s record must exist and be served): %s after %d tries in %s; OVH said %q",
+					host, ip, rr, why, attempt, time.Since(start).Round(time.Second), ae.Message),
+				Err: errors.Join(ptr.ErrNotResolving, cause)}
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return giveUp(fmt.Sprintf("gave up at the %s limit", timeout), nil)
+		}
+		wait = min(wait, left)
+		p.log.DebugContext(ctx, "ovh: reverse refused until the hostname resolves; retrying", "ip", ip, "host", host, "attempt", attempt, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return giveUp("interrupted", ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, hi)
+	}
+}
