@@ -291,9 +291,11 @@ func (s *SSH) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, err
 	select {
 	case err = <-done:
 	case <-ctx.Done():
+		// Best effort: OpenSSH delivers the signal to the command, but
+		// closes the channel only once the command's output is drained,
+		// so do not wait for it.
 		sess.Signal(ssh.SIGKILL)
 		sess.Close()
-		<-done
 		return nil, fmt.Errorf("ssh %s: run %q: %w", s.addr, shorten(cmd, 200), ctx.Err())
 	}
 	if err != nil {
