@@ -798,3 +798,39 @@ func BenchmarkFetchEnvelope10k(b *testing.B) {
 		}
 	}
 }
+
+// TestExamineReadOnly: EXAMINE neither changes flags nor sets \Seen.
+func TestExamineReadOnly(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "read only")
+	c := env.dialTLS(t, nil)
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", &goimap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	section := &goimap.FetchItemBodySection{}
+	if _, err := c.Fetch(goimap.SeqSetNum(1), &goimap.FetchOptions{BodySection: []*goimap.FetchItemBodySection{section}}).Collect(); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Store(goimap.SeqSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close()
+	if err == nil {
+		t.Error("STORE in an EXAMINEd mailbox succeeded")
+	}
+	if err := c.UnselectAndExpunge().Wait(); err != nil {
+		t.Errorf("CLOSE = %v", err)
+	}
+	_, msgs, _ := env.st.Messages(context.Background(), alice, "INBOX")
+	if len(msgs) != 1 || len(msgs[0].Flags) != 0 {
+		t.Errorf("messages after EXAMINE = %+v, want one without flags", msgs)
+	}
+	// SELECT (read-write): FETCH BODY[] sets \Seen and reports it.
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Fetch(goimap.SeqSetNum(1), &goimap.FetchOptions{BodySection: []*goimap.FetchItemBodySection{section}}).Collect()
+	if err != nil || len(got) != 1 || !slices.Contains(got[0].Flags, goimap.FlagSeen) {
+		t.Errorf("FETCH BODY[] = %+v, %v; want FLAGS with \\Seen", got, err)
+	}
+}

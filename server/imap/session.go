@@ -380,8 +380,8 @@ func (s *session) writable() error {
 }
 
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) error {
-	if err := s.writable(); err != nil {
-		return err
+	if s.view.readOnly {
+		return nil // CLOSE of an EXAMINEd mailbox expunges nothing
 	}
 	var list []uint32
 	if uids != nil {

@@ -111,6 +111,15 @@ assert arch == 1, arch
 data = ok(M.fetch("1", "(BODY.PEEK[] FLAGS)"), "FETCH Archive")
 assert data[0][1] == bodies[0] and b"\\Seen" in data[0][0], data
 
+typ, data = M.copy("1", "Trash")
+assert typ == "OK" and b"COPYUID" in data[0], data
+ok(M.select("Trash"), "SELECT Trash")
+data = ok(M.fetch("1", "(BODY.PEEK[])"), "FETCH copy")
+assert data[0][1] == bodies[0], data
+ok(M.store("1", "+FLAGS", "(\\Deleted)"), "STORE in Trash")
+ok(M.close(), "CLOSE")
+assert int(ok(M.select("Trash", readonly=True), "EXAMINE Trash")[0]) == 0
+
 ok(M.create("Projects/2026"), "CREATE")
 ok(M.rename("Projects", "Done"), "RENAME")
 names = [l.decode() for l in ok(M.list('""', "Done*"), "LIST Done*")]
