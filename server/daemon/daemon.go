@@ -39,6 +39,9 @@ import (
 // progress may finish within it.
 const ShutdownTimeout = 30 * time.Second
 
+// AuthCacheTTL is how long a successful login is remembered (see authCache).
+const AuthCacheTTL = 5 * time.Minute
+
 // Options configure Run.
 type Options struct {
 	// ConfigPath is the server configuration file (JSON, server/config).
@@ -71,6 +74,7 @@ type daemon struct {
 	started time.Time
 	st      *store.Store
 	authn   *auth.Authenticator
+	logins  *authCache
 	dir     *auth.Directory
 	tls     *tlsconf.Source
 	web     *web.Handler
@@ -177,6 +181,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("set up authentication: %w", err)
 	}
+	d.logins = newAuthCache(d.authn, AuthCacheTTL, 10000)
 	d.dir, err = auth.NewDirectory(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases())
 	if err != nil {
 		return fmt.Errorf("set up address directory: %w", err)
@@ -263,7 +268,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			TLSConfig: d.tls.TLSConfig(),
 			Store:     countingStore{st: d.st, metrics: d.metrics},
 			Directory: d.dir,
-			Auth:      countingAuth{auth: d.authn, service: m.name, metrics: d.metrics},
+			Auth:      countingAuth{auth: d.logins, service: m.name, metrics: d.metrics},
 			Limits: smtp.Limits{
 				MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 				MaxRecipients:   cfg.Limits.MaxRecipients,
@@ -286,7 +291,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		if byName[m.name].ln == nil {
 			continue
 		}
-		start(m.name, imap.New(d.st, countingAuth{auth: d.authn, service: m.name, metrics: d.metrics}, imap.Options{
+		start(m.name, imap.New(d.st, countingAuth{auth: d.logins, service: m.name, metrics: d.metrics}, imap.Options{
 			TLSConfig:   d.tls.TLSConfig(),
 			ImplicitTLS: m.implicit,
 			Logger:      log.With("component", m.name),
@@ -456,6 +461,7 @@ func (d *daemon) applyReload(ctx context.Context) error {
 	if err := d.authn.Update(cfg.AuthUsers()); err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
+	d.logins.Reset()
 	if err := d.dir.Update(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
 		return fmt.Errorf("address directory: %w", err)
 	}
