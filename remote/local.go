@@ -26,7 +26,10 @@ func (Local) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, erro
 	var stdout bytes.Buffer
 	stderr := &limitedBuffer{max: 16 << 10}
 	c.Stdout, c.Stderr, c.Stdin = &stdout, stderr, stdin
-	// A command that leaves a child holding stdout must not hang Run.
+	// Cancellation kills the whole process group, not only the shell;
+	// a command that leaves a child holding stdout must not hang Run.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
 	c.WaitDelay = 5 * time.Second
 	err := c.Run()
 	if err == nil {
