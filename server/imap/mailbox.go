@@ -120,8 +120,10 @@ func (sm *sharedMailbox) sync(ctx context.Context, source *imapserver.SessionTra
 			sm.tracker.QueueMessageFlags(uint32(i)+1, goimap.UID(m.UID), imapFlags(m.Flags), source)
 		}
 	}
-	if len(msgs) > len(kept) {
-		sm.tracker.QueueNumMessages(uint32(len(msgs)))
+	// One EXISTS per new message: the library's SessionTracker hides
+	// only the last message of each pending EXISTS from a session.
+	for n := len(kept) + 1; n <= len(msgs); n++ {
+		sm.tracker.QueueNumMessages(uint32(n))
 	}
 	sm.mb, sm.msgs, sm.modseq = mb, msgs, mb.ModSeq
 	return nil

@@ -834,3 +834,77 @@ func TestExamineReadOnly(t *testing.T) {
 		t.Errorf("FETCH BODY[] = %+v, %v; want FLAGS with \\Seen", got, err)
 	}
 }
+
+// rawSession is a line-level IMAP client over TLS, to check exact
+// response order.
+type rawSession struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (env *testEnv) raw(t *testing.T) *rawSession {
+	t.Helper()
+	c, err := tls.Dial("tcp", env.tlsAddr, env.clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := &rawSession{t: t, c: c, br: bufio.NewReader(c)}
+	r.line() // greeting
+	return r
+}
+
+func (r *rawSession) line() string {
+	r.t.Helper()
+	l, err := r.br.ReadString('\n')
+	if err != nil {
+		r.t.Fatalf("read: %v", err)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+// cmd sends a tagged command and returns the untagged responses.
+func (r *rawSession) cmd(tag, command string) []string {
+	r.t.Helper()
+	if _, err := fmt.Fprintf(r.c, "%s %s\r\n", tag, command); err != nil {
+		r.t.Fatal(err)
+	}
+	var out []string
+	for {
+		l := r.line()
+		if strings.HasPrefix(l, tag+" ") {
+			if !strings.HasPrefix(l, tag+" OK") {
+				r.t.Fatalf("%s: %s", command, l)
+			}
+			return out
+		}
+		out = append(out, l)
+	}
+}
+
+// TestNoFetchBeyondExists: messages delivered while a client is busy are
+// never mentioned in FETCH responses before their EXISTS.
+func TestNoFetchBeyondExists(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "one")
+	env.deliver(t, alice, "two")
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "SELECT INBOX")
+	for i := 0; i < 3; i++ {
+		env.deliver(t, alice, fmt.Sprint("late ", i))
+	}
+	time.Sleep(100 * time.Millisecond) // the background refresh queues EXISTS
+	got := r.cmd("c", "FETCH 1:* (UID)")
+	want := []string{"* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)", "* 3 EXISTS", "* 4 EXISTS", "* 5 EXISTS"}
+	if !slices.Equal(got, want) {
+		t.Errorf("FETCH 1:* = %q, want %q", got, want)
+	}
+	got = r.cmd("d", "UID FETCH 4:* (FLAGS)")
+	want = []string{"* 4 FETCH (UID 4 FLAGS ())", "* 5 FETCH (UID 5 FLAGS ())"}
+	if !slices.Equal(got, want) {
+		t.Errorf("UID FETCH 4:* = %q, want %q", got, want)
+	}
+}
