@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -906,5 +907,58 @@ func TestNoFetchBeyondExists(t *testing.T) {
 	want = []string{"* 4 FETCH (UID 4 FLAGS ())", "* 5 FETCH (UID 5 FLAGS ())"}
 	if !slices.Equal(got, want) {
 		t.Errorf("UID FETCH 4:* = %q, want %q", got, want)
+	}
+}
+
+// TestRenameSelected: a session keeps working on its selected mailbox
+// after another session renames it.
+func TestRenameSelected(t *testing.T) {
+	env := newEnv(t, 0)
+	ctx := context.Background()
+	if err := env.st.CreateMailbox(ctx, alice, "Work", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.st.Deliver(ctx, alice, "Work", strings.NewReader(mail("work")), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "SELECT Work")
+	if err := env.st.RenameMailbox(ctx, alice, "Work", "Job"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	got := r.cmd("c", "STORE 1 +FLAGS (\\Flagged)")
+	if want := []string{`* 1 FETCH (UID 1 FLAGS (\Flagged))`}; !slices.Equal(got, want) {
+		t.Errorf("STORE after rename = %q, want %q", got, want)
+	}
+	_, msgs, err := env.st.Messages(ctx, alice, "Job")
+	if err != nil || len(msgs) != 1 || !msgs[0].HasFlag(`\Flagged`) {
+		t.Errorf("Job = %+v, %v", msgs, err)
+	}
+}
+
+// TestAuthenticateBeforeTLS: AUTHENTICATE PLAIN in plaintext is refused
+// like LOGIN, without reaching the authenticator.
+func TestAuthenticateBeforeTLS(t *testing.T) {
+	env := newEnv(t, 0)
+	c, err := net.Dial("tcp", env.plainAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	br.ReadString('\n')
+	creds := base64.StdEncoding.EncodeToString([]byte("\x00" + alice + "\x00" + alicePW))
+	fmt.Fprintf(c, "a AUTHENTICATE PLAIN %s\r\n", creds)
+	line, _ := br.ReadString('\n')
+	if !strings.HasPrefix(line, "a NO") {
+		t.Errorf("AUTHENTICATE in plaintext: %q, want a NO", line)
+	}
+	env.auth.mu.Lock()
+	defer env.auth.mu.Unlock()
+	if len(env.auth.remotes) != 0 {
+		t.Errorf("the authenticator saw a plaintext password")
 	}
 }

@@ -680,9 +680,12 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 
 // RenameMailbox renames a mailbox and its children. Renaming INBOX moves
 // its messages to the new mailbox and leaves a new, empty INBOX
-// (RFC 9051 section 6.3.6).
+// (RFC 9051 section 6.3.6). Renamed mailboxes get a new modification
+// sequence and watchers are told, so that sessions follow the new name.
 func (s *Store) RenameMailbox(ctx context.Context, user, oldName, newName string) error {
+	var changed []uint64
 	err := s.update(ctx, user, func(u *userTx) error {
+		changed = changed[:0]
 		r, from, err := u.mailbox(oldName)
 		if err != nil {
 			return err
@@ -702,6 +705,8 @@ func (s *Store) RenameMailbox(ctx context.Context, user, oldName, newName string
 			if err := mboxes.Delete([]byte(Inbox)); err != nil {
 				return err
 			}
+			r.ModSeq++ // sessions that selected it learn the new name
+			changed = append(changed, r.ID)
 			if err := u.putMailbox(to, r); err != nil {
 				return err
 			}
@@ -728,10 +733,16 @@ func (s *Store) RenameMailbox(ctx context.Context, user, oldName, newName string
 			if mboxes.Get([]byte(target)) != nil {
 				return fmt.Errorf("%w: %q", ErrMailboxExists, target)
 			}
+			var rec mailboxRecord
+			if err := json.Unmarshal(m.v, &rec); err != nil {
+				return fmt.Errorf("mailbox %q: %w: %v", m.k, errCorrupt, err)
+			}
+			rec.ModSeq++
+			changed = append(changed, rec.ID)
 			if err := mboxes.Delete(m.k); err != nil {
 				return err
 			}
-			if err := mboxes.Put([]byte(target), m.v); err != nil {
+			if err := u.putMailbox(target, &rec); err != nil {
 				return err
 			}
 		}
@@ -739,6 +750,9 @@ func (s *Store) RenameMailbox(ctx context.Context, user, oldName, newName string
 	})
 	if err != nil {
 		return fmt.Errorf("rename mailbox %q of %q to %q: %w", oldName, user, newName, err)
+	}
+	for _, id := range changed {
+		s.notify(Change{User: user, MailboxID: id})
 	}
 	return nil
 }
