@@ -220,6 +220,11 @@ func (p *Provider) Get(ctx context.Context, ip netip.Addr) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return p.get(ctx, b, ip)
+}
+
+// get reads the reverse of ip in block b.
+func (p *Provider) get(ctx context.Context, b netip.Prefix, ip netip.Addr) (string, error) {
 	var r reverse
 	op := fmt.Sprintf("read the reverse of %s", ip)
 	if err := p.call(ctx, op, http.MethodGet, reversePath(b)+"/"+url.PathEscape(ip.String()), nil, &r); err != nil {
@@ -233,6 +238,8 @@ func (p *Provider) Get(ctx context.Context, ip netip.Addr) (string, error) {
 
 // Set makes hostname the reverse of ip, retrying while OVH answers that the
 // hostname does not resolve to ip; an empty hostname deletes the reverse.
+// It reads the reverse first and makes no change when it already has the
+// value.
 func (p *Provider) Set(ctx context.Context, ip netip.Addr, hostname string) error {
 	ip = ip.Unmap()
 	host := ptr.Canonical(hostname)
@@ -246,6 +253,15 @@ func (p *Provider) Set(ctx context.Context, ip netip.Addr, hostname string) erro
 	b, err := p.block(ctx, ip)
 	if err != nil {
 		return err
+	}
+	// Re-posting the current value would fail, and wait, if the forward
+	// record is broken meanwhile: a converged PTR needs no call.
+	cur, err := p.get(ctx, b, ip)
+	if err != nil {
+		return err
+	}
+	if cur == host {
+		return nil
 	}
 	if host == "" {
 		err := p.call(ctx, op, http.MethodDelete, reversePath(b)+"/"+url.PathEscape(ip.String()), nil, nil)

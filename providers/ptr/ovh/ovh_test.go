@@ -154,6 +154,26 @@ func TestNotResolving(t *testing.T) {
 	})
 }
 
+// TestConverged checks that setting the current value makes no change, so
+// that a re-run of apply does not wait on a forward record broken meanwhile.
+func TestConverged(t *testing.T) {
+	t.Parallel()
+	emu := ovhemu.New(t)
+	v4, v6 := addresses(emu)
+	emu.SetReverse(v4.String(), "mx1.example.org.")
+	p := good(t, emu)
+	ctx := context.Background()
+	if err := p.Set(ctx, v4, "MX1.example.org."); err != nil {
+		t.Fatalf("Set of the current value: %v", err)
+	}
+	if err := p.Set(ctx, v6, ""); err != nil {
+		t.Fatalf("removing an unset reverse: %v", err)
+	}
+	if n := emu.Count(postReverse) + emu.Count("DELETE /1.0/ip/{block}/reverse/{ipReverse}"); n != 0 {
+		t.Fatalf("%d changes, want none", n)
+	}
+}
+
 func TestCredentialErrors(t *testing.T) {
 	t.Parallel()
 	emu := ovhemu.New(t)
