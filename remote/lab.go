@@ -174,7 +174,7 @@ func (lab Lab) start(release, digest string) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(l.Binary(), "serve", "-config", l.ConfigFile)
-	cmd.Dir = l.Base
+	cmd.Dir = l.DataDir // as WorkingDirectory= in the unit
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
