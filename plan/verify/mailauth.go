@@ -3,12 +3,14 @@ package verify
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net"
 	"net/http"
 	"net/netip"
+	neturl "net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -546,6 +548,10 @@ func (r *runner) fetch(ctx context.Context, url string) (body, contentType strin
 	}
 	resp, err := cl.Do(req)
 	if err != nil {
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return "", "", fmt.Errorf("fetch %s: %w", url, err)
 	}
 	defer resp.Body.Close()

@@ -287,9 +287,11 @@ func runOne(ctx context.Context, c Check, timeout time.Duration) []Result {
 		select {
 		case rs = <-done:
 		case <-time.After(time.Second):
-			rs = []Result{{Status: Fail, Detail: fmt.Sprintf("no answer within %s", timeout),
-				Fix: "check that the server and its DNS are reachable from here, then run mailctl verify again"}}
 		}
+	}
+	if len(rs) == 0 && ctx.Err() != nil {
+		rs = []Result{{Status: Fail, Detail: fmt.Sprintf("no answer within %s", timeout),
+			Fix: "check that the server and its DNS are reachable from here, then run mailctl verify again"}}
 	}
 	for i := range rs {
 		if rs[i].Check == "" {
