@@ -26,7 +26,9 @@ type sharedMailbox struct {
 	done    chan struct{}
 	wake    chan struct{}
 
-	mu     sync.Mutex
+	opMu sync.Mutex // serialises refreshes, and changes with their refresh
+
+	mu     sync.Mutex // guards the fields below; held briefly
 	mb     store.Mailbox
 	msgs   []store.Message // UID order; len(msgs) is the tracker's count
 	modseq uint64          // state of the store that msgs reflects
@@ -79,9 +81,28 @@ func (sm *sharedMailbox) watch(ctx context.Context, logger *slog.Logger) {
 	}
 }
 
-// sync brings the server view up to date with the store. Flag changes are
-// not queued for source (the session that made them answers itself).
+// sync brings the server view up to date with the store.
 func (sm *sharedMailbox) sync(ctx context.Context, source *imapserver.SessionTracker) error {
+	sm.opMu.Lock()
+	defer sm.opMu.Unlock()
+	return sm.syncLocked(ctx, source)
+}
+
+// change runs fn, a change of the store made by the session whose tracker
+// is source, and syncs before any other refresh can: the flag changes it
+// makes are then not echoed to source, which answers itself.
+func (sm *sharedMailbox) change(ctx context.Context, source *imapserver.SessionTracker, fn func() error) error {
+	sm.opMu.Lock()
+	defer sm.opMu.Unlock()
+	if err := fn(); err != nil {
+		return err
+	}
+	return sm.syncLocked(ctx, source)
+}
+
+// syncLocked is sync with opMu held. Flag changes are not queued for
+// source.
+func (sm *sharedMailbox) syncLocked(ctx context.Context, source *imapserver.SessionTracker) error {
 	mb, msgs, err := sm.st.MessagesByID(ctx, sm.key.user, sm.key.id)
 	if errors.Is(err, store.ErrNoSuchMailbox) {
 		// Deleted while selected: every message is gone.

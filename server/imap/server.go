@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -150,7 +151,13 @@ func (l *listener) Accept() (net.Conn, error) {
 type libLogger struct{ l *slog.Logger }
 
 func (l libLogger) Printf(format string, args ...any) {
-	l.l.Warn("imap: " + fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	level := slog.LevelWarn
+	// Clients that go away mid-command are routine.
+	if strings.HasPrefix(format, "failed to read command") || strings.HasPrefix(format, "failed to write greeting") {
+		level = slog.LevelDebug
+	}
+	l.l.Log(context.Background(), level, "imap: "+msg)
 }
 
 // mailboxKey identifies a mailbox across renames.

@@ -88,6 +88,8 @@ func (s *session) imapError(err error) error {
 		return no(goimap.ResponseCodeOverQuota, "Quota exceeded")
 	case errors.Is(err, store.ErrInvalidMailbox):
 		return no(goimap.ResponseCodeCannot, "Invalid mailbox name")
+	case errors.Is(err, store.ErrHasChildren):
+		return no(goimap.ResponseCodeInUse, "Mailbox has children, delete them first")
 	case errors.Is(err, store.ErrInboxNotAllowed):
 		return no(goimap.ResponseCodeCannot, "Not allowed on INBOX")
 	}
@@ -414,11 +416,13 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 		goimap.StoreFlagsAdd: store.FlagsAdd,
 		goimap.StoreFlagsDel: store.FlagsRemove,
 	}[flags.Op]
-	updated, err := s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.name(), uids, op, storeFlags(flags.Flags))
+	var updated []store.Message
+	err := s.view.sm.change(s.ctx, s.view.tracker, func() error {
+		var err error
+		updated, err = s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.name(), uids, op, storeFlags(flags.Flags))
+		return err
+	})
 	if err != nil {
-		return s.imapError(err)
-	}
-	if err := s.view.sm.sync(s.ctx, s.view.tracker); err != nil {
 		return s.imapError(err)
 	}
 	if flags.Silent {
@@ -518,15 +522,17 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 		}
 		if len(uids) > 0 {
-			updated, err := s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen})
+			var updated []store.Message
+			err := s.view.sm.change(s.ctx, s.view.tracker, func() error {
+				var err error
+				updated, err = s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen})
+				return err
+			})
 			if err != nil {
 				return s.imapError(err)
 			}
 			for _, m := range updated {
 				seenNow[m.UID] = true
-			}
-			if err := s.view.sm.sync(s.ctx, s.view.tracker); err != nil {
-				return s.imapError(err)
 			}
 		}
 	}

@@ -47,6 +47,7 @@ var (
 	ErrQuotaExceeded   = errors.New("store: quota exceeded")
 	ErrInvalidMailbox  = errors.New("store: invalid mailbox name")
 	ErrInboxNotAllowed = errors.New("store: operation not allowed on INBOX")
+	ErrHasChildren     = errors.New("store: mailbox has children")
 	ErrClosed          = errors.New("store: closed")
 )
 
@@ -635,8 +636,8 @@ func (s *Store) CreateMailbox(ctx context.Context, user, name, specialUse string
 	return nil
 }
 
-// DeleteMailbox deletes a mailbox and its messages. INBOX cannot be deleted.
-// Child mailboxes are kept.
+// DeleteMailbox deletes a mailbox and its messages. INBOX and mailboxes
+// that have children cannot be deleted.
 func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 	var blobs []blobID
 	var id uint64
@@ -648,6 +649,11 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 		}
 		if n == Inbox {
 			return ErrInboxNotAllowed
+		}
+		// Like Dovecot: children first, so that no name is left without
+		// its parent.
+		if k, _ := u.b.Bucket(bucketMailboxes).Cursor().Seek([]byte(n + string(Delim))); k != nil && strings.HasPrefix(string(k), n+string(Delim)) {
+			return ErrHasChildren
 		}
 		id = r.ID
 		if err := u.msgs(r).ForEach(func(k, v []byte) error {

@@ -266,6 +266,12 @@ func TestFlagsExpungeCopyMove(t *testing.T) {
 	if _, n, _ := st.Usage(ctx, alice); n != 3 || countBodies(t, st) != 3 {
 		t.Errorf("after delete: %d messages, %d files", n, countBodies(t, st))
 	}
+	if err := st.CreateMailbox(ctx, alice, "Trash/Old", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMailbox(ctx, alice, "Trash"); !errors.Is(err, store.ErrHasChildren) {
+		t.Errorf("DeleteMailbox(parent) = %v, want ErrHasChildren", err)
+	}
 	if err := st.DeleteMailbox(ctx, alice, "inbox"); !errors.Is(err, store.ErrInboxNotAllowed) {
 		t.Errorf("DeleteMailbox(INBOX) = %v", err)
 	}
