@@ -53,8 +53,6 @@ type Options struct {
 	Level *slog.LevelVar
 	// Version is reported in the status.
 	Version string
-	// Ready is called once every listener is bound and serving (tests).
-	Ready func(listeners map[string]string)
 }
 
 // ConfigError is returned by Run when the configuration cannot be loaded;
@@ -328,9 +326,6 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	defer signal.Stop(hup)
 
 	log.Info("mail server ready", "listeners", listeners, "control", cfg.Control, "tls_mode", cfg.TLS.Mode)
-	if d.opts.Ready != nil {
-		d.opts.Ready(listeners)
-	}
 
 	var runErr error
 loop:

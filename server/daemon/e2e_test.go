@@ -7,7 +7,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/smtp"
 	"os"
 	"os/exec"
@@ -23,6 +25,7 @@ import (
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/daemon"
+	"github.com/mailctl/mailctl/server/web"
 )
 
 // mailctlBin is the binary built once by TestMain.
@@ -417,6 +420,43 @@ func TestServe(t *testing.T) {
 		human, err := exec.Command(mailctlBin, "serve", "status", "-socket", srv.socket).CombinedOutput()
 		if err != nil || !strings.Contains(string(human), "bob@example.test") || !strings.Contains(string(human), "self-signed") {
 			t.Errorf("human status (err %v):\n%s", err, human)
+		}
+	})
+
+	t.Run("control socket and https endpoints", func(t *testing.T) {
+		fi, err := os.Stat(srv.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
+			t.Errorf("control socket mode = %v, want a 0600 socket", fi.Mode())
+		}
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "mta-sts.example.test"}}}
+		get := func(host, path string) string {
+			t.Helper()
+			req, _ := http.NewRequest("GET", "https://"+srv.addr("https")+path, nil)
+			req.Host = host
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("GET %s%s: %v", host, path, err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET %s%s: %s", host, path, resp.Status)
+			}
+			return string(b)
+		}
+		policy, _ := web.MTASTSPolicy("mail.example.test", cfg.Domains[0])
+		if got := get("mta-sts.example.test", "/.well-known/mta-sts.txt"); got != policy {
+			t.Errorf("MTA-STS policy = %q, want %q", got, policy)
+		}
+		metrics := get("mail.example.test", "/metrics")
+		for _, want := range []string{`mailctl_deliveries_total{result="delivered"} 4`, `mailctl_connections_total{service="smtp"}`,
+			`mailctl_connections_total{service="imaps"}`, "mailctl_store_bytes "} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("metrics lack %q", want)
+			}
 		}
 	})
 
