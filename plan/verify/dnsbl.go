@@ -94,7 +94,7 @@ func (r *runner) checkDNSBL(ctx context.Context, ip netip.Addr) Result {
 			}
 			d += "), see " + lookupURL(a.zone, ip)
 			fs = append(fs, finding{Fail, d,
-				fmt.Sprintf("find out why %s lists %s at %s, fix the cause, then request removal there", a.zone, ip, lookupURL(a.zone, ip))})
+				fmt.Sprintf("find out on its lookup page why %s lists %s, fix the cause (open relay, compromised account, missing PTR), then request removal there", a.zone, ip)})
 		case a.refused.IsValid():
 			fs = append(fs, finding{Warn, fmt.Sprintf("%s refused the query (answer %s): not a listing, but the IP could not be checked there", a.zone, a.refused),
 				"query blocklists through a resolver of your own (e.g. unbound on this machine), not a public resolver"})

@@ -280,21 +280,51 @@ func (r *runner) zoneOf(ctx context.Context, name string) (string, error) {
 	return zone, err
 }
 
-// dial connects to host:port, through Options.Addresses when mapped.
+// dial connects to host:port: to the Options.Addresses entry when there
+// is one; else to the configured IPs of the server named host (the server
+// itself is checked, even before its DNS is published); else to the
+// addresses Resolver gives for host.
 func (r *runner) dial(ctx context.Context, host string, port int) (net.Conn, error) {
-	addr := net.JoinHostPort(host, fmt.Sprint(port))
-	if a, ok := r.o.Addresses[addr]; ok {
-		addr = a
+	key := net.JoinHostPort(host, fmt.Sprint(port))
+	var targets []string
+	if a, ok := r.o.Addresses[key]; ok {
+		targets = []string{a}
+	} else {
+		var ips []netip.Addr
+		for _, s := range r.cfg.Servers {
+			if s.Hostname == host {
+				ips = serverIPs(s)
+			}
+		}
+		if len(ips) == 0 {
+			for _, v6 := range []bool{false, true} {
+				got, _ := lookupIPs(ctx, r.o.Resolver, host, v6)
+				ips = append(ips, got...)
+			}
+		}
+		for _, ip := range ips {
+			targets = append(targets, netip.AddrPortFrom(ip, uint16(port)).String())
+		}
+		if len(targets) == 0 {
+			targets = []string{key}
+		}
 	}
 	d := net.Dialer{Timeout: 10 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s:%d: %w", host, port, err)
+	var errs []error
+	for _, t := range targets {
+		c, err := d.DialContext(ctx, "tcp", t)
+		if err == nil {
+			if dl, ok := ctx.Deadline(); ok {
+				c.SetDeadline(dl)
+			}
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
-	return c, nil
+	return nil, fmt.Errorf("connect to %s: %w", key, errors.Join(errs...))
 }
 
 // dialAddr is dial for a "host:port" string (HTTP transports).

@@ -252,18 +252,22 @@ func Run(ctx context.Context, in Inputs, o Options) Report {
 	}
 	checks := r.checks()
 	checks = append(checks, r.o.Extra...)
-	return runChecks(ctx, checks, r.o.Timeout)
+	return runChecks(ctx, r.log, checks, r.o.Timeout)
 }
 
 // runChecks runs checks in parallel, each under timeout.
-func runChecks(ctx context.Context, checks []Check, timeout time.Duration) Report {
+func runChecks(ctx context.Context, log *slog.Logger, checks []Check, timeout time.Duration) Report {
 	out := make([][]Result, len(checks))
 	var wg sync.WaitGroup
 	for i, c := range checks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			start := time.Now()
 			out[i] = runOne(ctx, c, timeout)
+			for _, res := range out[i] {
+				log.Debug("check done", "check", res.Check, "target", res.Target, "status", res.Status.String(), "duration", time.Since(start))
+			}
 		}()
 	}
 	wg.Wait()

@@ -238,7 +238,7 @@ func TestVerify(t *testing.T) {
 		{"dnsbl: listed", func(t *testing.T, l *lab) {
 			l.opts.DNSBLZones = []string{"clean.test", "dirty.test"}
 		}, []expect{
-			{"dnsbl", "203.0.113.10", verify.Fail, "listed on dirty.test (127.0.0.2: Spam trap hit), see https://mxtoolbox.com/", "find out why dirty.test lists 203.0.113.10"},
+			{"dnsbl", "203.0.113.10", verify.Fail, "listed on dirty.test (127.0.0.2: Spam trap hit), see https://mxtoolbox.com/", "find out on its lookup page why dirty.test lists 203.0.113.10"},
 			{"dnsbl", "2001:db8::10", verify.Pass, "not listed", ""},
 		}},
 		{"dnsbl: refused answer is not a listing", func(t *testing.T, l *lab) {
@@ -262,6 +262,9 @@ func TestVerify(t *testing.T) {
 			l := base.clone()
 			tc.setup(t, l)
 			rep := l.run(t)
+			if testing.Verbose() {
+				t.Log("\n" + table(rep))
+			}
 			for _, e := range tc.want {
 				e.assert(t, rep)
 			}
