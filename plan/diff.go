@@ -139,3 +139,13 @@ func DNSEdits(c Change) (del, add []libdns.RR) {
 	}
 	return del, add
 }
+
+// PTRAction is the action for a reverse DNS change: a PTR holds one name,
+// so a different name is an update, not a replacement.
+func PTRAction(before, after *RRSet) Action {
+	a := action(before, after)
+	if a == Replace {
+		return Update
+	}
+	return a
+}

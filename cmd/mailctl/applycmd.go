@@ -75,7 +75,14 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	fmt.Fprintln(e.Stdout)
-	res, err := apply.DNS(ctx, p, s.provs, apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)})
+	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
+	res, err := apply.DNS(ctx, p, s.provs, opts)
+	if err == nil {
+		// Reverse DNS after DNS: hosting APIs check the forward record.
+		var pres apply.Result
+		pres, err = apply.PTR(ctx, p, s.ptrs, opts)
+		res.Added, res.Changed, res.Destroyed = res.Added+pres.Added, res.Changed+pres.Changed, res.Destroyed+pres.Destroyed
+	}
 	for _, d := range res.Deferred {
 		fmt.Fprintf(e.Stdout, "%s: deferred: its value is known only once the server is deployed\n", d)
 	}

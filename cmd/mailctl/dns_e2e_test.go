@@ -13,6 +13,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	cfemu "github.com/mailctl/mailctl/internal/emulator/cloudflare"
+	hzemu "github.com/mailctl/mailctl/internal/emulator/hetzner"
 	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/providers/dns"
 )
@@ -29,8 +30,10 @@ func TestMultiDomainAgainstEmulatorAndKnot(t *testing.T) {
 	cf.AddZone("example.org")
 	cf.AddZone("example.net")
 	cf.Seed("example.org", cfemu.Record{Type: "TXT", Name: "@", Content: "google-site-verification=abc123", TTL: 300})
-	cf.Seed("example.org", cfemu.Record{Type: "MX", Name: "@", Content: "aspmx.l.google.com", Priority: ptr(uint16(1)), TTL: 300})
+	cf.Seed("example.org", cfemu.Record{Type: "MX", Name: "@", Content: "aspmx.l.google.com", Priority: pointer(uint16(1)), TTL: 300})
 	knot := testenv.StartKnot(t, "example.com")
+	hz := hzemu.New(t)
+	hz.AddServer("mx1", "203.0.113.20", "2001:db8::/64")
 
 	// A foreign record in the Knot zone, written with the real adapter.
 	kp, err := dns.New("rfc2136", dns.Config{Name: "seed", Attrs: map[string]string{
@@ -50,12 +53,13 @@ func TestMultiDomainAgainstEmulatorAndKnot(t *testing.T) {
 		`api_token = env("CLOUDFLARE_API_TOKEN")`, `api_token = env("CLOUDFLARE_API_TOKEN")`+"\n  endpoint = \""+cf.URL+"\"",
 		`"ns1.example.com:53"`, `"`+knot.Addr+`"`,
 		`tsig_name = "mailctl."`, `tsig_name = "`+knot.TSIGName+`"`,
+		`token = env("HCLOUD_TOKEN")`, `token = env("HCLOUD_TOKEN")`+"\n  endpoint = \""+hz.Endpoint+"\"",
 	).Replace(string(src))
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "mail.hcl"), conf, 0o644)
 	vars := map[string]string{
 		"CLOUDFLARE_API_TOKEN": cf.Token, "TSIG_SECRET": knot.TSIGSecret,
-		"HCLOUD_TOKEN": "unused", "RELAY_USER": "relay-user", "RELAY_PASSWORD": "relay-password",
+		"HCLOUD_TOKEN": hz.Token, "RELAY_USER": "relay-user", "RELAY_PASSWORD": "relay-password",
 	}
 	// newEnv returns an env with the secrets set; stdout and stderr go to
 	// one buffer, printed when the test fails.
@@ -84,6 +88,9 @@ func TestMultiDomainAgainstEmulatorAndKnot(t *testing.T) {
 		"# dns.example.net._submissions._tcp.SRV will be created",
 		"include:amazonses.com",
 		"(known after apply)",
+		"# ptr.203.0.113.20 will be updated in-place",
+		"+ mx1.example.org",
+		"# ptr.2001:db8::20 will be created",
 	} {
 		if !strings.Contains(planOut, want) {
 			t.Errorf("first plan lacks %q", want)
@@ -107,6 +114,13 @@ func TestMultiDomainAgainstEmulatorAndKnot(t *testing.T) {
 	}
 	if rrs := knot.Query(t, "www.example.com", mdns.TypeA); len(rrs) != 1 {
 		t.Errorf("foreign www.example.com A is gone: %v", rrs)
+	}
+	// Reverse DNS was set after the forward records.
+	if got := hz.PTR("203.0.113.20"); got != "mx1.example.org" {
+		t.Errorf("Hetzner PTR of 203.0.113.20 = %q, want mx1.example.org", got)
+	}
+	if got := hz.PTR("2001:db8::20"); got != "mx1.example.org" {
+		t.Errorf("Hetzner PTR of 2001:db8::20 = %q, want mx1.example.org", got)
 	}
 	// Cloudflare kept the site verification and holds only our MX.
 	var verif, mx int
@@ -138,4 +152,4 @@ func TestMultiDomainAgainstEmulatorAndKnot(t *testing.T) {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
+func pointer[T any](v T) *T { return &v }

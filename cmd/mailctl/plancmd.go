@@ -12,6 +12,7 @@ import (
 	"github.com/mailctl/mailctl/plan/refresh"
 	"github.com/mailctl/mailctl/plan/render"
 	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/ptr"
 )
 
 func init() {
@@ -49,6 +50,7 @@ func addPlanFlags(fs *flag.FlagSet) *planFlags {
 type planSetup struct {
 	cfg   *config.Config
 	provs map[string]dns.Provider
+	ptrs  map[string]ptr.Provider
 }
 
 func setup(e *env, pf *planFlags) (*planSetup, int) {
@@ -60,7 +62,11 @@ func setup(e *env, pf *planFlags) (*planSetup, int) {
 	if err != nil {
 		return nil, errorf(e, "%v", err)
 	}
-	return &planSetup{cfg: cfg, provs: provs}, exitOK
+	ptrs, err := refresh.PTRProviders(cfg, logger(e))
+	if err != nil {
+		return nil, errorf(e, "%v", err)
+	}
+	return &planSetup{cfg: cfg, provs: provs, ptrs: ptrs}, exitOK
 }
 
 // logger returns the logger for provider debug output: quiet unless
@@ -74,7 +80,7 @@ func logger(e *env) *slog.Logger {
 
 func makePlan(ctx context.Context, e *env, s *planSetup, pf *planFlags, noRefresh bool) (*plan.Plan, int) {
 	p, _, err := refresh.Plan(ctx, s.cfg, s.provs, refresh.Options{
-		Targets: pf.targets, Parallelism: *pf.parallelism, NoRefresh: noRefresh, Logger: logger(e),
+		Targets: pf.targets, Parallelism: *pf.parallelism, NoRefresh: noRefresh, Logger: logger(e), PTR: s.ptrs,
 	})
 	if err != nil {
 		return nil, errorf(e, "%v", err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"sync"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/ptr"
 )
 
 // Options tune Apply.
@@ -131,4 +133,49 @@ func verbing(a plan.Action) string {
 		return "Replacing"
 	}
 	return "Checking"
+}
+
+// PTR sets the reverse DNS of the plan's ptr changes, after DNS (hosting
+// APIs refuse a PTR whose forward record does not resolve yet).
+func PTR(ctx context.Context, p *plan.Plan, provs map[string]ptr.Provider, opts Options) (Result, error) {
+	var res Result
+	var errs []error
+	for _, c := range p.Changes {
+		if c.Type != "ptr" || c.Action == plan.NoOp {
+			continue
+		}
+		prov := provs[c.Provider]
+		if prov == nil {
+			errs = append(errs, fmt.Errorf("%s: no provider %s", c.Address, c.Provider))
+			continue
+		}
+		ip, err := netip.ParseAddr(c.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Address, err))
+			continue
+		}
+		host := ""
+		if c.After != nil && len(c.After.Values) > 0 {
+			host = c.After.Values[0]
+		}
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "%s: %s...\n", c.Address, verbing(c.Action))
+		}
+		if err := prov.Set(ctx, ip, host); err != nil {
+			errs = append(errs, fmt.Errorf("set reverse DNS %s: %w", c.Address, err))
+			continue
+		}
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "%s: %s complete\n", c.Address, c.Action.Verb())
+		}
+		switch c.Action {
+		case plan.Create:
+			res.Added++
+		case plan.Delete:
+			res.Destroyed++
+		default:
+			res.Changed++
+		}
+	}
+	return res, errors.Join(errs...)
 }

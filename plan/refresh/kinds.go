@@ -1,4 +1,7 @@
 package refresh
 
-// Every DNS provider kind mailctl ships registers itself.
-import _ "github.com/mailctl/mailctl/providers/dns/all"
+// Every DNS and reverse DNS provider kind mailctl ships registers itself.
+import (
+	_ "github.com/mailctl/mailctl/providers/dns/all"
+	_ "github.com/mailctl/mailctl/providers/ptr/all"
+)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -23,6 +24,7 @@ import (
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/ptr"
 )
 
 // Providers builds the DNS provider of every provider block whose kind
@@ -51,6 +53,28 @@ func Providers(cfg *config.Config, logger *slog.Logger) (map[string]dns.Provider
 	return out, nil
 }
 
+// PTRProviders builds the reverse DNS provider of every provider block
+// that a server uses as ptr, keyed by address.
+func PTRProviders(cfg *config.Config, logger *slog.Logger) (map[string]ptr.Provider, error) {
+	out := map[string]ptr.Provider{}
+	for _, s := range cfg.Servers {
+		p := s.PTR
+		if p == nil || out[p.Addr()] != nil {
+			continue
+		}
+		attrs := map[string]string{}
+		for n, v := range p.Attrs {
+			attrs[n] = v.Str
+		}
+		prov, err := ptr.New(p.Kind, ptr.Config{Name: p.Name, Attrs: attrs, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("set up %s for reverse DNS: %w", p.Addr(), err)
+		}
+		out[p.Addr()] = prov
+	}
+	return out, nil
+}
+
 // Options tune Plan.
 type Options struct {
 	// Targets restrict the plan to these addresses (see plan.Selected).
@@ -61,6 +85,9 @@ type Options struct {
 	NoRefresh bool
 	// Destroy plans the removal of every owned record instead.
 	Destroy bool
+	// PTR holds the reverse DNS providers (from PTRProviders); servers
+	// whose ptr provider is missing here get no ptr resource.
+	PTR map[string]ptr.Provider
 	// Keys are the DKIM public keys the servers reported.
 	Keys   []desired.DKIMKey
 	Logger *slog.Logger
@@ -110,6 +137,14 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 		return nil, nil, err
 	}
 	p.Changes = plan.DiffDNS(sel, st.Zones)
+	ptrs, err := planPTR(ctx, cfg, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range ptrs {
+		p.State[c.Address] = digestValues(c.Before)
+	}
+	p.Changes = append(p.Changes, ptrs...)
 	p.Sort()
 	return p, st, nil
 }
@@ -271,4 +306,52 @@ func ConfigDigest(cfg *config.Config) string {
 		fmt.Fprintf(h, "var\x00%s\x00%s\x00", v.Name, v.Value.Str)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// planPTR reads the reverse DNS of every server address whose server names
+// a ptr provider, and returns one ptr.<ip> change each.
+func planPTR(ctx context.Context, cfg *config.Config, opts Options) ([]plan.Change, error) {
+	var out []plan.Change
+	for _, s := range cfg.Servers {
+		if s.PTR == nil {
+			continue
+		}
+		prov := opts.PTR[s.PTR.Addr()]
+		if prov == nil {
+			continue
+		}
+		for _, ip := range []netip.Addr{s.IPv4, s.IPv6} {
+			if !ip.IsValid() {
+				continue
+			}
+			c := plan.Change{Address: "ptr." + ip.String(), Type: "ptr", Provider: s.PTR.Addr(), Name: ip.String(),
+				After: &plan.RRSet{Values: []string{ptr.Canonical(s.Hostname)}}}
+			if !plan.Selected(c, opts.Targets) {
+				continue
+			}
+			if !opts.NoRefresh && !opts.Destroy {
+				cur, err := prov.Get(ctx, ip)
+				if err != nil {
+					return nil, fmt.Errorf("read reverse DNS of %s at %s: %w", ip, s.PTR.Addr(), err)
+				}
+				if cur != "" {
+					c.Before = &plan.RRSet{Values: []string{ptr.Canonical(cur)}}
+				}
+			}
+			if opts.Destroy {
+				// The provider's default reverse name is restored by an empty Set.
+				c.Before, c.After = c.After, nil
+			}
+			c.Action = plan.PTRAction(c.Before, c.After)
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func digestValues(s *plan.RRSet) string {
+	if s == nil {
+		return ""
+	}
+	return strings.Join(s.Values, ",")
 }

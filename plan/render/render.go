@@ -103,6 +103,14 @@ func writeChange(w io.Writer, c plan.Change, s Style) {
 		default:
 			fmt.Fprintf(w, "        ttl: %d\n", attl)
 		}
+	case "ptr":
+		fmt.Fprintf(w, "%s reverse DNS of %s  (at %s)\n", s.symbol(c.Action), c.Name, strings.TrimPrefix(c.Provider, "provider."))
+		if c.Before != nil && len(c.Before.Values) > 0 {
+			fmt.Fprintf(w, "      %s %s\n", s.paint("31", "-"), c.Before.Values[0])
+		}
+		if c.After != nil && len(c.After.Values) > 0 {
+			fmt.Fprintf(w, "      %s %s\n", s.paint("32", "+"), c.After.Values[0])
+		}
 	default:
 		fmt.Fprintf(w, "%s %s\n", s.symbol(c.Action), c.Address)
 	}
