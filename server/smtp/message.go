@@ -61,6 +61,35 @@ func (s *spool) reader() io.Reader {
 	return io.NewSectionReader(s.f, 0, s.size)
 }
 
+// readerAt returns random access to the whole message.
+func (s *spool) readerAt() io.ReaderAt {
+	if s.f == nil {
+		return bytes.NewReader(s.mem)
+	}
+	return s.f
+}
+
+// readerWithout returns a new reader over the message without the byte
+// ranges in remove (ascending, not overlapping).
+func (s *spool) readerWithout(remove [][2]int64) io.Reader {
+	if len(remove) == 0 {
+		return s.reader()
+	}
+	ra := s.readerAt()
+	var parts []io.Reader
+	var off int64
+	for _, r := range remove {
+		start, end := max(r[0], off), min(r[1], s.size)
+		if start >= end {
+			continue
+		}
+		parts = append(parts, io.NewSectionReader(ra, off, start-off))
+		off = end
+	}
+	parts = append(parts, io.NewSectionReader(ra, off, s.size-off))
+	return io.MultiReader(parts...)
+}
+
 // head returns up to n first bytes.
 func (s *spool) head(n int) []byte {
 	if s.f == nil {

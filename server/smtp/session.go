@@ -44,6 +44,7 @@ var (
 	errBadFrom          = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Message needs exactly one From header with valid addresses"}
 	errLineTooLong      = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 4, 0}, Message: "Line too long"}
 	errReadBody         = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Could not receive the message"}
+	errCheckTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure checking the message, try again later"}
 )
 
 // maxParallelDeliveries bounds concurrent store deliveries of one message.
@@ -60,6 +61,8 @@ type session struct {
 	busy atomic.Bool
 
 	user string // authenticated user, "" if none
+
+	clientChecked bool // Inbound.CheckClient passed
 
 	// transaction
 	from     string
@@ -174,8 +177,38 @@ func (se *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			return errBadSenderSyntax
 		}
 	}
+	if in := se.s.opts.Inbound; in != nil && !se.clientChecked {
+		ctx, cancel := se.ctx()
+		defer cancel()
+		if err := in.CheckClient(ctx, se.envelope()); err != nil {
+			return se.inboundError("client refused", err)
+		}
+		se.clientChecked = true
+	}
 	se.from = from
 	return nil
+}
+
+// envelope describes the transaction for the inbound checks.
+func (se *session) envelope() Envelope {
+	env := Envelope{Helo: se.conn.Hostname(), From: se.from, Rcpts: se.rcpts, TLS: se.tls != nil}
+	if ta, ok := se.remote.(*net.TCPAddr); ok {
+		env.RemoteIP = ta.IP
+	} else {
+		env.RemoteIP = net.ParseIP(hostOf(se.remote))
+	}
+	return env
+}
+
+// inboundError turns a check's error into the reply.
+func (se *session) inboundError(what string, err error) error {
+	var serr *gosmtp.SMTPError
+	if errors.As(err, &serr) {
+		se.log.Info(what, "reply", serr.Code, "reason", serr.Message)
+		return serr
+	}
+	se.log.Warn(what+": check failed", "err", err)
+	return errCheckTemp
 }
 
 func (se *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
@@ -203,6 +236,14 @@ func (se *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	default:
 		if len(res.Remote) > 0 && se.s.opts.Queue == nil {
 			return errNoOutbound
+		}
+		if in := se.s.opts.Inbound; in != nil && se.s.opts.Mode == ModeMX && se.user == "" {
+			ctx, cancel := se.ctx()
+			err := in.CheckRecipient(ctx, se.envelope(), a.String())
+			cancel()
+			if err != nil {
+				return se.inboundError("recipient refused", err)
+			}
 		}
 		if len(res.Users) > 0 && se.allOverQuota(res.Users) {
 			return errQuota
@@ -299,6 +340,21 @@ func (se *session) Data(r io.Reader) error {
 	if len(se.rcpts) == 1 {
 		ti.For = se.rcpts[0]
 	}
+	mailbox := "INBOX"
+	var remove [][2]int64
+	if in := se.s.opts.Inbound; in != nil && se.s.opts.Mode == ModeMX && se.user == "" {
+		ctx, cancel := se.ctx()
+		v, err := in.CheckMessage(ctx, se.envelope(), sp.readerAt(), sp.size)
+		cancel()
+		if err != nil {
+			return se.inboundError("message refused", err)
+		}
+		prefix.WriteString(v.Header)
+		remove = v.Remove
+		if v.Junk {
+			mailbox = "Junk"
+		}
+	}
 	prefix.WriteString(receivedField(ti))
 	if se.s.opts.Mode != ModeMX {
 		// RFC 6409 section 8: a submission server may complete the message.
@@ -309,11 +365,11 @@ func (se *session) Data(r io.Reader) error {
 			fmt.Fprintf(&prefix, "Message-ID: <%s@%s>\r\n", id, se.s.opts.Hostname)
 		}
 	}
-	body := func() io.Reader { return io.MultiReader(bytes.NewReader(prefix.Bytes()), sp.reader()) }
+	body := func() io.Reader { return io.MultiReader(bytes.NewReader(prefix.Bytes()), sp.readerWithout(remove)) }
 
 	ctx, cancel := se.ctx()
 	defer cancel()
-	if err := se.deliverLocal(ctx, log, body, now); err != nil {
+	if err := se.deliverLocal(ctx, log, body, now, mailbox); err != nil {
 		return err
 	}
 	if len(se.outbound) > 0 {
@@ -354,7 +410,7 @@ func (se *session) checkFrom(h headerInfo) *gosmtp.SMTPError {
 // only when all deliveries are durable; any failure fails the transaction
 // (the client retries: a user that already got the message may get it twice,
 // which is better than losing it for another).
-func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func() io.Reader, date time.Time) error {
+func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func() io.Reader, date time.Time, mailbox string) error {
 	users := sortedSet(se.users)
 	errs := make([]error, len(users))
 	sem := make(chan struct{}, maxParallelDeliveries)
@@ -365,7 +421,10 @@ func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			_, errs[i] = se.s.opts.Store.Deliver(ctx, u, "INBOX", body(), nil, date)
+			_, errs[i] = se.s.opts.Store.Deliver(ctx, u, mailbox, body(), nil, date)
+			if errors.Is(errs[i], store.ErrNoSuchMailbox) && mailbox != "INBOX" {
+				_, errs[i] = se.s.opts.Store.Deliver(ctx, u, "INBOX", body(), nil, date)
+			}
 		}()
 	}
 	wg.Wait()

@@ -99,6 +99,44 @@ type Queue interface {
 	Enqueue(ctx context.Context, from string, to []string, body io.Reader) error
 }
 
+// Envelope is what the MX knows of a transaction when it checks it.
+type Envelope struct {
+	RemoteIP net.IP
+	Helo     string
+	// From is the reverse path ("" for the null sender); Rcpts the
+	// recipients accepted so far.
+	From  string
+	Rcpts []string
+	TLS   bool
+}
+
+// Verdict is the outcome of the checks of a received message.
+type Verdict struct {
+	// Header holds fields to prepend (each ending in CRLF), such as
+	// Authentication-Results (RFC 8601).
+	Header string
+	// Remove lists byte ranges [start, end) of the message to leave out
+	// (header fields forged with this server's authserv-id), ascending and
+	// not overlapping.
+	Remove [][2]int64
+	// Junk delivers to the recipients' Junk mailbox instead of INBOX.
+	Junk bool
+}
+
+// Inbound checks mail arriving on the MX (server/inbound implements it:
+// DNSBL, greylisting, SPF, DKIM, DMARC). An error that is an
+// *gosmtp.SMTPError is the reply; any other error gives 451 4.3.0.
+type Inbound interface {
+	// CheckClient is called at the first MAIL of a session.
+	CheckClient(ctx context.Context, env Envelope) error
+	// CheckRecipient is called for each recipient accepted by the
+	// directory, before it is added to the transaction.
+	CheckRecipient(ctx context.Context, env Envelope, rcpt string) error
+	// CheckMessage is called with the whole message (as received) before
+	// delivery.
+	CheckMessage(ctx context.Context, env Envelope, msg io.ReaderAt, size int64) (Verdict, error)
+}
+
 // Limits bound what clients may do; zero values take the defaults.
 type Limits struct {
 	// MaxMessageBytes is advertised as SIZE and enforced while reading DATA.
@@ -132,8 +170,10 @@ type Options struct {
 	// Queue takes remote recipients of authenticated submissions and of
 	// aliases that forward outside. Nil: such recipients are refused at
 	// RCPT with 451 4.3.2 "outbound delivery not configured".
-	Queue  Queue
-	Limits Limits
+	Queue Queue
+	// Inbound checks mail in ModeMX; nil: no checks.
+	Inbound Inbound
+	Limits  Limits
 	// Logger defaults to slog.Default(). Message bodies and passwords are never logged.
 	Logger *slog.Logger
 	// SpoolDir holds messages larger than 1 MiB during a transaction
