@@ -71,7 +71,7 @@ func (s *Store) writeBody(ctx context.Context, body io.Reader) (blobID, int64, e
 		os.Remove(final)
 		return b, 0, err
 	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
+	if err := s.dirSync[b[0]].sync(filepath.Dir(final)); err != nil {
 		os.Remove(final)
 		return b, 0, fmt.Errorf("fsync body directory: %w", err)
 	}

@@ -90,6 +90,7 @@ type Store struct {
 	logger *slog.Logger
 
 	bodyBytes atomic.Int64
+	dirSync   [256]*dirSyncer // one per body directory
 
 	watchMu  sync.RWMutex
 	watchers map[int]func(Change)
@@ -182,6 +183,9 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 	db.MaxBatchDelay = 2 * time.Millisecond
 	db.MaxBatchSize = 256
 	s := &Store{dir: dir, db: db, logger: logger, watchers: map[int]func(Change){}}
+	for i := range s.dirSync {
+		s.dirSync[i] = newDirSyncer()
+	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketUsers)
 		return err
