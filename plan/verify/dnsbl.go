@@ -52,6 +52,9 @@ type blAnswer struct {
 
 // checkDNSBL looks ip up in every blocklist zone.
 func (r *runner) checkDNSBL(ctx context.Context, ip netip.Addr) Result {
+	if !public(ip) {
+		return Result{Status: Skip, Detail: ip.String() + " is not a public address: blocklists do not list it"}
+	}
 	res := make([]blAnswer, len(r.o.DNSBLZones))
 	var wg sync.WaitGroup
 	for i, zone := range r.o.DNSBLZones {

@@ -26,6 +26,12 @@ func serverIPs(s *config.Server) []netip.Addr {
 	return out
 }
 
+// public reports whether ip is reachable from the Internet (documentation
+// ranges count as public: tests use them).
+func public(ip netip.Addr) bool {
+	return ip.IsGlobalUnicast() && !ip.IsPrivate()
+}
+
 // rrData is the canonical data of a record: TXT strings joined, other
 // types in presentation form, lower case.
 func rrData(rr mdns.RR) string {
@@ -245,6 +251,9 @@ func addrs(ips []netip.Addr) string {
 // checkPTR checks the reverse DNS of ip: exactly one PTR, equal to the
 // server hostname (the EHLO name), which resolves back to ip (FCrDNS).
 func (r *runner) checkPTR(ctx context.Context, s *config.Server, ip netip.Addr) Result {
+	if !public(ip) {
+		return Result{Status: Skip, Detail: ip.String() + " is not a public address: it has no public reverse DNS"}
+	}
 	rev, _ := mdns.ReverseAddr(ip.String())
 	fix := fmt.Sprintf("set the reverse DNS (PTR) of %s to %s at your hosting provider (or set ptr in server %q and run mailctl apply)", ip, s.Hostname, s.Name)
 	rrs, err := lookup(ctx, r.o.Resolver, rev, mdns.TypePTR)

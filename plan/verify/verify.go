@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -133,6 +134,11 @@ type Options struct {
 	Now func() time.Time
 	// HeloName is the name this client sends in EHLO; default localhost.
 	HeloName string
+	// Only, when set, selects the checks to run: an entry selects the
+	// checks whose name or target equals it or starts with it followed by
+	// '.', ':', ' ' or '@' ("dns" selects dns.ns, dns.a...; "example.org"
+	// selects every check of that domain).
+	Only []string
 	// Extra checks run like the built-in ones (round trip, outbound port
 	// 25, PTR through a hosting API).
 	Extra []Check
@@ -252,6 +258,9 @@ func Run(ctx context.Context, in Inputs, o Options) Report {
 	}
 	checks := r.checks()
 	checks = append(checks, r.o.Extra...)
+	if len(r.o.Only) > 0 {
+		checks = slices.DeleteFunc(checks, func(c Check) bool { return !selected(r.o.Only, c) })
+	}
 	return runChecks(ctx, r.log, checks, r.o.Timeout)
 }
 
@@ -364,6 +373,22 @@ func (r *runner) checks() []Check {
 		}
 	}
 	return cs
+}
+
+// selected reports whether an Only entry selects c.
+func selected(only []string, c Check) bool {
+	match := func(s, p string) bool {
+		if strings.EqualFold(s, p) {
+			return true
+		}
+		return len(s) > len(p) && strings.EqualFold(s[:len(p)], p) && strings.ContainsRune(".: @", rune(s[len(p)]))
+	}
+	for _, p := range only {
+		if match(c.Name, p) || match(c.Target, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func one(r Result) []Result { return []Result{r} }

@@ -34,7 +34,7 @@ func (e expect) assert(t *testing.T, rep verify.Report) {
 		t.Errorf("%s %s = %s %q (fix %q), want %s with detail containing %q and fix containing %q",
 			e.check, e.target, r.Status, r.Detail, r.Fix, e.status, e.detail, e.fix)
 	}
-	if r.Status != verify.Pass && r.Fix == "" {
+	if (r.Status == verify.Warn || r.Status == verify.Fail) && r.Fix == "" {
 		t.Errorf("%s %s: %s without a fix line", e.check, e.target, r.Status)
 	}
 }
@@ -92,6 +92,26 @@ func TestVerify(t *testing.T) {
 		}
 		if len(rep.Results) != 26 {
 			t.Errorf("%d results, want 26:\n%s", len(rep.Results), table(rep))
+		}
+	})
+
+	t.Run("only: checks selected by name and target", func(t *testing.T) {
+		t.Parallel()
+		l := base.clone()
+		l.opts.Only = []string{"dns", host + ":25", "dkim"}
+		rep := l.run(t)
+		var got []string
+		for _, r := range rep.Results {
+			got = append(got, r.Check+" "+r.Target)
+		}
+		want := []string{
+			"dns.ns example.org @ ns1.example.org", "dns.ns example.org @ ns2.example.org",
+			"dns.a mx1.example.org A", "dns.a mx1.example.org AAAA", "dns.ptr 203.0.113.10", "dns.ptr 2001:db8::10",
+			"dns.mx example.org", "dkim mx1-ed25519._domainkey.example.org", "dkim mx1-rsa._domainkey.example.org",
+			"tls mx1.example.org:25", "smtp.banner mx1.example.org:25", "relay mx1.example.org:25",
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("Only selected\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	})
 
@@ -244,6 +264,12 @@ func TestVerify(t *testing.T) {
 		{"dnsbl: refused answer is not a listing", func(t *testing.T, l *lab) {
 			l.opts.DNSBLZones = []string{"refuse.test"}
 		}, []expect{{"dnsbl", "203.0.113.10", verify.Warn, "refuse.test refused the query (answer 127.255.255.254): not a listing", "resolver of your own"}}},
+		{"addresses: private IPs are not looked up in public DNS", func(t *testing.T, l *lab) {
+			l.cfg = loadConfig(t, strings.Replace(baseHCL, `"203.0.113.10"`, `"10.0.0.5"`, 1))
+		}, []expect{
+			{"dns.ptr", "10.0.0.5", verify.Skip, "10.0.0.5 is not a public address", ""},
+			{"dnsbl", "10.0.0.5", verify.Skip, "10.0.0.5 is not a public address", ""},
+		}},
 		{"extra: a lead's check runs like the others", func(t *testing.T, l *lab) {
 			l.opts.Extra = []verify.Check{{Name: "roundtrip", Target: "alice@example.org", Run: func(ctx context.Context) []verify.Result {
 				return []verify.Result{{Status: verify.Fail, Detail: "no message within 30s", Fix: "look at the queue"}}
@@ -268,6 +294,7 @@ func TestVerify(t *testing.T) {
 			for _, e := range tc.want {
 				e.assert(t, rep)
 			}
+
 			if rep.ExitCode() != 2 && slicesContainsFail(tc.want) {
 				t.Errorf("ExitCode() = %d, want 2", rep.ExitCode())
 			}
