@@ -13,10 +13,12 @@ type dirSyncer struct {
 	done    uint64 // and finished
 	running bool
 	err     error // of generation done
+
+	fsync func(dir string) error
 }
 
 func newDirSyncer() *dirSyncer {
-	d := &dirSyncer{}
+	d := &dirSyncer{fsync: syncDir}
 	d.cond = sync.NewCond(&d.mu)
 	return d
 }
@@ -36,7 +38,7 @@ func (d *dirSyncer) sync(dir string) error {
 		d.started++
 		gen := d.started
 		d.mu.Unlock()
-		err := syncDir(dir)
+		err := d.fsync(dir)
 		d.mu.Lock()
 		d.running = false
 		d.done, d.err = gen, err

@@ -156,3 +156,55 @@ func TestNormalizeMailbox(t *testing.T) {
 		}
 	}
 }
+
+// TestDirSyncerGroups: concurrent callers share fsyncs, and each returns
+// only after an fsync that started after its call.
+func TestDirSyncerGroups(t *testing.T) {
+	type span struct{ start, end time.Time }
+	var mu sync.Mutex
+	var syncs []span
+	d := newDirSyncer()
+	d.fsync = func(string) error {
+		s := span{start: time.Now()}
+		time.Sleep(2 * time.Millisecond)
+		s.end = time.Now()
+		mu.Lock()
+		syncs = append(syncs, s)
+		mu.Unlock()
+		return nil
+	}
+	const callers = 50
+	calls := make([]span, callers)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			calls[i].start = time.Now()
+			if err := d.sync("x"); err != nil {
+				t.Error(err)
+			}
+			calls[i].end = time.Now()
+		}()
+	}
+	wg.Wait()
+	if len(syncs) >= callers {
+		t.Errorf("%d fsyncs for %d callers: no grouping", len(syncs), callers)
+	}
+	for i, c := range calls {
+		covered := false
+		for _, s := range syncs {
+			if s.start.After(c.start) && !s.end.After(c.end) {
+				covered = true
+			}
+		}
+		if !covered {
+			t.Errorf("caller %d returned without an fsync started after its call", i)
+		}
+	}
+	t.Logf("%d fsyncs for %d callers", len(syncs), callers)
+	d.fsync = func(string) error { return errors.New("disk gone") }
+	if err := d.sync("x"); err == nil {
+		t.Error("fsync error not reported")
+	}
+}

@@ -431,7 +431,7 @@ func (r *mailboxRecord) export(name string) Mailbox {
 // the special-use ones that do not exist under any name), and sets the
 // quota in bytes (0 = unlimited). It is idempotent.
 func (s *Store) EnsureUser(ctx context.Context, user string, quotaBytes int64) error {
-	if user == "" || user == string(keyInfo) {
+	if user == "" {
 		return fmt.Errorf("ensure user %q: invalid name", user)
 	}
 	if err := ctx.Err(); err != nil {
