@@ -38,7 +38,9 @@ type conn struct {
 
 	tlsActive atomic.Bool
 	tlsConn   *tls.Conn // guarded by wmu once set
+	implicit  *tls.Conn // set at creation for implicit TLS
 	hsOnce    sync.Once
+	hsDone    atomic.Bool
 	hsErr     error
 
 	// Read side: only the library's reading goroutine uses it.
@@ -63,6 +65,7 @@ func newConn(c net.Conn, cfg *tls.Config, implicitTLS bool, logger *slog.Logger)
 	var rw io.ReadWriter = c
 	if implicitTLS {
 		cc.tlsConn = tls.Server(c, cfg)
+		cc.implicit = cc.tlsConn
 		cc.tlsActive.Store(true)
 		rw = cc.tlsConn
 	}
@@ -75,19 +78,16 @@ func (c *conn) isTLS() bool { return c.tlsActive.Load() }
 
 // handshake completes an implicit-TLS handshake within a bounded time.
 func (c *conn) handshake() error {
-	if c.tlsConn == nil || c.midHandshakeDone() {
+	if c.implicit == nil || c.hsDone.Load() {
 		return nil
 	}
 	c.hsOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c.hsErr = c.tlsConn.HandshakeContext(ctx)
+		c.hsErr = c.implicit.HandshakeContext(ctx)
+		c.hsDone.Store(true)
 	})
 	return c.hsErr
-}
-
-func (c *conn) midHandshakeDone() bool {
-	return c.tlsConn.ConnectionState().HandshakeComplete
 }
 
 // Read hands the library one command line at a time (and literals), so

@@ -54,6 +54,11 @@ typ, data = M._simple_command("LIST", '(SPECIAL-USE)', '""', '"*"')
 typ, special = M._untagged_response(typ, data, "LIST")
 assert len([s for s in special if s]) == 5, special
 
+# Thunderbird asks for the hierarchy delimiter this way.
+assert ok(M.list('""', '""'), 'LIST "" ""') == [b'(\\Noselect) "/" ""'], M.list('""', '""')
+data = ok(M.lsub('""', "*"), "LSUB")
+assert len(data) == 6, data
+
 n = int(ok(M.select("INBOX"), "SELECT")[0])
 delivered = n
 
