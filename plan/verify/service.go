@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/textproto"
@@ -73,15 +72,8 @@ func (c *smtpClient) cmd(line string) (int, string, error) {
 			return 0, "", err
 		}
 	}
-	code, msg, err := c.tp.ReadResponse(0)
-	var perr textproto.ProtocolError
-	if errors.As(err, &perr) {
-		return 0, "", err
-	}
-	if err != nil && code == 0 {
-		return 0, "", err
-	}
-	return code, msg, nil
+	// With expectCode 0, err is only a read or syntax error.
+	return c.tp.ReadResponse(0)
 }
 
 // ehlo returns the upper-cased extension keywords. (The name in the reply

@@ -15,6 +15,12 @@
 //   - postmaster@ (RFC 5321 section 4.5.1) and abuse@ (RFC 2142) per domain;
 //   - the server IPs on DNS blocklists (RFC 5782).
 //
+// The checks, by name (Result.Check; Options.Only selects by name or
+// target): dns.ns (per zone and name server), dns.a, dns.ptr, dns.mx, spf,
+// dkim (per selector), dmarc, mta-sts, tls-rpt, addresses (per domain),
+// tls (per host:port: 25, 465, 587, 143, 993, 443), smtp.banner, relay
+// (port 25), smtp.auth (587, 465), dnsbl (per server IP).
+//
 // Every network endpoint comes from Options (a Resolver, DNSBL zones, a map
 // of service addresses, TLS roots, a clock), so tests point the checks at
 // local servers. Checks run in parallel, each under its own timeout, and
