@@ -962,3 +962,23 @@ func TestAuthenticateBeforeTLS(t *testing.T) {
 		t.Errorf("the authenticator saw a plaintext password")
 	}
 }
+
+// TestCopyMoveNothing: COPY and MOVE of messages that do not exist
+// succeed without a COPYUID (RFC 4315 has no syntax for empty sets).
+func TestCopyMoveNothing(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "only")
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "SELECT INBOX")
+	if got := r.cmd("c", "UID COPY 7:9 Trash"); len(got) != 0 {
+		t.Errorf("UID COPY of nothing: %q", got)
+	}
+	if got := r.cmd("d", "UID MOVE 7:9 Trash"); len(got) != 0 {
+		t.Errorf("UID MOVE of nothing: %q", got)
+	}
+	got := r.cmd("e", "UID MOVE 1 Trash")
+	if len(got) != 2 || !strings.HasPrefix(got[0], "* OK [COPYUID ") || got[1] != "* 1 EXPUNGE" {
+		t.Errorf("UID MOVE 1 = %q", got)
+	}
+}

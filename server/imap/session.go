@@ -479,6 +479,9 @@ func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, err
 	if err != nil {
 		return nil, s.copyErr(err)
 	}
+	if len(res.SourceUIDs) == 0 {
+		return nil, nil // nothing copied: no COPYUID
+	}
 	return copyData(res), nil
 }
 
@@ -492,6 +495,9 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 	res, err := s.srv.st.Move(s.ctx, s.user, s.view.sm.name(), s.uidsOf(numSet), dest)
 	if err != nil {
 		return s.copyErr(err)
+	}
+	if len(res.SourceUIDs) == 0 {
+		return nil
 	}
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
