@@ -523,7 +523,9 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 		sb, db := u.msgs(sr), u.msgs(dr)
 		res.UIDValidity = dr.UIDValidity
 		dr.ModSeq++
-		sr.ModSeq++
+		if move {
+			sr.ModSeq++
+		}
 		var size int64
 		for _, uid := range sortedUIDs(uids) {
 			v := sb.Get(uidKey(uid))
