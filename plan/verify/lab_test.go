@@ -372,7 +372,8 @@ func startDNS(t *testing.T, rrs []mdns.RR) string {
 		if z == "" {
 			t.Fatalf("no lab zone for %s", rr.Header().Name)
 		}
-		byZone[z] = append(byZone[z], rr)
+		// Msg.Insert writes the records' headers: copy what cases share.
+		byZone[z] = append(byZone[z], mdns.Copy(rr))
 	}
 	for z, set := range byZone {
 		m := new(mdns.Msg)
