@@ -284,13 +284,67 @@ func writeIfChanged(ctx context.Context, t Target, p string, content []byte, mod
 			return false, nil
 		}
 	}
-	if err := t.WriteFile(ctx, p, bytes.NewReader(content), mode); err != nil {
+	if err := writeOwned(ctx, t, p, content, mode, owner, group); err != nil {
 		return false, err
 	}
-	if _, err := t.Run(ctx, fmt.Sprintf("chown %s:%s %s && chmod %o %s", owner, group, ShellQuote(p), mode.Perm(), ShellQuote(p)), nil); err != nil {
-		return false, fmt.Errorf("set owner of %s: %w", p, err)
-	}
 	return true, nil
+}
+
+// writeOwned replaces p with content, then sets its owner and mode.
+func writeOwned(ctx context.Context, t Target, p string, content []byte, mode fs.FileMode, owner, group string) error {
+	if err := t.WriteFile(ctx, p, bytes.NewReader(content), mode); err != nil {
+		return err
+	}
+	if _, err := t.Run(ctx, fmt.Sprintf("chown %s:%s %s && chmod %o %s", owner, group, ShellQuote(p), mode.Perm(), ShellQuote(p)), nil); err != nil {
+		return fmt.Errorf("set owner of %s: %w", p, err)
+	}
+	return nil
+}
+
+// serverState is what inspect found on the server.
+type serverState struct {
+	systemOK       bool // user, group and directories as EnsureSystem makes them
+	releasePresent bool
+	current        string
+	configOK       bool // content, mode and owner
+	unitOK         bool
+	enabled        bool
+	active         bool
+}
+
+// inspect reads in one round trip everything Deploy compares: under
+// emulation each command costs about a second.
+func inspect(ctx context.Context, t Target, name, sum string, config, unit []byte) (serverState, error) {
+	l := VPS
+	bin := path.Join(l.Releases(), name, "mailctl")
+	out, err := t.Run(ctx, fmt.Sprintf(`u=%[1]s
+sys=1
+getent group "$u" >/dev/null && getent passwd "$u" >/dev/null || sys=0
+chk() { [ "$(stat -c '%%a %%U %%G' "$1" 2>/dev/null)" = "$2" ] || sys=0; }
+chk %[2]s "755 root root"; chk %[3]s "755 root root"; chk %[4]s "750 root $u"; chk %[5]s "700 $u $u"
+echo "system=$sys"
+if [ -f %[6]s ] && printf '%%s  %%s
+' %[7]s %[6]s | sha256sum -c --status 2>/dev/null; then echo present=1; fi
+echo "current=$(basename "$(readlink %[8]s 2>/dev/null)" 2>/dev/null)"
+f() { [ -f "$1" ] && echo "$2=$(sha256sum < "$1" | cut -d' ' -f1) $(stat -c '%%a %%U %%G' "$1")"; }
+f %[9]s config; f %[10]s unit
+echo "enabled=$(systemctl is-enabled %[11]s 2>/dev/null)"
+echo "active=$(systemctl is-active %[11]s 2>/dev/null)"
+true`, ServiceUser, ShellQuote(l.Base), ShellQuote(l.Releases()), ShellQuote(path.Dir(l.ConfigFile)), ShellQuote(l.DataDir),
+		ShellQuote(bin), sum, ShellQuote(l.Current()), ShellQuote(l.ConfigFile), ShellQuote(l.Unit), serviceName), nil)
+	if err != nil {
+		return serverState{}, fmt.Errorf("inspect server: %w", err)
+	}
+	kv := parseKV(out)
+	return serverState{
+		systemOK:       kv["system"] == "1",
+		releasePresent: kv["present"] == "1",
+		current:        kv["current"],
+		configOK:       kv["config"] == sha256Hex(config)+" 640 root "+ServiceUser,
+		unitOK:         kv["unit"] == sha256Hex(unit)+" 644 root root",
+		enabled:        kv["enabled"] == "enabled",
+		active:         kv["active"] == "active",
+	}, nil
 }
 
 // InstallUnit writes the systemd unit when it differs, runs
@@ -381,42 +435,64 @@ func Deploy(ctx context.Context, t Target, o DeployOptions) (DeployResult, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	var res DeployResult
-	changed, err := EnsureSystem(ctx, t)
+	name, err := ReleaseName(o.Version, o.SHA256)
 	if err != nil {
 		return res, err
 	}
-	if changed {
+	unit := []byte(Unit(UnitOptions{}))
+	st, err := inspect(ctx, t, name, strings.ToLower(o.SHA256), o.Config, unit)
+	if err != nil {
+		return res, err
+	}
+	if !st.systemOK {
+		if _, err := EnsureSystem(ctx, t); err != nil {
+			return res, err
+		}
 		res.Actions = append(res.Actions, "create user and directories")
 	}
-	rel, err := InstallRelease(ctx, t, o.Version, o.Binary, o.SHA256)
-	if err != nil {
-		return res, err
+	rel := Release{Name: name}
+	if !st.releasePresent || st.current != name {
+		rel, err = InstallRelease(ctx, t, o.Version, o.Binary, o.SHA256)
+		if err != nil {
+			return res, err
+		}
 	}
 	res.Release = rel.Name
 	if rel.Changed {
 		res.Actions = append(res.Actions, "install release "+rel.Name)
 		log.Info("release installed", "release", rel.Name, "uploaded", rel.Uploaded)
 	}
-	cfgChanged, err := WriteConfig(ctx, t, o.Config)
-	if err != nil {
-		return res, err
-	}
+	cfgChanged := !st.configOK
 	if cfgChanged {
+		if err := writeOwned(ctx, t, VPS.ConfigFile, o.Config, 0o640, "root", ServiceUser); err != nil {
+			return res, err
+		}
 		res.Actions = append(res.Actions, "write config")
 	}
-	unitChanged, err := InstallUnit(ctx, t)
-	if err != nil {
-		return res, err
-	}
+	unitChanged := !st.unitOK
 	if unitChanged {
+		if err := writeOwned(ctx, t, VPS.Unit, unit, 0o644, "root", "root"); err != nil {
+			return res, err
+		}
 		res.Actions = append(res.Actions, "write unit")
 	}
-	out, _ := t.Run(ctx, "systemctl is-active "+serviceName, nil)
-	active := strings.TrimSpace(string(out)) == "active"
+	if unitChanged || !st.enabled {
+		cmd := "systemctl enable --quiet " + serviceName
+		if unitChanged {
+			cmd = "systemctl daemon-reload && " + cmd
+		}
+		if _, err := t.Run(ctx, cmd, nil); err != nil {
+			return res, fmt.Errorf("enable unit: %w", err)
+		}
+		if !st.enabled && !unitChanged {
+			res.Actions = append(res.Actions, "enable unit")
+		}
+	}
+	active := st.active
 	switch {
 	case rel.Changed || unitChanged || !active:
 		log.Info("restart service", "host_release", rel.Name)
-		if _, err := t.Run(ctx, "systemctl restart "+serviceName, nil); err != nil {
+		if _, err := t.Run(ctx, restartCmd, nil); err != nil {
 			return res, failDeploy(ctx, t, log, o.Health, rel, fmt.Errorf("systemctl restart: %w", err))
 		}
 		res.Actions = append(res.Actions, "restart")
@@ -438,6 +514,10 @@ func Deploy(ctx context.Context, t Target, o DeployOptions) (DeployResult, error
 	return res, nil
 }
 
+// restartCmd restarts the service with a fresh restart counter (NRestarts),
+// which the health check reads to detect a crash loop.
+const restartCmd = "systemctl reset-failed " + serviceName + " 2>/dev/null; systemctl restart " + serviceName
+
 // failDeploy rolls back after a failed restart when a new release was
 // installed, and returns the error to report.
 func failDeploy(ctx context.Context, t Target, log *slog.Logger, h Health, rel Release, cause error) error {
@@ -450,7 +530,7 @@ func failDeploy(ctx context.Context, t Target, log *slog.Logger, h Health, rel R
 	if err != nil {
 		return fmt.Errorf("deploy %s: %w; %v%s", rel.Name, cause, err, j)
 	}
-	if _, err := t.Run(ctx, "systemctl restart "+serviceName, nil); err != nil {
+	if _, err := t.Run(ctx, restartCmd, nil); err != nil {
 		return fmt.Errorf("deploy %s: %w; rolled back to %s but its restart failed: %v%s", rel.Name, cause, back, err, j)
 	}
 	if err := checkHealth(ctx, t, h); err != nil {
