@@ -140,6 +140,8 @@ func tokenize(v string) ([]token, error) {
 				return nil, fmt.Errorf("%w: unterminated quoted string", ErrSyntax)
 			}
 			out = append(out, token{tokWord, b.String()})
+		case c == ')':
+			return nil, fmt.Errorf("%w: unbalanced ')'", ErrSyntax)
 		case c == '=':
 			out = append(out, token{kind: tokEq})
 			i++
