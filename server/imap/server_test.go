@@ -982,3 +982,20 @@ func TestCopyMoveNothing(t *testing.T) {
 		t.Errorf("UID MOVE 1 = %q", got)
 	}
 }
+
+// TestAuthenticatePlain: SASL PLAIN with an initial response (RFC 4959),
+// as Apple Mail and Thunderbird log in, goes through the Authenticator.
+func TestAuthenticatePlain(t *testing.T) {
+	env := newEnv(t, 0)
+	r := env.raw(t)
+	bad := base64.StdEncoding.EncodeToString([]byte("\x00" + alice + "\x00wrong"))
+	fmt.Fprintf(r.c, "a AUTHENTICATE PLAIN %s\r\n", bad)
+	if l := r.line(); !strings.HasPrefix(l, "a NO") {
+		t.Errorf("wrong password: %q", l)
+	}
+	good := base64.StdEncoding.EncodeToString([]byte("\x00" + alice + "\x00" + alicePW))
+	r.cmd("b", "AUTHENTICATE PLAIN "+good)
+	if got := r.cmd("c", "SELECT INBOX"); !slices.Contains(got, "* 0 EXISTS") {
+		t.Errorf("SELECT after AUTHENTICATE = %q", got)
+	}
+}
