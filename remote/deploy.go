@@ -314,24 +314,25 @@ type serverState struct {
 
 // inspect reads in one round trip everything Deploy compares: under
 // emulation each command costs about a second.
-func inspect(ctx context.Context, t Target, name, sum string, config, unit []byte) (serverState, error) {
+func inspect(ctx context.Context, t Target, name string, config, unit []byte) (serverState, error) {
 	l := VPS
 	bin := path.Join(l.Releases(), name, "mailctl")
+	// The release directory name holds the checksum prefix and the
+	// binary only appears there once verified (InstallRelease): it is
+	// not hashed again here.
 	out, err := t.Run(ctx, fmt.Sprintf(`u=%[1]s
 sys=1
 getent group "$u" >/dev/null && getent passwd "$u" >/dev/null || sys=0
 chk() { [ "$(stat -c '%%a %%U %%G' "$1" 2>/dev/null)" = "$2" ] || sys=0; }
 chk %[2]s "755 root root"; chk %[3]s "755 root root"; chk %[4]s "750 root $u"; chk %[5]s "700 $u $u"
 echo "system=$sys"
-if [ -f %[6]s ] && printf '%%s  %%s
-' %[7]s %[6]s | sha256sum -c --status 2>/dev/null; then echo present=1; fi
-echo "current=$(basename "$(readlink %[8]s 2>/dev/null)" 2>/dev/null)"
+[ -x %[6]s ] && echo present=1
+echo "current=$(basename "$(readlink %[7]s 2>/dev/null)" 2>/dev/null)"
 f() { [ -f "$1" ] && echo "$2=$(sha256sum < "$1" | cut -d' ' -f1) $(stat -c '%%a %%U %%G' "$1")"; }
-f %[9]s config; f %[10]s unit
-echo "enabled=$(systemctl is-enabled %[11]s 2>/dev/null)"
-echo "active=$(systemctl is-active %[11]s 2>/dev/null)"
+f %[8]s config; f %[9]s unit
+systemctl show -p UnitFileState -p ActiveState %[10]s 2>/dev/null
 true`, ServiceUser, ShellQuote(l.Base), ShellQuote(l.Releases()), ShellQuote(path.Dir(l.ConfigFile)), ShellQuote(l.DataDir),
-		ShellQuote(bin), sum, ShellQuote(l.Current()), ShellQuote(l.ConfigFile), ShellQuote(l.Unit), serviceName), nil)
+		ShellQuote(bin), ShellQuote(l.Current()), ShellQuote(l.ConfigFile), ShellQuote(l.Unit), serviceName), nil)
 	if err != nil {
 		return serverState{}, fmt.Errorf("inspect server: %w", err)
 	}
@@ -342,8 +343,8 @@ true`, ServiceUser, ShellQuote(l.Base), ShellQuote(l.Releases()), ShellQuote(pat
 		current:        kv["current"],
 		configOK:       kv["config"] == sha256Hex(config)+" 640 root "+ServiceUser,
 		unitOK:         kv["unit"] == sha256Hex(unit)+" 644 root root",
-		enabled:        kv["enabled"] == "enabled",
-		active:         kv["active"] == "active",
+		enabled:        kv["UnitFileState"] == "enabled",
+		active:         kv["ActiveState"] == "active",
 	}, nil
 }
 
@@ -440,7 +441,7 @@ func Deploy(ctx context.Context, t Target, o DeployOptions) (DeployResult, error
 		return res, err
 	}
 	unit := []byte(Unit(UnitOptions{}))
-	st, err := inspect(ctx, t, name, strings.ToLower(o.SHA256), o.Config, unit)
+	st, err := inspect(ctx, t, name, o.Config, unit)
 	if err != nil {
 		return res, err
 	}
