@@ -79,7 +79,7 @@ func serverTLS() (*tls.Config, *x509.CertPool) {
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(1),
 			Subject:      pkix.Name{CommonName: "mx.a.test"},
-			DNSNames:     []string{"mx.a.test", "mx.b.test", "mx.c.test", "mta-sts.b.test", "relay.test", "localhost"},
+			DNSNames:     []string{"mx.a.test", "mx.b.test", "mx.c.test", "mta-sts.b.test", "mta-sts.c.test", "relay.test", "localhost"},
 			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 2)},
 			NotBefore:    time.Now().Add(-time.Hour),
 			NotAfter:     time.Now().Add(24 * time.Hour),
