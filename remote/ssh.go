@@ -392,20 +392,17 @@ func isUnsupported(err error) bool {
 	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxOpUnsupported
 }
 
-// writeFileScript writes standard input to $1 atomically with mode $2.
-const writeFileScript = `set -e
-dst=$1; mode=$2
-tmp=$(mktemp "$(dirname "$dst")/.$(basename "$dst").tmp-XXXXXXXX")
-trap 'rm -f "$tmp"' EXIT
-chmod "$mode" "$tmp"
-cat > "$tmp"
-sync "$tmp"
-mv -fT "$tmp" "$dst"
-trap - EXIT`
-
+// writeFileSudo writes through a root shell in two steps, because the SSH
+// session closes the command's standard input (EOF) even when reading r
+// fails: first the content into a new temporary file, then, only when
+// that succeeded, sync and rename.
 func (s *SSH) writeFileSudo(ctx context.Context, p string, r io.Reader, mode os.FileMode) error {
-	cmd := "sh -c " + ShellQuote(writeFileScript) + " sh " + ShellQuote(p) + " " + fmt.Sprintf("%04o", mode.Perm())
-	if _, err := s.Run(ctx, cmd, r); err != nil {
+	tmp := ShellQuote(path.Join(path.Dir(p), "."+path.Base(p)+".tmp-"+randomSuffix()))
+	if _, err := s.Run(ctx, "set -C; umask 077; cat > "+tmp, r); err != nil {
+		s.Run(context.WithoutCancel(ctx), "rm -f "+tmp, nil)
+		return fmt.Errorf("write %q: %w", p, err)
+	}
+	if _, err := s.Run(ctx, fmt.Sprintf("chmod %04o %s && sync %s && mv -fT %s %s || { rm -f %s; exit 1; }", mode.Perm(), tmp, tmp, tmp, ShellQuote(p), tmp), nil); err != nil {
 		return fmt.Errorf("write %q: %w", p, err)
 	}
 	return nil

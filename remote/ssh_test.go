@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -437,3 +438,35 @@ func (h *hookReader) Read(p []byte) (int, error) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+// TestSSHSudo logs in as an unprivileged user with password-less sudo:
+// every command runs as root through "sudo -n" and files are written by a
+// root shell, so the Target contract holds unchanged.
+func TestSSHSudo(t *testing.T) {
+	sshd := testenv.StartSSHD(t)
+	user := "mctl-sudo-" + strings.ToLower(rand.Text()[:6])
+	ctx := context.Background()
+	for _, cmd := range [][]string{
+		{"useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh", user},
+		{"usermod", "-p", "*", user}, // not locked: sshd without PAM refuses locked accounts
+	} {
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("userdel", user).Run() })
+	sudoers := "/etc/sudoers.d/" + user
+	if err := os.WriteFile(sudoers, []byte(user+" ALL=(root) NOPASSWD: ALL\n"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(sudoers) })
+	if _, err := exec.LookPath("sudo"); err != nil {
+		t.Fatal("sudo not installed (Debian package sudo)")
+	}
+	c := dial(t, remote.SSHConfig{Address: sshd.Addr, User: user, Identity: sshd.ClientKeyFile, HostKey: sshd.HostKeyLine(0)})
+	out, err := c.Run(ctx, `echo "$SUDO_USER"`, nil)
+	if err != nil || strings.TrimSpace(string(out)) != user {
+		t.Fatalf("SUDO_USER = %q, %v; want %s", out, err, user)
+	}
+	testTarget(t, c)
+}

@@ -59,7 +59,17 @@ func StartSSHD(t testing.TB) *SSHD {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &SSHD{Dir: t.TempDir(), Log: &syncBuffer{}}
+	// World-traversable, so that sshd can read authorized_keys as a
+	// non-root user; private keys stay 0600.
+	dir, err := os.MkdirTemp("", "sshd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &SSHD{Dir: dir, Log: &syncBuffer{}}
 	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	ecPriv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -164,7 +174,7 @@ func (s *SSHD) start(t testing.TB, bin, cfg string) error {
 // login).
 func (s *SSHD) Authorize(t testing.TB, key ssh.PublicKey) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(s.Dir, "authorized_keys"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(filepath.Join(s.Dir, "authorized_keys"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
