@@ -141,7 +141,7 @@ echo "current=$(readlink %[4]s 2>/dev/null || true)"`, ShellQuote(l.Releases()),
 		out, err := t.Run(ctx, fmt.Sprintf(`tmp=%[1]s
 sum=$(sha256sum "$tmp" | cut -d' ' -f1)
 if [ "$sum" != %[2]s ]; then rm -f "$tmp"; echo "checksum mismatch: the uploaded file has SHA-256 $sum, want %[2]s" >&2; exit 65; fi
-mkdir -p %[3]s && mv -fT "$tmp" %[4]s && sync`, ShellQuote(tmp), sha256, ShellQuote(dir), ShellQuote(bin)), nil)
+mkdir -p %[3]s && mv -fT "$tmp" %[4]s && sync %[3]s %[5]s`, ShellQuote(tmp), sha256, ShellQuote(dir), ShellQuote(bin), ShellQuote(l.Releases())), nil)
 		if err != nil {
 			return rel, fmt.Errorf("verify and install release %s: %w", name, err)
 		}
@@ -176,7 +176,7 @@ test -x %[1]s
 %[2]sln -sfn %[3]s %[4]s.tmp
 mv -fT %[4]s.tmp %[4]s
 touch %[5]s
-sync`, ShellQuote(path.Join(l.Releases(), name, "mailctl")), prev, ShellQuote("releases/"+name), ShellQuote(l.Current()), ShellQuote(path.Join(l.Releases(), name))), nil)
+sync %[6]s`, ShellQuote(path.Join(l.Releases(), name, "mailctl")), prev, ShellQuote("releases/"+name), ShellQuote(l.Current()), ShellQuote(path.Join(l.Releases(), name)), ShellQuote(l.Base)), nil)
 	if err != nil {
 		return fmt.Errorf("switch current release to %s: %w", name, err)
 	}
@@ -214,7 +214,7 @@ prev=$(readlink previous 2>/dev/null || true)
 cur=$(readlink current)
 ln -sfn "$prev" current.tmp && mv -fT current.tmp current
 ln -sfn "$cur" previous.tmp && mv -fT previous.tmp previous
-sync
+sync .
 basename "$prev"`, ShellQuote(l.Base)), nil)
 	if err != nil {
 		return "", fmt.Errorf("roll back to the previous release: %w", err)
