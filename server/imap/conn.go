@@ -22,8 +22,9 @@ import (
 // send, and kills unauthenticated connections that send an unknown command.
 // So conn terminates TLS itself (implicit TLS and STARTTLS, RFC 8314 and
 // RFC 9051 section 6.2.1), reads the client's commands line by line to
-// answer ID and STARTTLS, and adjusts the capability lists the library
-// writes: ID always, STARTTLS and LOGINDISABLED (no AUTH=) before TLS.
+// answer ID, STARTTLS and, once logged in, the QUOTA commands (RFC 9208),
+// and adjusts the capability lists the library writes: ID always, QUOTA
+// over TLS, STARTTLS and LOGINDISABLED (no AUTH=) before TLS.
 //
 // The library runs with InsecureAuth because it never sees a *tls.Conn;
 // sessions refuse LOGIN and AUTHENTICATE unless conn.isTLS().
@@ -37,8 +38,9 @@ type conn struct {
 	logger    *slog.Logger
 
 	tlsActive atomic.Bool
-	tlsConn   *tls.Conn // guarded by wmu once set
-	implicit  *tls.Conn // set at creation for implicit TLS
+	quota     atomic.Pointer[quotaFunc] // set once the session is logged in
+	tlsConn   *tls.Conn                 // guarded by wmu once set
+	implicit  *tls.Conn                 // set at creation for implicit TLS
 	hsOnce    sync.Once
 	hsDone    atomic.Bool
 	hsErr     error
@@ -149,6 +151,12 @@ func (c *conn) handleLine(line []byte) (bool, error) {
 	switch strings.ToUpper(string(cmd)) {
 	case "ID":
 		return true, c.answerID(string(tag), string(args))
+	case "GETQUOTAROOT", "GETQUOTA", "SETQUOTA":
+		q := c.quota.Load()
+		if q == nil {
+			return false, nil // not logged in: the library answers
+		}
+		return true, c.answerQuota(string(tag), strings.ToUpper(string(cmd)), string(args), *q)
 	case "STARTTLS":
 		if c.isTLS() || c.tlsConfig == nil || len(args) != 0 {
 			return false, nil
@@ -179,6 +187,47 @@ func (c *conn) answerID(tag, args string) error {
 	}
 	c.logger.Debug("imap client id", "remote", c.RemoteAddr().String(), "id", args)
 	return c.writeRaw("* ID (\"name\" \"mailctl\" \"vendor\" \"mailctl\")\r\n" + tag + " OK ID completed\r\n")
+}
+
+// quotaFunc reports a user's storage use and limit in bytes (0: none).
+type quotaFunc func() (used, limit int64, err error)
+
+// setQuota enables the QUOTA commands for the logged-in user.
+func (c *conn) setQuota(q quotaFunc) { c.quota.Store(&q) }
+
+// answerQuota answers the QUOTA extension (RFC 9208) with one quota root,
+// "", that holds every mailbox of the user, with the STORAGE resource in
+// units of 1024 octets.
+func (c *conn) answerQuota(tag, cmd, args string, q quotaFunc) error {
+	if cmd == "SETQUOTA" {
+		return c.writeRaw(tag + " NO [CANNOT] Quotas are set in the mailctl configuration\r\n")
+	}
+	used, limit, err := q()
+	if err != nil {
+		c.logger.Warn("imap quota", "err", err)
+		return c.writeRaw(tag + " NO [UNAVAILABLE] Quota unavailable\r\n")
+	}
+	quota := ""
+	if limit > 0 {
+		quota = fmt.Sprintf("* QUOTA \"\" (STORAGE %d %d)\r\n", (used+1023)/1024, limit/1024)
+	}
+	switch cmd {
+	case "GETQUOTAROOT":
+		mailbox := strings.TrimSpace(args)
+		if mailbox == "" {
+			return c.writeRaw(tag + " BAD Missing mailbox\r\n")
+		}
+		root := ""
+		if limit > 0 {
+			root = ` ""`
+		}
+		return c.writeRaw("* QUOTAROOT " + mailbox + root + "\r\n" + quota + tag + " OK GETQUOTAROOT completed\r\n")
+	default: // GETQUOTA
+		if strings.TrimSpace(args) != `""` || limit == 0 {
+			return c.writeRaw(tag + " NO [NONEXISTENT] No such quota root\r\n")
+		}
+		return c.writeRaw(quota + tag + " OK GETQUOTA completed\r\n")
+	}
 }
 
 func (c *conn) startTLS(tag string) error {
@@ -294,12 +343,16 @@ func (c *conn) rewriteCaps(dst, line []byte) []byte {
 	tlsOK := c.isTLS()
 	for _, cp := range strings.Fields(string(line[start:end])) {
 		up := strings.ToUpper(cp)
-		if !tlsOK && strings.HasPrefix(up, "AUTH=") || up == "STARTTLS" || up == "LOGINDISABLED" || up == "ID" {
+		if !tlsOK && strings.HasPrefix(up, "AUTH=") || up == "STARTTLS" || up == "LOGINDISABLED" || up == "ID" || strings.HasPrefix(up, "QUOTA") {
 			continue
 		}
 		add(cp)
 	}
 	add("ID")
+	if tlsOK {
+		add("QUOTA")
+		add("QUOTA=RES-STORAGE")
+	}
 	if !tlsOK && c.tlsConfig != nil {
 		add("STARTTLS")
 	}

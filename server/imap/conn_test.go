@@ -116,13 +116,13 @@ func TestConnWriteCaps(t *testing.T) {
 			name: "capability after TLS",
 			tls:  true,
 			in:   "* CAPABILITY IMAP4rev2 IMAP4rev1 AUTH=PLAIN\r\n",
-			want: "* CAPABILITY IMAP4rev2 IMAP4rev1 AUTH=PLAIN ID\r\n",
+			want: "* CAPABILITY IMAP4rev2 IMAP4rev1 AUTH=PLAIN ID QUOTA QUOTA=RES-STORAGE\r\n",
 		},
 		{
 			name: "tagged OK with capabilities",
 			tls:  true,
 			in:   "a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n",
-			want: "a1 OK [CAPABILITY IMAP4rev1 IDLE ID] Logged in\r\n",
+			want: "a1 OK [CAPABILITY IMAP4rev1 IDLE ID QUOTA QUOTA=RES-STORAGE] Logged in\r\n",
 		},
 		{
 			name: "literal data untouched",

@@ -4,8 +4,9 @@
 // (RFC 6851), SPECIAL-USE and CREATE-SPECIAL-USE (RFC 6154), NAMESPACE
 // (RFC 2342), LIST-EXTENDED and LIST-STATUS (RFC 5258, RFC 5819), ESEARCH
 // and SEARCHRES (RFC 4731, RFC 5182), STATUS=SIZE (RFC 8438), LITERAL+
-// (RFC 7888), APPENDLIMIT (RFC 7889) and ID (RFC 2971). APPEND beyond the
-// user's quota fails with the OVERQUOTA response code (RFC 9208).
+// (RFC 7888), APPENDLIMIT (RFC 7889), ID (RFC 2971) and QUOTA with the
+// STORAGE resource (RFC 9208). APPEND beyond the user's quota fails with
+// the OVERQUOTA response code.
 //
 // Passwords are accepted only over TLS: port 993 with implicit TLS
 // (RFC 8314) or port 143 after STARTTLS, which announces LOGINDISABLED

@@ -999,3 +999,34 @@ func TestAuthenticatePlain(t *testing.T) {
 		t.Errorf("SELECT after AUTHENTICATE = %q", got)
 	}
 }
+
+// TestQuotaCommands: GETQUOTAROOT and GETQUOTA (RFC 9208) report the
+// user's storage in KiB once logged in; before login they are unknown.
+func TestQuotaCommands(t *testing.T) {
+	env := newEnv(t, 10240)
+	env.deliver(t, alice, "quota")
+	r := env.raw(t)
+	fmt.Fprintf(r.c, "a GETQUOTAROOT INBOX\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "a BAD") {
+		t.Errorf("GETQUOTAROOT before login: %q, want a BAD", l)
+	}
+	r = env.raw(t)
+	r.cmd("b", "LOGIN "+alice+" "+alicePW)
+	got := r.cmd("c", "GETQUOTAROOT INBOX")
+	want := []string{`* QUOTAROOT INBOX ""`, `* QUOTA "" (STORAGE 1 10)`}
+	if !slices.Equal(got, want) {
+		t.Errorf("GETQUOTAROOT = %q, want %q", got, want)
+	}
+	if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(strings.Repeat("x", 4096)), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	got = r.cmd("d", `GETQUOTA ""`)
+	if want := []string{`* QUOTA "" (STORAGE 5 10)`}; !slices.Equal(got, want) {
+		t.Errorf("GETQUOTA = %q, want %q", got, want)
+	}
+	fmt.Fprintf(r.c, "e SETQUOTA \"\" (STORAGE 1)\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "e NO") {
+		t.Errorf("SETQUOTA: %q, want e NO", l)
+	}
+	r.cmd("f", "NOOP") // still in sync
+}

@@ -64,6 +64,14 @@ func (s *session) Login(username, password string) error {
 		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable, Text: "Mailbox unavailable"}
 	}
 	s.user = user
+	s.conn.setQuota(func() (int64, int64, error) {
+		used, _, err := s.srv.st.Usage(s.ctx, user)
+		if err != nil {
+			return 0, 0, err
+		}
+		limit, err := s.srv.st.Quota(s.ctx, user)
+		return used, limit, err
+	})
 	s.logger = s.logger.With("user", user)
 	s.logger.InfoContext(s.ctx, "imap login")
 	return nil

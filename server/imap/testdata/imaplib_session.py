@@ -34,6 +34,9 @@ typ, idresp = M._untagged_response(typ, data, "ID")
 assert b'"name" "mailctl"' in idresp[0], idresp
 
 ok(M.login(user, password), "LOGIN")
+assert "QUOTA" in M.capabilities or "QUOTA" in ok(M.capability(), "CAPABILITY")[0].decode().split(), M.capabilities
+typ, data = M.getquotaroot("INBOX")
+assert typ == "OK" and data[0][0].startswith(b"INBOX"), (typ, data)
 
 # LIST with the special-use attributes (RFC 6154), plain and extended.
 lines = ok(M.list(), "LIST")
