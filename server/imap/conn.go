@@ -47,7 +47,8 @@ type conn struct {
 
 	// Read side: only the library's reading goroutine uses it.
 	br      *bufio.Reader
-	pending []byte // rest of the current command line
+	pending []byte // rest of the current command line, within pbuf
+	pbuf    []byte
 	readErr error  // error to return once pending is drained
 	literal int64  // bytes of literal still to pass through
 	midLine bool   // the last chunk did not end a line
@@ -130,7 +131,8 @@ func (c *conn) Read(p []byte) (int, error) {
 			}
 		}
 		c.midLine = !complete
-		c.pending = append(c.pending[:0], line...)
+		c.pbuf = append(c.pbuf[:0], line...)
+		c.pending = c.pbuf
 		if complete {
 			c.literal = literalSize(line)
 		}
