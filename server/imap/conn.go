@@ -49,9 +49,9 @@ type conn struct {
 	br      *bufio.Reader
 	pending []byte // rest of the current command line, within pbuf
 	pbuf    []byte
-	readErr error  // error to return once pending is drained
-	literal int64  // bytes of literal still to pass through
-	midLine bool   // the last chunk did not end a line
+	readErr error // error to return once pending is drained
+	literal int64 // bytes of literal still to pass through
+	midLine bool  // the last chunk did not end a line
 
 	// Write side.
 	wmu   sync.Mutex
