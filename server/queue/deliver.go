@@ -109,9 +109,9 @@ func (q *Queue) route(ctx context.Context, log logger, m *Message, rcpts []strin
 	if q.opts.IsLocal != nil && q.opts.Deliver != nil && q.opts.IsLocal(m.Domain) {
 		return q.deliverLocal(ctx, m, rcpts, body), time.Time{}
 	}
-	r := q.opts.Relay
+	r := q.currentRelay()
 	if r != nil && (r.all() || r.forDomain(m.Domain)) {
-		return q.viaRelay(ctx, log, m, rcpts, body), time.Time{}
+		return q.viaRelay(ctx, log, r, m, rcpts, body), time.Time{}
 	}
 	return q.direct(ctx, log, m, rcpts, body)
 }
@@ -139,8 +139,7 @@ func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []string, bo
 	return out
 }
 
-func (q *Queue) viaRelay(ctx context.Context, log logger, m *Message, rcpts []string, body func() io.Reader) []result {
-	r := q.opts.Relay
+func (q *Queue) viaRelay(ctx context.Context, log logger, r *Relay, m *Message, rcpts []string, body func() io.Reader) []result {
 	host, port, err := net.SplitHostPort(r.Address)
 	if err != nil {
 		return tempAll(rcpts, "4.3.5", "", "relay address %q: %v", r.Address, err)
@@ -232,11 +231,11 @@ func (q *Queue) direct(ctx context.Context, log logger, m *Message, rcpts []stri
 		log.Info("destination refuses mail", "reason", perm[1])
 		return permAll(rcpts, perm[0], "", "%s", perm[1]), time.Time{}
 	}
-	r := q.opts.Relay
+	r := q.currentRelay()
 	if r != nil {
 		for _, h := range hosts {
 			if r.forMX(h) {
-				return q.viaRelay(ctx, log, m, rcpts, body), time.Time{}
+				return q.viaRelay(ctx, log, r, m, rcpts, body), time.Time{}
 			}
 		}
 	}
@@ -245,7 +244,7 @@ func (q *Queue) direct(ctx context.Context, log logger, m *Message, rcpts []stri
 	} else if !ok {
 		if q.opts.Warmup.OverflowRelay && r != nil {
 			log.Info("warm-up cap reached, using the relay")
-			return q.viaRelay(ctx, log, m, rcpts, body), time.Time{}
+			return q.viaRelay(ctx, log, r, m, rcpts, body), time.Time{}
 		}
 		log.Info("warm-up cap reached, deferred", "until", next)
 		return nil, next

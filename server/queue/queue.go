@@ -265,6 +265,9 @@ type Queue struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	hook   func(step string) error // tests: crash points
+
+	relayMu sync.RWMutex
+	relay   *Relay
 }
 
 type entry struct {
@@ -289,6 +292,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		kick:     make(chan struct{}, 1),
 	}
 	q.sts = newSTSCache(opts.HTTPClient, opts.Resolver, opts.Clock)
+	q.relay = opts.Relay
 	if err := os.MkdirAll(q.msgDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create queue dir %q: %w", q.msgDir, err)
 	}
@@ -574,6 +578,20 @@ func (q *Queue) commitNew(msgs []*Message, blob string) error {
 	}
 	q.mu.Unlock()
 	return nil
+}
+
+// SetRelay replaces the smarthost (nil: none), for a configuration reload.
+// Deliveries in progress keep the one they started with.
+func (q *Queue) SetRelay(r *Relay) {
+	q.relayMu.Lock()
+	q.relay = r
+	q.relayMu.Unlock()
+}
+
+func (q *Queue) currentRelay() *Relay {
+	q.relayMu.RLock()
+	defer q.relayMu.RUnlock()
+	return q.relay
 }
 
 // Kick wakes the scheduler (after Enqueue, Retry, or a test clock change).
