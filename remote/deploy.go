@@ -523,7 +523,10 @@ const restartCmd = "systemctl reset-failed " + serviceName + " 2>/dev/null; syst
 // installed, and returns the error to report.
 func failDeploy(ctx context.Context, t Target, log *slog.Logger, h Health, rel Release, cause error) error {
 	j := journal(ctx, t)
-	if !rel.Changed || rel.Previous == "" {
+	if !rel.Changed {
+		return fmt.Errorf("deploy %s: %w%s", rel.Name, cause, j)
+	}
+	if rel.Previous == "" {
 		return fmt.Errorf("deploy %s: %w (no previous release to roll back to)%s", rel.Name, cause, j)
 	}
 	log.Warn("health check failed, rolling back", "release", rel.Name, "previous", rel.Previous, "err", cause)

@@ -148,7 +148,10 @@ func (lab Lab) Deploy(ctx context.Context, o DeployOptions) (DeployResult, error
 func (lab Lab) fail(ctx context.Context, log *slog.Logger, h Health, rel Release, digest string, cause error) error {
 	j := lab.logTail()
 	lab.Stop(ctx)
-	if !rel.Changed || rel.Previous == "" {
+	if !rel.Changed {
+		return fmt.Errorf("deploy %s: %w%s", rel.Name, cause, j)
+	}
+	if rel.Previous == "" {
 		return fmt.Errorf("deploy %s: %w (no previous release to roll back to)%s", rel.Name, cause, j)
 	}
 	log.Warn("lab health check failed, rolling back", "release", rel.Name, "previous", rel.Previous, "err", cause)

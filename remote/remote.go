@@ -6,7 +6,11 @@
 // OpenSSH posix-rename and fsync extensions) or this machine ([Local]). The
 // SSH host key is always verified: against a pinned key in authorized_keys
 // format or a known_hosts file; an unknown or changed key is an error that
-// prints the key's SHA256 fingerprint and how to pin it.
+// prints the key's SHA256 fingerprint and how to pin it. Everything runs
+// as root: an SSH user other than root needs password-less sudo
+// ("USER ALL=(root) NOPASSWD: ALL" in /etc/sudoers.d), as every command is
+// run through "sudo -n sh -c" and files are written by that root shell
+// instead of SFTP.
 //
 // On top of a Target, the deploy procedures (see deploy.go) install a
 // release under /opt/mailctl/releases, switch /opt/mailctl/current

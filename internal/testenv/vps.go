@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -35,6 +36,7 @@ type VPS struct {
 
 	forwards map[int]int // guest port -> host port
 	dir      string      // the vps scripts' directory
+	watchdog *exec.Cmd
 }
 
 // VPSGuestPorts are the guest ports forwarded to the host.
@@ -103,6 +105,16 @@ func StartVPS(ctx context.Context) (*VPS, error) {
 	var stdout bytes.Buffer
 	stderr := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	// A watchdog stops the VM if this process dies without Stop (a test
+	// timeout, a kill): no QEMU is ever left behind.
+	v.watchdog = exec.Command("/bin/sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 2; done
+VPS_STATE_DIR="$2" "$3" >/dev/null 2>&1; rm -rf "$2"`, "vps-watchdog", strconv.Itoa(os.Getpid()), state, filepath.Join(dir, "stop.sh"))
+	v.watchdog.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := v.watchdog.Start(); err != nil {
+		os.RemoveAll(state)
+		return nil, fmt.Errorf("start the VM watchdog: %w", err)
+	}
+	go v.watchdog.Wait()
 	start := time.Now()
 	err = cmd.Run()
 	v.Elapsed = time.Since(start)
@@ -150,6 +162,10 @@ func (v *VPS) SerialLog() string {
 func (v *VPS) Stop() error {
 	if v == nil || v.StateDir == "" {
 		return nil
+	}
+	if v.watchdog != nil && v.watchdog.Process != nil {
+		v.watchdog.Process.Kill()
+		v.watchdog = nil
 	}
 	cmd := exec.Command(filepath.Join(v.dir, "stop.sh"))
 	cmd.Env = append(os.Environ(), "VPS_STATE_DIR="+v.StateDir)
