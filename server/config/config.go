@@ -32,6 +32,12 @@ type Config struct {
 	// Aliases map an address (or "@domain" catch-all) to local or remote addresses.
 	Aliases []Alias `json:"aliases,omitempty"`
 	Limits  Limits  `json:"limits"`
+	// Outbound configures the outbound queue (server/queue); nil: defaults.
+	Outbound *Outbound `json:"outbound,omitempty"`
+	// Relay is the optional smarthost for outbound mail.
+	Relay *Relay `json:"relay,omitempty"`
+	// Inbound configures the checks on port 25 (server/inbound); nil: defaults.
+	Inbound *Inbound `json:"inbound,omitempty"`
 	// Control is the unix socket path that `mailctl serve status` talks to.
 	// Default <DataDir>/control.sock.
 	Control string `json:"control,omitempty"`

@@ -183,6 +183,7 @@ func (c *Config) Validate() error {
 	c.validateTLS(&p)
 	c.validateLimits(&p)
 	c.validateAddresses(&p)
+	c.validateMail(&p)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}
