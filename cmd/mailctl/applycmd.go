@@ -30,6 +30,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	if s == nil {
 		return code
 	}
+	defer s.srv.close()
 	var p *plan.Plan
 	if fs.NArg() == 1 {
 		saved, err := plan.Load(fs.Arg(0))
@@ -40,7 +41,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 			return errorf(e, "-target cannot be used with a saved plan: the plan's targets are %v", saved.Targets)
 		}
 		pf.targets = saved.Targets
-		fresh, code := makePlan(ctx, e, s, pf, !saved.Refreshed)
+		fresh, code := makePlan(ctx, e, s, pf, false)
 		if fresh == nil {
 			return code
 		}
@@ -75,6 +76,12 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	fmt.Fprintln(e.Stdout)
+	if s.srv == nil {
+		return errorf(e, "internal: servers not read")
+	}
+	if err := deployServers(ctx, e, p, s.srv); err != nil {
+		return errorf(e, "%v", err)
+	}
 	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
 	res, err := apply.DNS(ctx, p, s.provs, opts)
 	if err == nil {
@@ -82,6 +89,18 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		var pres apply.Result
 		pres, err = apply.PTR(ctx, p, s.ptrs, opts)
 		res.Added, res.Changed, res.Destroyed = res.Added+pres.Added, res.Changed+pres.Changed, res.Destroyed+pres.Destroyed
+	}
+	for _, c := range p.Changes {
+		if c.Type == "server" || c.Type == "user" {
+			switch c.Action {
+			case plan.Create:
+				res.Added++
+			case plan.Update:
+				res.Changed++
+			case plan.Delete:
+				res.Destroyed++
+			}
+		}
 	}
 	for _, d := range res.Deferred {
 		fmt.Fprintf(e.Stdout, "%s: deferred: its value is known only once the server is deployed\n", d)

@@ -37,12 +37,14 @@ type planFlags struct {
 	vars        varFlags
 	targets     targetFlags
 	parallelism *int
+	server      *serverFlags
 }
 
 func addPlanFlags(fs *flag.FlagSet) *planFlags {
 	pf := &planFlags{vars: addVarFlag(fs)}
 	fs.Var(&pf.targets, "target", "limit to this resource `ADDR` and those under it (repeatable)")
 	pf.parallelism = fs.Int("parallelism", 10, "read and change at most `N` zones at once")
+	pf.server = addServerFlags(fs)
 	return pf
 }
 
@@ -51,6 +53,7 @@ type planSetup struct {
 	cfg   *config.Config
 	provs map[string]dns.Provider
 	ptrs  map[string]ptr.Provider
+	srv   *servers // nil with -refresh=false
 }
 
 func setup(e *env, pf *planFlags) (*planSetup, int) {
@@ -79,9 +82,20 @@ func logger(e *env) *slog.Logger {
 }
 
 func makePlan(ctx context.Context, e *env, s *planSetup, pf *planFlags, noRefresh bool) (*plan.Plan, int) {
-	p, _, err := refresh.Plan(ctx, s.cfg, s.provs, refresh.Options{
+	opts := refresh.Options{
 		Targets: pf.targets, Parallelism: *pf.parallelism, NoRefresh: noRefresh, Logger: logger(e), PTR: s.ptrs,
-	})
+	}
+	if !noRefresh {
+		if s.srv == nil {
+			srv, err := readServers(ctx, e, s.cfg, pf.server, pf.targets)
+			if err != nil {
+				return nil, errorf(e, "%v", err)
+			}
+			s.srv = srv
+		}
+		opts.Servers, opts.Keys = s.srv.plans, s.srv.keys
+	}
+	p, _, err := refresh.Plan(ctx, s.cfg, s.provs, opts)
 	if err != nil {
 		return nil, errorf(e, "%v", err)
 	}
@@ -105,6 +119,7 @@ func runPlan(ctx context.Context, e *env, args []string) int {
 	if s == nil {
 		return code
 	}
+	defer s.srv.close()
 	p, code := makePlan(ctx, e, s, pf, !*doRefresh)
 	if p == nil {
 		return code

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -88,9 +89,20 @@ type Options struct {
 	// PTR holds the reverse DNS providers (from PTRProviders); servers
 	// whose ptr provider is missing here get no ptr resource.
 	PTR map[string]ptr.Provider
+	// Servers holds the read-back and desired state of each server that
+	// was contacted, by name. The DKIM records of a server that was not
+	// contacted (a plan targeted elsewhere) keep their current value.
+	Servers map[string]ServerPlan
 	// Keys are the DKIM public keys the servers reported.
 	Keys   []desired.DKIMKey
 	Logger *slog.Logger
+}
+
+// ServerPlan is a server's state as read back (Before, nil when not
+// deployed) and as configured (After).
+type ServerPlan struct {
+	Before *plan.ServerState
+	After  plan.ServerState
 }
 
 // State is what refresh read.
@@ -105,9 +117,15 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 	want := desired.Records(cfg, opts.Keys)
 	var sel []desired.RRSet
 	for _, w := range want {
-		if plan.Selected(plan.Change{Address: w.Address(), Domain: w.Domain}, opts.Targets) {
-			sel = append(sel, w)
+		if !plan.Selected(plan.Change{Address: w.Address(), Domain: w.Domain}, opts.Targets) {
+			continue
 		}
+		if w.Unknown && opts.Servers != nil {
+			if _, read := opts.Servers[strings.TrimPrefix(w.Source, "server.")]; !read {
+				continue // keep the current value: its server is not part of this plan
+			}
+		}
+		sel = append(sel, w)
 	}
 	if opts.Destroy {
 		for i := range sel {
@@ -145,6 +163,15 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 		p.State[c.Address] = digestValues(c.Before)
 	}
 	p.Changes = append(p.Changes, ptrs...)
+	for _, name := range sortedKeys(opts.Servers) {
+		sp := opts.Servers[name]
+		for _, c := range plan.DiffServer(name, sp.Before, sp.After) {
+			if plan.Selected(c, opts.Targets) || plan.Selected(plan.Change{Address: "server." + name}, opts.Targets) {
+				p.Changes = append(p.Changes, c)
+			}
+		}
+		p.State["server."+name] = serverDigest(sp.Before)
+	}
 	p.Sort()
 	return p, st, nil
 }
@@ -354,4 +381,13 @@ func digestValues(s *plan.RRSet) string {
 		return ""
 	}
 	return strings.Join(s.Values, ",")
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+func serverDigest(s *plan.ServerState) string {
+	if s == nil {
+		return "not deployed"
+	}
+	return fmt.Sprintf("%s %s %v %s", s.Release, s.ConfigDigest, s.Running, strings.Join(s.Users, ","))
 }

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/mailctl/mailctl/plan"
+	"github.com/mailctl/mailctl/plan/apply"
+	"github.com/mailctl/mailctl/plan/refresh"
+	"github.com/mailctl/mailctl/plan/render"
+)
+
+func init() {
+	register(&command{name: "destroy", synopsis: "remove the owned DNS records and PTR, stop and remove the server (mail data kept)", run: runDestroy})
+}
+
+func runDestroy(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "destroy", "[-auto-approve] [-purge-data] [-target ADDR]...")
+	autoApprove := fs.Bool("auto-approve", false, "destroy without asking for confirmation")
+	purge := fs.Bool("purge-data", false, "also delete the servers' mail data (irreversible)")
+	pf := addPlanFlags(fs)
+	if done, code := parseFlags(fs, args); done {
+		return code
+	}
+	s, code := setup(e, pf)
+	if s == nil {
+		return code
+	}
+	srv, err := readServers(ctx, e, s.cfg, pf.server, pf.targets)
+	if err != nil {
+		return errorf(e, "%v", err)
+	}
+	defer srv.close()
+	p, _, err := refresh.Plan(ctx, s.cfg, s.provs, refresh.Options{
+		Targets: pf.targets, Parallelism: *pf.parallelism, Destroy: true, PTR: s.ptrs, Logger: logger(e),
+	})
+	if err != nil {
+		return errorf(e, "%v", err)
+	}
+	// The servers that run something go too.
+	var stop []string
+	for _, name := range sortedNames(srv.plans) {
+		if srv.plans[name].Before != nil {
+			stop = append(stop, name)
+			note := "stop the service, remove its releases and configuration; the mail data is kept"
+			if *purge {
+				note = "stop the service and delete everything, the mail data too"
+			}
+			p.Changes = append(p.Changes, plan.Change{Address: "server." + name, Type: "server", Action: plan.Delete, Notes: []string{note}})
+		}
+	}
+	p.Sort()
+	render.Plan(e.Stdout, p, render.Style{Color: e.Color})
+	if !p.HasChanges() {
+		return exitOK
+	}
+	if !*autoApprove {
+		if !e.IsTerminal {
+			return errorf(e, "destroy needs confirmation: stdin is not a terminal, so run 'mailctl destroy -auto-approve'")
+		}
+		fmt.Fprint(e.Stdout, "\nDo you really want to destroy this mail setup?\n  Only 'yes' will be accepted to confirm.\n\n  Enter a value: ")
+		line, _ := bufio.NewReader(e.Stdin).ReadString('\n')
+		if strings.TrimSpace(line) != "yes" {
+			fmt.Fprintln(e.Stdout, "\nDestroy cancelled.")
+			return exitError
+		}
+	}
+	fmt.Fprintln(e.Stdout)
+	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
+	res, err := apply.DNS(ctx, p, s.provs, opts)
+	if err == nil {
+		var pres apply.Result
+		pres, err = apply.PTR(ctx, p, s.ptrs, opts)
+		res.Destroyed += pres.Destroyed + pres.Changed
+	}
+	if err == nil {
+		for _, name := range stop {
+			fmt.Fprintf(e.Stdout, "server.%s: Destroying...\n", name)
+			if _, err = srv.conns[name].Destroy(ctx, *purge); err != nil {
+				err = fmt.Errorf("destroy server.%s: %w", name, err)
+				break
+			}
+			fmt.Fprintf(e.Stdout, "server.%s: destroy complete\n", name)
+			res.Destroyed++
+		}
+	}
+	if err != nil {
+		return errorf(e, "%v", err)
+	}
+	fmt.Fprintf(e.Stdout, "\nDestroy complete! Resources: %d destroyed.\n", res.Destroyed)
+	return exitOK
+}
+
+func sortedNames[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/mailctl/mailctl/plan"
+	"github.com/mailctl/mailctl/plan/config"
+	"github.com/mailctl/mailctl/plan/desired"
+	"github.com/mailctl/mailctl/plan/refresh"
+	"github.com/mailctl/mailctl/plan/target"
+)
+
+// serverFlags say how servers are reached and what is deployed.
+type serverFlags struct {
+	binary    *string
+	acceptNew *bool
+}
+
+func addServerFlags(fs *flag.FlagSet) *serverFlags {
+	return &serverFlags{
+		binary:    fs.String("server-binary", "", "deploy this mailctl `FILE` (default: this executable; needed when the server's OS or architecture differs)"),
+		acceptNew: fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)"),
+	}
+}
+
+// servers is the state of the contacted servers.
+type servers struct {
+	binary target.Binary
+	conns  map[string]*target.Conn
+	plans  map[string]refresh.ServerPlan
+	config map[string][]byte // generated server.json per server
+	keys   []desired.DKIMKey
+}
+
+func (s *servers) close() {
+	if s == nil {
+		return
+	}
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// serverContacted reports whether a plan with targets reads and changes
+// server name: every server without targets; with targets, a server that a
+// target names (server.NAME, or a user. or dkim. address).
+func serverContacted(name string, targets []string) bool {
+	if len(targets) == 0 {
+		return true
+	}
+	for _, t := range targets {
+		if t == "server" || strings.HasPrefix("server."+name, t) || strings.HasPrefix(t, "server."+name) ||
+			strings.HasPrefix(t, "user.") || strings.HasPrefix(t, "dkim.") {
+			return true
+		}
+	}
+	return false
+}
+
+// readServers connects to the servers the plan includes and reads them back.
+func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlags, targets []string) (*servers, error) {
+	bin := *sf.binary
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find this executable to deploy (use -server-binary): %w", err)
+		}
+		bin = exe
+	}
+	b, err := target.LoadBinary(version, bin)
+	if err != nil {
+		return nil, err
+	}
+	out := &servers{binary: b, conns: map[string]*target.Conn{}, plans: map[string]refresh.ServerPlan{}, config: map[string][]byte{}}
+	for _, s := range cfg.Servers {
+		if !serverContacted(s.Name, targets) {
+			continue
+		}
+		conn, err := target.Open(ctx, cfg, s, target.Options{AcceptNewHostKey: *sf.acceptNew, Passphrase: passphrasePrompt(e), Logger: logger(e)})
+		if err != nil {
+			out.close()
+			return nil, err
+		}
+		out.conns[s.Name] = conn
+		before, keys, err := conn.State(ctx)
+		if err != nil {
+			out.close()
+			return nil, err
+		}
+		after, js, err := target.Desired(cfg, s, b)
+		if err != nil {
+			out.close()
+			return nil, err
+		}
+		out.plans[s.Name] = refresh.ServerPlan{Before: before, After: after}
+		out.config[s.Name] = js
+		out.keys = append(out.keys, keys...)
+	}
+	return out, nil
+}
+
+// passphrasePrompt asks for an SSH key passphrase on the terminal.
+func passphrasePrompt(e *env) func(string) ([]byte, error) {
+	if !e.IsTerminal {
+		return nil
+	}
+	return func(keyFile string) ([]byte, error) {
+		fmt.Fprintf(e.Stderr, "Passphrase for %s: ", keyFile)
+		pw, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(e.Stderr)
+		return pw, err
+	}
+}
+
+// deployServers runs the server step of p: deploy every server whose
+// change is not a no-op, then read back the DKIM keys and fill the DNS
+// changes that waited for them.
+func deployServers(ctx context.Context, e *env, p *plan.Plan, srv *servers) error {
+	deployed := false
+	for _, c := range p.Changes {
+		name := plan.ServerName(c.Address)
+		if c.Type != "server" || c.Action == plan.NoOp || name == "" {
+			continue
+		}
+		conn := srv.conns[name]
+		if conn == nil {
+			return fmt.Errorf("%s: not connected", c.Address)
+		}
+		fmt.Fprintf(e.Stdout, "%s: deploying...\n", c.Address)
+		res, err := conn.Deploy(ctx, srv.binary, srv.config[name])
+		if err != nil {
+			return fmt.Errorf("deploy %s: %w", c.Address, err)
+		}
+		what := "nothing to do"
+		if res.Changed() {
+			what = strings.Join(res.Actions, ", ")
+		}
+		fmt.Fprintf(e.Stdout, "%s: deployed release %s (%s)\n", c.Address, res.Release, what)
+		deployed = true
+	}
+	if !deployed {
+		return nil
+	}
+	var keys []desired.DKIMKey
+	for _, conn := range srv.conns {
+		_, k, err := conn.State(ctx)
+		if err != nil {
+			return fmt.Errorf("read back server.%s: %w", conn.Name(), err)
+		}
+		keys = append(keys, k...)
+	}
+	fillKeys(p, keys)
+	return nil
+}
+
+// fillKeys completes the DNS changes whose values were known only after
+// the server step: the DKIM public keys.
+func fillKeys(p *plan.Plan, keys []desired.DKIMKey) {
+	for i := range p.Changes {
+		c := &p.Changes[i]
+		if !c.AfterUnknown {
+			continue
+		}
+		for _, k := range keys {
+			sel, _, _ := strings.Cut(c.Name, "._domainkey")
+			if c.Domain == k.Domain && sel == k.Selector {
+				c.After.Values = []string{k.Record}
+				c.AfterUnknown = false
+				c.Action = plan.Create
+				if c.Before != nil && len(c.Before.Values) > 0 {
+					c.Action = plan.Update
+					if len(c.Before.Values) == 1 && c.Before.Values[0] == k.Record && c.Before.TTL == c.After.TTL {
+						c.Action = plan.NoOp
+					}
+				}
+			}
+		}
+	}
+}
