@@ -8,6 +8,7 @@ import (
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
+	"github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/dkim"
 )
 
@@ -86,5 +87,23 @@ func TestSignerSignsWithBothKeys(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestKeysFromConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := &config.Config{DataDir: dir, Domains: []config.Domain{
+		{Name: "example.org", DKIMSelectors: []string{"mx1"}}, {Name: "example.net"}}}
+	keys, err := dkim.KeysFromConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0].Domain != "example.org" || keys[0].Selector != "mx1-ed25519" {
+		t.Fatalf("keys = %+v", keys)
+	}
+	again, err := dkim.KeysFromConfig(cfg)
+	if err != nil || again[1].Record != keys[1].Record {
+		t.Errorf("second call generated new keys: %v", err)
 	}
 }
