@@ -28,6 +28,7 @@ import (
 
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
+	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/smtp"
 	"github.com/mailctl/mailctl/server/store"
@@ -174,7 +175,11 @@ func (d *daemon) run(ctx context.Context) (err error) {
 
 	d.authn, err = auth.NewAuthenticator(cfg.AuthUsers(), auth.AuthenticatorOptions{
 		MaxFailures: cfg.Limits.AuthFailuresPerIP,
-		Logger:      log.With("component", "auth"),
+		// Each argon2id check holds 64 MiB and two lanes: two at a time
+		// keep a small VPS's memory bounded; the login cache makes
+		// queueing rare.
+		MaxConcurrent: 2,
+		Logger:        log.With("component", "auth"),
 	})
 	if err != nil {
 		return fmt.Errorf("set up authentication: %w", err)
@@ -395,7 +400,22 @@ func (d *daemon) ensureUsers(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("create mailboxes of %s: %w", u.Address, err)
 		}
 	}
-	return nil
+	_, err := dkimKeys(cfg)
+	return err
+}
+
+// dkimKeys loads, generating those missing, the DKIM keys of every domain
+// (server/dkim: one ed25519 and one rsa-2048 key per configured selector).
+func dkimKeys(cfg *config.Config) ([]dkim.Key, error) {
+	var out []dkim.Key
+	for _, dom := range cfg.Domains {
+		keys, err := dkim.Ensure(filepath.Join(cfg.DataDir, "dkim"), dom.Name, dom.DKIMSelectors)
+		if err != nil {
+			return nil, fmt.Errorf("dkim keys of %s: %w", dom.Name, err)
+		}
+		out = append(out, keys...)
+	}
+	return out, nil
 }
 
 func (d *daemon) health() error {
@@ -513,6 +533,14 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 	}
 	if st.Certificates == nil {
 		st.Certificates = []tlsconf.CertInfo{}
+	}
+	keys, err := dkimKeys(cfg.WithDefaults())
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		pub := k.Record[strings.Index(k.Record, "p=")+2:]
+		st.DKIM = append(st.DKIM, DKIMKey{Domain: k.Domain, Selector: k.Selector, Algorithm: string(k.Algorithm), PublicKey: pub, Record: k.Record})
 	}
 	for _, u := range cfg.Users {
 		addr := strings.ToLower(u.Address)
