@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/apply"
+	"github.com/mailctl/mailctl/plan/config"
+	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/plan/render"
 )
 
@@ -113,6 +116,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		return exitError
 	}
 	fmt.Fprintf(e.Stdout, "\nApply complete! Resources: %d added, %d changed, %d destroyed.\n", res.Added, res.Changed, res.Destroyed)
+	printConnect(e, s.cfg)
 	return exitOK
 }
 
@@ -138,4 +142,29 @@ func stale(saved, fresh *plan.Plan) string {
 		return "the records of " + strings.Join(changed, ", ") + " changed since the plan was made"
 	}
 	return ""
+}
+
+// printConnect tells how to point a mail client at each server.
+func printConnect(e *env, cfg *config.Config) {
+	for _, srv := range cfg.Servers {
+		host := srv.Hostname
+		if srv.Local != nil {
+			host = srv.IPv4.String()
+		}
+		fmt.Fprintf(e.Stdout, "\nMail client settings for server.%s (%s):\n", srv.Name, srv.Hostname)
+		if srv.Ports.IMAPS != 0 {
+			fmt.Fprintf(e.Stdout, "  IMAP  %s port %d, SSL/TLS, normal password\n", host, srv.Ports.IMAPS)
+		}
+		if srv.Ports.Submissions != 0 {
+			fmt.Fprintf(e.Stdout, "  SMTP  %s port %d, SSL/TLS, normal password", host, srv.Ports.Submissions)
+			if srv.Ports.Submission != 0 {
+				fmt.Fprintf(e.Stdout, " (or port %d with STARTTLS)", srv.Ports.Submission)
+			}
+			fmt.Fprintln(e.Stdout)
+		}
+		fmt.Fprintln(e.Stdout, "  user name: the full e-mail address")
+		if srv.Local != nil && srv.TLS.SelfSigned {
+			fmt.Fprintf(e.Stdout, "  the certificate is self-signed: %s\n", filepath.Join(desired.LocalDir(cfg, srv), "data", "tls", "self-signed.crt"))
+		}
+	}
 }
