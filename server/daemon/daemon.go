@@ -324,11 +324,12 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			ErrorLog:          errLog,
 		}})
 	}
-	control := serveControl(controlLn, d.status)
-
+	// SIGHUP is caught before the control socket answers: once status
+	// works, a reload signal cannot kill the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	control := serveControl(controlLn, d.status)
 
 	log.Info("mail server ready", "listeners", listeners, "control", cfg.Control, "tls_mode", cfg.TLS.Mode)
 
