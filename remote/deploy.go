@@ -517,7 +517,9 @@ func Deploy(ctx context.Context, t Target, o DeployOptions) (DeployResult, error
 
 // restartCmd restarts the service with a fresh restart counter (NRestarts),
 // which the health check reads to detect a crash loop.
-const restartCmd = "systemctl reset-failed " + serviceName + " 2>/dev/null; systemctl restart " + serviceName
+// "restart" keeps the counter, and reset-failed on a crash-looping unit
+// races with its next automatic restart: stop, reset, start.
+const restartCmd = "systemctl stop " + serviceName + " && { systemctl reset-failed " + serviceName + " 2>/dev/null; systemctl start " + serviceName + "; }"
 
 // failDeploy rolls back after a failed restart when a new release was
 // installed, and returns the error to report.
@@ -562,8 +564,8 @@ while :; do
   why=""
   st=$(systemctl is-active "$unit" 2>/dev/null)
   restarts=$(systemctl show -p NRestarts --value "$unit" 2>/dev/null)
-  if [ "$st" != active ]; then why="unit $unit is $st"
-  elif [ "${restarts:-0}" -gt 0 ]; then why="unit $unit restarted $restarts times (it keeps exiting)"
+  if [ "${restarts:-0}" -gt 0 ]; then why="unit $unit restarted $restarts times (it keeps exiting)"
+  elif [ "$st" != active ]; then why="unit $unit is $st"
   else
     for p in $banner; do
       line=$(timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$p"' && IFS= read -r -t 4 l <&3 && printf "%s" "$l"' 2>/dev/null | tr -d '\r')

@@ -198,6 +198,7 @@ func TestDeployToVPS(t *testing.T) {
 			t.Fatalf("Deploy(broken) = %v, want an error", r.Actions)
 		}
 		msg := err.Error()
+		t.Logf("the error a user reads:\n%s", msg)
 		for _, want := range []string{"health check failed", "rolled back to release 0.1.0-" + sum2[:12], "broken build 3"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("error lacks %q:\n%s", want, msg)
