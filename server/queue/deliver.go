@@ -314,17 +314,50 @@ func (q *Queue) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", addr)
 }
 
-// session runs one SMTP transaction. next reports whether the next
-// address or MX host should be tried (the failure concerned this host, not
-// the recipients).
+// session runs one SMTP transaction, on a cached connection to the same
+// address when one is idle. next reports whether the next address or MX
+// host should be tried (the failure concerned this host, not the
+// recipients).
 func (q *Queue) session(ctx context.Context, p sessionParams) (res []result, next bool) {
+	key := p.cacheKey()
+	if pc := q.conns.take(key); pc != nil {
+		if err := pc.c.Reset(); err == nil {
+			res, next, healthy := q.transaction(ctx, pc, p)
+			q.conns.release(key, pc, healthy)
+			return res, next
+		}
+		pc.close()
+	}
+	pc, res, next := q.connect(ctx, p)
+	if pc == nil {
+		return res, next
+	}
+	res, next, healthy := q.transaction(ctx, pc, p)
+	q.conns.release(key, pc, healthy)
+	return res, next
+}
+
+func (p *sessionParams) cacheKey() string {
+	k := fmt.Sprintf("%s|%s|%t|%t|%t|%t", p.addr, p.host, p.requireTLS, p.verify, p.implicitTLS, p.plain)
+	if p.relay != nil {
+		k += "|" + p.relay.Username + "|" + p.relay.Password
+	}
+	return k
+}
+
+// connect opens a connection, with TLS as p asks, says EHLO and
+// authenticates to a relay.
+func (q *Queue) connect(ctx context.Context, p sessionParams) (*pooledConn, []result, bool) {
 	conn, err := q.dial(ctx, p.addr)
 	if err != nil {
-		return tempAll(p.rcpts, "4.4.1", p.host, "connect to %s (%s): %v", p.host, p.addr, err), true
+		return nil, tempAll(p.rcpts, "4.4.1", p.host, "connect to %s (%s): %v", p.host, p.addr, err), true
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	defer conn.Close()
+	fail := func(res []result, next bool) (*pooledConn, []result, bool) {
+		conn.Close()
+		return nil, res, next
+	}
 	tlsConf := &tls.Config{ServerName: p.host, InsecureSkipVerify: !p.verify, MinVersion: tls.VersionTLS12}
 	if p.verify {
 		base := q.opts.TLSConfig
@@ -349,50 +382,62 @@ func (q *Queue) session(ctx context.Context, p sessionParams) (res []result, nex
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
-			return tempAll(p.rcpts, "4.7.5", p.host, "TLS with %s: %v", p.host, err), true
+			return fail(tempAll(p.rcpts, "4.7.5", p.host, "TLS with %s: %v", p.host, err), true)
 		}
 		c = gosmtp.NewClient(tc)
 		secure = true
 	} else {
 		wrapped, isTLS, res, next := q.prelude(ctx, conn, tlsConf, p)
 		if res != nil {
+			conn.Close()
 			if next && !isTLS && !p.requireTLS && !p.plain && res[0].status == "4.7.5" {
 				// The handshake failed: RFC 7435 prefers a cleartext
 				// delivery to none when nothing requires TLS.
 				p.plain = true
-				conn.Close()
-				return q.session(ctx, p)
+				return q.connect(ctx, p)
 			}
-			return res, next
+			return nil, res, next
 		}
 		c = gosmtp.NewClient(wrapped)
 		secure = isTLS
 	}
 	c.CommandTimeout = q.opts.CommandTimeout
 	if err := c.Hello(q.opts.Hostname); err != nil {
-		return tempAll(p.rcpts, "4.4.2", p.host, "EHLO: %v", err), true
+		return fail(tempAll(p.rcpts, "4.4.2", p.host, "EHLO: %v", err), true)
 	}
-	defer c.Close()
+	pc := &pooledConn{c: c, conn: conn}
 	if p.relay != nil && p.relay.Username != "" {
 		if !secure {
-			return tempAll(p.rcpts, "4.7.5", p.host, "relay %s: no TLS, AUTH refused", p.host), true
+			pc.close()
+			return nil, tempAll(p.rcpts, "4.7.5", p.host, "relay %s: no TLS, AUTH refused", p.host), true
 		}
 		if err := c.Auth(sasl.NewPlainClient("", p.relay.Username, p.relay.Password)); err != nil {
+			pc.close()
 			r := smtpResult("", err, p.host)
 			r.perm = false // a credentials problem is fixed by the operator: keep retrying
-			return allResults(p.rcpts, r), false
+			return nil, allResults(p.rcpts, r), false
 		}
 	}
+	return pc, nil, false
+}
+
+// transaction sends one message on an open connection. healthy reports
+// whether the connection may carry another one.
+func (q *Queue) transaction(ctx context.Context, pc *pooledConn, p sessionParams) (res []result, next, healthy bool) {
+	stop := context.AfterFunc(ctx, func() { pc.conn.Close() })
+	defer stop()
+	c := pc.c
+	pc.uses++
 	if err := c.Mail(p.from, &gosmtp.MailOptions{Size: p.size}); err != nil {
 		r := smtpResult("", err, p.host)
-		return allResults(p.rcpts, r), !r.perm && !isReply(err)
+		return allResults(p.rcpts, r), !r.perm && !isReply(err), false
 	}
 	res = make([]result, 0, len(p.rcpts))
 	var accepted []int
 	for _, rc := range p.rcpts {
 		if err := c.Rcpt(rc, nil); err != nil {
 			if !isReply(err) {
-				return tempAll(p.rcpts, "4.4.2", p.host, "RCPT: %v", err), true
+				return tempAll(p.rcpts, "4.4.2", p.host, "RCPT: %v", err), true, false
 			}
 			res = append(res, smtpResult(rc, err, p.host))
 			continue
@@ -401,18 +446,16 @@ func (q *Queue) session(ctx context.Context, p sessionParams) (res []result, nex
 		res = append(res, result{rcpt: rc, ok: true, status: "2.0.0", mta: p.host})
 	}
 	if len(accepted) == 0 {
-		c.Reset()
-		c.Quit()
-		return res, false
+		return res, false, c.Reset() == nil
 	}
-	fail := func(err error) ([]result, bool) {
+	fail := func(err error) ([]result, bool, bool) {
 		r := smtpResult("", err, p.host)
 		for _, i := range accepted {
 			rc := res[i].rcpt
 			res[i] = r
 			res[i].rcpt = rc
 		}
-		return res, false
+		return res, false, isReply(err)
 	}
 	w, err := c.Data()
 	if err != nil {
@@ -420,7 +463,8 @@ func (q *Queue) session(ctx context.Context, p sessionParams) (res []result, nex
 	}
 	if _, err := io.Copy(w, p.body()); err != nil {
 		w.Close()
-		return fail(fmt.Errorf("send message: %w", err))
+		res, next, _ := fail(fmt.Errorf("send message: %w", err))
+		return res, next, false
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
@@ -429,8 +473,7 @@ func (q *Queue) session(ctx context.Context, p sessionParams) (res []result, nex
 	for _, i := range accepted {
 		res[i].diag = "250 " + resp.StatusText
 	}
-	c.Quit()
-	return res, false
+	return res, false, ctx.Err() == nil
 }
 
 func isReply(err error) bool {

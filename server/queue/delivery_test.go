@@ -27,7 +27,7 @@ func authUsers(addrs ...string) []auth.User {
 
 // pair starts Knot and two nodes without inbound checks: a.test on
 // 127.0.0.1 and b.test on 127.0.0.2; records are up to the test.
-func pair(t *testing.T, zones []string, qopt func(*queue.Options)) (*dnsWorld, *node, *node) {
+func pair(t testing.TB, zones []string, qopt func(*queue.Options)) (*dnsWorld, *node, *node) {
 	t.Helper()
 	w := startDNS(t, append([]string{"a.test", "b.test"}, zones...)...)
 	port := freePort(t, "127.0.0.1", "127.0.0.2", "::1")

@@ -19,7 +19,7 @@ import (
 // zone of 127.0.0.0/24, and two nodes: mx.a.test on 127.0.0.1 and mx.b.test
 // on 127.0.0.2, on the same port, each the MX of its domain with SPF, DKIM
 // and DMARC records published.
-func twoServers(t *testing.T, inb *inbound.Options, qopt func(*queue.Options)) (*dnsWorld, *node, *node) {
+func twoServers(t testing.TB, inb *inbound.Options, qopt func(*queue.Options)) (*dnsWorld, *node, *node) {
 	t.Helper()
 	w := startDNS(t, "a.test", "b.test", "c.test", "0.0.127.in-addr.arpa")
 	port := freePort(t, "127.0.0.1", "127.0.0.2")

@@ -115,7 +115,7 @@ type dnsWorld struct {
 	knot *testenv.Knot
 }
 
-func startDNS(t *testing.T, zones ...string) *dnsWorld {
+func startDNS(t testing.TB, zones ...string) *dnsWorld {
 	t.Helper()
 	return &dnsWorld{knot: testenv.StartKnot(t, zones...)}
 }
@@ -191,7 +191,7 @@ type nodeConfig struct {
 	noQueueRun       bool
 }
 
-func startNode(t *testing.T, nc nodeConfig) *node {
+func startNode(t testing.TB, nc nodeConfig) *node {
 	t.Helper()
 	ctx := context.Background()
 	base := t.TempDir()
@@ -307,7 +307,7 @@ func startNode(t *testing.T, nc nodeConfig) *node {
 }
 
 // startMX (re)starts the MX service on ip:port.
-func (n *node) startMX(t *testing.T) {
+func (n *node) startMX(t testing.TB) {
 	t.Helper()
 	var err error
 	n.mx, err = smtp.New(n.mxOpts)

@@ -268,6 +268,8 @@ type Queue struct {
 
 	relayMu sync.RWMutex
 	relay   *Relay
+
+	conns connCache
 }
 
 type entry struct {
@@ -705,6 +707,7 @@ func (q *Queue) Close() error {
 		cancel()
 	}
 	q.wg.Wait()
+	q.conns.closeAll()
 	if err := q.db.Close(); err != nil {
 		return fmt.Errorf("close queue index: %w", err)
 	}
