@@ -72,7 +72,9 @@ var preferredCiphers = []string{
 }
 
 // SSH is a Target reached over one SSH connection, reused for every
-// command and file transfer.
+// command and file transfer (a new connection costs seconds on a slow
+// server). It is safe for concurrent use, up to the server's MaxSessions
+// (10 by default in OpenSSH) commands at a time.
 type SSH struct {
 	client *ssh.Client
 	user   string
@@ -81,7 +83,14 @@ type SSH struct {
 
 	mu   sync.Mutex
 	sftp *sftp.Client
+
+	done      chan struct{}
+	closeOnce sync.Once
 }
+
+// keepaliveInterval is how often an idle connection is probed, so that
+// NAT or firewall state survives a long apply (DNS propagation waits).
+const keepaliveInterval = 30 * time.Second
 
 var _ Target = (*SSH)(nil)
 
@@ -161,7 +170,9 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 		return nil, fmt.Errorf("ssh: handshake with %s: %w", addr, err)
 	}
 	log.Debug("ssh connected", "host", addr, "user", user)
-	return &SSH{client: ssh.NewClient(c, chans, reqs), user: user, addr: addr, log: log}, nil
+	s := &SSH{client: ssh.NewClient(c, chans, reqs), user: user, addr: addr, log: log, done: make(chan struct{})}
+	go s.keepalive()
+	return s, nil
 }
 
 func authDescription(cfg SSHConfig) string {
@@ -438,8 +449,25 @@ func (s *SSH) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	return b, nil
 }
 
+func (s *SSH) keepalive() {
+	t := time.NewTicker(keepaliveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			if _, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+				s.log.Debug("ssh keepalive failed", "host", s.addr, "err", err)
+				return
+			}
+		}
+	}
+}
+
 // Close implements Target.
 func (s *SSH) Close() error {
+	s.closeOnce.Do(func() { close(s.done) })
 	s.mu.Lock()
 	if s.sftp != nil {
 		s.sftp.Close()
