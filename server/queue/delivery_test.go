@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -300,4 +301,22 @@ func TestMTASTS(t *testing.T) {
 	if fetched["mta-sts.b.test"] != 1 || fetched["mta-sts.c.test"] != 1 {
 		t.Errorf("policy fetches = %v, want one each (cached by id and max_age)", fetched)
 	}
+	mu.Unlock()
+
+	// A sender that does not trust mx.b.test's certificate must not
+	// deliver to it under an enforce policy, not even in clear text.
+	untrusting := startNode(t, nodeConfig{domain: "c.test", host: "mx.c.test", ip: "127.0.0.3", port: b.port,
+		users: []string{"carol@c.test"}, dns: w, queue: func(o *queue.Options) {
+			o.HTTPClient = client
+			o.TLSConfig = &tls.Config{RootCAs: x509.NewCertPool()}
+		}})
+	enqueue(t, untrusting, "carol@c.test", "bob@b.test")
+	list = waitAttempts(t, untrusting, 1)
+	if r := list[0].Rcpts[0]; r.State != queue.StatePending || r.Status != "4.7.5" || !strings.Contains(r.Diagnostic, "certificate") {
+		t.Errorf("recipient = %+v, want deferred: certificate not trusted", r)
+	}
+	if n := len(b.messages(t, "bob@b.test", "INBOX")); n != 2 {
+		t.Errorf("bob has %d messages, want 2", n)
+	}
+	mu.Lock()
 }
