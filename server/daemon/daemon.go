@@ -30,6 +30,8 @@ import (
 	"github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/imap"
+	"github.com/mailctl/mailctl/server/inbound"
+	"github.com/mailctl/mailctl/server/queue"
 	"github.com/mailctl/mailctl/server/smtp"
 	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/tlsconf"
@@ -78,6 +80,8 @@ type daemon struct {
 	tls     *tlsconf.Source
 	web     *web.Handler
 	metrics *web.Metrics
+	signer  *dkim.Signer
+	queue   *queue.Queue
 
 	mu         sync.Mutex
 	cfg        *config.Config
@@ -190,6 +194,43 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		return fmt.Errorf("set up address directory: %w", err)
 	}
 
+	// DKIM keys (generated on first start, never leave the server), the
+	// outbound queue, and the inbound checks of port 25.
+	keys, err := dkimKeys(cfg)
+	if err != nil {
+		return err
+	}
+	d.signer = dkim.NewSigner(keys)
+	resolver, err := queue.ResolverFromConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dns resolver: %w", err)
+	}
+	qopts, err := queue.OptionsFromConfig(cfg, resolver, d.signer, d.dir, d.st, log.With("component", "queue"))
+	if err != nil {
+		return fmt.Errorf("outbound queue: %w", err)
+	}
+	d.queue, err = queue.Open(ctx, qopts)
+	if err != nil {
+		return fmt.Errorf("open outbound queue: %w", err)
+	}
+	defer func() {
+		if cerr := d.queue.Close(); cerr != nil {
+			log.Warn("close outbound queue", "err", cerr)
+		}
+	}()
+	d.metrics.SetQueueSizeFunc(func() int64 { return int64(d.queue.Len()) })
+	inOpts, greylist, err := inbound.OptionsFromConfig(cfg, resolver, log.With("component", "inbound"))
+	if err != nil {
+		return fmt.Errorf("inbound checks: %w", err)
+	}
+	if greylist != nil {
+		defer greylist.Close()
+	}
+	checker, err := inbound.New(inOpts)
+	if err != nil {
+		return fmt.Errorf("inbound checks: %w", err)
+	}
+
 	// Bind every listener before serving anything, so that a busy port is
 	// one clear error at start.
 	services := []*service{
@@ -265,7 +306,13 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		if byName[m.name].ln == nil {
 			continue
 		}
+		var in smtp.Inbound
+		if m.mode == smtp.ModeMX {
+			in = checker
+		}
 		srv, err := smtp.New(smtp.Options{
+			Queue:     d.queue,
+			Inbound:   in,
 			Mode:      m.mode,
 			Hostname:  cfg.Hostname,
 			TLSConfig: d.tls.TLSConfig(),
@@ -324,6 +371,17 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			ErrorLog:          errLog,
 		}})
 	}
+	queueCtx, stopQueue := context.WithCancel(context.WithoutCancel(ctx))
+	queueDone := make(chan struct{})
+	go func() {
+		defer close(queueDone)
+		d.queue.Run(queueCtx)
+	}()
+	defer func() {
+		stopQueue()
+		<-queueDone
+	}()
+
 	// SIGHUP is caught before the control socket answers: once status
 	// works, a reload signal cannot kill the process.
 	hup := make(chan os.Signal, 1)
@@ -481,6 +539,16 @@ func (d *daemon) applyReload(ctx context.Context) error {
 	if err := d.dir.Update(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
 		return fmt.Errorf("address directory: %w", err)
 	}
+	keys, err := dkimKeys(cfg)
+	if err != nil {
+		return err
+	}
+	relay, err := queue.RelayFromConfig(cfg.Relay)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	d.signer.SetKeys(keys)
+	d.queue.SetRelay(relay)
 	d.web.SetConfig(cfg)
 	if d.opts.Level != nil {
 		d.opts.Level.Set(parseLevel(cfg.LogLevel))
@@ -494,6 +562,8 @@ func (d *daemon) applyReload(ctx context.Context) error {
 		{"data_dir", old.DataDir, cfg.DataDir},
 		{"control", old.Control, cfg.Control},
 		{"limits", old.Limits, cfg.Limits},
+		{"inbound", old.Inbound, cfg.Inbound},
+		{"outbound", old.Outbound, cfg.Outbound},
 	} {
 		if !reflect.DeepEqual(c.old, c.new) {
 			d.log.Warn("configuration change needs a restart to apply", "setting", c.what)
@@ -528,6 +598,7 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		TLSMode:       d.tls.Mode(),
 		Certificates:  d.tls.Certificates(),
 		StoreBytes:    d.st.Size(),
+		QueueMessages: d.queue.Len(),
 		Listeners:     listeners,
 		Domains:       cfg.DomainNames(),
 		MTASTS:        map[string]string{},
@@ -552,6 +623,7 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		st.Users = append(st.Users, UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n})
 	}
 	sort.Slice(st.Users, func(i, j int) bool { return st.Users[i].Address < st.Users[j].Address })
+
 	for _, dm := range cfg.Domains {
 		if dm.MTASTSMode != "" {
 			_, id := web.MTASTSPolicy(cfg.Hostname, dm)

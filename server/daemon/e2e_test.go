@@ -21,6 +21,7 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/miekg/dns"
 
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
@@ -74,11 +75,39 @@ func baseConfig(t *testing.T, dataDir string) *config.Config {
 		},
 		TLS:     config.TLS{Mode: "self-signed"},
 		Domains: []config.Domain{{Name: "example.test", MTASTSMode: "testing"}},
+		// Every DNS question of the inbound checks and the queue goes to a
+		// loopback server that knows nothing; no DNSBL.
+		Outbound: &config.Outbound{DNSServers: []string{nxDNS(t)}},
+		Inbound:  &config.Inbound{DNSBLZones: []string{}},
 		Users: []config.User{
 			{Address: "alice@example.test", PasswordHash: hash(t, "alice-pw")},
 		},
 		LogLevel: "debug",
 	}
+}
+
+// nxDNS runs a DNS server on loopback (UDP and TCP, one port) that
+// answers NXDOMAIN to everything, and returns its address.
+func nxDNS(t *testing.T) string {
+	t.Helper()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeNameError)
+		w.WriteMsg(m)
+	})
+	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: tcp, Handler: handler}} {
+		go srv.ActivateAndServe()
+		t.Cleanup(func() { srv.Shutdown() })
+	}
+	return tcp.Addr().String()
 }
 
 func writeConfig(t *testing.T, path string, cfg *config.Config) {
@@ -310,6 +339,7 @@ func TestServe(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "server.json")
 	cfg := baseConfig(t, filepath.Join(dir, "data"))
+	cfg.Domains[0].DKIMSelectors = []string{"mx1"}
 	writeConfig(t, cfgPath, cfg)
 	srv := startServer(t, cfgPath)
 	pool := roots(t, cfg.DataDir)
@@ -378,6 +408,10 @@ func TestServe(t *testing.T) {
 		if len(bodies) != 1 || !bytes.Contains(bodies[0], []byte("token-bob")) {
 			t.Fatalf("bob's INBOX = %d messages, want the one for him", len(bodies))
 		}
+		// The MX ran the inbound checks (SPF, DKIM, DMARC).
+		if !bytes.Contains(bodies[0], []byte("Authentication-Results: mail.example.test")) {
+			t.Errorf("message received on 25 has no Authentication-Results header:\n%.600s", bodies[0])
+		}
 		// Alice's IDLE connection survived the reload: it still sees mail.
 		out, err = swaks(t, "--server", srv.addr("smtp"), "--from", "someone@elsewhere.test",
 			"--to", "alice@example.test", "--body", "token-after-reload")
@@ -414,8 +448,15 @@ func TestServe(t *testing.T) {
 		if st.DKIM == nil || st.QueueMessages != 0 || st.StoreBytes <= 0 || st.TLSMode != "self-signed" {
 			t.Errorf("status = %+v", st)
 		}
-		if !strings.Contains(string(out), `"dkim": []`) {
-			t.Errorf("dkim is not an empty list in the JSON:\n%s", out)
+		algs := map[string]bool{}
+		for _, k := range st.DKIM {
+			if k.Domain != "example.test" || !strings.HasPrefix(k.Selector, "mx1") || !strings.HasPrefix(k.Record, "v=DKIM1;") || k.PublicKey == "" {
+				t.Errorf("dkim key %+v", k)
+			}
+			algs[k.Algorithm] = true
+		}
+		if len(st.DKIM) != 2 || len(algs) != 2 {
+			t.Errorf("dkim keys = %+v, want an ed25519 and an rsa key for selector mx1", st.DKIM)
 		}
 		human, err := exec.Command(mailctlBin, "serve", "status", "-socket", srv.socket).CombinedOutput()
 		if err != nil || !strings.Contains(string(human), "bob@example.test") || !strings.Contains(string(human), "self-signed") {
@@ -484,6 +525,33 @@ func TestServe(t *testing.T) {
 		}
 		if bodies := fetchBodies(t, srv.addr("imaps"), pool, "bob@example.test", "bob-pw", "INBOX"); len(bodies) != 1 {
 			t.Errorf("bob has %d messages after a failed reload, want 1", len(bodies))
+		}
+	})
+
+	t.Run("remote recipient goes through the queue", func(t *testing.T) {
+		// The loopback DNS knows no remote.test: the queue bounces the
+		// message to its sender with a DSN.
+		out, err := swaks(t, "--server", srv.addr("submission"), "--tls", "--auth", "PLAIN",
+			"--auth-user", "bob@example.test", "--auth-password", "bob-pw",
+			"--from", "bob@example.test", "--to", "someone@remote.test",
+			"--header", "Subject: to the world", "--body", "token-remote")
+		if err != nil {
+			t.Fatalf("swaks: %v\n%s", err, out)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			bodies := fetchBodies(t, srv.addr("imaps"), pool, "bob@example.test", "bob-pw", "INBOX")
+			if len(bodies) == 2 {
+				if !bytes.Contains(bodies[1], []byte("someone@remote.test")) || !bytes.Contains(bodies[1], []byte("multipart/report")) {
+					t.Errorf("second message of bob is not a DSN about someone@remote.test:\n%.800s", bodies[1])
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				st, _ := daemon.QueryStatus(context.Background(), srv.socket)
+				t.Fatalf("no bounce within 30s (queue holds %d)", st.QueueMessages)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	})
 

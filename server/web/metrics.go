@@ -17,7 +17,7 @@ type Metrics struct {
 	connections  *prometheus.CounterVec
 	deliveries   *prometheus.CounterVec
 	authFailures *prometheus.CounterVec
-	queueSize    prometheus.Gauge
+	queueSize    atomic.Pointer[func() int64]
 	storeSize    atomic.Pointer[func() int64]
 }
 
@@ -37,11 +37,16 @@ func NewMetrics() *Metrics {
 			Namespace: "mailctl", Name: "auth_failures_total",
 			Help: "Failed logins, by service.",
 		}, []string{"service"}),
-		queueSize: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "mailctl", Name: "queue_messages",
-			Help: "Messages waiting in the outbound queue.",
-		}),
 	}
+	queueSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "mailctl", Name: "queue_messages",
+		Help: "Messages waiting in the outbound queue.",
+	}, func() float64 {
+		if f := m.queueSize.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
 	storeSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "mailctl", Name: "store_bytes",
 		Help: "Bytes used on disk by the mail store.",
@@ -51,7 +56,7 @@ func NewMetrics() *Metrics {
 		}
 		return 0
 	})
-	m.registry.MustRegister(m.connections, m.deliveries, m.authFailures, m.queueSize, storeSize,
+	m.registry.MustRegister(m.connections, m.deliveries, m.authFailures, queueSize, storeSize,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -80,8 +85,14 @@ func (m *Metrics) AuthFailure(service string) {
 
 // SetQueueSize sets the number of queued outbound messages.
 func (m *Metrics) SetQueueSize(n int) {
+	m.SetQueueSizeFunc(func() int64 { return int64(n) })
+}
+
+// SetQueueSizeFunc sets the function that reports the number of queued
+// outbound messages at scrape time.
+func (m *Metrics) SetQueueSizeFunc(f func() int64) {
 	if m != nil {
-		m.queueSize.Set(float64(n))
+		m.queueSize.Store(&f)
 	}
 }
 
