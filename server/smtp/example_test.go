@@ -8,12 +8,15 @@ import (
 
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
+	"github.com/mailctl/mailctl/server/dkim"
+	"github.com/mailctl/mailctl/server/inbound"
+	"github.com/mailctl/mailctl/server/queue"
 	"github.com/mailctl/mailctl/server/smtp"
 	"github.com/mailctl/mailctl/server/store"
 )
 
-// Example shows how `mailctl serve` wires the SMTP services from the server
-// configuration. On config reload, call dir.Update and authn.Update with the
+// Example shows how `mailctl serve` wires the SMTP services, the outbound
+// queue and the inbound checks from the server configuration. On config reload, call dir.Update and authn.Update with the
 // new configuration; the servers keep running.
 func Example() {
 	ctx := context.Background()
@@ -41,18 +44,57 @@ func Example() {
 		return
 	}
 	var tlsConfig *tls.Config // from server/tlsconf
+
+	// Outbound: DKIM keys of every domain, the resolver, the queue.
+	keys, err := dkim.KeysFromConfig(cfg)
+	if err != nil {
+		return
+	}
+	signer := dkim.NewSigner(keys) // on reload: signer.SetKeys(newKeys)
+	res, err := queue.ResolverFromConfig(cfg)
+	if err != nil {
+		return
+	}
+	qopts, err := queue.OptionsFromConfig(cfg, res, signer, dir, st, logger)
+	if err != nil {
+		return
+	}
+	q, err := queue.Open(ctx, qopts)
+	if err != nil {
+		return
+	}
+	defer q.Close() // after the SMTP servers' Shutdown
+	go q.Run(ctx)
+
+	// Inbound checks on port 25 (DNSBL, greylisting, SPF, DKIM, DMARC).
+	iopts, greylist, err := inbound.OptionsFromConfig(cfg, res, logger)
+	if err != nil {
+		return
+	}
+	if greylist != nil {
+		defer greylist.Close()
+	}
+	checker, err := inbound.New(iopts)
+	if err != nil {
+		return
+	}
+
 	for mode, addr := range map[smtp.Mode]string{
 		smtp.ModeMX: cfg.Listen.SMTP, smtp.ModeSubmission: cfg.Listen.Submission, smtp.ModeSubmissions: cfg.Listen.Submissions,
 	} {
 		if addr == "" {
 			continue // disabled
 		}
-		srv, err := smtp.New(smtp.Options{
+		opts := smtp.Options{
 			Mode: mode, Hostname: cfg.Hostname, TLSConfig: tlsConfig,
 			Store: st, Directory: dir, Auth: authn,
-			Queue:  nil, // no outbound queue yet: remote recipients get 451 4.3.2
+			Queue:  q,
 			Limits: smtp.LimitsFromConfig(cfg.Limits), Logger: logger,
-		})
+		}
+		if mode == smtp.ModeMX {
+			opts.Inbound = checker
+		}
+		srv, err := smtp.New(opts)
 		if err != nil {
 			return
 		}
