@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -319,4 +320,52 @@ func TestMTASTS(t *testing.T) {
 		t.Errorf("bob has %d messages, want 2", n)
 	}
 	mu.Lock()
+}
+
+// TestConnectionReuse counts the connections that ten deliveries to the
+// same MX open, through a counting TCP proxy: one, reused with RSET.
+func TestConnectionReuse(t *testing.T) {
+	w := startDNS(t, "a.test", "b.test")
+	port := freePort(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
+	w.add(t, "b.test", "b.test. 300 IN MX 10 mx.b.test.", "mx.b.test. 300 IN A 127.0.0.3")
+	a := startNode(t, nodeConfig{domain: "a.test", host: "mx.a.test", ip: "127.0.0.1", port: port, users: []string{"alice@a.test"}, dns: w})
+	b := startNode(t, nodeConfig{domain: "b.test", host: "mx.b.test", ip: "127.0.0.2", port: port, users: []string{"bob@b.test"}, dns: w})
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.3", fmt.Sprint(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	conns := 0
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns++
+			mu.Unlock()
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", net.JoinHostPort("127.0.0.2", fmt.Sprint(port)))
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	for i := 1; i <= 10; i++ {
+		enqueue(t, a, "alice@a.test", "bob@b.test")
+		b.waitMessages(t, "bob@b.test", "INBOX", i, 10*time.Second)
+		waitQueueEmpty(t, a)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 {
+		t.Errorf("10 sequential deliveries opened %d connections, want 1", conns)
+	}
 }
