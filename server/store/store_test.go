@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -460,7 +461,8 @@ func BenchmarkDeliver(b *testing.B) {
 	st := newStore(b, 0)
 	body := bytes.Repeat([]byte("0123456789abcdef"), 640) // 10 KiB
 	b.SetBytes(int64(len(body)))
-	b.SetParallelism(5) // 10 writers on 2 CPUs
+	// About 10 concurrent writers, as many SMTP sessions delivering.
+	b.SetParallelism(max(1, 10/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
