@@ -554,6 +554,49 @@ SyncState *
 			}
 			run()
 			check("INBOX")
+
+			// Local changes go up with Sync All: a message marked seen
+			// (UID STORE) and a new draft (APPEND with flags).
+			files, _ := filepath.Glob(filepath.Join(maildir, "INBOX", "new", "*"))
+			if len(files) == 0 {
+				t.Fatal("no new message in the Maildir INBOX")
+			}
+			seenFile := files[0]
+			if err := os.Rename(seenFile, filepath.Join(maildir, "INBOX", "cur", filepath.Base(seenFile))+"S"); err != nil {
+				t.Fatal(err)
+			}
+			draft := "From: alice@example.test\nSubject: draft from mbsync\n\nnot sent yet\n"
+			if err := os.WriteFile(filepath.Join(maildir, "Drafts", "cur", "1700000000.1.local:2,D"), []byte(draft), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			conf = strings.Replace(conf, "Sync Pull", "Sync All", 1)
+			if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			run()
+			_, inbox, _ := env.st.Messages(ctx, alice, "INBOX")
+			seen := 0
+			for _, m := range inbox {
+				if m.HasFlag(store.FlagSeen) {
+					seen++
+				}
+			}
+			if seen != 1 {
+				t.Errorf("%d messages \\Seen on the server after pushing a flag, want 1", seen)
+			}
+			_, drafts, _ := env.st.Messages(ctx, alice, "Drafts")
+			if len(drafts) != 1 || !drafts[0].HasFlag(store.FlagDraft) {
+				t.Fatalf("Drafts on the server = %+v, want the pushed draft", drafts)
+			}
+			f, err := env.st.OpenBody(ctx, drafts[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(f)
+			f.Close()
+			if !strings.Contains(string(b), "Subject: draft from mbsync\r\n") {
+				t.Errorf("pushed draft = %q", b)
+			}
 		})
 	}
 }
