@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -79,6 +80,11 @@ func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, er
 		enc.SetIndent("", "  ")
 		enc.Encode(st)
 	})
+	// Go profiles, for the operator only (the socket is 0600):
+	// curl --unix-socket control.sock http://x/debug/pprof/profile?seconds=10
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	return srv

@@ -472,6 +472,14 @@ func TestServe(t *testing.T) {
 		if fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
 			t.Errorf("control socket mode = %v, want a 0600 socket", fi.Mode())
 		}
+		unix := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", srv.socket)
+		}}}
+		if resp, err := unix.Get("http://mailctl/debug/pprof/goroutine?debug=1"); err != nil || resp.StatusCode != 200 {
+			t.Errorf("pprof on the control socket: %v", err)
+		} else {
+			resp.Body.Close()
+		}
 		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "mta-sts.example.test"}}}
 		get := func(host, path string) string {
 			t.Helper()
