@@ -30,7 +30,10 @@ type Status struct {
 	Hostname     string       `json:"hostname"`
 	StartedAt    time.Time    `json:"started_at"`
 	LastReload   *ReloadState `json:"last_reload,omitempty"`
-	Users        []UserStatus `json:"users"`
+	// RestartNeeded names the settings changed since start that only a
+	// restart applies (listen, hostname, limits, ...).
+	RestartNeeded []string     `json:"restart_needed,omitempty"`
+	Users         []UserStatus `json:"users"`
 	// DKIM lists the public keys to publish; empty until DKIM signing exists.
 	DKIM          []DKIMKey          `json:"dkim"`
 	TLSMode       string             `json:"tls_mode"`

@@ -83,11 +83,13 @@ type daemon struct {
 	signer  *dkim.Signer
 	queue   *queue.Queue
 
-	mu         sync.Mutex
-	cfg        *config.Config
-	lastReload *ReloadState
-	listeners  map[string]string
-	closing    bool
+	mu            sync.Mutex
+	cfg           *config.Config
+	boot          *config.Config // the configuration the servers started with
+	restartNeeded []string
+	lastReload    *ReloadState
+	listeners     map[string]string
+	closing       bool
 }
 
 // service is one listening protocol.
@@ -134,7 +136,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Level != nil {
 		opts.Level.Set(parseLevel(cfg.LogLevel))
 	}
-	d := &daemon{opts: opts, log: opts.Logger, started: time.Now().UTC(), cfg: cfg, metrics: web.NewMetrics()}
+	d := &daemon{opts: opts, log: opts.Logger, started: time.Now().UTC(), cfg: cfg, boot: cfg, metrics: web.NewMetrics()}
 	return d.run(ctx)
 }
 
@@ -517,27 +519,14 @@ func (d *daemon) applyReload(ctx context.Context) error {
 		return err
 	}
 	d.mu.Lock()
-	old := d.cfg
+	boot := d.boot
 	d.mu.Unlock()
-	// Check the new users and aliases before changing anything.
+	// Check and prepare everything before changing anything.
 	if _, err := auth.NewDirectory(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
 		return fmt.Errorf("address directory: %w", err)
 	}
 	if _, err := auth.NewAuthenticator(cfg.AuthUsers(), auth.AuthenticatorOptions{Logger: d.log}); err != nil {
 		return fmt.Errorf("users: %w", err)
-	}
-	if err := d.ensureUsers(ctx, cfg); err != nil {
-		return err
-	}
-	if err := d.tls.Reload(ctx, cfg); err != nil {
-		return fmt.Errorf("tls: %w", err)
-	}
-	if err := d.authn.Update(cfg.AuthUsers()); err != nil {
-		return fmt.Errorf("users: %w", err)
-	}
-	d.logins.Reset()
-	if err := d.dir.Update(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
-		return fmt.Errorf("address directory: %w", err)
 	}
 	keys, err := dkimKeys(cfg)
 	if err != nil {
@@ -547,30 +536,50 @@ func (d *daemon) applyReload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
+	if err := d.tls.Reload(ctx, cfg); err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	if err := d.ensureUsers(ctx, cfg); err != nil {
+		return err
+	}
+	if err := d.authn.Update(cfg.AuthUsers()); err != nil {
+		return fmt.Errorf("users: %w", err)
+	}
+	d.logins.Reset()
+	if err := d.dir.Update(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
+		return fmt.Errorf("address directory: %w", err)
+	}
 	d.signer.SetKeys(keys)
 	d.queue.SetRelay(relay)
 	d.web.SetConfig(cfg)
 	if d.opts.Level != nil {
 		d.opts.Level.Set(parseLevel(cfg.LogLevel))
 	}
+	// What the running servers were built with and a reload cannot change.
+	var restart []string
 	for _, c := range []struct {
 		what     string
 		old, new any
 	}{
-		{"listen", old.Listen, cfg.Listen},
-		{"hostname", old.Hostname, cfg.Hostname},
-		{"data_dir", old.DataDir, cfg.DataDir},
-		{"control", old.Control, cfg.Control},
-		{"limits", old.Limits, cfg.Limits},
-		{"inbound", old.Inbound, cfg.Inbound},
-		{"outbound", old.Outbound, cfg.Outbound},
+		{"listen", boot.Listen, cfg.Listen},
+		{"hostname", boot.Hostname, cfg.Hostname},
+		{"data_dir", boot.DataDir, cfg.DataDir},
+		{"control", boot.Control, cfg.Control},
+		{"tls.mode", boot.TLS.Mode, cfg.TLS.Mode},
+		{"limits", boot.Limits, cfg.Limits},
+		{"inbound", boot.Inbound, cfg.Inbound},
+		{"outbound", boot.Outbound, cfg.Outbound},
 	} {
 		if !reflect.DeepEqual(c.old, c.new) {
-			d.log.Warn("configuration change needs a restart to apply", "setting", c.what)
+			restart = append(restart, c.what)
 		}
+	}
+	if len(restart) > 0 {
+		d.log.Warn("configuration changes need a restart to apply", "settings", restart)
 	}
 	d.mu.Lock()
 	d.cfg = cfg
+	d.restartNeeded = restart
 	d.mu.Unlock()
 	d.log.Info("configuration reloaded", "config_digest", cfg.Digest(), "users", len(cfg.Users))
 	return nil
@@ -579,7 +588,7 @@ func (d *daemon) applyReload(ctx context.Context) error {
 // status builds the control socket's answer.
 func (d *daemon) status(ctx context.Context) (*Status, error) {
 	d.mu.Lock()
-	cfg, last := d.cfg, d.lastReload
+	cfg, last, restart := d.cfg, d.lastReload, d.restartNeeded
 	listeners := make(map[string]string, len(d.listeners))
 	for k, v := range d.listeners {
 		listeners[k] = v
@@ -593,6 +602,7 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		Hostname:      cfg.Hostname,
 		StartedAt:     d.started,
 		LastReload:    last,
+		RestartNeeded: restart,
 		Users:         []UserStatus{},
 		DKIM:          []DKIMKey{},
 		TLSMode:       d.tls.Mode(),

@@ -380,6 +380,7 @@ func TestServe(t *testing.T) {
 
 	t.Run("SIGHUP adds a user", func(t *testing.T) {
 		cfg.Users = append(cfg.Users, config.User{Address: "bob@example.test", PasswordHash: hash(t, "bob-pw")})
+		cfg.Limits.MaxRecipients = 50 // applies only at restart: reported
 		writeConfig(t, cfgPath, cfg)
 		srv.signal(syscall.SIGHUP)
 		deadline := time.Now().Add(10 * time.Second)
@@ -433,6 +434,9 @@ func TestServe(t *testing.T) {
 		loaded, err := config.Load(cfgPath)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(st.RestartNeeded) != 1 || st.RestartNeeded[0] != "limits" {
+			t.Errorf("restart_needed = %v, want [limits]", st.RestartNeeded)
 		}
 		if st.ConfigDigest != loaded.Digest() {
 			t.Errorf("config_digest = %s, want %s", st.ConfigDigest, loaded.Digest())
