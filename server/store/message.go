@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -42,11 +43,14 @@ func (s *Store) writeBody(ctx context.Context, body io.Reader) (blobID, int64, e
 		os.Remove(tmp)
 		return b, 0, err
 	}
-	w := bufio.NewWriterSize(f, 64<<10)
+	w := writerPool.Get().(*bufio.Writer)
+	w.Reset(f)
 	n, err := io.Copy(w, ctxReader{ctx, body})
 	if err == nil {
 		err = w.Flush()
 	}
+	w.Reset(nil)
+	writerPool.Put(w)
 	if err == nil {
 		err = s.step("write", tmp)
 	}
@@ -81,6 +85,8 @@ func (s *Store) writeBody(ctx context.Context, body io.Reader) (blobID, int64, e
 	}
 	return b, n, nil
 }
+
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 // ctxReader stops a copy when ctx is done.
 type ctxReader struct {
