@@ -112,6 +112,9 @@ func printStatus(e *env, st *daemon.Status) {
 			fmt.Fprintf(w, "  last reload    %s FAILED: %s\n", st.LastReload.At.Format(time.RFC3339), st.LastReload.Error)
 		}
 	}
+	if len(st.RestartNeeded) > 0 {
+		fmt.Fprintf(w, "  RESTART NEEDED to apply: %s\n", strings.Join(st.RestartNeeded, ", "))
+	}
 	fmt.Fprintf(w, "  users          %d\n", len(st.Users))
 	for _, u := range st.Users {
 		quota := "no quota"
