@@ -33,7 +33,8 @@ type DNS struct {
 }
 
 // NewDNS returns a resolver asking servers ("host:port"); with none, the
-// nameservers of /etc/resolv.conf.
+// nameservers of /etc/resolv.conf, or 127.0.0.1:53 when it names none (as
+// the C library does).
 func NewDNS(servers ...string) (*DNS, error) {
 	if len(servers) == 0 {
 		cc, err := mdns.ClientConfigFromFile("/etc/resolv.conf")
@@ -44,7 +45,8 @@ func NewDNS(servers ...string) (*DNS, error) {
 			servers = append(servers, net.JoinHostPort(s, cc.Port))
 		}
 		if len(servers) == 0 {
-			return nil, errors.New("read resolver config: no nameserver in /etc/resolv.conf")
+			// As the C library does: no nameserver line means the local one.
+			servers = []string{"127.0.0.1:53"}
 		}
 	}
 	return &DNS{Servers: servers}, nil
