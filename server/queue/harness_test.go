@@ -328,6 +328,17 @@ func (n *node) startMX(t testing.TB) {
 	mx := n.mx
 	go mx.Serve(ln)
 	t.Cleanup(func() { n.stopMX() })
+	// Wait until Serve runs (a Shutdown before it would miss the listener).
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "220 " {
+		t.Fatalf("MX %s greeting %q: %v", ln.Addr(), buf, err)
+	}
+	c.Close()
 }
 
 func (n *node) stopMX() {

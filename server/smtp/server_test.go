@@ -515,3 +515,28 @@ func TestDirectoryReload(t *testing.T) {
 		t.Errorf("dave has %d messages, want 1", n)
 	}
 }
+
+// TestShutdownBeforeServe stops a server whose Serve goroutine has not run
+// yet: the listener must be closed, not served by a closing server.
+func TestShutdownBeforeServe(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.AuthenticatorOptions{})
+	srv, err := smtp.New(smtp.Options{Mode: smtp.ModeMX, Hostname: hostname, Store: e.st, Directory: e.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(ln); err != nil {
+		t.Fatalf("Serve after Shutdown = %v, want nil", err)
+	}
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Fatal("listener still accepts after Shutdown")
+	}
+}

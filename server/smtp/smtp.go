@@ -191,9 +191,10 @@ type Server struct {
 	srv    *gosmtp.Server
 	limits *connLimiter
 
-	mu       sync.Mutex
-	closing  bool
-	sessions map[*session]struct{}
+	mu        sync.Mutex
+	closing   bool
+	sessions  map[*session]struct{}
+	listeners []net.Listener
 }
 
 // New checks opts, applies defaults and returns a Server ready to Serve.
@@ -260,6 +261,16 @@ func New(opts Options) (*Server, error) {
 // server wraps it in TLS itself) until Shutdown. It returns nil after
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	// Register ln first: a Shutdown that comes before go-smtp knows of the
+	// listener must still close it.
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
 	ll := &limitListener{Listener: ln, limiter: s.limits, log: s.log, hostname: s.opts.Hostname}
 	var l net.Listener = ll
 	if s.opts.Mode == ModeSubmissions {
@@ -268,6 +279,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.log.Info("smtp listening", "addr", ln.Addr().String())
 	if err := s.srv.Serve(l); err != nil {
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing && (errors.Is(err, net.ErrClosed) || errors.Is(err, gosmtp.ErrServerClosed)) {
+			return nil
+		}
 		return fmt.Errorf("serve smtp %s on %s: %w", s.opts.Mode, ln.Addr(), err)
 	}
 	return nil
@@ -279,6 +296,9 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
 	s.mu.Unlock()
 	done := make(chan error, 1)
 	go func() { done <- s.srv.Shutdown(ctx) }()
