@@ -88,6 +88,10 @@ func TestDeployToVPS(t *testing.T) {
 	t.Logf("one command on the open connection: %.2fs", time.Since(start).Seconds())
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
+	// Start clean even if another test left a deployment behind.
+	if _, err := remote.Destroy(ctx, c, true); err != nil {
+		t.Fatalf("Destroy before the test: %v", err)
+	}
 	t.Cleanup(func() { remote.Destroy(context.Background(), c, true) })
 
 	ok1, sum1 := buildFake(t, "1", "ok")

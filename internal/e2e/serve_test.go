@@ -24,6 +24,10 @@ func TestDeployMailctlServe(t *testing.T) {
 	c := dialVPS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
+	// Start clean even if another test left a deployment behind.
+	if _, err := remote.Destroy(ctx, c, true); err != nil {
+		t.Fatalf("Destroy before the test: %v", err)
+	}
 	t.Cleanup(func() { remote.Destroy(context.Background(), c, true) })
 
 	bin := filepath.Join(t.TempDir(), "mailctl")
