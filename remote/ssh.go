@@ -271,13 +271,13 @@ func expandHome(p, home string) string {
 	return p
 }
 
-// wrap turns cmd into the command line run on the server: through sudo
-// for a user other than root.
+// wrap turns cmd into the command line run on the server: with sh
+// whatever the login shell is, through sudo for a user other than root.
 func (s *SSH) wrap(cmd string) string {
 	if s.user == "root" {
-		return cmd
+		return "exec /bin/sh -c " + ShellQuote(cmd)
 	}
-	return "sudo -n -- sh -c " + ShellQuote(cmd)
+	return "exec sudo -n -- /bin/sh -c " + ShellQuote(cmd)
 }
 
 // Run implements Target.
