@@ -94,9 +94,11 @@ type Server struct {
 	PTR   *Provider
 	SSH   *SSH   // nil for a local target
 	Local *Local // nil for an SSH target
-	TLS   TLS
-	Relay *Relay
-	Ports Ports
+	TLS      TLS
+	Relay    *Relay
+	Outbound *Outbound // nil: defaults (IPv6 preferred, no warm-up)
+	Inbound  *Inbound  // nil: defaults (Spamhaus ZEN, no greylisting)
+	Ports    Ports
 	// ServerBinary optionally overrides the binary uploaded on deploy.
 	DeclRange hcl.Range
 }
@@ -125,11 +127,40 @@ type TLS struct {
 	SelfSigned    bool
 }
 
-// Relay is an outbound smarthost.
+// Relay is an outbound smarthost: for all mail, or only for Domains and
+// destinations whose MX matches MXHosts.
 type Relay struct {
 	Address  string
 	Username Value
 	Password Value
+	Domains  []string
+	MXHosts  []string
+}
+
+// Outbound tunes direct delivery.
+type Outbound struct {
+	Prefer     string // "ipv6" (default) or "ipv4"
+	SourceIPv4 netip.Addr
+	SourceIPv6 netip.Addr
+	Warmup     *Warmup
+}
+
+// Warmup is the IP warm-up ramp: a daily cap of direct deliveries, 50 the
+// first week and doubling weekly, lifted after Weeks.
+type Warmup struct {
+	Weeks    int    // default 6
+	Start    string // YYYY-MM-DD; empty: the first delivery
+	Overflow string // "defer" (default) or "relay"
+}
+
+// Inbound tunes the checks of mail received on port 25.
+type Inbound struct {
+	// DNSBL zones; nil means the server's default (zen.spamhaus.org), an
+	// empty list turns blocklist checks off.
+	DNSBL       []string
+	Greylisting bool
+	// DMARCPolicy is "enforce" (default) or "report".
+	DMARCPolicy string
 }
 
 // Ports are the server's listen ports.

@@ -317,3 +317,32 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestMailRules covers the relay, outbound and inbound blocks.
+func TestMailRules(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, block, want string }{
+		{"ok", "outbound {\n prefer = \"ipv4\"\n}\ninbound {\n dnsbl = []\n}", ""},
+		{"bad prefer", "outbound {\n prefer = \"ipv5\"\n}", "Invalid address preference"},
+		{"v6 source as v4", "outbound {\n source_ipv4 = \"2001:db8::1\"\n}", "Invalid source address"},
+		{"overflow without relay", "outbound {\n warmup {\n overflow = \"relay\"\n }\n}", "Warm-up overflow without relay"},
+		{"bad warmup date", "outbound {\n warmup {\n start = \"next monday\"\n }\n}", "Invalid date"},
+		{"bad dnsbl", "inbound {\n dnsbl = [\"not a zone\"]\n}", "Invalid DNSBL zone"},
+		{"bad dmarc handling", "inbound {\n dmarc_policy = \"ignore\"\n}", "Invalid DMARC policy handling"},
+		{"bad mx pattern", "relay {\n address = \"r.example.net:587\"\n mx_hosts = [\"*.\"]\n}", "Invalid MX pattern"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src := strings.Replace(base, `tls { acme_email = "admin@example.org" }`, `tls { acme_email = "admin@example.org" }`+"\n"+tc.block, 1)
+			_, diags := load(t, src)
+			var got []string
+			for _, d := range diags {
+				got = append(got, d.Summary)
+			}
+			if strings.Join(got, ",") != tc.want {
+				t.Errorf("diagnostics = %q, want %q (%v)", got, tc.want, diags)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -409,7 +410,7 @@ var serverSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "hostname", Required: true}, {Name: "ipv4", Required: true}, {Name: "ipv6"}, {Name: "ptr"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}},
 }
 
 func (d *decoder) server(b *hcl.Block) {
@@ -489,6 +490,15 @@ func (d *decoder) server(b *hcl.Block) {
 	}
 	if blk := blocks["ports"]; blk != nil {
 		d.ports(blk, &s.Ports)
+	}
+	if blk := blocks["outbound"]; blk != nil {
+		s.Outbound = d.outbound(blk)
+		if w := s.Outbound.Warmup; w != nil && w.Overflow == "relay" && s.Relay == nil {
+			d.errf(blk.DefRange.Ptr(), "Warm-up overflow without relay", "warmup { overflow = \"relay\" } needs a relay block in the server.")
+		}
+	}
+	if blk := blocks["inbound"]; blk != nil {
+		s.Inbound = d.inbound(blk)
 	}
 	for _, o := range d.cfg.Servers {
 		if o.Name == s.Name {
@@ -570,7 +580,7 @@ func (d *decoder) tls(b *hcl.Block, t *TLS) {
 
 func (d *decoder) relay(b *hcl.Block) *Relay {
 	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "address", Required: true}, {Name: "username"}, {Name: "password"},
+		{Name: "address", Required: true}, {Name: "username"}, {Name: "password"}, {Name: "domains"}, {Name: "mx_hosts"},
 	}})
 	d.diags = append(d.diags, diags...)
 	r := &Relay{}
@@ -587,7 +597,109 @@ func (d *decoder) relay(b *hcl.Block) *Relay {
 		r.Password, _ = d.str(a)
 		r.Password.Sensitive = true
 	}
+	if a := c.Attributes["domains"]; a != nil {
+		for _, dom := range d.strList(a) {
+			dom = strings.ToLower(strings.TrimSuffix(dom, "."))
+			if !validHostname(dom) {
+				d.errf(a.Expr.Range().Ptr(), "Invalid domain name", "%q is not a domain name.", dom)
+				continue
+			}
+			r.Domains = append(r.Domains, dom)
+		}
+	}
+	if a := c.Attributes["mx_hosts"]; a != nil {
+		for _, h := range d.strList(a) {
+			h = strings.ToLower(strings.TrimSuffix(h, "."))
+			if !validHostname(strings.TrimPrefix(h, "*.")) {
+				d.errf(a.Expr.Range().Ptr(), "Invalid MX pattern", "%q is not a host name or a pattern like *.mail.protection.outlook.com.", h)
+				continue
+			}
+			r.MXHosts = append(r.MXHosts, h)
+		}
+	}
 	return r
+}
+
+func (d *decoder) outbound(b *hcl.Block) *Outbound {
+	c, diags := b.Body.Content(&hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "prefer"}, {Name: "source_ipv4"}, {Name: "source_ipv6"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "warmup"}},
+	})
+	d.diags = append(d.diags, diags...)
+	o := &Outbound{Prefer: "ipv6"}
+	if a := c.Attributes["prefer"]; a != nil {
+		o.Prefer = d.plainStr(a)
+		if !oneOf(o.Prefer, "ipv6", "ipv4") {
+			d.errf(a.Expr.Range().Ptr(), "Invalid address preference", "%q must be ipv6 or ipv4.", o.Prefer)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *netip.Addr
+		v6   bool
+	}{{"source_ipv4", &o.SourceIPv4, false}, {"source_ipv6", &o.SourceIPv6, true}} {
+		a := c.Attributes[f.name]
+		if a == nil {
+			continue
+		}
+		v := d.plainStr(a)
+		ip, err := netip.ParseAddr(v)
+		if err != nil || ip.Is6() != f.v6 || ip.Is4In6() {
+			d.errf(a.Expr.Range().Ptr(), "Invalid source address", "%q is not an %s address.", v, map[bool]string{false: "IPv4", true: "IPv6"}[f.v6])
+			continue
+		}
+		*f.dst = ip
+	}
+	for _, wb := range c.Blocks {
+		wc, diags := wb.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "weeks"}, {Name: "start"}, {Name: "overflow"}}})
+		d.diags = append(d.diags, diags...)
+		w := &Warmup{Weeks: 6, Overflow: "defer"}
+		if a := wc.Attributes["weeks"]; a != nil {
+			w.Weeks, _ = d.num(a, 1, 52)
+		}
+		if a := wc.Attributes["start"]; a != nil {
+			w.Start = d.plainStr(a)
+			if _, err := time.Parse("2006-01-02", w.Start); err != nil {
+				d.errf(a.Expr.Range().Ptr(), "Invalid date", "%q is not a date like 2026-03-02.", w.Start)
+			}
+		}
+		if a := wc.Attributes["overflow"]; a != nil {
+			w.Overflow = d.plainStr(a)
+			if !oneOf(w.Overflow, "defer", "relay") {
+				d.errf(a.Expr.Range().Ptr(), "Invalid warm-up overflow", "%q must be defer or relay.", w.Overflow)
+			}
+		}
+		o.Warmup = w
+	}
+	return o
+}
+
+func (d *decoder) inbound(b *hcl.Block) *Inbound {
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "dnsbl"}, {Name: "greylisting"}, {Name: "dmarc_policy"},
+	}})
+	d.diags = append(d.diags, diags...)
+	in := &Inbound{DMARCPolicy: "enforce"}
+	if a := c.Attributes["dnsbl"]; a != nil {
+		in.DNSBL = []string{}
+		for _, z := range d.strList(a) {
+			if !validHostname(z) {
+				d.errf(a.Expr.Range().Ptr(), "Invalid DNSBL zone", "%q is not a DNS zone name.", z)
+				continue
+			}
+			in.DNSBL = append(in.DNSBL, strings.ToLower(z))
+		}
+	}
+	if a := c.Attributes["greylisting"]; a != nil {
+		in.Greylisting = d.boolean(a)
+	}
+	if a := c.Attributes["dmarc_policy"]; a != nil {
+		in.DMARCPolicy = d.plainStr(a)
+		if !oneOf(in.DMARCPolicy, "enforce", "report") {
+			d.errf(a.Expr.Range().Ptr(), "Invalid DMARC policy handling", "%q must be enforce or report.", in.DMARCPolicy)
+		}
+	}
+	return in
 }
 
 func (d *decoder) ports(b *hcl.Block, p *Ports) {

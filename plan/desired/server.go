@@ -63,6 +63,28 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 	default:
 		sc.TLS = serverconfig.TLS{Mode: "acme", ACMEEmail: s.TLS.ACMEEmail, ACMEDirectory: s.TLS.ACMEDirectory}
 	}
+	if r := s.Relay; r != nil {
+		sc.Relay = &serverconfig.Relay{Address: r.Address, Username: r.Username.Str, Password: r.Password.Str,
+			Domains: r.Domains, MXHosts: r.MXHosts}
+	}
+	if o := s.Outbound; o != nil {
+		sc.Outbound = &serverconfig.Outbound{AddressPreference: o.Prefer}
+		if o.SourceIPv4.IsValid() {
+			sc.Outbound.SourceIPv4 = o.SourceIPv4.String()
+		}
+		if o.SourceIPv6.IsValid() {
+			sc.Outbound.SourceIPv6 = o.SourceIPv6.String()
+		}
+		if w := o.Warmup; w != nil {
+			sc.Outbound.Warmup = &serverconfig.Warmup{Weeks: w.Weeks, Start: w.Start, Overflow: w.Overflow}
+		}
+	}
+	if in := s.Inbound; in != nil {
+		sc.Inbound = &serverconfig.Inbound{DNSBLZones: in.DNSBL, Greylisting: in.Greylisting, DMARCPolicy: in.DMARCPolicy}
+	} else if s.Local != nil {
+		// A lab has no business asking public blocklists about 127.0.0.1.
+		sc.Inbound = &serverconfig.Inbound{DNSBLZones: []string{}}
+	}
 	served := map[string]bool{}
 	for _, d := range cfg.Domains {
 		if d.Server != s {

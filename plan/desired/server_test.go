@@ -30,3 +30,63 @@ func TestServerConfigOfExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestServerConfigMail: relay, outbound and inbound settings reach the
+// server configuration, and the server accepts them.
+func TestServerConfigMail(t *testing.T) {
+	t.Parallel()
+	src := `
+provider "zonefile" "z" { dir = "zones" }
+server "mx1" {
+  hostname = "mx1.example.org"
+  ipv4     = "203.0.113.10"
+  ipv6     = "2001:db8::10"
+  tls { acme_email = "a@example.org" }
+  relay {
+    address  = "smtp.eu.mailgun.org:587"
+    username = "postmaster@example.org"
+    password = env("RELAY_PASSWORD")
+    domains  = ["hotmail.com"]
+    mx_hosts = ["*.mail.protection.outlook.com"]
+  }
+  outbound {
+    prefer      = "ipv6"
+    source_ipv6 = "2001:db8::10"
+    warmup {
+      weeks    = 4
+      overflow = "relay"
+    }
+  }
+  inbound {
+    dnsbl       = ["zen.spamhaus.org", "bl.spamcop.net"]
+    greylisting = true
+  }
+}
+domain "example.org" {
+  dns    = provider.zonefile.z
+  server = server.mx1
+}
+user "a@example.org" { password_hash = "` + "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$5yq2Vt0Jc6QFd6nOgxwtWkl3e1gGugcqo8xiP0WDJwQ" + `" }
+`
+	cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(src)},
+		config.LoadOptions{Getenv: func(string) string { return "relay-secret" }})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	sc := desired.ServerConfig(cfg, cfg.Servers[0])
+	if err := sc.WithDefaults().Validate(); err != nil {
+		t.Fatalf("server rejects the generated config: %v", err)
+	}
+	if sc.Relay == nil || sc.Relay.Password != "relay-secret" || sc.Relay.MXHosts[0] != "*.mail.protection.outlook.com" || sc.Relay.Domains[0] != "hotmail.com" {
+		t.Errorf("relay = %+v", sc.Relay)
+	}
+	if o := sc.Outbound; o == nil || o.SourceIPv6 != "2001:db8::10" || o.Warmup == nil || o.Warmup.Weeks != 4 || o.Warmup.Overflow != "relay" {
+		t.Errorf("outbound = %+v", sc.Outbound)
+	}
+	if in := sc.Inbound; in == nil || len(in.DNSBLZones) != 2 || !in.Greylisting {
+		t.Errorf("inbound = %+v", sc.Inbound)
+	}
+	if got := desired.SPF(cfg, cfg.Domains[0]); got != "v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 include:mailgun.org ~all" {
+		t.Errorf("SPF with a Mailgun relay = %q", got)
+	}
+}
