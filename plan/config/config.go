@@ -91,9 +91,9 @@ type Server struct {
 	IPv4     netip.Addr
 	IPv6     netip.Addr // zero when absent
 	// PTR is the provider that sets reverse DNS, or nil.
-	PTR   *Provider
-	SSH   *SSH   // nil for a local target
-	Local *Local // nil for an SSH target
+	PTR      *Provider
+	SSH      *SSH   // nil for a local target
+	Local    *Local // nil for an SSH target
 	TLS      TLS
 	Relay    *Relay
 	Outbound *Outbound // nil: defaults (IPv6 preferred, no warm-up)
