@@ -69,9 +69,11 @@ type DKIMKey struct {
 	Record    string `json:"record"`
 }
 
-// serveControl answers GET /status on the unix socket ln until it is closed.
-func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error)) *http.Server {
+// serveControl answers GET /status and the queue endpoints on the unix
+// socket ln until it is closed.
+func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin) *http.Server {
 	mux := http.NewServeMux()
+	handleQueue(mux, q)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status(r.Context())
 		if err != nil {

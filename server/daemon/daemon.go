@@ -389,7 +389,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	control := serveControl(controlLn, d.status)
+	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue })
 
 	log.Info("mail server ready", "listeners", listeners, "control", cfg.Control, "tls_mode", cfg.TLS.Mode)
 
