@@ -188,7 +188,9 @@ type Domain struct {
 
 // DKIM settings.
 type DKIM struct {
-	Selector string // default "mailctl"
+	Selector string // default "mailctl"; its keys sign
+	// Previous selectors stay published (not signing) during a rotation.
+	Previous []string
 }
 
 // SPF settings.

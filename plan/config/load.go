@@ -772,12 +772,21 @@ func (d *decoder) domain(b *hcl.Block) {
 		seen[blk.Type] = blk
 		switch blk.Type {
 		case "dkim":
-			c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "selector"}}})
+			c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "previous"}}})
 			d.diags = append(d.diags, diags...)
 			if a := c.Attributes["selector"]; a != nil {
 				dom.DKIM.Selector = d.plainStr(a)
 				if !validLabel(dom.DKIM.Selector) {
 					d.errf(a.Expr.Range().Ptr(), "Invalid DKIM selector", "%q is not a DNS label (letters, digits, hyphens).", dom.DKIM.Selector)
+				}
+			}
+			if a := c.Attributes["previous"]; a != nil {
+				for _, p := range d.strList(a) {
+					if !validLabel(p) || p == dom.DKIM.Selector {
+						d.errf(a.Expr.Range().Ptr(), "Invalid DKIM selector", "%q is not a DNS label other than the signing selector.", p)
+						continue
+					}
+					dom.DKIM.Previous = append(dom.DKIM.Previous, p)
 				}
 			}
 		case "spf":

@@ -69,6 +69,16 @@ func DKIMSelectors(selector string) []string {
 	return out
 }
 
+// PublishedSelectors are the selectors published for a domain: those of
+// the signing selector, then those of the previous ones (rotation).
+func PublishedSelectors(k config.DKIM) []string {
+	out := DKIMSelectors(k.Selector)
+	for _, p := range k.Previous {
+		out = append(out, DKIMSelectors(p)...)
+	}
+	return out
+}
+
 // Records returns every owned record set of every domain, sorted by
 // address. keys gives the DKIM public keys known from the servers; a
 // selector without a key is Unknown ("known after apply").
@@ -134,7 +144,7 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys []DKIMKey, hostOwn
 		}
 	}
 
-	for _, sel := range DKIMSelectors(d.DKIM.Selector) {
+	for _, sel := range PublishedSelectors(d.DKIM) {
 		r := set(sel+"._domainkey."+d.Name, "TXT")
 		r.Source = "server." + s.Name
 		if k := findKey(keys, d.Name, sel); k != "" {

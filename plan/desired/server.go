@@ -91,7 +91,7 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 			continue
 		}
 		served[d.Name] = true
-		sd := serverconfig.Domain{Name: d.Name, DKIMSelectors: []string{d.DKIM.Selector}}
+		sd := serverconfig.Domain{Name: d.Name, DKIMSelectors: append([]string{d.DKIM.Selector}, d.DKIM.Previous...)}
 		if d.MTASTS != nil {
 			sd.MTASTSMode, sd.MTASTSMaxAge = d.MTASTS.Mode, d.MTASTS.MaxAge
 		}

@@ -1,6 +1,7 @@
 package desired_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/mailctl/mailctl/plan/config"
@@ -88,5 +89,44 @@ user "a@example.org" { password_hash = "` + "$argon2id$v=19$m=1024,t=1,p=1$c2Fsd
 	}
 	if got := desired.SPF(cfg, cfg.Domains[0]); got != "v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 include:mailgun.org ~all" {
 		t.Errorf("SPF with a Mailgun relay = %q", got)
+	}
+}
+
+// TestDKIMRotation: previous selectors stay published and reach the server
+// after the signing one.
+func TestDKIMRotation(t *testing.T) {
+	t.Parallel()
+	src := `
+provider "zonefile" "z" { dir = "zones" }
+server "mx1" {
+  hostname = "mx1.example.org"
+  ipv4     = "203.0.113.10"
+  tls { acme_email = "a@example.org" }
+}
+domain "example.org" {
+  dns    = provider.zonefile.z
+  server = server.mx1
+  dkim {
+    selector = "mx1-2027"
+    previous = ["mx1-2026"]
+  }
+}
+`
+	cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(src)}, config.LoadOptions{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	sc := desired.ServerConfig(cfg, cfg.Servers[0])
+	if got := sc.Domains[0].DKIMSelectors; len(got) != 2 || got[0] != "mx1-2027" || got[1] != "mx1-2026" {
+		t.Errorf("server selectors = %v, want [mx1-2027 mx1-2026]", got)
+	}
+	var names []string
+	for _, r := range desired.Records(cfg, nil) {
+		if strings.Contains(r.Name, "_domainkey") {
+			names = append(names, r.Name)
+		}
+	}
+	if len(names) != 4 {
+		t.Errorf("published DKIM names = %v, want 4 (ed25519 + rsa for both selectors)", names)
 	}
 }

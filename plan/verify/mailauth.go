@@ -245,7 +245,7 @@ func tags(rec string) (map[string]string, []string, error) {
 // checkDKIM compares the published key of each selector with the server's.
 func (r *runner) checkDKIM(ctx context.Context, d *config.Domain) []Result {
 	var out []Result
-	for _, sel := range desired.DKIMSelectors(d.DKIM.Selector) {
+	for _, sel := range desired.PublishedSelectors(d.DKIM) {
 		name := sel + "._domainkey." + d.Name
 		res := Result{Target: name}
 		var want *desired.RRSet

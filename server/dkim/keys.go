@@ -51,13 +51,18 @@ type Key struct {
 	Selector  string    `json:"selector"`
 	Algorithm Algorithm `json:"algorithm"`
 	// Record is the public TXT record: "v=DKIM1; k=...; p=...".
-	Record string        `json:"record"`
-	Signer crypto.Signer `json:"-"`
+	Record string `json:"record"`
+	// Signing is true for the keys of the first configured selector: they
+	// sign. The keys of later selectors are only published (a rotation
+	// keeps the old key in DNS until mail signed with it has been read).
+	Signing bool          `json:"signing"`
+	Signer  crypto.Signer `json:"-"`
 }
 
 // Ensure loads the keys of domain for each base selector from dir
 // (dir/<domain>/<selector>.pem), generating and saving (0600) the missing
-// ones. It never overwrites an existing key.
+// ones. It never overwrites an existing key. The keys of the first base
+// selector are the signing ones.
 func Ensure(dir, domain string, bases []string) ([]Key, error) {
 	domain = strings.ToLower(domain)
 	if domain == "" || strings.ContainsAny(domain, "/\\") || strings.HasPrefix(domain, ".") {
@@ -68,7 +73,7 @@ func Ensure(dir, domain string, bases []string) ([]Key, error) {
 		return nil, fmt.Errorf("create dkim key dir %q: %w", ddir, err)
 	}
 	var keys []Key
-	for _, base := range bases {
+	for i, base := range bases {
 		for _, sel := range Selectors(base) {
 			if strings.ContainsAny(sel.Name, "/\\") || strings.HasPrefix(sel.Name, ".") {
 				return nil, fmt.Errorf("dkim: invalid selector %q", sel.Name)
@@ -85,7 +90,7 @@ func Ensure(dir, domain string, bases []string) ([]Key, error) {
 			if err != nil {
 				return nil, fmt.Errorf("dkim key %q: %w", path, err)
 			}
-			keys = append(keys, Key{Domain: domain, Selector: sel.Name, Algorithm: sel.Algorithm, Record: rec, Signer: signer})
+			keys = append(keys, Key{Domain: domain, Selector: sel.Name, Algorithm: sel.Algorithm, Record: rec, Signing: i == 0, Signer: signer})
 		}
 	}
 	return keys, nil

@@ -71,3 +71,25 @@ func TestEnsureRejectsPaths(t *testing.T) {
 		t.Errorf("selector with a path accepted")
 	}
 }
+
+// TestRotation: with two configured selectors, both are published (Ensure
+// returns their records) but only the first one signs.
+func TestRotation(t *testing.T) {
+	t.Parallel()
+	keys, err := dkim.Ensure(t.TempDir(), "example.org", []string{"mx1-2027", "mx1-2026"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 4 {
+		t.Fatalf("%d keys, want 4", len(keys))
+	}
+	s := dkim.NewSigner(keys)
+	msg := "From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
+	hdr, err := s.Sign(strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(hdr, "s=mx1-2027-ed25519") || !strings.Contains(hdr, "s=mx1-2027-rsa") || strings.Contains(hdr, "s=mx1-2026") {
+		t.Errorf("signatures = %q, want only the mx1-2027 selectors", hdr)
+	}
+}

@@ -40,10 +40,14 @@ func NewSigner(keys []Key) *Signer {
 	return s
 }
 
-// SetKeys replaces the signing keys.
+// SetKeys replaces the signing keys: those of keys marked Signing (the
+// others are only published).
 func (s *Signer) SetKeys(keys []Key) {
 	m := map[string][]Key{}
 	for _, k := range keys {
+		if !k.Signing {
+			continue
+		}
 		d := strings.ToLower(k.Domain)
 		m[d] = append(m[d], k)
 	}
