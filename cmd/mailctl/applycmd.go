@@ -64,14 +64,8 @@ func runApply(ctx context.Context, e *env, args []string) int {
 			return exitOK
 		}
 		if !*autoApprove {
-			if !e.IsTerminal {
-				return errorf(e, "apply needs confirmation: stdin is not a terminal, so run 'mailctl apply -auto-approve' or apply a saved plan")
-			}
-			fmt.Fprint(e.Stdout, "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
-			line, _ := bufio.NewReader(e.Stdin).ReadString('\n')
-			if strings.TrimSpace(line) != "yes" {
-				fmt.Fprintln(e.Stdout, "\nApply cancelled.")
-				return exitError
+			if code, ok := confirm(e, "apply", "Do you want to perform these actions?", "or apply a saved plan"); !ok {
+				return code
 			}
 		}
 	}
@@ -167,4 +161,24 @@ func printConnect(e *env, cfg *config.Config) {
 			fmt.Fprintf(e.Stdout, "  the certificate is self-signed: %s\n", filepath.Join(desired.LocalDir(cfg, srv), "data", "tls", "self-signed.crt"))
 		}
 	}
+}
+
+// confirm asks for "yes" on a terminal before a command changes anything.
+// It returns ok, or the exit code to return: an error when stdin is not a
+// terminal (the user must pass -auto-approve), a cancellation otherwise.
+func confirm(e *env, cmd, question, alternative string) (int, bool) {
+	if !e.IsTerminal {
+		msg := fmt.Sprintf("%s needs confirmation: stdin is not a terminal, so run 'mailctl %s -auto-approve'", cmd, cmd)
+		if alternative != "" {
+			msg += " " + alternative
+		}
+		return errorf(e, "%s", msg), false
+	}
+	fmt.Fprintf(e.Stdout, "\n%s\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", question)
+	line, _ := bufio.NewReader(e.Stdin).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		fmt.Fprintf(e.Stdout, "\n%s cancelled.\n", strings.ToUpper(cmd[:1])+cmd[1:])
+		return exitError, false
+	}
+	return exitOK, true
 }

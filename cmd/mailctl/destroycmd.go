@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/apply"
@@ -59,14 +57,8 @@ func runDestroy(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	if !*autoApprove {
-		if !e.IsTerminal {
-			return errorf(e, "destroy needs confirmation: stdin is not a terminal, so run 'mailctl destroy -auto-approve'")
-		}
-		fmt.Fprint(e.Stdout, "\nDo you really want to destroy this mail setup?\n  Only 'yes' will be accepted to confirm.\n\n  Enter a value: ")
-		line, _ := bufio.NewReader(e.Stdin).ReadString('\n')
-		if strings.TrimSpace(line) != "yes" {
-			fmt.Fprintln(e.Stdout, "\nDestroy cancelled.")
-			return exitError
+		if code, ok := confirm(e, "destroy", "Do you really want to destroy this mail setup?", ""); !ok {
+			return code
 		}
 	}
 	fmt.Fprintln(e.Stdout)

@@ -134,3 +134,25 @@ func TestStalePlan(t *testing.T) {
 		t.Errorf("zone after apply:\n%s", zone)
 	}
 }
+
+// TestApplyConfirmation: on a terminal, apply asks and only "yes" goes on.
+func TestApplyConfirmation(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mail.hcl"), labConfig, 0o644)
+	target := "-target=dns.example.org._dmarc.TXT"
+
+	e, out, _ := testEnv(dir)
+	e.IsTerminal, e.Stdin = true, strings.NewReader("no\n")
+	if code := runCLI(t, e, "apply", target); code != 1 || !strings.Contains(out.String(), "Apply cancelled.") {
+		t.Fatalf("apply answered no = %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "zones", "example.org.zone")); err == nil {
+		t.Fatalf("a cancelled apply wrote the zone")
+	}
+	e, out, _ = testEnv(dir)
+	e.IsTerminal, e.Stdin = true, strings.NewReader("yes\n")
+	if code := runCLI(t, e, "apply", target); code != 0 || !strings.Contains(out.String(), "Only 'yes' will be accepted") || !strings.Contains(out.String(), "Apply complete!") {
+		t.Fatalf("apply answered yes = %d:\n%s", code, out)
+	}
+}
