@@ -183,23 +183,30 @@ func New(kind string, cfg Config) (Provider, error) {
 
 // Check reports missing required attributes and unknown ones.
 func (k Kind) Check(attrs map[string]string) error {
+	return CheckAttributes(k.Name, k.Attributes, attrs, ErrConfig)
+}
+
+// CheckAttributes reports, each wrapping errConfig, the required attributes
+// of kind missing from given and the given ones kind does not declare. The
+// DNS and reverse DNS registries share it.
+func CheckAttributes(kind string, declared []Attribute, given map[string]string, errConfig error) error {
 	known := map[string]bool{}
 	var errs []error
-	for _, a := range k.Attributes {
+	for _, a := range declared {
 		known[a.Name] = true
-		if a.Required && attrs[a.Name] == "" {
-			errs = append(errs, fmt.Errorf("%w: provider %q needs attribute %q (%s)", ErrConfig, k.Name, a.Name, a.Doc))
+		if a.Required && given[a.Name] == "" {
+			errs = append(errs, fmt.Errorf("%w: provider %q needs attribute %q (%s)", errConfig, kind, a.Name, a.Doc))
 		}
 	}
 	var unknown []string
-	for name := range attrs {
+	for name := range given {
 		if !known[name] {
 			unknown = append(unknown, name)
 		}
 	}
 	sort.Strings(unknown)
 	for _, name := range unknown {
-		errs = append(errs, fmt.Errorf("%w: provider %q has no attribute %q", ErrConfig, k.Name, name))
+		errs = append(errs, fmt.Errorf("%w: provider %q has no attribute %q", errConfig, kind, name))
 	}
 	return errors.Join(errs...)
 }

@@ -39,22 +39,30 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	var msg string
-	switch e.Status {
-	case http.StatusUnauthorized:
-		msg = fmt.Sprintf("%s: %s: the %s was refused (HTTP 401): check that it is correct and not expired", e.Provider, e.Op, e.Credential)
-	case http.StatusForbidden:
-		msg = fmt.Sprintf("%s: %s: the %s lacks a permission (HTTP 403): it needs %s", e.Provider, e.Op, e.Credential, e.Permission)
-	case 0:
-		msg = fmt.Sprintf("%s: %s", e.Provider, e.Op)
-	default:
-		msg = fmt.Sprintf("%s: %s: HTTP %d", e.Provider, e.Op, e.Status)
-	}
-	if e.Message != "" {
-		msg += ": " + e.Message
-	}
+	msg := APIMessage(e.Provider, e.Op, e.Status, e.Credential, e.Permission, e.Message)
 	if e.Err != nil && e.Status == 0 {
 		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// APIMessage is the text of a failed hosting-API call: what was being done,
+// and for HTTP 401/403 which credential was refused and which permission
+// it needs. The DNS and reverse DNS errors share it.
+func APIMessage(provider, op string, status int, credential, permission, message string) string {
+	var msg string
+	switch status {
+	case http.StatusUnauthorized:
+		msg = fmt.Sprintf("%s: %s: the %s was refused (HTTP 401): check that it is correct and not expired", provider, op, credential)
+	case http.StatusForbidden:
+		msg = fmt.Sprintf("%s: %s: the %s lacks a permission (HTTP 403): it needs %s", provider, op, credential, permission)
+	case 0:
+		msg = fmt.Sprintf("%s: %s", provider, op)
+	default:
+		msg = fmt.Sprintf("%s: %s: HTTP %d", provider, op, status)
+	}
+	if message != "" {
+		msg += ": " + message
 	}
 	return msg
 }

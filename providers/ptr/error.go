@@ -2,8 +2,9 @@ package ptr
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
+
+	"github.com/mailctl/mailctl/providers/dns"
 )
 
 // Sentinel errors wrapped by APIError, for errors.Is.
@@ -38,20 +39,7 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	var msg string
-	switch e.Status {
-	case http.StatusUnauthorized:
-		msg = fmt.Sprintf("%s: %s: the %s was refused (HTTP 401): check that it is correct and not expired", e.Provider, e.Op, e.Credential)
-	case http.StatusForbidden:
-		msg = fmt.Sprintf("%s: %s: the %s lacks a permission (HTTP 403): it needs %s", e.Provider, e.Op, e.Credential, e.Permission)
-	case 0:
-		msg = fmt.Sprintf("%s: %s", e.Provider, e.Op)
-	default:
-		msg = fmt.Sprintf("%s: %s: HTTP %d", e.Provider, e.Op, e.Status)
-	}
-	if e.Message != "" {
-		msg += ": " + e.Message
-	}
+	msg := dns.APIMessage(e.Provider, e.Op, e.Status, e.Credential, e.Permission, e.Message)
 	if e.Err != nil && e.Status == 0 && !errors.Is(e.Err, ErrNotFound) && !errors.Is(e.Err, ErrNotResolving) {
 		msg += ": " + e.Err.Error()
 	}

@@ -128,25 +128,7 @@ func New(kind string, cfg Config) (Provider, error) {
 
 // Check reports missing required attributes and unknown ones.
 func (k Kind) Check(attrs map[string]string) error {
-	known := map[string]bool{}
-	var errs []error
-	for _, a := range k.Attributes {
-		known[a.Name] = true
-		if a.Required && attrs[a.Name] == "" {
-			errs = append(errs, fmt.Errorf("%w: provider %q needs attribute %q (%s)", ErrConfig, k.Name, a.Name, a.Doc))
-		}
-	}
-	var unknown []string
-	for name := range attrs {
-		if !known[name] {
-			unknown = append(unknown, name)
-		}
-	}
-	sort.Strings(unknown)
-	for _, name := range unknown {
-		errs = append(errs, fmt.Errorf("%w: provider %q has no attribute %q", ErrConfig, k.Name, name))
-	}
-	return errors.Join(errs...)
+	return dns.CheckAttributes(k.Name, k.Attributes, attrs, ErrConfig)
 }
 
 // Canonical returns hostname as Get returns it: trimmed, lower case, without

@@ -81,6 +81,7 @@ type daemon struct {
 	web     *web.Handler
 	metrics *web.Metrics
 	signer  *dkim.Signer
+	keys    []dkim.Key // DKIM keys of the current configuration, for status (under mu)
 	queue   *queue.Queue
 
 	mu            sync.Mutex
@@ -198,10 +199,11 @@ func (d *daemon) run(ctx context.Context) (err error) {
 
 	// DKIM keys (generated on first start, never leave the server), the
 	// outbound queue, and the inbound checks of port 25.
-	keys, err := dkimKeys(cfg)
+	keys, err := dkim.KeysFromConfig(cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("dkim keys: %w", err)
 	}
+	d.keys = keys
 	d.signer = dkim.NewSigner(keys)
 	resolver, err := queue.ResolverFromConfig(cfg)
 	if err != nil {
@@ -461,22 +463,7 @@ func (d *daemon) ensureUsers(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("create mailboxes of %s: %w", u.Address, err)
 		}
 	}
-	_, err := dkimKeys(cfg)
-	return err
-}
-
-// dkimKeys loads, generating those missing, the DKIM keys of every domain
-// (server/dkim: one ed25519 and one rsa-2048 key per configured selector).
-func dkimKeys(cfg *config.Config) ([]dkim.Key, error) {
-	var out []dkim.Key
-	for _, dom := range cfg.Domains {
-		keys, err := dkim.Ensure(filepath.Join(cfg.DataDir, "dkim"), dom.Name, dom.DKIMSelectors)
-		if err != nil {
-			return nil, fmt.Errorf("dkim keys of %s: %w", dom.Name, err)
-		}
-		out = append(out, keys...)
-	}
-	return out, nil
+	return nil
 }
 
 func (d *daemon) health() error {
@@ -528,7 +515,7 @@ func (d *daemon) applyReload(ctx context.Context) error {
 	if _, err := auth.NewAuthenticator(cfg.AuthUsers(), auth.AuthenticatorOptions{Logger: d.log}); err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
-	keys, err := dkimKeys(cfg)
+	keys, err := dkim.KeysFromConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -579,6 +566,7 @@ func (d *daemon) applyReload(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	d.cfg = cfg
+	d.keys = keys
 	d.restartNeeded = restart
 	d.mu.Unlock()
 	d.log.Info("configuration reloaded", "config_digest", cfg.Digest(), "users", len(cfg.Users))
@@ -588,7 +576,7 @@ func (d *daemon) applyReload(ctx context.Context) error {
 // status builds the control socket's answer.
 func (d *daemon) status(ctx context.Context) (*Status, error) {
 	d.mu.Lock()
-	cfg, last, restart := d.cfg, d.lastReload, d.restartNeeded
+	cfg, last, restart, keys := d.cfg, d.lastReload, d.restartNeeded, d.keys
 	listeners := make(map[string]string, len(d.listeners))
 	for k, v := range d.listeners {
 		listeners[k] = v
@@ -615,10 +603,6 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 	}
 	if st.Certificates == nil {
 		st.Certificates = []tlsconf.CertInfo{}
-	}
-	keys, err := dkimKeys(cfg.WithDefaults())
-	if err != nil {
-		return nil, err
 	}
 	for _, k := range keys {
 		pub := k.Record[strings.Index(k.Record, "p=")+2:]

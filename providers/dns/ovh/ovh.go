@@ -110,6 +110,9 @@ func (p *Provider) SetHTTPOptions(o dns.HTTPOptions) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Two clients with the same settings: go-ovh's NewRequest writes
+	// client.Client.Timeout on every request, which would race with the
+	// requests in flight on a shared client.
 	p.client.Client = dns.NewHTTPClient(o)
 	p.hc = dns.NewHTTPClient(o)
 }

@@ -93,8 +93,10 @@ func New(endpoint, appKey, appSecret, consumerKey string, log *slog.Logger) (*Pr
 	}
 	// Built by hand rather than with goovh.NewClient, which would take
 	// OVH_* variables and ovh.conf files into account.
+	// go-ovh's request builder writes its client's Timeout on every call:
+	// requests are sent with a second client (see SetHTTPOptions).
+	c := &goovh.Client{AppKey: appKey, AppSecret: appSecret, ConsumerKey: consumerKey, Client: dns.NewHTTPClient(dns.HTTPOptions{Logger: log})}
 	hc := dns.NewHTTPClient(dns.HTTPOptions{Logger: log})
-	c := &goovh.Client{AppKey: appKey, AppSecret: appSecret, ConsumerKey: consumerKey, Client: hc}
 	if err := c.SetEndpoint(strings.TrimSuffix(u, "/")); err != nil {
 		return nil, fmt.Errorf("%w: ovh: %v", ptr.ErrConfig, err)
 	}
@@ -106,11 +108,13 @@ func (p *Provider) SetHTTPOptions(o dns.HTTPOptions) {
 	if o.Logger == nil {
 		o.Logger = p.log
 	}
-	hc := dns.NewHTTPClient(o)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.client.Client = hc
-	p.hc = hc
+	// Two clients with the same settings: go-ovh's NewRequest writes
+	// client.Client.Timeout on every request, which would race with the
+	// requests in flight on a shared client.
+	p.client.Client = dns.NewHTTPClient(o)
+	p.hc = dns.NewHTTPClient(o)
 }
 
 // call signs and sends one request, decoding the answer into out.
