@@ -108,6 +108,8 @@ type Server struct {
 	nextID      int64
 	actionPolls int
 	failNext    *actionError
+	onPTR       func(ip netip.Addr, ptr string)
+	published   []func() // OnPTR calls waiting for s.mu to be released
 }
 
 func randHex(n int) string {
@@ -128,7 +130,7 @@ func New(t testing.TB) *Server {
 	mux := http.NewServeMux()
 	h := func(pattern string, f http.HandlerFunc) {
 		method, p, _ := strings.Cut(pattern, " ")
-		mux.Handle(method+" "+Root+p, s.Wrap(s.auth(f), errorBody))
+		mux.Handle(method+" "+Root+p, s.Wrap(s.auth(s.publishing(f)), errorBody))
 	}
 	h("GET /servers", s.listServers)
 	h("GET /servers/{id}", s.getServer)
@@ -154,6 +156,37 @@ func (s *Server) SetActionPolls(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.actionPolls = n
+}
+
+// OnPTR calls f (outside the emulator's lock) each time a change_dns_ptr
+// action completes, with the IP and its new PTR ("" when an IPv6 PTR is
+// removed): what Hetzner's reverse DNS servers then serve. Tests use it to
+// publish the PTR in a real DNS server.
+func (s *Server) OnPTR(f func(ip netip.Addr, ptr string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onPTR = f
+}
+
+// publishing runs the OnPTR calls of the actions that f completed, after
+// f released the lock and before its response is sent.
+func (s *Server) publishing(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		f(rec, r)
+		s.mu.Lock()
+		calls := s.published
+		s.published = nil
+		s.mu.Unlock()
+		for _, c := range calls {
+			c()
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}
 }
 
 // FailNextAction makes the next change_dns_ptr action end in status "error"
@@ -675,6 +708,12 @@ func (s *Server) changePtr(w http.ResponseWriter, r *http.Request, ref resourceR
 			target.ptr[a] = DefaultPTR(a)
 		default:
 			delete(target.ptr, a)
+		}
+		if f := s.onPTR; f != nil {
+			ptr := target.ptr[a]
+			// complete runs under s.mu: publish once it is released,
+			// before the response that shows the action finished.
+			s.published = append(s.published, func() { f(a, ptr) })
 		}
 	}
 	s.actions[act.id] = act

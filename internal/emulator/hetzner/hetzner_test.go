@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mailctl/mailctl/internal/emulator/hetzner"
@@ -167,5 +168,46 @@ func TestChangeDNSPtr(t *testing.T) {
 	}
 	if n := s.RunningActions(); n != 0 {
 		t.Errorf("%d actions still running", n)
+	}
+}
+
+// TestOnPTR: the hook sees each completed change before the poll that
+// reports it finished returns, and nothing for a failed action.
+func TestOnPTR(t *testing.T) {
+	t.Parallel()
+	s := hetzner.New(t)
+	s.SetActionPolls(1)
+	id := s.AddServer("mx1", "203.0.113.10", "2001:db8:1:2::/64")
+	path := fmt.Sprintf("/servers/%d/actions/change_dns_ptr", id)
+	var mu sync.Mutex
+	var seen []string
+	s.OnPTR(func(ip netip.Addr, ptr string) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, ip.String()+"="+ptr)
+	})
+	got := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(seen, ",")
+	}
+	_, m := call(t, s, s.Token, "POST", path, `{"ip":"203.0.113.10","dns_ptr":"mx1.example.org"}`)
+	aid := int64(m["action"].(map[string]any)["id"].(float64))
+	if g := got(); g != "" {
+		t.Fatalf("hook called before the action completed: %s", g)
+	}
+	_, m = call(t, s, s.Token, "GET", fmt.Sprintf("/actions/%d", aid), "")
+	if st := m["action"].(map[string]any)["status"]; st != "success" {
+		t.Fatalf("action status %v", st)
+	}
+	if g := got(); g != "203.0.113.10=mx1.example.org" {
+		t.Fatalf("hook calls = %q", g)
+	}
+	s.FailNextAction("action_failed", "rDNS backend unavailable")
+	_, m = call(t, s, s.Token, "POST", path, `{"ip":"203.0.113.10","dns_ptr":"x.example.org"}`)
+	aid = int64(m["action"].(map[string]any)["id"].(float64))
+	call(t, s, s.Token, "GET", fmt.Sprintf("/actions/%d", aid), "")
+	if g := got(); g != "203.0.113.10=mx1.example.org" {
+		t.Fatalf("hook called for a failed action: %q", g)
 	}
 }
