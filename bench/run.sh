@@ -8,10 +8,9 @@
 # env: SKIP_SETUP=1 (anchors already configured), OURS_PASS, BENCH_DIR, and
 #      everything run-anchors.sh reads (RUNS, N, C, SIZE, IMAP_N, ...).
 #
-# Ours listens on 127.0.0.1: SMTP 3525, IMAPS 3993, and 3143 through
-# bench/tlsproxy (plain -> TLS), because the shared IMAP client only does
-# plaintext LOGIN, which the server refuses before TLS. The proxy runs in
-# the server's process group, so its CPU and memory count against us.
+# Ours listens on 127.0.0.1: SMTP 3525, IMAP 3143 (plaintext LOGIN, which
+# the server allows to loopback clients only, as Dovecot does: both IMAP
+# servers are measured the same way, without TLS) and IMAPS 3993.
 # No DNSBL (the Postfix anchor has none), and the DNS questions of the
 # inbound checks (SPF, DKIM, DMARC) go to a closed loopback port: they fail
 # at once as temperror, and nothing leaves the machine.
@@ -24,7 +23,7 @@ PASS=${OURS_PASS:-bench-ours-password}
 [ -x "$SHARED/run-anchors.sh" ] || { echo "no $SHARED/run-anchors.sh (set SHARED_BENCH)" >&2; exit 2; }
 
 mkdir -p "$OURS"
-(cd "$REPO" && go build -o "$OURS/mailctl" ./cmd/mailctl && go build -o "$OURS/tlsproxy" ./bench/tlsproxy)
+(cd "$REPO" && go build -o "$OURS/mailctl" ./cmd/mailctl)
 # The hash comes from server/auth.HashPassword (DefaultParams) via mailctl passwd.
 HASH=$(printf '%s\n' "$PASS" | "$OURS/mailctl" passwd)
 rm -rf "$OURS/data"
@@ -37,7 +36,7 @@ cat > "$OURS/server.json" <<JSON
     "smtp": "127.0.0.1:3525",
     "submission": "127.0.0.1:3587",
     "submissions": "127.0.0.1:3465",
-    "imap": "127.0.0.1:3144",
+    "imap": "127.0.0.1:3143",
     "imaps": "127.0.0.1:3993"
   },
   "tls": {"mode": "self-signed"},
@@ -53,5 +52,5 @@ JSON
 
 [ "${SKIP_SETUP:-0}" = 1 ] || "$SHARED/setup-anchors.sh"
 export OURS_LABEL=${OURS_LABEL:-mailctl}
-export OURS_IMAP_PORT=3143 OURS_IMAPS_PORT=3993
+
 exec "$SHARED/run-anchors.sh" 3525 bench@bench.test 3143 bench@bench.test "$PASS" -- "$REPO/bench/serve-bench.sh" "$OURS"

@@ -24,10 +24,14 @@ import (
 // RFC 9051 section 6.2.1), reads the client's commands line by line to
 // answer ID, STARTTLS and, once logged in, the QUOTA commands (RFC 9208),
 // and adjusts the capability lists the library writes: ID always, QUOTA
-// over TLS, STARTTLS and LOGINDISABLED (no AUTH=) before TLS.
+// once a password may be sent, STARTTLS before TLS, and LOGINDISABLED (no
+// AUTH=) before TLS for clients that are not on a loopback address.
 //
 // The library runs with InsecureAuth because it never sees a *tls.Conn;
-// sessions refuse LOGIN and AUTHENTICATE unless conn.isTLS().
+// sessions refuse LOGIN and AUTHENTICATE unless conn.secure(): TLS is on,
+// or the client is on a loopback address (127.0.0.0/8, ::1), where a
+// password cannot be sniffed from the network (Dovecot exempts loopback
+// from disable_plaintext_auth in the same way).
 //
 // Literals are passed through untouched in both directions, so message
 // contents are never taken for commands or capability lines.
@@ -38,6 +42,7 @@ type conn struct {
 	logger    *slog.Logger
 
 	tlsActive atomic.Bool
+	loopback  bool                      // the client is on a loopback address
 	quota     atomic.Pointer[quotaFunc] // set once the session is logged in
 	tlsConn   *tls.Conn                 // guarded by wmu once set
 	implicit  *tls.Conn                 // set at creation for implicit TLS
@@ -64,7 +69,7 @@ type conn struct {
 const maxLine = 64 << 10
 
 func newConn(c net.Conn, cfg *tls.Config, implicitTLS bool, logger *slog.Logger) *conn {
-	cc := &conn{Conn: c, tlsConfig: cfg, logger: logger}
+	cc := &conn{Conn: c, tlsConfig: cfg, logger: logger, loopback: isLoopback(c.RemoteAddr())}
 	var rw io.ReadWriter = c
 	if implicitTLS {
 		cc.tlsConn = tls.Server(c, cfg)
@@ -78,6 +83,30 @@ func newConn(c net.Conn, cfg *tls.Config, implicitTLS bool, logger *slog.Logger)
 }
 
 func (c *conn) isTLS() bool { return c.tlsActive.Load() }
+
+// secure reports whether a password may be sent on the connection: over
+// TLS, or in plaintext from a loopback address.
+func (c *conn) secure() bool { return c.loopback || c.isTLS() }
+
+// isLoopback reports whether a is an IP address of 127.0.0.0/8 or ::1
+// (IPv4-mapped loopback included).
+func isLoopback(a net.Addr) bool {
+	var ip net.IP
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip = a.IP
+	default:
+		if a == nil {
+			return false
+		}
+		host, _, err := net.SplitHostPort(a.String())
+		if err != nil {
+			return false
+		}
+		ip = net.ParseIP(host)
+	}
+	return ip != nil && ip.IsLoopback()
+}
 
 // handshake completes an implicit-TLS handshake within a bounded time.
 func (c *conn) handshake() error {
@@ -342,23 +371,23 @@ func (c *conn) rewriteCaps(dst, line []byte) []byte {
 		first = false
 		dst = append(dst, s...)
 	}
-	tlsOK := c.isTLS()
+	tlsOK, secure := c.isTLS(), c.secure()
 	for _, cp := range strings.Fields(string(line[start:end])) {
 		up := strings.ToUpper(cp)
-		if !tlsOK && strings.HasPrefix(up, "AUTH=") || up == "STARTTLS" || up == "LOGINDISABLED" || up == "ID" || strings.HasPrefix(up, "QUOTA") {
+		if !secure && strings.HasPrefix(up, "AUTH=") || up == "STARTTLS" || up == "LOGINDISABLED" || up == "ID" || strings.HasPrefix(up, "QUOTA") {
 			continue
 		}
 		add(cp)
 	}
 	add("ID")
-	if tlsOK {
+	if secure {
 		add("QUOTA")
 		add("QUOTA=RES-STORAGE")
 	}
 	if !tlsOK && c.tlsConfig != nil {
 		add("STARTTLS")
 	}
-	if !tlsOK {
+	if !secure {
 		add("LOGINDISABLED")
 	}
 	return append(dst, line[end:]...)

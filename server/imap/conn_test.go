@@ -15,8 +15,9 @@ import (
 // pipeConn is a net.Conn that holds what the client sends and collects
 // what the server writes.
 type pipeConn struct {
-	in  *bytes.Reader
-	out bytes.Buffer
+	in     *bytes.Reader
+	out    bytes.Buffer
+	remote net.Addr // default 192.0.2.1:40000, not loopback
 }
 
 func (p *pipeConn) Read(b []byte) (int, error)  { return p.in.Read(b) }
@@ -24,14 +25,21 @@ func (p *pipeConn) Write(b []byte) (int, error) { return p.out.Write(b) }
 func (p *pipeConn) Close() error                { return nil }
 func (p *pipeConn) LocalAddr() net.Addr         { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 143} }
 func (p *pipeConn) RemoteAddr() net.Addr {
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+	if p.remote != nil {
+		return p.remote
+	}
+	return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 40000}
 }
 func (p *pipeConn) SetDeadline(t time.Time) error      { return nil }
 func (p *pipeConn) SetReadDeadline(t time.Time) error  { return nil }
 func (p *pipeConn) SetWriteDeadline(t time.Time) error { return nil }
 
 func newTestConn(input string) (*conn, *pipeConn) {
-	pc := &pipeConn{in: bytes.NewReader([]byte(input))}
+	return newTestConnFrom(input, nil)
+}
+
+func newTestConnFrom(input string, remote net.Addr) (*conn, *pipeConn) {
+	pc := &pipeConn{in: bytes.NewReader([]byte(input)), remote: remote}
 	return newConn(pc, nil, false, slog.New(slog.DiscardHandler)), pc
 }
 
@@ -105,12 +113,31 @@ func TestConnWriteCaps(t *testing.T) {
 	tests := []struct {
 		name     string
 		tls      bool
+		remote   net.Addr // nil: 192.0.2.1
 		in, want string
 	}{
 		{
 			name: "greeting before TLS",
 			in:   "* OK [CAPABILITY IMAP4rev2 IMAP4rev1 SASL-IR LITERAL- AUTH=PLAIN] IMAP server ready\r\n",
 			want: "* OK [CAPABILITY IMAP4rev2 IMAP4rev1 SASL-IR LITERAL- ID STARTTLS LOGINDISABLED] IMAP server ready\r\n",
+		},
+		{
+			name:   "greeting before TLS from 127.0.0.2",
+			remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 40000},
+			in:     "* OK [CAPABILITY IMAP4rev2 IMAP4rev1 SASL-IR LITERAL- AUTH=PLAIN] IMAP server ready\r\n",
+			want:   "* OK [CAPABILITY IMAP4rev2 IMAP4rev1 SASL-IR LITERAL- AUTH=PLAIN ID QUOTA QUOTA=RES-STORAGE STARTTLS] IMAP server ready\r\n",
+		},
+		{
+			name:   "greeting before TLS from ::1",
+			remote: &net.TCPAddr{IP: net.IPv6loopback, Port: 40000},
+			in:     "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] IMAP server ready\r\n",
+			want:   "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN ID QUOTA QUOTA=RES-STORAGE STARTTLS] IMAP server ready\r\n",
+		},
+		{
+			name:   "greeting before TLS from ::ffff:192.0.2.7",
+			remote: &net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 40000},
+			in:     "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] IMAP server ready\r\n",
+			want:   "* OK [CAPABILITY IMAP4rev1 ID STARTTLS LOGINDISABLED] IMAP server ready\r\n",
 		},
 		{
 			name: "capability after TLS",
@@ -133,7 +160,7 @@ func TestConnWriteCaps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, pc := newTestConn("")
+			c, pc := newTestConnFrom("", tt.remote)
 			c.tlsConfig = nil
 			if tt.tls {
 				c.tlsActive.Store(true)

@@ -10,7 +10,8 @@
 //
 // Passwords are accepted only over TLS: port 993 with implicit TLS
 // (RFC 8314) or port 143 after STARTTLS, which announces LOGINDISABLED
-// until then.
+// until then; clients on a loopback address (127.0.0.0/8, ::1) may log in
+// without TLS, as Dovecot allows, since nothing crosses a network.
 package imap
 
 import (

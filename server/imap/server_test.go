@@ -30,6 +30,7 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/store"
@@ -69,6 +70,7 @@ type testEnv struct {
 	st        *store.Store
 	auth      *passwords
 	plainAddr string // STARTTLS (143)
+	farAddr   string // STARTTLS (143), where clients appear to come from 192.0.2.10
 	tlsAddr   string // implicit TLS (993)
 	clientTLS *tls.Config
 	caFile    string // PEM of the server certificate
@@ -129,10 +131,16 @@ func newEnv(t testing.TB, quota int64) *testEnv {
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}}
-	for _, implicit := range []bool{false, true} {
+	for _, kind := range []string{"plain", "far", "tls"} {
+		implicit := kind == "tls"
+		var ln net.Listener
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		if kind == "far" {
+			ln = farListener{ln}
 		}
 		srv := imap.New(st, env.auth, imap.Options{TLSConfig: serverTLS, ImplicitTLS: implicit, Logger: logger})
 		done := make(chan error, 1)
@@ -143,13 +151,34 @@ func newEnv(t testing.TB, quota int64) *testEnv {
 				t.Errorf("Serve = %v", err)
 			}
 		})
-		if implicit {
-			env.tlsAddr = ln.Addr().String()
-		} else {
-			env.plainAddr = ln.Addr().String()
+		switch kind {
+		case "plain":
+			env.plainAddr = addr
+		case "far":
+			env.farAddr = addr
+		case "tls":
+			env.tlsAddr = addr
 		}
 	}
 	return env
+}
+
+// farListener makes its connections look as if they came from a client
+// on the network (192.0.2.10, RFC 5737), not from loopback.
+type farListener struct{ net.Listener }
+
+func (l farListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return farConn{c}, nil
+}
+
+type farConn struct{ net.Conn }
+
+func (farConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 40000}
 }
 
 type testWriter struct{ t testing.TB }
@@ -182,12 +211,13 @@ func (env *testEnv) dialTLS(t testing.TB, opts *imapclient.Options) *imapclient.
 	return c
 }
 
-// TestLoginDisabledBeforeSTARTTLS: on the plaintext port the server
-// announces LOGINDISABLED and STARTTLS, offers no AUTH= mechanism and
-// refuses a password; after STARTTLS login works.
+// TestLoginDisabledBeforeSTARTTLS: on the plaintext port, to a client that
+// is not on loopback, the server announces LOGINDISABLED and STARTTLS,
+// offers no AUTH= mechanism and refuses a password; after STARTTLS login
+// works.
 func TestLoginDisabledBeforeSTARTTLS(t *testing.T) {
 	env := newEnv(t, 0)
-	raw, err := net.Dial("tcp", env.plainAddr)
+	raw, err := net.Dial("tcp", env.farAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +247,7 @@ func TestLoginDisabledBeforeSTARTTLS(t *testing.T) {
 	}
 	c.Close()
 
-	c, err = imapclient.DialStartTLS(env.plainAddr, &imapclient.Options{TLSConfig: env.clientTLS})
+	c, err = imapclient.DialStartTLS(env.farAddr, &imapclient.Options{TLSConfig: env.clientTLS})
 	if err != nil {
 		t.Fatalf("DialStartTLS = %v", err)
 	}
@@ -237,8 +267,60 @@ func TestLoginDisabledBeforeSTARTTLS(t *testing.T) {
 	}
 	env.auth.mu.Lock()
 	defer env.auth.mu.Unlock()
-	if len(env.auth.remotes) != 1 || !strings.HasPrefix(env.auth.remotes[0].String(), "127.0.0.1:") {
+	if len(env.auth.remotes) != 1 || !strings.HasPrefix(env.auth.remotes[0].String(), "192.0.2.10:") {
 		t.Errorf("authenticator remotes = %v", env.auth.remotes)
+	}
+}
+
+// TestLoginPlaintextFromLoopback: a client on a loopback address
+// (127.0.0.1, 127.0.0.2) may log in without TLS, as with Dovecot: no
+// LOGINDISABLED, AUTH=PLAIN offered, STARTTLS still offered, and LOGIN
+// and AUTHENTICATE PLAIN work.
+func TestLoginPlaintextFromLoopback(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "over loopback")
+	for _, local := range []string{"127.0.0.1", "127.0.0.2"} {
+		t.Run(local, func(t *testing.T) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 10 * time.Second}
+			for _, auth := range []string{"LOGIN", "AUTHENTICATE"} {
+				raw, err := d.Dial("tcp", env.plainAddr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := imapclient.New(raw, nil)
+				defer c.Close()
+				caps, err := c.Capability().Wait()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if caps.Has(goimap.CapLoginDisabled) || !caps.Has(goimap.CapStartTLS) || !caps.Has("AUTH=PLAIN") {
+					t.Errorf("plaintext capabilities from %s = %v", local, caps)
+				}
+				if auth == "LOGIN" {
+					err = c.Login(alice, alicePW).Wait()
+				} else {
+					err = c.Authenticate(sasl.NewPlainClient("", alice, alicePW))
+				}
+				if err != nil {
+					t.Fatalf("%s in plaintext from %s = %v", auth, local, err)
+				}
+				data, err := c.Select("INBOX", nil).Wait()
+				if err != nil || data.NumMessages != 1 {
+					t.Errorf("SELECT INBOX = %+v, %v", data, err)
+				}
+				c.Close()
+			}
+		})
+	}
+	env.auth.mu.Lock()
+	defer env.auth.mu.Unlock()
+	var got []string
+	for _, r := range env.auth.remotes {
+		host, _, _ := net.SplitHostPort(r.String())
+		got = append(got, host)
+	}
+	if want := []string{"127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"}; !slices.Equal(got, want) {
+		t.Errorf("authenticator remotes = %v, want %v", got, want)
 	}
 }
 
@@ -985,7 +1067,7 @@ func TestRenameSelected(t *testing.T) {
 // like LOGIN, without reaching the authenticator.
 func TestAuthenticateBeforeTLS(t *testing.T) {
 	env := newEnv(t, 0)
-	c, err := net.Dial("tcp", env.plainAddr)
+	c, err := net.Dial("tcp", env.farAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func (s *session) Close() error {
 }
 
 func (s *session) Login(username, password string) error {
-	if !s.conn.isTLS() {
+	if !s.conn.secure() {
 		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodePrivacyRequired, Text: "TLS is required to authenticate"}
 	}
 	user, err := s.srv.auth.Authenticate(s.ctx, username, password, s.conn.RemoteAddr())
