@@ -38,6 +38,8 @@ type Config struct {
 	Domains   []*Domain
 	Users     []*User
 	Aliases   []*Alias
+	// Migrations are the migration blocks (at most one per domain).
+	Migrations []*Migration
 	// Files holds each parsed file's source, for printing diagnostics.
 	Files map[string]*hcl.File
 }
@@ -99,6 +101,9 @@ type Server struct {
 	Outbound *Outbound // nil: defaults (IPv6 preferred, no warm-up)
 	Inbound  *Inbound  // nil: defaults (Spamhaus ZEN, no greylisting)
 	Ports    Ports
+	// Resolvers ("host:port") answer the server's MX, SPF, DKIM and DMARC
+	// lookups; empty: the server's /etc/resolv.conf.
+	Resolvers []string
 	// ServerBinary optionally overrides the binary uploaded on deploy.
 	DeclRange hcl.Range
 }

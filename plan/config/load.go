@@ -92,6 +92,7 @@ var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 	{Type: "domain", LabelNames: []string{"name"}},
 	{Type: "user", LabelNames: []string{"address"}},
 	{Type: "alias", LabelNames: []string{"address"}},
+	{Type: "migration", LabelNames: []string{"name"}},
 }}
 
 type decoder struct {
@@ -101,6 +102,9 @@ type decoder struct {
 	diags hcl.Diagnostics
 	// pending references resolved once every block is known.
 	refs []func()
+	// migrationRanges holds each migration's domains attribute, for
+	// diagnostics of cross-block checks.
+	migrationRanges map[*Migration]*hcl.Attribute
 }
 
 func (d *decoder) errf(rng *hcl.Range, summary, format string, a ...any) {
@@ -144,6 +148,10 @@ func (d *decoder) decode(files []*hcl.File) {
 	}
 	for _, b := range blocks.OfType("alias") {
 		d.alias(b)
+	}
+	d.migrationRanges = map[*Migration]*hcl.Attribute{}
+	for _, b := range blocks.OfType("migration") {
+		d.migration(b)
 	}
 	for _, r := range d.refs {
 		r()
@@ -408,7 +416,7 @@ func (d *decoder) provider(b *hcl.Block) {
 
 var serverSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
-		{Name: "hostname", Required: true}, {Name: "ipv4", Required: true}, {Name: "ipv6"}, {Name: "ptr"},
+		{Name: "hostname", Required: true}, {Name: "ipv4", Required: true}, {Name: "ipv6"}, {Name: "ptr"}, {Name: "resolvers"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}},
 }
@@ -448,6 +456,15 @@ func (d *decoder) server(b *hcl.Block) {
 	}
 	if a := content.Attributes["ptr"]; a != nil {
 		d.providerRef(a, CapPTR, func(p *Provider) { s.PTR = p })
+	}
+	if a := content.Attributes["resolvers"]; a != nil {
+		for _, r := range d.strList(a) {
+			if ap, err := netip.ParseAddrPort(r); err != nil || ap.Port() == 0 {
+				d.errf(a.Expr.Range().Ptr(), "Invalid resolver", "%q is not an IP:port address like \"127.0.0.53:53\" or \"[2001:db8::53]:53\" (a resolver cannot be found by name).", r)
+				continue
+			}
+			s.Resolvers = append(s.Resolvers, r)
+		}
 	}
 	blocks := map[string]*hcl.Block{}
 	for _, blk := range content.Blocks {

@@ -79,6 +79,12 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 			sc.Outbound.Warmup = &serverconfig.Warmup{Weeks: w.Weeks, Start: w.Start, Overflow: w.Overflow}
 		}
 	}
+	if len(s.Resolvers) > 0 {
+		if sc.Outbound == nil {
+			sc.Outbound = &serverconfig.Outbound{}
+		}
+		sc.Outbound.DNSServers = append([]string(nil), s.Resolvers...)
+	}
 	if in := s.Inbound; in != nil {
 		sc.Inbound = &serverconfig.Inbound{DNSBLZones: in.DNSBL, Greylisting: in.Greylisting, DMARCPolicy: in.DMARCPolicy}
 	} else if s.Local != nil {

@@ -1,6 +1,7 @@
 package desired_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -42,6 +43,7 @@ server "mx1" {
   hostname = "mx1.example.org"
   ipv4     = "203.0.113.10"
   ipv6     = "2001:db8::10"
+  resolvers = ["127.0.0.53:53", "[2001:db8::53]:5353"]
   tls { acme_email = "a@example.org" }
   relay {
     address  = "smtp.eu.mailgun.org:587"
@@ -81,7 +83,8 @@ user "a@example.org" { password_hash = "` + "$argon2id$v=19$m=1024,t=1,p=1$c2Fsd
 	if sc.Relay == nil || sc.Relay.Password != "relay-secret" || sc.Relay.MXHosts[0] != "*.mail.protection.outlook.com" || sc.Relay.Domains[0] != "hotmail.com" {
 		t.Errorf("relay = %+v", sc.Relay)
 	}
-	if o := sc.Outbound; o == nil || o.SourceIPv6 != "2001:db8::10" || o.Warmup == nil || o.Warmup.Weeks != 4 || o.Warmup.Overflow != "relay" {
+	if o := sc.Outbound; o == nil || o.SourceIPv6 != "2001:db8::10" || o.Warmup == nil || o.Warmup.Weeks != 4 || o.Warmup.Overflow != "relay" ||
+		strings.Join(o.DNSServers, ",") != "127.0.0.53:53,[2001:db8::53]:5353" {
 		t.Errorf("outbound = %+v", sc.Outbound)
 	}
 	if in := sc.Inbound; in == nil || len(in.DNSBLZones) != 2 || !in.Greylisting {
@@ -128,5 +131,42 @@ domain "example.org" {
 	}
 	if len(names) != 4 {
 		t.Errorf("published DKIM names = %v, want 4 (ed25519 + rsa for both selectors)", names)
+	}
+}
+
+// TestServerConfigResolvers: resolvers alone (no outbound block) reach the
+// server's dns_servers, and the server accepts them.
+func TestServerConfigResolvers(t *testing.T) {
+	t.Parallel()
+	src := `
+provider "zonefile" "z" { dir = "zones" }
+server "mx1" {
+  hostname  = "mx1.example.org"
+  ipv4      = "203.0.113.10"
+  resolvers = ["127.0.0.1:5300"]
+  tls { acme_email = "a@example.org" }
+}
+domain "example.org" {
+  dns    = provider.zonefile.z
+  server = server.mx1
+}
+`
+	cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(src)}, config.LoadOptions{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	sc := desired.ServerConfig(cfg, cfg.Servers[0])
+	if err := sc.WithDefaults().Validate(); err != nil {
+		t.Fatalf("server rejects the generated config: %v", err)
+	}
+	if sc.Outbound == nil || strings.Join(sc.Outbound.DNSServers, ",") != "127.0.0.1:5300" {
+		t.Errorf("outbound = %+v, want dns_servers [127.0.0.1:5300]", sc.Outbound)
+	}
+	b, err := json.Marshal(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"dns_servers":["127.0.0.1:5300"]`) {
+		t.Errorf("server.json lacks dns_servers: %s", b)
 	}
 }
