@@ -115,8 +115,8 @@ func validDomain(s string) bool {
 func (c *Config) validateMail(p *problems) {
 	if o := c.Outbound; o != nil {
 		for i, s := range o.DNSServers {
-			if !validHostPort(s) {
-				p.add("outbound.dns_servers["+strconv.Itoa(i)+"]", "%q is not host:port", s)
+			if !validHostPort(strings.TrimPrefix(s, "tcp://")) {
+				p.add("outbound.dns_servers["+strconv.Itoa(i)+"]", "%q is not host:port or tcp://host:port", s)
 			}
 		}
 		if o.Port < 0 || o.Port > 65535 {

@@ -26,7 +26,9 @@ type Resolver interface {
 // net.Resolver's, so it serves the queue, SPF (blitiri.com.ar/go/spf's
 // DNSResolver), DKIM and DMARC lookups alike.
 type DNS struct {
-	// Servers are "host:port" addresses, tried in order.
+	// Servers are "host:port" addresses, tried in order; "tcp://host:port"
+	// asks that server over TCP only (RFC 7766), e.g. through a tunnel
+	// that carries no UDP.
 	Servers []string
 	// Timeout per query; default 5s.
 	Timeout time.Duration
@@ -64,6 +66,9 @@ func (d *DNS) exchange(ctx context.Context, name string, qtype uint16) ([]mdns.R
 	derr := &net.DNSError{Name: name}
 	for _, srv := range d.Servers {
 		c := &mdns.Client{Timeout: timeout}
+		if addr, ok := strings.CutPrefix(srv, "tcp://"); ok {
+			c.Net, srv = "tcp", addr
+		}
 		r, _, err := c.ExchangeContext(ctx, m, srv)
 		if err == nil && r.Truncated {
 			c.Net = "tcp"
