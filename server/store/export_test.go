@@ -1,6 +1,10 @@
 package store
 
-import "errors"
+import (
+	"errors"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // Dir returns the directory of st, for tests that inspect files.
 func Dir(st *Store) string { return st.dir }
@@ -17,3 +21,17 @@ func AbortBeforeCommit(st *Store) {
 }
 
 var errCrash = errors.New("simulated crash")
+
+// DropHeaderCache removes the header cache of every user, leaving the
+// index as stores written before the cache existed.
+func DropHeaderCache(st *Store) error {
+	return st.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsers).ForEachBucket(func(user []byte) error {
+			u := tx.Bucket(bucketUsers).Bucket(user)
+			if u.Bucket(bucketHdrs) == nil {
+				return nil
+			}
+			return u.DeleteBucket(bucketHdrs)
+		})
+	})
+}

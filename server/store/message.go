@@ -26,8 +26,9 @@ func (s *Store) step(name, path string) error {
 }
 
 // writeBody makes body durable under a new blob name: temporary file,
-// fsync, rename, fsync of the directory.
-func (s *Store) writeBody(ctx context.Context, body io.Reader) (blobID, int64, error) {
+// fsync, rename, fsync of the directory. It captures the message header
+// for the index (see header.go) in hc.
+func (s *Store) writeBody(ctx context.Context, body io.Reader, hc *headerCapture) (blobID, int64, error) {
 	var b blobID
 	if _, err := rand.Read(b[:]); err != nil {
 		return b, 0, err
@@ -45,7 +46,7 @@ func (s *Store) writeBody(ctx context.Context, body io.Reader) (blobID, int64, e
 	}
 	w := writerPool.Get().(*bufio.Writer)
 	w.Reset(f)
-	n, err := io.Copy(w, ctxReader{ctx, body})
+	n, err := io.Copy(io.MultiWriter(w, hc), ctxReader{ctx, body})
 	if err == nil {
 		err = w.Flush()
 	}
@@ -141,10 +142,12 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	if err != nil {
 		return 0, 0, wrap(err)
 	}
-	blob, size, err := s.writeBody(ctx, body)
+	var hc headerCapture
+	blob, size, err := s.writeBody(ctx, body, &hc)
 	if err != nil {
 		return 0, 0, wrap(err)
 	}
+	hdr := hc.header()
 	var mboxID uint64
 	err = s.db.Batch(func(tx *bolt.Tx) error {
 		u, err := getUser(tx, user)
@@ -162,6 +165,9 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		rec := msgRecord{Size: size, InternalDate: date, ModSeq: r.ModSeq, Blob: blob, Flags: flags}
 		uid, uidValidity, mboxID = r.UIDNext, r.UIDValidity, r.ID
 		if err := u.msgs(r).Put(uidKey(uid), encodeMsg(&rec)); err != nil {
+			return err
+		}
+		if err := u.putHeader(r.ID, uid, hdr); err != nil {
 			return err
 		}
 		r.UIDNext++
@@ -414,6 +420,9 @@ func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32
 				return err
 			}
 		}
+		if err := u.deleteHeaders(r.ID, expunged); err != nil {
+			return err
+		}
 		r.ModSeq++
 		r.Messages -= len(expunged)
 		r.Size -= size
@@ -563,6 +572,17 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 			dr.Size += m.Size
 			if err := db.Put(uidKey(nuid), encodeMsg(&m)); err != nil {
 				return err
+			}
+			if hdr := u.getHeader(sr.ID, uid); hdr != nil {
+				// putHeader copies hdr before any change of the index.
+				if err := u.putHeader(dr.ID, nuid, hdr); err != nil {
+					return err
+				}
+			}
+			if move {
+				if err := u.deleteHeaders(sr.ID, []uint32{uid}); err != nil {
+					return err
+				}
 			}
 			res.SourceUIDs = append(res.SourceUIDs, uid)
 			res.DestUIDs = append(res.DestUIDs, nuid)

@@ -8,7 +8,8 @@
 //
 // Layout under the store directory:
 //
-//	index.db         bbolt index: users, mailboxes, message records
+//	index.db         bbolt index: users, mailboxes, message records, and
+//	                 the header of each message (header.go)
 //	msg/xx/<blob>    message bodies, one file per message, named by a random id
 //
 // A message is acknowledged only once it is durable: the body is written to a
@@ -673,6 +674,9 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 		u.info.Used -= r.Size
 		u.info.Messages -= r.Messages
 		if err := u.b.Bucket(bucketMsgs).DeleteBucket(mailboxKey(r.ID)); err != nil {
+			return err
+		}
+		if err := u.deleteHeaderBucket(r.ID); err != nil {
 			return err
 		}
 		if err := u.b.Bucket(bucketMailboxes).Delete([]byte(n)); err != nil {

@@ -1,0 +1,212 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The header cache: the header of every message (RFC 5322 section 2.2,
+// up to and including the empty line that ends it), captured while the
+// body is written at delivery and kept in the index, so that IMAP can
+// answer FETCH ENVELOPE, BODY[HEADER...] and header SEARCH keys without
+// opening message files. It lives in its own buckets, beside the message
+// records, so that flag changes do not rewrite it:
+//
+//	users/<user>/hdrs/<mailbox id>/<uid> = version byte + header bytes
+//
+// Stores written before the cache existed have no hdrs bucket, and headers
+// longer than MaxCachedHeader are not cached: Headers returns nil for those
+// messages and callers read the file, as before.
+var bucketHdrs = []byte("hdrs")
+
+// MaxCachedHeader is the longest header kept in the index.
+const MaxCachedHeader = 64 << 10
+
+const hdrRecordVersion = 1
+
+// headerCapture collects the header of a message as its body is written.
+type headerCapture struct {
+	buf  []byte
+	done bool // the header is complete in buf, or too long to cache
+	ok   bool // buf holds the whole header
+}
+
+func (h *headerCapture) Write(p []byte) (int, error) {
+	if h.done {
+		return len(p), nil
+	}
+	start := len(h.buf) - 2 // the end may straddle two writes
+	if start < 0 {
+		start = 0
+	}
+	take := p
+	if room := MaxCachedHeader + 2 - len(h.buf); len(take) > room {
+		take = take[:room]
+	}
+	h.buf = append(h.buf, take...)
+	if end := headerEnd(h.buf, start); end >= 0 {
+		h.buf, h.done, h.ok = h.buf[:end], true, true
+		return len(p), nil
+	}
+	if len(h.buf) > MaxCachedHeader {
+		h.buf, h.done = nil, true
+	}
+	return len(p), nil
+}
+
+// header returns the captured header, or nil when it is not cacheable. A
+// message without an empty line is all header (as textproto.ReadHeader
+// reads it).
+func (h *headerCapture) header() []byte {
+	if h.ok {
+		return h.buf
+	}
+	if h.done || len(h.buf) > MaxCachedHeader {
+		return nil
+	}
+	return h.buf
+}
+
+// headerEnd returns the length of the header in b (through the empty line
+// that ends it), searching from from, or -1. The header ends at the first
+// empty line: "\r\n" or "\n" at the start of the message or after a "\n".
+func headerEnd(b []byte, from int) int {
+	if from == 0 {
+		if bytes.HasPrefix(b, []byte("\r\n")) {
+			return 2
+		}
+		if bytes.HasPrefix(b, []byte("\n")) {
+			return 1
+		}
+	}
+	for i := from; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		if i+1 < len(b) && b[i+1] == '\n' {
+			return i + 2
+		}
+		if i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n' {
+			return i + 3
+		}
+	}
+	return -1
+}
+
+// hdrBucket returns the header bucket of a mailbox, creating it when
+// create is set (within a writable transaction); nil when absent.
+func (u *userTx) hdrBucket(mailboxID uint64, create bool) (*bolt.Bucket, error) {
+	root := u.b.Bucket(bucketHdrs)
+	if root == nil {
+		if !create {
+			return nil, nil
+		}
+		var err error
+		if root, err = u.b.CreateBucket(bucketHdrs); err != nil {
+			return nil, err
+		}
+	}
+	b := root.Bucket(mailboxKey(mailboxID))
+	if b == nil && create {
+		return root.CreateBucket(mailboxKey(mailboxID))
+	}
+	return b, nil
+}
+
+func (u *userTx) putHeader(mailboxID uint64, uid uint32, hdr []byte) error {
+	if hdr == nil {
+		return nil
+	}
+	b, err := u.hdrBucket(mailboxID, true)
+	if err != nil {
+		return err
+	}
+	v := make([]byte, 0, 1+len(hdr))
+	v = append(append(v, hdrRecordVersion), hdr...)
+	return b.Put(uidKey(uid), v)
+}
+
+// getHeader returns the cached header of a message, valid only within the
+// transaction, or nil.
+func (u *userTx) getHeader(mailboxID uint64, uid uint32) []byte {
+	b, _ := u.hdrBucket(mailboxID, false)
+	if b == nil {
+		return nil
+	}
+	return decodeHeader(b.Get(uidKey(uid)))
+}
+
+func decodeHeader(v []byte) []byte {
+	if len(v) < 1 || v[0] != hdrRecordVersion {
+		return nil
+	}
+	return v[1:]
+}
+
+func (u *userTx) deleteHeaders(mailboxID uint64, uids []uint32) error {
+	b, _ := u.hdrBucket(mailboxID, false)
+	if b == nil {
+		return nil
+	}
+	for _, uid := range uids {
+		if err := b.Delete(uidKey(uid)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (u *userTx) deleteHeaderBucket(mailboxID uint64) error {
+	root := u.b.Bucket(bucketHdrs)
+	if root == nil || root.Bucket(mailboxKey(mailboxID)) == nil {
+		return nil
+	}
+	return root.DeleteBucket(mailboxKey(mailboxID))
+}
+
+// Headers returns the headers of the messages of a mailbox (by ID, stable
+// across renames) whose UIDs are given, as cached at delivery, in the
+// order of uids: hdrs[i] is the header of uids[i] (through the empty line
+// that ends it), or nil when it is not cached (message gone, header too
+// long, or delivered before the cache existed): read the file then.
+func (s *Store) Headers(ctx context.Context, user string, mailboxID uint64, uids []uint32) ([][]byte, error) {
+	out := make([][]byte, len(uids))
+	err := s.view(ctx, user, func(u *userTx) error {
+		b, _ := u.hdrBucket(mailboxID, false)
+		if b == nil {
+			return nil
+		}
+		// One allocation for all: the caller keeps them together.
+		var total int
+		vals := make([][]byte, len(uids))
+		c := b.Cursor()
+		var key [4]byte
+		for i, uid := range uids {
+			binary.BigEndian.PutUint32(key[:], uid)
+			k, v := c.Seek(key[:])
+			if k == nil || !bytes.Equal(k, key[:]) {
+				continue
+			}
+			vals[i] = decodeHeader(v)
+			total += len(vals[i])
+		}
+		buf := make([]byte, 0, total)
+		for i, v := range vals {
+			if v == nil {
+				continue
+			}
+			start := len(buf)
+			buf = append(buf, v...)
+			out[i] = buf[start:len(buf):len(buf)]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read headers of mailbox %d of %q: %w", mailboxID, user, err)
+	}
+	return out, nil
+}
