@@ -209,20 +209,6 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("dns resolver: %w", err)
 	}
-	qopts, err := queue.OptionsFromConfig(cfg, resolver, d.signer, d.dir, d.st, log.With("component", "queue"))
-	if err != nil {
-		return fmt.Errorf("outbound queue: %w", err)
-	}
-	d.queue, err = queue.Open(ctx, qopts)
-	if err != nil {
-		return fmt.Errorf("open outbound queue: %w", err)
-	}
-	defer func() {
-		if cerr := d.queue.Close(); cerr != nil {
-			log.Warn("close outbound queue", "err", cerr)
-		}
-	}()
-	d.metrics.SetQueueSizeFunc(func() int64 { return int64(d.queue.Len()) })
 	inOpts, greylist, err := inbound.OptionsFromConfig(cfg, resolver, log.With("component", "inbound"))
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
@@ -234,6 +220,22 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
 	}
+	qopts, err := queue.OptionsFromConfig(cfg, resolver, d.signer, d.dir, d.st, log.With("component", "queue"))
+	if err != nil {
+		return fmt.Errorf("outbound queue: %w", err)
+	}
+	// Submitted local mail gets the Authentication-Results a receiver would add (selfauth.go).
+	qopts.Deliver = queue.StampingDeliverer(d.dir, countingStore{st: d.st, metrics: d.metrics}, ownStamper(cfg, checker, resolver, log.With("component", "selfauth")))
+	d.queue, err = queue.Open(ctx, qopts)
+	if err != nil {
+		return fmt.Errorf("open outbound queue: %w", err)
+	}
+	defer func() {
+		if cerr := d.queue.Close(); cerr != nil {
+			log.Warn("close outbound queue", "err", cerr)
+		}
+	}()
+	d.metrics.SetQueueSizeFunc(func() int64 { return int64(d.queue.Len()) })
 
 	// Bind every listener before serving anything, so that a busy port is
 	// one clear error at start.
@@ -311,8 +313,9 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			continue
 		}
 		var in smtp.Inbound
+		var dir smtp.Directory = submissionDirectory{d.dir}
 		if m.mode == smtp.ModeMX {
-			in = checker
+			in, dir = checker, d.dir
 		}
 		srv, err := smtp.New(smtp.Options{
 			Queue:     d.queue,
@@ -321,7 +324,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			Hostname:  cfg.Hostname,
 			TLSConfig: d.tls.TLSConfig(),
 			Store:     countingStore{st: d.st, metrics: d.metrics},
-			Directory: d.dir,
+			Directory: dir,
 			Auth:      countingAuth{auth: d.logins, service: m.name, metrics: d.metrics},
 			Limits: smtp.Limits{
 				MaxMessageBytes: cfg.Limits.MaxMessageBytes,
