@@ -92,6 +92,10 @@ func TestExamplePasswords(t *testing.T) {
 			"bob@example.com":   "multi-bob-password",
 			"carol@example.net": "multi-carol-password",
 		},
+		"migration": {
+			"alice@example.org": "migration-alice-password",
+			"bob@example.org":   "migration-bob-password",
+		},
 	}
 	for dir, users := range want {
 		t.Run(dir, func(t *testing.T) {
@@ -148,5 +152,37 @@ func TestLocalLabMatchesSpec(t *testing.T) {
 	if len(cfg.Aliases) != 1 || cfg.Aliases[0].Address != "postmaster@example.test" ||
 		len(cfg.Aliases[0].To) != 1 || cfg.Aliases[0].To[0] != "alice@example.test" {
 		t.Errorf("aliases = %+v, want postmaster@example.test -> alice@example.test", cfg.Aliases)
+	}
+}
+
+// TestMigrationExample checks examples/migration: a Google Workspace
+// migration of example.org in phase presync, one user with an app
+// password, one with an OAuth2 token command.
+func TestMigrationExample(t *testing.T) {
+	cfg := load(t, "migration")
+	if len(cfg.Migrations) != 1 {
+		t.Fatalf("%d migrations, want 1", len(cfg.Migrations))
+	}
+	m := cfg.Migrations[0]
+	if m.Phase != config.PhasePresync || m.Source.Address != "imap.gmail.com:993" || m.Source.TLS != "implicit" || m.Target != nil {
+		t.Errorf("migration = %+v, want presync from imap.gmail.com:993 to each user's server", m)
+	}
+	if len(m.Domains) != 1 || m.Domains[0] != "example.org" || cfg.MigrationFor("example.org") != m {
+		t.Errorf("domains = %v, want [example.org]", m.Domains)
+	}
+	if len(m.Users) != 2 {
+		t.Fatalf("%d migration users, want 2", len(m.Users))
+	}
+	alice, bob := m.Users[0], m.Users[1]
+	if alice.Password.Str != "test-secret-ALICE_GOOGLE_APP_PASSWORD" || !alice.Password.Sensitive || alice.TokenCommand != "" {
+		t.Errorf("alice = %+v, want an app password from ALICE_GOOGLE_APP_PASSWORD", alice)
+	}
+	if bob.Password.Str != "" || !strings.HasPrefix(bob.TokenCommand, "gcloud auth print-access-token") {
+		t.Errorf("bob = %+v, want an OAuth2 token command", bob)
+	}
+	for _, u := range m.Users {
+		if u.TargetPassword.Str == "" || !u.TargetPassword.Sensitive {
+			t.Errorf("%s: target password %+v, want a sensitive value", u.Address, u.TargetPassword)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -31,6 +33,13 @@ func DiffDNS(want []desired.RRSet, current map[string][]libdns.RR) []Change {
 			RRType:   w.Type,
 			Before:   before,
 			Source:   w.Source,
+			Notes:    slices.Clone(w.Notes),
+		}
+		if w.KeepValues {
+			c.After, c.Notes = keep(w, before, c.Notes)
+			c.Action = action(before, c.After)
+			out = append(out, c)
+			continue
 		}
 		if w.Unknown {
 			c.AfterUnknown = true
@@ -54,6 +63,38 @@ func DiffDNS(want []desired.RRSet, current map[string][]libdns.RR) []Change {
 		out = append(out, c)
 	}
 	return out
+}
+
+// keep is the After of a set that owns only its TTL: the current values
+// with the desired TTL, or the current set unchanged when the desired set
+// is emptied (destroy: the values were never mailctl's). It adds how long
+// to wait before KeepUntil, from the TTL resolvers may still cache.
+func keep(w desired.RRSet, before *RRSet, notes []string) (*RRSet, []string) {
+	until := cmp.Or(w.KeepUntil, "the values change")
+	switch {
+	case before.Empty():
+		return nil, append(notes, fmt.Sprintf("there is no %s record to keep: none is created before %s", w.Type, until))
+	case len(w.Values) == 0:
+		return before, notes
+	case before.TTL > w.TTL:
+		notes = append(notes, fmt.Sprintf("wait %s (the old %s TTL) after this apply before %s", Duration(before.TTL), w.Type, until))
+	default:
+		notes = append(notes, fmt.Sprintf("the %s TTL is already %s: go on with %s once the apply that lowered it is older than the old TTL", w.Type, Duration(before.TTL), until))
+	}
+	return &RRSet{TTL: w.TTL, Values: slices.Clone(before.Values)}, notes
+}
+
+// Duration prints a TTL in seconds the short way: 3600 as "1h", 300 as
+// "5m", 90 as "1m30s".
+func Duration(ttl int) string {
+	s := secs(ttl).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // ZoneKey identifies a zone at a provider.

@@ -150,6 +150,23 @@ func (p *Plan) Counts() (add, change, destroy int) {
 	return
 }
 
+// Notes returns the notes of the resources that do not change, each as
+// "address: note", in address order: what the plan has to say besides its
+// changes (a migration's next step, a policy that can now be raised). The
+// notes of changing resources are shown with their change.
+func (p *Plan) Notes() []string {
+	var out []string
+	for _, c := range p.Changes {
+		if c.Action != NoOp {
+			continue
+		}
+		for _, n := range c.Notes {
+			out = append(out, c.Address+": "+n)
+		}
+	}
+	return out
+}
+
 // HasChanges reports whether applying the plan would change anything.
 func (p *Plan) HasChanges() bool {
 	for _, c := range p.Changes {

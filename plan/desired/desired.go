@@ -7,6 +7,7 @@ package desired
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -38,7 +39,22 @@ type RRSet struct {
 	// Unknown is true when Values are only known after Source is applied.
 	Unknown bool
 	Source  string
+	// KeepValues owns only the TTL: the records at Name/Type keep their
+	// current values (a migration's old MX before the cut-over), none is
+	// created when there are none, and none is deleted on destroy. Values
+	// then say what the set will hold once KeepUntil happens.
+	KeepValues bool
+	// KeepUntil says what ends KeepValues, for the plan's notes, e.g.
+	// `phase = "cutover"`.
+	KeepUntil string
+	// Notes are remarks the plan shows with the set's change.
+	Notes []string
 }
+
+// MigrationTTL is the TTL of the records that move during a migration
+// (SPEC section 4: MX and A), so that the cut-over and a fallback spread
+// within minutes.
+const MigrationTTL = 300
 
 // Address returns the resource address dns.<domain>.<name relative to the
 // domain>.<TYPE>; the apex has no middle part.
@@ -117,6 +133,8 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys []DKIMKey, hostOwn
 	s := d.Server
 	host := s.Hostname + "."
 	base := RRSet{Domain: d.Name, Provider: d.DNS.Addr(), Zone: d.Zone, TTL: d.TTL}
+	phase := migrationPhase(cfg, d.Name)
+	moving := phase == config.PhasePresync || phase == config.PhaseCutover
 	set := func(name, typ string, values ...string) RRSet {
 		r := base
 		r.Name, r.Type, r.Values = name, typ, values
@@ -124,23 +142,40 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys []DKIMKey, hostOwn
 	}
 	sub := func(label string) string { return label + "." + d.Name }
 
-	out := []RRSet{
-		set(d.Name, "MX", "10 "+host),
-	}
+	mx := set(d.Name, "MX", "10 "+host)
 	spf := set(d.Name, "TXT", SPF(cfg, d))
 	spf.Prefix = "v=spf1"
-	out = append(out, spf)
+	if moving {
+		mx.TTL = MigrationTTL
+	}
+	if inc := migrationInclude(cfg, d.Name); inc != "" {
+		spf.Notes = append(spf.Notes, fmt.Sprintf("include:%s stays until phase = \"done\": the old provider may still send mail for %s", inc, d.Name))
+	}
+	switch phase {
+	case config.PhasePresync:
+		mx.KeepValues, mx.KeepUntil = true, `phase = "cutover"`
+		mx.Notes = append(mx.Notes, fmt.Sprintf("the MX keep their current values until phase = \"cutover\" switches them to 10 %s; only the TTL changes now", host))
+	case config.PhaseCutover:
+		mx.Notes = append(mx.Notes,
+			"once the MX point here, run mailctl migrate again: it copies what reached the old mailboxes meanwhile",
+			"set phase = \"done\" once the old MX TTL has passed and new mail arrives at "+s.Hostname)
+	}
+	out := []RRSet{mx, spf}
 
 	// Host A/AAAA, once, in the domain that contains the hostname.
 	for _, srv := range cfg.Servers {
 		if hostOwner[srv.Hostname] != d.Name {
 			continue
 		}
-		if srv.IPv4.IsValid() {
-			out = append(out, set(srv.Hostname, "A", srv.IPv4.String()))
-		}
-		if srv.IPv6.IsValid() {
-			out = append(out, set(srv.Hostname, "AAAA", srv.IPv6.String()))
+		for _, ip := range []netip.Addr{srv.IPv4, srv.IPv6} {
+			if !ip.IsValid() {
+				continue
+			}
+			a := set(srv.Hostname, map[bool]string{true: "A", false: "AAAA"}[ip.Is4()], ip.String())
+			if moving {
+				a.TTL = MigrationTTL
+			}
+			out = append(out, a)
 		}
 	}
 
@@ -155,16 +190,32 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys []DKIMKey, hostOwn
 		out = append(out, r)
 	}
 
-	out = append(out, set(sub("_dmarc"), "TXT", DMARC(d.DMARC)))
+	dmarc := set(sub("_dmarc"), "TXT", DMARC(d.DMARC))
+	if phase == config.PhaseDone {
+		switch d.DMARC.Policy {
+		case "none":
+			dmarc.Notes = append(dmarc.Notes, `DMARC is at p=none: it can now be raised to quarantine, then to reject, each a separate reviewed change (dmarc { policy = "quarantine" })`)
+		case "quarantine":
+			dmarc.Notes = append(dmarc.Notes, `DMARC is at p=quarantine: it can now be raised to reject as a separate reviewed change (dmarc { policy = "reject" })`)
+		}
+	}
+	out = append(out, dmarc)
 
 	// Owned even when not configured: an empty set deletes a stale record
 	// (a leftover MTA-STS policy would break delivery to the new server).
-	if d.MTASTS != nil {
+	// Not before a migration's cut-over: a policy naming only this server
+	// while the MX still point to the old provider would make enforcing
+	// senders refuse to deliver there.
+	switch {
+	case phase == config.PhasePresync:
+	case d.MTASTS != nil:
 		_, id := mtasts.Policy(d.MTASTS.Mode, []string{s.Hostname}, d.MTASTS.MaxAge)
-		out = append(out,
-			set(sub("_mta-sts"), "TXT", "v=STSv1; id="+id),
-			set(sub("mta-sts"), "CNAME", host))
-	} else {
+		sts := set(sub("_mta-sts"), "TXT", "v=STSv1; id="+id)
+		if phase == config.PhaseDone && d.MTASTS.Mode == "testing" {
+			sts.Notes = append(sts.Notes, `MTA-STS is in testing mode: it can now be raised to enforce as a separate reviewed change (mta_sts { mode = "enforce" }), once TLS reports show no failures`)
+		}
+		out = append(out, sts, set(sub("mta-sts"), "CNAME", host))
+	default:
 		out = append(out, set(sub("_mta-sts"), "TXT"), set(sub("mta-sts"), "CNAME"))
 	}
 	if d.TLSRPT != nil && len(d.TLSRPT.RUA) > 0 {
@@ -241,6 +292,9 @@ func SPF(cfg *config.Config, d *config.Domain) string {
 			includes = append(includes, inc)
 		}
 	}
+	if inc := migrationInclude(cfg, d.Name); inc != "" && !slices.Contains(includes, inc) {
+		includes = append(includes, inc)
+	}
 	for _, inc := range includes {
 		parts = append(parts, "include:"+inc)
 	}
@@ -270,4 +324,24 @@ func DMARC(m config.DMARC) string {
 		parts = append(parts, "ruf="+strings.Join(m.RUF, ","))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// migrationPhase returns the phase of the migration that cuts the domain
+// over, or "".
+func migrationPhase(cfg *config.Config, domain string) string {
+	if m := cfg.MigrationFor(domain); m != nil {
+		return m.Phase
+	}
+	return ""
+}
+
+// migrationInclude returns the SPF include of the old provider that a
+// migrating domain keeps until phase "done" (Google's _spf.google.com for
+// imap.gmail.com), or "".
+func migrationInclude(cfg *config.Config, domain string) string {
+	m := cfg.MigrationFor(domain)
+	if m == nil || m.Phase == config.PhaseDone {
+		return ""
+	}
+	return RelayInclude(m.Source.Address)
 }

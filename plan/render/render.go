@@ -48,6 +48,7 @@ func Plan(w io.Writer, p *plan.Plan, s Style) {
 	}
 	if !p.HasChanges() {
 		fmt.Fprintln(w, s.paint("32;1", "No changes.")+" Your mail setup matches the configuration.")
+		writeNotes(w, p, s)
 		return
 	}
 	fmt.Fprintln(w, "mailctl will perform the following actions:")
@@ -62,6 +63,20 @@ func Plan(w io.Writer, p *plan.Plan, s Style) {
 	add, change, destroy := p.Counts()
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%s %d to add, %d to change, %d to destroy.\n", s.paint("1", "Plan:"), add, change, destroy)
+	writeNotes(w, p, s)
+}
+
+// writeNotes prints the notes of unchanged resources after the summary.
+func writeNotes(w io.Writer, p *plan.Plan, s Style) {
+	notes := p.Notes()
+	if len(notes) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, s.paint("1", "Notes:"))
+	for _, n := range notes {
+		fmt.Fprintf(w, "  - %s\n", n)
+	}
 }
 
 func writeChange(w io.Writer, c plan.Change, s Style) {
@@ -136,6 +151,9 @@ type jsonPlan struct {
 	Changes       []jsonChange      `json:"resource_changes"`
 	Summary       jsonSummary       `json:"summary"`
 	Warnings      []string          `json:"warnings,omitempty"`
+	// Notes are those of unchanged resources (plan.Plan.Notes); each
+	// resource change carries its own.
+	Notes []string `json:"notes,omitempty"`
 }
 
 type jsonChange struct {
@@ -155,7 +173,7 @@ func PlanJSON(w io.Writer, p *plan.Plan) error {
 	add, change, destroy := p.Counts()
 	doc := jsonPlan{
 		FormatVersion: p.FormatVersion, ConfigDigest: p.ConfigDigest, Refreshed: p.Refreshed,
-		Targets: p.Targets, State: p.State, Warnings: p.Warnings,
+		Targets: p.Targets, State: p.State, Warnings: p.Warnings, Notes: p.Notes(),
 		Summary: jsonSummary{add, change, destroy},
 		Changes: []jsonChange{},
 	}
