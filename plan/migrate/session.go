@@ -1,0 +1,551 @@
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/mail"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+)
+
+// permanentError is never retried.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// retryable reports whether err is throttling or a connection problem
+// worth a reconnection: NO/BAD with THROTTLED, OVERQUOTA (Gmail's
+// bandwidth limit) or UNAVAILABLE, or an error that is no IMAP status
+// response at all (a dropped connection, a timeout).
+func retryable(err error) bool {
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		return false
+	}
+	var ie *goimap.Error
+	if errors.As(err, &ie) {
+		switch strings.ToUpper(string(ie.Code)) {
+		case "THROTTLED", string(goimap.ResponseCodeOverQuota), string(goimap.ResponseCodeUnavailable):
+			return true
+		}
+		return strings.Contains(strings.ToUpper(ie.Text), "[THROTTLED]")
+	}
+	return true
+}
+
+// dial connects and logs in.
+func dial(ctx context.Context, ep Endpoint, cred Credentials) (*imapclient.Client, error) {
+	host, _, err := net.SplitHostPort(ep.Address)
+	if err != nil {
+		return nil, &permanentError{fmt.Errorf("connect %q: %w", ep.Address, err)}
+	}
+	tc := &tls.Config{ServerName: host}
+	if ep.CAFile != "" {
+		pem, err := os.ReadFile(ep.CAFile)
+		if err != nil {
+			return nil, &permanentError{fmt.Errorf("read CA file %q: %w", ep.CAFile, err)}
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, &permanentError{fmt.Errorf("read CA file %q: no PEM certificate", ep.CAFile)}
+		}
+		tc.RootCAs = pool
+	}
+	d := net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", ep.Address)
+	if err != nil {
+		return nil, fmt.Errorf("connect %q: %w", ep.Address, err)
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		tcp.SetNoDelay(true)
+	}
+	var c *imapclient.Client
+	opts := &imapclient.Options{TLSConfig: tc}
+	switch ep.TLS {
+	case "", "implicit":
+		tconn := tls.Client(conn, tc)
+		if err := tconn.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("connect %q: TLS: %w", ep.Address, err)
+		}
+		c = imapclient.New(tconn, opts)
+	case "starttls":
+		c, err = imapclient.NewStartTLS(conn, opts)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("connect %q: STARTTLS: %w", ep.Address, err)
+		}
+	default:
+		c = imapclient.New(conn, opts)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connect %q: greeting: %w", ep.Address, err)
+	}
+	if cred.TokenCommand != "" {
+		token, err := runTokenCommand(ctx, cred.TokenCommand)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		err = c.Authenticate(&xoauth2{user: cred.Username, token: token})
+		if err != nil {
+			c.Close()
+			return nil, loginError(ep, cred, "XOAUTH2", err)
+		}
+	} else if err := c.Login(cred.Username, cred.Password).Wait(); err != nil {
+		c.Close()
+		return nil, loginError(ep, cred, "LOGIN", err)
+	}
+	return c, nil
+}
+
+func loginError(ep Endpoint, cred Credentials, mech string, err error) error {
+	err = fmt.Errorf("log in to %q as %q (%s): %w", ep.Address, cred.Username, mech, err)
+	if retryable(err) {
+		return err
+	}
+	return &permanentError{err}
+}
+
+// runTokenCommand returns the first line the command prints (an OAuth2
+// access token). Its output is never logged.
+func runTokenCommand(ctx context.Context, command string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", &permanentError{fmt.Errorf("run oauth2_token_command: %w: %s", err, strings.TrimSpace(stderr.String()))}
+	}
+	token, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if token = strings.TrimSpace(token); token == "" {
+		return "", &permanentError{errors.New("run oauth2_token_command: it printed no token")}
+	}
+	return token, nil
+}
+
+// xoauth2 is the client side of Google's XOAUTH2 SASL mechanism
+// (https://developers.google.com/gmail/imap/xoauth2-protocol).
+type xoauth2 struct{ user, token string }
+
+var _ sasl.Client = (*xoauth2)(nil)
+
+func (x *xoauth2) Start() (string, []byte, error) {
+	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
+}
+
+// Next answers the server's error challenge (a JSON status) with an empty
+// response, after which the server fails the command.
+func (x *xoauth2) Next(challenge []byte) ([]byte, error) {
+	return []byte{}, nil
+}
+
+// session is one connection pair: it lists the source and copies every
+// folder. scan asks to read target folders' keys before appending.
+func (r *runner) session(ctx context.Context, scan bool) error {
+	src, err := dial(ctx, r.job.Source, r.job.SourceAuth)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	defer src.Close()
+	dst, err := dial(ctx, r.job.Target, r.job.TargetAuth)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	defer dst.Close()
+	stop := context.AfterFunc(ctx, func() { src.Close(); dst.Close() })
+	defer stop()
+
+	srcList, err := src.List("", "*", nil).Collect()
+	if err != nil {
+		return fmt.Errorf("source: list folders: %w", err)
+	}
+	dstList, err := dst.List("", "*", nil).Collect()
+	if err != nil {
+		return fmt.Errorf("target: list folders: %w", err)
+	}
+	delim := '/'
+	dstFolders := map[string]bool{}
+	for _, l := range dstList {
+		if l.Delim != 0 {
+			delim = l.Delim
+		}
+		if !hasAttr(l.Attrs, goimap.MailboxAttrNoSelect) {
+			dstFolders[l.Mailbox] = true
+		}
+	}
+	folders, excluded := mapFolders(srcList, delim, r.job)
+	r.sum.Excluded = excluded
+	s := &copier{r: r, src: src, dst: dst, dstFolders: dstFolders, scan: scan}
+	for _, f := range folders {
+		if err := s.copyFolder(ctx, f); err != nil {
+			var ie *goimap.Error
+			if errors.As(err, &ie) && !retryable(err) {
+				// One folder failing (it vanished, a name the target
+				// refuses) does not stop the others.
+				fs := r.folderSummary(f.Source, f.Target)
+				r.fail(fs, fmt.Sprintf("folder %q: %s", f.Source, errorsText(err)))
+				continue
+			}
+			return err
+		}
+	}
+	src.Logout().Wait()
+	dst.Logout().Wait()
+	return nil
+}
+
+// copier copies folders over one connection pair.
+type copier struct {
+	r          *runner
+	src, dst   *imapclient.Client
+	dstFolders map[string]bool
+	scan       bool
+}
+
+// msgMeta is what pass 1 learns of a source message.
+type msgMeta struct {
+	uid   goimap.UID
+	seq   uint32
+	flags []goimap.Flag
+	date  time.Time
+	size  int64
+	key   string
+}
+
+var (
+	sectionMessageID = &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
+	sectionHeader    = &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, Peek: true}
+	sectionAll       = &goimap.FetchItemBodySection{Peek: true}
+)
+
+// keys fetches the dedupe keys of the messages in set of the selected
+// folder: the Message-ID, or a digest of the header when there is none.
+func keys(c *imapclient.Client, set goimap.NumSet, meta bool) ([]*msgMeta, error) {
+	opts := &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{sectionMessageID}}
+	if meta {
+		opts.Flags, opts.InternalDate, opts.RFC822Size = true, true, true
+	}
+	bufs, err := c.Fetch(set, opts).Collect()
+	if err != nil {
+		return nil, err
+	}
+	var out []*msgMeta
+	var missing goimap.UIDSet
+	byUID := map[goimap.UID]*msgMeta{}
+	for _, b := range bufs {
+		m := &msgMeta{uid: b.UID, seq: b.SeqNum, flags: b.Flags, date: b.InternalDate, size: b.RFC822Size,
+			key: messageID(b.FindBodySection(sectionMessageID))}
+		if m.key == "" {
+			missing.AddNum(m.uid)
+		}
+		byUID[m.uid] = m
+		out = append(out, m)
+	}
+	if len(missing) > 0 {
+		bufs, err := c.Fetch(missing, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{sectionHeader}}).Collect()
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bufs {
+			if m := byUID[b.UID]; m != nil {
+				sum := sha256.Sum256(b.FindBodySection(sectionHeader))
+				m.key = "sha256:" + hex.EncodeToString(sum[:])
+			}
+		}
+	}
+	return out, nil
+}
+
+// messageID returns the Message-ID of a header block, or "".
+func messageID(hdr []byte) string {
+	if len(hdr) == 0 {
+		return ""
+	}
+	msg, err := mail.ReadMessage(io.MultiReader(bytes.NewReader(hdr), strings.NewReader("\r\n\r\n")))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(msg.Header.Get("Message-Id"))
+}
+
+// scanTarget reads the keys of a target folder once per session when the
+// state may be behind the target.
+func (s *copier) scanTarget(target string) error {
+	r := s.r
+	if r.inTarget[target] == nil {
+		r.inTarget[target] = map[string]bool{}
+	}
+	if !s.scan || r.scanned[target] || !s.dstFolders[target] {
+		return nil
+	}
+	sel, err := s.dst.Select(target, &goimap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return fmt.Errorf("target: examine %q: %w", target, err)
+	}
+	if sel.NumMessages > 0 {
+		ms, err := keys(s.dst, goimap.SeqSet{goimap.SeqRange{Start: 1, Stop: 0}}, false)
+		if err != nil {
+			return fmt.Errorf("target: read Message-IDs of %q: %w", target, err)
+		}
+		for _, m := range ms {
+			r.inTarget[target][m.key] = true
+		}
+	}
+	if err := s.dst.Unselect().Wait(); err != nil {
+		return fmt.Errorf("target: unselect %q: %w", target, err)
+	}
+	r.scanned[target] = true
+	r.log.Debug("read target folder", "folder", target, "messages", sel.NumMessages)
+	return nil
+}
+
+func (s *copier) copyFolder(ctx context.Context, f folder) error {
+	r := s.r
+	fs := r.folderSummary(f.Source, f.Target)
+	sel, err := s.src.Select(f.Source, &goimap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return fmt.Errorf("source: examine %q: %w", f.Source, err)
+	}
+	fs.Messages = int(sel.NumMessages)
+	fk := string(folderKey(f.Source, sel.UIDValidity))
+	last := r.us.LastUID[fk]
+	r.prog.startFolder(f.Source, int(sel.NumMessages))
+	if sel.NumMessages == 0 {
+		return nil
+	}
+	// Pass 1: what is new since the last run, with flags, dates, sizes
+	// and keys.
+	var set goimap.UIDSet
+	set.AddRange(goimap.UID(last+1), 0)
+	metas, err := keys(s.src, set, true)
+	if err != nil {
+		return fmt.Errorf("source: fetch %q: %w", f.Source, err)
+	}
+	if err := s.scanTarget(f.Target); err != nil {
+		return err
+	}
+	var todo []*msgMeta
+	var maxUID goimap.UID
+	for _, m := range metas {
+		if uint32(m.uid) <= last {
+			continue // "N:*" returns the last message even below N
+		}
+		maxUID = max(maxUID, m.uid)
+		switch {
+		case hasFlag(m.flags, goimap.FlagDeleted):
+			r.sum.Deleted++
+		case r.inTarget[f.Target][m.key]:
+			r.sum.Skipped++
+			fs.Skipped++
+			if _, ok := r.us.Imported[m.key]; !ok && !r.opts.DryRun {
+				r.us.Imported[m.key] = f.Target
+				if r.pending.imported == nil {
+					r.pending.imported = map[string]string{}
+				}
+				r.pending.imported[m.key] = f.Target
+			}
+		case (!r.job.Duplicates || f.AllMail) && r.us.Imported[m.key] != "":
+			r.sum.Skipped++
+			fs.Skipped++
+		default:
+			todo = append(todo, m)
+			if !r.job.Duplicates || f.AllMail {
+				// Reserve the key: a second copy in this folder is a
+				// duplicate too.
+				r.us.Imported[m.key] = f.Target
+			}
+			r.inTarget[f.Target][m.key] = true
+		}
+	}
+	r.prog.advance(int(sel.NumMessages)-len(todo), 0)
+	if r.opts.DryRun {
+		for _, m := range todo {
+			r.sum.Copied++
+			r.sum.Bytes += m.size
+			fs.Copied++
+			fs.Bytes += m.size
+			r.prog.advance(1, m.size)
+		}
+		return nil
+	}
+	unreserve := func(from int) {
+		for _, m := range todo[from:] {
+			if r.us.Imported[m.key] == f.Target && r.pending.imported[m.key] == "" {
+				delete(r.us.Imported, m.key)
+			}
+			delete(r.inTarget[f.Target], m.key)
+		}
+	}
+	if len(todo) > 0 && !s.dstFolders[f.Target] {
+		if err := s.dst.Create(f.Target, nil).Wait(); err != nil {
+			var ie *goimap.Error
+			if !errors.As(err, &ie) || ie.Code != goimap.ResponseCodeAlreadyExists {
+				unreserve(0)
+				return fmt.Errorf("target: create %q: %w", f.Target, err)
+			}
+		}
+		s.dstFolders[f.Target] = true
+	}
+	// Pass 2: stream each new message from the source into an APPEND.
+	n, err := s.copyMessages(ctx, f, fk, fs, todo)
+	if err != nil {
+		unreserve(n)
+		return err
+	}
+	if maxUID > 0 {
+		if err := r.record(fk, uint32(maxUID), "", ""); err != nil {
+			return err
+		}
+	}
+	return r.flush()
+}
+
+// copyMessages appends todo (in UID order) to f.Target and returns how
+// many were handled.
+func (s *copier) copyMessages(ctx context.Context, f folder, fk string, fs *FolderSummary, todo []*msgMeta) (int, error) {
+	r := s.r
+	if len(todo) == 0 {
+		return 0, nil
+	}
+	bySeq := map[uint32]*msgMeta{}
+	byUID := map[goimap.UID]*msgMeta{}
+	var set goimap.UIDSet
+	for _, m := range todo {
+		bySeq[m.seq] = m
+		byUID[m.uid] = m
+		set.AddNum(m.uid)
+	}
+	cmd := s.src.Fetch(set, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{sectionAll}})
+	defer cmd.Close()
+	handled := 0
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		var uid goimap.UID
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				m := byUID[uid]
+				if m == nil {
+					m = bySeq[msg.SeqNum]
+				}
+				if m == nil || it.Literal == nil {
+					if it.Literal != nil {
+						io.Copy(io.Discard, it.Literal)
+					}
+					continue
+				}
+				if err := s.appendOne(f, fs, m, it.Literal); err != nil {
+					return handled, err
+				}
+				handled++
+				delete(byUID, m.uid)
+				delete(bySeq, m.seq)
+				if err := r.record(fk, uint32(m.uid), m.key, f.Target); err != nil {
+					return handled, err
+				}
+				r.progress = true
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return handled, err
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return handled, fmt.Errorf("source: fetch %q: %w", f.Source, err)
+	}
+	for _, m := range byUID {
+		// Expunged at the source meanwhile.
+		r.fail(fs, fmt.Sprintf("%s UID %d: gone from the source", f.Source, m.uid))
+	}
+	return handled, nil
+}
+
+// appendOne streams one message into an APPEND with its flags and date.
+// A refusal of this message alone is recorded as a failure; a connection
+// problem or a full target is returned.
+func (s *copier) appendOne(f folder, fs *FolderSummary, m *msgMeta, lit goimap.LiteralReader) error {
+	r := s.r
+	var flags []goimap.Flag
+	for _, fl := range m.flags {
+		if fl == goimap.FlagDeleted || strings.EqualFold(string(fl), `\Recent`) {
+			continue
+		}
+		if strings.HasPrefix(string(fl), `\`) && !hasFlag([]goimap.Flag{goimap.FlagSeen, goimap.FlagAnswered, goimap.FlagFlagged, goimap.FlagDraft}, fl) {
+			continue
+		}
+		flags = append(flags, fl)
+	}
+	size := lit.Size()
+	app := s.dst.Append(f.Target, size, &goimap.AppendOptions{Flags: flags, Time: m.date})
+	_, werr := io.Copy(app, lit)
+	if werr != nil {
+		io.Copy(io.Discard, lit) // keep the FETCH stream in step
+	}
+	cerr := app.Close()
+	_, err := app.Wait()
+	if err == nil {
+		err = cerr
+	}
+	if err == nil && werr != nil {
+		err = werr
+	}
+	if err != nil {
+		var ie *goimap.Error
+		if errors.As(err, &ie) && !retryable(err) {
+			if ie.Code == goimap.ResponseCodeOverQuota {
+				return &permanentError{fmt.Errorf("target: append to %q: %w", f.Target, err)}
+			}
+			r.fail(fs, fmt.Sprintf("%s UID %d (%s): %s", f.Source, m.uid, m.key, errorsText(err)))
+			return nil
+		}
+		return fmt.Errorf("target: append to %q: %w", f.Target, err)
+	}
+	r.sum.Copied++
+	r.sum.Bytes += size
+	fs.Copied++
+	fs.Bytes += size
+	r.prog.advance(1, size)
+	return nil
+}
+
+func hasFlag(flags []goimap.Flag, f goimap.Flag) bool {
+	for _, x := range flags {
+		if strings.EqualFold(string(x), string(f)) {
+			return true
+		}
+	}
+	return false
+}
