@@ -100,6 +100,9 @@ type Options struct {
 	State string
 	// Backoff bounds retries; zero values take the defaults.
 	Backoff Backoff
+	// Appenders is the number of target connections per user that APPEND
+	// in parallel (default 4).
+	Appenders int
 	// Batch is the number of APPENDs recorded per state commit (default
 	// 200; a commit also happens every second and at each folder's end).
 	Batch int
@@ -202,6 +205,9 @@ func Run(ctx context.Context, jobs []Job, opts Options) (Summary, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Appenders <= 0 {
+		opts.Appenders = 4
 	}
 	if opts.Batch <= 0 {
 		opts.Batch = 200
@@ -400,15 +406,19 @@ func (r *runner) flush() error {
 	return r.st.commit(r.job.User, &r.pending)
 }
 
-func (r *runner) record(fk string, uid uint32, key, target string) error {
+// record notes progress: the folder's UID watermark (when advance) and an
+// imported key; it commits every Options.Batch keys or second.
+func (r *runner) record(fk string, uid uint32, key, target string, advance bool) error {
 	if r.opts.DryRun {
 		return nil
 	}
-	if r.pending.lastUID == nil {
-		r.pending.lastUID = map[string]uint32{}
+	if advance {
+		if r.pending.lastUID == nil {
+			r.pending.lastUID = map[string]uint32{}
+		}
+		r.pending.lastUID[fk] = uid
+		r.us.LastUID[fk] = uid
 	}
-	r.pending.lastUID[fk] = uid
-	r.us.LastUID[fk] = uid
 	if key != "" {
 		if r.pending.imported == nil {
 			r.pending.imported = map[string]string{}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -200,6 +201,9 @@ func (r *runner) session(ctx context.Context, scan bool) error {
 	folders, excluded := mapFolders(srcList, delim, r.job)
 	r.sum.Excluded = excluded
 	s := &copier{r: r, src: src, dst: dst, dstFolders: dstFolders, scan: scan}
+	stopAll := context.AfterFunc(ctx, s.closeAll)
+	defer stopAll()
+	defer s.closeAll()
 	for _, f := range folders {
 		if err := s.copyFolder(ctx, f); err != nil {
 			var ie *goimap.Error
@@ -224,6 +228,9 @@ type copier struct {
 	src, dst   *imapclient.Client
 	dstFolders map[string]bool
 	scan       bool
+
+	mu   sync.Mutex // the runner's counts and state during parallel APPENDs
+	more []*imapclient.Client
 }
 
 // msgMeta is what pass 1 learns of a source message.
@@ -234,6 +241,9 @@ type msgMeta struct {
 	date  time.Time
 	size  int64
 	key   string
+
+	idx          int  // in the folder's todo list
+	done, failed bool // acknowledged (or failed for good)
 }
 
 var (
@@ -392,9 +402,12 @@ func (s *copier) copyFolder(ctx context.Context, f folder) error {
 		}
 		return nil
 	}
-	unreserve := func(from int) {
-		for _, m := range todo[from:] {
-			if r.us.Imported[m.key] == f.Target && r.pending.imported[m.key] == "" {
+	unreserve := func() {
+		for _, m := range todo {
+			if m.done {
+				continue
+			}
+			if r.us.Imported[m.key] == f.Target {
 				delete(r.us.Imported, m.key)
 			}
 			delete(r.inTarget[f.Target], m.key)
@@ -404,44 +417,134 @@ func (s *copier) copyFolder(ctx context.Context, f folder) error {
 		if err := s.dst.Create(f.Target, nil).Wait(); err != nil {
 			var ie *goimap.Error
 			if !errors.As(err, &ie) || ie.Code != goimap.ResponseCodeAlreadyExists {
-				unreserve(0)
+				unreserve()
 				return fmt.Errorf("target: create %q: %w", f.Target, err)
 			}
 		}
 		s.dstFolders[f.Target] = true
 	}
 	// Pass 2: stream each new message from the source into an APPEND.
-	n, err := s.copyMessages(ctx, f, fk, fs, todo)
-	if err != nil {
-		unreserve(n)
+	if err := s.copyMessages(ctx, f, fk, fs, todo); err != nil {
+		unreserve()
 		return err
 	}
 	if maxUID > 0 {
-		if err := r.record(fk, uint32(maxUID), "", ""); err != nil {
+		if err := r.record(fk, uint32(maxUID), "", "", true); err != nil {
 			return err
 		}
 	}
 	return r.flush()
 }
 
-// copyMessages appends todo (in UID order) to f.Target and returns how
-// many were handled.
-func (s *copier) copyMessages(ctx context.Context, f folder, fk string, fs *FolderSummary, todo []*msgMeta) (int, error) {
+// bufferLimit is the largest message buffered in memory for a parallel
+// APPEND; larger ones are streamed from the FETCH into one APPEND.
+const bufferLimit = 1 << 20
+
+// appendJob is one message to append: buffered, or streamed from the
+// source literal (then done is closed once the literal is consumed).
+type appendJob struct {
+	m    *msgMeta
+	data []byte
+	lit  goimap.LiteralReader
+	done chan struct{}
+}
+
+// appenders returns the target connections used for APPEND: the main one
+// and up to Options.Appenders-1 more (a target acknowledges an APPEND only
+// once it is durable; parallel APPENDs share its fsyncs).
+func (s *copier) appenders(ctx context.Context) []*imapclient.Client {
+	r := s.r
+	for len(s.more) < r.opts.Appenders-1 {
+		c, err := dial(ctx, r.job.Target, r.job.TargetAuth)
+		if err != nil {
+			r.log.Warn("extra target connection refused, appending over fewer", "err", err)
+			break
+		}
+		s.mu.Lock()
+		s.more = append(s.more, c)
+		s.mu.Unlock()
+	}
+	return append([]*imapclient.Client{s.dst}, s.more...)
+}
+
+func (s *copier) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.src.Close()
+	s.dst.Close()
+	for _, c := range s.more {
+		c.Close()
+	}
+}
+
+// copyMessages appends todo (in UID order) to f.Target over parallel
+// connections, advancing the folder's recorded UID only over a prefix of
+// acknowledged messages.
+func (s *copier) copyMessages(ctx context.Context, f folder, fk string, fs *FolderSummary, todo []*msgMeta) error {
 	r := s.r
 	if len(todo) == 0 {
-		return 0, nil
+		return nil
 	}
 	bySeq := map[uint32]*msgMeta{}
 	byUID := map[goimap.UID]*msgMeta{}
 	var set goimap.UIDSet
-	for _, m := range todo {
+	for i, m := range todo {
+		m.idx = i
 		bySeq[m.seq] = m
 		byUID[m.uid] = m
 		set.AddNum(m.uid)
 	}
+	conns := s.appenders(ctx)
+	if len(todo) == 1 {
+		conns = conns[:1]
+	}
+	jobs := make(chan *appendJob)
+	failed := make(chan struct{})
+	var firstErr error
+	var once sync.Once
+	setErr := func(err error) {
+		once.Do(func() { firstErr = err; close(failed) })
+	}
+	next := 0 // todo[:next] are acknowledged (or failed for good)
+	acked := func(m *msgMeta) error {
+		m.done = true
+		for next < len(todo) && todo[next].done {
+			next++
+		}
+		key := ""
+		if !m.failed {
+			key = m.key
+		}
+		r.progress = true
+		return r.record(fk, uint32(todo[max(next, 1)-1].uid), key, f.Target, next > 0)
+	}
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				err := s.appendOne(c, f, fs, j)
+				if j.done != nil {
+					close(j.done)
+				}
+				if err != nil {
+					setErr(err)
+					continue
+				}
+				s.mu.Lock()
+				err = acked(j.m)
+				s.mu.Unlock()
+				if err != nil {
+					setErr(err)
+				}
+			}
+		}()
+	}
 	cmd := s.src.Fetch(set, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{sectionAll}})
 	defer cmd.Close()
-	handled := 0
+	var fetchErr error
+stream:
 	for {
 		msg := cmd.Next()
 		if msg == nil {
@@ -467,37 +570,69 @@ func (s *copier) copyMessages(ctx context.Context, f folder, fk string, fs *Fold
 					}
 					continue
 				}
-				if err := s.appendOne(f, fs, m, it.Literal); err != nil {
-					return handled, err
-				}
-				handled++
 				delete(byUID, m.uid)
 				delete(bySeq, m.seq)
-				if err := r.record(fk, uint32(m.uid), m.key, f.Target); err != nil {
-					return handled, err
+				j := &appendJob{m: m}
+				if it.Literal.Size() <= bufferLimit {
+					j.data = make([]byte, it.Literal.Size())
+					if _, err := io.ReadFull(it.Literal, j.data); err != nil {
+						fetchErr = fmt.Errorf("source: fetch %q UID %d: %w", f.Source, m.uid, err)
+						break stream
+					}
+				} else {
+					j.lit, j.done = it.Literal, make(chan struct{})
 				}
-				r.progress = true
+				select {
+				case jobs <- j:
+				case <-failed:
+					break stream
+				}
+				if j.done != nil {
+					<-j.done
+				}
 			}
 		}
 		if err := ctx.Err(); err != nil {
-			return handled, err
+			fetchErr = err
+			break
+		}
+		select {
+		case <-failed:
+			break stream
+		default:
 		}
 	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if fetchErr != nil {
+		return fetchErr
+	}
 	if err := cmd.Close(); err != nil {
-		return handled, fmt.Errorf("source: fetch %q: %w", f.Source, err)
+		return fmt.Errorf("source: fetch %q: %w", f.Source, err)
 	}
 	for _, m := range byUID {
 		// Expunged at the source meanwhile.
+		s.mu.Lock()
 		r.fail(fs, fmt.Sprintf("%s UID %d: gone from the source", f.Source, m.uid))
+		m.failed = true
+		err := acked(m)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
-	return handled, nil
+	return nil
 }
 
-// appendOne streams one message into an APPEND with its flags and date.
-// A refusal of this message alone is recorded as a failure; a connection
-// problem or a full target is returned.
-func (s *copier) appendOne(f folder, fs *FolderSummary, m *msgMeta, lit goimap.LiteralReader) error {
+// appendOne appends one message with its flags and date. A refusal of this
+// message alone is recorded as a failure; a connection problem or a full
+// target is returned.
+func (s *copier) appendOne(c *imapclient.Client, f folder, fs *FolderSummary, j *appendJob) error {
 	r := s.r
+	m := j.m
 	var flags []goimap.Flag
 	for _, fl := range m.flags {
 		if fl == goimap.FlagDeleted || strings.EqualFold(string(fl), `\Recent`) {
@@ -508,11 +643,15 @@ func (s *copier) appendOne(f folder, fs *FolderSummary, m *msgMeta, lit goimap.L
 		}
 		flags = append(flags, fl)
 	}
-	size := lit.Size()
-	app := s.dst.Append(f.Target, size, &goimap.AppendOptions{Flags: flags, Time: m.date})
-	_, werr := io.Copy(app, lit)
-	if werr != nil {
-		io.Copy(io.Discard, lit) // keep the FETCH stream in step
+	var body io.Reader = bytes.NewReader(j.data)
+	size := int64(len(j.data))
+	if j.lit != nil {
+		body, size = j.lit, j.lit.Size()
+	}
+	app := c.Append(f.Target, size, &goimap.AppendOptions{Flags: flags, Time: m.date})
+	_, werr := io.Copy(app, body)
+	if werr != nil && j.lit != nil {
+		io.Copy(io.Discard, j.lit) // keep the FETCH stream in step
 	}
 	cerr := app.Close()
 	_, err := app.Wait()
@@ -522,6 +661,8 @@ func (s *copier) appendOne(f folder, fs *FolderSummary, m *msgMeta, lit goimap.L
 	if err == nil && werr != nil {
 		err = werr
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
 		var ie *goimap.Error
 		if errors.As(err, &ie) && !retryable(err) {
@@ -529,6 +670,7 @@ func (s *copier) appendOne(f folder, fs *FolderSummary, m *msgMeta, lit goimap.L
 				return &permanentError{fmt.Errorf("target: append to %q: %w", f.Target, err)}
 			}
 			r.fail(fs, fmt.Sprintf("%s UID %d (%s): %s", f.Source, m.uid, m.key, errorsText(err)))
+			m.failed = true
 			return nil
 		}
 		return fmt.Errorf("target: append to %q: %w", f.Target, err)
