@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +20,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "verify", synopsis: "check the live setup: DNS, TLS, ports, relay, blocklists", run: runVerify})
+	register(&command{name: "verify", synopsis: "check the live setup: DNS, TLS, ports, relay, blocklists, a round trip", run: runVerify})
 }
 
 // listFlag is a repeatable or comma-separated string flag.
@@ -34,15 +36,154 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
+// verifyFlags are the flags of verify that the verify step of apply
+// shares.
+type verifyFlags struct {
+	resolvers, dnsbl, connect listFlag
+	caFile                    *string
+	timeout                   *time.Duration
+	probeUser, probeTo        *string
+	probePasswordFile         *string
+	probeWait                 *time.Duration
+	probeIMAP, probeIMAPUser  *string
+}
+
+// addVerifyFlags declares the verify flags on fs.
+func addVerifyFlags(fs *flag.FlagSet) *verifyFlags {
+	f := &verifyFlags{}
+	fs.Var(&f.resolvers, "resolver", "recursive resolver `HOST:PORT` for the checks (default: /etc/resolv.conf)")
+	fs.Var(&f.dnsbl, "dnsbl", "blocklist `ZONES`, comma-separated (default: Spamhaus ZEN, SpamCop, Barracuda, UCEPROTECT 1-3; \"none\" disables)")
+	fs.Var(&f.connect, "connect", "dial `HOST:PORT=ADDR` instead of HOST:PORT (repeatable)")
+	f.caFile = fs.String("ca-file", "", "extra trusted certificate authorities, PEM `FILE`")
+	f.timeout = fs.Duration("timeout", 20*time.Second, "time limit of each check")
+	f.probeUser = fs.String("probe-user", "", "round trip: submit a probe as this user `ADDRESS` (default $MAILCTL_PROBE_USER)")
+	f.probePasswordFile = fs.String("probe-password-file", "", "round trip: read the probe user's password from `FILE` (default $MAILCTL_PROBE_PASSWORD)")
+	f.probeTo = fs.String("probe-to", "", "round trip: send the probe to this `ADDRESS` of a configured domain (default: the probe user)")
+	f.probeIMAP = fs.String("probe-imap", "", "round trip to an outside address: its IMAPS server `HOST:PORT` (login -probe-imap-user, password $MAILCTL_PROBE_IMAP_PASSWORD)")
+	f.probeIMAPUser = fs.String("probe-imap-user", "", "round trip to an outside address: the IMAP `LOGIN` of its mailbox (default: the -probe-to address)")
+	f.probeWait = fs.Duration("probe-wait", verify.DefaultProbeWait, "round trip: how long to wait for the probe in the INBOX")
+	return f
+}
+
+// verifyRun is what runChecks runs.
+type verifyRun struct {
+	Opts verify.Options
+	// Probe is the round trip's account; nil skips the round trip.
+	Probe *verify.Probe
+	// JSON prints the report as JSON instead of a table.
+	JSON bool
+}
+
+// verifyOptions builds the checks' options from the flags (f nil: the
+// defaults) and the environment; only selects checks by name or target.
+// The probe password comes from -probe-password-file or
+// MAILCTL_PROBE_PASSWORD and is never printed.
+func verifyOptions(e *env, cfg *config.Config, f *verifyFlags, only []string) (verifyRun, error) {
+	if f == nil {
+		f = addVerifyFlags(flag.NewFlagSet("verify", flag.ContinueOnError))
+	}
+	opts := verify.Options{Only: only, Timeout: *f.timeout, Logger: logger(e), Addresses: map[string]string{}}
+	if len(f.resolvers) > 0 {
+		opts.Resolver = &verify.DNSClient{Servers: f.resolvers, Recurse: true}
+	}
+	switch {
+	case len(f.dnsbl) == 1 && f.dnsbl[0] == "none":
+		opts.DNSBLZones = []string{}
+	case len(f.dnsbl) > 0:
+		opts.DNSBLZones = f.dnsbl
+	}
+	for _, c := range f.connect {
+		from, to, ok := strings.Cut(c, "=")
+		if !ok {
+			return verifyRun{}, fmt.Errorf("-connect wants HOST:PORT=ADDR, got %q", c)
+		}
+		opts.Addresses[from] = to
+	}
+	roots, err := verifyRoots(cfg, *f.caFile)
+	if err != nil {
+		return verifyRun{}, err
+	}
+	opts.Roots = roots
+
+	// DNS through the providers: the records the zone holds are the planned
+	// ones. It is the only DNS check for zone files nobody serves yet.
+	provs, err := refresh.Providers(cfg, logger(e))
+	if err != nil {
+		return verifyRun{}, err
+	}
+	opts.Extra = append(opts.Extra, verify.Check{Name: "dns.provider", Target: "records", Run: func(ctx context.Context) []verify.Result {
+		return providerCheck(ctx, cfg, provs)
+	}})
+	if len(f.resolvers) == 0 && onlyZoneFiles(cfg) && len(opts.Only) == 0 {
+		// Nothing serves a lab's zone file: check the file and the services.
+		opts.Only = []string{"dns.provider", "tls", "smtp", "relay", "addresses"}
+	}
+	probe, err := probeFromFlags(e, f)
+	if err != nil {
+		return verifyRun{}, err
+	}
+	return verifyRun{Opts: opts, Probe: probe}, nil
+}
+
+// probeFromFlags returns the round trip's account, or nil when no user or
+// no password is given.
+func probeFromFlags(e *env, f *verifyFlags) (*verify.Probe, error) {
+	user := *f.probeUser
+	if user == "" {
+		user = e.Getenv("MAILCTL_PROBE_USER")
+	}
+	password := e.Getenv("MAILCTL_PROBE_PASSWORD")
+	if *f.probePasswordFile != "" {
+		b, err := os.ReadFile(*f.probePasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the probe password: %w", err)
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+		if password == "" {
+			return nil, fmt.Errorf("read the probe password: %s is empty", *f.probePasswordFile)
+		}
+	}
+	if user == "" || password == "" {
+		if *f.probeTo != "" || *f.probePasswordFile != "" {
+			return nil, errors.New("the round trip needs -probe-user (or MAILCTL_PROBE_USER) and a password (-probe-password-file or MAILCTL_PROBE_PASSWORD)")
+		}
+		return nil, nil
+	}
+	p := &verify.Probe{User: user, Password: password, To: *f.probeTo, Wait: *f.probeWait}
+	if *f.probeIMAP != "" {
+		if p.To == "" {
+			return nil, errors.New("-probe-imap reads the mailbox of -probe-to: give -probe-to")
+		}
+		p.IMAPAddr, p.IMAPUser, p.IMAPPassword = *f.probeIMAP, *f.probeIMAPUser, e.Getenv("MAILCTL_PROBE_IMAP_PASSWORD")
+		if p.IMAPUser == "" {
+			p.IMAPUser = p.To
+		}
+		if p.IMAPPassword == "" {
+			return nil, errors.New("-probe-imap needs the password of " + p.IMAPUser + " in MAILCTL_PROBE_IMAP_PASSWORD")
+		}
+	}
+	return p, nil
+}
+
+// runChecks runs the checks with the configuration's desired records,
+// prints the report and returns the exit code (0 all pass, 2 some check
+// failed).
+func runChecks(ctx context.Context, e *env, cfg *config.Config, run verifyRun) int {
+	rep := verify.RunAll(ctx, verify.Inputs{Config: cfg, Records: desired.Records(cfg, nil)}, run.Opts, run.Probe)
+	if run.JSON {
+		if err := verify.WriteJSON(e.Stdout, rep); err != nil {
+			return errorf(e, "write results: %v", err)
+		}
+	} else {
+		verify.WriteTable(e.Stdout, rep, e.Color)
+	}
+	return rep.ExitCode()
+}
+
 func runVerify(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "verify", "[-json] [-resolver HOST:PORT] [-dnsbl ZONES] [-connect HOST:PORT=ADDR]... [-ca-file FILE] [CHECK|TARGET...]")
+	fs := newFlagSet(e, "verify", "[-json] [-resolver HOST:PORT] [-dnsbl ZONES] [-connect HOST:PORT=ADDR]... [-ca-file FILE] [-probe-user ADDR -probe-password-file FILE [-probe-to ADDR]] [CHECK|TARGET...]")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
-	var resolvers, dnsbl, connect listFlag
-	fs.Var(&resolvers, "resolver", "recursive resolver `HOST:PORT` for the checks (default: /etc/resolv.conf)")
-	fs.Var(&dnsbl, "dnsbl", "blocklist `ZONES`, comma-separated (default: Spamhaus ZEN, SpamCop, Barracuda, UCEPROTECT 1-3; \"none\" disables)")
-	fs.Var(&connect, "connect", "dial `HOST:PORT=ADDR` instead of HOST:PORT (repeatable)")
-	caFile := fs.String("ca-file", "", "extra trusted certificate authorities, PEM `FILE`")
-	timeout := fs.Duration("timeout", 20*time.Second, "time limit of each check")
+	f := addVerifyFlags(fs)
 	vars := addVarFlag(fs)
 	if done, code := parseFlags(fs, args); done {
 		return code
@@ -51,51 +192,12 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	if cfg == nil {
 		return exitError
 	}
-	opts := verify.Options{Only: fs.Args(), Timeout: *timeout, Logger: logger(e), Addresses: map[string]string{}}
-	if len(resolvers) > 0 {
-		opts.Resolver = &verify.DNSClient{Servers: resolvers, Recurse: true}
-	}
-	switch {
-	case len(dnsbl) == 1 && dnsbl[0] == "none":
-		opts.DNSBLZones = []string{}
-	case len(dnsbl) > 0:
-		opts.DNSBLZones = dnsbl
-	}
-	for _, c := range connect {
-		from, to, ok := strings.Cut(c, "=")
-		if !ok {
-			return errorf(e, "-connect wants HOST:PORT=ADDR, got %q", c)
-		}
-		opts.Addresses[from] = to
-	}
-	roots, err := verifyRoots(cfg, *caFile)
+	run, err := verifyOptions(e, cfg, f, fs.Args())
 	if err != nil {
 		return errorf(e, "%v", err)
 	}
-	opts.Roots = roots
-
-	// DNS through the providers: the records the zone holds are the planned
-	// ones. It is the only DNS check for zone files nobody serves yet.
-	provs, err := refresh.Providers(cfg, logger(e))
-	if err != nil {
-		return errorf(e, "%v", err)
-	}
-	opts.Extra = append(opts.Extra, verify.Check{Name: "dns.provider", Target: "records", Run: func(ctx context.Context) []verify.Result {
-		return providerCheck(ctx, cfg, provs)
-	}})
-	if len(resolvers) == 0 && onlyZoneFiles(cfg) && len(opts.Only) == 0 {
-		// Nothing serves a lab's zone file: check the file and the services.
-		opts.Only = []string{"dns.provider", "tls", "smtp", "relay", "addresses"}
-	}
-	rep := verify.Run(ctx, verify.Inputs{Config: cfg, Records: desired.Records(cfg, nil)}, opts)
-	if *asJSON {
-		if err := verify.WriteJSON(e.Stdout, rep); err != nil {
-			return errorf(e, "write results: %v", err)
-		}
-	} else {
-		verify.WriteTable(e.Stdout, rep, e.Color)
-	}
-	return rep.ExitCode()
+	run.JSON = *asJSON
+	return runChecks(ctx, e, cfg, run)
 }
 
 // providerCheck compares the records at the DNS providers with the plan.
