@@ -21,9 +21,11 @@ func (o outputs) Run(_ context.Context, cmd string, _ io.Reader) ([]byte, error)
 	}
 	return nil, os.ErrNotExist
 }
-func (o outputs) WriteFile(context.Context, string, io.Reader, os.FileMode) error { return os.ErrPermission }
-func (o outputs) ReadFile(context.Context, string) ([]byte, error)                { return nil, os.ErrNotExist }
-func (o outputs) Close() error                                                     { return nil }
+func (o outputs) WriteFile(context.Context, string, io.Reader, os.FileMode) error {
+	return os.ErrPermission
+}
+func (o outputs) ReadFile(context.Context, string) ([]byte, error) { return nil, os.ErrNotExist }
+func (o outputs) Close() error                                     { return nil }
 
 func TestParseProcNetTCP(t *testing.T) {
 	t.Parallel()
