@@ -245,7 +245,25 @@ func dnsblResults(ctx context.Context, s *config.Server, o Options) []verify.Res
 		}
 		return out
 	}
-	one := &config.Config{Servers: []*config.Server{{Name: s.Name, Hostname: s.Hostname, IPv4: s.IPv4, IPv6: s.IPv6}}}
+	// Private addresses (a lab) are never listed: no query, and no
+	// resolver needed.
+	srv := &config.Server{Name: s.Name, Hostname: s.Hostname}
+	var out []verify.Result
+	for _, ip := range serverIPs(s) {
+		switch {
+		case !public(ip):
+			out = append(out, verify.Result{Check: CheckDNSBL, Target: ip.String(), Status: verify.Skip,
+				Detail: ip.String() + " is not a public address: blocklists do not list it"})
+		case ip.Is4():
+			srv.IPv4 = ip
+		default:
+			srv.IPv6 = ip
+		}
+	}
+	if len(serverIPs(srv)) == 0 {
+		return out
+	}
+	one := &config.Config{Servers: []*config.Server{srv}}
 	rep := verify.Run(ctx, verify.Inputs{Config: one, Records: []desired.RRSet{}}, verify.Options{
 		Resolver:   o.Resolver,
 		DNSBLZones: o.DNSBLZones,
@@ -253,7 +271,7 @@ func dnsblResults(ctx context.Context, s *config.Server, o Options) []verify.Res
 		Timeout:    o.Timeout,
 		Logger:     o.Logger,
 	})
-	return rep.Results
+	return append(out, rep.Results...)
 }
 
 // splitProbe checks a probe address: host:port with a host name or IP.
