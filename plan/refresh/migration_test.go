@@ -9,12 +9,18 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/libdns/libdns"
+	mdns "github.com/miekg/dns"
 
 	cfemu "github.com/mailctl/mailctl/internal/emulator/cloudflare"
+	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/plan/apply"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/refresh"
 	"github.com/mailctl/mailctl/plan/render"
+	"github.com/mailctl/mailctl/providers/dns"
 )
 
 // googleZone seeds a zone as Google Workspace leaves it: the five classic
@@ -186,6 +192,105 @@ func TestMigrationPhases(t *testing.T) {
 				t.Errorf("second plan has changes:\n%s", again.String())
 			}
 			golden(t, filepath.Join(dir, "replan.txt"), again.Bytes())
+		})
+	}
+}
+
+// TestMigrationPhasesKnot runs the three phases against a real Knot DNS
+// through the rfc2136 provider (UPDATE to write, AXFR to read), on a zone
+// whose MX is Google's newer single `1 smtp.google.com.`, and checks what
+// Knot answers after each apply: values and TTLs.
+func TestMigrationPhasesKnot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	knot := testenv.StartKnot(t, "example.org")
+	seed, err := dns.New("rfc2136", dns.Config{Name: "seed", Attrs: map[string]string{
+		"server": knot.Addr, "tsig_name": knot.TSIGName, "tsig_alg": knot.TSIGAlg, "tsig_key": knot.TSIGSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := seed.Apply(ctx, "example.org", nil, []libdns.RR{
+		{Name: "@", Type: "MX", Data: "1 smtp.google.com.", TTL: time.Hour},
+		{Name: "@", Type: "TXT", Data: "v=spf1 include:_spf.google.com ~all", TTL: time.Hour},
+		{Name: "@", Type: "TXT", Data: "google-site-verification=rXOxyZounnZasA8Z7oaD3c14JdjS9aKSWvsR1EbUSIQ", TTL: time.Hour},
+	}); err != nil {
+		t.Fatalf("seed Knot: %v", err)
+	}
+	src, err := os.ReadFile("../../examples/migration/mail.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// answers returns "TTL data" of each record Knot serves at name/type,
+	// sorted.
+	answers := func(name string, qtype uint16) []string {
+		var out []string
+		for _, rr := range knot.Query(t, name, qtype) {
+			out = append(out, fmt.Sprintf("%d %s", rr.Header().Ttl, strings.TrimPrefix(rr.String(), rr.Header().String())))
+		}
+		slices.Sort(out)
+		return out
+	}
+	steps := []struct {
+		phase   string
+		mx, txt []string
+		a       []string
+	}{
+		{config.PhasePresync, []string{"300 1 smtp.google.com."},
+			[]string{`3600 "google-site-verification=rXOxyZounnZasA8Z7oaD3c14JdjS9aKSWvsR1EbUSIQ"`, `3600 "v=spf1 ip4:203.0.113.10 include:_spf.google.com ~all"`},
+			[]string{"300 203.0.113.10"}},
+		{config.PhaseCutover, []string{"300 10 mx1.example.org."},
+			[]string{`3600 "google-site-verification=rXOxyZounnZasA8Z7oaD3c14JdjS9aKSWvsR1EbUSIQ"`, `3600 "v=spf1 ip4:203.0.113.10 include:_spf.google.com ~all"`},
+			[]string{"300 203.0.113.10"}},
+		{config.PhaseDone, []string{"3600 10 mx1.example.org."},
+			[]string{`3600 "google-site-verification=rXOxyZounnZasA8Z7oaD3c14JdjS9aKSWvsR1EbUSIQ"`, `3600 "v=spf1 ip4:203.0.113.10 ~all"`},
+			[]string{"3600 203.0.113.10"}},
+	}
+	for _, st := range steps {
+		t.Run(st.phase, func(t *testing.T) {
+			conf := strings.NewReplacer(
+				`phase = "presync"`, fmt.Sprintf("phase = %q", st.phase),
+				`api_token = env("CLOUDFLARE_API_TOKEN")`, "",
+				`provider "cloudflare" "main" {`, fmt.Sprintf("provider \"rfc2136\" \"knot\" {\n  server = %q\n  tsig_name = %q\n  tsig_alg = %q\n  tsig_key = env(\"TSIG_SECRET\")\n",
+					knot.Addr, knot.TSIGName, knot.TSIGAlg),
+				`dns    = provider.cloudflare.main`, `dns = provider.rfc2136.knot`,
+			).Replace(string(src))
+			cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(conf)}, config.LoadOptions{
+				Getenv: func(k string) string {
+					return cmpOr(map[string]string{"TSIG_SECRET": knot.TSIGSecret}[k], "test-secret")
+				}})
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			provs, err := refresh.Providers(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := fakeKeys(cfg)
+			p, _, err := refresh.Plan(ctx, cfg, provs, refresh.Options{Keys: keys})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := apply.DNS(ctx, p, provs, apply.Options{}); err != nil {
+				t.Fatalf("apply: %v", err)
+			}
+			for _, q := range []struct {
+				name  string
+				qtype uint16
+				want  []string
+			}{{"example.org", mdns.TypeMX, st.mx}, {"example.org", mdns.TypeTXT, st.txt}, {"mx1.example.org", mdns.TypeA, st.a}} {
+				if got := answers(q.name, q.qtype); !slices.Equal(got, q.want) {
+					t.Errorf("Knot %s %s = %q, want %q", q.name, mdns.TypeToString[q.qtype], got, q.want)
+				}
+			}
+			p2, _, err := refresh.Plan(ctx, cfg, provs, refresh.Options{Keys: keys})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p2.HasChanges() {
+				var b bytes.Buffer
+				render.Plan(&b, p2, render.Style{})
+				t.Errorf("second plan has changes:\n%s", b.String())
+			}
 		})
 	}
 }
