@@ -77,16 +77,16 @@ func keep(w desired.RRSet, before *RRSet, notes []string) (*RRSet, []string) {
 	case len(w.Values) == 0:
 		return before, notes
 	case before.TTL > w.TTL:
-		notes = append(notes, fmt.Sprintf("wait %s (the old %s TTL) after this apply before %s", Duration(before.TTL), w.Type, until))
+		notes = append(notes, fmt.Sprintf("wait %s (the old %s TTL) after this apply before %s", FormatTTL(before.TTL), w.Type, until))
 	default:
-		notes = append(notes, fmt.Sprintf("the %s TTL is already %s: go on with %s once the apply that lowered it is older than the old TTL", w.Type, Duration(before.TTL), until))
+		notes = append(notes, fmt.Sprintf("the %s TTL is already %s: go on with %s once the apply that lowered it is older than the old TTL", w.Type, FormatTTL(before.TTL), until))
 	}
 	return &RRSet{TTL: w.TTL, Values: slices.Clone(before.Values)}, notes
 }
 
-// Duration prints a TTL in seconds the short way: 3600 as "1h", 300 as
+// FormatTTL prints a TTL in seconds the short way: 3600 as "1h", 300 as
 // "5m", 90 as "1m30s".
-func Duration(ttl int) string {
+func FormatTTL(ttl int) string {
 	s := secs(ttl).String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

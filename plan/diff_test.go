@@ -73,11 +73,11 @@ func TestDiffKeepValues(t *testing.T) {
 	}
 }
 
-func TestDuration(t *testing.T) {
+func TestFormatTTL(t *testing.T) {
 	t.Parallel()
 	for ttl, want := range map[int]string{3600: "1h", 300: "5m", 90: "1m30s", 86400: "24h", 5400: "1h30m", 45: "45s"} {
-		if got := plan.Duration(ttl); got != want {
-			t.Errorf("Duration(%d) = %q, want %q", ttl, got, want)
+		if got := plan.FormatTTL(ttl); got != want {
+			t.Errorf("FormatTTL(%d) = %q, want %q", ttl, got, want)
 		}
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+
 	"github.com/mailctl/mailctl/plan/config"
 )
 
@@ -190,5 +193,37 @@ func TestServerResolvers(t *testing.T) {
 				t.Errorf("resolvers = %v, want %v", cfg.Servers[0].Resolvers, tc.want)
 			}
 		})
+	}
+}
+
+// TestMigrationFormat: the canonical formatting that mailctl fmt writes
+// (hclwrite.Format) of a migration block loads to the same configuration.
+func TestMigrationFormat(t *testing.T) {
+	t.Parallel()
+	messy := strings.NewReplacer("  ", "      ", " = ", "=").Replace(migrationBase)
+	formatted := string(hclwrite.Format([]byte(messy)))
+	if formatted == messy {
+		t.Fatal("the messy source is already canonical: the test checks nothing")
+	}
+	want, diags := load(t, migrationBase)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	got, diags := load(t, formatted)
+	if diags.HasErrors() {
+		t.Fatalf("formatted source: %v\n%s", diags, formatted)
+	}
+	w, g := *want.Migrations[0], *got.Migrations[0]
+	w.DeclRange, g.DeclRange = hcl.Range{}, hcl.Range{}
+	w.Users, g.Users = nil, nil
+	if !reflect.DeepEqual(w, g) {
+		t.Errorf("formatted migration = %+v, want %+v", g, w)
+	}
+	for i, u := range want.Migrations[0].Users {
+		a, b := *u, *got.Migrations[0].Users[i]
+		a.DeclRange, b.DeclRange = hcl.Range{}, hcl.Range{}
+		if a != b {
+			t.Errorf("formatted user %d = %+v, want %+v", i, b, a)
+		}
 	}
 }

@@ -1,8 +1,9 @@
 // Package desired derives, from the configuration alone, the DNS records
 // mailctl owns for each domain (MX, SPF per RFC 7208, host A/AAAA, DKIM per
 // RFC 6376, DMARC per RFC 7489, MTA-STS per RFC 8461, TLS-RPT per RFC 8460,
-// autoconfig/autodiscover, SRV per RFC 6186 and RFC 8314). It is pure: no
-// network, no clock.
+// autoconfig/autodiscover, SRV per RFC 6186 and RFC 8314), and how a
+// migration block's phase (presync, cutover, done) changes them while mail
+// moves from another provider. It is pure: no network, no clock.
 package desired
 
 import (
