@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -12,7 +13,9 @@ import (
 	"github.com/mailctl/mailctl/plan/apply"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
+	"github.com/mailctl/mailctl/plan/propagation"
 	"github.com/mailctl/mailctl/plan/render"
+	"github.com/mailctl/mailctl/providers/dns/zonefile"
 )
 
 func init() {
@@ -20,14 +23,23 @@ func init() {
 }
 
 func runApply(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]...")
+	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]... [-wait DURATION] [-resolver HOST:PORT] [-connect HOST:PORT=ADDR]...")
 	autoApprove := fs.Bool("auto-approve", false, "apply without asking for confirmation")
 	pf := addPlanFlags(fs)
+	wait := fs.Duration("wait", propagation.DefaultTimeout, "after DNS changes, wait up to `DURATION` until every authoritative name server serves them (0: do not wait)")
+	ep := addEndpointFlags(fs)
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
 	if fs.NArg() > 1 {
 		return errorf(e, "apply takes at most one plan file")
+	}
+	if *wait < 0 {
+		return errorf(e, "-wait must be 0 (no wait) or a positive duration, got %s", *wait)
+	}
+	addrs, err := ep.addresses()
+	if err != nil {
+		return errorf(e, "%v", err)
 	}
 	s, code := setup(e, pf)
 	if s == nil {
@@ -81,6 +93,12 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	}
 	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
 	res, err := apply.DNS(ctx, p, s.provs, opts)
+	if err == nil && *wait > 0 {
+		err = waitPropagation(ctx, e, p, propagation.Options{
+			Resolver: ep.resolver(), Addresses: addrs, Timeout: *wait,
+			Progress: e.Stdout, Terminal: stdoutIsTerminal(e), Logger: logger(e),
+		})
+	}
 	if err == nil {
 		// Reverse DNS after DNS: hosting APIs check the forward record.
 		var pres apply.Result
@@ -112,6 +130,38 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	fmt.Fprintf(e.Stdout, "\nApply complete! Resources: %d added, %d changed, %d destroyed.\n", res.Added, res.Changed, res.Destroyed)
 	printConnect(e, s.cfg)
 	return exitOK
+}
+
+// waitPropagation waits until the authoritative name servers serve the
+// DNS changes apply.DNS made, before PTR (hosting APIs resolve the forward
+// record) and verify. Zone files are left out: nothing serves them yet.
+func waitPropagation(ctx context.Context, e *env, p *plan.Plan, opts propagation.Options) error {
+	var changes []plan.Change
+	for _, c := range p.Changes {
+		if c.Type != "dns_rrset" || c.Action == plan.NoOp || c.AfterUnknown || providerKind(c.Provider) == zonefile.Kind {
+			continue
+		}
+		changes = append(changes, c)
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	if _, err := propagation.Wait(ctx, changes, opts); err != nil {
+		if errors.Is(err, propagation.ErrTimeout) {
+			return fmt.Errorf("%w\nthe records are applied at the DNS provider: run apply again with a longer -wait, or -wait=0 to skip the wait", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// providerKind returns KIND of a provider address provider.KIND.NAME.
+func providerKind(addr string) string {
+	parts := strings.SplitN(addr, ".", 3)
+	if len(parts) < 3 {
+		return ""
+	}
+	return parts[1]
 }
 
 // stale says why a saved plan no longer matches the configuration or the
