@@ -64,7 +64,16 @@ type conn struct {
 	wline []byte
 	wlit  int64
 	out   []byte
+	// While corked (a FETCH or SEARCH answering many messages), output
+	// is gathered in cbuf and written in big chunks: the library flushes
+	// after every response line, one write(2) per message otherwise.
+	corked bool
+	cbuf   []byte
+	cerr   error // of a write of cbuf; returned by later writes
 }
+
+// corkSize is the size of the writes made while corked.
+const corkSize = 64 << 10
 
 const maxLine = 64 << 10
 
@@ -290,7 +299,65 @@ func (c *conn) startTLS(tag string) error {
 func (c *conn) writeRaw(s string) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := io.WriteString(c.w, s)
+	return c.emit([]byte(s))
+}
+
+// emit writes p to the client, or gathers it while corked. wmu is held.
+func (c *conn) emit(p []byte) error {
+	if c.cerr != nil {
+		return c.cerr
+	}
+	if !c.corked {
+		_, err := c.w.Write(p)
+		return err
+	}
+	if len(c.cbuf)+len(p) > corkSize {
+		if err := c.flushCork(); err != nil {
+			return err
+		}
+	}
+	if len(p) >= corkSize {
+		_, c.cerr = c.w.Write(p)
+		return c.cerr
+	}
+	c.cbuf = append(c.cbuf, p...)
+	return nil
+}
+
+func (c *conn) flushCork() error {
+	if len(c.cbuf) == 0 || c.cerr != nil {
+		return c.cerr
+	}
+	_, c.cerr = c.w.Write(c.cbuf)
+	c.cbuf = c.cbuf[:0]
+	return c.cerr
+}
+
+var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkSize); return &b }}
+
+// cork gathers the output in big writes until uncork, which writes what
+// is left: for commands whose answer is one response per message.
+func (c *conn) cork() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.corked {
+		return
+	}
+	c.corked = true
+	c.cbuf = (*corkPool.Get().(*[]byte))[:0]
+}
+
+func (c *conn) uncork() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.corked {
+		return c.cerr
+	}
+	err := c.flushCork()
+	c.corked = false
+	b := c.cbuf[:0]
+	c.cbuf = nil
+	corkPool.Put(&b)
 	return err
 }
 
@@ -312,7 +379,7 @@ func (c *conn) Write(p []byte) (int, error) {
 			if err := c.flushOut(); err != nil {
 				return 0, err
 			}
-			if _, err := c.w.Write(p[:n]); err != nil {
+			if err := c.emit(p[:n]); err != nil {
 				return 0, err
 			}
 			c.wlit -= n
@@ -340,7 +407,7 @@ func (c *conn) flushOut() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	_, err := c.w.Write(c.out)
+	err := c.emit(c.out)
 	c.out = c.out[:0]
 	return err
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
@@ -31,13 +30,72 @@ func readHeader(r io.Reader) textproto.Header {
 
 // envelope returns the ENVELOPE (RFC 9051 section 7.5.2) of a message.
 func envelope(r io.Reader) *goimap.Envelope {
-	return imapserver.ExtractEnvelope(readHeader(r))
+	return envelopeOf(readHeader(r))
+}
+
+// envelopeBytes is envelope for a header in memory (as cached in the
+// index).
+func envelopeBytes(hdr []byte) *goimap.Envelope {
+	// A buffer larger than hdr, so that its end reads as EOF, as from the file.
+	h, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(hdr), len(hdr)+1))
+	if err != nil {
+		h = textproto.Header{}
+	}
+	return envelopeOf(h)
+}
+
+// envelopeOf builds an ENVELOPE like imapserver.ExtractEnvelope, with
+// the usual Date format (RFC 5322 section 3.3, as written by nearly every
+// client) parsed directly: net/mail tries a long list of layouts, which
+// made dates the dearest part of FETCH ENVELOPE.
+func envelopeOf(h textproto.Header) *goimap.Envelope {
+	mh := mail.Header{Header: gomessage.Header{Header: h}}
+	date, err := time.Parse(time.RFC1123Z, h.Get("Date"))
+	if err != nil {
+		date, _ = mh.Date()
+	}
+	subject, _ := mh.Subject()
+	inReplyTo, _ := mh.MsgIDList("In-Reply-To")
+	messageID, _ := mh.MessageID()
+	return &goimap.Envelope{
+		Date:      date,
+		Subject:   subject,
+		From:      addressList(mh, "From"),
+		Sender:    addressList(mh, "Sender"),
+		ReplyTo:   addressList(mh, "Reply-To"),
+		To:        addressList(mh, "To"),
+		Cc:        addressList(mh, "Cc"),
+		Bcc:       addressList(mh, "Bcc"),
+		InReplyTo: inReplyTo,
+		MessageID: messageID,
+	}
+}
+
+// addressList returns the addresses of a header field for an ENVELOPE;
+// like the library, groups are flattened and addresses without "@"
+// skipped.
+func addressList(mh mail.Header, key string) []goimap.Address {
+	if !mh.Has(key) {
+		return nil
+	}
+	addrs, _ := mh.AddressList(key)
+	var out []goimap.Address
+	for _, a := range addrs {
+		mailbox, host, ok := strings.Cut(a.Address, "@")
+		if !ok {
+			continue
+		}
+		out = append(out, goimap.Address{Name: a.Name, Mailbox: mailbox, Host: host})
+	}
+	return out
 }
 
 // lazyMessage reads a message body only when a search key needs it.
 type lazyMessage struct {
 	s      *session
 	m      store.Message
+	hdr    []byte // header cached in the index, or nil
+	flat   []byte // see mayMatchHeader
 	body   []byte
 	loaded bool
 }
@@ -56,7 +114,63 @@ func (l *lazyMessage) bytes() []byte {
 }
 
 func (l *lazyMessage) header() mail.Header {
+	if l.hdr != nil {
+		return mail.Header{Header: gomessage.Header{Header: readHeader(bytes.NewReader(l.hdr))}}
+	}
 	return mail.Header{Header: gomessage.Header{Header: readHeader(bytes.NewReader(l.bytes()))}}
+}
+
+// needsHeader reports whether criteria have keys on header fields.
+func needsHeader(c *goimap.SearchCriteria) bool {
+	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		return true
+	}
+	for i := range c.Not {
+		if needsHeader(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if needsHeader(&c.Or[i][0]) || needsHeader(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayMatchHeader reports whether some field of the message's cached
+// header could contain pattern (as matchFields compares: decoded, unfolded,
+// case-insensitively). false is certain, true needs the full parse. It
+// holds because, in a header without MIME encoded-words (RFC 2047), every
+// field value is a substring of the header's lines trimmed and joined by
+// one space, which is how values are unfolded; a header with "=?" is
+// always parsed.
+func (l *lazyMessage) mayMatchHeader(pattern string) bool {
+	if l.hdr == nil || pattern == "" {
+		return true
+	}
+	if l.flat == nil {
+		if bytes.Contains(l.hdr, []byte("=?")) {
+			l.flat = []byte{} // always parse
+		} else {
+			flat := make([]byte, 0, len(l.hdr))
+			for line := range bytes.Lines(l.hdr) {
+				line = bytes.Trim(bytes.TrimRight(line, "\r\n"), " \t")
+				if len(line) == 0 {
+					continue
+				}
+				if len(flat) > 0 {
+					flat = append(flat, ' ')
+				}
+				flat = append(flat, line...)
+			}
+			l.flat = bytes.ToLower(flat)
+		}
+	}
+	if len(l.flat) == 0 {
+		return true
+	}
+	return bytes.Contains(l.flat, []byte(strings.ToLower(pattern)))
 }
 
 func (l *lazyMessage) entity() *gomessage.Entity {
@@ -67,7 +181,7 @@ func (l *lazyMessage) entity() *gomessage.Entity {
 	return e
 }
 
-func (l *lazyMessage) close() { l.body = nil }
+func (l *lazyMessage) close() { l.body, l.flat = nil, nil }
 
 // matchCriteria evaluates SEARCH keys (RFC 9051 section 6.4.4) on one
 // message; seq is its sequence number in the client's view.
@@ -106,13 +220,24 @@ func matchCriteria(l *lazyMessage, seq uint32, c *goimap.SearchCriteria) bool {
 		return false
 	}
 	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		h := l.header()
+		var h mail.Header
+		parsed := false
+		parse := func() {
+			if !parsed {
+				h, parsed = l.header(), true
+			}
+		}
 		for _, hc := range c.Header {
+			if !l.mayMatchHeader(hc.Value) {
+				return false
+			}
+			parse()
 			if !matchFields(h.FieldsByKey(hc.Key), hc.Value) {
 				return false
 			}
 		}
 		if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+			parse()
 			t, err := h.Date()
 			if err != nil || !matchDate(t, c.SentSince, c.SentBefore) {
 				return false

@@ -2,6 +2,7 @@ package imap
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 	"time"
 
@@ -19,8 +20,21 @@ func FuzzStoredMessage(f *testing.F) {
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhello\r\n--x--\r\n"))
 	f.Add([]byte("Subject: =?utf-8?q?caf=C3=A9?=\r\nDate: Mon, 23 Nov 2026 16:00:00 +0000\r\n\r\n"))
 	f.Add([]byte("no header at all"))
+	f.Add([]byte("Date: Mon, 01 Jan 2024 00:00:07 +0100\r\nFrom: \"A, B\" <a@example.test>, c@example.test\r\nTo: undisclosed:;\r\nSubject: x\r\n\r\n"))
+	f.Add([]byte("Date: 1 Jan 2024 00:00 +0000 (UTC)\r\nIn-Reply-To: <a@b>\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		envelope(bytes.NewReader(body))
+		// Ours gives what the library gives, with its own date parsing.
+		got, want := envelope(bytes.NewReader(body)), imapserver.ExtractEnvelope(readHeader(bytes.NewReader(body)))
+		if !got.Date.Equal(want.Date) || got.Date.Format(time.RFC1123Z) != want.Date.Format(time.RFC1123Z) {
+			t.Errorf("envelope date %v, library %v", got.Date, want.Date)
+		}
+		got.Date, want.Date = time.Time{}, time.Time{}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("envelope %+v, library %+v", got, want)
+		}
+		if cached := envelopeBytes(cachedHeader(body)); !reflect.DeepEqual(cached.Subject, want.Subject) || !reflect.DeepEqual(cached.From, want.From) {
+			t.Errorf("envelope from the cached header %+v, library %+v", cached, want)
+		}
 		imapserver.ExtractBodyStructure(bytes.NewReader(body))
 		l := &lazyMessage{m: store.Message{UID: 1, Size: int64(len(body)), InternalDate: time.Now()}, body: body, loaded: true}
 		matchCriteria(l, 1, &goimap.SearchCriteria{
@@ -29,5 +43,52 @@ func FuzzStoredMessage(f *testing.F) {
 			Body:      []string{"body"},
 			SentSince: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
 		})
+	})
+}
+
+// cachedHeader is the header the store caches for body: through the first
+// empty line, or all of it.
+func cachedHeader(body []byte) []byte {
+	if bytes.HasPrefix(body, []byte("\r\n")) {
+		return body[:2]
+	}
+	if bytes.HasPrefix(body, []byte("\n")) {
+		return body[:1]
+	}
+	for i := range body {
+		if body[i] != '\n' {
+			continue
+		}
+		if bytes.HasPrefix(body[i+1:], []byte("\n")) {
+			return body[:i+2]
+		}
+		if bytes.HasPrefix(body[i+1:], []byte("\r\n")) {
+			return body[:i+3]
+		}
+	}
+	return body
+}
+
+// FuzzCachedHeaderSearch: header SEARCH keys give the same answer from the
+// header cached in the index (with its shortcut) as from the message file.
+func FuzzCachedHeaderSearch(f *testing.F) {
+	f.Add([]byte("Subject: bench message 4242\r\n\r\nbody\r\n"), "Subject", "MESSAGE 4242")
+	f.Add([]byte("Subject: bench\r\n message 4242\r\n\r\n"), "subject", "bench message")
+	f.Add([]byte("Subject:   spaced   \r\n\t  out\r\nFrom: a\r\n\r\n"), "Subject", "spaced out")
+	f.Add([]byte("Subject: =?utf-8?q?caf=C3=A9?=\r\n\r\n"), "Subject", "café")
+	f.Add([]byte("Subject : trailing key space\r\n\r\n"), "Subject", "key")
+	f.Add([]byte(" bad first line\r\nSubject: x\r\n\r\n"), "Subject", "x")
+	f.Add([]byte("Subject: x\r\nno colon\r\nTo: y\r\n\r\n"), "To", "y")
+	f.Add([]byte("Subject: \xe2\x82\r\n\xacx\r\n\r\n"), "Subject", "\u20acx")
+	f.Add([]byte("Subject: Kelvin\r\n\r\n"), "Subject", "\u212aelvin")
+	f.Add([]byte("X-Empty:\r\n\r\n"), "X-Empty", "")
+	f.Fuzz(func(t *testing.T, body []byte, key, pattern string) {
+		c := &goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: key, Value: pattern}}}
+		m := store.Message{UID: 1, Size: int64(len(body)), InternalDate: time.Now()}
+		fromFile := matchCriteria(&lazyMessage{m: m, body: body, loaded: true}, 1, c)
+		fromCache := matchCriteria(&lazyMessage{m: m, hdr: cachedHeader(body), loaded: true}, 1, c)
+		if fromFile != fromCache {
+			t.Errorf("SEARCH HEADER %q %q: %v from the file, %v from the cached header", key, pattern, fromFile, fromCache)
+		}
 	})
 }

@@ -2,6 +2,7 @@ package imap_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,6 +24,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -855,17 +857,24 @@ func TestConcurrentSessions(t *testing.T) {
 	}
 }
 
-// BenchmarkFetch10k fetches UID, FLAGS, size and date of 10 000 messages,
-// as a client does when it opens a big mailbox.
-func BenchmarkFetch10k(b *testing.B) {
+// BenchmarkMailbox10k measures, on one mailbox of 10 000 messages like
+// those of ../shared/bench (distinct subjects), what a client does when it
+// opens a big mailbox (UID, FLAGS, size, date; envelopes), downloads it
+// (BODY.PEEK[] by 1000), and searches it (SUBJECT, UNSEEN). The client
+// logs in over plaintext loopback, as the shared bench does, and only
+// counts the bytes of the answers (no parsing), so that the figures are
+// the server's.
+func BenchmarkMailbox10k(b *testing.B) {
 	env := newEnv(b, 0)
-	body := mail("bench")
+	const n = 10000
 	var wg sync.WaitGroup
 	for w := 0; w < 10; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 1000; i++ {
+			for i := w; i < n; i += 10 {
+				subject := fmt.Sprintf("bench message %d", i)
+				body := mail(subject) + strings.Repeat("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod\r\n", 130)
 				if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(body), nil, time.Time{}); err != nil {
 					b.Error(err)
 					return
@@ -874,56 +883,76 @@ func BenchmarkFetch10k(b *testing.B) {
 		}()
 	}
 	wg.Wait()
-	c := env.dialTLS(b, nil)
-	if err := c.Login(alice, alicePW).Wait(); err != nil {
+	c, err := net.Dial("tcp", env.plainAddr)
+	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		msgs, err := c.Fetch(goimap.SeqSet{{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true}).Collect()
-		if err != nil || len(msgs) != 10000 {
-			b.Fatalf("FETCH = %d messages, %v", len(msgs), err)
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 64<<10)
+	br.ReadString('\n')
+	tagN := 0
+	// run sends a command and reads its answer up to the tagged OK,
+	// skipping literals; it returns the bytes read and the answer's lines.
+	run := func(b *testing.B, command string) (int64, int) {
+		tagN++
+		tag := fmt.Sprintf("t%d", tagN)
+		fmt.Fprintf(c, "%s %s\r\n", tag, command)
+		var total int64
+		lines := 0
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				b.Fatalf("%s: %v", command, err)
+			}
+			total += int64(len(line))
+			lines++
+			if bytes.HasPrefix(line, []byte(tag+" ")) {
+				if !bytes.HasPrefix(line, []byte(tag+" OK")) {
+					b.Fatalf("%s: %s", command, line)
+				}
+				return total, lines
+			}
+			if m := literalEnd.FindSubmatch(line); m != nil {
+				size, _ := strconv.ParseInt(string(m[1]), 10, 64)
+				if _, err := br.Discard(int(size)); err != nil {
+					b.Fatal(err)
+				}
+				total += size
+			}
 		}
 	}
+	run(b, "LOGIN "+alice+" "+alicePW)
+	run(b, "SELECT INBOX")
+	for _, bm := range []struct{ name, command string }{
+		{"FetchMeta", "FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)"},
+		{"FetchEnvelope", "FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE)"},
+		{"SearchSubject", `SEARCH SUBJECT "bench message 4242"`},
+		{"SearchUnseen", "SEARCH UNSEEN"},
+		{"SearchBody", `SEARCH BODY "needle4242"`},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			for b.Loop() {
+				size, _ := run(b, bm.command)
+				b.SetBytes(size)
+			}
+		})
+	}
+	b.Run("FetchBodies", func(b *testing.B) {
+		for b.Loop() {
+			var total int64
+			for lo := 1; lo <= n; lo += 1000 {
+				size, lines := run(b, fmt.Sprintf("FETCH %d:%d (BODY.PEEK[])", lo, lo+999))
+				if lines < 1000 {
+					b.Fatalf("FETCH: %d lines", lines)
+				}
+				total += size
+			}
+			b.SetBytes(total)
+		}
+	})
 }
 
-// BenchmarkFetchEnvelope10k fetches the envelopes of 10 000 messages (each
-// one read from its file).
-func BenchmarkFetchEnvelope10k(b *testing.B) {
-	env := newEnv(b, 0)
-	body := mail("bench")
-	var wg sync.WaitGroup
-	for w := 0; w < 10; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 1000; i++ {
-				if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(body), nil, time.Time{}); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	c := env.dialTLS(b, nil)
-	if err := c.Login(alice, alicePW).Wait(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		msgs, err := c.Fetch(goimap.SeqSet{{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true, Envelope: true}).Collect()
-		if err != nil || len(msgs) != 10000 || msgs[0].Envelope == nil || msgs[0].Envelope.Subject != "bench" {
-			b.Fatalf("FETCH = %d messages, %v", len(msgs), err)
-		}
-	}
-}
+var literalEnd = regexp.MustCompile(`\{(\d+)\}\r\n$`)
 
 // TestExamineReadOnly: EXAMINE neither changes flags nor sets \Seen.
 func TestExamineReadOnly(t *testing.T) {
@@ -1154,4 +1183,68 @@ func TestQuotaCommands(t *testing.T) {
 		t.Errorf("SETQUOTA: %q, want e NO", l)
 	}
 	r.cmd("f", "NOOP") // still in sync
+}
+
+// TestFetchHeaderCache: FETCH ENVELOPE, BODY[HEADER] and
+// BODY[HEADER.FIELDS] answer the same from the header cached in the index
+// as from the file (a header too long to cache), and SEARCH finds by
+// header either way.
+func TestFetchHeaderCache(t *testing.T) {
+	env := newEnv(t, 0)
+	long := "X-Long: " + strings.Repeat("y", store.MaxCachedHeader) + "\r\n"
+	cached := mail("cache hit")
+	uncached := long + mail("cache hit")
+	for _, body := range []string{cached, uncached} {
+		if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(body), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := env.dialTLS(t, nil)
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	header := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, Peek: true}
+	fields := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, HeaderFields: []string{"Subject", "Date"}, Peek: true}
+	msgs, err := c.Fetch(goimap.SeqSet{{Start: 1, Stop: 2}}, &goimap.FetchOptions{Envelope: true, BodySection: []*goimap.FetchItemBodySection{header, fields}}).Collect()
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("FETCH = %v, %v", msgs, err)
+	}
+	wantEnv := &goimap.Envelope{
+		Date:      time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC),
+		Subject:   "cache hit",
+		From:      []goimap.Address{{Name: "Bob", Mailbox: "bob", Host: "example.test"}},
+		To:        []goimap.Address{{Name: "Alice", Mailbox: "alice", Host: "example.test"}},
+		MessageID: "cache-hit@example.test",
+	}
+	// Sender and Reply-To default to From (RFC 9051 section 7.5.2).
+	wantEnv.Sender, wantEnv.ReplyTo = wantEnv.From, wantEnv.From
+	wantFields := "Subject: cache hit\r\nDate: Mon, 23 Nov 2026 16:00:00 +0000\r\n\r\n"
+	for i, body := range []string{cached, uncached} {
+		m := msgs[i]
+		env := *m.Envelope
+		if !env.Date.Equal(wantEnv.Date) {
+			t.Errorf("message %d: envelope date %v", i+1, env.Date)
+		}
+		env.Date = wantEnv.Date
+		if !reflect.DeepEqual(&env, wantEnv) {
+			t.Errorf("message %d: envelope %+v, want %+v", i+1, &env, wantEnv)
+		}
+		if got, want := string(m.FindBodySection(header)), body[:strings.Index(body, "\r\n\r\n")+4]; got != want {
+			t.Errorf("message %d: BODY[HEADER] = %.100q, want %.100q", i+1, got, want)
+		}
+		if got := string(m.FindBodySection(fields)); got != wantFields {
+			t.Errorf("message %d: BODY[HEADER.FIELDS] = %q, want %q", i+1, got, wantFields)
+		}
+	}
+	data, err := c.Search(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "CACHE HIT"}}}, nil).Wait()
+	if err != nil || !slices.Equal(data.AllSeqNums(), []uint32{1, 2}) {
+		t.Errorf("SEARCH SUBJECT = %v, %v", data.AllSeqNums(), err)
+	}
+	data, err = c.Search(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "miss"}}}, nil).Wait()
+	if err != nil || len(data.AllSeqNums()) != 0 {
+		t.Errorf("SEARCH SUBJECT miss = %v, %v", data.AllSeqNums(), err)
+	}
 }

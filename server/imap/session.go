@@ -1,11 +1,13 @@
 package imap
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 
@@ -514,7 +516,11 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 	return s.imapError(s.view.sm.sync(s.ctx, nil))
 }
 
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) error {
+// fetchChunk is how many messages' headers Fetch reads from the index at
+// a time.
+const fetchChunk = 1000
+
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) (err error) {
 	if err := s.view.sm.sync(s.ctx, nil); err != nil {
 		return s.imapError(err)
 	}
@@ -550,22 +556,58 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 		}
 	}
-	for _, it := range items {
-		if it.clientSeq == 0 {
-			continue
+	s.conn.cork()
+	defer func() {
+		if uerr := s.conn.uncork(); err == nil {
+			err = uerr
 		}
-		m := it.msg
-		if seenNow[m.UID] {
-			m.Flags = append(append([]string(nil), m.Flags...), store.FlagSeen)
+	}()
+	wantHeader := options.Envelope
+	for _, bs := range options.BodySection {
+		wantHeader = wantHeader || headerOnly(bs)
+	}
+	for start := 0; start < len(items); start += fetchChunk {
+		chunk := items[start:min(start+fetchChunk, len(items))]
+		var hdrs [][]byte
+		if wantHeader {
+			uids := make([]uint32, len(chunk))
+			for i, it := range chunk {
+				uids[i] = it.msg.UID
+			}
+			if hdrs, err = s.srv.st.Headers(s.ctx, s.user, s.view.sm.key.id, uids); err != nil {
+				return s.imapError(err)
+			}
 		}
-		if err := s.fetchOne(w.CreateMessage(it.clientSeq), m, options, seenNow[m.UID]); err != nil {
-			return err
+		for i, it := range chunk {
+			if it.clientSeq == 0 {
+				continue
+			}
+			m := it.msg
+			if seenNow[m.UID] {
+				m.Flags = append(append([]string(nil), m.Flags...), store.FlagSeen)
+			}
+			var hdr []byte
+			if hdrs != nil {
+				hdr = hdrs[i]
+			}
+			if err := s.fetchOne(w.CreateMessage(it.clientSeq), m, options, seenNow[m.UID], hdr); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, options *goimap.FetchOptions, flagsChanged bool) error {
+// headerOnly reports whether a body section is the message's header or
+// some of its fields (BODY[HEADER], BODY[HEADER.FIELDS (...)]), which the
+// header cached in the index answers.
+func headerOnly(bs *goimap.FetchItemBodySection) bool {
+	return len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierHeader
+}
+
+// fetchOne writes the FETCH response of one message. hdr is its header as
+// cached in the index, or nil: what hdr answers needs no file.
+func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, options *goimap.FetchOptions, flagsChanged bool, hdr []byte) error {
 	w.WriteUID(goimap.UID(m.UID))
 	if options.Flags || flagsChanged {
 		w.WriteFlags(imapFlags(m.Flags))
@@ -576,24 +618,35 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 	if options.RFC822Size {
 		w.WriteRFC822Size(m.Size)
 	}
-	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+	needFile := (options.Envelope && hdr == nil) || options.BodyStructure != nil ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
-	if !needBody {
+	for _, bs := range options.BodySection {
+		needFile = needFile || hdr == nil || !headerOnly(bs)
+	}
+	if !needFile && !options.Envelope && len(options.BodySection) == 0 {
 		return w.Close()
 	}
-	f, err := s.srv.st.OpenBody(s.ctx, m)
-	if err != nil {
-		// Expunged by another session meanwhile: answer what we have.
-		s.logger.InfoContext(s.ctx, "imap fetch: body gone", "uid", m.UID, "err", err)
-		return w.Close()
+	var f *os.File
+	if needFile {
+		var err error
+		f, err = s.srv.st.OpenBody(s.ctx, m)
+		if err != nil {
+			// Expunged by another session meanwhile: answer what we have.
+			s.logger.InfoContext(s.ctx, "imap fetch: body gone", "uid", m.UID, "err", err)
+			return w.Close()
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	rewind := func() io.Reader {
 		f.Seek(0, io.SeekStart)
 		return f
 	}
 	if options.Envelope {
-		w.WriteEnvelope(envelope(rewind()))
+		if hdr != nil {
+			w.WriteEnvelope(envelopeBytes(hdr))
+		} else {
+			w.WriteEnvelope(envelope(rewind()))
+		}
 	}
 	if options.BodyStructure != nil {
 		w.WriteBodyStructure(imapserver.ExtractBodyStructure(rewind()))
@@ -612,7 +665,11 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 			}
 			continue
 		}
-		buf = imapserver.ExtractBodySection(rewind(), bs)
+		if hdr != nil && headerOnly(bs) {
+			buf = imapserver.ExtractBodySection(bytes.NewReader(hdr), bs)
+		} else {
+			buf = imapserver.ExtractBodySection(rewind(), bs)
+		}
 		wc := w.WriteBodySection(bs, int64(len(buf)))
 		_, werr := wc.Write(buf)
 		if cerr := wc.Close(); werr == nil {
@@ -653,11 +710,25 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 	}
 	v.sm.mu.Unlock()
 
+	var hdrs [][]byte
+	if needsHeader(criteria) {
+		uids := make([]uint32, len(all))
+		for i, it := range all {
+			uids[i] = it.msg.UID
+		}
+		var err error
+		if hdrs, err = s.srv.st.Headers(s.ctx, s.user, v.sm.key.id, uids); err != nil {
+			return nil, s.imapError(err)
+		}
+	}
 	var data goimap.SearchData
 	var seqSet goimap.SeqSet
 	var uidSet goimap.UIDSet
-	for _, it := range all {
+	for i, it := range all {
 		lm := &lazyMessage{s: s, m: it.msg}
+		if hdrs != nil {
+			lm.hdr = hdrs[i]
+		}
 		ok := matchCriteria(lm, it.clientSeq, criteria)
 		lm.close()
 		if !ok {
