@@ -331,6 +331,7 @@ func (r *runner) fetchProbe(ctx context.Context, host string, port int, implicit
 	id := strings.Trim(msgID, "<>")
 	criteria := &imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: id}}}
 	var uids []imap.UID
+	deadline := time.Now().Add(p.Wait)
 	for {
 		if err := c.Noop().Wait(); err != nil {
 			if ctx.Err() != nil {
@@ -348,15 +349,18 @@ func (r *runner) fetchProbe(ctx context.Context, host string, port int, implicit
 		if uids = data.AllUIDs(); len(uids) > 0 {
 			break
 		}
+		if time.Now().After(deadline) {
+			break
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(p.Poll):
+		case <-time.After(min(p.Poll, time.Until(deadline)+time.Millisecond)):
 			continue
 		}
 		break
 	}
 	if len(uids) == 0 {
-		return nil, probeError{Fail, fmt.Sprintf("the probe did not arrive in the INBOX of %s in time", p.To),
+		return nil, probeError{Fail, fmt.Sprintf("the probe did not arrive in the INBOX of %s within %s", p.To, p.Wait),
 			"check the server's queue (mailctl serve queue) and logs for the message " + msgID}
 	}
 	set := imap.UIDSetNum(uids...)

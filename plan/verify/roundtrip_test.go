@@ -86,9 +86,12 @@ func startRoundTripLab(t *testing.T) *rtLab {
 		DataDir:       l.dataDir,
 		Listen: srvconfig.Listen{SMTP: "127.0.0.1:0", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0",
 			IMAP: "127.0.0.1:0", IMAPS: "127.0.0.1:0", HTTPS: "127.0.0.1:0", HTTP: "127.0.0.1:0"},
-		TLS:      srvconfig.TLS{Mode: "self-signed"},
-		Domains:  []srvconfig.Domain{{Name: "example.org", DKIMSelectors: []string{"mx1"}}},
-		Users:    []srvconfig.User{{Address: "alice@example.org", PasswordHash: pw, Aliases: []string{"postmaster@example.org"}}},
+		TLS:     srvconfig.TLS{Mode: "self-signed"},
+		Domains: []srvconfig.Domain{{Name: "example.org", DKIMSelectors: []string{"mx1"}}},
+		Users: []srvconfig.User{
+			{Address: "alice@example.org", PasswordHash: pw, Aliases: []string{"postmaster@example.org"}},
+			{Address: "bob@example.org", PasswordHash: pw},
+		},
 		Outbound: &srvconfig.Outbound{DNSServers: []string{l.knot.Addr}},
 		Inbound:  &srvconfig.Inbound{DNSBLZones: []string{}},
 	}
@@ -201,6 +204,12 @@ func TestRoundTrip(t *testing.T) {
 				l.update(t, txtRR(k.Selector+"._domainkey.example.org", k.Record))
 			}
 		}, status: verify.Fail, detail: []string{"spf=fail", "dkim=fail", "dmarc=fail"}},
+		{name: "mailbox read with another login", probe: &verify.Probe{User: alice.User, Password: "x", To: "bob@example.org",
+			IMAPAddr: host + ":993", IMAPUser: "bob@example.org", IMAPPassword: "x", Wait: 15 * time.Second, Poll: 100 * time.Millisecond},
+			status: verify.Pass, detail: []string{"read back from bob@example.org", "spf=pass dkim=pass dmarc=pass"}},
+		{name: "probe never arrives", probe: &verify.Probe{User: alice.User, Password: "x", To: "bob@example.org",
+			IMAPAddr: host + ":993", IMAPUser: "alice@example.org", IMAPPassword: "x", Wait: time.Second, Poll: 100 * time.Millisecond},
+			status: verify.Fail, detail: []string{"the probe did not arrive in the INBOX of bob@example.org within 1s"}, fix: "mailctl serve queue"},
 		{name: "wrong password", probe: &verify.Probe{User: alice.User, Password: "not-x"}, status: verify.Fail,
 			detail: []string{"authentication failed for alice@example.org"}, fix: "password_hash"},
 		{name: "no credentials", probe: nil, status: verify.Skip, detail: []string{"no probe credentials"}, fix: verify.FixProbeCredentials},
@@ -239,15 +248,17 @@ func TestRoundTrip(t *testing.T) {
 		})
 	}
 
-	// Every probe was deleted: the mailboxes are empty again.
+	// Every probe read was deleted: only the one that went to bob's
+	// unread mailbox is left.
 	t.Run("probes deleted", func(t *testing.T) {
+		want := map[string]int{"alice@example.org": 0, "bob@example.org": 1}
 		st, err := daemon.QueryStatus(context.Background(), filepath.Join(l.dataDir, "control.sock"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, u := range st.Users {
-			if u.Messages != 0 {
-				t.Errorf("%s has %d messages left, want 0", u.Address, u.Messages)
+			if u.Messages != want[u.Address] {
+				t.Errorf("%s has %d messages left, want %d", u.Address, u.Messages, want[u.Address])
 			}
 		}
 	})
