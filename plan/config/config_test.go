@@ -308,6 +308,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(`domain "x" { dns = provider.a.b server = server.c }`))
 	f.Add([]byte(`alias "@a.b" { to = ["${upper("x")}@a.b"] }`))
 	f.Add([]byte(`server "s" { ports { smtp = 1e99 } }`))
+	f.Add([]byte(migrationBase))
+	f.Add([]byte(`migration "m" { folders = { a = null } user "x" { target_password = null } }`))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"f.hcl": src}, config.LoadOptions{Getenv: getenv})
 		var buf bytes.Buffer
