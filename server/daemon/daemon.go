@@ -313,7 +313,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			continue
 		}
 		var in smtp.Inbound
-		var dir smtp.Directory = submissionDirectory{d.dir}
+		var dir smtp.Directory = submissionDirectory{d.dir, d.st}
 		if m.mode == smtp.ModeMX {
 			in, dir = checker, d.dir
 		}

@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/inbound"
 	"github.com/mailctl/mailctl/server/queue"
+	"github.com/mailctl/mailctl/server/smtp"
 )
 
 // Mail that an authenticated user submits to a local mailbox never crosses
@@ -26,17 +28,44 @@ import (
 // submissionDirectory is the directory of the submission servers: local
 // mailboxes resolve as queue recipients, so their mail is signed and
 // stamped on its way through the queue.
-type submissionDirectory struct{ *auth.Directory }
+type submissionDirectory struct {
+	*auth.Directory
+	// quota, when set, keeps recipients whose mailboxes are all full as
+	// local users, so that the SMTP server still refuses them at RCPT
+	// (552) rather than the queue bouncing the message later.
+	quota smtp.QuotaReporter
+}
 
 // Resolve resolves addr and turns local users into queue recipients.
 func (d submissionDirectory) Resolve(addr string) (auth.Resolution, error) {
 	res, err := d.Directory.Resolve(addr)
-	if err != nil || len(res.Users) == 0 {
+	if err != nil || len(res.Users) == 0 || d.allFull(res.Users) {
 		return res, err
 	}
 	res.Remote = append(res.Remote, res.Users...)
 	res.Users = nil
 	return res, nil
+}
+
+// allFull reports whether every user is at or over its quota. (Resolve
+// has no context: the store answers from its index at once.)
+func (d submissionDirectory) allFull(users []string) bool {
+	if d.quota == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, u := range users {
+		q, err := d.quota.Quota(ctx, u)
+		if err != nil || q <= 0 {
+			return false
+		}
+		used, _, err := d.quota.Usage(ctx, u)
+		if err != nil || used < q {
+			return false
+		}
+	}
+	return true
 }
 
 // ownStamper returns the queue's Stamper for submitted local mail: the
