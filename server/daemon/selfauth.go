@@ -68,11 +68,18 @@ func (d submissionDirectory) allFull(users []string) bool {
 	return true
 }
 
+// ownStampTimeout bounds the DNS work of stamping one submitted message.
+const ownStampTimeout = 20 * time.Second
+
 // ownStamper returns the queue's Stamper for submitted local mail: the
 // Authentication-Results field of checker.EvaluateOwn. When the sending
 // IPs cannot be found the message is delivered without it (logged).
 func ownStamper(cfg *config.Config, checker *inbound.Checker, res inbound.Resolver, log *slog.Logger) queue.Stamper {
 	return func(ctx context.Context, from string, msg []byte) (string, [][2]int64, error) {
+		// Unanswered DNS questions give temperror results, not a delivery
+		// held for long.
+		ctx, cancel := context.WithTimeout(ctx, ownStampTimeout)
+		defer cancel()
 		ips, err := sendingIPs(ctx, cfg, res)
 		if len(ips) == 0 {
 			log.Warn("no Authentication-Results for a submitted local message: the server's sending IPs are unknown",
