@@ -100,7 +100,7 @@ func TestPreflightCommand(t *testing.T) {
 		if code := runCLI(t, e, "preflight", "-server", "lab", "-probe", probe, "-dnsbl", "none"); code != 0 {
 			t.Fatalf("preflight -server lab = %d, want 0\n%s%s", code, out, errb)
 		}
-		for _, want := range []string{"CHECK", "ssh         mail.example.test  skip", "outbound25  mail.example.test  pass    from the server to " + probe + ": 220 probe.test ESMTP",
+		for _, want := range []string{"CHECK", "ssh         mail.example.test  skip", "outbound25  mail.example.test  pass    from this machine to " + probe + ": 220 probe.test ESMTP",
 			"ports       mail.example.test  pass    free: "} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailctl/mailctl/plan/preflight"
 	"github.com/mailctl/mailctl/plan/verify"
 )
 
@@ -103,7 +104,7 @@ domain "example.org" {
 	if err := os.WriteFile(filepath.Join(dir, "mail.hcl"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	preflight := func(probe string) (preflightReport, int) {
+	runPreflight := func(probe string) (preflightReport, int) {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, bin, "-chdir", dir, "preflight", "-json", "-dnsbl", "none", "-probe", probe, "-timeout", "120s")
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
@@ -126,7 +127,7 @@ domain "example.org" {
 		return rep, code
 	}
 
-	rep, code := preflight(fmt.Sprintf("127.0.0.1:%d", probePort))
+	rep, code := runPreflight(fmt.Sprintf("127.0.0.1:%d", probePort))
 	for _, c := range []string{"ssh", "os", "memory", "ports", "outbound25"} {
 		if r := rep.get(t, c); r.Status != verify.Pass {
 			t.Errorf("%s = %v %q (fix %q), want pass", c, r.Status, r.Detail, r.Fix)
@@ -163,12 +164,22 @@ domain "example.org" {
 			c.Close()
 		}
 	}()
-	rep, code = preflight(fmt.Sprintf("10.0.2.2:%d", l.Addr().(*net.TCPAddr).Port))
+	rep, code = runPreflight(fmt.Sprintf("10.0.2.2:%d", l.Addr().(*net.TCPAddr).Port))
 	r := rep.get(t, "outbound25")
 	if r.Status != verify.Fail || !strings.Contains(r.Fix, "your provider blocks outbound port 25") {
 		t.Errorf("outbound25 to the host = %v %q (fix %q), want fail with the provider fix", r.Status, r.Detail, r.Fix)
 	}
 	if code != 2 {
 		t.Errorf("exit code = %d, want 2", code)
+	}
+
+	// The default probe, through the check that verify adds: the guest has
+	// no resolver, so the name of Gmail's MX does not resolve.
+	c := dialVPS(t)
+	t0 := time.Now()
+	rs := preflight.Outbound25Check(c, nil, "").Run(ctx)
+	t.Logf("Outbound25Check with the default probe: %.1fs: %+v", time.Since(t0).Seconds(), rs)
+	if len(rs) != 1 || rs[0].Status != verify.Fail || !strings.Contains(rs[0].Detail, "cannot resolve gmail-smtp-in.l.google.com") {
+		t.Errorf("Outbound25Check(default probe) = %+v, want fail: cannot resolve", rs)
 	}
 }

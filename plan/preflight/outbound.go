@@ -36,13 +36,18 @@ func outbound25Check(t remote.Target, s *config.Server, probe string, timeout ti
 	if s != nil {
 		c.Target = s.Hostname
 	}
+	where := "the server"
+	if s != nil && s.Local != nil {
+		where = "this machine"
+	}
 	c.Run = func(ctx context.Context) []verify.Result {
-		r := outbound25(ctx, t, probe, timeout)
+		r := outbound25(ctx, t, where, probe, timeout)
 		if r.Status == verify.Fail && r.Fix == blockedFix && s != nil && relaysAll(s) {
 			r.Status = verify.Warn
 			r.Detail += fmt.Sprintf("; all mail goes through the relay %s, so direct delivery is not needed", s.Relay.Address)
 			r.Fix = "nothing to do while the relay sends all mail; ask your provider to open port 25 if you ever want to deliver directly"
 		}
+		r.Check, r.Target = c.Name, c.Target
 		return []verify.Result{r}
 	}
 	return c
@@ -69,7 +74,7 @@ printf "QUIT\r\n" >&3
 exit 0' outbound25 "$1" "$2" "$3"`
 
 // outbound25 runs the probe on t and judges its outcome.
-func outbound25(ctx context.Context, t remote.Target, probe string, timeout time.Duration) verify.Result {
+func outbound25(ctx context.Context, t remote.Target, where, probe string, timeout time.Duration) verify.Result {
 	host, port, err := splitProbe(probe)
 	if err != nil {
 		return verify.Result{Status: verify.Fail, Detail: err.Error(), Fix: "give -probe as HOST:PORT, e.g. " + DefaultProbe}
@@ -99,14 +104,14 @@ func outbound25(ctx context.Context, t remote.Target, probe string, timeout time
 	status, isExit := remote.ExitStatus(err)
 	if err != nil && !isExit {
 		return verify.Result{Status: verify.Fail, Detail: "run the probe on the server: " + err.Error(),
-			Fix: "check the SSH connection, then run mailctl preflight again"}
+			Fix: "check the SSH connection, then check again"}
 	}
 	var stderr string
 	var xe *remote.ExitError
 	if errors.As(err, &xe) {
 		stderr = stderrText(xe.Stderr)
 	}
-	from := "from the server to " + probe
+	from := "from " + where + " to " + probe
 	blocked := func(detail string) verify.Result {
 		return verify.Result{Status: verify.Fail, Detail: detail, Fix: blockedFix}
 	}
@@ -118,8 +123,8 @@ func outbound25(ctx context.Context, t remote.Target, probe string, timeout time
 			Detail: fmt.Sprintf("%s: connected, but the answer is not an SMTP greeting: %q", from, shorten(greeting, 120)),
 			Fix:    "check with your provider whether it intercepts outbound port 25 (a filtering proxy), or run again with -probe pointing at an MX you know"}
 	case status == 3 && isResolveError(stderr):
-		return verify.Result{Status: verify.Fail, Detail: fmt.Sprintf("the server cannot resolve %s: %s", host, stderr),
-			Fix: "configure a DNS resolver on the server (/etc/resolv.conf), then run mailctl preflight again"}
+		return verify.Result{Status: verify.Fail, Detail: fmt.Sprintf("%s cannot resolve %s: %s", where, host, stderr),
+			Fix: "configure a DNS resolver on the server (/etc/resolv.conf), then check again"}
 	case status == 3:
 		return blocked(fmt.Sprintf("%s: connection failed: %s", from, orUnknown(stderr)))
 	case status == 4:
@@ -130,7 +135,7 @@ func outbound25(ctx context.Context, t remote.Target, probe string, timeout time
 		return blocked(fmt.Sprintf("%s: no answer within %ds: outbound port %s looks blocked", from, secs, port))
 	}
 	return verify.Result{Status: verify.Fail, Detail: fmt.Sprintf("%s: the probe failed: %v", from, err),
-		Fix: "check that bash and coreutils work on the server, then run mailctl preflight again"}
+		Fix: "check that bash and coreutils work on the server, then check again"}
 }
 
 func isResolveError(s string) bool {

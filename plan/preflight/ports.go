@@ -153,7 +153,7 @@ func checkPorts(ctx context.Context, t remote.Target, s *config.Server) verify.R
 	for _, l := range ls {
 		if slices.ContainsFunc(ports, func(p port) bool { return p.n == l.port }) {
 			held[l.port] = append(held[l.port], l)
-			if !slices.Contains(inodes, l.inode) {
+			if l.inode != "0" && strings.Trim(l.inode, "0123456789") == "" && !slices.Contains(inodes, l.inode) {
 				inodes = append(inodes, l.inode)
 			}
 		}
@@ -201,6 +201,8 @@ func checkPorts(ctx context.Context, t remote.Target, s *config.Server) verify.R
 		}
 		fix := fmt.Sprintf("stop the program that listens on port %d, or give mailctl another %s port in a ports { } block", p.n, p.name)
 		switch {
+		case other.pid == "1":
+			fix = fmt.Sprintf("find the socket unit that listens on port %d (systemctl list-sockets) and disable it (systemctl disable --now UNIT.socket), or give mailctl another %s port in a ports { } block", p.n, p.name)
 		case other.unit != "" && !strings.HasPrefix(other.unit, "session-") && !strings.HasPrefix(other.unit, "user@"):
 			fix = fmt.Sprintf("stop and disable %s on the server (systemctl disable --now %s; apt-get purge its package if mailctl replaces it), or give mailctl another %s port in a ports { } block",
 				other.comm, other.unit, p.name)
