@@ -90,6 +90,7 @@ func RunRoundTrip(ctx context.Context, in Inputs, o Options, p *Probe) Report {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.o.Resolver == nil {
+		r.o.Resolver = &DNSClient{} // answers errors: hosts not configured do not resolve
 		if sys, err := SystemResolver(); err == nil {
 			r.o.Resolver = sys
 		}
@@ -151,6 +152,10 @@ func (r *runner) roundTrip(ctx context.Context, p Probe) Result {
 	token := newToken()
 	_, fromDomain, _ := strings.Cut(p.User, "@")
 	msgID := fmt.Sprintf("<mailctl-verify-%s@%s>", token, fromDomain)
+	imapHost, imapPort, implicit, err := r.probeIMAP(s, p)
+	if err != nil {
+		return Result{Status: Fail, Detail: err.Error(), Fix: "give the IMAP server of " + p.To + " (host:port, implicit TLS)"}
+	}
 	start := time.Now()
 	via, err := r.submitProbe(ctx, s, p, msgID, token)
 	var pe probeError
@@ -159,10 +164,6 @@ func (r *runner) roundTrip(ctx context.Context, p Probe) Result {
 	}
 	if err != nil {
 		return Result{Status: Fail, Detail: err.Error(), Fix: "check the server's logs"}
-	}
-	imapHost, imapPort, implicit, err := r.probeIMAP(s, p)
-	if err != nil {
-		return Result{Status: Fail, Detail: err.Error(), Fix: "give the IMAP server of " + p.To + " (host:port, implicit TLS)"}
 	}
 	header, err := r.fetchProbe(ctx, imapHost, imapPort, implicit, p, msgID)
 	if err != nil {
@@ -420,7 +421,7 @@ func judgeProbe(header []byte, authserv, to, fromDomain, via string, elapsed tim
 	}
 	if !found {
 		return Result{Status: Fail, Detail: fmt.Sprintf("the probe reached %s after %s but has no Authentication-Results field from %s", to, elapsed, who),
-			Fix: "deploy the current server with mailctl apply: it records SPF, DKIM and DMARC on submitted local mail"}
+			Fix: "deploy the current server with mailctl apply (it records SPF, DKIM and DMARC on submitted local mail) and make sure its resolvers answer for its own host name"}
 	}
 	// One result per method; of several DKIM signatures the best counts
 	// (one pass is enough: DMARC judges alignment).

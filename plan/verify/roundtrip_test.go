@@ -55,6 +55,24 @@ func (l *rtLab) update(t *testing.T, rrs ...mdns.RR) {
 	}
 }
 
+// remove deletes the RRsets of name and types from the lab's Knot.
+func (l *rtLab) remove(t *testing.T, name string, types ...uint16) {
+	t.Helper()
+	m := new(mdns.Msg)
+	m.SetUpdate("example.org.")
+	var del []mdns.RR
+	for _, typ := range types {
+		del = append(del, &mdns.ANY{Hdr: mdns.RR_Header{Name: mdns.Fqdn(name), Rrtype: typ, Class: mdns.ClassANY}})
+	}
+	m.RemoveRRset(del)
+	m.SetTsig(l.knot.TSIGName, mdns.Fqdn(l.knot.TSIGAlg), 300, time.Now().Unix())
+	c := &mdns.Client{Net: "tcp", TsigSecret: map[string]string{l.knot.TSIGName: l.knot.TSIGSecret}, Timeout: 5 * time.Second}
+	r, _, err := c.Exchange(m, l.knot.Addr)
+	if err != nil || r.Rcode != mdns.RcodeSuccess {
+		t.Fatalf("update example.org: %v %v", err, r)
+	}
+}
+
 // publish puts the planned records of example.org (with the server's DKIM
 // keys) into the Knot.
 func (l *rtLab) publish(t *testing.T) {
@@ -204,6 +222,9 @@ func TestRoundTrip(t *testing.T) {
 				l.update(t, txtRR(k.Selector+"._domainkey.example.org", k.Record))
 			}
 		}, status: verify.Fail, detail: []string{"spf=fail", "dkim=fail", "dmarc=fail"}},
+		{name: "host name without address", probe: alice, before: func(t *testing.T) {
+			l.remove(t, host, mdns.TypeA, mdns.TypeAAAA)
+		}, status: verify.Fail, detail: []string{"has no Authentication-Results field from " + host}, fix: "resolvers answer for its own host name"},
 		{name: "mailbox read with another login", probe: &verify.Probe{User: alice.User, Password: "x", To: "bob@example.org",
 			IMAPAddr: host + ":993", IMAPUser: "bob@example.org", IMAPPassword: "x", Wait: 15 * time.Second, Poll: 100 * time.Millisecond},
 			status: verify.Pass, detail: []string{"read back from bob@example.org", "spf=pass dkim=pass dmarc=pass"}},
