@@ -53,7 +53,7 @@ type Options struct {
 	// instead of Resolver.
 	Nameservers func(ctx context.Context, zone string) ([]verify.NameServer, error)
 	// Addresses maps "host:53" to the address dialled for the name server
-	// host (as verify.Options.Addresses).
+	// host (as verify.Options.Addresses; host names compare case-blind).
 	Addresses map[string]string
 	// Timeout bounds the whole wait; default DefaultTimeout.
 	Timeout time.Duration
@@ -149,6 +149,11 @@ func Wait(ctx context.Context, changes []plan.Change, opts Options) (Result, err
 	if w.o.Logger == nil {
 		w.o.Logger = slog.New(slog.DiscardHandler)
 	}
+	addrs := make(map[string]string, len(w.o.Addresses))
+	for k, v := range w.o.Addresses {
+		addrs[strings.ToLower(k)] = v
+	}
+	w.o.Addresses = addrs
 	if w.o.Resolver == nil && w.o.Nameservers == nil {
 		r, err := verify.SystemResolver()
 		if err != nil {
