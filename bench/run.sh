@@ -5,15 +5,24 @@
 #
 # usage: bench/run.sh                 quick: N=2000, IMAP_N=2000, RUNS=3
 #        FULL=1 bench/run.sh          full size (see the shared README)
-# env: SKIP_SETUP=1 (anchors already configured), OURS_PASS, BENCH_DIR, and
-#      everything run-anchors.sh reads (RUNS, N, C, SIZE, IMAP_N, ...).
+# env: SKIP_SETUP=1 (anchors already configured), OURS_PASS, BENCH_DIR,
+#      INBOUND=stub|closed|skip (below), and everything run-anchors.sh reads
+#      (RUNS, N, C, SIZE, IMAP_N, ...).
 #
 # Ours listens on 127.0.0.1: SMTP 3525, IMAP 3143 (plaintext LOGIN, which
 # the server allows to loopback clients only, as Dovecot does: both IMAP
 # servers are measured the same way, without TLS) and IMAPS 3993.
-# No DNSBL (the Postfix anchor has none), and the DNS questions of the
-# inbound checks (SPF, DKIM, DMARC) go to a closed loopback port: they fail
-# at once as temperror, and nothing leaves the machine.
+# No DNSBL (the Postfix anchor has none). The Postfix anchor checks nothing
+# else either; ours checks SPF, DKIM, DMARC and iprev on port 25, unless
+# INBOUND=skip. Their DNS questions never leave the machine:
+#   INBOUND=stub    (default) checks on; DNS from bench/dnsstub on
+#                   127.0.0.1:5354, which answers NXDOMAIN at once, as a
+#                   local caching resolver would for these test names. It
+#                   runs outside the server's process tree (not counted).
+#   INBOUND=closed  checks on; DNS to a closed port: every lookup fails at
+#                   once (temperror).
+#   INBOUND=skip    the loopback client is in inbound.skip_networks: no
+#                   checks, the same work as the Postfix anchor.
 set -eu
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED_BENCH:-$REPO/../shared/bench}
@@ -23,7 +32,15 @@ PASS=${OURS_PASS:-bench-ours-password}
 [ -x "$SHARED/run-anchors.sh" ] || { echo "no $SHARED/run-anchors.sh (set SHARED_BENCH)" >&2; exit 2; }
 
 mkdir -p "$OURS"
-(cd "$REPO" && go build -o "$OURS/mailctl" ./cmd/mailctl)
+(cd "$REPO" && go build -o "$OURS/mailctl" ./cmd/mailctl && go build -o "$OURS/dnsstub" ./bench/dnsstub)
+INBOUND=${INBOUND:-stub}
+DNS_PORT=9 SKIP_NETS=
+case $INBOUND in
+  stub) DNS_PORT=5354;;
+  closed) ;;
+  skip) SKIP_NETS='"127.0.0.0/8"';;
+  *) echo "INBOUND=$INBOUND: stub, closed or skip" >&2; exit 2;;
+esac
 # The hash comes from server/auth.HashPassword (DefaultParams) via mailctl passwd.
 HASH=$(printf '%s\n' "$PASS" | "$OURS/mailctl" passwd)
 rm -rf "$OURS/data"
@@ -42,8 +59,8 @@ cat > "$OURS/server.json" <<JSON
   "tls": {"mode": "self-signed"},
   "domains": [{"name": "bench.test"}],
   "users": [{"address": "bench@bench.test", "password_hash": "$HASH"}],
-  "inbound": {"dnsbl_zones": []},
-  "outbound": {"dns_servers": ["127.0.0.1:${OURS_DNS_PORT:-9}"]},
+  "inbound": {"dnsbl_zones": [], "skip_networks": [$SKIP_NETS]},
+  "outbound": {"dns_servers": ["127.0.0.1:$DNS_PORT"]},
   "log_level": "info"
 }
 JSON
@@ -52,5 +69,13 @@ JSON
 
 [ "${SKIP_SETUP:-0}" = 1 ] || "$SHARED/setup-anchors.sh"
 export OURS_LABEL=${OURS_LABEL:-mailctl}
+echo "# inbound checks: INBOUND=$INBOUND"
 
-exec "$SHARED/run-anchors.sh" 3525 bench@bench.test 3143 bench@bench.test "$PASS" -- "$REPO/bench/serve-bench.sh" "$OURS"
+mkdir -p "$BENCH_DIR/logs"
+STUB=
+trap '[ -n "$STUB" ] && kill "$STUB" 2>/dev/null; wait' EXIT
+if [ "$INBOUND" = stub ]; then
+  "$OURS/dnsstub" -listen 127.0.0.1:5354 2>>"$BENCH_DIR/logs/dnsstub.log" &
+  STUB=$!
+fi
+"$SHARED/run-anchors.sh" 3525 bench@bench.test 3143 bench@bench.test "$PASS" -- "$REPO/bench/serve-bench.sh" "$OURS"
