@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -472,5 +473,55 @@ func TestNothingToWaitFor(t *testing.T) {
 	res, err := propagation.Wait(context.Background(), []plan.Change{dkim, noop, srv}, opts)
 	if err != nil || called || len(res.Servers) != 0 || res.Polls != 0 {
 		t.Errorf("Wait = %+v, %v (name servers looked up: %v), want nothing done", res, err, called)
+	}
+}
+
+// TestCancelDuringQuery: a cancel interrupts a query in flight (to a
+// server that never answers) and Wait leaves no goroutine behind. Not
+// parallel: no other Wait runs meanwhile.
+func TestCancelDuringQuery(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	changes := []plan.Change{change("@", "MX", plan.Create, nil, set(300, "10 mx1.example.org."))}
+	opts := propagation.Options{
+		Nameservers: func(ctx context.Context, zone string) ([]verify.NameServer, error) {
+			return []verify.NameServer{{Name: "ns1.example.org", Addr: silent.LocalAddr().String()}}, nil
+		},
+		Timeout: time.Minute, QueryTimeout: 30 * time.Second,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := propagation.Wait(ctx, changes, opts)
+		done <- err
+	}()
+	buf := make([]byte, 512)
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := silent.ReadFrom(buf); err != nil {
+		t.Fatalf("no query arrived: %v", err)
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Wait = %v, want context.Canceled", err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("Wait returned %v after the cancel", took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return within 10s of the cancel (the query's timeout is 30s)")
+	}
+	stacks := make([]byte, 1<<20)
+	stacks = stacks[:runtime.Stack(stacks, true)]
+	for _, fn := range []string{"propagation.(*waiter)", "propagation.(*client)"} {
+		if bytes.Contains(stacks, []byte(fn)) {
+			t.Errorf("a goroutine in %s is left after Wait returned:\n%s", fn, stacks)
+		}
 	}
 }
