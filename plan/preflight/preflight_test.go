@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	hemu "github.com/mailctl/mailctl/internal/emulator/hetzner"
+	oemu "github.com/mailctl/mailctl/internal/emulator/ovh"
 	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/preflight"
@@ -56,23 +57,38 @@ type lab struct {
 	sshd  *testenv.SSHD
 	dnsbl string
 	emu   *hemu.Server
+	ovh   *oemu.Server
 	probe string
+}
+
+// provider is a provider block and its address.
+type provider struct{ block, addr string }
+
+func (l *lab) hetzner(token string) provider {
+	return provider{fmt.Sprintf("provider \"hetzner\" \"h\" {\n  token    = %q\n  endpoint = %q\n}\n", token, l.emu.Endpoint), "provider.hetzner.h"}
+}
+
+func (l *lab) ovhProvider(consumerKey string) provider {
+	return provider{fmt.Sprintf("provider \"ovh\" \"o\" {\n  endpoint = %q\n  application_key = %q\n  application_secret = %q\n  consumer_key = %q\n}\n",
+		l.ovh.Endpoint, l.ovh.ApplicationKey, l.ovh.ApplicationSecret, consumerKey), "provider.ovh.o"}
 }
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	l := &lab{sshd: testenv.StartSSHD(t), dnsbl: startRbldnsd(t), emu: hemu.New(t), probe: smtpListener(t, "220 probe.test ESMTP ready")}
+	l := &lab{sshd: testenv.StartSSHD(t), dnsbl: startRbldnsd(t), emu: hemu.New(t), ovh: oemu.New(t), probe: smtpListener(t, "220 probe.test ESMTP ready")}
 	l.emu.AddServer("mx1", serverIP, "2001:db8:10::/64")
+	l.ovh.AddIPBlock(serverIP + "/32")
 	return l
 }
 
 // setup is one configuration of the server under test.
 type setup struct {
-	ports      []int  // smtp, submission, submissions, imap, imaps, https, http
-	token      string // hetzner token; "" means no ptr provider
-	hostKey    string // pinned key; "" means known_hosts
+	ports      []int    // smtp, submission, submissions, imap, imaps, https, http
+	ptr        provider // no ptr provider when zero
+	hostKey    string   // pinned key; "" means known_hosts
 	knownHosts string
 	relay      bool
+	ip         string // default serverIP
 }
 
 func (l *lab) config(t *testing.T, s setup) *config.Config {
@@ -82,13 +98,16 @@ func (l *lab) config(t *testing.T, s setup) *config.Config {
 	}
 	var b strings.Builder
 	ptrLine := ""
-	if s.token != "" {
-		fmt.Fprintf(&b, "provider \"hetzner\" \"h\" {\n  token    = %q\n  endpoint = %q\n}\n", s.token, l.emu.Endpoint)
-		ptrLine = "  ptr      = provider.hetzner.h\n"
+	if s.ptr.addr != "" {
+		b.WriteString(s.ptr.block)
+		ptrLine = "  ptr      = " + s.ptr.addr + "\n"
 	}
 	key := fmt.Sprintf("    host_key = %q\n", s.hostKey)
 	if s.hostKey == "" {
 		key = fmt.Sprintf("    known_hosts = %q\n", s.knownHosts)
+	}
+	if s.ip == "" {
+		s.ip = serverIP
 	}
 	relay := ""
 	if s.relay {
@@ -121,7 +140,7 @@ domain "example.org" {
   dns    = provider.zonefile.z
   server = server.mx1
 }
-`, serverIP, ptrLine, l.sshd.Addr, l.sshd.ClientKeyFile, key, relay, s.ports[0], s.ports[1], s.ports[2], s.ports[3], s.ports[4], s.ports[5], s.ports[6])
+`, s.ip, ptrLine, l.sshd.Addr, l.sshd.ClientKeyFile, key, relay, s.ports[0], s.ports[1], s.ports[2], s.ports[3], s.ports[4], s.ports[5], s.ports[6])
 	cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(b.String())}, config.LoadOptions{Getenv: func(string) string { return "" }})
 	if diags.HasErrors() {
 		t.Fatalf("config: %v\n%s", diags, b.String())
@@ -162,7 +181,7 @@ func TestPreflight(t *testing.T) {
 
 	t.Run("ready server", func(t *testing.T) {
 		t.Parallel()
-		rep := preflight.Run(ctx, l.config(t, setup{token: l.emu.Token, hostKey: l.sshd.HostKeyLine(0)}), l.options(t))
+		rep := preflight.Run(ctx, l.config(t, setup{ptr: l.hetzner(l.emu.Token), hostKey: l.sshd.HostKeyLine(0)}), l.options(t))
 		t.Logf("report:\n%s", table(rep))
 		var checks []string
 		for _, r := range rep.Results {
@@ -275,10 +294,40 @@ func TestPreflight(t *testing.T) {
 
 	t.Run("refused PTR credential", func(t *testing.T) {
 		t.Parallel()
-		rep := preflight.Run(ctx, l.config(t, setup{token: "not-the-token", hostKey: l.sshd.HostKeyLine(0)}), l.options(t))
+		rep := preflight.Run(ctx, l.config(t, setup{ptr: l.hetzner("not-the-token"), hostKey: l.sshd.HostKeyLine(0)}), l.options(t))
 		r := result(t, rep, "ptr", serverIP)
 		if r.Status != verify.Fail || !strings.Contains(r.Detail, "token") || r.Fix == "" {
 			t.Errorf("ptr = %v %q fix %q, want fail naming the token", r.Status, r.Detail, r.Fix)
+		}
+	})
+
+	t.Run("OVH reverse DNS", func(t *testing.T) {
+		t.Parallel()
+		for _, tc := range []struct {
+			name, consumerKey string
+			want              verify.Status
+			detail            string
+		}{
+			{"valid credentials", l.ovh.ConsumerKey, verify.Pass, "no PTR yet; provider.ovh.o answers for " + serverIP},
+			{"revoked consumer key", "0123456789abcdef", verify.Fail, "consumer_key"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				rep := preflight.Run(ctx, l.config(t, setup{ptr: l.ovhProvider(tc.consumerKey), hostKey: l.sshd.HostKeyLine(0)}), l.options(t))
+				r := result(t, rep, "ptr", serverIP)
+				t.Logf("ptr: %s %s (fix: %s)", r.Status, r.Detail, r.Fix)
+				if r.Status != tc.want || !strings.Contains(r.Detail, tc.detail) {
+					t.Errorf("ptr = %v %q, want %v with %q", r.Status, r.Detail, tc.want, tc.detail)
+				}
+			})
+		}
+	})
+
+	t.Run("IP of another account", func(t *testing.T) {
+		t.Parallel()
+		rep := preflight.Run(ctx, l.config(t, setup{ptr: l.hetzner(l.emu.Token), hostKey: l.sshd.HostKeyLine(0), ip: "198.51.100.99"}), l.options(t))
+		r := result(t, rep, "ptr", "198.51.100.99")
+		if r.Status != verify.Fail || !strings.Contains(r.Fix, "the account that holds 198.51.100.99") {
+			t.Errorf("ptr = %v %q fix %q, want fail: not in the account", r.Status, r.Detail, r.Fix)
 		}
 	})
 

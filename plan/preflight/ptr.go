@@ -60,7 +60,7 @@ func ptrGet(ctx context.Context, prov ptr.Provider, s *config.Server, ip netip.A
 	switch {
 	case errors.Is(err, ptr.ErrAuth):
 		r.Status, r.Detail = verify.Fail, err.Error()
-		r.Fix = fmt.Sprintf("give %s a valid credential with access to this server (see its error above), then run mailctl preflight again", addr)
+		r.Fix = fmt.Sprintf("give %s a valid credential with access to this server (the detail names the attribute), then run mailctl preflight again", addr)
 	case errors.Is(err, ptr.ErrNotFound):
 		r.Status, r.Detail = verify.Fail, err.Error()
 		r.Fix = fmt.Sprintf("check ipv4/ipv6 of server %q, or use the credentials of the account that holds %s", s.Name, ip)
