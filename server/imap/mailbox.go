@@ -103,6 +103,16 @@ func (sm *sharedMailbox) change(ctx context.Context, source *imapserver.SessionT
 // syncLocked is sync with opMu held. Flag changes are not queued for
 // source.
 func (sm *sharedMailbox) syncLocked(ctx context.Context, source *imapserver.SessionTracker) error {
+	// Every command syncs: first the mailbox record alone, which tells
+	// whether anything changed, before reading every message.
+	if cur, err := sm.st.MailboxByID(ctx, sm.key.user, sm.key.id); err == nil {
+		sm.mu.Lock()
+		same := cur.ModSeq <= sm.modseq && cur.Name == sm.mb.Name
+		sm.mu.Unlock()
+		if same {
+			return nil
+		}
+	}
 	mb, msgs, err := sm.st.MessagesByID(ctx, sm.key.user, sm.key.id)
 	if errors.Is(err, store.ErrNoSuchMailbox) {
 		// Deleted while selected: every message is gone.

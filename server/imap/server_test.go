@@ -937,6 +937,12 @@ func BenchmarkMailbox10k(b *testing.B) {
 			}
 		})
 	}
+	b.Run("StoreFlagged", func(b *testing.B) {
+		for b.Loop() {
+			run(b, `STORE 1:* +FLAGS.SILENT (\Flagged)`)
+			run(b, `STORE 1:* -FLAGS.SILENT (\Flagged)`)
+		}
+	})
 	b.Run("FetchBodies", func(b *testing.B) {
 		for b.Loop() {
 			var total int64
