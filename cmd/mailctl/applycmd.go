@@ -94,10 +94,9 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
 	res, err := apply.DNS(ctx, p, s.provs, opts)
 	if err == nil && *wait > 0 {
-		err = waitPropagation(ctx, e, p, propagation.Options{
-			Resolver: ep.resolver(), Addresses: addrs, Timeout: *wait,
-			Progress: e.Stdout, Terminal: stdoutIsTerminal(e), Logger: logger(e),
-		})
+		popts := propagation.Options{Resolver: ep.resolver(), Addresses: addrs, Timeout: *wait, Progress: e.Stdout, Logger: logger(e)}
+		popts.Terminal, popts.Width = stdoutTerminal(e)
+		err = waitPropagation(ctx, p, popts)
 	}
 	if err == nil {
 		// Reverse DNS after DNS: hosting APIs check the forward record.
@@ -135,7 +134,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 // waitPropagation waits until the authoritative name servers serve the
 // DNS changes apply.DNS made, before PTR (hosting APIs resolve the forward
 // record) and verify. Zone files are left out: nothing serves them yet.
-func waitPropagation(ctx context.Context, e *env, p *plan.Plan, opts propagation.Options) error {
+func waitPropagation(ctx context.Context, p *plan.Plan, opts propagation.Options) error {
 	var changes []plan.Change
 	for _, c := range p.Changes {
 		if c.Type != "dns_rrset" || c.Action == plan.NoOp || c.AfterUnknown || providerKind(c.Provider) == zonefile.Kind {

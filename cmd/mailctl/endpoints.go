@@ -47,9 +47,16 @@ func (f *endpointFlags) addresses() (map[string]string, error) {
 	return out, nil
 }
 
-// stdoutIsTerminal reports whether e.Stdout is a terminal, where progress
-// lines are rewritten in place.
-func stdoutIsTerminal(e *env) bool {
+// stdoutTerminal reports whether e.Stdout is a terminal, where progress
+// lines are rewritten in place, and its width (0 if unknown).
+func stdoutTerminal(e *env) (bool, int) {
 	f, ok := e.Stdout.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false, 0
+	}
+	w, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		w = 0
+	}
+	return true, w
 }

@@ -68,6 +68,9 @@ type Options struct {
 	// Terminal rewrites one progress line in place (Progress is a
 	// terminal); otherwise a line is printed when the state changes.
 	Terminal bool
+	// Width, when Terminal, is the terminal's width: longer lines are cut
+	// so that they do not wrap (a wrapped line cannot be rewritten).
+	Width int
 	// Logger receives debug logs; nil discards.
 	Logger *slog.Logger
 }
@@ -104,13 +107,12 @@ var ErrTimeout = errors.New("propagation: timed out")
 
 // rrset is one changed RRset, as the plan wants it after apply.
 type rrset struct {
-	name   string // absolute, lower case, trailing dot
-	rtype  uint16
-	label  string // "_dmarc.example.org TXT"
-	want   []string
-	ttl    int
-	old    []string // the values before apply
-	oldTTL int
+	name  string // absolute, lower case, trailing dot
+	rtype uint16
+	label string // "_dmarc.example.org TXT"
+	want  []string
+	ttl   int
+	old   []string // the values before apply
 }
 
 // zone is the state of one zone during the wait.
@@ -190,7 +192,7 @@ func group(changes []plan.Change) []*zone {
 			s.want, s.ttl = canonical(c.Name, c.RRType, zn, c.After.Values), c.After.TTL
 		}
 		if c.Before != nil {
-			s.old, s.oldTTL = canonical(c.Name, c.RRType, zn, c.Before.Values), c.Before.TTL
+			s.old = canonical(c.Name, c.RRType, zn, c.Before.Values)
 		}
 		z.sets = append(z.sets, s)
 	}
@@ -630,7 +632,11 @@ func (w *waiter) progress(state string) {
 		return
 	}
 	if w.o.Terminal {
-		fmt.Fprintf(w.o.Progress, "\r\033[K%s [%s elapsed]", state, w.elapsed())
+		line := fmt.Sprintf("%s [%s elapsed]", state, w.elapsed())
+		if r := []rune(line); w.o.Width > 1 && len(r) >= w.o.Width {
+			line = string(r[:w.o.Width-2]) + "…"
+		}
+		fmt.Fprintf(w.o.Progress, "\r\033[K%s", line)
 	} else if state != w.shown {
 		fmt.Fprintf(w.o.Progress, "%s [%s elapsed]\n", state, w.elapsed())
 	}

@@ -525,3 +525,40 @@ func TestCancelDuringQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestTerminalLine: on a terminal the progress line is rewritten in place,
+// cut to the terminal's width, and ended by a newline when Wait fails.
+func TestTerminalLine(t *testing.T) {
+	t.Parallel()
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.LocalAddr().String()
+	l.Close()
+	out := newLines()
+	opts := propagation.Options{
+		Nameservers: func(ctx context.Context, zone string) ([]verify.NameServer, error) {
+			return []verify.NameServer{{Name: "ns1.example.org", Addr: dead}}, nil
+		},
+		Timeout: 500 * time.Millisecond, MinInterval: 20 * time.Millisecond,
+		Progress: out, Terminal: true, Width: 40,
+	}
+	changes := []plan.Change{change("@", "MX", plan.Create, nil, set(300, "10 mx1.example.org."))}
+	if _, err := propagation.Wait(context.Background(), changes, opts); !errors.Is(err, propagation.ErrTimeout) {
+		t.Fatalf("Wait = %v, want ErrTimeout", err)
+	}
+	text := out.String()
+	if !strings.HasSuffix(text, "\n") || strings.Count(text, "\n") != 1 {
+		t.Errorf("output %q: want one line rewritten, then a newline", text)
+	}
+	parts := strings.Split(strings.TrimSuffix(text, "\n"), "\r\033[K")
+	if len(parts) < 3 {
+		t.Fatalf("output %q: want several rewrites", text)
+	}
+	for _, p := range parts[1:] {
+		if n := len([]rune(p)); n >= 40 || !strings.HasPrefix(p, "Waiting for DNS propagation: 0/1") {
+			t.Errorf("line %q (%d runes): want a progress line under 40 runes", p, n)
+		}
+	}
+}
