@@ -459,8 +459,10 @@ func (d *decoder) server(b *hcl.Block) {
 	}
 	if a := content.Attributes["resolvers"]; a != nil {
 		for _, r := range d.strList(a) {
-			if ap, err := netip.ParseAddrPort(r); err != nil || ap.Port() == 0 {
-				d.errf(a.Expr.Range().Ptr(), "Invalid resolver", "%q is not an IP:port address like \"127.0.0.53:53\" or \"[2001:db8::53]:53\" (a resolver cannot be found by name).", r)
+			// "tcp://IP:port": asked over TCP only (a resolver reached
+			// through a tunnel that carries no UDP).
+			if ap, err := netip.ParseAddrPort(strings.TrimPrefix(r, "tcp://")); err != nil || ap.Port() == 0 {
+				d.errf(a.Expr.Range().Ptr(), "Invalid resolver", "%q is not an IP:port address like \"127.0.0.53:53\", \"[2001:db8::53]:53\" or \"tcp://127.0.0.53:53\" (a resolver cannot be found by name).", r)
 				continue
 			}
 			s.Resolvers = append(s.Resolvers, r)

@@ -172,7 +172,9 @@ func TestServerResolvers(t *testing.T) {
 		diag        string
 	}{
 		{"ipv4 and ipv6", `["127.0.0.1:5353", "[2001:db8::53]:53"]`, []string{"127.0.0.1:5353", "[2001:db8::53]:53"}, ""},
+		{"over TCP", `["tcp://127.0.0.1:5353"]`, []string{"tcp://127.0.0.1:5353"}, ""},
 		{"no port", `["127.0.0.1"]`, nil, "Invalid resolver"},
+		{"other scheme", `["udp://127.0.0.1:53"]`, nil, "Invalid resolver"},
 		{"host name", `["dns.example.net:53"]`, nil, "Invalid resolver"},
 		{"port 0", `["127.0.0.1:0"]`, nil, "Invalid resolver"},
 		{"not a list", `"127.0.0.1:53"`, nil, "Incorrect attribute value type"},
