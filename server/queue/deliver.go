@@ -18,6 +18,8 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailctl/mailctl/server/store"
 )
 
 // result is the outcome of one attempt for one recipient.
@@ -131,12 +133,22 @@ func (q *Queue) deliverLocal(ctx context.Context, m *Message, rcpts []string, bo
 		case err == nil:
 			out = append(out, result{rcpt: rc, ok: true, status: "2.0.0", mta: q.opts.Hostname})
 		case errors.As(err, &pe):
-			out = append(out, result{rcpt: rc, perm: true, status: "5.1.1", diag: err.Error(), mta: q.opts.Hostname})
+			out = append(out, result{rcpt: rc, perm: true, status: localStatus(err), diag: err.Error(), mta: q.opts.Hostname})
 		default:
 			out = append(out, result{rcpt: rc, status: "4.3.0", diag: err.Error(), mta: q.opts.Hostname})
 		}
 	}
 	return out
+}
+
+// localStatus is the RFC 3463 status of a permanent local delivery
+// error: 5.2.2 (mailbox full) when the store refused the message over
+// quota, else 5.1.1 (bad destination mailbox address).
+func localStatus(err error) string {
+	if errors.Is(err, store.ErrQuotaExceeded) {
+		return "5.2.2"
+	}
+	return "5.1.1"
 }
 
 func (q *Queue) viaRelay(ctx context.Context, log logger, r *Relay, m *Message, rcpts []string, body func() io.Reader) []result {
