@@ -23,11 +23,13 @@ func init() {
 }
 
 func runApply(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]... [-wait DURATION] [-resolver HOST:PORT] [-connect HOST:PORT=ADDR]...")
+	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]... [-wait DURATION] [-verify=false] [verify's flags: -resolver HOST:PORT -connect HOST:PORT=ADDR ... -probe-user ADDR]")
 	autoApprove := fs.Bool("auto-approve", false, "apply without asking for confirmation")
 	pf := addPlanFlags(fs)
 	wait := fs.Duration("wait", propagation.DefaultTimeout, "after DNS changes, wait up to `DURATION` until every authoritative name server serves them (0: do not wait)")
-	ep := addEndpointFlags(fs)
+	doVerify := fs.Bool("verify", true, "end with mailctl verify (exit 2 when a check fails)")
+	vf := addVerifyFlags(fs)
+	ep := vf.ep
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
@@ -128,6 +130,27 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(e.Stdout, "\nApply complete! Resources: %d added, %d changed, %d destroyed.\n", res.Added, res.Changed, res.Destroyed)
 	printConnect(e, s.cfg)
+	if !*doVerify || len(pf.targets) > 0 {
+		return exitOK
+	}
+	return verifyAfterApply(ctx, e, s, vf)
+}
+
+// verifyAfterApply is apply's last step: mailctl verify with apply's
+// flags, the servers read through apply's connections.
+func verifyAfterApply(ctx context.Context, e *env, s *planSetup, vf *verifyFlags) int {
+	fmt.Fprintf(e.Stdout, "\nVerifying...\n\n")
+	run, err := verifyOptions(e, s.cfg, vf, nil)
+	if err != nil {
+		return errorf(e, "verify: %v", err)
+	}
+	if err := addServerChecks(ctx, s.cfg, s.srv.conns, &run); err != nil {
+		return errorf(e, "verify: %v", err)
+	}
+	if code := runChecks(ctx, e, s.cfg, run); code != exitOK {
+		fmt.Fprintf(e.Stdout, "\nThe changes are applied, but verify found problems: each failed line above says how to fix it.\n")
+		return code
+	}
 	return exitOK
 }
 

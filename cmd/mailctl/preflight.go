@@ -26,7 +26,7 @@ the configuration can run mailctl and send mail at all:
   disk        free space of / and /var (warn under 2 GiB, fail under 512 MiB)
   ports       the server's ports (25 587 465 143 993 443 80 unless its ports
               block says otherwise) are free or held by mailctl itself
-  outbound25  from the server, a connection to -probe reads an SMTP greeting:
+  outbound25  from the server, a connection to -outbound-probe reads an SMTP greeting:
               many providers block outbound port 25
   dnsbl       the server's IPs on DNS blocklists (-dnsbl)
   ptr         the ptr provider's API answers for the server's IPs
@@ -36,7 +36,7 @@ A local server (local { } block) is checked on this machine. Exit status:
 `
 
 func runPreflight(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "preflight", "[-json] [-server NAME]... [-probe HOST:PORT] [-resolver HOST:PORT] [-dnsbl ZONES] [-accept-new-host-key]")
+	fs := newFlagSet(e, "preflight", "[-json] [-server NAME]... [-outbound-probe HOST:PORT] [-resolver HOST:PORT] [-dnsbl ZONES] [-accept-new-host-key]")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
@@ -45,7 +45,7 @@ func runPreflight(ctx context.Context, e *env, args []string) int {
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	var servers, resolvers, dnsbl listFlag
 	fs.Var(&servers, "server", "check only the server `NAME` (repeatable or comma-separated; default: every server)")
-	probe := fs.String("probe", preflight.DefaultProbe, "connect from the server to this SMTP server `HOST:PORT` for the outbound port 25 check")
+	probe := fs.String("outbound-probe", preflight.DefaultProbe, "connect from the server to this SMTP server `HOST:PORT` for the outbound port 25 check")
 	fs.Var(&resolvers, "resolver", "recursive resolver `HOST:PORT` for the blocklist queries (default: /etc/resolv.conf)")
 	fs.Var(&dnsbl, "dnsbl", "blocklist `ZONES`, comma-separated (default: Spamhaus ZEN, SpamCop, Barracuda, UCEPROTECT 1-3; \"none\" disables)")
 	acceptNew := fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)")
@@ -58,7 +58,7 @@ func runPreflight(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "preflight takes no arguments (got %q); use -server NAME to select servers", strings.Join(fs.Args(), " "))
 	}
 	if _, _, err := net.SplitHostPort(*probe); err != nil {
-		return errorf(e, "-probe wants HOST:PORT, got %q", *probe)
+		return errorf(e, "-outbound-probe wants HOST:PORT, got %q", *probe)
 	}
 	cfg := loadConfig(e, vars)
 	if cfg == nil {

@@ -97,7 +97,7 @@ func TestPreflightCommand(t *testing.T) {
 
 	t.Run("local server passes", func(t *testing.T) {
 		e, out, errb := testEnv(dir)
-		if code := runCLI(t, e, "preflight", "-server", "lab", "-probe", probe, "-dnsbl", "none"); code != 0 {
+		if code := runCLI(t, e, "preflight", "-server", "lab", "-outbound-probe", probe, "-dnsbl", "none"); code != 0 {
 			t.Fatalf("preflight -server lab = %d, want 0\n%s%s", code, out, errb)
 		}
 		for _, want := range []string{"CHECK", "ssh         mail.example.test  skip", "outbound25  mail.example.test  pass    from this machine to " + probe + ": 220 probe.test ESMTP",
@@ -113,7 +113,7 @@ func TestPreflightCommand(t *testing.T) {
 
 	t.Run("blocked port 25 fails with the fix", func(t *testing.T) {
 		e, out, errb := testEnv(dir)
-		if code := runCLI(t, e, "preflight", "-server", "vps", "-probe", closed, "-dnsbl", "none"); code != 2 {
+		if code := runCLI(t, e, "preflight", "-server", "vps", "-outbound-probe", closed, "-dnsbl", "none"); code != 2 {
 			t.Fatalf("preflight with a closed probe = %d, want 2\n%s%s", code, out, errb)
 		}
 		for _, want := range []string{"ssh         mx1.example.org  pass    logged in to " + sshd.Addr + " as root",
@@ -127,7 +127,7 @@ func TestPreflightCommand(t *testing.T) {
 
 	t.Run("json", func(t *testing.T) {
 		e, out, errb := testEnv(dir)
-		code := runCLI(t, e, "preflight", "-json", "-probe", probe, "-dnsbl", "none")
+		code := runCLI(t, e, "preflight", "-json", "-outbound-probe", probe, "-dnsbl", "none")
 		if code != 0 && code != 2 {
 			t.Fatalf("preflight -json = %d\n%s", code, errb)
 		}
@@ -163,7 +163,7 @@ func TestPreflightCommand(t *testing.T) {
 			want string
 		}{
 			{[]string{"-server", "nope"}, `no server "nope" in the configuration (servers: lab, vps)`},
-			{[]string{"-probe", "no-port"}, "-probe wants HOST:PORT"},
+			{[]string{"-outbound-probe", "no-port"}, "-outbound-probe wants HOST:PORT"},
 			{[]string{"extra"}, "preflight takes no arguments"},
 		} {
 			t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

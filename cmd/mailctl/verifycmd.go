@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,9 @@ import (
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
+	"github.com/mailctl/mailctl/plan/preflight"
 	"github.com/mailctl/mailctl/plan/refresh"
+	"github.com/mailctl/mailctl/plan/target"
 	"github.com/mailctl/mailctl/plan/verify"
 	"github.com/mailctl/mailctl/providers/dns"
 )
@@ -39,7 +42,9 @@ func (l *listFlag) Set(s string) error {
 // verifyFlags are the flags of verify that the verify step of apply
 // shares.
 type verifyFlags struct {
-	resolvers, dnsbl, connect listFlag
+	ep                        *endpointFlags
+	dnsbl                     listFlag
+	outboundProbe             *string
 	caFile                    *string
 	timeout                   *time.Duration
 	probeUser, probeTo        *string
@@ -51,9 +56,9 @@ type verifyFlags struct {
 // addVerifyFlags declares the verify flags on fs.
 func addVerifyFlags(fs *flag.FlagSet) *verifyFlags {
 	f := &verifyFlags{}
-	fs.Var(&f.resolvers, "resolver", "recursive resolver `HOST:PORT` for the checks (default: /etc/resolv.conf)")
+	f.ep = addEndpointFlags(fs)
 	fs.Var(&f.dnsbl, "dnsbl", "blocklist `ZONES`, comma-separated (default: Spamhaus ZEN, SpamCop, Barracuda, UCEPROTECT 1-3; \"none\" disables)")
-	fs.Var(&f.connect, "connect", "dial `HOST:PORT=ADDR` instead of HOST:PORT (repeatable)")
+	f.outboundProbe = fs.String("outbound-probe", preflight.DefaultProbe, "outbound port 25 check: from each server, read the SMTP greeting of `HOST:PORT`")
 	f.caFile = fs.String("ca-file", "", "extra trusted certificate authorities, PEM `FILE`")
 	f.timeout = fs.Duration("timeout", 20*time.Second, "time limit of each check")
 	f.probeUser = fs.String("probe-user", "", "round trip: submit a probe as this user `ADDRESS` (default $MAILCTL_PROBE_USER)")
@@ -72,6 +77,11 @@ type verifyRun struct {
 	Probe *verify.Probe
 	// JSON prints the report as JSON instead of a table.
 	JSON bool
+	// Keys are the DKIM keys the servers publish (nil: unknown, the dkim
+	// checks are skipped).
+	Keys []desired.DKIMKey
+	// OutboundProbe is the SMTP server the outbound port 25 check dials.
+	OutboundProbe string
 }
 
 // verifyOptions builds the checks' options from the flags (f nil: the
@@ -82,22 +92,16 @@ func verifyOptions(e *env, cfg *config.Config, f *verifyFlags, only []string) (v
 	if f == nil {
 		f = addVerifyFlags(flag.NewFlagSet("verify", flag.ContinueOnError))
 	}
-	opts := verify.Options{Only: only, Timeout: *f.timeout, Logger: logger(e), Addresses: map[string]string{}}
-	if len(f.resolvers) > 0 {
-		opts.Resolver = &verify.DNSClient{Servers: f.resolvers, Recurse: true}
+	addrs, err := f.ep.addresses()
+	if err != nil {
+		return verifyRun{}, err
 	}
+	opts := verify.Options{Only: only, Timeout: *f.timeout, Logger: logger(e), Addresses: addrs, Resolver: f.ep.resolver()}
 	switch {
 	case len(f.dnsbl) == 1 && f.dnsbl[0] == "none":
 		opts.DNSBLZones = []string{}
 	case len(f.dnsbl) > 0:
 		opts.DNSBLZones = f.dnsbl
-	}
-	for _, c := range f.connect {
-		from, to, ok := strings.Cut(c, "=")
-		if !ok {
-			return verifyRun{}, fmt.Errorf("-connect wants HOST:PORT=ADDR, got %q", c)
-		}
-		opts.Addresses[from] = to
 	}
 	roots, err := verifyRoots(cfg, *f.caFile)
 	if err != nil {
@@ -114,7 +118,7 @@ func verifyOptions(e *env, cfg *config.Config, f *verifyFlags, only []string) (v
 	opts.Extra = append(opts.Extra, verify.Check{Name: "dns.provider", Target: "records", Run: func(ctx context.Context) []verify.Result {
 		return providerCheck(ctx, cfg, provs)
 	}})
-	if len(f.resolvers) == 0 && onlyZoneFiles(cfg) && len(opts.Only) == 0 {
+	if len(f.ep.resolvers) == 0 && onlyZoneFiles(cfg) && len(opts.Only) == 0 {
 		// Nothing serves a lab's zone file: check the file and the services.
 		opts.Only = []string{"dns.provider", "tls", "smtp", "relay", "addresses"}
 	}
@@ -122,7 +126,62 @@ func verifyOptions(e *env, cfg *config.Config, f *verifyFlags, only []string) (v
 	if err != nil {
 		return verifyRun{}, err
 	}
-	return verifyRun{Opts: opts, Probe: probe}, nil
+	if _, _, err := net.SplitHostPort(*f.outboundProbe); err != nil {
+		return verifyRun{}, fmt.Errorf("-outbound-probe wants HOST:PORT, got %q", *f.outboundProbe)
+	}
+	return verifyRun{Opts: opts, Probe: probe, OutboundProbe: *f.outboundProbe}, nil
+}
+
+// addServerChecks completes run with what only the servers know, through
+// their open connections: the DKIM keys they publish (so the dkim checks
+// compare them with DNS), their self-signed certificates (trusted for the
+// TLS checks, as the configuration asks for them), and the outbound port
+// 25 check run from each SSH server.
+func addServerChecks(ctx context.Context, cfg *config.Config, conns map[string]*target.Conn, run *verifyRun) error {
+	for _, s := range cfg.Servers {
+		c := conns[s.Name]
+		if c == nil {
+			continue
+		}
+		_, keys, err := c.State(ctx)
+		if err != nil {
+			return err
+		}
+		run.Keys = append(run.Keys, keys...)
+		if s.TLS.SelfSigned {
+			pem, err := c.SelfSignedCert(ctx)
+			if err != nil {
+				return err
+			}
+			if pem != nil && !run.Opts.Roots.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("server.%s: its self-signed certificate is not PEM", s.Name)
+			}
+		}
+		if s.Local == nil {
+			run.Opts.Extra = append(run.Opts.Extra, preflight.Outbound25Check(c.Target(), s, run.OutboundProbe))
+		}
+	}
+	return nil
+}
+
+// openServers connects to every server for verify; a server that cannot
+// be reached becomes a failed "ssh" check instead of stopping the others.
+func openServers(ctx context.Context, e *env, cfg *config.Config) (map[string]*target.Conn, []verify.Check) {
+	conns := map[string]*target.Conn{}
+	var failed []verify.Check
+	for _, s := range cfg.Servers {
+		c, err := target.Open(ctx, cfg, s, target.Options{Passphrase: passphrasePrompt(e), Logger: logger(e)})
+		if err != nil {
+			msg := err.Error()
+			failed = append(failed, verify.Check{Name: "ssh", Target: "server." + s.Name, Run: func(context.Context) []verify.Result {
+				return []verify.Result{{Status: verify.Fail, Detail: msg,
+					Fix: "fix the ssh block (or run mailctl apply first); -servers=false checks without the servers"}}
+			}})
+			continue
+		}
+		conns[s.Name] = c
+	}
+	return conns, failed
 }
 
 // probeFromFlags returns the round trip's account, or nil when no user or
@@ -169,7 +228,7 @@ func probeFromFlags(e *env, f *verifyFlags) (*verify.Probe, error) {
 // prints the report and returns the exit code (0 all pass, 2 some check
 // failed).
 func runChecks(ctx context.Context, e *env, cfg *config.Config, run verifyRun) int {
-	rep := verify.RunAll(ctx, verify.Inputs{Config: cfg, Records: desired.Records(cfg, nil)}, run.Opts, run.Probe)
+	rep := verify.RunAll(ctx, verify.Inputs{Config: cfg, Records: desired.Records(cfg, run.Keys)}, run.Opts, run.Probe)
 	if run.JSON {
 		if err := verify.WriteJSON(e.Stdout, rep); err != nil {
 			return errorf(e, "write results: %v", err)
@@ -181,9 +240,10 @@ func runChecks(ctx context.Context, e *env, cfg *config.Config, run verifyRun) i
 }
 
 func runVerify(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "verify", "[-json] [-resolver HOST:PORT] [-dnsbl ZONES] [-connect HOST:PORT=ADDR]... [-ca-file FILE] [-probe-user ADDR -probe-password-file FILE [-probe-to ADDR]] [CHECK|TARGET...]")
+	fs := newFlagSet(e, "verify", "[-json] [-servers=false] [-resolver HOST:PORT] [-dnsbl ZONES] [-connect HOST:PORT=ADDR]... [-ca-file FILE] [-outbound-probe HOST:PORT] [-probe-user ADDR -probe-password-file FILE [-probe-to ADDR]] [CHECK|TARGET...]")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	f := addVerifyFlags(fs)
+	withServers := fs.Bool("servers", true, "read DKIM keys and self-signed certificates from the servers over SSH and check outbound port 25 from them (false: DNS and ports only)")
 	vars := addVarFlag(fs)
 	if done, code := parseFlags(fs, args); done {
 		return code
@@ -197,6 +257,18 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "%v", err)
 	}
 	run.JSON = *asJSON
+	if *withServers {
+		conns, failed := openServers(ctx, e, cfg)
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		run.Opts.Extra = append(run.Opts.Extra, failed...)
+		if err := addServerChecks(ctx, cfg, conns, &run); err != nil {
+			return errorf(e, "%v", err)
+		}
+	}
 	return runChecks(ctx, e, cfg, run)
 }
 

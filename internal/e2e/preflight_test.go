@@ -106,14 +106,14 @@ domain "example.org" {
 	}
 	runPreflight := func(probe string) (preflightReport, int) {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, bin, "-chdir", dir, "preflight", "-json", "-dnsbl", "none", "-probe", probe, "-timeout", "120s")
+		cmd := exec.CommandContext(ctx, bin, "-chdir", dir, "preflight", "-json", "-dnsbl", "none", "-outbound-probe", probe, "-timeout", "120s")
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		t0 := time.Now()
 		err := cmd.Run()
 		code := cmd.ProcessState.ExitCode()
-		t.Logf("mailctl preflight -probe %s: exit %d in %.1fs", probe, code, time.Since(t0).Seconds())
+		t.Logf("mailctl preflight -outbound-probe %s: exit %d in %.1fs", probe, code, time.Since(t0).Seconds())
 		if code != 0 && code != 2 {
 			t.Fatalf("mailctl preflight: %v\n%s", err, stderr.String())
 		}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"io"
 	"log/slog"
 	"os"
@@ -76,6 +77,34 @@ func (c *Conn) Close() error {
 
 // Name is the server's name.
 func (c *Conn) Name() string { return c.srv.Name }
+
+// Target is where commands run on the server: the SSH connection, or this
+// machine for a lab.
+func (c *Conn) Target() remote.Target {
+	if c.t == nil {
+		return remote.Local{}
+	}
+	return c.t
+}
+
+// SelfSignedCert returns the PEM certificate the server generated for
+// itself (tls { self_signed = true }), or nil when it has none yet.
+func (c *Conn) SelfSignedCert(ctx context.Context) ([]byte, error) {
+	var b []byte
+	var err error
+	if c.lab != nil {
+		b, err = os.ReadFile(path.Join(desired.LocalDir(c.cfg, c.srv), "data", "tls", "self-signed.crt"))
+	} else {
+		b, err = c.t.ReadFile(ctx, path.Join(remote.VPS.DataDir, "tls", "self-signed.crt"))
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the self-signed certificate of server.%s: %w", c.srv.Name, err)
+	}
+	return b, nil
+}
 
 // State reads what the server runs. It returns nil (and no error) for a
 // server mailctl has not deployed.
