@@ -42,15 +42,15 @@ func (l *listFlag) Set(s string) error {
 // verifyFlags are the flags of verify that the verify step of apply
 // shares.
 type verifyFlags struct {
-	ep                        *endpointFlags
-	dnsbl                     listFlag
-	outboundProbe             *string
-	caFile                    *string
-	timeout                   *time.Duration
-	probeUser, probeTo        *string
-	probePasswordFile         *string
-	probeWait                 *time.Duration
-	probeIMAP, probeIMAPUser  *string
+	ep                       *endpointFlags
+	dnsbl                    listFlag
+	outboundProbe            *string
+	caFile                   *string
+	timeout                  *time.Duration
+	probeUser, probeTo       *string
+	probePasswordFile        *string
+	probeWait                *time.Duration
+	probeIMAP, probeIMAPUser *string
 }
 
 // addVerifyFlags declares the verify flags on fs.
