@@ -4,7 +4,9 @@
 // with Bearer token checks, the v4 response envelope
 // ({"success","errors","messages","result","result_info"}), TTL 1 meaning
 // automatic, the proxied flag, and TXT content longer than 255 bytes stored
-// as several quoted strings as Cloudflare does.
+// as several quoted strings as Cloudflare does. Every change of a record is
+// kept with the zone's records after it (Writes), so that tests can check
+// what resolvers could have seen between two calls.
 package cloudflare
 
 import (
@@ -65,6 +67,36 @@ type zone struct {
 	ID      string
 	Name    string
 	records []*Record
+	writes  []Write
+}
+
+// Write is one call that changed a zone's records, and the zone's records
+// right after it.
+type Write struct {
+	// Call is the method and path, e.g. "PATCH /client/v4/zones/ID/dns_records/ID".
+	Call    string
+	Records []Record
+}
+
+// logWrite keeps the call r and a copy of z's records; s.mu must be held.
+func (z *zone) logWrite(r *http.Request) {
+	w := Write{Call: r.Method + " " + r.URL.Path, Records: make([]Record, 0, len(z.records))}
+	for _, rec := range z.records {
+		w.Records = append(w.Records, *rec)
+	}
+	z.writes = append(z.writes, w)
+}
+
+// Writes returns the changes made to the named zone through the API, in
+// order (Seed is not one).
+func (s *Server) Writes(zoneName string) []Write {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	z := s.zoneByName(zoneName)
+	if z == nil {
+		return nil
+	}
+	return slices.Clone(z.writes)
 }
 
 // Server is a running emulator.
@@ -390,6 +422,7 @@ func (s *Server) createRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	z.records = append(z.records, rec)
+	z.logWrite(r)
 	writeOK(w, *rec, nil)
 }
 
@@ -594,6 +627,7 @@ func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	z.records[i] = rec
+	z.logWrite(r)
 	writeOK(w, *rec, nil)
 }
 
@@ -606,5 +640,6 @@ func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request) {
 	}
 	id := z.records[i].ID
 	z.records = slices.Delete(z.records, i, i+1)
+	z.logWrite(r)
 	writeOK(w, map[string]string{"id": id}, nil)
 }

@@ -110,3 +110,58 @@ func TestPaginationAndFilters(t *testing.T) {
 		t.Errorf("counted %d list calls, want 6", n)
 	}
 }
+
+// TestPatchPutAndWrites changes a record in place as the API documents it:
+// PATCH keeps the fields left out (proxied, content), PUT resets them to
+// their defaults; each change is kept in Writes with the records after it.
+func TestPatchPutAndWrites(t *testing.T) {
+	t.Parallel()
+	s := cfemu.New(t)
+	zid := s.AddZone("example.org")
+	id := s.Seed("example.org", cfemu.Record{Name: "www", Type: "A", Content: "192.0.2.1", TTL: 3600, Proxied: true})
+	send := func(method, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, s.URL+"/zones/"+zid+"/dns_records/"+id, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	for _, tc := range []struct {
+		method, body string
+		want         cfemu.Record // Content, TTL, Proxied
+	}{
+		{"PATCH", `{"ttl":300}`, cfemu.Record{Content: "192.0.2.1", TTL: 300, Proxied: true}},
+		{"PATCH", `{"content":"192.0.2.2"}`, cfemu.Record{Content: "192.0.2.2", TTL: 300, Proxied: true}},
+		{"PUT", `{"type":"A","name":"www","content":"192.0.2.3"}`, cfemu.Record{Content: "192.0.2.3", TTL: 1, Proxied: false}},
+	} {
+		if status, m := send(tc.method, tc.body); status != http.StatusOK {
+			t.Fatalf("%s %s = %d %v", tc.method, tc.body, status, m)
+		}
+		recs := s.Records("example.org")
+		if len(recs) != 1 || recs[0].ID != id || recs[0].Content != tc.want.Content || recs[0].TTL != tc.want.TTL || recs[0].Proxied != tc.want.Proxied {
+			t.Errorf("after %s %s records = %+v, want id %s content %s ttl %d proxied %v", tc.method, tc.body, recs, id, tc.want.Content, tc.want.TTL, tc.want.Proxied)
+		}
+	}
+	if status, _ := send("PATCH", `{"ttl":5}`); status != http.StatusBadRequest {
+		t.Errorf("PATCH with TTL 5 = %d, want 400", status)
+	}
+	ws := s.Writes("example.org")
+	if len(ws) != 3 {
+		t.Fatalf("Writes = %d, want 3 (the refused PATCH is not one)", len(ws))
+	}
+	for i, w := range ws {
+		if !strings.HasSuffix(w.Call, "/dns_records/"+id) || len(w.Records) != 1 {
+			t.Errorf("write %d = %+v", i, w)
+		}
+	}
+	if ws[0].Records[0].TTL != 300 || ws[1].Records[0].Content != "192.0.2.2" {
+		t.Errorf("Writes do not hold the records after each call: %+v", ws)
+	}
+}

@@ -1,7 +1,7 @@
 // Package cloudflare is a DNS provider for Cloudflare's API v4. Records are
 // created through github.com/libdns/cloudflare (which knows how Cloudflare
-// wants MX, SRV and CAA data structured); reads and deletions use the same
-// API directly, because the library's DeleteRecords matches SRV records on
+// wants MX, SRV and CAA data structured); reads, changes in place (PATCH of
+// a record id) and deletions use the same API directly, because the library's DeleteRecords matches SRV records on
 // name and type only and cannot find TXT records Cloudflare stored split in
 // 255-byte strings (RFC 1035 section 3.3.14), and its SetRecords keeps one
 // value of a multi-value RRset.
@@ -10,12 +10,18 @@
 // DNS:Edit on the zones), endpoint (optional API base URL, default
 // https://api.cloudflare.com/client/v4, for tests).
 //
+// Cloudflare has no transaction over several records: Apply changes records
+// in place, then creates, then deletes, so that an RRset that is not to be
+// emptied never is, even for a moment (an empty MX set would send mail to
+// the domain's A record, RFC 5321 section 5.1).
+//
 // Limits: TTL 1 means automatic (reported as 300 s); the "proxied" flag is
 // invisible here, so verify must check that the mail host resolves to the
 // server's address.
 package cloudflare
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,6 +29,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,18 +177,35 @@ func (p *Provider) apiError(op string, resp *http.Response) error {
 	return &dns.APIError{Provider: Kind, Op: op, Status: status, Credential: credential, Permission: permission, Message: strings.Join(msgs, "; ")}
 }
 
-// call does one API request and decodes the envelope.
+// call does one API request without a body and decodes the envelope.
 func (p *Provider) call(ctx context.Context, op, method, path string, q url.Values) (*envelope, error) {
+	return p.do(ctx, op, method, path, q, nil)
+}
+
+// do does one API request, with body as JSON when not nil, and decodes
+// the envelope.
+func (p *Provider) do(ctx context.Context, op, method, path string, q url.Values, body any) (*envelope, error) {
 	u := p.endpoint + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+p.token)
 	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := p.hc.Do(req)
 	if err != nil {
 		return nil, &dns.APIError{Provider: Kind, Op: op, Err: err}
@@ -338,60 +362,171 @@ func (p *Provider) Records(ctx context.Context, zone string) ([]libdns.RR, error
 	return out, nil
 }
 
-// Apply deletes the records of del (found by name and type, matched on
-// their data) one by one, then creates the records of add.
+// Apply changes the records of del into those of add so that no RRset is
+// ever empty, nor holds both an old and a new single value (two SPF
+// records, two CNAMEs), when its new contents are not: per RRset, a record
+// of del whose data is also in add only gets the new TTL, in place (PATCH
+// of its id: the TTL-only change of a migration's MX); each other record
+// of del is changed in place into one of the records added (PATCH: an MX
+// replaced at cut-over); the records left in add are then created, and
+// only then are the records left in del deleted. Records of del are found
+// by name and type, matched on their data.
 func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR) error {
 	zone = strings.ToLower(strings.TrimSuffix(zone, "."))
-	if len(del) > 0 {
-		id, err := p.zoneID(ctx, zone)
-		if err != nil {
-			return err
+	type rrset struct{ name, typ string }
+	type edit struct{ del, add []libdns.RR }
+	sets := map[rrset]*edit{}
+	var order []rrset
+	get := func(c libdns.RR) *edit {
+		k := rrset{c.Name, c.Type}
+		if sets[k] == nil {
+			sets[k] = &edit{}
+			order = append(order, k)
 		}
-		type rrset struct{ name, typ string }
-		want := map[rrset]map[dns.Key]bool{}
-		for _, r := range del {
-			c := dns.Canonical(r, zone)
-			k := rrset{c.Name, c.Type}
-			if want[k] == nil {
-				want[k] = map[dns.Key]bool{}
-			}
-			want[k][dns.KeyOf(c)] = true
-		}
-		for set, keys := range want {
-			op := fmt.Sprintf("find %s %s records in zone %q", set.name, set.typ, zone)
-			found, err := p.list(ctx, op, id, url.Values{"type": {set.typ}, "name": {strings.TrimSuffix(dns.AbsoluteName(set.name, zone), ".")}})
-			if err != nil {
-				return err
-			}
-			for _, r := range found {
-				if !keys[dns.KeyOf(toRR(r, zone))] {
-					continue
-				}
-				op := fmt.Sprintf("delete %s %s record %q in zone %q", set.name, set.typ, toRR(r, zone).Data, zone)
-				if _, err := p.call(ctx, op, http.MethodDelete, "/zones/"+id+"/dns_records/"+r.ID, nil); err != nil {
-					return err
-				}
-			}
-		}
+		return sets[k]
 	}
-	if len(add) == 0 {
-		return nil
+	for _, r := range del {
+		c := dns.Canonical(r, zone)
+		e := get(c)
+		e.del = append(e.del, c)
 	}
-	recs := make([]libdns.Record, 0, len(add))
 	for _, r := range add {
 		c := dns.Canonical(r, zone)
 		if c.TTL > 0 && c.TTL < 60*time.Second {
 			c.TTL = 60 * time.Second
 		}
-		parsed, err := c.Parse()
-		if err != nil {
-			return fmt.Errorf("cloudflare: add %s %s to zone %q: %w", c.Name, c.Type, zone, err)
+		e := get(c)
+		e.add = append(e.add, c)
+	}
+	var creates []libdns.RR
+	var deletes []record
+	var id string
+	patched := 0
+	for _, set := range order {
+		e := sets[set]
+		if len(e.del) == 0 {
+			creates = append(creates, e.add...)
+			continue
 		}
-		recs = append(recs, parsed)
+		if id == "" {
+			var err error
+			if id, err = p.zoneID(ctx, zone); err != nil {
+				return err
+			}
+		}
+		keys := map[dns.Key]bool{}
+		for _, c := range e.del {
+			keys[dns.KeyOf(c)] = true
+		}
+		op := fmt.Sprintf("find %s %s records in zone %q", set.name, set.typ, zone)
+		found, err := p.list(ctx, op, id, url.Values{"type": {set.typ}, "name": {strings.TrimSuffix(dns.AbsoluteName(set.name, zone), ".")}})
+		if err != nil {
+			return err
+		}
+		var old []record
+		for _, r := range found {
+			if keys[dns.KeyOf(toRR(r, zone))] {
+				old = append(old, r)
+			}
+		}
+		// Same data: only the TTL changes.
+		var rest []libdns.RR
+		for _, a := range e.add {
+			i := slices.IndexFunc(old, func(r record) bool { return dns.KeyOf(toRR(r, zone)) == dns.KeyOf(a) })
+			if i < 0 {
+				rest = append(rest, a)
+				continue
+			}
+			op := fmt.Sprintf("set the TTL of %s %s record %q in zone %q", set.name, set.typ, a.Data, zone)
+			if err := p.patch(ctx, op, id, old[i].ID, map[string]any{"ttl": apiTTL(a.TTL)}); err != nil {
+				return err
+			}
+			patched++
+			old = slices.Delete(old, i, i+1)
+		}
+		// Other data: change an old record into a new one.
+		for len(rest) > 0 && len(old) > 0 {
+			body, ok := recordBody(rest[0], zone)
+			if !ok {
+				break
+			}
+			op := fmt.Sprintf("change %s %s record %q to %q in zone %q", set.name, set.typ, toRR(old[0], zone).Data, rest[0].Data, zone)
+			if err := p.patch(ctx, op, id, old[0].ID, body); err != nil {
+				return err
+			}
+			patched++
+			old, rest = old[1:], rest[1:]
+		}
+		creates = append(creates, rest...)
+		deletes = append(deletes, old...)
 	}
-	if _, err := p.lib.AppendRecords(ctx, zone, recs); err != nil {
-		return fmt.Errorf("cloudflare: add records to zone %q: %w", zone, err)
+	if len(creates) > 0 {
+		recs := make([]libdns.Record, 0, len(creates))
+		for _, c := range creates {
+			parsed, err := c.Parse()
+			if err != nil {
+				return fmt.Errorf("cloudflare: add %s %s to zone %q: %w", c.Name, c.Type, zone, err)
+			}
+			recs = append(recs, parsed)
+		}
+		if _, err := p.lib.AppendRecords(ctx, zone, recs); err != nil {
+			return fmt.Errorf("cloudflare: add records to zone %q: %w", zone, err)
+		}
 	}
-	p.log.DebugContext(ctx, "cloudflare apply", "zone", zone, "deleted", len(del), "added", len(add))
+	for _, r := range deletes {
+		rr := toRR(r, zone)
+		op := fmt.Sprintf("delete %s %s record %q in zone %q", rr.Name, rr.Type, rr.Data, zone)
+		if _, err := p.call(ctx, op, http.MethodDelete, "/zones/"+id+"/dns_records/"+r.ID, nil); err != nil {
+			return err
+		}
+	}
+	p.log.DebugContext(ctx, "cloudflare apply", "zone", zone, "changed", patched, "added", len(creates), "deleted", len(deletes))
 	return nil
+}
+
+// apiTTL is a TTL as the API takes it: seconds, 1 for automatic.
+func apiTTL(ttl time.Duration) int {
+	if ttl <= 0 {
+		return 1
+	}
+	return int(ttl / time.Second)
+}
+
+// recordBody is the JSON body that turns an existing record into the
+// canonical record c, for the types whose API form is known here; ok is
+// false for the others (they are created, then the old one deleted).
+func recordBody(c libdns.RR, zone string) (body map[string]any, ok bool) {
+	body = map[string]any{
+		"type": c.Type,
+		"name": strings.TrimSuffix(dns.AbsoluteName(c.Name, zone), "."),
+		"ttl":  apiTTL(c.TTL),
+	}
+	parsed, err := c.Parse()
+	if err != nil {
+		return nil, false
+	}
+	switch r := parsed.(type) {
+	case libdns.Address:
+		body["content"] = r.IP.String()
+	case libdns.CNAME:
+		body["content"] = strings.TrimSuffix(r.Target, ".")
+	case libdns.TXT:
+		body["content"] = dns.QuoteTXT(r.Text)
+	case libdns.MX:
+		body["content"] = strings.TrimSuffix(r.Target, ".")
+		body["priority"] = r.Preference
+	case libdns.SRV:
+		body["data"] = map[string]any{"priority": r.Priority, "weight": r.Weight, "port": r.Port, "target": strings.TrimSuffix(r.Target, ".")}
+	default:
+		return nil, false
+	}
+	return body, true
+}
+
+// patch updates the record id of the zone zoneID with the fields of body
+// (PATCH /zones/{zone_id}/dns_records/{id}: fields left out keep their
+// values, the proxied flag among them).
+func (p *Provider) patch(ctx context.Context, op, zoneID, id string, body map[string]any) error {
+	_, err := p.do(ctx, op, http.MethodPatch, "/zones/"+zoneID+"/dns_records/"+id, nil, body)
+	return err
 }
