@@ -24,7 +24,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -373,8 +372,7 @@ func (w *waiter) poll(ctx context.Context) {
 }
 
 // nameservers returns the authoritative servers of zone: Options.
-// Nameservers, or its NS RRset through Resolver, each name at the
-// Addresses entry "name:53" or at its A and AAAA addresses, port 53.
+// Nameservers, or verify.FindNameservers through Resolver and Addresses.
 func (w *waiter) nameservers(ctx context.Context, zone string) ([]verify.NameServer, error) {
 	if w.o.Nameservers != nil {
 		nss, err := w.o.Nameservers(ctx, zone)
@@ -383,58 +381,7 @@ func (w *waiter) nameservers(ctx context.Context, zone string) ([]verify.NameSer
 		}
 		return nss, err
 	}
-	m, err := w.o.Resolver.Query(ctx, zone, mdns.TypeNS)
-	if err != nil {
-		return nil, fmt.Errorf("look up NS of %s: %w", zone, err)
-	}
-	var names []string
-	for _, rr := range m.Answer {
-		if ns, ok := rr.(*mdns.NS); ok && strings.EqualFold(ns.Hdr.Name, zone+".") {
-			names = append(names, strings.TrimSuffix(strings.ToLower(ns.Ns), "."))
-		}
-	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	if len(names) == 0 {
-		return nil, fmt.Errorf("look up NS of %s: no NS record (rcode %s)", zone, mdns.RcodeToString[m.Rcode])
-	}
-	var out []verify.NameServer
-	for _, n := range names {
-		if a, ok := w.o.Addresses[net.JoinHostPort(n, "53")]; ok {
-			out = append(out, verify.NameServer{Name: n, Addr: a})
-			continue
-		}
-		var ips []netip.Addr
-		for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
-			m, err := w.o.Resolver.Query(ctx, n, qt)
-			if err != nil {
-				continue
-			}
-			for _, rr := range m.Answer {
-				var ip net.IP
-				switch rr := rr.(type) {
-				case *mdns.A:
-					ip = rr.A
-				case *mdns.AAAA:
-					ip = rr.AAAA
-				}
-				if a, ok := netip.AddrFromSlice(ip); ok && strings.EqualFold(rr.Header().Name, n+".") {
-					ips = append(ips, a.Unmap())
-				}
-			}
-		}
-		if len(ips) == 0 {
-			out = append(out, verify.NameServer{Name: n}) // found again next poll
-		}
-		for _, ip := range ips {
-			name := n
-			if len(ips) > 1 {
-				name = n + " (" + ip.String() + ")"
-			}
-			out = append(out, verify.NameServer{Name: name, Addr: netip.AddrPortFrom(ip, 53).String()})
-		}
-	}
-	return out, nil
+	return verify.FindNameservers(ctx, w.o.Resolver, w.o.Addresses, zone)
 }
 
 // check queries one server for the zone's SOA and every changed RRset.

@@ -59,6 +59,8 @@ type nsState struct {
 	serial   uint32
 	err      error
 	problems []string
+	// kept are the sets of which only the TTL was compared (KeepValues).
+	kept []string
 }
 
 // checkNameservers queries each authoritative server of the domain's zone
@@ -137,6 +139,9 @@ func (r *runner) checkNameservers(ctx context.Context, domain string) []Result {
 		default:
 			res.Status = Pass
 			res.Detail = fmt.Sprintf("%d record sets as planned (SOA serial %d)", len(sets), st.serial)
+			if len(st.kept) > 0 {
+				res.Detail += "; " + strings.Join(st.kept, "; ")
+			}
 		}
 		out = append(out, res)
 	}
@@ -168,10 +173,20 @@ func (r *runner) compareNS(ctx context.Context, zone string, sets []desired.RRSe
 			continue
 		}
 		var got []string
+		var ttls []uint32
 		for _, rr := range m.Answer {
 			if rr.Header().Rrtype == qt && strings.EqualFold(rr.Header().Name, mdns.Fqdn(s.Name)) {
 				got = append(got, rrData(rr))
+				ttls = append(ttls, rr.Header().Ttl)
 			}
+		}
+		if s.KeepValues {
+			if p := keptTTL(s, got, ttls); p != "" {
+				st.problems = append(st.problems, p)
+			} else {
+				st.kept = append(st.kept, keptNote(s, got))
+			}
+			continue
 		}
 		if s.Prefix != "" {
 			got = withPrefix(got, s.Prefix)
@@ -187,6 +202,37 @@ func (r *runner) compareNS(ctx context.Context, zone string, sets []desired.RRSe
 		}
 		st.problems = append(st.problems, fmt.Sprintf("%s %s is %s, want %s", s.Name, s.Type, show(got), show(want)))
 	}
+}
+
+// keptTTL compares a KeepValues set with a server's answer: only its TTL
+// is mailctl's (a migration's MX before the cut-over), so any values pass,
+// none included (none is created), but each record must have the planned
+// TTL. It returns the problem, or "".
+func keptTTL(s desired.RRSet, got []string, ttls []uint32) string {
+	if len(s.Values) == 0 {
+		return ""
+	}
+	for i, ttl := range ttls {
+		if int(ttl) != s.TTL {
+			return fmt.Sprintf("%s %s %q has TTL %d, want %d (its values are kept until %s, its TTL is planned)", s.Name, s.Type, got[i], ttl, s.TTL, keepUntil(s))
+		}
+	}
+	return ""
+}
+
+// keptNote says what was compared of a KeepValues set.
+func keptNote(s desired.RRSet, got []string) string {
+	if len(got) == 0 {
+		return fmt.Sprintf("%s %s: none to keep until %s", s.Name, s.Type, keepUntil(s))
+	}
+	return fmt.Sprintf("%s %s: only the TTL (%d) compared, the current values (%s) are kept until %s", s.Name, s.Type, s.TTL, strings.Join(got, ", "), keepUntil(s))
+}
+
+func keepUntil(s desired.RRSet) string {
+	if s.KeepUntil != "" {
+		return s.KeepUntil
+	}
+	return "they change"
 }
 
 // show prints a value list compactly, shortening long values (DKIM keys).
@@ -284,7 +330,9 @@ func (r *runner) checkPTR(ctx context.Context, s *config.Server, ip netip.Addr) 
 	return Result{Status: Pass, Detail: fmt.Sprintf("PTR %s, which resolves back to %s", names[0], ip)}
 }
 
-// checkMX checks that the domain's MX records point to its server.
+// checkMX checks that the domain's MX records point to its server; during
+// a migration's presync phase (the planned MX set keeps its values), that
+// the old provider's MX are still there with the planned TTL at most.
 func (r *runner) checkMX(ctx context.Context, d *config.Domain) Result {
 	host := d.Server.Hostname
 	fix := fmt.Sprintf("run mailctl apply to publish MX 10 %s. for %s", host, d.Name)
@@ -302,6 +350,28 @@ func (r *runner) checkMX(ctx context.Context, d *config.Domain) Result {
 			others = append(others, fmt.Sprintf("%d %s", mx.Preference, t))
 		}
 	}
+	if keep := r.keptMX(d); keep != nil && len(keep.Values) > 0 {
+		phase := "presync"
+		if m := r.cfg.MigrationFor(d.Name); m != nil {
+			phase = m.Phase
+		}
+		until := keepUntil(*keep)
+		if len(rrs) == 0 {
+			return Result{Status: Fail,
+				Detail: fmt.Sprintf("no MX record: in %s the MX keep the old provider's values until %s, and there are none (mail for %s goes to its A record)", phase, until, d.Name),
+				Fix:    fmt.Sprintf("publish the old provider's MX records again at the DNS host, or set %s in the migration block and run mailctl apply to point the MX to %s", until, host)}
+		}
+		for _, rr := range rrs {
+			if ttl := int(rr.Header().Ttl); ttl > keep.TTL {
+				return Result{Status: Fail,
+					Detail: fmt.Sprintf("MX TTL is %d, want at most %d before the cut-over: resolvers would keep the old MX that long after %s", ttl, keep.TTL, until),
+					Fix:    "run mailctl apply to lower the MX TTL, then wait the old TTL before the cut-over"}
+			}
+		}
+		if len(ours) == 0 {
+			return Result{Status: Pass, Detail: fmt.Sprintf("MX still at the old provider (%s): cut over with %s (MX %s)", phase, until, strings.Join(others, ", "))}
+		}
+	}
 	switch {
 	case len(ours) == 0 && len(others) == 0:
 		return Result{Status: Fail, Detail: "no MX record", Fix: fix}
@@ -312,4 +382,15 @@ func (r *runner) checkMX(ctx context.Context, d *config.Domain) Result {
 			Fix: "remove the other MX records unless they are backup servers you run"}
 	}
 	return Result{Status: Pass, Detail: "MX " + strings.Join(ours, ", ")}
+}
+
+// keptMX returns the planned apex MX set of the domain when it keeps its
+// values (a migration before the cut-over), or nil.
+func (r *runner) keptMX(d *config.Domain) *desired.RRSet {
+	for i, s := range r.records {
+		if s.Domain == d.Name && s.Name == d.Name && s.Type == "MX" && s.KeepValues {
+			return &r.records[i]
+		}
+	}
+	return nil
 }

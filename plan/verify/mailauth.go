@@ -443,6 +443,9 @@ func (r *runner) checkMTASTS(ctx context.Context, d *config.Domain) Result {
 		return Result{Status: Fail, Detail: err.Error(), Fix: "check that the DNS of " + d.Name + " answers"}
 	}
 	recs := withPrefix(txts, "v=STSv1")
+	if m := r.cfg.MigrationFor(d.Name); m != nil && m.Phase == config.PhasePresync {
+		return r.presyncMTASTS(d, name, wantID, recs)
+	}
 	fixTXT := fmt.Sprintf("run mailctl apply to publish TXT %s \"v=STSv1; id=%s\"", name, wantID)
 	if len(recs) != 1 {
 		return Result{Status: Fail, Detail: fmt.Sprintf("%d v=STSv1 records at %s, want 1", len(recs), name), Fix: fixTXT}
@@ -484,6 +487,26 @@ func (r *runner) checkMTASTS(ctx context.Context, d *config.Domain) Result {
 		fs = append(fs, finding{Warn, fmt.Sprintf("policy served as %q, RFC 8461 section 3.2 wants text/plain", ctype), fixPolicy})
 	}
 	return combine(fmt.Sprintf("id=%s; %s served over HTTPS: mode %s, mx %s", wantID, url, pol.mode, strings.Join(pol.mx, ", ")), fs)
+}
+
+// presyncMTASTS judges the _mta-sts records of a domain whose migration is
+// in presync: mailctl does not publish its policy yet, since one naming
+// only this server while the MX point to the old provider would make
+// enforcing senders refuse to deliver there. A record with this server's
+// policy id is such a policy; another (the old provider's) is left alone.
+func (r *runner) presyncMTASTS(d *config.Domain, name, wantID string, recs []string) Result {
+	why := fmt.Sprintf("MTA-STS is not published before the cut-over (presync): a policy naming only %s while the MX point to the old provider would make enforcing senders refuse to deliver there; it is published with phase = %q", d.Server.Hostname, config.PhaseCutover)
+	for _, rec := range recs {
+		if tg, _, err := tags(rec); err == nil && tg["id"] == wantID {
+			return Result{Status: Fail,
+				Detail: fmt.Sprintf("%s publishes this server's policy (id=%s) while the MX still point to the old provider: senders that enforce MTA-STS refuse to deliver there", name, wantID),
+				Fix:    fmt.Sprintf("delete the TXT record %s at the DNS host until phase = %q", name, config.PhaseCutover)}
+		}
+	}
+	if len(recs) > 0 {
+		why += fmt.Sprintf("; the current %s record (%s) is left alone", name, strings.Join(recs, ", "))
+	}
+	return Result{Status: Skip, Detail: why}
 }
 
 type stsPolicy struct {

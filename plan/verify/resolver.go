@@ -211,7 +211,18 @@ func (r *runner) nameservers(ctx context.Context, zone string) ([]NameServer, er
 	if r.o.Nameservers != nil {
 		return r.o.Nameservers(ctx, zone)
 	}
-	rrs, err := lookup(ctx, r.o.Resolver, zone, mdns.TypeNS)
+	return FindNameservers(ctx, r.o.Resolver, r.o.Addresses, zone)
+}
+
+// FindNameservers returns the authoritative servers of zone: the names of
+// its NS RRset, asked of the recursive resolver res, sorted, each at the
+// addresses entry "name:53" (host names compare case-blind) or else at
+// each of its A and AAAA addresses, port 53. A name without an address is
+// returned with an empty Addr (the caller reports it, or asks again
+// later). It fails when the NS query fails or finds no NS record.
+func FindNameservers(ctx context.Context, res Resolver, addresses map[string]string, zone string) ([]NameServer, error) {
+	zone = strings.TrimSuffix(zone, ".")
+	rrs, err := lookup(ctx, res, zone, mdns.TypeNS)
 	if err != nil {
 		return nil, fmt.Errorf("look up NS of %s: %w", zone, err)
 	}
@@ -221,19 +232,22 @@ func (r *runner) nameservers(ctx context.Context, zone string) ([]NameServer, er
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
+	if len(names) == 0 {
+		return nil, fmt.Errorf("look up NS of %s: no NS record", zone)
+	}
 	var out []NameServer
 	for _, n := range names {
-		if a, ok := r.o.Addresses[net.JoinHostPort(n, "53")]; ok {
+		if a, ok := addressOf(addresses, net.JoinHostPort(n, "53")); ok {
 			out = append(out, NameServer{Name: n, Addr: a})
 			continue
 		}
 		var ips []netip.Addr
 		for _, v6 := range []bool{false, true} {
-			got, _ := lookupIPs(ctx, r.o.Resolver, n, v6)
+			got, _ := lookupIPs(ctx, res, n, v6)
 			ips = append(ips, got...)
 		}
 		if len(ips) == 0 {
-			out = append(out, NameServer{Name: n}) // reported as unreachable
+			out = append(out, NameServer{Name: n})
 		}
 		for _, ip := range ips {
 			name := n
@@ -243,10 +257,21 @@ func (r *runner) nameservers(ctx context.Context, zone string) ([]NameServer, er
 			out = append(out, NameServer{Name: name, Addr: netip.AddrPortFrom(ip, 53).String()})
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("look up NS of %s: no NS record", zone)
-	}
 	return out, nil
+}
+
+// addressOf returns the addresses entry for key ("host:port"), the host
+// compared case-blind.
+func addressOf(addresses map[string]string, key string) (string, bool) {
+	if a, ok := addresses[key]; ok {
+		return a, true
+	}
+	for k, a := range addresses {
+		if strings.EqualFold(k, key) {
+			return a, true
+		}
+	}
+	return "", false
 }
 
 // zoneOf returns the zone that holds name: the owner of the SOA in the

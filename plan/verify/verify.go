@@ -13,13 +13,25 @@
 //     section 4), and that the server is not an open relay (RFC 5321
 //     section 3.6.2);
 //   - postmaster@ (RFC 5321 section 4.5.1) and abuse@ (RFC 2142) per domain;
-//   - the server IPs on DNS blocklists (RFC 5782).
+//   - the server IPs on DNS blocklists (RFC 5782);
+//   - a round trip: a probe submitted as a user comes back through IMAP
+//     with spf, dkim and dmarc pass in Authentication-Results (RFC 8601).
 //
 // The checks, by name (Result.Check; Options.Only selects by name or
 // target): dns.ns (per zone and name server), dns.a, dns.ptr, dns.mx, spf,
 // dkim (per selector), dmarc, mta-sts, tls-rpt, addresses (per domain),
 // tls (per host:port: 25, 465, 587, 143, 993, 443), smtp.banner, relay
-// (port 25), smtp.auth (587, 465), dnsbl (per server IP).
+// (port 25), smtp.auth (587, 465), dnsbl (per server IP), roundtrip (per
+// probe recipient, RunAll), and outbound25 (per server: port 25 reachable
+// from the server, which plan/preflight adds through Options.Extra).
+//
+// During a migration's presync phase (plan/desired: the apex MX keep the
+// old provider's values, only their TTL is owned, and MTA-STS is not
+// published) dns.ns compares only the TTL of such sets and says so,
+// dns.mx passes with the MX still at the old provider as long as their TTL
+// is lowered, and mta-sts is skipped (it fails when this server's policy
+// is published before the cut-over). From phase "cutover" on the normal
+// checks apply.
 //
 // Every network endpoint comes from Options (a Resolver, DNSBL zones, a map
 // of service addresses, TLS roots, a clock), so tests point the checks at
