@@ -1,11 +1,13 @@
 package verify_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/plan/verify"
 )
@@ -178,4 +180,42 @@ func (l *lab) find(name, typ string) []mdns.RR {
 		}
 	}
 	return out
+}
+
+// TestFindNameservers finds the lab zone's name servers through Knot:
+// each at its Addresses entry (host compared case-blind) or at its A
+// record, port 53; a name that does not exist has no NS.
+func TestFindNameservers(t *testing.T) {
+	t.Parallel()
+	k := testenv.StartKnot(t, "example.org")
+	if err := k.Update(context.Background(), "example.org", nil, []mdns.RR{
+		newRR(t, "example.org", "NS", "ns2.example.org."),
+		newRR(t, "ns2.example.org", "A", "127.0.0.2"),
+		newRR(t, "ns2.example.org", "AAAA", "::1"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res := &verify.DNSClient{Servers: []string{k.Addr}}
+	for _, tc := range []struct {
+		name, zone string
+		addresses  map[string]string
+		want       string // the servers as "name=addr" joined by spaces
+		err        string
+	}{
+		{"addresses", "example.org", map[string]string{"NS1.Example.org:53": k.Addr},
+			"ns1.example.org=" + k.Addr + " ns2.example.org (127.0.0.2)=127.0.0.2:53 ns2.example.org (::1)=[::1]:53", ""},
+		{"A records", "example.org.", nil, "ns1.example.org=127.0.0.1:53 ns2.example.org (127.0.0.2)=127.0.0.2:53 ns2.example.org (::1)=[::1]:53", ""},
+		{"no such zone", "nowhere.example.org", nil, "", "look up NS of nowhere.example.org: no NS record"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nss, err := verify.FindNameservers(context.Background(), res, tc.addresses, tc.zone)
+			var got []string
+			for _, ns := range nss {
+				got = append(got, ns.Name+"="+ns.Addr)
+			}
+			if strings.Join(got, " ") != tc.want || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("FindNameservers(%q) = %q, %v; want %q, %q", tc.zone, got, err, tc.want, tc.err)
+			}
+		})
+	}
 }
