@@ -82,6 +82,7 @@ type verifyRun struct {
 	Keys []desired.DKIMKey
 	// OutboundProbe is the SMTP server the outbound port 25 check dials.
 	OutboundProbe string
+	provs         map[string]dns.Provider
 }
 
 // verifyOptions builds the checks' options from the flags (f nil: the
@@ -109,15 +110,10 @@ func verifyOptions(e *env, cfg *config.Config, f *verifyFlags, only []string) (v
 	}
 	opts.Roots = roots
 
-	// DNS through the providers: the records the zone holds are the planned
-	// ones. It is the only DNS check for zone files nobody serves yet.
 	provs, err := refresh.Providers(cfg, logger(e))
 	if err != nil {
 		return verifyRun{}, err
 	}
-	opts.Extra = append(opts.Extra, verify.Check{Name: "dns.provider", Target: "records", Run: func(ctx context.Context) []verify.Result {
-		return providerCheck(ctx, cfg, provs)
-	}})
 	if len(f.ep.resolvers) == 0 && onlyZoneFiles(cfg) && len(opts.Only) == 0 {
 		// Nothing serves a lab's zone file: check the file and the services.
 		opts.Only = []string{"dns.provider", "tls", "smtp", "relay", "addresses"}
@@ -129,7 +125,7 @@ func verifyOptions(e *env, cfg *config.Config, f *verifyFlags, only []string) (v
 	if _, _, err := net.SplitHostPort(*f.outboundProbe); err != nil {
 		return verifyRun{}, fmt.Errorf("-outbound-probe wants HOST:PORT, got %q", *f.outboundProbe)
 	}
-	return verifyRun{Opts: opts, Probe: probe, OutboundProbe: *f.outboundProbe}, nil
+	return verifyRun{Opts: opts, Probe: probe, OutboundProbe: *f.outboundProbe, provs: provs}, nil
 }
 
 // addServerChecks completes run with what only the servers know, through
@@ -228,6 +224,11 @@ func probeFromFlags(e *env, f *verifyFlags) (*verify.Probe, error) {
 // prints the report and returns the exit code (0 all pass, 2 some check
 // failed).
 func runChecks(ctx context.Context, e *env, cfg *config.Config, run verifyRun) int {
+	// DNS through the providers: the records the zones hold are the
+	// planned ones. It is the only DNS check for zone files nobody serves.
+	run.Opts.Extra = append(run.Opts.Extra, verify.Check{Name: "dns.provider", Target: "records", Run: func(ctx context.Context) []verify.Result {
+		return providerCheck(ctx, cfg, run.provs, run.Keys)
+	}})
 	rep := verify.RunAll(ctx, verify.Inputs{Config: cfg, Records: desired.Records(cfg, run.Keys)}, run.Opts, run.Probe)
 	if run.JSON {
 		if err := verify.WriteJSON(e.Stdout, rep); err != nil {
@@ -273,8 +274,8 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 }
 
 // providerCheck compares the records at the DNS providers with the plan.
-func providerCheck(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider) []verify.Result {
-	p, _, err := refresh.Plan(ctx, cfg, provs, refresh.Options{})
+func providerCheck(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider, keys []desired.DKIMKey) []verify.Result {
+	p, _, err := refresh.Plan(ctx, cfg, provs, refresh.Options{Keys: keys})
 	if err != nil {
 		return []verify.Result{{Check: "dns.provider", Target: "records", Status: verify.Fail, Detail: err.Error(),
 			Fix: "check the provider's credentials and zone, then run mailctl plan"}}
