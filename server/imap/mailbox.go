@@ -32,6 +32,10 @@ type sharedMailbox struct {
 	mb     store.Mailbox
 	msgs   []store.Message // UID order; len(msgs) is the tracker's count
 	modseq uint64          // state of the store that msgs reflects
+	// shape counts the EXPUNGE and EXISTS updates queued: a session
+	// that has written all those up to its view.shape numbers messages
+	// as the server view does (see view.clientSeqLocked).
+	shape uint64
 }
 
 func newSharedMailbox(ctx context.Context, st *store.Store, key mailboxKey) (*sharedMailbox, error) {
@@ -139,6 +143,7 @@ func (sm *sharedMailbox) syncLocked(ctx context.Context, source *imapserver.Sess
 	for i := len(sm.msgs) - 1; i >= 0; i-- {
 		if _, ok := present[goimap.UID(sm.msgs[i].UID)]; !ok {
 			sm.tracker.QueueExpunge(uint32(i) + 1)
+			sm.shape++
 		}
 	}
 	for _, m := range sm.msgs {
@@ -155,6 +160,7 @@ func (sm *sharedMailbox) syncLocked(ctx context.Context, source *imapserver.Sess
 	// only the last message of each pending EXISTS from a session.
 	for n := len(kept) + 1; n <= len(msgs); n++ {
 		sm.tracker.QueueNumMessages(uint32(n))
+		sm.shape++
 	}
 	sm.mb, sm.msgs, sm.modseq = mb, msgs, mb.ModSeq
 	return nil
@@ -182,6 +188,43 @@ type view struct {
 	tracker   *imapserver.SessionTracker
 	readOnly  bool
 	searchRes goimap.UIDSet
+	shape     uint64 // sm.shape when the tracker last had no EXPUNGE or EXISTS pending; guarded by sm.mu
+}
+
+// clientSeqLocked returns the sequence number in the client's view of the
+// message at seq in the server view (0: not yet announced). sm.mu must be
+// held. The tracker's EncodeSeqNum walks the session's whole queue of
+// pending updates, flag changes included, which other sessions fill with
+// one entry per message they change: per message of a big mailbox, that
+// is quadratic. When no EXPUNGE or EXISTS is pending for the session, the
+// two views are the same.
+func (v *view) clientSeqLocked(seq uint32) uint32 {
+	if v.shape == v.sm.shape {
+		if seq > uint32(len(v.sm.msgs)) {
+			return 0
+		}
+		return seq
+	}
+	return v.tracker.EncodeSeqNum(seq)
+}
+
+// poll writes the session's pending updates (tracker.Poll), and records
+// when that left no EXPUNGE or EXISTS pending.
+func (v *view) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	v.sm.mu.Lock()
+	shape := v.sm.shape
+	v.sm.mu.Unlock()
+	if err := v.tracker.Poll(w, allowExpunge); err != nil {
+		return err
+	}
+	if allowExpunge {
+		// Everything queued up to shape has been written (perhaps more:
+		// then the next poll catches up).
+		v.sm.mu.Lock()
+		v.shape = shape
+		v.sm.mu.Unlock()
+	}
+	return nil
 }
 
 // item is a message of the server view with its sequence numbers.
@@ -205,7 +248,7 @@ func (v *view) resolveLocked(numSet goimap.NumSet) []item {
 	var out []item
 	for i, m := range v.sm.msgs {
 		seq := uint32(i) + 1
-		cseq := v.tracker.EncodeSeqNum(seq)
+		cseq := v.clientSeqLocked(seq)
 		var ok bool
 		switch ns := numSet.(type) {
 		case goimap.SeqSet:

@@ -1254,3 +1254,59 @@ func TestFetchHeaderCache(t *testing.T) {
 		t.Errorf("SEARCH SUBJECT miss = %v, %v", data.AllSeqNums(), err)
 	}
 }
+
+// TestSeqNumsWithPendingUpdates: while another session's EXPUNGE or a new
+// message is not yet announced to a session, its SEARCH and FETCH keep
+// numbering messages as its client knows them; once announced (NOOP),
+// the new numbering applies. Flag changes made meanwhile by the other
+// session change no number.
+func TestSeqNumsWithPendingUpdates(t *testing.T) {
+	env := newEnv(t, 0)
+	for i := 1; i <= 5; i++ {
+		env.deliver(t, alice, fmt.Sprint("seq ", i))
+	}
+	a, b := env.raw(t), env.raw(t)
+	for _, r := range []*rawSession{a, b} {
+		r.cmd("l", "LOGIN "+alice+" "+alicePW)
+		r.cmd("s", "SELECT INBOX")
+	}
+	search := func(tag string) string {
+		got := a.cmd(tag, "SEARCH ALL")
+		for _, l := range got {
+			if strings.HasPrefix(l, "* SEARCH") {
+				return l
+			}
+		}
+		t.Fatalf("SEARCH = %q", got)
+		return ""
+	}
+	b.cmd("b1", `STORE 1:* +FLAGS.SILENT (\Flagged)`)
+	if got := search("a1"); got != "* SEARCH 1 2 3 4 5" {
+		t.Errorf("after flag changes: %q", got)
+	}
+	a.cmd("a2", "NOOP")
+	b.cmd("b2", `STORE 2 +FLAGS.SILENT (\Deleted)`)
+	b.cmd("b3", "EXPUNGE")
+	if got := search("a3"); got != "* SEARCH 1 3 4 5" {
+		t.Errorf("with an EXPUNGE pending: %q, want the client's numbers", got)
+	}
+	if got := a.cmd("a4", "FETCH 5 (UID)"); !slices.Contains(got, "* 5 FETCH (UID 5)") {
+		t.Errorf("FETCH 5 with an EXPUNGE pending = %q", got)
+	}
+	if got := a.cmd("a5", "NOOP"); !slices.Contains(got, "* 2 EXPUNGE") {
+		t.Errorf("NOOP = %q, want * 2 EXPUNGE", got)
+	}
+	if got := search("a6"); got != "* SEARCH 1 2 3 4" {
+		t.Errorf("after the EXPUNGE: %q", got)
+	}
+	env.deliver(t, alice, "seq 6")
+	b.cmd("b4", "NOOP")
+	time.Sleep(100 * time.Millisecond) // the delivery reaches the shared mailbox
+	// The answer is computed before the EXISTS that follows it.
+	if got := a.cmd("a7", "SEARCH ALL"); !slices.Equal(got, []string{"* SEARCH 1 2 3 4", "* 5 EXISTS"}) {
+		t.Errorf("SEARCH with a new message not yet announced = %q", got)
+	}
+	if got := search("a9"); got != "* SEARCH 1 2 3 4 5" {
+		t.Errorf("after the EXISTS: %q", got)
+	}
+}

@@ -127,7 +127,7 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	}
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
-	s.view = &view{sm: sm, tracker: sm.tracker.NewSession(), readOnly: options.ReadOnly}
+	s.view = &view{sm: sm, tracker: sm.tracker.NewSession(), readOnly: options.ReadOnly, shape: sm.shape}
 	flags := map[string]bool{}
 	var firstUnseen uint32
 	for i, m := range sm.msgs {
@@ -373,7 +373,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.view == nil {
 		return nil
 	}
-	return s.view.tracker.Poll(w, allowExpunge)
+	return s.view.poll(w, allowExpunge)
 }
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
@@ -706,7 +706,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 	var all []item
 	for i, m := range v.sm.msgs {
 		seq := uint32(i) + 1
-		all = append(all, item{seq: seq, clientSeq: v.tracker.EncodeSeqNum(seq), msg: m})
+		all = append(all, item{seq: seq, clientSeq: v.clientSeqLocked(seq), msg: m})
 	}
 	v.sm.mu.Unlock()
 
