@@ -128,7 +128,9 @@ type zone struct {
 // RRsets or whose value is unknown (DKIM keys deferred) are skipped. It
 // fails when ctx ends (wrapping ctx's error) or when Options.Timeout
 // passes first (wrapping ErrTimeout, naming the servers that lag and what
-// to check). The Result holds each server's state at the last poll.
+// to check). The Result holds each server's state at the last poll. When
+// Wait returns, every query and look-up it started has returned: a query
+// in flight is interrupted when ctx ends.
 func Wait(ctx context.Context, changes []plan.Change, opts Options) (Result, error) {
 	zones := group(changes)
 	if len(zones) == 0 {
@@ -682,9 +684,18 @@ func (c *client) exchange(ctx context.Context, network string, m *mdns.Msg) (*md
 	defer conn.Close()
 	dl, _ := ctx.Deadline()
 	conn.SetDeadline(dl)
-	// Interrupt the read when ctx ends before the deadline.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
+	// Interrupt the read when ctx ends before the deadline. Once the
+	// interruption started, wait for it: nothing of the exchange outlives it.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		conn.SetDeadline(time.Now())
+	})
+	defer func() {
+		if !stop() {
+			<-fired
+		}
+	}()
 	co := &mdns.Conn{Conn: conn, UDPSize: 4096}
 	if err := co.WriteMsg(m); err != nil {
 		return nil, ctxErr(ctx, err)
