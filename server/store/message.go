@@ -25,23 +25,29 @@ func (s *Store) step(name, path string) error {
 	return s.hook(name, path)
 }
 
-// writeBody makes body durable under a new blob name: temporary file,
-// fsync, rename, fsync of the directory. It captures the message header
-// for the index (see header.go) in hc.
+// writeBody makes body durable under a new blob name: the file, its
+// fsync, the fsync of its directory. It captures the message header for
+// the index (see header.go) in hc.
+//
+// The file is written under its final name, without a temporary name and
+// a rename: no index record refers to it before the commit that follows,
+// so a crash leaves only an orphan that Open removes, as it would a
+// temporary file. Without a rename, the fsync of the file also makes its
+// directory entry durable (one journal commit on ext4), and the fsync of
+// the directory that follows finds little to do.
 func (s *Store) writeBody(ctx context.Context, body io.Reader, hc *headerCapture) (blobID, int64, error) {
 	var b blobID
 	if _, err := rand.Read(b[:]); err != nil {
 		return b, 0, err
 	}
 	final := s.blobPath(b)
-	tmp := final + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(final, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return b, 0, err
 	}
 	fail := func(err error) (blobID, int64, error) {
 		f.Close()
-		os.Remove(tmp)
+		os.Remove(final)
 		return b, 0, err
 	}
 	w := writerPool.Get().(*bufio.Writer)
@@ -53,7 +59,7 @@ func (s *Store) writeBody(ctx context.Context, body io.Reader, hc *headerCapture
 	w.Reset(nil)
 	writerPool.Put(w)
 	if err == nil {
-		err = s.step("write", tmp)
+		err = s.step("write", final)
 	}
 	if err != nil {
 		return fail(fmt.Errorf("write body: %w", err))
@@ -61,20 +67,12 @@ func (s *Store) writeBody(ctx context.Context, body io.Reader, hc *headerCapture
 	if err := f.Sync(); err != nil {
 		return fail(fmt.Errorf("fsync body: %w", err))
 	}
-	if err := s.step("fsync", tmp); err != nil {
+	if err := s.step("fsync", final); err != nil {
 		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return b, 0, fmt.Errorf("close body: %w", err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return b, 0, fmt.Errorf("rename body: %w", err)
-	}
-	if err := s.step("rename", final); err != nil {
 		os.Remove(final)
-		return b, 0, err
+		return b, 0, fmt.Errorf("close body: %w", err)
 	}
 	if err := s.dirSync[b[0]].sync(filepath.Dir(final)); err != nil {
 		os.Remove(final)

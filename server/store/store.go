@@ -12,12 +12,12 @@
 //	                 the header of each message (header.go)
 //	msg/xx/<blob>    message bodies, one file per message, named by a random id
 //
-// A message is acknowledged only once it is durable: the body is written to a
-// temporary file, fsynced, renamed to its final name, the directory is
-// fsynced, and only then is the index record committed (through bbolt's
-// Batch, so that concurrent deliveries share one commit). A crash at any
-// point leaves either a committed message or an unreferenced file, and Open
-// removes unreferenced files. Removal goes the other way: the index commit
+// A message is acknowledged only once it is durable: the body is written
+// under its final name, fsynced, the directory is fsynced, and only then is
+// the index record committed (through bbolt's Batch, so that concurrent
+// deliveries share one commit). A crash at any point leaves either a
+// committed message or an unreferenced file, and Open removes unreferenced
+// files (and the temporary files of stores written by older versions). Removal goes the other way: the index commit
 // first, the file afterwards.
 //
 // bbolt locks its file: only one process may open a store at a time.
