@@ -1,13 +1,18 @@
 // Package ovh emulates the OVH API v1 (https://eu.api.ovh.com/1.0) for DNS
 // zones: GET /auth/time, GET /domain/zone, record listing with fieldType and
 // subDomain filters (ids only, one call per record to read it), record
-// create/get/update/delete, and POST /domain/zone/{zone}/refresh. Every
+// create/get/update/delete (PUT changes subDomain, target and ttl in place;
+// fieldType, id and zone are read-only), and POST
+// /domain/zone/{zone}/refresh. Every
 // authenticated call is checked like OVH does (application key, consumer key
 // and its access rules, timestamp, "$1$" SHA-1 signature, see Auth); errors
 // use OVH's bodies and statuses. Zone data follows OVH's behaviour: minimum
 // TTL 60 (0 means the zone default), '"' stripped from TXT targets, no CNAME
 // at the apex, and records of types SPF, DKIM and DMARC as the web UI
-// creates them.
+// creates them. Each change of a zone's records is kept with the records
+// after it (Writes), so that tests can check what OVH's name servers could
+// have served between two calls (OVH also publishes pending changes by
+// itself, not only at a refresh).
 //
 // It also serves the IP reverse DNS endpoints (/ip, /ip/{block}/reverse, see
 // reverse.go). More endpoints plug into the same server with Handle, sharing
@@ -50,6 +55,36 @@ type zone struct {
 	records   []*Record
 	dirty     bool
 	refreshes int
+	writes    []Write
+}
+
+// Write is one call that changed a zone's records, with the records after
+// it.
+type Write struct {
+	// Call is the method and path, e.g. "PUT /1.0/domain/zone/example.org/record/5000000001".
+	Call    string
+	Records []Record
+}
+
+// logWrite keeps the call r and a copy of z's records; s.mu must be held.
+func (z *zone) logWrite(r *http.Request) {
+	w := Write{Call: r.Method + " " + r.URL.Path, Records: make([]Record, 0, len(z.records))}
+	for _, rec := range z.records {
+		w.Records = append(w.Records, *rec)
+	}
+	z.writes = append(z.writes, w)
+}
+
+// Writes returns the calls that changed the named zone's records, in order
+// (Seed is not one).
+func (s *Server) Writes(zoneName string) []Write {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	z := s.zones[normName(zoneName)]
+	if z == nil {
+		return nil
+	}
+	return slices.Clone(z.writes)
 }
 
 // Server is a running OVH API emulator.
@@ -307,19 +342,27 @@ func (s *Server) createRecord(w http.ResponseWriter, r *http.Request, body []byt
 		badRequest(w, msg)
 		return
 	}
-	if rec.FieldType == "CNAME" || slices.ContainsFunc(z.records, func(o *Record) bool { return o.SubDomain == rec.SubDomain && o.FieldType == "CNAME" }) {
-		for _, o := range z.records {
-			if o.SubDomain == rec.SubDomain {
-				badRequest(w, "A CNAME record cannot coexist with other records of the same subdomain")
-				return
-			}
-		}
+	if msg := z.cnameConflict(rec); msg != "" {
+		badRequest(w, msg)
+		return
 	}
 	s.nextID++
 	rec.ID, rec.Zone = s.nextID, z.name
 	z.records = append(z.records, &rec)
 	z.dirty = true
+	z.logWrite(r)
 	writeJSON(w, rec)
+}
+
+// cnameConflict says why rec cannot stand beside the zone's other records
+// (a CNAME shares its name with no other record), or "".
+func (z *zone) cnameConflict(rec Record) string {
+	for _, o := range z.records {
+		if o.ID != rec.ID && o.SubDomain == rec.SubDomain && (rec.FieldType == "CNAME" || o.FieldType == "CNAME") {
+			return "A CNAME record cannot coexist with other records of the same subdomain"
+		}
+	}
+	return ""
 }
 
 func (s *Server) find(w http.ResponseWriter, r *http.Request) (*zone, int) {
@@ -355,12 +398,30 @@ func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, body []byt
 		SubDomain *string `json:"subDomain"`
 		Target    *string `json:"target"`
 		TTL       *int64  `json:"ttl"`
+		// Read-only: accepted only unchanged.
+		FieldType *string `json:"fieldType"`
+		ID        *int64  `json:"id"`
+		Zone      *string `json:"zone"`
 	}
 	if err := json.Unmarshal(body, &in); err != nil {
 		badRequest(w, "Invalid JSON body: "+err.Error())
 		return
 	}
 	rec := *z.records[i]
+	var readOnly []string
+	if in.FieldType != nil && *in.FieldType != "" && !strings.EqualFold(*in.FieldType, rec.FieldType) {
+		readOnly = append(readOnly, "fieldType")
+	}
+	if in.ID != nil && *in.ID != 0 && *in.ID != rec.ID {
+		readOnly = append(readOnly, "id")
+	}
+	if in.Zone != nil && *in.Zone != "" && normName(*in.Zone) != rec.Zone {
+		readOnly = append(readOnly, "zone")
+	}
+	if len(readOnly) > 0 {
+		badRequest(w, "Try to alter read-only properties: "+strings.Join(readOnly, ", "))
+		return
+	}
 	if in.SubDomain != nil {
 		rec.SubDomain = *in.SubDomain
 	}
@@ -374,8 +435,13 @@ func (s *Server) updateRecord(w http.ResponseWriter, r *http.Request, body []byt
 		badRequest(w, msg)
 		return
 	}
+	if msg := z.cnameConflict(rec); msg != "" {
+		badRequest(w, msg)
+		return
+	}
 	z.records[i] = &rec
 	z.dirty = true
+	z.logWrite(r)
 	writeJSON(w, nil)
 }
 
@@ -388,6 +454,7 @@ func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request, _ []byte) 
 	}
 	z.records = slices.Delete(z.records, i, i+1)
 	z.dirty = true
+	z.logWrite(r)
 	writeJSON(w, nil)
 }
 

@@ -106,3 +106,70 @@ func TestRecordRules(t *testing.T) {
 		t.Fatalf("records = %+v, want one TXT with quotes stripped", recs)
 	}
 }
+
+// TestUpdateInPlace: PUT changes subDomain, target and ttl of a record,
+// keeping its id; fieldType, id and zone are read-only (OVH: "Try to alter
+// read-only properties"), the same values are accepted; a CNAME cannot be
+// moved beside another record; each change is kept in Writes.
+func TestUpdateInPlace(t *testing.T) {
+	t.Parallel()
+	s := ovhemu.New(t)
+	s.AddZone("example.org")
+	mx := s.Seed("example.org", ovhemu.Record{FieldType: "MX", Target: "1 smtp.google.com.", TTL: 3600})
+	cname := s.Seed("example.org", ovhemu.Record{FieldType: "CNAME", SubDomain: "autoconfig", Target: "mx1.example.org.", TTL: 3600})
+	now := time.Now().Unix()
+	put := func(id int64, body string) (int, map[string]any) {
+		return do(t, s, "PUT", "/domain/zone/example.org/record/"+strconv.FormatInt(id, 10), body, s.ApplicationKey, s.ApplicationSecret, s.ConsumerKey, now, nil)
+	}
+	for _, tc := range []struct {
+		name   string
+		id     int64
+		body   string
+		status int
+		msg    string
+		want   ovhemu.Record // the MX record afterwards
+	}{
+		{"TTL only", mx, `{"ttl":300}`, 200, "",
+			ovhemu.Record{FieldType: "MX", Target: "1 smtp.google.com.", TTL: 300}},
+		{"target and TTL, same fieldType sent", mx, `{"fieldType":"MX","subDomain":"","target":"10 mx1.example.org.","ttl":600}`, 200, "",
+			ovhemu.Record{FieldType: "MX", Target: "10 mx1.example.org.", TTL: 600}},
+		{"fieldType changed", mx, `{"fieldType":"TXT","target":"v=spf1 -all"}`, 400, "Try to alter read-only properties: fieldType",
+			ovhemu.Record{FieldType: "MX", Target: "10 mx1.example.org.", TTL: 600}},
+		{"id changed", mx, `{"id":1,"ttl":60}`, 400, "Try to alter read-only properties: id",
+			ovhemu.Record{FieldType: "MX", Target: "10 mx1.example.org.", TTL: 600}},
+		{"TTL under 60", mx, `{"ttl":30}`, 400, "minimum TTL",
+			ovhemu.Record{FieldType: "MX", Target: "10 mx1.example.org.", TTL: 600}},
+		{"CNAME moved to the apex MX's name", cname, `{"subDomain":"www"}`, 200, "",
+			ovhemu.Record{FieldType: "MX", Target: "10 mx1.example.org.", TTL: 600}},
+		{"CNAME moved beside the MX", cname, `{"subDomain":""}`, 400, "CNAME",
+			ovhemu.Record{FieldType: "MX", Target: "10 mx1.example.org.", TTL: 600}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(s.Writes("example.org"))
+			status, m := put(tc.id, tc.body)
+			if msg, _ := m["message"].(string); status != tc.status || !strings.Contains(msg, tc.msg) {
+				t.Fatalf("PUT %s = %d %v, want %d %q", tc.body, status, m, tc.status, tc.msg)
+			}
+			writes := s.Writes("example.org")
+			if wantN := before + map[bool]int{true: 1}[status == 200]; len(writes) != wantN {
+				t.Fatalf("%d writes after the PUT, want %d", len(writes), wantN)
+			}
+			var got ovhemu.Record
+			for _, r := range s.Records("example.org") {
+				if r.ID == mx {
+					got = r
+				}
+			}
+			tc.want.ID, tc.want.Zone = mx, "example.org"
+			if got != tc.want {
+				t.Errorf("MX record = %+v, want %+v", got, tc.want)
+			}
+			if status == 200 {
+				w := writes[len(writes)-1]
+				if w.Call != "PUT /1.0/domain/zone/example.org/record/"+strconv.FormatInt(tc.id, 10) || len(w.Records) != 2 {
+					t.Errorf("last write = %+v, want this PUT with the zone's 2 records", w)
+				}
+			}
+		})
+	}
+}
