@@ -13,7 +13,9 @@
 //
 // Limits: OVH's minimum TTL is 60 s, '"' is stripped from TXT data, no CNAME
 // at the apex, and reading a zone costs one API call per record (made in
-// parallel). Changes are followed by POST /domain/zone/{zone}/refresh.
+// parallel). Apply changes records in place (PUT) where it can and creates
+// before it deletes, so that an RRset is never empty during a change; the
+// changes are followed by POST /domain/zone/{zone}/refresh.
 package ovh
 
 import (
@@ -23,6 +25,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -249,85 +252,202 @@ func (p *Provider) Records(ctx context.Context, zone string) ([]libdns.RR, error
 	return out, nil
 }
 
-// Apply deletes the records of del (found by name and type, TXT also among
-// OVH's SPF, DKIM and DMARC types, matched on data), creates those of add,
-// then refreshes the zone so that OVH's name servers serve the change.
+// Apply changes the records of del into those of add so that no RRset is
+// ever empty, nor holds both an old and a new single value (two SPF
+// records, two CNAMEs), when its new contents are not. Per RRset (name and
+// type): a record of del whose data is also in add only gets the new TTL,
+// in place (PUT of its id: the TTL-only change of a migration's MX); each
+// other record of del is changed in place into one of the records added
+// (PUT of target and TTL: an MX replaced at cut-over; OVH's fieldType is
+// read-only, so a record stored as SPF, DKIM or DMARC only takes a value of
+// its kind); sets deleted entirely are deleted next, then the records left
+// in add are created, and only then are the records left in del deleted.
+// Records of del are found by name and type (TXT also among OVH's SPF,
+// DKIM and DMARC types), matched on their data. A refresh of the zone ends
+// the changes, so that OVH's name servers serve them.
 func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR) error {
 	zone = strings.ToLower(strings.TrimSuffix(zone, "."))
 	if len(del) == 0 && len(add) == 0 {
 		return nil
 	}
 	type rrset struct{ name, typ string }
-	want := map[rrset]map[dns.Key]bool{}
+	type edit struct{ del, add []libdns.RR }
+	sets := map[rrset]*edit{}
+	var order []rrset
+	get := func(c libdns.RR) *edit {
+		k := rrset{c.Name, c.Type}
+		if sets[k] == nil {
+			sets[k] = &edit{}
+			order = append(order, k)
+		}
+		return sets[k]
+	}
 	for _, r := range del {
 		c := dns.Canonical(r, zone)
-		k := rrset{c.Name, c.Type}
-		if want[k] == nil {
-			want[k] = map[dns.Key]bool{}
-		}
-		want[k][dns.KeyOf(c)] = true
+		e := get(c)
+		e.del = append(e.del, c)
 	}
-	for set, keys := range want {
-		sub := set.name
-		if sub == "@" {
-			sub = ""
+	// Records OVH would refuse are rejected before any call.
+	for _, r := range add {
+		c := dns.Canonical(r, zone)
+		if c.Type == "CNAME" && c.Name == "@" {
+			return fmt.Errorf("ovh: add CNAME at the apex of zone %q: OVH refuses CNAME records at the apex", zone)
 		}
-		types := []string{set.typ}
-		if set.typ == "TXT" {
-			types = []string{"TXT", "SPF", "DKIM", "DMARC"}
+		if c.Type == "TXT" && strings.Contains(c.Data, `"`) {
+			return fmt.Errorf("ovh: add TXT %s to zone %q: OVH strips '\"' from TXT data", c.Name, zone)
 		}
-		var ids []int64
-		for _, ft := range types {
-			op := fmt.Sprintf("find %s %s records in zone %q", set.name, ft, zone)
-			got, err := p.ids(ctx, op, zone, ft, sub)
-			if err != nil {
-				return err
-			}
-			ids = append(ids, got...)
+		if c.TTL < 60*time.Second {
+			c.TTL = 60 * time.Second
 		}
-		recs, err := p.fetch(ctx, zone, ids)
+		e := get(c)
+		e.add = append(e.add, c)
+	}
+	var creates []libdns.RR
+	var emptied, deletes []record
+	changed := 0
+	for _, set := range order {
+		e := sets[set]
+		if len(e.del) == 0 {
+			creates = append(creates, e.add...)
+			continue
+		}
+		old, err := p.find(ctx, zone, set.name, set.typ, e.del)
 		if err != nil {
 			return err
 		}
-		for _, r := range recs {
-			c := toRR(r, zone)
-			if c.Name != set.name || !keys[dns.KeyOf(c)] {
+		if len(e.add) == 0 {
+			emptied = append(emptied, old...)
+			continue
+		}
+		// Same data: only the TTL changes.
+		var rest []libdns.RR
+		for _, a := range e.add {
+			i := slices.IndexFunc(old, func(r record) bool { return dns.KeyOf(toRR(r, zone)) == dns.KeyOf(a) })
+			if i < 0 {
+				rest = append(rest, a)
 				continue
 			}
-			op := fmt.Sprintf("delete %s %s record %q in zone %q", set.name, set.typ, c.Data, zone)
-			if err := p.call(ctx, op, http.MethodDelete, fmt.Sprintf("%s/record/%d", zonePath(zone), r.ID), nil, nil); err != nil {
+			if ttl := apiTTL(a.TTL); old[i].TTL != ttl {
+				op := fmt.Sprintf("set the TTL of %s %s record %q in zone %q", set.name, set.typ, a.Data, zone)
+				if err := p.update(ctx, op, zone, old[i].ID, map[string]any{"ttl": ttl}); err != nil {
+					return err
+				}
+				changed++
+			}
+			old = slices.Delete(old, i, i+1)
+		}
+		// Other data: change an old record into a new one.
+		for _, a := range rest {
+			i := slices.IndexFunc(old, func(r record) bool { return holds(r.FieldType, a) })
+			if i < 0 {
+				creates = append(creates, a)
+				continue
+			}
+			op := fmt.Sprintf("change %s %s record %q to %q in zone %q", set.name, set.typ, toRR(old[i], zone).Data, a.Data, zone)
+			if err := p.update(ctx, op, zone, old[i].ID, map[string]any{"target": a.Data, "ttl": apiTTL(a.TTL)}); err != nil {
 				return err
 			}
+			changed++
+			old = slices.Delete(old, i, i+1)
 		}
+		deletes = append(deletes, old...)
 	}
-	for _, r := range add {
-		c := dns.Canonical(r, zone)
+	// A set deleted entirely goes before the creations: a CNAME replaced by
+	// records of another type at its name, which OVH refuses beside it.
+	if err := p.delete(ctx, zone, emptied); err != nil {
+		return err
+	}
+	for _, c := range creates {
 		sub := c.Name
 		if sub == "@" {
 			sub = ""
 		}
-		if c.Type == "CNAME" && sub == "" {
-			return fmt.Errorf("ovh: add CNAME at the apex of zone %q: OVH refuses CNAME records at the apex", zone)
-		}
-		ttl := int64(c.TTL / time.Second)
-		if ttl < 60 {
-			ttl = 60
-		}
-		target := c.Data
-		if c.Type == "TXT" {
-			if strings.Contains(target, `"`) {
-				return fmt.Errorf("ovh: add TXT %s to zone %q: OVH strips '\"' from TXT data", c.Name, zone)
-			}
-		}
-		rec := record{FieldType: c.Type, SubDomain: sub, Target: target, TTL: ttl}
+		rec := record{FieldType: c.Type, SubDomain: sub, Target: c.Data, TTL: apiTTL(c.TTL)}
 		op := fmt.Sprintf("create %s %s record in zone %q", c.Name, c.Type, zone)
 		if err := p.call(ctx, op, http.MethodPost, zonePath(zone)+"/record", rec, nil); err != nil {
 			return err
 		}
 	}
+	if err := p.delete(ctx, zone, deletes); err != nil {
+		return err
+	}
 	if err := p.call(ctx, fmt.Sprintf("refresh zone %q", zone), http.MethodPost, zonePath(zone)+"/refresh", nil, nil); err != nil {
 		return err
 	}
-	p.log.DebugContext(ctx, "ovh apply", "zone", zone, "deleted", len(del), "added", len(add))
+	p.log.DebugContext(ctx, "ovh apply", "zone", zone, "changed", changed, "added", len(creates), "deleted", len(emptied)+len(deletes))
+	return nil
+}
+
+// find returns the records of the set name/typ of zone whose data is that
+// of one of recs (TXT also among OVH's SPF, DKIM and DMARC types).
+func (p *Provider) find(ctx context.Context, zone, name, typ string, recs []libdns.RR) ([]record, error) {
+	keys := map[dns.Key]bool{}
+	for _, c := range recs {
+		keys[dns.KeyOf(c)] = true
+	}
+	sub := name
+	if sub == "@" {
+		sub = ""
+	}
+	types := []string{typ}
+	if typ == "TXT" {
+		types = []string{"TXT", "SPF", "DKIM", "DMARC"}
+	}
+	var ids []int64
+	for _, ft := range types {
+		op := fmt.Sprintf("find %s %s records in zone %q", name, ft, zone)
+		got, err := p.ids(ctx, op, zone, ft, sub)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, got...)
+	}
+	found, err := p.fetch(ctx, zone, ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []record
+	for _, r := range found {
+		// An empty subDomain filter is none: apex sets are sorted here.
+		if c := toRR(r, zone); c.Name == name && keys[dns.KeyOf(c)] {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// holds reports whether a record stored as fieldType can take the data of
+// c in place: the same type, or a value of its kind for OVH's SPF, DKIM and
+// DMARC types (their fieldType cannot change).
+func holds(fieldType string, c libdns.RR) bool {
+	ft := strings.ToUpper(fieldType)
+	if ft == c.Type {
+		return true
+	}
+	prefix, ok := map[string]string{"SPF": "v=spf1", "DKIM": "v=dkim1", "DMARC": "v=dmarc1"}[ft]
+	return ok && c.Type == "TXT" && strings.HasPrefix(strings.ToLower(c.Data), prefix)
+}
+
+// apiTTL is a TTL as OVH takes it: seconds, at least 60.
+func apiTTL(ttl time.Duration) int64 {
+	return max(int64(ttl/time.Second), 60)
+}
+
+// update changes the fields of body of the record id (PUT
+// /domain/zone/{zone}/record/{id}: subDomain, target and ttl may change,
+// fieldType may not).
+func (p *Provider) update(ctx context.Context, op, zone string, id int64, body map[string]any) error {
+	return p.call(ctx, op, http.MethodPut, fmt.Sprintf("%s/record/%d", zonePath(zone), id), body, nil)
+}
+
+// delete deletes the records recs of zone.
+func (p *Provider) delete(ctx context.Context, zone string, recs []record) error {
+	for _, r := range recs {
+		c := toRR(r, zone)
+		op := fmt.Sprintf("delete %s %s record %q in zone %q", c.Name, c.Type, c.Data, zone)
+		if err := p.call(ctx, op, http.MethodDelete, fmt.Sprintf("%s/record/%d", zonePath(zone), r.ID), nil, nil); err != nil {
+			return err
+		}
+	}
 	return nil
 }

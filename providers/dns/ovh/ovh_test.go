@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailctl/mailctl/internal/emulator"
 	ovhemu "github.com/mailctl/mailctl/internal/emulator/ovh"
+	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/providers/dns"
 	"github.com/mailctl/mailctl/providers/dns/dnstest"
 	"github.com/mailctl/mailctl/providers/dns/ovh"
@@ -190,4 +191,150 @@ func BenchmarkRecords200Zones(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(emu.Total())/float64(b.N*len(zones)), "calls/zone")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(zones)), "ns/zone")
+}
+
+// TestApplyNeverEmpties applies the changes of a mail migration as apply
+// does (plan.DNSEdits of the planned change) and checks, after every API
+// call that changed the zone, what OVH's name servers could have served
+// (OVH publishes pending changes by itself too, not only at a refresh):
+// the RRset is never empty while its new contents are not (an empty MX set
+// sends mail to the apex A record), and never holds more records than
+// before and after (two SPF records are a permerror, two CNAMEs refused).
+func TestApplyNeverEmpties(t *testing.T) {
+	t.Parallel()
+	google := []string{"1 aspmx.l.google.com.", "5 alt1.aspmx.l.google.com.", "5 alt2.aspmx.l.google.com.", "10 alt3.aspmx.l.google.com.", "10 alt4.aspmx.l.google.com."}
+	cases := []struct {
+		name, rel, typ string
+		prefix         string // owned records: those containing it
+		before, after  plan.RRSet
+		uiType         string      // the before records are stored as this fieldType (OVH's web UI)
+		other          []libdns.RR // records at the same name that must stay
+		putOnly        bool        // every write is a PUT
+	}{
+		{name: "presync: MX TTL lowered", rel: "@", typ: "MX",
+			before: plan.RRSet{TTL: 3600, Values: google}, after: plan.RRSet{TTL: 300, Values: google}, putOnly: true},
+		{name: "cutover: Google's five MX replaced by one", rel: "@", typ: "MX",
+			before: plan.RRSet{TTL: 300, Values: google}, after: plan.RRSet{TTL: 300, Values: []string{"10 mx1.example.org."}}},
+		{name: "cutover: smtp.google.com replaced", rel: "@", typ: "MX",
+			before: plan.RRSet{TTL: 300, Values: []string{"1 smtp.google.com."}}, after: plan.RRSet{TTL: 300, Values: []string{"10 mx1.example.org."}}, putOnly: true},
+		{name: "MX added with a TTL change", rel: "@", typ: "MX",
+			before: plan.RRSet{TTL: 3600, Values: []string{"10 mx1.example.org."}}, after: plan.RRSet{TTL: 300, Values: []string{"10 mx1.example.org.", "20 mx2.example.org."}}},
+		{name: "SPF include dropped", rel: "@", typ: "TXT", prefix: "v=spf1",
+			before:  plan.RRSet{TTL: 3600, Values: []string{"v=spf1 ip4:203.0.113.10 include:_spf.google.com ~all"}},
+			after:   plan.RRSet{TTL: 3600, Values: []string{"v=spf1 ip4:203.0.113.10 ~all"}},
+			other:   []libdns.RR{{Name: "@", Type: "TXT", Data: "google-site-verification=abc", TTL: time.Hour}},
+			putOnly: true},
+		{name: "SPF stored as OVH's SPF type changed", rel: "@", typ: "TXT", prefix: "v=spf1", uiType: "SPF",
+			before:  plan.RRSet{TTL: 3600, Values: []string{"v=spf1 include:mx.ovh.com ~all"}},
+			after:   plan.RRSet{TTL: 300, Values: []string{"v=spf1 ip4:203.0.113.10 -all"}},
+			other:   []libdns.RR{{Name: "@", Type: "TXT", Data: "google-site-verification=abc", TTL: time.Hour}},
+			putOnly: true},
+		{name: "DMARC stored as OVH's DMARC type, TTL only", rel: "_dmarc", typ: "TXT", uiType: "DMARC",
+			before: plan.RRSet{TTL: 3600, Values: []string{"v=DMARC1; p=none"}}, after: plan.RRSet{TTL: 300, Values: []string{"v=DMARC1; p=none"}}, putOnly: true},
+		{name: "CNAME retargeted", rel: "mta-sts", typ: "CNAME",
+			before: plan.RRSet{TTL: 3600, Values: []string{"mta-sts.old.example.net."}}, after: plan.RRSet{TTL: 300, Values: []string{"mx1.example.org."}}, putOnly: true},
+		{name: "SRV retargeted", rel: "_imaps._tcp", typ: "SRV",
+			before: plan.RRSet{TTL: 3600, Values: []string{"0 1 993 imap.old.example.net."}}, after: plan.RRSet{TTL: 3600, Values: []string{"0 1 993 mx1.example.org."}}, putOnly: true},
+		{name: "long DKIM key replaced", rel: "mx1._domainkey", typ: "TXT",
+			before: plan.RRSet{TTL: 3600, Values: []string{dnstest.LongDKIM}}, after: plan.RRSet{TTL: 3600, Values: []string{"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}}, putOnly: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const zone = "example.org"
+			emu := ovhemu.New(t)
+			emu.AddZone(zone)
+			p := good(t, emu)
+			ctx := context.Background()
+			sub := strings.TrimSuffix(strings.TrimSuffix(dns.AbsoluteName(tc.rel, zone), "."), zone)
+			sub = strings.TrimSuffix(sub, ".")
+			_, seed := plan.DNSEdits(plan.Change{Zone: zone, Name: tc.rel, RRType: tc.typ, After: &tc.before})
+			if tc.uiType != "" {
+				for _, v := range tc.before.Values {
+					emu.Seed(zone, ovhemu.Record{FieldType: tc.uiType, SubDomain: sub, Target: `"` + v + `"`, TTL: int64(tc.before.TTL)})
+				}
+				seed = nil
+			}
+			if err := p.Apply(ctx, zone, nil, append(seed, tc.other...)); err != nil {
+				t.Fatalf("seed: %v", err)
+			}
+			start := len(emu.Writes(zone))
+			refreshes, _ := emu.Refreshes(zone)
+			c := plan.Change{Zone: zone, Name: tc.rel, RRType: tc.typ, Before: &tc.before, After: &tc.after}
+			del, add := plan.DNSEdits(c)
+			if err := p.Apply(ctx, zone, del, add); err != nil {
+				t.Fatalf("Apply(del %v, add %v) = %v", del, add, err)
+			}
+			owned := func(recs []ovhemu.Record) int {
+				n := 0
+				for _, r := range recs {
+					if r.SubDomain == sub && dns.TXTLike(r.FieldType) == tc.typ && strings.Contains(r.Target, tc.prefix) {
+						n++
+					}
+				}
+				return n
+			}
+			most := max(len(tc.before.Values), len(tc.after.Values))
+			writes := emu.Writes(zone)[start:]
+			if len(writes) == 0 {
+				t.Fatal("Apply made no change")
+			}
+			for i, w := range writes {
+				if n := owned(w.Records); n == 0 || n > most {
+					t.Errorf("after call %d (%s) the %s %s set holds %d records, want 1 to %d", i, w.Call, tc.rel, tc.typ, n, most)
+				}
+				if tc.putOnly && !strings.HasPrefix(w.Call, "PUT ") {
+					t.Errorf("call %d is %s, want only PUT (changes in place)", i, w.Call)
+				}
+				if got := len(w.Records) - owned(w.Records); got != len(tc.other) {
+					t.Errorf("after call %d (%s) %d other records, want %d", i, w.Call, got, len(tc.other))
+				}
+			}
+			if n, pending := emu.Refreshes(zone); n != refreshes+1 || pending {
+				t.Errorf("zone refreshed %d times by Apply, pending %v: want once, at the end", n-refreshes, pending)
+			}
+			if tc.uiType != "" {
+				for _, r := range emu.Records(zone) {
+					if r.SubDomain == sub && strings.Contains(r.Target, tc.prefix) && r.FieldType != tc.uiType {
+						t.Errorf("record %+v: want it changed in place, still of type %s", r, tc.uiType)
+					}
+				}
+			}
+			got, err := p.Records(ctx, zone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, want := plan.DNSEdits(plan.Change{Zone: zone, Name: tc.rel, RRType: tc.typ, After: &tc.after})
+			if d := dnstest.Diff(got, dnstest.Expect(nil, nil, append(want, tc.other...), zone)); d != "" {
+				t.Errorf("Records after Apply differs (-got +want):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestApplyCNAMEToAddress: a set deleted entirely goes before the records
+// created, so that a CNAME can give its name to records of another type in
+// one Apply (OVH refuses a CNAME beside other records).
+func TestApplyCNAMEToAddress(t *testing.T) {
+	t.Parallel()
+	const zone = "example.org"
+	emu := ovhemu.New(t)
+	emu.AddZone(zone)
+	p := good(t, emu)
+	ctx := context.Background()
+	cname := libdns.RR{Name: "autoconfig", Type: "CNAME", Data: "mx1.example.org.", TTL: time.Hour}
+	a := libdns.RR{Name: "autoconfig", Type: "A", Data: "192.0.2.10", TTL: time.Hour}
+	if err := p.Apply(ctx, zone, nil, []libdns.RR{cname}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(ctx, zone, []libdns.RR{cname}, []libdns.RR{a}); err != nil {
+		t.Fatalf("Apply(CNAME -> A) = %v", err)
+	}
+	got, err := p.Records(ctx, zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dnstest.Diff(got, []libdns.RR{a}); d != "" {
+		t.Errorf("Records differs (-got +want):\n%s", d)
+	}
 }
