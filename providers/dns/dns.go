@@ -38,11 +38,16 @@ type Provider interface {
 	// Providers that store TXT-like records under their own types (OVH's
 	// SPF, DKIM, DMARC) report them as TXT.
 	Records(ctx context.Context, zone string) ([]libdns.RR, error)
-	// Apply changes one RRset (one name and type) of zone: it deletes
-	// exactly the records in del (matched on name, type and data), then
-	// adds the records in add. Other records, including those at the same
-	// name and type, are left alone. Providers with Capabilities.Atomic
-	// do both in one transaction (one RFC 2136 UPDATE message).
+	// Apply changes one RRset (one name and type) of zone so that it ends
+	// as the existing records, less exactly those in del (matched on name,
+	// type and data, TTL aside), plus those in add. Other records,
+	// including those at the same name and type, are left alone. The
+	// order of the calls is the provider's: it may change a record in
+	// place (a new TTL, or new data) or add before it deletes, so that a
+	// set is never empty while its new contents are not (an MX set
+	// emptied for a moment sends mail to the apex address). Providers
+	// with Capabilities.Atomic do it all in one transaction (one RFC 2136
+	// UPDATE message).
 	Apply(ctx context.Context, zone string, del, add []libdns.RR) error
 }
 
