@@ -325,8 +325,8 @@ func compare(t *testing.T, folders map[string][]got, want map[string][]*testenv.
 	}
 }
 
-// fixtureSize is the number of messages of the main test: 10 000, or
-// $MAILCTL_MIGRATE_MESSAGES.
+// fixtureSize is the number of messages of the main test: 10 000 (1000
+// with -short), or $MAILCTL_MIGRATE_MESSAGES.
 func fixtureSize(t testing.TB) int {
 	if v := os.Getenv(envSize); v != "" {
 		n, err := strconv.Atoi(v)
@@ -334,6 +334,9 @@ func fixtureSize(t testing.TB) int {
 			t.Fatalf("%s=%q: want a positive number", envSize, v)
 		}
 		return n
+	}
+	if testing.Short() {
+		return 1000
 	}
 	return 10000
 }

@@ -297,9 +297,10 @@ type runner struct {
 	pending  update
 	pendingN int
 	lastSave time.Time
-	// inTarget holds the keys present per target folder, read from the
+	// inTarget holds the keys present per target folder with their size,
+	// read from the
 	// target this run (scanned) or appended this run.
-	inTarget map[string]map[string]bool
+	inTarget map[string]map[string]int64
 	scanned  map[string]bool
 	progress bool // something was done in the current attempt
 }
@@ -308,7 +309,7 @@ func (r *runner) run(ctx context.Context) UserSummary {
 	start := time.Now()
 	r.sum = UserSummary{User: r.job.User}
 	r.folders = map[string]*FolderSummary{}
-	r.inTarget = map[string]map[string]bool{}
+	r.inTarget = map[string]map[string]int64{}
 	r.scanned = map[string]bool{}
 	defer func() {
 		r.sum.Duration = time.Since(start)

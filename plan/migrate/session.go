@@ -201,7 +201,8 @@ func (r *runner) session(ctx context.Context, scan bool) error {
 	folders, excluded := mapFolders(srcList, delim, r.job)
 	r.sum.Excluded = excluded
 	s := &copier{r: r, src: src, dst: dst, dstFolders: dstFolders, scan: scan}
-	stopAll := context.AfterFunc(ctx, s.closeAll)
+	stop()
+	stopAll := context.AfterFunc(ctx, s.interrupt)
 	defer stopAll()
 	defer s.closeAll()
 	for _, f := range folders {
@@ -307,7 +308,7 @@ func messageID(hdr []byte) string {
 func (s *copier) scanTarget(target string) error {
 	r := s.r
 	if r.inTarget[target] == nil {
-		r.inTarget[target] = map[string]bool{}
+		r.inTarget[target] = map[string]int64{}
 	}
 	if !s.scan || r.scanned[target] || !s.dstFolders[target] {
 		return nil
@@ -317,12 +318,12 @@ func (s *copier) scanTarget(target string) error {
 		return fmt.Errorf("target: examine %q: %w", target, err)
 	}
 	if sel.NumMessages > 0 {
-		ms, err := keys(s.dst, goimap.SeqSet{goimap.SeqRange{Start: 1, Stop: 0}}, false)
+		ms, err := keys(s.dst, goimap.SeqSet{goimap.SeqRange{Start: 1, Stop: 0}}, true)
 		if err != nil {
 			return fmt.Errorf("target: read Message-IDs of %q: %w", target, err)
 		}
 		for _, m := range ms {
-			r.inTarget[target][m.key] = true
+			r.inTarget[target][m.key] = m.size
 		}
 	}
 	if err := s.dst.Unselect().Wait(); err != nil {
@@ -368,7 +369,7 @@ func (s *copier) copyFolder(ctx context.Context, f folder) error {
 		switch {
 		case hasFlag(m.flags, goimap.FlagDeleted):
 			r.sum.Deleted++
-		case r.inTarget[f.Target][m.key]:
+		case s.present(f.Target, m):
 			r.sum.Skipped++
 			fs.Skipped++
 			if _, ok := r.us.Imported[m.key]; !ok && !r.opts.DryRun {
@@ -388,7 +389,7 @@ func (s *copier) copyFolder(ctx context.Context, f folder) error {
 				// duplicate too.
 				r.us.Imported[m.key] = f.Target
 			}
-			r.inTarget[f.Target][m.key] = true
+			r.inTarget[f.Target][m.key] = m.size
 		}
 	}
 	r.prog.advance(int(sel.NumMessages)-len(todo), 0)
@@ -436,17 +437,39 @@ func (s *copier) copyFolder(ctx context.Context, f folder) error {
 	return r.flush()
 }
 
-// bufferLimit is the largest message buffered in memory for a parallel
-// APPEND; larger ones are streamed from the FETCH into one APPEND.
+// bufferLimit is the largest message buffered in memory; larger ones are
+// spooled to a temporary file. A message is read whole from the source
+// before its APPEND starts: a source connection lost in the middle of a
+// literal must not cut an APPEND short.
 const bufferLimit = 1 << 20
 
-// appendJob is one message to append: buffered, or streamed from the
-// source literal (then done is closed once the literal is consumed).
+// appendJob is one message to append, in memory or in a spool file.
 type appendJob struct {
-	m    *msgMeta
-	data []byte
-	lit  goimap.LiteralReader
-	done chan struct{}
+	m     *msgMeta
+	data  []byte
+	spool *os.File
+	size  int64
+}
+
+// spool copies a literal to a temporary file (removed once closed).
+func spool(lit goimap.LiteralReader) (*os.File, error) {
+	f, err := os.CreateTemp("", "mailctl-migrate-*.eml")
+	if err != nil {
+		return nil, fmt.Errorf("spool message: %w", err)
+	}
+	os.Remove(f.Name())
+	n, err := io.Copy(f, lit)
+	if err == nil && n != lit.Size() {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool message: %w", err)
+	}
+	return f, nil
 }
 
 // appenders returns the target connections used for APPEND: the main one
@@ -467,12 +490,33 @@ func (s *copier) appenders(ctx context.Context) []*imapclient.Client {
 	return append([]*imapclient.Client{s.dst}, s.more...)
 }
 
+// present reports whether the target folder holds m (same key and size: a
+// copy of another size, such as one cut short, does not count).
+func (s *copier) present(target string, m *msgMeta) bool {
+	size, ok := s.r.inTarget[target][m.key]
+	if ok && size != m.size {
+		s.r.log.Warn("the target holds another version of a message, copying it again", "folder", target,
+			"size", m.size, "target_size", size)
+		return false
+	}
+	return ok
+}
+
+// interrupt closes the source at once and the target connections after a
+// grace period: APPENDs in flight complete rather than being cut (a server
+// might keep a message cut short).
+func (s *copier) interrupt() {
+	s.src.Close()
+	time.AfterFunc(10*time.Second, s.closeAll)
+}
+
+// closeAll closes every connection (the client's Close waits for its
+// reader, which may wait for an appender: no lock held meanwhile).
 func (s *copier) closeAll() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.src.Close()
-	s.dst.Close()
-	for _, c := range s.more {
+	conns := append([]*imapclient.Client{s.src, s.dst}, s.more...)
+	s.mu.Unlock()
+	for _, c := range conns {
 		c.Close()
 	}
 }
@@ -525,8 +569,8 @@ func (s *copier) copyMessages(ctx context.Context, f folder, fk string, fs *Fold
 			defer wg.Done()
 			for j := range jobs {
 				err := s.appendOne(c, f, fs, j)
-				if j.done != nil {
-					close(j.done)
+				if j.spool != nil {
+					j.spool.Close()
 				}
 				if err != nil {
 					setErr(err)
@@ -542,7 +586,6 @@ func (s *copier) copyMessages(ctx context.Context, f folder, fk string, fs *Fold
 		}()
 	}
 	cmd := s.src.Fetch(set, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{sectionAll}})
-	defer cmd.Close()
 	var fetchErr error
 stream:
 	for {
@@ -572,23 +615,25 @@ stream:
 				}
 				delete(byUID, m.uid)
 				delete(bySeq, m.seq)
-				j := &appendJob{m: m}
-				if it.Literal.Size() <= bufferLimit {
-					j.data = make([]byte, it.Literal.Size())
-					if _, err := io.ReadFull(it.Literal, j.data); err != nil {
-						fetchErr = fmt.Errorf("source: fetch %q UID %d: %w", f.Source, m.uid, err)
-						break stream
-					}
+				j := &appendJob{m: m, size: it.Literal.Size()}
+				var err error
+				if j.size <= bufferLimit {
+					j.data = make([]byte, j.size)
+					_, err = io.ReadFull(it.Literal, j.data)
 				} else {
-					j.lit, j.done = it.Literal, make(chan struct{})
+					j.spool, err = spool(it.Literal)
+				}
+				if err != nil {
+					fetchErr = fmt.Errorf("source: fetch %q UID %d: %w", f.Source, m.uid, err)
+					break stream
 				}
 				select {
 				case jobs <- j:
 				case <-failed:
+					if j.spool != nil {
+						j.spool.Close()
+					}
 					break stream
-				}
-				if j.done != nil {
-					<-j.done
 				}
 			}
 		}
@@ -604,10 +649,13 @@ stream:
 	}
 	close(jobs)
 	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	if fetchErr != nil {
+	if firstErr != nil || fetchErr != nil {
+		// Left in the middle of the FETCH: the source connection cannot
+		// be used any more (draining it could block on a dead peer).
+		s.src.Close()
+		if firstErr != nil {
+			return firstErr
+		}
 		return fetchErr
 	}
 	if err := cmd.Close(); err != nil {
@@ -644,22 +692,25 @@ func (s *copier) appendOne(c *imapclient.Client, f folder, fs *FolderSummary, j 
 		flags = append(flags, fl)
 	}
 	var body io.Reader = bytes.NewReader(j.data)
-	size := int64(len(j.data))
-	if j.lit != nil {
-		body, size = j.lit, j.lit.Size()
+	size := j.size
+	if j.spool != nil {
+		body = j.spool
 	}
 	app := c.Append(f.Target, size, &goimap.AppendOptions{Flags: flags, Time: m.date})
-	_, werr := io.Copy(app, body)
-	if werr != nil && j.lit != nil {
-		io.Copy(io.Discard, j.lit) // keep the FETCH stream in step
+	n, err := io.Copy(app, body)
+	if err == nil && n != size {
+		err = fmt.Errorf("message ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		// The target connection broke (or the spool file) in the middle
+		// of the literal: the APPEND can no longer complete.
+		c.Close()
+		return fmt.Errorf("copy %s UID %d to %q: %w", f.Source, m.uid, f.Target, err)
 	}
 	cerr := app.Close()
-	_, err := app.Wait()
+	_, err = app.Wait()
 	if err == nil {
 		err = cerr
-	}
-	if err == nil && werr != nil {
-		err = werr
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
