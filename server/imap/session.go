@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -598,6 +599,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	return nil
 }
 
+// copyBufs hold the buffers through which whole messages are copied to
+// the client.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // headerOnly reports whether a body section is the message's header or
 // some of its fields (BODY[HEADER], BODY[HEADER.FIELDS (...)]), which the
 // header cached in the index answers.
@@ -637,10 +642,8 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 		}
 		defer f.Close()
 	}
-	rewind := func() io.Reader {
-		f.Seek(0, io.SeekStart)
-		return f
-	}
+	// Each reader reads the file from its start, at its own offset.
+	rewind := func() io.Reader { return io.NewSectionReader(f, 0, m.Size) }
 	if options.Envelope {
 		if hdr != nil {
 			w.WriteEnvelope(envelopeBytes(hdr))
@@ -656,7 +659,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 		if len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierNone && bs.Partial == nil {
 			// The whole message: stream it.
 			wc := w.WriteBodySection(bs, m.Size)
-			_, werr := io.CopyN(wc, rewind(), m.Size)
+			buf := copyBufs.Get().(*[]byte)
+			_, werr := io.CopyBuffer(wc, rewind(), *buf)
+			copyBufs.Put(buf)
 			if cerr := wc.Close(); werr == nil {
 				werr = cerr
 			}
