@@ -1,6 +1,10 @@
 package store
 
-import "sync"
+import (
+	"os"
+	"sync"
+	"syscall"
+)
 
 // dirSyncer makes renames in a directory durable with as few fsyncs as
 // possible: concurrent callers share one fsync of the directory, as long as
@@ -45,4 +49,23 @@ func (d *dirSyncer) sync(dir string) error {
 		d.cond.Broadcast()
 	}
 	return d.err
+}
+
+// openFile is os.OpenFile for message files, without the three system
+// calls (fcntl, epoll_ctl, fcntl) with which os.OpenFile tries, and fails,
+// to register a regular file with the network poller: message files are
+// opened once per delivery and once per FETCH of a body.
+func openFile(path string, flag int, perm uint32) (*os.File, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = syscall.Open(path, flag|syscall.O_CLOEXEC, perm)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }

@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -180,5 +182,31 @@ func TestStoreWithoutHeaderCache(t *testing.T) {
 	}
 	if got := headers(t, st, "Archive", cp.DestUIDs...); !slices.Equal(got, []string{"-"}) {
 		t.Errorf("header of a copy of an old message = %q", got)
+	}
+}
+
+// TestOpenBodyAfterExpunge: the body of an expunged message is gone with
+// os.ErrNotExist, and a file opened before the expunge stays readable.
+func TestOpenBodyAfterExpunge(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, 0)
+	deliver(t, st, "", msg("gone"), store.FlagDeleted)
+	_, msgs, err := st.Messages(ctx, alice, store.Inbox)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("Messages = %v, %v", msgs, err)
+	}
+	f, err := st.OpenBody(ctx, msgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := st.Expunge(ctx, alice, store.Inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.OpenBody(ctx, msgs[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("OpenBody after expunge = %v, want os.ErrNotExist", err)
+	}
+	if b, err := io.ReadAll(f); err != nil || string(b) != msg("gone") {
+		t.Errorf("body opened before the expunge = %q, %v", b, err)
 	}
 }

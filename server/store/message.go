@@ -41,7 +41,7 @@ func (s *Store) writeBody(ctx context.Context, body io.Reader, hc *headerCapture
 		return b, 0, err
 	}
 	final := s.blobPath(b)
-	f, err := os.OpenFile(final, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := openFile(final, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return b, 0, err
 	}
@@ -264,7 +264,7 @@ func (s *Store) OpenBody(ctx context.Context, m Message) (*os.File, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(s.blobPath(m.blob))
+	f, err := openFile(s.blobPath(m.blob), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open message %d: %w", m.UID, err)
 	}
