@@ -16,7 +16,12 @@ import (
 // opening message files. It lives in its own buckets, beside the message
 // records, so that flag changes do not rewrite it:
 //
-//	users/<user>/hdrs/<mailbox id>/<uid> = version byte + header bytes
+//	users/<user>/hdrs/<mailbox id>/<uid> = version 1: 0x01, header bytes
+//	                                       version 2: 0x02, uvarint n,
+//	                                       n bytes of summary, header bytes
+//
+// The summary is what the function given to SetHeaderSummary made of the
+// header at delivery (IMAP's ENVELOPE, encoded), opaque to the store.
 //
 // Stores written before the cache existed have no hdrs bucket, and headers
 // longer than MaxCachedHeader are not cached: Headers returns nil for those
@@ -26,7 +31,30 @@ var bucketHdrs = []byte("hdrs")
 // MaxCachedHeader is the longest header kept in the index.
 const MaxCachedHeader = 64 << 10
 
-const hdrRecordVersion = 1
+const (
+	hdrRecordVersion        = 1
+	hdrRecordVersionSummary = 2
+)
+
+// SetHeaderSummary sets the function that makes, at delivery, the summary
+// of a message header kept beside it (see Summaries); nil: none. It may
+// be called at any time; deliveries use the function set when they
+// start.
+func (s *Store) SetHeaderSummary(fn func(header []byte) []byte) {
+	if fn == nil {
+		s.summary.Store(nil)
+		return
+	}
+	s.summary.Store(&fn)
+}
+
+func (s *Store) summarize(hdr []byte) []byte {
+	fn := s.summary.Load()
+	if fn == nil || hdr == nil {
+		return nil
+	}
+	return (*fn)(hdr)
+}
 
 // headerCapture collects the header of a message as its body is written.
 type headerCapture struct {
@@ -117,34 +145,66 @@ func (u *userTx) hdrBucket(mailboxID uint64, create bool) (*bolt.Bucket, error) 
 	return b, nil
 }
 
-func (u *userTx) putHeader(mailboxID uint64, uid uint32, hdr []byte) error {
+func encodeHeader(hdr, summary []byte) []byte {
+	if summary == nil {
+		v := make([]byte, 0, 1+len(hdr))
+		return append(append(v, hdrRecordVersion), hdr...)
+	}
+	v := make([]byte, 0, 1+binary.MaxVarintLen64+len(summary)+len(hdr))
+	v = append(v, hdrRecordVersionSummary)
+	v = binary.AppendUvarint(v, uint64(len(summary)))
+	return append(append(v, summary...), hdr...)
+}
+
+func (u *userTx) putHeader(mailboxID uint64, uid uint32, hdr, summary []byte) error {
 	if hdr == nil {
 		return nil
 	}
+	return u.putHeaderRecord(mailboxID, uid, encodeHeader(hdr, summary))
+}
+
+// putHeaderRecord stores an encoded record; v must not be a value of the
+// index (those are valid only until the next change).
+func (u *userTx) putHeaderRecord(mailboxID uint64, uid uint32, v []byte) error {
 	b, err := u.hdrBucket(mailboxID, true)
 	if err != nil {
 		return err
 	}
-	v := make([]byte, 0, 1+len(hdr))
-	v = append(append(v, hdrRecordVersion), hdr...)
 	return b.Put(uidKey(uid), v)
 }
 
-// getHeader returns the cached header of a message, valid only within the
-// transaction, or nil.
-func (u *userTx) getHeader(mailboxID uint64, uid uint32) []byte {
+// getHeaderRecord returns a copy of the encoded header record of a
+// message, or nil.
+func (u *userTx) getHeaderRecord(mailboxID uint64, uid uint32) []byte {
 	b, _ := u.hdrBucket(mailboxID, false)
 	if b == nil {
 		return nil
 	}
-	return decodeHeader(b.Get(uidKey(uid)))
-}
-
-func decodeHeader(v []byte) []byte {
-	if len(v) < 1 || v[0] != hdrRecordVersion {
+	v := b.Get(uidKey(uid))
+	if v == nil {
 		return nil
 	}
-	return v[1:]
+	return append([]byte(nil), v...)
+}
+
+// decodeHeader splits a header record into the header and its summary
+// (nil if none); both nil when the record is not understood.
+func decodeHeader(v []byte) (hdr, summary []byte) {
+	if len(v) < 1 {
+		return nil, nil
+	}
+	switch v[0] {
+	case hdrRecordVersion:
+		return v[1:], nil
+	case hdrRecordVersionSummary:
+		n, k := binary.Uvarint(v[1:])
+		if k <= 0 || n > uint64(len(v)-1-k) {
+			return nil, nil
+		}
+		rest := v[1+k:]
+		return rest[n:], rest[:n:n]
+	}
+	return nil, nil
 }
 
 func (u *userTx) deleteHeaders(mailboxID uint64, uids []uint32) error {
@@ -174,6 +234,16 @@ func (u *userTx) deleteHeaderBucket(mailboxID uint64) error {
 // that ends it), or nil when it is not cached (message gone, header too
 // long, or delivered before the cache existed): read the file then.
 func (s *Store) Headers(ctx context.Context, user string, mailboxID uint64, uids []uint32) ([][]byte, error) {
+	return s.headers(ctx, user, mailboxID, uids, false)
+}
+
+// Summaries is Headers for the summaries made by the function given to
+// SetHeaderSummary: nil for messages delivered without one.
+func (s *Store) Summaries(ctx context.Context, user string, mailboxID uint64, uids []uint32) ([][]byte, error) {
+	return s.headers(ctx, user, mailboxID, uids, true)
+}
+
+func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids []uint32, summaries bool) ([][]byte, error) {
 	out := make([][]byte, len(uids))
 	err := s.view(ctx, user, func(u *userTx) error {
 		b, _ := u.hdrBucket(mailboxID, false)
@@ -191,7 +261,11 @@ func (s *Store) Headers(ctx context.Context, user string, mailboxID uint64, uids
 			if k == nil || !bytes.Equal(k, key[:]) {
 				continue
 			}
-			vals[i] = decodeHeader(v)
+			hdr, summary := decodeHeader(v)
+			if summaries {
+				hdr = summary
+			}
+			vals[i] = hdr
 			total += len(vals[i])
 		}
 		buf := make([]byte, 0, total)

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"slices"
@@ -208,5 +209,62 @@ func TestOpenBodyAfterExpunge(t *testing.T) {
 	}
 	if b, err := io.ReadAll(f); err != nil || string(b) != msg("gone") {
 		t.Errorf("body opened before the expunge = %q, %v", b, err)
+	}
+}
+
+// TestHeaderSummary: the summary made at delivery by the function given
+// to SetHeaderSummary is kept beside the header, follows copies and
+// moves, and is absent for messages delivered without a function.
+func TestHeaderSummary(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, 0)
+	before := deliver(t, st, "", msg("before"))
+	st.SetHeaderSummary(func(hdr []byte) []byte {
+		return []byte(fmt.Sprintf("%d bytes", len(hdr)))
+	})
+	with := deliver(t, st, "", msg("with"))
+	hdrWith := msg("with")[:strings.Index(msg("with"), "\r\n\r\n")+4]
+	want := fmt.Sprintf("%d bytes", len(hdrWith))
+	summaries := func(mailbox string, uids ...uint32) []string {
+		t.Helper()
+		mb, err := st.Mailbox(ctx, alice, mailbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss, err := st.Summaries(ctx, alice, mb.ID, uids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]string, len(ss))
+		for i, s := range ss {
+			out[i] = "-"
+			if s != nil {
+				out[i] = string(s)
+			}
+		}
+		return out
+	}
+	if got := summaries(store.Inbox, before, with); !slices.Equal(got, []string{"-", want}) {
+		t.Errorf("summaries = %q, want [- %q]", got, want)
+	}
+	if got := headers(t, st, store.Inbox, with); !slices.Equal(got, []string{hdrWith}) {
+		t.Errorf("header beside a summary = %q", got)
+	}
+	cp, err := st.Copy(ctx, alice, store.Inbox, []uint32{with}, "Archive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv, err := st.Move(ctx, alice, store.Inbox, []uint32{with}, "Trash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summaries("Archive", cp.DestUIDs...); !slices.Equal(got, []string{want}) {
+		t.Errorf("summary of the copy = %q", got)
+	}
+	if got := summaries("Trash", mv.DestUIDs...); !slices.Equal(got, []string{want}) {
+		t.Errorf("summary of the moved message = %q", got)
+	}
+	if got := headers(t, st, "Trash", mv.DestUIDs...); !slices.Equal(got, []string{hdrWith}) {
+		t.Errorf("header of the moved message = %q", got)
 	}
 }

@@ -146,6 +146,7 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		return 0, 0, wrap(err)
 	}
 	hdr := hc.header()
+	summary := s.summarize(hdr)
 	var mboxID uint64
 	err = s.db.Batch(func(tx *bolt.Tx) error {
 		u, err := getUser(tx, user)
@@ -165,7 +166,7 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		if err := u.msgs(r).Put(uidKey(uid), encodeMsg(&rec)); err != nil {
 			return err
 		}
-		if err := u.putHeader(r.ID, uid, hdr); err != nil {
+		if err := u.putHeader(r.ID, uid, hdr, summary); err != nil {
 			return err
 		}
 		r.UIDNext++
@@ -571,9 +572,8 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 			if err := db.Put(uidKey(nuid), encodeMsg(&m)); err != nil {
 				return err
 			}
-			if hdr := u.getHeader(sr.ID, uid); hdr != nil {
-				// putHeader copies hdr before any change of the index.
-				if err := u.putHeader(dr.ID, nuid, hdr); err != nil {
+			if v := u.getHeaderRecord(sr.ID, uid); v != nil {
+				if err := u.putHeaderRecord(dr.ID, nuid, v); err != nil {
 					return err
 				}
 			}

@@ -91,7 +91,8 @@ type Store struct {
 	logger *slog.Logger
 
 	bodyBytes atomic.Int64
-	dirSync   [256]*dirSyncer // one per body directory
+	summary   atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
+	dirSync   [256]*dirSyncer                     // one per body directory
 
 	watchMu  sync.RWMutex
 	watchers map[int]func(Change)
