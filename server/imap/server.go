@@ -105,6 +105,8 @@ func New(st *store.Store, auth Authenticator, opts Options) *Server {
 		InsecureAuth: true,
 	})
 	s.unwatch = st.Watch(s.onChange)
+	// ENVELOPEs are made once, at delivery (envelope.go).
+	st.SetHeaderSummary(summarizeHeader)
 	return s
 }
 

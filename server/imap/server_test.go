@@ -1192,15 +1192,20 @@ func TestQuotaCommands(t *testing.T) {
 }
 
 // TestFetchHeaderCache: FETCH ENVELOPE, BODY[HEADER] and
-// BODY[HEADER.FIELDS] answer the same from the header cached in the index
-// as from the file (a header too long to cache), and SEARCH finds by
-// header either way.
+// BODY[HEADER.FIELDS] answer the same from the envelope made at delivery,
+// from the header cached in the index (a message delivered without the
+// envelope), and from the file (a header too long to cache); SEARCH finds
+// by header in every case.
 func TestFetchHeaderCache(t *testing.T) {
 	env := newEnv(t, 0)
 	long := "X-Long: " + strings.Repeat("y", store.MaxCachedHeader) + "\r\n"
 	cached := mail("cache hit")
 	uncached := long + mail("cache hit")
-	for _, body := range []string{cached, uncached} {
+	bodies := []string{cached, uncached, cached}
+	for i, body := range bodies {
+		if i == 2 {
+			env.st.SetHeaderSummary(nil) // as in stores of older versions
+		}
 		if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(body), nil, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
@@ -1214,10 +1219,28 @@ func TestFetchHeaderCache(t *testing.T) {
 	}
 	header := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, Peek: true}
 	fields := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, HeaderFields: []string{"Subject", "Date"}, Peek: true}
-	msgs, err := c.Fetch(goimap.SeqSet{{Start: 1, Stop: 2}}, &goimap.FetchOptions{Envelope: true, BodySection: []*goimap.FetchItemBodySection{header, fields}}).Collect()
-	if err != nil || len(msgs) != 2 {
-		t.Fatalf("FETCH = %v, %v", msgs, err)
+	for _, opts := range []*goimap.FetchOptions{
+		{Envelope: true, BodySection: []*goimap.FetchItemBodySection{header, fields}},
+		{Envelope: true},
+	} {
+		msgs, err := c.Fetch(goimap.SeqSet{{Start: 1, Stop: 3}}, opts).Collect()
+		if err != nil || len(msgs) != 3 {
+			t.Fatalf("FETCH = %v, %v", msgs, err)
+		}
+		checkFetchedHeaders(t, msgs, bodies, len(opts.BodySection) > 0, header, fields)
 	}
+	data, err := c.Search(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "CACHE HIT"}}}, nil).Wait()
+	if err != nil || !slices.Equal(data.AllSeqNums(), []uint32{1, 2, 3}) {
+		t.Errorf("SEARCH SUBJECT = %v, %v", data.AllSeqNums(), err)
+	}
+	data, err = c.Search(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "miss"}}}, nil).Wait()
+	if err != nil || len(data.AllSeqNums()) != 0 {
+		t.Errorf("SEARCH SUBJECT miss = %v, %v", data.AllSeqNums(), err)
+	}
+}
+
+func checkFetchedHeaders(t *testing.T, msgs []*imapclient.FetchMessageBuffer, bodies []string, sections bool, header, fields *goimap.FetchItemBodySection) {
+	t.Helper()
 	wantEnv := &goimap.Envelope{
 		Date:      time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC),
 		Subject:   "cache hit",
@@ -1228,7 +1251,7 @@ func TestFetchHeaderCache(t *testing.T) {
 	// Sender and Reply-To default to From (RFC 9051 section 7.5.2).
 	wantEnv.Sender, wantEnv.ReplyTo = wantEnv.From, wantEnv.From
 	wantFields := "Subject: cache hit\r\nDate: Mon, 23 Nov 2026 16:00:00 +0000\r\n\r\n"
-	for i, body := range []string{cached, uncached} {
+	for i, body := range bodies {
 		m := msgs[i]
 		env := *m.Envelope
 		if !env.Date.Equal(wantEnv.Date) {
@@ -1238,20 +1261,15 @@ func TestFetchHeaderCache(t *testing.T) {
 		if !reflect.DeepEqual(&env, wantEnv) {
 			t.Errorf("message %d: envelope %+v, want %+v", i+1, &env, wantEnv)
 		}
+		if !sections {
+			continue
+		}
 		if got, want := string(m.FindBodySection(header)), body[:strings.Index(body, "\r\n\r\n")+4]; got != want {
 			t.Errorf("message %d: BODY[HEADER] = %.100q, want %.100q", i+1, got, want)
 		}
 		if got := string(m.FindBodySection(fields)); got != wantFields {
 			t.Errorf("message %d: BODY[HEADER.FIELDS] = %q, want %q", i+1, got, wantFields)
 		}
-	}
-	data, err := c.Search(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "CACHE HIT"}}}, nil).Wait()
-	if err != nil || !slices.Equal(data.AllSeqNums(), []uint32{1, 2}) {
-		t.Errorf("SEARCH SUBJECT = %v, %v", data.AllSeqNums(), err)
-	}
-	data, err = c.Search(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "miss"}}}, nil).Wait()
-	if err != nil || len(data.AllSeqNums()) != 0 {
-		t.Errorf("SEARCH SUBJECT miss = %v, %v", data.AllSeqNums(), err)
 	}
 }
 

@@ -563,18 +563,35 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			err = uerr
 		}
 	}()
-	wantHeader := options.Envelope
+	wantHeader := false
 	for _, bs := range options.BodySection {
 		wantHeader = wantHeader || headerOnly(bs)
 	}
 	for start := 0; start < len(items); start += fetchChunk {
 		chunk := items[start:min(start+fetchChunk, len(items))]
+		uids := make([]uint32, len(chunk))
+		for i, it := range chunk {
+			uids[i] = it.msg.UID
+		}
 		var hdrs [][]byte
-		if wantHeader {
-			uids := make([]uint32, len(chunk))
-			for i, it := range chunk {
-				uids[i] = it.msg.UID
+		var envs []*goimap.Envelope
+		needHeader := wantHeader
+		if options.Envelope {
+			// The envelopes made at delivery, else from the headers.
+			sums, err := s.srv.st.Summaries(s.ctx, s.user, s.view.sm.key.id, uids)
+			if err != nil {
+				return s.imapError(err)
 			}
+			envs = make([]*goimap.Envelope, len(chunk))
+			for i, sum := range sums {
+				if env, ok := decodeEnvelope(sum); ok {
+					envs[i] = env
+				} else {
+					needHeader = true
+				}
+			}
+		}
+		if needHeader {
 			if hdrs, err = s.srv.st.Headers(s.ctx, s.user, s.view.sm.key.id, uids); err != nil {
 				return s.imapError(err)
 			}
@@ -591,7 +608,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			if hdrs != nil {
 				hdr = hdrs[i]
 			}
-			if err := s.fetchOne(w.CreateMessage(it.clientSeq), m, options, seenNow[m.UID], hdr); err != nil {
+			var env *goimap.Envelope
+			if envs != nil {
+				env = envs[i]
+			}
+			if err := s.fetchOne(w.CreateMessage(it.clientSeq), m, options, seenNow[m.UID], hdr, env); err != nil {
 				return err
 			}
 		}
@@ -611,8 +632,9 @@ func headerOnly(bs *goimap.FetchItemBodySection) bool {
 }
 
 // fetchOne writes the FETCH response of one message. hdr is its header as
-// cached in the index, or nil: what hdr answers needs no file.
-func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, options *goimap.FetchOptions, flagsChanged bool, hdr []byte) error {
+// cached in the index, env its envelope as made at delivery, or nil: what
+// they answer needs no file.
+func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, options *goimap.FetchOptions, flagsChanged bool, hdr []byte, env *goimap.Envelope) error {
 	w.WriteUID(goimap.UID(m.UID))
 	if options.Flags || flagsChanged {
 		w.WriteFlags(imapFlags(m.Flags))
@@ -623,7 +645,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 	if options.RFC822Size {
 		w.WriteRFC822Size(m.Size)
 	}
-	needFile := (options.Envelope && hdr == nil) || options.BodyStructure != nil ||
+	needFile := (options.Envelope && env == nil && hdr == nil) || options.BodyStructure != nil ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 	for _, bs := range options.BodySection {
 		needFile = needFile || hdr == nil || !headerOnly(bs)
@@ -645,9 +667,12 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 	// Each reader reads the file from its start, at its own offset.
 	rewind := func() io.Reader { return io.NewSectionReader(f, 0, m.Size) }
 	if options.Envelope {
-		if hdr != nil {
+		switch {
+		case env != nil:
+			w.WriteEnvelope(env)
+		case hdr != nil:
 			w.WriteEnvelope(envelopeBytes(hdr))
-		} else {
+		default:
 			w.WriteEnvelope(envelope(rewind()))
 		}
 	}
