@@ -92,12 +92,13 @@ func addressList(mh mail.Header, key string) []goimap.Address {
 
 // lazyMessage reads a message body only when a search key needs it.
 type lazyMessage struct {
-	s      *session
-	m      store.Message
-	hdr    []byte // header cached in the index, or nil
-	flat   []byte // see mayMatchHeader
-	body   []byte
-	loaded bool
+	s       *session
+	m       store.Message
+	hdr     []byte // header cached in the index, or nil
+	flat    []byte // see mayMatchHeader
+	scratch []byte // memory for flat, handed from message to message
+	body    []byte
+	loaded  bool
 }
 
 func (l *lazyMessage) bytes() []byte {
@@ -153,18 +154,8 @@ func (l *lazyMessage) mayMatchHeader(pattern string) bool {
 		if bytes.Contains(l.hdr, []byte("=?")) {
 			l.flat = []byte{} // always parse
 		} else {
-			flat := make([]byte, 0, len(l.hdr))
-			for line := range bytes.Lines(l.hdr) {
-				line = bytes.Trim(bytes.TrimRight(line, "\r\n"), " \t")
-				if len(line) == 0 {
-					continue
-				}
-				if len(flat) > 0 {
-					flat = append(flat, ' ')
-				}
-				flat = append(flat, line...)
-			}
-			l.flat = bytes.ToLower(flat)
+			l.flat = flatten(l.scratch[:0], l.hdr)
+			l.scratch = l.flat
 		}
 	}
 	if len(l.flat) == 0 {
@@ -182,6 +173,40 @@ func (l *lazyMessage) entity() *gomessage.Entity {
 }
 
 func (l *lazyMessage) close() { l.body, l.flat = nil, nil }
+
+// flatten appends to dst the lines of hdr, trimmed of spaces and tabs,
+// without the empty ones, joined by one space, in lower case.
+func flatten(dst, hdr []byte) []byte {
+	ascii := true
+	for len(hdr) > 0 {
+		line := hdr
+		if i := bytes.IndexByte(hdr, '\n'); i >= 0 {
+			line, hdr = hdr[:i], hdr[i+1:]
+		} else {
+			hdr = nil
+		}
+		// As go-message unfolds: one trailing CR off, then spaces and tabs.
+		line = bytes.Trim(bytes.TrimSuffix(line, []byte("\r")), " \t")
+		if len(line) == 0 {
+			continue
+		}
+		if len(dst) > 0 {
+			dst = append(dst, ' ')
+		}
+		for _, c := range line {
+			if c >= 0x80 {
+				ascii = false
+			} else if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+		}
+	}
+	if !ascii {
+		return bytes.ToLower(dst)
+	}
+	return dst
+}
 
 // matchCriteria evaluates SEARCH keys (RFC 9051 section 6.4.4) on one
 // message; seq is its sequence number in the client's view.

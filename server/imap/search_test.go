@@ -91,6 +91,8 @@ func FuzzCachedHeaderSearch(f *testing.F) {
 	f.Add([]byte("Subject: \xe2\x82\r\n\xacx\r\n\r\n"), "Subject", "\u20acx")
 	f.Add([]byte("Subject: Kelvin\r\n\r\n"), "Subject", "\u212aelvin")
 	f.Add([]byte("X-Empty:\r\n\r\n"), "X-Empty", "")
+	f.Add([]byte("Subject: ab\r\r\n\r\n"), "Subject", "b\r")
+	f.Add([]byte("Subject: x\r\n\r ab\r\n\r\n"), "Subject", "\r ab")
 	f.Fuzz(func(t *testing.T, body []byte, key, pattern string) {
 		c := &goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: key, Value: pattern}}}
 		m := store.Message{UID: 1, Size: int64(len(body)), InternalDate: time.Now()}

@@ -733,7 +733,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 	v := s.view
 	v.sm.mu.Lock()
 	s.staticCriteria(criteria)
-	var all []item
+	all := make([]item, 0, len(v.sm.msgs))
 	for i, m := range v.sm.msgs {
 		seq := uint32(i) + 1
 		all = append(all, item{seq: seq, clientSeq: v.clientSeqLocked(seq), msg: m})
@@ -751,16 +751,18 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 			return nil, s.imapError(err)
 		}
 	}
+	var scratch []byte // reused by the messages' mayMatchHeader
 	var data goimap.SearchData
 	var seqSet goimap.SeqSet
 	var uidSet goimap.UIDSet
 	for i, it := range all {
-		lm := &lazyMessage{s: s, m: it.msg}
+		lm := &lazyMessage{s: s, m: it.msg, scratch: scratch}
 		if hdrs != nil {
 			lm.hdr = hdrs[i]
 		}
 		ok := matchCriteria(lm, it.clientSeq, criteria)
 		lm.close()
+		scratch = lm.scratch
 		if !ok {
 			continue
 		}

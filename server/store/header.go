@@ -253,11 +253,20 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 		// One allocation for all: the caller keeps them together.
 		var total int
 		vals := make([][]byte, len(uids))
+		// uids usually ascend (a mailbox in UID order): the cursor then
+		// moves on by Next, seeking only over gaps or backwards.
 		c := b.Cursor()
 		var key [4]byte
+		var k, v []byte
 		for i, uid := range uids {
 			binary.BigEndian.PutUint32(key[:], uid)
-			k, v := c.Seek(key[:])
+			if i == 0 || uid <= uids[i-1] {
+				k, v = c.Seek(key[:])
+			} else if k != nil && bytes.Compare(k, key[:]) < 0 {
+				if k, v = c.Next(); k != nil && bytes.Compare(k, key[:]) < 0 {
+					k, v = c.Seek(key[:])
+				}
+			}
 			if k == nil || !bytes.Equal(k, key[:]) {
 				continue
 			}

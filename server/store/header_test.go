@@ -268,3 +268,38 @@ func TestHeaderSummary(t *testing.T) {
 		t.Errorf("header of the moved message = %q", got)
 	}
 }
+
+// TestHeadersOrder: Headers answers for UIDs in any order, with gaps,
+// repeats and UIDs that do not exist.
+func TestHeadersOrder(t *testing.T) {
+	st := newStore(t, 0)
+	var uids []uint32
+	for i := 0; i < 6; i++ {
+		uids = append(uids, deliver(t, st, "", msg(fmt.Sprint("m", i))))
+	}
+	if _, err := st.SetFlags(context.Background(), alice, store.Inbox, []uint32{uids[2]}, store.FlagsAdd, []string{store.FlagDeleted}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Expunge(context.Background(), alice, store.Inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	h := func(i int) string { m := msg(fmt.Sprint("m", i)); return m[:strings.Index(m, "\r\n\r\n")+4] }
+	tests := []struct {
+		name string
+		ask  []uint32
+		want []string
+	}{
+		{"ascending with a hole", uids, []string{h(0), h(1), "-", h(3), h(4), h(5)}},
+		{"gaps", []uint32{uids[0], uids[4], uids[5], 99}, []string{h(0), h(4), h(5), "-"}},
+		{"descending", []uint32{uids[5], uids[3], uids[1], uids[0]}, []string{h(5), h(3), h(1), h(0)}},
+		{"repeats", []uint32{uids[1], uids[1], 0, uids[4]}, []string{h(1), h(1), "-", h(4)}},
+		{"past the end then back", []uint32{1000, uids[0]}, []string{"-", h(0)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := headers(t, st, store.Inbox, tt.ask...); !slices.Equal(got, tt.want) {
+				t.Errorf("Headers(%v) = %q, want %q", tt.ask, got, tt.want)
+			}
+		})
+	}
+}
