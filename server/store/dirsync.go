@@ -6,10 +6,10 @@ import (
 	"syscall"
 )
 
-// dirSyncer makes renames in a directory durable with as few fsyncs as
+// dirSyncer makes new names in a directory durable with as few fsyncs as
 // possible: concurrent callers share one fsync of the directory, as long as
-// it started after their rename (group commit, like bbolt's Batch for the
-// index).
+// it started after their file was created (group commit, as group.go does
+// for the index).
 type dirSyncer struct {
 	mu      sync.Mutex
 	cond    *sync.Cond

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestDurabilityOrder checks the order of a delivery: the body is written
@@ -208,4 +210,83 @@ func TestDirSyncerGroups(t *testing.T) {
 	if err := d.sync("x"); err == nil {
 		t.Error("fsync error not reported")
 	}
+}
+
+// TestGroupCommit: updates that arrive while a commit runs share the next
+// one; an update that fails fails alone, the others are committed.
+func TestGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bucket := []byte("group-test")
+	release := make(chan struct{})
+	first := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := st.group.update(func(tx *bolt.Tx) error {
+			close(first)
+			<-release // holds the commit while the others queue
+			_, err := tx.CreateBucketIfNotExists(bucket)
+			return err
+		})
+		if err != nil {
+			t.Errorf("first update = %v", err)
+		}
+	}()
+	<-first
+	const n = 20
+	errBad := errors.New("bad update")
+	txids := make([]int, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = st.group.update(func(tx *bolt.Tx) error {
+				if i == 7 {
+					return errBad
+				}
+				txids[i] = tx.ID()
+				return tx.Bucket(bucket).Put([]byte{byte(i)}, []byte("v"))
+			})
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		st.group.mu.Lock()
+		queued := len(st.group.pending)
+		st.group.mu.Unlock()
+		if queued == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d updates queued, want %d", queued, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for i := 0; i < n; i++ {
+		if i == 7 {
+			if !errors.Is(errs[i], errBad) {
+				t.Errorf("failing update = %v", errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil || txids[i] != txids[0] {
+			t.Errorf("update %d: %v in transaction %d, want nil in %d (one commit for all)", i, errs[i], txids[i], txids[0])
+		}
+	}
+	st.db.View(func(tx *bolt.Tx) error {
+		for i := 0; i < n; i++ {
+			if got := tx.Bucket(bucket).Get([]byte{byte(i)}); (got != nil) != (i != 7) {
+				t.Errorf("key %d committed = %v", i, got != nil)
+			}
+		}
+		return nil
+	})
 }

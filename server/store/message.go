@@ -148,7 +148,7 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	hdr := hc.header()
 	summary := s.summarize(hdr)
 	var mboxID uint64
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	err = s.group.update(func(tx *bolt.Tx) error {
 		u, err := getUser(tx, user)
 		if err != nil {
 			return err

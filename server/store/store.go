@@ -14,11 +14,11 @@
 //
 // A message is acknowledged only once it is durable: the body is written
 // under its final name, fsynced, the directory is fsynced, and only then is
-// the index record committed (through bbolt's Batch, so that concurrent
-// deliveries share one commit). A crash at any point leaves either a
-// committed message or an unreferenced file, and Open removes unreferenced
-// files (and the temporary files of stores written by older versions). Removal goes the other way: the index commit
-// first, the file afterwards.
+// the index record committed (concurrent deliveries share one commit:
+// group.go). A crash at any point leaves either a committed message or an
+// unreferenced file, and Open removes unreferenced files (and the temporary
+// files of stores written by older versions). Removal goes the other way:
+// the index commit first, the file afterwards.
 //
 // bbolt locks its file: only one process may open a store at a time.
 package store
@@ -88,6 +88,7 @@ var (
 type Store struct {
 	dir    string
 	db     *bolt.DB
+	group  *groupCommit // index updates of deliveries
 	logger *slog.Logger
 
 	bodyBytes atomic.Int64
@@ -180,11 +181,9 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: index: %w", dir, err)
 	}
-	// Deliveries arrive one per SMTP session: a short delay is enough to
-	// group the concurrent ones into one commit.
-	db.MaxBatchDelay = 2 * time.Millisecond
-	db.MaxBatchSize = 256
-	s := &Store{dir: dir, db: db, logger: logger, watchers: map[int]func(Change){}}
+	// Deliveries arrive one per SMTP session: concurrent ones share
+	// commits (group.go).
+	s := &Store{dir: dir, db: db, group: newGroupCommit(db), logger: logger, watchers: map[int]func(Change){}}
 	for i := range s.dirSync {
 		s.dirSync[i] = newDirSyncer()
 	}
