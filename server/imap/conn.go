@@ -63,6 +63,7 @@ type conn struct {
 	w     io.Writer
 	wline []byte
 	wlit  int64
+	wcont bool // the next line continues a response, after a literal
 	out   []byte
 	// While corked (a FETCH or SEARCH answering many messages), output
 	// is gathered in cbuf and written in big chunks: the library flushes
@@ -289,7 +290,7 @@ func (c *conn) startTLS(tag string) error {
 	c.tlsConn = tc
 	c.w = tc
 	c.wline = c.wline[:0]
-	c.wlit = 0
+	c.wlit, c.wcont = 0, false
 	c.wmu.Unlock()
 	c.br.Reset(tc)
 	c.tlsActive.Store(true)
@@ -335,8 +336,9 @@ func (c *conn) flushCork() error {
 
 var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkSize); return &b }}
 
-// cork gathers the output in big writes until uncork, which writes what
-// is left: for commands whose answer is one response per message.
+// cork gathers the output in big writes until uncork, or the tagged
+// response that ends the command, which write what is left: for commands
+// whose answer is one response per message.
 func (c *conn) cork() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -350,6 +352,10 @@ func (c *conn) cork() {
 func (c *conn) uncork() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.uncorkLocked()
+}
+
+func (c *conn) uncorkLocked() error {
 	if !c.corked {
 		return c.cerr
 	}
@@ -369,6 +375,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	total := len(p)
+	tagged := false
 	c.out = c.out[:0]
 	for len(p) > 0 {
 		if c.wlit > 0 {
@@ -393,12 +400,21 @@ func (c *conn) Write(p []byte) (int, error) {
 		}
 		c.wline = append(c.wline, p[:i+1]...)
 		p = p[i+1:]
+		if !c.wcont && len(c.wline) > 0 && c.wline[0] != '*' && c.wline[0] != '+' {
+			tagged = true // the end of a command's answer
+		}
 		c.out = c.rewriteCaps(c.out, c.wline)
 		c.wlit = literalSize(c.wline)
+		c.wcont = c.wlit > 0 // the response goes on after the literal
 		c.wline = c.wline[:0]
 	}
 	if err := c.flushOut(); err != nil {
 		return 0, err
+	}
+	if tagged && c.corked {
+		if err := c.uncorkLocked(); err != nil {
+			return 0, err
+		}
 	}
 	return total, nil
 }

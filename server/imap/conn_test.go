@@ -206,3 +206,37 @@ func FuzzConnRead(f *testing.F) {
 		}
 	})
 }
+
+// TestConnCork: while corked, output is held until the tagged response
+// that ends the command (or uncork), literals included, in order.
+func TestConnCork(t *testing.T) {
+	c, pc := newTestConn("")
+	c.cork()
+	body := "a1 OK inside a literal\r\n"
+	for _, w := range []string{"* SEARCH 1 2\r\n", "* 1 FETCH (BODY[] {" + itoa(len(body)) + "}\r\n", body, ")\r\n"} {
+		if _, err := c.Write([]byte(w)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := pc.out.String(); got != "" {
+		t.Fatalf("written while corked: %q", got)
+	}
+	if _, err := c.Write([]byte("a2 OK SEARCH completed\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	want := "* SEARCH 1 2\r\n* 1 FETCH (BODY[] {" + itoa(len(body)) + "}\r\n" + body + ")\r\na2 OK SEARCH completed\r\n"
+	if got := pc.out.String(); got != want {
+		t.Errorf("after the tagged response: %q, want %q", got, want)
+	}
+	if _, err := c.Write([]byte("* 3 EXISTS\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := pc.out.String(); got != want+"* 3 EXISTS\r\n" {
+		t.Errorf("uncorked: %q", got)
+	}
+	c.cork()
+	c.Write([]byte("* 4 EXISTS\r\n"))
+	if err := c.uncork(); err != nil || !strings.HasSuffix(pc.out.String(), "* 4 EXISTS\r\n") {
+		t.Errorf("uncork = %v, out %q", err, pc.out.String())
+	}
+}

@@ -294,6 +294,9 @@ func matchCriteria(l *lazyMessage, seq uint32, c *goimap.SearchCriteria) bool {
 
 // matchDate compares dates without time zones, as RFC 9051 requires.
 func matchDate(t, since, before time.Time) bool {
+	if since.IsZero() && before.IsZero() {
+		return true
+	}
 	t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	if !since.IsZero() && t.Before(since) {
 		return false

@@ -730,6 +730,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 	if err := s.view.sm.sync(s.ctx, nil); err != nil {
 		return nil, s.imapError(err)
 	}
+	// The answer (one number per message) is written after Search
+	// returns: gathered in big writes until the tagged response.
+	s.conn.cork()
 	v := s.view
 	v.sm.mu.Lock()
 	s.staticCriteria(criteria)
@@ -752,6 +755,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		}
 	}
 	var scratch []byte // reused by the messages' mayMatchHeader
+	wantUIDs := kind == imapserver.NumKindUID || options.ReturnSave
 	var data goimap.SearchData
 	var seqSet goimap.SeqSet
 	var uidSet goimap.UIDSet
@@ -766,7 +770,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		if !ok {
 			continue
 		}
-		uidSet.AddNum(goimap.UID(it.msg.UID))
+		if wantUIDs {
+			uidSet.AddNum(goimap.UID(it.msg.UID))
+		}
 		var num uint32
 		switch kind {
 		case imapserver.NumKindSeq:
