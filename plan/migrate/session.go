@@ -502,11 +502,11 @@ func (s *copier) present(target string, m *msgMeta) bool {
 	return ok
 }
 
-// interrupt closes the source at once and the target connections after a
-// grace period: APPENDs in flight complete rather than being cut (a server
-// might keep a message cut short).
+// interrupt closes every connection after a grace period: meanwhile the
+// copy stops at the next message, drains its FETCH chunk and lets the
+// APPENDs in flight complete rather than cutting them (a server might keep
+// a message cut short).
 func (s *copier) interrupt() {
-	s.src.Close()
 	time.AfterFunc(10*time.Second, s.closeAll)
 }
 
@@ -531,12 +531,10 @@ func (s *copier) copyMessages(ctx context.Context, f folder, fk string, fs *Fold
 	}
 	bySeq := map[uint32]*msgMeta{}
 	byUID := map[goimap.UID]*msgMeta{}
-	var set goimap.UIDSet
 	for i, m := range todo {
 		m.idx = i
 		bySeq[m.seq] = m
 		byUID[m.uid] = m
-		set.AddNum(m.uid)
 	}
 	conns := s.appenders(ctx)
 	if len(todo) == 1 {
@@ -585,81 +583,35 @@ func (s *copier) copyMessages(ctx context.Context, f folder, fk string, fs *Fold
 			}
 		}()
 	}
-	cmd := s.src.Fetch(set, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{sectionAll}})
-	var fetchErr error
-stream:
-	for {
-		msg := cmd.Next()
-		if msg == nil {
-			break
+	// FETCH in chunks: stopping (interruption, a target failure) drains
+	// the rest of one chunk rather than cutting the connection in the
+	// middle of a literal; and long FETCHes are what Gmail throttles.
+	var readErr, stopErr error
+	for start := 0; start < len(todo) && readErr == nil && stopErr == nil; {
+		var chunk goimap.UIDSet
+		var bytes int64
+		end := start
+		for ; end < len(todo) && end-start < fetchChunkMessages && (end == start || bytes+todo[end].size <= fetchChunkBytes); end++ {
+			chunk.AddNum(todo[end].uid)
+			bytes += todo[end].size
 		}
-		var uid goimap.UID
-		for {
-			item := msg.Next()
-			if item == nil {
-				break
-			}
-			switch it := item.(type) {
-			case imapclient.FetchItemDataUID:
-				uid = it.UID
-			case imapclient.FetchItemDataBodySection:
-				m := byUID[uid]
-				if m == nil {
-					m = bySeq[msg.SeqNum]
-				}
-				if m == nil || it.Literal == nil {
-					if it.Literal != nil {
-						io.Copy(io.Discard, it.Literal)
-					}
-					continue
-				}
-				delete(byUID, m.uid)
-				delete(bySeq, m.seq)
-				j := &appendJob{m: m, size: it.Literal.Size()}
-				var err error
-				if j.size <= bufferLimit {
-					j.data = make([]byte, j.size)
-					_, err = io.ReadFull(it.Literal, j.data)
-				} else {
-					j.spool, err = spool(it.Literal)
-				}
-				if err != nil {
-					fetchErr = fmt.Errorf("source: fetch %q UID %d: %w", f.Source, m.uid, err)
-					break stream
-				}
-				select {
-				case jobs <- j:
-				case <-failed:
-					if j.spool != nil {
-						j.spool.Close()
-					}
-					break stream
-				}
-			}
-		}
-		if err := ctx.Err(); err != nil {
-			fetchErr = err
-			break
-		}
-		select {
-		case <-failed:
-			break stream
-		default:
-		}
+		start = end
+		readErr, stopErr = s.fetchChunk(ctx, f, chunk, byUID, bySeq, jobs, failed)
 	}
 	close(jobs)
 	wg.Wait()
-	if firstErr != nil || fetchErr != nil {
-		// Left in the middle of the FETCH: the source connection cannot
-		// be used any more (draining it could block on a dead peer).
+	if readErr != nil {
+		// The source connection failed in the middle of the FETCH: it
+		// cannot be used any more.
 		s.src.Close()
-		if firstErr != nil {
-			return firstErr
-		}
-		return fetchErr
 	}
-	if err := cmd.Close(); err != nil {
-		return fmt.Errorf("source: fetch %q: %w", f.Source, err)
+	switch {
+	case firstErr != nil:
+		return firstErr
+	case readErr != nil:
+		return readErr
+	case stopErr != nil:
+		return stopErr
 	}
 	for _, m := range byUID {
 		// Expunged at the source meanwhile.
@@ -674,6 +626,87 @@ stream:
 	}
 	return nil
 }
+
+// Bounds of one body FETCH.
+const (
+	fetchChunkMessages = 200
+	fetchChunkBytes    = 32 << 20
+)
+
+// fetchChunk fetches the bodies of set and hands them to the appenders.
+// readErr is a source failure (the connection is unusable); stopErr an
+// interruption (ctx, or an appender failed), after which the rest of the
+// chunk is drained so that the connection stays usable.
+func (s *copier) fetchChunk(ctx context.Context, f folder, set goimap.UIDSet, byUID map[goimap.UID]*msgMeta, bySeq map[uint32]*msgMeta,
+	jobs chan<- *appendJob, failed <-chan struct{}) (readErr, stopErr error) {
+	cmd := s.src.Fetch(set, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{sectionAll}})
+	stopped := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		select {
+		case <-failed:
+			return errAppendFailed
+		default:
+			return nil
+		}
+	}
+	for stopErr == nil {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		var uid goimap.UID
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				m := byUID[uid]
+				if m == nil {
+					m = bySeq[msg.SeqNum]
+				}
+				if m == nil || it.Literal == nil {
+					continue // discarded by the next Next
+				}
+				delete(byUID, m.uid)
+				delete(bySeq, m.seq)
+				j := &appendJob{m: m, size: it.Literal.Size()}
+				var err error
+				if j.size <= bufferLimit {
+					j.data = make([]byte, j.size)
+					_, err = io.ReadFull(it.Literal, j.data)
+				} else {
+					j.spool, err = spool(it.Literal)
+				}
+				if err != nil {
+					return fmt.Errorf("source: fetch %q UID %d: %w", f.Source, m.uid, err), nil
+				}
+				select {
+				case jobs <- j:
+				case <-failed:
+					if j.spool != nil {
+						j.spool.Close()
+					}
+					// Not sent: it goes back to the todo of a later run.
+					byUID[m.uid], bySeq[m.seq] = m, m
+					stopErr = errAppendFailed
+				}
+			}
+		}
+		if stopErr == nil {
+			stopErr = stopped()
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("source: fetch %q: %w", f.Source, err), stopErr
+	}
+	return nil, stopErr
+}
+
+// errAppendFailed stops a FETCH when an appender failed (its error is the
+// one reported).
+var errAppendFailed = errors.New("migrate: append failed")
 
 // appendOne appends one message with its flags and date. A refusal of this
 // message alone is recorded as a failure; a connection problem or a full
