@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -79,9 +80,15 @@ func TestMigrateDuplicates(t *testing.T) {
 	tg := startTarget(t, dstUser)
 	j := job(d, tg)
 	j.Duplicates = true
-	sum, err := migrate.Run(context.Background(), []migrate.Job{j}, migrate.Options{State: filepath.Join(t.TempDir(), "s.db")})
+	var progress strings.Builder
+	sum, err := migrate.Run(context.Background(), []migrate.Job{j}, migrate.Options{State: filepath.Join(t.TempDir(), "s.db"),
+		Progress: &progress, Terminal: true})
 	if err != nil || sum.Users[0].Err != nil {
 		t.Fatalf("Run = %v, %v", err, sum.Users[0].Err)
+	}
+	// On a terminal: one bar per user, redrawn in place, ending "done".
+	if p := progress.String(); !strings.Contains(p, "\r\x1b[2K") || !strings.HasSuffix(p, dstUser+": done, "+migrate.FormatBytes(sum.Users[0].Bytes)+" copied\n") {
+		t.Errorf("terminal progress = %q", p[max(0, len(p)-300):])
 	}
 	want := wantFolders(fx, true)
 	total := 0
@@ -253,4 +260,39 @@ func TestMigrateTwoUsers(t *testing.T) {
 	if !strings.Contains(out.String(), "alice@example.org: copied 200 messages") || !strings.Contains(out.String(), "bob@example.org: copied 0 messages") {
 		t.Errorf("summary =\n%s", out.String())
 	}
+}
+
+// TestMigrateUIDValidityChange: when the source renumbers a folder (a new
+// UIDVALIDITY: Dovecot's UID list and indexes removed), the folder is
+// read again and its messages recognised by Message-ID: nothing is copied
+// twice.
+func TestMigrateUIDValidityChange(t *testing.T) {
+	d := testenv.StartDovecot(t, testenv.DovecotUser{Name: srcUser, Password: srcPass})
+	fx := d.FillGmailLike(t, srcUser, testenv.GmailOptions{Messages: 200, Seed: 13})
+	tg := startTarget(t, dstUser)
+	opts := migrate.Options{State: filepath.Join(t.TempDir(), "s.db")}
+	if sum, err := migrate.Run(context.Background(), []migrate.Job{job(d, tg)}, opts); err != nil || !sum.OK() {
+		t.Fatalf("Run = %v, %+v", err, sum.Users[0])
+	}
+	inbox := filepath.Join(d.Home(srcUser), "Maildir", "INBOX")
+	entries, err := os.ReadDir(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "dovecot") {
+			if err := os.Remove(filepath.Join(inbox, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sum, err := migrate.Run(context.Background(), []migrate.Job{job(d, tg)}, opts)
+	if err != nil || !sum.OK() {
+		t.Fatalf("Run = %v, %+v", err, sum.Users[0])
+	}
+	u := sum.Users[0]
+	if u.Copied != 0 || u.Skipped != len(fx.Folders["INBOX"]) {
+		t.Errorf("after a new UIDVALIDITY of INBOX: copied %d, skipped %d; want 0, %d", u.Copied, u.Skipped, len(fx.Folders["INBOX"]))
+	}
+	compare(t, readFolders(t, tg.addr, tg.tls, dstUser, dstPass), wantFolders(fx, false))
 }

@@ -1,0 +1,4 @@
+package migrate
+
+// FormatBytes is formatBytes, for the tests of package migrate_test.
+var FormatBytes = formatBytes
