@@ -355,7 +355,7 @@ func (s *session) Append(mailbox string, r goimap.LiteralReader, options *goimap
 		}
 	}
 	date := options.Time
-	uidValidity, uid, err := s.srv.st.Append(s.ctx, s.user, mailbox, r, storeFlags(options.Flags), date)
+	uidValidity, uid, err := s.srv.st.Append(s.ctx, s.user, mailbox, &fullLiteral{r: r}, storeFlags(options.Flags), date)
 	if errors.Is(err, store.ErrNoSuchMailbox) {
 		return nil, tryCreate
 	}
