@@ -29,7 +29,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,53 +372,41 @@ func (p *Provider) Records(ctx context.Context, zone string) ([]libdns.RR, error
 // by name and type, matched on their data.
 func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR) error {
 	zone = strings.ToLower(strings.TrimSuffix(zone, "."))
-	type rrset struct{ name, typ string }
-	type edit struct{ del, add []libdns.RR }
-	sets := map[rrset]*edit{}
-	var order []rrset
-	get := func(c libdns.RR) *edit {
-		k := rrset{c.Name, c.Type}
-		if sets[k] == nil {
-			sets[k] = &edit{}
-			order = append(order, k)
-		}
-		return sets[k]
-	}
-	for _, r := range del {
-		c := dns.Canonical(r, zone)
-		e := get(c)
-		e.del = append(e.del, c)
-	}
-	for _, r := range add {
-		c := dns.Canonical(r, zone)
+	sets, err := dns.GroupRRsets(zone, del, add, func(c libdns.RR) (libdns.RR, error) {
 		if c.TTL > 0 && c.TTL < 60*time.Second {
 			c.TTL = 60 * time.Second
 		}
-		e := get(c)
-		e.add = append(e.add, c)
+		return c, nil
+	})
+	if err != nil {
+		return err
+	}
+	asRR := func(r record) libdns.RR { return toRR(r, zone) }
+	// A record whose new data has no known API form is created, not patched.
+	patchable := func(_ record, a libdns.RR) bool {
+		_, ok := recordBody(a, zone)
+		return ok
 	}
 	var creates []libdns.RR
 	var deletes []record
 	var id string
 	patched := 0
-	for _, set := range order {
-		e := sets[set]
-		if len(e.del) == 0 {
-			creates = append(creates, e.add...)
+	for _, set := range sets {
+		if len(set.Del) == 0 {
+			creates = append(creates, set.Add...)
 			continue
 		}
 		if id == "" {
-			var err error
 			if id, err = p.zoneID(ctx, zone); err != nil {
 				return err
 			}
 		}
 		keys := map[dns.Key]bool{}
-		for _, c := range e.del {
+		for _, c := range set.Del {
 			keys[dns.KeyOf(c)] = true
 		}
-		op := fmt.Sprintf("find %s %s records in zone %q", set.name, set.typ, zone)
-		found, err := p.list(ctx, op, id, url.Values{"type": {set.typ}, "name": {strings.TrimSuffix(dns.AbsoluteName(set.name, zone), ".")}})
+		op := fmt.Sprintf("find %s %s records in zone %q", set.Name, set.Type, zone)
+		found, err := p.list(ctx, op, id, url.Values{"type": {set.Type}, "name": {strings.TrimSuffix(dns.AbsoluteName(set.Name, zone), ".")}})
 		if err != nil {
 			return err
 		}
@@ -429,36 +416,24 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 				old = append(old, r)
 			}
 		}
-		// Same data: only the TTL changes.
-		var rest []libdns.RR
-		for _, a := range e.add {
-			i := slices.IndexFunc(old, func(r record) bool { return dns.KeyOf(toRR(r, zone)) == dns.KeyOf(a) })
-			if i < 0 {
-				rest = append(rest, a)
-				continue
-			}
-			op := fmt.Sprintf("set the TTL of %s %s record %q in zone %q", set.name, set.typ, a.Data, zone)
-			if err := p.patch(ctx, op, id, old[i].ID, map[string]any{"ttl": apiTTL(a.TTL)}); err != nil {
+		e := dns.PairEdits(old, set.Add, asRR, patchable)
+		for _, k := range e.Keep {
+			op := fmt.Sprintf("set the TTL of %s %s record %q in zone %q", set.Name, set.Type, k.New.Data, zone)
+			if err := p.patch(ctx, op, id, k.Old.ID, map[string]any{"ttl": apiTTL(k.New.TTL)}); err != nil {
 				return err
 			}
 			patched++
-			old = slices.Delete(old, i, i+1)
 		}
-		// Other data: change an old record into a new one.
-		for len(rest) > 0 && len(old) > 0 {
-			body, ok := recordBody(rest[0], zone)
-			if !ok {
-				break
-			}
-			op := fmt.Sprintf("change %s %s record %q to %q in zone %q", set.name, set.typ, toRR(old[0], zone).Data, rest[0].Data, zone)
-			if err := p.patch(ctx, op, id, old[0].ID, body); err != nil {
+		for _, c := range e.Change {
+			body, _ := recordBody(c.New, zone)
+			op := fmt.Sprintf("change %s %s record %q to %q in zone %q", set.Name, set.Type, toRR(c.Old, zone).Data, c.New.Data, zone)
+			if err := p.patch(ctx, op, id, c.Old.ID, body); err != nil {
 				return err
 			}
 			patched++
-			old, rest = old[1:], rest[1:]
 		}
-		creates = append(creates, rest...)
-		deletes = append(deletes, old...)
+		creates = append(creates, e.Create...)
+		deletes = append(deletes, e.Delete...)
 	}
 	if len(creates) > 0 {
 		recs := make([]libdns.Record, 0, len(creates))

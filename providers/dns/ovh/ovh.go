@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -270,87 +269,59 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 	if len(del) == 0 && len(add) == 0 {
 		return nil
 	}
-	type rrset struct{ name, typ string }
-	type edit struct{ del, add []libdns.RR }
-	sets := map[rrset]*edit{}
-	var order []rrset
-	get := func(c libdns.RR) *edit {
-		k := rrset{c.Name, c.Type}
-		if sets[k] == nil {
-			sets[k] = &edit{}
-			order = append(order, k)
-		}
-		return sets[k]
-	}
-	for _, r := range del {
-		c := dns.Canonical(r, zone)
-		e := get(c)
-		e.del = append(e.del, c)
-	}
 	// Records OVH would refuse are rejected before any call.
-	for _, r := range add {
-		c := dns.Canonical(r, zone)
+	sets, err := dns.GroupRRsets(zone, del, add, func(c libdns.RR) (libdns.RR, error) {
 		if c.Type == "CNAME" && c.Name == "@" {
-			return fmt.Errorf("ovh: add CNAME at the apex of zone %q: OVH refuses CNAME records at the apex", zone)
+			return c, fmt.Errorf("ovh: add CNAME at the apex of zone %q: OVH refuses CNAME records at the apex", zone)
 		}
 		if c.Type == "TXT" && strings.Contains(c.Data, `"`) {
-			return fmt.Errorf("ovh: add TXT %s to zone %q: OVH strips '\"' from TXT data", c.Name, zone)
+			return c, fmt.Errorf("ovh: add TXT %s to zone %q: OVH strips '\"' from TXT data", c.Name, zone)
 		}
 		if c.TTL < 60*time.Second {
 			c.TTL = 60 * time.Second
 		}
-		e := get(c)
-		e.add = append(e.add, c)
+		return c, nil
+	})
+	if err != nil {
+		return err
 	}
+	asRR := func(r record) libdns.RR { return toRR(r, zone) }
+	fits := func(r record, a libdns.RR) bool { return holds(r.FieldType, a) }
 	var creates []libdns.RR
 	var emptied, deletes []record
 	changed := 0
-	for _, set := range order {
-		e := sets[set]
-		if len(e.del) == 0 {
-			creates = append(creates, e.add...)
+	for _, set := range sets {
+		if len(set.Del) == 0 {
+			creates = append(creates, set.Add...)
 			continue
 		}
-		old, err := p.find(ctx, zone, set.name, set.typ, e.del)
+		old, err := p.find(ctx, zone, set.Name, set.Type, set.Del)
 		if err != nil {
 			return err
 		}
-		if len(e.add) == 0 {
+		if len(set.Add) == 0 {
 			emptied = append(emptied, old...)
 			continue
 		}
-		// Same data: only the TTL changes.
-		var rest []libdns.RR
-		for _, a := range e.add {
-			i := slices.IndexFunc(old, func(r record) bool { return dns.KeyOf(toRR(r, zone)) == dns.KeyOf(a) })
-			if i < 0 {
-				rest = append(rest, a)
-				continue
-			}
-			if ttl := apiTTL(a.TTL); old[i].TTL != ttl {
-				op := fmt.Sprintf("set the TTL of %s %s record %q in zone %q", set.name, set.typ, a.Data, zone)
-				if err := p.update(ctx, op, zone, old[i].ID, map[string]any{"ttl": ttl}); err != nil {
+		e := dns.PairEdits(old, set.Add, asRR, fits)
+		for _, k := range e.Keep {
+			if ttl := apiTTL(k.New.TTL); k.Old.TTL != ttl {
+				op := fmt.Sprintf("set the TTL of %s %s record %q in zone %q", set.Name, set.Type, k.New.Data, zone)
+				if err := p.update(ctx, op, zone, k.Old.ID, map[string]any{"ttl": ttl}); err != nil {
 					return err
 				}
 				changed++
 			}
-			old = slices.Delete(old, i, i+1)
 		}
-		// Other data: change an old record into a new one.
-		for _, a := range rest {
-			i := slices.IndexFunc(old, func(r record) bool { return holds(r.FieldType, a) })
-			if i < 0 {
-				creates = append(creates, a)
-				continue
-			}
-			op := fmt.Sprintf("change %s %s record %q to %q in zone %q", set.name, set.typ, toRR(old[i], zone).Data, a.Data, zone)
-			if err := p.update(ctx, op, zone, old[i].ID, map[string]any{"target": a.Data, "ttl": apiTTL(a.TTL)}); err != nil {
+		for _, c := range e.Change {
+			op := fmt.Sprintf("change %s %s record %q to %q in zone %q", set.Name, set.Type, toRR(c.Old, zone).Data, c.New.Data, zone)
+			if err := p.update(ctx, op, zone, c.Old.ID, map[string]any{"target": c.New.Data, "ttl": apiTTL(c.New.TTL)}); err != nil {
 				return err
 			}
 			changed++
-			old = slices.Delete(old, i, i+1)
 		}
-		deletes = append(deletes, old...)
+		creates = append(creates, e.Create...)
+		deletes = append(deletes, e.Delete...)
 	}
 	// A set deleted entirely goes before the creations: a CNAME replaced by
 	// records of another type at its name, which OVH refuses beside it.
