@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/plan/verify"
@@ -61,33 +60,11 @@ domain "example.test" {
 `, ports(), sshd.Addr, sshd.HostKeyLine(0), sshd.ClientKeyFile, ports())
 }
 
-// greeter accepts connections on 127.0.0.1 and sends an SMTP greeting.
-func greeter(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "220 probe.test ESMTP\r\n")
-			c.Close()
-		}
-	}()
-	return l.Addr().String()
-}
-
 func TestPreflightCommand(t *testing.T) {
 	sshd := testenv.StartSSHD(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "mail.hcl"), preflightConfig(t, sshd), 0o644)
-	probe := greeter(t)
+	probe := testenv.SMTPGreeter(t, "220 probe.test ESMTP")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

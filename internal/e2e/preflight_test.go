@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/plan/preflight"
 	"github.com/mailctl/mailctl/plan/verify"
 )
@@ -149,22 +150,11 @@ domain "example.org" {
 
 	// A listener of the host, at 10.0.2.2 for the guest: restrict=on keeps
 	// the guest from reaching it, as a provider blocking port 25 does.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	_, hostPort, err := net.SplitHostPort(testenv.SMTPGreeter(t, "220 host.test ESMTP"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "220 host.test ESMTP\r\n")
-			c.Close()
-		}
-	}()
-	rep, code = runPreflight(fmt.Sprintf("10.0.2.2:%d", l.Addr().(*net.TCPAddr).Port))
+	rep, code = runPreflight("10.0.2.2:" + hostPort)
 	r := rep.get(t, "outbound25")
 	if r.Status != verify.Fail || !strings.Contains(r.Fix, "your provider blocks outbound port 25") {
 		t.Errorf("outbound25 to the host = %v %q (fix %q), want fail with the provider fix", r.Status, r.Detail, r.Fix)

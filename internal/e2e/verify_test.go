@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"maps"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -70,7 +68,7 @@ func TestApplyVerifyVPS(t *testing.T) {
 	hz.OnPTR(publishPTR)
 
 	// What the Internet gives the server: a resolver, an SMTP server.
-	probe := smtpBannerServer(t)
+	probe := testenv.SMTPGreeter(t, "220 mx.probe.test ESMTP")
 	forwardFromVM(t, v, "127.0.0.1:5353", knot.Addr)
 	forwardFromVM(t, v, "127.0.0.1:10025", probe)
 
@@ -221,42 +219,6 @@ func reverseName(a netip.Addr) string {
 	return fmt.Sprintf("%d.%d.%d.%d.in-addr.arpa", b[3], b[2], b[1], b[0])
 }
 
-// smtpBannerServer answers every connection with an SMTP greeting and QUIT
-// handling, as a remote MX would; it returns its address.
-func smtpBannerServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				fmt.Fprintf(c, "220 mx.probe.test ESMTP\r\n")
-				r := bufio.NewReader(c)
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if strings.HasPrefix(strings.ToUpper(l), "QUIT") {
-						fmt.Fprintf(c, "221 bye\r\n")
-						return
-					}
-					fmt.Fprintf(c, "250 ok\r\n")
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // forwardFromVM makes guestAddr (on the VM's loopback) lead to hostAddr on
 // this machine, through an SSH remote port forward (ssh -R).
 func forwardFromVM(t *testing.T, v *testenv.VPS, guestAddr, hostAddr string) {
@@ -283,23 +245,6 @@ func forwardFromVM(t *testing.T, v *testenv.VPS, guestAddr, hostAddr string) {
 		cl.Close()
 		t.Fatalf("remote forward %s on the VM: %v", guestAddr, err)
 	}
-	t.Cleanup(func() { ln.Close(); cl.Close() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer in.Close()
-				out, err := net.Dial("tcp", hostAddr)
-				if err != nil {
-					return
-				}
-				defer out.Close()
-				go io.Copy(out, in)
-				io.Copy(in, out)
-			}()
-		}
-	}()
+	t.Cleanup(func() { cl.Close() })
+	testenv.Forward(t, ln, hostAddr)
 }

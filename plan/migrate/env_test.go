@@ -2,15 +2,8 @@ package migrate_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -72,14 +65,13 @@ func startTarget(t testing.TB, users ...string) *target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, certPEM := selfSigned(t)
+	ca := testenv.NewCA(t)
+	cert := ca.Leaf(t, "127.0.0.1", "localhost")
 	tg := &target{st: st, caFile: filepath.Join(t.TempDir(), "target-ca.pem")}
-	if err := os.WriteFile(tg.caFile, certPEM, 0o600); err != nil {
+	if err := os.WriteFile(tg.caFile, ca.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	tg.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	tg.tls = &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1"}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -94,31 +86,6 @@ func startTarget(t testing.TB, users ...string) *target {
 		<-done
 	})
 	return tg
-}
-
-func selfSigned(t testing.TB) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // job migrates the fixture user of d (over implicit TLS unless addr says

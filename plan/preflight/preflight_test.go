@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	mdns "github.com/miekg/dns"
 	"golang.org/x/crypto/ssh"
 
 	hemu "github.com/mailctl/mailctl/internal/emulator/hetzner"
@@ -75,7 +74,7 @@ func (l *lab) ovhProvider(consumerKey string) provider {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	l := &lab{sshd: testenv.StartSSHD(t), dnsbl: startRbldnsd(t), emu: hemu.New(t), ovh: oemu.New(t), probe: smtpListener(t, "220 probe.test ESMTP ready")}
+	l := &lab{sshd: testenv.StartSSHD(t), dnsbl: testenv.StartRbldnsd(t, rbldnsdZones), emu: hemu.New(t), ovh: oemu.New(t), probe: testenv.SMTPGreeter(t, "220 probe.test ESMTP ready")}
 	l.emu.AddServer("mx1", serverIP, "2001:db8:10::/64")
 	l.ovh.AddIPBlock(serverIP + "/32")
 	return l
@@ -393,9 +392,9 @@ func TestOutbound25Check(t *testing.T) {
 		want   verify.Status
 		detail string
 	}{
-		{"smtp greeting", smtpListener(t, "220-mx.test ESMTP"), verify.Pass, "220-mx.test ESMTP"},
-		{"not smtp", smtpListener(t, "SSH-2.0-OpenSSH_9.2"), verify.Warn, "not an SMTP greeting"},
-		{"closed without greeting", smtpListener(t, ""), verify.Fail, "closed without a greeting"},
+		{"smtp greeting", testenv.SMTPGreeter(t, "220-mx.test ESMTP"), verify.Pass, "220-mx.test ESMTP"},
+		{"not smtp", testenv.SMTPGreeter(t, "SSH-2.0-OpenSSH_9.2"), verify.Warn, "not an SMTP greeting"},
+		{"closed without greeting", testenv.SMTPGreeter(t, ""), verify.Fail, "closed without a greeting"},
 		{"refused", closedPort(t), verify.Fail, "Connection refused"},
 		{"bad probe", "no-port", verify.Fail, "probe"},
 	} {
@@ -413,38 +412,6 @@ func TestOutbound25Check(t *testing.T) {
 			}
 		})
 	}
-}
-
-// smtpListener accepts connections on 127.0.0.1 and greets each with
-// greeting (an empty one closes the connection at once).
-func smtpListener(t *testing.T, greeting string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if greeting == "" {
-					return
-				}
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				fmt.Fprintf(c, "%s\r\n", greeting)
-				line, _ := bufio.NewReader(c).ReadString('\n')
-				if strings.HasPrefix(strings.ToUpper(line), "QUIT") {
-					fmt.Fprintf(c, "221 bye\r\n")
-				}
-			}()
-		}
-	}()
-	return l.Addr().String()
 }
 
 // closedPort returns a loopback address nothing listens on.
@@ -520,59 +487,4 @@ func startMailctlListener(t *testing.T, addr string) {
 var rbldnsdZones = map[string]string{
 	"clean.test": "127.0.0.2\n",
 	"dirty.test": "127.0.0.2\n" + serverIP + " :127.0.0.2:Spam trap hit\n",
-}
-
-// startRbldnsd runs rbldnsd (Debian package rbldnsd) as a child on a
-// loopback UDP port and returns its address.
-func startRbldnsd(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("rbldnsd")
-	if err != nil {
-		bin = "/usr/sbin/rbldnsd"
-	}
-	dir := t.TempDir()
-	// rbldnsd drops privileges to its own user, which must read the data.
-	os.Chmod(dir, 0o755)
-	os.Chmod(filepath.Dir(dir), 0o755)
-	args := []string{"-n", "-q", "-w", dir}
-	for _, z := range []string{"clean.test", "dirty.test"} {
-		if err := os.WriteFile(filepath.Join(dir, z), []byte(rbldnsdZones[z]), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, z+":ip4set:"+z)
-	}
-	for range 3 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := pc.LocalAddr().(*net.UDPAddr)
-		pc.Close()
-		cmd := exec.Command(bin, append([]string{"-b", fmt.Sprintf("127.0.0.1/%d", addr.Port)}, args...)...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("run rbldnsd (install the Debian package rbldnsd): %v", err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		t.Cleanup(func() { cmd.Process.Kill(); <-done })
-		c := &verify.DNSClient{Servers: []string{addr.String()}, Timeout: 200 * time.Millisecond}
-		for range 50 {
-			if m, err := c.Query(context.Background(), "2.0.0.127.clean.test", mdns.TypeA); err == nil && len(m.Answer) > 0 {
-				return addr.String()
-			}
-			select {
-			case <-done:
-			case <-time.After(50 * time.Millisecond):
-				continue
-			}
-			break
-		}
-		cmd.Process.Kill()
-		t.Logf("rbldnsd did not answer: %s", out.String())
-	}
-	t.Fatal("rbldnsd did not start")
-	return ""
 }

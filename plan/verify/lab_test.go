@@ -3,28 +3,19 @@ package verify_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"maps"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -104,46 +95,16 @@ func dkimKeys(t *testing.T) []desired.DKIMKey {
 }
 
 // testCA issues certificates trusted through Pool.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	Pool *x509.CertPool
-}
+type testCA struct{ *testenv.CA }
 
-func newCA(t *testing.T) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mailctl test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, Pool: pool}
-}
+func newCA(t *testing.T) *testCA { return &testCA{testenv.NewCA(t)} }
 
 // leafValidity is how long lab certificates are valid.
-const leafValidity = 90 * 24 * time.Hour
+const leafValidity = testenv.LeafValidity
 
 func (ca *testCA) leaf(t *testing.T, names ...string) tls.Certificate {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]},
-		DNSNames: names, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(leafValidity),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return ca.Leaf(t, names...)
 }
 
 // smtpOpts shape a test SMTP server.
@@ -273,61 +234,6 @@ var rbldnsdZones = map[string]string{
 	"refuse.test": "203.0.113.10 :127.255.255.254:Query refused\n",
 }
 
-// startRbldnsd runs rbldnsd as a child on a loopback port.
-func startRbldnsd(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("rbldnsd")
-	if err != nil {
-		bin = "/usr/sbin/rbldnsd"
-	}
-	dir := t.TempDir()
-	// rbldnsd drops privileges to its own user, which must read the data.
-	os.Chmod(dir, 0o755)
-	os.Chmod(filepath.Dir(dir), 0o755)
-	args := []string{"-n", "-q", "-w", dir}
-	for _, z := range slices.Sorted(maps.Keys(rbldnsdZones)) {
-		if err := os.WriteFile(filepath.Join(dir, z), []byte(rbldnsdZones[z]), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, z+":ip4set:"+z)
-	}
-	for attempt := 0; attempt < 3; attempt++ {
-		l, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.LocalAddr().(*net.UDPAddr)
-		l.Close()
-		cmd := exec.Command(bin, append([]string{"-b", fmt.Sprintf("127.0.0.1/%d", addr.Port)}, args...)...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("run rbldnsd (install the Debian package rbldnsd): %v", err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		t.Cleanup(func() { cmd.Process.Kill(); <-done })
-		c := &verify.DNSClient{Servers: []string{addr.String()}, Timeout: 200 * time.Millisecond}
-		for i := 0; i < 50; i++ {
-			select {
-			case <-done:
-				i = 50
-				continue
-			default:
-			}
-			if m, err := c.Query(context.Background(), "2.0.0.127.clean.test", mdns.TypeA); err == nil && len(m.Answer) > 0 {
-				return addr.String()
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		cmd.Process.Kill()
-		t.Logf("rbldnsd did not answer: %s", out.String())
-	}
-	t.Fatal("rbldnsd did not start")
-	return ""
-}
-
 // zoneOf returns the lab zone that holds name.
 func zoneOf(name string) string {
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
@@ -426,7 +332,7 @@ func newLab(t *testing.T) *lab {
 	l.cert = l.ca.leaf(t, host, "mta-sts.example.org")
 	policy, _ := mtasts.Policy("enforce", []string{host}, 0)
 	https := startHTTPS(t, l.cert, policy)
-	l.rbl = startRbldnsd(t)
+	l.rbl = testenv.StartRbldnsd(t, rbldnsdZones)
 	l.opts = verify.Options{
 		Resolver: &verify.DNSClient{Servers: []string{dnsAddr}},
 		Addresses: map[string]string{
