@@ -9,12 +9,10 @@ import (
 	mrand "math/rand"
 	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 	"unicode/utf16"
@@ -216,24 +214,10 @@ func (d *Dovecot) start(t testing.TB, bin string, p1, p2 int) error {
 			return err
 		}
 	}
-	cmd := exec.Command(bin, "-F", "-c", conf)
 	var out syncBuffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s: %w", bin, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+	c, err := startChild(&out, bin, "-F", "-c", conf)
+	if err != nil {
+		return err
 	}
 	logs := func() string {
 		b, _ := os.ReadFile(filepath.Join(d.Dir, "dovecot.log"))
@@ -241,24 +225,11 @@ func (d *Dovecot) start(t testing.TB, bin string, p1, p2 int) error {
 	}
 	d.Addr = fmt.Sprintf("127.0.0.1:%d", p1)
 	d.TLSAddr = fmt.Sprintf("127.0.0.1:%d", p2)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			return fmt.Errorf("dovecot exited: %v: %s", err, logs())
-		default:
-		}
-		if greets(d.Addr) {
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return fmt.Errorf("dovecot did not greet on %s within 10s: %s", d.Addr, logs())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := c.waitReady(10*time.Second, func() bool { return greets(d.Addr) }); err != nil {
+		return fmt.Errorf("dovecot on %s: %w: %s", d.Addr, err, logs())
 	}
 	t.Cleanup(func() {
-		stop()
+		c.stop()
 		if t.Failed() {
 			t.Logf("dovecot output:\n%s", lastLines(logs(), 40))
 		}

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -330,47 +329,24 @@ func (k *Knot) start(t testing.TB, bin string, config string) error {
 	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, "-c", conf)
 	var stderr syncBuffer
-	cmd.Stdout = &stderr
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s: %w", bin, err)
+	c, err := startChild(&stderr, bin, "-c", conf)
+	if err != nil {
+		return err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
 	first := mdns.Fqdn(k.zones[0])
-	for {
-		select {
-		case err := <-done:
-			return fmt.Errorf("knotd exited: %v: %s", err, stderr.String())
-		default:
-		}
+	answers := func() bool {
 		m := new(mdns.Msg)
 		m.SetQuestion(first, mdns.TypeSOA)
-		c := &mdns.Client{Timeout: 200 * time.Millisecond}
-		if r, _, err := c.Exchange(m, k.Addr); err == nil && r.Rcode == mdns.RcodeSuccess && len(r.Answer) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return fmt.Errorf("knotd did not answer on %s within 10s: %s", k.Addr, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		cl := &mdns.Client{Timeout: 200 * time.Millisecond}
+		r, _, err := cl.Exchange(m, k.Addr)
+		return err == nil && r.Rcode == mdns.RcodeSuccess && len(r.Answer) > 0
+	}
+	if err := c.waitReady(10*time.Second, answers); err != nil {
+		return fmt.Errorf("knotd on %s: %w: %s", k.Addr, err, stderr.String())
 	}
 	t.Cleanup(func() {
-		stop()
+		c.stop()
 		if t.Failed() {
 			t.Logf("knotd output:\n%s", stderr.String())
 		}
