@@ -195,8 +195,8 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	cases := []struct {
-		name   string
-		probe  *verify.Probe
+		name  string
+		probe *verify.Probe
 		// before breaks something for the case. One that changes the DNS
 		// gets a lab of its own (fresh: true): the server caches answers
 		// for their TTL, as any resolver does, so a change in the shared
