@@ -3,7 +3,10 @@
 // over UDP and TCP. bench/run.sh points the inbound checks of the server
 // under test at it, so that SPF (RFC 7208), DMARC (RFC 7489) and iprev
 // lookups get a real, fast "no such name", as from a local caching
-// resolver, instead of a refused port.
+// resolver, instead of a refused port. Like a real resolver's, the answer
+// carries the SOA of the (root) zone in its authority section, whose
+// minimum says how long the "no such name" may be cached (RFC 2308
+// section 3).
 package main
 
 import (
@@ -44,6 +47,9 @@ func run(listen string, logger *slog.Logger) error {
 		m.SetRcode(q, dns.RcodeNameError)
 		m.Authoritative = true
 		m.RecursionAvailable = true
+		m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+			Ns: "a.root-servers.net.", Mbox: "nstld.verisign-grs.com.", Serial: 2026112300,
+			Refresh: 1800, Retry: 900, Expire: 604800, Minttl: 300}}
 		w.WriteMsg(m)
 	})
 	errs := make(chan error, 2)
