@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,10 @@ func TestLocalLab(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Apply complete!") || !strings.Contains(out, "IMAP  127.0.0.1 port 2993") {
 		t.Fatalf("apply = %d:\n%s", code, out)
 	}
+	// apply ends with verify: the lab's checks all pass.
+	if !strings.Contains(out, "Verifying...") || !regexp.MustCompile(`\n\d+ passed, 0 warnings, 0 failed, 0 skipped\.`).MatchString(out) {
+		t.Errorf("apply does not end with an all-pass verify:\n%s", out)
+	}
 	zone, _ := os.ReadFile(filepath.Join(dir, ".mailctl", "zones", "example.test.zone"))
 	if !strings.Contains(string(zone), "mailctl-ed25519._domainkey") || !strings.Contains(string(zone), "10 mail.example.test.") {
 		t.Errorf("zone file after apply:\n%s", zone)
@@ -91,7 +96,7 @@ print("found", len(data[0].split()))
 		t.Fatalf("IMAP read of the message: %v\n%s", err, b)
 	}
 
-	if out, code := mailctl(t, bin, "-chdir", dir, "verify"); code != 0 {
+	if out, code := mailctl(t, bin, "-chdir", dir, "verify"); code != 0 || !strings.Contains(out, " 0 warnings, 0 failed") {
 		t.Errorf("verify = %d:\n%s", code, out)
 	}
 	if out, code := mailctl(t, bin, "-chdir", dir, "plan", "-detailed-exitcode"); code != 0 || !strings.Contains(out, "No changes.") {

@@ -56,3 +56,7 @@ user "bob@example.test" {
 alias "postmaster@example.test" {
   to = ["alice@example.test"]
 }
+
+alias "abuse@example.test" { # RFC 2142: verify checks both exist
+  to = ["alice@example.test"]
+}
