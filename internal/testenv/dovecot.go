@@ -5,14 +5,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	mrand "math/rand"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf16"
@@ -34,12 +38,41 @@ type Dovecot struct {
 	// Dir holds the configuration, users file, logs and mail homes.
 	Dir string
 
+	// IntrospectionURL is the OAuth2 token introspection endpoint (RFC
+	// 7662) Dovecot asks, when started with DovecotOptions.OAuth2.
+	IntrospectionURL string
+
 	users    map[string]string
 	uid, gid int
+
+	mu             sync.Mutex
+	oauth2         bool
+	tokens         map[string]OAuth2Token
+	introspections int
 }
 
 // DovecotUser is a user of the private Dovecot.
 type DovecotUser struct{ Name, Password string }
+
+// OAuth2Token is what the introspection endpoint of the private Dovecot
+// says about an access token: the user it was issued to and whether it is
+// still active (an expired or revoked token is not).
+type OAuth2Token struct {
+	User   string
+	Active bool
+}
+
+// DovecotOptions configure StartDovecotWith.
+type DovecotOptions struct {
+	Users []DovecotUser
+	// OAuth2 adds the SASL mechanisms XOAUTH2 (Google's) and OAUTHBEARER
+	// (RFC 7628), checked by Dovecot's oauth2 passdb against a local
+	// HTTP introspection endpoint (RFC 7662, token POSTed as a form)
+	// that answers from Tokens (changed later with SetToken). Password
+	// logins (PLAIN, LOGIN) keep using the users' passwords.
+	OAuth2 bool
+	Tokens map[string]OAuth2Token
+}
 
 // StartDovecot writes a configuration for users, starts `dovecot -F` on
 // two free 127.0.0.1 ports and waits until it greets. It stops the server
@@ -48,6 +81,13 @@ type DovecotUser struct{ Name, Password string }
 // the CI installs the Debian package dovecot-imapd.
 func StartDovecot(t testing.TB, users ...DovecotUser) *Dovecot {
 	t.Helper()
+	return StartDovecotWith(t, DovecotOptions{Users: users})
+}
+
+// StartDovecotWith is StartDovecot with options: see DovecotOptions.
+func StartDovecotWith(t testing.TB, opts DovecotOptions) *Dovecot {
+	t.Helper()
+	users := opts.Users
 	bin := "/usr/sbin/dovecot"
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("dovecot not found (install the Debian package dovecot-imapd): %v", err)
@@ -65,7 +105,14 @@ func StartDovecot(t testing.TB, users ...DovecotUser) *Dovecot {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	d := &Dovecot{Dir: dir, users: map[string]string{}, uid: os.Getuid(), gid: os.Getgid()}
+	d := &Dovecot{Dir: dir, users: map[string]string{}, uid: os.Getuid(), gid: os.Getgid(),
+		oauth2: opts.OAuth2, tokens: map[string]OAuth2Token{}}
+	for tok, info := range opts.Tokens {
+		d.tokens[tok] = info
+	}
+	if opts.OAuth2 {
+		d.startIntrospection(t)
+	}
 	if d.uid == 0 {
 		d.uid, d.gid = 65534, 65534
 		if u, err := user.Lookup("nobody"); err == nil {
@@ -108,6 +155,69 @@ func StartDovecot(t testing.TB, users ...DovecotUser) *Dovecot {
 	return nil
 }
 
+// startIntrospection serves an OAuth2 token introspection endpoint (RFC
+// 7662 section 2) on 127.0.0.1 for Dovecot's oauth2 passdb and writes its
+// configuration file, dir/oauth2.conf. The endpoint takes the token as a
+// POSTed form (introspection_mode = post), as a query parameter (get) or
+// as a bearer token (auth), and answers {"active": false} for a token it
+// does not know.
+func (d *Dovecot) startIntrospection(t testing.TB) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(d.introspect))
+	t.Cleanup(srv.Close)
+	d.IntrospectionURL = srv.URL + "/introspect"
+	conf := fmt.Sprintf(`# OAuth2 passdb of the private test instance (internal/testenv/dovecot.go)
+introspection_url = %s
+introspection_mode = post
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+`, d.IntrospectionURL)
+	if err := os.WriteFile(filepath.Join(d.Dir, "oauth2.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (d *Dovecot) introspect(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/introspect" {
+		http.NotFound(w, r)
+		return
+	}
+	token := r.FormValue("token")
+	if token == "" {
+		token, _ = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	}
+	d.mu.Lock()
+	d.introspections++
+	info, ok := d.tokens[token]
+	d.mu.Unlock()
+	resp := map[string]any{"active": false}
+	if ok && token != "" && info.Active {
+		resp = map[string]any{"active": true, "username": info.User, "token_type": "Bearer", "scope": "https://mail.google.com/"}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(resp)
+}
+
+// SetToken adds or changes what the introspection endpoint says about a
+// token (of a Dovecot started with DovecotOptions.OAuth2); Dovecot does not
+// cache the answers.
+func (d *Dovecot) SetToken(token string, info OAuth2Token) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.tokens[token] = info
+}
+
+// Introspections is the number of requests the introspection endpoint has
+// answered.
+func (d *Dovecot) Introspections() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.introspections
+}
+
 // Home is the home directory of a user (its Maildir is Home/Maildir).
 func (d *Dovecot) Home(name string) string {
 	return filepath.Join(d.Dir, "home", strings.NewReplacer("@", "_at_", "/", "_").Replace(name))
@@ -143,6 +253,16 @@ func (d *Dovecot) config(p1, p2 int) string {
 		}
 		login = fmt.Sprintf("default_login_user = %s\ndefault_internal_user = %s\n", name, name)
 	}
+	mechs, oauth2 := "plain login", ""
+	if d.oauth2 {
+		mechs = "plain login xoauth2 oauthbearer"
+		oauth2 = fmt.Sprintf(`passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = %s/oauth2.conf
+}
+`, d.Dir)
+	}
 	return fmt.Sprintf(`# private test instance (internal/testenv/dovecot.go)
 base_dir = %[1]s/run
 state_dir = %[1]s/state
@@ -154,7 +274,7 @@ ssl = yes
 ssl_cert = <%[1]s/cert.pem
 ssl_key = <%[1]s/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = %[6]s
 first_valid_uid = 1
 mail_location = maildir:~/Maildir:LAYOUT=fs:INBOX=~/Maildir/INBOX
 mail_fsync = never
@@ -193,15 +313,16 @@ service imap-login {
     ssl = yes
   }
 }
-passdb {
+%[7]spassdb {
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%%u %[1]s/users
 }
 userdb {
   driver = passwd-file
   args = username_format=%%u %[1]s/users
 }
-`, d.Dir, p1, p1, p2, login)
+`, d.Dir, p1, p1, p2, login, mechs, oauth2)
 }
 
 func (d *Dovecot) start(t testing.TB, bin string, p1, p2 int) error {
