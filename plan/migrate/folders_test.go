@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -113,8 +114,8 @@ func TestXOAUTH2(t *testing.T) {
 		t.Errorf("Start = %q, %q, %v", mech, ir, err)
 	}
 	resp, err := x.Next([]byte(`{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`))
-	if err != nil || len(resp) != 0 {
-		t.Errorf("Next(error challenge) = %q, %v; want an empty response", resp, err)
+	if err == nil || resp != nil || !strings.Contains(err.Error(), `refused the access token: {"status":"401"`) || strings.Contains(err.Error(), "ya29") {
+		t.Errorf("Next(error challenge) = %q, %v; want no response and an error quoting the status, not the token", resp, err)
 	}
 }
 

@@ -158,10 +158,23 @@ func (x *xoauth2) Start() (string, []byte, error) {
 	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
 }
 
-// Next answers the server's error challenge (a JSON status) with an empty
-// response, after which the server fails the command.
+// Next gets the server's error challenge: a JSON status, sent when the
+// token is refused. The protocol's answer is an empty response, after
+// which the server fails the command; but go-imap sends an empty response
+// as "=" (RFC 4959's empty initial response), which Dovecot answers with
+// BAD and a closed connection. So the exchange ends here with an error
+// saying the token was refused, quoting the status (never the token).
 func (x *xoauth2) Next(challenge []byte) ([]byte, error) {
-	return []byte{}, nil
+	status := strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, string(challenge))
+	if len(status) > 200 {
+		status = status[:200]
+	}
+	return nil, &permanentError{fmt.Errorf("the server refused the access token: %s", status)}
 }
 
 // session is one connection pair: it lists the source and copies every
