@@ -46,11 +46,13 @@ type Endpoint struct {
 }
 
 // Credentials log in to an Endpoint: a password (LOGIN), or an OAuth2
-// access token printed by TokenCommand (run with sh -c) for XOAUTH2.
+// access token printed by TokenCommand (run with sh -c, in TokenDir when
+// set, so that a relative path is the configuration's) for XOAUTH2.
 type Credentials struct {
 	Username     string
 	Password     string
 	TokenCommand string
+	TokenDir     string
 }
 
 // Job is the migration of one user.

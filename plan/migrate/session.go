@@ -104,7 +104,7 @@ func dial(ctx context.Context, ep Endpoint, cred Credentials) (*imapclient.Clien
 		return nil, fmt.Errorf("connect %q: greeting: %w", ep.Address, err)
 	}
 	if cred.TokenCommand != "" {
-		token, err := runTokenCommand(ctx, cred.TokenCommand)
+		token, err := runTokenCommand(ctx, cred.TokenCommand, cred.TokenDir)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -130,12 +130,14 @@ func loginError(ep Endpoint, cred Credentials, mech string, err error) error {
 }
 
 // runTokenCommand returns the first line the command prints (an OAuth2
-// access token). Its output is never logged.
-func runTokenCommand(ctx context.Context, command string) (string, error) {
+// access token), running it in dir unless dir is "". Its output is never
+// logged.
+func runTokenCommand(ctx context.Context, command, dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	cmd.Dir = dir
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {

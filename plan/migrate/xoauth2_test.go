@@ -16,8 +16,8 @@ import (
 
 // TestMigrateXOAUTH2 logs in to a real Dovecot with XOAUTH2, the access
 // token printed by the user's token command and checked by Dovecot's
-// oauth2 passdb against an introspection endpoint: a valid token copies a
-// Gmail-like mailbox; a wrong or expired token, a failing command and a
+// oauth2 passdb against an introspection endpoint: a valid token, from a
+// script named relative to TokenDir, copies a Gmail-like mailbox; a wrong or expired token, a failing command and a
 // command printing nothing each fail that user at once (no retries), with
 // an error that says why and never shows the token, while the other user
 // of the same run is copied.
@@ -48,14 +48,15 @@ func TestMigrateXOAUTH2(t *testing.T) {
 	ctx := context.Background()
 
 	// A token command as people write them: a script printing the token
-	// and a newline.
-	script := filepath.Join(t.TempDir(), "alice-token")
+	// and a newline, named relative to the configuration's directory.
+	confDir := t.TempDir()
+	script := filepath.Join(confDir, "alice-token")
 	if err := os.WriteFile(script, []byte("#!/bin/sh\nprintf '%s\\n' '"+aliceToken+"'\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	alice := func(cmd string) migrate.Job {
 		j := job(d, tg)
-		j.SourceAuth = migrate.Credentials{Username: srcUser, TokenCommand: cmd}
+		j.SourceAuth = migrate.Credentials{Username: srcUser, TokenCommand: cmd, TokenDir: confDir}
 		return j
 	}
 	// bob is the other user of each failing run: its own token works.
@@ -138,7 +139,7 @@ func TestMigrateXOAUTH2(t *testing.T) {
 	t.Run("valid token", func(t *testing.T) {
 		var logs bytes.Buffer
 		before := d.Introspections()
-		sum, err := migrate.Run(ctx, []migrate.Job{alice(script)}, migrate.Options{State: filepath.Join(t.TempDir(), "state.db"),
+		sum, err := migrate.Run(ctx, []migrate.Job{alice("./alice-token")}, migrate.Options{State: filepath.Join(t.TempDir(), "state.db"),
 			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		if err != nil {
 			t.Fatalf("Run = %v", err)
