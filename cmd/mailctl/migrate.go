@@ -151,7 +151,7 @@ func migrationJobs(cfg *config.Config, m *config.Migration, only []string) ([]mi
 		jobs = append(jobs, migrate.Job{
 			User:       u.Address,
 			Source:     endpoint(cfg, m.Source),
-			SourceAuth: migrate.Credentials{Username: login, Password: u.Password.Str, TokenCommand: u.TokenCommand},
+			SourceAuth: migrate.Credentials{Username: login, Password: u.Password.Str, TokenCommand: u.TokenCommand, TokenDir: cfg.Dir},
 			Target:     target,
 			TargetAuth: migrate.Credentials{Username: u.Address, Password: u.TargetPassword.Str},
 			Folders:    m.Folders,

@@ -41,7 +41,8 @@ func TestMigrateCommandOAuth2(t *testing.T) {
 	if !strings.Contains(hcl, login) {
 		t.Fatalf("migrateHCL has no line %q to replace", login)
 	}
-	hcl = strings.Replace(hcl, login, fmt.Sprintf("oauth2_token_command = %q", script), 1)
+	// Relative to the configuration directory, not to the working one.
+	hcl = strings.Replace(hcl, login, `oauth2_token_command = "./google-token.sh"`, 1)
 	if err := os.WriteFile(filepath.Join(dir, "mail.hcl"), []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
