@@ -144,6 +144,9 @@ func verifyAfterApply(ctx context.Context, e *env, s *planSetup, vf *verifyFlags
 	if err != nil {
 		return errorf(e, "verify: %v", err)
 	}
+	// The servers' keys as deployServers read them back (or as the plan
+	// read them, when no server changed).
+	run.Keys = s.srv.keys
 	if err := addServerChecks(ctx, s.cfg, s.srv.conns, &run); err != nil {
 		return errorf(e, "verify: %v", err)
 	}

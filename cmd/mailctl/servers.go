@@ -119,8 +119,8 @@ func passphrasePrompt(e *env) func(string) ([]byte, error) {
 }
 
 // deployServers runs the server step of p: deploy every server whose
-// change is not a no-op, then read back the DKIM keys and fill the DNS
-// changes that waited for them.
+// change is not a no-op, then read back the DKIM keys (into srv.keys) and
+// fill the DNS changes that waited for them.
 func deployServers(ctx context.Context, e *env, p *plan.Plan, srv *servers) error {
 	deployed := false
 	for _, c := range p.Changes {
@@ -155,6 +155,7 @@ func deployServers(ctx context.Context, e *env, p *plan.Plan, srv *servers) erro
 		}
 		keys = append(keys, k...)
 	}
+	srv.keys = keys
 	fillKeys(p, keys)
 	return nil
 }

@@ -130,20 +130,24 @@ func verifyOptions(e *env, cfg *config.Config, f *verifyFlags, only []string) (v
 
 // addServerChecks completes run with what only the servers know, through
 // their open connections: the DKIM keys they publish (so the dkim checks
-// compare them with DNS), their self-signed certificates (trusted for the
-// TLS checks, as the configuration asks for them), and the outbound port
-// 25 check run from each SSH server.
+// compare them with DNS; read only when run.Keys is nil, apply already
+// has them), their self-signed certificates (trusted for the TLS checks,
+// as the configuration asks for them), and the outbound port 25 check run
+// from each SSH server.
 func addServerChecks(ctx context.Context, cfg *config.Config, conns map[string]*target.Conn, run *verifyRun) error {
+	readKeys := run.Keys == nil
 	for _, s := range cfg.Servers {
 		c := conns[s.Name]
 		if c == nil {
 			continue
 		}
-		_, keys, err := c.State(ctx)
-		if err != nil {
-			return err
+		if readKeys {
+			_, keys, err := c.State(ctx)
+			if err != nil {
+				return err
+			}
+			run.Keys = append(run.Keys, keys...)
 		}
-		run.Keys = append(run.Keys, keys...)
 		if s.TLS.SelfSigned {
 			pem, err := c.SelfSignedCert(ctx)
 			if err != nil {

@@ -135,3 +135,21 @@ func (r *Recorder) Wrap(h http.Handler, errorBody func(status int) string) http.
 		w.Write([]byte(body))
 	})
 }
+
+// Write is one API call that changed a zone's records, with the zone's
+// records right after it: tests check every intermediate state (an RRset
+// never empty during an update).
+type Write[R any] struct {
+	// Call is the method and path, e.g. "PATCH /client/v4/zones/ID/dns_records/ID".
+	Call    string
+	Records []R
+}
+
+// NewWrite returns the Write of call r, copying records.
+func NewWrite[R any](r *http.Request, records []*R) Write[R] {
+	w := Write[R]{Call: r.Method + " " + r.URL.Path, Records: make([]R, 0, len(records))}
+	for _, rec := range records {
+		w.Records = append(w.Records, *rec)
+	}
+	return w
+}

@@ -25,10 +25,11 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/libdns/libdns"
+
+	"github.com/mailctl/mailctl/providers/internal/registry"
 )
 
 // Provider reads and changes the records of DNS zones held by one account.
@@ -128,10 +129,7 @@ type Kind struct {
 	New        Factory
 }
 
-var (
-	registryMu sync.RWMutex
-	registry   = map[string]Kind{}
-)
+var kinds = registry.New[Kind]("dns")
 
 // ErrUnknownKind is returned by New for a kind nobody registered.
 var ErrUnknownKind = errors.New("dns: unknown provider kind")
@@ -142,36 +140,17 @@ var ErrConfig = errors.New("dns: invalid provider configuration")
 // Register adds a provider kind. It panics when the name is taken or the
 // kind is incomplete: registration happens in init functions.
 func Register(k Kind) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if k.Name == "" || k.New == nil {
-		panic("dns: Register with empty name or nil factory")
+	if k.New == nil {
+		panic("dns: Register with a nil factory for kind " + k.Name)
 	}
-	if _, dup := registry[k.Name]; dup {
-		panic("dns: Register called twice for kind " + k.Name)
-	}
-	registry[k.Name] = k
+	kinds.Register(k.Name, k)
 }
 
 // Lookup returns the registered kind name.
-func Lookup(name string) (Kind, bool) {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	k, ok := registry[name]
-	return k, ok
-}
+func Lookup(name string) (Kind, bool) { return kinds.Lookup(name) }
 
 // Kinds returns the names of every registered kind, sorted.
-func Kinds() []string {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func Kinds() []string { return kinds.Names() }
 
 // New builds a provider of the registered kind after checking that every
 // required attribute is set and no unknown attribute is given.

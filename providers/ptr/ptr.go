@@ -24,11 +24,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
-	"sync"
 
 	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/internal/registry"
 )
 
 // Provider reads and sets the reverse DNS of addresses held by one account.
@@ -66,10 +65,7 @@ type Kind struct {
 	New        Factory
 }
 
-var (
-	registryMu sync.RWMutex
-	registry   = map[string]Kind{}
-)
+var kinds = registry.New[Kind]("ptr")
 
 // Sentinel errors.
 var (
@@ -79,39 +75,20 @@ var (
 	ErrConfig = errors.New("ptr: invalid provider configuration")
 )
 
-// Register adds a provider kind. It panics when the name is taken or the kind
-// is incomplete: registration happens in init functions.
+// Register adds a provider kind. It panics when the name is taken or the
+// kind is incomplete: registration happens in init functions.
 func Register(k Kind) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if k.Name == "" || k.New == nil {
-		panic("ptr: Register with empty name or nil factory")
+	if k.New == nil {
+		panic("ptr: Register with a nil factory for kind " + k.Name)
 	}
-	if _, dup := registry[k.Name]; dup {
-		panic("ptr: Register called twice for kind " + k.Name)
-	}
-	registry[k.Name] = k
+	kinds.Register(k.Name, k)
 }
 
 // Lookup returns the registered kind name.
-func Lookup(name string) (Kind, bool) {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	k, ok := registry[name]
-	return k, ok
-}
+func Lookup(name string) (Kind, bool) { return kinds.Lookup(name) }
 
 // Kinds returns the names of every registered kind, sorted.
-func Kinds() []string {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func Kinds() []string { return kinds.Names() }
 
 // New builds a provider of the registered kind after checking that every
 // required attribute is set and no unknown attribute is given.

@@ -4,12 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"io"
-	"log"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,12 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
-
+	"github.com/mailctl/mailctl/internal/testenv/pebbletest"
 	"github.com/mailctl/mailctl/server/daemon"
 )
 
@@ -45,51 +37,15 @@ func freePort(t *testing.T) int {
 func TestRunACME(t *testing.T) {
 	httpPort, httpsPort := freePort(t), freePort(t)
 
-	// Loopback resolver: every A query is 127.0.0.1 (TCP and UDP).
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", tcp.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		for _, q := range r.Question {
-			if q.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(127, 0, 0, 1)})
-			}
-		}
-		w.WriteMsg(m)
-	})
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: tcp, Handler: handler}} {
-		go srv.ActivateAndServe()
-		defer srv.Shutdown()
-	}
-
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	plog := log.New(io.Discard, "", 0)
-	store := db.NewMemoryStore()
-	authority := ca.New(plog, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	front := wfe.New(plog, store, va.New(plog, httpPort, httpsPort, false, tcp.Addr().String(), store), authority,
-		[]string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	api := httptest.NewTLSServer(front.Handler())
-	defer api.Close()
+	pebble := pebbletest.Start(t, httpPort, httpsPort)
 
 	dir := t.TempDir()
-	apiRoot := filepath.Join(dir, "pebble-api.pem")
-	if err := os.WriteFile(apiRoot, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	cfg := baseConfig(t, filepath.Join(dir, "data"))
 	cfg.Listen.HTTP = "127.0.0.1:" + strconv.Itoa(httpPort)
 	cfg.Listen.HTTPS = "127.0.0.1:" + strconv.Itoa(httpsPort)
 	cfg.TLS.Mode = "acme"
-	cfg.TLS.ACMEDirectory = api.URL + wfe.DirectoryPath
-	cfg.TLS.ACMECARoot = apiRoot
+	cfg.TLS.ACMEDirectory = pebble.Directory
+	cfg.TLS.ACMECARoot = pebble.APIRootFile
 	cfg.TLS.ACMEEmail = "admin@example.test"
 	cfgPath := filepath.Join(dir, "server.json")
 	writeConfig(t, cfgPath, cfg)
@@ -115,8 +71,7 @@ func TestRunACME(t *testing.T) {
 		}
 	}()
 
-	roots := x509.NewCertPool()
-	roots.AddCert(authority.GetRootCert(0).Cert)
+	roots := pebble.Roots
 	httpsAddr := cfg.Listen.HTTPS
 	deadline := time.Now().Add(60 * time.Second)
 	for {

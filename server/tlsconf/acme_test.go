@@ -4,95 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
-
+	"github.com/mailctl/mailctl/internal/testenv/pebbletest"
 	"github.com/mailctl/mailctl/server/tlsconf"
 )
-
-// startResolver runs a DNS server on loopback that answers every A query
-// with 127.0.0.1, so that Pebble's VA really connects to our listeners.
-func startResolver(t *testing.T) string {
-	t.Helper()
-	// Pebble's VA asks over TCP: serve both on one port.
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", tcp.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Authoritative = true
-		for _, q := range r.Question {
-			if q.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-					A:   net.IPv4(127, 0, 0, 1),
-				})
-			}
-		}
-		w.WriteMsg(m)
-	})
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: tcp, Handler: handler}} {
-		go srv.ActivateAndServe()
-		t.Cleanup(func() { srv.Shutdown() })
-	}
-	return pc.LocalAddr().String()
-}
-
-type pebbleCA struct {
-	directory string
-	caRootPEM string // file trusted for the ACME API itself
-	roots     *x509.CertPool
-}
-
-// startPebble runs Pebble's CA, VA and WFE in-process. The VA validates
-// HTTP-01 on httpPort and TLS-ALPN-01 on tlsPort of whatever resolver
-// answers, i.e. 127.0.0.1.
-func startPebble(t *testing.T, httpPort, tlsPort int, resolver string) *pebbleCA {
-	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	var logw io.Writer = io.Discard
-	if testing.Verbose() {
-		logw = os.Stderr
-	}
-	logger := log.New(logw, "pebble ", log.LstdFlags)
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	validator := va.New(logger, httpPort, tlsPort, false, resolver, store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	api := httptest.NewTLSServer(front.Handler())
-	t.Cleanup(api.Close)
-
-	apiRoot := filepath.Join(t.TempDir(), "pebble-api.pem")
-	if err := os.WriteFile(apiRoot, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(authority.GetRootCert(0).Cert)
-	return &pebbleCA{directory: api.URL + wfe.DirectoryPath, caRootPEM: apiRoot, roots: roots}
-}
 
 func port(t *testing.T, ln net.Listener) int {
 	t.Helper()
@@ -115,11 +37,11 @@ func TestACME(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer httpsLn.Close()
-			pebble := startPebble(t, port(t, httpLn), port(t, httpsLn), startResolver(t))
+			pebble := pebbletest.Start(t, port(t, httpLn), port(t, httpsLn))
 
 			cfg := testConfig(tlsconf.ModeACME)
-			cfg.TLS.ACMEDirectory = pebble.directory
-			cfg.TLS.ACMECARoot = pebble.caRootPEM
+			cfg.TLS.ACMEDirectory = pebble.Directory
+			cfg.TLS.ACMECARoot = pebble.APIRootFile
 			cfg.TLS.ACMEEmail = "admin@example.test"
 			opts := tlsconf.Options{DataDir: t.TempDir(), Logger: testLogger(t)}
 			// Offer exactly one challenge type to the CA.
@@ -147,7 +69,7 @@ func TestACME(t *testing.T) {
 			var leaf *x509.Certificate
 			deadline := time.Now().Add(60 * time.Second)
 			for {
-				leaf, err = peerCert(t, addr, "mail.example.test", pebble.roots)
+				leaf, err = peerCert(t, addr, "mail.example.test", pebble.Roots)
 				if err == nil {
 					break
 				}
@@ -173,7 +95,7 @@ func TestACME(t *testing.T) {
 				inter.AddCert(c)
 			}
 			if _, err := state.PeerCertificates[0].Verify(x509.VerifyOptions{
-				DNSName: "mail.example.test", Roots: pebble.roots, Intermediates: inter,
+				DNSName: "mail.example.test", Roots: pebble.Roots, Intermediates: inter,
 			}); err != nil {
 				t.Errorf("certificate served without SNI does not verify for the hostname: %v", err)
 			}
@@ -181,7 +103,7 @@ func TestACME(t *testing.T) {
 			// Another managed name arrives too, and status lists both.
 			deadline = time.Now().Add(60 * time.Second)
 			for {
-				if _, err = peerCert(t, addr, "mta-sts.example.test", pebble.roots); err == nil {
+				if _, err = peerCert(t, addr, "mta-sts.example.test", pebble.Roots); err == nil {
 					break
 				}
 				if time.Now().After(deadline) {

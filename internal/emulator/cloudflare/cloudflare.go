@@ -70,21 +70,13 @@ type zone struct {
 	writes  []Write
 }
 
-// Write is one call that changed a zone's records, and the zone's records
-// right after it.
-type Write struct {
-	// Call is the method and path, e.g. "PATCH /client/v4/zones/ID/dns_records/ID".
-	Call    string
-	Records []Record
-}
+// Write is one call that changed a zone's records, with the records after
+// it.
+type Write = emulator.Write[Record]
 
 // logWrite keeps the call r and a copy of z's records; s.mu must be held.
 func (z *zone) logWrite(r *http.Request) {
-	w := Write{Call: r.Method + " " + r.URL.Path, Records: make([]Record, 0, len(z.records))}
-	for _, rec := range z.records {
-		w.Records = append(w.Records, *rec)
-	}
-	z.writes = append(z.writes, w)
+	z.writes = append(z.writes, emulator.NewWrite(r, z.records))
 }
 
 // Writes returns the changes made to the named zone through the API, in

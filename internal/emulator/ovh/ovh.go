@@ -60,19 +60,11 @@ type zone struct {
 
 // Write is one call that changed a zone's records, with the records after
 // it.
-type Write struct {
-	// Call is the method and path, e.g. "PUT /1.0/domain/zone/example.org/record/5000000001".
-	Call    string
-	Records []Record
-}
+type Write = emulator.Write[Record]
 
 // logWrite keeps the call r and a copy of z's records; s.mu must be held.
 func (z *zone) logWrite(r *http.Request) {
-	w := Write{Call: r.Method + " " + r.URL.Path, Records: make([]Record, 0, len(z.records))}
-	for _, rec := range z.records {
-		w.Records = append(w.Records, *rec)
-	}
-	z.writes = append(z.writes, w)
+	z.writes = append(z.writes, emulator.NewWrite(r, z.records))
 }
 
 // Writes returns the calls that changed the named zone's records, in order

@@ -20,20 +20,18 @@ package ovh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/libdns/libdns"
-	goovh "github.com/ovh/go-ovh/ovh"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/internal/ovhapi"
 )
 
 // Kind is the registered kind name.
@@ -65,12 +63,8 @@ func init() {
 
 // Provider manages zones of one OVH account.
 type Provider struct {
-	// client signs requests; mu serialises its use because go-ovh's
-	// NewRequest writes to its http.Client.
-	mu     sync.Mutex
-	client *goovh.Client
-	hc     *http.Client
-	log    *slog.Logger
+	api *ovhapi.Client
+	log *slog.Logger
 }
 
 var (
@@ -81,58 +75,22 @@ var (
 // New returns a provider for endpoint (a name such as "ovh-eu" or a URL).
 // It reads no environment variable or configuration file.
 func New(endpoint, appKey, appSecret, consumerKey string, log *slog.Logger) (*Provider, error) {
-	u := endpoint
-	if !strings.Contains(endpoint, "/") {
-		var ok bool
-		if u, ok = goovh.Endpoints[endpoint]; !ok {
-			return nil, fmt.Errorf("%w: ovh: unknown endpoint %q (use ovh-eu, ovh-ca, ovh-us or a URL)", dns.ErrConfig, endpoint)
-		}
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Built by hand rather than with goovh.NewClient, which would take
-	// OVH_* variables and ovh.conf files into account.
-	c := &goovh.Client{
-		AppKey:      appKey,
-		AppSecret:   appSecret,
-		ConsumerKey: consumerKey,
-		Client:      dns.NewHTTPClient(dns.HTTPOptions{Logger: log}),
+	api, err := ovhapi.New(endpoint, appKey, appSecret, consumerKey, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", dns.ErrConfig, err)
 	}
-	if err := c.SetEndpoint(strings.TrimSuffix(u, "/")); err != nil {
-		return nil, fmt.Errorf("%w: ovh: %v", dns.ErrConfig, err)
-	}
-	return &Provider{client: c, hc: dns.NewHTTPClient(dns.HTTPOptions{Logger: log}), log: log}, nil
+	return &Provider{api: api, log: log}, nil
 }
 
 // SetHTTPOptions replaces the retry and timeout settings.
-func (p *Provider) SetHTTPOptions(o dns.HTTPOptions) {
-	if o.Logger == nil {
-		o.Logger = p.log
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	// Two clients with the same settings: go-ovh's NewRequest writes
-	// client.Client.Timeout on every request, which would race with the
-	// requests in flight on a shared client.
-	p.client.Client = dns.NewHTTPClient(o)
-	p.hc = dns.NewHTTPClient(o)
-}
+func (p *Provider) SetHTTPOptions(o dns.HTTPOptions) { p.api.SetHTTPOptions(o) }
 
 // call signs and sends one request, decoding the answer into out.
 func (p *Provider) call(ctx context.Context, op, method, path string, in, out any) error {
-	p.mu.Lock()
-	req, err := p.client.NewRequest(method, path, in, true)
-	hc := p.hc
-	p.mu.Unlock()
-	if err != nil {
-		return p.wrap(op, err)
-	}
-	resp, err := hc.Do(req.WithContext(ctx))
-	if err != nil {
-		return p.wrap(op, err)
-	}
-	if err := p.client.UnmarshalResponse(resp, out); err != nil {
+	if err := p.api.Call(ctx, method, path, in, out); err != nil {
 		return p.wrap(op, err)
 	}
 	return nil
@@ -140,24 +98,12 @@ func (p *Provider) call(ctx context.Context, op, method, path string, in, out an
 
 // wrap turns go-ovh errors into dns.APIError naming the credential.
 func (p *Provider) wrap(op string, err error) error {
-	var ae *goovh.APIError
-	if !errors.As(err, &ae) {
+	f, ok := ovhapi.Explain(err)
+	if !ok {
 		return &dns.APIError{Provider: Kind, Op: op, Err: err}
 	}
-	e := &dns.APIError{Provider: Kind, Op: op, Status: ae.Code, Message: ae.Message, Err: err,
-		Credential: "consumer_key", Permission: "an access rule for this call (GET/POST/PUT/DELETE /domain/zone/*)"}
-	switch {
-	case strings.Contains(ae.Message, "application key is invalid"):
-		e.Status, e.Credential = http.StatusUnauthorized, "application_key"
-	case strings.Contains(ae.Message, "Invalid signature"):
-		e.Status, e.Credential = http.StatusUnauthorized, "application_secret (or application_key)"
-	case strings.Contains(ae.Message, "credential does not exist"), strings.Contains(ae.Message, "credential is not valid"),
-		strings.Contains(ae.Message, "must login"):
-		e.Status, e.Credential = http.StatusUnauthorized, "consumer_key (not validated, expired or revoked)"
-	case strings.Contains(ae.Message, "out of time"):
-		e.Message += ": the local clock is off"
-	}
-	return e
+	return &dns.APIError{Provider: Kind, Op: op, Status: f.Status, Message: f.Message, Err: err,
+		Credential: f.Credential, Permission: "an access rule for this call (GET/POST/PUT/DELETE /domain/zone/*)"}
 }
 
 // Zones lists the account's zones.

@@ -26,12 +26,10 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
-	goovh "github.com/ovh/go-ovh/ovh"
-
 	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/internal/ovhapi"
 	"github.com/mailctl/mailctl/providers/ptr"
 )
 
@@ -69,11 +67,8 @@ type Provider struct {
 	// them before the first call; zero values take the defaults.
 	ResolveTimeout, ResolveMinWait, ResolveMaxWait time.Duration
 
-	// mu serialises the use of client: go-ovh's NewRequest writes to it.
-	mu     sync.Mutex
-	client *goovh.Client
-	hc     *http.Client
-	log    *slog.Logger
+	api *ovhapi.Client
+	log *slog.Logger
 }
 
 var _ ptr.Provider = (*Provider)(nil)
@@ -81,56 +76,22 @@ var _ ptr.Provider = (*Provider)(nil)
 // New returns a provider for endpoint (a name such as "ovh-eu" or a URL).
 // It reads no environment variable or configuration file and does no I/O.
 func New(endpoint, appKey, appSecret, consumerKey string, log *slog.Logger) (*Provider, error) {
-	u := endpoint
-	if !strings.Contains(endpoint, "/") {
-		var ok bool
-		if u, ok = goovh.Endpoints[endpoint]; !ok {
-			return nil, fmt.Errorf("%w: ovh: unknown endpoint %q (use ovh-eu, ovh-ca, ovh-us or a URL)", ptr.ErrConfig, endpoint)
-		}
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Built by hand rather than with goovh.NewClient, which would take
-	// OVH_* variables and ovh.conf files into account.
-	// go-ovh's request builder writes its client's Timeout on every call:
-	// requests are sent with a second client (see SetHTTPOptions).
-	c := &goovh.Client{AppKey: appKey, AppSecret: appSecret, ConsumerKey: consumerKey, Client: dns.NewHTTPClient(dns.HTTPOptions{Logger: log})}
-	hc := dns.NewHTTPClient(dns.HTTPOptions{Logger: log})
-	if err := c.SetEndpoint(strings.TrimSuffix(u, "/")); err != nil {
-		return nil, fmt.Errorf("%w: ovh: %v", ptr.ErrConfig, err)
+	api, err := ovhapi.New(endpoint, appKey, appSecret, consumerKey, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ptr.ErrConfig, err)
 	}
-	return &Provider{client: c, hc: hc, log: log}, nil
+	return &Provider{api: api, log: log}, nil
 }
 
 // SetHTTPOptions replaces the retry (HTTP 429 and 5xx) and timeout settings.
-func (p *Provider) SetHTTPOptions(o dns.HTTPOptions) {
-	if o.Logger == nil {
-		o.Logger = p.log
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	// Two clients with the same settings: go-ovh's NewRequest writes
-	// client.Client.Timeout on every request, which would race with the
-	// requests in flight on a shared client.
-	p.client.Client = dns.NewHTTPClient(o)
-	p.hc = dns.NewHTTPClient(o)
-}
+func (p *Provider) SetHTTPOptions(o dns.HTTPOptions) { p.api.SetHTTPOptions(o) }
 
 // call signs and sends one request, decoding the answer into out.
 func (p *Provider) call(ctx context.Context, op, method, path string, in, out any) error {
-	p.mu.Lock()
-	req, err := p.client.NewRequest(method, path, in, true)
-	hc := p.hc
-	p.mu.Unlock()
-	if err != nil {
-		return p.wrap(op, err)
-	}
-	resp, err := hc.Do(req.WithContext(ctx))
-	if err != nil {
-		return p.wrap(op, err)
-	}
-	if err := p.client.UnmarshalResponse(resp, out); err != nil {
+	if err := p.api.Call(ctx, method, path, in, out); err != nil {
 		return p.wrap(op, err)
 	}
 	return nil
@@ -140,24 +101,12 @@ const permission = "access rules GET /ip, GET /ip/*, POST /ip/* and DELETE /ip/*
 
 // wrap turns go-ovh errors into ptr.APIError naming the credential.
 func (p *Provider) wrap(op string, err error) error {
-	var ae *goovh.APIError
-	if !errors.As(err, &ae) {
+	f, ok := ovhapi.Explain(err)
+	if !ok {
 		return &ptr.APIError{Provider: Kind, Op: op, Err: err}
 	}
-	e := &ptr.APIError{Provider: Kind, Op: op, Status: ae.Code, Message: ae.Message, Err: err,
-		Credential: "consumer_key", Permission: permission}
-	switch {
-	case strings.Contains(ae.Message, "application key is invalid"):
-		e.Status, e.Credential = http.StatusUnauthorized, "application_key"
-	case strings.Contains(ae.Message, "Invalid signature"):
-		e.Status, e.Credential = http.StatusUnauthorized, "application_secret (or application_key)"
-	case strings.Contains(ae.Message, "credential does not exist"), strings.Contains(ae.Message, "credential is not valid"),
-		strings.Contains(ae.Message, "must login"):
-		e.Status, e.Credential = http.StatusUnauthorized, "consumer_key (not validated, expired or revoked)"
-	case strings.Contains(ae.Message, "out of time"):
-		e.Message += ": the local clock is off"
-	}
-	return e
+	return &ptr.APIError{Provider: Kind, Op: op, Status: f.Status, Message: f.Message, Err: err,
+		Credential: f.Credential, Permission: permission}
 }
 
 // status returns the HTTP status of an APIError, 0 for other errors.
