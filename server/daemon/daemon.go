@@ -31,6 +31,7 @@ import (
 	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/inbound"
+	"github.com/mailctl/mailctl/server/procmem"
 	"github.com/mailctl/mailctl/server/queue"
 	"github.com/mailctl/mailctl/server/smtp"
 	"github.com/mailctl/mailctl/server/store"
@@ -397,6 +398,13 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue })
 
 	log.Info("mail server ready", "listeners", listeners, "control", cfg.Control, "tls_mode", cfg.TLS.Mode)
+	// What start-up touched (package initialisation, the configuration
+	// load) need not stay resident while the server idles.
+	if n, err := procmem.ReleaseStartup(); err != nil {
+		log.Debug("start-up memory not released", "err", err)
+	} else {
+		log.Debug("start-up memory released", "executable_pages_bytes", n)
+	}
 
 	var runErr error
 loop:
