@@ -94,3 +94,38 @@ func TestNotes(t *testing.T) {
 		t.Errorf("Notes() = %q", got)
 	}
 }
+
+func TestDiffServerReloadOrRestart(t *testing.T) {
+	running := &plan.ServerState{Release: "1-abc", ConfigDigest: "aaaa", Running: true,
+		RestartDigests: map[string]string{"listen": "l1", "limits": "m1"}}
+	want := func(cfg string, listen string) plan.ServerState {
+		return plan.ServerState{Release: "1-abc", ConfigDigest: cfg, Running: true,
+			RestartDigests: map[string]string{"listen": listen, "limits": "m1"}}
+	}
+	notes := func(before *plan.ServerState, after plan.ServerState) string {
+		c := plan.DiffServer("mx", before, after)[0]
+		if c.Action != plan.Update && len(c.Notes) > 0 {
+			t.Errorf("notes %q on a %v", c.Notes, c.Action)
+		}
+		return strings.Join(c.Notes, "; ")
+	}
+	if got := notes(running, want("bbbb", "l1")); got != "configuration: aaaa -> bbbb (reload)" {
+		t.Errorf("users changed: %q", got)
+	}
+	if got := notes(running, want("bbbb", "l2")); got != "configuration: aaaa -> bbbb (restart: listen changed, a reload does not apply it)" {
+		t.Errorf("listen changed: %q", got)
+	}
+	// Reloaded by hand with a new port: the file is current, the process is not.
+	if got := notes(running, want("aaaa", "l2")); got != "the service still runs with its former listen (reloaded since): restart" {
+		t.Errorf("pending restart: %q", got)
+	}
+	if got := notes(running, want("aaaa", "l1")); got != "" {
+		t.Errorf("no change: %q", got)
+	}
+	// A server that does not report its settings: reload, as before.
+	old := *running
+	old.RestartDigests = nil
+	if got := notes(&old, want("bbbb", "l2")); got != "configuration: aaaa -> bbbb (reload)" {
+		t.Errorf("server without digests: %q", got)
+	}
+}

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -16,6 +17,27 @@ type ServerState struct {
 	// Running is false when the release is installed but the service is
 	// not running (crashed, stopped).
 	Running bool `json:"running"`
+	// RestartDigests digest each setting that only a restart applies
+	// (listen, hostname, limits, ...): of the configuration the running
+	// server started with, or of the one to install. Nil when unknown.
+	RestartDigests map[string]string `json:"restart_digests,omitempty"`
+}
+
+// RestartSettings names the settings that only a restart applies and that
+// differ between what the server runs with (s) and the wanted state: a
+// configuration change that needs a restart rather than a reload. Nil when
+// the server did not report its settings.
+func (s *ServerState) RestartSettings(want ServerState) []string {
+	if s == nil || s.RestartDigests == nil || want.RestartDigests == nil {
+		return nil
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(want.RestartDigests)) {
+		if s.RestartDigests[k] != want.RestartDigests[k] {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // DiffServer returns the changes of one server: the server resource itself
@@ -34,9 +56,18 @@ func DiffServer(name string, before *ServerState, after ServerState) []Change {
 			c.Action = Update
 			c.Notes = append(c.Notes, fmt.Sprintf("release: %s -> %s (restart)", or(before.Release, "none"), after.Release))
 		}
-		if before.ConfigDigest != after.ConfigDigest {
+		restart := before.RestartSettings(after)
+		switch {
+		case before.ConfigDigest != after.ConfigDigest && len(restart) > 0 && before.Release == after.Release && before.Running:
+			c.Action = Update
+			c.Notes = append(c.Notes, fmt.Sprintf("configuration: %s -> %s (restart: %s changed, a reload does not apply it)",
+				short(before.ConfigDigest), short(after.ConfigDigest), strings.Join(restart, ", ")))
+		case before.ConfigDigest != after.ConfigDigest:
 			c.Action = Update
 			c.Notes = append(c.Notes, fmt.Sprintf("configuration: %s -> %s (reload)", short(before.ConfigDigest), short(after.ConfigDigest)))
+		case len(restart) > 0 && before.Release == after.Release && before.Running:
+			c.Action = Update
+			c.Notes = append(c.Notes, fmt.Sprintf("the service still runs with its former %s (reloaded since): restart", strings.Join(restart, ", ")))
 		}
 		if !before.Running {
 			c.Action = Update

@@ -404,6 +404,10 @@ type DeployOptions struct {
 	Config []byte
 	// Health is the check run after a restart or reload.
 	Health Health
+	// Restart names the settings the running server cannot reload
+	// (listen addresses, limits, ...) that this deployment changes: the
+	// service is restarted, not reloaded.
+	Restart []string
 	// Logger receives progress; default discards it.
 	Logger *slog.Logger
 }
@@ -424,8 +428,9 @@ func (r DeployResult) Changed() bool { return len(r.Actions) > 0 }
 // Deploy makes the server run the given release and configuration under
 // systemd, idempotently: it creates the user and directories, installs
 // the release, writes the configuration and the unit, then restarts the
-// service when the binary or the unit changed or it is not running,
-// reloads it (SIGHUP) when only the configuration changed, and does
+// service when the binary or the unit changed, it is not running or
+// o.Restart names settings it cannot reload, reloads it (SIGHUP) when only
+// the configuration changed, and does
 // nothing more when nothing changed. After a restart or reload it checks
 // the server's health; when a new release fails, current is rolled back
 // to the previous release, the service restarted, and the error carries
@@ -491,8 +496,8 @@ func Deploy(ctx context.Context, t Target, o DeployOptions) (DeployResult, error
 	}
 	active := st.active
 	switch {
-	case rel.Changed || unitChanged || !active:
-		log.Info("restart service", "host_release", rel.Name)
+	case rel.Changed || unitChanged || !active || len(o.Restart) > 0:
+		log.Info("restart service", "host_release", rel.Name, "settings", o.Restart)
 		if _, err := t.Run(ctx, restartCmd, nil); err != nil {
 			return res, failDeploy(ctx, t, log, o.Health, rel, fmt.Errorf("systemctl restart: %w", err))
 		}

@@ -69,9 +69,9 @@ type labState struct {
 
 // Deploy installs the release and configuration under Dir and makes sure
 // the server runs them: it starts the server when it is not running,
-// restarts it when the release changed, sends SIGHUP when only the
-// configuration changed and does nothing otherwise. After a start or
-// reload it checks o.Health (LabHealth when o.Health is zero); when a new
+// restarts it when the release changed or o.Restart names settings it
+// cannot reload, sends SIGHUP when only the configuration changed and does
+// nothing otherwise. After a start or reload it checks o.Health (LabHealth when o.Health is zero); when a new
 // release fails, it rolls back to the previous one and returns the reason
 // with the last lines of the log.
 func (lab Lab) Deploy(ctx context.Context, o DeployOptions) (DeployResult, error) {
@@ -112,7 +112,7 @@ func (lab Lab) Deploy(ctx context.Context, o DeployOptions) (DeployResult, error
 
 	st, alive := lab.running()
 	switch {
-	case !alive || st.Release != rel.Name:
+	case !alive || st.Release != rel.Name || len(o.Restart) > 0:
 		action := "start"
 		if alive {
 			action = "restart"

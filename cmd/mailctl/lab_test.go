@@ -106,6 +106,32 @@ print("found", len(data[0].split()))
 		t.Errorf("second apply = %d:\n%s", code, out)
 	}
 
+	// A listen address: the running server cannot reload it, so plan says
+	// restart and apply restarts it on the new port.
+	moved := strings.Replace(string(src), "https       = 2443", "https       = 2444", 1)
+	if moved == string(src) {
+		t.Fatal("examples/local/mail.hcl: no https = 2443 line to change")
+	}
+	writeFile(t, filepath.Join(dir, "mail.hcl"), moved, 0o644)
+	if out, code := mailctl(t, bin, "-chdir", dir, "plan", "-detailed-exitcode"); code != 2 || !strings.Contains(out, "(restart: listen changed, a reload does not apply it)") {
+		t.Errorf("plan after moving https to 2444 = %d, want 2 and a restart:\n%s", code, out)
+	}
+	if out, code := mailctl(t, bin, "-chdir", dir, "apply", "-auto-approve"); code != 0 || !strings.Contains(out, "restart") {
+		t.Errorf("apply after moving https to 2444 = %d, want a restart:\n%s", code, out)
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:2444", time.Second); err != nil {
+		t.Errorf("nothing listens on the new https port 2444: %v", err)
+	} else {
+		c.Close()
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:2443", time.Second); err == nil {
+		c.Close()
+		t.Errorf("the old https port 2443 still answers after the restart")
+	}
+	if out, code := mailctl(t, bin, "-chdir", dir, "plan", "-detailed-exitcode"); code != 0 || !strings.Contains(out, "No changes.") {
+		t.Errorf("plan after the restart = %d:\n%s", code, out)
+	}
+
 	out, code = mailctl(t, bin, "-chdir", dir, "destroy", "-auto-approve")
 	if code != 0 || !strings.Contains(out, "Destroy complete!") {
 		t.Fatalf("destroy = %d:\n%s", code, out)

@@ -23,6 +23,7 @@ import (
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/remote"
+	serverconfig "github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/daemon"
 )
 
@@ -138,6 +139,7 @@ func (c *Conn) State(ctx context.Context) (*plan.ServerState, []desired.DKIMKey,
 	}
 	st.Running = true
 	st.ConfigDigest = s.ConfigDigest
+	st.RestartDigests = s.RestartDigests
 	for _, u := range s.Users {
 		st.Users = append(st.Users, u.Address)
 	}
@@ -184,7 +186,7 @@ func Desired(cfg *config.Config, s *config.Server, b Binary) (plan.ServerState, 
 	if err != nil {
 		return plan.ServerState{}, nil, err
 	}
-	st := plan.ServerState{Release: rel, ConfigDigest: sc.Digest(), Running: true}
+	st := plan.ServerState{Release: rel, ConfigDigest: sc.Digest(), Running: true, RestartDigests: sc.RestartDigests()}
 	for _, u := range sc.Users {
 		st.Users = append(st.Users, u.Address)
 	}
@@ -194,8 +196,13 @@ func Desired(cfg *config.Config, s *config.Server, b Binary) (plan.ServerState, 
 
 // Deploy installs binary b and the configuration on the server, starts or
 // reloads it as needed and checks its health (rolling back a failing
-// release).
+// release). A configuration that changes settings the running server
+// cannot reload (listen addresses, limits, ...) restarts it.
 func (c *Conn) Deploy(ctx context.Context, b Binary, configJSON []byte) (remote.DeployResult, error) {
+	restart, err := c.restartSettings(ctx, configJSON)
+	if err != nil {
+		return remote.DeployResult{}, err
+	}
 	f, err := os.Open(b.Path)
 	if err != nil {
 		return remote.DeployResult{}, fmt.Errorf("open server binary: %w", err)
@@ -213,11 +220,28 @@ func (c *Conn) Deploy(ctx context.Context, b Binary, configJSON []byte) (remote.
 			health.ListenPorts = append(health.ListenPorts, port)
 		}
 	}
-	opts := remote.DeployOptions{Version: b.Version, Binary: f, SHA256: b.SHA256, Config: configJSON, Health: health, Logger: c.log}
+	opts := remote.DeployOptions{Version: b.Version, Binary: f, SHA256: b.SHA256, Config: configJSON, Health: health, Logger: c.log, Restart: restart}
 	if c.lab != nil {
 		return c.lab.Deploy(ctx, opts)
 	}
 	return remote.Deploy(ctx, c.t, opts)
+}
+
+// restartSettings names the settings of configJSON that the running server
+// cannot reload (nil when it does not run or did not say).
+func (c *Conn) restartSettings(ctx context.Context, configJSON []byte) ([]string, error) {
+	next, err := serverconfig.Parse(configJSON)
+	if err != nil {
+		return nil, fmt.Errorf("server.%s configuration: %w", c.srv.Name, err)
+	}
+	cur, _, err := c.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil || !cur.Running {
+		return nil, nil
+	}
+	return cur.RestartSettings(plan.ServerState{RestartDigests: next.RestartDigests()}), nil
 }
 
 // Destroy stops the server and removes what mailctl installed; the mail

@@ -32,8 +32,12 @@ type Status struct {
 	LastReload   *ReloadState `json:"last_reload,omitempty"`
 	// RestartNeeded names the settings changed since start that only a
 	// restart applies (listen, hostname, limits, ...).
-	RestartNeeded []string     `json:"restart_needed,omitempty"`
-	Users         []UserStatus `json:"users"`
+	RestartNeeded []string `json:"restart_needed,omitempty"`
+	// RestartDigests are config.Config.RestartDigests of the configuration
+	// the server was started with: the provisioner compares them with the
+	// configuration it installs to decide between reload and restart.
+	RestartDigests map[string]string `json:"restart_digests,omitempty"`
+	Users          []UserStatus      `json:"users"`
 	// DKIM lists the public keys to publish; empty until DKIM signing exists.
 	DKIM          []DKIMKey          `json:"dkim"`
 	TLSMode       string             `json:"tls_mode"`

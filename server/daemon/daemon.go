@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -554,24 +553,7 @@ func (d *daemon) applyReload(ctx context.Context) error {
 		d.opts.Level.Set(parseLevel(cfg.LogLevel))
 	}
 	// What the running servers were built with and a reload cannot change.
-	var restart []string
-	for _, c := range []struct {
-		what     string
-		old, new any
-	}{
-		{"listen", boot.Listen, cfg.Listen},
-		{"hostname", boot.Hostname, cfg.Hostname},
-		{"data_dir", boot.DataDir, cfg.DataDir},
-		{"control", boot.Control, cfg.Control},
-		{"tls.mode", boot.TLS.Mode, cfg.TLS.Mode},
-		{"limits", boot.Limits, cfg.Limits},
-		{"inbound", boot.Inbound, cfg.Inbound},
-		{"outbound", boot.Outbound, cfg.Outbound},
-	} {
-		if !reflect.DeepEqual(c.old, c.new) {
-			restart = append(restart, c.what)
-		}
-	}
+	restart := config.RestartSettings(boot.RestartDigests(), cfg.RestartDigests())
 	if len(restart) > 0 {
 		d.log.Warn("configuration changes need a restart to apply", "settings", restart)
 	}
@@ -587,30 +569,31 @@ func (d *daemon) applyReload(ctx context.Context) error {
 // status builds the control socket's answer.
 func (d *daemon) status(ctx context.Context) (*Status, error) {
 	d.mu.Lock()
-	cfg, last, restart, keys := d.cfg, d.lastReload, d.restartNeeded, d.keys
+	cfg, boot, last, restart, keys := d.cfg, d.boot, d.lastReload, d.restartNeeded, d.keys
 	listeners := make(map[string]string, len(d.listeners))
 	for k, v := range d.listeners {
 		listeners[k] = v
 	}
 	d.mu.Unlock()
 	st := &Status{
-		FormatVersion: StatusFormatVersion,
-		Version:       d.opts.Version,
-		ConfigDigest:  cfg.Digest(),
-		ConfigPath:    d.opts.ConfigPath,
-		Hostname:      cfg.Hostname,
-		StartedAt:     d.started,
-		LastReload:    last,
-		RestartNeeded: restart,
-		Users:         []UserStatus{},
-		DKIM:          []DKIMKey{},
-		TLSMode:       d.tls.Mode(),
-		Certificates:  d.tls.Certificates(),
-		StoreBytes:    d.st.Size(),
-		QueueMessages: d.queue.Len(),
-		Listeners:     listeners,
-		Domains:       cfg.DomainNames(),
-		MTASTS:        map[string]string{},
+		FormatVersion:  StatusFormatVersion,
+		Version:        d.opts.Version,
+		ConfigDigest:   cfg.Digest(),
+		ConfigPath:     d.opts.ConfigPath,
+		Hostname:       cfg.Hostname,
+		StartedAt:      d.started,
+		LastReload:     last,
+		RestartNeeded:  restart,
+		RestartDigests: boot.RestartDigests(),
+		Users:          []UserStatus{},
+		DKIM:           []DKIMKey{},
+		TLSMode:        d.tls.Mode(),
+		Certificates:   d.tls.Certificates(),
+		StoreBytes:     d.st.Size(),
+		QueueMessages:  d.queue.Len(),
+		Listeners:      listeners,
+		Domains:        cfg.DomainNames(),
+		MTASTS:         map[string]string{},
 	}
 	if st.Certificates == nil {
 		st.Certificates = []tlsconf.CertInfo{}
