@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -653,7 +652,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 	if !needFile && !options.Envelope && len(options.BodySection) == 0 {
 		return w.Close()
 	}
-	var f *os.File
+	var f store.Body
 	if needFile {
 		var err error
 		f, err = s.srv.st.OpenBody(s.ctx, m)

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -13,7 +15,7 @@ func Dir(st *Store) string { return st.dir }
 // commit, as a crash at that point would.
 func AbortBeforeCommit(st *Store) {
 	st.hook = func(step, path string) error {
-		if step == "fsync-dir" {
+		if step == "fsync-dir" || step == "inline" {
 			return errCrash
 		}
 		return nil
@@ -34,4 +36,27 @@ func DropHeaderCache(st *Store) error {
 			return u.DeleteBucket(bucketHdrs)
 		})
 	})
+}
+
+// SetInlineMax sets the largest body kept in the index (0: every body
+// goes to a file).
+func SetInlineMax(st *Store, n int) { st.inlineMax = n }
+
+// Bodies counts the stored bodies: files and bodies kept in the index.
+func Bodies(st *Store) (files, inline int, err error) {
+	names, err := filepath.Glob(filepath.Join(st.dir, "msg", "*", "*"))
+	if err != nil {
+		return 0, 0, err
+	}
+	err = st.db.View(func(tx *bolt.Tx) error {
+		var last uint64
+		return tx.Bucket(bucketBodies).ForEach(func(k, v []byte) error {
+			if id := binary.BigEndian.Uint64(k); id != last {
+				inline++
+				last = id
+			}
+			return nil
+		})
+	})
+	return len(names), inline, err
 }

@@ -188,7 +188,9 @@ func TestStoreWithoutHeaderCache(t *testing.T) {
 
 // TestOpenBodyAfterExpunge: the body of an expunged message is gone with
 // os.ErrNotExist, and a file opened before the expunge stays readable.
-func TestOpenBodyAfterExpunge(t *testing.T) {
+func TestOpenBodyAfterExpunge(t *testing.T) { forBodyKinds(t, testOpenBodyAfterExpunge) }
+
+func testOpenBodyAfterExpunge(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t, 0)
 	deliver(t, st, "", msg("gone"), store.FlagDeleted)

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +26,7 @@ func TestDurabilityOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	st.inlineMax = 0 // bodies in files: see TestInlineDurability for the others
 	if err := st.EnsureUser(ctx, "u", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -289,4 +292,158 @@ func TestGroupCommit(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestInlineBodies: bodies up to inlineMax go into the index in the
+// commit of their record (no file, no step between), larger ones into
+// files; a store holding both reads both, and a failure before the commit
+// leaves nothing.
+func TestInlineBodies(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.EnsureUser(ctx, "u", 0); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	st.hook = func(step, path string) error {
+		steps = append(steps, step)
+		return nil
+	}
+	st.inlineMax = 3 * bodyChunk
+	bodies := []string{
+		"",                                   // one empty chunk
+		"Subject: x\r\n\r\nx\r\n",            // one chunk
+		strings.Repeat("a", bodyChunk),       // exactly one chunk
+		strings.Repeat("b", 3*bodyChunk),     // the largest inline body
+		strings.Repeat("c", 3*bodyChunk+1),   // a file
+		strings.Repeat("d", 10*bodyChunk+17), // a file
+	}
+	for i, b := range bodies {
+		steps = nil
+		if _, err := st.Deliver(ctx, "u", "", strings.NewReader(b), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"inline", "commit"}
+		if len(b) > st.inlineMax {
+			want = []string{"write", "fsync", "fsync-dir", "commit"}
+		}
+		if !slices.Equal(steps, want) {
+			t.Errorf("body %d (%d bytes): steps %v, want %v", i, len(b), steps, want)
+		}
+	}
+	check := func(st *Store) {
+		t.Helper()
+		_, msgs, err := st.Messages(ctx, "u", "INBOX")
+		if err != nil || len(msgs) != len(bodies) {
+			t.Fatalf("Messages = %d, %v", len(msgs), err)
+		}
+		for i, m := range msgs {
+			if inline := m.body != 0; inline != (len(bodies[i]) <= 3*bodyChunk) {
+				t.Errorf("body %d (%d bytes) inline = %v", i, len(bodies[i]), inline)
+			}
+			f, err := st.OpenBody(ctx, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(f)
+			f.Close()
+			if err != nil || string(got) != bodies[i] {
+				t.Errorf("body %d = %d bytes, %v, want %d", i, len(got), err, len(bodies[i]))
+			}
+		}
+		files, _ := filepath.Glob(filepath.Join(st.dir, "msg", "*", "*"))
+		if len(files) != 2 {
+			t.Errorf("%d body files, want 2", len(files))
+		}
+	}
+	check(st)
+
+	// A failure before the commit leaves neither a record nor a body.
+	st.hook = func(step, path string) error {
+		if step == "inline" {
+			return errors.New("injected")
+		}
+		return nil
+	}
+	if _, err := st.Deliver(ctx, "u", "", strings.NewReader("lost"), nil, time.Time{}); err == nil {
+		t.Fatal("Deliver succeeded")
+	}
+	st.hook = nil
+	var ids int
+	st.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBodies).ForEach(func(k, v []byte) error {
+			if binary.BigEndian.Uint32(k[8:]) == 0 {
+				ids++
+			}
+			return nil
+		})
+	})
+	if ids != 4 {
+		t.Errorf("%d bodies in the index, want 4", ids)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	check(st)
+
+	// A copy is a body of its own: it outlives the original.
+	if _, err := st.Copy(ctx, "u", "INBOX", []uint32{2, 4}, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SetFlags(ctx, "u", "INBOX", []uint32{2, 4}, FlagsAdd, []string{FlagDeleted}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Expunge(ctx, "u", "INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, arch, err := st.Messages(ctx, "u", "Archive")
+	if err != nil || len(arch) != 2 {
+		t.Fatalf("Archive = %d, %v", len(arch), err)
+	}
+	for i, m := range arch {
+		f, err := st.OpenBody(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(f)
+		if want := bodies[2*i+1]; string(got) != want {
+			t.Errorf("copy %d = %q, want %q", i, got, want)
+		}
+	}
+	if err := st.DeleteMailbox(ctx, "u", "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	ids = 0
+	st.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBodies).ForEach(func(k, v []byte) error {
+			ids++
+			return nil
+		})
+	})
+	// Left: bodies 0, 2 (one chunk each) in the index, 4 and 5 in files.
+	if ids != 2 {
+		t.Errorf("%d chunks in the index after expunge and delete, want 2", ids)
+	}
+}
+
+func TestInlineRecordRoundTrip(t *testing.T) {
+	m := msgRecord{Size: 10240, InternalDate: time.Unix(1700000000, 3).UTC(), ModSeq: 9, Body: 1 << 40, Flags: []string{`\Seen`}}
+	got, err := decodeMsg(encodeMsg(&m))
+	if err != nil || got.Body != m.Body || got.Blob != (blobID{}) || got.Size != m.Size || !slices.Equal(got.Flags, m.Flags) {
+		t.Errorf("decode(encode(%+v)) = %+v, %v", m, got, err)
+	}
+	b := encodeMsg(&msgRecord{Body: 0})
+	b[0] = msgRecordVersionInline // an inline record with no body id
+	if _, err := decodeMsg(b[:len(b)-16]); err == nil {
+		t.Error("inline record without a body id decoded")
+	}
 }

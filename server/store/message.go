@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -140,8 +141,24 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	if err != nil {
 		return 0, 0, wrap(err)
 	}
+	// A small body goes into the index, in the commit of its record; a
+	// larger one into a file of its own, made durable before that commit.
+	bp, err := readAllBody(ctxReader{ctx, body}, s.inlineMax)
+	if err != nil {
+		return 0, 0, wrap(fmt.Errorf("read body: %w", err))
+	}
+	defer putBodyBuf(bp)
 	var hc headerCapture
-	blob, size, err := s.writeBody(ctx, body, &hc)
+	var blob blobID
+	var size int64
+	inline := len(*bp) <= s.inlineMax
+	if inline {
+		hc.Write(*bp)
+		size = int64(len(*bp))
+		err = s.step("inline", "")
+	} else {
+		blob, size, err = s.writeBody(ctx, io.MultiReader(bytes.NewReader(*bp), body), &hc)
+	}
 	if err != nil {
 		return 0, 0, wrap(err)
 	}
@@ -162,6 +179,11 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		}
 		r.ModSeq++
 		rec := msgRecord{Size: size, InternalDate: date, ModSeq: r.ModSeq, Blob: blob, Flags: flags}
+		if inline {
+			if rec.Body, err = putBody(tx, *bp); err != nil {
+				return err
+			}
+		}
 		uid, uidValidity, mboxID = r.UIDNext, r.UIDValidity, r.ID
 		if err := u.msgs(r).Put(uidKey(uid), encodeMsg(&rec)); err != nil {
 			return err
@@ -180,13 +202,21 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		return u.putInfo()
 	})
 	if err == nil {
-		err = s.step("commit", s.blobPath(blob))
+		if inline {
+			err = s.step("commit", "")
+		} else {
+			err = s.step("commit", s.blobPath(blob))
+		}
 	}
 	if err != nil {
-		os.Remove(s.blobPath(blob))
+		if !inline {
+			os.Remove(s.blobPath(blob))
+		}
 		return 0, 0, wrap(err)
 	}
-	s.bodyBytes.Add(size)
+	if !inline {
+		s.bodyBytes.Add(size)
+	}
 	s.notify(Change{User: user, MailboxID: mboxID})
 	return uid, uidValidity, nil
 }
@@ -256,14 +286,27 @@ func (u *userTx) messages(r *mailboxRecord) ([]Message, error) {
 }
 
 func (m *msgRecord) export(uid uint32) Message {
-	return Message{UID: uid, Size: m.Size, InternalDate: m.InternalDate, ModSeq: m.ModSeq, Flags: m.Flags, blob: m.Blob}
+	return Message{UID: uid, Size: m.Size, InternalDate: m.InternalDate, ModSeq: m.ModSeq, Flags: m.Flags, blob: m.Blob, body: m.Body}
 }
 
-// OpenBody opens the body of a message returned by Messages or SetFlags.
-// It fails with os.ErrNotExist once the message has been expunged.
-func (s *Store) OpenBody(ctx context.Context, m Message) (*os.File, error) {
+// OpenBody opens the body of a message returned by Messages or SetFlags:
+// a file, or a copy in memory of a body kept in the index. It fails with
+// os.ErrNotExist once the message has been expunged.
+func (s *Store) OpenBody(ctx context.Context, m Message) (Body, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if m.body != 0 {
+		var b []byte
+		err := s.db.View(func(tx *bolt.Tx) error {
+			var err error
+			b, err = readBody(tx, m.body, m.Size)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open message %d: %w", m.UID, err)
+		}
+		return memBody{bytes.NewReader(b)}, nil
 	}
 	f, err := openFile(s.blobPath(m.blob), os.O_RDONLY, 0)
 	if err != nil {
@@ -379,9 +422,10 @@ func sortedUIDs(uids []uint32) []uint32 {
 func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32) ([]uint32, error) {
 	var expunged []uint32
 	var blobs []blobID
+	var inline []uint64
 	var mboxID uint64
 	err := s.update(ctx, user, func(u *userTx) error {
-		expunged, blobs = expunged[:0], blobs[:0]
+		expunged, blobs, inline = expunged[:0], blobs[:0], inline[:0]
 		r, name, err := u.mailbox(mailbox)
 		if err != nil {
 			return err
@@ -404,7 +448,11 @@ func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32
 			}
 			if hasFlag(m.Flags, FlagDeleted) {
 				expunged = append(expunged, uid)
-				blobs = append(blobs, m.Blob)
+				if m.Body != 0 {
+					inline = append(inline, m.Body)
+				} else {
+					blobs = append(blobs, m.Blob)
+				}
 				size += m.Size
 			}
 			return nil
@@ -416,6 +464,11 @@ func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32
 		}
 		for _, uid := range expunged {
 			if err := b.Delete(uidKey(uid)); err != nil {
+				return err
+			}
+		}
+		for _, id := range inline {
+			if err := deleteBody(u.tx, id); err != nil {
 				return err
 			}
 		}
@@ -495,6 +548,9 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 	if !move {
 		dirs := map[string]bool{}
 		for _, m := range sel {
+			if m.body != 0 {
+				continue // copied within the transaction
+			}
 			var b blobID
 			if _, err := rand.Read(b[:]); err != nil {
 				cleanup()
@@ -556,6 +612,11 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 				}
 				sr.Messages--
 				sr.Size -= m.Size
+			} else if m.Body != 0 {
+				if m.Body, err = copyBody(u.tx, m.Body, m.Size); err != nil {
+					return err
+				}
+				size += m.Size
 			} else {
 				b, ok := links[uid]
 				if !ok {

@@ -35,16 +35,20 @@ type msgRecord struct {
 	Size         int64
 	InternalDate time.Time
 	ModSeq       uint64
-	Blob         blobID
+	Blob         blobID // body file, when Body is 0
+	Body         uint64 // body kept in the index (body.go), or 0
 	Flags        []string
 }
 
-const msgRecordVersion = 1
+const (
+	msgRecordVersion       = 1 // body in a file
+	msgRecordVersionInline = 2 // body in the index
+)
 
 // errCorrupt is returned when a stored record cannot be decoded.
 var errCorrupt = errors.New("store: corrupt index record")
 
-// Binary layout (version 1):
+// Binary layout (version 1, body in a file):
 //
 //	byte     version
 //	uvarint  size
@@ -53,18 +57,29 @@ var errCorrupt = errors.New("store: corrupt index record")
 //	uvarint  modseq
 //	[16]byte blob id
 //	uvarint  number of flags, then for each: uvarint length, bytes
+//
+// Version 2 (body in the index) has, instead of the blob id, the uvarint
+// body id (not 0).
 func encodeMsg(m *msgRecord) []byte {
 	n := 1 + 4*binary.MaxVarintLen64 + len(m.Blob) + binary.MaxVarintLen64
 	for _, f := range m.Flags {
 		n += binary.MaxVarintLen64 + len(f)
 	}
 	b := make([]byte, 0, n)
-	b = append(b, msgRecordVersion)
+	if m.Body != 0 {
+		b = append(b, msgRecordVersionInline)
+	} else {
+		b = append(b, msgRecordVersion)
+	}
 	b = binary.AppendUvarint(b, uint64(m.Size))
 	b = binary.AppendVarint(b, m.InternalDate.Unix())
 	b = binary.AppendUvarint(b, uint64(m.InternalDate.Nanosecond()))
 	b = binary.AppendUvarint(b, m.ModSeq)
-	b = append(b, m.Blob[:]...)
+	if m.Body != 0 {
+		b = binary.AppendUvarint(b, m.Body)
+	} else {
+		b = append(b, m.Blob[:]...)
+	}
 	b = binary.AppendUvarint(b, uint64(len(m.Flags)))
 	for _, f := range m.Flags {
 		b = binary.AppendUvarint(b, uint64(len(f)))
@@ -79,9 +94,10 @@ const maxFlags = 1024
 
 func decodeMsg(b []byte) (msgRecord, error) {
 	var m msgRecord
-	if len(b) < 1 || b[0] != msgRecordVersion {
+	if len(b) < 1 || (b[0] != msgRecordVersion && b[0] != msgRecordVersionInline) {
 		return m, fmt.Errorf("%w: unknown message record version", errCorrupt)
 	}
+	inline := b[0] == msgRecordVersionInline
 	b = b[1:]
 	uv := func() (uint64, bool) {
 		v, n := binary.Uvarint(b)
@@ -109,11 +125,17 @@ func decodeMsg(b []byte) (msgRecord, error) {
 	if m.ModSeq, ok = uv(); !ok {
 		return m, fmt.Errorf("%w: modseq", errCorrupt)
 	}
-	if len(b) < len(m.Blob) {
-		return m, fmt.Errorf("%w: blob id", errCorrupt)
+	if inline {
+		if m.Body, ok = uv(); !ok || m.Body == 0 {
+			return m, fmt.Errorf("%w: body id", errCorrupt)
+		}
+	} else {
+		if len(b) < len(m.Blob) {
+			return m, fmt.Errorf("%w: blob id", errCorrupt)
+		}
+		copy(m.Blob[:], b)
+		b = b[len(m.Blob):]
 	}
-	copy(m.Blob[:], b)
-	b = b[len(m.Blob):]
 	nflags, ok := uv()
 	if !ok || nflags > maxFlags {
 		return m, fmt.Errorf("%w: flag count", errCorrupt)

@@ -91,7 +91,8 @@ type Store struct {
 	group  *groupCommit // index updates of deliveries
 	logger *slog.Logger
 
-	bodyBytes atomic.Int64
+	bodyBytes atomic.Int64                        // of body files
+	inlineMax int                                 // largest body kept in the index (MaxInlineBody)
 	summary   atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
 	dirSync   [256]*dirSyncer                     // one per body directory
 
@@ -151,6 +152,7 @@ type Message struct {
 	ModSeq       uint64
 	Flags        []string
 	blob         blobID
+	body         uint64 // kept in the index (body.go), when not 0
 }
 
 // HasFlag reports whether m carries flag (case-insensitively).
@@ -183,12 +185,15 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 	}
 	// Deliveries arrive one per SMTP session: concurrent ones share
 	// commits (group.go).
-	s := &Store{dir: dir, db: db, group: newGroupCommit(db), logger: logger, watchers: map[int]func(Change){}}
+	s := &Store{dir: dir, db: db, group: newGroupCommit(db), logger: logger, watchers: map[int]func(Change){}, inlineMax: MaxInlineBody}
 	for i := range s.dirSync {
 		s.dirSync[i] = newDirSyncer()
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketUsers)
+		if _, err := tx.CreateBucketIfNotExists(bucketUsers); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(bucketBodies)
 		return err
 	}); err != nil {
 		db.Close()
@@ -265,7 +270,9 @@ func (s *Store) removeOrphans(ctx context.Context) error {
 					if err != nil {
 						return fmt.Errorf("user %q mailbox %x uid %x: %w", user, mbox, k, err)
 					}
-					refs[m.Blob] = m.Size
+					if m.Body == 0 {
+						refs[m.Blob] = m.Size
+					}
 					return nil
 				})
 			})
@@ -645,9 +652,10 @@ func (s *Store) CreateMailbox(ctx context.Context, user, name, specialUse string
 // that have children cannot be deleted.
 func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 	var blobs []blobID
+	var inline []uint64
 	var id uint64
 	err := s.update(ctx, user, func(u *userTx) error {
-		blobs = blobs[:0]
+		blobs, inline = blobs[:0], inline[:0]
 		r, n, err := u.mailbox(name)
 		if err != nil {
 			return err
@@ -666,10 +674,19 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 			if err != nil {
 				return err
 			}
-			blobs = append(blobs, m.Blob)
+			if m.Body != 0 {
+				inline = append(inline, m.Body)
+			} else {
+				blobs = append(blobs, m.Blob)
+			}
 			return nil
 		}); err != nil {
 			return err
+		}
+		for _, id := range inline {
+			if err := deleteBody(u.tx, id); err != nil {
+				return err
+			}
 		}
 		u.info.Used -= r.Size
 		u.info.Messages -= r.Messages

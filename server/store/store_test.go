@@ -23,13 +23,36 @@ import (
 
 const alice = "alice@example.test"
 
+// inlineMax, when not negative, is the largest body that stores opened by
+// openStore keep in the index (see forBodyKinds).
+var inlineMax = -1
+
 func openStore(t testing.TB, dir string) *store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), dir, nil)
 	if err != nil {
 		t.Fatalf("Open(%q) = %v", dir, err)
 	}
+	if inlineMax >= 0 {
+		store.SetInlineMax(st, inlineMax)
+	}
 	return st
+}
+
+// forBodyKinds runs test with bodies kept in the index (the default for
+// small ones), then with bodies in files (as large ones are, and all of
+// those of stores written before).
+func forBodyKinds(t *testing.T, test func(*testing.T)) {
+	for _, k := range []struct {
+		name string
+		max  int
+	}{{"index", -1}, {"files", 0}} {
+		t.Run(k.name, func(t *testing.T) {
+			inlineMax = k.max
+			defer func() { inlineMax = -1 }()
+			test(t)
+		})
+	}
 }
 
 func newStore(t testing.TB, quota int64) *store.Store {
@@ -114,7 +137,9 @@ func TestEnsureUserDefaultMailboxes(t *testing.T) {
 	}
 }
 
-func TestDeliverAndRead(t *testing.T) {
+func TestDeliverAndRead(t *testing.T) { forBodyKinds(t, testDeliverAndRead) }
+
+func testDeliverAndRead(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t, 0)
 	date := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -155,7 +180,9 @@ func TestDeliverAndRead(t *testing.T) {
 	}
 }
 
-func TestDeliverErrors(t *testing.T) {
+func TestDeliverErrors(t *testing.T) { forBodyKinds(t, testDeliverErrors) }
+
+func testDeliverErrors(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t, 100)
 	tests := []struct {
@@ -192,16 +219,22 @@ func TestDeliverErrors(t *testing.T) {
 
 func storeDir(st *store.Store) string { return store.Dir(st) }
 
+// countBodies counts the bodies stored, in files and in the index.
 func countBodies(t testing.TB, st *store.Store) int {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(storeDir(st), "msg", "*", "*"))
+	files, inline, err := store.Bodies(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(files)
+	if inlineMax == 0 && inline > 0 {
+		t.Errorf("%d bodies in the index, want none", inline)
+	}
+	return files + inline
 }
 
-func TestFlagsExpungeCopyMove(t *testing.T) {
+func TestFlagsExpungeCopyMove(t *testing.T) { forBodyKinds(t, testFlagsExpungeCopyMove) }
+
+func testFlagsExpungeCopyMove(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t, 0)
 	for i := 1; i <= 5; i++ {
@@ -325,7 +358,9 @@ func TestMailboxOps(t *testing.T) {
 // TestReopenAfterCrash simulates a crash: files that a delivery left before
 // its index commit (a temporary file, a renamed body) must go on the next
 // Open, and committed messages must stay intact.
-func TestReopenAfterCrash(t *testing.T) {
+func TestReopenAfterCrash(t *testing.T) { forBodyKinds(t, testReopenAfterCrash) }
+
+func testReopenAfterCrash(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	st := openStore(t, dir)
@@ -402,7 +437,9 @@ func TestWatch(t *testing.T) {
 // TestConcurrent runs deliveries, flag changes, copies and expunges at once;
 // run it with -race. Every delivered message must end up with a distinct
 // UID, and the counters must match the contents.
-func TestConcurrent(t *testing.T) {
+func TestConcurrent(t *testing.T) { forBodyKinds(t, testConcurrent) }
+
+func testConcurrent(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t, 0)
 	const writers, each = 8, 25
@@ -507,12 +544,19 @@ func BenchmarkMessages10k(b *testing.B) {
 // left that the index does not reference.
 func TestCrashKill(t *testing.T) {
 	if dir := os.Getenv("STORE_CRASH_CHILD"); dir != "" {
-		crashChild(dir)
+		crashChild(dir, os.Getenv("STORE_CRASH_FILES") == "1")
 		return
 	}
+	forBodyKinds(t, testCrashKill)
+}
+
+func testCrashKill(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKill$")
 	cmd.Env = append(os.Environ(), "STORE_CRASH_CHILD="+dir)
+	if inlineMax == 0 {
+		cmd.Env = append(cmd.Env, "STORE_CRASH_FILES=1")
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -567,11 +611,14 @@ func TestCrashKill(t *testing.T) {
 	t.Logf("%d acknowledged, %d committed, all intact", len(acked), len(msgs))
 }
 
-func crashChild(dir string) {
+func crashChild(dir string, files bool) {
 	ctx := context.Background()
 	st, err := store.Open(ctx, dir, nil)
 	if err != nil {
 		panic(err)
+	}
+	if files {
+		store.SetInlineMax(st, 0)
 	}
 	if err := st.EnsureUser(ctx, alice, 0); err != nil {
 		panic(err)

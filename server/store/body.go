@@ -1,0 +1,172 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bodies kept in the index. A message body of up to MaxInlineBody bytes is
+// stored in the index itself, in the transaction that commits its record,
+// rather than in a file of its own: the commit's fsyncs then make durable
+// every body of the group at once, where each file needed its own
+// creation and fsync. Larger bodies, and those of stores written before,
+// stay in files (msg/xx/<blob>).
+//
+//	bodies/<body id, 8 bytes><chunk number, 4 bytes> = chunk bytes
+//
+// Body ids come from the bucket's sequence, so deliveries append at the
+// end of the B+tree and a commit rewrites only its last leaf beside the new
+// pages. A body is cut into chunks of bodyChunk bytes (at least one, maybe
+// empty), so that a leaf page holds a few of them: a body as one value
+// would share its leaf with its neighbours, and each commit would rewrite
+// (and read back) the bodies delivered just before.
+var bucketBodies = []byte("bodies")
+
+// MaxInlineBody is the largest body kept in the index.
+const MaxInlineBody = 128 << 10
+
+// bodyChunk is the size of the values of the bodies bucket: two of them
+// (with their keys and headers) fill a 4 KiB page.
+const bodyChunk = 2000
+
+func bodyKey(id uint64, chunk uint32) []byte {
+	k := make([]byte, 12)
+	binary.BigEndian.PutUint64(k, id)
+	binary.BigEndian.PutUint32(k[8:], chunk)
+	return k
+}
+
+// putBody stores body under a new id, within tx, and returns the id. The
+// bucket keeps references to body until the transaction ends.
+func putBody(tx *bolt.Tx, body []byte) (uint64, error) {
+	b := tx.Bucket(bucketBodies)
+	b.FillPercent = 1 // appends only: full pages
+	id, err := b.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	for chunk := uint32(0); ; chunk++ {
+		n := min(len(body), bodyChunk)
+		if err := b.Put(bodyKey(id, chunk), body[:n]); err != nil {
+			return 0, err
+		}
+		body = body[n:]
+		if len(body) == 0 {
+			return id, nil
+		}
+	}
+}
+
+// bodyKeys returns the keys of body id, in order.
+func bodyKeys(b *bolt.Bucket, id uint64) [][]byte {
+	var keys [][]byte
+	prefix := bodyKey(id, 0)[:8]
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	return keys
+}
+
+// deleteBody removes body id within tx.
+func deleteBody(tx *bolt.Tx, id uint64) error {
+	b := tx.Bucket(bucketBodies)
+	for _, k := range bodyKeys(b, id) {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyBody stores a copy of body id under a new id, within tx.
+func copyBody(tx *bolt.Tx, id uint64, size int64) (uint64, error) {
+	body, err := readBody(tx, id, size)
+	if err != nil {
+		return 0, err
+	}
+	return putBody(tx, body)
+}
+
+// readBody returns a copy of body id, which must be size bytes long; it
+// fails with os.ErrNotExist when there is no such body.
+func readBody(tx *bolt.Tx, id uint64, size int64) ([]byte, error) {
+	if size < 0 || size > MaxInlineBody {
+		return nil, fmt.Errorf("%w: body size %d", errCorrupt, size)
+	}
+	out := make([]byte, 0, size)
+	prefix := bodyKey(id, 0)[:8]
+	c := tx.Bucket(bucketBodies).Cursor()
+	k, v := c.Seek(prefix)
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, os.ErrNotExist
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if int64(len(out)+len(v)) > size {
+			return nil, fmt.Errorf("%w: body %d longer than %d bytes", errCorrupt, id, size)
+		}
+		out = append(out, v...)
+	}
+	if int64(len(out)) != size {
+		return nil, fmt.Errorf("%w: body %d of %d bytes, want %d", errCorrupt, id, len(out), size)
+	}
+	return out, nil
+}
+
+// Body is an open message body (OpenBody).
+type Body interface {
+	io.Reader
+	io.ReaderAt
+	io.Closer
+}
+
+// memBody is a body read from the index.
+type memBody struct{ *bytes.Reader }
+
+func (memBody) Close() error { return nil }
+
+// readAllBody reads r, up to max+1 bytes, into a buffer from bodyBufs.
+// The caller puts the buffer back once done with it.
+func readAllBody(r io.Reader, max int) (*[]byte, error) {
+	bp := bodyBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > max {
+				break
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), max+1)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = buf
+			putBodyBuf(bp)
+			return nil, err
+		}
+		if len(buf) > max {
+			break
+		}
+	}
+	*bp = buf
+	return bp, nil
+}
+
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
+func putBodyBuf(bp *[]byte) {
+	if cap(*bp) > 2*MaxInlineBody {
+		return
+	}
+	*bp = (*bp)[:0]
+	bodyBufs.Put(bp)
+}
