@@ -63,13 +63,16 @@ func putBody(tx *bolt.Tx, body []byte) (uint64, error) {
 	}
 }
 
-// bodyKeys returns the keys of body id, in order.
-func bodyKeys(b *bolt.Bucket, id uint64) [][]byte {
+// bodyKeys returns the keys of body id, in order, and notes the pages
+// read in m.
+func bodyKeys(b *bolt.Bucket, id uint64, m *mappedSpans) [][]byte {
 	var keys [][]byte
 	prefix := bodyKey(id, 0)[:8]
 	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		keys = append(keys, append([]byte(nil), k...))
+		m.add(k)
+		m.add(v)
 	}
 	return keys
 }
@@ -77,7 +80,10 @@ func bodyKeys(b *bolt.Bucket, id uint64) [][]byte {
 // deleteBody removes body id within tx.
 func deleteBody(tx *bolt.Tx, id uint64) error {
 	b := tx.Bucket(bucketBodies)
-	for _, k := range bodyKeys(b, id) {
+	m := newMappedSpans(tx)
+	keys := bodyKeys(b, id, &m)
+	m.drop()
+	for _, k := range keys {
 		if err := b.Delete(k); err != nil {
 			return err
 		}
@@ -107,7 +113,11 @@ func readBody(tx *bolt.Tx, id uint64, size int64) ([]byte, error) {
 	if k == nil || !bytes.HasPrefix(k, prefix) {
 		return nil, os.ErrNotExist
 	}
+	m := newMappedSpans(tx)
+	defer m.drop()
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		m.add(k)
+		m.add(v)
 		if int64(len(out)+len(v)) > size {
 			return nil, fmt.Errorf("%w: body %d longer than %d bytes", errCorrupt, id, size)
 		}

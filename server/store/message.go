@@ -214,7 +214,9 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		}
 		return 0, 0, wrap(err)
 	}
-	if !inline {
+	if inline {
+		s.addedInline(size)
+	} else {
 		s.bodyBytes.Add(size)
 	}
 	s.notify(Change{User: user, MailboxID: mboxID})
@@ -490,6 +492,9 @@ func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32
 	}
 	if len(expunged) > 0 {
 		s.removeBlobs(ctx, blobs)
+		if len(inline) > 0 {
+			s.trimMapping()
+		}
 		s.notify(Change{User: user, MailboxID: mboxID})
 	}
 	return expunged, nil
@@ -576,8 +581,9 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 	}
 	var res CopyResult
 	var srcID, dstID uint64
+	copied := false // bodies in the index
 	err = s.update(ctx, user, func(u *userTx) error {
-		res = CopyResult{}
+		res, copied = CopyResult{}, false
 		sr, sname, err := u.mailbox(src)
 		if err != nil {
 			return err
@@ -617,6 +623,7 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 					return err
 				}
 				size += m.Size
+				copied = true
 			} else {
 				b, ok := links[uid]
 				if !ok {
@@ -684,6 +691,9 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 		}
 	}
 	s.bodyBytes.Add(size)
+	if copied {
+		s.trimMapping()
+	}
 	if len(res.SourceUIDs) > 0 {
 		if move {
 			s.notify(Change{User: user, MailboxID: srcID})

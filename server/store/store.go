@@ -91,10 +91,11 @@ type Store struct {
 	group  *groupCommit // index updates of deliveries
 	logger *slog.Logger
 
-	bodyBytes atomic.Int64                        // of body files
-	inlineMax int                                 // largest body kept in the index (MaxInlineBody)
-	summary   atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
-	dirSync   [256]*dirSyncer                     // one per body directory
+	bodyBytes   atomic.Int64                        // of body files
+	inlineMax   int                                 // largest body kept in the index (MaxInlineBody)
+	inlineSince atomic.Int64                        // bytes of bodies added to the index since trimMapping
+	summary     atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
+	dirSync     [256]*dirSyncer                     // one per body directory
 
 	watchMu  sync.RWMutex
 	watchers map[int]func(Change)
@@ -705,6 +706,9 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 		return fmt.Errorf("delete mailbox %q of %q: %w", name, user, err)
 	}
 	s.removeBlobs(ctx, blobs)
+	if len(inline) > 0 {
+		s.trimMapping()
+	}
 	s.notify(Change{User: user, MailboxID: id})
 	return nil
 }
