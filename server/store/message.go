@@ -128,19 +128,6 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	wrap := func(err error) error {
 		return fmt.Errorf("deliver to %q of %q: %w", mailbox, user, err)
 	}
-	// Refuse early what the commit would refuse, before writing a body.
-	err = s.view(ctx, user, func(u *userTx) error {
-		if _, _, err := u.mailbox(mailbox); err != nil {
-			return err
-		}
-		if u.info.Quota > 0 && u.info.Used >= u.info.Quota {
-			return ErrQuotaExceeded
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, 0, wrap(err)
-	}
 	// A small body goes into the index, in the commit of its record; a
 	// larger one into a file of its own, made durable before that commit.
 	bp, err := readAllBody(ctxReader{ctx, body}, s.inlineMax)
@@ -157,7 +144,19 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		size = int64(len(*bp))
 		err = s.step("inline", "")
 	} else {
-		blob, size, err = s.writeBody(ctx, io.MultiReader(bytes.NewReader(*bp), body), &hc)
+		// Refuse early what the commit would refuse, before writing a file.
+		err = s.view(ctx, user, func(u *userTx) error {
+			if _, _, err := u.mailbox(mailbox); err != nil {
+				return err
+			}
+			if u.info.Quota > 0 && u.info.Used >= u.info.Quota {
+				return ErrQuotaExceeded
+			}
+			return nil
+		})
+		if err == nil {
+			blob, size, err = s.writeBody(ctx, io.MultiReader(bytes.NewReader(*bp), body), &hc)
+		}
 	}
 	if err != nil {
 		return 0, 0, wrap(err)
