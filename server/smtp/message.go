@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -17,22 +18,49 @@ const memSpoolBytes = 1 << 20
 
 // spool holds one received message body for the time of a transaction:
 // in memory when small, else in an unlinked temporary file. Its readers are
-// independent, so deliveries may read it concurrently.
+// independent, so deliveries may read it concurrently; none may be used
+// after Close.
 type spool struct {
 	mem  []byte
+	buf  *[]byte // holds mem, back to spoolBufs at Close
 	f    *os.File
 	size int64
 }
 
+// spoolBufs recycles the memory of spools: one message per connection
+// makes one spool per connection.
+var spoolBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// maxPooledSpool is the largest buffer kept in spoolBufs.
+const maxPooledSpool = 256 << 10
+
+func putSpoolBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledSpool {
+		*bp = (*bp)[:0]
+		spoolBufs.Put(bp)
+	}
+}
+
 func newSpool(dir string, r io.Reader) (*spool, error) {
-	var buf bytes.Buffer
-	n, err := io.CopyN(&buf, r, memSpoolBytes+1)
-	if err == io.EOF {
-		return &spool{mem: buf.Bytes(), size: n}, nil
+	bp := spoolBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for len(buf) <= memSpoolBytes {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), memSpoolBytes+1)])
+		buf = buf[:len(buf)+n]
+		*bp = buf
+		if err == io.EOF {
+			return &spool{mem: buf, buf: bp, size: int64(len(buf))}, nil
+		}
+		if err != nil {
+			putSpoolBuf(bp)
+			return nil, err
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
+	defer putSpoolBuf(bp)
+	n := int64(len(buf))
 	f, err := os.CreateTemp(dir, "smtp-spool-*")
 	if err != nil {
 		return nil, fmt.Errorf("create spool file: %w", err)
@@ -40,7 +68,7 @@ func newSpool(dir string, r io.Reader) (*spool, error) {
 	// Unlink at once: the open file lives until Close, and a crash leaves nothing.
 	os.Remove(f.Name())
 	sp := &spool{f: f}
-	if _, err := f.Write(buf.Bytes()); err != nil {
+	if _, err := f.Write(buf); err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("write spool file: %w", err)
 	}
@@ -104,6 +132,10 @@ func (s *spool) head(n int) []byte {
 }
 
 func (s *spool) Close() error {
+	if s.buf != nil {
+		putSpoolBuf(s.buf)
+		s.buf, s.mem = nil, nil
+	}
 	if s.f != nil {
 		return s.f.Close()
 	}
