@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 
 	"blitiri.com.ar/go/spf"
@@ -200,10 +201,15 @@ func (c *Checker) CheckMessage(ctx context.Context, env smtp.Envelope, msg io.Re
 func (c *Checker) check(ctx context.Context, env smtp.Envelope, msg io.ReaderAt, size int64) (smtp.Verdict, Outcome, error) {
 	var out Outcome
 	var lines []resultLine
-	head := make([]byte, min(size, 256<<10))
+	hp := headBufs.Get().(*[]byte)
+	defer headBufs.Put(hp)
+	if need := int(min(size, maxHead)); cap(*hp) < need {
+		*hp = make([]byte, need)
+	}
+	head := (*hp)[:min(size, maxHead)]
 	n, _ := msg.ReadAt(head, 0)
 	head = head[:n]
-	fields := scanFields(head)
+	fields := scanFields(head) // copies what it keeps
 
 	// iprev (RFC 8601 section 3): forward-confirmed reverse DNS.
 	iprev, name := c.iprev(ctx, env.RemoteIP)
@@ -228,11 +234,15 @@ func (c *Checker) check(ctx context.Context, env smtp.Envelope, msg io.ReaderAt,
 	}
 	lines = append(lines, sl)
 
-	// DKIM (RFC 6376).
-	verifs, derr := msgdkim.VerifyWithOptions(io.NewSectionReader(msg, 0, size), &msgdkim.VerifyOptions{
-		LookupTXT:        func(name string) ([]string, error) { return c.opts.Resolver.LookupTXT(ctx, name) },
-		MaxVerifications: 5,
-	})
+	// DKIM (RFC 6376), unless the whole header has no signature.
+	var verifs []*msgdkim.Verification
+	var derr error
+	if !unsigned(head, fields) {
+		verifs, derr = msgdkim.VerifyWithOptions(io.NewSectionReader(msg, 0, size), &msgdkim.VerifyOptions{
+			LookupTXT:        func(name string) ([]string, error) { return c.opts.Resolver.LookupTXT(ctx, name) },
+			MaxVerifications: 5,
+		})
+	}
 	if derr != nil && len(verifs) == 0 {
 		lines = append(lines, resultLine{method: "dkim", value: "permerror", comment: derr.Error()})
 		out.DKIM = "permerror"
@@ -402,6 +412,28 @@ func (c *Checker) iprev(ctx context.Context, ip net.IP) (string, string) {
 		return "temperror", ""
 	}
 	return "fail", ""
+}
+
+// maxHead bounds the part of a message whose header fields are examined.
+const maxHead = 256 << 10
+
+// headBufs holds the buffers the start of each message is read into (at
+// most maxHead bytes each).
+var headBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// unsigned reports whether fields, scanned from head, are the whole header
+// (an empty line follows them) and none is a DKIM-Signature: the verifier
+// would then only find nothing to verify (dkim=none).
+func unsigned(head []byte, fields []field) bool {
+	var end int64
+	for _, f := range fields {
+		if strings.EqualFold(strings.TrimSpace(f.name), "DKIM-Signature") {
+			return false
+		}
+		end = f.end
+	}
+	rest := head[end:]
+	return bytes.HasPrefix(rest, []byte("\r\n")) || bytes.HasPrefix(rest, []byte("\n"))
 }
 
 // field is one header field of a message.
