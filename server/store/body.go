@@ -63,16 +63,13 @@ func putBody(tx *bolt.Tx, body []byte) (uint64, error) {
 	}
 }
 
-// bodyKeys returns the keys of body id, in order, and notes the pages
-// read in m.
-func bodyKeys(b *bolt.Bucket, id uint64, m *mappedSpans) [][]byte {
+// bodyKeys returns the keys of body id, in order.
+func bodyKeys(b *bolt.Bucket, id uint64) [][]byte {
 	var keys [][]byte
 	prefix := bodyKey(id, 0)[:8]
 	c := b.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		keys = append(keys, append([]byte(nil), k...))
-		m.add(k)
-		m.add(v)
 	}
 	return keys
 }
@@ -80,10 +77,7 @@ func bodyKeys(b *bolt.Bucket, id uint64, m *mappedSpans) [][]byte {
 // deleteBody removes body id within tx.
 func deleteBody(tx *bolt.Tx, id uint64) error {
 	b := tx.Bucket(bucketBodies)
-	m := newMappedSpans(tx)
-	keys := bodyKeys(b, id, &m)
-	m.drop()
-	for _, k := range keys {
+	for _, k := range bodyKeys(b, id) {
 		if err := b.Delete(k); err != nil {
 			return err
 		}
@@ -113,11 +107,7 @@ func readBody(tx *bolt.Tx, id uint64, size int64) ([]byte, error) {
 	if k == nil || !bytes.HasPrefix(k, prefix) {
 		return nil, os.ErrNotExist
 	}
-	m := newMappedSpans(tx)
-	defer m.drop()
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		m.add(k)
-		m.add(v)
 		if int64(len(out)+len(v)) > size {
 			return nil, fmt.Errorf("%w: body %d longer than %d bytes", errCorrupt, id, size)
 		}

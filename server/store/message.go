@@ -214,7 +214,7 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		return 0, 0, wrap(err)
 	}
 	if inline {
-		s.addedInline(size)
+		s.countInline(&s.inlineWritten, size)
 	} else {
 		s.bodyBytes.Add(size)
 	}
@@ -307,6 +307,7 @@ func (s *Store) OpenBody(ctx context.Context, m Message) (Body, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open message %d: %w", m.UID, err)
 		}
+		s.countInline(&s.inlineRead, int64(len(b)))
 		return memBody{bytes.NewReader(b)}, nil
 	}
 	f, err := openFile(s.blobPath(m.blob), os.O_RDONLY, 0)

@@ -91,11 +91,12 @@ type Store struct {
 	group  *groupCommit // index updates of deliveries
 	logger *slog.Logger
 
-	bodyBytes   atomic.Int64                        // of body files
-	inlineMax   int                                 // largest body kept in the index (MaxInlineBody)
-	inlineSince atomic.Int64                        // bytes of bodies added to the index since trimMapping
-	summary     atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
-	dirSync     [256]*dirSyncer                     // one per body directory
+	bodyBytes     atomic.Int64                        // of body files
+	inlineMax     int                                 // largest body kept in the index (MaxInlineBody)
+	inlineWritten atomic.Int64                        // bytes of bodies put in the index, and
+	inlineRead    atomic.Int64                        // read from it, since trimMapping (mapped.go)
+	summary       atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
+	dirSync       [256]*dirSyncer                     // one per body directory
 
 	watchMu  sync.RWMutex
 	watchers map[int]func(Change)

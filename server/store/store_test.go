@@ -643,3 +643,40 @@ func crashChild(dir string, files bool) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkOpenBody reads 10 KiB bodies, as FETCH BODY[] does, kept in
+// the index and in files.
+func BenchmarkOpenBody(b *testing.B) {
+	for _, k := range []struct {
+		name string
+		max  int
+	}{{"index", store.MaxInlineBody}, {"files", 0}} {
+		b.Run(k.name, func(b *testing.B) {
+			st := newStore(b, 0)
+			store.SetInlineMax(st, k.max)
+			body := bytes.Repeat([]byte("0123456789abcdef"), 640)
+			for i := 0; i < 1000; i++ {
+				if _, err := st.Deliver(context.Background(), alice, "", bytes.NewReader(body), nil, time.Time{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			_, msgs, err := st.Messages(context.Background(), alice, "INBOX")
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 32<<10)
+			b.SetBytes(int64(len(body)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				f, err := st.OpenBody(context.Background(), msgs[i%len(msgs)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyBuffer(io.Discard, f, buf); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		})
+	}
+}
