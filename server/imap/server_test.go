@@ -860,10 +860,10 @@ func TestConcurrentSessions(t *testing.T) {
 // BenchmarkMailbox10k measures, on one mailbox of 10 000 messages like
 // those of ../shared/bench (distinct subjects), what a client does when it
 // opens a big mailbox (UID, FLAGS, size, date; envelopes), downloads it
-// (BODY.PEEK[] by 1000), and searches it (SUBJECT, UNSEEN). The client
-// logs in over plaintext loopback, as the shared bench does, and only
-// counts the bytes of the answers (no parsing), so that the figures are
-// the server's.
+// (BODY.PEEK[] by 1000), and searches it (SUBJECT, UNSEEN, BODY; and the
+// three with 4 clients at once, SearchPhase4). The client logs in over
+// plaintext loopback, as the shared bench does, and only counts the bytes
+// of the answers (no parsing), so that the figures are the server's.
 func BenchmarkMailbox10k(b *testing.B) {
 	env := newEnv(b, 0)
 	const n = 10000
@@ -883,46 +883,8 @@ func BenchmarkMailbox10k(b *testing.B) {
 		}()
 	}
 	wg.Wait()
-	c, err := net.Dial("tcp", env.plainAddr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReaderSize(c, 64<<10)
-	br.ReadString('\n')
-	tagN := 0
-	// run sends a command and reads its answer up to the tagged OK,
-	// skipping literals; it returns the bytes read and the answer's lines.
-	run := func(b *testing.B, command string) (int64, int) {
-		tagN++
-		tag := fmt.Sprintf("t%d", tagN)
-		fmt.Fprintf(c, "%s %s\r\n", tag, command)
-		var total int64
-		lines := 0
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				b.Fatalf("%s: %v", command, err)
-			}
-			total += int64(len(line))
-			lines++
-			if bytes.HasPrefix(line, []byte(tag+" ")) {
-				if !bytes.HasPrefix(line, []byte(tag+" OK")) {
-					b.Fatalf("%s: %s", command, line)
-				}
-				return total, lines
-			}
-			if m := literalEnd.FindSubmatch(line); m != nil {
-				size, _ := strconv.ParseInt(string(m[1]), 10, 64)
-				if _, err := br.Discard(int(size)); err != nil {
-					b.Fatal(err)
-				}
-				total += size
-			}
-		}
-	}
-	run(b, "LOGIN "+alice+" "+alicePW)
-	run(b, "SELECT INBOX")
+	bc := dialBench(b, env)
+	run := bc.run
 	for _, bm := range []struct{ name, command string }{
 		{"FetchMeta", "FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)"},
 		{"FetchEnvelope", "FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE)"},
@@ -956,6 +918,121 @@ func BenchmarkMailbox10k(b *testing.B) {
 			b.SetBytes(total)
 		}
 	})
+	// The store and search phases of the shared bench with 4 clients:
+	// together, each runs the phase's commands in turn. In the search
+	// phase, SUBJECT, UNSEEN, then BODY (a scan of every body), so that
+	// one client's UNSEEN runs beside the others' scans. Reported: the
+	// median time of each command over clients and iterations.
+	var cs []*benchClient // opened after the benchmarks of one client
+	clients := func() []*benchClient {
+		for len(cs) < 4 {
+			cs = append(cs, dialBench(b, env))
+		}
+		return cs
+	}
+	b.Run("StorePhase4", func(b *testing.B) {
+		runPhase(b, clients(), []benchCommand{
+			{"store", `STORE 1:* +FLAGS.SILENT (\Flagged)`},
+			{"unstore", `STORE 1:* -FLAGS.SILENT (\Flagged)`},
+		})
+	})
+	b.Run("SearchPhase4", func(b *testing.B) {
+		runPhase(b, clients(), []benchCommand{
+			{"subject", `SEARCH SUBJECT "bench message 4242"`},
+			{"unseen", "SEARCH UNSEEN"},
+			{"body", `SEARCH BODY "needle4242"`},
+		})
+	})
+}
+
+type benchCommand struct{ name, command string }
+
+// runPhase runs commands on every client at once, each client in turn,
+// and reports the median time of each command, in ms.
+func runPhase(b *testing.B, cs []*benchClient, commands []benchCommand) {
+	times := make([][]time.Duration, len(commands))
+	for b.Loop() {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, c := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i, cmd := range commands {
+					t0 := time.Now()
+					c.run(b, cmd.command)
+					d := time.Since(t0)
+					mu.Lock()
+					times[i] = append(times[i], d)
+					mu.Unlock()
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	for i, cmd := range commands {
+		slices.Sort(times[i])
+		b.ReportMetric(float64(times[i][len(times[i])/2])/1e6, cmd.name+"-ms")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// benchClient is a plaintext loopback IMAP client, logged in as alice
+// with INBOX selected, that only counts the bytes of the answers.
+type benchClient struct {
+	c    net.Conn
+	br   *bufio.Reader
+	tagN int
+}
+
+func dialBench(b *testing.B, env *testEnv) *benchClient {
+	c, err := net.Dial("tcp", env.plainAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	bc := &benchClient{c: c, br: bufio.NewReaderSize(c, 64<<10)}
+	bc.br.ReadString('\n')
+	bc.run(b, "LOGIN "+alice+" "+alicePW)
+	bc.run(b, "SELECT INBOX")
+	return bc
+}
+
+// run sends a command and reads its answer up to the tagged OK, skipping
+// literals; it returns the bytes read and the answer's lines. Errors are
+// reported with b.Error (it may run on other goroutines).
+func (bc *benchClient) run(b *testing.B, command string) (int64, int) {
+	bc.tagN++
+	tag := fmt.Sprintf("t%d", bc.tagN)
+	fmt.Fprintf(bc.c, "%s %s\r\n", tag, command)
+	var total int64
+	lines := 0
+	for {
+		line, err := bc.br.ReadSlice('\n')
+		if err != nil {
+			b.Errorf("%s: %v", command, err)
+			return total, lines
+		}
+		total += int64(len(line))
+		lines++
+		if bytes.HasPrefix(line, []byte(tag+" ")) {
+			if !bytes.HasPrefix(line, []byte(tag+" OK")) {
+				b.Errorf("%s: %s", command, line)
+			}
+			return total, lines
+		}
+		if m := literalEnd.FindSubmatch(line); m != nil {
+			size, _ := strconv.ParseInt(string(m[1]), 10, 64)
+			if _, err := bc.br.Discard(int(size)); err != nil {
+				b.Errorf("%s: %v", command, err)
+				return total, lines
+			}
+			total += size
+		}
+	}
 }
 
 var literalEnd = regexp.MustCompile(`\{(\d+)\}\r\n$`)
