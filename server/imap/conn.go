@@ -338,15 +338,17 @@ var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkSize); retur
 
 // cork gathers the output in big writes until uncork, or the tagged
 // response that ends the command, which write what is left: for commands
-// whose answer is one response per message.
-func (c *conn) cork() {
+// whose answer is one response per message. It reports whether it corked
+// (false: already corked).
+func (c *conn) cork() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.corked {
-		return
+		return false
 	}
 	c.corked = true
 	c.cbuf = (*corkPool.Get().(*[]byte))[:0]
+	return true
 }
 
 func (c *conn) uncork() error {

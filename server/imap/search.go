@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"mime"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	goimap "github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
@@ -92,15 +94,38 @@ func addressList(mh mail.Header, key string) []goimap.Address {
 
 // lazyMessage reads a message body only when a search key needs it.
 type lazyMessage struct {
-	s       *session
-	m       store.Message
-	hdr     []byte // header cached in the index, or nil
-	flat    []byte // see mayMatchHeader
-	scratch []byte // memory for flat, handed from message to message
-	body    []byte
-	loaded  bool
+	s      *session
+	m      store.Message
+	hdr    []byte // header cached in the index, or nil
+	flat   []byte // see mayMatchHeader
+	sc     *scanState
+	body   []byte
+	loaded bool
+	// text and kind: see plainText; kind is textUnparsed until then.
+	text []byte
+	kind textKind
 }
 
+// scanState is the memory that the messages of one SEARCH hand on from
+// message to message.
+type scanState struct {
+	flat []byte // lowered header, see mayMatchHeader
+	body []byte // message file, see bytes
+	rd   bytes.Reader
+	br   *bufio.Reader
+	// The last pattern lowered by containsFold.
+	pattern, lowered string
+}
+
+func (l *lazyMessage) state() *scanState {
+	if l.sc == nil {
+		l.sc = &scanState{}
+	}
+	return l.sc
+}
+
+// bytes returns the message as stored. It is valid until the next message
+// of the search is read.
 func (l *lazyMessage) bytes() []byte {
 	if !l.loaded {
 		l.loaded = true
@@ -109,9 +134,25 @@ func (l *lazyMessage) bytes() []byte {
 			return nil
 		}
 		defer f.Close()
-		l.body, _ = io.ReadAll(f)
+		l.body = readBody(f, l.m.Size, &l.state().body)
 	}
 	return l.body
+}
+
+// readBody reads a message of size bytes (its RFC822.SIZE, what FETCH
+// BODY[] sends) into *buf, grown as needed and kept for the next message:
+// one read(2) per message where io.ReadAll makes several, each message in
+// a buffer of its own.
+func readBody(r io.Reader, size int64, buf *[]byte) []byte {
+	if size <= 0 {
+		return nil
+	}
+	if int64(cap(*buf)) < size {
+		*buf = make([]byte, size)
+	}
+	b := (*buf)[:size]
+	n, _ := io.ReadFull(r, b)
+	return b[:n]
 }
 
 func (l *lazyMessage) header() mail.Header {
@@ -154,8 +195,9 @@ func (l *lazyMessage) mayMatchHeader(pattern string) bool {
 		if bytes.Contains(l.hdr, []byte("=?")) {
 			l.flat = []byte{} // always parse
 		} else {
-			l.flat = flatten(l.scratch[:0], l.hdr)
-			l.scratch = l.flat
+			sc := l.state()
+			l.flat = flatten(sc.flat[:0], l.hdr)
+			sc.flat = l.flat
 		}
 	}
 	if len(l.flat) == 0 {
@@ -172,7 +214,290 @@ func (l *lazyMessage) entity() *gomessage.Entity {
 	return e
 }
 
-func (l *lazyMessage) close() { l.body, l.flat = nil, nil }
+// textKind says what plainText found.
+type textKind uint8
+
+const (
+	textUnparsed textKind = iota // plainText not called yet
+	textMIME                     // the MIME structure must be parsed
+	textPlain                    // one text part, stored as sent
+	textNone                     // one part that is not text
+)
+
+// maxPlainHeader bounds the header of messages that plainText reads (well
+// within go-message's 1 MiB limit, beyond which it reads no message).
+const maxPlainHeader = 512 << 10
+
+// maxSearchedText is how much of a part matchEntity searches.
+const maxSearchedText = 32 << 20
+
+// plainText tells, without go-message's MIME parsing, the common case of
+// a message that is one text part stored as sent: no multipart type, a
+// Content-Transfer-Encoding of 7bit, 8bit or binary (or none), and a
+// charset (of text/*) that is US-ASCII or UTF-8 (or none). The text that
+// matchEntity would search is then the body as stored. textNone: the
+// message is one part of another type, which BODY and TEXT do not search.
+// The header is read by go-message's own textproto.ReadHeader, the
+// Content-Type parsed as go-message does, so both agree on the header;
+// everything else (textMIME) goes through go-message.
+func (l *lazyMessage) plainText() ([]byte, textKind) {
+	if l.kind != textUnparsed {
+		return l.text, l.kind
+	}
+	l.text, l.kind = nil, textMIME
+	msg := l.bytes()
+	end, contentType, encoding, ok := scanHeader(msg)
+	if !ok {
+		sc := l.state()
+		sc.rd.Reset(msg)
+		if sc.br == nil {
+			sc.br = bufio.NewReader(&sc.rd)
+		} else {
+			sc.br.Reset(&sc.rd)
+		}
+		h, err := textproto.ReadHeader(sc.br)
+		end = len(msg) - sc.rd.Len() - sc.br.Buffered()
+		sc.rd.Reset(nil)
+		if err != nil || end > maxPlainHeader {
+			return nil, l.kind
+		}
+		contentType, encoding = h.Get("Content-Type"), h.Get("Content-Transfer-Encoding")
+	}
+	mediaType, params := "text/plain", map[string]string(nil)
+	if contentType != "" {
+		var err error
+		if mediaType, params, err = mime.ParseMediaType(contentType); err != nil {
+			return nil, l.kind
+		}
+	}
+	text := strings.HasPrefix(mediaType, "text/")
+	switch {
+	case strings.HasPrefix(mediaType, "multipart/"):
+		return nil, l.kind
+	case !text && !strings.HasPrefix(mediaType, "message/"):
+		l.kind = textNone
+		return nil, l.kind
+	}
+	switch strings.ToLower(encoding) {
+	case "", "7bit", "8bit", "binary":
+	default:
+		return nil, l.kind
+	}
+	if cs, ok := params["charset"]; ok && text {
+		if cs = strings.ToLower(cs); cs != "utf-8" && cs != "us-ascii" {
+			return nil, l.kind
+		}
+	}
+	if len(msg)-end > maxSearchedText {
+		return nil, l.kind
+	}
+	l.text, l.kind = msg[end:], textPlain
+	return l.text, l.kind
+}
+
+// scanHeader finds in msg, as textproto.ReadHeader would, the end of the
+// header (past its empty line) and the values of Content-Type and
+// Content-Transfer-Encoding ("" when absent), without making a Header.
+// ok is false, and ReadHeader must be asked, for anything unusual: a CR
+// but before LF, a line without a colon or with an empty or invalid key,
+// one of the two fields twice, no empty line within maxPlainHeader bytes.
+func scanHeader(msg []byte) (end int, contentType, encoding string, ok bool) {
+	if len(msg) > 0 && (msg[0] == ' ' || msg[0] == '\t') {
+		return 0, "", "", false
+	}
+	var ct, cte []byte // raw values: from the colon to the end of the field
+	var cur *[]byte    // the field being read, if one of the two
+	for i := 0; ; {
+		j := bytes.IndexByte(msg[i:], '\n')
+		if j < 0 || i+j > maxPlainHeader {
+			return 0, "", "", false
+		}
+		line := bytes.TrimSuffix(msg[i:i+j], []byte("\r"))
+		if bytes.IndexByte(line, '\r') >= 0 {
+			return 0, "", "", false
+		}
+		next := i + j + 1
+		switch {
+		case len(line) == 0:
+			if ct != nil {
+				contentType = unfold(ct)
+			}
+			if cte != nil {
+				encoding = unfold(cte)
+			}
+			return next, contentType, encoding, true
+		case line[0] == ' ' || line[0] == '\t':
+			if cur != nil {
+				*cur = (*cur)[:len(*cur)+j+1] // through this line's LF
+			}
+		default:
+			colon := bytes.IndexByte(line, ':')
+			if colon < 0 {
+				return 0, "", "", false
+			}
+			key := bytes.Trim(line[:colon], " \t")
+			if len(key) == 0 {
+				return 0, "", "", false
+			}
+			for _, c := range key {
+				if c < 33 || c > 126 {
+					return 0, "", "", false
+				}
+			}
+			cur = nil
+			switch {
+			case bytes.EqualFold(key, []byte("Content-Type")):
+				cur = &ct
+			case bytes.EqualFold(key, []byte("Content-Transfer-Encoding")):
+				cur = &cte
+			}
+			if cur != nil {
+				if *cur != nil {
+					return 0, "", "", false
+				}
+				*cur = msg[i+colon+1 : next]
+			}
+		}
+		i = next
+	}
+}
+
+// unfold returns a field's value as go-message's textproto reads it: its
+// lines trimmed of CR, spaces and tabs, the empty ones left out, joined by
+// one space.
+func unfold(raw []byte) string {
+	var b []byte
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		line = bytes.Trim(bytes.TrimSuffix(line, []byte("\r")), " \t")
+		if len(line) == 0 {
+			continue
+		}
+		if len(b) > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, line...)
+	}
+	return string(b)
+}
+
+// matchBody is matchEntity(l.entity(), pattern, false), the BODY key,
+// without go-message for the messages that plainText tells.
+func (l *lazyMessage) matchBody(pattern string) bool {
+	if pattern == "" {
+		return true
+	}
+	switch text, kind := l.plainText(); kind {
+	case textNone:
+		return false
+	case textPlain:
+		if found, ok := containsFold(l.state(), text, pattern); ok {
+			return found
+		}
+	}
+	return matchEntity(l.entity(), pattern, false)
+}
+
+// foldsToASCII are the UTF-8 encodings of the only characters beyond
+// ASCII whose lower case (unicode.ToLower) is ASCII: U+0130 and U+212A.
+var foldsToASCII = [][]byte{[]byte("\u0130"), []byte("\u212a")}
+
+// containsFold reports whether text contains pattern as matchEntity
+// compares them: both lowered by bytes.ToLower. ok is false when that
+// needs more than ASCII case folding: a pattern beyond ASCII, or a text
+// with one of foldsToASCII. Otherwise the bytes beyond ASCII, which
+// bytes.ToLower may change (or replace, when not UTF-8), can only match
+// bytes beyond ASCII: none are in the pattern.
+func containsFold(sc *scanState, text []byte, pattern string) (found, ok bool) {
+	if sc.pattern != pattern || sc.lowered == "" {
+		for i := 0; i < len(pattern); i++ {
+			if pattern[i] >= utf8.RuneSelf {
+				return false, false
+			}
+		}
+		sc.pattern, sc.lowered = pattern, strings.ToLower(pattern)
+	}
+	for _, f := range foldsToASCII {
+		if bytes.Contains(text, f) {
+			return false, false
+		}
+	}
+	return indexFoldASCII(text, sc.lowered) >= 0, true
+}
+
+// indexFoldASCII returns the index of the first instance of p in s, ASCII
+// letters in any case, or -1. p is in lower case and not empty. The search
+// skips with IndexByte to a byte of p that is not a letter (the same in
+// both cases), or else to either case of its first letter.
+func indexFoldASCII(s []byte, p string) int {
+	k := -1
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 'a' || c > 'z' {
+			k = i
+			break
+		}
+	}
+	if k >= 0 {
+		for i := k; i < len(s); i++ {
+			j := bytes.IndexByte(s[i:], p[k])
+			if j < 0 {
+				return -1
+			}
+			i += j
+			start := i - k
+			if start+len(p) > len(s) {
+				return -1
+			}
+			if equalFoldASCII(s[start:start+len(p)], p) {
+				return start
+			}
+		}
+		return -1
+	}
+	lower, upper := p[0], p[0]-'a'+'A'
+	next := func(c byte, from int) int {
+		if j := bytes.IndexByte(s[from:], c); j >= 0 {
+			return from + j
+		}
+		return -1
+	}
+	nl, nu := next(lower, 0), next(upper, 0)
+	for nl >= 0 || nu >= 0 {
+		var i int
+		if nu < 0 || (nl >= 0 && nl < nu) {
+			i, nl = nl, next(lower, nl+1)
+		} else {
+			i, nu = nu, next(upper, nu+1)
+		}
+		if i+len(p) > len(s) {
+			return -1
+		}
+		if equalFoldASCII(s[i:i+len(p)], p) {
+			return i
+		}
+	}
+	return -1
+}
+
+// equalFoldASCII reports whether a equals p, which is in lower case, with
+// ASCII letters of a in any case.
+func equalFoldASCII(a []byte, p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := a[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != p[i] {
+			return false
+		}
+	}
+	return true
+}
 
 // flatten appends to dst the lines of hdr, trimmed of spaces and tabs,
 // without the empty ones, joined by one space, in lower case.
@@ -275,7 +600,7 @@ func matchCriteria(l *lazyMessage, seq uint32, c *goimap.SearchCriteria) bool {
 		}
 	}
 	for _, body := range c.Body {
-		if !matchEntity(l.entity(), body, false) {
+		if !l.matchBody(body) {
 			return false
 		}
 	}

@@ -1,13 +1,17 @@
 package imap
 
 import (
+	"bufio"
 	"bytes"
 	"reflect"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/mailctl/mailctl/server/store"
 )
@@ -146,4 +150,93 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzBodySearch: the BODY key gives the same answer without go-message
+// (plainText, containsFold) as through it (matchEntity).
+func FuzzBodySearch(f *testing.F) {
+	f.Add([]byte("Subject: x\r\n\r\nHello needle4242 World\r\n"), "NEEDLE4242")
+	f.Add([]byte("Subject: x\r\n\r\nHello World\r\n"), "world")
+	f.Add([]byte("Subject: x\r\n\r\nHello W\r\norld\r\n"), "wORLD")
+	f.Add([]byte("Content-Type: text/plain; charset=UTF-8\r\n\r\ncaf\xc3\xa9 \xe2\x84\xaaelvin\r\n"), "kelvin")
+	f.Add([]byte("Content-Type: text/plain\r\n\r\n\xc4\xb0stanbul\r\n"), "istanbul")
+	f.Add([]byte("Content-Type: text/plain\r\n\r\n\xff\xfeabc\r\n"), "abc")
+	f.Add([]byte("Content-Type: text/plain; charset=iso-8859-1\r\n\r\ncaf\xe9\r\n"), "caf")
+	f.Add([]byte("Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nne=\r\nedle\r\n"), "needle")
+	f.Add([]byte("Content-Type: image/png\r\n\r\nneedle\r\n"), "needle")
+	f.Add([]byte("Content-Type: message/rfc822\r\n\r\nSubject: y\r\n\r\nneedle\r\n"), "needle")
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nneedle\r\n--x--\r\n"), "needle")
+	f.Add([]byte("Content-Type: bad;;\r\n\r\nneedle\r\n"), "needle")
+	f.Add([]byte("no header at all, needle"), "needle")
+	f.Add([]byte("\r\nneedle"), "NEEDLE")
+	f.Add([]byte("Subject: x\r\n\r\nzzZz"), "zz")
+	f.Add([]byte("Subject: x\r\n\r\n"), "")
+	f.Add([]byte("Content-Type: text/plain;\r\n\tcharset=\"utf-8\"\r\nSubject: x\r\n\r\nneedle"), "needle")
+	f.Add([]byte("content-type :  text/plain  \r\n \r\n  ; charset=us-ascii\r\nContent-Transfer-Encoding: 8BIT\r\n\r\nNeedle"), "needle")
+	f.Add([]byte("Content-Type: text/plain\r\nContent-Type: text/html\r\n\r\nneedle"), "needle")
+	f.Add([]byte("Content-Type: text/plain\r\r\n\r\nneedle"), "needle")
+	f.Add([]byte("Subject: x\n\nneedle"), "needle")
+	f.Add([]byte("Subject: x\r\n"), "x")
+	f.Add([]byte(": x\r\n\r\nneedle"), "needle")
+	f.Fuzz(func(t *testing.T, body []byte, pattern string) {
+		m := store.Message{UID: 1, Size: int64(len(body)), InternalDate: time.Now()}
+		fast := &lazyMessage{m: m, body: body, loaded: true}
+		slow := &lazyMessage{m: m, body: body, loaded: true}
+		got := fast.matchBody(pattern)
+		want := matchEntity(slow.entity(), pattern, false)
+		if got != want {
+			_, kind := fast.plainText()
+			t.Errorf("BODY %q: %v, go-message %v (plainText kind %d)", pattern, got, want, kind)
+		}
+		if end, ct, cte, ok := scanHeader(body); ok {
+			rd := bytes.NewReader(body)
+			br := bufio.NewReader(rd)
+			h, err := textproto.ReadHeader(br)
+			wantEnd := len(body) - rd.Len() - br.Buffered()
+			if err != nil || end != wantEnd || ct != h.Get("Content-Type") || cte != h.Get("Content-Transfer-Encoding") {
+				t.Errorf("scanHeader: %d %q %q, textproto.ReadHeader %d %q %q (%v)", end, ct, cte, wantEnd, h.Get("Content-Type"), h.Get("Content-Transfer-Encoding"), err)
+			}
+		}
+		if c := (&goimap.SearchCriteria{Body: []string{pattern}}); matchCriteria(&lazyMessage{m: m, body: body, loaded: true}, 1, c) != want {
+			t.Errorf("SEARCH BODY %q: not %v", pattern, want)
+		}
+	})
+}
+
+// TestFoldsToASCII: foldsToASCII lists every character beyond ASCII whose
+// lower case is ASCII, which containsFold relies on.
+func TestFoldsToASCII(t *testing.T) {
+	var got [][]byte
+	for r := rune(utf8.RuneSelf); r <= unicode.MaxRune; r++ {
+		if unicode.ToLower(r) < utf8.RuneSelf {
+			got = append(got, []byte(string(r)))
+		}
+	}
+	if !reflect.DeepEqual(got, foldsToASCII) {
+		t.Errorf("characters folding to ASCII: %q, foldsToASCII %q", got, foldsToASCII)
+	}
+}
+
+func TestIndexFoldASCII(t *testing.T) {
+	for _, tc := range []struct {
+		s, p string
+		want int
+	}{
+		{"Hello needle4242 x", "needle4242", 6},
+		{"Hello NEEDLE4242", "needle4242", 6},
+		{"needle424", "needle4242", -1},
+		{"4242 needle4242", "needle4242", 5},
+		{"xx4242", "4242", 2},
+		{"aAbBaB", "ab", 1},
+		{"aAxBaB", "ab", 4},
+		{"Zzz", "zz", 0},
+		{"xZ", "zz", -1},
+		{"", "a", -1},
+		{"a-b", "-", 1},
+		{"ab", "abc", -1},
+	} {
+		if got := indexFoldASCII([]byte(tc.s), tc.p); got != tc.want {
+			t.Errorf("indexFoldASCII(%q, %q) = %d, want %d", tc.s, tc.p, got, tc.want)
+		}
+	}
 }

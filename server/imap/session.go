@@ -369,9 +369,18 @@ func (s *session) Append(mailbox string, r goimap.LiteralReader, options *goimap
 	return &goimap.AppendData{UID: goimap.UID(uid), UIDValidity: uidValidity}, nil
 }
 
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
 	if s.view == nil {
 		return nil
+	}
+	// The updates (after another session's STORE 1:*, a FETCH FLAGS per
+	// message: one write(2) each otherwise) go out in big writes.
+	if s.conn.cork() {
+		defer func() {
+			if uerr := s.conn.uncork(); err == nil {
+				err = uerr
+			}
+		}()
 	}
 	return s.view.poll(w, allowExpunge)
 }
@@ -735,53 +744,62 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 	v := s.view
 	v.sm.mu.Lock()
 	s.staticCriteria(criteria)
-	all := make([]item, 0, len(v.sm.msgs))
-	for i, m := range v.sm.msgs {
-		seq := uint32(i) + 1
-		all = append(all, item{seq: seq, clientSeq: v.clientSeqLocked(seq), msg: m})
+	// The server view's list is replaced, never changed in place: this
+	// one stays as it is without the lock.
+	msgs := v.sm.msgs
+	var cseqs []uint32 // nil: the client numbers the messages as msgs does
+	if v.shape != v.sm.shape {
+		cseqs = make([]uint32, len(msgs))
+		for i := range msgs {
+			cseqs[i] = v.clientSeqLocked(uint32(i) + 1)
+		}
 	}
 	v.sm.mu.Unlock()
 
 	var hdrs [][]byte
 	if needsHeader(criteria) {
-		uids := make([]uint32, len(all))
-		for i, it := range all {
-			uids[i] = it.msg.UID
+		uids := make([]uint32, len(msgs))
+		for i := range msgs {
+			uids[i] = msgs[i].UID
 		}
 		var err error
 		if hdrs, err = s.srv.st.Headers(s.ctx, s.user, v.sm.key.id, uids); err != nil {
 			return nil, s.imapError(err)
 		}
 	}
-	var scratch []byte // reused by the messages' mayMatchHeader
+	sc := &scanState{}
+	var lm lazyMessage
 	wantUIDs := kind == imapserver.NumKindUID || options.ReturnSave
 	var data goimap.SearchData
 	var seqSet goimap.SeqSet
 	var uidSet goimap.UIDSet
-	for i, it := range all {
-		lm := &lazyMessage{s: s, m: it.msg, scratch: scratch}
+	for i := range msgs {
+		m := &msgs[i]
+		cseq := uint32(i) + 1
+		if cseqs != nil {
+			cseq = cseqs[i]
+		}
+		lm = lazyMessage{s: s, m: *m, sc: sc}
 		if hdrs != nil {
 			lm.hdr = hdrs[i]
 		}
-		ok := matchCriteria(lm, it.clientSeq, criteria)
-		lm.close()
-		scratch = lm.scratch
-		if !ok {
+		if !matchCriteria(&lm, cseq, criteria) {
 			continue
 		}
+		// Numbers ascend: each extends the last range or starts one.
 		if wantUIDs {
-			uidSet.AddNum(goimap.UID(it.msg.UID))
+			uidSet = appendUID(uidSet, goimap.UID(m.UID))
 		}
 		var num uint32
 		switch kind {
 		case imapserver.NumKindSeq:
-			if it.clientSeq == 0 {
+			if cseq == 0 {
 				continue
 			}
-			seqSet.AddNum(it.clientSeq)
-			num = it.clientSeq
+			seqSet = appendSeq(seqSet, cseq)
+			num = cseq
 		case imapserver.NumKindUID:
-			num = it.msg.UID
+			num = m.UID
 		}
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
@@ -800,6 +818,25 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		v.searchRes = uidSet
 	}
 	return &data, nil
+}
+
+// appendSeq adds n, greater than every number of set, to set, as
+// set.AddNum(n) does, without its search and deferred calls per number.
+func appendSeq(set goimap.SeqSet, n uint32) goimap.SeqSet {
+	if k := len(set); k > 0 && set[k-1].Stop+1 == n {
+		set[k-1].Stop = n
+		return set
+	}
+	return append(set, goimap.SeqRange{Start: n, Stop: n})
+}
+
+// appendUID is appendSeq for UIDs.
+func appendUID(set goimap.UIDSet, n goimap.UID) goimap.UIDSet {
+	if k := len(set); k > 0 && set[k-1].Stop+1 == n {
+		set[k-1].Stop = n
+		return set
+	}
+	return append(set, goimap.UIDRange{Start: n, Stop: n})
 }
 
 // staticCriteria resolves "*" and "$" in the criteria's number sets.
