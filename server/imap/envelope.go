@@ -2,6 +2,7 @@ package imap
 
 import (
 	"encoding/binary"
+	"sync"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -103,7 +104,7 @@ func decodeEnvelope(b []byte) (env *goimap.Envelope, ok bool) {
 		if off < -24*3600 || off > 24*3600 {
 			return nil, false
 		}
-		env.Date = time.Unix(sec, 0).In(time.FixedZone("", int(off)))
+		env.Date = time.Unix(sec, 0).In(fixedZone(int(off)))
 	default:
 		return nil, false
 	}
@@ -129,4 +130,20 @@ func decodeEnvelope(b []byte) (env *goimap.Envelope, ok bool) {
 		return nil, false
 	}
 	return env, true
+}
+
+// zones holds the *time.Location of the offsets that decodeEnvelope met,
+// whole quarters of an hour (every zone in use, at most 193 of them):
+// time.FixedZone makes a new one (three allocations) at every call.
+var zones sync.Map // int -> *time.Location
+
+func fixedZone(off int) *time.Location {
+	if off%900 != 0 {
+		return time.FixedZone("", off)
+	}
+	if z, ok := zones.Load(off); ok {
+		return z.(*time.Location)
+	}
+	z, _ := zones.LoadOrStore(off, time.FixedZone("", off))
+	return z.(*time.Location)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sort"
 	"sync"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -245,8 +246,27 @@ func (v *view) resolve(numSet goimap.NumSet) []item {
 
 func (v *view) resolveLocked(numSet goimap.NumSet) []item {
 	numSet = v.staticNumSetLocked(numSet)
-	var out []item
-	for i, m := range v.sm.msgs {
+	// A set of one range (1:*, a chunk, a UID range) selects a run of
+	// msgs: only that run is tested.
+	msgs := v.sm.msgs
+	lo, hi := 0, len(msgs)
+	switch ns := numSet.(type) {
+	case goimap.SeqSet:
+		// Only when the client numbers the messages as msgs does.
+		if len(ns) == 1 && v.shape == v.sm.shape {
+			a, b := min(ns[0].Start, ns[0].Stop), max(ns[0].Start, ns[0].Stop)
+			lo, hi = min(int(max(a, 1))-1, len(msgs)), min(int(b), len(msgs))
+		}
+	case goimap.UIDSet:
+		if len(ns) == 1 {
+			a, b := min(ns[0].Start, ns[0].Stop), max(ns[0].Start, ns[0].Stop)
+			lo = sort.Search(len(msgs), func(i int) bool { return goimap.UID(msgs[i].UID) >= a })
+			hi = sort.Search(len(msgs), func(i int) bool { return goimap.UID(msgs[i].UID) > b })
+		}
+	}
+	out := make([]item, 0, max(hi-lo, 0))
+	for i := lo; i < hi; i++ {
+		m := msgs[i]
 		seq := uint32(i) + 1
 		cseq := v.clientSeqLocked(seq)
 		var ok bool
