@@ -8,17 +8,22 @@
 //
 // Layout under the store directory:
 //
-//	index.db         bbolt index: users, mailboxes, message records, and
-//	                 the header of each message (header.go)
-//	msg/xx/<blob>    message bodies, one file per message, named by a random id
+//	index.db         bbolt index: users, mailboxes, message records, the
+//	                 header of each message (header.go) and the bodies of
+//	                 up to MaxInlineBody bytes (body.go)
+//	msg/xx/<blob>    larger message bodies (and all those of stores written
+//	                 before body.go), one file per message, named by a
+//	                 random id
 //
-// A message is acknowledged only once it is durable: the body is written
-// under its final name, fsynced, the directory is fsynced, and only then is
-// the index record committed (concurrent deliveries share one commit:
-// group.go). A crash at any point leaves either a committed message or an
-// unreferenced file, and Open removes unreferenced files (and the temporary
-// files of stores written by older versions). Removal goes the other way:
-// the index commit first, the file afterwards.
+// A message is acknowledged only once it is durable. A body kept in the
+// index is written in the transaction that commits its record, so both are
+// durable, or neither, once the commit (shared by concurrent deliveries:
+// group.go) returns. A body file is written under its final name, fsynced,
+// the directory is fsynced, and only then is the index record committed. A
+// crash at any point leaves either a committed message or an unreferenced
+// file, and Open removes unreferenced files (and the temporary files of
+// stores written by older versions). Removal goes the other way: the index
+// commit first, the file afterwards.
 //
 // bbolt locks its file: only one process may open a store at a time.
 package store
