@@ -162,6 +162,25 @@ func (l *lazyMessage) header() mail.Header {
 	return mail.Header{Header: gomessage.Header{Header: readHeader(bytes.NewReader(l.bytes()))}}
 }
 
+// readsBodies reports whether criteria have keys on message text (BODY,
+// TEXT), which read every message they are tested on.
+func readsBodies(c *goimap.SearchCriteria) bool {
+	if len(c.Body) > 0 || len(c.Text) > 0 {
+		return true
+	}
+	for i := range c.Not {
+		if readsBodies(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if readsBodies(&c.Or[i][0]) || readsBodies(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
 // needsHeader reports whether criteria have keys on header fields.
 func needsHeader(c *goimap.SearchCriteria) bool {
 	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -65,6 +66,42 @@ type Server struct {
 
 	mu        sync.Mutex
 	mailboxes map[mailboxKey]*sharedMailbox
+
+	// scans holds a token per search reading messages (SEARCH BODY,
+	// TEXT) that runs: GOMAXPROCS-1 (at least 1) at a time, so that a
+	// processor stays free for every other command. Go's scheduler looks
+	// for network input only when a processor idles, or every 10 ms:
+	// with every processor in a scan, a short command (SEARCH UNSEEN, a
+	// LOGIN) waited for up to 10 ms before it even started.
+	scans chan struct{}
+}
+
+// scanChunk is how many messages a scan tests between two takes of its
+// slot: about a millisecond, after which the other scans waiting go first.
+const scanChunk = 128
+
+// scanSlot is a scan's hold on one of Server.scans.
+type scanSlot struct {
+	scans chan struct{}
+	held  bool
+}
+
+// acquire waits for a slot, first in first served.
+func (sl *scanSlot) acquire(ctx context.Context) error {
+	select {
+	case sl.scans <- struct{}{}:
+		sl.held = true
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (sl *scanSlot) release() {
+	if sl.held {
+		sl.held = false
+		<-sl.scans
+	}
 }
 
 // New returns a server for st. Create one per listening port (one with
@@ -81,6 +118,7 @@ func New(st *store.Store, auth Authenticator, opts Options) *Server {
 		st: st, auth: auth, opts: opts, logger: opts.Logger,
 		ctx: ctx, cancel: cancel,
 		mailboxes: map[mailboxKey]*sharedMailbox{},
+		scans:     make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 	}
 	s.lib = imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,

@@ -769,11 +769,24 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 	}
 	sc := &scanState{}
 	var lm lazyMessage
+	// A search that reads the messages holds one of the server's scan
+	// slots, taken again every scanChunk messages (see Server.scans).
+	var slot scanSlot
+	if readsBodies(criteria) {
+		slot = scanSlot{scans: s.srv.scans}
+		defer slot.release()
+	}
 	wantUIDs := kind == imapserver.NumKindUID || options.ReturnSave
 	var data goimap.SearchData
 	var seqSet goimap.SeqSet
 	var uidSet goimap.UIDSet
 	for i := range msgs {
+		if slot.scans != nil && i%scanChunk == 0 {
+			slot.release()
+			if err := slot.acquire(s.ctx); err != nil {
+				return nil, err
+			}
+		}
 		m := &msgs[i]
 		cseq := uint32(i) + 1
 		if cseqs != nil {
