@@ -87,20 +87,23 @@ func deleteBody(tx *bolt.Tx, id uint64) error {
 
 // copyBody stores a copy of body id under a new id, within tx.
 func copyBody(tx *bolt.Tx, id uint64, size int64) (uint64, error) {
-	body, err := readBody(tx, id, size)
+	body, err := readBody(tx, id, size, nil)
 	if err != nil {
 		return 0, err
 	}
 	return putBody(tx, body)
 }
 
-// readBody returns a copy of body id, which must be size bytes long; it
-// fails with os.ErrNotExist when there is no such body.
-func readBody(tx *bolt.Tx, id uint64, size int64) ([]byte, error) {
+// readBody appends to dst[:0] a copy of body id, which must be size bytes
+// long; it fails with os.ErrNotExist when there is no such body.
+func readBody(tx *bolt.Tx, id uint64, size int64, dst []byte) ([]byte, error) {
 	if size < 0 || size > MaxInlineBody {
 		return nil, fmt.Errorf("%w: body size %d", errCorrupt, size)
 	}
-	out := make([]byte, 0, size)
+	out := dst[:0]
+	if int64(cap(out)) < size {
+		out = make([]byte, 0, size)
+	}
 	prefix := bodyKey(id, 0)[:8]
 	c := tx.Bucket(bucketBodies).Cursor()
 	k, v := c.Seek(prefix)
@@ -126,10 +129,21 @@ type Body interface {
 	io.Closer
 }
 
-// memBody is a body read from the index.
-type memBody struct{ *bytes.Reader }
+// memBody is a body read from the index, in a buffer from bodyBufs that
+// Close gives back.
+type memBody struct {
+	*bytes.Reader
+	buf *[]byte
+}
 
-func (memBody) Close() error { return nil }
+func (b *memBody) Close() error {
+	if b.buf != nil {
+		b.Reader.Reset(nil)
+		putBodyBuf(b.buf)
+		b.buf = nil
+	}
+	return nil
+}
 
 // readAllBody reads r, up to max+1 bytes, into a buffer from bodyBufs.
 // The caller puts the buffer back once done with it.

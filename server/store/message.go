@@ -298,17 +298,20 @@ func (s *Store) OpenBody(ctx context.Context, m Message) (Body, error) {
 		return nil, err
 	}
 	if m.body != 0 {
-		var b []byte
+		bp := bodyBufs.Get().(*[]byte)
 		err := s.db.View(func(tx *bolt.Tx) error {
-			var err error
-			b, err = readBody(tx, m.body, m.Size)
+			b, err := readBody(tx, m.body, m.Size, *bp)
+			if err == nil {
+				*bp = b
+			}
 			return err
 		})
 		if err != nil {
+			putBodyBuf(bp)
 			return nil, fmt.Errorf("open message %d: %w", m.UID, err)
 		}
-		s.countInline(&s.inlineRead, int64(len(b)))
-		return memBody{bytes.NewReader(b)}, nil
+		s.countInline(&s.inlineRead, int64(len(*bp)))
+		return &memBody{Reader: bytes.NewReader(*bp), buf: bp}, nil
 	}
 	f, err := openFile(s.blobPath(m.blob), os.O_RDONLY, 0)
 	if err != nil {
