@@ -369,6 +369,15 @@ func (c *conn) uncorkLocked() error {
 	return err
 }
 
+// writeResponses writes whole responses made outside the library (no
+// literals), within the library's time limit for a response.
+func (c *conn) writeResponses(p []byte) error {
+	c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	defer c.SetWriteDeadline(time.Time{})
+	_, err := c.Write(p)
+	return err
+}
+
 // Write passes the library's output through, rewriting capability lists.
 func (c *conn) Write(p []byte) (int, error) {
 	if err := c.handshake(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 	"unicode"
@@ -237,6 +238,41 @@ func TestIndexFoldASCII(t *testing.T) {
 	} {
 		if got := indexFoldASCII([]byte(tc.s), tc.p); got != tc.want {
 			t.Errorf("indexFoldASCII(%q, %q) = %d, want %d", tc.s, tc.p, got, tc.want)
+		}
+	}
+}
+
+// TestAppendFetch: the usual messages are written without the library;
+// what the library may write otherwise is left to it.
+func TestAppendFetch(t *testing.T) {
+	m := &store.Message{UID: 7, Size: 1234, InternalDate: time.Date(2026, 12, 6, 9, 8, 7, 0, time.UTC), Flags: []string{`\Seen`, "$Label1"}}
+	env := &goimap.Envelope{
+		Date:      time.Date(2024, 1, 1, 0, 0, 7, 0, time.UTC),
+		Subject:   `bench "message" 4242`,
+		From:      []goimap.Address{{Name: "Sender 7", Mailbox: "sender7", Host: "example.test"}},
+		To:        []goimap.Address{{Name: "Bench User", Mailbox: "bench", Host: "bench.test"}},
+		MessageID: "bench.7@example.test",
+	}
+	opts := &goimap.FetchOptions{UID: true, Flags: true, RFC822Size: true, Envelope: true, InternalDate: true}
+	got, ok := appendFetch(nil, 3, m, opts, false, env)
+	want := `* 3 FETCH (UID 7 FLAGS (\Seen $Label1) INTERNALDATE " 6-Dec-2026 09:08:07 +0000" RFC822.SIZE 1234 ENVELOPE ("Mon, 01 Jan 2024 00:00:07 +0000" "bench \"message\" 4242" (("Sender 7" NIL "sender7" "example.test")) (("Sender 7" NIL "sender7" "example.test")) (("Sender 7" NIL "sender7" "example.test")) (("Bench User" NIL "bench" "bench.test")) NIL NIL NIL "<bench.7@example.test>"))` + "\r\n"
+	if !ok || string(got) != want {
+		t.Errorf("appendFetch = %v\n%s\nwant\n%s", ok, got, want)
+	}
+	for _, tc := range []struct {
+		name  string
+		m     store.Message
+		env   goimap.Envelope
+		flags bool
+	}{
+		{"mailbox beyond ASCII", *m, goimap.Envelope{From: []goimap.Address{{Mailbox: "jos\u00e9", Host: "example.test"}}}, false},
+		{"control character", *m, goimap.Envelope{Subject: "a\tb"}, false},
+		{"long subject", *m, goimap.Envelope{Subject: strings.Repeat("x", 4097)}, false},
+		{"odd flag", store.Message{UID: 1, Flags: []string{"foo!bar"}}, goimap.Envelope{}, true},
+	} {
+		b := []byte("kept")
+		if out, ok := appendFetch(b, 1, &tc.m, &goimap.FetchOptions{Flags: tc.flags, Envelope: !tc.flags}, false, &tc.env); ok || string(out) != "kept" {
+			t.Errorf("%s: appendFetch = %v, %q", tc.name, ok, out)
 		}
 	}
 }

@@ -1405,3 +1405,49 @@ func TestSeqNumsWithPendingUpdates(t *testing.T) {
 		t.Errorf("after the EXISTS: %q", got)
 	}
 }
+
+// TestFetchLinesAsLibrary: the FETCH responses made without the library
+// (UID, FLAGS, INTERNALDATE, RFC822.SIZE, ENVELOPE) are those the library
+// makes, byte for byte, for messages of every kind of header.
+func TestFetchLinesAsLibrary(t *testing.T) {
+	env := newEnv(t, 0)
+	long := strings.Repeat("x", 5000)
+	for _, hdr := range []string{
+		"From: Bob <bob@example.test>\r\nTo: Alice <alice@example.test>\r\nSubject: hi\r\nDate: Mon, 23 Nov 2026 16:00:00 +0000\r\nMessage-ID: <a@example.test>\r\n",
+		"From: \"Bo\\\\b \\\"the\\\" B\" <bob@example.test>\r\nSubject: say \"hi\" \\ there\r\nDate: 1 Jan 2024 00:00 +0530\r\n",
+		"From: =?utf-8?q?Jos=C3=A9?= <jose@example.test>\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n",
+		"From: jos\xc3\xa9@example.test\r\nSubject: utf8 mailbox\r\n",
+		"From: a@example.test, \"B\" <b@example.test>\r\nSender: s@example.test\r\nReply-To: r@example.test\r\nTo: team: c@example.test, d@example.test;\r\nCc: e@example.test\r\nBcc: f@example.test\r\nIn-Reply-To: <x@y> <z@w>\r\n",
+		"X-Nothing: at all\r\n",
+		"Subject: tab\there\r\nFrom: <nobody@example.test>\r\n",
+		"Subject: " + long + "\r\n",
+		"Date: Tue, 24 Nov 2026 01:02:03 -0930\r\nMessage-ID: <\"q\\\\\"@example.test>\r\n",
+	} {
+		if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(hdr+"\r\nbody\r\n"), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "SELECT INBOX")
+	r.cmd("c", `STORE 1 +FLAGS (\Seen \Flagged $Label1)`)
+	r.cmd("d", `STORE 2 +FLAGS (\Answered)`)
+	r.cmd("e", `STORE 3 +FLAGS (foo!bar)`)
+	defer imap.SetRawFetch(true)
+	for i, command := range []string{
+		"FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE)",
+		"FETCH 1:* ALL",
+		"FETCH 1:* FAST",
+		"UID FETCH 1:* (FLAGS)",
+		"FETCH 2:4 (ENVELOPE INTERNALDATE)",
+		"FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (Subject)])",
+	} {
+		imap.SetRawFetch(false)
+		want := r.cmd(fmt.Sprintf("l%d", i), command)
+		imap.SetRawFetch(true)
+		got := r.cmd(fmt.Sprintf("r%d", i), command)
+		if len(want) == 0 || !slices.Equal(got, want) {
+			t.Errorf("%s:\ngot  %q\nwant %q", command, got, want)
+		}
+	}
+}

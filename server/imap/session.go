@@ -575,6 +575,17 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	for _, bs := range options.BodySection {
 		wantHeader = wantHeader || headerOnly(bs)
 	}
+	// Responses made here (fetchline.go) are gathered in lineBuf.
+	lines := fetchLineItems(options)
+	var lineBuf []byte
+	flushLines := func() error {
+		if len(lineBuf) == 0 {
+			return nil
+		}
+		err := s.conn.writeResponses(lineBuf)
+		lineBuf = lineBuf[:0]
+		return err
+	}
 	for start := 0; start < len(items); start += fetchChunk {
 		chunk := items[start:min(start+fetchChunk, len(items))]
 		uids := make([]uint32, len(chunk))
@@ -620,12 +631,29 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			if envs != nil {
 				env = envs[i]
 			}
+			if lines {
+				if env == nil && hdr != nil && options.Envelope {
+					env = envelopeBytes(hdr)
+				}
+				var ok bool
+				if lineBuf, ok = appendFetch(lineBuf, it.clientSeq, &m, options, seenNow[m.UID], env); ok {
+					if len(lineBuf) >= corkSize {
+						if err := flushLines(); err != nil {
+							return err
+						}
+					}
+					continue
+				}
+				if err := flushLines(); err != nil {
+					return err
+				}
+			}
 			if err := s.fetchOne(w.CreateMessage(it.clientSeq), m, options, seenNow[m.UID], hdr, env); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return flushLines()
 }
 
 // copyBufs hold the buffers through which whole messages are copied to

@@ -1,0 +1,5 @@
+package imap
+
+// SetRawFetch turns on or off the FETCH responses made without the
+// library (fetchline.go).
+func SetRawFetch(on bool) { rawFetch.Store(on) }
