@@ -10,8 +10,8 @@ import (
 // mapping stay resident, and count in the RSS and PSS of the server, until
 // the mapping is replaced, though the kernel keeps them in its page cache
 // anyway. Bodies kept in the index are read through it (OpenBody, and each
-// commit reads the last leaf of the bodies and, by fault-around, the pages
-// written before it), where body files, read with read(2), never were. So
+// commit reads the last leaf of the bodies, which holds the end of those
+// delivered just before), where body files, read with read(2), never were. So
 // the store drops the whole mapping from its resident memory
 // (MADV_DONTNEED: the next accesses read the pages again from the page
 // cache) every trimEvery bytes of bodies written or read, and after
