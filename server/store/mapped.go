@@ -1,6 +1,7 @@
 package store
 
 import (
+	"runtime/debug"
 	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
@@ -30,6 +31,24 @@ func (s *Store) trimMapping() {
 		}
 		return nil
 	})
+}
+
+// bigDelete is the number of bodies kept in the index whose removal in one
+// transaction returns the memory it took to the kernel: bbolt loads a node
+// for each leaf it deletes from (about 4 KiB of heap per body, 80 MiB for
+// 20 000), which the Go runtime would otherwise give back only slowly.
+const bigDelete = 1000
+
+// deletedInline trims the mapping after n bodies kept in the index were
+// removed, and returns the heap after a big removal.
+func (s *Store) deletedInline(n int) {
+	if n == 0 {
+		return
+	}
+	s.trimMapping()
+	if n >= bigDelete {
+		debug.FreeOSMemory()
+	}
 }
 
 // countInline counts n bytes of bodies written to or read from the index

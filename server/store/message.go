@@ -495,9 +495,7 @@ func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32
 	}
 	if len(expunged) > 0 {
 		s.removeBlobs(ctx, blobs)
-		if len(inline) > 0 {
-			s.trimMapping()
-		}
+		s.deletedInline(len(inline))
 		s.notify(Change{User: user, MailboxID: mboxID})
 	}
 	return expunged, nil

@@ -712,9 +712,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 		return fmt.Errorf("delete mailbox %q of %q: %w", name, user, err)
 	}
 	s.removeBlobs(ctx, blobs)
-	if len(inline) > 0 {
-		s.trimMapping()
-	}
+	s.deletedInline(len(inline))
 	s.notify(Change{User: user, MailboxID: id})
 	return nil
 }
