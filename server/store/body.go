@@ -97,6 +97,12 @@ func copyBody(tx *bolt.Tx, id uint64, size int64) (uint64, error) {
 // readBody appends to dst[:0] a copy of body id, which must be size bytes
 // long; it fails with os.ErrNotExist when there is no such body.
 func readBody(tx *bolt.Tx, id uint64, size int64, dst []byte) ([]byte, error) {
+	return readBodySpans(tx, id, size, dst, nil)
+}
+
+// readBodySpans is readBody that also notes in spans the pages of the
+// mapping it read (nil: not noted).
+func readBodySpans(tx *bolt.Tx, id uint64, size int64, dst []byte, spans *pageSpans) ([]byte, error) {
 	if size < 0 || size > MaxInlineBody {
 		return nil, fmt.Errorf("%w: body size %d", errCorrupt, size)
 	}
@@ -114,6 +120,8 @@ func readBody(tx *bolt.Tx, id uint64, size int64, dst []byte) ([]byte, error) {
 		if int64(len(out)+len(v)) > size {
 			return nil, fmt.Errorf("%w: body %d longer than %d bytes", errCorrupt, id, size)
 		}
+		spans.add(k)
+		spans.add(v)
 		out = append(out, v...)
 	}
 	if int64(len(out)) != size {

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"os"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -10,13 +13,16 @@ import (
 // bbolt maps the index shared and read-only: the pages read through the
 // mapping stay resident, and count in the RSS and PSS of the server, until
 // the mapping is replaced, though the kernel keeps them in its page cache
-// anyway. Bodies kept in the index are read through it (OpenBody, and each
-// commit reads the last leaf of the bodies, which holds the end of those
-// delivered just before), where body files, read with read(2), never were. So
-// the store drops the whole mapping from its resident memory
-// (MADV_DONTNEED: the next accesses read the pages again from the page
-// cache) every trimEvery bytes of bodies written or read, and after
-// expunges, copies and deleted mailboxes that read bodies.
+// anyway. Bodies kept in the index are read through it (OpenBody), where
+// body files, read with read(2), never were; and each commit reads the last
+// pages of the trees it appends to. So the store drops from its resident
+// memory (MADV_DONTNEED: the next accesses map the pages again from the
+// page cache):
+//   - the pages of the bodies read, every trimEvery bytes read: only those,
+//     so that the rest of the index (records, the cached headers that FETCH
+//     ENVELOPE and header SEARCH read) stays resident;
+//   - the whole mapping every trimEvery bytes of bodies written, and after
+//     expunges, copies and deleted mailboxes that read bodies.
 
 // trimEvery is how many bytes of bodies are written or read between two
 // trims of the mapping.
@@ -51,8 +57,8 @@ func (s *Store) deletedInline(n int) {
 	}
 }
 
-// countInline counts n bytes of bodies written to or read from the index
-// in c and trims the mapping every trimEvery bytes.
+// countInline counts n bytes of bodies written to the index in c and
+// trims the whole mapping every trimEvery bytes.
 func (s *Store) countInline(c *atomic.Int64, n int64) {
 	if c.Add(n) < trimEvery {
 		return
@@ -60,4 +66,84 @@ func (s *Store) countInline(c *atomic.Int64, n int64) {
 	if c.Swap(0) >= trimEvery {
 		s.trimMapping()
 	}
+}
+
+// pageSpans are page-aligned address ranges of the index mapping at base,
+// in the order read; a range adjacent to or overlapping the last one
+// extends it (bodies read in UID order are mostly contiguous).
+type pageSpans struct {
+	base  uintptr
+	spans [][2]uintptr
+}
+
+var pageMask = uintptr(os.Getpagesize() - 1)
+
+// add notes the pages of b, a slice of the mapping. A nil receiver notes
+// nothing.
+func (p *pageSpans) add(b []byte) {
+	if p == nil || len(b) == 0 {
+		return
+	}
+	addr := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	p.addRange(addr&^pageMask, (addr+uintptr(len(b))+pageMask)&^pageMask)
+}
+
+// addRange notes the page-aligned range [start, end).
+func (p *pageSpans) addRange(start, end uintptr) {
+	if n := len(p.spans); n > 0 {
+		last := &p.spans[n-1]
+		if start <= last[1] && end >= last[0] {
+			last[0], last[1] = min(last[0], start), max(last[1], end)
+			return
+		}
+	}
+	p.spans = append(p.spans, [2]uintptr{start, end})
+}
+
+// readSpans gathers the pages read for bodies since the last trim.
+type readSpans struct {
+	mu    sync.Mutex
+	pages pageSpans
+	bytes int64
+}
+
+// readBodies notes the pages read for n bytes of bodies, and every
+// trimEvery bytes drops the pages noted from resident memory.
+func (s *Store) readBodies(p *pageSpans, n int64) {
+	r := &s.readSpans
+	r.mu.Lock()
+	if r.pages.base != p.base {
+		// The mapping was replaced since: its pages went with it.
+		r.pages = pageSpans{base: p.base}
+	}
+	for _, sp := range p.spans {
+		r.pages.addRange(sp[0], sp[1])
+	}
+	r.bytes += n
+	var drop pageSpans
+	if r.bytes >= trimEvery {
+		drop, r.pages, r.bytes = r.pages, pageSpans{base: p.base}, 0
+	}
+	r.mu.Unlock()
+	if len(drop.spans) > 0 {
+		s.dropPages(drop)
+	}
+}
+
+// dropPages drops the pages of p from resident memory, if p's mapping is
+// still the index's: a range of a mapping since replaced may have been
+// reused for other memory, which MADV_DONTNEED would wipe.
+func (s *Store) dropPages(p pageSpans) {
+	s.db.View(func(tx *bolt.Tx) error {
+		data, size := tx.DB().Info().Data, uintptr(tx.Size())
+		if data == 0 || data != p.base {
+			return nil
+		}
+		for _, sp := range p.spans {
+			if sp[0] >= data && sp[1] <= (data+size+pageMask)&^pageMask {
+				dontNeed(sp[0], sp[1]-sp[0])
+			}
+		}
+		return nil
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // mappedRSS returns the resident KiB of the mappings of path.
@@ -91,8 +94,152 @@ func TestBodiesNotResident(t *testing.T) {
 	afterExpunge := mappedRSS(t, path)
 	t.Logf("index mapping resident: %d KiB after delivery, %d after reading %d KiB of bodies, %d after copying and expunging them",
 		before, afterRead, n*len(body)>>10, afterExpunge)
-	// Without trims, reading alone would add the 10 MB read.
-	if limit := before + (trimEvery+1<<20)>>10; afterRead > limit || afterExpunge > limit {
-		t.Errorf("index mapping resident: %d KiB after reading, %d after expunging, want at most %d", afterRead, afterExpunge, limit)
+	// Reading drops the pages of the bodies read (TestBodyPagesDropped);
+	// the other pages of the index that the kernel mapped around them
+	// (records, cached headers) may stay. Expunging drops the mapping.
+	if limit := before + (trimEvery+1<<20)>>10; afterExpunge > limit {
+		t.Errorf("index mapping resident: %d KiB after expunging, want at most %d", afterExpunge, limit)
+	}
+}
+
+// present counts the pages of spans mapped in the process
+// (/proc/self/pagemap, bit 63), and all of them.
+func present(t *testing.T, spans [][2]uintptr) (in, all int) {
+	t.Helper()
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	ps := uintptr(os.Getpagesize())
+	buf := make([]byte, 8)
+	for _, sp := range spans {
+		for a := sp[0]; a < sp[1]; a += ps {
+			if _, err := f.ReadAt(buf, int64(a/ps*8)); err != nil {
+				t.Fatal(err)
+			}
+			all++
+			if binary.LittleEndian.Uint64(buf)>>63 == 1 {
+				in++
+			}
+		}
+	}
+	return in, all
+}
+
+// TestBodyPagesDropped: the pages of the bodies read from the index are
+// dropped from resident memory every trimEvery bytes read.
+func TestBodyPagesDropped(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.EnsureUser(ctx, "u", 0); err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat([]byte("0123456789abcdef"), 640)
+	const n = 1000 // 10 MB
+	for i := 0; i < n; i++ {
+		if _, err := st.Deliver(ctx, "u", "", bytes.NewReader(body), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, msgs, err := st.Messages(ctx, "u", "INBOX")
+	if err != nil || len(msgs) != n {
+		t.Fatalf("Messages = %d, %v", len(msgs), err)
+	}
+	// OpenBody's read, noting every page read.
+	var all pageSpans
+	for _, m := range msgs {
+		var spans pageSpans
+		err := st.db.View(func(tx *bolt.Tx) error {
+			spans.base = tx.DB().Info().Data
+			b, err := readBodySpans(tx, m.body, m.Size, nil, &spans)
+			if err == nil && !bytes.Equal(b, body) {
+				t.Fatalf("body %d differs", m.UID)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.spans = append(all.spans, spans.spans...)
+		st.readBodies(&spans, int64(len(body)))
+	}
+	in, total := present(t, all.spans)
+	t.Logf("pages of the bodies read: %d of %d still mapped", in, total)
+	if total < n*len(body)/os.Getpagesize() {
+		t.Fatalf("only %d pages noted for %d bytes of bodies", total, n*len(body))
+	}
+	// At most those read since the last trim (and a page shared with the
+	// next body) stay.
+	if limit := trimEvery/os.Getpagesize() + 2; in > limit {
+		t.Errorf("%d pages of bodies read still mapped, want at most %d", in, limit)
+	}
+}
+
+// TestHeadersStayResident: reading bodies kept in the index drops only
+// their own pages from resident memory, not the rest of the index: the
+// headers cached in it (FETCH ENVELOPE, header SEARCH) stay mapped.
+func TestHeadersStayResident(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.EnsureUser(ctx, "u", 0); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 1000)
+	text := bytes.Repeat([]byte("0123456789abcdef"), 640)
+	const n = 1000 // 1 MB of headers, 10 MB of bodies
+	for i := 0; i < n; i++ {
+		body := "From: a@example.test\r\nSubject: message " + strconv.Itoa(i) + "\r\nX-Pad: " + pad + "\r\n\r\n" + string(text)
+		if _, err := st.Deliver(ctx, "u", "", strings.NewReader(body), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mb, msgs, err := st.Messages(ctx, "u", "INBOX")
+	if err != nil || len(msgs) != n {
+		t.Fatalf("Messages = %d, %v", len(msgs), err)
+	}
+	uids := make([]uint32, 0, n)
+	for _, m := range msgs {
+		uids = append(uids, m.UID)
+	}
+	path := filepath.Join(dir, "index.db")
+	readHeaders := func() {
+		t.Helper()
+		hdrs, err := st.Headers(ctx, "u", mb.ID, uids)
+		if err != nil || len(hdrs) != n || !bytes.Contains(hdrs[n-1], []byte("message 999")) {
+			t.Fatalf("Headers = %d, %v", len(hdrs), err)
+		}
+	}
+	st.trimMapping()
+	readHeaders()
+	withHeaders := mappedRSS(t, path)
+	for _, m := range msgs {
+		b, err := st.OpenBody(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, b)
+		b.Close()
+	}
+	afterBodies := mappedRSS(t, path)
+	readHeaders()
+	again := mappedRSS(t, path)
+	t.Logf("index mapping resident: %d KiB with the headers read, %d after reading %d KiB of bodies, %d after reading the headers again",
+		withHeaders, afterBodies, n*len(text)>>10, again)
+	if afterBodies > withHeaders+(trimEvery+1<<20)>>10 {
+		t.Errorf("bodies read stay resident: %d KiB, want at most %d", afterBodies, withHeaders+(trimEvery+1<<20)>>10)
+	}
+	// Headers mapped again would add their ~1 MB.
+	if again-afterBodies > 256 {
+		t.Errorf("reading the headers again mapped %d KiB: the trims dropped them", again-afterBodies)
 	}
 }

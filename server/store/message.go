@@ -299,8 +299,10 @@ func (s *Store) OpenBody(ctx context.Context, m Message) (Body, error) {
 	}
 	if m.body != 0 {
 		bp := bodyBufs.Get().(*[]byte)
+		var spans pageSpans
 		err := s.db.View(func(tx *bolt.Tx) error {
-			b, err := readBody(tx, m.body, m.Size, *bp)
+			spans.base = tx.DB().Info().Data
+			b, err := readBodySpans(tx, m.body, m.Size, *bp, &spans)
 			if err == nil {
 				*bp = b
 			}
@@ -310,7 +312,7 @@ func (s *Store) OpenBody(ctx context.Context, m Message) (Body, error) {
 			putBodyBuf(bp)
 			return nil, fmt.Errorf("open message %d: %w", m.UID, err)
 		}
-		s.countInline(&s.inlineRead, int64(len(*bp)))
+		s.readBodies(&spans, int64(len(*bp)))
 		return &memBody{Reader: bytes.NewReader(*bp), buf: bp}, nil
 	}
 	f, err := openFile(s.blobPath(m.blob), os.O_RDONLY, 0)

@@ -99,7 +99,7 @@ type Store struct {
 	bodyBytes     atomic.Int64                        // of body files
 	inlineMax     int                                 // largest body kept in the index (MaxInlineBody)
 	inlineWritten atomic.Int64                        // bytes of bodies put in the index, and
-	inlineRead    atomic.Int64                        // read from it, since trimMapping (mapped.go)
+	readSpans     readSpans                           // pages of it read for bodies (mapped.go)
 	summary       atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
 	dirSync       [256]*dirSyncer                     // one per body directory
 
