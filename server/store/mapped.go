@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -18,13 +20,20 @@ import (
 // pages of the trees it appends to. So the store drops from its resident
 // memory (MADV_DONTNEED: the next accesses map the pages again from the
 // page cache):
-//   - the pages of the bodies read, every trimEvery bytes read: only those,
+//   - the pages of the bodies read, once they reach trimReadEvery: only those,
 //     so that the rest of the index (records, the cached headers that FETCH
 //     ENVELOPE and header SEARCH read) stays resident;
 //   - the whole mapping every trimEvery bytes of bodies written, and after
 //     expunges, copies and deleted mailboxes that read bodies.
 
-// trimEvery is how many bytes of bodies are written or read between two
+// trimReadEvery is how much of the bodies read may stay mapped: a cache
+// (a client syncing a folder again, several sessions fetching the same
+// messages) where each page dropped costs a page fault when read again and
+// each drop interrupts every session reading (TLB shootdown). Once the
+// pages of the bodies read reach it, they are all dropped.
+const trimReadEvery = 128 << 20
+
+// trimEvery is how many bytes of bodies are written between two
 // trims of the mapping.
 const trimEvery = 4 << 20
 
@@ -37,6 +46,9 @@ func (s *Store) trimMapping() {
 		}
 		return nil
 	})
+	s.readSpans.mu.Lock()
+	s.readSpans.pages.spans = nil // dropped with the rest
+	s.readSpans.mu.Unlock()
 }
 
 // bigDelete is the number of bodies kept in the index whose removal in one
@@ -102,13 +114,17 @@ func (p *pageSpans) addRange(start, end uintptr) {
 
 // readSpans gathers the pages read for bodies since the last trim.
 type readSpans struct {
+	every int64 // trimReadEvery; tests make it smaller
+	// bytes of bodies read since the pages were last counted
 	mu    sync.Mutex
 	pages pageSpans
 	bytes int64
 }
 
-// readBodies notes the pages read for n bytes of bodies, and every
-// trimEvery bytes drops the pages noted from resident memory.
+// readBodies notes the pages read for n bytes of bodies. Every
+// trimCheckEvery bytes read it counts the distinct pages noted (sessions
+// reading the same messages note the same pages) and, once they reach
+// r.every bytes, drops them from resident memory.
 func (s *Store) readBodies(p *pageSpans, n int64) {
 	r := &s.readSpans
 	r.mu.Lock()
@@ -121,14 +137,26 @@ func (s *Store) readBodies(p *pageSpans, n int64) {
 	}
 	r.bytes += n
 	var drop pageSpans
-	if r.bytes >= trimEvery {
-		drop, r.pages, r.bytes = r.pages, pageSpans{base: p.base}, 0
+	if r.bytes >= trimCheckEvery {
+		r.bytes = 0
+		r.pages.spans = mergeSpans(r.pages.spans)
+		var mapped uintptr
+		for _, sp := range r.pages.spans {
+			mapped += sp[1] - sp[0]
+		}
+		if int64(mapped) >= r.every {
+			drop, r.pages = r.pages, pageSpans{base: p.base}
+		}
 	}
 	r.mu.Unlock()
 	if len(drop.spans) > 0 {
 		s.dropPages(drop)
 	}
 }
+
+// trimCheckEvery is how many bytes of bodies are read between two counts
+// of the pages noted.
+const trimCheckEvery = 4 << 20
 
 // dropPages drops the pages of p from resident memory, if p's mapping is
 // still the index's: a range of a mapping since replaced may have been
@@ -139,6 +167,8 @@ func (s *Store) dropPages(p pageSpans) {
 		if data == 0 || data != p.base {
 			return nil
 		}
+		// One call per run of pages (merged): each call interrupts every
+		// processor running the server (TLB shootdown).
 		for _, sp := range p.spans {
 			if sp[0] >= data && sp[1] <= (data+size+pageMask)&^pageMask {
 				dontNeed(sp[0], sp[1]-sp[0])
@@ -146,4 +176,18 @@ func (s *Store) dropPages(p pageSpans) {
 		}
 		return nil
 	})
+}
+
+// mergeSpans sorts spans and merges those that overlap or touch.
+func mergeSpans(spans [][2]uintptr) [][2]uintptr {
+	slices.SortFunc(spans, func(a, b [2]uintptr) int { return cmp.Compare(a[0], b[0]) })
+	out := spans[:0]
+	for _, sp := range spans {
+		if n := len(out); n > 0 && sp[0] <= out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], sp[1])
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
 }

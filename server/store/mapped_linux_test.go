@@ -128,7 +128,8 @@ func present(t *testing.T, spans [][2]uintptr) (in, all int) {
 }
 
 // TestBodyPagesDropped: the pages of the bodies read from the index are
-// dropped from resident memory every trimEvery bytes read.
+// dropped from resident memory once they reach readSpans.every bytes
+// (trimReadEvery).
 func TestBodyPagesDropped(t *testing.T) {
 	ctx := context.Background()
 	st, err := Open(ctx, t.TempDir(), nil)
@@ -140,7 +141,8 @@ func TestBodyPagesDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := bytes.Repeat([]byte("0123456789abcdef"), 640)
-	const n = 1000 // 10 MB
+	st.readSpans.every = 8 << 20
+	n := 2000 // 20 MB: two drops, and 4 MB after them
 	for i := 0; i < n; i++ {
 		if _, err := st.Deliver(ctx, "u", "", bytes.NewReader(body), nil, time.Time{}); err != nil {
 			t.Fatal(err)
@@ -175,7 +177,7 @@ func TestBodyPagesDropped(t *testing.T) {
 	}
 	// At most those read since the last trim (and a page shared with the
 	// next body) stay.
-	if limit := trimEvery/os.Getpagesize() + 2; in > limit {
+	if limit := int(st.readSpans.every)/os.Getpagesize() + 2; in > limit {
 		t.Errorf("%d pages of bodies read still mapped, want at most %d", in, limit)
 	}
 }
@@ -235,8 +237,8 @@ func TestHeadersStayResident(t *testing.T) {
 	again := mappedRSS(t, path)
 	t.Logf("index mapping resident: %d KiB with the headers read, %d after reading %d KiB of bodies, %d after reading the headers again",
 		withHeaders, afterBodies, n*len(text)>>10, again)
-	if afterBodies > withHeaders+(trimEvery+1<<20)>>10 {
-		t.Errorf("bodies read stay resident: %d KiB, want at most %d", afterBodies, withHeaders+(trimEvery+1<<20)>>10)
+	if afterBodies > withHeaders+(trimReadEvery+1<<20)>>10 {
+		t.Errorf("bodies read stay resident: %d KiB, want at most %d", afterBodies, withHeaders+(trimReadEvery+1<<20)>>10)
 	}
 	// Headers mapped again would add their ~1 MB.
 	if again-afterBodies > 256 {

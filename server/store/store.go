@@ -193,6 +193,7 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 	// Deliveries arrive one per SMTP session: concurrent ones share
 	// commits (group.go).
 	s := &Store{dir: dir, db: db, group: newGroupCommit(db), logger: logger, watchers: map[int]func(Change){}, inlineMax: MaxInlineBody}
+	s.readSpans.every = trimReadEvery
 	for i := range s.dirSync {
 		s.dirSync[i] = newDirSyncer()
 	}
