@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -43,6 +45,9 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	}
 	level := new(slog.LevelVar)
 	logger := slog.New(slog.NewJSONHandler(e.Stderr, &slog.HandlerOptions{Level: level}))
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(serveProcs(runtime.GOMAXPROCS(0)))
+	}
 	err := daemon.Run(ctx, daemon.Options{
 		ConfigPath: *cfgPath,
 		Logger:     logger,
@@ -61,6 +66,16 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	}
 	return exitOK
 }
+
+// serveProcs is the number of Go processors for the server, given the
+// runtime's default (the CPUs it may use): three per CPU. The server's
+// sessions are many and most commands short; with one processor per CPU,
+// a short command (LOGIN, SEARCH UNSEEN) that arrives while every processor
+// runs a long one (a SEARCH BODY, a big FETCH) waits for the runtime's
+// periodic network poll, up to 10 ms. With more processors than CPUs an
+// idle one waits in the poller, and the kernel runs it at once, as it would
+// a process per connection. GOMAXPROCS in the environment overrides it.
+func serveProcs(cpus int) int { return 3 * max(cpus, 1) }
 
 // controlSocket returns the control socket of -socket, or of the server
 // configuration -config.
