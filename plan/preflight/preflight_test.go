@@ -150,7 +150,9 @@ domain "example.org" {
 func (l *lab) options(t *testing.T) preflight.Options {
 	return preflight.Options{
 		Probe:        l.probe,
-		ProbeTimeout: 5 * time.Second,
+		// No case waits for it to expire; a loaded machine (the VM tests
+		// beside) may take seconds to start the probe's shell.
+		ProbeTimeout: 20 * time.Second,
 		Resolver:     &verify.DNSClient{Servers: []string{l.dnsbl}, Timeout: time.Second},
 		DNSBLZones:   []string{"clean.test"},
 		HomeDir:      t.TempDir(),

@@ -103,17 +103,24 @@ func TestReleaseMemoryRateLimited(t *testing.T) {
 
 	verify(t, large)
 	rec.wait(t, "first large verification")
+	start := time.Now()
 	for range 3 {
 		verify(t, large)
 	}
+	took := time.Since(start)
 	rec.wait(t, "three more verifications")
 	time.Sleep(2 * interval)
 	calls := rec.times()
-	if len(calls) != 2 {
-		t.Fatalf("%d releases after 4 large verifications, want 2", len(calls))
+	// One release at once, then one per interval that saw verifications:
+	// one when the three fit in an interval (a loaded machine may take
+	// longer over them).
+	if most := 2 + int(took/interval); len(calls) < 2 || len(calls) > most {
+		t.Fatalf("%d releases after 4 large verifications (the last three in %v), want 2 to %d", len(calls), took, most)
 	}
-	if gap := calls[1].Sub(calls[0]); gap < interval-10*time.Millisecond {
-		t.Errorf("releases %v apart, want at least %v", gap, interval)
+	for i := 1; i < len(calls); i++ {
+		if gap := calls[i].Sub(calls[i-1]); gap < interval-10*time.Millisecond {
+			t.Errorf("releases %d and %d %v apart, want at least %v", i, i+1, gap, interval)
+		}
 	}
 }
 
