@@ -149,7 +149,7 @@ domain "example.org" {
 
 func (l *lab) options(t *testing.T) preflight.Options {
 	return preflight.Options{
-		Probe:        l.probe,
+		Probe: l.probe,
 		// No case waits for it to expire; a loaded machine (the VM tests
 		// beside) may take seconds to start the probe's shell.
 		ProbeTimeout: 20 * time.Second,
