@@ -2,9 +2,10 @@ package plan
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
+
+	serverconfig "github.com/mailctl/mailctl/server/config"
 )
 
 // ServerState is what mailctl reads back from, or wants on, a server: the
@@ -28,16 +29,10 @@ type ServerState struct {
 // configuration change that needs a restart rather than a reload. Nil when
 // the server did not report its settings.
 func (s *ServerState) RestartSettings(want ServerState) []string {
-	if s == nil || s.RestartDigests == nil || want.RestartDigests == nil {
+	if s == nil || want.RestartDigests == nil {
 		return nil
 	}
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(want.RestartDigests)) {
-		if s.RestartDigests[k] != want.RestartDigests[k] {
-			out = append(out, k)
-		}
-	}
-	return out
+	return serverconfig.RestartSettings(s.RestartDigests, want.RestartDigests)
 }
 
 // DiffServer returns the changes of one server: the server resource itself

@@ -133,7 +133,11 @@ func deployServers(ctx context.Context, e *env, p *plan.Plan, srv *servers) erro
 			return fmt.Errorf("%s: not connected", c.Address)
 		}
 		fmt.Fprintf(e.Stdout, "%s: deploying...\n", c.Address)
-		res, err := conn.Deploy(ctx, srv.binary, srv.config[name])
+		var restart []string // what the plan said: the settings a reload would not apply
+		if c.Server != nil && c.Server.After != nil {
+			restart = c.Server.Before.RestartSettings(*c.Server.After)
+		}
+		res, err := conn.Deploy(ctx, srv.binary, srv.config[name], restart)
 		if err != nil {
 			return fmt.Errorf("deploy %s: %w", c.Address, err)
 		}

@@ -23,7 +23,6 @@ import (
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/remote"
-	serverconfig "github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/daemon"
 )
 
@@ -196,13 +195,10 @@ func Desired(cfg *config.Config, s *config.Server, b Binary) (plan.ServerState, 
 
 // Deploy installs binary b and the configuration on the server, starts or
 // reloads it as needed and checks its health (rolling back a failing
-// release). A configuration that changes settings the running server
-// cannot reload (listen addresses, limits, ...) restarts it.
-func (c *Conn) Deploy(ctx context.Context, b Binary, configJSON []byte) (remote.DeployResult, error) {
-	restart, err := c.restartSettings(ctx, configJSON)
-	if err != nil {
-		return remote.DeployResult{}, err
-	}
+// release). restart names the settings the running server cannot reload
+// that the configuration changes (plan.ServerState.RestartSettings): the
+// server is then restarted.
+func (c *Conn) Deploy(ctx context.Context, b Binary, configJSON []byte, restart []string) (remote.DeployResult, error) {
 	f, err := os.Open(b.Path)
 	if err != nil {
 		return remote.DeployResult{}, fmt.Errorf("open server binary: %w", err)
@@ -225,23 +221,6 @@ func (c *Conn) Deploy(ctx context.Context, b Binary, configJSON []byte) (remote.
 		return c.lab.Deploy(ctx, opts)
 	}
 	return remote.Deploy(ctx, c.t, opts)
-}
-
-// restartSettings names the settings of configJSON that the running server
-// cannot reload (nil when it does not run or did not say).
-func (c *Conn) restartSettings(ctx context.Context, configJSON []byte) ([]string, error) {
-	next, err := serverconfig.Parse(configJSON)
-	if err != nil {
-		return nil, fmt.Errorf("server.%s configuration: %w", c.srv.Name, err)
-	}
-	cur, _, err := c.State(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if cur == nil || !cur.Running {
-		return nil, nil
-	}
-	return cur.RestartSettings(plan.ServerState{RestartDigests: next.RestartDigests()}), nil
 }
 
 // Destroy stops the server and removes what mailctl installed; the mail

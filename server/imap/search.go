@@ -165,34 +165,29 @@ func (l *lazyMessage) header() mail.Header {
 // readsBodies reports whether criteria have keys on message text (BODY,
 // TEXT), which read every message they are tested on.
 func readsBodies(c *goimap.SearchCriteria) bool {
-	if len(c.Body) > 0 || len(c.Text) > 0 {
-		return true
-	}
-	for i := range c.Not {
-		if readsBodies(&c.Not[i]) {
-			return true
-		}
-	}
-	for i := range c.Or {
-		if readsBodies(&c.Or[i][0]) || readsBodies(&c.Or[i][1]) {
-			return true
-		}
-	}
-	return false
+	return anyCriteria(c, func(c *goimap.SearchCriteria) bool { return len(c.Body) > 0 || len(c.Text) > 0 })
 }
 
 // needsHeader reports whether criteria have keys on header fields.
 func needsHeader(c *goimap.SearchCriteria) bool {
-	if len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+	return anyCriteria(c, func(c *goimap.SearchCriteria) bool {
+		return len(c.Header) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero()
+	})
+}
+
+// anyCriteria reports whether has holds for c or for one of the criteria
+// under its NOT and OR keys.
+func anyCriteria(c *goimap.SearchCriteria, has func(*goimap.SearchCriteria) bool) bool {
+	if has(c) {
 		return true
 	}
 	for i := range c.Not {
-		if needsHeader(&c.Not[i]) {
+		if anyCriteria(&c.Not[i], has) {
 			return true
 		}
 	}
 	for i := range c.Or {
-		if needsHeader(&c.Or[i][0]) || needsHeader(&c.Or[i][1]) {
+		if anyCriteria(&c.Or[i][0], has) || anyCriteria(&c.Or[i][1], has) {
 			return true
 		}
 	}

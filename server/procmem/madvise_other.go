@@ -4,6 +4,7 @@ package procmem
 
 import "errors"
 
-func dontNeed(addr, length uintptr) error {
+// DontNeed is not supported here: nothing is dropped.
+func DontNeed(addr, length uintptr) error {
 	return errors.New("not supported on this system")
 }

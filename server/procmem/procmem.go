@@ -44,11 +44,17 @@ func ExecutableMappings() ([]Mapping, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the executable's path: %w", err)
 	}
+	return Mappings(exe)
+}
+
+// Mappings reads the mappings of the file at path (as the kernel names
+// it) from /proc/self/smaps.
+func Mappings(path string) ([]Mapping, error) {
 	data, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return nil, fmt.Errorf("reading the process's mappings: %w", err)
 	}
-	return parseSmaps(data, exe)
+	return parseSmaps(data, path)
 }
 
 func parseSmaps(data []byte, exe string) ([]Mapping, error) {
@@ -122,7 +128,7 @@ func ReleaseStartup() (int64, error) {
 		if !m.Releasable() {
 			continue
 		}
-		if err := dontNeed(m.Start, m.End-m.Start); err != nil {
+		if err := DontNeed(m.Start, m.End-m.Start); err != nil {
 			return released, fmt.Errorf("releasing %x-%x: %w", m.Start, m.End, err)
 		}
 		released += m.Rss

@@ -8,8 +8,9 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/mailctl/mailctl/server/internal/bufpool"
 )
 
 // memSpoolBytes is how much of a message is held in memory before the rest
@@ -28,38 +29,19 @@ type spool struct {
 }
 
 // spoolBufs recycles the memory of spools: one message per connection
-// makes one spool per connection.
-var spoolBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
-// maxPooledSpool is the largest buffer kept in spoolBufs.
-const maxPooledSpool = 256 << 10
-
-func putSpoolBuf(bp *[]byte) {
-	if cap(*bp) <= maxPooledSpool {
-		*bp = (*bp)[:0]
-		spoolBufs.Put(bp)
-	}
-}
+// makes one spool per connection. Buffers beyond 256 KiB are not kept.
+var spoolBufs = bufpool.New(16<<10, 256<<10)
 
 func newSpool(dir string, r io.Reader) (*spool, error) {
-	bp := spoolBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
-	for len(buf) <= memSpoolBytes {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):min(cap(buf), memSpoolBytes+1)])
-		buf = buf[:len(buf)+n]
-		*bp = buf
-		if err == io.EOF {
-			return &spool{mem: buf, buf: bp, size: int64(len(buf))}, nil
-		}
-		if err != nil {
-			putSpoolBuf(bp)
-			return nil, err
-		}
+	bp, err := spoolBufs.ReadUpTo(r, memSpoolBytes)
+	if err != nil {
+		return nil, err
 	}
-	defer putSpoolBuf(bp)
+	buf := *bp
+	if len(buf) <= memSpoolBytes {
+		return &spool{mem: buf, buf: bp, size: int64(len(buf))}, nil
+	}
+	defer spoolBufs.Put(bp)
 	n := int64(len(buf))
 	f, err := os.CreateTemp(dir, "smtp-spool-*")
 	if err != nil {
@@ -133,7 +115,7 @@ func (s *spool) head(n int) []byte {
 
 func (s *spool) Close() error {
 	if s.buf != nil {
-		putSpoolBuf(s.buf)
+		spoolBufs.Put(s.buf)
 		s.buf, s.mem = nil, nil
 	}
 	if s.f != nil {

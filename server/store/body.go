@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailctl/mailctl/server/internal/bufpool"
 )
 
 // Bodies kept in the index. A message body of up to MaxInlineBody bytes is
@@ -147,48 +148,12 @@ type memBody struct {
 func (b *memBody) Close() error {
 	if b.buf != nil {
 		b.Reader.Reset(nil)
-		putBodyBuf(b.buf)
+		bodyBufs.Put(b.buf)
 		b.buf = nil
 	}
 	return nil
 }
 
-// readAllBody reads r, up to max+1 bytes, into a buffer from bodyBufs.
-// The caller puts the buffer back once done with it.
-func readAllBody(r io.Reader, max int) (*[]byte, error) {
-	bp := bodyBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) > max {
-				break
-			}
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):min(cap(buf), max+1)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			*bp = buf
-			putBodyBuf(bp)
-			return nil, err
-		}
-		if len(buf) > max {
-			break
-		}
-	}
-	*bp = buf
-	return bp, nil
-}
-
-var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
-
-func putBodyBuf(bp *[]byte) {
-	if cap(*bp) > 2*MaxInlineBody {
-		return
-	}
-	*bp = (*bp)[:0]
-	bodyBufs.Put(bp)
-}
+// bodyBufs holds the buffers bodies are read into, at delivery (up to
+// inlineMax+1 bytes) and from the index (OpenBody).
+var bodyBufs = bufpool.New(32<<10, 2*MaxInlineBody)

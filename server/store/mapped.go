@@ -6,10 +6,11 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailctl/mailctl/server/procmem"
 )
 
 // bbolt maps the index shared and read-only: the pages read through the
@@ -42,7 +43,7 @@ const trimEvery = 4 << 20
 func (s *Store) trimMapping() {
 	s.db.View(func(tx *bolt.Tx) error {
 		if data, n := tx.DB().Info().Data, uintptr(tx.Size()); data != 0 && n > 0 {
-			dontNeed(data, n)
+			procmem.DontNeed(data, n) // nothing is lost if it fails
 		}
 		return nil
 	})
@@ -69,13 +70,13 @@ func (s *Store) deletedInline(n int) {
 	}
 }
 
-// countInline counts n bytes of bodies written to the index in c and
-// trims the whole mapping every trimEvery bytes.
-func (s *Store) countInline(c *atomic.Int64, n int64) {
-	if c.Add(n) < trimEvery {
+// wroteInline counts n bytes of bodies written to the index and trims the
+// whole mapping every trimEvery bytes.
+func (s *Store) wroteInline(n int64) {
+	if s.inlineWritten.Add(n) < trimEvery {
 		return
 	}
-	if c.Swap(0) >= trimEvery {
+	if s.inlineWritten.Swap(0) >= trimEvery {
 		s.trimMapping()
 	}
 }
@@ -171,7 +172,7 @@ func (s *Store) dropPages(p pageSpans) {
 		// processor running the server (TLB shootdown).
 		for _, sp := range p.spans {
 			if sp[0] >= data && sp[1] <= (data+size+pageMask)&^pageMask {
-				dontNeed(sp[0], sp[1]-sp[0])
+				procmem.DontNeed(sp[0], sp[1]-sp[0])
 			}
 		}
 		return nil

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -14,30 +13,49 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailctl/mailctl/server/procmem"
 )
 
 // mappedRSS returns the resident KiB of the mappings of path.
 func mappedRSS(t *testing.T, path string) int {
 	t.Helper()
-	f, err := os.Open("/proc/self/smaps")
+	maps, err := procmem.Mappings(path)
 	if err != nil {
 		t.Skip(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	in, kib := false, 0
-	for sc.Scan() {
-		line := sc.Text()
-		if fields := strings.Fields(line); len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
-			in = strings.HasSuffix(line, " "+path)
-			continue
-		}
-		if v, ok := strings.CutPrefix(line, "Rss:"); ok && in {
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			kib += n
+	var rss int64
+	for _, m := range maps {
+		rss += m.Rss
+	}
+	return int(rss >> 10)
+}
+
+// inboxOf opens a store in a new directory and delivers n messages to the
+// INBOX of user "u", message i being body(i). It returns the store, its
+// directory, the INBOX and its messages.
+func inboxOf(t *testing.T, n int, body func(i int) []byte) (*Store, string, Mailbox, []Message) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.EnsureUser(ctx, "u", 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if _, err := st.Deliver(ctx, "u", "", bytes.NewReader(body(i)), nil, time.Time{}); err != nil {
+			t.Fatal(err)
 		}
 	}
-	return kib
+	mb, msgs, err := st.Messages(ctx, "u", "INBOX")
+	if err != nil || len(msgs) != n {
+		t.Fatalf("Messages = %d, %v", len(msgs), err)
+	}
+	return st, dir, mb, msgs
 }
 
 // TestBodiesNotResident: delivering, reading, copying and expunging bodies
@@ -45,28 +63,11 @@ func mappedRSS(t *testing.T, path string) int {
 // mapping in the process's resident memory.
 func TestBodiesNotResident(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := Open(ctx, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.EnsureUser(ctx, "u", 0); err != nil {
-		t.Fatal(err)
-	}
 	body := bytes.Repeat([]byte("0123456789abcdef"), 640)
 	const n = 1000 // 10 MB of bodies: the mapping is trimmed every trimEvery bytes
-	for i := 0; i < n; i++ {
-		if _, err := st.Deliver(ctx, "u", "", bytes.NewReader(body), nil, time.Time{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st, dir, _, msgs := inboxOf(t, n, func(int) []byte { return body })
 	path := filepath.Join(dir, "index.db")
 	before := mappedRSS(t, path)
-	_, msgs, err := st.Messages(ctx, "u", "INBOX")
-	if err != nil || len(msgs) != n {
-		t.Fatalf("Messages = %d, %v", len(msgs), err)
-	}
 	for _, m := range msgs {
 		f, err := st.OpenBody(ctx, m)
 		if err != nil {
@@ -131,27 +132,10 @@ func present(t *testing.T, spans [][2]uintptr) (in, all int) {
 // dropped from resident memory once they reach readSpans.every bytes
 // (trimReadEvery).
 func TestBodyPagesDropped(t *testing.T) {
-	ctx := context.Background()
-	st, err := Open(ctx, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.EnsureUser(ctx, "u", 0); err != nil {
-		t.Fatal(err)
-	}
 	body := bytes.Repeat([]byte("0123456789abcdef"), 640)
-	st.readSpans.every = 8 << 20
 	n := 2000 // 20 MB: two drops, and 4 MB after them
-	for i := 0; i < n; i++ {
-		if _, err := st.Deliver(ctx, "u", "", bytes.NewReader(body), nil, time.Time{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, msgs, err := st.Messages(ctx, "u", "INBOX")
-	if err != nil || len(msgs) != n {
-		t.Fatalf("Messages = %d, %v", len(msgs), err)
-	}
+	st, _, _, msgs := inboxOf(t, n, func(int) []byte { return body })
+	st.readSpans.every = 8 << 20
 	// OpenBody's read, noting every page read.
 	var all pageSpans
 	for _, m := range msgs {
@@ -187,28 +171,12 @@ func TestBodyPagesDropped(t *testing.T) {
 // headers cached in it (FETCH ENVELOPE, header SEARCH) stay mapped.
 func TestHeadersStayResident(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := Open(ctx, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.EnsureUser(ctx, "u", 0); err != nil {
-		t.Fatal(err)
-	}
 	pad := strings.Repeat("x", 1000)
 	text := bytes.Repeat([]byte("0123456789abcdef"), 640)
 	const n = 1000 // 1 MB of headers, 10 MB of bodies
-	for i := 0; i < n; i++ {
-		body := "From: a@example.test\r\nSubject: message " + strconv.Itoa(i) + "\r\nX-Pad: " + pad + "\r\n\r\n" + string(text)
-		if _, err := st.Deliver(ctx, "u", "", strings.NewReader(body), nil, time.Time{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mb, msgs, err := st.Messages(ctx, "u", "INBOX")
-	if err != nil || len(msgs) != n {
-		t.Fatalf("Messages = %d, %v", len(msgs), err)
-	}
+	st, dir, mb, msgs := inboxOf(t, n, func(i int) []byte {
+		return []byte("From: a@example.test\r\nSubject: message " + strconv.Itoa(i) + "\r\nX-Pad: " + pad + "\r\n\r\n" + string(text))
+	})
 	uids := make([]uint32, 0, n)
 	for _, m := range msgs {
 		uids = append(uids, m.UID)

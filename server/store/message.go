@@ -130,11 +130,11 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	}
 	// A small body goes into the index, in the commit of its record; a
 	// larger one into a file of its own, made durable before that commit.
-	bp, err := readAllBody(ctxReader{ctx, body}, s.inlineMax)
+	bp, err := bodyBufs.ReadUpTo(ctxReader{ctx, body}, s.inlineMax)
 	if err != nil {
 		return 0, 0, wrap(fmt.Errorf("read body: %w", err))
 	}
-	defer putBodyBuf(bp)
+	defer bodyBufs.Put(bp)
 	var hc headerCapture
 	var blob blobID
 	var size int64
@@ -214,7 +214,7 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		return 0, 0, wrap(err)
 	}
 	if inline {
-		s.countInline(&s.inlineWritten, size)
+		s.wroteInline(size)
 	} else {
 		s.bodyBytes.Add(size)
 	}
@@ -298,7 +298,7 @@ func (s *Store) OpenBody(ctx context.Context, m Message) (Body, error) {
 		return nil, err
 	}
 	if m.body != 0 {
-		bp := bodyBufs.Get().(*[]byte)
+		bp := bodyBufs.Get()
 		var spans pageSpans
 		err := s.db.View(func(tx *bolt.Tx) error {
 			spans.base = tx.DB().Info().Data
@@ -309,7 +309,7 @@ func (s *Store) OpenBody(ctx context.Context, m Message) (Body, error) {
 			return err
 		})
 		if err != nil {
-			putBodyBuf(bp)
+			bodyBufs.Put(bp)
 			return nil, fmt.Errorf("open message %d: %w", m.UID, err)
 		}
 		s.readBodies(&spans, int64(len(*bp)))

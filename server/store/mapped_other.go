@@ -1,5 +1,0 @@
-//go:build !linux
-
-package store
-
-func dontNeed(addr, length uintptr) {}
