@@ -1,10 +1,10 @@
 #!/bin/bash
 # Benchmark of `mailctl serve` side by side with Postfix (SMTP ingest) and
-# Dovecot (IMAP), using the shared anchor scripts (../shared/bench relative
-# to the repository root, or SHARED_BENCH).
+# Dovecot (IMAP), using the anchor scripts in bench/anchors (their README
+# says how the anchors are installed, configured and measured).
 #
 # usage: bench/run.sh                 quick: N=2000, IMAP_N=2000, RUNS=3
-#        FULL=1 bench/run.sh          full size (see the shared README)
+#        FULL=1 bench/run.sh          full size (see bench/anchors/README.md)
 # env: SKIP_SETUP=1 (anchors already configured), OURS_PASS, BENCH_DIR,
 #      INBOUND=stub|closed|skip (below), and everything run-anchors.sh reads
 #      (RUNS, N, C, SIZE, IMAP_N, ...).
@@ -25,11 +25,10 @@
 #                   checks, the same work as the Postfix anchor.
 set -eu
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED_BENCH:-$REPO/../shared/bench}
+SHARED=$REPO/bench/anchors
 export BENCH_DIR=${BENCH_DIR:-/var/tmp/mailctl-bench}
 OURS=$BENCH_DIR/ours
 PASS=${OURS_PASS:-bench-ours-password}
-[ -x "$SHARED/run-anchors.sh" ] || { echo "no $SHARED/run-anchors.sh (set SHARED_BENCH)" >&2; exit 2; }
 
 mkdir -p "$OURS"
 (cd "$REPO" && go build -o "$OURS/mailctl" ./cmd/mailctl && go build -o "$OURS/dnsstub" ./bench/dnsstub)

@@ -76,7 +76,7 @@ alias "postmaster@example.org" {
 	}
 	mailctl := func(args ...string) (string, int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+		ctx, cancel := vmContext(t, 8*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, append([]string{"-chdir", dir}, args...)...)
 		cmd.Env = append(os.Environ(), "NO_COLOR=1", "TSIG_SECRET="+knot.TSIGSecret)

@@ -86,7 +86,7 @@ func TestDeployToVPS(t *testing.T) {
 	start = time.Now()
 	run(t, c, "true")
 	t.Logf("one command on the open connection: %.2fs", time.Since(start).Seconds())
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := vmContext(t, 6*time.Minute)
 	defer cancel()
 	// Start clean even if another test left a deployment behind.
 	if _, err := remote.Destroy(ctx, c, true); err != nil {
@@ -100,11 +100,11 @@ func TestDeployToVPS(t *testing.T) {
 	cfg := func(extra string) []byte {
 		return []byte(`{"banner_ports":[25,587],"listen_ports":[465,993]` + extra + "}")
 	}
-	health := remote.Health{Timeout: 90 * time.Second}
-	deploy := func(bin []byte, sum string, config []byte) (remote.DeployResult, error, time.Duration) {
+	health := remote.Health{Timeout: vmTimeout(90 * time.Second)}
+	deploy := func(bin []byte, sum string, config []byte) (remote.DeployResult, time.Duration, error) {
 		t0 := time.Now()
 		r, err := remote.Deploy(ctx, c, remote.DeployOptions{Version: "0.1.0", Binary: strings.NewReader(string(bin)), SHA256: sum, Config: config, Health: health})
-		return r, err, time.Since(t0)
+		return r, time.Since(t0), err
 	}
 
 	if _, err := remote.Status(ctx, c); !errors.Is(err, remote.ErrNotDeployed) {
@@ -113,7 +113,7 @@ func TestDeployToVPS(t *testing.T) {
 
 	var before map[string]string
 	t.Run("first deploy", func(t *testing.T) {
-		r, err, d := deploy(ok1, sum1, cfg(""))
+		r, d, err := deploy(ok1, sum1, cfg(""))
 		t.Logf("first deploy: %.1fs, %d bytes, actions %v", d.Seconds(), len(ok1), r.Actions)
 		if err != nil {
 			t.Fatal(err)
@@ -156,7 +156,7 @@ func TestDeployToVPS(t *testing.T) {
 		}
 	})
 	t.Run("second deploy changes nothing", func(t *testing.T) {
-		r, err, d := deploy(ok1, sum1, cfg(""))
+		r, d, err := deploy(ok1, sum1, cfg(""))
 		t.Logf("no-op deploy: %.1fs", d.Seconds())
 		if err != nil || r.Changed() {
 			t.Fatalf("Deploy = %v, %v; want no change", r.Actions, err)
@@ -167,7 +167,7 @@ func TestDeployToVPS(t *testing.T) {
 		}
 	})
 	t.Run("config change reloads", func(t *testing.T) {
-		r, err, d := deploy(ok1, sum1, cfg(`,"x":1`))
+		r, d, err := deploy(ok1, sum1, cfg(`,"x":1`))
 		t.Logf("config-only deploy: %.1fs", d.Seconds())
 		if err != nil || strings.Join(r.Actions, ",") != "write config,reload" {
 			t.Fatalf("Deploy = %v, %v; want write config, reload", r.Actions, err)
@@ -181,7 +181,7 @@ func TestDeployToVPS(t *testing.T) {
 		}
 	})
 	t.Run("new release restarts", func(t *testing.T) {
-		r, err, d := deploy(ok2, sum2, cfg(`,"x":1`))
+		r, d, err := deploy(ok2, sum2, cfg(`,"x":1`))
 		t.Logf("new release deploy: %.1fs", d.Seconds())
 		if err != nil || len(r.Actions) != 2 || r.Actions[1] != "restart" {
 			t.Fatalf("Deploy = %v, %v; want install release, restart", r.Actions, err)
@@ -196,7 +196,7 @@ func TestDeployToVPS(t *testing.T) {
 		}
 	})
 	t.Run("broken release rolled back", func(t *testing.T) {
-		r, err, d := deploy(broken, sumBroken, cfg(`,"x":1`))
+		r, d, err := deploy(broken, sumBroken, cfg(`,"x":1`))
 		t.Logf("broken deploy + rollback: %.1fs", d.Seconds())
 		if err == nil {
 			t.Fatalf("Deploy(broken) = %v, want an error", r.Actions)
@@ -244,7 +244,7 @@ func TestVPSHostKeyChanged(t *testing.T) {
 		{Address: v.Addr, Identity: v.KeyFile, HostKey: line},
 		{Address: v.Addr, Identity: v.KeyFile, KnownHosts: kh, AcceptNewHostKey: true},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		ctx, cancel := vmContext(t, 60*time.Second)
 		c, err := remote.DialSSH(ctx, cfg)
 		cancel()
 		if err == nil {

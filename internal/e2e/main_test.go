@@ -1,13 +1,15 @@
 // Package e2e holds the end-to-end tests that need a real Debian server: a
 // QEMU virtual machine with systemd and OpenSSH booted once per test
-// process by ../shared/vps/start.sh (see internal/testenv/vps.go) and
+// process by scripts/vps/start.sh (see internal/testenv/vps.go) and
 // shared by every test of the package. Under TCG emulation the boot takes
-// about 25 s and every remote step is slow: tests use generous timeouts
-// and one SSH connection each.
+// about 25 s and every remote step is slow: tests use generous timeouts,
+// scaled by how much slower than that the VM booted (vmContext), and one
+// SSH connection each.
 package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -46,9 +48,9 @@ func sharedVPS(t testing.TB) *testenv.VPS {
 func dialVPS(t testing.TB) *remote.SSH {
 	t.Helper()
 	v := sharedVPS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := vmContext(t, 60*time.Second)
 	defer cancel()
-	c, err := remote.DialSSH(ctx, remote.SSHConfig{Address: v.Addr, Identity: v.KeyFile, HostKey: v.HostKey, Timeout: 60 * time.Second})
+	c, err := remote.DialSSH(ctx, remote.SSHConfig{Address: v.Addr, Identity: v.KeyFile, HostKey: v.HostKey, Timeout: vmTimeout(60 * time.Second)})
 	if err != nil {
 		t.Fatalf("ssh to the test VM: %v", err)
 	}
@@ -64,4 +66,40 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// quietBoot is the VM's boot-to-SSH time under TCG on a quiet machine of
+// this project's kind (21.8-25.2 s measured): the deadlines written in
+// these tests hold on such a machine.
+const quietBoot = 25 * time.Second
+
+// loadFactor is how many times slower than quietBoot the shared VM booted
+// (at least 1): on a loaded machine every remote step slows down alike.
+func loadFactor() float64 {
+	if vm == nil || vm.BootSeconds <= 0 {
+		return 1
+	}
+	return max(1, vm.BootSeconds/quietBoot.Seconds())
+}
+
+// vmTimeout scales a deadline that holds on a quiet machine by loadFactor.
+func vmTimeout(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * loadFactor())
+}
+
+// vmContext is context.WithTimeout with the deadline scaled by loadFactor.
+// When the deadline passes, the test also fails with a message saying so
+// and how loaded the machine was, so that a timeout under load is told
+// apart from a hang.
+func vmContext(t testing.TB, d time.Duration) (context.Context, context.CancelFunc) {
+	t.Helper()
+	scaled := vmTimeout(d)
+	ctx, cancel := context.WithTimeout(context.Background(), scaled)
+	t.Cleanup(func() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Errorf("timed out after %s (%s on a quiet machine, x%.1f because the VM booted in %.0f s against %.0f s quiet): the machine was loaded or a step hung",
+				scaled.Round(time.Second), d, loadFactor(), vm.BootSeconds, quietBoot.Seconds())
+		}
+	})
+	return ctx, cancel
 }

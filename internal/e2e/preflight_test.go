@@ -73,7 +73,7 @@ func (r preflightReport) get(t *testing.T, check string) verify.Result {
 // a provider that blocks port 25).
 func TestPreflightVPS(t *testing.T) {
 	v := sharedVPS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := vmContext(t, 8*time.Minute)
 	defer cancel()
 	installProbe(ctx, t)
 

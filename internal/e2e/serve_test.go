@@ -22,7 +22,7 @@ import (
 func TestDeployMailctlServe(t *testing.T) {
 	v := sharedVPS(t)
 	c := dialVPS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := vmContext(t, 6*time.Minute)
 	defer cancel()
 	// Start clean even if another test left a deployment behind.
 	if _, err := remote.Destroy(ctx, c, true); err != nil {
@@ -51,7 +51,7 @@ func TestDeployMailctlServe(t *testing.T) {
 
 	t0 := time.Now()
 	r, err := remote.Deploy(ctx, c, remote.DeployOptions{Version: "e2e", Binary: strings.NewReader(string(b)), SHA256: sum, Config: config,
-		Health: remote.Health{Timeout: 120 * time.Second}})
+		Health: remote.Health{Timeout: vmTimeout(120 * time.Second)}})
 	t.Logf("deploy of mailctl (%d MB): %.1fs, actions %v", len(b)>>20, time.Since(t0).Seconds(), r.Actions)
 	if err != nil {
 		t.Fatalf("Deploy: %v", err)

@@ -141,7 +141,7 @@ alias "abuse@example.org" {
 	endpoints = append(endpoints, "-connect", fmt.Sprintf("mta-sts.example.org:443=127.0.0.1:%d", v.HostPort(443)))
 	mailctl := func(args ...string) (string, int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		ctx, cancel := vmContext(t, 10*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, append([]string{"-chdir", dir}, args...)...)
 		cmd.Env = append(os.Environ(), "NO_COLOR=1", "TSIG_SECRET="+knot.TSIGSecret, "HCLOUD_TOKEN="+hz.Token,
@@ -236,7 +236,7 @@ func forwardFromVM(t *testing.T, v *testenv.VPS, guestAddr, hostAddr string) {
 		t.Fatal(err)
 	}
 	cl, err := ssh.Dial("tcp", v.Addr, &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.FixedHostKey(hk), HostKeyAlgorithms: []string{hk.Type()}, Timeout: 60 * time.Second})
+		HostKeyCallback: ssh.FixedHostKey(hk), HostKeyAlgorithms: []string{hk.Type()}, Timeout: vmTimeout(60 * time.Second)})
 	if err != nil {
 		t.Fatalf("ssh to the VM for a port forward: %v", err)
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 // VPS is a disposable Debian 12 virtual machine (QEMU, systemd, OpenSSH,
-// root login by key only) booted by the shared vps/start.sh script. Its
+// root login by key only) booted by the repository's scripts/vps/start.sh. Its
 // SSH port and service ports are forwarded to free ports on 127.0.0.1;
 // the guest has no other network.
 type VPS struct {
@@ -43,34 +43,27 @@ type VPS struct {
 var VPSGuestPorts = []int{25, 587, 465, 993, 143, 443}
 
 // VPSScriptsDir finds the directory of start.sh: $MAILCTL_VPS_DIR, else
-// ../shared/vps next to the repository root (as in CI), else
-// /work/shared/vps.
+// scripts/vps in the repository this package belongs to.
 func VPSScriptsDir() (string, error) {
 	if d := os.Getenv("MAILCTL_VPS_DIR"); d != "" {
 		return d, nil
 	}
-	var tried []string
-	if wd, err := os.Getwd(); err == nil {
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				c := filepath.Join(filepath.Dir(d), "shared", "vps")
-				tried = append(tried, c)
-				if _, err := os.Stat(filepath.Join(c, "start.sh")); err == nil {
-					return c, nil
-				}
-				break
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find scripts/vps: %w", err)
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			c := filepath.Join(d, "scripts", "vps")
+			if _, err := os.Stat(filepath.Join(c, "start.sh")); err != nil {
+				return "", fmt.Errorf("find the VM scripts: %w (set MAILCTL_VPS_DIR)", err)
 			}
-			if filepath.Dir(d) == d {
-				break
-			}
+			return c, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("find scripts/vps: no go.mod above %s (set MAILCTL_VPS_DIR)", wd)
 		}
 	}
-	c := "/work/shared/vps"
-	tried = append(tried, c)
-	if _, err := os.Stat(filepath.Join(c, "start.sh")); err == nil {
-		return c, nil
-	}
-	return "", fmt.Errorf("vps/start.sh not found in %s (set MAILCTL_VPS_DIR)", strings.Join(tried, ", "))
 }
 
 // StartVPS boots a VM with start.sh (building the image first when it is
