@@ -21,6 +21,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailctl/mailctl/server/auth"
+	"github.com/mailctl/mailctl/server/internal/limits"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -43,6 +44,9 @@ var (
 	errFromNotYours     = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "From header address not owned by the authenticated user"}
 	errBadFrom          = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Message needs exactly one From header with valid addresses"}
 	errLineTooLong      = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 4, 0}, Message: "Line too long"}
+	errHeaderTooLarge   = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message header too large (limit %d bytes, %d lines)", limits.MaxHeaderBytes, limits.MaxHeaderLines)}
+	errBareCRLF         = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Message contains a bare CR or LF: every line must end with CRLF"}
+	errLongLineOut      = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: fmt.Sprintf("Line longer than %d bytes in a message to relay: encode it (quoted-printable or base64)", limits.MaxOutgoingLineBytes)}
 	errReadBody         = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Could not receive the message"}
 	errCheckTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure checking the message, try again later"}
 )
@@ -301,12 +305,17 @@ func (se *session) Data(r io.Reader) error {
 	id := newID()
 	log := se.log.With("id", id)
 
-	sp, err := newSpool(se.s.opts.SpoolDir, deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.opts.Limits.Timeout})
+	stats := &lineStats{r: limits.NewHeaderReader(deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.opts.Limits.Timeout})}
+	sp, err := newSpool(se.s.opts.SpoolDir, stats)
 	if err != nil {
 		var serr *gosmtp.SMTPError
 		if errors.Is(err, gosmtp.ErrTooLongLine) {
 			log.Info("message refused: line too long")
 			return errLineTooLong
+		}
+		if errors.Is(err, limits.ErrHeaderTooLarge) {
+			log.Info("message refused: header too large")
+			return errHeaderTooLarge
 		}
 		if errors.As(err, &serr) {
 			log.Info("message refused", "err", serr.Message)
@@ -317,12 +326,28 @@ func (se *session) Data(r io.Reader) error {
 	}
 	defer sp.Close()
 
-	h := scanHeader(sp.head(headerScanBytes))
+	// The header reader made sure the whole header is in this much.
+	h := scanHeader(sp.head(limits.MaxHeaderBytes))
 	if h.Received >= maxReceived {
 		log.Warn("message refused: loop", "received", h.Received)
 		return errLoop
 	}
+	// What leaves the server must be read alike by every next hop: no
+	// bare CR or LF (a hop that ends lines or the DATA at one would see
+	// another message or another header), no line over RFC 5322's limit.
+	if (se.s.opts.Mode != ModeMX || len(se.outbound) > 0) && (stats.bareCR || stats.bareLF) {
+		log.Info("message refused: bare CR or LF", "bare_cr", stats.bareCR, "bare_lf", stats.bareLF)
+		return errBareCRLF
+	}
+	if len(se.outbound) > 0 && stats.maxLine > limits.MaxOutgoingLineBytes {
+		log.Info("message refused: line too long to relay", "line", stats.maxLine)
+		return errLongLineOut
+	}
 	if se.s.opts.Mode != ModeMX {
+		if h.Malformed != "" {
+			log.Info("message refused: malformed header", "err", h.Malformed)
+			return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Malformed " + h.Malformed}
+		}
 		if err := se.checkFrom(h); err != nil {
 			log.Info("message refused: From header", "err", err.Message)
 			return err
