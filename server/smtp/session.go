@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net"
 	"net/mail"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -48,6 +49,7 @@ var (
 	errBareCRLF         = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Message contains a bare CR or LF: every line must end with CRLF"}
 	errLongLineOut      = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: fmt.Sprintf("Line longer than %d bytes in a message to relay: encode it (quoted-printable or base64)", limits.MaxOutgoingLineBytes)}
 	errReadBody         = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Could not receive the message"}
+	errTimeout          = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2}, Message: "Timeout, closing connection"}
 	errCheckTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure checking the message, try again later"}
 )
 
@@ -76,6 +78,10 @@ type session struct {
 }
 
 func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	if connTimedOut(c.Conn()) {
+		return nil, errTimeout
+	}
+	markTLS(c.Conn())
 	se := &session{s: s, conn: c, remote: c.Conn().RemoteAddr()}
 	if st, ok := c.TLSConnectionState(); ok {
 		se.tls = &st
@@ -99,6 +105,9 @@ func (se *session) Reset() {
 }
 
 func (se *session) Logout() error {
+	if se.conn != nil {
+		markTLS(se.conn.Conn()) // after STARTTLS, go-smtp ends the session
+	}
 	se.s.mu.Lock()
 	delete(se.s.sessions, se)
 	se.s.mu.Unlock()
@@ -119,6 +128,9 @@ func (se *session) AuthMechanisms() []string {
 }
 
 func (se *session) Auth(mech string) (sasl.Server, error) {
+	if se.timedOut() {
+		return nil, errTimeout
+	}
 	if se.s.opts.Mode == ModeMX {
 		return nil, gosmtp.ErrAuthUnsupported
 	}
@@ -140,6 +152,9 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (se *session) authenticate(username, password string) error {
+	if se.timedOut() {
+		return errTimeout
+	}
 	ctx, cancel := se.ctx()
 	defer cancel()
 	user, err := se.s.opts.Auth.Authenticate(ctx, username, password, se.remote)
@@ -160,6 +175,9 @@ func (se *session) authenticate(username, password string) error {
 }
 
 func (se *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if se.timedOut() {
+		return errTimeout
+	}
 	if se.s.opts.Mode != ModeMX {
 		if se.user == "" {
 			return errAuthRequired
@@ -216,6 +234,9 @@ func (se *session) inboundError(what string, err error) error {
 }
 
 func (se *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	if se.timedOut() {
+		return errTimeout
+	}
 	a, err := auth.ParseAddress(to)
 	if err != nil {
 		se.log.Info("recipient refused: syntax", "rcpt", to, "err", err)
@@ -285,18 +306,9 @@ func (se *session) allOverQuota(users []string) bool {
 	return true
 }
 
-// deadlineReader pushes the connection's read deadline forward before each
-// read, so the DATA timeout is an idle timeout, not a total one.
-type deadlineReader struct {
-	r       io.Reader
-	conn    net.Conn
-	timeout time.Duration
-}
-
-func (d deadlineReader) Read(p []byte) (int, error) {
-	d.conn.SetReadDeadline(time.Now().Add(d.timeout))
-	return d.r.Read(p)
-}
+// timedOut reports whether a read of this connection timed out: a
+// command's line was cut short, and must not be acted on.
+func (se *session) timedOut() bool { return se.conn != nil && connTimedOut(se.conn.Conn()) }
 
 func (se *session) Data(r io.Reader) error {
 	se.busy.Store(true)
@@ -305,13 +317,26 @@ func (se *session) Data(r io.Reader) error {
 	id := newID()
 	log := se.log.With("id", id)
 
-	stats := &lineStats{r: limits.NewHeaderReader(deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.opts.Limits.Timeout})}
+	if se.timedOut() {
+		return errTimeout
+	}
+	lim := se.s.opts.Limits
+	dd := &dataDeadline{idle: lim.Timeout, total: lim.DataTimeout, minRate: lim.MinDataRate, start: start}
+	if lc := limitConnOf(se.conn.Conn()); lc != nil {
+		lc.data.Store(dd)
+		defer lc.data.Store(nil)
+	}
+	stats := &lineStats{r: limits.NewHeaderReader(r)}
 	sp, err := newSpool(se.s.opts.SpoolDir, stats)
 	if err != nil {
 		var serr *gosmtp.SMTPError
 		if errors.Is(err, gosmtp.ErrTooLongLine) {
 			log.Info("message refused: line too long")
 			return errLineTooLong
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) || se.timedOut() {
+			log.Info("message refused: timeout", "bytes", dd.n.Load(), "ms", time.Since(start).Milliseconds())
+			return errTimeout
 		}
 		if errors.Is(err, limits.ErrHeaderTooLarge) {
 			log.Info("message refused: header too large")

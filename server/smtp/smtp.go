@@ -162,9 +162,21 @@ type Limits struct {
 	// MaxConnsPerIP is the number of simultaneous connections from one
 	// client IP address. Default 20.
 	MaxConnsPerIP int
-	// Timeout is the read and write timeout of each command, and the idle
-	// timeout between reads of a DATA body. Default 5 minutes.
+	// Timeout bounds the reading of each command line (from the end of the
+	// previous reply to the line's CRLF: idle and slow clients alike), each
+	// write, and the wait for each read of a DATA body. A read that times
+	// out ends the connection (421 4.4.2); a partial line is not acted on.
+	// Default 5 minutes (RFC 5321 section 4.5.3.2.7).
 	Timeout time.Duration
+	// DataTimeout bounds a whole DATA or BDAT body, unless it arrived at
+	// MinDataRate bytes per second on average or faster. Default 10
+	// minutes (RFC 5321 section 4.5.3.2.6's wait for the final dot).
+	DataTimeout time.Duration
+	// MinDataRate is the average rate in bytes per second that lets a
+	// large body take longer than DataTimeout. Default 4096: a 50 MiB
+	// message may take up to 3.6 hours, a client sending a byte a second
+	// is dropped after DataTimeout.
+	MinDataRate int64
 }
 
 // Options configure a Server.
@@ -243,6 +255,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if l.Timeout <= 0 {
 		l.Timeout = 5 * time.Minute
+	}
+	if l.DataTimeout <= 0 {
+		l.DataTimeout = 10 * time.Minute
+	}
+	if l.MinDataRate <= 0 {
+		l.MinDataRate = 4096
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
