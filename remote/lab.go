@@ -178,6 +178,7 @@ func (lab Lab) start(release, digest string) error {
 	defer logf.Close()
 	cmd := exec.Command(l.Binary(), "serve", "-config", l.ConfigFile)
 	cmd.Dir = l.DataDir // as WorkingDirectory= in the unit
+	cmd.Env = labEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -191,6 +192,28 @@ func (lab Lab) start(release, digest string) error {
 		return err
 	}
 	return lab.writeState(labState{PID: pid, Release: release, Config: digest})
+}
+
+// labEnvKeep lists the environment variables the lab server inherits from
+// the process that starts it (apply, with provider tokens and whatever
+// else its user exported): only what a process needs to run, as systemd
+// gives the unit on a VPS.
+var labEnvKeep = map[string]bool{
+	"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "TMPDIR": true,
+	"LANG": true, "LC_ALL": true, "TZ": true,
+	"GOMAXPROCS": true, "GOMEMLIMIT": true, "GOGC": true, "GODEBUG": true, "GOTRACEBACK": true,
+}
+
+// labEnv returns the part of env (KEY=value entries) the lab server gets.
+func labEnv(env []string) []string {
+	out := []string{}
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if labEnvKeep[k] {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func (lab Lab) writeState(st labState) error {
@@ -222,8 +245,8 @@ func (lab Lab) pidFromFile() (int, bool) {
 	return p, err == nil && p > 0
 }
 
-// alive reports whether pid is a running (not zombie) lab server.
-func (lab Lab) alive(pid int) bool {
+// procLive reports whether pid runs and is not a zombie.
+func procLive(pid int) bool {
 	if pid <= 0 || syscall.Kill(pid, 0) != nil {
 		return false
 	}
@@ -231,14 +254,85 @@ func (lab Lab) alive(pid int) bool {
 	if err != nil {
 		return !errors.Is(err, fs.ErrNotExist) // no /proc: trust kill(0)
 	}
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
+	i := bytes.LastIndexByte(stat, ')')
+	return !(i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X'))
+}
+
+// alive reports whether pid is a running (not zombie) lab server.
+func (lab Lab) alive(pid int) bool {
+	if !procLive(pid) {
 		return false
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", pid)); err != nil {
+		return true // no /proc: trust kill(0)
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return false
 	}
 	return bytes.Contains(cmdline, []byte(lab.Layout().ConfigFile))
+}
+
+// otherServers returns the pids, other than except, of running processes
+// that are "mailctl serve" (any name) of this lab: their -config argument,
+// relative to their working directory, is the lab's configuration file.
+// "serve status" runs are not servers. Without /proc it finds nothing.
+func (lab Lab) otherServers(except int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	cfg := lab.Layout().ConfigFile
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == except || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(b, []byte("serve")) {
+			continue
+		}
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		if serveConfig(args, func() string {
+			cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+			return cwd
+		}) == cfg && procLive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// serveConfig returns the absolute -config path of a "serve" command line
+// (not "serve status"), or "".
+func serveConfig(args []string, cwd func() string) string {
+	i := 0
+	for i < len(args) && args[i] != "serve" {
+		i++
+	}
+	if i == len(args) || i+1 < len(args) && args[i+1] == "status" {
+		return ""
+	}
+	for j := i + 1; j < len(args); j++ {
+		a := args[j]
+		var v string
+		switch {
+		case a == "-config" || a == "--config":
+			if j+1 < len(args) {
+				v = args[j+1]
+			}
+		case strings.HasPrefix(a, "-config="), strings.HasPrefix(a, "--config="):
+			_, v, _ = strings.Cut(a, "=")
+		default:
+			continue
+		}
+		if v != "" && !filepath.IsAbs(v) {
+			v = filepath.Join(cwd(), v)
+		}
+		return filepath.Clean(v)
+	}
+	return ""
 }
 
 // Running returns the pid of the lab server and whether it runs.
@@ -295,8 +389,20 @@ func (lab Lab) Status(ctx context.Context) ([]byte, error) {
 
 // Destroy stops the lab server and removes its releases, configuration,
 // pid, state and log files; the data directory too when purgeData.
+//
+// A pid file is not trusted alone: a server of this lab that runs under
+// another pid (started by hand, or the pid file is stale) is found in
+// /proc, and then nothing is stopped or removed and the error says which
+// process it is.
 func (lab Lab) Destroy(ctx context.Context, purgeData bool) (bool, error) {
-	_, alive := lab.running()
+	st, alive := lab.running()
+	recorded := 0
+	if alive {
+		recorded = st.PID
+	}
+	if others := lab.otherServers(recorded); len(others) > 0 {
+		return false, fmt.Errorf("destroy lab: a server of this lab runs as pid %d, not the one recorded in %s (%d); stop it first (kill %d); nothing was removed", others[0], lab.PIDFile(), st.PID, others[0])
+	}
 	if err := lab.Stop(ctx); err != nil {
 		return false, err
 	}

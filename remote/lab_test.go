@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -221,5 +222,74 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLabEnvAndForeignServer: the lab server does not inherit apply's
+// environment (provider tokens); destroy does not trust the pid file when
+// another server of the lab runs (started by hand with a relative
+// -config), says so, and removes nothing.
+func TestLabEnvAndForeignServer(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("HCLOUD_TOKEN", "secret-provider-token")
+	bin := fakeServer(t, "1", "ok")
+	ports := freePorts(t, 3)
+	health := remote.Health{BannerPorts: ports[:2], ListenPorts: ports[2:], Timeout: 10 * time.Second}
+	cfg := []byte(fmt.Sprintf(`{"banner_ports":[%d,%d],"listen_ports":[%d]}`, ports[0], ports[1], ports[2]))
+	lab := remote.Lab{Dir: filepath.Join(t.TempDir(), ".mailctl")}
+	t.Cleanup(func() { lab.Stop(context.Background()) })
+	if _, err := lab.Deploy(ctx, remote.DeployOptions{Version: "1", Binary: strings.NewReader(string(bin)), SHA256: sum(bin), Config: cfg, Health: health}); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := os.ReadFile(lab.LogFile())
+	if !strings.Contains(string(log), "fakeserver env: ") || !strings.Contains(string(log), "PATH=") {
+		t.Fatalf("log %q lacks the server's environment", log)
+	}
+	if strings.Contains(string(log), "secret-provider-token") {
+		t.Errorf("the lab server inherited HCLOUD_TOKEN: %q", log)
+	}
+
+	// The recorded server dies; one started by hand takes its place.
+	recorded, _ := lab.Running()
+	syscall.Kill(recorded, syscall.SIGKILL)
+	waitFor(t, func() bool { _, ok := lab.Running(); return !ok }, "the recorded server is dead")
+	l := lab.Layout()
+	manual := exec.Command(l.Binary(), "serve", "-config", "../server.json")
+	manual.Dir = l.DataDir
+	if err := manual.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { manual.Process.Kill(); manual.Wait() })
+	waitFor(t, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]))
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}, "the manual server listens")
+	mail := filepath.Join(l.DataDir, "mail")
+	os.WriteFile(mail, []byte("keep me"), 0o600)
+
+	changed, err := lab.Destroy(ctx, true)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(manual.Process.Pid)) || changed {
+		t.Fatalf("Destroy with a server running by hand = %v, %v; want an error naming pid %d", changed, err, manual.Process.Pid)
+	}
+	if _, err := os.Stat(mail); err != nil {
+		t.Errorf("data removed while a server runs: %v", err)
+	}
+	if _, err := os.Stat(l.ConfigFile); err != nil {
+		t.Errorf("configuration removed while a server runs: %v", err)
+	}
+	if syscall.Kill(manual.Process.Pid, 0) != nil {
+		t.Errorf("the manual server was stopped")
+	}
+	manual.Process.Kill()
+	manual.Wait()
+	if changed, err := lab.Destroy(ctx, true); err != nil || !changed {
+		t.Fatalf("Destroy once it stopped = %v, %v", changed, err)
+	}
+	if _, err := os.Stat(mail); err == nil {
+		t.Errorf("data kept after Destroy(purge)")
 	}
 }

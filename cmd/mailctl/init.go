@@ -94,12 +94,12 @@ func runInit(ctx context.Context, e *env, args []string) int {
 	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
 		return errorf(e, "init: create the directory: %v", err)
 	}
-	if err := initCreate(mailPath, conf); err != nil {
+	if err := initCreate(mailPath, conf, 0o600); err != nil { // it holds password hashes
 		return errorf(e, "init: %v", err)
 	}
 	fmt.Fprintf(e.Stdout, "Wrote %s.\n", mailPath)
 	gi := filepath.Join(e.Dir, ".gitignore")
-	switch err := initCreate(gi, []byte(initGitignore)); {
+	switch err := initCreate(gi, []byte(initGitignore), 0o644); {
 	case err == nil:
 		fmt.Fprintf(e.Stdout, "Wrote %s.\n", gi)
 	case errors.Is(err, fs.ErrExist):
@@ -119,10 +119,10 @@ Next steps:
 	return exitOK
 }
 
-// initCreate writes a new file, failing with an error naming it when it
-// exists already.
-func initCreate(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+// initCreate writes a new file with permissions perm, failing with an
+// error naming it when it exists already.
+func initCreate(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%s already exists; init never overwrites a file: %w", path, fs.ErrExist)

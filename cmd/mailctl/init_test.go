@@ -64,6 +64,10 @@ func TestInitGolden(t *testing.T) {
 				t.Fatalf("init = %d: %s", code, stderr)
 			}
 			raw := readFile(t, filepath.Join(dir, "mail.hcl"))
+			// mail.hcl holds password hashes: readable by its owner only.
+			if fi, err := os.Stat(filepath.Join(dir, "mail.hcl")); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("mail.hcl mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+			}
 			conf := checkScaffold(t, raw)
 			// The scaffold is a valid configuration once its env() secrets are set.
 			e2, _, stderr2 := testEnv(dir)

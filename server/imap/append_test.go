@@ -3,11 +3,16 @@ package imap_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+
+	"github.com/mailctl/mailctl/server/internal/limits"
 )
 
 // TestAppendCutShort: a client that hangs up in the middle of an APPEND
@@ -63,5 +68,49 @@ func TestAppendCutShort(t *testing.T) {
 	_, msgs, err = env.st.Messages(context.Background(), alice, "INBOX")
 	if err != nil || len(msgs) != 1 || msgs[0].Size != int64(len(body)) {
 		t.Fatalf("after a whole APPEND: %d messages %v, %v; want one of %d octets", len(msgs), msgs, err, len(body))
+	}
+}
+
+// TestAppendHeaderLimit: APPEND refuses a message whose header is over the
+// limit SMTP applies at DATA with NO [LIMIT] and stores nothing; one at
+// the limit is stored.
+func TestAppendHeaderLimit(t *testing.T) {
+	env := newEnv(t, 0)
+	c := env.dialTLS(t, nil)
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg := func(body string) error {
+		cmd := c.Append("INBOX", int64(len(body)), nil)
+		if _, err := cmd.Write([]byte(body)); err != nil {
+			return err
+		}
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		_, err := cmd.Wait()
+		return err
+	}
+	for _, tc := range []struct {
+		name, body string
+	}{
+		{"too many lines", strings.Repeat("X-A: b\r\n", limits.MaxHeaderLines+1) + "\r\nbody\r\n"},
+		{"too many bytes", strings.Repeat("X-A: "+strings.Repeat("b", 993)+"\r\n", limits.MaxHeaderBytes/1000+1) + "\r\nbody\r\n"},
+	} {
+		var ie *goimap.Error
+		if err := appendMsg(tc.body); !errors.As(err, &ie) || ie.Type != goimap.StatusResponseTypeNo || ie.Code != goimap.ResponseCodeLimit {
+			t.Errorf("APPEND, %s = %v, want NO [LIMIT]", tc.name, err)
+		}
+	}
+	_, msgs, err := env.st.Messages(context.Background(), alice, "INBOX")
+	if err != nil || len(msgs) != 0 {
+		t.Fatalf("after refused APPENDs: %d messages, %v; want none", len(msgs), err)
+	}
+	if err := appendMsg(strings.Repeat("X-A: b\r\n", limits.MaxHeaderLines) + "\r\nbody\r\n"); err != nil {
+		t.Fatalf("APPEND at the limit = %v", err)
+	}
+	// The connection goes on.
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/mailctl/mailctl/server/internal/limits"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -102,6 +103,8 @@ func (s *session) imapError(err error) error {
 		return no(goimap.ResponseCodeInUse, "Mailbox has children, delete them first")
 	case errors.Is(err, store.ErrInboxNotAllowed):
 		return no(goimap.ResponseCodeCannot, "Not allowed on INBOX")
+	case errors.Is(err, limits.ErrHeaderTooLarge):
+		return no(goimap.ResponseCodeLimit, fmt.Sprintf("Message header too large (limit %d bytes, %d lines)", limits.MaxHeaderBytes, limits.MaxHeaderLines))
 	}
 	var ie *goimap.Error
 	if errors.As(err, &ie) {
@@ -354,7 +357,9 @@ func (s *session) Append(mailbox string, r goimap.LiteralReader, options *goimap
 		}
 	}
 	date := options.Time
-	uidValidity, uid, err := s.srv.st.Append(s.ctx, s.user, mailbox, &fullLiteral{r: r}, storeFlags(options.Flags), date)
+	// The header bound SMTP applies at DATA (server/internal/limits).
+	body := limits.NewHeaderReader(&fullLiteral{r: r})
+	uidValidity, uid, err := s.srv.st.Append(s.ctx, s.user, mailbox, body, storeFlags(options.Flags), date)
 	if errors.Is(err, store.ErrNoSuchMailbox) {
 		return nil, tryCreate
 	}

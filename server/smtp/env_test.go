@@ -42,7 +42,7 @@ var (
 )
 
 // serverTLS returns a self-signed certificate for hostname and 127.0.0.1.
-func serverTLS(t *testing.T) *tls.Config {
+func serverTLS(t testing.TB) *tls.Config {
 	t.Helper()
 	certOnce.Do(func() {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -69,7 +69,7 @@ func serverTLS(t *testing.T) *tls.Config {
 }
 
 // clientTLS trusts serverTLS's certificate.
-func clientTLS(t *testing.T) *tls.Config {
+func clientTLS(t testing.TB) *tls.Config {
 	t.Helper()
 	pool := x509.NewCertPool()
 	c, err := x509.ParseCertificate(serverTLS(t).Certificates[0].Certificate[0])
@@ -149,7 +149,7 @@ type env struct {
 	queue *memQueue
 }
 
-func newEnv(t *testing.T, authOpts auth.AuthenticatorOptions) *env {
+func newEnv(t testing.TB, authOpts auth.AuthenticatorOptions) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, t.TempDir(), slog.New(slog.DiscardHandler))
@@ -188,7 +188,7 @@ func newEnv(t *testing.T, authOpts auth.AuthenticatorOptions) *env {
 }
 
 // start runs a server of mode on 127.0.0.1:0 and returns its address.
-func (e *env) start(t *testing.T, mode smtp.Mode, edit func(o *smtp.Options)) string {
+func (e *env) start(t testing.TB, mode smtp.Mode, edit func(o *smtp.Options)) string {
 	t.Helper()
 	opts := smtp.Options{
 		Mode:      mode,

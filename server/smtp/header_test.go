@@ -14,19 +14,25 @@ func TestScanHeader(t *testing.T) {
 		in   string
 		want headerInfo
 	}{
-		{"simple", "From: a@b.c\r\nSubject: x\r\n\r\nbody", headerInfo{From: " a@b.c", FromCount: 1, End: 27}},
-		{"folded from", "from: Alice\r\n <a@b.c>\r\nFrom: x\r\n\r\n", headerInfo{From: " x", FromCount: 2, End: 34}},
-		{"folded from then field", "From: Alice\r\n\t<a@b.c>\r\nTo: x\r\n\r\n", headerInfo{From: " Alice\t<a@b.c>", FromCount: 1, End: 32}},
-		{"LF only", "Date: x\nMessage-ID: <a@b>\n\nbody", headerInfo{HasDate: true, HasMessageID: true, End: 27}},
-		{"folded received", "Received: from a\r\n\tby b; date\r\nreceived: x\r\n\r\n", headerInfo{Received: 2, End: 46}},
-		{"case-insensitive", "MESSAGE-ID: <x>\r\ndate: y\r\n\r\n", headerInfo{HasMessageID: true, HasDate: true, End: 28}},
+		{"simple", "From: a@b.c\r\nSubject: x\r\n\r\nbody", headerInfo{From: " a@b.c", FromCount: 1, Lines: 2, End: 27}},
+		{"folded from", "from: Alice\r\n <a@b.c>\r\nFrom: x\r\n\r\n", headerInfo{From: " x", FromCount: 2, Lines: 3, End: 34}},
+		{"folded from then field", "From: Alice\r\n\t<a@b.c>\r\nTo: x\r\n\r\n", headerInfo{From: " Alice\t<a@b.c>", FromCount: 1, Lines: 3, End: 32}},
+		{"LF only", "Date: x\nMessage-ID: <a@b>\n\nbody", headerInfo{HasDate: true, HasMessageID: true, Lines: 2, End: 27}},
+		{"folded received", "Received: from a\r\n\tby b; date\r\nreceived: x\r\n\r\n", headerInfo{Received: 2, Lines: 3, End: 46}},
+		{"case-insensitive", "MESSAGE-ID: <x>\r\ndate: y\r\n\r\n", headerInfo{HasMessageID: true, HasDate: true, Lines: 2, End: 28}},
 		{"no header", "\r\nbody only", headerInfo{End: 2}},
-		{"no blank line", "Subject: x\r\n", headerInfo{End: -1}},
-		{"body without header", "hello world\r\n\r\n", headerInfo{End: -1}},
-		{"leading continuation", " Date: x\r\n\r\n", headerInfo{End: -1}},
-		{"space in name", "Bad Name: x\r\nDate: y\r\n\r\n", headerInfo{End: -1}},
+		{"no blank line", "Subject: x\r\n", headerInfo{Lines: 1, End: -1}},
+		{"body without header", "hello world\r\n\r\n", headerInfo{Lines: 1, Malformed: "header line 1: no colon", End: 15}},
+		{"leading continuation", " Date: x\r\n\r\n", headerInfo{Lines: 1, Malformed: "header line 1: continuation line with no field to continue", End: 12}},
+		{"space in name", "Bad Name: x\r\nDate: y\r\n\r\n", headerInfo{HasDate: true, Lines: 2, Malformed: "header line 1: invalid field name", End: 24}},
 		{"empty", "", headerInfo{End: -1}},
-		{"stops at body", "Subject: x\r\n\r\nReceived: not a header\r\n", headerInfo{End: 14}},
+		{"stops at body", "Subject: x\r\n\r\nReceived: not a header\r\n", headerInfo{Lines: 1, End: 14}},
+		// Header syntax receivers could read differently is noted and the
+		// fields after it still count.
+		{"blank before colon", "From : a\r\n\r\n", headerInfo{From: " a", FromCount: 1, Lines: 1, Malformed: "header line 1: blank before the colon", End: 12}},
+		{"bare CR", "X-A: a\rFrom: <alice>\r\n\r\n", headerInfo{Lines: 1, Malformed: "header line 1: bare CR", End: 24}},
+		{"line without colon", "Subject: x\r\nno colon\r\nFrom: a\r\n\r\n", headerInfo{From: " a", FromCount: 1, Lines: 3, Malformed: "header line 2: no colon", End: 33}},
+		{"NUL", "Subject: a\x00b\r\n\r\n", headerInfo{Lines: 1, Malformed: "header line 1: NUL", End: 16}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -124,9 +124,6 @@ func (s *spool) Close() error {
 	return nil
 }
 
-// headerScanBytes bounds how much of a message is examined for headers.
-const headerScanBytes = 256 << 10
-
 // maxReceived is the hop count above which a message is taken for a loop
 // (RFC 5321 section 6.3 suggests at least 100).
 const maxReceived = 100
@@ -137,22 +134,36 @@ type headerInfo struct {
 	Received     int  // number of Received fields
 	HasDate      bool // a Date field is present
 	HasMessageID bool // a Message-ID field is present
-	// From is the unfolded value of the From field; FromCount counts From fields.
+	// From is the unfolded value of the last From field; FromCount counts
+	// From fields (names compared without case and trailing blanks).
 	From      string
 	FromCount int
+	// Lines counts the lines of the header section.
+	Lines int
+	// Malformed describes the first line that is neither a well-formed
+	// field ("name:" with a printable name and no blank before the colon)
+	// nor a continuation of one, or that holds a bare CR or a NUL: lines
+	// receivers may read differently. "" when there is none.
+	Malformed string
 	// End is the offset of the body (just after the empty line), or -1 when
 	// no empty line ends the header within the data examined.
 	End int
 }
 
-// scanHeader examines the header section at the start of b. It is lenient:
-// the first line that is neither a field ("name:" with a printable name)
-// nor a continuation ends the header section.
+// scanHeader examines the header section at the start of b: every line up
+// to the first empty one, as IMAP header extraction and DKIM verifiers
+// delimit it. A line that is not a field is noted in Malformed and the scan
+// goes on, so that a field after it still counts. Lines end at LF (a CR
+// before it is dropped).
 func scanHeader(b []byte) headerInfo {
 	h := headerInfo{End: -1}
 	i := 0
-	first := true
 	inFrom := false
+	bad := func(why string) {
+		if h.Malformed == "" {
+			h.Malformed = fmt.Sprintf("header line %d: %s", h.Lines, why)
+		}
+	}
 	for i < len(b) {
 		j := bytes.IndexByte(b[i:], '\n')
 		var line []byte
@@ -169,23 +180,37 @@ func scanHeader(b []byte) headerInfo {
 			}
 			return h
 		}
+		i = next
+		h.Lines++
+		if bytes.IndexByte(line, '\r') >= 0 {
+			bad("bare CR")
+		}
+		if bytes.IndexByte(line, 0) >= 0 {
+			bad("NUL")
+		}
 		if line[0] == ' ' || line[0] == '\t' {
-			if first {
-				return h // a continuation with nothing to continue: no header section
-			}
-			if inFrom {
+			if h.Lines == 1 {
+				bad("continuation line with no field to continue")
+			} else if inFrom {
 				h.From += string(line)
 			}
-			i = next
 			continue
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !fieldName(line[:colon]) {
-			return h
-		}
-		first = false
 		inFrom = false
-		switch strings.ToLower(string(line[:colon])) {
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			bad("no colon")
+			continue
+		}
+		name := bytes.TrimRight(line[:colon], " \t")
+		if len(name) != colon {
+			bad("blank before the colon")
+		}
+		if len(name) == 0 || !fieldName(name) {
+			bad("invalid field name")
+			continue
+		}
+		switch strings.ToLower(string(name)) {
 		case "received":
 			h.Received++
 		case "date":
@@ -197,9 +222,51 @@ func scanHeader(b []byte) headerInfo {
 			h.From = string(line[colon+1:])
 			inFrom = true
 		}
-		i = next
 	}
 	return h
+}
+
+// lineStats passes a message through and notes what matters for relaying
+// it: bare CRs and LFs (RFC 5322 section 2.3 allows CR and LF only
+// together; a next hop may end a line, or the DATA, at a lone one) and the
+// longest line.
+type lineStats struct {
+	r io.Reader
+
+	bareCR, bareLF bool
+	maxLine        int // longest line, without its CRLF
+	col            int // bytes in the current line so far, CR included
+	prevCR         bool
+}
+
+func (l *lineStats) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	for _, c := range p[:n] {
+		if l.prevCR && c != '\n' {
+			l.bareCR = true
+		}
+		if c == '\n' {
+			if !l.prevCR {
+				l.bareLF = true
+			}
+			ln := l.col
+			if l.prevCR {
+				ln--
+			}
+			l.maxLine = max(l.maxLine, ln)
+			l.col = 0
+		} else {
+			l.col++
+		}
+		l.prevCR = c == '\r'
+	}
+	if err == io.EOF {
+		l.maxLine = max(l.maxLine, l.col)
+		if l.prevCR {
+			l.bareCR = true
+		}
+	}
+	return n, err
 }
 
 // fieldName reports whether b is an RFC 5322 field name (printable ASCII

@@ -218,15 +218,6 @@ func TestLimits(t *testing.T) {
 		// The session goes on.
 		c.expect("MAIL FROM:<x@remote.example>", 250, "")
 	})
-	t.Run("line too long", func(t *testing.T) {
-		c := dial(t, addr, false)
-		c.expect("EHLO client.example", 250, "")
-		c.expect("MAIL FROM:<x@remote.example>", 250, "")
-		c.expect("RCPT TO:<bob@example.test>", 250, "")
-		if code, msg := c.data("Subject: long\r\n\r\n" + strings.Repeat("x", 2100) + "\r\n"); code != 500 || !strings.HasPrefix(msg, "5.4.0") {
-			t.Fatalf("DATA with a 2100-character line -> %d %s, want 500 5.4.0", code, msg)
-		}
-	})
 	t.Run("recipient limit", func(t *testing.T) {
 		c := dial(t, addr, false)
 		c.expect("EHLO client.example", 250, "")

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net"
 	"net/mail"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailctl/mailctl/server/auth"
+	"github.com/mailctl/mailctl/server/internal/limits"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -43,7 +45,11 @@ var (
 	errFromNotYours     = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "From header address not owned by the authenticated user"}
 	errBadFrom          = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Message needs exactly one From header with valid addresses"}
 	errLineTooLong      = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 4, 0}, Message: "Line too long"}
+	errHeaderTooLarge   = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message header too large (limit %d bytes, %d lines)", limits.MaxHeaderBytes, limits.MaxHeaderLines)}
+	errBareCRLF         = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Message contains a bare CR or LF: every line must end with CRLF"}
+	errLongLineOut      = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: fmt.Sprintf("Line longer than %d bytes in a message to relay: encode it (quoted-printable or base64)", limits.MaxOutgoingLineBytes)}
 	errReadBody         = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Could not receive the message"}
+	errTimeout          = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2}, Message: "Timeout, closing connection"}
 	errCheckTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure checking the message, try again later"}
 )
 
@@ -72,6 +78,10 @@ type session struct {
 }
 
 func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	if connTimedOut(c.Conn()) {
+		return nil, errTimeout
+	}
+	markTLS(c.Conn())
 	se := &session{s: s, conn: c, remote: c.Conn().RemoteAddr()}
 	if st, ok := c.TLSConnectionState(); ok {
 		se.tls = &st
@@ -95,6 +105,9 @@ func (se *session) Reset() {
 }
 
 func (se *session) Logout() error {
+	if se.conn != nil {
+		markTLS(se.conn.Conn()) // after STARTTLS, go-smtp ends the session
+	}
 	se.s.mu.Lock()
 	delete(se.s.sessions, se)
 	se.s.mu.Unlock()
@@ -115,6 +128,9 @@ func (se *session) AuthMechanisms() []string {
 }
 
 func (se *session) Auth(mech string) (sasl.Server, error) {
+	if se.timedOut() {
+		return nil, errTimeout
+	}
 	if se.s.opts.Mode == ModeMX {
 		return nil, gosmtp.ErrAuthUnsupported
 	}
@@ -136,6 +152,9 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (se *session) authenticate(username, password string) error {
+	if se.timedOut() {
+		return errTimeout
+	}
 	ctx, cancel := se.ctx()
 	defer cancel()
 	user, err := se.s.opts.Auth.Authenticate(ctx, username, password, se.remote)
@@ -156,6 +175,9 @@ func (se *session) authenticate(username, password string) error {
 }
 
 func (se *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if se.timedOut() {
+		return errTimeout
+	}
 	if se.s.opts.Mode != ModeMX {
 		if se.user == "" {
 			return errAuthRequired
@@ -212,6 +234,9 @@ func (se *session) inboundError(what string, err error) error {
 }
 
 func (se *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	if se.timedOut() {
+		return errTimeout
+	}
 	a, err := auth.ParseAddress(to)
 	if err != nil {
 		se.log.Info("recipient refused: syntax", "rcpt", to, "err", err)
@@ -281,18 +306,9 @@ func (se *session) allOverQuota(users []string) bool {
 	return true
 }
 
-// deadlineReader pushes the connection's read deadline forward before each
-// read, so the DATA timeout is an idle timeout, not a total one.
-type deadlineReader struct {
-	r       io.Reader
-	conn    net.Conn
-	timeout time.Duration
-}
-
-func (d deadlineReader) Read(p []byte) (int, error) {
-	d.conn.SetReadDeadline(time.Now().Add(d.timeout))
-	return d.r.Read(p)
-}
+// timedOut reports whether a read of this connection timed out: a
+// command's line was cut short, and must not be acted on.
+func (se *session) timedOut() bool { return se.conn != nil && connTimedOut(se.conn.Conn()) }
 
 func (se *session) Data(r io.Reader) error {
 	se.busy.Store(true)
@@ -301,12 +317,30 @@ func (se *session) Data(r io.Reader) error {
 	id := newID()
 	log := se.log.With("id", id)
 
-	sp, err := newSpool(se.s.opts.SpoolDir, deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.opts.Limits.Timeout})
+	if se.timedOut() {
+		return errTimeout
+	}
+	lim := se.s.opts.Limits
+	dd := &dataDeadline{idle: lim.Timeout, total: lim.DataTimeout, minRate: lim.MinDataRate, start: start}
+	if lc := limitConnOf(se.conn.Conn()); lc != nil {
+		lc.data.Store(dd)
+		defer lc.data.Store(nil)
+	}
+	stats := &lineStats{r: limits.NewHeaderReader(r)}
+	sp, err := newSpool(se.s.opts.SpoolDir, stats)
 	if err != nil {
 		var serr *gosmtp.SMTPError
 		if errors.Is(err, gosmtp.ErrTooLongLine) {
 			log.Info("message refused: line too long")
 			return errLineTooLong
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) || se.timedOut() {
+			log.Info("message refused: timeout", "bytes", dd.n.Load(), "ms", time.Since(start).Milliseconds())
+			return errTimeout
+		}
+		if errors.Is(err, limits.ErrHeaderTooLarge) {
+			log.Info("message refused: header too large")
+			return errHeaderTooLarge
 		}
 		if errors.As(err, &serr) {
 			log.Info("message refused", "err", serr.Message)
@@ -317,12 +351,28 @@ func (se *session) Data(r io.Reader) error {
 	}
 	defer sp.Close()
 
-	h := scanHeader(sp.head(headerScanBytes))
+	// The header reader made sure the whole header is in this much.
+	h := scanHeader(sp.head(limits.MaxHeaderBytes))
 	if h.Received >= maxReceived {
 		log.Warn("message refused: loop", "received", h.Received)
 		return errLoop
 	}
+	// What leaves the server must be read alike by every next hop: no
+	// bare CR or LF (a hop that ends lines or the DATA at one would see
+	// another message or another header), no line over RFC 5322's limit.
+	if (se.s.opts.Mode != ModeMX || len(se.outbound) > 0) && (stats.bareCR || stats.bareLF) {
+		log.Info("message refused: bare CR or LF", "bare_cr", stats.bareCR, "bare_lf", stats.bareLF)
+		return errBareCRLF
+	}
+	if len(se.outbound) > 0 && stats.maxLine > limits.MaxOutgoingLineBytes {
+		log.Info("message refused: line too long to relay", "line", stats.maxLine)
+		return errLongLineOut
+	}
 	if se.s.opts.Mode != ModeMX {
+		if h.Malformed != "" {
+			log.Info("message refused: malformed header", "err", h.Malformed)
+			return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Malformed " + h.Malformed}
+		}
 		if err := se.checkFrom(h); err != nil {
 			log.Info("message refused: From header", "err", err.Message)
 			return err

@@ -17,6 +17,20 @@
 //     FROM (553 5.7.1) and in the message's From header (550 5.7.1; exactly
 //     one From header is required, else 550 5.6.0), since outbound mail is
 //     DKIM-signed for the domain;
+//   - the whole header is parsed as receivers and DKIM verifiers will: in
+//     submission a line that is not a well-formed field (no colon, a blank
+//     before the colon, a bare CR or a NUL) is refused with 550 5.6.0, so
+//     is more than one From;
+//   - the header section is bounded (limits.MaxHeaderBytes, 1 MiB, and
+//     limits.MaxHeaderLines, 10 000 lines; 552 5.3.4), lines to
+//     limits.MaxLineBytes (64 KiB; 500 5.4.0);
+//   - what leaves the server (every authenticated submission, and mail to
+//     an alias that forwards outside) may hold no bare CR or LF, and when
+//     it goes to a remote recipient no line over 998 bytes (550 5.6.0):
+//     refused rather than rewritten, so that what a next hop reads, and
+//     what DKIM signs, is what the client sent; the client can fix it, and
+//     a forwarded message's sender gets the refusal at DATA rather than a
+//     bounce later;
 //   - size (SIZE in EHLO, 552 5.3.4 while reading), recipient count, per
 //     command timeouts and connections per client IP are limited;
 //   - 250 after DATA is sent only once every local delivery is durable in
@@ -39,6 +53,7 @@ import (
 
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
+	"github.com/mailctl/mailctl/server/internal/limits"
 )
 
 // Mode selects the role of a Server.
@@ -147,9 +162,21 @@ type Limits struct {
 	// MaxConnsPerIP is the number of simultaneous connections from one
 	// client IP address. Default 20.
 	MaxConnsPerIP int
-	// Timeout is the read and write timeout of each command, and the idle
-	// timeout between reads of a DATA body. Default 5 minutes.
+	// Timeout bounds the reading of each command line (from the end of the
+	// previous reply to the line's CRLF: idle and slow clients alike), each
+	// write, and the wait for each read of a DATA body. A read that times
+	// out ends the connection (421 4.4.2); a partial line is not acted on.
+	// Default 5 minutes (RFC 5321 section 4.5.3.2.7).
 	Timeout time.Duration
+	// DataTimeout bounds a whole DATA or BDAT body, unless it arrived at
+	// MinDataRate bytes per second on average or faster. Default 10
+	// minutes (RFC 5321 section 4.5.3.2.6's wait for the final dot).
+	DataTimeout time.Duration
+	// MinDataRate is the average rate in bytes per second that lets a
+	// large body take longer than DataTimeout. Default 4096: a 50 MiB
+	// message may take up to 3.6 hours, a client sending a byte a second
+	// is dropped after DataTimeout.
+	MinDataRate int64
 }
 
 // Options configure a Server.
@@ -229,6 +256,12 @@ func New(opts Options) (*Server, error) {
 	if l.Timeout <= 0 {
 		l.Timeout = 5 * time.Minute
 	}
+	if l.DataTimeout <= 0 {
+		l.DataTimeout = 10 * time.Minute
+	}
+	if l.MinDataRate <= 0 {
+		l.MinDataRate = 4096
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -249,6 +282,7 @@ func New(opts Options) (*Server, error) {
 	srv.TLSConfig = opts.TLSConfig
 	srv.MaxMessageBytes = l.MaxMessageBytes
 	srv.MaxRecipients = l.MaxRecipients
+	srv.MaxLineLength = limits.MaxLineBytes
 	srv.ReadTimeout = l.Timeout
 	srv.WriteTimeout = l.Timeout
 	srv.AllowInsecureAuth = false

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -47,6 +48,8 @@ func main() {
 		fmt.Println(string(out))
 		return
 	}
+	// The lab tests check what the server inherits.
+	fmt.Fprintln(os.Stderr, "fakeserver env:", strings.Join(os.Environ(), " "))
 	path := args[2]
 	var c config
 	b, err := os.ReadFile(path)
