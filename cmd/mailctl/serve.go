@@ -236,6 +236,19 @@ func printStatus(e *env, st *daemon.Status) {
 	}
 	fmt.Fprintf(w, "  dkim keys      %d\n", len(st.DKIM))
 	fmt.Fprintf(w, "  store          %s\n", bytesIEC(st.StoreBytes))
+	if n := len(st.Quarantine); n > 0 {
+		fmt.Fprintf(w, "  QUARANTINE     %d corrupt store records set aside (store/quarantine/):\n", n)
+		for _, q := range st.Quarantine {
+			fmt.Fprintf(w, "    %s %s %s", q.File, q.Kind, q.User)
+			if q.Mailbox != "" {
+				fmt.Fprintf(w, " %q", q.Mailbox)
+			}
+			if q.UID != 0 {
+				fmt.Fprintf(w, " uid %d", q.UID)
+			}
+			fmt.Fprintf(w, ": %s\n", q.Error)
+		}
+	}
 	fmt.Fprintf(w, "  queue          %d messages\n", st.QueueMessages)
 	for _, name := range []string{"smtp", "submission", "submissions", "imap", "imaps", "https", "http"} {
 		if a, ok := st.Listeners[name]; ok {

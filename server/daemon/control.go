@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/tlsconf"
 )
 
@@ -47,6 +48,11 @@ type Status struct {
 	Listeners     map[string]string  `json:"listeners"`
 	Domains       []string           `json:"domains"`
 	MTASTS        map[string]string  `json:"mta_sts_ids,omitempty"`
+
+	// Quarantine lists the index records that the store could not read
+	// and moved to its quarantine directory (store.Open): an operator
+	// should look at them.
+	Quarantine []store.QuarantineEntry `json:"store_quarantine"`
 }
 
 // ReloadState is the outcome of the last SIGHUP.

@@ -590,6 +590,7 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		TLSMode:        d.tls.Mode(),
 		Certificates:   d.tls.Certificates(),
 		StoreBytes:     d.st.Size(),
+		Quarantine:     d.st.Quarantined(),
 		QueueMessages:  d.queue.Len(),
 		Listeners:      listeners,
 		Domains:        cfg.DomainNames(),
@@ -597,6 +598,9 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 	}
 	if st.Certificates == nil {
 		st.Certificates = []tlsconf.CertInfo{}
+	}
+	if st.Quarantine == nil {
+		st.Quarantine = []store.QuarantineEntry{}
 	}
 	for _, k := range keys {
 		pub := k.Record[strings.Index(k.Record, "p=")+2:]

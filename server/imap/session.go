@@ -88,9 +88,12 @@ func (s *session) imapError(err error) error {
 	no := func(code goimap.ResponseCode, text string) error {
 		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: code, Text: text}
 	}
+	var limit *store.LimitError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &limit):
+		return no(goimap.ResponseCodeLimit, limit.Text)
 	case errors.Is(err, store.ErrNoSuchMailbox):
 		return no(goimap.ResponseCodeNonExistent, "No such mailbox")
 	case errors.Is(err, store.ErrMailboxExists):

@@ -124,9 +124,12 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	if date.IsZero() {
 		date = time.Now()
 	}
-	flags = normalizeFlags(flags)
 	wrap := func(err error) error {
 		return fmt.Errorf("deliver to %q of %q: %w", mailbox, user, err)
+	}
+	flags, err = normalizeFlags(flags)
+	if err != nil {
+		return 0, 0, wrap(err)
 	}
 	// A small body goes into the index, in the commit of its record; a
 	// larger one into a file of its own, made durable before that commit.
@@ -184,7 +187,7 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 			}
 		}
 		uid, uidValidity, mboxID = r.UIDNext, r.UIDValidity, r.ID
-		if err := u.msgs(r).Put(uidKey(uid), encodeMsg(&rec)); err != nil {
+		if err := putMsg(u.msgs(r), uid, &rec); err != nil {
 			return err
 		}
 		if err := u.putHeader(r.ID, uid, hdr, summary); err != nil {
@@ -336,11 +339,14 @@ const (
 // uids, and returns those messages (changed or not) in UID order. Changed
 // messages get a new modification sequence.
 func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint32, op FlagOp, flags []string) ([]Message, error) {
-	flags = normalizeFlags(flags)
+	flags, err := normalizeFlags(flags)
+	if err != nil {
+		return nil, fmt.Errorf("store flags in %q of %q: %w", mailbox, user, err)
+	}
 	var out []Message
 	var mboxID uint64
 	changed := false
-	err := s.update(ctx, user, func(u *userTx) error {
+	err = s.update(ctx, user, func(u *userTx) error {
 		r, name, err := u.mailbox(mailbox)
 		if err != nil {
 			return err
@@ -362,7 +368,7 @@ func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint3
 				m.Flags = nf
 				m.ModSeq = modseq
 				changed = true
-				if err := b.Put(uidKey(uid), encodeMsg(&m)); err != nil {
+				if err := putMsg(b, uid, &m); err != nil {
 					return err
 				}
 			}
@@ -640,7 +646,7 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 			dr.UIDNext++
 			dr.Messages++
 			dr.Size += m.Size
-			if err := db.Put(uidKey(nuid), encodeMsg(&m)); err != nil {
+			if err := putMsg(db, nuid, &m); err != nil {
 				return err
 			}
 			if v := u.getHeaderRecord(sr.ID, uid); v != nil {

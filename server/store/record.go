@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // blobID names a message body file. It is random, so that a body can be
@@ -88,9 +90,66 @@ func encodeMsg(m *msgRecord) []byte {
 	return b
 }
 
-// maxFlags bounds the flags of one message, so that a corrupt count cannot
-// make the decoder allocate without limit.
-const maxFlags = 1024
+// Limits of what the index holds. The reader (decodeMsg, normalizeMailbox)
+// refuses what is beyond them; the writer refuses it too, before anything
+// is written (checkMsg through putMsg, normalizeFlags, normalizeMailbox),
+// so that no command can store a record that the next Open cannot read.
+const (
+	// MaxFlags bounds the flags (system flags and keywords) of one
+	// message, so that a corrupt count cannot make the decoder allocate
+	// without limit.
+	MaxFlags = 1024
+	// MaxKeywordLen is the longest flag or keyword, in bytes.
+	MaxKeywordLen = 256
+	// MaxMailboxName is the longest mailbox name, in bytes (UTF-8).
+	MaxMailboxName = 512
+	// maxMsgSize is the largest message size a record can hold.
+	maxMsgSize = 1 << 62
+)
+
+// ErrLimit is returned, as a *LimitError, when a change would go beyond
+// one of the store's limits; nothing is written then.
+var ErrLimit = errors.New("store: limit exceeded")
+
+// LimitError says which limit a change would go beyond.
+type LimitError struct {
+	Text string // for the user, e.g. "too many keywords (1025, at most 1024)"
+}
+
+func (e *LimitError) Error() string { return ErrLimit.Error() + ": " + e.Text }
+
+// Is makes errors.Is(err, ErrLimit) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit }
+
+func limitErr(format string, args ...any) error {
+	return &LimitError{Text: fmt.Sprintf(format, args...)}
+}
+
+// checkMsg reports whether decodeMsg would read m back: every limit the
+// reader enforces, checked by the writer.
+func checkMsg(m *msgRecord) error {
+	if len(m.Flags) > MaxFlags {
+		return limitErr("too many keywords (%d, at most %d)", len(m.Flags), MaxFlags)
+	}
+	for _, f := range m.Flags {
+		if len(f) > MaxKeywordLen {
+			return limitErr("keyword longer than %d bytes", MaxKeywordLen)
+		}
+	}
+	if m.Size < 0 || m.Size > maxMsgSize {
+		return limitErr("message size %d", m.Size)
+	}
+	return nil
+}
+
+// putMsg stores the record of message uid in b, the messages bucket of
+// a mailbox: every writer of message records goes through it.
+func putMsg(b *bolt.Bucket, uid uint32, m *msgRecord) error {
+	if err := checkMsg(m); err != nil {
+		return err
+	}
+	return b.Put(uidKey(uid), encodeMsg(m))
+}
 
 func decodeMsg(b []byte) (msgRecord, error) {
 	var m msgRecord
@@ -108,7 +167,7 @@ func decodeMsg(b []byte) (msgRecord, error) {
 		return v, true
 	}
 	size, ok := uv()
-	if !ok || size > 1<<62 {
+	if !ok || size > maxMsgSize {
 		return m, fmt.Errorf("%w: size", errCorrupt)
 	}
 	m.Size = int64(size)
@@ -137,7 +196,7 @@ func decodeMsg(b []byte) (msgRecord, error) {
 		b = b[len(m.Blob):]
 	}
 	nflags, ok := uv()
-	if !ok || nflags > maxFlags {
+	if !ok || nflags > MaxFlags {
 		return m, fmt.Errorf("%w: flag count", errCorrupt)
 	}
 	if nflags > 0 {
@@ -169,9 +228,10 @@ const (
 var systemFlags = []string{FlagSeen, FlagAnswered, FlagFlagged, FlagDeleted, FlagDraft}
 
 // canonicalFlag returns the stored spelling of flag and whether it can be
-// stored at all (\Recent and malformed atoms cannot).
+// stored at all (\Recent and malformed atoms cannot; see normalizeFlags
+// for those too long).
 func canonicalFlag(flag string) (string, bool) {
-	if flag == "" || len(flag) > 256 {
+	if flag == "" || len(flag) > MaxKeywordLen {
 		return "", false
 	}
 	if strings.HasPrefix(flag, `\`) {
@@ -191,17 +251,25 @@ func canonicalFlag(flag string) (string, bool) {
 }
 
 // normalizeFlags canonicalises flags, drops what cannot be stored and
-// removes case-insensitive duplicates, keeping the first spelling.
-func normalizeFlags(flags []string) []string {
+// removes case-insensitive duplicates, keeping the first spelling. A flag
+// longer than MaxKeywordLen, or more than MaxFlags of them, is an error
+// (ErrLimit) rather than dropped: the client learns that it was not kept.
+func normalizeFlags(flags []string) ([]string, error) {
 	out := make([]string, 0, len(flags))
 	for _, f := range flags {
+		if len(f) > MaxKeywordLen {
+			return nil, limitErr("keyword longer than %d bytes", MaxKeywordLen)
+		}
 		c, ok := canonicalFlag(f)
 		if !ok || hasFlag(out, c) {
 			continue
 		}
 		out = append(out, c)
+		if len(out) > MaxFlags {
+			return nil, limitErr("too many keywords (more than %d)", MaxFlags)
+		}
 	}
-	return out
+	return out, nil
 }
 
 func hasFlag(flags []string, flag string) bool {

@@ -102,6 +102,7 @@ type Store struct {
 	readSpans     readSpans                           // pages of it read for bodies (mapped.go)
 	summary       atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
 	dirSync       [256]*dirSyncer                     // one per body directory
+	quarantined   []QuarantineEntry                   // as Open found them (quarantine.go)
 
 	watchMu  sync.RWMutex
 	watchers map[int]func(Change)
@@ -263,31 +264,38 @@ func (s *Store) blobPath(b blobID) string {
 }
 
 // removeOrphans deletes body files that no index record references, and
-// temporary files left by an interrupted delivery.
+// temporary files left by an interrupted delivery. Records that cannot be
+// read are quarantined first (quarantine.go).
 func (s *Store) removeOrphans(ctx context.Context) error {
 	refs := map[blobID]int64{}
+	var bad []badRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUsers).ForEachBucket(func(user []byte) error {
-			msgs := tx.Bucket(bucketUsers).Bucket(user).Bucket(bucketMsgs)
-			if msgs == nil {
-				return nil
-			}
-			return msgs.ForEachBucket(func(mbox []byte) error {
-				return msgs.Bucket(mbox).ForEach(func(k, v []byte) error {
-					m, err := decodeMsg(v)
-					if err != nil {
-						return fmt.Errorf("user %q mailbox %x uid %x: %w", user, mbox, k, err)
-					}
-					if m.Body == 0 {
-						refs[m.Blob] = m.Size
-					}
-					return nil
-				})
-			})
+			bad = append(bad, scanUser(tx, user, func(b blobID, size int64) { refs[b] = size })...)
+			return nil
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("scan index: %w", err)
+	}
+	// Body files of records whose body could not be told are kept (in
+	// the quarantine), not removed.
+	keep := false
+	if len(bad) > 0 {
+		if err := s.quarantine(ctx, bad); err != nil {
+			return fmt.Errorf("quarantine corrupt records: %w", err)
+		}
+		for _, b := range bad {
+			switch {
+			case b.e.Kind == "message" && !b.bodyKnown:
+				keep = true
+			case b.e.BodyFile != "" && b.body == 0:
+				delete(refs, b.blob) // the quarantine holds a link
+			}
+		}
+	}
+	if err := s.loadQuarantine(); err != nil {
+		return fmt.Errorf("read quarantine: %w", err)
 	}
 	var removed int
 	var total int64
@@ -306,7 +314,7 @@ func (s *Store) removeOrphans(ctx context.Context) error {
 				total += size
 				continue
 			}
-			if err := os.Remove(filepath.Join(shard, e.Name())); err != nil {
+			if err := s.disposeOrphan(filepath.Join(shard, e.Name()), keep); err != nil {
 				return fmt.Errorf("remove orphaned body: %w", err)
 			}
 			removed++
@@ -333,8 +341,11 @@ func syncDir(dir string) error {
 
 // normalizeMailbox validates a mailbox name and spells INBOX canonically.
 func normalizeMailbox(name string) (string, error) {
-	if name == "" || len(name) > 512 {
-		return "", fmt.Errorf("%w: %q", ErrInvalidMailbox, name)
+	if name == "" {
+		return "", fmt.Errorf("%w: empty name", ErrInvalidMailbox)
+	}
+	if len(name) > MaxMailboxName {
+		return "", fmt.Errorf("%w: %w", ErrInvalidMailbox, limitErr("mailbox name longer than %d bytes", MaxMailboxName))
 	}
 	if strings.EqualFold(name, Inbox) {
 		return Inbox, nil
