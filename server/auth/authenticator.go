@@ -2,13 +2,18 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,7 +22,8 @@ var (
 	// (which one is never revealed).
 	ErrInvalidCredentials = errors.New("auth: invalid credentials")
 	// ErrTooManyFailures is returned, without checking the password, while the
-	// client's IP address has too many recent failures.
+	// client's IP address has too many recent failures (a lockout: the
+	// protocols answer it as a temporary refusal, not as a wrong password).
 	ErrTooManyFailures = errors.New("auth: too many authentication failures from this address, try later")
 )
 
@@ -25,13 +31,29 @@ var (
 type AuthenticatorOptions struct {
 	// MaxFailures per client IP within Window; once reached, further
 	// attempts from that IP are refused until the oldest failure leaves the
-	// window. Default 10 (config limits.auth_failures_per_ip).
+	// window. Attempts in flight count as failures until they succeed, so
+	// that a burst of simultaneous attempts cannot all be checked. Default
+	// 10 (config limits.auth_failures_per_ip).
 	MaxFailures int
 	// Window is the failure counting window. Default 10 minutes.
 	Window time.Duration
-	// MaxConcurrent bounds concurrent argon2id verifications (each may use
-	// 64 MiB). Default 4.
+	// MaxConcurrent bounds concurrent argon2id verifications, handed out
+	// round robin across client IPs. Default the number of CPUs, at least
+	// 2 and at most 16.
 	MaxConcurrent int
+	// FailureDelay is how long the answer to a first failure is held back;
+	// it doubles with each recent failure of the client IP or of the
+	// account, up to MaxFailureDelay. The attempt keeps counting against
+	// its IP meanwhile, even if the client disconnects. A correct password
+	// is never delayed. Default 250ms; negative: no delay.
+	FailureDelay time.Duration
+	// MaxFailureDelay caps FailureDelay's growth. Default 5s.
+	MaxFailureDelay time.Duration
+	// CacheTTL is how long a successful login is remembered after its last
+	// use (sliding: every use renews it). Default 15 minutes.
+	CacheTTL time.Duration
+	// CacheSize bounds the remembered logins. Default 10000.
+	CacheSize int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock, for tests. Default time.Now.
@@ -42,17 +64,61 @@ type AuthenticatorOptions struct {
 // fail too often. It implements the Authenticator interface of server/imap
 // and server/smtp, is safe for concurrent use, and its users are replaced by
 // Update on config reload.
+//
+// Successful logins are remembered (like Dovecot's auth_cache) under an
+// HMAC of user and password with a key drawn at start, never the password:
+// a client opening connection after connection pays the argon2id cost
+// once. An entry lives CacheTTL after its last use and is valid only while
+// the user's hash is the one it was verified against, so that Update drops
+// exactly the changed users and a busy server's entries never expire all
+// at once. Logins that miss the cache with the same user and password
+// share one verification (one flight per credential digest); different
+// credentials queue for MaxConcurrent verification slots, round robin
+// across client IPs.
+//
+// The flight group and the fair queue are written here rather than taken
+// from golang.org/x/sync: singleflight cannot cancel a queued verification
+// that every caller gave up on nor attach per-flight failure accounting,
+// and semaphore.Weighted is one FIFO, which lets one source starve others.
 type Authenticator struct {
-	opts AuthenticatorOptions
-	sem  chan struct{}
+	opts  AuthenticatorOptions
+	key   [32]byte
+	queue *fairQueue
 
-	mu    sync.RWMutex
-	users map[string]string // lower-case address -> PHC hash
-	dummy string            // hash verified for unknown users, to even out timing
+	// verifications counts argon2id runs (tests and benchmarks).
+	verifications atomic.Int64
 
-	fmu      sync.Mutex
-	failures map[string][]time.Time // client key -> failure times, oldest first
-	sweep    time.Time
+	mu      sync.Mutex
+	users   map[string]string // lower-case address -> PHC hash
+	dummy   string            // hash verified for unknown users, to even out timing
+	cache   map[digest]*cacheEntry
+	flights map[digest]*flight
+
+	ipFails   map[string][]time.Time // client key -> failure times, oldest first
+	acctFails map[string][]time.Time // known user -> failure times, oldest first
+	inflight  map[string]int         // client key -> flights it leads, until their failure delay ends
+	changed   chan struct{}          // closed and replaced when the throttle state changes
+	sweep     time.Time
+}
+
+type digest [sha256.Size]byte
+
+type cacheEntry struct {
+	user, hash string
+	expires    time.Time
+}
+
+// flight is one verification of one (user, password), shared by every
+// caller asking for it while it runs.
+type flight struct {
+	key     digest
+	done    chan struct{}
+	ok      bool
+	err     error
+	delay   time.Duration // the failure delay charged by the leader
+	waiters int           // callers waiting; at 0 the flight is cancelled
+	cancel  context.CancelFunc
+	charged map[string]bool // client keys charged with this failure
 }
 
 // NewAuthenticator builds an Authenticator for users.
@@ -64,7 +130,19 @@ func NewAuthenticator(users []User, opts AuthenticatorOptions) (*Authenticator, 
 		opts.Window = 10 * time.Minute
 	}
 	if opts.MaxConcurrent <= 0 {
-		opts.MaxConcurrent = 4
+		opts.MaxConcurrent = min(max(runtime.NumCPU(), 2), 16)
+	}
+	if opts.FailureDelay == 0 {
+		opts.FailureDelay = 250 * time.Millisecond
+	}
+	if opts.MaxFailureDelay <= 0 {
+		opts.MaxFailureDelay = 5 * time.Second
+	}
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = 15 * time.Minute
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 10000
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -73,9 +151,17 @@ func NewAuthenticator(users []User, opts AuthenticatorOptions) (*Authenticator, 
 		opts.Now = time.Now
 	}
 	a := &Authenticator{
-		opts:     opts,
-		sem:      make(chan struct{}, opts.MaxConcurrent),
-		failures: map[string][]time.Time{},
+		opts:      opts,
+		queue:     newFairQueue(opts.MaxConcurrent),
+		cache:     map[digest]*cacheEntry{},
+		flights:   map[digest]*flight{},
+		ipFails:   map[string][]time.Time{},
+		acctFails: map[string][]time.Time{},
+		inflight:  map[string]int{},
+		changed:   make(chan struct{}),
+	}
+	if _, err := rand.Read(a.key[:]); err != nil {
+		return nil, fmt.Errorf("draw the login cache key: %w", err)
 	}
 	if err := a.Update(users); err != nil {
 		return nil, err
@@ -84,7 +170,8 @@ func NewAuthenticator(users []User, opts AuthenticatorOptions) (*Authenticator, 
 }
 
 // Update replaces the set of users (on config reload). Failure counters are
-// kept. On error nothing changes.
+// kept, and remembered logins of the users whose hash did not change. On
+// error nothing changes.
 func (a *Authenticator) Update(users []User) error {
 	m := make(map[string]string, len(users))
 	dummy := ""
@@ -112,47 +199,195 @@ func (a *Authenticator) Update(users []User) error {
 	}
 	a.mu.Lock()
 	a.users, a.dummy = m, dummy
+	for k, e := range a.cache {
+		if m[e.user] != e.hash {
+			delete(a.cache, k)
+		}
+	}
 	a.mu.Unlock()
 	return nil
 }
 
+func (a *Authenticator) digest(user, password string) digest {
+	h := hmac.New(sha256.New, a.key[:])
+	h.Write([]byte(user))
+	h.Write([]byte{0})
+	h.Write([]byte(password))
+	var d digest
+	h.Sum(d[:0])
+	return d
+}
+
 // Authenticate checks username (a user's address, any case) and password
 // for a client at remote. It returns the canonical (lower-case) user
-// address, ErrInvalidCredentials, ErrTooManyFailures, or ctx's error.
+// address, ErrInvalidCredentials, an error wrapping ErrTooManyFailures, or
+// one wrapping ctx's error.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote net.Addr) (string, error) {
-	key := clientKey(remote)
-	if a.throttled(key) {
-		a.opts.Logger.Warn("auth refused: too many failures", "ip", key)
-		return "", ErrTooManyFailures
-	}
 	user := strings.ToLower(username)
-	a.mu.RLock()
+	ip := clientKey(remote)
+	k := a.digest(user, password)
+	a.mu.Lock()
+	for {
+		now := a.opts.Now()
+		a.sweepLocked(now)
+		// The lockout comes first, even before a remembered login: an
+		// address that may not guess must not learn that a guess is right.
+		if f := a.ipFailsLocked(ip, now); len(f) >= a.opts.MaxFailures {
+			retry := f[0].Add(a.opts.Window).Sub(now).Round(time.Second)
+			a.mu.Unlock()
+			a.opts.Logger.Warn("auth refused: too many failures", "ip", ip, "retry_in", retry)
+			return "", fmt.Errorf("%w (retry in %s)", ErrTooManyFailures, retry)
+		}
+		// A remembered login needs neither a slot nor a verification.
+		if e := a.cache[k]; e != nil && e.user == user && e.hash == a.users[user] && now.Before(e.expires) {
+			e.expires = now.Add(a.opts.CacheTTL)
+			a.mu.Unlock()
+			return user, nil
+		}
+		if f := a.flights[k]; f != nil {
+			f.waiters++
+			a.mu.Unlock()
+			return a.wait(ctx, f, ip, user)
+		}
+		// Every attempt in flight may turn out a failure: no more may run
+		// than the failures the address has left.
+		if len(a.ipFails[ip])+a.inflight[ip] < a.opts.MaxFailures {
+			break
+		}
+		changed := a.changed
+		a.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", fmt.Errorf("wait for earlier login attempts from %s: %w", ip, ctx.Err())
+		}
+		a.mu.Lock()
+	}
+	a.inflight[ip]++
 	hash, known := a.users[user]
-	dummy := a.dummy
-	a.mu.RUnlock()
 	if !known {
-		hash = dummy
+		hash = a.dummy
 	}
+	fctx, cancel := context.WithCancel(context.Background())
+	f := &flight{key: k, done: make(chan struct{}), waiters: 1, cancel: cancel, charged: map[string]bool{}}
+	a.flights[k] = f
+	a.mu.Unlock()
+	go a.run(fctx, f, ip, user, hash, known, password)
+	return a.wait(ctx, f, ip, user)
+}
+
+// run verifies a flight's password, remembers a success, charges a failure
+// to the leader's address and account, and keeps the attempt counted
+// against that address until the failure delay is over.
+func (a *Authenticator) run(ctx context.Context, f *flight, ip, user, hash string, known bool, password string) {
+	defer f.cancel()
+	ok, err := a.verify(ctx, ip, hash, password)
+	var hold time.Duration
+	a.mu.Lock()
+	if a.flights[f.key] == f {
+		delete(a.flights, f.key)
+	}
+	f.ok, f.err = ok && known, err
+	switch {
+	case err != nil:
+	case f.ok:
+		if a.users[user] == hash { // not across an Update that changed the user
+			a.rememberLocked(f.key, user, hash)
+		}
+	default:
+		hold = a.failLocked(ip, user)
+		f.charged[ip], f.delay = true, hold
+	}
+	a.mu.Unlock()
+	close(f.done)
+	if hold > 0 {
+		time.Sleep(hold)
+	}
+	a.mu.Lock()
+	if a.inflight[ip]--; a.inflight[ip] <= 0 {
+		delete(a.inflight, ip)
+	}
+	a.notifyLocked()
+	a.mu.Unlock()
+}
+
+// verify runs argon2id in one of the fair queue's slots.
+func (a *Authenticator) verify(ctx context.Context, ip, hash, password string) (bool, error) {
+	if err := a.queue.acquire(ctx, ip); err != nil {
+		return false, fmt.Errorf("wait for a verification slot: %w", err)
+	}
+	defer a.queue.release()
+	if hash == "" {
+		return false, nil
+	}
+	a.verifications.Add(1)
+	ok, err := VerifyPassword(hash, password)
+	return ok && err == nil, nil
+}
+
+// wait waits for f's result on behalf of a caller from ip.
+func (a *Authenticator) wait(ctx context.Context, f *flight, ip, user string) (string, error) {
 	select {
-	case a.sem <- struct{}{}:
+	case <-f.done:
 	case <-ctx.Done():
-		return "", fmt.Errorf("wait to verify password: %w", ctx.Err())
+		a.mu.Lock()
+		if f.waiters--; f.waiters == 0 {
+			// Nobody wants the answer: drop the verification if still queued.
+			if a.flights[f.key] == f {
+				delete(a.flights, f.key)
+			}
+			f.cancel()
+		}
+		a.mu.Unlock()
+		return "", fmt.Errorf("verify password: %w", ctx.Err())
 	}
-	ok := false
-	if hash != "" {
-		var err error
-		ok, err = VerifyPassword(hash, password)
-		if err != nil {
-			ok = false
+	if f.err != nil {
+		return "", fmt.Errorf("verify password: %w", f.err)
+	}
+	if f.ok {
+		return user, nil
+	}
+	delay := f.delay
+	a.mu.Lock()
+	if !f.charged[ip] { // a caller from another address shared the flight
+		f.charged[ip] = true
+		delay = max(delay, a.failLocked(ip, user))
+	}
+	a.mu.Unlock()
+	a.opts.Logger.Info("auth failed", "ip", ip, "delay", delay)
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
 		}
 	}
-	<-a.sem
-	if !ok || !known {
-		a.fail(key)
-		a.opts.Logger.Info("auth failed", "ip", key, "user_known", known)
-		return "", ErrInvalidCredentials
+	return "", ErrInvalidCredentials
+}
+
+// rememberLocked caches a verified login, making room by dropping expired
+// entries, then the one closest to expiry.
+func (a *Authenticator) rememberLocked(k digest, user, hash string) {
+	now := a.opts.Now()
+	if len(a.cache) >= a.opts.CacheSize {
+		var oldest *digest
+		var oldestAt time.Time
+		for ck, e := range a.cache {
+			if !now.Before(e.expires) {
+				delete(a.cache, ck)
+				continue
+			}
+			if oldest == nil || e.expires.Before(oldestAt) {
+				ck := ck
+				oldest, oldestAt = &ck, e.expires
+			}
+		}
+		if len(a.cache) >= a.opts.CacheSize && oldest != nil {
+			delete(a.cache, *oldest)
+		}
 	}
-	return user, nil
+	a.cache[k] = &cacheEntry{user: user, hash: hash, expires: now.Add(a.opts.CacheTTL)}
 }
 
 // clientKey groups clients: one IPv4 address, or one IPv6 /64.
@@ -176,38 +411,74 @@ func clientKey(remote net.Addr) string {
 	return ip.String()
 }
 
-func (a *Authenticator) throttled(key string) bool {
-	a.fmu.Lock()
-	defer a.fmu.Unlock()
-	now := a.opts.Now()
-	f := prune(a.failures[key], now.Add(-a.opts.Window))
+// ClientKey is the key under which remote's logins and connections are
+// counted: its IPv4 address, or its IPv6 /64 (one customer's network).
+func ClientKey(remote net.Addr) string { return clientKey(remote) }
+
+// ipFailsLocked returns ip's failures within the window, pruned.
+func (a *Authenticator) ipFailsLocked(ip string, now time.Time) []time.Time {
+	f := prune(a.ipFails[ip], now.Add(-a.opts.Window))
 	if len(f) == 0 {
-		delete(a.failures, key)
-		return false
+		delete(a.ipFails, ip)
+		return nil
 	}
-	a.failures[key] = f
-	return len(f) >= a.opts.MaxFailures
+	a.ipFails[ip] = f
+	return f
 }
 
-func (a *Authenticator) fail(key string) {
-	a.fmu.Lock()
-	defer a.fmu.Unlock()
+// failLocked records a failure of ip (and of user, if it is one) and
+// returns how long its answer is held back.
+func (a *Authenticator) failLocked(ip, user string) time.Duration {
 	now := a.opts.Now()
 	cutoff := now.Add(-a.opts.Window)
-	f := append(prune(a.failures[key], cutoff), now)
+	f := append(prune(a.ipFails[ip], cutoff), now)
 	if len(f) > a.opts.MaxFailures {
 		f = f[len(f)-a.opts.MaxFailures:]
 	}
-	a.failures[key] = f
-	// Forget idle clients now and then so the map cannot grow without bound.
-	if now.Sub(a.sweep) > a.opts.Window {
-		a.sweep = now
-		for k, v := range a.failures {
+	a.ipFails[ip] = f
+	n := len(f)
+	if _, known := a.users[user]; known {
+		const keep = 64
+		af := append(prune(a.acctFails[user], cutoff), now)
+		if len(af) > keep {
+			af = af[len(af)-keep:]
+		}
+		a.acctFails[user] = af
+		n = max(n, len(af))
+	}
+	a.notifyLocked()
+	if a.opts.FailureDelay < 0 {
+		return 0
+	}
+	return min(a.opts.FailureDelay<<min(n-1, 20), a.opts.MaxFailureDelay)
+}
+
+// sweepLocked forgets idle clients and accounts now and then, so that the
+// maps cannot grow without bound.
+func (a *Authenticator) sweepLocked(now time.Time) {
+	if now.Sub(a.sweep) <= a.opts.Window {
+		return
+	}
+	a.sweep = now
+	cutoff := now.Add(-a.opts.Window)
+	for _, m := range []map[string][]time.Time{a.ipFails, a.acctFails} {
+		for k, v := range m {
 			if len(prune(v, cutoff)) == 0 {
-				delete(a.failures, k)
+				delete(m, k)
 			}
 		}
 	}
+	for k, e := range a.cache {
+		if !now.Before(e.expires) {
+			delete(a.cache, k)
+		}
+	}
+}
+
+// notifyLocked wakes the attempts waiting for the throttle state to change.
+func (a *Authenticator) notifyLocked() {
+	close(a.changed)
+	a.changed = make(chan struct{})
 }
 
 // prune drops the failures at or before cutoff (f is oldest first).

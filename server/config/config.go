@@ -104,9 +104,14 @@ type Alias struct {
 type Limits struct {
 	MaxMessageBytes   int64    `json:"max_message_bytes,omitempty"`    // default 50 MiB
 	MaxRecipients     int      `json:"max_recipients,omitempty"`       // default 100
-	MaxConnsPerIP     int      `json:"max_conns_per_ip,omitempty"`     // default 20
+	MaxConnsPerIP     int      `json:"max_conns_per_ip,omitempty"`     // SMTP, default 20
 	AuthFailuresPerIP int      `json:"auth_failures_per_ip,omitempty"` // per 10 minutes, default 10
 	Timeout           Duration `json:"timeout,omitempty"`              // per command, default 5m
+	// IMAPConnsPerIP caps IMAP connections from one address (IPv4, or IPv6 /64).
+	IMAPConnsPerIP int `json:"imap_conns_per_ip,omitempty"` // default 50
+	// IMAPConnsPerUserIP caps one user's IMAP sessions from one address
+	// (Dovecot's mail_max_userip_connections).
+	IMAPConnsPerUserIP int `json:"imap_conns_per_user_ip,omitempty"` // default 10
 }
 
 // Duration is a time.Duration written as a Go duration string ("5m").

@@ -133,8 +133,9 @@ func TestValidateRules(t *testing.T) {
 				config.Alias{Address: "b@example.org", To: []string{"a@example.org"}})
 		}, []string{"aliases: loop a@example.org -> b@example.org -> a@example.org"}},
 		{"limits negative", func(c *config.Config) {
-			c.Limits = config.Limits{MaxMessageBytes: -1, MaxRecipients: -1, MaxConnsPerIP: -1, AuthFailuresPerIP: -1}
-		}, []string{"limits.max_message_bytes:", "limits.max_recipients:", "limits.max_conns_per_ip:", "limits.auth_failures_per_ip:"}},
+			c.Limits = config.Limits{MaxMessageBytes: -1, MaxRecipients: -1, MaxConnsPerIP: -1, AuthFailuresPerIP: -1, IMAPConnsPerIP: -1, IMAPConnsPerUserIP: -1}
+		}, []string{"limits.max_message_bytes:", "limits.max_recipients:", "limits.max_conns_per_ip:", "limits.auth_failures_per_ip:",
+			"limits.imap_conns_per_ip:", "limits.imap_conns_per_user_ip:"}},
 		{"limits too big", func(c *config.Config) { c.Limits.MaxMessageBytes = 2 << 30 }, []string{"limits.max_message_bytes:"}},
 		{"timeout tiny", func(c *config.Config) { c.Limits.Timeout = config.Duration(time.Millisecond) }, []string{"limits.timeout: 1ms is outside 1s..1h"}},
 	}
@@ -222,7 +223,8 @@ func TestLoad(t *testing.T) {
 		t.Errorf("defaults not applied: data_dir %q control %q log_level %q", c.DataDir, c.Control, c.LogLevel)
 	}
 	if c.Limits.MaxMessageBytes != config.DefaultMaxMessageBytes || c.Limits.MaxRecipients != 50 ||
-		c.Limits.Timeout != config.Duration(time.Minute) || c.Limits.MaxConnsPerIP != 20 || c.Limits.AuthFailuresPerIP != 10 {
+		c.Limits.Timeout != config.Duration(time.Minute) || c.Limits.MaxConnsPerIP != 20 || c.Limits.AuthFailuresPerIP != 10 ||
+		c.Limits.IMAPConnsPerIP != 50 || c.Limits.IMAPConnsPerUserIP != 10 {
 		t.Errorf("limits = %+v, want defaults except max_recipients 50 and timeout 1m", c.Limits)
 	}
 	if c.Domains[0].MTASTSMaxAge != 604800 || c.Domains[1].MTASTSMaxAge != 0 {

@@ -28,6 +28,8 @@ const (
 	DefaultMaxRecipients    = 100
 	DefaultMaxConnsPerIP    = 20
 	DefaultAuthFailures     = 10
+	DefaultIMAPConnsPerIP   = 50
+	DefaultIMAPConnsPerUser = 10
 	DefaultTimeout          = Duration(5 * time.Minute)
 	DefaultMTASTSMaxAge     = 604800
 	DefaultLogLevel         = "info"
@@ -126,6 +128,12 @@ func (c *Config) WithDefaults() *Config {
 	}
 	if d.Limits.AuthFailuresPerIP == 0 {
 		d.Limits.AuthFailuresPerIP = DefaultAuthFailures
+	}
+	if d.Limits.IMAPConnsPerIP == 0 {
+		d.Limits.IMAPConnsPerIP = DefaultIMAPConnsPerIP
+	}
+	if d.Limits.IMAPConnsPerUserIP == 0 {
+		d.Limits.IMAPConnsPerUserIP = DefaultIMAPConnsPerUser
 	}
 	if d.Limits.Timeout == 0 {
 		d.Limits.Timeout = DefaultTimeout
@@ -281,7 +289,8 @@ func (c *Config) validateLimits(p *problems) {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"max_recipients", l.MaxRecipients}, {"max_conns_per_ip", l.MaxConnsPerIP}, {"auth_failures_per_ip", l.AuthFailuresPerIP}} {
+	}{{"max_recipients", l.MaxRecipients}, {"max_conns_per_ip", l.MaxConnsPerIP}, {"auth_failures_per_ip", l.AuthFailuresPerIP},
+		{"imap_conns_per_ip", l.IMAPConnsPerIP}, {"imap_conns_per_user_ip", l.IMAPConnsPerUserIP}} {
 		if f.v < 0 || f.v > maxCountLimit {
 			p.add("limits."+f.name, "%d is outside 0..%d", f.v, maxCountLimit)
 		}

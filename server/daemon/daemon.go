@@ -42,9 +42,6 @@ import (
 // progress may finish within it.
 const ShutdownTimeout = 30 * time.Second
 
-// AuthCacheTTL is how long a successful login is remembered (see authCache).
-const AuthCacheTTL = 5 * time.Minute
-
 // Options configure Run.
 type Options struct {
 	// ConfigPath is the server configuration file (JSON, server/config).
@@ -75,7 +72,6 @@ type daemon struct {
 	started time.Time
 	st      *store.Store
 	authn   *auth.Authenticator
-	logins  *authCache
 	dir     *auth.Directory
 	tls     *tlsconf.Source
 	web     *web.Handler
@@ -180,18 +176,16 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		return err
 	}
 
+	// The authenticator remembers logins (sliding expiry, one verification
+	// per credential at a time) and runs one argon2id check per CPU,
+	// round robin across client addresses.
 	d.authn, err = auth.NewAuthenticator(cfg.AuthUsers(), auth.AuthenticatorOptions{
 		MaxFailures: cfg.Limits.AuthFailuresPerIP,
-		// Each argon2id check holds 64 MiB and two lanes: two at a time
-		// keep a small VPS's memory bounded; the login cache makes
-		// queueing rare.
-		MaxConcurrent: 2,
-		Logger:        log.With("component", "auth"),
+		Logger:      log.With("component", "auth"),
 	})
 	if err != nil {
 		return fmt.Errorf("set up authentication: %w", err)
 	}
-	d.logins = newAuthCache(d.authn, AuthCacheTTL, 10000)
 	d.dir, err = auth.NewDirectory(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases())
 	if err != nil {
 		return fmt.Errorf("set up address directory: %w", err)
@@ -325,7 +319,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			TLSConfig: d.tls.TLSConfig(),
 			Store:     countingStore{st: d.st, metrics: d.metrics},
 			Directory: dir,
-			Auth:      countingAuth{auth: d.logins, service: m.name, metrics: d.metrics},
+			Auth:      countingAuth{auth: d.authn, service: m.name, metrics: d.metrics},
 			Limits: smtp.Limits{
 				MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 				MaxRecipients:   cfg.Limits.MaxRecipients,
@@ -348,11 +342,14 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		if byName[m.name].ln == nil {
 			continue
 		}
-		start(m.name, imap.New(d.st, countingAuth{auth: d.logins, service: m.name, metrics: d.metrics}, imap.Options{
+		start(m.name, imap.New(d.st, countingAuth{auth: d.authn, service: m.name, metrics: d.metrics}, imap.Options{
 			TLSConfig:   d.tls.TLSConfig(),
 			ImplicitTLS: m.implicit,
 			Logger:      log.With("component", m.name),
 			AppendLimit: appendLimit(cfg.Limits.MaxMessageBytes),
+
+			MaxConnsPerIP:     cfg.Limits.IMAPConnsPerIP,
+			MaxConnsPerUserIP: cfg.Limits.IMAPConnsPerUserIP,
 		}))
 	}
 	d.web = web.New(cfg, web.Options{Metrics: d.metrics, Health: d.health, Logger: log.With("component", "web")})
@@ -542,7 +539,6 @@ func (d *daemon) applyReload(ctx context.Context) error {
 	if err := d.authn.Update(cfg.AuthUsers()); err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
-	d.logins.Reset()
 	if err := d.dir.Update(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
 		return fmt.Errorf("address directory: %w", err)
 	}

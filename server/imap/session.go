@@ -28,6 +28,11 @@ type session struct {
 
 	user string // set by Login
 	view *view  // selected mailbox, or nil
+
+	// connection caps (limits.go)
+	clientKey   string
+	counted     bool   // counted against clientKey's connections
+	countedUser string // counted against (user, clientKey)'s sessions
 }
 
 var (
@@ -41,15 +46,21 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 		return nil, nil, errors.New("imap: connection not accepted by Server.Serve")
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	return &session{
+	se := &session{
 		srv: s, conn: nc, ctx: ctx, cancel: cancel,
 		logger: s.logger.With("remote", nc.RemoteAddr().String()),
-	}, nil, nil
+	}
+	if err := se.admitConn(); err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return se, nil, nil
 }
 
 func (s *session) Close() error {
 	s.unselect()
 	s.cancel()
+	s.releaseConn()
 	return nil
 }
 
@@ -60,9 +71,13 @@ func (s *session) Login(username, password string) error {
 	user, err := s.srv.auth.Authenticate(s.ctx, username, password, s.conn.RemoteAddr())
 	if err != nil {
 		s.logger.InfoContext(s.ctx, "imap login failed", "user", username, "err", err)
-		return imapserver.ErrAuthFailed
+		return loginError(err)
+	}
+	if err := s.admitLogin(user); err != nil {
+		return err
 	}
 	if _, err := s.srv.st.Mailbox(s.ctx, user, store.Inbox); err != nil {
+		s.releaseLogin()
 		s.logger.ErrorContext(s.ctx, "imap login: no mail store for user", "user", user, "err", err)
 		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable, Text: "Mailbox unavailable"}
 	}

@@ -8,10 +8,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mailctl/mailctl/server/auth"
 )
 
-// connLimiter counts open connections per client IP and remembers them so
-// that Shutdown can close the idle ones.
+// connLimiter counts open connections per client address (auth.ClientKey:
+// an IPv4 address or an IPv6 /64, since one customer gets a /64 and could
+// otherwise open a connection from each of its addresses) and remembers
+// them so that Shutdown can close the idle ones.
 type connLimiter struct {
 	max int
 
@@ -25,7 +29,7 @@ func newConnLimiter(max int) *connLimiter {
 }
 
 func (l *connLimiter) acquire(c net.Conn) (*limitConn, bool) {
-	ip := hostOf(c.RemoteAddr())
+	ip := auth.ClientKey(c.RemoteAddr())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.counts[ip] >= l.max {
