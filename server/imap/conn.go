@@ -198,6 +198,11 @@ func (c *conn) handleLine(line []byte) (bool, error) {
 			return false, nil // not logged in: the library answers
 		}
 		return true, c.answerQuota(string(tag), strings.ToUpper(string(cmd)), string(args), *q)
+	case "LIST", "LSUB":
+		if c.quota.Load() == nil || (!bytes.Contains(args, []byte("&")) && isASCII(args)) {
+			return false, nil // not logged in, or nothing to decode
+		}
+		return c.answerBadListPattern(string(tag), strings.ToUpper(string(cmd)), args)
 	case "STARTTLS":
 		if c.isTLS() || c.tlsConfig == nil || len(args) != 0 {
 			return false, nil

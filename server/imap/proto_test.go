@@ -3,6 +3,7 @@ package imap_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +75,62 @@ func TestSearchAddressComments(t *testing.T) {
 		if len(got) != 1 || got[0] != c.want {
 			t.Errorf("SEARCH %s = %q, want %q", c.query, got, c.want)
 		}
+	}
+}
+
+// TestMoveToSelf: MOVE (and COPY) into the selected mailbox succeed, as
+// in Dovecot: the message comes back under a new UID, the old one is
+// expunged.
+func TestMoveToSelf(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "one")
+	env.deliver(t, alice, "two")
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "SELECT INBOX")
+	got := strings.Join(r.cmd("c", "MOVE 1 INBOX"), "\n")
+	for _, want := range []string{"[COPYUID ", " 1 3]", "* 1 EXPUNGE", "* 2 EXISTS"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("MOVE 1 INBOX: %q lacks %q", got, want)
+		}
+	}
+	if got := r.cmd("d", "UID FETCH 1:* (UID)"); !slices.Equal(got, []string{"* 1 FETCH (UID 2)", "* 2 FETCH (UID 3)"}) {
+		t.Errorf("after MOVE: %q", got)
+	}
+	r.cmd("e", "COPY 2 INBOX")
+	if got := r.cmd("f", "NOOP"); !slices.Equal(got, []string{"* 3 EXISTS"}) {
+		t.Errorf("NOOP after COPY 2 INBOX: %q", got)
+	}
+	if got := r.cmd("g", "FETCH 3 (UID)"); !slices.Equal(got, []string{"* 3 FETCH (UID 4)"}) {
+		t.Errorf("after COPY 2 INBOX: %q", got)
+	}
+	mb, _ := env.st.Mailbox(context.Background(), alice, "INBOX")
+	if mb.Messages != 3 {
+		t.Errorf("INBOX has %d messages, want 3", mb.Messages)
+	}
+}
+
+// TestListBadUTF7: LIST and LSUB with a reference or pattern that is not
+// valid modified UTF-7 answer OK with no mailbox (no name can match),
+// never NO [SERVERBUG]; valid ones still list.
+func TestListBadUTF7(t *testing.T) {
+	env := newEnv(t, 0)
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "CREATE &AOk-t&AOk-")
+	for i, c := range []string{
+		`LIST "" "!#$$&'+,-.0123456789:;<=>?@^_` + "`" + `|[}%*"`,
+		`LIST "" "&"`,
+		`LIST "" &Jjo`,
+		`LIST "&AGE-" "*"`,
+		`LSUB "" "a&-&Jjo-&Jjo-"`,
+		`LIST "" ("INBOX" "&")`,
+	} {
+		if got := r.cmd(fmt.Sprintf("c%d", i), c); len(got) != 0 {
+			t.Errorf("%s: %q", c, got)
+		}
+	}
+	if got := r.cmd("d", `LIST "" "&AOk-*"`); len(got) != 1 || got[0] != `* LIST () "/" "&AOk-t&AOk-"` {
+		t.Errorf("LIST of a valid pattern: %q", got)
 	}
 }
