@@ -74,6 +74,7 @@ func (s *session) Login(username, password string) error {
 		limit, err := s.srv.st.Quota(s.ctx, user)
 		return used, limit, err
 	})
+	s.conn.setExt(s.extCommand)
 	s.logger = s.logger.With("user", user)
 	s.logger.InfoContext(s.ctx, "imap login")
 	return nil
@@ -769,6 +770,53 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 	// The answer (one number per message) is written after Search
 	// returns: gathered in big writes until the tagged response.
 	s.conn.cork()
+	wantUIDs := kind == imapserver.NumKindUID || options.ReturnSave
+	var data goimap.SearchData
+	var seqSet goimap.SeqSet
+	var uidSet goimap.UIDSet
+	err := s.eachMatch(criteria, func(cseq uint32, m *store.Message) {
+		// Numbers ascend: each extends the last range or starts one.
+		if wantUIDs {
+			uidSet = appendUID(uidSet, goimap.UID(m.UID))
+		}
+		var num uint32
+		switch kind {
+		case imapserver.NumKindSeq:
+			if cseq == 0 {
+				return
+			}
+			seqSet = appendSeq(seqSet, cseq)
+			num = cseq
+		case imapserver.NumKindUID:
+			num = m.UID
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		if num > data.Max {
+			data.Max = num
+		}
+		data.Count++
+	})
+	if err != nil {
+		return nil, err
+	}
+	if kind == imapserver.NumKindSeq {
+		data.All = seqSet
+	} else {
+		data.All = uidSet
+	}
+	if options.ReturnSave {
+		s.view.searchRes = uidSet
+	}
+	return &data, nil
+}
+
+// eachMatch calls match, in mailbox order, for each message of the
+// selected mailbox that criteria select, with its sequence number in the
+// client's view (0: not yet announced to the client). The mailbox must be
+// synced.
+func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uint32, m *store.Message)) error {
 	v := s.view
 	v.sm.mu.Lock()
 	s.staticCriteria(criteria)
@@ -792,7 +840,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		}
 		var err error
 		if hdrs, err = s.srv.st.Headers(s.ctx, s.user, v.sm.key.id, uids); err != nil {
-			return nil, s.imapError(err)
+			return s.imapError(err)
 		}
 	}
 	sc := &scanState{}
@@ -804,15 +852,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		slot = scanSlot{scans: s.srv.scans}
 		defer slot.release()
 	}
-	wantUIDs := kind == imapserver.NumKindUID || options.ReturnSave
-	var data goimap.SearchData
-	var seqSet goimap.SeqSet
-	var uidSet goimap.UIDSet
 	for i := range msgs {
 		if slot.scans != nil && i%scanChunk == 0 {
 			slot.release()
 			if err := slot.acquire(s.ctx); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		m := &msgs[i]
@@ -824,41 +868,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		if hdrs != nil {
 			lm.hdr = hdrs[i]
 		}
-		if !matchCriteria(&lm, cseq, criteria) {
-			continue
+		if matchCriteria(&lm, cseq, criteria) {
+			match(cseq, m)
 		}
-		// Numbers ascend: each extends the last range or starts one.
-		if wantUIDs {
-			uidSet = appendUID(uidSet, goimap.UID(m.UID))
-		}
-		var num uint32
-		switch kind {
-		case imapserver.NumKindSeq:
-			if cseq == 0 {
-				continue
-			}
-			seqSet = appendSeq(seqSet, cseq)
-			num = cseq
-		case imapserver.NumKindUID:
-			num = m.UID
-		}
-		if data.Min == 0 || num < data.Min {
-			data.Min = num
-		}
-		if num > data.Max {
-			data.Max = num
-		}
-		data.Count++
 	}
-	if kind == imapserver.NumKindSeq {
-		data.All = seqSet
-	} else {
-		data.All = uidSet
-	}
-	if options.ReturnSave {
-		v.searchRes = uidSet
-	}
-	return &data, nil
+	return nil
 }
 
 // appendSeq adds n, greater than every number of set, to set, as
