@@ -134,3 +134,59 @@ func TestListBadUTF7(t *testing.T) {
 		t.Errorf("LIST of a valid pattern: %q", got)
 	}
 }
+
+// has reports whether lines holds want.
+func has(lines []string, want string) bool { return slices.Contains(lines, want) }
+
+// TestSubscriptions: CREATE subscribes the mailbox and the parents it
+// creates; a deleted mailbox stays subscribed (RFC 9051 section 6.3.7)
+// and LIST (SUBSCRIBED) shows it \NonExistent; UNSUBSCRIBE of it, or of
+// a name that never existed, answers OK (Thunderbird unsubscribes after
+// DELETE); RECURSIVEMATCH gives CHILDINFO; LSUB gives \Noselect for a
+// parent that only its subscribed child puts there (RFC 3501 section
+// 6.3.9); CREATE of a gone name makes it an ordinary mailbox again.
+func TestSubscriptions(t *testing.T) {
+	env := newEnv(t, 0)
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "CREATE x/y/z")
+	got := r.cmd("c", `LSUB "" "x*"`)
+	if !slices.Equal(got, []string{`* LSUB () "/" "x"`, `* LSUB () "/" "x/y"`, `* LSUB () "/" "x/y/z"`}) {
+		t.Errorf("LSUB after CREATE x/y/z: %q", got)
+	}
+	r.cmd("d", "DELETE x/y/z")
+	got = r.cmd("e", `LIST (SUBSCRIBED) "" "x/*"`)
+	if !slices.Equal(got, []string{`* LIST (\Subscribed) "/" "x/y"`, `* LIST (\Subscribed \NonExistent) "/" "x/y/z"`}) {
+		t.Errorf("LIST (SUBSCRIBED) after DELETE: %q", got)
+	}
+	if got := r.cmd("f", `LIST "" "x/*"`); !slices.Equal(got, []string{`* LIST () "/" "x/y"`}) {
+		t.Errorf("LIST after DELETE: %q", got)
+	}
+	r.cmd("g", "UNSUBSCRIBE x/y/z")
+	r.cmd("h", "UNSUBSCRIBE never/was")
+	if got := r.cmd("i", `LIST (SUBSCRIBED) "" "x/*"`); !slices.Equal(got, []string{`* LIST (\Subscribed) "/" "x/y"`}) {
+		t.Errorf("LIST (SUBSCRIBED) after UNSUBSCRIBE: %q", got)
+	}
+	r.cmd("j", "UNSUBSCRIBE x")
+	got = r.cmd("k", `LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"`)
+	if !has(got, `* LIST () "/" "x" (CHILDINFO ("SUBSCRIBED"))`) || !has(got, `* LIST (\Subscribed) "/" INBOX`) {
+		t.Errorf("LIST (SUBSCRIBED RECURSIVEMATCH): %q", got)
+	}
+	if got := r.cmd("l", `LIST (SUBSCRIBED) "" "%"`); has(got, `* LIST () "/" "x"`) || len(got) == 0 {
+		t.Errorf("LIST (SUBSCRIBED) %%: %q", got)
+	}
+	got = r.cmd("m", `LSUB "" "%"`)
+	if !has(got, `* LSUB (\Noselect) "/" "x"`) || !has(got, `* LSUB () "/" INBOX`) {
+		t.Errorf("LSUB %%: %q", got)
+	}
+	if got := r.cmd("n", `LSUB "" "x*"`); !slices.Equal(got, []string{`* LSUB () "/" "x/y"`}) {
+		t.Errorf("LSUB x*: %q", got)
+	}
+	// A gone subscription, then the mailbox again.
+	r.cmd("o", "CREATE q")
+	r.cmd("p", "DELETE q")
+	r.cmd("q", "CREATE q")
+	if got := r.cmd("r", `LIST (SUBSCRIBED) "" "q"`); !slices.Equal(got, []string{`* LIST (\Subscribed) "/" "q"`}) {
+		t.Errorf("LIST (SUBSCRIBED) after DELETE and CREATE: %q", got)
+	}
+}

@@ -433,6 +433,9 @@ func (u *userTx) createMailbox(name, specialUse string, subscribed bool) (*mailb
 	if err := u.putMailbox(name, r); err != nil {
 		return nil, err
 	}
+	if err := u.forgetSubscription(name); err != nil {
+		return nil, err
+	}
 	return r, u.putInfo()
 }
 
@@ -707,6 +710,11 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 		if err := u.b.Bucket(bucketMailboxes).Delete([]byte(n)); err != nil {
 			return err
 		}
+		if r.Subscribed {
+			if err := u.keepSubscription(n); err != nil {
+				return err
+			}
+		}
 		return u.putInfo()
 	})
 	if err != nil {
@@ -785,6 +793,9 @@ func (s *Store) RenameMailbox(ctx context.Context, user, oldName, newName string
 			if err := u.putMailbox(target, &rec); err != nil {
 				return err
 			}
+			if err := u.forgetSubscription(target); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -797,10 +808,15 @@ func (s *Store) RenameMailbox(ctx context.Context, user, oldName, newName string
 	return nil
 }
 
-// SetSubscribed sets the subscription state of a mailbox.
+// SetSubscribed sets the subscription state of a mailbox. A name that
+// names no mailbox can be unsubscribed (see GoneSubscriptions), not
+// subscribed.
 func (s *Store) SetSubscribed(ctx context.Context, user, name string, subscribed bool) error {
 	err := s.update(ctx, user, func(u *userTx) error {
 		r, n, err := u.mailbox(name)
+		if errors.Is(err, ErrNoSuchMailbox) && !subscribed && n != "" {
+			return u.forgetSubscription(n)
+		}
 		if err != nil {
 			return err
 		}
