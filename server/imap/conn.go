@@ -44,6 +44,7 @@ type conn struct {
 	tlsActive atomic.Bool
 	loopback  bool                      // the client is on a loopback address
 	quota     atomic.Pointer[quotaFunc] // set once the session is logged in
+	ext       atomic.Pointer[extFunc]   // SORT, THREAD: set once logged in
 	tlsConn   *tls.Conn                 // guarded by wmu once set
 	implicit  *tls.Conn                 // set at creation for implicit TLS
 	hsOnce    sync.Once
@@ -198,6 +199,13 @@ func (c *conn) handleLine(line []byte) (bool, error) {
 			return false, nil // not logged in: the library answers
 		}
 		return true, c.answerQuota(string(tag), strings.ToUpper(string(cmd)), string(args), *q)
+	case "SORT", "THREAD", "UID":
+		return c.answerExt(string(tag), strings.ToUpper(string(cmd)), string(args))
+	case "LIST", "LSUB":
+		if c.quota.Load() == nil || (!bytes.Contains(args, []byte("&")) && isASCII(args)) {
+			return false, nil // not logged in, or nothing to decode
+		}
+		return c.answerBadListPattern(string(tag), strings.ToUpper(string(cmd)), args)
 	case "STARTTLS":
 		if c.isTLS() || c.tlsConfig == nil || len(args) != 0 {
 			return false, nil
@@ -474,6 +482,11 @@ func (c *conn) rewriteCaps(dst, line []byte) []byte {
 		add(cp)
 	}
 	add("ID")
+	if c.ext.Load() != nil {
+		for _, cp := range extCaps {
+			add(cp)
+		}
+	}
 	if secure {
 		add("QUOTA")
 		add("QUOTA=RES-STORAGE")

@@ -2,10 +2,12 @@ package imap
 
 import (
 	"encoding/binary"
+	"strings"
 	"sync"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-message/mail"
 )
 
 // The ENVELOPE of a message (RFC 9051 section 7.5.2) is computed once, at
@@ -21,8 +23,10 @@ import (
 //	         name, mailbox, host of each)
 //
 // where a string is a uvarint length and its bytes. Anything that does not
-// decode is recomputed from the header.
-const envelopeVersion = 1
+// decode is recomputed from the header. Version 2 has address groups
+// (RFC 9051 group markers), which version 1 flattened: summaries of
+// version 1 are recomputed.
+const envelopeVersion = 2
 
 // summarizeHeader is the store's header summary: the encoded ENVELOPE.
 func summarizeHeader(hdr []byte) []byte { return encodeEnvelope(envelopeBytes(hdr)) }
@@ -146,4 +150,189 @@ func fixedZone(off int) *time.Location {
 	}
 	z, _ := zones.LoadOrStore(off, time.FixedZone("", off))
 	return z.(*time.Location)
+}
+
+// parseAddresses returns the addresses of an address field (From, To,
+// ...) for an ENVELOPE. go-message (net/mail) flattens groups and gives
+// up on a whole field at the first address it cannot read, such as one
+// with comments inside its addr-spec (`user (c)@ (c) example.org`, valid
+// RFC 5322). So the field is split here at its groups, and each list is
+// parsed by go-message, again without its comments when that fails. A
+// group ("undisclosed-recipients:;") is written as RFC 9051 section 7.5.2
+// says: a start marker whose mailbox is the group's name (host NIL), its
+// members, and an end marker (mailbox and host NIL).
+func parseAddresses(v string) []goimap.Address {
+	var out []goimap.Address
+	for _, seg := range splitGroups(v) {
+		if seg.group {
+			out = append(out, goimap.Address{Mailbox: groupName(seg.name)})
+		}
+		out = appendAddrs(out, seg.list)
+		if seg.group {
+			out = append(out, goimap.Address{})
+		}
+	}
+	return out
+}
+
+// addrSegment is a part of an address field: a list of addresses, or a
+// group with its name and member list.
+type addrSegment struct {
+	group bool
+	name  string
+	list  string
+}
+
+// splitGroups splits an address field at its groups: "display-name:"
+// through ";" outside quoted strings, comments and angle brackets.
+func splitGroups(v string) []addrSegment {
+	var segs []addrSegment
+	var quoted, escaped, inGroup bool
+	comment, angle := 0, 0
+	plainStart, itemStart, groupStart := 0, 0, 0
+	var name string
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case escaped:
+			escaped = false
+		case c == '\\' && (quoted || comment > 0):
+			escaped = true
+		case quoted:
+			quoted = c != '"'
+		case c == '(':
+			comment++
+		case comment > 0:
+			if c == ')' {
+				comment--
+			}
+		case c == '"':
+			quoted = true
+		case c == '<':
+			angle++
+		case c == '>' && angle > 0:
+			angle--
+		case angle > 0:
+		case c == ',':
+			itemStart = i + 1
+		case c == ':' && !inGroup:
+			if s := v[plainStart:itemStart]; strings.Trim(s, " \t,") != "" {
+				segs = append(segs, addrSegment{list: s})
+			}
+			name, inGroup, groupStart = v[itemStart:i], true, i+1
+		case c == ';' && inGroup:
+			segs = append(segs, addrSegment{group: true, name: name, list: v[groupStart:i]})
+			inGroup, plainStart, itemStart = false, i+1, i+1
+		}
+	}
+	if inGroup {
+		segs = append(segs, addrSegment{group: true, name: name, list: v[groupStart:]})
+	} else if s := v[plainStart:]; strings.Trim(s, " \t,") != "" {
+		segs = append(segs, addrSegment{list: s})
+	}
+	return segs
+}
+
+// groupName is the display name of a group as its start marker carries
+// it: the phrase as written (encoded words stay encoded: the mailbox
+// field is not decoded by clients), without comments and quotes.
+func groupName(s string) string {
+	s = strings.Join(strings.Fields(stripComments(s)), " ")
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = strings.ReplaceAll(strings.ReplaceAll(s[1:len(s)-1], `\"`, `"`), `\\`, `\`)
+	}
+	return s
+}
+
+// appendAddrs appends the addresses of list to out.
+func appendAddrs(out []goimap.Address, list string) []goimap.Address {
+	if strings.Trim(list, " \t,") == "" {
+		return out
+	}
+	addrs, err := mail.ParseAddressList(list)
+	if err != nil {
+		addrs, _ = mail.ParseAddressList(cleanAddrSpecs(list))
+	}
+	for _, a := range addrs {
+		i := strings.LastIndexByte(a.Address, '@')
+		if i < 0 {
+			continue
+		}
+		out = append(out, goimap.Address{Name: a.Name, Mailbox: a.Address[:i], Host: a.Address[i+1:]})
+	}
+	return out
+}
+
+// stripComments removes the comments (RFC 5322 section 3.2.2) of s,
+// outside quoted strings, each replaced by a space.
+func stripComments(s string) string {
+	if !strings.Contains(s, "(") {
+		return s
+	}
+	var b strings.Builder
+	quoted, escaped, depth := false, false, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case escaped:
+			escaped = false
+			if depth == 0 {
+				b.WriteByte(c)
+			}
+			continue
+		case c == '\\' && (quoted || depth > 0):
+			escaped = true
+		case depth > 0:
+			switch c {
+			case '(':
+				depth++
+			case ')':
+				depth--
+				if depth == 0 {
+					b.WriteByte(' ')
+				}
+			}
+			continue
+		case c == '"':
+			quoted = !quoted
+		case c == '(' && !quoted:
+			depth++
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// cleanAddrSpecs rewrites an address list that net/mail cannot read into
+// one it reads: comments removed, and the folding white space that RFC
+// 5322's obsolete syntax allows around the "@" of an addr-spec taken out
+// (outside quoted strings).
+func cleanAddrSpecs(s string) string {
+	s = stripComments(s)
+	var b strings.Builder
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' && (i == 0 || s[i-1] != '\\') {
+			quoted = !quoted
+		}
+		if !quoted && (c == ' ' || c == '\t') {
+			// Drop the run of blanks next to "@".
+			j := i
+			for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+				j++
+			}
+			prev := byte(0)
+			if b.Len() > 0 {
+				prev = b.String()[b.Len()-1]
+			}
+			if prev == '@' || (j < len(s) && s[j] == '@') {
+				i = j - 1
+				continue
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }

@@ -73,23 +73,14 @@ func envelopeOf(h textproto.Header) *goimap.Envelope {
 	}
 }
 
-// addressList returns the addresses of a header field for an ENVELOPE;
-// like the library, groups are flattened and addresses without "@"
-// skipped.
+// addressList returns the addresses of a header field for an ENVELOPE
+// (see parseAddresses): groups as RFC 9051 writes them, addresses without
+// "@" skipped, as the library does.
 func addressList(mh mail.Header, key string) []goimap.Address {
 	if !mh.Has(key) {
 		return nil
 	}
-	addrs, _ := mh.AddressList(key)
-	var out []goimap.Address
-	for _, a := range addrs {
-		mailbox, host, ok := strings.Cut(a.Address, "@")
-		if !ok {
-			continue
-		}
-		out = append(out, goimap.Address{Name: a.Name, Mailbox: mailbox, Host: host})
-	}
-	return out
+	return parseAddresses(mh.Get(key))
 }
 
 // lazyMessage reads a message body only when a search key needs it.
@@ -592,11 +583,12 @@ func matchCriteria(l *lazyMessage, seq uint32, c *goimap.SearchCriteria) bool {
 			}
 		}
 		for _, hc := range c.Header {
-			if !l.mayMatchHeader(hc.Value) {
+			addr := isAddressField(hc.Key)
+			if !l.mayMatchHeader(hc.Value) && !(addr && l.mayHaveCFWS()) {
 				return false
 			}
 			parse()
-			if !matchFields(h.FieldsByKey(hc.Key), hc.Value) {
+			if !matchFields(h.FieldsByKey(hc.Key), hc.Value) && !(addr && matchAddresses(h.FieldsByKey(hc.Key), hc.Value)) {
 				return false
 			}
 		}
@@ -644,6 +636,44 @@ func matchDate(t, since, before time.Time) bool {
 		return false
 	}
 	return true
+}
+
+// isAddressField reports whether key names a header field of addresses.
+func isAddressField(key string) bool {
+	switch strings.ToLower(key) {
+	case "from", "to", "cc", "bcc", "sender", "reply-to":
+		return true
+	}
+	return false
+}
+
+// mayHaveCFWS reports whether the cached header may hold an address whose
+// written form differs from its parsed one (a comment, blanks around
+// "@"): then matchAddresses must look, even when mayMatchHeader says
+// the text cannot match.
+func (l *lazyMessage) mayHaveCFWS() bool {
+	return l.hdr == nil || bytes.IndexByte(l.hdr, '(') >= 0 || bytes.Contains(l.hdr, []byte(" @")) ||
+		bytes.Contains(l.hdr, []byte("@ ")) || bytes.Contains(l.hdr, []byte("@\t")) || bytes.Contains(l.hdr, []byte("@\r"))
+}
+
+// matchAddresses reports whether one of the addresses of fields, written
+// as `name <mailbox@host>` without comments (RFC 5322 CFWS), contains
+// pattern: SEARCH FROM "user@example.org" finds
+// `From: user (comment)@ (comment) example.org`, as in Dovecot.
+func matchAddresses(fields gomessage.HeaderFields, pattern string) bool {
+	pattern = strings.ToLower(pattern)
+	for fields.Next() {
+		for _, a := range parseAddresses(fields.Value()) {
+			s := a.Mailbox + "@" + a.Host
+			if a.Name != "" {
+				s = a.Name + " <" + s + ">"
+			}
+			if strings.Contains(strings.ToLower(s), pattern) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func matchFields(fields gomessage.HeaderFields, pattern string) bool {

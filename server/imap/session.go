@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -90,6 +91,7 @@ func (s *session) Login(username, password string) error {
 		limit, err := s.srv.st.Quota(s.ctx, user)
 		return used, limit, err
 	})
+	s.conn.setExt(s.extCommand)
 	s.logger = s.logger.With("user", user)
 	s.logger.InfoContext(s.ctx, "imap login")
 	return nil
@@ -247,48 +249,171 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if err != nil {
 		return s.imapError(err)
 	}
+	if options.SelectSubscribed {
+		return s.listSubscribed(w, ref, patterns, options, mbs)
+	}
 	names := map[string]bool{}
 	for _, mb := range mbs {
 		names[mb.Name] = true
 	}
 	for _, mb := range mbs {
-		match := false
-		for _, p := range patterns {
-			if imapserver.MatchList(mb.Name, store.Delim, ref, p) {
-				match = true
+		if !matchPatterns(mb.Name, ref, patterns) || (options.SelectSpecialUse && mb.SpecialUse == "") {
+			continue
+		}
+		if err := s.writeListMailbox(w, &mb, options, names, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func matchPatterns(name, ref string, patterns []string) bool {
+	for _, p := range patterns {
+		if imapserver.MatchList(name, store.Delim, ref, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeListMailbox writes the LIST response of an existing mailbox; data
+// holds what the caller adds (\Subscribed, CHILDINFO), or is nil.
+func (s *session) writeListMailbox(w *imapserver.ListWriter, mb *store.Mailbox, options *goimap.ListOptions, names map[string]bool, data *goimap.ListData) error {
+	if data == nil {
+		data = &goimap.ListData{}
+	}
+	data.Mailbox, data.Delim = mb.Name, store.Delim
+	if mb.Subscribed && options.ReturnSubscribed && !options.SelectSubscribed {
+		data.Attrs = append(data.Attrs, goimap.MailboxAttrSubscribed)
+	}
+	if options.ReturnChildren {
+		attr := goimap.MailboxAttrHasNoChildren
+		for n := range names {
+			if strings.HasPrefix(n, mb.Name+string(store.Delim)) {
+				attr = goimap.MailboxAttrHasChildren
 				break
 			}
 		}
-		if !match || (options.SelectSubscribed && !mb.Subscribed) || (options.SelectSpecialUse && mb.SpecialUse == "") {
+		data.Attrs = append(data.Attrs, attr)
+	}
+	if mb.SpecialUse != "" {
+		// Always shown: clients that do not ask (Thunderbird's plain
+		// LIST) still find the special-use mailboxes.
+		data.Attrs = append(data.Attrs, goimap.MailboxAttr(mb.SpecialUse))
+	}
+	if options.ReturnStatus != nil {
+		st, err := s.status(mb.Name, options.ReturnStatus)
+		if err != nil {
+			return err
+		}
+		data.Status = st
+	}
+	return w.WriteList(data)
+}
+
+// isLSUB reports whether w answers LSUB: the library passes LSUB to
+// List as LIST (SUBSCRIBED) and tells them apart only by this unexported
+// field of its ListWriter (go-imap v2.0.0-beta.8; TestLSUBNoselect).
+func isLSUB(w *imapserver.ListWriter) bool {
+	f := reflect.ValueOf(w).Elem().FieldByName("lsub")
+	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
+}
+
+// listSubscribed answers LIST (SUBSCRIBED ...) and LSUB: subscribed
+// names, including those whose mailbox is gone (\NonExistent, RFC 5258
+// section 3.4; store.GoneSubscriptions); with RECURSIVEMATCH, also the
+// names that have subscribed descendants, with CHILDINFO ("SUBSCRIBED");
+// for LSUB, a parent that is not subscribed but has a subscribed child
+// the pattern does not match, with \Noselect (RFC 3501 section 6.3.9).
+func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns []string, options *goimap.ListOptions, mbs []store.Mailbox) error {
+	gone, err := s.srv.st.GoneSubscriptions(s.ctx, s.user)
+	if err != nil {
+		return s.imapError(err)
+	}
+	lsub := isLSUB(w)
+	existing := map[string]*store.Mailbox{}
+	names := map[string]bool{}
+	var subscribed []string
+	for i := range mbs {
+		existing[mbs[i].Name] = &mbs[i]
+		names[mbs[i].Name] = true
+		if mbs[i].Subscribed {
+			subscribed = append(subscribed, mbs[i].Name)
+		}
+	}
+	subscribed = append(subscribed, gone...)
+	isSub := map[string]bool{}
+	candidates := map[string]bool{}
+	for _, n := range subscribed {
+		isSub[n] = true
+		candidates[n] = true
+		// The parents, for RECURSIVEMATCH and LSUB's \Noselect.
+		for i := strings.IndexRune(n, store.Delim); i >= 0; {
+			candidates[n[:i]] = true
+			j := strings.IndexRune(n[i+1:], store.Delim)
+			if j < 0 {
+				break
+			}
+			i += 1 + j
+		}
+	}
+	list := make([]string, 0, len(candidates))
+	for n := range candidates {
+		list = append(list, n)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if (list[i] == store.Inbox) != (list[j] == store.Inbox) {
+			return list[i] == store.Inbox
+		}
+		return list[i] < list[j]
+	})
+	for _, n := range list {
+		if !matchPatterns(n, ref, patterns) {
 			continue
 		}
-		data := goimap.ListData{Mailbox: mb.Name, Delim: store.Delim}
-		if mb.Subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
-			data.Attrs = append(data.Attrs, goimap.MailboxAttrSubscribed)
+		mb := existing[n]
+		if options.SelectSpecialUse && (mb == nil || mb.SpecialUse == "") {
+			continue
 		}
-		if options.ReturnChildren {
-			attr := goimap.MailboxAttrHasNoChildren
-			for n := range names {
-				if strings.HasPrefix(n, mb.Name+string(store.Delim)) {
-					attr = goimap.MailboxAttrHasChildren
-					break
+		// Subscribed descendants: any, and any the patterns miss.
+		var subChild, hiddenSubChild bool
+		for _, d := range subscribed {
+			if strings.HasPrefix(d, n+string(store.Delim)) {
+				subChild = true
+				if !matchPatterns(d, ref, patterns) {
+					hiddenSubChild = true
 				}
 			}
-			data.Attrs = append(data.Attrs, attr)
 		}
-		if mb.SpecialUse != "" {
-			// Always shown: clients that do not ask (Thunderbird's plain
-			// LIST) still find the special-use mailboxes.
-			data.Attrs = append(data.Attrs, goimap.MailboxAttr(mb.SpecialUse))
-		}
-		if options.ReturnStatus != nil {
-			st, err := s.status(mb.Name, options.ReturnStatus)
-			if err != nil {
+		data := &goimap.ListData{Mailbox: n, Delim: store.Delim}
+		switch {
+		case lsub:
+			if !isSub[n] && !hiddenSubChild {
+				continue
+			}
+			if mb == nil || !isSub[n] {
+				data.Attrs = append(data.Attrs, goimap.MailboxAttrNoSelect)
+			}
+			if err := w.WriteList(data); err != nil {
 				return err
 			}
-			data.Status = st
+			continue
+		case isSub[n]:
+			data.Attrs = append(data.Attrs, goimap.MailboxAttrSubscribed)
+		case !(options.SelectRecursiveMatch && subChild):
+			continue
 		}
-		if err := w.WriteList(&data); err != nil {
+		if options.SelectRecursiveMatch && subChild {
+			data.ChildInfo = &goimap.ListDataChildInfo{Subscribed: true}
+		}
+		if mb == nil {
+			data.Attrs = append(data.Attrs, goimap.MailboxAttrNonExistent)
+			if err := w.WriteList(data); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.writeListMailbox(w, mb, options, names, data); err != nil {
 			return err
 		}
 	}
@@ -792,6 +917,53 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 	// The answer (one number per message) is written after Search
 	// returns: gathered in big writes until the tagged response.
 	s.conn.cork()
+	wantUIDs := kind == imapserver.NumKindUID || options.ReturnSave
+	var data goimap.SearchData
+	var seqSet goimap.SeqSet
+	var uidSet goimap.UIDSet
+	err := s.eachMatch(criteria, func(cseq uint32, m *store.Message) {
+		// Numbers ascend: each extends the last range or starts one.
+		if wantUIDs {
+			uidSet = appendUID(uidSet, goimap.UID(m.UID))
+		}
+		var num uint32
+		switch kind {
+		case imapserver.NumKindSeq:
+			if cseq == 0 {
+				return
+			}
+			seqSet = appendSeq(seqSet, cseq)
+			num = cseq
+		case imapserver.NumKindUID:
+			num = m.UID
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		if num > data.Max {
+			data.Max = num
+		}
+		data.Count++
+	})
+	if err != nil {
+		return nil, err
+	}
+	if kind == imapserver.NumKindSeq {
+		data.All = seqSet
+	} else {
+		data.All = uidSet
+	}
+	if options.ReturnSave {
+		s.view.searchRes = uidSet
+	}
+	return &data, nil
+}
+
+// eachMatch calls match, in mailbox order, for each message of the
+// selected mailbox that criteria select, with its sequence number in the
+// client's view (0: not yet announced to the client). The mailbox must be
+// synced.
+func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uint32, m *store.Message)) error {
 	v := s.view
 	v.sm.mu.Lock()
 	s.staticCriteria(criteria)
@@ -815,7 +987,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		}
 		var err error
 		if hdrs, err = s.srv.st.Headers(s.ctx, s.user, v.sm.key.id, uids); err != nil {
-			return nil, s.imapError(err)
+			return s.imapError(err)
 		}
 	}
 	sc := &scanState{}
@@ -827,15 +999,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		slot = scanSlot{scans: s.srv.scans}
 		defer slot.release()
 	}
-	wantUIDs := kind == imapserver.NumKindUID || options.ReturnSave
-	var data goimap.SearchData
-	var seqSet goimap.SeqSet
-	var uidSet goimap.UIDSet
 	for i := range msgs {
 		if slot.scans != nil && i%scanChunk == 0 {
 			slot.release()
 			if err := slot.acquire(s.ctx); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		m := &msgs[i]
@@ -847,41 +1015,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		if hdrs != nil {
 			lm.hdr = hdrs[i]
 		}
-		if !matchCriteria(&lm, cseq, criteria) {
-			continue
+		if matchCriteria(&lm, cseq, criteria) {
+			match(cseq, m)
 		}
-		// Numbers ascend: each extends the last range or starts one.
-		if wantUIDs {
-			uidSet = appendUID(uidSet, goimap.UID(m.UID))
-		}
-		var num uint32
-		switch kind {
-		case imapserver.NumKindSeq:
-			if cseq == 0 {
-				continue
-			}
-			seqSet = appendSeq(seqSet, cseq)
-			num = cseq
-		case imapserver.NumKindUID:
-			num = m.UID
-		}
-		if data.Min == 0 || num < data.Min {
-			data.Min = num
-		}
-		if num > data.Max {
-			data.Max = num
-		}
-		data.Count++
 	}
-	if kind == imapserver.NumKindSeq {
-		data.All = seqSet
-	} else {
-		data.All = uidSet
-	}
-	if options.ReturnSave {
-		v.searchRes = uidSet
-	}
-	return &data, nil
+	return nil
 }
 
 // appendSeq adds n, greater than every number of set, to set, as

@@ -602,7 +602,9 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 			return err
 		}
 		if sr.ID == dr.ID {
-			return fmt.Errorf("source and destination are the same mailbox")
+			// Within one mailbox (RFC 9051 allows it, Dovecot does it):
+			// the copies get new UIDs; moved ones leave their old UIDs.
+			dr = sr
 		}
 		srcID, dstID = sr.ID, dr.ID
 		sb, db := u.msgs(sr), u.msgs(dr)
@@ -672,8 +674,10 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 			u.info.Used += size
 			u.info.Messages += len(res.SourceUIDs)
 		}
-		if err := u.putMailbox(sname, sr); err != nil {
-			return err
+		if sr != dr {
+			if err := u.putMailbox(sname, sr); err != nil {
+				return err
+			}
 		}
 		if err := u.putMailbox(dname, dr); err != nil {
 			return err
@@ -704,7 +708,7 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 		s.trimMapping()
 	}
 	if len(res.SourceUIDs) > 0 {
-		if move {
+		if move && srcID != dstID {
 			s.notify(Change{User: user, MailboxID: srcID})
 		}
 		s.notify(Change{User: user, MailboxID: dstID})

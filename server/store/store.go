@@ -444,6 +444,9 @@ func (u *userTx) createMailbox(name, specialUse string, subscribed bool) (*mailb
 	if err := u.putMailbox(name, r); err != nil {
 		return nil, err
 	}
+	if err := u.forgetSubscription(name); err != nil {
+		return nil, err
+	}
 	return r, u.putInfo()
 }
 
@@ -718,6 +721,11 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 		if err := u.b.Bucket(bucketMailboxes).Delete([]byte(n)); err != nil {
 			return err
 		}
+		if r.Subscribed {
+			if err := u.keepSubscription(n); err != nil {
+				return err
+			}
+		}
 		return u.putInfo()
 	})
 	if err != nil {
@@ -796,6 +804,9 @@ func (s *Store) RenameMailbox(ctx context.Context, user, oldName, newName string
 			if err := u.putMailbox(target, &rec); err != nil {
 				return err
 			}
+			if err := u.forgetSubscription(target); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -808,10 +819,15 @@ func (s *Store) RenameMailbox(ctx context.Context, user, oldName, newName string
 	return nil
 }
 
-// SetSubscribed sets the subscription state of a mailbox.
+// SetSubscribed sets the subscription state of a mailbox. A name that
+// names no mailbox can be unsubscribed (see GoneSubscriptions), not
+// subscribed.
 func (s *Store) SetSubscribed(ctx context.Context, user, name string, subscribed bool) error {
 	err := s.update(ctx, user, func(u *userTx) error {
 		r, n, err := u.mailbox(name)
+		if errors.Is(err, ErrNoSuchMailbox) && !subscribed && n != "" {
+			return u.forgetSubscription(n)
+		}
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,179 @@
+package imap_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sortMail is a message for the SORT and THREAD tests.
+type sortMail struct {
+	hdr     string // header fields, CRLF-terminated
+	pad     int    // body length
+	arrival time.Time
+}
+
+func (env *testEnv) deliverSorted(t *testing.T, mailbox string, msgs []sortMail) {
+	t.Helper()
+	for _, m := range msgs {
+		body := m.hdr + "\r\n" + strings.Repeat("x", m.pad) + "\r\n"
+		if _, err := env.st.Deliver(context.Background(), alice, mailbox, strings.NewReader(body), nil, m.arrival); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func day(d, h int) time.Time { return time.Date(2026, 1, d, h, 0, 0, 0, time.UTC) }
+
+// expectOne runs a command whose answer is one untagged line.
+func (r *rawSession) expectOne(t *testing.T, tag, command, want string) {
+	t.Helper()
+	got := r.cmd(tag, command)
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("%s = %q, want %q", command, got, want)
+	}
+}
+
+// expectTagged runs a command that must fail, and checks the start of
+// its tagged answer.
+func (r *rawSession) expectTagged(t *testing.T, tag, command, prefix string) {
+	t.Helper()
+	fmt.Fprintf(r.c, "%s %s\r\n", tag, command)
+	for {
+		l := r.line()
+		if strings.HasPrefix(l, tag+" ") {
+			if !strings.HasPrefix(l, tag+" "+prefix) {
+				t.Errorf("%s: %s, want %s...", command, l, prefix)
+			}
+			return
+		}
+	}
+}
+
+// TestSort: SORT (RFC 5256) by every key, REVERSE, several keys, with
+// search criteria, UID SORT, and ESORT (RFC 5267), against orders worked
+// out by hand from the RFC's rules: base subjects ("Re: [fwd: beta]" is
+// "beta", "(fwd)" trailers and "[list] Re:" leaders go), i;ascii-casemap
+// comparison, sent dates in UTC with the internal date when there is no
+// Date, the first address's mailbox (the first member of a group), ties
+// in mailbox order.
+func TestSort(t *testing.T) {
+	env := newEnv(t, 0)
+	// UID 1, expunged: UIDs are sequence numbers + 1.
+	env.deliver(t, alice, "gone")
+	ctx := context.Background()
+	if _, err := env.st.SetFlags(ctx, alice, "INBOX", []uint32{1}, 0, []string{`\Deleted`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.st.Expunge(ctx, alice, "INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	env.deliverSorted(t, "", []sortMail{
+		{"Subject: Re: [fwd: beta]\r\nFrom: Carol <carol@example.test>\r\nTo: zed@example.test\r\nDate: Sat, 03 Jan 2026 10:00:00 +0000\r\n", 500, day(5, 12)},
+		{"Subject: alpha (fwd)\r\nFrom: bob@example.test\r\nTo: amy@example.test\r\nCc: m@example.test\r\nDate: Thu, 01 Jan 2026 10:00:00 +0000\r\n", 100, day(4, 12)},
+		{"Subject: [list] Re: Gamma\r\nFrom: Alice <alice@example.test>\r\nTo: Friends: yan@example.test, abe@example.test;\r\n", 300, day(2, 12)},
+		{"Subject: Beta\r\nFrom: dave@example.test\r\nTo: bob@example.test\r\nDate: Fri, 02 Jan 2026 23:00:00 -0500\r\n", 200, day(3, 12)},
+		{"Subject: ALPHA\r\nFrom: alice@example.test\r\nTo: amy@example.test\r\nDate: Thu, 01 Jan 2026 09:00:00 +0000\r\n", 400, day(1, 12)},
+	})
+	r := env.raw(t)
+	r.cmd("b", "LOGIN "+alice+" "+alicePW)
+	caps := strings.Join(r.cmd("a", "CAPABILITY"), " ") + " "
+	for _, c := range []string{" SORT ", " ESORT ", " THREAD=ORDEREDSUBJECT ", " THREAD=REFERENCES "} {
+		if !strings.Contains(caps, c) {
+			t.Errorf("capabilities %q lack %s", caps, c)
+		}
+	}
+	r.expectTagged(t, "c", "SORT (SUBJECT) UTF-8 ALL", "BAD")
+	r.cmd("d", "SELECT INBOX")
+	for i, c := range []struct{ command, want string }{
+		{"SORT (SUBJECT) UTF-8 ALL", "2 5 1 4 3"},
+		{"SORT (SUBJECT DATE) UTF-8 ALL", "5 2 4 1 3"},
+		{"SORT (DATE) UTF-8 ALL", "5 2 3 4 1"},
+		{"SORT (ARRIVAL) UTF-8 ALL", "5 3 4 2 1"},
+		{"SORT (REVERSE ARRIVAL) US-ASCII ALL", "1 2 4 3 5"},
+		{"SORT (FROM) UTF-8 ALL", "3 5 2 1 4"},
+		{"SORT (TO) UTF-8 ALL", "2 5 4 3 1"},
+		{"SORT (CC) UTF-8 ALL", "1 3 4 5 2"},
+		{"SORT (SIZE) UTF-8 ALL", "2 4 3 5 1"},
+		{"SORT (REVERSE SIZE) UTF-8 ALL", "1 5 3 4 2"},
+		{"sort (reverse from date) utf-8 all", "4 1 2 5 3"},
+		{"SORT (SUBJECT) UTF-8 FROM alice", "5 3"},
+		{`SORT (DATE) UTF-8 OR FROM "bob" SUBJECT beta`, "2 4 1"},
+		{"SORT (DATE) UTF-8 (2:4 NOT 3)", "2 4"},
+		{"SORT (ARRIVAL) UTF-8 SINCE 3-Jan-2026", "4 2 1"},
+		{"SORT (SUBJECT) UTF-8 LARGER 100000", ""},
+	} {
+		want := "* SORT"
+		if c.want != "" {
+			want += " " + c.want
+		}
+		r.expectOne(t, fmt.Sprintf("s%d", i), c.command, want)
+	}
+	r.expectOne(t, "u1", "UID SORT (ARRIVAL) UTF-8 ALL", "* SORT 6 4 5 3 2")
+	r.expectOne(t, "u2", "UID SORT (SUBJECT) UTF-8 UID 4:6", "* SORT 6 5 4")
+	r.expectOne(t, "e1", "SORT RETURN (MIN MAX COUNT) (ARRIVAL) UTF-8 ALL", `* ESEARCH (TAG "e1") MIN 5 MAX 1 COUNT 5`)
+	r.expectOne(t, "e2", "UID SORT RETURN (ALL) (DATE) UTF-8 ALL", `* ESEARCH (TAG "e2") UID ALL 6,3:5,2`)
+	r.expectOne(t, "e3", "SORT RETURN () (SIZE) UTF-8 ALL", `* ESEARCH (TAG "e3") ALL 2,4,3,5,1`)
+	r.expectOne(t, "e4", "SORT RETURN (COUNT MIN) (SIZE) UTF-8 LARGER 100000", `* ESEARCH (TAG "e4") COUNT 0`)
+	// SAVE, then the saved result as search criteria (RFC 5182).
+	if got := r.cmd("e5", "SORT RETURN (SAVE) (DATE) UTF-8 FROM alice"); len(got) != 0 {
+		t.Errorf("SORT RETURN (SAVE): %q", got)
+	}
+	r.expectOne(t, "e6", "SEARCH $", "* SEARCH 3 5")
+	r.expectTagged(t, "x1", "SORT (FOO) UTF-8 ALL", "BAD")
+	r.expectTagged(t, "x2", "SORT (DATE) KOI8-R ALL", "NO [BADCHARSET")
+	r.expectTagged(t, "x3", "SORT (DATE) UTF-8 NOSUCHKEY", "BAD")
+	r.expectTagged(t, "x4", "SORT (REVERSE) UTF-8 ALL", "BAD")
+	r.expectTagged(t, "x5", "SORT (DATE) UTF-8", "BAD")
+	// Other UID commands still reach the library.
+	r.expectOne(t, "y", "UID SEARCH FROM alice", "* SEARCH 4 6")
+}
+
+// TestThread: THREAD ORDEREDSUBJECT and REFERENCES (RFC 5256 section 3)
+// with trees worked out by hand from the RFC's steps: References chains,
+// In-Reply-To alone, missing parents (dummies pruned or kept at the root
+// with two children), a message without Message-ID gathered under its
+// base subject, two non-reply threads of one subject put under a dummy,
+// a message put under the dummy of its subject's thread, threads and
+// siblings by sent date.
+func TestThread(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliverSorted(t, "", []sortMail{
+		{"Subject: Re: [fwd: beta]\r\nDate: Sat, 03 Jan 2026 10:00:00 +0000\r\n", 1, day(5, 12)},
+		{"Subject: alpha (fwd)\r\nDate: Thu, 01 Jan 2026 10:00:00 +0000\r\n", 1, day(4, 12)},
+		{"Subject: [list] Re: Gamma\r\n", 1, day(2, 12)},
+		{"Subject: Beta\r\nDate: Fri, 02 Jan 2026 23:00:00 -0500\r\n", 1, day(3, 12)},
+		{"Subject: ALPHA\r\nDate: Thu, 01 Jan 2026 09:00:00 +0000\r\n", 1, day(1, 12)},
+	})
+	ctx := context.Background()
+	if err := env.st.CreateMailbox(ctx, alice, "T", ""); err != nil {
+		t.Fatal(err)
+	}
+	date := func(d int) string { return fmt.Sprintf("Date: %s\r\n", day(d, 8).Format(time.RFC1123Z)) }
+	env.deliverSorted(t, "T", []sortMail{
+		{"Message-ID: <a@x>\r\nSubject: topic\r\n" + date(2), 1, day(1, 1)},
+		{"Message-ID: <b@x>\r\nReferences: <a@x>\r\nSubject: Re: topic\r\n" + date(3), 1, day(1, 1)},
+		{"Message-ID: <c@x>\r\nIn-Reply-To: <b@x>\r\nSubject: Re: topic\r\n" + date(4), 1, day(1, 1)},
+		{"Message-ID: <d@x>\r\nReferences: <a@x>\r\nSubject: Re: topic\r\n" + date(5), 1, day(1, 1)},
+		{"Message-ID: <e@x>\r\nReferences: <zz@x> <yy@x>\r\nSubject: other\r\n" + date(6), 1, day(1, 1)},
+		{"Message-ID: <f@x>\r\nReferences: <missing@x>\r\nSubject: lonely\r\n" + date(7), 1, day(1, 1)},
+		{"Message-ID: <g@x>\r\nReferences: <missing@x>\r\nSubject: Re: lonely\r\n" + date(8), 1, day(1, 1)},
+		{"Subject: Re: other\r\n" + date(9), 1, day(1, 1)},
+		{"Message-ID: <h@x>\r\nSubject: topic\r\n" + date(1), 1, day(1, 1)},
+	})
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "SELECT INBOX")
+	r.expectOne(t, "c", "THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (5 2)(3)(4 1)")
+	r.expectOne(t, "d", "THREAD ORDEREDSUBJECT UTF-8 NOT 2", "* THREAD (5)(3)(4 1)")
+	r.expectOne(t, "e", "THREAD REFERENCES UTF-8 ALL", "* THREAD (5 2)(3)(4 1)")
+	r.cmd("f", "SELECT T")
+	r.expectOne(t, "g", "THREAD REFERENCES UTF-8 ALL", "* THREAD ((9)(1 (2 3)(4)))(5 8)((6)(7))")
+	r.expectOne(t, "h", "UID THREAD REFERENCES US-ASCII SUBJECT lonely", "* THREAD ((6)(7))")
+	r.expectOne(t, "i", "THREAD REFERENCES UTF-8 NOT 1", "* THREAD ((9)(2 3)(4))(5 8)((6)(7))")
+	r.expectOne(t, "j", "THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (9 (1)(2)(3)(4))(5 8)(6 7)")
+	r.expectOne(t, "k", "THREAD REFERENCES UTF-8 LARGER 100000", "* THREAD")
+	r.expectTagged(t, "x", "THREAD FANCY UTF-8 ALL", "BAD")
+}
