@@ -3,8 +3,10 @@ package imap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -13,30 +15,48 @@ import (
 	"github.com/mailctl/mailctl/server/store"
 )
 
-// sharedMailbox is the state of a mailbox shared by the sessions that have
-// it selected: the library's MailboxTracker and the message list that
-// matches its sequence numbers (the "server view"). Changes made by
-// anybody (SMTP delivery, other sessions) reach it through sync, which
-// reads the store and queues EXPUNGE, EXISTS and FETCH FLAGS updates for
-// every session's SessionTracker.
+// Sessions and the store
+//
+// A sharedMailbox holds the latest snapshot of a mailbox read from the
+// store (msgs, in UID order, never changed in place: a newer snapshot
+// replaces the slice). Each session's view holds the snapshot its client
+// knows (view.msgs): its sequence numbers are that slice's indexes. At
+// every command boundary (Poll, and Idle on every store change) the
+// session reads the store if it changed (sync), then tells its client the
+// difference between the two: EXPUNGE for the messages gone, EXISTS for the
+// new ones, FETCH FLAGS for those whose ModSeq is above the last snapshot
+// the client was brought up to date with, FLAGS for new keywords. Updates
+// are computed from the newest state, never queued, so they cannot reach a
+// client out of order or stale; and a change committed by another session
+// before this session's command started is seen by that command, since
+// sync reads the store then.
+//
+// The library's MailboxTracker and SessionTracker queue one update per
+// change for every session and hand them out later; they could not tell a
+// session's own changes from the others' made meanwhile, and their queue
+// delivered an older FETCH FLAGS after the answer to the session's own
+// STORE. Hence this diff against the store instead.
 type sharedMailbox struct {
-	key     mailboxKey
-	st      *store.Store
-	tracker *imapserver.MailboxTracker
-	refs    int // guarded by Server.mu
-	done    chan struct{}
-	wake    chan struct{}
+	key  mailboxKey
+	st   *store.Store
+	refs int // guarded by Server.mu
+	done chan struct{}
+	wake chan struct{}
 
-	opMu sync.Mutex // serialises refreshes, and changes with their refresh
+	opMu sync.Mutex // serialises reads of the store by sync
 
 	mu     sync.Mutex // guards the fields below; held briefly
 	mb     store.Mailbox
-	msgs   []store.Message // UID order; len(msgs) is the tracker's count
+	msgs   []store.Message // UID order; replaced, never changed in place
 	modseq uint64          // state of the store that msgs reflects
-	// shape counts the EXPUNGE and EXISTS updates queued: a session
-	// that has written all those up to its view.shape numbers messages
-	// as the server view does (see view.clientSeqLocked).
-	shape uint64
+	gen    uint64          // incremented with every new msgs
+	// flags is every flag and keyword used in the mailbox since the first
+	// session selected it, sorted; it only grows. flagGen counts its
+	// changes.
+	flags   []goimap.Flag
+	flagSet map[string]bool // lower-case
+	flagGen uint64
+	views   map[*view]struct{}
 }
 
 func newSharedMailbox(ctx context.Context, st *store.Store, key mailboxKey) (*sharedMailbox, error) {
@@ -44,16 +64,38 @@ func newSharedMailbox(ctx context.Context, st *store.Store, key mailboxKey) (*sh
 	if err != nil {
 		return nil, err
 	}
-	return &sharedMailbox{
+	sm := &sharedMailbox{
 		key:     key,
 		st:      st,
-		tracker: imapserver.NewMailboxTracker(uint32(len(msgs))),
 		done:    make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 		mb:      mb,
 		msgs:    msgs,
 		modseq:  mb.ModSeq,
-	}, nil
+		gen:     1,
+		flagSet: map[string]bool{},
+		views:   map[*view]struct{}{},
+	}
+	for _, f := range []string{store.FlagSeen, store.FlagAnswered, store.FlagFlagged, store.FlagDeleted, store.FlagDraft} {
+		sm.addFlagLocked(f)
+	}
+	for _, m := range msgs {
+		for _, f := range m.Flags {
+			sm.addFlagLocked(f)
+		}
+	}
+	return sm, nil
+}
+
+func (sm *sharedMailbox) addFlagLocked(f string) {
+	k := strings.ToLower(f)
+	if sm.flagSet[k] {
+		return
+	}
+	sm.flagSet[k] = true
+	sm.flags = append(sm.flags, goimap.Flag(f))
+	sort.Slice(sm.flags, func(i, j int) bool { return sm.flags[i] < sm.flags[j] })
+	sm.flagGen++
 }
 
 // name returns the current name of the mailbox.
@@ -70,12 +112,13 @@ func (sm *sharedMailbox) kick() {
 	}
 }
 
-// watch syncs on every store change until the last session leaves.
+// watch syncs on every store change until the last session leaves, which
+// wakes the sessions in IDLE.
 func (sm *sharedMailbox) watch(ctx context.Context, logger *slog.Logger) {
 	for {
 		select {
 		case <-sm.wake:
-			if err := sm.sync(ctx, nil); err != nil && ctx.Err() == nil {
+			if err := sm.sync(ctx); err != nil && ctx.Err() == nil {
 				logger.WarnContext(ctx, "imap: refresh mailbox", "user", sm.key.user, "err", err)
 			}
 		case <-sm.done:
@@ -86,30 +129,13 @@ func (sm *sharedMailbox) watch(ctx context.Context, logger *slog.Logger) {
 	}
 }
 
-// sync brings the server view up to date with the store.
-func (sm *sharedMailbox) sync(ctx context.Context, source *imapserver.SessionTracker) error {
+// sync brings the snapshot up to date with the store, and wakes the
+// sessions in IDLE when it changed.
+func (sm *sharedMailbox) sync(ctx context.Context) error {
 	sm.opMu.Lock()
 	defer sm.opMu.Unlock()
-	return sm.syncLocked(ctx, source)
-}
-
-// change runs fn, a change of the store made by the session whose tracker
-// is source, and syncs before any other refresh can: the flag changes it
-// makes are then not echoed to source, which answers itself.
-func (sm *sharedMailbox) change(ctx context.Context, source *imapserver.SessionTracker, fn func() error) error {
-	sm.opMu.Lock()
-	defer sm.opMu.Unlock()
-	if err := fn(); err != nil {
-		return err
-	}
-	return sm.syncLocked(ctx, source)
-}
-
-// syncLocked is sync with opMu held. Flag changes are not queued for
-// source.
-func (sm *sharedMailbox) syncLocked(ctx context.Context, source *imapserver.SessionTracker) error {
-	// Every command syncs: first the mailbox record alone, which tells
-	// whether anything changed, before reading every message.
+	// The mailbox record alone tells whether anything changed, before
+	// reading every message.
 	if cur, err := sm.st.MailboxByID(ctx, sm.key.user, sm.key.id); err == nil {
 		sm.mu.Lock()
 		same := cur.ModSeq <= sm.modseq && cur.Name == sm.mb.Name
@@ -127,43 +153,29 @@ func (sm *sharedMailbox) syncLocked(ctx context.Context, source *imapserver.Sess
 		sm.mu.Unlock()
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("read mailbox %d: %w", sm.key.id, err)
 	}
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
-	if mb.ModSeq <= sm.modseq {
+	if mb.ModSeq <= sm.modseq && mb.Name == sm.mb.Name {
 		return nil // nothing new, or an older snapshot than ours
 	}
-	present := make(map[goimap.UID]int, len(msgs))
-	for i, m := range msgs {
-		present[goimap.UID(m.UID)] = i
-	}
-	// Expunges from the highest sequence number down, so that each one
-	// is valid when queued.
-	kept := make([]store.Message, 0, len(sm.msgs))
-	for i := len(sm.msgs) - 1; i >= 0; i-- {
-		if _, ok := present[goimap.UID(sm.msgs[i].UID)]; !ok {
-			sm.tracker.QueueExpunge(uint32(i) + 1)
-			sm.shape++
-		}
-	}
-	for _, m := range sm.msgs {
-		if j, ok := present[goimap.UID(m.UID)]; ok {
-			kept = append(kept, msgs[j])
-		}
-	}
-	for i, m := range kept {
+	for _, m := range msgs {
 		if m.ModSeq > sm.modseq {
-			sm.tracker.QueueMessageFlags(uint32(i)+1, goimap.UID(m.UID), imapFlags(m.Flags), source)
+			for _, f := range m.Flags {
+				sm.addFlagLocked(f)
+			}
 		}
 	}
-	// One EXISTS per new message: the library's SessionTracker hides
-	// only the last message of each pending EXISTS from a session.
-	for n := len(kept) + 1; n <= len(msgs); n++ {
-		sm.tracker.QueueNumMessages(uint32(n))
-		sm.shape++
-	}
+	mb.RecentUID = max(mb.RecentUID, sm.mb.RecentUID)
 	sm.mb, sm.msgs, sm.modseq = mb, msgs, mb.ModSeq
+	sm.gen++
+	for v := range sm.views {
+		select {
+		case v.wake <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 
@@ -176,84 +188,105 @@ func imapFlags(flags []string) []goimap.Flag {
 }
 
 func storeFlags(flags []goimap.Flag) []string {
-	out := make([]string, len(flags))
-	for i, f := range flags {
-		out[i] = string(f)
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if strings.EqualFold(string(f), string(flagRecent)) {
+			continue // not stored: a session's own (see view.recent)
+		}
+		out = append(out, string(f))
 	}
 	return out
 }
 
-// view is a session's view of its selected mailbox.
+// flagRecent is IMAP4rev1's \Recent (RFC 3501 section 2.3.2), which the
+// library keeps to itself.
+const flagRecent = goimap.Flag(`\Recent`)
+
+// uidRange is a range of UIDs [lo, hi).
+type uidRange struct{ lo, hi uint32 }
+
+// view is a session's view of its selected mailbox. Only the session's
+// goroutine uses it (IDLE's goroutine while the session waits for DONE).
 type view struct {
 	sm        *sharedMailbox
-	tracker   *imapserver.SessionTracker
 	readOnly  bool
+	rev1      bool // the client has not enabled IMAP4rev2: \Recent applies
 	searchRes goimap.UIDSet
-	shape     uint64 // sm.shape when the tracker last had no EXPUNGE or EXISTS pending; guarded by sm.mu
+	wake      chan struct{} // signalled by sync
+
+	// msgs are the messages the client knows, in its sequence order: a
+	// snapshot of sm, plus, while EXPUNGE responses may not be sent, the
+	// messages expunged since (ghosts).
+	msgs   []store.Message
+	gen    uint64 // sm.gen of msgs when msgs is that snapshot exactly, else 0
+	ghosts int    // messages of msgs that are expunged
+	modseq uint64 // the client has the flags of every change up to this
+	// self are the ModSeqs of the session's own changes since the last
+	// update: their new flags were in the command's answer.
+	self    []uint64
+	flagGen uint64 // sm.flagGen that the client was sent FLAGS for
+	// recent are the UIDs this session has \Recent for (rev1 only),
+	// written with sm.mu held.
+	recent []uidRange
 }
 
-// clientSeqLocked returns the sequence number in the client's view of the
-// message at seq in the server view (0: not yet announced). sm.mu must be
-// held. The tracker's EncodeSeqNum walks the session's whole queue of
-// pending updates, flag changes included, which other sessions fill with
-// one entry per message they change: per message of a big mailbox, that
-// is quadratic. When no EXPUNGE or EXISTS is pending for the session, the
-// two views are the same.
-func (v *view) clientSeqLocked(seq uint32) uint32 {
-	if v.shape == v.sm.shape {
-		if seq > uint32(len(v.sm.msgs)) {
-			return 0
-		}
-		return seq
-	}
-	return v.tracker.EncodeSeqNum(seq)
-}
-
-// poll writes the session's pending updates (tracker.Poll), and records
-// when that left no EXPUNGE or EXISTS pending.
-func (v *view) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	v.sm.mu.Lock()
-	shape := v.sm.shape
-	v.sm.mu.Unlock()
-	if err := v.tracker.Poll(w, allowExpunge); err != nil {
-		return err
-	}
-	if allowExpunge {
-		// Everything queued up to shape has been written (perhaps more:
-		// then the next poll catches up).
-		v.sm.mu.Lock()
-		v.shape = shape
-		v.sm.mu.Unlock()
-	}
-	return nil
-}
-
-// item is a message of the server view with its sequence numbers.
+// item is a message of the client's view.
 type item struct {
-	seq       uint32 // server view
-	clientSeq uint32 // this session's view; 0 if not yet announced
-	msg       store.Message
+	clientSeq uint32
+	msg       store.Message // as in the latest snapshot
+	gone      bool          // expunged (msg is as the client last knew it)
 }
+
+// current returns the client's view with each message as in the latest
+// snapshot: msgs[i] has sequence number i+1; gone (nil when none is)
+// tells which are expunged. sm.mu must be held. When the view is the
+// latest snapshot, msgs is that snapshot, not a copy.
+func (v *view) currentLocked() (msgs []store.Message, gone []bool) {
+	sm := v.sm
+	if v.gen == sm.gen {
+		return v.msgs, nil
+	}
+	msgs = make([]store.Message, len(v.msgs))
+	cur := sm.msgs
+	j := 0
+	for i, m := range v.msgs {
+		for j < len(cur) && cur[j].UID < m.UID {
+			j++
+		}
+		if j < len(cur) && cur[j].UID == m.UID {
+			msgs[i] = cur[j]
+			continue
+		}
+		msgs[i] = m
+		if gone == nil {
+			gone = make([]bool, len(v.msgs))
+		}
+		gone[i] = true
+	}
+	return msgs, gone
+}
+
+// errBadSeq answers a sequence number above the client's EXISTS (RFC 9051
+// section 6.4.5 and 9: "BAD" for an invalid sequence number).
+var errBadSeq = &goimap.Error{Type: goimap.StatusResponseTypeBad, Code: goimap.ResponseCodeClientBug, Text: "Invalid sequence number: above the number of messages"}
 
 // resolve returns the messages in numSet (sequence numbers in the
-// client's view, or UIDs), in sequence order. It holds sm.mu so that the
-// sequence numbers match the tracker.
-func (v *view) resolve(numSet goimap.NumSet) []item {
+// client's view, or UIDs), in sequence order; errBadSeq for a sequence
+// number above the client's number of messages.
+func (v *view) resolve(numSet goimap.NumSet) ([]item, error) {
 	v.sm.mu.Lock()
 	defer v.sm.mu.Unlock()
-	return v.resolveLocked(numSet)
-}
-
-func (v *view) resolveLocked(numSet goimap.NumSet) []item {
+	msgs, gone := v.currentLocked()
 	numSet = v.staticNumSetLocked(numSet)
-	// A set of one range (1:*, a chunk, a UID range) selects a run of
-	// msgs: only that run is tested.
-	msgs := v.sm.msgs
 	lo, hi := 0, len(msgs)
 	switch ns := numSet.(type) {
 	case goimap.SeqSet:
-		// Only when the client numbers the messages as msgs does.
-		if len(ns) == 1 && v.shape == v.sm.shape {
+		for _, r := range ns {
+			if max(r.Start, r.Stop) > uint32(len(msgs)) {
+				return nil, errBadSeq
+			}
+		}
+		if len(ns) == 1 {
 			a, b := min(ns[0].Start, ns[0].Stop), max(ns[0].Start, ns[0].Stop)
 			lo, hi = min(int(max(a, 1))-1, len(msgs)), min(int(b), len(msgs))
 		}
@@ -268,23 +301,22 @@ func (v *view) resolveLocked(numSet goimap.NumSet) []item {
 	for i := lo; i < hi; i++ {
 		m := msgs[i]
 		seq := uint32(i) + 1
-		cseq := v.clientSeqLocked(seq)
 		var ok bool
 		switch ns := numSet.(type) {
 		case goimap.SeqSet:
-			ok = cseq != 0 && ns.Contains(cseq)
+			ok = ns.Contains(seq)
 		case goimap.UIDSet:
 			ok = ns.Contains(goimap.UID(m.UID))
 		}
 		if ok {
-			out = append(out, item{seq: seq, clientSeq: cseq, msg: m})
+			out = append(out, item{clientSeq: seq, msg: m, gone: gone != nil && gone[i]})
 		}
 	}
-	return out
+	return out, nil
 }
 
 // staticNumSetLocked replaces "*" by the highest number and "$" by the
-// saved search result (RFC 5182).
+// saved search result (RFC 5182), in the client's view.
 func (v *view) staticNumSetLocked(numSet goimap.NumSet) goimap.NumSet {
 	if goimap.IsSearchRes(numSet) {
 		return v.searchRes
@@ -293,7 +325,7 @@ func (v *view) staticNumSetLocked(numSet goimap.NumSet) goimap.NumSet {
 	case goimap.SeqSet:
 		out := make(goimap.SeqSet, len(ns))
 		copy(out, ns)
-		max := uint32(len(v.sm.msgs))
+		max := uint32(len(v.msgs))
 		for i := range out {
 			staticRange(&out[i].Start, &out[i].Stop, max)
 		}
@@ -302,8 +334,8 @@ func (v *view) staticNumSetLocked(numSet goimap.NumSet) goimap.NumSet {
 		out := make(goimap.UIDSet, len(ns))
 		copy(out, ns)
 		max := v.sm.mb.UIDNext - 1
-		if n := len(v.sm.msgs); n > 0 {
-			max = v.sm.msgs[n-1].UID
+		if n := len(v.msgs); n > 0 {
+			max = v.msgs[n-1].UID
 		}
 		for i := range out {
 			staticRange((*uint32)(&out[i].Start), (*uint32)(&out[i].Stop), max)
@@ -323,5 +355,233 @@ func staticRange(start, stop *uint32, max uint32) {
 	}
 	if dyn && *start > *stop {
 		*start, *stop = *stop, *start
+	}
+}
+
+// isRecent reports whether the message with uid is \Recent in this session.
+func (v *view) isRecent(uid uint32) bool {
+	for _, r := range v.recent {
+		if uid >= r.lo && uid < r.hi {
+			return true
+		}
+	}
+	return false
+}
+
+// countRecent counts the messages of msgs that are \Recent here.
+func (v *view) countRecent(msgs []store.Message) uint32 {
+	if len(v.recent) == 0 {
+		return 0
+	}
+	var n uint32
+	for _, m := range msgs {
+		if v.isRecent(m.UID) {
+			n++
+		}
+	}
+	return n
+}
+
+// flags returns m's flags as this session shows them: with \Recent for
+// an IMAP4rev1 session that has it.
+func (v *view) flags(m *store.Message) []goimap.Flag {
+	out := make([]goimap.Flag, len(m.Flags), len(m.Flags)+1)
+	for i, f := range m.Flags {
+		out[i] = goimap.Flag(f)
+	}
+	if v.rev1 && v.isRecent(m.UID) {
+		out = append(out, flagRecent)
+	}
+	return out
+}
+
+// claimRecent takes \Recent for this session of the messages of its view
+// that no session has had it for (a read-write IMAP4rev1 session only).
+func (v *view) claimRecent(ctx context.Context) error {
+	if !v.rev1 || v.readOnly || len(v.msgs) == 0 {
+		return nil
+	}
+	sm := v.sm
+	upTo := v.msgs[len(v.msgs)-1].UID + 1
+	sm.mu.Lock()
+	due := sm.mb.RecentUID < upTo
+	sm.mu.Unlock()
+	if !due {
+		return nil
+	}
+	// One claim at a time per mailbox, so that RecentUID only grows.
+	sm.opMu.Lock()
+	defer sm.opMu.Unlock()
+	first, err := sm.st.ClaimRecent(ctx, sm.key.user, sm.key.id, upTo)
+	if err != nil {
+		return err
+	}
+	sm.mu.Lock()
+	sm.mb.RecentUID = max(sm.mb.RecentUID, upTo, first)
+	sm.mu.Unlock()
+	if first < upTo {
+		sm.mu.Lock() // Server.numRecent reads it
+		v.recent = append(v.recent, uidRange{first, upTo})
+		sm.mu.Unlock()
+	}
+	return nil
+}
+
+// flagResponses are the FLAGS and PERMANENTFLAGS responses that announce
+// the mailbox's flags and keywords.
+func flagResponses(flags []goimap.Flag, readOnly bool) []byte {
+	var b []byte
+	b = append(b, "* FLAGS ("...)
+	for i, f := range flags {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, f...)
+	}
+	b = append(b, ")\r\n* OK [PERMANENTFLAGS ("...)
+	if !readOnly {
+		for _, f := range flags {
+			b = append(b, f...)
+			b = append(b, ' ')
+		}
+		b = append(b, `\*`...)
+	}
+	b = append(b, ")] Flags permitted\r\n"...)
+	return b
+}
+
+// announceFlags sends FLAGS and PERMANENTFLAGS when a flag or keyword that
+// the client was not told of is in the mailbox: before any FETCH shows it
+// (RFC 9051 section 7.3.5).
+func (v *view) announceFlags(c *conn) error {
+	v.sm.mu.Lock()
+	gen, flags := v.sm.flagGen, v.sm.flags
+	v.sm.mu.Unlock()
+	if gen == v.flagGen {
+		return nil
+	}
+	if err := c.writeResponses(flagResponses(flags, v.readOnly)); err != nil {
+		return err
+	}
+	v.flagGen = gen
+	return nil
+}
+
+// flagChange is a FETCH FLAGS update to send.
+type flagChange struct {
+	seq uint32
+	msg store.Message
+}
+
+// update brings the client's view up to the latest snapshot (read from
+// the store first): EXPUNGE (when allowed), FLAGS, EXISTS, RECENT and
+// FETCH FLAGS responses.
+func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, allowExpunge bool) error {
+	sm := v.sm
+	if err := sm.sync(ctx); err != nil {
+		return err
+	}
+	sm.mu.Lock()
+	cur, gen, modseq := sm.msgs, sm.gen, sm.modseq
+	sm.mu.Unlock()
+	if err := v.announceFlags(c); err != nil {
+		return err
+	}
+	if gen == v.gen {
+		return nil
+	}
+	// Merge the client's view with the snapshot, both in UID order.
+	var expunged []uint32 // sequence numbers in the client's view, ascending
+	var changed []flagChange
+	var next []store.Message // the new view, when it keeps ghosts
+	ghosts := 0
+	if !allowExpunge {
+		next = make([]store.Message, 0, len(v.msgs)+len(cur))
+	}
+	seq := uint32(0) // in the view once the expunges are sent
+	j := 0
+	for i := range v.msgs {
+		m := &v.msgs[i]
+		for j < len(cur) && cur[j].UID < m.UID {
+			j++ // cannot be: UIDs only grow
+		}
+		if j < len(cur) && cur[j].UID == m.UID {
+			seq++
+			if cm := cur[j]; cm.ModSeq > v.modseq && !v.isSelf(cm.ModSeq) {
+				changed = append(changed, flagChange{seq, cm})
+			}
+			if next != nil {
+				next = append(next, cur[j])
+			}
+			j++
+			continue
+		}
+		if allowExpunge {
+			expunged = append(expunged, uint32(i)+1)
+			continue
+		}
+		// Not yet expungeable: stays in the view as a ghost.
+		seq++
+		ghosts++
+		next = append(next, *m)
+	}
+	added := cur[j:]
+	if ghosts > 0 {
+		next = append(next, added...)
+	} else {
+		next = nil
+	}
+	for k := len(expunged) - 1; k >= 0; k-- {
+		if err := w.WriteExpunge(expunged[k]); err != nil {
+			return err
+		}
+	}
+	if next != nil {
+		v.msgs, v.gen = next, 0
+	} else {
+		v.msgs, v.gen = cur, gen
+	}
+	v.ghosts, v.modseq, v.self = ghosts, modseq, v.self[:0]
+	if len(added) > 0 {
+		if err := w.WriteNumMessages(seq + uint32(len(added))); err != nil {
+			return err
+		}
+		if v.rev1 {
+			if err := v.claimRecent(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if v.rev1 && len(added) > 0 {
+		// RECENT goes with EXISTS, as Dovecot sends it; an expunge
+		// lowers the count silently.
+		if err := w.WriteNumRecent(v.countRecent(v.msgs)); err != nil {
+			return err
+		}
+	}
+	for _, ch := range changed {
+		if err := w.WriteMessageFlags(ch.seq, goimap.UID(ch.msg.UID), v.flags(&ch.msg)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *view) isSelf(modseq uint64) bool {
+	for _, s := range v.self {
+		if s == modseq {
+			return true
+		}
+	}
+	return false
+}
+
+// changed records a change the session made: its answer showed the
+// messages' new flags, which are not sent again.
+func (v *view) changed(msgs []store.Message) {
+	for _, m := range msgs {
+		if !v.isSelf(m.ModSeq) {
+			v.self = append(v.self, m.ModSeq)
+		}
 	}
 }

@@ -249,6 +249,38 @@ func (s *Server) acquire(ctx context.Context, user string, mb store.Mailbox) (*s
 	return sm, nil
 }
 
+// numRecent counts the messages of mb (msgs) that are \Recent: those no
+// session has claimed yet, and those claimed by sessions that still have
+// the mailbox selected (RFC 3501 STATUS RECENT).
+func (s *Server) numRecent(user string, mb store.Mailbox, msgs []store.Message) int {
+	s.mu.Lock()
+	sm := s.mailboxes[mailboxKey{user, mb.ID}]
+	s.mu.Unlock()
+	var claimed []uidRange
+	if sm != nil {
+		sm.mu.Lock()
+		for v := range sm.views {
+			claimed = append(claimed, v.recent...)
+		}
+		mb.RecentUID = max(mb.RecentUID, sm.mb.RecentUID)
+		sm.mu.Unlock()
+	}
+	n := 0
+	for _, m := range msgs {
+		if m.UID >= mb.RecentUID {
+			n++
+			continue
+		}
+		for _, r := range claimed {
+			if m.UID >= r.lo && m.UID < r.hi {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
 func (s *Server) release(sm *sharedMailbox) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -23,6 +23,7 @@ import (
 type session struct {
 	srv    *Server
 	conn   *conn
+	lib    *imapserver.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
 	logger *slog.Logger
@@ -48,7 +49,7 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	se := &session{
-		srv: s, conn: nc, ctx: ctx, cancel: cancel,
+		srv: s, conn: nc, lib: c, ctx: ctx, cancel: cancel,
 		logger: s.logger.With("remote", nc.RemoteAddr().String()),
 	}
 	if err := se.admitConn(); err != nil {
@@ -144,31 +145,32 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	if err != nil {
 		return nil, s.imapError(err)
 	}
-	if err := sm.sync(s.ctx, nil); err != nil {
+	if err := sm.sync(s.ctx); err != nil {
 		s.srv.release(sm)
 		return nil, s.imapError(err)
 	}
+	v := &view{
+		sm: sm, readOnly: options.ReadOnly, wake: make(chan struct{}, 1),
+		rev1: !s.lib.EnabledCaps().Has(goimap.CapIMAP4rev2),
+	}
 	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	s.view = &view{sm: sm, tracker: sm.tracker.NewSession(), readOnly: options.ReadOnly, shape: sm.shape}
-	flags := map[string]bool{}
+	v.msgs, v.gen, v.modseq, v.flagGen = sm.msgs, sm.gen, sm.modseq, sm.flagGen
+	list := append([]goimap.Flag(nil), sm.flags...)
+	mb = sm.mb
+	sm.views[v] = struct{}{}
+	sm.mu.Unlock()
+	s.view = v
+	if err := v.claimRecent(s.ctx); err != nil {
+		s.unselect()
+		return nil, s.imapError(err)
+	}
 	var firstUnseen uint32
-	for i, m := range sm.msgs {
-		for _, f := range m.Flags {
-			flags[f] = true
-		}
-		if firstUnseen == 0 && !m.HasFlag(store.FlagSeen) {
+	for i := range v.msgs {
+		if !v.msgs[i].HasFlag(store.FlagSeen) {
 			firstUnseen = uint32(i) + 1
+			break
 		}
 	}
-	for _, f := range []string{store.FlagSeen, store.FlagAnswered, store.FlagFlagged, store.FlagDeleted, store.FlagDraft} {
-		flags[f] = true
-	}
-	var list []goimap.Flag
-	for f := range flags {
-		list = append(list, goimap.Flag(f))
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i] < list[j] })
 	perm := append(append([]goimap.Flag(nil), list...), goimap.FlagWildcard)
 	if options.ReadOnly {
 		perm = nil
@@ -176,11 +178,12 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	return &goimap.SelectData{
 		Flags:             list,
 		PermanentFlags:    perm,
-		NumMessages:       uint32(len(sm.msgs)),
+		NumMessages:       uint32(len(v.msgs)),
+		NumRecent:         v.countRecent(v.msgs),
 		FirstUnseenSeqNum: firstUnseen,
-		UIDNext:           goimap.UID(sm.mb.UIDNext),
-		UIDValidity:       sm.mb.UIDValidity,
-		HighestModSeq:     sm.mb.ModSeq,
+		UIDNext:           goimap.UID(mb.UIDNext),
+		UIDValidity:       mb.UIDValidity,
+		HighestModSeq:     mb.ModSeq,
 	}, nil
 }
 
@@ -188,8 +191,11 @@ func (s *session) unselect() {
 	if s.view == nil {
 		return
 	}
-	s.view.tracker.Close()
-	s.srv.release(s.view.sm)
+	sm := s.view.sm
+	sm.mu.Lock()
+	delete(sm.views, s.view)
+	sm.mu.Unlock()
+	s.srv.release(sm)
 	s.view = nil
 }
 
@@ -428,7 +434,7 @@ func (s *session) status(name string, options *goimap.StatusOptions) (*goimap.St
 	var mb store.Mailbox
 	var msgs []store.Message
 	var err error
-	if options.NumUnseen || options.NumDeleted {
+	if options.NumUnseen || options.NumDeleted || options.NumRecent {
 		mb, msgs, err = s.srv.st.Messages(s.ctx, s.user, name)
 	} else {
 		mb, err = s.srv.st.Mailbox(s.ctx, s.user, name)
@@ -469,7 +475,7 @@ func (s *session) status(name string, options *goimap.StatusOptions) (*goimap.St
 		data.Size = &size
 	}
 	if options.NumRecent {
-		data.NumRecent = u32(0)
+		data.NumRecent = u32(s.srv.numRecent(s.user, mb, msgs))
 	}
 	if options.AppendLimit {
 		data.AppendLimit = &s.srv.opts.AppendLimit
@@ -509,11 +515,6 @@ func (s *session) Append(mailbox string, r goimap.LiteralReader, options *goimap
 	if err != nil {
 		return nil, s.imapError(err)
 	}
-	if s.view != nil {
-		if err := s.view.sm.sync(s.ctx, nil); err != nil {
-			return nil, s.imapError(err)
-		}
-	}
 	return &goimap.AppendData{UID: goimap.UID(uid), UIDValidity: uidValidity}, nil
 }
 
@@ -530,7 +531,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 			}
 		}()
 	}
-	return s.view.poll(w, allowExpunge)
+	return s.imapError(s.view.update(s.ctx, s.conn, w, allowExpunge))
 }
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
@@ -538,7 +539,16 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		<-stop
 		return nil
 	}
-	return s.view.tracker.Idle(w, stop)
+	for {
+		if err := s.Poll(w, true); err != nil {
+			return err
+		}
+		select {
+		case <-stop:
+			return nil
+		case <-s.view.wake:
+		}
+	}
 }
 
 func (s *session) writable() error {
@@ -554,8 +564,12 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) erro
 	}
 	var list []uint32
 	if uids != nil {
+		items, err := s.view.resolve(*uids)
+		if err != nil {
+			return err
+		}
 		list = []uint32{}
-		for _, it := range s.view.resolve(*uids) {
+		for _, it := range items {
 			list = append(list, it.msg.UID)
 		}
 	}
@@ -563,37 +577,46 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) erro
 		return s.imapError(err)
 	}
 	// The EXPUNGE responses go out through Poll, right after this.
-	return s.imapError(s.view.sm.sync(s.ctx, nil))
+	return nil
 }
 
 func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *goimap.StoreFlags, options *goimap.StoreOptions) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+	v := s.view
+	if err := v.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
 	}
-	items := s.view.resolve(numSet)
+	items, err := v.resolve(numSet)
+	if err != nil {
+		return err
+	}
 	var uids []uint32
 	for _, it := range items {
-		uids = append(uids, it.msg.UID)
+		if !it.gone {
+			uids = append(uids, it.msg.UID)
+		}
 	}
 	op := map[goimap.StoreFlagsOp]store.FlagOp{
 		goimap.StoreFlagsSet: store.FlagsReplace,
 		goimap.StoreFlagsAdd: store.FlagsAdd,
 		goimap.StoreFlagsDel: store.FlagsRemove,
 	}[flags.Op]
-	var updated []store.Message
-	err := s.view.sm.change(s.ctx, s.view.tracker, func() error {
-		var err error
-		updated, err = s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.name(), uids, op, storeFlags(flags.Flags))
-		return err
-	})
+	updated, err := s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags))
 	if err != nil {
 		return s.imapError(err)
 	}
+	if err := v.sm.sync(s.ctx); err != nil {
+		return s.imapError(err)
+	}
+	v.changed(updated)
 	if flags.Silent {
 		return nil
+	}
+	// New keywords are announced before any FETCH shows them.
+	if err := v.announceFlags(s.conn); err != nil {
+		return err
 	}
 	byUID := map[uint32]store.Message{}
 	for _, m := range updated {
@@ -601,12 +624,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 	}
 	for _, it := range items {
 		m, ok := byUID[it.msg.UID]
-		if !ok || it.clientSeq == 0 {
+		if !ok {
 			continue
 		}
 		rw := w.CreateMessage(it.clientSeq)
 		rw.WriteUID(goimap.UID(m.UID))
-		rw.WriteFlags(imapFlags(m.Flags))
+		rw.WriteFlags(v.flags(&m))
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -614,12 +637,19 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 	return nil
 }
 
-func (s *session) uidsOf(numSet goimap.NumSet) []uint32 {
-	var uids []uint32
-	for _, it := range s.view.resolve(numSet) {
-		uids = append(uids, it.msg.UID)
+// uidsOf returns the UIDs of the messages of numSet that are not expunged.
+func (s *session) uidsOf(numSet goimap.NumSet) ([]uint32, error) {
+	items, err := s.view.resolve(numSet)
+	if err != nil {
+		return nil, err
 	}
-	return uids
+	var uids []uint32
+	for _, it := range items {
+		if !it.gone {
+			uids = append(uids, it.msg.UID)
+		}
+	}
+	return uids, nil
 }
 
 func copyData(r store.CopyResult) *goimap.CopyData {
@@ -639,10 +669,14 @@ func (s *session) copyErr(err error) error {
 }
 
 func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, error) {
-	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+	if err := s.view.sm.sync(s.ctx); err != nil {
 		return nil, s.imapError(err)
 	}
-	res, err := s.srv.st.Copy(s.ctx, s.user, s.view.sm.name(), s.uidsOf(numSet), dest)
+	uids, err := s.uidsOf(numSet)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.srv.st.Copy(s.ctx, s.user, s.view.sm.name(), uids, dest)
 	if err != nil {
 		return nil, s.copyErr(err)
 	}
@@ -656,10 +690,14 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 	if err := s.writable(); err != nil {
 		return err
 	}
-	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+	if err := s.view.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
 	}
-	res, err := s.srv.st.Move(s.ctx, s.user, s.view.sm.name(), s.uidsOf(numSet), dest)
+	uids, err := s.uidsOf(numSet)
+	if err != nil {
+		return err
+	}
+	res, err := s.srv.st.Move(s.ctx, s.user, s.view.sm.name(), uids, dest)
 	if err != nil {
 		return s.copyErr(err)
 	}
@@ -670,7 +708,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 		return err
 	}
 	// The EXPUNGE responses follow through Poll.
-	return s.imapError(s.view.sm.sync(s.ctx, nil))
+	return nil
 }
 
 // fetchChunk is how many messages' headers Fetch reads from the index at
@@ -678,12 +716,34 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 const fetchChunk = 1000
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) (err error) {
-	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+	v := s.view
+	if err := v.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
 	}
-	items := s.view.resolve(numSet)
+	items, err := v.resolve(numSet)
+	if err != nil {
+		return err
+	}
+	// Messages expunged by another session that the client still sees
+	// (no EXPUNGE may be sent during FETCH) are answered with NO
+	// [EXPUNGEISSUED] once the others are (RFC 9051 section 7.5.2,
+	// RFC 5530).
+	expunged := false
+	live := items[:0:0]
+	for _, it := range items {
+		if it.gone {
+			expunged = true
+			continue
+		}
+		if live != nil || expunged {
+			live = append(live, it)
+		}
+	}
+	if expunged {
+		items = live
+	}
 	markSeen := false
-	if !s.view.readOnly {
+	if !v.readOnly {
 		for _, bs := range options.BodySection {
 			if !bs.Peek {
 				markSeen = true
@@ -699,19 +759,29 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 		}
 		if len(uids) > 0 {
-			var updated []store.Message
-			err := s.view.sm.change(s.ctx, s.view.tracker, func() error {
-				var err error
-				updated, err = s.srv.st.SetFlags(s.ctx, s.user, s.view.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen})
-				return err
-			})
+			updated, err := s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen})
 			if err != nil {
 				return s.imapError(err)
 			}
+			if err := v.sm.sync(s.ctx); err != nil {
+				return s.imapError(err)
+			}
+			v.changed(updated)
 			for _, m := range updated {
 				seenNow[m.UID] = true
 			}
 		}
+	}
+	// New keywords are announced before any FETCH shows them.
+	if err := v.announceFlags(s.conn); err != nil {
+		return err
+	}
+	if expunged {
+		defer func() {
+			if err == nil {
+				err = &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCode("EXPUNGEISSUED"), Text: "Some of the requested messages were expunged by another session"}
+			}
+		}()
 	}
 	s.conn.cork()
 	defer func() {
@@ -764,12 +834,12 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 		}
 		for i, it := range chunk {
-			if it.clientSeq == 0 {
-				continue
-			}
 			m := it.msg
 			if seenNow[m.UID] {
 				m.Flags = append(append([]string(nil), m.Flags...), store.FlagSeen)
+			}
+			if v.rev1 && v.isRecent(m.UID) {
+				m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
 			}
 			var hdr []byte
 			if hdrs != nil {
@@ -911,7 +981,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 }
 
 func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteria, options *goimap.SearchOptions) (*goimap.SearchData, error) {
-	if err := s.view.sm.sync(s.ctx, nil); err != nil {
+	if err := s.view.sm.sync(s.ctx); err != nil {
 		return nil, s.imapError(err)
 	}
 	// The answer (one number per message) is written after Search
@@ -967,16 +1037,9 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 	v := s.view
 	v.sm.mu.Lock()
 	s.staticCriteria(criteria)
-	// The server view's list is replaced, never changed in place: this
-	// one stays as it is without the lock.
-	msgs := v.sm.msgs
-	var cseqs []uint32 // nil: the client numbers the messages as msgs does
-	if v.shape != v.sm.shape {
-		cseqs = make([]uint32, len(msgs))
-		for i := range msgs {
-			cseqs[i] = v.clientSeqLocked(uint32(i) + 1)
-		}
-	}
+	// Snapshots are replaced, never changed in place: this one stays as
+	// it is without the lock.
+	msgs, gone := v.currentLocked()
 	v.sm.mu.Unlock()
 
 	var hdrs [][]byte
@@ -1006,12 +1069,15 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 				return err
 			}
 		}
+		if gone != nil && gone[i] {
+			continue // expunged by another session
+		}
 		m := &msgs[i]
 		cseq := uint32(i) + 1
-		if cseqs != nil {
-			cseq = cseqs[i]
-		}
 		lm = lazyMessage{s: s, m: *m, sc: sc}
+		if v.rev1 && len(v.recent) > 0 && v.isRecent(m.UID) {
+			lm.m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
+		}
 		if hdrs != nil {
 			lm.hdr = hdrs[i]
 		}

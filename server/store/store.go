@@ -137,6 +137,9 @@ type mailboxRecord struct {
 	Subscribed  bool   `json:"subscribed,omitempty"`
 	Messages    int    `json:"messages"`
 	Size        int64  `json:"size"`
+	// RecentUID is the first UID that no IMAP session has yet taken as
+	// \Recent (ClaimRecent); 0 is 1.
+	RecentUID uint32 `json:"recent_uid,omitempty"`
 }
 
 // Mailbox describes a mailbox.
@@ -150,6 +153,7 @@ type Mailbox struct {
 	Subscribed  bool
 	Messages    int
 	Size        int64
+	RecentUID   uint32 // messages from this UID on are \Recent for the next session to claim them
 }
 
 // Message describes a stored message.
@@ -454,6 +458,7 @@ func (r *mailboxRecord) export(name string) Mailbox {
 	return Mailbox{
 		Name: name, ID: r.ID, UIDValidity: r.UIDValidity, UIDNext: r.UIDNext, ModSeq: r.ModSeq,
 		SpecialUse: r.SpecialUse, Subscribed: r.Subscribed, Messages: r.Messages, Size: r.Size,
+		RecentUID: max(r.RecentUID, 1),
 	}
 }
 
