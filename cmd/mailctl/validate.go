@@ -28,7 +28,7 @@ func runValidate(ctx context.Context, e *env, args []string) int {
 			return errorf(e, "write result: %v", err)
 		}
 	} else if len(diags) > 0 {
-		config.WriteDiagnostics(e.Stderr, cfg.FilesOrNil(), diags, e.Color)
+		config.WriteDiagnostics(e.Stderr, cfg.FilesOrNil(), diags, e.ColorErr)
 	}
 	if diags.HasErrors() {
 		if !*asJSON {
