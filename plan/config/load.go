@@ -814,7 +814,7 @@ func (d *decoder) domain(b *hcl.Block) {
 			if a := c.Attributes["include"]; a != nil {
 				dom.SPF.Include = d.strList(a)
 				for _, inc := range dom.SPF.Include {
-					if !validHostname(inc) {
+					if !validDomainName(inc) {
 						d.errf(a.Expr.Range().Ptr(), "Invalid SPF include", "%q is not a domain name.", inc)
 					}
 				}
