@@ -135,3 +135,18 @@ func parseDuration(s string) (int, error) {
 	}
 	return int(d / time.Second), nil
 }
+
+// placeholderSalt is the salt of PlaceholderPasswordHash: base64 of
+// "mailctl-placehld".
+const placeholderSalt = "bWFpbGN0bC1wbGFjZWhsZA"
+
+// PlaceholderPasswordHash is the password_hash `mailctl init` writes until
+// the user puts the output of `mailctl passwd` instead: a well-formed
+// argon2id hash whose key is all zeros, which no password derives, so
+// nobody can log in; its fixed salt lets validate recognise it and warn.
+const PlaceholderPasswordHash = "$argon2id$v=19$m=65536,t=3,p=2$" + placeholderSalt + "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+// IsPlaceholderHash reports whether hash is init's placeholder.
+func IsPlaceholderHash(hash string) bool {
+	return strings.Contains(hash, "$"+placeholderSalt+"$")
+}
