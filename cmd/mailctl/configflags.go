@@ -35,7 +35,7 @@ func loadConfig(e *env, vars varFlags) *config.Config {
 	cfg, diags := config.Load(e.Dir, config.LoadOptions{Vars: vars, Getenv: e.Getenv})
 	if len(diags) > 0 {
 		var files = cfg.FilesOrNil()
-		config.WriteDiagnostics(e.Stderr, files, diags, e.Color)
+		config.WriteDiagnostics(e.Stderr, files, diags, e.ColorErr)
 	}
 	if diags.HasErrors() {
 		return nil

@@ -222,7 +222,7 @@ func (f *formatter) format(src []byte, name string) (out []byte, ok bool) {
 	file, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 	f.files[name] = file
 	if diags.HasErrors() {
-		config.WriteDiagnostics(f.e.Stderr, f.files, diags, f.e.Color)
+		config.WriteDiagnostics(f.e.Stderr, f.files, diags, f.e.ColorErr)
 		f.failed = true
 		return nil, false
 	}

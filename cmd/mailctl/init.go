@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/mailctl/mailctl/server/auth"
+	"github.com/mailctl/mailctl/plan/config"
 )
 
 func init() {
@@ -330,11 +329,11 @@ func initServerLabel(host string) string {
 	return l
 }
 
-// initPlaceholderHash hashes a random password that is thrown away: the
-// scaffold is a valid configuration, yet nobody can log in before the hash
-// is replaced with the output of `mailctl passwd`.
+// initPlaceholderHash is config.PlaceholderPasswordHash: the scaffold is a
+// valid configuration, yet nobody can log in before the hash is replaced
+// with the output of `mailctl passwd`, and validate warns until then.
 func initPlaceholderHash() (string, error) {
-	return auth.HashPassword(rand.Text(), auth.DefaultParams)
+	return config.PlaceholderPasswordHash, nil
 }
 
 func renderInit(v initValues) ([]byte, error) {
@@ -456,9 +455,9 @@ domain "{{.Domain}}" {
   }
 }
 
-# A mailbox. The password_hash below is a placeholder: the hash of a random
-# password that nobody knows. Run "mailctl passwd", type the real password
-# and paste the printed hash here.
+# A mailbox. The password_hash below is a placeholder that no password
+# matches (validate warns about it). Run "mailctl passwd", type the real
+# password and paste the printed hash here.
 user "admin@{{.Domain}}" {
   name          = "Administrator"
   password_hash = "{{.PlaceholderHash}}"

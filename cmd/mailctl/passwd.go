@@ -24,12 +24,11 @@ func init() {
 // runPasswd reads a password, without echo and twice on a terminal, or as
 // one line of standard input otherwise, and prints its argon2id PHC hash.
 func runPasswd(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "passwd", "")
-	fs.Usage = func() {
-		fmt.Fprintln(e.Stderr, "Usage: mailctl passwd < password-file")
-		fmt.Fprintln(e.Stderr, "Reads a password (without echo on a terminal, asked twice) and prints")
-		fmt.Fprintln(e.Stderr, "its argon2id hash for a user's password_hash attribute.")
-	}
+	fs := newFlagSet(e, "passwd", "[< password-file]")
+	setUsageFooter(fs, func(w io.Writer) {
+		fmt.Fprintln(w, "Reads a password (without echo on a terminal, asked twice) and prints")
+		fmt.Fprintln(w, "its argon2id hash for a user's password_hash attribute.")
+	})
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}

@@ -61,6 +61,9 @@ func setup(e *env, pf *planFlags) (*planSetup, int) {
 	if cfg == nil {
 		return nil, exitError
 	}
+	if err := checkTargets(cfg, pf.targets); err != nil {
+		return nil, errorf(e, "%v", err)
+	}
 	provs, err := refresh.Providers(cfg, logger(e))
 	if err != nil {
 		return nil, errorf(e, "%v", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -37,11 +38,7 @@ A local server (local { } block) is checked on this machine. Exit status:
 
 func runPreflight(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "preflight", "[-json] [-server NAME]... [-outbound-probe HOST:PORT] [-resolver HOST:PORT] [-dnsbl ZONES] [-accept-new-host-key]")
-	usage := fs.Usage
-	fs.Usage = func() {
-		usage()
-		fmt.Fprint(e.Stderr, "\n"+preflightHelp)
-	}
+	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, preflightHelp) })
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	var servers, resolvers, dnsbl listFlag
 	fs.Var(&servers, "server", "check only the server `NAME` (repeatable or comma-separated; default: every server)")

@@ -153,9 +153,9 @@ func TestPreflightCommand(t *testing.T) {
 	})
 
 	t.Run("help", func(t *testing.T) {
-		e, _, errb := testEnv(dir)
-		if code := runCLI(t, e, "preflight", "-h"); code != 0 || !strings.Contains(errb.String(), "outbound25  from the server") {
-			t.Errorf("preflight -h = %d, stderr:\n%s", code, errb)
+		e, out, _ := testEnv(dir)
+		if code := runCLI(t, e, "preflight", "-h"); code != 0 || !strings.Contains(out.String(), "outbound25  from the server") {
+			t.Errorf("preflight -h = %d, stdout:\n%s", code, out)
 		}
 	})
 }

@@ -22,13 +22,14 @@ func runValidate(ctx context.Context, e *env, args []string) int {
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
-	cfg, diags := config.Load(e.Dir, config.LoadOptions{Vars: vars, Getenv: e.Getenv})
+	// Like terraform validate, no secret is needed: an unset env() is fine.
+	cfg, diags := config.Load(e.Dir, config.LoadOptions{Vars: vars, Getenv: e.Getenv, NoSecrets: true})
 	if *asJSON {
 		if err := config.WriteDiagnosticsJSON(e.Stdout, cfg.FilesOrNil(), diags); err != nil {
 			return errorf(e, "write result: %v", err)
 		}
 	} else if len(diags) > 0 {
-		config.WriteDiagnostics(e.Stderr, cfg.FilesOrNil(), diags, e.Color)
+		config.WriteDiagnostics(e.Stderr, cfg.FilesOrNil(), diags, e.ColorErr)
 	}
 	if diags.HasErrors() {
 		if !*asJSON {

@@ -250,6 +250,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	f := addVerifyFlags(fs)
 	withServers := fs.Bool("servers", true, "read DKIM keys and self-signed certificates from the servers over SSH and check outbound port 25 from them (false: DNS and ports only)")
 	vars := addVarFlag(fs)
+	setUsageFooter(fs, printCheckNames)
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
@@ -258,6 +259,9 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		return exitError
 	}
 	run, err := verifyOptions(e, cfg, f, fs.Args())
+	if err == nil {
+		err = checkVerifyArgs(cfg, run, fs.Args())
+	}
 	if err != nil {
 		return errorf(e, "%v", err)
 	}

@@ -137,7 +137,7 @@ domain "example.net" {
   dns    = provider.rfc2136.home
   server = server.mx1
   spf {
-    include = ["amazonses.com"]
+    include = ["amazonses.com", "_spf.google.com"]
     all     = "-all"
   }
   dmarc {
@@ -154,6 +154,7 @@ domain "example.net" {
   dkim    { selector = "mx1-2026" }
 }
 `},
+		{name: "bad SPF include", add: "domain \"example.net\" {\n dns = provider.cloudflare.main\n server = server.mx1\n spf { include = [\"_spf..google.com\"] }\n}\n", want: []string{"29:Invalid SPF include"}},
 		{name: "unknown block", add: "mailbox \"x\" {}\n", want: []string{"26:Unsupported block type"}},
 		{name: "unknown attribute", repl: [2]string{`ipv6     = "2001:db8::10"`, `ipv6     = "2001:db8::10"
   colour = "red"`}, want: []string{"13:Unsupported argument"}},

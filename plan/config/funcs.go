@@ -17,7 +17,9 @@ type sensitiveMark struct{}
 var sensitive = sensitiveMark{}
 
 // functions returns the functions available in configuration expressions.
-func functions(dir string, getenv func(string) string) map[string]function.Function {
+// With noSecrets, env() of an unset variable is an unknown value instead of
+// an error (see LoadOptions.NoSecrets).
+func functions(dir string, getenv func(string) string, noSecrets bool) map[string]function.Function {
 	fns := map[string]function.Function{
 		"env": function.New(&function.Spec{
 			Description: "Reads an environment variable; an error when it is unset or empty.",
@@ -29,6 +31,9 @@ func functions(dir string, getenv func(string) string) map[string]function.Funct
 			Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
 				name := args[0].AsString()
 				v := getenv(name)
+				if v == "" && noSecrets {
+					return cty.UnknownVal(cty.String).Mark(sensitive), nil
+				}
 				if v == "" {
 					return cty.UnknownVal(cty.String), fmt.Errorf("environment variable %s is not set", name)
 				}

@@ -21,6 +21,10 @@ type LoadOptions struct {
 	Vars map[string]string
 	// Getenv reads the environment (env() and MAILCTL_VAR_*); default os.Getenv.
 	Getenv func(string) string
+	// NoSecrets checks the configuration without its secrets, as validate
+	// does: an env() whose variable is unset is an unknown value, not an
+	// error, and the attributes that use it are left empty.
+	NoSecrets bool
 }
 
 // Load reads every *.hcl file of dir (sorted by name), decodes and validates
@@ -112,6 +116,13 @@ func (d *decoder) errf(rng *hcl.Range, summary, format string, a ...any) {
 		Detail: fmt.Sprintf(format, a...), Subject: rng})
 }
 
+// warnf records a warning: the configuration is valid, but probably not
+// what the user wants.
+func (d *decoder) warnf(rng *hcl.Range, summary, format string, a ...any) {
+	d.diags = append(d.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: summary,
+		Detail: fmt.Sprintf(format, a...), Subject: rng})
+}
+
 func (d *decoder) decode(files []*hcl.File) {
 	var blocks hcl.Blocks
 	for _, f := range files {
@@ -132,7 +143,7 @@ func (d *decoder) decode(files []*hcl.File) {
 	}
 	d.ctx = &hcl.EvalContext{
 		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)},
-		Functions: functions(d.cfg.Dir, d.opts.Getenv),
+		Functions: functions(d.cfg.Dir, d.opts.Getenv, d.opts.NoSecrets),
 	}
 	for _, b := range blocks.OfType("provider") {
 		d.provider(b)
@@ -498,6 +509,16 @@ func (d *decoder) server(b *hcl.Block) {
 			s.SSH.KnownHosts = "~/.ssh/known_hosts"
 		}
 	}
+	if a := content.Attributes["ipv4"]; a != nil && s.IPv4.IsValid() {
+		switch {
+		case s.Local != nil && blocks["ssh"] == nil && !s.IPv4.IsLoopback():
+			d.warnf(a.Expr.Range().Ptr(), "Local server on a non-loopback address",
+				"The local server %q listens on %s, which is not a loopback address (127.0.0.0/8): the lab is reachable from the network. Use 127.0.0.1, or another 127.x address to run a second lab beside the first.", s.Name, s.IPv4)
+		case s.Local == nil && (s.IPv4.IsPrivate() || s.IPv4.IsLoopback() || s.IPv4.IsLinkLocalUnicast() || s.IPv4.IsUnspecified()):
+			d.warnf(a.Expr.Range().Ptr(), "Private IPv4 address",
+				"%s is not a public address, yet the A record, SPF and PTR of server %q publish it: other mail servers cannot reach it. Give the server's public IPv4 address (behind NAT, the router's public address).", s.IPv4, s.Name)
+		}
+	}
 	if blk := blocks["tls"]; blk != nil {
 		d.tls(blk, &s.TLS)
 	} else {
@@ -814,7 +835,7 @@ func (d *decoder) domain(b *hcl.Block) {
 			if a := c.Attributes["include"]; a != nil {
 				dom.SPF.Include = d.strList(a)
 				for _, inc := range dom.SPF.Include {
-					if !validHostname(inc) {
+					if !validDomainName(inc) {
 						d.errf(a.Expr.Range().Ptr(), "Invalid SPF include", "%q is not a domain name.", inc)
 					}
 				}
@@ -940,6 +961,9 @@ func (d *decoder) user(b *hcl.Block) {
 			if !validArgon2id(v.Str) {
 				d.errf(a.Expr.Range().Ptr(), "Invalid password hash",
 					"password_hash must be an argon2id hash ($argon2id$v=19$m=...,t=...,p=...$salt$key); make one with 'mailctl passwd'.")
+			} else if IsPlaceholderHash(v.Str) {
+				d.warnf(a.Expr.Range().Ptr(), "Placeholder password hash",
+					"%s has the placeholder hash that mailctl init wrote: nobody can log in as this user. Run 'mailctl passwd' and put the hash it prints here.", u.Address)
 			}
 		}
 	}

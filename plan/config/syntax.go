@@ -26,7 +26,14 @@ func validLabel(s string) bool { return labelRe.MatchString(strings.ToLower(s)) 
 
 // validHostname reports whether s is a fully qualified host or domain name
 // with at least two labels (RFC 1123), without trailing dot.
-func validHostname(s string) bool {
+func validHostname(s string) bool { return validName(s, false) }
+
+// validDomainName is validHostname that also allows labels starting with
+// an underscore, as names that hold only records do (_spf.google.com, the
+// include mailctl itself generates for a Google migration).
+func validDomainName(s string) bool { return validName(s, true) }
+
+func validName(s string, underscore bool) bool {
 	s = strings.TrimSuffix(strings.ToLower(s), ".")
 	if len(s) == 0 || len(s) > 253 {
 		return false
@@ -36,7 +43,7 @@ func validHostname(s string) bool {
 		return false
 	}
 	for _, l := range labels {
-		if !labelRe.MatchString(l) || strings.HasPrefix(l, "_") {
+		if !labelRe.MatchString(l) || (!underscore && strings.HasPrefix(l, "_")) {
 			return false
 		}
 	}
@@ -127,4 +134,19 @@ func parseDuration(s string) (int, error) {
 		return 0, err
 	}
 	return int(d / time.Second), nil
+}
+
+// placeholderSalt is the salt of PlaceholderPasswordHash: base64 of
+// "mailctl-placehld".
+const placeholderSalt = "bWFpbGN0bC1wbGFjZWhsZA"
+
+// PlaceholderPasswordHash is the password_hash `mailctl init` writes until
+// the user puts the output of `mailctl passwd` instead: a well-formed
+// argon2id hash whose key is all zeros, which no password derives, so
+// nobody can log in; its fixed salt lets validate recognise it and warn.
+const PlaceholderPasswordHash = "$argon2id$v=19$m=65536,t=3,p=2$" + placeholderSalt + "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+// IsPlaceholderHash reports whether hash is init's placeholder.
+func IsPlaceholderHash(hash string) bool {
+	return strings.Contains(hash, "$"+placeholderSalt+"$")
 }

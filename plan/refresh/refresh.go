@@ -132,7 +132,14 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 			sel[i].Values, sel[i].Unknown = nil, false
 		}
 	}
-	if err := ResolveZones(ctx, cfg, provs, sel); err != nil {
+	if opts.NoRefresh {
+		// No network at all: a zone that is not configured is the domain.
+		for i := range sel {
+			if sel[i].Zone == "" {
+				sel[i].Zone = sel[i].Domain
+			}
+		}
+	} else if err := ResolveZones(ctx, cfg, provs, sel); err != nil {
 		return nil, nil, err
 	}
 	st := &State{Zones: map[string][]libdns.RR{}}

@@ -252,7 +252,8 @@ func (c *Checker) check(ctx context.Context, env smtp.Envelope, msg io.ReaderAt,
 		out.DKIM = "none"
 	}
 	var dkimPassDomains []string
-	for _, v := range verifs {
+	sigTags := dkimSignatureTags(fields)
+	for i, v := range verifs {
 		val := "pass"
 		switch {
 		case v.Err == nil:
@@ -267,6 +268,18 @@ func (c *Checker) check(ctx context.Context, env smtp.Envelope, msg io.ReaderAt,
 		l := resultLine{method: "dkim", value: val, props: [][2]string{{"header.d", v.Domain}}}
 		if v.Identifier != "" {
 			l.props = append(l.props, [2]string{"header.i", v.Identifier})
+		}
+		// go-msgauth returns one verification per DKIM-Signature field in
+		// header order, without the selector and algorithm: take them from
+		// the field, so that two signatures of one domain (the ed25519 and
+		// RSA ones mailctl adds) can be told apart (RFC 8601 section 2.7.1).
+		if i < len(sigTags) {
+			if sel := sigTags[i]["s"]; sel != "" {
+				l.props = append(l.props, [2]string{"header.s", sel})
+			}
+			if alg := sigTags[i]["a"]; alg != "" {
+				l.props = append(l.props, [2]string{"header.a", alg})
+			}
 		}
 		if v.Err != nil {
 			l.comment = v.Err.Error()
@@ -441,6 +454,47 @@ type field struct {
 	name       string // as written
 	value      string // unfolded
 	start, end int64  // byte range, including the line ends
+}
+
+// dkimSignatureTags returns the s= and a= tags of each DKIM-Signature
+// field, in header order (an empty map for a tag list that does not
+// parse).
+func dkimSignatureTags(fields []field) []map[string]string {
+	var out []map[string]string
+	for _, f := range fields {
+		if !strings.EqualFold(f.name, "DKIM-Signature") {
+			continue
+		}
+		tags := map[string]string{}
+		for _, spec := range strings.Split(f.value, ";") {
+			k, v, ok := strings.Cut(spec, "=")
+			k = strings.TrimSpace(k)
+			if !ok || (k != "s" && k != "a") {
+				continue
+			}
+			// Folding white space may appear inside a tag value.
+			v = strings.Join(strings.Fields(v), "")
+			if validPropValue(v) {
+				tags[k] = v
+			}
+		}
+		out = append(out, tags)
+	}
+	return out
+}
+
+// validPropValue reports whether s can be written as an unquoted property
+// value: a selector or algorithm of letters, digits, '.', '-' and '_'.
+func validPropValue(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // scanFields splits the header section at the start of b into fields.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +144,27 @@ func TestEvaluateOwn(t *testing.T) {
 				if got[m] != w {
 					t.Errorf("%s = %q, want %q\n%s", m, got[m], w, header)
 				}
+			}
+			// The two signatures (ed25519 and RSA) are told apart by their
+			// selector and algorithm.
+			var sigs []string
+			for _, r := range results {
+				if r.Method == "dkim" {
+					sigs = append(sigs, r.Props["header.d"]+" s="+r.Props["header.s"]+" a="+r.Props["header.a"])
+				}
+			}
+			var wantSigs []string
+			for _, k := range keys {
+				alg := "rsa-sha256"
+				if k.Algorithm == dkim.Ed25519 {
+					alg = "ed25519-sha256"
+				}
+				wantSigs = append(wantSigs, "example.test s="+k.Selector+" a="+alg)
+			}
+			slices.Sort(sigs)
+			slices.Sort(wantSigs)
+			if !slices.Equal(sigs, wantSigs) {
+				t.Errorf("dkim results = %q, want %q\n%s", sigs, wantSigs, header)
 			}
 			if got["spf"] == "pass" && !strings.Contains(header, "smtp.mailfrom=alice@example.test") {
 				t.Errorf("header does not name the envelope sender:\n%s", header)

@@ -499,6 +499,11 @@ func smtpResult(rcpt string, err error, mta string) result {
 	if errors.As(err, &se) {
 		r := result{rcpt: rcpt, mta: mta, perm: se.Code >= 500, diag: fmt.Sprintf("%d %s", se.Code, se.Message)}
 		ec := se.EnhancedCode
+		if ec[0] >= 2 && ec[0] <= 5 {
+			// The client split "550 5.1.1 No such user" into its parts: the
+			// Diagnostic-Code is the reply as the server sent it.
+			r.diag = fmt.Sprintf("%d %d.%d.%d %s", se.Code, ec[0], ec[1], ec[2], se.Message)
+		}
 		if ec[0] == 4 || ec[0] == 5 {
 			r.status = fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
 			if ec[0] == 5 {

@@ -121,7 +121,7 @@ func TestTwoServers(t *testing.T) {
 			t.Fatalf("DSN = %+v", d)
 		}
 		r := d.Recipients[0]
-		if r.Addr != "nobody@b.test" || r.Action != queue.ActionFailed || r.Status != "5.1.1" || r.RemoteMTA != "mx.b.test" || !strings.Contains(r.Diagnostic, "550") {
+		if r.Addr != "nobody@b.test" || r.Action != queue.ActionFailed || r.Status != "5.1.1" || r.RemoteMTA != "mx.b.test" || !strings.HasPrefix(r.Diagnostic, "550 5.1.1 ") {
 			t.Errorf("DSN recipient = %+v", r)
 		}
 		if !strings.Contains(string(d.OriginalHeader), "Subject: to nobody") {

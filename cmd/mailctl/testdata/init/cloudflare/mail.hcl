@@ -79,9 +79,9 @@ domain "example.org" {
   }
 }
 
-# A mailbox. The password_hash below is a placeholder: the hash of a random
-# password that nobody knows. Run "mailctl passwd", type the real password
-# and paste the printed hash here.
+# A mailbox. The password_hash below is a placeholder that no password
+# matches (validate warns about it). Run "mailctl passwd", type the real
+# password and paste the printed hash here.
 user "admin@example.org" {
   name          = "Administrator"
   password_hash = "<HASH>"
