@@ -64,6 +64,7 @@ func init() {
 			SRV:       true,
 			MinTTL:    60 * time.Second,
 			ApexCNAME: true,
+			InPlace:   true,
 		},
 		Attributes: []dns.Attribute{
 			{Name: "api_token", Required: true, Sensitive: true, Doc: "API token with Zone:Read and DNS:Edit"},

@@ -49,6 +49,9 @@ func init() {
 			PTR:    true,
 			SRV:    true,
 			MinTTL: 60 * time.Second,
+			// PUT of target and TTL; OVH's SPF/DKIM/DMARC types take a
+			// value of their kind.
+			InPlace: true,
 		},
 		Attributes: []dns.Attribute{
 			{Name: "endpoint", Doc: "ovh-eu, ovh-ca, ovh-us or an API URL (default ovh-eu)"},
