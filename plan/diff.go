@@ -60,9 +60,25 @@ func DiffDNS(want []desired.RRSet, current map[string][]libdns.RR) []Change {
 			c.After = &RRSet{TTL: w.TTL, Values: slices.Compact(vals)}
 		}
 		c.Action = action(before, c.After)
+		if c.Action == Replace && updatesInPlace(w.Provider) {
+			c.Action = Update
+		}
 		out = append(out, c)
 	}
 	return out
+}
+
+// updatesInPlace reports whether the provider at address
+// provider.KIND.NAME changes an RRset's values in place (see
+// dns.Capabilities.UpdatesInPlace), so that a value change is "to change"
+// rather than "to add" and "to destroy".
+func updatesInPlace(provider string) bool {
+	parts := strings.SplitN(provider, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	k, ok := dns.Lookup(parts[1])
+	return ok && k.Capabilities.UpdatesInPlace()
 }
 
 // keep is the After of a set that owns only its TTL: the current values

@@ -82,7 +82,7 @@ func TestMultiDomainAgainstEmulatorAndKnot(t *testing.T) {
 	}
 	planOut := buf.String()
 	for _, want := range []string{
-		"# dns.example.org.MX will be replaced",
+		"# dns.example.org.MX will be updated in-place",
 		"- 1 aspmx.l.google.com.",
 		"+ 10 mx1.example.org.",
 		"# dns.example.com._dmarc.TXT will be created",

@@ -8,6 +8,7 @@ package emulator
 import (
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 )
 
@@ -25,6 +26,12 @@ type Fault struct {
 	// RetryAfter, if set, is sent as the Retry-After header.
 	RetryAfter string
 	Count      int
+	// LoseAnswer serves the call (its change is made) and then loses the
+	// answer: it is replaced by Status, or the connection is closed
+	// without an answer when Status is 0.
+	LoseAnswer bool
+	// Hang holds the call without an answer until the client goes away.
+	Hang bool
 }
 
 // Recorder counts calls per endpoint and serves injected faults. The zero
@@ -122,6 +129,22 @@ func (r *Recorder) Wrap(h http.Handler, errorBody func(status int) string) http.
 		if !ok {
 			h.ServeHTTP(w, req)
 			return
+		}
+		if f.Hang {
+			<-req.Context().Done()
+			return
+		}
+		if f.LoseAnswer {
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			if f.Status == 0 {
+				if hj, ok := w.(http.Hijacker); ok {
+					if conn, _, err := hj.Hijack(); err == nil {
+						conn.Close()
+						return
+					}
+				}
+				panic(http.ErrAbortHandler)
+			}
 		}
 		body := f.Body
 		if body == "" && errorBody != nil {

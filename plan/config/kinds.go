@@ -9,16 +9,16 @@ import (
 // attributes they take. The adapters live in providers/dns and providers/ptr.
 var Kinds = map[string]ProviderKind{
 	"cloudflare": {Name: "cloudflare", Caps: CapDNS,
-		Required: []string{"api_token"}, Optional: []string{"endpoint"}, Secret: []string{"api_token"}},
+		Required: []string{"api_token"}, Optional: []string{"endpoint", "timeout"}, Secret: []string{"api_token"}},
 	"ovh": {Name: "ovh", Caps: CapDNS | CapPTR,
-		Required: []string{"endpoint", "application_key", "application_secret", "consumer_key"},
-		Secret:   []string{"application_secret", "consumer_key"}},
+		Required: []string{"endpoint", "application_key", "application_secret", "consumer_key"}, Optional: []string{"timeout"},
+		Secret: []string{"application_secret", "consumer_key"}},
 	"rfc2136": {Name: "rfc2136", Caps: CapDNS,
-		Required: []string{"server", "tsig_name", "tsig_key"}, Optional: []string{"tsig_alg"}, Secret: []string{"tsig_key"}},
+		Required: []string{"server", "tsig_name", "tsig_key"}, Optional: []string{"tsig_alg", "timeout"}, Secret: []string{"tsig_key"}},
 	"zonefile": {Name: "zonefile", Caps: CapDNS,
 		Required: []string{"dir"}, Optional: []string{"reload_command", "nameserver"}},
 	"hetzner": {Name: "hetzner", Caps: CapPTR,
-		Required: []string{"token"}, Optional: []string{"endpoint"}, Secret: []string{"token"}},
+		Required: []string{"token"}, Optional: []string{"endpoint", "timeout"}, Secret: []string{"token"}},
 }
 
 // KindNames lists the known provider kinds, sorted.

@@ -407,6 +407,12 @@ func (d *decoder) provider(b *hcl.Block) {
 				"%q is not an OVH endpoint: use ovh-eu, ovh-ca, ovh-us, kimsufi-eu, soyoustart-eu or an https:// URL.", ep.Str)
 		}
 	}
+	if t, ok := p.Attrs["timeout"]; ok {
+		if dur, err := time.ParseDuration(t.Str); err != nil || dur < time.Second || dur > 10*time.Minute {
+			d.errf(content.Attributes["timeout"].Expr.Range().Ptr(), "Invalid timeout",
+				"%q is not a duration between 1s and 10m, such as \"30s\" or \"2m\".", t.Str)
+		}
+	}
 	if kind == "rfc2136" {
 		if s, ok := p.Attrs["server"]; ok && !validHostPort(s.Str) {
 			d.errf(content.Attributes["server"].Expr.Range().Ptr(), "Invalid address",

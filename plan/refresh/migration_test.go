@@ -138,7 +138,7 @@ func TestMigrationPhases(t *testing.T) {
 		{config.PhaseCutover, zoneView{
 			mx: []string{"10 mx1.example.org"}, mxTTL: []int{300}, aTTL: 300, mtaSTS: true, foreign: foreign,
 			spf: "v=spf1 ip4:203.0.113.10 include:_spf.google.com ~all"},
-			[]string{"# dns.example.org.MX will be replaced", "- 1 aspmx.l.google.com.", "+ 10 mx1.example.org.", "run mailctl migrate again"}},
+			[]string{"# dns.example.org.MX will be updated in-place", "- 1 aspmx.l.google.com.", "+ 10 mx1.example.org.", "run mailctl migrate again"}},
 		{config.PhaseDone, zoneView{
 			mx: []string{"10 mx1.example.org"}, mxTTL: []int{3600}, aTTL: 3600, mtaSTS: true, foreign: foreign,
 			spf: "v=spf1 ip4:203.0.113.10 ~all"},

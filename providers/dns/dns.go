@@ -73,6 +73,10 @@ type Capabilities struct {
 	SRV bool
 	// Atomic is true when Apply changes an RRset in one transaction.
 	Atomic bool
+	// InPlace is true when Apply changes a record's data in place (an
+	// update of the record, not a delete and a create), so that a value
+	// change of an RRset is an update in the plan, as for Atomic kinds.
+	InPlace bool
 	// ApexCNAME is false when the provider refuses a CNAME at the apex.
 	ApexCNAME bool
 }
@@ -240,6 +244,10 @@ func (c Capabilities) Check(rr libdns.RR) error {
 	}
 	return nil
 }
+
+// UpdatesInPlace reports whether a value change of an RRset is an update
+// at this provider kind rather than a replacement.
+func (c Capabilities) UpdatesInPlace() bool { return c.Atomic || c.InPlace }
 
 // RaiseTTL returns rr with its TTL raised to MinTTL, as the provider would
 // store it, so that the next plan does not see a difference.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -123,7 +124,7 @@ func TestHTTPClientRetries(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := dns.NewHTTPClient(dns.HTTPOptions{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
-	req, _ := http.NewRequestWithContext(context.Background(), "POST", srv.URL, strings.NewReader("payload"))
+	req, _ := http.NewRequestWithContext(context.Background(), "PUT", srv.URL, strings.NewReader("payload"))
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -182,5 +183,113 @@ func TestCapabilitiesCheck(t *testing.T) {
 	}
 	if got := caps.RaiseTTL(libdns.RR{TTL: time.Second}).TTL; got != time.Minute {
 		t.Errorf("RaiseTTL(1s) = %v, want 1m", got)
+	}
+}
+
+// TestHTTPClientRetriesOnlyIdempotent: a POST answered 5xx or failing in
+// transport may have been acted on, so it is not sent again (an OVH record
+// create whose answer was lost would make a duplicate); one refused with
+// 429, or marked Idempotent, is.
+func TestHTTPClientRetriesOnlyIdempotent(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	var status atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		if calls.Add(1) == 1 {
+			w.WriteHeader(int(status.Load()))
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	c := dns.NewHTTPClient(dns.HTTPOptions{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	for _, tc := range []struct {
+		status     int
+		idempotent bool
+		wantCalls  int32
+		wantStatus int
+	}{
+		{http.StatusBadGateway, false, 1, http.StatusBadGateway},
+		{http.StatusInternalServerError, false, 1, http.StatusInternalServerError},
+		{http.StatusTooManyRequests, false, 2, http.StatusOK},
+		{http.StatusBadGateway, true, 2, http.StatusOK},
+	} {
+		calls.Store(0)
+		status.Store(int32(tc.status))
+		ctx := context.Background()
+		if tc.idempotent {
+			ctx = dns.Idempotent(ctx)
+		}
+		req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL, strings.NewReader("create"))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.wantStatus || calls.Load() != tc.wantCalls {
+			t.Errorf("POST first answered %d (idempotent %v): got %d after %d calls, want %d after %d",
+				tc.status, tc.idempotent, resp.StatusCode, calls.Load(), tc.wantStatus, tc.wantCalls)
+		}
+	}
+}
+
+// TestHTTPClientTimeout: an endpoint that accepts the connection and never
+// answers fails the call within the whole-request timeout, with an error
+// saying so, instead of hanging.
+func TestHTTPClientTimeout(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close() // accepted, never answered
+		}
+	}()
+	c := dns.NewHTTPClient(dns.HTTPOptions{Timeout: time.Second, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	start := time.Now()
+	_, err = c.Get("http://" + ln.Addr().String() + "/zones")
+	elapsed := time.Since(start)
+	var te *dns.TimeoutError
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), "no answer within 1s") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GET of a silent endpoint = %v, want a TimeoutError", err)
+	}
+	if te.Tries < 2 {
+		t.Errorf("tries = %d, want the hung GET tried again within the timeout", te.Tries)
+	}
+	if elapsed > 3*time.Second {
+		t.Errorf("took %v, want about the 1s timeout", elapsed)
+	}
+
+	// A cancelled context ends the call at once, and is not a timeout.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ln.Addr().String()+"/zones", nil)
+	start = time.Now()
+	_, err = c.Do(req)
+	if !errors.Is(err, context.Canceled) || errors.As(err, &te) || time.Since(start) > 900*time.Millisecond {
+		t.Errorf("cancelled GET = %v after %v, want context.Canceled at once", err, time.Since(start))
+	}
+}
+
+func TestParseTimeout(t *testing.T) {
+	t.Parallel()
+	if d, err := dns.ParseTimeout("", 30*time.Second); d != 30*time.Second || err != nil {
+		t.Errorf("ParseTimeout(\"\") = %v, %v", d, err)
+	}
+	if d, err := dns.ParseTimeout("45s", 30*time.Second); d != 45*time.Second || err != nil {
+		t.Errorf("ParseTimeout(45s) = %v, %v", d, err)
+	}
+	for _, bad := range []string{"30", "0s", "1h", "soon"} {
+		if _, err := dns.ParseTimeout(bad, 0); !errors.Is(err, dns.ErrConfig) {
+			t.Errorf("ParseTimeout(%q) = %v, want ErrConfig", bad, err)
+		}
 	}
 }

@@ -8,7 +8,8 @@
 //
 // Attributes: api_token (required; a scoped token with Zone:Read and
 // DNS:Edit on the zones), endpoint (optional API base URL, default
-// https://api.cloudflare.com/client/v4, for tests).
+// https://api.cloudflare.com/client/v4, for tests), timeout (optional, the
+// longest wait for one API call with its retries, default 30s).
 //
 // Cloudflare has no transaction over several records: Apply changes records
 // in place, then creates, then deletes, so that an RRset that is not to be
@@ -43,6 +44,10 @@ import (
 // Kind is the registered kind name.
 const Kind = "cloudflare"
 
+// DefaultTimeout bounds one API call, retries included: Cloudflare answers
+// in well under a second, and a page of 1000 records in a few.
+const DefaultTimeout = 30 * time.Second
+
 // DefaultEndpoint is the public API base.
 const DefaultEndpoint = "https://api.cloudflare.com/client/v4"
 
@@ -59,13 +64,21 @@ func init() {
 			SRV:       true,
 			MinTTL:    60 * time.Second,
 			ApexCNAME: true,
+			InPlace:   true,
 		},
 		Attributes: []dns.Attribute{
 			{Name: "api_token", Required: true, Sensitive: true, Doc: "API token with Zone:Read and DNS:Edit"},
 			{Name: "endpoint", Doc: "API base URL, default " + DefaultEndpoint},
+			dns.TimeoutAttribute(DefaultTimeout),
 		},
 		New: func(cfg dns.Config) (dns.Provider, error) {
-			return New(cfg.Get("api_token", ""), cfg.Get("endpoint", DefaultEndpoint), cfg.Log()), nil
+			timeout, err := dns.ParseTimeout(cfg.Get("timeout", ""), DefaultTimeout)
+			if err != nil {
+				return nil, err
+			}
+			p := New(cfg.Get("api_token", ""), cfg.Get("endpoint", DefaultEndpoint), cfg.Log())
+			p.SetHTTPOptions(dns.HTTPOptions{Timeout: timeout})
+			return p, nil
 		},
 	})
 }
@@ -435,17 +448,37 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 		creates = append(creates, e.Create...)
 		deletes = append(deletes, e.Delete...)
 	}
-	if len(creates) > 0 {
-		recs := make([]libdns.Record, 0, len(creates))
-		for _, c := range creates {
-			parsed, err := c.Parse()
-			if err != nil {
-				return fmt.Errorf("cloudflare: add %s %s to zone %q: %w", c.Name, c.Type, zone, err)
-			}
-			recs = append(recs, parsed)
+	for _, c := range creates {
+		parsed, err := c.Parse()
+		if err != nil {
+			return fmt.Errorf("cloudflare: add %s %s to zone %q: %w", c.Name, c.Type, zone, err)
 		}
-		if _, err := p.lib.AppendRecords(ctx, zone, recs); err != nil {
-			return fmt.Errorf("cloudflare: add records to zone %q: %w", zone, err)
+		// A create is not idempotent: when its answer is lost, the record
+		// is read back before it is sent again.
+		create := func(ctx context.Context) error {
+			_, err := p.lib.AppendRecords(ctx, zone, []libdns.Record{parsed})
+			return err
+		}
+		exists := func(ctx context.Context) (bool, error) {
+			if id == "" {
+				if id, err = p.zoneID(ctx, zone); err != nil {
+					return false, err
+				}
+			}
+			op := fmt.Sprintf("read back %s %s records in zone %q", c.Name, c.Type, zone)
+			found, err := p.list(ctx, op, id, url.Values{"type": {c.Type}, "name": {strings.TrimSuffix(dns.AbsoluteName(c.Name, zone), ".")}})
+			if err != nil {
+				return false, err
+			}
+			for _, r := range found {
+				if dns.KeyOf(toRR(r, zone)) == dns.KeyOf(c) {
+					return true, nil
+				}
+			}
+			return false, nil
+		}
+		if err := dns.CreateOnce(ctx, create, exists); err != nil {
+			return fmt.Errorf("cloudflare: add %s %s to zone %q: %w", c.Name, c.Type, zone, err)
 		}
 	}
 	for _, r := range deletes {
@@ -502,6 +535,7 @@ func recordBody(c libdns.RR, zone string) (body map[string]any, ok bool) {
 // (PATCH /zones/{zone_id}/dns_records/{id}: fields left out keep their
 // values, the proxied flag among them).
 func (p *Provider) patch(ctx context.Context, op, zoneID, id string, body map[string]any) error {
-	_, err := p.do(ctx, op, http.MethodPatch, "/zones/"+zoneID+"/dns_records/"+id, nil, body)
+	// The body sets absolute values: sending it twice is harmless.
+	_, err := p.do(dns.Idempotent(ctx), op, http.MethodPatch, "/zones/"+zoneID+"/dns_records/"+id, nil, body)
 	return err
 }

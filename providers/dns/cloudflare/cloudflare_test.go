@@ -268,3 +268,31 @@ func TestApplyNeverEmpties(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateAnswerLost: the emulator makes a record and then loses the
+// answer: the record is read back rather than posted again.
+func TestCreateAnswerLost(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{0, http.StatusBadGateway} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
+			emu := cfemu.New(t)
+			emu.AddZone("example.org")
+			p := newProvider(t, emu, emu.Token)
+			emu.Inject(emulator.Fault{Pattern: "POST /client/v4/zones/{zone}/dns_records", LoseAnswer: true, Status: status})
+			add := []libdns.RR{
+				{Name: "_dmarc", Type: "TXT", Data: "v=DMARC1; p=none", TTL: time.Hour},
+				{Name: "www", Type: "A", Data: "192.0.2.1", TTL: time.Hour},
+			}
+			if err := p.Apply(context.Background(), "example.org", nil, add); err != nil {
+				t.Fatalf("Apply with a create's answer lost = %v", err)
+			}
+			if recs := emu.Records("example.org"); len(recs) != 2 {
+				t.Fatalf("emulator holds %d records, want 2 (no duplicate): %+v", len(recs), recs)
+			}
+			if n := emu.Count("POST /client/v4/zones/{zone}/dns_records"); n != 2 {
+				t.Errorf("%d creates sent, want 2", n)
+			}
+		})
+	}
+}

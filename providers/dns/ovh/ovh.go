@@ -6,7 +6,8 @@
 // adapter reports and deletes as TXT.
 //
 // Attributes: endpoint (ovh-eu, ovh-ca, ovh-us, ... or an API URL; default
-// ovh-eu), application_key, application_secret, consumer_key. The consumer
+// ovh-eu), application_key, application_secret, consumer_key, timeout (the
+// longest wait for one API call with its retries, default 60s). The consumer
 // key needs GET, POST, PUT and DELETE on /domain/zone/* (GET only for plan).
 // The configured values are the only ones used: OVH_* environment variables
 // and ovh.conf files are ignored.
@@ -48,15 +49,28 @@ func init() {
 			PTR:    true,
 			SRV:    true,
 			MinTTL: 60 * time.Second,
+			// PUT of target and TTL; OVH's SPF/DKIM/DMARC types take a
+			// value of their kind.
+			InPlace: true,
 		},
 		Attributes: []dns.Attribute{
 			{Name: "endpoint", Doc: "ovh-eu, ovh-ca, ovh-us or an API URL (default ovh-eu)"},
 			{Name: "application_key", Required: true, Doc: "application key from https://eu.api.ovh.com/createToken/"},
 			{Name: "application_secret", Required: true, Sensitive: true, Doc: "application secret"},
 			{Name: "consumer_key", Required: true, Sensitive: true, Doc: "consumer key with GET/POST/PUT/DELETE on /domain/zone/*"},
+			dns.TimeoutAttribute(ovhapi.DefaultTimeout),
 		},
 		New: func(cfg dns.Config) (dns.Provider, error) {
-			return New(cfg.Get("endpoint", "ovh-eu"), cfg.Get("application_key", ""), cfg.Get("application_secret", ""), cfg.Get("consumer_key", ""), cfg.Log())
+			timeout, err := dns.ParseTimeout(cfg.Get("timeout", ""), ovhapi.DefaultTimeout)
+			if err != nil {
+				return nil, err
+			}
+			p, err := New(cfg.Get("endpoint", "ovh-eu"), cfg.Get("application_key", ""), cfg.Get("application_secret", ""), cfg.Get("consumer_key", ""), cfg.Log())
+			if err != nil {
+				return nil, err
+			}
+			p.SetHTTPOptions(dns.HTTPOptions{Timeout: timeout})
+			return p, nil
 		},
 	})
 }
@@ -281,14 +295,25 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 		}
 		rec := record{FieldType: c.Type, SubDomain: sub, Target: c.Data, TTL: apiTTL(c.TTL)}
 		op := fmt.Sprintf("create %s %s record in zone %q", c.Name, c.Type, zone)
-		if err := p.call(ctx, op, http.MethodPost, zonePath(zone)+"/record", rec, nil); err != nil {
+		// POST is not idempotent: when its answer is lost, the record is
+		// read back before it is sent again (a second POST would make a
+		// duplicate).
+		create := func(ctx context.Context) error {
+			return p.call(ctx, op, http.MethodPost, zonePath(zone)+"/record", rec, nil)
+		}
+		exists := func(ctx context.Context) (bool, error) {
+			found, err := p.find(ctx, zone, c.Name, c.Type, []libdns.RR{c})
+			return len(found) > 0, err
+		}
+		if err := dns.CreateOnce(ctx, create, exists); err != nil {
 			return err
 		}
 	}
 	if err := p.delete(ctx, zone, deletes); err != nil {
 		return err
 	}
-	if err := p.call(ctx, fmt.Sprintf("refresh zone %q", zone), http.MethodPost, zonePath(zone)+"/refresh", nil, nil); err != nil {
+	// A refresh twice is a refresh: the POST may be sent again.
+	if err := p.call(dns.Idempotent(ctx), fmt.Sprintf("refresh zone %q", zone), http.MethodPost, zonePath(zone)+"/refresh", nil, nil); err != nil {
 		return err
 	}
 	p.log.DebugContext(ctx, "ovh apply", "zone", zone, "changed", changed, "added", len(creates), "deleted", len(emptied)+len(deletes))

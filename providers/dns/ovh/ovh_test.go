@@ -338,3 +338,41 @@ func TestApplyCNAMEToAddress(t *testing.T) {
 		t.Errorf("Records differs (-got +want):\n%s", d)
 	}
 }
+
+// TestCreateAnswerLost: the emulator makes a record and then loses the
+// answer (the connection closes, or a 502 comes back): the record is read
+// back rather than posted again, so the zone holds it once.
+func TestCreateAnswerLost(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{0, http.StatusBadGateway} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
+			emu := ovhemu.New(t)
+			emu.AddZone("example.org")
+			p := good(t, emu)
+			emu.Inject(emulator.Fault{Pattern: "POST /1.0/domain/zone/{zone}/record", LoseAnswer: true, Status: status})
+			rr := libdns.RR{Name: "_dmarc", Type: "TXT", Data: "v=DMARC1; p=none", TTL: time.Hour}
+			if err := p.Apply(context.Background(), "example.org", nil, []libdns.RR{rr}); err != nil {
+				t.Fatalf("Apply with the create's answer lost = %v", err)
+			}
+			if recs := emu.Records("example.org"); len(recs) != 1 {
+				t.Fatalf("emulator holds %d records, want 1 (no duplicate): %+v", len(recs), recs)
+			}
+			if n := emu.Count("POST /1.0/domain/zone/{zone}/record"); n != 1 {
+				t.Errorf("%d creates sent, want 1", n)
+			}
+		})
+	}
+	// An answer lost before the record was made: it is created again, once.
+	emu := ovhemu.New(t)
+	emu.AddZone("example.org")
+	p := good(t, emu)
+	emu.Inject(emulator.Fault{Pattern: "POST /1.0/domain/zone/{zone}/record", Status: http.StatusBadGateway})
+	rr := libdns.RR{Name: "www", Type: "A", Data: "192.0.2.1", TTL: time.Hour}
+	if err := p.Apply(context.Background(), "example.org", nil, []libdns.RR{rr}); err != nil {
+		t.Fatalf("Apply with a create refused by 502 = %v", err)
+	}
+	if recs := emu.Records("example.org"); len(recs) != 1 {
+		t.Fatalf("emulator holds %d records, want 1: %+v", len(recs), recs)
+	}
+}

@@ -41,9 +41,19 @@ func init() {
 			{Name: "tsig_name", Required: true, Doc: "TSIG key name"},
 			{Name: "tsig_alg", Doc: "TSIG algorithm, default hmac-sha256"},
 			{Name: "tsig_key", Required: true, Sensitive: true, Doc: "TSIG secret, base64"},
+			dns.TimeoutAttribute(30 * time.Second),
 		},
 		New: func(cfg dns.Config) (dns.Provider, error) {
-			return New(cfg.Get("server", ""), cfg.Get("tsig_name", ""), cfg.Get("tsig_alg", "hmac-sha256"), cfg.Get("tsig_key", ""), cfg.Log())
+			timeout, err := dns.ParseTimeout(cfg.Get("timeout", ""), 30*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			p, err := New(cfg.Get("server", ""), cfg.Get("tsig_name", ""), cfg.Get("tsig_alg", "hmac-sha256"), cfg.Get("tsig_key", ""), cfg.Log())
+			if err != nil {
+				return nil, err
+			}
+			p.Timeout = timeout
+			return p, nil
 		},
 	})
 }

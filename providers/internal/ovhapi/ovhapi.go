@@ -13,11 +13,16 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	goovh "github.com/ovh/go-ovh/ovh"
 
 	"github.com/mailctl/mailctl/providers/dns"
 )
+
+// DefaultTimeout bounds one call, retries included: the OVH API often takes
+// seconds to answer, more for a zone refresh.
+const DefaultTimeout = 60 * time.Second
 
 // Client signs and sends requests to one OVH account.
 type Client struct {
@@ -44,11 +49,11 @@ func New(endpoint, appKey, appSecret, consumerKey string, log *slog.Logger) (*Cl
 	}
 	// Built by hand rather than with goovh.NewClient, which would take
 	// OVH_* variables and ovh.conf files into account.
-	c := &goovh.Client{AppKey: appKey, AppSecret: appSecret, ConsumerKey: consumerKey, Client: dns.NewHTTPClient(dns.HTTPOptions{Logger: log})}
+	c := &goovh.Client{AppKey: appKey, AppSecret: appSecret, ConsumerKey: consumerKey, Client: dns.NewHTTPClient(dns.HTTPOptions{Logger: log, Timeout: DefaultTimeout})}
 	if err := c.SetEndpoint(strings.TrimSuffix(u, "/")); err != nil {
 		return nil, fmt.Errorf("ovh: %v", err)
 	}
-	return &Client{ovh: c, hc: dns.NewHTTPClient(dns.HTTPOptions{Logger: log}), log: log}, nil
+	return &Client{ovh: c, hc: dns.NewHTTPClient(dns.HTTPOptions{Logger: log, Timeout: DefaultTimeout}), log: log}, nil
 }
 
 // SetHTTPOptions replaces the retry (HTTP 429 and 5xx) and timeout

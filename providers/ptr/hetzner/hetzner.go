@@ -37,6 +37,9 @@ import (
 // Kind is the registered kind name.
 const Kind = "hetzner"
 
+// DefaultTimeout bounds one API call, retries included.
+const DefaultTimeout = 30 * time.Second
+
 // DefaultEndpoint is the Hetzner Cloud API.
 const DefaultEndpoint = "https://api.hetzner.cloud/v1"
 
@@ -46,9 +49,19 @@ func init() {
 		Attributes: []ptr.Attribute{
 			{Name: "token", Required: true, Sensitive: true, Doc: "Hetzner Cloud API token of the project (Read & Write), from the console's Security > API tokens"},
 			{Name: "endpoint", Doc: "API URL (default " + DefaultEndpoint + ")"},
+			dns.TimeoutAttribute(DefaultTimeout),
 		},
 		New: func(cfg ptr.Config) (ptr.Provider, error) {
-			return New(cfg.Get("token", ""), cfg.Get("endpoint", DefaultEndpoint), cfg.Log())
+			timeout, err := dns.ParseTimeout(cfg.Get("timeout", ""), DefaultTimeout)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ptr.ErrConfig, err)
+			}
+			p, err := New(cfg.Get("token", ""), cfg.Get("endpoint", DefaultEndpoint), cfg.Log())
+			if err != nil {
+				return nil, err
+			}
+			p.SetOptions(dns.HTTPOptions{Timeout: timeout}, 0)
+			return p, nil
 		},
 	})
 }
@@ -236,7 +249,8 @@ func (p *Provider) Set(ctx context.Context, ip netip.Addr, hostname string) erro
 	if host != "" {
 		val = &host
 	}
-	action, _, err := c.RDNS.ChangeDNSPtr(ctx, t.rdns(), net.IP(ip.AsSlice()), val)
+	// change_dns_ptr sets a value: sending it twice is harmless.
+	action, _, err := c.RDNS.ChangeDNSPtr(dns.Idempotent(ctx), t.rdns(), net.IP(ip.AsSlice()), val)
 	if err != nil {
 		return wrap(fmt.Sprintf("%s (on %s)", op, t), err)
 	}

@@ -44,9 +44,19 @@ func init() {
 			{Name: "application_key", Required: true, Doc: "application key from https://eu.api.ovh.com/createToken/"},
 			{Name: "application_secret", Required: true, Sensitive: true, Doc: "application secret"},
 			{Name: "consumer_key", Required: true, Sensitive: true, Doc: "consumer key with GET/POST/DELETE on /ip/* (and /domain/zone/* for DNS)"},
+			dns.TimeoutAttribute(ovhapi.DefaultTimeout),
 		},
 		New: func(cfg ptr.Config) (ptr.Provider, error) {
-			return New(cfg.Get("endpoint", "ovh-eu"), cfg.Get("application_key", ""), cfg.Get("application_secret", ""), cfg.Get("consumer_key", ""), cfg.Log())
+			timeout, err := dns.ParseTimeout(cfg.Get("timeout", ""), ovhapi.DefaultTimeout)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ptr.ErrConfig, err)
+			}
+			p, err := New(cfg.Get("endpoint", "ovh-eu"), cfg.Get("application_key", ""), cfg.Get("application_secret", ""), cfg.Get("consumer_key", ""), cfg.Log())
+			if err != nil {
+				return nil, err
+			}
+			p.SetHTTPOptions(dns.HTTPOptions{Timeout: timeout})
+			return p, nil
 		},
 	})
 }
@@ -250,7 +260,9 @@ func (p *Provider) post(ctx context.Context, op string, b netip.Prefix, ip netip
 	body := reverse{IPReverse: ip.String(), Reverse: host + "."}
 	wait := lo
 	for attempt := 1; ; attempt++ {
-		err := p.call(ctx, op, http.MethodPost, reversePath(b), body, nil)
+		// POST /ip/{block}/reverse sets the reverse of the address: sending
+		// it twice is harmless.
+		err := p.call(dns.Idempotent(ctx), op, http.MethodPost, reversePath(b), body, nil)
 		if err == nil || !notResolving(err) {
 			return err
 		}
