@@ -1,10 +1,16 @@
 package smtp
 
 import (
+	"bufio"
 	"bytes"
+	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
+
+	"github.com/mailctl/mailctl/server/internal/limits"
 )
 
 func TestScanHeader(t *testing.T) {
@@ -75,4 +81,37 @@ func FuzzScanHeader(f *testing.F) {
 			t.Fatalf("our Received field %q scans as %+v", tr, got)
 		}
 	})
+}
+
+func TestFoldReader(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 200 {
+		var in strings.Builder
+		for range 1 + rng.IntN(5) {
+			n := rng.IntN(3 * limits.MaxOutgoingLineBytes)
+			if rng.IntN(3) == 0 {
+				n = limits.MaxOutgoingLineBytes - 1 + rng.IntN(3)
+			}
+			in.WriteString(strings.Repeat(string(rune('a'+i%26)), n) + "\r\n")
+		}
+		out, err := io.ReadAll(iotest.OneByteReader(&foldReader{r: bufio.NewReader(strings.NewReader(in.String()))}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(out), "\r\n") {
+			if len(l) > limits.MaxOutgoingLineBytes {
+				t.Fatalf("case %d: a line of %d bytes after folding", i, len(l))
+			}
+		}
+		if got := strings.ReplaceAll(string(out), "\r\n ", ""); got != in.String() {
+			t.Fatalf("case %d: unfolded output differs from the input", i)
+		}
+	}
+	// At the limit nothing changes.
+	line := strings.Repeat("y", limits.MaxOutgoingLineBytes) + "\r\n"
+	out, _ := io.ReadAll(&foldReader{r: bufio.NewReader(strings.NewReader(line + line))})
+	if string(out) != line+line {
+		t.Errorf("lines of %d bytes were changed", limits.MaxOutgoingLineBytes)
+	}
 }

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailctl/mailctl/server/internal/bufpool"
+	"github.com/mailctl/mailctl/server/internal/limits"
 )
 
 // memSpoolBytes is how much of a message is held in memory before the rest
@@ -335,4 +337,47 @@ func cleanHelo(s string) string {
 		return "unknown"
 	}
 	return b.String()
+}
+
+// foldReader breaks lines longer than limits.MaxOutgoingLineBytes (RFC 5322
+// section 2.1.1) by inserting CRLF and a space, as Postfix does on relay:
+// in the header that is a folded field; in the body the space keeps a
+// broken piece from starting a line that means something (".", a MIME
+// boundary "--", "From "), and base64 decoders skip it. The message must
+// have no bare CR or LF (they are refused first).
+type foldReader struct {
+	r       *bufio.Reader
+	col     int // bytes on the current output line
+	pending []byte
+}
+
+func (f *foldReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(f.pending) > 0 {
+			c := copy(p[n:], f.pending)
+			f.pending = f.pending[c:]
+			n += c
+			continue
+		}
+		c, err := f.r.ReadByte()
+		if err != nil {
+			if n > 0 {
+				return n, nil
+			}
+			return 0, err
+		}
+		if c != '\r' && c != '\n' && f.col >= limits.MaxOutgoingLineBytes {
+			f.pending = append(f.pending[:0], '\r', '\n', ' ', c)
+			f.col = 2
+			continue
+		}
+		p[n] = c
+		n++
+		f.col++
+		if c == '\n' {
+			f.col = 0
+		}
+	}
+	return n, nil
 }

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -364,7 +365,10 @@ func (se *session) Data(r io.Reader) error {
 		log.Info("message refused: bare CR or LF", "bare_cr", stats.bareCR, "bare_lf", stats.bareLF)
 		return errBareCRLF
 	}
-	if len(se.outbound) > 0 && stats.maxLine > limits.MaxOutgoingLineBytes {
+	// A submission client can encode its message; mail from outside to
+	// an alias that forwards is folded for the next hop instead.
+	fold := len(se.outbound) > 0 && stats.maxLine > limits.MaxOutgoingLineBytes
+	if fold && se.s.opts.Mode != ModeMX {
 		log.Info("message refused: line too long to relay", "line", stats.maxLine)
 		return errLongLineOut
 	}
@@ -424,7 +428,12 @@ func (se *session) Data(r io.Reader) error {
 	}
 	if len(se.outbound) > 0 {
 		to := sortedSet(se.outbound)
-		if err := se.s.opts.Queue.Enqueue(ctx, se.from, to, body()); err != nil {
+		out := body()
+		if fold {
+			out = &foldReader{r: bufio.NewReader(out)}
+			log.Info("folding long lines for relay", "line", stats.maxLine)
+		}
+		if err := se.s.opts.Queue.Enqueue(ctx, se.from, to, out); err != nil {
 			log.Error("enqueue", "err", err, "recipients", len(to))
 			return errQueueTemp
 		}

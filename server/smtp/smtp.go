@@ -25,12 +25,13 @@
 //     limits.MaxHeaderLines, 10 000 lines; 552 5.3.4), lines to
 //     limits.MaxLineBytes (64 KiB; 500 5.4.0);
 //   - what leaves the server (every authenticated submission, and mail to
-//     an alias that forwards outside) may hold no bare CR or LF, and when
-//     it goes to a remote recipient no line over 998 bytes (550 5.6.0):
-//     refused rather than rewritten, so that what a next hop reads, and
-//     what DKIM signs, is what the client sent; the client can fix it, and
-//     a forwarded message's sender gets the refusal at DATA rather than a
-//     bounce later;
+//     an alias that forwards outside) may hold no bare CR or LF (550
+//     5.6.0): refused rather than rewritten, so that what a next hop reads,
+//     and what DKIM signs, is what the client sent;
+//   - a line over 998 bytes (RFC 5322 section 2.1.1) in a message to a
+//     remote recipient is refused in submission (550 5.6.0: the client can
+//     encode it), and folded (CRLF and a space inserted, as Postfix does)
+//     in the copy queued for an alias's forward, before it is DKIM-signed;
 //   - size (SIZE in EHLO, 552 5.3.4 while reading), recipient count, per
 //     command timeouts and connections per client IP are limited;
 //   - 250 after DATA is sent only once every local delivery is durable in
