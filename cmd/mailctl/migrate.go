@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/hashicorp/hcl/v2"
 	"golang.org/x/term"
 
 	"github.com/mailctl/mailctl/plan/config"
@@ -40,7 +44,7 @@ var phaseNotes = map[string]string{
 }
 
 func runMigrate(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "migrate", "[-name M] [-user U]... [-dry-run] [-parallel N] [-state DIR] [-var NAME=VALUE]...")
+	fs := newFlagSet(e, "migrate", "[-name M] [-user U]... [-dry-run] [-parallel N] [-state DIR] [-connect HOST:PORT=ADDR]... [-ca-file FILE] [-var NAME=VALUE]...")
 	name := fs.String("name", "", "the migration block `M` to run (needed when there are several)")
 	var users userList
 	fs.Var(&users, "user", "migrate only user `U` (repeatable)")
@@ -48,6 +52,9 @@ func runMigrate(ctx context.Context, e *env, args []string) int {
 	parallel := fs.Int("parallel", 4, "users migrated at once")
 	stateDir := fs.String("state", "", "directory of the migration state (default <config dir>/.mailctl/migrate)")
 	verbose := fs.Bool("v", false, "log events (retries, folders) on stderr")
+	var connect listFlag
+	fs.Var(&connect, "connect", "dial `HOST:PORT=ADDR` instead of the source's or target's HOST:PORT; the certificate is still checked for HOST (repeatable)")
+	caFile := fs.String("ca-file", "", "extra trusted certificate authorities for the source and the target, PEM `FILE`")
 	vars := addVarFlag(fs)
 	if done, code := parseFlags(fs, args); done {
 		return code
@@ -68,6 +75,13 @@ func runMigrate(ctx context.Context, e *env, args []string) int {
 	}
 	jobs, err := migrationJobs(cfg, m, users)
 	if err != nil {
+		return errorf(e, "%v", err)
+	}
+	if diags := secretErrors(m, jobs); len(diags) > 0 {
+		config.WriteDiagnostics(e.Stderr, cfg.FilesOrNil(), diags, e.Color)
+		return exitError
+	}
+	if err := endpointOverrides(jobs, connect, *caFile); err != nil {
 		return errorf(e, "%v", err)
 	}
 	dir := *stateDir
@@ -91,6 +105,15 @@ func runMigrate(ctx context.Context, e *env, args []string) int {
 		State:    filepath.Join(dir, m.Name+".db"),
 	})
 	sum.Write(e.Stdout)
+	if errors.Is(err, context.Canceled) {
+		done := 0
+		for _, u := range sum.Users {
+			if u.Err == nil {
+				done++
+			}
+		}
+		return errorf(e, "migration %q interrupted with %d of %d users done: run the same command again to resume where it stopped", m.Name, done, len(sum.Users))
+	}
 	if err != nil {
 		return errorf(e, "migration %q: %v", m.Name, err)
 	}
@@ -130,16 +153,18 @@ func pickMigration(cfg *config.Config, name string) (*config.Migration, error) {
 // migrationJobs turns a migration block into one job per user (only those
 // of only, when given).
 func migrationJobs(cfg *config.Config, m *config.Migration, only []string) ([]migrate.Job, error) {
-	want := map[string]bool{}
+	want := map[string]bool{} // -user addresses, true once found
 	for _, u := range only {
-		want[u] = true
+		want[u] = false
 	}
 	var jobs []migrate.Job
 	for _, u := range m.Users {
-		if len(want) > 0 && !want[u.Address] {
-			continue
+		if len(only) > 0 {
+			if _, ok := want[u.Address]; !ok {
+				continue
+			}
+			want[u.Address] = true
 		}
-		delete(want, u.Address)
 		target, err := migrationTarget(cfg, m, u.Address)
 		if err != nil {
 			return nil, err
@@ -159,10 +184,26 @@ func migrationJobs(cfg *config.Config, m *config.Migration, only []string) ([]mi
 			Duplicates: m.Duplicates,
 		})
 	}
-	for u := range want {
-		return nil, fmt.Errorf("-user %s: not a user of migration %q", u, m.Name)
+	for _, u := range only {
+		if !want[u] {
+			return nil, fmt.Errorf("-user %s: not a user of migration %q", u, m.Name)
+		}
 	}
 	return jobs, nil
+}
+
+// secretErrors are the errors reading the credentials of the jobs' users
+// (the configuration loads without them: only migrate needs them).
+func secretErrors(m *config.Migration, jobs []migrate.Job) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, u := range m.Users {
+		for _, j := range jobs {
+			if j.User == u.Address {
+				diags = append(diags, u.SecretErrors...)
+			}
+		}
+	}
+	return diags
 }
 
 func endpoint(cfg *config.Config, e config.MigrationEndpoint) migrate.Endpoint {
@@ -191,4 +232,45 @@ func migrationTarget(cfg *config.Config, m *config.Migration, user string) (migr
 		return migrate.Endpoint{Address: d.Server.Hostname + ":" + strconv.Itoa(port), TLS: "implicit"}, nil
 	}
 	return migrate.Endpoint{}, fmt.Errorf("migration %q: user %s: no server for domain %s (add a target block)", m.Name, user, domain)
+}
+
+// endpointOverrides applies -connect and -ca-file to the jobs' endpoints.
+// Every -connect must name the address of a source or target.
+func endpointOverrides(jobs []migrate.Job, connect []string, caFile string) error {
+	dials := map[string]string{}
+	used := map[string]bool{}
+	for _, c := range connect {
+		from, to, ok := strings.Cut(c, "=")
+		if _, _, err := net.SplitHostPort(to); !ok || err != nil || from == "" {
+			return fmt.Errorf("-connect wants HOST:PORT=ADDR:PORT, got %q", c)
+		}
+		dials[strings.ToLower(from)] = to
+	}
+	if caFile != "" {
+		if _, err := os.Stat(caFile); err != nil {
+			return fmt.Errorf("-ca-file: %w", err)
+		}
+	}
+	for i := range jobs {
+		for _, ep := range []*migrate.Endpoint{&jobs[i].Source, &jobs[i].Target} {
+			if to, ok := dials[strings.ToLower(ep.Address)]; ok {
+				ep.Dial = to
+				used[strings.ToLower(ep.Address)] = true
+			}
+			if caFile != "" {
+				ep.MoreCAFiles = append(ep.MoreCAFiles, caFile)
+			}
+		}
+	}
+	for from := range dials {
+		if !used[from] {
+			var addrs []string
+			for _, j := range jobs {
+				addrs = append(addrs, j.Source.Address, j.Target.Address)
+			}
+			slices.Sort(addrs)
+			return fmt.Errorf("-connect %s: not the address of a source or target of this migration (%s)", from, strings.Join(slices.Compact(addrs), ", "))
+		}
+	}
+	return nil
 }

@@ -65,7 +65,11 @@ type MigrationUser struct {
 	TokenCommand string
 	// TargetPassword logs in to the target server over IMAP.
 	TargetPassword Value
-	DeclRange      hcl.Range
+	// SecretErrors are why Password or TargetPassword could not be read
+	// (env() of an unset variable, an unreadable file()): only migrate
+	// needs them, so they fail migrate alone, not the configuration.
+	SecretErrors hcl.Diagnostics
+	DeclRange    hcl.Range
 }
 
 // MigrationFor returns the migration that cuts over the domain, or nil.
@@ -228,7 +232,7 @@ func (d *decoder) migrationUser(b *hcl.Block) *MigrationUser {
 	}
 	pw, tok := c.Attributes["password"], c.Attributes["oauth2_token_command"]
 	if pw != nil {
-		u.Password, _ = d.str(pw)
+		u.Password, _ = d.secret(pw, &u.SecretErrors)
 		u.Password.Sensitive = true
 	}
 	if tok != nil {
@@ -245,10 +249,22 @@ func (d *decoder) migrationUser(b *hcl.Block) *MigrationUser {
 		d.errf(rng, "Invalid source login", "Set exactly one of password (an app password) or oauth2_token_command (XOAUTH2) for %s.", u.Address)
 	}
 	if a := c.Attributes["target_password"]; a != nil {
-		u.TargetPassword, _ = d.str(a)
+		u.TargetPassword, _ = d.secret(a, &u.SecretErrors)
 		u.TargetPassword.Sensitive = true
 	}
 	return u
+}
+
+// secret reads a migration secret, its errors going to errs instead of
+// the configuration's diagnostics: plan, apply and destroy do not need
+// the source's credentials, only migrate does.
+func (d *decoder) secret(a *hcl.Attribute, errs *hcl.Diagnostics) (Value, bool) {
+	saved := d.diags
+	d.diags = nil
+	v, ok := d.str(a)
+	*errs = append(*errs, d.diags...)
+	d.diags = saved
+	return v, ok
 }
 
 // validateMigrations checks what spans blocks: migrated users are declared

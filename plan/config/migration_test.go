@@ -119,6 +119,8 @@ func TestMigrationRules(t *testing.T) {
 		body string   // the migration block's body; line 27 is its first line
 		add  string   // appended after the migration block
 		want []string // "line:Summary"
+		// secret are the users' SecretErrors, "line:Summary".
+		secret []string
 	}{
 		{name: "minimal", body: user},
 		{name: "phase", body: "phase = \"switch\"\n" + user, want: []string{"27:Invalid migration phase"}},
@@ -149,16 +151,28 @@ func TestMigrationRules(t *testing.T) {
 		{name: "empty folder", body: "folders = { \"a\" = \"\" }\n" + user, want: []string{"27:Invalid folder mapping"}},
 		{name: "exclude everything", body: "exclude = [\"*\"]\n" + user, want: []string{"27:Invalid exclusion"}},
 		{name: "unknown attribute", body: "labels = true\n" + user, want: []string{"27:Unsupported argument"}},
-		{name: "unknown env", body: "user \"alice@example.org\" {\n password = env(\"NOPE\")\n target_password = \"t\"\n}\n", want: []string{"28:Error in function call"}},
+		// Only migrate needs the migration's secrets: their errors are
+		// the user's SecretErrors (secret below), not the configuration's.
+		{name: "unknown env", body: "user \"alice@example.org\" {\n password = env(\"NOPE\")\n target_password = env(\"NOPE2\")\n}\n",
+			secret: []string{"28:Error in function call", "29:Error in function call"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			src := base + "migration \"google\" {\n" + tc.body + "}\n" + tc.add
-			_, diags := load(t, src)
+			cfg, diags := load(t, src)
 			got := summaries(diags)
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Errorf("diagnostics = %q, want %q\n%s", got, tc.want, diags)
+			}
+			var secret []string
+			if cfg != nil && len(cfg.Migrations) > 0 {
+				for _, u := range cfg.Migrations[0].Users {
+					secret = append(secret, summaries(u.SecretErrors)...)
+				}
+			}
+			if strings.Join(secret, "\n") != strings.Join(tc.secret, "\n") {
+				t.Errorf("secret errors = %q, want %q", secret, tc.secret)
 			}
 		})
 	}
@@ -224,7 +238,7 @@ func TestMigrationFormat(t *testing.T) {
 	for i, u := range want.Migrations[0].Users {
 		a, b := *u, *got.Migrations[0].Users[i]
 		a.DeclRange, b.DeclRange = hcl.Range{}, hcl.Range{}
-		if a != b {
+		if !reflect.DeepEqual(a, b) {
 			t.Errorf("formatted user %d = %+v, want %+v", i, b, a)
 		}
 	}

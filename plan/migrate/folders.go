@@ -63,12 +63,14 @@ func mapFolders(list []*goimap.ListData, targetDelim rune, job *Job) (folders []
 		switch {
 		case override:
 			f.Target = target
-		case excludedBy(job.Exclude, name, l.Delim) != "":
-			excluded[name] = "excluded by " + excludedBy(job.Exclude, name, l.Delim)
-			continue
 		case (norm == gmailStarred || norm == gmailImportant ||
 			hasAttr(l.Attrs, goimap.MailboxAttrFlagged) || hasAttr(l.Attrs, goimap.MailboxAttrImportant)):
+			// Before the patterns: the configuration's default exclude
+			// lists these too, and this says why.
 			excluded[name] = "excluded by default (its messages are in other folders)"
+			continue
+		case excludedBy(job.Exclude, name, l.Delim) != "":
+			excluded[name] = "excluded by " + excludedBy(job.Exclude, name, l.Delim)
 			continue
 		case strings.EqualFold(name, "INBOX"):
 			f.Target, f.rank = "INBOX", 0

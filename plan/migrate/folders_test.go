@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +101,13 @@ func TestRetryable(t *testing.T) {
 		{&goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeNonExistent}, false},
 		{fmt.Errorf("fetch: %w", io.ErrUnexpectedEOF), true},
 		{&permanentError{errors.New("bad CA file")}, false},
+		// OVERQUOTA from the target is a full mailbox, not a bandwidth
+		// limit; a refused certificate stays refused.
+		{targetError(&goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeOverQuota}, "append"), false},
+		{targetError(&goimap.Error{Type: goimap.StatusResponseTypeNo, Code: "THROTTLED"}, "append"), true},
+		{tlsError(Endpoint{Address: "mx1.example.org:993"}, fmt.Errorf("TLS: %w", x509.UnknownAuthorityError{})), false},
+		{tlsError(Endpoint{Address: "mx1.example.org:993"}, fmt.Errorf("TLS: %w", x509.HostnameError{Host: "mx1.example.org"})), false},
+		{tlsError(Endpoint{Address: "mx1.example.org:993"}, io.ErrUnexpectedEOF), true},
 	} {
 		if got := retryable(tc.err); got != tc.want {
 			t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)

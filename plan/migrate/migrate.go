@@ -7,15 +7,20 @@
 // to the target's, folder names in modified UTF-7 (RFC 3501 5.1.3,
 // decoded by go-imap), XOAUTH2 (Google's SASL mechanism, RFC 4422 framing)
 // or a password for the source login, and back-off on the response codes
-// of a busy server (RFC 5530 UNAVAILABLE and OVERQUOTA, Gmail's
-// THROTTLED).
+// of a busy server (RFC 5530 UNAVAILABLE, Gmail's THROTTLED, and OVERQUOTA
+// from the source, Gmail's bandwidth limit). What no retry fixes fails the
+// user at once: OVERQUOTA from the target (a full mailbox), a certificate
+// that is not trusted, a refused login.
 //
 // A run is resumable and idempotent: a local bbolt state holds, per user,
 // the highest source UID copied per folder and UIDVALIDITY and the
 // Message-IDs (or header digests) imported, written in batches after
 // APPENDs are acknowledged. When the previous run did not end cleanly, the
 // target folders' Message-IDs are read before appending, so an
-// interruption re-appends nothing. A message with several Gmail labels is
+// interruption re-appends nothing. The state also holds each target
+// folder's UIDVALIDITY and UIDNEXT after a copy into it: a target folder
+// that lost what was copied (gone, renumbered, or UIDNEXT lower: a target
+// set up again or restored from an older backup) gets it again. A message with several Gmail labels is
 // imported once, into the first folder processed (INBOX, Sent, Drafts,
 // other labels, All Mail last), unless Job.Duplicates.
 package migrate
@@ -26,8 +31,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -41,8 +48,13 @@ type Endpoint struct {
 	// TLS is "implicit" (default, port 993), "starttls" or "none" (only
 	// for a loopback address).
 	TLS string
-	// CAFile adds PEM roots to the system ones.
-	CAFile string
+	// CAFile and MoreCAFiles add PEM roots to the system ones.
+	CAFile      string
+	MoreCAFiles []string
+	// Dial is the host:port connected to instead of Address (whose host
+	// name the certificate is still checked for): a server not yet in the
+	// DNS, or behind another address.
+	Dial string
 }
 
 // Credentials log in to an Endpoint: a password (LOGIN), or an OAuth2
@@ -171,10 +183,23 @@ func (s Summary) Write(w io.Writer) {
 			fmt.Fprintf(w, ", %d retries", u.Retries)
 		}
 		fmt.Fprintf(w, " in %s\n", u.Duration.Round(100*time.Millisecond))
+		for _, f := range u.Folders {
+			fmt.Fprintf(w, "  %q -> %q: %d messages, %s %d, skipped %d", f.Source, f.Target, f.Messages, verb, f.Copied, f.Skipped)
+			if f.Failed > 0 {
+				fmt.Fprintf(w, ", failed %d", f.Failed)
+			}
+			fmt.Fprintln(w)
+		}
+		for _, name := range slices.Sorted(maps.Keys(u.Excluded)) {
+			fmt.Fprintf(w, "  %q not copied: %s\n", name, u.Excluded[name])
+		}
 		for _, f := range u.Failures {
 			fmt.Fprintf(w, "  failed: %s\n", f)
 		}
-		if u.Err != nil {
+		switch {
+		case errors.Is(u.Err, context.Canceled):
+			fmt.Fprintf(w, "  interrupted: what was acknowledged is recorded; a new run resumes from there\n")
+		case u.Err != nil:
 			fmt.Fprintf(w, "  error: %v\n", u.Err)
 		}
 	}
@@ -272,6 +297,11 @@ func (j *Job) check() error {
 		if err != nil {
 			return fmt.Errorf("migrate %s: %s address %q: %w", j.User, ep.name, ep.e.Address, err)
 		}
+		if ep.e.Dial != "" {
+			if host, _, err = net.SplitHostPort(ep.e.Dial); err != nil {
+				return fmt.Errorf("migrate %s: %s: dial %q: %w", j.User, ep.name, ep.e.Dial, err)
+			}
+		}
 		switch ep.e.TLS {
 		case "", "implicit", "starttls":
 		case "none":
@@ -304,27 +334,41 @@ type runner struct {
 	// target this run (scanned) or appended this run.
 	inTarget map[string]map[string]int64
 	scanned  map[string]bool
+	// rescan holds the target folders read before appending even when
+	// the state is clean: they lost what was copied (checkTargets).
+	rescan map[string]bool
+	// counted holds the source messages (folder key and UID) counted as
+	// skipped or deleted in this run: a retry does not count them again.
+	counted  map[string]bool
 	progress bool // something was done in the current attempt
 }
 
+// run migrates the user and returns the summary, with its duration and
+// folders.
 func (r *runner) run(ctx context.Context) UserSummary {
 	start := time.Now()
 	r.sum = UserSummary{User: r.job.User}
 	r.folders = map[string]*FolderSummary{}
 	r.inTarget = map[string]map[string]int64{}
 	r.scanned = map[string]bool{}
-	defer func() {
-		r.sum.Duration = time.Since(start)
-		for _, f := range r.folders {
-			r.sum.Folders = append(r.sum.Folders, *f)
-		}
-		sort.Slice(r.sum.Folders, func(i, j int) bool { return r.sum.Folders[i].Source < r.sum.Folders[j].Source })
-		r.prog.finish(r.sum.Err)
-	}()
+	r.counted = map[string]bool{}
+	r.rescan = map[string]bool{}
+	r.migrate(ctx)
+	r.sum.Duration = time.Since(start)
+	for _, f := range r.folders {
+		r.sum.Folders = append(r.sum.Folders, *f)
+	}
+	sort.Slice(r.sum.Folders, func(i, j int) bool { return r.sum.Folders[i].Source < r.sum.Folders[j].Source })
+	r.prog.finish(r.sum.Err)
+	return r.sum
+}
+
+// migrate does the work of run, setting r.sum.
+func (r *runner) migrate(ctx context.Context) {
 	us, err := r.st.load(r.job.User)
 	if err != nil {
 		r.sum.Err = err
-		return r.sum
+		return
 	}
 	r.us = us
 	wasClean := us.Clean
@@ -335,7 +379,7 @@ func (r *runner) run(ctx context.Context) UserSummary {
 		r.pending.clean = &f
 		if err := r.st.commit(r.job.User, &r.pending); err != nil {
 			r.sum.Err = err
-			return r.sum
+			return
 		}
 	}
 	failures := 0
@@ -350,11 +394,11 @@ func (r *runner) run(ctx context.Context) UserSummary {
 		}
 		if ctx.Err() != nil {
 			r.sum.Err = ctx.Err()
-			return r.sum
+			return
 		}
 		if !retryable(err) {
 			r.sum.Err = err
-			return r.sum
+			return
 		}
 		if r.progress {
 			failures = 0
@@ -362,7 +406,7 @@ func (r *runner) run(ctx context.Context) UserSummary {
 		failures++
 		if failures > r.opts.Backoff.Retries {
 			r.sum.Err = fmt.Errorf("giving up after %d attempts: %w", failures, err)
-			return r.sum
+			return
 		}
 		// What was in flight may have reached the target: read the target
 		// folders again before appending.
@@ -376,7 +420,7 @@ func (r *runner) run(ctx context.Context) UserSummary {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			r.sum.Err = ctx.Err()
-			return r.sum
+			return
 		}
 	}
 	if !r.opts.DryRun {
@@ -386,7 +430,6 @@ func (r *runner) run(ctx context.Context) UserSummary {
 			r.sum.Err = err
 		}
 	}
-	return r.sum
 }
 
 func backoff(b Backoff, n int) time.Duration {

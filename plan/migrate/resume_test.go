@@ -105,22 +105,35 @@ func TestMigrateDuplicates(t *testing.T) {
 // throttle body FETCHes with NO [THROTTLED] (as Gmail does) and drops the
 // connection once in the middle of a body FETCH.
 type throttler struct {
-	addr      string
+	addr string
+	// in limits the throttling and drops to the body FETCHes of this
+	// source folder ("": all).
+	in        string
 	throttle  atomic.Int32
 	drop      atomic.Int32
 	throttled atomic.Int32
 	dropped   atomic.Int32
 }
 
-var bodyFetch = regexp.MustCompile(`^(\S+) UID FETCH .*BODY\.PEEK\[\]`)
+var (
+	bodyFetch = regexp.MustCompile(`^(\S+) UID FETCH .*BODY\.PEEK\[\]`)
+	selectCmd = regexp.MustCompile(`^\S+ (?i:SELECT|EXAMINE) "?([^"\r\n]*)"?`)
+)
 
 func startThrottler(t *testing.T, upstream string, throttle, drop int32) *throttler {
+	t.Helper()
+	return startThrottlerIn(t, upstream, "", throttle, drop)
+}
+
+// startThrottlerIn is startThrottler for the body FETCHes of the source
+// folder in alone.
+func startThrottlerIn(t *testing.T, upstream, in string, throttle, drop int32) *throttler {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &throttler{addr: ln.Addr().String()}
+	p := &throttler{addr: ln.Addr().String(), in: in}
 	p.throttle.Store(throttle)
 	p.drop.Store(drop)
 	var wg sync.WaitGroup
@@ -173,12 +186,16 @@ func (p *throttler) serve(c net.Conn, upstream string) {
 		}
 	}()
 	r := bufio.NewReader(c)
+	selected := ""
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
 			return
 		}
-		if m := bodyFetch.FindStringSubmatch(line); m != nil {
+		if m := selectCmd.FindStringSubmatch(line); m != nil {
+			selected = m[1]
+		}
+		if m := bodyFetch.FindStringSubmatch(line); m != nil && (p.in == "" || p.in == selected) {
 			if p.throttle.Add(-1) >= 0 {
 				p.throttled.Add(1)
 				mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"net/mail"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,8 +32,10 @@ func (e *permanentError) Unwrap() error { return e.err }
 
 // retryable reports whether err is throttling or a connection problem
 // worth a reconnection: NO/BAD with THROTTLED, OVERQUOTA (Gmail's
-// bandwidth limit) or UNAVAILABLE, or an error that is no IMAP status
-// response at all (a dropped connection, a timeout).
+// bandwidth limit, at the source) or UNAVAILABLE, or an error that is no
+// IMAP status response at all (a dropped connection, a timeout). What the
+// target says or a refused certificate is made permanent before it gets
+// here: see targetError and tlsError.
 func retryable(err error) bool {
 	var pe *permanentError
 	if errors.As(err, &pe) {
@@ -49,6 +52,32 @@ func retryable(err error) bool {
 	return true
 }
 
+// targetError makes a target's OVERQUOTA permanent: the source's is
+// Gmail's bandwidth limit, which passes, but a full target mailbox stays
+// full until someone raises the quota.
+func targetError(err error, doing string) error {
+	var ie *goimap.Error
+	if errors.As(err, &ie) && ie.Code == goimap.ResponseCodeOverQuota {
+		return &permanentError{fmt.Errorf("target: %s: the mailbox is over its quota at the target (raise the user's quota and run again): %w", doing, err)}
+	}
+	return fmt.Errorf("target: %s: %w", doing, err)
+}
+
+// tlsError makes a refused certificate permanent: trying again gets the
+// same certificate.
+func tlsError(ep Endpoint, err error) error {
+	var (
+		ve *tls.CertificateVerificationError
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+	)
+	if errors.As(err, &ve) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
+		return &permanentError{fmt.Errorf("%w (the certificate of %s is not trusted: give its CA with ca_file or -ca-file, or the address of the server with this name with -connect)", err, ep.Address)}
+	}
+	return err
+}
+
 // dial connects and logs in.
 func dial(ctx context.Context, ep Endpoint, cred Credentials) (*imapclient.Client, error) {
 	host, _, err := net.SplitHostPort(ep.Address)
@@ -56,23 +85,32 @@ func dial(ctx context.Context, ep Endpoint, cred Credentials) (*imapclient.Clien
 		return nil, &permanentError{fmt.Errorf("connect %q: %w", ep.Address, err)}
 	}
 	tc := &tls.Config{ServerName: host}
-	if ep.CAFile != "" {
-		pem, err := os.ReadFile(ep.CAFile)
-		if err != nil {
-			return nil, &permanentError{fmt.Errorf("read CA file %q: %w", ep.CAFile, err)}
-		}
+	if cas := slices.DeleteFunc(append([]string{ep.CAFile}, ep.MoreCAFiles...), func(f string) bool { return f == "" }); len(cas) > 0 {
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &permanentError{fmt.Errorf("read CA file %q: no PEM certificate", ep.CAFile)}
+		for _, f := range cas {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, &permanentError{fmt.Errorf("read CA file %q: %w", f, err)}
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, &permanentError{fmt.Errorf("read CA file %q: no PEM certificate", f)}
+			}
 		}
 		tc.RootCAs = pool
 	}
+	addr := ep.Address
+	if ep.Dial != "" {
+		addr = ep.Dial
+	}
 	d := net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", ep.Address)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		if addr != ep.Address {
+			return nil, fmt.Errorf("connect %q at %s: %w", ep.Address, addr, err)
+		}
 		return nil, fmt.Errorf("connect %q: %w", ep.Address, err)
 	}
 	if tcp, ok := conn.(*net.TCPConn); ok {
@@ -85,14 +123,14 @@ func dial(ctx context.Context, ep Endpoint, cred Credentials) (*imapclient.Clien
 		tconn := tls.Client(conn, tc)
 		if err := tconn.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("connect %q: TLS: %w", ep.Address, err)
+			return nil, tlsError(ep, fmt.Errorf("connect %q: TLS: %w", ep.Address, err))
 		}
 		c = imapclient.New(tconn, opts)
 	case "starttls":
 		c, err = imapclient.NewStartTLS(conn, opts)
 		if err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("connect %q: STARTTLS: %w", ep.Address, err)
+			return nil, tlsError(ep, fmt.Errorf("connect %q: STARTTLS: %w", ep.Address, err))
 		}
 	default:
 		c = imapclient.New(conn, opts)
@@ -216,6 +254,9 @@ func (r *runner) session(ctx context.Context, scan bool) error {
 	folders, excluded := mapFolders(srcList, delim, r.job)
 	r.sum.Excluded = excluded
 	s := &copier{r: r, src: src, dst: dst, dstFolders: dstFolders, scan: scan}
+	if err := s.checkTargets(folders); err != nil {
+		return err
+	}
 	stop()
 	stopAll := context.AfterFunc(ctx, s.interrupt)
 	defer stopAll()
@@ -223,7 +264,8 @@ func (r *runner) session(ctx context.Context, scan bool) error {
 	for _, f := range folders {
 		if err := s.copyFolder(ctx, f); err != nil {
 			var ie *goimap.Error
-			if errors.As(err, &ie) && !retryable(err) {
+			var pe *permanentError
+			if errors.As(err, &ie) && !errors.As(err, &pe) && !retryable(err) {
 				// One folder failing (it vanished, a name the target
 				// refuses) does not stop the others.
 				fs := r.folderSummary(f.Source, f.Target)
@@ -318,14 +360,109 @@ func messageID(hdr []byte) string {
 	return strings.TrimSpace(msg.Header.Get("Message-Id"))
 }
 
+// checkTargets compares the target folders with the marks the state
+// keeps of them. A folder that is gone, has another UIDVALIDITY or a lower
+// UIDNEXT than after the last copy into it lost what was copied (the
+// target was wiped and set up again, or restored from an older backup):
+// its source folders are copied again from their first message, over a
+// read of what the target still holds so that nothing is appended twice.
+// Fewer messages alone are no loss: on the new server people delete and
+// move mail, and that is not copied back.
+func (s *copier) checkTargets(folders []folder) error {
+	r := s.r
+	sources := map[string][]string{}
+	for _, f := range folders {
+		sources[f.Target] = append(sources[f.Target], f.Source)
+	}
+	for target, mark := range r.us.Targets {
+		if sources[target] == nil {
+			continue
+		}
+		why := ""
+		if !s.dstFolders[target] {
+			why = "it is gone"
+		} else {
+			st, err := s.dst.Status(target, &goimap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
+			if err != nil {
+				return fmt.Errorf("target: status of %q: %w", target, err)
+			}
+			switch {
+			case st.UIDValidity != mark.UIDValidity:
+				why = fmt.Sprintf("its UIDVALIDITY is %d, was %d", st.UIDValidity, mark.UIDValidity)
+			case uint32(st.UIDNext) < mark.UIDNext:
+				why = fmt.Sprintf("its UIDNEXT is %d, was %d", st.UIDNext, mark.UIDNext)
+			}
+		}
+		if why == "" {
+			continue
+		}
+		r.log.Warn("the target folder lost what was copied into it, copying again what it lacks", "folder", target, "why", why)
+		r.forgetTarget(target, sources[target])
+	}
+	return nil
+}
+
+// forgetTarget drops what the state says was copied into target from
+// sources, and has the target read before appending to it.
+func (r *runner) forgetTarget(target string, sources []string) {
+	p := &r.pending
+	for fk := range r.us.LastUID {
+		for _, src := range sources {
+			if strings.HasPrefix(fk, src+"\x00") {
+				r.us.LastUID[fk] = 0
+				if p.lastUID == nil {
+					p.lastUID = map[string]uint32{}
+				}
+				p.lastUID[fk] = 0
+			}
+		}
+	}
+	for k, t := range r.us.Imported {
+		if t == target {
+			delete(r.us.Imported, k)
+			delete(p.imported, k)
+			p.forget = append(p.forget, k)
+		}
+	}
+	delete(r.us.Targets, target)
+	delete(p.marks, target)
+	p.forgetT = append(p.forgetT, target)
+	delete(r.inTarget, target)
+	r.scanned[target] = false
+	r.rescan[target] = true
+}
+
+// markTarget records the target folder's UIDVALIDITY and UIDNEXT after a
+// copy into it.
+func (s *copier) markTarget(target string) error {
+	r := s.r
+	if r.opts.DryRun || !s.dstFolders[target] {
+		return nil
+	}
+	st, err := s.dst.Status(target, &goimap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
+	if err != nil {
+		return fmt.Errorf("target: status of %q: %w", target, err)
+	}
+	m := targetMark{UIDValidity: st.UIDValidity, UIDNext: uint32(st.UIDNext)}
+	if r.us.Targets[target] == m {
+		return nil
+	}
+	r.us.Targets[target] = m
+	if r.pending.marks == nil {
+		r.pending.marks = map[string]targetMark{}
+	}
+	r.pending.marks[target] = m
+	return nil
+}
+
 // scanTarget reads the keys of a target folder once per session when the
-// state may be behind the target.
+// state may be behind the target, or it lost what was copied.
 func (s *copier) scanTarget(target string) error {
 	r := s.r
 	if r.inTarget[target] == nil {
 		r.inTarget[target] = map[string]int64{}
 	}
-	if !s.scan || r.scanned[target] || !s.dstFolders[target] {
+	if (!s.scan && !r.rescan[target]) || r.scanned[target] || !s.dstFolders[target] {
 		return nil
 	}
 	sel, err := s.dst.Select(target, &goimap.SelectOptions{ReadOnly: true}).Wait()
@@ -381,12 +518,22 @@ func (s *copier) copyFolder(ctx context.Context, f folder) error {
 			continue // "N:*" returns the last message even below N
 		}
 		maxUID = max(maxUID, m.uid)
+		// A message skipped in an attempt that failed is skipped again
+		// by the retry: count it once.
+		ck := fk + "\x00" + fmt.Sprint(m.uid)
+		first := !r.counted[ck]
 		switch {
 		case hasFlag(m.flags, goimap.FlagDeleted):
-			r.sum.Deleted++
+			if first {
+				r.counted[ck] = true
+				r.sum.Deleted++
+			}
 		case s.present(f.Target, m):
-			r.sum.Skipped++
-			fs.Skipped++
+			if first {
+				r.counted[ck] = true
+				r.sum.Skipped++
+				fs.Skipped++
+			}
 			if _, ok := r.us.Imported[m.key]; !ok && !r.opts.DryRun {
 				r.us.Imported[m.key] = f.Target
 				if r.pending.imported == nil {
@@ -395,8 +542,11 @@ func (s *copier) copyFolder(ctx context.Context, f folder) error {
 				r.pending.imported[m.key] = f.Target
 			}
 		case (!r.job.Duplicates || f.AllMail) && r.us.Imported[m.key] != "":
-			r.sum.Skipped++
-			fs.Skipped++
+			if first {
+				r.counted[ck] = true
+				r.sum.Skipped++
+				fs.Skipped++
+			}
 		default:
 			todo = append(todo, m)
 			if !r.job.Duplicates || f.AllMail {
@@ -434,7 +584,7 @@ func (s *copier) copyFolder(ctx context.Context, f folder) error {
 			var ie *goimap.Error
 			if !errors.As(err, &ie) || ie.Code != goimap.ResponseCodeAlreadyExists {
 				unreserve()
-				return fmt.Errorf("target: create %q: %w", f.Target, err)
+				return targetError(err, fmt.Sprintf("create %q", f.Target))
 			}
 		}
 		s.dstFolders[f.Target] = true
@@ -448,6 +598,9 @@ func (s *copier) copyFolder(ctx context.Context, f folder) error {
 		if err := r.record(fk, uint32(maxUID), "", "", true); err != nil {
 			return err
 		}
+	}
+	if err := s.markTarget(f.Target); err != nil {
+		return err
 	}
 	return r.flush()
 }
@@ -763,16 +916,18 @@ func (s *copier) appendOne(c *imapclient.Client, f folder, fs *FolderSummary, j 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
+		err = targetError(err, fmt.Sprintf("append to %q", f.Target))
 		var ie *goimap.Error
+		var pe *permanentError
+		if errors.As(err, &pe) {
+			return err
+		}
 		if errors.As(err, &ie) && !retryable(err) {
-			if ie.Code == goimap.ResponseCodeOverQuota {
-				return &permanentError{fmt.Errorf("target: append to %q: %w", f.Target, err)}
-			}
 			r.fail(fs, fmt.Sprintf("%s UID %d (%s): %s", f.Source, m.uid, m.key, errorsText(err)))
 			m.failed = true
 			return nil
 		}
-		return fmt.Errorf("target: append to %q: %w", f.Target, err)
+		return err
 	}
 	r.sum.Copied++
 	r.sum.Bytes += size

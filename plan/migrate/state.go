@@ -13,7 +13,9 @@ import (
 
 // state is the local record of a migration (a bbolt file): per user, the
 // highest source UID copied per source folder and UIDVALIDITY, the
-// dedupe keys imported (Message-ID or header digest -> target folder), and
+// dedupe keys imported (Message-ID or header digest -> target folder),
+// the UIDVALIDITY and UIDNEXT of each target folder after the copy into it
+// (to notice a target that lost what was copied: see checkTargets), and
 // whether the last run ended cleanly (if not, the target folders are read
 // again before appending, so that an interruption re-appends nothing).
 type state struct {
@@ -24,6 +26,7 @@ var (
 	bucketUsers   = []byte("users")
 	bucketFolders = []byte("folders")
 	bucketKeys    = []byte("keys")
+	bucketTargets = []byte("targets")
 	keyClean      = []byte("clean")
 )
 
@@ -59,10 +62,17 @@ type userState struct {
 	Clean    bool
 	LastUID  map[string]uint32 // folderKey -> highest UID copied or decided
 	Imported map[string]string // dedupe key -> target folder
+	Targets  map[string]targetMark
+}
+
+// targetMark is what a target folder's STATUS said after the last copy
+// into it.
+type targetMark struct {
+	UIDValidity, UIDNext uint32
 }
 
 func (s *state) load(user string) (*userState, error) {
-	us := &userState{LastUID: map[string]uint32{}, Imported: map[string]string{}}
+	us := &userState{LastUID: map[string]uint32{}, Imported: map[string]string{}, Targets: map[string]targetMark{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUsers).Bucket([]byte(user))
 		if b == nil {
@@ -73,6 +83,14 @@ func (s *state) load(user string) (*userState, error) {
 			f.ForEach(func(k, v []byte) error {
 				if len(v) == 4 {
 					us.LastUID[string(k)] = binary.BigEndian.Uint32(v)
+				}
+				return nil
+			})
+		}
+		if t := b.Bucket(bucketTargets); t != nil {
+			t.ForEach(func(k, v []byte) error {
+				if len(v) == 8 {
+					us.Targets[string(k)] = targetMark{binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:])}
 				}
 				return nil
 			})
@@ -97,10 +115,16 @@ type update struct {
 	clean    *bool
 	lastUID  map[string]uint32
 	imported map[string]string
+	// forget removes dedupe keys and targets removes target marks (both
+	// before imported and marks are written).
+	forget  []string
+	forgetT []string
+	marks   map[string]targetMark
 }
 
 func (u *update) empty() bool {
-	return u.clean == nil && len(u.lastUID) == 0 && len(u.imported) == 0
+	return u.clean == nil && len(u.lastUID) == 0 && len(u.imported) == 0 && len(u.forget) == 0 &&
+		len(u.forgetT) == 0 && len(u.marks) == 0
 }
 
 func (s *state) commit(user string, u *update) error {
@@ -134,8 +158,28 @@ func (s *state) commit(user string, u *update) error {
 		if err != nil {
 			return err
 		}
+		for _, k := range u.forget {
+			if err := kb.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
 		for k, t := range u.imported {
 			if err := kb.Put([]byte(k), []byte(t)); err != nil {
+				return err
+			}
+		}
+		tb, err := b.CreateBucketIfNotExists(bucketTargets)
+		if err != nil {
+			return err
+		}
+		for _, k := range u.forgetT {
+			if err := tb.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		for k, m := range u.marks {
+			v := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, m.UIDValidity), m.UIDNext)
+			if err := tb.Put([]byte(k), v); err != nil {
 				return err
 			}
 		}
