@@ -335,6 +335,8 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		}
 		start(m.name, srv)
 	}
+	// 143 and 993 count their sessions together.
+	imapLimits := imap.NewConnLimits(cfg.Limits.IMAPConnsPerIP, cfg.Limits.IMAPConnsPerUserIP)
 	for _, m := range []struct {
 		name     string
 		implicit bool
@@ -347,9 +349,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			ImplicitTLS: m.implicit,
 			Logger:      log.With("component", m.name),
 			AppendLimit: appendLimit(cfg.Limits.MaxMessageBytes),
-
-			MaxConnsPerIP:     cfg.Limits.IMAPConnsPerIP,
-			MaxConnsPerUserIP: cfg.Limits.IMAPConnsPerUserIP,
+			ConnLimits:  imapLimits,
 		}))
 	}
 	d.web = web.New(cfg, web.Options{Metrics: d.metrics, Health: d.health, Logger: log.With("component", "web")})

@@ -199,7 +199,7 @@ func dialFar(tb testing.TB, env *authEnv) *imapclient.Client {
 // BYE [UNAVAILABLE] and closed; a closed connection frees its place.
 func TestIMAPConnsPerIP(t *testing.T) {
 	t.Parallel()
-	env := newAuthEnv(t, cheapUsers(t, cheapParams, 1), auth.AuthenticatorOptions{}, imap.Options{MaxConnsPerIP: 3})
+	env := newAuthEnv(t, cheapUsers(t, cheapParams, 1), auth.AuthenticatorOptions{}, imap.Options{ConnLimits: imap.NewConnLimits(3, 0)})
 	var conns []*plainConn
 	for i := range 3 {
 		c, greeting := dialPlain(t, env.plainAddr)
@@ -240,7 +240,7 @@ func TestIMAPConnsPerIP(t *testing.T) {
 func TestIMAPConnsPerUserIP(t *testing.T) {
 	t.Parallel()
 	users := cheapUsers(t, cheapParams, 2)
-	env := newAuthEnv(t, users, auth.AuthenticatorOptions{}, imap.Options{MaxConnsPerUserIP: 2})
+	env := newAuthEnv(t, users, auth.AuthenticatorOptions{}, imap.Options{ConnLimits: imap.NewConnLimits(0, 2)})
 	login := func(u int) (*plainConn, string) {
 		c, _ := dialPlain(t, env.plainAddr)
 		return c, c.cmd("l", fmt.Sprintf("LOGIN %s pw%d", users[u].Address, u))
