@@ -27,6 +27,24 @@ var (
 	ErrTooManyFailures = errors.New("auth: too many authentication failures from this address, try later")
 )
 
+// LockoutError is the error of an attempt refused because its address
+// has too many recent failures; it wraps ErrTooManyFailures.
+type LockoutError struct {
+	// RetryIn is when the oldest counted failure leaves the window.
+	RetryIn time.Duration
+}
+
+func (e *LockoutError) Error() string {
+	return fmt.Sprintf("%v (retry in %s)", ErrTooManyFailures, e.RetryIn)
+}
+
+func (e *LockoutError) Unwrap() error { return ErrTooManyFailures }
+
+// RetryMinutes is RetryIn in whole minutes, rounded up (at least 1).
+func (e *LockoutError) RetryMinutes() int {
+	return max(1, int((e.RetryIn+time.Minute-1)/time.Minute))
+}
+
 // AuthenticatorOptions tune an Authenticator; zero values take the defaults.
 type AuthenticatorOptions struct {
 	// MaxFailures per client IP within Window; once reached, further
@@ -220,8 +238,8 @@ func (a *Authenticator) digest(user, password string) digest {
 
 // Authenticate checks username (a user's address, any case) and password
 // for a client at remote. It returns the canonical (lower-case) user
-// address, ErrInvalidCredentials, an error wrapping ErrTooManyFailures, or
-// one wrapping ctx's error.
+// address, ErrInvalidCredentials, a *LockoutError (which wraps
+// ErrTooManyFailures), or an error wrapping ctx's error.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote net.Addr) (string, error) {
 	user := strings.ToLower(username)
 	ip := clientKey(remote)
@@ -236,7 +254,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			retry := f[0].Add(a.opts.Window).Sub(now).Round(time.Second)
 			a.mu.Unlock()
 			a.opts.Logger.Warn("auth refused: too many failures", "ip", ip, "retry_in", retry)
-			return "", fmt.Errorf("%w (retry in %s)", ErrTooManyFailures, retry)
+			return "", &LockoutError{RetryIn: retry}
 		}
 		// A remembered login needs neither a slot nor a verification.
 		if e := a.cache[k]; e != nil && e.user == user && e.hash == a.users[user] && now.Before(e.expires) {

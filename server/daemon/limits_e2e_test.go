@@ -48,8 +48,8 @@ func TestServeLoginLimits(t *testing.T) {
 	out, err := swaks(t, "--server", srv.addr("submissions"), "--tls-on-connect", "--auth", "PLAIN",
 		"--auth-user", "alice@example.test", "--auth-password", "alice-pw",
 		"--from", "alice@example.test", "--to", "alice@example.test", "--quit-after", "AUTH")
-	if err == nil || !strings.Contains(out, "454 4.7.0") {
-		t.Errorf("SMTP AUTH from the locked-out address: err %v, want 454 4.7.0 in\n%s", err, out)
+	if err == nil || !strings.Contains(out, "454 4.7.0 Too many authentication failures from your address, try again in 10 minutes") {
+		t.Errorf("SMTP AUTH from the locked-out address: err %v, want 454 4.7.0 ..., try again in 10 minutes in\n%s", err, out)
 	}
 }
 

@@ -168,8 +168,8 @@ func TestLoginLockoutUnavailable(t *testing.T) {
 		}
 	}
 	got := c.cmd("a3", "LOGIN "+users[0].Address+" pw0")
-	if !strings.HasPrefix(got, "a3 NO [UNAVAILABLE] ") || !strings.Contains(got, "Too many failed logins") {
-		t.Errorf("right password while locked out: %q, want NO [UNAVAILABLE] Too many failed logins...", got)
+	if !strings.HasPrefix(got, "a3 NO [UNAVAILABLE] ") || !strings.Contains(got, "Too many failed logins from your address, try again in 10 minutes") {
+		t.Errorf("right password while locked out: %q, want NO [UNAVAILABLE] Too many failed logins..., try again in 10 minutes", got)
 	}
 	c2, _ := dialPlain(t, env.plainAddr)
 	if got := c2.cmd("b1", "AUTHENTICATE PLAIN "+b64plain(users[0].Address, "pw0")); !strings.HasPrefix(got, "b1 NO [UNAVAILABLE] ") {

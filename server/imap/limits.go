@@ -145,8 +145,12 @@ func (s *session) admitLogin(user string) error {
 func loginError(err error) error {
 	switch {
 	case errors.Is(err, auth.ErrTooManyFailures):
-		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable,
-			Text: "Too many failed logins from your address, try again later"}
+		text := "Too many failed logins from your address, try again later"
+		var le *auth.LockoutError
+		if errors.As(err, &le) {
+			text = fmt.Sprintf("Too many failed logins from your address, try again in %d minutes", le.RetryMinutes())
+		}
+		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable, Text: text}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable,
 			Text: "Temporary authentication failure, try again"}
