@@ -195,8 +195,9 @@ func dialFar(tb testing.TB, env *authEnv) *imapclient.Client {
 	return c
 }
 
-// TestIMAPConnsPerIP: beyond MaxConnsPerIP, a connection is greeted with
-// BYE [UNAVAILABLE] and closed; a closed connection frees its place.
+// TestIMAPConnsPerIP: beyond the per-address cap (ports 143 and 993
+// together), a connection is greeted with BYE [UNAVAILABLE] and closed;
+// another address is not affected; a closed connection frees its place.
 func TestIMAPConnsPerIP(t *testing.T) {
 	t.Parallel()
 	env := newAuthEnv(t, cheapUsers(t, cheapParams, 1), auth.AuthenticatorOptions{}, imap.Options{ConnLimits: imap.NewConnLimits(3, 0)})
@@ -214,6 +215,16 @@ func TestIMAPConnsPerIP(t *testing.T) {
 	}
 	if _, err := c.br.ReadString('\n'); err == nil {
 		t.Error("the refused connection stays open")
+	}
+	// Port 993 counts with 143, and refuses inside TLS.
+	tc, err := tls.Dial("tcp", env.tlsAddr, env.clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if greeting, _ := bufio.NewReader(tc).ReadString('\n'); !strings.HasPrefix(greeting, "* BYE [UNAVAILABLE] ") {
+		t.Errorf("connection to 993 beyond the cap greeted %q, want * BYE [UNAVAILABLE]", greeting)
 	}
 	// Another address is not affected.
 	far := dialFar(t, env)
