@@ -57,7 +57,8 @@ type AuthenticatorOptions struct {
 	Window time.Duration
 	// MaxConcurrent bounds concurrent argon2id verifications, handed out
 	// round robin across client IPs. Default the number of CPUs, at least
-	// 2 and at most 16.
+	// 2 and at most 16, and no more than fit in 256 MiB with the largest
+	// argon2id memory of the users' hashes (at least 2).
 	MaxConcurrent int
 	// FailureDelay is how long the answer to a first failure is held back;
 	// it doubles with each recent failure of the client IP or of the
@@ -148,7 +149,7 @@ func NewAuthenticator(users []User, opts AuthenticatorOptions) (*Authenticator, 
 		opts.Window = 10 * time.Minute
 	}
 	if opts.MaxConcurrent <= 0 {
-		opts.MaxConcurrent = min(max(runtime.NumCPU(), 2), 16)
+		opts.MaxConcurrent = defaultConcurrency(users, runtime.NumCPU())
 	}
 	if opts.FailureDelay == 0 {
 		opts.FailureDelay = 250 * time.Millisecond
@@ -185,6 +186,26 @@ func NewAuthenticator(users []User, opts AuthenticatorOptions) (*Authenticator, 
 		return nil, err
 	}
 	return a, nil
+}
+
+// verifyMemoryBudget bounds the memory of the verifications running at
+// once (default MaxConcurrent).
+const verifyMemoryBudget = 256 << 20
+
+// defaultConcurrency is one verification per CPU (2 to 16), fewer when
+// the users' largest argon2id memory would exceed verifyMemoryBudget.
+func defaultConcurrency(users []User, cpus int) int {
+	n := min(max(cpus, 2), 16)
+	var most uint32
+	for _, u := range users {
+		if p, _, _, err := ParseHash(u.PasswordHash); err == nil {
+			most = max(most, p.Memory)
+		}
+	}
+	if most > 0 {
+		n = min(n, max(2, int(verifyMemoryBudget/(int64(most)<<10))))
+	}
+	return n
 }
 
 // Update replaces the set of users (on config reload). Failure counters are

@@ -121,3 +121,30 @@ func TestFairQueueCancel(t *testing.T) {
 	}
 	q.release()
 }
+
+// TestDefaultConcurrency: one verification per CPU, 2 to 16, fewer when
+// the largest hash's memory times the slots would pass 256 MiB.
+func TestDefaultConcurrency(t *testing.T) {
+	t.Parallel()
+	hash := func(mib uint32) User {
+		h := fmt.Sprintf("$argon2id$v=19$m=%d,t=1,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5", mib<<10)
+		return User{Address: "a@example.org", PasswordHash: h}
+	}
+	for _, tc := range []struct {
+		users []User
+		cpus  int
+		want  int
+	}{
+		{nil, 1, 2},
+		{nil, 8, 8},
+		{nil, 64, 16},
+		{[]User{hash(19)}, 16, 13},
+		{[]User{hash(19), hash(64)}, 16, 4},
+		{[]User{hash(64)}, 2, 2},
+		{[]User{hash(1024)}, 8, 2},
+	} {
+		if got := defaultConcurrency(tc.users, tc.cpus); got != tc.want {
+			t.Errorf("defaultConcurrency(%d users, %d CPUs) = %d, want %d", len(tc.users), tc.cpus, got, tc.want)
+		}
+	}
+}

@@ -177,7 +177,8 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	}
 
 	// The authenticator remembers logins (sliding expiry, one verification
-	// per credential at a time) and runs one argon2id check per CPU,
+	// per credential at a time) and runs one argon2id check per CPU
+	// (within 256 MiB of argon2id memory),
 	// round robin across client addresses.
 	d.authn, err = auth.NewAuthenticator(cfg.AuthUsers(), auth.AuthenticatorOptions{
 		MaxFailures: cfg.Limits.AuthFailuresPerIP,
