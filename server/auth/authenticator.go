@@ -27,6 +27,24 @@ var (
 	ErrTooManyFailures = errors.New("auth: too many authentication failures from this address, try later")
 )
 
+// LockoutError is the error of an attempt refused because its address
+// has too many recent failures; it wraps ErrTooManyFailures.
+type LockoutError struct {
+	// RetryIn is when the oldest counted failure leaves the window.
+	RetryIn time.Duration
+}
+
+func (e *LockoutError) Error() string {
+	return fmt.Sprintf("%v (retry in %s)", ErrTooManyFailures, e.RetryIn)
+}
+
+func (e *LockoutError) Unwrap() error { return ErrTooManyFailures }
+
+// RetryMinutes is RetryIn in whole minutes, rounded up (at least 1).
+func (e *LockoutError) RetryMinutes() int {
+	return max(1, int((e.RetryIn+time.Minute-1)/time.Minute))
+}
+
 // AuthenticatorOptions tune an Authenticator; zero values take the defaults.
 type AuthenticatorOptions struct {
 	// MaxFailures per client IP within Window; once reached, further
@@ -39,7 +57,8 @@ type AuthenticatorOptions struct {
 	Window time.Duration
 	// MaxConcurrent bounds concurrent argon2id verifications, handed out
 	// round robin across client IPs. Default the number of CPUs, at least
-	// 2 and at most 16.
+	// 2 and at most 16, and no more than fit in 256 MiB with the largest
+	// argon2id memory of the users' hashes (at least 2).
 	MaxConcurrent int
 	// FailureDelay is how long the answer to a first failure is held back;
 	// it doubles with each recent failure of the client IP or of the
@@ -130,7 +149,7 @@ func NewAuthenticator(users []User, opts AuthenticatorOptions) (*Authenticator, 
 		opts.Window = 10 * time.Minute
 	}
 	if opts.MaxConcurrent <= 0 {
-		opts.MaxConcurrent = min(max(runtime.NumCPU(), 2), 16)
+		opts.MaxConcurrent = defaultConcurrency(users, runtime.NumCPU())
 	}
 	if opts.FailureDelay == 0 {
 		opts.FailureDelay = 250 * time.Millisecond
@@ -167,6 +186,26 @@ func NewAuthenticator(users []User, opts AuthenticatorOptions) (*Authenticator, 
 		return nil, err
 	}
 	return a, nil
+}
+
+// verifyMemoryBudget bounds the memory of the verifications running at
+// once (default MaxConcurrent).
+const verifyMemoryBudget = 256 << 20
+
+// defaultConcurrency is one verification per CPU (2 to 16), fewer when
+// the users' largest argon2id memory would exceed verifyMemoryBudget.
+func defaultConcurrency(users []User, cpus int) int {
+	n := min(max(cpus, 2), 16)
+	var most uint32
+	for _, u := range users {
+		if p, _, _, err := ParseHash(u.PasswordHash); err == nil {
+			most = max(most, p.Memory)
+		}
+	}
+	if most > 0 {
+		n = min(n, max(2, int(verifyMemoryBudget/(int64(most)<<10))))
+	}
+	return n
 }
 
 // Update replaces the set of users (on config reload). Failure counters are
@@ -220,8 +259,8 @@ func (a *Authenticator) digest(user, password string) digest {
 
 // Authenticate checks username (a user's address, any case) and password
 // for a client at remote. It returns the canonical (lower-case) user
-// address, ErrInvalidCredentials, an error wrapping ErrTooManyFailures, or
-// one wrapping ctx's error.
+// address, ErrInvalidCredentials, a *LockoutError (which wraps
+// ErrTooManyFailures), or an error wrapping ctx's error.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote net.Addr) (string, error) {
 	user := strings.ToLower(username)
 	ip := clientKey(remote)
@@ -236,7 +275,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			retry := f[0].Add(a.opts.Window).Sub(now).Round(time.Second)
 			a.mu.Unlock()
 			a.opts.Logger.Warn("auth refused: too many failures", "ip", ip, "retry_in", retry)
-			return "", fmt.Errorf("%w (retry in %s)", ErrTooManyFailures, retry)
+			return "", &LockoutError{RetryIn: retry}
 		}
 		// A remembered login needs neither a slot nor a verification.
 		if e := a.cache[k]; e != nil && e.user == user && e.hash == a.users[user] && now.Before(e.expires) {

@@ -84,9 +84,14 @@ func TestAuthenticateThrottle(t *testing.T) {
 		}
 		clk.Add(time.Minute)
 	}
-	// Throttled now, even with the right password.
-	if _, err := a.Authenticate(ctx, "alice@example.org", "pw", attacker); !errors.Is(err, auth.ErrTooManyFailures) {
-		t.Errorf("4th attempt from attacker = %v, want ErrTooManyFailures", err)
+	// Throttled now, even with the right password, until the first
+	// failure (3 minutes ago) is 10 minutes old.
+	_, err = a.Authenticate(ctx, "alice@example.org", "pw", attacker)
+	var le *auth.LockoutError
+	if !errors.Is(err, auth.ErrTooManyFailures) || !errors.As(err, &le) {
+		t.Errorf("4th attempt from attacker = %v, want a LockoutError (ErrTooManyFailures)", err)
+	} else if le.RetryIn != 7*time.Minute || le.RetryMinutes() != 7 {
+		t.Errorf("lockout retry in %v (%d minutes), want 7m", le.RetryIn, le.RetryMinutes())
 	}
 	// Another IP is unaffected.
 	if u, err := a.Authenticate(ctx, "alice@example.org", "pw", friend); err != nil || u != "alice@example.org" {

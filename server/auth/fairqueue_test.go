@@ -10,7 +10,7 @@ import (
 
 // TestFairQueueRoundRobin: with every slot taken and one address queueing
 // 50 requests before a second address queues one, the second is served
-// within the next two grants, not after the 50.
+// second in turn (after the head of the first), not after the 50.
 func TestFairQueueRoundRobin(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -34,8 +34,21 @@ func TestFairQueueRoundRobin(t *testing.T) {
 			mu.Lock()
 			order = append(order, key)
 			mu.Unlock()
-			q.release()
 		}()
+	}
+	served := func(n int) {
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			mu.Lock()
+			got := len(order)
+			mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d served, want %d", got, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	waiting := func(n int) {
 		for deadline := time.Now().Add(5 * time.Second); ; {
@@ -60,17 +73,22 @@ func TestFairQueueRoundRobin(t *testing.T) {
 	waiting(50)
 	enqueue("friend")
 	waiting(51)
-	q.release()
-	q.release()
+	// One grant at a time, so that the order served is the order granted.
+	for i := range 51 {
+		q.release()
+		served(i + 1)
+	}
 	wg.Wait()
+	q.release()
+	q.release()
 	pos := -1
 	for i, k := range order {
 		if k == "friend" {
 			pos = i
 		}
 	}
-	if pos < 0 || pos > 1 {
-		t.Errorf("friend served in position %d of %d, want 0 or 1", pos, len(order))
+	if pos != 1 {
+		t.Errorf("friend served in position %d of %d, want 1", pos, len(order))
 	}
 	if q.free != 2 || len(q.ring) != 0 || len(q.queues) != 0 {
 		t.Errorf("after all: free %d, ring %v, queues %d; want 2 free and nothing queued", q.free, q.ring, len(q.queues))
@@ -102,4 +120,31 @@ func TestFairQueueCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	q.release()
+}
+
+// TestDefaultConcurrency: one verification per CPU, 2 to 16, fewer when
+// the largest hash's memory times the slots would pass 256 MiB.
+func TestDefaultConcurrency(t *testing.T) {
+	t.Parallel()
+	hash := func(mib uint32) User {
+		h := fmt.Sprintf("$argon2id$v=19$m=%d,t=1,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5", mib<<10)
+		return User{Address: "a@example.org", PasswordHash: h}
+	}
+	for _, tc := range []struct {
+		users []User
+		cpus  int
+		want  int
+	}{
+		{nil, 1, 2},
+		{nil, 8, 8},
+		{nil, 64, 16},
+		{[]User{hash(19)}, 16, 13},
+		{[]User{hash(19), hash(64)}, 16, 4},
+		{[]User{hash(64)}, 2, 2},
+		{[]User{hash(1024)}, 8, 2},
+	} {
+		if got := defaultConcurrency(tc.users, tc.cpus); got != tc.want {
+			t.Errorf("defaultConcurrency(%d users, %d CPUs) = %d, want %d", len(tc.users), tc.cpus, got, tc.want)
+		}
+	}
 }

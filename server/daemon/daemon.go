@@ -177,7 +177,8 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	}
 
 	// The authenticator remembers logins (sliding expiry, one verification
-	// per credential at a time) and runs one argon2id check per CPU,
+	// per credential at a time) and runs one argon2id check per CPU
+	// (within 256 MiB of argon2id memory),
 	// round robin across client addresses.
 	d.authn, err = auth.NewAuthenticator(cfg.AuthUsers(), auth.AuthenticatorOptions{
 		MaxFailures: cfg.Limits.AuthFailuresPerIP,
@@ -335,6 +336,8 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		}
 		start(m.name, srv)
 	}
+	// 143 and 993 count their sessions together.
+	imapLimits := imap.NewConnLimits(cfg.Limits.IMAPConnsPerIP, cfg.Limits.IMAPConnsPerUserIP)
 	for _, m := range []struct {
 		name     string
 		implicit bool
@@ -347,9 +350,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			ImplicitTLS: m.implicit,
 			Logger:      log.With("component", m.name),
 			AppendLimit: appendLimit(cfg.Limits.MaxMessageBytes),
-
-			MaxConnsPerIP:     cfg.Limits.IMAPConnsPerIP,
-			MaxConnsPerUserIP: cfg.Limits.IMAPConnsPerUserIP,
+			ConnLimits:  imapLimits,
 		}))
 	}
 	d.web = web.New(cfg, web.Options{Metrics: d.metrics, Health: d.health, Logger: log.With("component", "web")})

@@ -168,8 +168,8 @@ func TestLoginLockoutUnavailable(t *testing.T) {
 		}
 	}
 	got := c.cmd("a3", "LOGIN "+users[0].Address+" pw0")
-	if !strings.HasPrefix(got, "a3 NO [UNAVAILABLE] ") || !strings.Contains(got, "Too many failed logins") {
-		t.Errorf("right password while locked out: %q, want NO [UNAVAILABLE] Too many failed logins...", got)
+	if !strings.HasPrefix(got, "a3 NO [UNAVAILABLE] ") || !strings.Contains(got, "Too many failed logins from your address, try again in 10 minutes") {
+		t.Errorf("right password while locked out: %q, want NO [UNAVAILABLE] Too many failed logins..., try again in 10 minutes", got)
 	}
 	c2, _ := dialPlain(t, env.plainAddr)
 	if got := c2.cmd("b1", "AUTHENTICATE PLAIN "+b64plain(users[0].Address, "pw0")); !strings.HasPrefix(got, "b1 NO [UNAVAILABLE] ") {
@@ -195,11 +195,12 @@ func dialFar(tb testing.TB, env *authEnv) *imapclient.Client {
 	return c
 }
 
-// TestIMAPConnsPerIP: beyond MaxConnsPerIP, a connection is greeted with
-// BYE [UNAVAILABLE] and closed; a closed connection frees its place.
+// TestIMAPConnsPerIP: beyond the per-address cap (ports 143 and 993
+// together), a connection is greeted with BYE [UNAVAILABLE] and closed;
+// another address is not affected; a closed connection frees its place.
 func TestIMAPConnsPerIP(t *testing.T) {
 	t.Parallel()
-	env := newAuthEnv(t, cheapUsers(t, cheapParams, 1), auth.AuthenticatorOptions{}, imap.Options{MaxConnsPerIP: 3})
+	env := newAuthEnv(t, cheapUsers(t, cheapParams, 1), auth.AuthenticatorOptions{}, imap.Options{ConnLimits: imap.NewConnLimits(3, 0)})
 	var conns []*plainConn
 	for i := range 3 {
 		c, greeting := dialPlain(t, env.plainAddr)
@@ -214,6 +215,16 @@ func TestIMAPConnsPerIP(t *testing.T) {
 	}
 	if _, err := c.br.ReadString('\n'); err == nil {
 		t.Error("the refused connection stays open")
+	}
+	// Port 993 counts with 143, and refuses inside TLS.
+	tc, err := tls.Dial("tcp", env.tlsAddr, env.clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if greeting, _ := bufio.NewReader(tc).ReadString('\n'); !strings.HasPrefix(greeting, "* BYE [UNAVAILABLE] ") {
+		t.Errorf("connection to 993 beyond the cap greeted %q, want * BYE [UNAVAILABLE]", greeting)
 	}
 	// Another address is not affected.
 	far := dialFar(t, env)
@@ -240,7 +251,7 @@ func TestIMAPConnsPerIP(t *testing.T) {
 func TestIMAPConnsPerUserIP(t *testing.T) {
 	t.Parallel()
 	users := cheapUsers(t, cheapParams, 2)
-	env := newAuthEnv(t, users, auth.AuthenticatorOptions{}, imap.Options{MaxConnsPerUserIP: 2})
+	env := newAuthEnv(t, users, auth.AuthenticatorOptions{}, imap.Options{ConnLimits: imap.NewConnLimits(0, 2)})
 	login := func(u int) (*plainConn, string) {
 		c, _ := dialPlain(t, env.plainAddr)
 		return c, c.cmd("l", fmt.Sprintf("LOGIN %s pw%d", users[u].Address, u))

@@ -12,8 +12,25 @@ import (
 	"github.com/mailctl/mailctl/server/auth"
 )
 
-// connCounts counts the sessions per client address (auth.ClientKey: an
-// IPv4 address or an IPv6 /64) and per user and address.
+// ConnLimits caps the IMAP sessions per client address (auth.ClientKey:
+// an IPv4 address or an IPv6 /64) and per user and address. One value is
+// shared by the servers of every IMAP port, so that 143 and 993 count
+// together. It is safe for concurrent use.
+type ConnLimits struct {
+	perIP, perUserIP int
+	counts           connCounts
+}
+
+// NewConnLimits caps connections at perIP per client address (beyond it
+// a connection is greeted with BYE [UNAVAILABLE]) and sessions at
+// perUserIP per user and address, as Dovecot's mail_max_userip_connections
+// (beyond it LOGIN answers NO [UNAVAILABLE]). 0 leaves a cap out.
+func NewConnLimits(perIP, perUserIP int) *ConnLimits {
+	return &ConnLimits{perIP: perIP, perUserIP: perUserIP}
+}
+
+// connCounts counts the sessions per client address and per user and
+// address.
 type connCounts struct {
 	mu     sync.Mutex
 	ip     map[string]int
@@ -22,9 +39,6 @@ type connCounts struct {
 
 // admitIP counts a new connection from ip, unless it has max already.
 func (c *connCounts) admitIP(ip string, max int) bool {
-	if max <= 0 {
-		return true
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ip == nil {
@@ -78,11 +92,15 @@ var errTooManyConns = &goimap.Error{Type: goimap.StatusResponseTypeBye, Code: go
 // nil if admitted, else the BYE greeting to send.
 func (s *session) admitConn() error {
 	s.clientKey = auth.ClientKey(s.conn.RemoteAddr())
-	if !s.srv.conns.admitIP(s.clientKey, s.srv.opts.MaxConnsPerIP) {
-		s.logger.Warn("imap connection refused: too many from this address", "ip", s.clientKey, "max", s.srv.opts.MaxConnsPerIP)
+	l := s.srv.opts.ConnLimits
+	if l == nil || l.perIP <= 0 {
+		return nil
+	}
+	if !l.counts.admitIP(s.clientKey, l.perIP) {
+		s.logger.Warn("imap connection refused: too many from this address", "ip", s.clientKey, "max", l.perIP)
 		return errTooManyConns
 	}
-	s.counted = s.srv.opts.MaxConnsPerIP > 0
+	s.counted = true
 	return nil
 }
 
@@ -90,7 +108,7 @@ func (s *session) admitConn() error {
 func (s *session) releaseConn() {
 	if s.counted {
 		s.counted = false
-		s.srv.conns.releaseIP(s.clientKey)
+		s.srv.opts.ConnLimits.counts.releaseIP(s.clientKey)
 	}
 	s.releaseLogin()
 }
@@ -98,7 +116,7 @@ func (s *session) releaseConn() {
 // releaseLogin undoes admitLogin.
 func (s *session) releaseLogin() {
 	if s.countedUser != "" {
-		s.srv.conns.releaseUser(s.countedUser, s.clientKey)
+		s.srv.opts.ConnLimits.counts.releaseUser(s.countedUser, s.clientKey)
 		s.countedUser = ""
 	}
 }
@@ -106,11 +124,12 @@ func (s *session) releaseLogin() {
 // admitLogin counts a session of user against the per-user-and-address
 // cap; nil if admitted, else the tagged NO for LOGIN/AUTHENTICATE.
 func (s *session) admitLogin(user string) error {
-	max := s.srv.opts.MaxConnsPerUserIP
-	if max <= 0 {
+	l := s.srv.opts.ConnLimits
+	if l == nil || l.perUserIP <= 0 {
 		return nil
 	}
-	if !s.srv.conns.admitUser(user, s.clientKey, max) {
+	max := l.perUserIP
+	if !l.counts.admitUser(user, s.clientKey, max) {
 		s.logger.Warn("imap login refused: too many connections of this user from this address", "user", user, "ip", s.clientKey, "max", max)
 		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable,
 			Text: fmt.Sprintf("Too many connections of this user from your address (at most %d), try later", max)}
@@ -126,8 +145,12 @@ func (s *session) admitLogin(user string) error {
 func loginError(err error) error {
 	switch {
 	case errors.Is(err, auth.ErrTooManyFailures):
-		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable,
-			Text: "Too many failed logins from your address, try again later"}
+		text := "Too many failed logins from your address, try again later"
+		var le *auth.LockoutError
+		if errors.As(err, &le) {
+			text = fmt.Sprintf("Too many failed logins from your address, try again in %d minutes", le.RetryMinutes())
+		}
+		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable, Text: text}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable,
 			Text: "Temporary authentication failure, try again"}

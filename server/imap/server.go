@@ -50,14 +50,10 @@ type Options struct {
 	// AppendLimit is the largest message APPEND accepts, in bytes.
 	// Default 50 MiB.
 	AppendLimit uint32
-	// MaxConnsPerIP caps the connections from one client address (an IPv4
-	// address or an IPv6 /64); the next is greeted with BYE [UNAVAILABLE].
-	// 0: no cap (server/config's default is 50).
-	MaxConnsPerIP int
-	// MaxConnsPerUserIP caps the sessions of one user from one client
-	// address, as Dovecot's mail_max_userip_connections; LOGIN beyond it
-	// answers NO [UNAVAILABLE]. 0: no cap (server/config's default is 10).
-	MaxConnsPerUserIP int
+	// ConnLimits caps sessions per client address and per user and
+	// address; share one between the servers of every IMAP port. nil: no
+	// caps.
+	ConnLimits *ConnLimits
 }
 
 // Server serves IMAP on the listeners given to Serve.
@@ -74,8 +70,6 @@ type Server struct {
 
 	mu        sync.Mutex
 	mailboxes map[mailboxKey]*sharedMailbox
-
-	conns connCounts // per address and per user and address (limits.go)
 
 	// scans holds a token per search reading messages (SEARCH BODY,
 	// TEXT) that runs: GOMAXPROCS-1 (at least 1) at a time, so that a

@@ -166,6 +166,12 @@ func (se *session) authenticate(username, password string) error {
 		se.log.Info("authenticated")
 		return nil
 	case errors.Is(err, auth.ErrTooManyFailures):
+		var le *auth.LockoutError
+		if errors.As(err, &le) {
+			e := *errAuthThrottled
+			e.Message = fmt.Sprintf("Too many authentication failures from your address, try again in %d minutes", le.RetryMinutes())
+			return &e
+		}
 		return errAuthThrottled
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		return gosmtp.ErrAuthFailed
