@@ -735,9 +735,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 			continue
 		}
 		if hdr != nil && headerOnly(bs) {
-			buf = imapserver.ExtractBodySection(bytes.NewReader(hdr), bs)
+			buf = bodySection(bytes.NewReader(hdr), bs)
 		} else {
-			buf = imapserver.ExtractBodySection(rewind(), bs)
+			buf = bodySection(rewind(), bs)
 		}
 		wc := w.WriteBodySection(bs, int64(len(buf)))
 		_, werr := wc.Write(buf)
