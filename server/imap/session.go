@@ -533,6 +533,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 const fetchChunk = 1000
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) (err error) {
+	defer s.conn.watchGone(s.cancel)()
 	if err := s.view.sm.sync(s.ctx, nil); err != nil {
 		return s.imapError(err)
 	}
@@ -621,6 +622,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		for i, it := range chunk {
 			if it.clientSeq == 0 {
 				continue
+			}
+			if err := s.ctx.Err(); err != nil {
+				return err // the client went away (gone.go)
 			}
 			m := it.msg
 			if seenNow[m.UID] {
@@ -766,6 +770,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 }
 
 func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteria, options *goimap.SearchOptions) (*goimap.SearchData, error) {
+	defer s.conn.watchGone(s.cancel)()
 	if err := s.view.sm.sync(s.ctx, nil); err != nil {
 		return nil, s.imapError(err)
 	}
@@ -817,6 +822,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 			if err := slot.acquire(s.ctx); err != nil {
 				return nil, err
 			}
+		}
+		if i%256 == 0 && s.ctx.Err() != nil {
+			return nil, s.ctx.Err() // the client went away (gone.go)
 		}
 		m := &msgs[i]
 		cseq := uint32(i) + 1
