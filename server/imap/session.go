@@ -111,7 +111,7 @@ func (s *session) imapError(err error) error {
 		return err
 	}
 	s.logger.ErrorContext(s.ctx, "imap command failed", "err", err)
-	return err
+	return internalError()
 }
 
 func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.SelectData, error) {
