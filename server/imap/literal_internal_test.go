@@ -1,6 +1,10 @@
 package imap
 
 import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 )
@@ -86,5 +90,36 @@ func TestFixBadArgs(t *testing.T) {
 		if got := string(fixBadArgs([]byte(in))); got != want {
 			t.Errorf("fixBadArgs(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// timeoutConn is a pipeConn whose input ends in a read timeout.
+type timeoutConn struct {
+	pipeConn
+	r io.Reader
+}
+
+func (c *timeoutConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+type failReader struct{ err error }
+
+func (f failReader) Read([]byte) (int, error) { return 0, f.err }
+
+// TestConnPartialLineTimeout: a command line cut short by the read
+// deadline (slowloris) is not handed to the library, which sees only the
+// timeout.
+func TestConnPartialLineTimeout(t *testing.T) {
+	tc := &timeoutConn{r: io.MultiReader(strings.NewReader("a NOOP\r\nb CREATE Slow"), failReader{os.ErrDeadlineExceeded})}
+	c := newConn(tc, nil, false, slog.New(slog.DiscardHandler))
+	var got []byte
+	buf := make([]byte, 5)
+	var err error
+	for err == nil {
+		var n int
+		n, err = c.Read(buf)
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "a NOOP\r\n" || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("library reads %q, then %v; want %q, then the timeout", got, err, "a NOOP\r\n")
 	}
 }
