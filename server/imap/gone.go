@@ -2,6 +2,7 @@ package imap
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -27,22 +28,29 @@ func (c *conn) watchGone(cancel context.CancelFunc) (stop func()) {
 	if probe == nil {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(goneEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if probe() {
-					c.logger.Info("imap client went away during a command: cancelled", "remote", c.RemoteAddr().String())
-					cancel()
-					return
-				}
-			}
+	// A timer rather than a goroutine: most commands end before it fires.
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(goneEvery, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	return func() { close(done) }
+		if probe() {
+			c.logger.Info("imap client went away during a command: cancelled", "remote", c.RemoteAddr().String())
+			cancel()
+			return
+		}
+		t.Reset(goneEvery)
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		t.Stop()
+	}
 }
