@@ -58,6 +58,13 @@ type conn struct {
 	readErr error // error to return once pending is drained
 	literal int64 // bytes of literal still to pass through
 	midLine bool  // the last chunk did not end a line
+	// The command being read (literal.go): its tag and name, whether the
+	// line being read starts it, and whether the next line continues it
+	// (the last one ended in a literal).
+	cmdTag, cmdName string
+	lineFirst       bool
+	cont            bool
+	appendLimit     int64 // Options.AppendLimit; 0: none here
 
 	// Write side.
 	wmu   sync.Mutex
@@ -159,9 +166,19 @@ func (c *conn) Read(p []byte) (int, error) {
 		if len(line) == 0 {
 			return 0, err
 		}
-		c.readErr = err
 		complete := line[len(line)-1] == '\n'
-		if !c.midLine && complete {
+		if err != nil && !complete {
+			// A partial line (the client stopped, or timed out): never
+			// handed on, so never executed.
+			c.readErr = err
+			return 0, err
+		}
+		c.readErr = err
+		wasMid := c.midLine
+		if !wasMid {
+			c.startLine(line)
+		}
+		if !wasMid && complete && !c.cont {
 			handled, herr := c.handleLine(line)
 			if herr != nil {
 				return 0, herr
@@ -170,11 +187,26 @@ func (c *conn) Read(p []byte) (int, error) {
 				continue
 			}
 		}
+		if complete {
+			if n := literalSize(line); n > 0 {
+				checked, lerr := c.checkLiteral(line, n, c.lineFirst && !wasMid)
+				if lerr != nil {
+					c.readErr = lerr
+					return 0, lerr
+				}
+				if checked == nil {
+					c.midLine, c.cont = false, false
+					continue // answered; the client sends no literal
+				}
+				line = checked
+			}
+		}
 		c.midLine = !complete
 		c.pbuf = append(c.pbuf[:0], line...)
 		c.pending = c.pbuf
 		if complete {
 			c.literal = literalSize(line)
+			c.cont = c.literal > 0
 		}
 	}
 	n := copy(p, c.pending)
@@ -422,7 +454,11 @@ func (c *conn) Write(p []byte) (int, error) {
 		if !c.wcont && len(c.wline) > 0 && c.wline[0] != '*' && c.wline[0] != '+' {
 			tagged = true // the end of a command's answer
 		}
-		c.out = c.rewriteCaps(c.out, c.wline)
+		line := c.wline
+		if !c.wcont {
+			line = fixBadArgs(line)
+		}
+		c.out = c.rewriteCaps(c.out, line)
 		c.wlit = literalSize(c.wline)
 		c.wcont = c.wlit > 0 // the response goes on after the literal
 		c.wline = c.wline[:0]

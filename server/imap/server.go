@@ -190,7 +190,9 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(c, l.s.opts.TLSConfig, l.s.opts.ImplicitTLS, l.s.logger), nil
+	cc := newConn(c, l.s.opts.TLSConfig, l.s.opts.ImplicitTLS, l.s.logger)
+	cc.appendLimit = int64(l.s.opts.AppendLimit)
+	return cc, nil
 }
 
 // libLogger sends the library's messages (protocol and I/O errors) to slog.

@@ -132,7 +132,7 @@ func (s *session) imapError(err error) error {
 		return err
 	}
 	s.logger.ErrorContext(s.ctx, "imap command failed", "err", err)
-	return err
+	return internalError()
 }
 
 func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.SelectData, error) {
@@ -716,6 +716,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 const fetchChunk = 1000
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) (err error) {
+	defer s.conn.watchGone(s.cancel)()
 	v := s.view
 	if err := v.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
@@ -834,6 +835,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 		}
 		for i, it := range chunk {
+			if err := s.ctx.Err(); err != nil {
+				return err // the client went away (gone.go)
+			}
 			m := it.msg
 			if seenNow[m.UID] {
 				m.Flags = append(append([]string(nil), m.Flags...), store.FlagSeen)
@@ -950,9 +954,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 			continue
 		}
 		if hdr != nil && headerOnly(bs) {
-			buf = imapserver.ExtractBodySection(bytes.NewReader(hdr), bs)
+			buf = bodySection(bytes.NewReader(hdr), bs)
 		} else {
-			buf = imapserver.ExtractBodySection(rewind(), bs)
+			buf = bodySection(rewind(), bs)
 		}
 		wc := w.WriteBodySection(bs, int64(len(buf)))
 		_, werr := wc.Write(buf)
@@ -981,6 +985,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 }
 
 func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteria, options *goimap.SearchOptions) (*goimap.SearchData, error) {
+	defer s.conn.watchGone(s.cancel)()
 	if err := s.view.sm.sync(s.ctx); err != nil {
 		return nil, s.imapError(err)
 	}
@@ -1068,6 +1073,9 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 			if err := slot.acquire(s.ctx); err != nil {
 				return err
 			}
+		}
+		if i%256 == 0 && s.ctx.Err() != nil {
+			return s.ctx.Err() // the client went away (gone.go)
 		}
 		if gone != nil && gone[i] {
 			continue // expunged by another session
