@@ -454,11 +454,7 @@ func (c *conn) Write(p []byte) (int, error) {
 		if !c.wcont && len(c.wline) > 0 && c.wline[0] != '*' && c.wline[0] != '+' {
 			tagged = true // the end of a command's answer
 		}
-		line := c.wline
-		if !c.wcont {
-			line = fixBadArgs(line)
-		}
-		c.out = c.rewriteCaps(c.out, line)
+		c.out = c.rewriteCaps(c.out, c.wline)
 		c.wlit = literalSize(c.wline)
 		c.wcont = c.wlit > 0 // the response goes on after the literal
 		c.wline = c.wline[:0]
@@ -486,6 +482,9 @@ func (c *conn) flushOut() error {
 // rewriteCaps appends line to dst, with its capability list (an untagged
 // CAPABILITY response or a [CAPABILITY ...] response code) adjusted.
 func (c *conn) rewriteCaps(dst, line []byte) []byte {
+	if !c.wcont {
+		line = fixBadArgs(line) // badargs.go
+	}
 	var start, end int
 	if bytes.HasPrefix(line, []byte("* CAPABILITY ")) {
 		start = len("* CAPABILITY ")
