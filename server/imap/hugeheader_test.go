@@ -10,14 +10,15 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailctl/mailctl/server/internal/limits"
 )
 
-// Header bounds at receipt (server/internal/limits, MaxHeaderBytes and
-// MaxHeaderLines, checked by SMTP and APPEND): the benchmark's message
-// is at both.
+// Header bounds at receipt, checked by SMTP and APPEND: the benchmark's
+// message is at both.
 const (
-	headerLimitBytes = 1 << 20
-	headerLimitLines = 10000
+	headerLimitBytes = limits.MaxHeaderBytes
+	headerLimitLines = limits.MaxHeaderLines
 )
 
 // longHeader returns a message whose header has n lines of lineLen bytes
