@@ -136,10 +136,7 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	sm.views[v] = struct{}{}
 	sm.mu.Unlock()
 	s.view = v
-	if err := v.claimRecent(s.ctx); err != nil {
-		s.unselect()
-		return nil, s.imapError(err)
-	}
+	v.claimRecent()
 	var firstUnseen uint32
 	for i := range v.msgs {
 		if !v.msgs[i].HasFlag(store.FlagSeen) {
@@ -461,10 +458,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 	if err := v.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
 	}
-	v.changed(updated)
 	if flags.Silent {
+		v.changedSilently(items, updated, op, storeFlags(flags.Flags))
 		return nil
 	}
+	v.changed(updated)
 	// New keywords are announced before any FETCH shows them.
 	if err := v.announceFlags(s.conn); err != nil {
 		return err
@@ -602,6 +600,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		}
 	}
 	seenNow := map[uint32]bool{}
+	var nowSeen map[uint32]store.Message // the messages as \Seen made them
 	if markSeen {
 		var uids []uint32
 		for _, it := range items {
@@ -618,8 +617,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 				return s.imapError(err)
 			}
 			v.changed(updated)
+			nowSeen = make(map[uint32]store.Message, len(updated))
 			for _, m := range updated {
 				seenNow[m.UID] = true
+				nowSeen[m.UID] = m
 			}
 		}
 	}
@@ -687,7 +688,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		for i, it := range chunk {
 			m := it.msg
 			if seenNow[m.UID] {
-				m.Flags = append(append([]string(nil), m.Flags...), store.FlagSeen)
+				// As committed: another session may have changed others.
+				m.Flags = nowSeen[m.UID].Flags
 			}
 			if v.rev1 && v.isRecent(m.UID) {
 				m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))

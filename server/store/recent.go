@@ -47,3 +47,9 @@ func (s *Store) ClaimRecent(ctx context.Context, user string, id uint64, upTo ui
 	}
 	return first, nil
 }
+
+// ApplyFlags returns the flags that SetFlags with op and flags makes of
+// cur: for IMAP sessions that tell what a client expects after STORE.
+func ApplyFlags(cur []string, op FlagOp, flags []string) []string {
+	return applyFlags(cur, op, normalizeFlags(flags))
+}
