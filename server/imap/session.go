@@ -687,6 +687,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		}
 		for i, it := range chunk {
 			m := it.msg
+			if options.Flags && m.ModSeq > v.modseq {
+				// The answer shows the change: no update for it after.
+				v.changed([]store.Message{m})
+			}
 			if seenNow[m.UID] {
 				// As committed: another session may have changed others.
 				m.Flags = nowSeen[m.UID].Flags
