@@ -656,6 +656,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		lineBuf = lineBuf[:0]
 		return err
 	}
+	var flagBuf []string
 	for start := 0; start < len(items); start += fetchChunk {
 		chunk := items[start:min(start+fetchChunk, len(items))]
 		uids := make([]uint32, len(chunk))
@@ -695,8 +696,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 				// As committed: another session may have changed others.
 				m.Flags = nowSeen[m.UID].Flags
 			}
-			if v.rev1 && v.isRecent(m.UID) {
-				m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
+			if (options.Flags || seenNow[m.UID]) && v.rev1 && v.isRecent(m.UID) {
+				// In a buffer reused for every message: the flags are
+				// written out before the next one.
+				flagBuf = append(append(flagBuf[:0], m.Flags...), string(flagRecent))
+				m.Flags = flagBuf
 			}
 			var hdr []byte
 			if hdrs != nil {
@@ -872,6 +876,8 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		slot = scanSlot{scans: s.srv.scans}
 		defer slot.release()
 	}
+	// \Recent is added to the flags tested only when asked about.
+	recent := v.rev1 && len(v.recent) > 0 && mentionsRecent(criteria)
 	wantUIDs := kind == imapserver.NumKindUID || options.ReturnSave
 	var data goimap.SearchData
 	var seqSet goimap.SeqSet
@@ -889,7 +895,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		m := &msgs[i]
 		cseq := uint32(i) + 1
 		lm = lazyMessage{s: s, m: *m, sc: sc}
-		if v.rev1 && len(v.recent) > 0 && v.isRecent(m.UID) {
+		if recent && v.isRecent(m.UID) {
 			lm.m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
 		}
 		if hdrs != nil {
@@ -927,6 +933,28 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 		v.searchRes = uidSet
 	}
 	return &data, nil
+}
+
+// mentionsRecent reports whether c tests \Recent (RECENT, NEW, OLD).
+func mentionsRecent(c *goimap.SearchCriteria) bool {
+	for _, fl := range [][]goimap.Flag{c.Flag, c.NotFlag} {
+		for _, f := range fl {
+			if strings.EqualFold(string(f), string(flagRecent)) {
+				return true
+			}
+		}
+	}
+	for i := range c.Not {
+		if mentionsRecent(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if mentionsRecent(&c.Or[i][0]) || mentionsRecent(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // appendSeq adds n, greater than every number of set, to set, as
