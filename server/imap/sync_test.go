@@ -464,3 +464,34 @@ func reflectEqual(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// TestNoStaleFlagsAfterOwnStore (issue 13 item 1): after a session's own
+// STORE, the server never sends it an older FETCH FLAGS of the message
+// (another session's change, made before, that was still to be sent).
+func TestNoStaleFlagsAfterOwnStore(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "stale")
+	a := login(t, env, "INBOX")
+	b := login(t, env, "INBOX")
+	b.cmd("b1", `STORE 1 +FLAGS (\Flagged)`)
+	time.Sleep(100 * time.Millisecond) // the change reaches the shared state
+	got := a.cmd("a1", `STORE 1 +FLAGS (\Seen)`)
+	got = append(got, a.cmd("a2", "NOOP")...)
+	sawSeen := false
+	for _, l := range got {
+		if !strings.HasPrefix(l, "* 1 FETCH ") {
+			continue
+		}
+		hasSeen := strings.Contains(l, `\Seen`)
+		if sawSeen && !hasSeen {
+			t.Errorf("older flags after the session's own STORE: %q", got)
+		}
+		sawSeen = sawSeen || hasSeen
+		if !strings.Contains(l, `\Flagged`) {
+			t.Errorf("flags without the other session's \\Flagged: %q", l)
+		}
+	}
+	if !sawSeen {
+		t.Errorf("STORE and NOOP = %q, want FLAGS with \\Seen", got)
+	}
+}
