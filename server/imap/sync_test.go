@@ -106,6 +106,11 @@ func TestFetchExpungedByOther(t *testing.T) {
 	if got := a.cmd("a5", "FETCH 2 (UID)"); !slices.Equal(got, []string{"* 2 FETCH (UID 3)"}) {
 		t.Errorf("FETCH 2 = %q", got)
 	}
+	for _, c := range []string{`STORE 3 +FLAGS (\Seen)`, "COPY 2:3 Trash", "MOVE 3 Trash"} {
+		if _, tagged := a.status("a7", c); !strings.HasPrefix(tagged, "a7 BAD") {
+			t.Errorf("%s with 2 messages: %q, want BAD", c, tagged)
+		}
+	}
 	// UID sets name what exists: no BAD.
 	if got := a.cmd("a6", "UID FETCH 2:9 (UID)"); !slices.Equal(got, []string{"* 2 FETCH (UID 3)"}) {
 		t.Errorf("UID FETCH 2:9 = %q", got)
