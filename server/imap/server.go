@@ -284,5 +284,16 @@ func (s *Server) release(sm *sharedMailbox) {
 	if sm.refs == 0 {
 		delete(s.mailboxes, sm.key)
 		close(sm.done)
+		// The \Recent claims are kept (see view.claimRecent); s.mu
+		// held, so that a session selecting the mailbox next sees them.
+		sm.mu.Lock()
+		dirty, upTo := sm.recentDirty, sm.mb.RecentUID
+		sm.mu.Unlock()
+		if dirty {
+			_, err := s.st.ClaimRecent(context.WithoutCancel(s.ctx), sm.key.user, sm.key.id, upTo)
+			if err != nil && s.ctx.Err() == nil && !errors.Is(err, store.ErrNoSuchMailbox) {
+				s.logger.WarnContext(s.ctx, "imap: keep \\Recent claims", "user", sm.key.user, "err", err)
+			}
+		}
 	}
 }

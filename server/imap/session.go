@@ -160,10 +160,7 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	sm.views[v] = struct{}{}
 	sm.mu.Unlock()
 	s.view = v
-	if err := v.claimRecent(s.ctx); err != nil {
-		s.unselect()
-		return nil, s.imapError(err)
-	}
+	v.claimRecent()
 	var firstUnseen uint32
 	for i := range v.msgs {
 		if !v.msgs[i].HasFlag(store.FlagSeen) {
@@ -610,10 +607,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 	if err := v.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
 	}
-	v.changed(updated)
 	if flags.Silent {
+		v.changedSilently(items, updated, op, storeFlags(flags.Flags))
 		return nil
 	}
+	v.changed(updated)
 	// New keywords are announced before any FETCH shows them.
 	if err := v.announceFlags(s.conn); err != nil {
 		return err
@@ -752,6 +750,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		}
 	}
 	seenNow := map[uint32]bool{}
+	var nowSeen map[uint32]store.Message // the messages as \Seen made them
 	if markSeen {
 		var uids []uint32
 		for _, it := range items {
@@ -768,8 +767,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 				return s.imapError(err)
 			}
 			v.changed(updated)
+			nowSeen = make(map[uint32]store.Message, len(updated))
 			for _, m := range updated {
 				seenNow[m.UID] = true
+				nowSeen[m.UID] = m
 			}
 		}
 	}
@@ -805,6 +806,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		lineBuf = lineBuf[:0]
 		return err
 	}
+	var flagBuf []string
 	for start := 0; start < len(items); start += fetchChunk {
 		chunk := items[start:min(start+fetchChunk, len(items))]
 		uids := make([]uint32, len(chunk))
@@ -839,11 +841,19 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 				return err // the client went away (gone.go)
 			}
 			m := it.msg
-			if seenNow[m.UID] {
-				m.Flags = append(append([]string(nil), m.Flags...), store.FlagSeen)
+			if options.Flags && m.ModSeq > v.modseq {
+				// The answer shows the change: no update for it after.
+				v.changed([]store.Message{m})
 			}
-			if v.rev1 && v.isRecent(m.UID) {
-				m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
+			if seenNow[m.UID] {
+				// As committed: another session may have changed others.
+				m.Flags = nowSeen[m.UID].Flags
+			}
+			if (options.Flags || seenNow[m.UID]) && v.rev1 && v.isRecent(m.UID) {
+				// In a buffer reused for every message: the flags are
+				// written out before the next one.
+				flagBuf = append(append(flagBuf[:0], m.Flags...), string(flagRecent))
+				m.Flags = flagBuf
 			}
 			var hdr []byte
 			if hdrs != nil {
@@ -1067,6 +1077,8 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		slot = scanSlot{scans: s.srv.scans}
 		defer slot.release()
 	}
+	// \Recent is added to the flags tested only when asked about.
+	recent := v.rev1 && len(v.recent) > 0 && mentionsRecent(criteria)
 	for i := range msgs {
 		if slot.scans != nil && i%scanChunk == 0 {
 			slot.release()
@@ -1083,7 +1095,7 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		m := &msgs[i]
 		cseq := uint32(i) + 1
 		lm = lazyMessage{s: s, m: *m, sc: sc}
-		if v.rev1 && len(v.recent) > 0 && v.isRecent(m.UID) {
+		if recent && v.isRecent(m.UID) {
 			lm.m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
 		}
 		if hdrs != nil {
@@ -1094,6 +1106,28 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		}
 	}
 	return nil
+}
+
+// mentionsRecent reports whether c tests \Recent (RECENT, NEW, OLD).
+func mentionsRecent(c *goimap.SearchCriteria) bool {
+	for _, fl := range [][]goimap.Flag{c.Flag, c.NotFlag} {
+		for _, f := range fl {
+			if strings.EqualFold(string(f), string(flagRecent)) {
+				return true
+			}
+		}
+	}
+	for i := range c.Not {
+		if mentionsRecent(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if mentionsRecent(&c.Or[i][0]) || mentionsRecent(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // appendSeq adds n, greater than every number of set, to set, as
