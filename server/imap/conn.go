@@ -65,7 +65,9 @@ type conn struct {
 	wline []byte
 	wlit  int64
 	wcont bool // the next line continues a response, after a literal
-	out   []byte
+	// binOrigins: see patchBinaryOrigin (binary.go).
+	binOrigins []int64
+	out        []byte
 	// While corked (a FETCH or SEARCH answering many messages), output
 	// is gathered in cbuf and written in big chunks: the library flushes
 	// after every response line, one write(2) per message otherwise.
@@ -422,7 +424,9 @@ func (c *conn) Write(p []byte) (int, error) {
 		if !c.wcont && len(c.wline) > 0 && c.wline[0] != '*' && c.wline[0] != '+' {
 			tagged = true // the end of a command's answer
 		}
+		start := len(c.out)
 		c.out = c.rewriteCaps(c.out, c.wline)
+		c.out = c.patchBinaryOrigin(c.out, start)
 		c.wlit = literalSize(c.wline)
 		c.wcont = c.wlit > 0 // the response goes on after the literal
 		c.wline = c.wline[:0]

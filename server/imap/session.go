@@ -846,7 +846,8 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 			// The whole message: stream it.
 			wc := w.WriteBodySection(bs, m.Size)
 			buf := copyBufs.Get().(*[]byte)
-			_, werr := io.CopyBuffer(wc, rewind(), *buf)
+			// No NUL in a literal (binary.go).
+			_, werr := io.CopyBuffer(noNUL{wc}, rewind(), *buf)
 			copyBufs.Put(buf)
 			if cerr := wc.Close(); werr == nil {
 				werr = cerr
@@ -861,6 +862,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 		} else {
 			buf = imapserver.ExtractBodySection(rewind(), bs)
 		}
+		replaceNUL(buf)
 		wc := w.WriteBodySection(bs, int64(len(buf)))
 		_, werr := wc.Write(buf)
 		if cerr := wc.Close(); werr == nil {
@@ -872,6 +874,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 	}
 	for _, bs := range options.BinarySection {
 		buf := imapserver.ExtractBinarySection(rewind(), bs)
+		s.conn.noteBinary(bs)
 		wc := w.WriteBinarySection(bs, int64(len(buf)))
 		_, werr := wc.Write(buf)
 		if cerr := wc.Close(); werr == nil {
