@@ -3,6 +3,8 @@ package imap_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -176,4 +178,27 @@ func TestThread(t *testing.T) {
 	r.expectOne(t, "j", "THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (9 (1)(2)(3)(4))(5 8)(6 7)")
 	r.expectOne(t, "k", "THREAD REFERENCES UTF-8 LARGER 100000", "* THREAD")
 	r.expectTagged(t, "x", "THREAD FANCY UTF-8 ALL", "BAD")
+}
+
+// TestImaplibSortLSUB: Python's imaplib, another client library, checks
+// LSUB (subscriptions after CREATE, DELETE, UNSUBSCRIBE; \Noselect),
+// SORT, UID SORT and THREAD.
+func TestImaplibSortLSUB(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not installed")
+	}
+	env := newEnv(t, 0)
+	env.deliverSorted(t, "", []sortMail{
+		{"Subject: Re: [fwd: Meeting]\r\nFrom: carol@example.test\r\nDate: Sat, 03 Jan 2026 10:00:00 +0000\r\n", 1, day(1, 1)},
+		{"Subject: Budget\r\nFrom: alice@example.test\r\nDate: Thu, 01 Jan 2026 10:00:00 +0000\r\n", 1, day(1, 2)},
+		{"Subject: meeting (fwd)\r\nFrom: bob@example.test\r\nDate: Fri, 02 Jan 2026 10:00:00 +0000\r\n", 1, day(1, 3)},
+	})
+	host, port, _ := net.SplitHostPort(env.tlsAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "python3", "testdata/imaplib_sort.py", host, port, env.caFile, alice, alicePW).CombinedOutput()
+	t.Logf("imaplib:\n%s", out)
+	if err != nil {
+		t.Fatalf("imaplib: %v", err)
+	}
 }
