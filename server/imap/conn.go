@@ -188,8 +188,12 @@ func (c *conn) Read(p []byte) (int, error) {
 // command line (not inside a literal).
 func (c *conn) handleLine(line []byte) (bool, error) {
 	tag, rest, ok := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" "))
-	if !ok || !validTag(tag) || literalSize(line) != 0 {
+	if !ok || !validTag(tag) {
 		return false, nil
+	}
+	if bytes.HasSuffix(rest, []byte("}")) {
+		// SORT and THREAD with literals (sort.go); the rest to the library.
+		return c.answerExtLiteral(string(tag), bytes.Clone(rest))
 	}
 	cmd, args, _ := bytes.Cut(rest, []byte(" "))
 	switch strings.ToUpper(string(cmd)) {

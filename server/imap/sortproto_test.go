@@ -3,6 +3,7 @@ package imap_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"strings"
@@ -201,4 +202,60 @@ func TestImaplibSortLSUB(t *testing.T) {
 	if err != nil {
 		t.Fatalf("imaplib: %v", err)
 	}
+}
+
+// TestSortLiterals: SORT and THREAD criteria in literals (how webmails
+// send strings beyond ASCII): synchronizing ones get "+", non-synchronizing
+// ones do not, several in one command; a synchronizing literal beyond the
+// limit is refused before the client sends it.
+func TestSortLiterals(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliverSorted(t, "", []sortMail{
+		{"Subject: =?utf-8?q?caf=C3=A9?= menu\r\nFrom: bob@example.test\r\n", 1, day(2, 1)},
+		{"Subject: plain\r\nFrom: bob@example.test\r\n", 1, day(1, 1)},
+		{"Subject: Re: =?utf-8?q?caf=C3=A9?= menu\r\nFrom: ann@example.test\r\n", 1, day(3, 1)},
+	})
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "SELECT INBOX")
+	send := func(s string) {
+		if _, err := io.WriteString(r.c, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cafe := "caf\u00e9"
+	send(fmt.Sprintf("c SORT (ARRIVAL) UTF-8 SUBJECT {%d}\r\n", len(cafe)))
+	if l := r.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("synchronizing literal: %q", l)
+	}
+	send(cafe + "\r\n")
+	if l, want := r.line(), "* SORT 1 3"; l != want {
+		t.Errorf("SORT with a literal = %q, want %q", l, want)
+	}
+	if l := r.line(); !strings.HasPrefix(l, "c OK") {
+		t.Errorf("SORT with a literal: %q", l)
+	}
+	// Two non-synchronizing literals, then UID THREAD.
+	send(fmt.Sprintf("d UID SORT (REVERSE ARRIVAL) UTF-8 SUBJECT {%d+}\r\n%s FROM {4+}\r\nbob@\r\n", len(cafe), cafe))
+	if l, want := r.line(), "* SORT 1"; l != want {
+		t.Errorf("UID SORT with literals = %q, want %q", l, want)
+	}
+	if l := r.line(); !strings.HasPrefix(l, "d OK") {
+		t.Errorf("UID SORT with literals: %q", l)
+	}
+	send(fmt.Sprintf("e THREAD REFERENCES UTF-8 SUBJECT {%d+}\r\n%s\r\n", len(cafe), cafe))
+	if l, want := r.line(), "* THREAD (1 3)"; l != want {
+		t.Errorf("THREAD with a literal = %q, want %q", l, want)
+	}
+	r.line()
+	send("f SORT (ARRIVAL) UTF-8 SUBJECT {99999999}\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "f BAD") {
+		t.Errorf("SORT with a huge literal: %q", l)
+	}
+	// Other commands' literals still reach the library.
+	send("g SEARCH SUBJECT {5+}\r\nplain\r\n")
+	if l := r.line(); l != "* SEARCH 2" {
+		t.Errorf("SEARCH with a literal: %q", l)
+	}
+	r.line()
 }
