@@ -291,20 +291,35 @@ func (s *session) selectForSort(p *keyParser, withEnv, withHdr bool) ([]*sortInf
 			}
 		}
 	}
+	if hdrs == nil {
+		// Envelopes that did not decode (kept by an older version) are
+		// made from the headers, read at once.
+		var missing []uint32
+		for _, in := range infos {
+			if in.env == nil {
+				missing = append(missing, in.m.UID)
+			}
+		}
+		if len(missing) > 0 {
+			some, err := s.srv.st.Headers(s.ctx, s.user, id, missing)
+			if err != nil {
+				return nil, s.imapError(err)
+			}
+			k := 0
+			for _, in := range infos {
+				if in.env == nil && k < len(some) {
+					in.env = envelopeBytes(some[k])
+					k++
+				}
+			}
+		}
+	}
 	for i, in := range infos {
 		if hdrs != nil {
 			in.hdr = hdrs[i]
 		}
 		if in.env == nil {
-			hdr := in.hdr
-			if hdr == nil {
-				one, err := s.srv.st.Headers(s.ctx, s.user, id, []uint32{in.m.UID})
-				if err != nil {
-					return nil, s.imapError(err)
-				}
-				hdr = one[0]
-			}
-			in.env = envelopeBytes(hdr)
+			in.env = envelopeBytes(in.hdr)
 		}
 		in.subject, in.reply = baseSubject(in.env.Subject)
 		// RFC 5256 section 2.2: the Date field, else the internal date.
