@@ -213,11 +213,14 @@ func references(infos []*sortInfo) []*threadNode {
 				parent.adopt(child)
 			}
 		}
-		// (B) The last reference is the message's parent.
-		if len(refs) == 0 {
-			c.unlink()
-		} else if p := get(refs[len(refs)-1]); !isAncestor(c, p) {
-			p.adopt(c)
+		// (B) The last reference is the message's parent: the parent it
+		// has is dropped even when that link would make a loop (a message
+		// that refers to itself or to its descendant), as Dovecot does.
+		c.unlink()
+		if len(refs) > 0 {
+			if p := get(refs[len(refs)-1]); !isAncestor(c, p) {
+				p.adopt(c)
+			}
 		}
 	}
 	// (2) The root set.
@@ -232,6 +235,11 @@ func references(infos []*sortInfo) []*threadNode {
 	for _, r := range roots {
 		r.parent = nil
 	}
+	// The order of the root's children and of a dummy's children, which
+	// step 5 takes the subject of, is left open by the RFC: sorted first
+	// by sent date, as in step 6, as Dovecot does (the same threads as
+	// Dovecot 2.3 on random mailboxes).
+	sortThreads(roots)
 	// (5) Gather threads of the same base subject.
 	table := map[string]*threadNode{}
 	key := func(n *threadNode) (string, *sortInfo) {
