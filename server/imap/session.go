@@ -626,6 +626,15 @@ func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, err
 	if len(res.SourceUIDs) == 0 {
 		return nil, nil // nothing copied: no COPYUID
 	}
+	s.view.sm.mu.Lock()
+	self := res.UIDValidity == s.view.sm.mb.UIDValidity // unique per user
+	s.view.sm.mu.Unlock()
+	if self {
+		// Into the selected mailbox: the EXISTS goes out with the answer.
+		if err := s.view.sm.sync(s.ctx, nil); err != nil {
+			return nil, s.imapError(err)
+		}
+	}
 	return copyData(res), nil
 }
 
