@@ -4,8 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand"
 	"net"
+	"os"
 	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -258,4 +263,142 @@ func TestSortLiterals(t *testing.T) {
 		t.Errorf("SEARCH with a literal: %q", l)
 	}
 	r.line()
+}
+
+// dovecotIMAP runs Dovecot's imap binary, preauthenticated, on script
+// (commands, one per line, CRLF) over a new Maildir, and returns its
+// output. It skips the test when Dovecot is not installed; as root, it
+// runs Dovecot as nobody (Dovecot refuses root).
+func dovecotIMAP(t *testing.T, script string) string {
+	t.Helper()
+	const bin = "/usr/lib/dovecot/imap"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skip("Dovecot is not installed")
+	}
+	dir, err := os.MkdirTemp("", "dovecot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	uid, gid := strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid())
+	var prefix []string
+	if os.Getuid() == 0 {
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			t.Skip("no user nobody to run Dovecot as")
+		}
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Skip("setpriv is not installed")
+		}
+		uid, gid = u.Uid, u.Gid
+		prefix = []string{setpriv, "--reuid=" + uid, "--regid=" + gid, "--clear-groups"}
+	}
+	md := filepath.Join(dir, "md")
+	conf := filepath.Join(dir, "dovecot.conf")
+	cfg := fmt.Sprintf("mail_location = maildir:%s\nlisten =\nmail_uid = %s\nmail_gid = %s\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
+		"namespace inbox {\n  inbox = yes\n  separator = /\n}\n", md, uid, gid)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(md, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(uid)
+	g, _ := strconv.Atoi(gid)
+	for _, p := range []string{dir, md} {
+		if err := os.Chown(p, n, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := append(prefix, "env", "USER=nobody", "HOME="+dir, bin, "-c", conf)
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("Dovecot's imap does not run here: %v", err)
+	}
+	return string(out)
+}
+
+// TestThreadSortAsDovecot: on random mailboxes (reference chains,
+// missing parents, duplicate, missing and self-referring Message-IDs,
+// reply and forward subjects, dates missing or equal), THREAD REFERENCES,
+// THREAD ORDEREDSUBJECT and SORT answer as Dovecot 2.3's imap does.
+// Seeded; the seed is printed on failure.
+func TestThreadSortAsDovecot(t *testing.T) {
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	subjects := []string{"a", "Re: a", "RE: [x] a", "b", "Fwd: b", "", "c (fwd)", "[fwd: a]", "Re: Re: b"}
+	commands := []string{"THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL",
+		"SORT (DATE) UTF-8 ALL", "SORT (REVERSE ARRIVAL FROM) UTF-8 ALL", "SORT (SIZE REVERSE SUBJECT) UTF-8 ALL"}
+	const boxes = 40
+	env := newEnv(t, 0)
+	var script strings.Builder
+	ctx := context.Background()
+	for k := 0; k < boxes; k++ {
+		name := fmt.Sprintf("c%d", k)
+		if err := env.st.CreateMailbox(ctx, alice, name, ""); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&script, "c%d CREATE %s\r\n", k, name)
+		for i, n := 0, 1+rng.Intn(10); i < n; i++ {
+			var h strings.Builder
+			if rng.Intn(6) > 0 {
+				fmt.Fprintf(&h, "Message-ID: <m%d@x>\r\n", rng.Intn(12))
+			}
+			var refs []string
+			for r := rng.Intn(4); r > 0; r-- {
+				refs = append(refs, fmt.Sprintf("<m%d@x>", rng.Intn(14)))
+			}
+			if len(refs) > 0 {
+				field := "References"
+				if rng.Intn(3) == 0 {
+					field = "In-Reply-To"
+				}
+				fmt.Fprintf(&h, "%s: %s\r\n", field, strings.Join(refs, " "))
+			}
+			fmt.Fprintf(&h, "Subject: %s\r\nFrom: u%d@x\r\n", subjects[rng.Intn(len(subjects))], rng.Intn(4))
+			if rng.Intn(6) > 0 {
+				fmt.Fprintf(&h, "Date: %s\r\n", time.Date(2026, 1, 1+rng.Intn(3), rng.Intn(3), 0, 0, 0, time.UTC).Format(time.RFC1123Z))
+			}
+			msg := h.String() + "\r\n" + strings.Repeat("x", rng.Intn(3)) + "\r\n"
+			arrival := time.Date(2026, 1, 1+rng.Intn(3), rng.Intn(4), 0, 0, 0, time.UTC)
+			if _, err := env.st.Deliver(ctx, alice, name, strings.NewReader(msg), nil, arrival); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&script, "a APPEND %s \"%s\" {%d+}\r\n%s\r\n", name, arrival.Format("02-Jan-2006 15:04:05 -0700"), len(msg), msg)
+		}
+	}
+	for k := 0; k < boxes; k++ {
+		fmt.Fprintf(&script, "s SELECT c%d\r\n", k)
+		for _, c := range commands {
+			fmt.Fprintf(&script, "t %s\r\n", c)
+		}
+	}
+	script.WriteString("z LOGOUT\r\n")
+	var want []string
+	for _, l := range strings.Split(dovecotIMAP(t, script.String()), "\r\n") {
+		if strings.HasPrefix(l, "* THREAD") || strings.HasPrefix(l, "* SORT") {
+			want = append(want, l)
+		}
+	}
+	if len(want) != boxes*len(commands) {
+		t.Fatalf("seed %d: Dovecot gave %d answers, want %d", seed, len(want), boxes*len(commands))
+	}
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	i := 0
+	for k := 0; k < boxes; k++ {
+		r.cmd("s", fmt.Sprintf("SELECT c%d", k))
+		for _, c := range commands {
+			got := r.cmd("t", c)
+			if len(got) != 1 || got[0] != want[i] {
+				t.Errorf("seed %d, mailbox c%d, %s:\n got %q\nwant %q (Dovecot)", seed, k, c, got, want[i])
+			}
+			i++
+		}
+	}
 }
