@@ -270,3 +270,29 @@ func TestBinary(t *testing.T) {
 		t.Errorf("BINARY.SIZE and partial BODY: %q", got)
 	}
 }
+
+// TestRecursiveMatch: CHILDINFO only for a parent whose subscribed
+// descendant is not listed too (RFC 5258 section 3.5), a gone
+// subscription counting; LSUB shows a gone subscribed name as Dovecot
+// does, without \Noselect.
+func TestRecursiveMatch(t *testing.T) {
+	env := newEnv(t, 0)
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "CREATE x/y/z")
+	r.cmd("c", "UNSUBSCRIBE x")
+	r.cmd("d", "UNSUBSCRIBE x/y")
+	if got := r.cmd("e", `LIST (SUBSCRIBED RECURSIVEMATCH) "" "x*"`); !slices.Equal(got, []string{`* LIST (\Subscribed) "/" "x/y/z"`}) {
+		t.Errorf("RECURSIVEMATCH x*: %q", got)
+	}
+	if got := r.cmd("f", `LIST (SUBSCRIBED RECURSIVEMATCH) "" "x/%"`); !slices.Equal(got, []string{`* LIST () "/" "x/y" (CHILDINFO ("SUBSCRIBED"))`}) {
+		t.Errorf("RECURSIVEMATCH x/%%: %q", got)
+	}
+	r.cmd("g", "DELETE x/y/z")
+	if got := r.cmd("h", `LIST (SUBSCRIBED RECURSIVEMATCH) "" "x"`); !slices.Equal(got, []string{`* LIST () "/" "x" (CHILDINFO ("SUBSCRIBED"))`}) {
+		t.Errorf("RECURSIVEMATCH x after DELETE: %q", got)
+	}
+	if got := r.cmd("i", `LSUB "" "x*"`); !slices.Equal(got, []string{`* LSUB () "/" "x/y/z"`}) {
+		t.Errorf("LSUB x* after DELETE: %q", got)
+	}
+}

@@ -301,9 +301,10 @@ func isLSUB(w *imapserver.ListWriter) bool {
 // listSubscribed answers LIST (SUBSCRIBED ...) and LSUB: subscribed
 // names, including those whose mailbox is gone (\NonExistent, RFC 5258
 // section 3.4; store.GoneSubscriptions); with RECURSIVEMATCH, also the
-// names that have subscribed descendants, with CHILDINFO ("SUBSCRIBED");
-// for LSUB, a parent that is not subscribed but has a subscribed child
-// the pattern does not match, with \Noselect (RFC 3501 section 6.3.9).
+// names that have a subscribed descendant the patterns miss, with
+// CHILDINFO ("SUBSCRIBED") (RFC 5258 section 3.5); for LSUB, a parent
+// that is not subscribed but has such a descendant, with \Noselect (RFC
+// 3501 section 6.3.9). The answers are those of Dovecot 2.3.
 func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns []string, options *goimap.ListOptions, mbs []store.Mailbox) error {
 	gone, err := s.srv.st.GoneSubscriptions(s.ctx, s.user)
 	if err != nil {
@@ -354,14 +355,12 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 		if options.SelectSpecialUse && (mb == nil || mb.SpecialUse == "") {
 			continue
 		}
-		// Subscribed descendants: any, and any the patterns miss.
-		var subChild, hiddenSubChild bool
+		// A subscribed descendant that the patterns miss.
+		hiddenSubChild := false
 		for _, d := range subscribed {
-			if strings.HasPrefix(d, n+string(store.Delim)) {
-				subChild = true
-				if !matchPatterns(d, ref, patterns) {
-					hiddenSubChild = true
-				}
+			if strings.HasPrefix(d, n+string(store.Delim)) && !matchPatterns(d, ref, patterns) {
+				hiddenSubChild = true
+				break
 			}
 		}
 		data := &goimap.ListData{Mailbox: n, Delim: store.Delim}
@@ -370,7 +369,7 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 			if !isSub[n] && !hiddenSubChild {
 				continue
 			}
-			if mb == nil || !isSub[n] {
+			if !isSub[n] {
 				data.Attrs = append(data.Attrs, goimap.MailboxAttrNoSelect)
 			}
 			if err := w.WriteList(data); err != nil {
@@ -379,10 +378,12 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 			continue
 		case isSub[n]:
 			data.Attrs = append(data.Attrs, goimap.MailboxAttrSubscribed)
-		case !(options.SelectRecursiveMatch && subChild):
+		case !(options.SelectRecursiveMatch && hiddenSubChild):
 			continue
 		}
-		if options.SelectRecursiveMatch && subChild {
+		if options.SelectRecursiveMatch && hiddenSubChild {
+			// Only for a subscribed descendant that is not listed too
+			// (RFC 5258 section 3.5 SHOULD), as Dovecot does.
 			data.ChildInfo = &goimap.ListDataChildInfo{Subscribed: true}
 		}
 		if mb == nil {
