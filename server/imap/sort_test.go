@@ -126,3 +126,22 @@ func appendThreads(roots []*threadNode) string {
 	}
 	return string(b)
 }
+
+// TestFieldValue: fieldValue reads a field as textproto.ReadHeader does.
+func TestFieldValue(t *testing.T) {
+	for _, hdr := range []string{
+		"References: <a@x>\r\n <b@x>\r\n\t<c@x>\r\nSubject: s\r\n\r\n",
+		"subject: s\r\nreferences:<a@x>  <b@x>\r\n",
+		"X-References: <no@x>\r\nReferences: <a@x>\nIn-Reply-To: <i@x>\n\n",
+		"Subject: s\r\n\r\nReferences: <body@x>\r\n",
+		"References:\r\n <a@x>\r\n",
+		"",
+	} {
+		want := readHeader(strings.NewReader(hdr))
+		for _, key := range []string{"References", "In-Reply-To"} {
+			if got := fieldValue([]byte(hdr), key); got != want.Get(key) {
+				t.Errorf("fieldValue(%q, %s) = %q, ReadHeader %q", hdr, key, got, want.Get(key))
+			}
+		}
+	}
+}

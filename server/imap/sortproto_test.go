@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -400,5 +401,48 @@ func TestThreadSortAsDovecot(t *testing.T) {
 			}
 			i++
 		}
+	}
+}
+
+// BenchmarkSortThread10k: SORT and THREAD of a 10 000-message mailbox,
+// beside FETCH ENVELOPE of it (what a client sorting for itself reads).
+func BenchmarkSortThread10k(b *testing.B) {
+	env := newEnv(b, 0)
+	const n = 10000
+	var wg sync.WaitGroup
+	for w := 0; w < 10; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 10 {
+				refs := ""
+				if i%3 != 0 {
+					refs = fmt.Sprintf("References: <m%d@x>\r\n", i-i%3)
+				}
+				msg := fmt.Sprintf("Message-ID: <m%d@x>\r\n%sSubject: Re: topic %d\r\nFrom: u%d@example.test\r\nDate: %s\r\n\r\nbody\r\n",
+					i, refs, i%500, i%37, time.Date(2026, 1, 1, 0, i%1440, 0, 0, time.UTC).Format(time.RFC1123Z))
+				if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(msg), nil, time.Time{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	bc := dialBench(b, env)
+	for _, bm := range []struct{ name, command string }{
+		{"FetchEnvelope", "FETCH 1:* (UID ENVELOPE)"},
+		{"SortDate", "SORT (DATE) UTF-8 ALL"},
+		{"SortSubject", "SORT (SUBJECT) UTF-8 ALL"},
+		{"SortFrom", "SORT (REVERSE FROM) UTF-8 ALL"},
+		{"ThreadReferences", "THREAD REFERENCES UTF-8 ALL"},
+		{"ThreadOrderedSubject", "THREAD ORDEREDSUBJECT UTF-8 ALL"},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			for b.Loop() {
+				size, _ := bc.run(b, bm.command)
+				b.SetBytes(size)
+			}
+		})
 	}
 }
