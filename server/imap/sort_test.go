@@ -145,3 +145,22 @@ func TestFieldValue(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvelopeVersion1: summaries kept by the version before groups
+// (same layout, version byte 1) still decode, so that FETCH ENVELOPE of
+// messages delivered before parses no header.
+func TestEnvelopeVersion1(t *testing.T) {
+	env := &goimap.Envelope{Subject: "s", To: []goimap.Address{{Mailbox: "m", Host: "h"}}}
+	b := encodeEnvelope(env)
+	if b[0] != envelopeVersion {
+		t.Fatalf("version byte %d", b[0])
+	}
+	b[0] = 1
+	if got, ok := decodeEnvelope(b); !ok || !sameEnvelope(got, env) {
+		t.Errorf("version 1: %+v, %v", got, ok)
+	}
+	b[0] = 3
+	if _, ok := decodeEnvelope(b); ok {
+		t.Error("version 3 decodes")
+	}
+}
