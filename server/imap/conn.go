@@ -72,7 +72,9 @@ type conn struct {
 	wline []byte
 	wlit  int64
 	wcont bool // the next line continues a response, after a literal
-	out   []byte
+	// binOrigins: see patchBinaryOrigin (binary.go).
+	binOrigins []int64
+	out        []byte
 	// While corked (a FETCH or SEARCH answering many messages), output
 	// is gathered in cbuf and written in big chunks: the library flushes
 	// after every response line, one write(2) per message otherwise.
@@ -218,8 +220,12 @@ func (c *conn) Read(p []byte) (int, error) {
 // command line (not inside a literal).
 func (c *conn) handleLine(line []byte) (bool, error) {
 	tag, rest, ok := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" "))
-	if !ok || !validTag(tag) || literalSize(line) != 0 {
+	if !ok || !validTag(tag) {
 		return false, nil
+	}
+	if bytes.HasSuffix(rest, []byte("}")) {
+		// SORT and THREAD with literals (sort.go); the rest to the library.
+		return c.answerExtLiteral(string(tag), bytes.Clone(rest))
 	}
 	cmd, args, _ := bytes.Cut(rest, []byte(" "))
 	switch strings.ToUpper(string(cmd)) {
@@ -454,7 +460,9 @@ func (c *conn) Write(p []byte) (int, error) {
 		if !c.wcont && len(c.wline) > 0 && c.wline[0] != '*' && c.wline[0] != '+' {
 			tagged = true // the end of a command's answer
 		}
+		start := len(c.out)
 		c.out = c.rewriteCaps(c.out, c.wline)
+		c.out = c.patchBinaryOrigin(c.out, start)
 		c.wlit = literalSize(c.wline)
 		c.wcont = c.wlit > 0 // the response goes on after the literal
 		c.wline = c.wline[:0]

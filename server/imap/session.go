@@ -325,9 +325,10 @@ func isLSUB(w *imapserver.ListWriter) bool {
 // listSubscribed answers LIST (SUBSCRIBED ...) and LSUB: subscribed
 // names, including those whose mailbox is gone (\NonExistent, RFC 5258
 // section 3.4; store.GoneSubscriptions); with RECURSIVEMATCH, also the
-// names that have subscribed descendants, with CHILDINFO ("SUBSCRIBED");
-// for LSUB, a parent that is not subscribed but has a subscribed child
-// the pattern does not match, with \Noselect (RFC 3501 section 6.3.9).
+// names that have a subscribed descendant the patterns miss, with
+// CHILDINFO ("SUBSCRIBED") (RFC 5258 section 3.5); for LSUB, a parent
+// that is not subscribed but has such a descendant, with \Noselect (RFC
+// 3501 section 6.3.9). The answers are those of Dovecot 2.3.
 func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns []string, options *goimap.ListOptions, mbs []store.Mailbox) error {
 	gone, err := s.srv.st.GoneSubscriptions(s.ctx, s.user)
 	if err != nil {
@@ -378,14 +379,12 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 		if options.SelectSpecialUse && (mb == nil || mb.SpecialUse == "") {
 			continue
 		}
-		// Subscribed descendants: any, and any the patterns miss.
-		var subChild, hiddenSubChild bool
+		// A subscribed descendant that the patterns miss.
+		hiddenSubChild := false
 		for _, d := range subscribed {
-			if strings.HasPrefix(d, n+string(store.Delim)) {
-				subChild = true
-				if !matchPatterns(d, ref, patterns) {
-					hiddenSubChild = true
-				}
+			if strings.HasPrefix(d, n+string(store.Delim)) && !matchPatterns(d, ref, patterns) {
+				hiddenSubChild = true
+				break
 			}
 		}
 		data := &goimap.ListData{Mailbox: n, Delim: store.Delim}
@@ -394,7 +393,7 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 			if !isSub[n] && !hiddenSubChild {
 				continue
 			}
-			if mb == nil || !isSub[n] {
+			if !isSub[n] {
 				data.Attrs = append(data.Attrs, goimap.MailboxAttrNoSelect)
 			}
 			if err := w.WriteList(data); err != nil {
@@ -403,10 +402,12 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 			continue
 		case isSub[n]:
 			data.Attrs = append(data.Attrs, goimap.MailboxAttrSubscribed)
-		case !(options.SelectRecursiveMatch && subChild):
+		case !(options.SelectRecursiveMatch && hiddenSubChild):
 			continue
 		}
-		if options.SelectRecursiveMatch && subChild {
+		if options.SelectRecursiveMatch && hiddenSubChild {
+			// Only for a subscribed descendant that is not listed too
+			// (RFC 5258 section 3.5 SHOULD), as Dovecot does.
 			data.ChildInfo = &goimap.ListDataChildInfo{Subscribed: true}
 		}
 		if mb == nil {
@@ -681,6 +682,15 @@ func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, err
 	if len(res.SourceUIDs) == 0 {
 		return nil, nil // nothing copied: no COPYUID
 	}
+	s.view.sm.mu.Lock()
+	self := res.UIDValidity == s.view.sm.mb.UIDValidity // unique per user
+	s.view.sm.mu.Unlock()
+	if self {
+		// Into the selected mailbox: the EXISTS goes out with the answer.
+		if err := s.view.sm.sync(s.ctx); err != nil {
+			return nil, s.imapError(err)
+		}
+	}
 	return copyData(res), nil
 }
 
@@ -953,7 +963,8 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 			// The whole message: stream it.
 			wc := w.WriteBodySection(bs, m.Size)
 			buf := copyBufs.Get().(*[]byte)
-			_, werr := io.CopyBuffer(wc, rewind(), *buf)
+			// No NUL in a literal (binary.go).
+			_, werr := io.CopyBuffer(noNUL{wc}, rewind(), *buf)
 			copyBufs.Put(buf)
 			if cerr := wc.Close(); werr == nil {
 				werr = cerr
@@ -968,6 +979,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 		} else {
 			buf = bodySection(rewind(), bs)
 		}
+		replaceNUL(buf)
 		wc := w.WriteBodySection(bs, int64(len(buf)))
 		_, werr := wc.Write(buf)
 		if cerr := wc.Close(); werr == nil {
@@ -979,6 +991,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 	}
 	for _, bs := range options.BinarySection {
 		buf := imapserver.ExtractBinarySection(rewind(), bs)
+		s.conn.noteBinary(bs)
 		wc := w.WriteBinarySection(bs, int64(len(buf)))
 		_, werr := wc.Write(buf)
 		if cerr := wc.Close(); werr == nil {
