@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/plan"
 )
 
@@ -143,14 +144,14 @@ func quote(typ, v string) string {
 
 // JSON document of a plan.
 type jsonPlan struct {
-	FormatVersion string            `json:"format_version"`
-	ConfigDigest  string            `json:"config_digest"`
-	Refreshed     bool              `json:"refreshed"`
-	Targets       []string          `json:"targets,omitempty"`
-	State         map[string]string `json:"state"`
-	Changes       []jsonChange      `json:"resource_changes"`
-	Summary       jsonSummary       `json:"summary"`
-	Warnings      []string          `json:"warnings,omitempty"`
+	FormatVersion formatversion.Version `json:"format_version"`
+	ConfigDigest  string                `json:"config_digest"`
+	Refreshed     bool                  `json:"refreshed"`
+	Targets       []string              `json:"targets,omitempty"`
+	State         map[string]string     `json:"state"`
+	Changes       []jsonChange          `json:"resource_changes"`
+	Summary       jsonSummary           `json:"summary"`
+	Warnings      []string              `json:"warnings,omitempty"`
 	// Notes are those of unchanged resources (plan.Plan.Notes); each
 	// resource change carries its own.
 	Notes []string `json:"notes,omitempty"`
