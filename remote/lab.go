@@ -332,7 +332,7 @@ func (lab Lab) health(ctx context.Context, h Health) error {
 		if pid, ok := lab.Running(); !ok {
 			return fmt.Errorf("health check failed: the server (pid %d) exited", pid)
 		}
-		why = probePorts(ctx, "127.0.0.1", h)
+		why = probePorts(ctx, h.Host, h)
 		if why == "" {
 			return nil
 		}

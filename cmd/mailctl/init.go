@@ -399,8 +399,15 @@ server "{{.Server}}" {
 
   # Reverse DNS (PTR) of the IP addresses, set through your hosting
   # provider's API. Without it, many receivers treat your mail as spam.
-  # Declare the provider (ovh, hetzner...) and uncomment:
-  # ptr = provider.ovh.eu
+{{- if eq .DNS "ovh"}}
+  # For a server hosted at OVH, the provider above sets it too: uncomment
+  # ptr = provider.ovh.main
+{{- else}}
+  # For a server at Hetzner Cloud, declare
+  #   provider "hetzner" "cloud" { token = env("HCLOUD_TOKEN") }
+  # and uncomment (or set the PTR in your hosting panel):
+  # ptr = provider.hetzner.cloud
+{{- end}}
 
   ssh {
     user        = "root"

@@ -71,6 +71,21 @@ func TestInitGolden(t *testing.T) {
 			if code := runCLI(t, e2, "validate"); code != exitOK {
 				t.Errorf("validate of the scaffold = %d:\n%s", code, stderr2)
 			}
+			// The commented ptr line names a provider that can set it:
+			// the one declared (OVH), or the Hetzner block the comment shows.
+			withPTR := strings.Replace(raw, "  # ptr = provider.", "  ptr = provider.", 1)
+			if withPTR == raw {
+				t.Fatal("no commented ptr line")
+			}
+			if !strings.Contains(raw, "ptr = provider.ovh.main") {
+				withPTR += "provider \"hetzner\" \"cloud\" { token = env(\"HCLOUD_TOKEN\") }\n"
+			}
+			writeFile(t, filepath.Join(dir, "mail.hcl"), withPTR, 0o644)
+			e3, _, stderr3 := testEnv(dir)
+			e3.Getenv = e2.Getenv
+			if code := runCLI(t, e3, "validate"); code != exitOK {
+				t.Errorf("validate with the ptr line uncommented = %d:\n%s", code, stderr3)
+			}
 			golden(t, filepath.Join("init", tt.name, "mail.hcl"), []byte(conf))
 			if got := readFile(t, filepath.Join(dir, ".gitignore")); got != initGitignore {
 				t.Errorf(".gitignore = %q, want %q", got, initGitignore)

@@ -9,7 +9,8 @@ import (
 	serverconfig "github.com/mailctl/mailctl/server/config"
 )
 
-// Layout on a VPS (SPEC section 8).
+// Layout on a VPS: the data directory and the configuration file apply
+// writes (the lab keeps the same layout under its local dir).
 const (
 	RemoteDataDir    = "/var/lib/mailctl"
 	RemoteConfigPath = "/etc/mailctl/server.json"
@@ -30,6 +31,16 @@ func LocalDir(cfg *config.Config, s *config.Server) string {
 	return d
 }
 
+// LabListenHost is the address a local server listens on: its ipv4 when
+// that is a loopback address (127.0.0.2 lets a second lab run beside one
+// on 127.0.0.1), else 127.0.0.1 (validate warns about such an ipv4).
+func LabListenHost(s *config.Server) string {
+	if s.IPv4.IsLoopback() {
+		return s.IPv4.String()
+	}
+	return "127.0.0.1"
+}
+
 // ServerConfig returns the configuration file of server s: its domains,
 // their users and aliases, listen addresses and TLS mode. It is what apply
 // writes to the server and what the server's reported digest is compared
@@ -42,7 +53,7 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 	}
 	host := "" // every address
 	if s.Local != nil {
-		host = "127.0.0.1"
+		host = LabListenHost(s)
 		sc.DataDir = filepath.Join(LocalDir(cfg, s), "data")
 	}
 	addr := func(port int) string {
