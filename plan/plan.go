@@ -131,6 +131,10 @@ type Plan struct {
 	Changes   []Change `json:"resource_changes"`
 	// Warnings are problems worth telling that do not stop the plan.
 	Warnings []string `json:"warnings,omitempty"`
+	// MXTakeovers are the domains whose mail the plan takes away from
+	// another mail service without a migration (FindMXTakeovers); apply
+	// refuses them unless allowed.
+	MXTakeovers []MXTakeover `json:"mx_takeovers,omitempty"`
 }
 
 // Counts returns how many resources the plan adds, changes and destroys; a
