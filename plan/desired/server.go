@@ -31,6 +31,14 @@ func LocalDir(cfg *config.Config, s *config.Server) string {
 	return d
 }
 
+// absDir is dir made absolute (unchanged when that fails).
+func absDir(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
+
 // LabListenHost is the address a local server listens on: its ipv4 when
 // that is a loopback address (127.0.0.2 lets a second lab run beside one
 // on 127.0.0.1), else 127.0.0.1 (validate warns about such an ipv4).
@@ -76,10 +84,14 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 	}
 	if r := s.Relay; r != nil {
 		sc.Relay = &serverconfig.Relay{Address: r.Address, Username: r.Username.Str, Password: r.Password.Str,
-			Domains: r.Domains, MXHosts: r.MXHosts}
+			Domains: r.Domains, MXHosts: r.MXHosts, CAFile: r.CAFile}
+		if r.CAFile != "" && s.Local != nil && !filepath.IsAbs(r.CAFile) {
+			sc.Relay.CAFile = filepath.Join(absDir(cfg.Dir), r.CAFile)
+		}
 	}
 	if o := s.Outbound; o != nil {
-		sc.Outbound = &serverconfig.Outbound{AddressPreference: o.Prefer}
+		sc.Outbound = &serverconfig.Outbound{AddressPreference: o.Prefer, Port: o.Port,
+			MaxAge: serverconfig.Duration(o.MaxAge), DelayNotice: serverconfig.Duration(o.DelayNotice)}
 		if o.SourceIPv4.IsValid() {
 			sc.Outbound.SourceIPv4 = o.SourceIPv4.String()
 		}
@@ -97,7 +109,8 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		sc.Outbound.DNSServers = append([]string(nil), s.Resolvers...)
 	}
 	if in := s.Inbound; in != nil {
-		sc.Inbound = &serverconfig.Inbound{DNSBLZones: in.DNSBL, Greylisting: in.Greylisting, DMARCPolicy: in.DMARCPolicy}
+		sc.Inbound = &serverconfig.Inbound{DNSBLZones: in.DNSBL, Greylisting: in.Greylisting,
+			GreylistDelay: serverconfig.Duration(in.GreylistDelay), DMARCPolicy: in.DMARCPolicy}
 	} else if s.Local != nil {
 		// A lab has no business asking public blocklists about 127.0.0.1.
 		sc.Inbound = &serverconfig.Inbound{DNSBLZones: []string{}}
