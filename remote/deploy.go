@@ -28,7 +28,7 @@ type Layout struct {
 	Unit string
 }
 
-// VPS is the layout on a server (SPEC section 8).
+// VPS is the layout on a server: binaries, configuration, data.
 var VPS = Layout{
 	Base:       "/opt/mailctl",
 	ConfigFile: "/etc/mailctl/server.json",

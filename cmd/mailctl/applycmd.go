@@ -23,7 +23,7 @@ func init() {
 }
 
 func runApply(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]... [-wait DURATION] [-verify=false] [verify's flags: -resolver HOST:PORT -connect HOST:PORT=ADDR ... -probe-user ADDR]")
+	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-allow-mx-takeover] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]... [-wait DURATION] [-verify=false] [verify's flags: -resolver HOST:PORT -connect HOST:PORT=ADDR ... -probe-user ADDR]")
 	autoApprove := fs.Bool("auto-approve", false, "apply without asking for confirmation")
 	pf := addPlanFlags(fs)
 	wait := fs.Duration("wait", propagation.DefaultTimeout, "after DNS changes, wait up to `DURATION` until every authoritative name server serves them (0: do not wait)")

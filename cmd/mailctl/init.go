@@ -63,7 +63,7 @@ type initValues struct {
 }
 
 func runInit(ctx context.Context, e *env, args []string) int {
-	flags := newFlagSet(e, "init", "[-domain DOMAIN] [-host HOSTNAME] [-ip IP[,IP]] [-dns cloudflare|ovh|rfc2136|zonefile]")
+	flags := newFlagSet(e, "init", "[-domain DOMAIN] [-host HOSTNAME] [-ip IP[,IP]] [-dns cloudflare|ovh|rfc2136|zonefile] [-current-mail none|google|microsoft|HOST:PORT]")
 	domain := flags.String("domain", "", "the mail `domain` (example.org)")
 	host := flags.String("host", "", "the server's `hostname` (default mail.DOMAIN)")
 	ip := flags.String("ip", "", "the server's public `IP` addresses: its IPv4, optionally followed by its IPv6, comma-separated")
