@@ -23,11 +23,12 @@ func init() {
 }
 
 func runApply(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]... [-wait DURATION] [-verify=false] [verify's flags: -resolver HOST:PORT -connect HOST:PORT=ADDR ... -probe-user ADDR]")
+	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-allow-mx-takeover] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]... [-wait DURATION] [-verify=false] [verify's flags: -resolver HOST:PORT -connect HOST:PORT=ADDR ... -probe-user ADDR]")
 	autoApprove := fs.Bool("auto-approve", false, "apply without asking for confirmation")
 	pf := addPlanFlags(fs)
 	wait := fs.Duration("wait", propagation.DefaultTimeout, "after DNS changes, wait up to `DURATION` until every authoritative name server serves them (0: do not wait)")
 	doVerify := fs.Bool("verify", true, "end with mailctl verify (exit 2 when a check fails)")
+	allowTakeover := fs.Bool("allow-mx-takeover", false, "apply even when the plan repoints the MX of a domain whose mail another service receives today, without a migration block")
 	vf := addVerifyFlags(fs)
 	ep := vf.ep
 	if done, code := parseFlags(fs, args); done {
@@ -67,6 +68,9 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		}
 		p = saved
 		render.Plan(e.Stdout, p, render.Style{Color: e.Color})
+		if code, refused := refuseTakeover(e, p, *allowTakeover); refused {
+			return code
+		}
 	} else {
 		var code int
 		p, code = makePlan(ctx, e, s, pf, false)
@@ -76,6 +80,9 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		render.Plan(e.Stdout, p, render.Style{Color: e.Color})
 		if !p.HasChanges() {
 			return exitOK
+		}
+		if code, refused := refuseTakeover(e, p, *allowTakeover); refused {
+			return code
 		}
 		if !*autoApprove {
 			if code, ok := confirm(e, "apply", "Do you want to perform these actions?", "or apply a saved plan"); !ok {

@@ -102,6 +102,7 @@ func makePlan(ctx context.Context, e *env, s *planSetup, pf *planFlags, noRefres
 	if err != nil {
 		return nil, errorf(e, "%v", err)
 	}
+	markTakeovers(s.cfg, p)
 	return p, exitOK
 }
 

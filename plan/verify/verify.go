@@ -51,12 +51,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 )
 
 // FormatVersion is the version of the JSON report.
-const FormatVersion = "1.0"
+const FormatVersion = formatversion.Current
 
 // Status is the outcome of one check.
 type Status int

@@ -13,18 +13,19 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/tlsconf"
 )
 
 // StatusFormatVersion is the version of the Status JSON document.
-const StatusFormatVersion = 1
+const StatusFormatVersion = formatversion.Current
 
 // Status is what the control socket reports: the state that `mailctl plan`
 // reads back from a running server.
 type Status struct {
-	FormatVersion int    `json:"format_version"`
-	Version       string `json:"version"`
+	FormatVersion formatversion.Version `json:"format_version"`
+	Version       string                `json:"version"`
 	// ConfigDigest is config.Config.Digest() of the configuration in use.
 	ConfigDigest string       `json:"config_digest"`
 	ConfigPath   string       `json:"config_path"`
