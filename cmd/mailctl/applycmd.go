@@ -47,7 +47,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	if s == nil {
 		return code
 	}
-	defer s.srv.close()
+	defer func() { s.srv.close() }()
 	var p *plan.Plan
 	if fs.NArg() == 1 {
 		saved, err := plan.Load(fs.Arg(0))
