@@ -130,3 +130,34 @@ domain "example.org" {
 		t.Errorf("stderr does not report both the SSH and the DNS failure:\n%s", errb)
 	}
 }
+
+// TestSavedPlanSurvivesCommentEdit: a comment-only edit of mail.hcl after
+// `plan -out` leaves the saved plan valid; a value change still makes it
+// stale.
+func TestSavedPlanSurvivesCommentEdit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mail.hcl"), labConfig, 0o644)
+	planFile := filepath.Join(dir, "out.mailplan")
+	target := "-target=dns.example.org._dmarc.TXT"
+	e, out, errb := testEnv(dir)
+	if code := runCLI(t, e, "plan", "-out", planFile, target); code != 0 {
+		t.Fatalf("plan -out = %d\n%s%s", code, out, errb)
+	}
+	commented := "# Mail of example.org.\n\n" + strings.Replace(labConfig, "  server = server.mx1\n", "  server = server.mx1 # the VPS\n\n  // DMARC: the default policy\n", 1)
+	writeFile(t, filepath.Join(dir, "mail.hcl"), commented, 0o644)
+	e, out, errb = testEnv(dir)
+	if code := runCLI(t, e, "apply", planFile); code != 0 || !strings.Contains(out.String(), "Apply complete! Resources: 1 added") {
+		t.Fatalf("apply of the saved plan after a comment-only edit = %d\n%s%s", code, out, errb)
+	}
+
+	e, out, errb = testEnv(dir)
+	if code := runCLI(t, e, "plan", "-out", planFile, "-target=dns.example.org.MX"); code != 0 {
+		t.Fatalf("plan -out = %d\n%s%s", code, out, errb)
+	}
+	writeFile(t, filepath.Join(dir, "mail.hcl"), strings.Replace(commented, "203.0.113.10", "203.0.113.11", 1), 0o644)
+	e, _, errb = testEnv(dir)
+	if code := runCLI(t, e, "apply", planFile); code != 1 || !strings.Contains(errb.String(), "configuration changed") {
+		t.Fatalf("apply after a value change = %d, stderr %q; want 1 and stale", code, errb)
+	}
+}

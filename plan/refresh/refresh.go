@@ -4,11 +4,13 @@
 package refresh
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -18,6 +20,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/libdns/libdns"
 	"golang.org/x/sync/errgroup"
 
@@ -388,8 +392,10 @@ func Digest(rrs []libdns.RR) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// ConfigDigest identifies the configuration: its files and the values of
-// its variables.
+// ConfigDigest identifies the configuration: what its files say and the
+// values of its variables. Comments, blank lines and layout are left out
+// (the files' HCL tokens are digested, not their bytes), so that a
+// comment-only edit does not make a saved plan stale.
 func ConfigDigest(cfg *config.Config) string {
 	names := make([]string, 0, len(cfg.Files))
 	for n := range cfg.Files {
@@ -398,13 +404,51 @@ func ConfigDigest(cfg *config.Config) string {
 	sort.Strings(names)
 	h := sha256.New()
 	for _, n := range names {
-		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(n), len(cfg.Files[n].Bytes))
-		h.Write(cfg.Files[n].Bytes)
+		fmt.Fprintf(h, "%s\x00", filepath.Base(n))
+		writeTokens(h, n, cfg.Files[n].Bytes)
 	}
 	for _, v := range cfg.Variables {
 		fmt.Fprintf(h, "var\x00%s\x00%s\x00", v.Name, v.Value.Str)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// writeTokens writes the HCL tokens of src to w, without comments and
+// with each run of line ends as one; a file that is not native HCL syntax
+// is written as is.
+func writeTokens(w io.Writer, name string, src []byte) {
+	if !strings.HasSuffix(name, ".hcl") {
+		fmt.Fprintf(w, "%d\x00", len(src))
+		w.Write(src)
+		return
+	}
+	toks, diags := hclsyntax.LexConfig(src, name, hcl.InitialPos)
+	if diags.HasErrors() {
+		fmt.Fprintf(w, "%d\x00", len(src))
+		w.Write(src)
+		return
+	}
+	newline := true // at the start, as after a line end
+	for _, t := range toks {
+		typ := t.Type
+		if typ == hclsyntax.TokenComment {
+			if !bytes.HasSuffix(t.Bytes, []byte("\n")) {
+				continue // an inline /* */ comment
+			}
+			typ = hclsyntax.TokenNewline // a line comment ends its line
+		}
+		if typ == hclsyntax.TokenNewline {
+			if newline {
+				continue
+			}
+			newline = true
+			w.Write([]byte("\n\x00"))
+			continue
+		}
+		newline = false
+		fmt.Fprintf(w, "%d\x00%d\x00", typ, len(t.Bytes))
+		w.Write(t.Bytes)
+	}
 }
 
 // planPTR reads the reverse DNS of every server address whose server names
