@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 
@@ -35,6 +36,19 @@ type Result struct {
 	// Deferred lists changes that could not be applied yet (values known
 	// only after a step that is not part of this apply).
 	Deferred []string
+	// NotApplied lists the changes left undone because of an error or an
+	// interrupt (Ctrl-C), the failed one included, in address order.
+	NotApplied []string
+}
+
+// Merge adds the counts and lists of o to r.
+func (r *Result) Merge(o Result) {
+	r.Added += o.Added
+	r.Changed += o.Changed
+	r.Destroyed += o.Destroyed
+	r.Deferred = append(r.Deferred, o.Deferred...)
+	r.NotApplied = append(r.NotApplied, o.NotApplied...)
+	sort.Strings(r.NotApplied)
 }
 
 // DNS applies the DNS changes of p. It keeps going in other zones when one
@@ -77,11 +91,20 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 	for _, k := range keys {
 		changes := byZone[k]
 		g.Go(func() error {
-			for _, c := range changes {
+			// notApplied records changes[i:] as left undone.
+			notApplied := func(i int) {
+				mu.Lock()
+				for _, c := range changes[i:] {
+					res.NotApplied = append(res.NotApplied, c.Address)
+				}
+				mu.Unlock()
+			}
+			for i, c := range changes {
 				if err := ctx.Err(); err != nil {
 					mu.Lock()
-					errs = append(errs, fmt.Errorf("%s: not applied: %w", c.Address, err))
+					errs = append(errs, fmt.Errorf("zone %s: interrupted before %s: %w", c.Zone, c.Address, err))
 					mu.Unlock()
+					notApplied(i)
 					return nil
 				}
 				prov, ok := provs[c.Provider]
@@ -89,6 +112,7 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("%s: no provider %s", c.Address, c.Provider))
 					mu.Unlock()
+					notApplied(i)
 					return nil
 				}
 				del, add := plan.DNSEdits(c)
@@ -97,6 +121,7 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("apply %s in zone %s: %w", c.Address, c.Zone, err))
 					mu.Unlock()
+					notApplied(i)
 					return nil // stop this zone, keep the others going
 				}
 				progress("%s: %s complete", c.Address, c.Action.Verb())
@@ -118,7 +143,20 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 		})
 	}
 	_ = g.Wait()
+	sort.Strings(res.NotApplied)
 	return res, errors.Join(errs...)
+}
+
+// Pending lists the changes of p of the given types that are not no-ops:
+// what is left undone when an earlier step fails.
+func Pending(p *plan.Plan, types ...string) []string {
+	var out []string
+	for _, c := range p.Changes {
+		if c.Action != plan.NoOp && slices.Contains(types, c.Type) {
+			out = append(out, c.Address)
+		}
+	}
+	return out
 }
 
 func verbing(a plan.Action) string {
@@ -144,9 +182,14 @@ func PTR(ctx context.Context, p *plan.Plan, provs map[string]ptr.Provider, opts 
 		if c.Type != "ptr" || c.Action == plan.NoOp {
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			res.NotApplied = append(res.NotApplied, c.Address)
+			continue
+		}
 		prov := provs[c.Provider]
 		if prov == nil {
 			errs = append(errs, fmt.Errorf("%s: no provider %s", c.Address, c.Provider))
+			res.NotApplied = append(res.NotApplied, c.Address)
 			continue
 		}
 		ip, err := netip.ParseAddr(c.Name)
@@ -163,6 +206,7 @@ func PTR(ctx context.Context, p *plan.Plan, provs map[string]ptr.Provider, opts 
 		}
 		if err := prov.Set(ctx, ip, host); err != nil {
 			errs = append(errs, fmt.Errorf("set reverse DNS %s: %w", c.Address, err))
+			res.NotApplied = append(res.NotApplied, c.Address)
 			continue
 		}
 		if opts.Progress != nil {
@@ -176,6 +220,9 @@ func PTR(ctx context.Context, p *plan.Plan, provs map[string]ptr.Provider, opts 
 		default:
 			res.Changed++
 		}
+	}
+	if err := ctx.Err(); err != nil && len(res.NotApplied) > 0 {
+		errs = append(errs, fmt.Errorf("reverse DNS: interrupted: %w", err))
 	}
 	return res, errors.Join(errs...)
 }
