@@ -28,7 +28,7 @@ func runDestroy(ctx context.Context, e *env, args []string) int {
 	if s == nil {
 		return code
 	}
-	progress := &refresh.Progress{W: e.Stderr}
+	progress := &plan.Progress{W: e.Stderr}
 	srv, err := readServers(ctx, e, s.cfg, pf.server, pf.targets, progress)
 	if err != nil {
 		srv.close()

@@ -86,7 +86,7 @@ func logger(e *env) *slog.Logger {
 // reported (the servers', the zones', the reverse DNS'), each on its own
 // "Error:" line, as validate reports every configuration error.
 func makePlan(ctx context.Context, e *env, s *planSetup, pf *planFlags, noRefresh bool) (*plan.Plan, int) {
-	progress := &refresh.Progress{W: e.Stderr}
+	progress := &plan.Progress{W: e.Stderr}
 	opts := refresh.Options{
 		Targets: pf.targets, Parallelism: *pf.parallelism, NoRefresh: noRefresh, Logger: logger(e), PTR: s.ptrs,
 		Progress: progress,

@@ -68,7 +68,7 @@ func serverContacted(name string, targets []string) bool {
 // back. A server that cannot be reached is left out of the result and its
 // error is returned with those of the others, joined: every failure is
 // reported, and the servers that could be read stay usable.
-func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlags, targets []string, progress *refresh.Progress) (*servers, error) {
+func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlags, targets []string, progress *plan.Progress) (*servers, error) {
 	bin := *sf.binary
 	if bin == "" {
 		exe, err := os.Executable()

@@ -4,6 +4,7 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -25,9 +28,12 @@ import (
 type Options struct {
 	// Parallelism bounds the zones changed at once; default 10.
 	Parallelism int
-	// Progress receives one line per applied change; nil discards.
-	Progress io.Writer
-	Logger   *slog.Logger
+	// Progress receives one line per applied change, and Terraform's
+	// "Still creating... [10s elapsed]" every StillEvery (default 10s)
+	// while one takes long; nil discards.
+	Progress   io.Writer
+	StillEvery time.Duration
+	Logger     *slog.Logger
 }
 
 // Result counts what was done.
@@ -82,6 +88,11 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 			mu.Unlock()
 		}
 	}
+	var still *plan.Progress
+	if opts.Progress != nil {
+		every := cmp.Or(opts.StillEvery, 10*time.Second)
+		still = &plan.Progress{W: opts.Progress, After: every, Every: every, Lock: &mu}
+	}
 	var g errgroup.Group
 	limit := opts.Parallelism
 	if limit <= 0 {
@@ -117,7 +128,10 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 				}
 				del, add := plan.DNSEdits(c)
 				progress("%s: %s...", c.Address, verbing(c.Action))
-				if err := prov.Apply(ctx, c.Zone, del, add); err != nil {
+				done := still.Start(fmt.Sprintf("%s: Still %s", c.Address, strings.ToLower(verbing(c.Action))))
+				err := prov.Apply(ctx, c.Zone, del, add)
+				done()
+				if err != nil {
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("apply %s in zone %s: %w", c.Address, c.Zone, err))
 					mu.Unlock()

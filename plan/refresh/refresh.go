@@ -100,7 +100,7 @@ type Options struct {
 	// Keys are the DKIM public keys the servers reported.
 	Keys []desired.DKIMKey
 	// Progress reports reads that take long; nil reports nothing.
-	Progress *Progress
+	Progress *plan.Progress
 	Logger   *slog.Logger
 }
 
@@ -241,7 +241,7 @@ func ResolveZones(ctx context.Context, cfg *config.Config, provs map[string]dns.
 	return resolveZones(ctx, provs, sets, nil)
 }
 
-func resolveZones(ctx context.Context, provs map[string]dns.Provider, sets []desired.RRSet, progress *Progress) error {
+func resolveZones(ctx context.Context, provs map[string]dns.Provider, sets []desired.RRSet, progress *plan.Progress) error {
 	zc := &zoneCache{lists: map[string][]string{}}
 	resolved := map[string]string{}
 	failed := map[string]bool{} // domains and providers already reported

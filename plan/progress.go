@@ -1,4 +1,4 @@
-package refresh
+package plan
 
 import (
 	"fmt"
@@ -16,6 +16,9 @@ type Progress struct {
 	// After is the first report (default 2s), Every the period of the
 	// next ones (default 10s).
 	After, Every time.Duration
+	// Lock, when set, is held while a line is written (for a writer
+	// shared with other output); otherwise Progress has its own.
+	Lock sync.Locker
 
 	mu sync.Mutex
 }
@@ -45,9 +48,13 @@ func (p *Progress) Start(what string) (done func()) {
 			case <-stop:
 				return
 			case <-t.C:
-				p.mu.Lock()
+				var l sync.Locker = &p.mu
+				if p.Lock != nil {
+					l = p.Lock
+				}
+				l.Lock()
 				fmt.Fprintf(p.W, "%s... [%s elapsed]\n", what, time.Since(start).Round(time.Second))
-				p.mu.Unlock()
+				l.Unlock()
 				t.Reset(every)
 			}
 		}

@@ -1,4 +1,4 @@
-package refresh_test
+package plan_test
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailctl/mailctl/plan/refresh"
+	"github.com/mailctl/mailctl/plan"
 )
 
 type lockedBuffer struct {
@@ -34,7 +34,7 @@ func (l *lockedBuffer) String() string {
 func TestProgress(t *testing.T) {
 	t.Parallel()
 	var buf lockedBuffer
-	p := &refresh.Progress{W: &buf, After: 30 * time.Millisecond, Every: 30 * time.Millisecond}
+	p := &plan.Progress{W: &buf, After: 30 * time.Millisecond, Every: 30 * time.Millisecond}
 	done := p.Start("provider.cloudflare.main: Still reading zone example.org")
 	time.Sleep(200 * time.Millisecond)
 	done()
@@ -50,9 +50,9 @@ func TestProgress(t *testing.T) {
 	}
 
 	var quick lockedBuffer
-	p = &refresh.Progress{W: &quick}
+	p = &plan.Progress{W: &quick}
 	p.Start("provider.x.y: Still reading zone example.org")()
-	var nilp *refresh.Progress
+	var nilp *plan.Progress
 	nilp.Start("nothing")()
 	time.Sleep(50 * time.Millisecond)
 	if quick.String() != "" {
