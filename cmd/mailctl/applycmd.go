@@ -48,7 +48,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	if s == nil {
 		return code
 	}
-	defer s.srv.close()
+	defer func() { s.srv.close() }()
 	var p *plan.Plan
 	if fs.NArg() == 1 {
 		saved, err := plan.Load(fs.Arg(0))
@@ -98,7 +98,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "internal: servers not read")
 	}
 	if err := deployServers(ctx, e, p, s.srv); err != nil {
-		return errorf(e, "%v", err)
+		return applyFailed(e, apply.Result{NotApplied: apply.Pending(p, "dns_rrset", "ptr")}, err)
 	}
 	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
 	res, err := apply.DNS(ctx, p, s.provs, opts)
@@ -109,9 +109,11 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	}
 	if err == nil {
 		// Reverse DNS after DNS: hosting APIs check the forward record.
-		var pres apply.Result
-		pres, err = apply.PTR(ctx, p, s.ptrs, opts)
-		res.Added, res.Changed, res.Destroyed = res.Added+pres.Added, res.Changed+pres.Changed, res.Destroyed+pres.Destroyed
+		pres, perr := apply.PTR(ctx, p, s.ptrs, opts)
+		res.Merge(pres)
+		err = perr
+	} else {
+		res.Merge(apply.Result{NotApplied: apply.Pending(p, "ptr")})
 	}
 	for _, c := range p.Changes {
 		if c.Type == "server" || c.Type == "user" {
@@ -129,11 +131,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.Stdout, "%s: deferred: its value is known only once the server is deployed\n", d)
 	}
 	if err != nil {
-		fmt.Fprintf(e.Stdout, "\nApply failed. Resources: %d added, %d changed, %d destroyed.\n", res.Added, res.Changed, res.Destroyed)
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(e.Stderr, "Error: %s\n", line)
-		}
-		return exitError
+		return applyFailed(e, res, err)
 	}
 	fmt.Fprintf(e.Stdout, "\nApply complete! Resources: %d added, %d changed, %d destroyed.\n", res.Added, res.Changed, res.Destroyed)
 	printConnect(e, s.cfg)
@@ -141,6 +139,28 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	return verifyAfterApply(ctx, e, s, vf)
+}
+
+// applyFailed reports an apply that stopped on err (an error, or Ctrl-C):
+// what was done, every error, and which changes were left undone.
+func applyFailed(e *env, res apply.Result, err error) int {
+	what := "Apply failed."
+	if errors.Is(err, context.Canceled) {
+		what = "Apply interrupted."
+	}
+	fmt.Fprintf(e.Stdout, "\n%s Resources: %d added, %d changed, %d destroyed.\n", what, res.Added, res.Changed, res.Destroyed)
+	if len(res.NotApplied) > 0 {
+		fmt.Fprintf(e.Stdout, "Not applied, or cut off midway (run apply again to finish: each step is idempotent):\n")
+		for _, a := range res.NotApplied {
+			fmt.Fprintf(e.Stdout, "  - %s\n", a)
+		}
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			fmt.Fprintf(e.Stderr, "Error: %s\n", line)
+		}
+	}
+	return exitError
 }
 
 // verifyAfterApply is apply's last step: mailctl verify with apply's
