@@ -54,6 +54,12 @@ type Status struct {
 	// and moved to its quarantine directory (store.Open): an operator
 	// should look at them.
 	Quarantine []store.QuarantineEntry `json:"store_quarantine"`
+
+	// For mailctl status (opsstatus.go): the outbound queue's age and
+	// deferral reasons, the data directory's disk, the last errors logged.
+	Queue      *QueueStatus `json:"queue,omitempty"`
+	Disk       *DiskStatus  `json:"disk,omitempty"`
+	LastErrors []LogRecord  `json:"last_errors"`
 }
 
 // ReloadState is the outcome of the last SIGHUP.
