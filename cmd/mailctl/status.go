@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/plan/target"
@@ -43,14 +44,14 @@ running).
 `
 
 // statusFormatVersion is the version of the -json document
-// (docs/operations.md).
-const statusFormatVersion = 1
+// (docs/operations.md, docs/json.md).
+const statusFormatVersion = formatversion.Current
 
 // statusReport is the -json document.
 type statusReport struct {
-	FormatVersion int            `json:"format_version"`
-	CheckedAt     time.Time      `json:"checked_at"`
-	Servers       []serverReport `json:"servers"`
+	FormatVersion formatversion.Version `json:"format_version"`
+	CheckedAt     time.Time             `json:"checked_at"`
+	Servers       []serverReport        `json:"servers"`
 	// Attention is true when a server needs attention; Errors when one
 	// could not be read.
 	Attention bool `json:"attention"`

@@ -20,7 +20,7 @@ var statusNow = time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 func healthyStatus() daemon.Status {
 	oldest := statusNow.Add(-10 * time.Minute)
 	return daemon.Status{
-		FormatVersion: 1, Version: "1.4.0", Hostname: "mail.example.org",
+		FormatVersion: daemon.StatusFormatVersion, Version: "1.4.0", Hostname: "mail.example.org",
 		StartedAt: statusNow.Add(-50 * time.Hour),
 		Users: []daemon.UserStatus{
 			{Address: "alice@example.org", QuotaBytes: 1 << 30, UsedBytes: 300 << 20, Messages: 1200},

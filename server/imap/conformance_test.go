@@ -195,7 +195,6 @@ type confSession struct {
 	flags    map[uint32]seen
 	cmdStart time.Time // of the command in progress: what is shown since is current since then
 	errs     []string  // found by the tap
-	buf      []byte
 	literal  int
 	line     []byte
 }
