@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -159,5 +160,35 @@ func TestSavedPlanSurvivesCommentEdit(t *testing.T) {
 	e, _, errb = testEnv(dir)
 	if code := runCLI(t, e, "apply", planFile); code != 1 || !strings.Contains(errb.String(), "configuration changed") {
 		t.Fatalf("apply after a value change = %d, stderr %q; want 1 and stale", code, errb)
+	}
+}
+
+// TestPlanTargetWarning: a plan limited by -target says so, as Terraform
+// does, in the text and in the JSON; a plan without targets does not.
+func TestPlanTargetWarning(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mail.hcl"), labConfig, 0o644)
+	e, out, _ := testEnv(dir)
+	if code := runCLI(t, e, "plan", "-target=dns.example.org._dmarc.TXT"); code != 0 {
+		t.Fatalf("plan -target = %d\n%s", code, out)
+	}
+	if !strings.Contains(out.String(), "Warning: Resource targeting is in effect (-target dns.example.org._dmarc.TXT)") {
+		t.Errorf("plan -target lacks the targeting warning:\n%s", out)
+	}
+	e, out, _ = testEnv(dir)
+	if code := runCLI(t, e, "plan", "-json", "-target=dns.example.org._dmarc.TXT"); code != 0 {
+		t.Fatalf("plan -json -target = %d\n%s", code, out)
+	}
+	var doc struct {
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || len(doc.Warnings) != 1 || !strings.HasPrefix(doc.Warnings[0], "Resource targeting is in effect") {
+		t.Errorf("plan -json -target warnings = %q (%v)", doc.Warnings, err)
+	}
+	e, out, _ = testEnv(dir)
+	runCLI(t, e, "plan", "-refresh=false")
+	if strings.Contains(out.String(), "targeting") {
+		t.Errorf("plan without -target warns about targeting:\n%s", out)
 	}
 }
