@@ -44,6 +44,7 @@ type conn struct {
 	tlsActive atomic.Bool
 	loopback  bool                      // the client is on a loopback address
 	quota     atomic.Pointer[quotaFunc] // set once the session is logged in
+	literal8  atomic.Bool               // the last literal is a literal8 (binary.go)
 	ext       atomic.Pointer[extFunc]   // SORT, THREAD: set once logged in
 	tlsConn   *tls.Conn                 // guarded by wmu once set
 	implicit  *tls.Conn                 // set at creation for implicit TLS
@@ -209,6 +210,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		if complete {
 			c.literal = literalSize(line)
 			c.cont = c.literal > 0
+			c.noteLiteral8(line)
 		}
 	}
 	n := copy(p, c.pending)

@@ -505,7 +505,18 @@ func (s *session) Append(mailbox string, r goimap.LiteralReader, options *goimap
 	}
 	date := options.Time
 	// The header bound SMTP applies at DATA (server/internal/limits).
-	body := limits.NewHeaderReader(&fullLiteral{r: r})
+	var body io.Reader = limits.NewHeaderReader(&fullLiteral{r: r})
+	if s.conn.literal8.Load() && r.Size() <= maxBinaryAppend {
+		// Binary content: its parts with NUL go to base64 (binary.go).
+		msg, err := io.ReadAll(body)
+		if err != nil {
+			return nil, s.imapError(err)
+		}
+		if conv, ok := binaryToBase64(msg); ok {
+			msg = conv
+		}
+		body = bytes.NewReader(msg)
+	}
 	uidValidity, uid, err := s.srv.st.Append(s.ctx, s.user, mailbox, body, storeFlags(options.Flags), date)
 	if errors.Is(err, store.ErrNoSuchMailbox) {
 		return nil, tryCreate

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"encoding/base64"
 	"fmt"
 	"math/rand"
 	"strings"
@@ -163,4 +164,35 @@ func TestEnvelopeVersion1(t *testing.T) {
 	if _, ok := decodeEnvelope(b); ok {
 		t.Error("version 3 decodes")
 	}
+}
+
+// TestBinaryToBase64: the parts of a binary message that hold NUL go to
+// base64, everything else stays byte for byte.
+func TestBinaryToBase64(t *testing.T) {
+	single := "Subject: bin\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\nab\x00cd\x00ef\r\n"
+	multi := "Subject: m\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\npreamble\r\n--B\r\nContent-Type: text/plain\r\n\r\nhello\r\n--B\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding:\r\n binary\r\nX-Keep: 1\r\n\r\n\x00\x01\x02" + strings.Repeat("z", 100) + "\r\n--B--\r\nepilogue\r\n"
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"Subject: t\r\n\r\nno nul\r\n", "", false},
+		{single, "Subject: bin\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nYWIAY2QAZWYNCg==", true},
+		{multi, "Subject: m\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\npreamble\r\n--B\r\nContent-Type: text/plain\r\n\r\nhello\r\n--B\r\nContent-Type: application/octet-stream\r\nX-Keep: 1\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+			lines76(base64.StdEncoding.EncodeToString([]byte("\x00\x01\x02"+strings.Repeat("z", 100)))) + "\r\n--B--\r\nepilogue\r\n", true},
+		{"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nx\x00\r\n", "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nx\x00\r\n", false},
+	} {
+		got, ok := binaryToBase64([]byte(c.in))
+		if ok != c.ok || (ok && string(got) != c.want) {
+			t.Errorf("binaryToBase64(%q) = %q, %v\nwant %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// lines76 breaks s into lines of 76 characters, CRLF between them.
+func lines76(s string) string {
+	var lines []string
+	for len(s) > 76 {
+		lines, s = append(lines, s[:76]), s[76:]
+	}
+	return strings.Join(append(lines, s), "\r\n")
 }
