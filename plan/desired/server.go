@@ -108,6 +108,10 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		}
 		sc.Outbound.DNSServers = append([]string(nil), s.Resolvers...)
 	}
+	sc.Limits = serverconfig.Limits{MaxMessageBytes: s.Limits.MaxMessageBytes, MaxRecipients: s.Limits.MaxRecipients,
+		MaxConnsPerIP: s.Limits.SMTPConnsPerIP, IMAPConnsPerIP: s.Limits.IMAPConnsPerIP,
+		IMAPConnsPerUserIP: s.Limits.IMAPConnsPerUserIP, AuthFailuresPerIP: s.Limits.AuthFailuresPerIP,
+		Timeout: serverconfig.Duration(s.Limits.CommandTimeout)}
 	if in := s.Inbound; in != nil {
 		sc.Inbound = &serverconfig.Inbound{DNSBLZones: in.DNSBL, Greylisting: in.Greylisting,
 			GreylistDelay: serverconfig.Duration(in.GreylistDelay), DMARCPolicy: in.DMARCPolicy}
