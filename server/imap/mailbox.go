@@ -530,6 +530,13 @@ func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, 
 	} else {
 		next = nil
 	}
+	if c.cs.qresync.Load() && len(expunged) > 0 {
+		// VANISHED instead of EXPUNGE (RFC 7162 section 3.2.10).
+		if err := c.writeResponses(vanishedLine(v.msgs, expunged)); err != nil {
+			return err
+		}
+		expunged = nil
+	}
 	for k := len(expunged) - 1; k >= 0; k-- {
 		if err := w.WriteExpunge(expunged[k]); err != nil {
 			return err
@@ -555,7 +562,11 @@ func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, 
 			return err
 		}
 	}
+	condOn := c.cs.condstore.Load()
 	for _, ch := range changed {
+		if condOn {
+			c.queueModSeq(ch.seq, ch.msg.ModSeq)
+		}
 		if err := w.WriteMessageFlags(ch.seq, goimap.UID(ch.msg.UID), v.flags(&ch.msg)); err != nil {
 			return err
 		}
