@@ -82,6 +82,16 @@ func (c *conn) enableCondStore() {
 	}
 }
 
+// startCondCmd forgets the CONDSTORE syntax of the last command when a
+// new one starts (a line with a tag: not IDLE's DONE, read while the
+// session runs).
+func (c *conn) startCondCmd(line []byte) {
+	tag, _, ok := bytes.Cut(line, []byte(" "))
+	if ok && validTag(tag) {
+		c.cs.cmd = condCmd{tag: string(tag)}
+	}
+}
+
 // rewriteCondStore takes the CONDSTORE and QRESYNC syntax out of a
 // command line (a whole line, without literal) for a logged-in session.
 // It returns the line to hand to the library, or answered when it
@@ -95,7 +105,6 @@ func (c *conn) rewriteCondStore(line []byte) (out []byte, answered bool, err err
 	if !ok || !validTag([]byte(tag)) {
 		return line, false, nil
 	}
-	c.cs.cmd = condCmd{tag: tag}
 	cmd, args, _ := strings.Cut(rest, " ")
 	cmd = strings.ToUpper(cmd)
 	prefix := tag + " " + rest[:len(cmd)]

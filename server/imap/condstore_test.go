@@ -379,3 +379,27 @@ func TestQresyncNotEnabled(t *testing.T) {
 		t.Errorf("SELECT (CONDSTORE) = %q", got)
 	}
 }
+
+// TestCondStoreModifierNotKept: the CONDSTORE syntax of a command does
+// not apply to the next one, even one the conn does not rewrite (with a
+// literal).
+func TestCondStoreModifierNotKept(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "m")
+	r := loginRaw(t, env)
+	if got := r.cmd("a", "STATUS INBOX (HIGHESTMODSEQ)"); len(got) != 1 || !strings.Contains(got[0], "HIGHESTMODSEQ") {
+		t.Fatalf("STATUS (HIGHESTMODSEQ) = %q", got)
+	}
+	fmt.Fprintf(r.c, "b STATUS {5}\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("literal: %q", l)
+	}
+	fmt.Fprintf(r.c, "INBOX (MESSAGES)\r\n")
+	var got []string
+	for l := r.line(); !strings.HasPrefix(l, "b "); l = r.line() {
+		got = append(got, l)
+	}
+	if len(got) != 1 || got[0] != "* STATUS INBOX (MESSAGES 1)" {
+		t.Errorf("STATUS with a literal after STATUS (HIGHESTMODSEQ) = %q, want MESSAGES only", got)
+	}
+}

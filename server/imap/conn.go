@@ -183,6 +183,7 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.startLine(line)
 		}
 		if !wasMid && complete && !c.cont {
+			c.startCondCmd(line)
 			handled, herr := c.handleLine(line)
 			if herr != nil {
 				return 0, herr
