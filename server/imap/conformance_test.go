@@ -206,8 +206,8 @@ type confSession struct {
 	// CONDSTORE sessions: the last MODSEQ shown for each UID.
 	condstore bool
 	modseqs   map[uint32]uint64
-	literal  int
-	line     []byte
+	literal   int
+	line      []byte
 }
 
 func dialConf(t *testing.T, env *testEnv, id int, mailbox string, seed uint64, log *opLog) *confSession {
