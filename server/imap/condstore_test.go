@@ -38,6 +38,8 @@ func storeState(t *testing.T, env *testEnv, mailbox string) (store.Mailbox, []st
 	return mb, msgs
 }
 
+var highestRE = regexp.MustCompile(`^\* OK \[HIGHESTMODSEQ (\d+)\]`)
+
 var modseqRE = regexp.MustCompile(`MODSEQ \((\d+)\)`)
 
 // fetchModSeq returns the MODSEQ of a FETCH response line, or 0.
@@ -401,5 +403,52 @@ func TestCondStoreModifierNotKept(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != "* STATUS INBOX (MESSAGES 1)" {
 		t.Errorf("STATUS with a literal after STATUS (HIGHESTMODSEQ) = %q, want MESSAGES only", got)
+	}
+}
+
+// TestQresyncDelayedExpunge: when another session's expunge cannot be
+// told yet (during FETCH) and the answer shows a higher MODSEQ, the
+// answer ends with a HIGHESTMODSEQ below the expunge (RFC 7162 section
+// 3.2), so that a client that reconnects from it still gets VANISHED.
+func TestQresyncDelayedExpunge(t *testing.T) {
+	env := newEnv(t, 0)
+	for i := 0; i < 4; i++ {
+		env.deliver(t, alice, fmt.Sprintf("m%d", i))
+	}
+	a, b := loginRaw(t, env), loginRaw(t, env)
+	a.cmd("e", "ENABLE QRESYNC")
+	a.cmd("s", "SELECT INBOX")
+	b.cmd("s", "SELECT INBOX")
+	_, msgs := storeState(t, env, store.Inbox)
+	b.cmd("d", `STORE 2 +FLAGS (\Deleted)`)
+	b.cmd("x", "EXPUNGE")
+	b.cmd("f", `STORE 2 +FLAGS (\Flagged)`) // message 3, after the expunge
+	mb, now := storeState(t, env, store.Inbox)
+	got := a.cmd("g", "FETCH 1,3:4 (FLAGS)")
+	var floor uint64
+	sawFetch3 := false
+	for _, l := range got {
+		if strings.HasPrefix(l, "* 3 FETCH ") && fetchModSeq(l) == now[1].ModSeq {
+			sawFetch3 = true
+		}
+		if m := highestRE.FindStringSubmatch(l); m != nil {
+			floor, _ = strconv.ParseUint(m[1], 10, 64)
+		}
+		if strings.Contains(l, "VANISHED") || strings.HasSuffix(l, "EXPUNGE") {
+			t.Errorf("FETCH: %q during FETCH", l)
+		}
+	}
+	if !sawFetch3 || floor == 0 || floor >= now[1].ModSeq-1 {
+		t.Fatalf("FETCH during a delayed expunge = %q: want message 3 at MODSEQ %d, then HIGHESTMODSEQ below the expunge", got, now[1].ModSeq)
+	}
+	// A client that reconnects from that HIGHESTMODSEQ learns the expunge.
+	c := loginRaw(t, env)
+	c.cmd("e", "ENABLE QRESYNC")
+	got = c.cmd("s", fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d))", mb.UIDValidity, floor))
+	if want := fmt.Sprintf("* VANISHED (EARLIER) %d", msgs[1].UID); !hasLine(got, want) {
+		t.Errorf("SELECT (QRESYNC) from the HIGHESTMODSEQ = %q, want %q", got, want)
+	}
+	if got := a.cmd("n", "NOOP"); !hasLine(got, fmt.Sprintf("* VANISHED %d", msgs[1].UID)) {
+		t.Errorf("NOOP = %q, want VANISHED", got)
 	}
 }

@@ -558,6 +558,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 	if err := s.view.update(s.ctx, s.conn, w, allowExpunge); err != nil {
 		return s.imapError(err)
 	}
+	s.noteGhosts()
 	if cmd := &s.conn.cs.cmd; cmd.justEnabled {
 		// CONDSTORE enabled with a mailbox selected (RFC 7162 section
 		// 3.1): the client learns the mailbox's HIGHESTMODSEQ.
@@ -660,6 +661,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 				return err
 			}
 		}
+		s.noteGhosts()
 		return storeModified(numSet, items, modified)
 	}
 	v.changed(updated)
@@ -686,6 +688,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 			return err
 		}
 	}
+	s.noteGhosts()
 	return storeModified(numSet, items, modified)
 }
 
