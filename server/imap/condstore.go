@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -1025,19 +1026,31 @@ func (s *session) searchModSeqCommand(tag string, uid bool, args string) ([]byte
 
 // noteGhosts: while the client still sees messages that other sessions
 // expunged (no EXPUNGE or VANISHED may be sent during FETCH, STORE and
-// SEARCH), MODSEQ values it was shown may be above the expunges' mod-
-// sequences; a client that saved them as its state and reconnected with
-// QRESYNC would never learn of those expunges. So the command's answer
-// ends with a HIGHESTMODSEQ below them (RFC 7162 section 3.2), the
-// ModSeq up to which the client knows every expunge.
+// SEARCH, nor after a FETCH that fails with EXPUNGEISSUED), MODSEQ values
+// it was shown may be above the expunges' mod-sequences; a client that
+// saved them as its state and reconnected with QRESYNC would never learn
+// of those expunges. So the command's answer ends with a HIGHESTMODSEQ
+// below them (RFC 7162 section 3.2): the ModSeq up to which the client
+// knows every expunge.
 func (s *session) noteGhosts() {
 	v := s.view
-	if v == nil || v.ghosts == 0 || !s.conn.cs.condstore.Load() {
+	if v == nil || !s.conn.cs.condstore.Load() {
 		return
+	}
+	floor := v.ghostFloor
+	if v.ghosts == 0 {
+		// Expunges the view has not even taken as ghosts yet.
+		v.sm.mu.Lock()
+		_, gone := v.currentLocked()
+		v.sm.mu.Unlock()
+		if !slices.Contains(gone, true) {
+			return
+		}
+		floor = v.modseq
 	}
 	s.conn.wmu.Lock()
 	defer s.conn.wmu.Unlock()
-	line := highestModSeqLine(v.ghostFloor)
+	line := highestModSeqLine(floor)
 	if !bytes.Contains(s.conn.cs.beforeTag, line) {
 		s.conn.cs.beforeTag = append(s.conn.cs.beforeTag, line...)
 	}

@@ -424,7 +424,17 @@ func TestQresyncDelayedExpunge(t *testing.T) {
 	b.cmd("x", "EXPUNGE")
 	b.cmd("f", `STORE 2 +FLAGS (\Flagged)`) // message 3, after the expunge
 	mb, now := storeState(t, env, store.Inbox)
-	got := a.cmd("g", "FETCH 1,3:4 (FLAGS)")
+	// Asking for the expunged message too: NO [EXPUNGEISSUED], and still
+	// the HIGHESTMODSEQ.
+	got, tagged := a.cmdTagged("h", "FETCH 1:4 (FLAGS)")
+	if !strings.HasPrefix(tagged, "h NO [EXPUNGEISSUED]") {
+		t.Errorf("FETCH of an expunged message: %q", tagged)
+	}
+	// (mb.ModSeq-1 is the expunge's.)
+	if m := highestRE.FindStringSubmatch(got[len(got)-1]); m == nil || atou(m[1]) >= mb.ModSeq-1 {
+		t.Errorf("FETCH of an expunged message = %q, want a HIGHESTMODSEQ below %d last", got, mb.ModSeq-1)
+	}
+	got = a.cmd("g", "FETCH 1,3:4 (FLAGS)")
 	var floor uint64
 	sawFetch3 := false
 	for _, l := range got {
@@ -451,4 +461,9 @@ func TestQresyncDelayedExpunge(t *testing.T) {
 	if got := a.cmd("n", "NOOP"); !hasLine(got, fmt.Sprintf("* VANISHED %d", msgs[1].UID)) {
 		t.Errorf("NOOP = %q, want VANISHED", got)
 	}
+}
+
+func atou(s string) uint64 {
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
 }

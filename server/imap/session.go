@@ -790,6 +790,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		return err
 	}
 	cmd := &s.conn.cs.cmd
+	defer s.noteGhosts()
 	if cmd.vanished {
 		if err := s.fetchVanished(numSet, cmd.changedSince); err != nil {
 			return s.imapError(err)
