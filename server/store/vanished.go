@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -253,4 +254,30 @@ func (s *Store) Vanished(ctx context.Context, user string, mailboxID uint64, sin
 		return nil, false, fmt.Errorf("read expunged UIDs of mailbox %d of %q: %w", mailboxID, user, err)
 	}
 	return ranges, complete, nil
+}
+
+// goneQuarantined records messages moved to the quarantine (records the
+// reader cannot decode) as gone from their mailbox, under a new ModSeq:
+// clients that have them learn that they vanished. A mailbox whose own
+// record is not readable is left alone.
+func goneQuarantined(ub *bolt.Bucket, mailboxID uint64, uids []uint32) error {
+	u := &userTx{b: ub}
+	mboxes := ub.Bucket(bucketMailboxes)
+	var name []byte
+	var rec mailboxRecord
+	if err := mboxes.ForEach(func(k, v []byte) error {
+		var r mailboxRecord
+		if json.Unmarshal(v, &r) == nil && r.ID == mailboxID {
+			name, rec = bytes.Clone(k), r
+		}
+		return nil
+	}); err != nil || name == nil {
+		return err
+	}
+	prev := rec.ModSeq
+	rec.ModSeq++
+	if err := u.recordGone(&rec, prev, sortedUIDs(uids)); err != nil {
+		return err
+	}
+	return u.putMailbox(string(name), &rec)
 }
