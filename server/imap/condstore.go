@@ -106,9 +106,9 @@ func (c *conn) rewriteCondStore(line []byte) (out []byte, answered bool, err err
 	if !ok || !validTag([]byte(tag)) {
 		return line, false, nil
 	}
-	cmd, args, _ := strings.Cut(rest, " ")
-	cmd = strings.ToUpper(cmd)
-	prefix := tag + " " + rest[:len(cmd)]
+	word, args, _ := strings.Cut(rest, " ")
+	cmd := strings.ToUpper(word)
+	prefix := tag + " " + word
 	uid := false
 	if cmd == "UID" {
 		uid = true
@@ -207,8 +207,10 @@ func (c *conn) condSelect(args string) (string, string) {
 		return args, ""
 	}
 	p := &keyParser{s: rest}
-	if _, ok := p.paren(); !ok {
+	if in, ok := p.paren(); !ok {
 		return args, ""
+	} else if strings.TrimSpace(in) == "" {
+		return "", "Empty SELECT parameters"
 	}
 	p = &keyParser{s: rest}
 	p.skipSpace()
@@ -851,7 +853,14 @@ func vanishedLine(msgs []store.Message, seqs []uint32) []byte {
 // mentionsModSeq reports whether SEARCH arguments hold the MODSEQ key
 // (which the library does not parse): then extCommand answers.
 func mentionsModSeq(args string) bool {
-	up := strings.ToUpper(args)
+	// ASCII only: strings.ToUpper changes the length of invalid UTF-8.
+	ub := []byte(args)
+	for i, c := range ub {
+		if 'a' <= c && c <= 'z' {
+			ub[i] = c - 'a' + 'A'
+		}
+	}
+	up := string(ub)
 	for i := strings.Index(up, "MODSEQ"); i >= 0; {
 		end := i + len("MODSEQ")
 		before := i == 0 || up[i-1] == ' ' || up[i-1] == '('

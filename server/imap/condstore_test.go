@@ -467,3 +467,17 @@ func atou(s string) uint64 {
 	n, _ := strconv.ParseUint(s, 10, 64)
 	return n
 }
+
+// TestCondStoreOddCommandNames: a command name that is not UTF-8 (whose
+// upper case is longer) gets an answer and the connection goes on; it
+// used to panic in the CONDSTORE rewriting, which closed it.
+func TestCondStoreOddCommandNames(t *testing.T) {
+	env := newEnv(t, 0)
+	r := loginRaw(t, env)
+	for i, c := range []string{"\xed", "FETCH\xed 1", "SEARCH \xedMODSEQ 1", "SEARCH MODSEQ \xed"} {
+		if _, tagged := r.cmdTagged(fmt.Sprint("x", i), c); !strings.HasPrefix(tagged, fmt.Sprint("x", i, " ")) {
+			t.Errorf("%q: %q", c, tagged)
+		}
+	}
+	r.cmd("n", "NOOP")
+}
