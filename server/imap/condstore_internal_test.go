@@ -66,4 +66,3 @@ func FuzzRewriteCondStore(f *testing.F) {
 		}
 	})
 }
-
