@@ -51,7 +51,7 @@ type condState struct {
 	// Write side, guarded by conn.wmu.
 	modseqs   map[uint32]uint64 // MODSEQ for the next "* seq FETCH (" lines
 	enabled   string            // added to the next "* ENABLED" line
-	status    string            // added to the next "* STATUS" line's list
+	status    []string          // added to the next "* STATUS" lines' lists, in order
 	beforeTag []byte            // written before the command's tagged response
 }
 
@@ -131,6 +131,11 @@ func (c *conn) rewriteCondStore(line []byte) (out []byte, answered bool, err err
 			return line, false, nil
 		}
 		newArgs, bad = c.condStatus(args)
+	case "LIST":
+		if uid {
+			return line, false, nil
+		}
+		newArgs = c.condListStatus(args)
 	case "FETCH":
 		newArgs, bad = c.condFetch(args, uid)
 	case "STORE":
@@ -516,6 +521,7 @@ func (c *conn) patchCondStore(line []byte) (before, out []byte) {
 	if line[0] != '*' && line[0] != '+' {
 		// The tagged response ends the command.
 		before, cs.beforeTag = cs.beforeTag, nil
+		cs.status = nil
 		clear(cs.modseqs)
 		return before, line
 	}
@@ -553,7 +559,7 @@ func (cs *condState) patchLine(line []byte) []byte {
 		out := append(append([]byte(nil), body...), cs.enabled...)
 		cs.enabled = ""
 		return append(out, "\r\n"...)
-	case cs.status != "" && bytes.HasPrefix(line, []byte("* STATUS ")):
+	case len(cs.status) > 0 && bytes.HasPrefix(line, []byte("* STATUS ")):
 		body := bytes.TrimRight(line, "\r\n")
 		if !bytes.HasSuffix(body, []byte(")")) {
 			return line
@@ -562,8 +568,8 @@ func (cs *condState) patchLine(line []byte) []byte {
 		if !bytes.HasSuffix(out, []byte("(")) {
 			out = append(out, ' ')
 		}
-		out = append(out, cs.status...)
-		cs.status = ""
+		out = append(out, cs.status[0]...)
+		cs.status = cs.status[1:]
 		return append(out, ")\r\n"...)
 	}
 	return line
@@ -1063,4 +1069,52 @@ func (s *session) noteGhosts() {
 	if !bytes.Contains(s.conn.cs.beforeTag, line) {
 		s.conn.cs.beforeTag = append(s.conn.cs.beforeTag, line...)
 	}
+}
+
+// condListStatus takes HIGHESTMODSEQ out of LIST's RETURN (STATUS (...))
+// (RFC 5819).
+func (c *conn) condListStatus(args string) string {
+	ub := []byte(args)
+	for i, ch := range ub {
+		if 'a' <= ch && ch <= 'z' {
+			ub[i] = ch - 'a' + 'A'
+		}
+	}
+	up := string(ub)
+	r := strings.LastIndex(up, " RETURN (")
+	if r < 0 || insideQuotes(args, r) {
+		return args
+	}
+	k := strings.Index(up[r:], "STATUS (")
+	if k < 0 {
+		return args
+	}
+	open := r + k + len("STATUS ")
+	end := strings.IndexByte(args[open:], ')')
+	if end < 0 {
+		return args
+	}
+	end += open
+	var keep []string
+	found := false
+	for _, w := range strings.Fields(args[open+1 : end]) {
+		if strings.EqualFold(w, "HIGHESTMODSEQ") {
+			found = true
+			continue
+		}
+		keep = append(keep, w)
+	}
+	if !found {
+		return args
+	}
+	c.cs.cmd.statusModSeq = true
+	c.enableCondStore()
+	return args[:open] + "(" + strings.Join(keep, " ") + args[end:]
+}
+
+// queueStatusModSeq has HIGHESTMODSEQ added to the next STATUS response.
+func (c *conn) queueStatusModSeq(modseq uint64) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.cs.status = append(c.cs.status, "HIGHESTMODSEQ "+strconv.FormatUint(modseq, 10))
 }

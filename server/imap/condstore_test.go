@@ -481,3 +481,30 @@ func TestCondStoreOddCommandNames(t *testing.T) {
 	}
 	r.cmd("n", "NOOP")
 }
+
+// TestCondStoreListStatus: LIST RETURN (STATUS (... HIGHESTMODSEQ))
+// answers each mailbox's HIGHESTMODSEQ (RFC 5819 with RFC 7162).
+func TestCondStoreListStatus(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "m")
+	r := loginRaw(t, env)
+	got := r.cmd("l", `LIST "" "*" RETURN (STATUS (MESSAGES HIGHESTMODSEQ))`)
+	mbs, err := env.st.Mailboxes(context.Background(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mb := range mbs {
+		name := strconv.Quote(mb.Name) // as the library writes names
+		if mb.Name == store.Inbox {
+			name = store.Inbox
+		}
+		want := fmt.Sprintf("* STATUS %s (MESSAGES %d HIGHESTMODSEQ %d)", name, mb.Messages, mb.ModSeq)
+		if !hasLine(got, want) {
+			t.Errorf("LIST-STATUS = %q, want %q", got, want)
+		}
+	}
+	got = r.cmd("m", `LIST "" "INBOX" RETURN (STATUS (HIGHESTMODSEQ))`)
+	if want := fmt.Sprintf("* STATUS INBOX (HIGHESTMODSEQ %d)", mbs[0].ModSeq); !hasLine(got, want) {
+		t.Errorf("LIST-STATUS = %q, want %q", got, want)
+	}
+}

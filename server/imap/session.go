@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -310,11 +309,17 @@ func (s *session) writeListMailbox(w *imapserver.ListWriter, mb *store.Mailbox, 
 		data.Attrs = append(data.Attrs, goimap.MailboxAttr(mb.SpecialUse))
 	}
 	if options.ReturnStatus != nil {
+		if s.conn.cs.cmd.statusModSeq {
+			options.ReturnStatus.HighestModSeq = true
+		}
 		st, err := s.status(mb.Name, options.ReturnStatus)
 		if err != nil {
 			return err
 		}
 		data.Status = st
+		if options.ReturnStatus.HighestModSeq {
+			s.conn.queueStatusModSeq(st.HighestModSeq)
+		}
 	}
 	return w.WriteList(data)
 }
@@ -436,9 +441,7 @@ func (s *session) Status(name string, options *goimap.StatusOptions) (*goimap.St
 	data, err := s.status(name, options)
 	if err == nil && options.HighestModSeq {
 		// The library does not write it: conn.Write adds it.
-		s.conn.wmu.Lock()
-		s.conn.cs.status = "HIGHESTMODSEQ " + strconv.FormatUint(data.HighestModSeq, 10)
-		s.conn.wmu.Unlock()
+		s.conn.queueStatusModSeq(data.HighestModSeq)
 	}
 	return data, err
 }
