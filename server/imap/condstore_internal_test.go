@@ -2,8 +2,13 @@ package imap
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
+
+	goimap "github.com/emersion/go-imap/v2"
+
+	"github.com/mailctl/mailctl/server/store"
 )
 
 // FuzzRewriteCondStore: any command line is either handed on as one
@@ -66,3 +71,45 @@ func FuzzRewriteCondStore(f *testing.F) {
 		}
 	})
 }
+
+// TestUIDRanges: the range arithmetic behind VANISHED (EARLIER): known
+// UIDs with "*" and overlaps, the store's records, the messages present.
+func TestUIDRanges(t *testing.T) {
+	msgs := func(uids ...uint32) []store.Message {
+		var out []store.Message
+		for _, u := range uids {
+			out = append(out, store.Message{UID: u})
+		}
+		return out
+	}
+	set, err := parseNumSet("9:7,1:3,*,2:4,20:30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm := normRanges(set, 25)
+	if want := (uidRanges{{1, 4}, {7, 9}, {20, 25}}); !slices.Equal(norm, want) {
+		t.Errorf("normRanges = %v, want %v", norm, want)
+	}
+	if got := normRanges(goimapSeq(0, 0), 0); len(got) != 0 {
+		t.Errorf("normRanges of * in an empty mailbox = %v", got)
+	}
+	rec := uidRanges{{2, 2}, {5, 8}, {22, 40}}
+	if got, want := rec.intersect(norm), (uidRanges{{2, 2}, {7, 8}, {22, 25}}); !slices.Equal(got, want) {
+		t.Errorf("intersect = %v, want %v", got, want)
+	}
+	// Not complete: every asked-for UID that is not present.
+	if got, want := norm.without(msgs(1, 3, 4, 8, 20, 21, 25, 26)), (uidRanges{{2, 2}, {7, 7}, {9, 9}, {22, 24}}); !slices.Equal(got, want) {
+		t.Errorf("without = %v, want %v", got, want)
+	}
+	if got := (uidRanges{{1, 3}}).without(msgs(1, 2, 3)); len(got) != 0 {
+		t.Errorf("without all = %v", got)
+	}
+	if got := string(uidRanges{{1, 1}, {3, 5}}.appendTo(nil)); got != "1,3:5" {
+		t.Errorf("appendTo = %q", got)
+	}
+	if got := string(vanishedLine(msgs(4, 5, 6, 9), []uint32{1, 2, 4})); got != "* VANISHED 4:5,9\r\n" {
+		t.Errorf("vanishedLine = %q", got)
+	}
+}
+
+func goimapSeq(a, b uint32) goimap.SeqSet { return goimap.SeqSet{{Start: a, Stop: b}} }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	goimap "github.com/emersion/go-imap/v2"
+
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -506,5 +508,59 @@ func TestCondStoreListStatus(t *testing.T) {
 	got = r.cmd("m", `LIST "" "INBOX" RETURN (STATUS (HIGHESTMODSEQ))`)
 	if want := fmt.Sprintf("* STATUS INBOX (HIGHESTMODSEQ %d)", mbs[0].ModSeq); !hasLine(got, want) {
 		t.Errorf("LIST-STATUS = %q, want %q", got, want)
+	}
+}
+
+// TestCondStoreGoIMAPClient: go-imap's client, as a CONDSTORE client
+// uses it: SELECT (CONDSTORE) gives HIGHESTMODSEQ, FETCH (CHANGEDSINCE)
+// only the messages changed since with their MODSEQ, STORE
+// (UNCHANGEDSINCE) changes the messages not changed since.
+func TestCondStoreGoIMAPClient(t *testing.T) {
+	env := newEnv(t, 0)
+	for i := 0; i < 5; i++ {
+		env.deliver(t, alice, fmt.Sprint("m", i))
+	}
+	c := env.dialTLS(t, nil)
+	if err := c.Login(alice, alicePW).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Caps().Has(goimap.CapCondStore) || !c.Caps().Has(goimap.CapQResync) {
+		t.Errorf("capabilities %v lack CONDSTORE or QRESYNC", c.Caps())
+	}
+	sel, err := c.Select(store.Inbox, &goimap.SelectOptions{CondStore: true}).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, msgs := storeState(t, env, store.Inbox)
+	if sel.HighestModSeq != mb.ModSeq {
+		t.Errorf("SELECT HIGHESTMODSEQ %d, the store %d", sel.HighestModSeq, mb.ModSeq)
+	}
+	if _, err := env.st.SetFlags(context.Background(), alice, store.Inbox, []uint32{msgs[1].UID, msgs[3].UID}, store.FlagsAdd, []string{store.FlagSeen}); err != nil {
+		t.Fatal(err)
+	}
+	_, now := storeState(t, env, store.Inbox)
+	got, err := c.Fetch(goimap.UIDSet{{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true, Flags: true, ChangedSince: sel.HighestModSeq}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].UID != goimap.UID(now[1].UID) || got[0].ModSeq != now[1].ModSeq || got[1].UID != goimap.UID(now[3].UID) || got[1].ModSeq != now[3].ModSeq {
+		t.Errorf("FETCH (CHANGEDSINCE %d) = %+v, want UIDs %d and %d at MODSEQ %d", sel.HighestModSeq, got, now[1].UID, now[3].UID, now[1].ModSeq)
+	}
+	res, err := c.Store(goimap.SeqSet{{Start: 1, Stop: 3}}, &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Flags: []goimap.Flag{goimap.FlagFlagged}}, &goimap.StoreOptions{UnchangedSince: sel.HighestModSeq}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after := storeState(t, env, store.Inbox)
+	if len(res) != 2 || !after[0].HasFlag(store.FlagFlagged) || after[1].HasFlag(store.FlagFlagged) || !after[2].HasFlag(store.FlagFlagged) {
+		t.Errorf("STORE (UNCHANGEDSINCE): %d FETCH responses; store flags %v %v %v", len(res), after[0].Flags, after[1].Flags, after[2].Flags)
+	}
+	for _, m := range res {
+		if m.ModSeq != after[m.SeqNum-1].ModSeq {
+			t.Errorf("STORE answer for %d: MODSEQ %d, the store %d", m.SeqNum, m.ModSeq, after[m.SeqNum-1].ModSeq)
+		}
+	}
+	st, err := c.Status("Trash", &goimap.StatusOptions{HighestModSeq: true, NumMessages: true}).Wait()
+	if err != nil || st.HighestModSeq == 0 {
+		t.Errorf("STATUS HIGHESTMODSEQ = %+v, %v", st, err)
 	}
 }
