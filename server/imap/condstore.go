@@ -150,6 +150,9 @@ func (c *conn) rewriteCondStore(line []byte) (out []byte, answered bool, err err
 	if newArgs == args {
 		return line, false, nil
 	}
+	if newArgs == "" {
+		return []byte(prefix + "\r\n"), false, nil // ENABLE of ours only
+	}
 	return []byte(prefix + " " + newArgs + "\r\n"), false, nil
 }
 

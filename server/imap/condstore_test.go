@@ -564,3 +564,22 @@ func TestCondStoreGoIMAPClient(t *testing.T) {
 		t.Errorf("STATUS HIGHESTMODSEQ = %+v, %v", st, err)
 	}
 }
+
+// TestCondStoreEnableSelected: ENABLE CONDSTORE alone, or with another
+// capability, answers ENABLED with each; with a mailbox selected, the
+// client learns its HIGHESTMODSEQ (RFC 7162 section 3.1).
+func TestCondStoreEnableSelected(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "m")
+	r := loginRaw(t, env)
+	r.cmd("s", "SELECT INBOX")
+	mb, _ := storeState(t, env, store.Inbox)
+	got := r.cmd("e", "ENABLE CONDSTORE")
+	if !hasLine(got, "* ENABLED CONDSTORE") || !hasLine(got, fmt.Sprintf("* OK [HIGHESTMODSEQ %d] Highest", mb.ModSeq)) {
+		t.Errorf("ENABLE CONDSTORE while selected = %q", got)
+	}
+	got = r.cmd("f", "ENABLE CONDSTORE QRESYNC IMAP4rev2")
+	if len(got) != 1 || got[0] != "* ENABLED IMAP4rev2 QRESYNC" {
+		t.Errorf("ENABLE again = %q, want IMAP4rev2 and QRESYNC (CONDSTORE was on)", got)
+	}
+}
