@@ -199,11 +199,11 @@ func TestQresyncRandomResync(t *testing.T) {
 	}
 	flagsPool := []string{store.FlagSeen, store.FlagFlagged, store.FlagAnswered, store.FlagDeleted, "$Label1", "Work"}
 	// mutate changes the mailbox as other clients would.
-	mutate := func(n int) {
+	mutate := func(rnd *rand.Rand, n int) error {
 		for i := 0; i < n; i++ {
 			_, msgs, err := env.st.Messages(ctx, alice, store.Inbox)
 			if err != nil {
-				t.Fatal(err)
+				return err
 			}
 			var pick []uint32
 			for _, m := range msgs {
@@ -217,23 +217,21 @@ func TestQresyncRandomResync(t *testing.T) {
 				if rnd.IntN(2) == 0 {
 					op = store.FlagsRemove
 				}
-				if _, err := env.st.SetFlags(ctx, alice, store.Inbox, pick, op, []string{flagsPool[rnd.IntN(len(flagsPool))]}); err != nil {
-					t.Fatal(err)
-				}
+				_, err = env.st.SetFlags(ctx, alice, store.Inbox, pick, op, []string{flagsPool[rnd.IntN(len(flagsPool))]})
 			case r < 7:
-				if _, err := env.st.Expunge(ctx, alice, store.Inbox, pick); err != nil {
-					t.Fatal(err)
-				}
+				_, err = env.st.Expunge(ctx, alice, store.Inbox, pick)
 			case r < 8:
 				if len(pick) > 0 {
-					if _, err := env.st.Move(ctx, alice, store.Inbox, pick[:1], "Trash"); err != nil {
-						t.Fatal(err)
-					}
+					_, err = env.st.Move(ctx, alice, store.Inbox, pick[:1], "Trash")
 				}
 			default:
-				env.deliver(t, alice, fmt.Sprint("new ", rnd.IntN(1000)))
+				_, err = env.st.Deliver(ctx, alice, "", strings.NewReader(mail(fmt.Sprint("new ", rnd.IntN(1000)))), nil, time.Time{})
+			}
+			if err != nil {
+				return err
 			}
 		}
+		return nil
 	}
 	q := &qresyncClient{t: t, flags: map[uint32][]string{}, store: env.st}
 	connect := func(round int) {
@@ -251,11 +249,25 @@ func TestQresyncRandomResync(t *testing.T) {
 		q.run("s", fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d %s))", q.uidValidity, q.modseq, known))
 		q.learnNew("n")
 	}
-	for round := 0; round < 12; round++ {
+	for round := 0; round < 16; round++ {
 		connect(round)
 		q.check(fmt.Sprintf("round %d, after SELECT (QRESYNC)", round), seed)
+		// Odd rounds: the changes run at the same time as the client's
+		// commands (as another client would make them); the copy is
+		// compared once they are over.
+		concurrent := round%2 == 1
+		var done chan error
+		if concurrent {
+			done = make(chan error, 1)
+			r2 := rand.New(rand.NewPCG(seed, uint64(round)))
+			go func() { done <- mutate(r2, 20) }()
+		}
 		for k := 0; k < 6; k++ {
-			mutate(1 + rnd.IntN(3))
+			if !concurrent {
+				if err := mutate(rnd, 1+rnd.IntN(3)); err != nil {
+					t.Fatal(err)
+				}
+			}
 			switch rnd.IntN(3) {
 			case 0:
 				// Its own FETCH: expunges wait; MODSEQ may not pass them.
@@ -265,7 +277,9 @@ func TestQresyncRandomResync(t *testing.T) {
 			case 1:
 				q.run("p", "NOOP")
 				q.learnNew("l")
-				q.check(fmt.Sprintf("round %d, after NOOP", round), seed)
+				if !concurrent {
+					q.check(fmt.Sprintf("round %d, after NOOP", round), seed)
+				}
 			default:
 				// Its own STORE, answered with FLAGS and MODSEQ.
 				q.run("t", fmt.Sprintf("STORE 1 %sFLAGS (%s)", []string{"+", "-"}[rnd.IntN(2)], flagsPool[rnd.IntN(len(flagsPool))]))
@@ -274,9 +288,23 @@ func TestQresyncRandomResync(t *testing.T) {
 				q.learnNew("m")
 			}
 		}
+		if concurrent {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if rnd.IntN(2) == 0 {
+				// Up to date before leaving; else from whatever state
+				// the last command left.
+				q.run("p", "NOOP")
+				q.learnNew("l")
+				q.check(fmt.Sprintf("round %d, after concurrent changes", round), seed)
+			}
+		}
 		// Away: more changes before the next connection (sometimes
 		// right after a FETCH, with expunges not yet told).
 		q.r.c.Close()
-		mutate(rnd.IntN(6))
+		if err := mutate(rnd, rnd.IntN(6)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
