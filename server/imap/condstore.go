@@ -43,6 +43,9 @@ var condCaps = []string{"CONDSTORE", "QRESYNC"}
 type condState struct {
 	condstore atomic.Bool // enabled (RFC 7162 section 3.1)
 	qresync   atomic.Bool // enabled with ENABLE QRESYNC
+	// listed: CONDSTORE was in an ENABLED response (enabling QRESYNC
+	// enables it without listing it, as with Dovecot).
+	listed bool
 
 	// cmd is what rewriteCondStore took out of the current command; only
 	// the goroutine that reads commands and runs them uses it.
@@ -163,7 +166,8 @@ func (c *conn) condEnable(args string) string {
 	for _, w := range strings.Fields(args) {
 		switch strings.ToUpper(w) {
 		case "CONDSTORE":
-			if !c.cs.condstore.Load() {
+			if !c.cs.listed {
+				c.cs.listed = true
 				added = append(added, "CONDSTORE")
 			}
 			c.enableCondStore()
@@ -304,7 +308,8 @@ func parseQresync(p *keyParser) (*qresyncParams, string) {
 	if q.s != "" && !strings.HasPrefix(q.s, "(") {
 		known, _ := q.token()
 		set, err := parseNumSet(known)
-		if err != nil {
+		if err != nil || strings.Contains(known, "*") {
+			// "*" is not allowed (RFC 7162 section 7).
 			return nil, "Invalid QRESYNC known UIDs"
 		}
 		out.knownUIDs = set
@@ -322,7 +327,7 @@ func parseQresync(p *keyParser) (*qresyncParams, string) {
 			return nil, "Invalid QRESYNC sequence match data"
 		}
 		for _, s := range f {
-			if _, err := parseNumSet(s); err != nil {
+			if _, err := parseNumSet(s); err != nil || strings.Contains(s, "*") {
 				return nil, "Invalid QRESYNC sequence match data"
 			}
 		}
@@ -709,8 +714,20 @@ func (s *session) selectCondStore(v *view, mb store.Mailbox) error {
 			b = gone.appendTo(b)
 			b = append(b, "\r\n"...)
 		}
+		// Changes to the messages the client knows (its known UIDs, by
+		// default all): it learns of newer ones from EXISTS and UIDNEXT,
+		// as with Dovecot.
+		k := 0
 		for i := range v.msgs {
 			m := &v.msgs[i]
+			if q.knownUIDs != nil {
+				for k < len(cand) && cand[k][1] < m.UID {
+					k++
+				}
+				if k == len(cand) || m.UID < cand[k][0] {
+					continue
+				}
+			}
 			if m.ModSeq <= q.modseq {
 				continue
 			}

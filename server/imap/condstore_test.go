@@ -255,7 +255,7 @@ func vanishedOf(t *testing.T, line string) []uint32 {
 // TestQresyncReconnect: a client that knew the mailbox reconnects with
 // SELECT (QRESYNC ...) after other sessions expunged, flagged and added
 // messages: it gets exactly the expunged UIDs in VANISHED (EARLIER) and
-// a FETCH (UID FLAGS MODSEQ) for each message changed or added, as the
+// a FETCH (UID FLAGS MODSEQ) for each known message changed, as the
 // store has them (RFC 7162 section 3.2.5); then, while selected, VANISHED
 // instead of EXPUNGE, and UID FETCH (CHANGEDSINCE n VANISHED).
 func TestQresyncReconnect(t *testing.T) {
@@ -284,8 +284,7 @@ func TestQresyncReconnect(t *testing.T) {
 
 	a = loginRaw(t, env)
 	a.cmd("e", "ENABLE QRESYNC")
-	// known-uids: all the client knew, plus one it never saw (no VANISHED
-	// for UIDs that were never there... but 1:* style ranges are fine).
+	// known-uids: the range of what the client knew.
 	got := a.cmd("s", fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d %d:%d))", mb.UIDValidity, mb.ModSeq, before[0].UID, before[len(before)-1].UID))
 	var vanished []uint32
 	fetched := map[uint32]string{}
@@ -310,7 +309,9 @@ func TestQresyncReconnect(t *testing.T) {
 		t.Errorf("VANISHED (EARLIER) %v, want %v (SELECT: %q)", vanished, wantGone, got)
 	}
 	for i, m := range now {
-		changed := m.ModSeq > mb.ModSeq
+		// FETCH for the changes to known UIDs only, as Dovecot: the new
+		// message is learnt from EXISTS and UIDNEXT.
+		changed := m.ModSeq > mb.ModSeq && m.UID <= before[len(before)-1].UID
 		l, ok := fetched[m.UID]
 		if ok != changed {
 			t.Errorf("message UID %d (ModSeq %d, client at %d): FETCH %q", m.UID, m.ModSeq, mb.ModSeq, l)
@@ -320,15 +321,12 @@ func TestQresyncReconnect(t *testing.T) {
 			continue
 		}
 		want := fmt.Sprintf("* %d FETCH (UID %d FLAGS (%s) MODSEQ (%d))", i+1, m.UID, strings.Join(m.Flags, " "), m.ModSeq)
-		if m.UID == now[len(now)-1].UID {
-			want = fmt.Sprintf(`* %d FETCH (UID %d FLAGS (\Recent) MODSEQ (%d))`, i+1, m.UID, m.ModSeq)
-		}
 		if l != want {
 			t.Errorf("SELECT FETCH %q, want %q", l, want)
 		}
 	}
-	if len(fetched) != 3 {
-		t.Errorf("SELECT FETCH responses: %d, want 3 (two flagged, one new)", len(fetched))
+	if len(fetched) != 2 {
+		t.Errorf("SELECT FETCH responses: %d, want 2 (the flagged ones)", len(fetched))
 	}
 
 	// Selected: another session's expunge comes as VANISHED.

@@ -243,10 +243,10 @@ func TestQresyncRandomResync(t *testing.T) {
 			return
 		}
 		known := q.knownUIDs()
-		if known == "" {
-			known = "1:*"
+		if known != "" {
+			known = " " + known
 		}
-		q.run("s", fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d %s))", q.uidValidity, q.modseq, known))
+		q.run("s", fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d%s))", q.uidValidity, q.modseq, known))
 		q.learnNew("n")
 	}
 	for round := 0; round < 16; round++ {
