@@ -426,7 +426,7 @@ func TestQresyncDelayedExpunge(t *testing.T) {
 	mb, now := storeState(t, env, store.Inbox)
 	// Asking for the expunged message too: NO [EXPUNGEISSUED], and still
 	// the HIGHESTMODSEQ.
-	got, tagged := a.cmdTagged("h", "FETCH 1:4 (FLAGS)")
+	got, tagged := a.cmdTagged("h", "FETCH 1:4 (FLAGS MODSEQ)")
 	if !strings.HasPrefix(tagged, "h NO [EXPUNGEISSUED]") {
 		t.Errorf("FETCH of an expunged message: %q", tagged)
 	}
@@ -434,7 +434,7 @@ func TestQresyncDelayedExpunge(t *testing.T) {
 	if m := highestRE.FindStringSubmatch(got[len(got)-1]); m == nil || atou(m[1]) >= mb.ModSeq-1 {
 		t.Errorf("FETCH of an expunged message = %q, want a HIGHESTMODSEQ below %d last", got, mb.ModSeq-1)
 	}
-	got = a.cmd("g", "FETCH 1,3:4 (FLAGS)")
+	got = a.cmd("g", "FETCH 1,3:4 (FLAGS MODSEQ)")
 	var floor uint64
 	sawFetch3 := false
 	for _, l := range got {

@@ -147,7 +147,7 @@ func (q *qresyncClient) learnNew(tag string) {
 	for u := range q.flags {
 		next = max(next, u+1)
 	}
-	q.run(tag, fmt.Sprintf("UID FETCH %d:* (FLAGS)", next))
+	q.run(tag, fmt.Sprintf("UID FETCH %d:* (FLAGS MODSEQ)", next))
 }
 
 // check compares the copy with the store.
@@ -239,7 +239,7 @@ func TestQresyncRandomResync(t *testing.T) {
 		q.run("e", "ENABLE QRESYNC")
 		if q.modseq == 0 {
 			q.run("s", "SELECT INBOX")
-			q.run("f", "UID FETCH 1:* (FLAGS)")
+			q.run("f", "UID FETCH 1:* (FLAGS MODSEQ)")
 			return
 		}
 		known := q.knownUIDs()
@@ -271,7 +271,7 @@ func TestQresyncRandomResync(t *testing.T) {
 			switch rnd.IntN(3) {
 			case 0:
 				// Its own FETCH: expunges wait; MODSEQ may not pass them.
-				if tagged := q.run("g", "FETCH 1:* (FLAGS)"); !strings.HasPrefix(tagged, "g OK") && !strings.HasPrefix(tagged, "g NO [EXPUNGEISSUED]") {
+				if tagged := q.run("g", "FETCH 1:* (FLAGS MODSEQ)"); !strings.HasPrefix(tagged, "g OK") && !strings.HasPrefix(tagged, "g NO [EXPUNGEISSUED]") {
 					t.Fatalf("FETCH: %q", tagged)
 				}
 			case 1:

@@ -929,7 +929,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 				// As committed: another session may have changed others.
 				m.Flags, m.ModSeq = nowSeen[m.UID].Flags, nowSeen[m.UID].ModSeq
 			}
-			if cmd.fetchModSeq || (condOn && (options.Flags || seenNow[m.UID])) {
+			// MODSEQ when asked, and with a change of flags (the \Seen
+			// set here) once CONDSTORE is on; not in every FLAGS
+			// answer, as Dovecot.
+			if cmd.fetchModSeq || (condOn && seenNow[m.UID]) {
 				s.conn.queueModSeq(it.clientSeq, m.ModSeq)
 			}
 			if (options.Flags || seenNow[m.UID]) && v.rev1 && v.isRecent(m.UID) {
