@@ -56,6 +56,10 @@ type condState struct {
 	enabled   string            // added to the next "* ENABLED" line
 	status    []string          // added to the next "* STATUS" lines' lists, in order
 	beforeTag []byte            // written before the command's tagged response
+	// shown is the highest MODSEQ the command's answer showed;
+	// tagHighest, when not 0, goes into its tagged OK as
+	// [HIGHESTMODSEQ n] (noteHighest).
+	shown, tagHighest uint64
 }
 
 // condCmd is the CONDSTORE syntax of the current command.
@@ -506,6 +510,7 @@ func (c *conn) queueModSeq(seq uint32, modseq uint64) {
 		c.cs.modseqs = map[uint32]uint64{}
 	}
 	c.cs.modseqs[seq] = modseq
+	c.cs.shown = max(c.cs.shown, modseq)
 }
 
 // queueBeforeTag has b written before the current command's tagged
@@ -531,6 +536,10 @@ func (c *conn) patchCondStore(line []byte) (before, out []byte) {
 		before, cs.beforeTag = cs.beforeTag, nil
 		cs.status = nil
 		clear(cs.modseqs)
+		if cs.tagHighest != 0 {
+			line = tagHighestModSeq(line, cs.tagHighest, &before)
+		}
+		cs.tagHighest, cs.shown = 0, 0
 		return before, line
 	}
 	return nil, cs.patchLine(line)
@@ -1059,36 +1068,70 @@ func (s *session) searchModSeqCommand(tag string, uid bool, args string) ([]byte
 	return append(b, "\r\n"...), nil
 }
 
-// noteGhosts: while the client still sees messages that other sessions
-// expunged (no EXPUNGE or VANISHED may be sent during FETCH, STORE and
-// SEARCH, nor after a FETCH that fails with EXPUNGEISSUED), MODSEQ values
-// it was shown may be above the expunges' mod-sequences; a client that
-// saved them as its state and reconnected with QRESYNC would never learn
-// of those expunges. So the command's answer ends with a HIGHESTMODSEQ
-// below them (RFC 7162 section 3.2): the ModSeq up to which the client
-// knows every expunge.
-func (s *session) noteGhosts() {
+// noteHighest tells a QRESYNC client the HIGHESTMODSEQ its state is at,
+// in the command's tagged OK (RFC 7162 section 3.2), as Dovecot does:
+//
+//   - While it still sees messages that other sessions expunged (no
+//     EXPUNGE or VANISHED may be sent during FETCH, STORE and SEARCH, nor
+//     after a FETCH that fails with EXPUNGEISSUED), MODSEQ values shown
+//     may be above the expunges' mod-sequences: a client that saved them
+//     and reconnected would never learn of those expunges. So when the
+//     command showed one above the state the client fully knows, it
+//     gets that lower state.
+//   - Else, when the mailbox moved on (VANISHED, EXISTS) beyond what the
+//     client was told (HIGHESTMODSEQ, MODSEQ values), it gets the new
+//     HIGHESTMODSEQ.
+func (s *session) noteHighest() error {
 	v := s.view
-	if v == nil || !s.conn.cs.condstore.Load() {
-		return
+	c := s.conn
+	if v == nil || !c.cs.qresync.Load() {
+		return nil
 	}
-	floor := v.ghostFloor
-	if v.ghosts == 0 {
+	pending := v.ghosts > 0
+	if !pending {
 		// Expunges the view has not even taken as ghosts yet.
 		v.sm.mu.Lock()
 		_, gone := v.currentLocked()
 		v.sm.mu.Unlock()
-		if !slices.Contains(gone, true) {
-			return
-		}
-		floor = v.modseq
+		pending = slices.Contains(gone, true)
 	}
-	s.conn.wmu.Lock()
-	defer s.conn.wmu.Unlock()
-	line := highestModSeqLine(floor)
-	if !bytes.Contains(s.conn.cs.beforeTag, line) {
-		s.conn.cs.beforeTag = append(s.conn.cs.beforeTag, line...)
+	var now []byte
+	c.wmu.Lock()
+	v.told = max(v.told, c.cs.shown)
+	switch {
+	case pending && c.cs.shown > v.lastFull:
+		c.cs.tagHighest, v.told = v.lastFull, v.lastFull
+	case !pending && v.modseq > v.told:
+		c.cs.tagHighest, v.told = v.modseq, v.modseq
 	}
+	if !pending {
+		v.lastFull = v.modseq
+	}
+	if s.idling && c.cs.tagHighest != 0 {
+		// No tagged response until DONE: now.
+		now = highestModSeqLine(c.cs.tagHighest)
+		c.cs.tagHighest, c.cs.shown = 0, 0
+	}
+	c.wmu.Unlock()
+	if now != nil {
+		return c.writeResponses(now)
+	}
+	return nil
+}
+
+// tagHighestModSeq puts [HIGHESTMODSEQ n] into a tagged OK that has no
+// response code, else in an untagged OK appended to before.
+func tagHighestModSeq(line []byte, n uint64, before *[]byte) []byte {
+	tag, rest, _ := bytes.Cut(line, []byte(" "))
+	if bytes.HasPrefix(rest, []byte("OK ")) && !bytes.HasPrefix(rest, []byte("OK [")) {
+		out := append([]byte(nil), tag...)
+		out = append(out, " OK [HIGHESTMODSEQ "...)
+		out = strconv.AppendUint(out, n, 10)
+		out = append(out, "] "...)
+		return append(out, rest[len("OK "):]...)
+	}
+	*before = append(*before, highestModSeqLine(n)...)
+	return line
 }
 
 // condListStatus takes HIGHESTMODSEQ out of LIST's RETURN (STATUS (...))

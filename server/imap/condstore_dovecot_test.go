@@ -132,7 +132,7 @@ func (d *dovecotSession) cmdTagged(tag, command string) ([]string, string) {
 
 var (
 	fetchLineRE = regexp.MustCompile(`^\* (\d+) FETCH \((.*)\)$`)
-	codeRE      = regexp.MustCompile(`^\S+ (OK|NO|BAD) (\[MODIFIED [^]]*\])?`)
+	codeRE      = regexp.MustCompile(`^\S+ (OK|NO|BAD) (\[(?:MODIFIED|HIGHESTMODSEQ) [^]]*\])?`)
 )
 
 // fetchItems splits "K V K (V V) ..." into sorted "K=V", without UID (the

@@ -434,7 +434,9 @@ func TestQresyncDelayedExpunge(t *testing.T) {
 	if m := highestRE.FindStringSubmatch(got[len(got)-1]); m == nil || atou(m[1]) >= mb.ModSeq-1 {
 		t.Errorf("FETCH of an expunged message = %q, want a HIGHESTMODSEQ below %d last", got, mb.ModSeq-1)
 	}
-	got = a.cmd("g", "FETCH 1,3:4 (FLAGS MODSEQ)")
+	got, tagged = a.cmdTagged("g", "FETCH 1,3:4 (FLAGS MODSEQ)")
+	// (In the tagged OK, as Dovecot puts it.)
+	got = append(got, strings.Replace(tagged, "g OK ", "* OK ", 1))
 	var floor uint64
 	sawFetch3 := false
 	for _, l := range got {
@@ -579,5 +581,37 @@ func TestCondStoreEnableSelected(t *testing.T) {
 	got = r.cmd("f", "ENABLE CONDSTORE QRESYNC IMAP4rev2")
 	if len(got) != 1 || got[0] != "* ENABLED IMAP4rev2 QRESYNC" {
 		t.Errorf("ENABLE again = %q, want IMAP4rev2 and QRESYNC (CONDSTORE was on)", got)
+	}
+}
+
+// TestQresyncIdle: in IDLE, another session's expunge comes as VANISHED,
+// then the new HIGHESTMODSEQ (untagged: no tagged response until DONE).
+func TestQresyncIdle(t *testing.T) {
+	env := newEnv(t, 0)
+	for i := 0; i < 3; i++ {
+		env.deliver(t, alice, fmt.Sprint("m", i))
+	}
+	a, b := loginRaw(t, env), loginRaw(t, env)
+	a.cmd("e", "ENABLE QRESYNC")
+	a.cmd("s", "SELECT INBOX")
+	b.cmd("s", "SELECT INBOX")
+	fmt.Fprintf(a.c, "i IDLE\r\n")
+	if l := a.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	b.cmd("d", `STORE 2 +FLAGS (\Deleted)`)
+	b.cmd("x", "EXPUNGE")
+	mb, _ := storeState(t, env, store.Inbox)
+	var got []string
+	for len(got) < 4 && (len(got) == 0 || !strings.HasPrefix(got[len(got)-1], "* OK [HIGHESTMODSEQ")) {
+		got = append(got, a.line())
+	}
+	// (The \Deleted flag update may come first.)
+	if n := len(got); n < 2 || got[n-2] != "* VANISHED 2" || got[n-1] != fmt.Sprintf("* OK [HIGHESTMODSEQ %d] Highest", mb.ModSeq) {
+		t.Errorf("IDLE = %q, want VANISHED 2 then HIGHESTMODSEQ %d", got, mb.ModSeq)
+	}
+	fmt.Fprintf(a.c, "DONE\r\n")
+	if l := a.line(); l != "i OK IDLE completed" {
+		t.Errorf("DONE: %q", l)
 	}
 }

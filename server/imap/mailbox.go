@@ -226,9 +226,12 @@ type view struct {
 	gen    uint64 // sm.gen of msgs when msgs is that snapshot exactly, else 0
 	ghosts int    // messages of msgs that are expunged
 	modseq uint64 // the client has the flags of every change up to this
-	// ghostFloor is modseq when the first ghost appeared: the client
-	// knows every expunge up to it (condstore.go, noteGhosts).
-	ghostFloor uint64
+	// lastFull is modseq when the client was last told every expunge:
+	// it knows the whole mailbox state up to it (condstore.go,
+	// noteHighest).
+	lastFull uint64
+	// told is the highest mod-sequence the client was told (QRESYNC).
+	told uint64
 	// self are the session's own changes since the last update, UID to
 	// ModSeq: the client knows their flags (the command's answer showed
 	// them, or STORE .SILENT left them as the client expects).
@@ -549,9 +552,6 @@ func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, 
 		v.msgs, v.gen = next, 0
 	} else {
 		v.msgs, v.gen = cur, gen
-	}
-	if ghosts > 0 && v.ghosts == 0 {
-		v.ghostFloor = v.modseq
 	}
 	v.ghosts, v.modseq = ghosts, modseq
 	clear(v.self)

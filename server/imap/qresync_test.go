@@ -33,10 +33,11 @@ type qresyncClient struct {
 }
 
 var (
-	qrFetchRE  = regexp.MustCompile(`^\* (\d+) FETCH \((.*)\)$`)
-	qrUIDRE    = regexp.MustCompile(`(?:^|[ (])UID (\d+)`)
-	qrFlagsRE  = regexp.MustCompile(`FLAGS \(([^)]*)\)`)
-	qrUValidRE = regexp.MustCompile(`^\* OK \[UIDVALIDITY (\d+)\]`)
+	qrFetchRE    = regexp.MustCompile(`^\* (\d+) FETCH \((.*)\)$`)
+	qrUIDRE      = regexp.MustCompile(`(?:^|[ (])UID (\d+)`)
+	qrFlagsRE    = regexp.MustCompile(`FLAGS \(([^)]*)\)`)
+	qrUValidRE   = regexp.MustCompile(`^\* OK \[UIDVALIDITY (\d+)\]`)
+	tagHighestRE = regexp.MustCompile(`^\S+ OK \[HIGHESTMODSEQ (\d+)\]`)
 )
 
 // run sends a command and applies its responses to the copy. It returns
@@ -50,6 +51,10 @@ func (q *qresyncClient) run(tag, command string) string {
 	for {
 		l := q.r.line()
 		if strings.HasPrefix(l, tag+" ") {
+			// HIGHESTMODSEQ in the tagged OK, last.
+			if m := tagHighestRE.FindStringSubmatch(l); m != nil {
+				q.highest, _ = strconv.ParseUint(m[1], 10, 64)
+			}
 			next := max(q.modseq, q.maxFetch)
 			if q.highest != 0 {
 				next = q.highest

@@ -28,8 +28,9 @@ type session struct {
 	cancel context.CancelFunc
 	logger *slog.Logger
 
-	user string // set by Login
-	view *view  // selected mailbox, or nil
+	user   string // set by Login
+	view   *view  // selected mailbox, or nil
+	idling bool   // in IDLE: no tagged response to carry HIGHESTMODSEQ
 
 	// connection caps (limits.go)
 	clientKey   string
@@ -155,6 +156,7 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	}
 	sm.mu.Lock()
 	v.msgs, v.gen, v.modseq, v.flagGen = sm.msgs, sm.gen, sm.modseq, sm.flagGen
+	v.lastFull, v.told = v.modseq, v.modseq
 	list := append([]goimap.Flag(nil), sm.flags...)
 	mb = sm.mb
 	sm.views[v] = struct{}{}
@@ -561,7 +563,9 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 	if err := s.view.update(s.ctx, s.conn, w, allowExpunge); err != nil {
 		return s.imapError(err)
 	}
-	s.noteGhosts()
+	if err := s.noteHighest(); err != nil {
+		return err
+	}
 	if cmd := &s.conn.cs.cmd; cmd.justEnabled {
 		// CONDSTORE enabled with a mailbox selected (RFC 7162 section
 		// 3.1): the client learns the mailbox's HIGHESTMODSEQ.
@@ -576,6 +580,8 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		<-stop
 		return nil
 	}
+	s.idling = true
+	defer func() { s.idling = false }()
 	for {
 		if err := s.Poll(w, true); err != nil {
 			return err
@@ -664,7 +670,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 				return err
 			}
 		}
-		s.noteGhosts()
+		if err := s.noteHighest(); err != nil {
+			return err
+		}
 		return storeModified(numSet, items, modified)
 	}
 	v.changed(updated)
@@ -691,7 +699,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 			return err
 		}
 	}
-	s.noteGhosts()
+	if err := s.noteHighest(); err != nil {
+		return err
+	}
 	return storeModified(numSet, items, modified)
 }
 
@@ -793,7 +803,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		return err
 	}
 	cmd := &s.conn.cs.cmd
-	defer s.noteGhosts()
+	defer func() {
+		if herr := s.noteHighest(); err == nil {
+			err = herr
+		}
+	}()
 	if cmd.vanished {
 		if err := s.fetchVanished(numSet, cmd.changedSince); err != nil {
 			return s.imapError(err)
