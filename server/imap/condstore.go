@@ -35,6 +35,11 @@ import (
 // answers from; where those records do not reach back far enough, every
 // UID the client asks about that is not in the mailbox is reported, as
 // RFC 7162 section 3.2.5.2 allows.
+//
+// Where the RFC leaves a choice, the answers are Dovecot 2.3's, compared
+// in condstore_dovecot_test.go. Not handled: CONDSTORE syntax in a
+// command that also has a literal (a mailbox name sent as one), which
+// the library answers BAD.
 
 // condCaps are announced once logged in.
 var condCaps = []string{"CONDSTORE", "QRESYNC"}
