@@ -24,7 +24,8 @@ import (
 // LF line ends and the internal date as its modification time; the flags
 // are the letters D (draft), F (flagged), P (passed: $Forwarded),
 // R (replied: \Answered), S (seen), T (trashed: \Deleted) and a to z, the
-// keywords numbered in the folder's dovecot-keywords file. The folder's
+// keywords numbered in the folder's dovecot-keywords file ($Forwarded is
+// both P, for mutt, and a keyword, for Dovecot). The folder's
 // dovecot-uidlist keeps the UIDVALIDITY and UIDs, so that an IMAP client
 // of a Dovecot serving the export sees the same UIDs.
 
@@ -183,7 +184,12 @@ func (w *MaildirWriter) info(f *mdFolder, flags []string) string {
 			b = append(b, l.c)
 		}
 	}
-	for _, k := range keywords(flags) {
+	kws := keywords(flags)
+	if HasFlag(flags, FlagForwarded) {
+		// Dovecot reads $Forwarded as a keyword, mutt the P letter.
+		kws = append(kws, FlagForwarded)
+	}
+	for _, k := range kws {
 		i := slices.Index(f.keywords, k)
 		if i < 0 {
 			if len(f.keywords) == maxKeywords {
@@ -341,13 +347,13 @@ func parseInfo(letters string, kw map[int]string) []string {
 	for i := 0; i < len(letters); i++ {
 		c := letters[i]
 		if c >= 'a' && c <= 'z' {
-			if k, ok := kw[int(c-'a')]; ok {
+			if k, ok := kw[int(c-'a')]; ok && !HasFlag(flags, k) {
 				flags = append(flags, k)
 			}
 			continue
 		}
 		for _, l := range maildirLetters {
-			if l.c == c {
+			if l.c == c && !HasFlag(flags, l.flag) {
 				flags = append(flags, l.flag)
 			}
 		}

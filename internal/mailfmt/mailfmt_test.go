@@ -212,7 +212,7 @@ func TestMaildirRoundTrip(t *testing.T) {
 		t.Errorf("dovecot-uidlist %q", uidlist)
 	}
 	kw, _ := os.ReadFile(filepath.Join(root, "dovecot-keywords"))
-	if string(kw) != "0 $Label1\n1 work\n2 later\n" {
+	if string(kw) != "0 $Label1\n1 work\n2 later\n3 $Forwarded\n" {
 		t.Errorf("dovecot-keywords %q", kw)
 	}
 	got, err := MaildirFolders(root)
