@@ -26,13 +26,19 @@ type Piper interface {
 	Pipe(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error
 }
 
+// Export modes of ExportCommand.
+const (
+	ExportMessages  = ""
+	ExportDigests   = "-digests"   // the SHA-256 of each message instead of its bytes
+	ExportMailboxes = "-mailboxes" // the mailboxes without their messages
+)
+
 // ExportCommand is the command line that streams user's mail out of the
-// server deployed with layout l (only the SHA-256 of each message with
-// digests).
-func (l Layout) ExportCommand(user string, digests bool) string {
+// server deployed with layout l, in mode (ExportMessages ...).
+func (l Layout) ExportCommand(user, mode string) string {
 	cmd := ShellQuote(l.Binary()) + " serve export -config " + ShellQuote(l.ConfigFile) + " -user " + ShellQuote(user)
-	if digests {
-		cmd += " -digests"
+	if mode != "" {
+		cmd += " " + mode
 	}
 	return cmd
 }

@@ -167,15 +167,15 @@ func openTransfer(ctx context.Context, e *env, cfg *config.Config, s *config.Ser
 	return &transfer{server: s.Name, pipe: p, layout: remote.VPS, close: func() { conn.Close() }}, nil
 }
 
-// stream runs the export command (digests: only the messages' SHA-256)
-// and calls fn for each record.
-func (t *transfer) stream(ctx context.Context, user string, digests bool, fn func(rec mailfmt.Record, body io.Reader) error) error {
+// stream runs the export command in mode (remote.ExportMessages ...) and
+// calls fn for each record.
+func (t *transfer) stream(ctx context.Context, user, mode string, fn func(rec mailfmt.Record, body io.Reader) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := t.pipe.Pipe(ctx, t.layout.ExportCommand(user, digests), nil, pw)
+		err := t.pipe.Pipe(ctx, t.layout.ExportCommand(user, mode), nil, pw)
 		pw.CloseWithError(io.ErrUnexpectedEOF)
 		done <- err
 	}()
@@ -204,7 +204,7 @@ func (t *transfer) stream(ctx context.Context, user string, digests bool, fn fun
 
 // export writes user's mail to sink.
 func (t *transfer) export(ctx context.Context, user string, sink exportSink, prog *progress) (n, folders int, size int64, err error) {
-	err = t.stream(ctx, user, false, func(rec mailfmt.Record, body io.Reader) error {
+	err = t.stream(ctx, user, remote.ExportMessages, func(rec mailfmt.Record, body io.Reader) error {
 		switch rec.Kind {
 		case mailfmt.KindMailbox:
 			folders++

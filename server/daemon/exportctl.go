@@ -24,10 +24,11 @@ import (
 // The control socket's export and import endpoints (mailctl export and
 // mailctl import, through `mailctl serve export|import` on the server):
 //
-//	GET /export?user=U[&mailbox=M][&digests=1]
+//	GET /export?user=U[&mailbox=M][&digests=1|&mailboxes=1]
 //	    a transfer stream (internal/mailfmt) of U's mailboxes (or of M),
 //	    each mailbox record followed by its messages in UID order; with
-//	    digests, the SHA-256 of each message instead of its bytes.
+//	    digests, the SHA-256 of each message instead of its bytes; with
+//	    mailboxes, no messages.
 //	POST /import?user=U
 //	    the request is a transfer stream; each message is appended to its
 //	    record's mailbox (created when missing, with the special use and
@@ -84,6 +85,17 @@ func handleMailTransfer(mux *http.ServeMux, st MailStore, log *slog.Logger) {
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		sw := mailfmt.NewStreamWriter(w)
+		if q.Get("mailboxes") != "" {
+			// The mailboxes only, without their messages.
+			for _, mb := range mbs {
+				if err := sw.Mailbox(mailfmt.Record{Mailbox: mb.Name, SpecialUse: mb.SpecialUse, Subscribed: mb.Subscribed,
+					UIDValidity: mb.UIDValidity, UIDNext: mb.UIDNext}); err != nil {
+					return
+				}
+			}
+			sw.End()
+			return
+		}
 		if err := exportMailboxes(r.Context(), st, user, mbs, q.Get("digests") != "", sw); err != nil {
 			log.Warn("export stopped", "user", user, "err", err)
 			sw.Fail(err)
@@ -246,6 +258,8 @@ type ExportOptions struct {
 	User    string
 	Mailbox string // "" for every mailbox
 	Digests bool
+	// MailboxesOnly sends the mailbox records without messages.
+	MailboxesOnly bool
 }
 
 // Export copies the transfer stream of o.User's mail from the server
@@ -259,6 +273,9 @@ func Export(ctx context.Context, path string, o ExportOptions, w io.Writer) erro
 	}
 	if o.Digests {
 		v.Set("digests", "1")
+	}
+	if o.MailboxesOnly {
+		v.Set("mailboxes", "1")
 	}
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://mailctl/export?"+v.Encode(), nil)
 	if err != nil {

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+)
+
+// TestImportExported exports alice's mail from a lab and imports it for
+// other users: the Maildir for bob, the mbox files for carol. Each then
+// sees alice's folders with the same bytes, flags, keywords and dates, in
+// the same UID order; a second import copies nothing.
+func TestImportExported(t *testing.T) {
+	l := startExportLab(t)
+	want := readAccount(t, l.login(t, "alice@example.test", "lab-alice-password"))
+	tmp := t.TempDir()
+	md, mb := filepath.Join(tmp, "maildir"), filepath.Join(tmp, "mbox")
+	for _, c := range [][]string{{"maildir", md}, {"mbox", mb}} {
+		if out, code := mailctl(t, l.bin, "-chdir", l.dir, "export", "-user", "alice@example.test", "-format", c[0], "-out", c[1]); code != 0 {
+			t.Fatalf("export -format %s = %d:\n%s", c[0], code, out)
+		}
+	}
+	for _, c := range []struct{ user, src string }{{"bob", md}, {"carol", mb}} {
+		addr := c.user + "@example.test"
+		out, code := mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", addr, c.src)
+		if code != 0 || !strings.Contains(out, "Imported 8 messages (") || !strings.Contains(out, "0 already there") || !strings.Contains(out, "  Work/Project: 2\n") {
+			t.Fatalf("import of %s for %s = %d:\n%s", c.src, addr, code, out)
+		}
+		got := readAccount(t, l.login(t, addr, "lab-bob-password"))
+		compareAccounts(t, "import of "+filepath.Base(c.src)+" for "+addr, got, want, false)
+
+		out, code = mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", addr, c.src)
+		if code != 0 || !strings.Contains(out, "Imported 0 messages (0 B) into the mailboxes of "+addr+", 8 already there") {
+			t.Errorf("second import of %s for %s = %d, want nothing copied:\n%s", c.src, addr, code, out)
+		}
+		again := readAccount(t, l.login(t, addr, "lab-bob-password"))
+		compareAccounts(t, "second import for "+addr, again, got, true)
+	}
+
+	if out, code := mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", "nobody@example.test", md); code != 1 || !strings.Contains(out, `no user "nobody@example.test" in the configuration`) {
+		t.Errorf("import for an unknown user = %d:\n%s", code, out)
+	}
+	notMbox := filepath.Join(tmp, "notes.txt")
+	writeFile(t, notMbox, "Subject: not an mbox\n\nhello\n", 0o644)
+	if out, code := mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", "bob@example.test", notMbox); code != 1 || !strings.Contains(out, "not an mbox file") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+		t.Errorf("import of a text file = %d, want a one-line error:\n%s", code, out)
+	}
+}
+
+// TestImportTakeout imports a Google Takeout mbox: the X-Gmail-Labels of
+// each message choose its one folder as migrate maps Gmail's labels, and
+// Unread and Starred its flags.
+func TestImportTakeout(t *testing.T) {
+	l := startExportLab(t)
+	type tm struct{ labels, subject, folder, flags string }
+	msgs := []tm{
+		{"Inbox,Important,Opened,Category Updates", "in inbox", "INBOX", `\Seen`},
+		{"Sent,Opened", "sent one", "Sent", `\Seen`},
+		{"Work/Project,Unread,Starred", "labelled", "Work/Project", `\Flagged`},
+		{"Archived,Opened", "archived", "Archive", `\Seen`},
+		{"Opened,Category Promotions", "no folder label", "Archive", `\Seen`},
+		{"Spam,Unread", "spam", "Junk", ""},
+		{"Trash,Opened", "trash", "Trash", `\Seen`},
+		{"Work/Project,Inbox,Opened", "two labels", "INBOX", `\Seen`},
+		{`"Clients, 2026",Opened`, "comma label", "Clients, 2026", `\Seen`},
+		{"Drafts,Opened", "a draft", "Drafts", `\Draft \Seen`},
+	}
+	var b bytes.Buffer
+	for i, m := range msgs {
+		fmt.Fprintf(&b, "From 17890123456789%05d@xxx Sat Jan 03 10:%02d:30 +0000 2026\n", i, i)
+		fmt.Fprintf(&b, "X-GM-THRID: 17890123456789%05d\nX-Gmail-Labels: %s\n", i, m.labels)
+		fmt.Fprintf(&b, "From: someone@example.net\nSubject: %s\nMessage-ID: <%d@example.net>\n\nbody %d\nFrom here on\n\n", m.subject, i, i)
+	}
+	file := filepath.Join(t.TempDir(), "All mail Including Spam and Trash.mbox")
+	writeFile(t, file, b.String(), 0o644)
+	out, code := mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", "dave@example.test", file)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("Imported %d messages", len(msgs))) {
+		t.Fatalf("import = %d:\n%s", code, out)
+	}
+	got := readAccount(t, l.login(t, "dave@example.test", "lab-bob-password"))
+	if _, ok := got["All mail Including Spam and Trash"]; ok {
+		t.Errorf("the file's name became a folder")
+	}
+	for i, m := range msgs {
+		box := got[m.folder]
+		found := 0
+		for _, g := range box.Msgs {
+			if bytes.Contains(g.Body, []byte("Subject: "+m.subject+"\r\n")) {
+				found++
+				if g.Flags != m.flags {
+					t.Errorf("%q in %s: flags %q, want %q", m.subject, m.folder, g.Flags, m.flags)
+				}
+				if want := time.Date(2026, 1, 3, 10, i, 30, 0, time.UTC); !g.Date.Equal(want) {
+					t.Errorf("%q: date %v, want %v", m.subject, g.Date, want)
+				}
+				if !bytes.HasSuffix(g.Body, []byte(fmt.Sprintf("\r\n\r\nbody %d\r\nFrom here on\r\n", i))) {
+					t.Errorf("%q: body %q", m.subject, g.Body)
+				}
+			}
+		}
+		if found != 1 {
+			t.Errorf("%q is %d times in %q, want once (folders: %v)", m.subject, found, m.folder, keys(got))
+		}
+	}
+	total := 0
+	for _, box := range got {
+		total += len(box.Msgs)
+	}
+	if total != len(msgs) {
+		t.Errorf("dave has %d messages, want %d (each once)", total, len(msgs))
+	}
+}
+
+// TestImportKilledResumes kills mailctl import (SIGKILL) while it appends
+// a large mbox, then runs it again: every message is in the folder exactly
+// once.
+func TestImportKilledResumes(t *testing.T) {
+	l := startExportLab(t)
+	const n = 4000
+	var b bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&b, "From x@example.net Sat Jan  3 10:20:30 2026\nSubject: big %d\n\n%s\n\n", i, strings.Repeat("x", 2000))
+	}
+	file := filepath.Join(t.TempDir(), "big.mbox")
+	writeFile(t, file, b.String(), 0o644)
+	c := l.login(t, "bob@example.test", "lab-bob-password")
+	count := func() int {
+		st, err := c.Status("big", &goimap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil {
+			return 0
+		}
+		return int(*st.NumMessages)
+	}
+	cmd := exec.Command(l.bin, "-chdir", l.dir, "import", "-user", "bob@example.test", file)
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for count() < 500 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	at := count()
+	if at < 500 || at >= n {
+		t.Fatalf("killed with %d of %d messages in the folder: not midway\n%s", at, n, out.String())
+	}
+	// The server side of the killed run sees its input end and stops.
+	time.Sleep(500 * time.Millisecond)
+	res, code := mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", "bob@example.test", file)
+	if code != 0 {
+		t.Fatalf("import after the kill = %d:\n%s", code, res)
+	}
+	box := readAccount(t, c)["big"]
+	seen := map[string]int{}
+	for _, m := range box.Msgs {
+		i := bytes.Index(m.Body, []byte("Subject: "))
+		seen[string(m.Body[i:bytes.IndexByte(m.Body[i:], '\r')+i])]++
+	}
+	for i := range n {
+		if k := fmt.Sprintf("Subject: big %d", i); seen[k] != 1 {
+			t.Errorf("%q is %d times in the folder, want once", k, seen[k])
+		}
+	}
+	if len(box.Msgs) != n {
+		t.Errorf("the folder has %d messages, want %d (killed at %d)\n%s", len(box.Msgs), n, at, res)
+	}
+	t.Logf("killed at %d of %d; the second run: %s", at, n, strings.TrimSpace(res))
+	if out, err := os.ReadFile(filepath.Join(l.dir, ".mailctl", "mailctl.log")); err == nil && bytes.Contains(out, []byte(`"level":"ERROR"`)) {
+		t.Logf("server errors: %s", lastLines(string(out), 5))
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
