@@ -12,6 +12,9 @@ import (
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailctl/mailctl/internal/testenv"
 )
 
 // TestImportExported exports alice's mail from a lab and imports it for
@@ -44,6 +47,23 @@ func TestImportExported(t *testing.T) {
 		again := readAccount(t, l.login(t, addr, "lab-bob-password"))
 		compareAccounts(t, "second import for "+addr, again, got, true)
 	}
+
+	// A target set up again from nothing: the state's UIDVALIDITYs no
+	// longer match, and everything is copied again.
+	if out, code := mailctl(t, l.bin, "-chdir", l.dir, "destroy", "-auto-approve", "-purge-data"); code != 0 {
+		t.Fatalf("destroy -purge-data = %d:\n%s", code, out)
+	}
+	if out, code := mailctl(t, l.bin, "-chdir", l.dir, "apply", "-auto-approve", "-verify=false"); code != 0 {
+		t.Fatalf("apply = %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(l.dir, ".mailctl", "import", "bob@example.test.db")); err != nil {
+		t.Fatalf("the import state did not outlive destroy: %v", err)
+	}
+	out, code := mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", "bob@example.test", md)
+	if code != 0 || !strings.Contains(out, "Imported 8 messages (") {
+		t.Errorf("import into the wiped target = %d, want 8 copied again:\n%s", code, out)
+	}
+	compareAccounts(t, "import into the wiped target", readAccount(t, l.login(t, "bob@example.test", "lab-bob-password")), want, false)
 
 	if out, code := mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", "nobody@example.test", md); code != 1 || !strings.Contains(out, `no user "nobody@example.test" in the configuration`) {
 		t.Errorf("import for an unknown user = %d:\n%s", code, out)
@@ -187,4 +207,60 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestImportDovecotMaildir imports a Maildir that Dovecot itself wrote
+// (messages saved with doveadm save, flags and keywords set with doveadm
+// flags): the lab's user then sees what Dovecot's IMAP serves, folder by
+// folder, in the same order, with the same bytes, flags and dates.
+func TestImportDovecotMaildir(t *testing.T) {
+	l := startExportLab(t)
+	dc := testenv.StartDovecotWith(t, testenv.DovecotOptions{Users: []testenv.DovecotUser{{Name: "src", Password: "pw"}}, MailLocation: "maildir:~/Maildir"})
+	conf := filepath.Join(dc.Dir, "dovecot.conf")
+	doveadm := func(stdin string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("doveadm", append([]string{"-c", conf}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("doveadm %v: %v\n%s", args, err, out)
+		}
+	}
+	doveadm("", "mailbox", "create", "-u", "src", "Sent", "Lists/Go")
+	for i, m := range []struct{ box, flags string }{
+		{"INBOX", `\Seen $Label1`}, {"INBOX", ""}, {"INBOX", `\Answered \Flagged work`},
+		{"Sent", `\Seen`}, {"Lists/Go", `\Seen \Deleted`}, {"Lists/Go", "$Forwarded"},
+	} {
+		msg := fmt.Sprintf("From: list%d@example.net\nTo: src@example.net\nSubject: dovecot %d\nDate: Sat, 3 Jan 2026 10:%02d:00 +0000\n\nbody %d\n", i, i, i, i)
+		doveadm(msg, "save", "-u", "src", "-m", m.box)
+		if m.flags != "" {
+			doveadm("", "flags", "add", "-u", "src", m.flags, "mailbox", m.box, "subject", fmt.Sprintf("dovecot %d", i))
+		}
+	}
+	c, err := imapclient.DialInsecure(dc.Addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("src", "pw").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := readAccount(t, c)
+	if len(want["INBOX"].Msgs) != 3 || len(want["Lists/Go"].Msgs) != 2 {
+		t.Fatalf("Dovecot's mailboxes: %v", keys(want))
+	}
+	out, code := mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", "dave@example.test", filepath.Join(dc.Home("src"), "Maildir"))
+	if code != 0 || !strings.Contains(out, "Imported 6 messages") {
+		t.Fatalf("import = %d:\n%s", code, out)
+	}
+	got := readAccount(t, l.login(t, "dave@example.test", "lab-bob-password"))
+	for name := range got {
+		if _, ok := want[name]; !ok && len(got[name].Msgs) == 0 {
+			delete(got, name) // the lab's own empty folders (Drafts, Junk...)
+		}
+	}
+	compareAccounts(t, "import of Dovecot's Maildir", got, want, false)
+	if t.Failed() {
+		ls, _ := exec.Command("find", filepath.Join(dc.Home("src"), "Maildir")).CombinedOutput()
+		t.Logf("%s", ls)
+	}
 }

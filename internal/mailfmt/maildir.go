@@ -309,7 +309,8 @@ func ReadMaildir(dir string) ([]MaildirEntry, error) {
 			}
 			key, info, _ := strings.Cut(e.Name(), ":")
 			ent := MaildirEntry{Path: filepath.Join(dir, sub, e.Name()), Key: key, Date: fi.ModTime()}
-			if letters, ok := strings.CutPrefix(info, "2,"); ok && sub == "cur" {
+			// Dovecot also gives files in new/ their flags.
+			if letters, ok := strings.CutPrefix(info, "2,"); ok {
 				ent.Flags = parseInfo(letters, kw)
 			}
 			out = append(out, ent)

@@ -313,3 +313,22 @@ func TestStreamRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestMaildirFlagsInNew reads the flags of a file in new/, where Dovecot
+// leaves a message whose flags changed before a client saw it.
+func TestMaildirFlagsInNew(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.Mkdir(filepath.Join(dir, sub), 0o700)
+	}
+	os.WriteFile(filepath.Join(dir, "dovecot-keywords"), []byte("0 $Label1\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "new", "1796643749.M1P2.vm,S=3,W=4:2,Sa"), []byte("x\n\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "new", "1796643750.M1P2.vm,S=3,W=4"), []byte("y\n\n"), 0o600)
+	ents, err := ReadMaildir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 2 || !sameFlags(ents[0].Flags, []string{FlagSeen, "$Label1"}) || len(ents[1].Flags) != 0 {
+		t.Fatalf("entries %+v", ents)
+	}
+}
