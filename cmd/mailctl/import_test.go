@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +16,9 @@ import (
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailctl/mailctl/internal/mailfmt"
 	"github.com/mailctl/mailctl/internal/testenv"
+	"github.com/mailctl/mailctl/remote"
 )
 
 // TestImportExported exports alice's mail from a lab and imports it for
@@ -262,5 +266,60 @@ func TestImportDovecotMaildir(t *testing.T) {
 	if t.Failed() {
 		ls, _ := exec.Command("find", filepath.Join(dc.Home("src"), "Maildir")).CombinedOutput()
 		t.Logf("%s", ls)
+	}
+}
+
+// TestExportImportOverSSH runs the export and the import through a real
+// sshd, as for a VPS: the server's own binary (the lab's, reached over
+// SSH as root) streams alice's mail out and carol's in.
+func TestExportImportOverSSH(t *testing.T) {
+	l := startExportLab(t)
+	want := readAccount(t, l.login(t, "alice@example.test", "lab-alice-password"))
+	sshd := testenv.StartSSHD(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := remote.DialSSH(ctx, remote.SSHConfig{Address: sshd.Addr, Identity: sshd.ClientKeyFile, HostKey: sshd.HostKeyLine(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tr := &transfer{server: "ssh", pipe: conn, layout: remote.Lab{Dir: filepath.Join(l.dir, ".mailctl")}.Layout(), close: func() {}}
+	e := &env{Stdout: io.Discard, Stderr: io.Discard}
+
+	dir := filepath.Join(t.TempDir(), "maildir")
+	w, err := mailfmt.NewMaildirWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, folders, _, err := tr.export(ctx, "alice@example.test", &maildirSink{w: w}, newProgress(e, "export"))
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil || n != len(exportMessages) || folders != len(want) {
+		t.Fatalf("export over SSH: %d messages, %d folders, %v; want %d, %d", n, folders, err, len(exportMessages), len(want))
+	}
+	sources, err := importSources(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := openImportState(filepath.Join(t.TempDir(), "state.db"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	im := &importer{tr: tr, user: "carol@example.test", state: st, sources: sources, prog: newProgress(e, "import"), folders: map[string]int{}, sizes: map[string]int64{}}
+	if err := im.run(ctx); err != nil || im.copied != len(exportMessages) {
+		t.Fatalf("import over SSH: %d copied, %v", im.copied, err)
+	}
+	compareAccounts(t, "export and import over SSH", readAccount(t, l.login(t, "carol@example.test", "lab-bob-password")), want, false)
+
+	// A server whose release has no export says what to do.
+	old := remote.Layout{Base: t.TempDir(), ConfigFile: "/nonexistent.json"}
+	os.MkdirAll(filepath.Join(old.Base, "current"), 0o755)
+	writeFile(t, filepath.Join(old.Base, "current", "mailctl"), "#!/bin/sh\necho 'Error: serve: unexpected argument \"export\"' >&2\nexit 1\n", 0o755)
+	tr.layout = old
+	_, _, _, err = tr.export(ctx, "alice@example.test", &maildirSink{w: w}, newProgress(e, "export"))
+	if err == nil || !strings.Contains(err.Error(), "the server's release has no export and import (run mailctl apply") {
+		t.Errorf("export from an old release: %v", err)
 	}
 }
