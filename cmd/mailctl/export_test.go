@@ -125,13 +125,17 @@ func startExportLab(t *testing.T) *exportLab {
 		t.Fatalf("no imaps port in mail.hcl")
 	}
 	port, _ := strconv.Atoi(string(m[1]))
-	// carol and dave, with bob's password, receive imports.
+	// carol and dave (64 KiB quota), with bob's password, receive imports.
 	hash := regexp.MustCompile(`(?s)user "bob@example.test" \{.*?password_hash = "([^"]+)"`).FindSubmatch(src)
 	if hash == nil {
 		t.Fatalf("no password hash of bob in mail.hcl")
 	}
 	for _, u := range []string{"carol", "dave"} {
-		src = append(src, fmt.Sprintf("\nuser %q {\n  password_hash = %q\n}\n", u+"@example.test", hash[1])...)
+		quota := ""
+		if u == "dave" {
+			quota = "  quota = \"64KiB\"\n"
+		}
+		src = append(src, fmt.Sprintf("\nuser %q {\n  password_hash = %q\n%s}\n", u+"@example.test", hash[1], quota)...)
 	}
 	writeFile(t, filepath.Join(dir, "mail.hcl"), string(src), 0o644)
 	t.Cleanup(func() { mailctl(t, bin, "-chdir", dir, "destroy", "-auto-approve") })

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/mailctl/mailctl/internal/mailfmt"
 	"github.com/mailctl/mailctl/plan/migrate"
@@ -112,7 +113,11 @@ func runImport(ctx context.Context, e *env, args []string) int {
 		if errors.Is(err, context.Canceled) {
 			return errorf(e, "import interrupted: run the same command again to import the rest")
 		}
-		return errorf(e, "import of %s stopped: %v (run the same command again to import the rest)", src, err)
+		hint := "run the same command again to import the rest"
+		if strings.Contains(err.Error(), " is over quota") {
+			hint = "raise the quota or make room, then " + hint
+		}
+		return errorf(e, "import of %s stopped: %v (%s)", src, err, hint)
 	}
 	return exitOK
 }
@@ -549,7 +554,7 @@ func openImportState(file, src string) (*importState, error) {
 	}
 	db, err := bolt.Open(file, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("the import state %s is in use: is another import of this user running?", file)
 		}
 		return nil, fmt.Errorf("open the import state %s: %w", file, err)

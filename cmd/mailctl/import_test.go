@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,6 +141,24 @@ func TestImportTakeout(t *testing.T) {
 	}
 	if total != len(msgs) {
 		t.Errorf("dave has %d messages, want %d (each once)", total, len(msgs))
+	}
+
+	// Over dave's 64 KiB quota: a one-line error, exit 1, and what was
+	// appended before is recorded (a second run does not append it again).
+	b.Reset()
+	for i := range 100 {
+		fmt.Fprintf(&b, "From x@example.net Sat Jan  3 10:20:30 2026\nSubject: filler %d\n\n%s\n\n", i, strings.Repeat("y", 2000))
+	}
+	big := filepath.Join(t.TempDir(), "filler.mbox")
+	writeFile(t, big, b.String(), 0o644)
+	out, code = mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", "dave@example.test", big)
+	first := regexp.MustCompile(`Imported (\d+) messages`).FindStringSubmatch(out)
+	if code != 1 || first == nil || first[1] == "0" || !strings.Contains(out, "Error: import of "+big+" stopped: ") || !strings.Contains(out, "dave@example.test is over quota") {
+		t.Fatalf("import over quota = %d, want 1, some imported and an over quota error:\n%s", code, out)
+	}
+	out, code = mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", "dave@example.test", big)
+	if code != 1 || !strings.Contains(out, "Imported 0 messages (0 B) into the mailboxes of dave@example.test, "+first[1]+" already there") {
+		t.Errorf("second import over quota = %d, want %s already there:\n%s", code, first[1], out)
 	}
 }
 

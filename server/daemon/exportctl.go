@@ -231,7 +231,7 @@ func importStream(ctx context.Context, st MailStore, user string, r *mailfmt.Str
 		uidv, uid, err := st.Append(ctx, user, rec.Mailbox, body, rec.Flags, rec.Date)
 		if err != nil {
 			if errors.Is(err, store.ErrQuotaExceeded) {
-				return n, fmt.Errorf("%s is over quota: %w", user, err)
+				return n, fmt.Errorf("%s is over quota", user)
 			}
 			return n, err
 		}
@@ -323,7 +323,7 @@ func Import(ctx context.Context, path, user string, r io.Reader, ack func(Import
 		}
 		switch {
 		case a.Error != "":
-			return fmt.Errorf("import for %s: %s", user, a.Error)
+			return errors.New(a.Error)
 		case a.Done != nil:
 			return nil
 		}
