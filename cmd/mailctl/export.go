@@ -30,7 +30,7 @@ left out).
 mutt read it: INBOX in DIR, a folder "A/B" in DIR/.A.B, the flags in the
 file names, the keywords in each folder's dovecot-keywords, and the UIDs
 and UIDVALIDITY in dovecot-uidlist (a Dovecot serving the tree keeps
-them). -format mbox writes one mboxrd file per folder, DIR/A/B.mbox, with
+them), the subscribed folders in subscriptions. -format mbox writes one mboxrd file per folder, DIR/A/B.mbox, with
 the flags in Status, X-Status and X-Keywords header fields.
 
 Exit status: 0 when every message was written, 1 otherwise (what was
@@ -236,6 +236,9 @@ type exportSink interface {
 type maildirSink struct{ w *mailfmt.MaildirWriter }
 
 func (s *maildirSink) folder(rec mailfmt.Record) error {
+	if rec.Subscribed {
+		s.w.Subscribe(rec.Mailbox)
+	}
 	return s.w.Folder(rec.Mailbox, rec.UIDValidity, rec.UIDNext)
 }
 func (s *maildirSink) message(rec mailfmt.Record, m mailfmt.Message) error {

@@ -168,7 +168,15 @@ func startExportLab(t *testing.T) *exportLab {
 // Python's mailbox module (the flags from Status and X-Status).
 func TestExportMaildirDovecot(t *testing.T) {
 	l := startExportLab(t)
-	want := readAccount(t, l.login(t, "alice@example.test", "lab-alice-password"))
+	lab := l.login(t, "alice@example.test", "lab-alice-password")
+	if err := lab.Unsubscribe("Drafts").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := readAccount(t, lab)
+	wantSubs := subscribed(t, lab)
+	if len(wantSubs) < 5 || slices.Contains(wantSubs, "Drafts") {
+		t.Fatalf("the lab's subscribed folders: %q", wantSubs)
+	}
 	if len(want["Work/Project"].Msgs) != 2 || len(want["INBOX"].Msgs) != 3 {
 		t.Fatalf("the lab's mailboxes: %v", want)
 	}
@@ -203,6 +211,9 @@ func TestExportMaildirDovecot(t *testing.T) {
 	}
 	got := readAccount(t, c)
 	compareAccounts(t, "Dovecot serving the export", got, want, true)
+	if g := subscribed(t, c); !slices.Equal(g, wantSubs) {
+		t.Errorf("Dovecot's subscribed folders %q, want the lab's %q", g, wantSubs)
+	}
 
 	// mbox: one file per folder, read by Python's mailbox module.
 	mb := filepath.Join(t.TempDir(), "alice-mbox")
@@ -261,6 +272,21 @@ for f in sys.argv[1:]:
 			}
 		}
 	}
+}
+
+// subscribed lists the subscribed mailboxes of an IMAP account.
+func subscribed(t *testing.T, c *imapclient.Client) []string {
+	t.Helper()
+	list, err := c.List("", "*", &goimap.ListOptions{SelectSubscribed: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range list {
+		names = append(names, l.Mailbox)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // compareAccounts checks that got holds the mailboxes of want with the

@@ -143,6 +143,9 @@ type importSource struct {
 	// labels: the folder comes from each message's X-Gmail-Labels when it
 	// has some.
 	labels bool
+	// unsubscribed: a Maildir folder left out of its subscriptions file
+	// (created unsubscribed).
+	unsubscribed bool
 }
 
 // importSources lists what the argument holds: an mbox file, a Maildir++
@@ -166,10 +169,11 @@ func importSources(arg, folder string) ([]importSource, error) {
 		return nil, errors.New("-folder applies to an mbox FILE, not to a directory")
 	}
 	if mds, err := mailfmt.MaildirFolders(arg); err == nil {
+		subs, ok := mailfmt.MaildirSubscriptions(arg)
 		var out []importSource
 		for _, m := range mds {
 			rel, _ := filepath.Rel(arg, m.Dir)
-			out = append(out, importSource{rel: rel, path: m.Dir, maildir: true, folder: m.Name})
+			out = append(out, importSource{rel: rel, path: m.Dir, maildir: true, folder: m.Name, unsubscribed: ok && !subs[m.Name]})
 		}
 		return out, nil
 	}
@@ -403,7 +407,7 @@ func (im *importer) produce(w io.Writer, have map[string]map[string][]uint32, bo
 	for _, src := range im.sources {
 		if src.maildir {
 			// Every folder of a Maildir, even an empty one.
-			if err := sw.Mailbox(mailfmt.Record{Mailbox: src.folder, Subscribed: true}); err != nil {
+			if err := sw.Mailbox(mailfmt.Record{Mailbox: src.folder, Subscribed: !src.unsubscribed}); err != nil {
 				return err
 			}
 			cur = src.folder

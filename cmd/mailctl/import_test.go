@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,7 +29,11 @@ import (
 // the same UID order; a second import copies nothing.
 func TestImportExported(t *testing.T) {
 	l := startExportLab(t)
-	want := readAccount(t, l.login(t, "alice@example.test", "lab-alice-password"))
+	lab := l.login(t, "alice@example.test", "lab-alice-password")
+	if err := lab.Unsubscribe("Work").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want, wantSubs := readAccount(t, lab), subscribed(t, lab)
 	tmp := t.TempDir()
 	md, mb := filepath.Join(tmp, "maildir"), filepath.Join(tmp, "mbox")
 	for _, c := range [][]string{{"maildir", md}, {"mbox", mb}} {
@@ -42,8 +47,13 @@ func TestImportExported(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "Imported 8 messages (") || !strings.Contains(out, "0 already there") || !strings.Contains(out, "  Work/Project: 2\n") {
 			t.Fatalf("import of %s for %s = %d:\n%s", c.src, addr, code, out)
 		}
-		got := readAccount(t, l.login(t, addr, "lab-bob-password"))
+		cl := l.login(t, addr, "lab-bob-password")
+		got := readAccount(t, cl)
 		compareAccounts(t, "import of "+filepath.Base(c.src)+" for "+addr, got, want, false)
+		// The Maildir keeps the subscriptions; mbox files have none.
+		if subs := subscribed(t, cl); c.user == "bob" && !slices.Equal(subs, wantSubs) || c.user == "carol" && !slices.Contains(subs, "Work") {
+			t.Errorf("%s's subscribed folders %q (alice's: %q)", addr, subs, wantSubs)
+		}
 
 		out, code = mailctl(t, l.bin, "-chdir", l.dir, "import", "-user", addr, c.src)
 		if code != 0 || !strings.Contains(out, "Imported 0 messages (0 B) into the mailboxes of "+addr+", 8 already there") {

@@ -27,7 +27,8 @@ import (
 // keywords numbered in the folder's dovecot-keywords file ($Forwarded is
 // both P, for mutt, and a keyword, for Dovecot). The folder's
 // dovecot-uidlist keeps the UIDVALIDITY and UIDs, so that an IMAP client
-// of a Dovecot serving the export sees the same UIDs.
+// of a Dovecot serving the export sees the same UIDs; the root's
+// subscriptions file lists the subscribed folders.
 
 // maildirLetters maps system flags to Maildir info letters.
 var maildirLetters = []struct {
@@ -44,13 +45,19 @@ func MaildirFolderDir(root, name string) string {
 	if strings.EqualFold(name, "INBOX") {
 		return root
 	}
+	return filepath.Join(root, "."+strings.Join(maildirLevels(name), "."))
+}
+
+// maildirLevels returns the levels of a folder name as Maildir++ names
+// them: modified UTF-7, "." and "\" escaped.
+func maildirLevels(name string) []string {
 	levels := strings.Split(name, "/")
 	for i, l := range levels {
 		l = strings.ReplaceAll(l, `\`, `\5c`)
 		l = strings.ReplaceAll(l, ".", `\2e`)
 		levels[i] = encodeMUTF7(l)
 	}
-	return filepath.Join(root, "."+strings.Join(levels, "."))
+	return levels
 }
 
 // folderName is the inverse of MaildirFolderDir for a directory name of
@@ -97,6 +104,7 @@ type MaildirWriter struct {
 	seq     int
 	cur     *mdFolder
 	folders []*mdFolder
+	subs    []string
 	// DroppedKeywords counts keywords not written: a folder holds at most
 	// 26.
 	DroppedKeywords int
@@ -205,8 +213,23 @@ func (w *MaildirWriter) info(f *mdFolder, flags []string) string {
 	return string(slices.Compact(b))
 }
 
-// Close writes the folders' dovecot-keywords and dovecot-uidlist files.
+// Subscribe adds folder name to the subscriptions file.
+func (w *MaildirWriter) Subscribe(name string) { w.subs = append(w.subs, name) }
+
+// Close writes the folders' dovecot-keywords and dovecot-uidlist files,
+// and the subscriptions file (Dovecot's version 2: a header, then one
+// folder a line, its levels separated by tabs, named as the directories).
 func (w *MaildirWriter) Close() error {
+	if len(w.subs) > 0 {
+		var b strings.Builder
+		b.WriteString("V\t2\n\n")
+		for _, name := range w.subs {
+			b.WriteString(strings.Join(maildirLevels(name), "\t") + "\n")
+		}
+		if err := os.WriteFile(filepath.Join(w.root, "subscriptions"), []byte(b.String()), 0o600); err != nil {
+			return fmt.Errorf("write subscriptions: %w", err)
+		}
+	}
 	for _, f := range w.folders {
 		if len(f.keywords) > 0 {
 			var b strings.Builder
@@ -274,6 +297,31 @@ func MaildirFolders(root string) ([]MaildirFolder, error) {
 		return nil, fmt.Errorf("%s is not a Maildir (no cur and new directories)", root)
 	}
 	return out, nil
+}
+
+// MaildirSubscriptions reads the subscriptions file of a Maildir++ root
+// (Dovecot's version 2, or the older one name a line with "." between
+// levels); ok is false when there is none.
+func MaildirSubscriptions(root string) (subs map[string]bool, ok bool) {
+	b, err := os.ReadFile(filepath.Join(root, "subscriptions"))
+	if err != nil {
+		return nil, false
+	}
+	lines := strings.Split(string(b), "\n")
+	sep := "."
+	if len(lines) > 0 && strings.HasPrefix(lines[0], "V\t") {
+		lines, sep = lines[1:], "\t"
+	}
+	subs = map[string]bool{}
+	for _, l := range lines {
+		if l == "" {
+			continue
+		}
+		if name, ok := folderName("." + strings.ReplaceAll(l, sep, ".")); ok {
+			subs[name] = true
+		}
+	}
+	return subs, true
 }
 
 // MaildirEntry is a message file of a Maildir folder.
