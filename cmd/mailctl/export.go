@@ -30,8 +30,9 @@ left out).
 mutt read it: INBOX in DIR, a folder "A/B" in DIR/.A.B, the flags in the
 file names, the keywords in each folder's dovecot-keywords, and the UIDs
 and UIDVALIDITY in dovecot-uidlist (a Dovecot serving the tree keeps
-them), the subscribed folders in subscriptions. -format mbox writes one mboxrd file per folder, DIR/A/B.mbox, with
-the flags in Status, X-Status and X-Keywords header fields.
+them), the subscribed folders in subscriptions. -format mbox writes one
+mboxrd file per folder, DIR/A/B.mbox, with the flags in Status, X-Status
+and X-Keywords header fields.
 
 Exit status: 0 when every message was written, 1 otherwise (what was
 written stays in DIR).
@@ -42,7 +43,7 @@ func runExport(ctx context.Context, e *env, args []string) int {
 	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, exportHelp) })
 	user := fs.String("user", "", "the user `ADDR` whose mail is exported")
 	format := fs.String("format", "", "`maildir` or mbox")
-	out := fs.String("out", "", "the directory written, which must not exist or be empty (default mailctl-export-ADDR-FORMAT)")
+	out := fs.String("out", "", "the directory `DIR` written, which must not exist or be empty (default mailctl-export-ADDR-FORMAT)")
 	name := fs.String("server", "", "the server `NAME` (default: the server of the user's domain)")
 	acceptNew := fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit to reach the server")
