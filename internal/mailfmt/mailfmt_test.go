@@ -301,6 +301,14 @@ func TestStreamRoundTrip(t *testing.T) {
 	if _, _, err := r.Next(); err != io.EOF {
 		t.Fatalf("end: %v", err)
 	}
+	// A body cut short is an error to its reader, not a shorter message.
+	cutBody := NewStreamReader(bytes.NewReader(full[:bytes.Index(full, []byte("Hello"))+3]))
+	cutBody.Next()
+	if _, body, err := cutBody.Next(); err != nil {
+		t.Fatal(err)
+	} else if b, err := io.ReadAll(body); err != io.ErrUnexpectedEOF {
+		t.Errorf("a cut body reads %q, %v; want io.ErrUnexpectedEOF", b, err)
+	}
 	// Cut anywhere, the stream is reported truncated, never complete.
 	for cut := 0; cut < len(full)-1; cut += 7 {
 		r := NewStreamReader(bytes.NewReader(full[:cut]))

@@ -138,7 +138,7 @@ var ErrTruncated = errors.New("the stream ended early (no end record)")
 // StreamReader reads a transfer stream.
 type StreamReader struct {
 	r        *bufio.Reader
-	body     *io.LimitedReader
+	body     *exactReader
 	messages int
 	done     bool
 }
@@ -159,7 +159,7 @@ func (s *StreamReader) Next() (Record, io.Reader, error) {
 		if _, err := io.Copy(io.Discard, s.body); err != nil {
 			return Record{}, nil, s.cut(err)
 		}
-		if s.body.N > 0 {
+		if s.body.n > 0 {
 			return Record{}, nil, ErrTruncated
 		}
 		if c, err := s.r.ReadByte(); err != nil || c != '\n' {
@@ -192,7 +192,7 @@ func (s *StreamReader) Next() (Record, io.Reader, error) {
 			return Record{}, nil, fmt.Errorf("message %d of %q: negative size", r.UID, r.Mailbox)
 		}
 		s.messages++
-		s.body = &io.LimitedReader{R: s.r, N: r.Size}
+		s.body = &exactReader{r: s.r, n: r.Size}
 		return r, s.body, nil
 	}
 	return Record{}, nil, fmt.Errorf("unknown record kind %q", r.Kind)
@@ -220,4 +220,29 @@ func (s *StreamReader) cut(err error) error {
 		return ErrTruncated
 	}
 	return err
+}
+
+// exactReader reads the n bytes of a message: a stream that ends before
+// them is an error (io.ErrUnexpectedEOF), never a shorter message.
+type exactReader struct {
+	r io.Reader
+	n int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.n {
+		p = p[:e.n]
+	}
+	n, err := e.r.Read(p)
+	e.n -= int64(n)
+	if err == io.EOF && e.n > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
 }

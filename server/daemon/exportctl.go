@@ -233,6 +233,9 @@ func importStream(ctx context.Context, st MailStore, user string, r *mailfmt.Str
 			if errors.Is(err, store.ErrQuotaExceeded) {
 				return n, fmt.Errorf("%s is over quota", user)
 			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return n, fmt.Errorf("read the import: %w", mailfmt.ErrTruncated)
+			}
 			return n, err
 		}
 		n++
