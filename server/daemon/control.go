@@ -87,10 +87,13 @@ type DKIMKey struct {
 }
 
 // serveControl answers GET /status and the queue endpoints on the unix
-// socket ln until it is closed.
-func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin) *http.Server {
+// socket ln until it is closed; each of more adds its own endpoints.
+func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin, more ...func(*http.ServeMux)) *http.Server {
 	mux := http.NewServeMux()
 	handleQueue(mux, q)
+	for _, add := range more {
+		add(mux)
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status(r.Context())
 		if err != nil {
