@@ -5,10 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/apply"
 	"github.com/mailctl/mailctl/plan/config"
@@ -260,7 +260,7 @@ func printConnect(e *env, cfg *config.Config) {
 		}
 		fmt.Fprintln(e.Stdout, "  user name: the full e-mail address")
 		if srv.Local != nil && srv.TLS.SelfSigned {
-			fmt.Fprintf(e.Stdout, "  the certificate is self-signed: %s\n", filepath.Join(desired.LocalDir(cfg, srv), "data", "tls", "self-signed.crt"))
+			fmt.Fprintf(e.Stdout, "  the certificate is self-signed: %s\n", contract.SelfSignedCert(desired.LabDataDir(cfg, srv)))
 		}
 	}
 }

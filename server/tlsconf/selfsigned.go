@@ -16,13 +16,14 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/mailctl/mailctl/contract"
 )
 
-// Self-signed certificate files under the data directory.
+// The self-signed certificate files under the data directory are
+// contract.SelfSignedCert and SelfSignedKey: the provisioner reads the
+// certificate to trust it.
 const (
-	selfSignedDir  = "tls"
-	selfSignedCert = "self-signed.crt"
-	selfSignedKey  = "self-signed.key"
 	// selfSignedLifetime is how long a generated certificate is valid; it
 	// is regenerated when less than selfSignedRenew remains.
 	selfSignedLifetime = 2 * 365 * 24 * time.Hour
@@ -33,8 +34,7 @@ const (
 // and persists a new one when there is none, when it does not cover names,
 // or when it is about to expire.
 func (s *Source) loadSelfSigned(names []string) error {
-	dir := filepath.Join(s.opts.DataDir, selfSignedDir)
-	certPath, keyPath := filepath.Join(dir, selfSignedCert), filepath.Join(dir, selfSignedKey)
+	certPath, keyPath := contract.SelfSignedCert(s.opts.DataDir), contract.SelfSignedKey(s.opts.DataDir)
 	c, err := tls.LoadX509KeyPair(certPath, keyPath)
 	switch {
 	case err == nil:
@@ -55,6 +55,7 @@ func (s *Source) loadSelfSigned(names []string) error {
 	if err != nil {
 		return err
 	}
+	dir := filepath.Dir(certPath)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %q: %w", dir, err)
 	}
