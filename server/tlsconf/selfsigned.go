@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mailctl/mailctl/contract"
+	"github.com/mailctl/mailctl/internal/atomicfile"
 )
 
 // The self-signed certificate files under the data directory are
@@ -59,10 +60,10 @@ func (s *Source) loadSelfSigned(names []string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %q: %w", dir, err)
 	}
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(certPath, certPEM, 0o644); err != nil {
 		return err
 	}
 	c, err = tls.X509KeyPair(certPEM, keyPEM)
@@ -125,34 +126,4 @@ func GenerateSelfSigned(names []string, now time.Time) (certPEM, keyPEM []byte, 
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), nil
-}
-
-// writeFileAtomic writes data to a temporary file, syncs it and renames it
-// over path.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	return nil
 }
