@@ -173,7 +173,7 @@ func group(changes []plan.Change) []*zone {
 	byName := map[string]*zone{}
 	var out []*zone
 	for _, c := range changes {
-		if c.Type != "dns_rrset" || c.Action == plan.NoOp || c.AfterUnknown {
+		if c.Type != plan.KindDNSRRset || c.Action == plan.NoOp || c.AfterUnknown {
 			continue
 		}
 		zn := strings.TrimSuffix(strings.ToLower(c.Zone), ".")
