@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/daemon"
 )
@@ -190,7 +191,7 @@ func runServeStatus(ctx context.Context, e *env, args []string) int {
 	}
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := daemon.QueryStatus(qctx, path)
+	st, err := contract.QueryStatus(qctx, path)
 	if err != nil {
 		return errorf(e, "serve status: %v", err)
 	}
@@ -206,7 +207,7 @@ func runServeStatus(ctx context.Context, e *env, args []string) int {
 	return exitOK
 }
 
-func printStatus(e *env, st *daemon.Status) {
+func printStatus(e *env, st *contract.Status) {
 	w := e.Stdout
 	fmt.Fprintf(w, "%s: mailctl %s, up since %s\n", st.Hostname, st.Version, st.StartedAt.Format(time.RFC3339))
 	fmt.Fprintf(w, "  config         %s (digest %s)\n", st.ConfigPath, shortDigest(st.ConfigDigest))

@@ -13,8 +13,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan/config"
-	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/mtasts"
 )
 
@@ -80,7 +80,7 @@ type DKIMKey struct {
 // that verifiers without ed25519 support still find a valid signature.
 func DKIMSelectors(selector string) []string {
 	var out []string
-	for _, s := range dkim.Selectors(selector) {
+	for _, s := range contract.DKIMSelectors(selector) {
 		out = append(out, s.Name)
 	}
 	return out
