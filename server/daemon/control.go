@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mailctl/mailctl/server/backup"
 	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/tlsconf"
 )
@@ -79,11 +80,12 @@ type DKIMKey struct {
 	Record    string `json:"record"`
 }
 
-// serveControl answers GET /status and the queue endpoints on the unix
+// serveControl answers GET /status, the queue endpoints and GET /backup (backupctl.go) on the unix
 // socket ln until it is closed.
-func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin) *http.Server {
+func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin, backup func(context.Context, io.Writer) (*backup.Manifest, error)) *http.Server {
 	mux := http.NewServeMux()
 	handleQueue(mux, q)
+	handleBackup(mux, backup)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status(r.Context())
 		if err != nil {

@@ -392,7 +392,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue })
+	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue }, d.backup)
 
 	log.Info("mail server ready", "listeners", listeners, "control", cfg.Control, "tls_mode", cfg.TLS.Mode)
 	// What start-up touched (package initialisation, the configuration
