@@ -120,7 +120,8 @@ func TestExamplePasswords(t *testing.T) {
 	}
 }
 
-// TestLocalLabMatchesSpec checks examples/local against SPEC section 9.
+// TestLocalLabMatchesSpec checks examples/local against what its README
+// promises: example.test, a zone file, the lab ports, no secrets.
 func TestLocalLabMatchesSpec(t *testing.T) {
 	cfg := load(t, "local")
 	if len(cfg.Domains) != 1 || cfg.Domains[0].Name != "example.test" {

@@ -14,10 +14,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mailctl/mailctl/internal/formatversion"
 )
 
 // FormatVersion is the version of the plan's JSON document.
-const FormatVersion = "1.0"
+const FormatVersion = formatversion.Current
 
 // Action is what apply does to a resource. Its value is the symbol printed
 // in the human plan.
@@ -117,7 +119,7 @@ type Change struct {
 
 // Plan is what `mailctl plan` computes and `mailctl apply` executes.
 type Plan struct {
-	FormatVersion string `json:"format_version"`
+	FormatVersion formatversion.Version `json:"format_version"`
 	// ConfigDigest identifies the configuration the plan was made from.
 	ConfigDigest string `json:"config_digest"`
 	// State records a digest of each input that was read (one per zone,
@@ -129,6 +131,10 @@ type Plan struct {
 	Changes   []Change `json:"resource_changes"`
 	// Warnings are problems worth telling that do not stop the plan.
 	Warnings []string `json:"warnings,omitempty"`
+	// MXTakeovers are the domains whose mail the plan takes away from
+	// another mail service without a migration (FindMXTakeovers); apply
+	// refuses them unless allowed.
+	MXTakeovers []MXTakeover `json:"mx_takeovers,omitempty"`
 }
 
 // Counts returns how many resources the plan adds, changes and destroys; a

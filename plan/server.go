@@ -70,6 +70,13 @@ func DiffServer(name string, before *ServerState, after ServerState) []Change {
 		}
 	}
 	out := []Change{c}
+	if before != nil && !before.Running {
+		// A server that does not run cannot tell its users: they are
+		// unknown, not absent (planning them as created would be untrue).
+		c.Notes = append(c.Notes, "its users and DKIM keys are unknown until it runs")
+		out[0] = c
+		return out
+	}
 	var had []string
 	if before != nil {
 		had = before.Users

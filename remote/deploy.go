@@ -28,7 +28,7 @@ type Layout struct {
 	Unit string
 }
 
-// VPS is the layout on a server (SPEC section 8).
+// VPS is the layout on a server: binaries, configuration, data.
 var VPS = Layout{
 	Base:       "/opt/mailctl",
 	ConfigFile: "/etc/mailctl/server.json",
@@ -376,6 +376,10 @@ type Health struct {
 	ListenPorts []int
 	// Timeout bounds the wait for a healthy server; default 60s.
 	Timeout time.Duration
+	// Host is the address a lab listens on (its loopback ipv4); default
+	// 127.0.0.1. A VPS is probed on 127.0.0.1, where it listens on every
+	// address.
+	Host string
 }
 
 func (h Health) withDefaults() Health {
@@ -387,6 +391,9 @@ func (h Health) withDefaults() Health {
 	}
 	if h.Timeout == 0 {
 		h.Timeout = 60 * time.Second
+	}
+	if h.Host == "" {
+		h.Host = "127.0.0.1"
 	}
 	return h
 }

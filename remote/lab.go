@@ -22,7 +22,7 @@ import (
 )
 
 // Lab runs mailctl on this machine without systemd or root, for the local
-// lab (SPEC section 9). It keeps the VPS layout under Dir
+// lab. It keeps the VPS layout under Dir
 // (releases/<name>/mailctl, current, previous, server.json, data/) and
 // supervises the server as a detached process: a new session (setsid),
 // standard output and error appended to mailctl.log, its pid in
@@ -34,7 +34,7 @@ type Lab struct {
 	Dir string
 }
 
-// LabHealth is the health check on the lab ports of SPEC section 9.
+// LabHealth is the health check on the lab ports (examples/local).
 var LabHealth = Health{BannerPorts: []int{2525, 2587}, ListenPorts: []int{2465, 2143, 2993}, Timeout: 30 * time.Second}
 
 func (lab Lab) dir() string {
@@ -438,7 +438,7 @@ func (lab Lab) health(ctx context.Context, h Health) error {
 		if pid, ok := lab.Running(); !ok {
 			return fmt.Errorf("health check failed: the server (pid %d) exited", pid)
 		}
-		why = probePorts(ctx, "127.0.0.1", h)
+		why = probePorts(ctx, h.Host, h)
 		if why == "" {
 			return nil
 		}

@@ -23,11 +23,12 @@ func init() {
 }
 
 func runApply(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]... [-wait DURATION] [-verify=false] [verify's flags: -resolver HOST:PORT -connect HOST:PORT=ADDR ... -probe-user ADDR]")
+	fs := newFlagSet(e, "apply", "[PLANFILE] [-auto-approve] [-allow-mx-takeover] [-target ADDR]... [-parallelism N] [-var NAME=VALUE]... [-wait DURATION] [-verify=false] [verify's flags: -resolver HOST:PORT -connect HOST:PORT=ADDR ... -probe-user ADDR]")
 	autoApprove := fs.Bool("auto-approve", false, "apply without asking for confirmation")
 	pf := addPlanFlags(fs)
 	wait := fs.Duration("wait", propagation.DefaultTimeout, "after DNS changes, wait up to `DURATION` until every authoritative name server serves them (0: do not wait)")
 	doVerify := fs.Bool("verify", true, "end with mailctl verify (exit 2 when a check fails)")
+	allowTakeover := fs.Bool("allow-mx-takeover", false, "apply even when the plan repoints the MX of a domain whose mail another service receives today, without a migration block")
 	vf := addVerifyFlags(fs)
 	ep := vf.ep
 	if done, code := parseFlags(fs, args); done {
@@ -47,7 +48,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	if s == nil {
 		return code
 	}
-	defer s.srv.close()
+	defer func() { s.srv.close() }()
 	var p *plan.Plan
 	if fs.NArg() == 1 {
 		saved, err := plan.Load(fs.Arg(0))
@@ -67,6 +68,9 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		}
 		p = saved
 		render.Plan(e.Stdout, p, render.Style{Color: e.Color})
+		if code, refused := refuseTakeover(e, p, *allowTakeover); refused {
+			return code
+		}
 	} else {
 		var code int
 		p, code = makePlan(ctx, e, s, pf, false)
@@ -76,6 +80,9 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		render.Plan(e.Stdout, p, render.Style{Color: e.Color})
 		if !p.HasChanges() {
 			return exitOK
+		}
+		if code, refused := refuseTakeover(e, p, *allowTakeover); refused {
+			return code
 		}
 		if !*autoApprove {
 			if code, ok := confirm(e, "apply", "Do you want to perform these actions?", "or apply a saved plan"); !ok {
@@ -91,7 +98,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "internal: servers not read")
 	}
 	if err := deployServers(ctx, e, p, s.srv); err != nil {
-		return errorf(e, "%v", err)
+		return applyFailed(e, apply.Result{NotApplied: apply.Pending(p, "dns_rrset", "ptr")}, err)
 	}
 	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
 	res, err := apply.DNS(ctx, p, s.provs, opts)
@@ -102,9 +109,11 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	}
 	if err == nil {
 		// Reverse DNS after DNS: hosting APIs check the forward record.
-		var pres apply.Result
-		pres, err = apply.PTR(ctx, p, s.ptrs, opts)
-		res.Added, res.Changed, res.Destroyed = res.Added+pres.Added, res.Changed+pres.Changed, res.Destroyed+pres.Destroyed
+		pres, perr := apply.PTR(ctx, p, s.ptrs, opts)
+		res.Merge(pres)
+		err = perr
+	} else {
+		res.Merge(apply.Result{NotApplied: apply.Pending(p, "ptr")})
 	}
 	for _, c := range p.Changes {
 		if c.Type == "server" || c.Type == "user" {
@@ -122,11 +131,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.Stdout, "%s: deferred: its value is known only once the server is deployed\n", d)
 	}
 	if err != nil {
-		fmt.Fprintf(e.Stdout, "\nApply failed. Resources: %d added, %d changed, %d destroyed.\n", res.Added, res.Changed, res.Destroyed)
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(e.Stderr, "Error: %s\n", line)
-		}
-		return exitError
+		return applyFailed(e, res, err)
 	}
 	fmt.Fprintf(e.Stdout, "\nApply complete! Resources: %d added, %d changed, %d destroyed.\n", res.Added, res.Changed, res.Destroyed)
 	printConnect(e, s.cfg)
@@ -134,6 +139,28 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	return verifyAfterApply(ctx, e, s, vf)
+}
+
+// applyFailed reports an apply that stopped on err (an error, or Ctrl-C):
+// what was done, every error, and which changes were left undone.
+func applyFailed(e *env, res apply.Result, err error) int {
+	what := "Apply failed."
+	if errors.Is(err, context.Canceled) {
+		what = "Apply interrupted."
+	}
+	fmt.Fprintf(e.Stdout, "\n%s Resources: %d added, %d changed, %d destroyed.\n", what, res.Added, res.Changed, res.Destroyed)
+	if len(res.NotApplied) > 0 {
+		fmt.Fprintf(e.Stdout, "Not applied, or cut off midway (run apply again to finish: each step is idempotent):\n")
+		for _, a := range res.NotApplied {
+			fmt.Fprintf(e.Stdout, "  - %s\n", a)
+		}
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			fmt.Fprintf(e.Stderr, "Error: %s\n", line)
+		}
+	}
+	return exitError
 }
 
 // verifyAfterApply is apply's last step: mailctl verify with apply's

@@ -28,16 +28,18 @@ func runDestroy(ctx context.Context, e *env, args []string) int {
 	if s == nil {
 		return code
 	}
-	srv, err := readServers(ctx, e, s.cfg, pf.server, pf.targets)
+	progress := &plan.Progress{W: e.Stderr}
+	srv, err := readServers(ctx, e, s.cfg, pf.server, pf.targets, progress)
 	if err != nil {
-		return errorf(e, "%v", err)
+		srv.close()
+		return printErrors(e, err)
 	}
 	defer srv.close()
 	p, _, err := refresh.Plan(ctx, s.cfg, s.provs, refresh.Options{
-		Targets: pf.targets, Parallelism: *pf.parallelism, Destroy: true, PTR: s.ptrs, Logger: logger(e),
+		Targets: pf.targets, Parallelism: *pf.parallelism, Destroy: true, PTR: s.ptrs, Logger: logger(e), Progress: progress,
 	})
 	if err != nil {
-		return errorf(e, "%v", err)
+		return printErrors(e, err)
 	}
 	// The servers that run something go too.
 	var stop []string

@@ -113,7 +113,7 @@ func TestMultiDomainAgainstEmulatorAndKnot(t *testing.T) {
 		t.Errorf("apply to Knot did not wait for its name server")
 	}
 	e, _ = newEnv()
-	if code := runCLI(t, e, "apply", "-auto-approve", "-target=dns", "-target=ptr", "-wait=0"); code != 0 {
+	if code := runCLI(t, e, "apply", "-auto-approve", "-allow-mx-takeover", "-target=dns", "-target=ptr", "-wait=0"); code != 0 {
 		t.Fatalf("apply = %d", code)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -50,16 +51,24 @@ type initValues struct {
 	Server string
 	// Selector is the DKIM selector.
 	Selector string
-	// PlaceholderHash is the hash of a random password that nobody knows.
+	// PlaceholderHash is config.PlaceholderPasswordHash.
 	PlaceholderHash string
+	// MailAt is who receives the domain's mail today: "" (nobody, or this
+	// server), "google", "microsoft", or the IMAP HOST:PORT of another
+	// provider. Any but "" writes a migration block in its first phase.
+	MailAt string
+	// MailAtName names MailAt for people; SourceAddress is the IMAP
+	// server of the migration ("" for the default, Gmail).
+	MailAtName, SourceAddress string
 }
 
 func runInit(ctx context.Context, e *env, args []string) int {
-	flags := newFlagSet(e, "init", "[-domain DOMAIN] [-host HOSTNAME] [-ip IP[,IP]] [-dns cloudflare|ovh|rfc2136|zonefile]")
+	flags := newFlagSet(e, "init", "[-domain DOMAIN] [-host HOSTNAME] [-ip IP[,IP]] [-dns cloudflare|ovh|rfc2136|zonefile] [-current-mail none|google|microsoft|HOST:PORT]")
 	domain := flags.String("domain", "", "the mail `domain` (example.org)")
 	host := flags.String("host", "", "the server's `hostname` (default mail.DOMAIN)")
 	ip := flags.String("ip", "", "the server's public `IP` addresses: its IPv4, optionally followed by its IPv6, comma-separated")
 	dns := flags.String("dns", "", "who hosts the domain's DNS: `KIND` cloudflare (default), ovh, rfc2136 or zonefile")
+	mailAt := flags.String("current-mail", "", "who receives the domain's mail today: `WHO` none (default), google, microsoft, or the IMAP HOST:PORT of another provider; any but none writes a migration block")
 	if done, code := parseFlags(flags, args); done {
 		return code
 	}
@@ -73,7 +82,7 @@ func runInit(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "init: %s already exists; init never overwrites a file (remove it or pick another -chdir)", mailPath)
 	}
 
-	v, err := initAsk(e, *domain, *host, *ip, *dns)
+	v, err := initAsk(e, *domain, *host, *ip, *dns, *mailAt)
 	if err != nil {
 		return errorf(e, "init: %v", err)
 	}
@@ -115,6 +124,13 @@ Next steps:
   3. mailctl validate          check the configuration
   4. mailctl plan              see what would change
 `)
+	if v.MailAt != "" {
+		fmt.Fprintf(e.Stdout, `  5. mailctl apply             set up the server; the MX stay at %s (migration phase "presync")
+  6. mailctl migrate           copy the mailboxes; then phase = "cutover", plan, apply, migrate again
+`, v.MailAtName)
+	} else {
+		fmt.Fprintln(e.Stdout, "  5. mailctl apply             make it so, then verify")
+	}
 	return exitOK
 }
 
@@ -141,7 +157,7 @@ func initCreate(path string, data []byte, perm os.FileMode) error {
 // initAsk completes and checks the flag values: on a terminal it asks for the
 // missing ones (again after an invalid answer); otherwise a missing domain or
 // IP address is an error.
-func initAsk(e *env, domain, host, ip, dns string) (initValues, error) {
+func initAsk(e *env, domain, host, ip, dns, mailAt string) (initValues, error) {
 	var v initValues
 	in := bufio.NewReader(e.Stdin)
 	ask := func(question, def string, check func(string) error) (string, error) {
@@ -229,7 +245,40 @@ func initAsk(e *env, domain, host, ip, dns string) (initValues, error) {
 	if err := checkDNSKind(v.DNS); err != nil {
 		return v, err
 	}
+
+	if mailAt == "" && e.IsTerminal {
+		q := "Does " + v.Domain + " receive mail elsewhere today? no, google (Workspace), microsoft (365), or the IMAP HOST:PORT of its provider"
+		if mailAt, err = ask(q, "no", checkMailAt); err != nil {
+			return v, err
+		}
+	}
+	if err := checkMailAt(mailAt); err != nil {
+		return v, err
+	}
+	switch m := strings.ToLower(strings.TrimSpace(mailAt)); m {
+	case "", "no", "none":
+	case "google":
+		v.MailAt, v.MailAtName = m, "Google Workspace"
+	case "microsoft":
+		v.MailAt, v.MailAtName, v.SourceAddress = m, "Microsoft 365", "outlook.office365.com:993"
+	default:
+		host, _, _ := net.SplitHostPort(m)
+		v.MailAt, v.MailAtName, v.SourceAddress = "imap", host, m
+	}
 	return v, nil
+}
+
+// checkMailAt accepts the answers of the current-mail question.
+func checkMailAt(s string) error {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "no", "none", "google", "microsoft":
+		return nil
+	}
+	host, port, err := net.SplitHostPort(strings.TrimSpace(s))
+	if err != nil || host == "" || port == "" {
+		return fmt.Errorf("%q is none of no, google, microsoft or an IMAP HOST:PORT (imap.example.net:993)", s)
+	}
+	return nil
 }
 
 func checkDNSKind(s string) error {
@@ -399,8 +448,15 @@ server "{{.Server}}" {
 
   # Reverse DNS (PTR) of the IP addresses, set through your hosting
   # provider's API. Without it, many receivers treat your mail as spam.
-  # Declare the provider (ovh, hetzner...) and uncomment:
-  # ptr = provider.ovh.eu
+{{- if eq .DNS "ovh"}}
+  # For a server hosted at OVH, the provider above sets it too: uncomment
+  # ptr = provider.ovh.main
+{{- else}}
+  # For a server at Hetzner Cloud, declare
+  #   provider "hetzner" "cloud" { token = env("HCLOUD_TOKEN") }
+  # and uncomment (or set the PTR in your hosting panel):
+  # ptr = provider.hetzner.cloud
+{{- end}}
 
   ssh {
     user        = "root"
@@ -468,4 +524,34 @@ user "admin@{{.Domain}}" {
 alias "postmaster@{{.Domain}}" {
   to = ["admin@{{.Domain}}"]
 }
+{{- if .MailAt}}
+
+# {{.Domain}} receives its mail at {{.MailAtName}} today. This migration
+# moves it without losing any. In phase "presync" the MX stay where they
+# are (their TTL is lowered) while "mailctl migrate" copies the mailboxes;
+# then set phase = "cutover", plan, apply (the MX move to this server) and
+# migrate again for what arrived meanwhile; then phase = "done".
+# Without this block, plan warns and apply refuses to move the MX.
+# Runbook: the migration section of docs/config.md.
+migration "{{.MailAt}}" {
+  phase = "presync"
+{{- if .SourceAddress}}
+
+  source {
+    address = "{{.SourceAddress}}"
+  }
+{{- else}}
+
+  # source { address = "imap.gmail.com:993" } is the default.
+{{- end}}
+
+  # One block per mailbox to copy. password: the account's password at
+  # {{.MailAtName}} (an app password; or oauth2_token_command for XOAUTH2).
+  # target_password: the password behind the user's password_hash above.
+  user "admin@{{.Domain}}" {
+    password        = env("ADMIN_SOURCE_PASSWORD")
+    target_password = env("ADMIN_PASSWORD")
+  }
+}
+{{- end}}
 `))

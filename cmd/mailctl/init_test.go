@@ -54,6 +54,8 @@ func TestInitGolden(t *testing.T) {
 		{"ovh", []string{"-domain", "Example.ORG.", "-host", "mx1.example.org", "-ip", "203.0.113.10,2001:db8::10", "-dns", "ovh"}},
 		{"rfc2136", []string{"-domain", "example.org", "-host", "smtp.example.net", "-ip", "203.0.113.10, 2001:db8::10", "-dns", "rfc2136"}},
 		{"zonefile", []string{"-domain", "example.test", "-host", "mail.example.test", "-ip", "127.0.0.1", "-dns", "zonefile"}},
+		{"google", []string{"-domain", "example.org", "-ip", "203.0.113.10", "-current-mail", "google"}},
+		{"imap", []string{"-domain", "example.org", "-ip", "203.0.113.10", "-dns", "ovh", "-current-mail", "imap.example.net:993"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +76,21 @@ func TestInitGolden(t *testing.T) {
 			e2.Getenv = func(name string) string { return "secret-" + name }
 			if code := runCLI(t, e2, "validate"); code != exitOK {
 				t.Errorf("validate of the scaffold = %d:\n%s", code, stderr2)
+			}
+			// The commented ptr line names a provider that can set it:
+			// the one declared (OVH), or the Hetzner block the comment shows.
+			withPTR := strings.Replace(raw, "  # ptr = provider.", "  ptr = provider.", 1)
+			if withPTR == raw {
+				t.Fatal("no commented ptr line")
+			}
+			if !strings.Contains(raw, "ptr = provider.ovh.main") {
+				withPTR += "provider \"hetzner\" \"cloud\" { token = env(\"HCLOUD_TOKEN\") }\n"
+			}
+			writeFile(t, filepath.Join(dir, "mail.hcl"), withPTR, 0o644)
+			e3, _, stderr3 := testEnv(dir)
+			e3.Getenv = e2.Getenv
+			if code := runCLI(t, e3, "validate"); code != exitOK {
+				t.Errorf("validate with the ptr line uncommented = %d:\n%s", code, stderr3)
 			}
 			golden(t, filepath.Join("init", tt.name, "mail.hcl"), []byte(conf))
 			if got := readFile(t, filepath.Join(dir, ".gitignore")); got != initGitignore {
@@ -168,7 +185,7 @@ func TestInitInteractive(t *testing.T) {
 	dir := t.TempDir()
 	e, _, stderr := testEnv(dir)
 	e.IsTerminal = true
-	e.Stdin = strings.NewReader("not a domain\nexample.org\n\n999.1.1.1\n203.0.113.10\nbind\nrfc2136\n")
+	e.Stdin = strings.NewReader("not a domain\nexample.org\n\n999.1.1.1\n203.0.113.10\nbind\nrfc2136\nyes\n\n")
 	if code := runCLI(t, e, "init"); code != exitOK {
 		t.Fatalf("init = %d: %s", code, stderr)
 	}
@@ -180,7 +197,11 @@ func TestInitInteractive(t *testing.T) {
 		}
 	}
 	prompts := stderr.String()
-	for _, want := range []string{"Mail domain", `is not a valid domain name`, "Server hostname (its EHLO and TLS name) [mail.example.org]: ", "not an IPv4 or IPv6 address", `-dns "bind"`} {
+	if strings.Contains(conf, "migration") {
+		t.Errorf("answer no to the current-mail question wrote a migration block")
+	}
+	for _, want := range []string{"Mail domain", `is not a valid domain name`, "Server hostname (its EHLO and TLS name) [mail.example.org]: ", "not an IPv4 or IPv6 address", `-dns "bind"`,
+		"Does example.org receive mail elsewhere today?", `"yes" is none of no, google, microsoft`} {
 		if !strings.Contains(prompts, want) {
 			t.Errorf("prompts %q lack %q", prompts, want)
 		}
@@ -193,5 +214,49 @@ func TestInitInteractive(t *testing.T) {
 	e.Stdin = strings.NewReader("example.org\n")
 	if code := runCLI(t, e, "init"); code != exitError || !strings.Contains(stderr.String(), "no answer") {
 		t.Errorf("init with short input = %d, stderr %q; want 1, no answer", code, stderr)
+	}
+}
+
+// TestInitMailElsewhere: init on a domain whose mail is at Google today,
+// answered on a terminal, writes a migration block in its first phase;
+// plan then keeps the MX at Google (no takeover warning), where the same
+// scaffold without the block would take the mail away.
+func TestInitMailElsewhere(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e, _, stderr := testEnv(dir)
+	e.IsTerminal = true
+	e.Stdin = strings.NewReader("google\n")
+	if code := runCLI(t, e, "init", "-domain", "example.org", "-ip", "203.0.113.10", "-host", "mail.example.org", "-dns", "zonefile"); code != exitOK {
+		t.Fatalf("init = %d: %s", code, stderr)
+	}
+	conf := readFile(t, filepath.Join(dir, "mail.hcl"))
+	if !strings.Contains(conf, "migration \"google\" {\n  phase = \"presync\"") {
+		t.Fatalf("no migration block in presync:\n%s", conf)
+	}
+	zone := filepath.Join(dir, "zones", "example.org.zone")
+	if err := os.MkdirAll(filepath.Dir(zone), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, zone, googleZone, 0o644)
+	getenv := func(name string) string { return "secret-" + name }
+	e, out, errb := testEnv(dir)
+	e.Getenv = getenv
+	if code := runCLI(t, e, "plan", "-target", "dns.example.org"); code != 0 {
+		t.Fatalf("plan = %d\n%s%s", code, out, errb)
+	}
+	if strings.Contains(out.String(), "taken away") || !strings.Contains(out.String(), "1 aspmx.l.google.com.") {
+		t.Errorf("plan with the migration block:\n%s", out)
+	}
+	// Without the block, the same plan is a takeover.
+	i := strings.Index(conf, "\n# example.org receives its mail at Google Workspace today.")
+	if i < 0 {
+		t.Fatal("migration comment not found")
+	}
+	writeFile(t, filepath.Join(dir, "mail.hcl"), conf[:i+1], 0o644)
+	e, out, _ = testEnv(dir)
+	e.Getenv = getenv
+	if code := runCLI(t, e, "plan", "-target", "dns.example.org"); code != 0 || !strings.Contains(out.String(), "Warning: mail for example.org is taken away from Google Workspace") {
+		t.Errorf("plan without the migration block = %d:\n%s", code, out)
 	}
 }

@@ -19,7 +19,8 @@ import (
 // check costs a full argon2id computation, slow under -race).
 func checkHash(t *testing.T, hash, pw string, wrong bool) {
 	t.Helper()
-	if !strings.HasPrefix(hash, "$argon2id$v=19$m=65536,t=3,p=2$") {
+	p := auth.DefaultParams
+	if !strings.HasPrefix(hash, fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$", p.Memory, p.Time, p.Threads)) {
 		t.Errorf("hash = %q, want an argon2id PHC string with the default parameters", hash)
 	}
 	ok, err := auth.VerifyPassword(hash, pw)

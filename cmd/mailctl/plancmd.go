@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -84,15 +85,24 @@ func logger(e *env) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// makePlan reads the real state and makes the plan. Every failed read is
+// reported (the servers', the zones', the reverse DNS'), each on its own
+// "Error:" line, as validate reports every configuration error.
 func makePlan(ctx context.Context, e *env, s *planSetup, pf *planFlags, noRefresh bool) (*plan.Plan, int) {
+	progress := &plan.Progress{W: e.Stderr}
 	opts := refresh.Options{
 		Targets: pf.targets, Parallelism: *pf.parallelism, NoRefresh: noRefresh, Logger: logger(e), PTR: s.ptrs,
+		Progress: progress,
 	}
+	var errs []error
 	if !noRefresh {
 		if s.srv == nil {
-			srv, err := readServers(ctx, e, s.cfg, pf.server, pf.targets)
+			srv, err := readServers(ctx, e, s.cfg, pf.server, pf.targets, progress)
+			if srv == nil {
+				return nil, printErrors(e, err)
+			}
 			if err != nil {
-				return nil, errorf(e, "%v", err)
+				errs = append(errs, err)
 			}
 			s.srv = srv
 		}
@@ -100,9 +110,42 @@ func makePlan(ctx context.Context, e *env, s *planSetup, pf *planFlags, noRefres
 	}
 	p, _, err := refresh.Plan(ctx, s.cfg, s.provs, opts)
 	if err != nil {
-		return nil, errorf(e, "%v", err)
+		errs = append(errs, err)
 	}
+	if len(errs) > 0 {
+		return nil, printErrors(e, errors.Join(errs...))
+	}
+	if w := targetWarning(pf.targets); w != "" {
+		p.Warnings = append(p.Warnings, w)
+	}
+	markTakeovers(s.cfg, p)
 	return p, exitOK
+}
+
+// printErrors prints each line of err as an "Error:" line; an interrupt
+// (Ctrl-C) is said once, in words.
+func printErrors(e *env, err error) int {
+	seen := map[string]bool{}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || seen[line] {
+			continue
+		}
+		seen[line] = true
+		fmt.Fprintf(e.Stderr, "Error: %s\n", line)
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(e.Stderr, "Interrupted: nothing was changed.")
+	}
+	return exitError
+}
+
+// targetWarning is Terraform's warning for a plan limited by -target.
+func targetWarning(targets []string) string {
+	if len(targets) == 0 {
+		return ""
+	}
+	return "Resource targeting is in effect (-target " + strings.Join(targets, ", -target ") + "): the plan may not show every change the configuration calls for. Use -target for exceptional situations only, such as recovering from an error; a routine plan has none."
 }
 
 func runPlan(ctx context.Context, e *env, args []string) int {
@@ -122,7 +165,7 @@ func runPlan(ctx context.Context, e *env, args []string) int {
 	if s == nil {
 		return code
 	}
-	defer s.srv.close()
+	defer func() { s.srv.close() }()
 	p, code := makePlan(ctx, e, s, pf, !*doRefresh)
 	if p == nil {
 		return code

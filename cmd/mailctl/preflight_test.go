@@ -116,6 +116,7 @@ func TestPreflightCommand(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 			t.Fatalf("output is not JSON: %v\n%s", err, out)
 		}
+		goldenSkeleton(t, "json/preflight.schema", out.Bytes())
 		servers := map[string]int{}
 		for _, r := range doc.Results {
 			if r.Check == "outbound25" && r.Status == verify.Pass {

@@ -115,6 +115,7 @@ func TestServeInProcess(t *testing.T) {
 			if err := json.Unmarshal([]byte(stdout.String()), &st); err != nil {
 				t.Fatalf("status -json output: %v\n%s", err, stdout.String())
 			}
+			goldenSkeleton(t, "json/status.schema", []byte(stdout.String()))
 			break
 		}
 		select {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -63,8 +64,11 @@ func serverContacted(name string, targets []string) bool {
 	return false
 }
 
-// readServers connects to the servers the plan includes and reads them back.
-func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlags, targets []string) (*servers, error) {
+// readServers connects to the servers the plan includes and reads them
+// back. A server that cannot be reached is left out of the result and its
+// error is returned with those of the others, joined: every failure is
+// reported, and the servers that could be read stay usable.
+func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlags, targets []string, progress *plan.Progress) (*servers, error) {
 	bin := *sf.binary
 	if bin == "" {
 		exe, err := os.Executable()
@@ -78,31 +82,40 @@ func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlag
 		return nil, err
 	}
 	out := &servers{binary: b, conns: map[string]*target.Conn{}, plans: map[string]refresh.ServerPlan{}, config: map[string][]byte{}}
+	var errs []error
 	for _, s := range cfg.Servers {
 		if !serverContacted(s.Name, targets) {
 			continue
 		}
+		where := "this machine"
+		if s.SSH != nil {
+			where = s.SSH.Address
+		}
+		done := progress.Start(fmt.Sprintf("server.%s: Still connecting to %s", s.Name, where))
 		conn, err := target.Open(ctx, cfg, s, target.Options{AcceptNewHostKey: *sf.acceptNew, Passphrase: passphrasePrompt(e), Logger: logger(e)})
+		done()
 		if err != nil {
-			out.close()
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		out.conns[s.Name] = conn
+		done = progress.Start(fmt.Sprintf("server.%s: Still reading the server's state", s.Name))
 		before, keys, err := conn.State(ctx)
+		done()
 		if err != nil {
-			out.close()
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		after, js, err := target.Desired(cfg, s, b)
 		if err != nil {
-			out.close()
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		out.plans[s.Name] = refresh.ServerPlan{Before: before, After: after}
 		out.config[s.Name] = js
 		out.keys = append(out.keys, keys...)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // passphrasePrompt asks for an SSH key passphrase on the terminal.

@@ -1,5 +1,5 @@
-# The local lab (SPEC section 9): a complete mail setup on this machine, with
-# no credentials and no root. `apply` starts the server in the background;
+# The local lab: a complete mail setup on this machine, with no credentials
+# and no root. `apply` starts the server in the background;
 # its pid file, logs, data and the zone file live under .mailctl/ here.
 #
 #   mailctl -chdir examples/local apply -auto-approve

@@ -6,6 +6,7 @@
 package emulator
 
 import (
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -131,6 +132,9 @@ func (r *Recorder) Wrap(h http.Handler, errorBody func(status int) string) http.
 			return
 		}
 		if f.Hang {
+			// The body read to its end, the server notices the client
+			// going away (and cancels the request's context).
+			io.Copy(io.Discard, req.Body)
 			<-req.Context().Done()
 			return
 		}

@@ -4,14 +4,18 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -24,9 +28,12 @@ import (
 type Options struct {
 	// Parallelism bounds the zones changed at once; default 10.
 	Parallelism int
-	// Progress receives one line per applied change; nil discards.
-	Progress io.Writer
-	Logger   *slog.Logger
+	// Progress receives one line per applied change, and Terraform's
+	// "Still creating... [10s elapsed]" every StillEvery (default 10s)
+	// while one takes long; nil discards.
+	Progress   io.Writer
+	StillEvery time.Duration
+	Logger     *slog.Logger
 }
 
 // Result counts what was done.
@@ -35,6 +42,19 @@ type Result struct {
 	// Deferred lists changes that could not be applied yet (values known
 	// only after a step that is not part of this apply).
 	Deferred []string
+	// NotApplied lists the changes left undone because of an error or an
+	// interrupt (Ctrl-C), the failed one included, in address order.
+	NotApplied []string
+}
+
+// Merge adds the counts and lists of o to r.
+func (r *Result) Merge(o Result) {
+	r.Added += o.Added
+	r.Changed += o.Changed
+	r.Destroyed += o.Destroyed
+	r.Deferred = append(r.Deferred, o.Deferred...)
+	r.NotApplied = append(r.NotApplied, o.NotApplied...)
+	sort.Strings(r.NotApplied)
 }
 
 // DNS applies the DNS changes of p. It keeps going in other zones when one
@@ -68,6 +88,11 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 			mu.Unlock()
 		}
 	}
+	var still *plan.Progress
+	if opts.Progress != nil {
+		every := cmp.Or(opts.StillEvery, 10*time.Second)
+		still = &plan.Progress{W: opts.Progress, After: every, Every: every, Lock: &mu}
+	}
 	var g errgroup.Group
 	limit := opts.Parallelism
 	if limit <= 0 {
@@ -77,11 +102,20 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 	for _, k := range keys {
 		changes := byZone[k]
 		g.Go(func() error {
-			for _, c := range changes {
+			// notApplied records changes[i:] as left undone.
+			notApplied := func(i int) {
+				mu.Lock()
+				for _, c := range changes[i:] {
+					res.NotApplied = append(res.NotApplied, c.Address)
+				}
+				mu.Unlock()
+			}
+			for i, c := range changes {
 				if err := ctx.Err(); err != nil {
 					mu.Lock()
-					errs = append(errs, fmt.Errorf("%s: not applied: %w", c.Address, err))
+					errs = append(errs, fmt.Errorf("zone %s: interrupted before %s: %w", c.Zone, c.Address, err))
 					mu.Unlock()
+					notApplied(i)
 					return nil
 				}
 				prov, ok := provs[c.Provider]
@@ -89,14 +123,19 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("%s: no provider %s", c.Address, c.Provider))
 					mu.Unlock()
+					notApplied(i)
 					return nil
 				}
 				del, add := plan.DNSEdits(c)
 				progress("%s: %s...", c.Address, verbing(c.Action))
-				if err := prov.Apply(ctx, c.Zone, del, add); err != nil {
+				done := still.Start(fmt.Sprintf("%s: Still %s", c.Address, strings.ToLower(verbing(c.Action))))
+				err := prov.Apply(ctx, c.Zone, del, add)
+				done()
+				if err != nil {
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("apply %s in zone %s: %w", c.Address, c.Zone, err))
 					mu.Unlock()
+					notApplied(i)
 					return nil // stop this zone, keep the others going
 				}
 				progress("%s: %s complete", c.Address, c.Action.Verb())
@@ -118,7 +157,20 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 		})
 	}
 	_ = g.Wait()
+	sort.Strings(res.NotApplied)
 	return res, errors.Join(errs...)
+}
+
+// Pending lists the changes of p of the given types that are not no-ops:
+// what is left undone when an earlier step fails.
+func Pending(p *plan.Plan, types ...string) []string {
+	var out []string
+	for _, c := range p.Changes {
+		if c.Action != plan.NoOp && slices.Contains(types, c.Type) {
+			out = append(out, c.Address)
+		}
+	}
+	return out
 }
 
 func verbing(a plan.Action) string {
@@ -144,9 +196,14 @@ func PTR(ctx context.Context, p *plan.Plan, provs map[string]ptr.Provider, opts 
 		if c.Type != "ptr" || c.Action == plan.NoOp {
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			res.NotApplied = append(res.NotApplied, c.Address)
+			continue
+		}
 		prov := provs[c.Provider]
 		if prov == nil {
 			errs = append(errs, fmt.Errorf("%s: no provider %s", c.Address, c.Provider))
+			res.NotApplied = append(res.NotApplied, c.Address)
 			continue
 		}
 		ip, err := netip.ParseAddr(c.Name)
@@ -163,6 +220,7 @@ func PTR(ctx context.Context, p *plan.Plan, provs map[string]ptr.Provider, opts 
 		}
 		if err := prov.Set(ctx, ip, host); err != nil {
 			errs = append(errs, fmt.Errorf("set reverse DNS %s: %w", c.Address, err))
+			res.NotApplied = append(res.NotApplied, c.Address)
 			continue
 		}
 		if opts.Progress != nil {
@@ -176,6 +234,9 @@ func PTR(ctx context.Context, p *plan.Plan, provs map[string]ptr.Provider, opts 
 		default:
 			res.Changed++
 		}
+	}
+	if err := ctx.Err(); err != nil && len(res.NotApplied) > 0 {
+		errs = append(errs, fmt.Errorf("reverse DNS: interrupted: %w", err))
 	}
 	return res, errors.Join(errs...)
 }

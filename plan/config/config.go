@@ -10,6 +10,7 @@ package config
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -140,6 +141,10 @@ type Relay struct {
 	Password Value
 	Domains  []string
 	MXHosts  []string
+	// CAFile holds PEM roots to verify the relay with, a path on the
+	// server (for a local server, relative to the configuration
+	// directory); empty: the system roots.
+	CAFile string
 }
 
 // Outbound tunes direct delivery.
@@ -148,6 +153,13 @@ type Outbound struct {
 	SourceIPv4 netip.Addr
 	SourceIPv6 netip.Addr
 	Warmup     *Warmup
+	// Port is the SMTP port of the destinations (default 25: another
+	// lets two test servers exchange mail without root).
+	Port int
+	// MaxAge is how long a message is retried before it bounces, and
+	// DelayNotice when its sender is told of the delay; 0: the server's
+	// defaults (5 days, 4 hours).
+	MaxAge, DelayNotice time.Duration
 }
 
 // Warmup is the IP warm-up ramp: a daily cap of direct deliveries, 50 the
@@ -164,6 +176,9 @@ type Inbound struct {
 	// empty list turns blocklist checks off.
 	DNSBL       []string
 	Greylisting bool
+	// GreylistDelay is how long a first-time triplet is deferred; 0: the
+	// server's default (5 minutes).
+	GreylistDelay time.Duration
 	// DMARCPolicy is "enforce" (default) or "report".
 	DMARCPolicy string
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/mailctl/mailctl/internal/formatversion"
 )
 
 // WriteDiagnostics prints each diagnostic as one line
@@ -94,16 +96,16 @@ type jsonDiag struct {
 
 // ValidateResult is the document printed by `mailctl validate -json`.
 type ValidateResult struct {
-	FormatVersion string     `json:"format_version"`
-	Valid         bool       `json:"valid"`
-	ErrorCount    int        `json:"error_count"`
-	WarningCount  int        `json:"warning_count"`
-	Diagnostics   []jsonDiag `json:"diagnostics"`
+	FormatVersion formatversion.Version `json:"format_version"`
+	Valid         bool                  `json:"valid"`
+	ErrorCount    int                   `json:"error_count"`
+	WarningCount  int                   `json:"warning_count"`
+	Diagnostics   []jsonDiag            `json:"diagnostics"`
 }
 
 // WriteDiagnosticsJSON prints diags as a ValidateResult.
 func WriteDiagnosticsJSON(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) error {
-	res := ValidateResult{FormatVersion: "1.0", Diagnostics: []jsonDiag{}}
+	res := ValidateResult{FormatVersion: formatversion.Current, Diagnostics: []jsonDiag{}}
 	for _, d := range sortDiags(diags) {
 		jd := jsonDiag{Severity: "error", Summary: d.Summary, Detail: d.Detail}
 		if d.Severity == hcl.DiagWarning {

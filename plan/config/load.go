@@ -626,7 +626,7 @@ func (d *decoder) tls(b *hcl.Block, t *TLS) {
 
 func (d *decoder) relay(b *hcl.Block) *Relay {
 	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "address", Required: true}, {Name: "username"}, {Name: "password"}, {Name: "domains"}, {Name: "mx_hosts"},
+		{Name: "address", Required: true}, {Name: "username"}, {Name: "password"}, {Name: "domains"}, {Name: "mx_hosts"}, {Name: "ca_file"},
 	}})
 	d.diags = append(d.diags, diags...)
 	r := &Relay{}
@@ -663,16 +663,63 @@ func (d *decoder) relay(b *hcl.Block) *Relay {
 			r.MXHosts = append(r.MXHosts, h)
 		}
 	}
+	if a := c.Attributes["ca_file"]; a != nil {
+		r.CAFile = d.plainStr(a)
+		if r.CAFile == "" {
+			d.errf(a.Expr.Range().Ptr(), "Invalid CA file", "ca_file must be the path of a PEM file.")
+		}
+	}
 	return r
+}
+
+// durationAttr decodes a duration attribute ("30s", "4h", "5d") between
+// lo and hi.
+func (d *decoder) durationAttr(a *hcl.Attribute, lo, hi time.Duration, example string) time.Duration {
+	v, ok := d.str(a)
+	if !ok {
+		return 0
+	}
+	secs, err := parseDuration(v.Str)
+	dur := time.Duration(secs) * time.Second
+	if err != nil || dur < lo || dur > hi {
+		d.errf(a.Expr.Range().Ptr(), "Invalid duration", "%q must be a duration from %s to %s, like %q.", v.Str, fmtDuration(lo), fmtDuration(hi), example)
+		return 0
+	}
+	return dur
+}
+
+// fmtDuration prints d in the largest whole unit: 1s, 30m, 4h, 30d.
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
 }
 
 func (d *decoder) outbound(b *hcl.Block) *Outbound {
 	c, diags := b.Body.Content(&hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "prefer"}, {Name: "source_ipv4"}, {Name: "source_ipv6"}},
+		Attributes: []hcl.AttributeSchema{{Name: "prefer"}, {Name: "source_ipv4"}, {Name: "source_ipv6"}, {Name: "port"}, {Name: "max_age"}, {Name: "delay_notice"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "warmup"}},
 	})
 	d.diags = append(d.diags, diags...)
 	o := &Outbound{Prefer: "ipv6"}
+	if a := c.Attributes["port"]; a != nil {
+		o.Port, _ = d.num(a, 1, 65535)
+	}
+	if a := c.Attributes["max_age"]; a != nil {
+		o.MaxAge = d.durationAttr(a, time.Hour, 30*24*time.Hour, "5d")
+	}
+	if a := c.Attributes["delay_notice"]; a != nil {
+		o.DelayNotice = d.durationAttr(a, 10*time.Minute, 7*24*time.Hour, "4h")
+	}
+	if o.MaxAge > 0 && o.DelayNotice >= o.MaxAge {
+		d.errf(b.DefRange.Ptr(), "Delay notice after expiry", "delay_notice (%s) must be shorter than max_age (%s): the sender would never hear of the delay.", fmtDuration(o.DelayNotice), fmtDuration(o.MaxAge))
+	}
 	if a := c.Attributes["prefer"]; a != nil {
 		o.Prefer = d.plainStr(a)
 		if !oneOf(o.Prefer, "ipv6", "ipv4") {
@@ -722,7 +769,7 @@ func (d *decoder) outbound(b *hcl.Block) *Outbound {
 
 func (d *decoder) inbound(b *hcl.Block) *Inbound {
 	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "dnsbl"}, {Name: "greylisting"}, {Name: "dmarc_policy"},
+		{Name: "dnsbl"}, {Name: "greylisting"}, {Name: "greylist_delay"}, {Name: "dmarc_policy"},
 	}})
 	d.diags = append(d.diags, diags...)
 	in := &Inbound{DMARCPolicy: "enforce"}
@@ -738,6 +785,9 @@ func (d *decoder) inbound(b *hcl.Block) *Inbound {
 	}
 	if a := c.Attributes["greylisting"]; a != nil {
 		in.Greylisting = d.boolean(a)
+	}
+	if a := c.Attributes["greylist_delay"]; a != nil {
+		in.GreylistDelay = d.durationAttr(a, time.Second, 24*time.Hour, "5m")
 	}
 	if a := c.Attributes["dmarc_policy"]; a != nil {
 		in.DMARCPolicy = d.plainStr(a)

@@ -53,8 +53,8 @@ type RRSet struct {
 }
 
 // MigrationTTL is the TTL of the records that move during a migration
-// (SPEC section 4: MX and A), so that the cut-over and a fallback spread
-// within minutes.
+// (the MX, and the A/AAAA of the server), so that the cut-over and a
+// fallback spread within minutes.
 const MigrationTTL = 300
 
 // Address returns the resource address dns.<domain>.<name relative to the
@@ -228,12 +228,23 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys []DKIMKey, hostOwn
 		set(sub("autoconfig"), "CNAME", host),
 		set(sub("autodiscover"), "CNAME", host),
 		// RFC 8314: implicit TLS first; RFC 6186 STARTTLS services after.
-		set(sub("_submissions._tcp"), "SRV", fmt.Sprintf("0 1 465 %s", host)),
-		set(sub("_submission._tcp"), "SRV", fmt.Sprintf("10 1 587 %s", host)),
-		set(sub("_imaps._tcp"), "SRV", fmt.Sprintf("0 1 993 %s", host)),
-		set(sub("_imap._tcp"), "SRV", fmt.Sprintf("10 1 143 %s", host)),
+		// The ports the server listens on (a lab's are not the standard
+		// ones); a disabled service is "not available" (RFC 2782 target ".").
+		set(sub("_submissions._tcp"), "SRV", srv(0, s.Ports.Submissions, host)),
+		set(sub("_submission._tcp"), "SRV", srv(10, s.Ports.Submission, host)),
+		set(sub("_imaps._tcp"), "SRV", srv(0, s.Ports.IMAPS, host)),
+		set(sub("_imap._tcp"), "SRV", srv(10, s.Ports.IMAP, host)),
 	)
 	return out
+}
+
+// srv is the value of an RFC 6186 SRV record: priority, weight 1, port,
+// target; "0 0 0 ." when the service is disabled (port 0).
+func srv(priority, port int, host string) string {
+	if port == 0 {
+		return "0 0 0 ."
+	}
+	return fmt.Sprintf("%d 1 %d %s", priority, port, host)
 }
 
 func findKey(keys []DKIMKey, domain, selector string) string {

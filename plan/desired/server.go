@@ -9,7 +9,8 @@ import (
 	serverconfig "github.com/mailctl/mailctl/server/config"
 )
 
-// Layout on a VPS (SPEC section 8).
+// Layout on a VPS: the data directory and the configuration file apply
+// writes (the lab keeps the same layout under its local dir).
 const (
 	RemoteDataDir    = "/var/lib/mailctl"
 	RemoteConfigPath = "/etc/mailctl/server.json"
@@ -30,6 +31,24 @@ func LocalDir(cfg *config.Config, s *config.Server) string {
 	return d
 }
 
+// absDir is dir made absolute (unchanged when that fails).
+func absDir(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
+
+// LabListenHost is the address a local server listens on: its ipv4 when
+// that is a loopback address (127.0.0.2 lets a second lab run beside one
+// on 127.0.0.1), else 127.0.0.1 (validate warns about such an ipv4).
+func LabListenHost(s *config.Server) string {
+	if s.IPv4.IsLoopback() {
+		return s.IPv4.String()
+	}
+	return "127.0.0.1"
+}
+
 // ServerConfig returns the configuration file of server s: its domains,
 // their users and aliases, listen addresses and TLS mode. It is what apply
 // writes to the server and what the server's reported digest is compared
@@ -42,7 +61,7 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 	}
 	host := "" // every address
 	if s.Local != nil {
-		host = "127.0.0.1"
+		host = LabListenHost(s)
 		sc.DataDir = filepath.Join(LocalDir(cfg, s), "data")
 	}
 	addr := func(port int) string {
@@ -65,10 +84,14 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 	}
 	if r := s.Relay; r != nil {
 		sc.Relay = &serverconfig.Relay{Address: r.Address, Username: r.Username.Str, Password: r.Password.Str,
-			Domains: r.Domains, MXHosts: r.MXHosts}
+			Domains: r.Domains, MXHosts: r.MXHosts, CAFile: r.CAFile}
+		if r.CAFile != "" && s.Local != nil && !filepath.IsAbs(r.CAFile) {
+			sc.Relay.CAFile = filepath.Join(absDir(cfg.Dir), r.CAFile)
+		}
 	}
 	if o := s.Outbound; o != nil {
-		sc.Outbound = &serverconfig.Outbound{AddressPreference: o.Prefer}
+		sc.Outbound = &serverconfig.Outbound{AddressPreference: o.Prefer, Port: o.Port,
+			MaxAge: serverconfig.Duration(o.MaxAge), DelayNotice: serverconfig.Duration(o.DelayNotice)}
 		if o.SourceIPv4.IsValid() {
 			sc.Outbound.SourceIPv4 = o.SourceIPv4.String()
 		}
@@ -86,7 +109,8 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		sc.Outbound.DNSServers = append([]string(nil), s.Resolvers...)
 	}
 	if in := s.Inbound; in != nil {
-		sc.Inbound = &serverconfig.Inbound{DNSBLZones: in.DNSBL, Greylisting: in.Greylisting, DMARCPolicy: in.DMARCPolicy}
+		sc.Inbound = &serverconfig.Inbound{DNSBLZones: in.DNSBL, Greylisting: in.Greylisting,
+			GreylistDelay: serverconfig.Duration(in.GreylistDelay), DMARCPolicy: in.DMARCPolicy}
 	} else if s.Local != nil {
 		// A lab has no business asking public blocklists about 127.0.0.1.
 		sc.Inbound = &serverconfig.Inbound{DNSBLZones: []string{}}

@@ -4,11 +4,13 @@
 package refresh
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -18,6 +20,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/libdns/libdns"
 	"golang.org/x/sync/errgroup"
 
@@ -94,8 +98,10 @@ type Options struct {
 	// contacted (a plan targeted elsewhere) keep their current value.
 	Servers map[string]ServerPlan
 	// Keys are the DKIM public keys the servers reported.
-	Keys   []desired.DKIMKey
-	Logger *slog.Logger
+	Keys []desired.DKIMKey
+	// Progress reports reads that take long; nil reports nothing.
+	Progress *plan.Progress
+	Logger   *slog.Logger
 }
 
 // ServerPlan is a server's state as read back (Before, nil when not
@@ -132,6 +138,9 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 			sel[i].Values, sel[i].Unknown = nil, false
 		}
 	}
+	// Every failed read is reported, not only the first: a DNS error
+	// behind an SSH error must be seen too.
+	var errs []error
 	if opts.NoRefresh {
 		// No network at all: a zone that is not configured is the domain.
 		for i := range sel {
@@ -139,8 +148,15 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 				sel[i].Zone = sel[i].Domain
 			}
 		}
-	} else if err := ResolveZones(ctx, cfg, provs, sel); err != nil {
-		return nil, nil, err
+	} else if err := resolveZones(ctx, provs, sel, opts.Progress); err != nil {
+		errs = append(errs, err)
+		resolved := sel[:0]
+		for _, s := range sel {
+			if s.Zone != "" {
+				resolved = append(resolved, s)
+			}
+		}
+		sel = resolved
 	}
 	st := &State{Zones: map[string][]libdns.RR{}}
 	p := &plan.Plan{
@@ -152,19 +168,27 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 	}
 	if !opts.NoRefresh {
 		if err := readZones(ctx, provs, sel, st, opts); err != nil {
-			return nil, nil, err
+			errs = append(errs, err)
 		}
 		for k, rrs := range st.Zones {
 			p.State["zone:"+k] = Digest(rrs)
 		}
 	}
 	if err := audit(sel); err != nil {
-		return nil, nil, err
+		errs = append(errs, err)
 	}
 	p.Changes = plan.DiffDNS(sel, st.Zones)
 	ptrs, err := planPTR(ctx, cfg, opts)
 	if err != nil {
-		return nil, nil, err
+		errs = append(errs, err)
+	}
+	for _, name := range sortedKeys(opts.Servers) {
+		if err := unreadable(name, opts.Servers[name], opts.Targets); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
 	}
 	for _, c := range ptrs {
 		p.State[c.Address] = digestValues(c.Before)
@@ -183,6 +207,31 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 	return p, st, nil
 }
 
+// ErrServerNotRunning is wrapped by the plan's error for a server that is
+// installed but does not answer: its users and DKIM keys are unknown.
+var ErrServerNotRunning = errors.New("server not running")
+
+// unreadable reports a server whose state could not be read (installed,
+// not running) when the plan includes what depends on it: its users and
+// DKIM records. A plan targeted at the server resource alone (to start it)
+// goes on.
+func unreadable(name string, sp ServerPlan, targets []string) error {
+	if sp.Before == nil || sp.Before.Running {
+		return nil
+	}
+	onlyServer := len(targets) > 0
+	for _, t := range targets {
+		if t != "server" && t != "server."+name {
+			onlyServer = false
+		}
+	}
+	if onlyServer {
+		return nil
+	}
+	return fmt.Errorf("server.%s: %w: it is installed but does not answer, so its users and DKIM keys are unknown and the plan cannot tell what would change; start it with 'mailctl apply -target=server.%s' (only the server), then plan again",
+		name, ErrServerNotRunning, name)
+}
+
 // zoneCache remembers each provider's zone list during one resolution.
 type zoneCache struct {
 	mu    sync.Mutex
@@ -192,9 +241,18 @@ type zoneCache struct {
 // ResolveZones fills the Zone of each set: the domain's configured zone,
 // else the longest zone the provider lists that contains the domain, else
 // the domain itself.
+//
+// Every domain that cannot be resolved is reported (its sets keep an empty
+// Zone); a provider whose zone list cannot be read is reported once.
 func ResolveZones(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider, sets []desired.RRSet) error {
+	return resolveZones(ctx, provs, sets, nil)
+}
+
+func resolveZones(ctx context.Context, provs map[string]dns.Provider, sets []desired.RRSet, progress *plan.Progress) error {
 	zc := &zoneCache{lists: map[string][]string{}}
 	resolved := map[string]string{}
+	failed := map[string]bool{} // domains and providers already reported
+	var errs []error
 	for i := range sets {
 		s := &sets[i]
 		if s.Zone != "" {
@@ -204,9 +262,14 @@ func ResolveZones(ctx context.Context, cfg *config.Config, provs map[string]dns.
 			s.Zone = z
 			continue
 		}
+		if failed[s.Domain] || failed[s.Provider] {
+			continue
+		}
 		prov, ok := provs[s.Provider]
 		if !ok {
-			return fmt.Errorf("domain %s: no DNS provider %s", s.Domain, s.Provider)
+			failed[s.Domain] = true
+			errs = append(errs, fmt.Errorf("domain %s: no DNS provider %s", s.Domain, s.Provider))
+			continue
 		}
 		z := s.Domain
 		if zoner, ok := prov.(dns.Zoner); ok {
@@ -215,9 +278,13 @@ func ResolveZones(ctx context.Context, cfg *config.Config, provs map[string]dns.
 			zc.mu.Unlock()
 			if !cached {
 				var err error
+				done := progress.Start(s.Provider + ": Still listing zones")
 				list, err = zoner.Zones(ctx)
+				done()
 				if err != nil {
-					return fmt.Errorf("list zones of %s: %w", s.Provider, err)
+					failed[s.Provider] = true
+					errs = append(errs, fmt.Errorf("list zones of %s: %w", s.Provider, err))
+					continue
 				}
 				zc.mu.Lock()
 				zc.lists[s.Provider] = list
@@ -229,15 +296,17 @@ func ResolveZones(ctx context.Context, cfg *config.Config, provs map[string]dns.
 				z = s.Domain
 			}
 			if z == "" {
-				return fmt.Errorf("domain %s: %s holds no zone that contains it (zones: %s); create the zone there or set zone = \"...\" in the domain block",
-					s.Domain, s.Provider, strings.Join(list, ", "))
+				failed[s.Domain] = true
+				errs = append(errs, fmt.Errorf("domain %s: %s holds no zone that contains it (zones: %s); create the zone there or set zone = \"...\" in the domain block",
+					s.Domain, s.Provider, strings.Join(list, ", ")))
+				continue
 			}
 		}
 		z = strings.ToLower(strings.TrimSuffix(z, "."))
 		resolved[s.Domain] = z
 		s.Zone = z
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func readZones(ctx context.Context, provs map[string]dns.Provider, sets []desired.RRSet, st *State, opts Options) error {
@@ -254,14 +323,20 @@ func readZones(ctx context.Context, provs map[string]dns.Provider, sets []desire
 	sort.Slice(refs, func(i, j int) bool {
 		return plan.ZoneKey(refs[i].provider, refs[i].zone) < plan.ZoneKey(refs[j].provider, refs[j].zone)
 	})
+	// Every zone is read even when one fails, so that every failure is
+	// reported, in zone order.
 	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
+	errs := make([]error, len(refs))
+	var g errgroup.Group
 	g.SetLimit(max(1, cmpOr(opts.Parallelism, 10)))
-	for _, r := range refs {
+	for i, r := range refs {
 		g.Go(func() error {
-			rrs, err := provs[r.provider].Records(gctx, r.zone)
+			done := opts.Progress.Start(fmt.Sprintf("%s: Still reading zone %s", r.provider, r.zone))
+			rrs, err := provs[r.provider].Records(ctx, r.zone)
+			done()
 			if err != nil {
-				return fmt.Errorf("read zone %s at %s: %w", r.zone, r.provider, err)
+				errs[i] = fmt.Errorf("read zone %s at %s: %w", r.zone, r.provider, err)
+				return nil
 			}
 			mu.Lock()
 			st.Zones[plan.ZoneKey(r.provider, r.zone)] = rrs
@@ -269,7 +344,8 @@ func readZones(ctx context.Context, provs map[string]dns.Provider, sets []desire
 			return nil
 		})
 	}
-	return g.Wait()
+	g.Wait()
+	return errors.Join(errs...)
 }
 
 // audit raises desired TTLs to each provider's minimum, so that a provider
@@ -323,8 +399,10 @@ func Digest(rrs []libdns.RR) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// ConfigDigest identifies the configuration: its files and the values of
-// its variables.
+// ConfigDigest identifies the configuration: what its files say and the
+// values of its variables. Comments, blank lines and layout are left out
+// (the files' HCL tokens are digested, not their bytes), so that a
+// comment-only edit does not make a saved plan stale.
 func ConfigDigest(cfg *config.Config) string {
 	names := make([]string, 0, len(cfg.Files))
 	for n := range cfg.Files {
@@ -333,8 +411,8 @@ func ConfigDigest(cfg *config.Config) string {
 	sort.Strings(names)
 	h := sha256.New()
 	for _, n := range names {
-		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(n), len(cfg.Files[n].Bytes))
-		h.Write(cfg.Files[n].Bytes)
+		fmt.Fprintf(h, "%s\x00", filepath.Base(n))
+		writeTokens(h, n, cfg.Files[n].Bytes)
 	}
 	for _, v := range cfg.Variables {
 		fmt.Fprintf(h, "var\x00%s\x00%s\x00", v.Name, v.Value.Str)
@@ -342,10 +420,49 @@ func ConfigDigest(cfg *config.Config) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
+// writeTokens writes the HCL tokens of src to w, without comments and
+// with each run of line ends as one; a file that is not native HCL syntax
+// is written as is.
+func writeTokens(w io.Writer, name string, src []byte) {
+	if !strings.HasSuffix(name, ".hcl") {
+		fmt.Fprintf(w, "%d\x00", len(src))
+		w.Write(src)
+		return
+	}
+	toks, diags := hclsyntax.LexConfig(src, name, hcl.InitialPos)
+	if diags.HasErrors() {
+		fmt.Fprintf(w, "%d\x00", len(src))
+		w.Write(src)
+		return
+	}
+	newline := true // at the start, as after a line end
+	for _, t := range toks {
+		typ := t.Type
+		if typ == hclsyntax.TokenComment {
+			if !bytes.HasSuffix(t.Bytes, []byte("\n")) {
+				continue // an inline /* */ comment
+			}
+			typ = hclsyntax.TokenNewline // a line comment ends its line
+		}
+		if typ == hclsyntax.TokenNewline {
+			if newline {
+				continue
+			}
+			newline = true
+			w.Write([]byte("\n\x00"))
+			continue
+		}
+		newline = false
+		fmt.Fprintf(w, "%d\x00%d\x00", typ, len(t.Bytes))
+		w.Write(t.Bytes)
+	}
+}
+
 // planPTR reads the reverse DNS of every server address whose server names
 // a ptr provider, and returns one ptr.<ip> change each.
 func planPTR(ctx context.Context, cfg *config.Config, opts Options) ([]plan.Change, error) {
 	var out []plan.Change
+	var errs []error
 	for _, s := range cfg.Servers {
 		if s.PTR == nil {
 			continue
@@ -364,9 +481,12 @@ func planPTR(ctx context.Context, cfg *config.Config, opts Options) ([]plan.Chan
 				continue
 			}
 			if !opts.NoRefresh && !opts.Destroy {
+				done := opts.Progress.Start(fmt.Sprintf("%s: Still reading the reverse DNS of %s", s.PTR.Addr(), ip))
 				cur, err := prov.Get(ctx, ip)
+				done()
 				if err != nil {
-					return nil, fmt.Errorf("read reverse DNS of %s at %s: %w", ip, s.PTR.Addr(), err)
+					errs = append(errs, fmt.Errorf("read reverse DNS of %s at %s: %w", ip, s.PTR.Addr(), err))
+					continue
 				}
 				if cur != "" {
 					c.Before = &plan.RRSet{Values: []string{ptr.Canonical(cur)}}
@@ -380,7 +500,7 @@ func planPTR(ctx context.Context, cfg *config.Config, opts Options) ([]plan.Chan
 			out = append(out, c)
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 func digestValues(s *plan.RRSet) string {

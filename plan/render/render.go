@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/plan"
 )
 
@@ -64,6 +65,28 @@ func Plan(w io.Writer, p *plan.Plan, s Style) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%s %d to add, %d to change, %d to destroy.\n", s.paint("1", "Plan:"), add, change, destroy)
 	writeNotes(w, p, s)
+	writeTakeovers(w, p, s)
+}
+
+// writeTakeovers prints a framed warning per domain whose mail the plan
+// takes away from another mail service (plan.MXTakeover), last, where it
+// is seen before the confirmation.
+func writeTakeovers(w io.Writer, p *plan.Plan, s Style) {
+	for _, t := range p.MXTakeovers {
+		where := t.Service
+		if where == "" {
+			where = "another mail service"
+		}
+		bar := s.paint("33", "│")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, s.paint("33", "╷"))
+		fmt.Fprintf(w, "%s %s mail for %s is taken away from %s\n", bar, s.paint("33;1", "Warning:"), t.Domain, where)
+		fmt.Fprintln(w, bar)
+		for _, l := range t.Describe() {
+			fmt.Fprintf(w, "%s %s\n", bar, l)
+		}
+		fmt.Fprintln(w, s.paint("33", "╵"))
+	}
 }
 
 // writeNotes prints the notes of unchanged resources after the summary.
@@ -143,14 +166,16 @@ func quote(typ, v string) string {
 
 // JSON document of a plan.
 type jsonPlan struct {
-	FormatVersion string            `json:"format_version"`
-	ConfigDigest  string            `json:"config_digest"`
-	Refreshed     bool              `json:"refreshed"`
-	Targets       []string          `json:"targets,omitempty"`
-	State         map[string]string `json:"state"`
-	Changes       []jsonChange      `json:"resource_changes"`
-	Summary       jsonSummary       `json:"summary"`
-	Warnings      []string          `json:"warnings,omitempty"`
+	FormatVersion formatversion.Version `json:"format_version"`
+	ConfigDigest  string                `json:"config_digest"`
+	Refreshed     bool                  `json:"refreshed"`
+	Targets       []string              `json:"targets,omitempty"`
+	State         map[string]string     `json:"state"`
+	Changes       []jsonChange          `json:"resource_changes"`
+	Summary       jsonSummary           `json:"summary"`
+	Warnings      []string              `json:"warnings,omitempty"`
+	// MXTakeovers: see plan.MXTakeover.
+	MXTakeovers []plan.MXTakeover `json:"mx_takeovers,omitempty"`
 	// Notes are those of unchanged resources (plan.Plan.Notes); each
 	// resource change carries its own.
 	Notes []string `json:"notes,omitempty"`
@@ -173,7 +198,7 @@ func PlanJSON(w io.Writer, p *plan.Plan) error {
 	add, change, destroy := p.Counts()
 	doc := jsonPlan{
 		FormatVersion: p.FormatVersion, ConfigDigest: p.ConfigDigest, Refreshed: p.Refreshed,
-		Targets: p.Targets, State: p.State, Warnings: p.Warnings, Notes: p.Notes(),
+		Targets: p.Targets, State: p.State, Warnings: p.Warnings, Notes: p.Notes(), MXTakeovers: p.MXTakeovers,
 		Summary: jsonSummary{add, change, destroy},
 		Changes: []jsonChange{},
 	}

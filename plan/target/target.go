@@ -218,6 +218,7 @@ func (c *Conn) Deploy(ctx context.Context, b Binary, configJSON []byte, restart 
 	}
 	opts := remote.DeployOptions{Version: b.Version, Binary: f, SHA256: b.SHA256, Config: configJSON, Health: health, Logger: c.log, Restart: restart}
 	if c.lab != nil {
+		opts.Health.Host = desired.LabListenHost(c.srv)
 		return c.lab.Deploy(ctx, opts)
 	}
 	return remote.Deploy(ctx, c.t, opts)

@@ -44,7 +44,7 @@ func TestDMARCSyntax(t *testing.T) {
 		{"v=DMARC1; rua=mailto:a@example.org", "no p= tag"},
 		{"v=DMARC1; p=reject; pct=101", "pct=101 is not 0 to 100"},
 		{"v=DMARC1; p=reject; adkim=x", "adkim=x is not r or s"},
-		{"v=DMARC1; p=reject; rua=a@example.org", "is not mailto: or https:"},
+		{"v=DMARC1; p=reject; rua=a@example.org", "is neither mailto: nor https:"},
 		{"v=DMARC1; p=reject; rua=", "rua= is empty"},
 		{"v=DMARC1; p=reject; p=none", "tag p appears twice"},
 		{"v=DMARC1; p", `"p" is not a tag=value pair`},

@@ -419,7 +419,7 @@ func dmarcSyntax(tg map[string]string) error {
 			for _, u := range uris {
 				addr, ok := strings.CutPrefix(strings.ToLower(u), "mailto:")
 				if !ok && !strings.HasPrefix(strings.ToLower(u), "https:") {
-					return fmt.Errorf("%s URI %q is not mailto: or https:", k, u)
+					return fmt.Errorf("%s URI %q is neither mailto: nor https: (RFC 7489 section 6.2)", k, u)
 				}
 				if ok && !strings.Contains(addr, "@") {
 					return fmt.Errorf("%s URI %q has no address", k, u)

@@ -6,13 +6,15 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/mailctl/mailctl/internal/formatversion"
 )
 
 // jsonReport is the -json document.
 type jsonReport struct {
-	FormatVersion string   `json:"format_version"`
-	Results       []Result `json:"results"`
-	Summary       Summary  `json:"summary"`
+	FormatVersion formatversion.Version `json:"format_version"`
+	Results       []Result              `json:"results"`
+	Summary       Summary               `json:"summary"`
 }
 
 // WriteJSON writes the report as one JSON document with format_version,

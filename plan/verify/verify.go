@@ -25,6 +25,11 @@
 // probe recipient, RunAll), and outbound25 (per server: port 25 reachable
 // from the server, which plan/preflight adds through Options.Extra).
 //
+// Root causes come first: when the resolver does not answer at all, one
+// "resolver" failure is reported and the checks that ask it are skipped
+// because of it; when a server answers on none of its ports, one "server"
+// failure (not running, or unreachable) and its port checks skipped.
+//
 // During a migration's presync phase (plan/desired: the apex MX keep the
 // old provider's values, only their TTL is owned, and MTA-STS is not
 // published) dns.ns compares only the TTL of such sets and says so,
@@ -51,12 +56,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 )
 
 // FormatVersion is the version of the JSON report.
-const FormatVersion = "1.0"
+const FormatVersion = formatversion.Current
 
 // Status is the outcome of one check.
 type Status int
@@ -279,7 +285,10 @@ func Run(ctx context.Context, in Inputs, o Options) Report {
 	if len(r.o.Only) > 0 {
 		checks = slices.DeleteFunc(checks, func(c Check) bool { return !selected(r.o.Only, c) })
 	}
-	return runChecks(ctx, r.log, checks, r.o.Timeout)
+	causes, checks := r.rootCauses(ctx, checks)
+	rep := runChecks(ctx, r.log, checks, r.o.Timeout)
+	rep.Results = append(causes, rep.Results...)
+	return rep
 }
 
 // runChecks runs checks in parallel, each under timeout.

@@ -10,15 +10,19 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mailctl/mailctl/internal/formatversion"
 )
 
-// FormatVersion is the version of the file format this package reads.
-const FormatVersion = 1
+// FormatVersion is the version of the file format this package writes;
+// it reads any 1.x, and the integer 1 of files written before the version
+// became a string (internal/formatversion).
+const FormatVersion = formatversion.Current
 
 // Config is the whole server configuration.
 type Config struct {
-	// FormatVersion must equal FormatVersion.
-	FormatVersion int `json:"format_version"`
+	// FormatVersion must be compatible with FormatVersion.
+	FormatVersion formatversion.Version `json:"format_version"`
 	// Hostname is the EHLO name, the TLS certificate name and the banner name.
 	Hostname string `json:"hostname"`
 	// DataDir holds the store, the queue, keys and certificates. Default /var/lib/mailctl.

@@ -80,7 +80,7 @@ func TestValidateRules(t *testing.T) {
 		mutate func(c *config.Config)
 		want   []string // each must appear in the error
 	}{
-		{"format version", func(c *config.Config) { c.FormatVersion = 2 }, []string{"format_version: is 2, want 1"}},
+		{"format version", func(c *config.Config) { c.FormatVersion = "2.0" }, []string{`format_version: is "2.0", want "1.0"`}},
 		{"hostname missing", func(c *config.Config) { c.Hostname = "" }, []string{"hostname: is required"}},
 		{"hostname single label", func(c *config.Config) { c.Hostname = "mail" }, []string{"hostname:"}},
 		{"hostname trailing dot", func(c *config.Config) { c.Hostname = "mail.example.org." }, []string{"hostname:"}},
@@ -247,6 +247,28 @@ func TestLoadDefaultListen(t *testing.T) {
 	}
 }
 
+// TestParseFormatVersions: server.json files written with the integer 1
+// (before format_version became the string "1.0") still load; new files
+// carry "1.0".
+func TestParseFormatVersions(t *testing.T) {
+	t.Parallel()
+	b, _ := json.Marshal(valid(t))
+	if !strings.Contains(string(b), `"format_version":"1.0"`) {
+		t.Errorf("written format_version: %s", b)
+	}
+	legacy := strings.Replace(string(b), `"format_version":"1.0"`, `"format_version":1`, 1)
+	for _, doc := range []string{string(b), legacy} {
+		c, err := config.Parse([]byte(doc))
+		if err != nil {
+			t.Errorf("Parse(%.40s...) = %v", doc, err)
+			continue
+		}
+		if c.FormatVersion.Major() != "1" {
+			t.Errorf("FormatVersion = %q", c.FormatVersion)
+		}
+	}
+}
+
 func TestLoadRejects(t *testing.T) {
 	t.Parallel()
 	b, _ := json.Marshal(valid(t))
@@ -254,7 +276,8 @@ func TestLoadRejects(t *testing.T) {
 	tests := []struct{ name, content, want string }{
 		{"not json", "format_version = 1", "decode JSON"},
 		{"missing version", `{"hostname":"x.example"}`, "format_version is missing"},
-		{"newer version", `{"format_version":2,"future":true}`, "format_version 2 is not supported"},
+		{"newer version", `{"format_version":2,"future":true}`, `format_version "2.0" is not supported`},
+		{"newer major version", `{"format_version":"2.0","future":true}`, `format_version "2.0" is not supported`},
 		{"unknown field", strings.Replace(good, `"hostname"`, `"hostnme":"x","hostname"`, 1), `unknown field "hostnme"`},
 		{"unknown nested field", strings.Replace(good, `"mode":"self-signed"`, `"mode":"self-signed","acme":1`, 1), `unknown field "acme"`},
 		{"trailing data", good + `{}`, "after top-level value"},

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/server/auth"
 )
 
@@ -73,7 +74,7 @@ func Load(path string) (*Config, error) {
 // another format_version are errors), applies defaults and validates it.
 func Parse(data []byte) (*Config, error) {
 	var probe struct {
-		FormatVersion *int `json:"format_version"`
+		FormatVersion *formatversion.Version `json:"format_version"`
 	}
 	if err := json.Unmarshal(data, &probe); err != nil {
 		return nil, fmt.Errorf("decode JSON: %w", err)
@@ -81,8 +82,8 @@ func Parse(data []byte) (*Config, error) {
 	if probe.FormatVersion == nil {
 		return nil, errors.New("format_version is missing")
 	}
-	if *probe.FormatVersion != FormatVersion {
-		return nil, fmt.Errorf("format_version %d is not supported (this server reads %d): upgrade the server", *probe.FormatVersion, FormatVersion)
+	if !probe.FormatVersion.Compatible() {
+		return nil, fmt.Errorf("format_version %q is not supported (this server reads %s): upgrade the server", *probe.FormatVersion, FormatVersion)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -168,8 +169,8 @@ func (p *problems) add(field, format string, args ...any) {
 // effective configuration.
 func (c *Config) Validate() error {
 	var p problems
-	if c.FormatVersion != FormatVersion {
-		p.add("format_version", "is %d, want %d", c.FormatVersion, FormatVersion)
+	if !c.FormatVersion.Compatible() {
+		p.add("format_version", "is %q, want %q", c.FormatVersion, FormatVersion)
 	}
 	if c.Hostname == "" {
 		p.add("hostname", "is required")

@@ -13,19 +13,20 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/server/backup"
 	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/tlsconf"
 )
 
 // StatusFormatVersion is the version of the Status JSON document.
-const StatusFormatVersion = 1
+const StatusFormatVersion = formatversion.Current
 
 // Status is what the control socket reports: the state that `mailctl plan`
 // reads back from a running server.
 type Status struct {
-	FormatVersion int    `json:"format_version"`
-	Version       string `json:"version"`
+	FormatVersion formatversion.Version `json:"format_version"`
+	Version       string                `json:"version"`
 	// ConfigDigest is config.Config.Digest() of the configuration in use.
 	ConfigDigest string       `json:"config_digest"`
 	ConfigPath   string       `json:"config_path"`
@@ -54,6 +55,12 @@ type Status struct {
 	// and moved to its quarantine directory (store.Open): an operator
 	// should look at them.
 	Quarantine []store.QuarantineEntry `json:"store_quarantine"`
+
+	// For mailctl status (opsstatus.go): the outbound queue's age and
+	// deferral reasons, the data directory's disk, the last errors logged.
+	Queue      *QueueStatus `json:"queue,omitempty"`
+	Disk       *DiskStatus  `json:"disk,omitempty"`
+	LastErrors []LogRecord  `json:"last_errors"`
 }
 
 // ReloadState is the outcome of the last SIGHUP.

@@ -79,6 +79,7 @@ type daemon struct {
 	signer  *dkim.Signer
 	keys    []dkim.Key // DKIM keys of the current configuration, for status (under mu)
 	queue   *queue.Queue
+	errs    *errorLog // the last errors logged, for status
 
 	mu            sync.Mutex
 	cfg           *config.Config
@@ -133,7 +134,9 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Level != nil {
 		opts.Level.Set(parseLevel(cfg.LogLevel))
 	}
-	d := &daemon{opts: opts, log: opts.Logger, started: time.Now().UTC(), cfg: cfg, boot: cfg, metrics: web.NewMetrics()}
+	errs := &errorLog{}
+	opts.Logger = errs.wrap(opts.Logger)
+	d := &daemon{opts: opts, log: opts.Logger, errs: errs, started: time.Now().UTC(), cfg: cfg, boot: cfg, metrics: web.NewMetrics()}
 	return d.run(ctx)
 }
 
@@ -612,6 +615,9 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		st.Users = append(st.Users, UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n})
 	}
 	sort.Slice(st.Users, func(i, j int) bool { return st.Users[i].Address < st.Users[j].Address })
+	if err := d.opsStatus(ctx, st, cfg.DataDir); err != nil {
+		return nil, err
+	}
 
 	for _, dm := range cfg.Domains {
 		if dm.MTASTSMode != "" {

@@ -44,6 +44,7 @@ type conn struct {
 	tlsActive atomic.Bool
 	loopback  bool                      // the client is on a loopback address
 	quota     atomic.Pointer[quotaFunc] // set once the session is logged in
+	literal8  atomic.Bool               // the last literal is a literal8 (binary.go)
 	ext       atomic.Pointer[extFunc]   // SORT, THREAD: set once logged in
 	tlsConn   *tls.Conn                 // guarded by wmu once set
 	implicit  *tls.Conn                 // set at creation for implicit TLS
@@ -58,6 +59,13 @@ type conn struct {
 	readErr error // error to return once pending is drained
 	literal int64 // bytes of literal still to pass through
 	midLine bool  // the last chunk did not end a line
+	// The command being read (literal.go): its tag and name, whether the
+	// line being read starts it, and whether the next line continues it
+	// (the last one ended in a literal).
+	cmdTag, cmdName string
+	lineFirst       bool
+	cont            bool
+	appendLimit     int64 // Options.AppendLimit; 0: none here
 
 	// Write side.
 	wmu   sync.Mutex
@@ -65,7 +73,9 @@ type conn struct {
 	wline []byte
 	wlit  int64
 	wcont bool // the next line continues a response, after a literal
-	out   []byte
+	// binOrigins: see patchBinaryOrigin (binary.go).
+	binOrigins []int64
+	out        []byte
 	// While corked (a FETCH or SEARCH answering many messages), output
 	// is gathered in cbuf and written in big chunks: the library flushes
 	// after every response line, one write(2) per message otherwise.
@@ -159,9 +169,19 @@ func (c *conn) Read(p []byte) (int, error) {
 		if len(line) == 0 {
 			return 0, err
 		}
-		c.readErr = err
 		complete := line[len(line)-1] == '\n'
-		if !c.midLine && complete {
+		if err != nil && !complete {
+			// A partial line (the client stopped, or timed out): never
+			// handed on, so never executed.
+			c.readErr = err
+			return 0, err
+		}
+		c.readErr = err
+		wasMid := c.midLine
+		if !wasMid {
+			c.startLine(line)
+		}
+		if !wasMid && complete && !c.cont {
 			handled, herr := c.handleLine(line)
 			if herr != nil {
 				return 0, herr
@@ -170,11 +190,27 @@ func (c *conn) Read(p []byte) (int, error) {
 				continue
 			}
 		}
+		if complete {
+			if n := literalSize(line); n > 0 {
+				checked, lerr := c.checkLiteral(line, n, c.lineFirst && !wasMid)
+				if lerr != nil {
+					c.readErr = lerr
+					return 0, lerr
+				}
+				if checked == nil {
+					c.midLine, c.cont = false, false
+					continue // answered; the client sends no literal
+				}
+				line = checked
+			}
+		}
 		c.midLine = !complete
 		c.pbuf = append(c.pbuf[:0], line...)
 		c.pending = c.pbuf
 		if complete {
 			c.literal = literalSize(line)
+			c.cont = c.literal > 0
+			c.noteLiteral8(line)
 		}
 	}
 	n := copy(p, c.pending)
@@ -186,8 +222,12 @@ func (c *conn) Read(p []byte) (int, error) {
 // command line (not inside a literal).
 func (c *conn) handleLine(line []byte) (bool, error) {
 	tag, rest, ok := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" "))
-	if !ok || !validTag(tag) || literalSize(line) != 0 {
+	if !ok || !validTag(tag) {
 		return false, nil
+	}
+	if bytes.HasSuffix(rest, []byte("}")) {
+		// SORT and THREAD with literals (sort.go); the rest to the library.
+		return c.answerExtLiteral(string(tag), bytes.Clone(rest))
 	}
 	cmd, args, _ := bytes.Cut(rest, []byte(" "))
 	switch strings.ToUpper(string(cmd)) {
@@ -422,7 +462,9 @@ func (c *conn) Write(p []byte) (int, error) {
 		if !c.wcont && len(c.wline) > 0 && c.wline[0] != '*' && c.wline[0] != '+' {
 			tagged = true // the end of a command's answer
 		}
+		start := len(c.out)
 		c.out = c.rewriteCaps(c.out, c.wline)
+		c.out = c.patchBinaryOrigin(c.out, start)
 		c.wlit = literalSize(c.wline)
 		c.wcont = c.wlit > 0 // the response goes on after the literal
 		c.wline = c.wline[:0]
@@ -450,6 +492,9 @@ func (c *conn) flushOut() error {
 // rewriteCaps appends line to dst, with its capability list (an untagged
 // CAPABILITY response or a [CAPABILITY ...] response code) adjusted.
 func (c *conn) rewriteCaps(dst, line []byte) []byte {
+	if !c.wcont {
+		line = fixBadArgs(line) // badargs.go
+	}
 	var start, end int
 	if bytes.HasPrefix(line, []byte("* CAPABILITY ")) {
 		start = len("* CAPABILITY ")

@@ -14,7 +14,7 @@ import (
 // delivery, and kept in the store beside the header (store.SetHeaderSummary),
 // in this encoding, so that FETCH ENVELOPE parses nothing:
 //
-//	byte     version (1)
+//	byte     version (2; 1 is the same layout)
 //	byte     1 if there is a date, then: varint Unix seconds,
 //	         varint zone offset in seconds
 //	string   subject, message-id
@@ -24,8 +24,10 @@ import (
 //
 // where a string is a uvarint length and its bytes. Anything that does not
 // decode is recomputed from the header. Version 2 has address groups
-// (RFC 9051 group markers), which version 1 flattened: summaries of
-// version 1 are recomputed.
+// (RFC 9051 group markers), which version 1 flattened. Version 1
+// summaries are still read as they are: recomputing them would parse the
+// header of every message delivered before, at every FETCH ENVELOPE,
+// for the few that have a group.
 const envelopeVersion = 2
 
 // summarizeHeader is the store's header summary: the encoded ENVELOPE.
@@ -66,7 +68,7 @@ func encodeEnvelope(env *goimap.Envelope) []byte {
 // decodeEnvelope decodes what encodeEnvelope made; ok is false for
 // anything else.
 func decodeEnvelope(b []byte) (env *goimap.Envelope, ok bool) {
-	if len(b) < 2 || b[0] != envelopeVersion {
+	if len(b) < 2 || (b[0] != envelopeVersion && b[0] != 1) {
 		return nil, false
 	}
 	hasDate := b[1]

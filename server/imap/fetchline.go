@@ -174,9 +174,7 @@ func appendQuoted(b []byte, s string) ([]byte, bool) {
 // plainFlag reports whether f is a flag the library writes as is: an
 // atom, maybe after a backslash, of letters, digits and a few others.
 func plainFlag(f string) bool {
-	if strings.HasPrefix(f, `\`) {
-		f = f[1:]
-	}
+	f = strings.TrimPrefix(f, `\`)
 	if f == "" {
 		return false
 	}

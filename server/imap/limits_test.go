@@ -1,10 +1,13 @@
 package imap_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailctl/mailctl/server/store"
 )
@@ -94,4 +97,68 @@ func TestStoreLimits(t *testing.T) {
 	if _, msgs, err := env.st.Messages(context.Background(), alice, "INBOX"); err != nil || len(msgs) != 1 {
 		t.Fatalf("Messages = %d, %v", len(msgs), err)
 	}
+}
+
+// plainSession is a client on the plaintext port (from loopback, where
+// LOGIN is allowed).
+func plainSession(t *testing.T, env *testEnv) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", env.plainAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, "* OK") {
+		t.Fatalf("greeting %q, %v", l, err)
+	}
+	return c, br
+}
+
+// TestLiteralLimits (issue 17): a pre-auth synchronizing literal over
+// the limit is answered at once (it hung for 30 s) and the connection
+// goes on; the bytes of a refused non-synchronizing literal are never
+// run as commands (the connection ends with BYE); bad mailbox names and
+// SEARCH keys are BAD, not [SERVERBUG].
+func TestLiteralLimits(t *testing.T) {
+	env := newEnv(t, 0)
+	c, br := plainSession(t, env)
+	expect := func(prefix string) {
+		t.Helper()
+		l, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, prefix) {
+			t.Fatalf("got %q, %v; want %q...", l, err, prefix)
+		}
+	}
+	fmt.Fprintf(c, "a LOGIN {5000}\r\n")
+	expect("a BAD [TOOBIG]")
+	fmt.Fprintf(c, "b CAPABILITY\r\n")
+	expect("* CAPABILITY")
+	expect("b OK")
+
+	c, br = plainSession(t, env)
+	smuggled := "x1 LOGIN " + alice + " " + alicePW + "\r\nx2 CREATE Smuggled\r\n"
+	fmt.Fprintf(c, "a LOGIN {5000+}\r\n%s%s\r\n", smuggled, strings.Repeat("y", 5000-len(smuggled)))
+	expect("a BAD [TOOBIG]")
+	expect("* BYE")
+	if l, err := br.ReadString('\n'); err == nil {
+		t.Errorf("after BYE: %q", l)
+	}
+	if _, err := env.st.Mailbox(context.Background(), alice, "Smuggled"); err == nil {
+		t.Error("the literal's bytes were run as commands")
+	}
+
+	r := env.raw(t)
+	r.cmd("l", "LOGIN "+alice+" "+alicePW)
+	for _, cmd := range []string{"SELECT \"a\x01b\"", "STATUS \"&Jjo\" (MESSAGES)"} {
+		if _, tagged := r.send("m", cmd); !strings.HasPrefix(tagged, "m BAD") && !strings.HasPrefix(tagged, "m NO [CANNOT]") {
+			t.Errorf("%q: %q, want BAD or NO [CANNOT]", cmd, tagged)
+		}
+	}
+	r.cmd("s", "SELECT INBOX")
+	if _, tagged := r.send("q", "SEARCH FOO bar"); !strings.HasPrefix(tagged, "q BAD") {
+		t.Errorf("SEARCH FOO: %q, want BAD", tagged)
+	}
+	r.cmd("n", "NOOP")
 }

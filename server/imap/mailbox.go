@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -57,6 +58,8 @@ type sharedMailbox struct {
 	flagSet map[string]bool // lower-case
 	flagGen uint64
 	views   map[*view]struct{}
+	// recentDirty: mb.RecentUID moved since the store last had it.
+	recentDirty bool
 }
 
 func newSharedMailbox(ctx context.Context, st *store.Store, key mailboxKey) (*sharedMailbox, error) {
@@ -93,8 +96,10 @@ func (sm *sharedMailbox) addFlagLocked(f string) {
 		return
 	}
 	sm.flagSet[k] = true
-	sm.flags = append(sm.flags, goimap.Flag(f))
-	sort.Slice(sm.flags, func(i, j int) bool { return sm.flags[i] < sm.flags[j] })
+	// A new slice: sessions read the old one without the lock.
+	flags := append(slices.Clone(sm.flags), goimap.Flag(f))
+	slices.Sort(flags)
+	sm.flags = flags
 	sm.flagGen++
 }
 
@@ -221,9 +226,10 @@ type view struct {
 	gen    uint64 // sm.gen of msgs when msgs is that snapshot exactly, else 0
 	ghosts int    // messages of msgs that are expunged
 	modseq uint64 // the client has the flags of every change up to this
-	// self are the ModSeqs of the session's own changes since the last
-	// update: their new flags were in the command's answer.
-	self    []uint64
+	// self are the session's own changes since the last update, UID to
+	// ModSeq: the client knows their flags (the command's answer showed
+	// them, or STORE .SILENT left them as the client expects).
+	self    map[uint32]uint64
 	flagGen uint64 // sm.flagGen that the client was sent FLAGS for
 	// recent are the UIDs this session has \Recent for (rev1 only),
 	// written with sm.mu held.
@@ -397,34 +403,27 @@ func (v *view) flags(m *store.Message) []goimap.Flag {
 
 // claimRecent takes \Recent for this session of the messages of its view
 // that no session has had it for (a read-write IMAP4rev1 session only).
-func (v *view) claimRecent(ctx context.Context) error {
+// Claims are made in memory, under sm.mu, so that exactly one session
+// gets each message; the store learns the first unclaimed UID when the
+// last session leaves the mailbox (Server.release), so that messages
+// that arrive meanwhile are \Recent for the next session. After a crash,
+// messages claimed since the last release are \Recent once more: a
+// write to the index per new message seen was not worth avoiding that.
+func (v *view) claimRecent() {
 	if !v.rev1 || v.readOnly || len(v.msgs) == 0 {
-		return nil
+		return
 	}
 	sm := v.sm
 	upTo := v.msgs[len(v.msgs)-1].UID + 1
 	sm.mu.Lock()
-	due := sm.mb.RecentUID < upTo
-	sm.mu.Unlock()
-	if !due {
-		return nil
+	defer sm.mu.Unlock()
+	first := max(sm.mb.RecentUID, 1)
+	if first >= upTo {
+		return
 	}
-	// One claim at a time per mailbox, so that RecentUID only grows.
-	sm.opMu.Lock()
-	defer sm.opMu.Unlock()
-	first, err := sm.st.ClaimRecent(ctx, sm.key.user, sm.key.id, upTo)
-	if err != nil {
-		return err
-	}
-	sm.mu.Lock()
-	sm.mb.RecentUID = max(sm.mb.RecentUID, upTo, first)
-	sm.mu.Unlock()
-	if first < upTo {
-		sm.mu.Lock() // Server.numRecent reads it
-		v.recent = append(v.recent, uidRange{first, upTo})
-		sm.mu.Unlock()
-	}
-	return nil
+	sm.mb.RecentUID = upTo
+	sm.recentDirty = true
+	v.recent = append(v.recent, uidRange{first, upTo})
 }
 
 // flagResponses are the FLAGS and PERMANENTFLAGS responses that announce
@@ -507,7 +506,7 @@ func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, 
 		}
 		if j < len(cur) && cur[j].UID == m.UID {
 			seq++
-			if cm := cur[j]; cm.ModSeq > v.modseq && !v.isSelf(cm.ModSeq) {
+			if cm := cur[j]; cm.ModSeq > v.modseq && v.self[cm.UID] != cm.ModSeq {
 				changed = append(changed, flagChange{seq, cm})
 			}
 			if next != nil {
@@ -541,16 +540,13 @@ func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, 
 	} else {
 		v.msgs, v.gen = cur, gen
 	}
-	v.ghosts, v.modseq, v.self = ghosts, modseq, v.self[:0]
+	v.ghosts, v.modseq = ghosts, modseq
+	clear(v.self)
 	if len(added) > 0 {
 		if err := w.WriteNumMessages(seq + uint32(len(added))); err != nil {
 			return err
 		}
-		if v.rev1 {
-			if err := v.claimRecent(ctx); err != nil {
-				return err
-			}
-		}
+		v.claimRecent()
 	}
 	if v.rev1 && len(added) > 0 {
 		// RECENT goes with EXISTS, as Dovecot sends it; an expunge
@@ -567,21 +563,49 @@ func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, 
 	return nil
 }
 
-func (v *view) isSelf(modseq uint64) bool {
-	for _, s := range v.self {
-		if s == modseq {
-			return true
-		}
+// changed records changes the session made whose new flags its answer
+// showed: they are not sent again.
+func (v *view) changed(msgs []store.Message) {
+	if v.self == nil {
+		v.self = map[uint32]uint64{}
 	}
-	return false
+	for _, m := range msgs {
+		v.self[m.UID] = m.ModSeq
+	}
 }
 
-// changed records a change the session made: its answer showed the
-// messages' new flags, which are not sent again.
-func (v *view) changed(msgs []store.Message) {
-	for _, m := range msgs {
-		if !v.isSelf(m.ModSeq) {
-			v.self = append(v.self, m.ModSeq)
+// changedSilently records the changes of a STORE .SILENT, whose answer
+// shows nothing (RFC 9051 section 6.4.6): a message whose new flags are
+// what the client expects (its flags as last sent, changed by the STORE)
+// is not sent; one that another session changed too is, so that the
+// client does not keep a wrong guess.
+func (v *view) changedSilently(items []item, updated []store.Message, op store.FlagOp, flags []string) {
+	if v.self == nil {
+		v.self = map[uint32]uint64{}
+	}
+	before := make(map[uint32]*store.Message, len(items))
+	for i := range items {
+		before[items[i].msg.UID] = &items[i].msg
+	}
+	for _, m := range updated {
+		b := before[m.UID]
+		if b == nil || b.ModSeq > v.modseq {
+			continue // the client had not been told the state changed
+		}
+		if sameFlagSet(m.Flags, store.ApplyFlags(b.Flags, op, flags)) {
+			v.self[m.UID] = m.ModSeq
 		}
 	}
+}
+
+func sameFlagSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, f := range a {
+		if !slices.ContainsFunc(b, func(g string) bool { return strings.EqualFold(f, g) }) {
+			return false
+		}
+	}
+	return true
 }

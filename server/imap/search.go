@@ -150,7 +150,7 @@ func (l *lazyMessage) header() mail.Header {
 	if l.hdr != nil {
 		return mail.Header{Header: gomessage.Header{Header: readHeader(bytes.NewReader(l.hdr))}}
 	}
-	return mail.Header{Header: gomessage.Header{Header: readHeader(bytes.NewReader(l.bytes()))}}
+	return mail.Header{Header: gomessage.Header{Header: readWholeHeader(l.bytes())}}
 }
 
 // readsBodies reports whether criteria have keys on message text (BODY,

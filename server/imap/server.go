@@ -190,7 +190,9 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(c, l.s.opts.TLSConfig, l.s.opts.ImplicitTLS, l.s.logger), nil
+	cc := newConn(c, l.s.opts.TLSConfig, l.s.opts.ImplicitTLS, l.s.logger)
+	cc.appendLimit = int64(l.s.opts.AppendLimit)
+	return cc, nil
 }
 
 // libLogger sends the library's messages (protocol and I/O errors) to slog.
@@ -282,5 +284,16 @@ func (s *Server) release(sm *sharedMailbox) {
 	if sm.refs == 0 {
 		delete(s.mailboxes, sm.key)
 		close(sm.done)
+		// The \Recent claims are kept (see view.claimRecent); s.mu
+		// held, so that a session selecting the mailbox next sees them.
+		sm.mu.Lock()
+		dirty, upTo := sm.recentDirty, sm.mb.RecentUID
+		sm.mu.Unlock()
+		if dirty {
+			_, err := s.st.ClaimRecent(context.WithoutCancel(s.ctx), sm.key.user, sm.key.id, upTo)
+			if err != nil && s.ctx.Err() == nil && !errors.Is(err, store.ErrNoSuchMailbox) {
+				s.logger.WarnContext(s.ctx, "imap: keep \\Recent claims", "user", sm.key.user, "err", err)
+			}
+		}
 	}
 }

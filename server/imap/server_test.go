@@ -858,7 +858,7 @@ func TestConcurrentSessions(t *testing.T) {
 }
 
 // BenchmarkMailbox10k measures, on one mailbox of 10 000 messages like
-// those of ../shared/bench (distinct subjects), what a client does when it
+// those of bench/anchors (distinct subjects), what a client does when it
 // opens a big mailbox (UID, FLAGS, size, date; envelopes), downloads it
 // (BODY.PEEK[] by 1000), and searches it (SUBJECT, UNSEEN, BODY; and the
 // three with 4 clients at once, SearchPhase4). The client logs in over

@@ -132,7 +132,7 @@ func (s *session) imapError(err error) error {
 		return err
 	}
 	s.logger.ErrorContext(s.ctx, "imap command failed", "err", err)
-	return err
+	return internalError()
 }
 
 func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.SelectData, error) {
@@ -160,10 +160,7 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	sm.views[v] = struct{}{}
 	sm.mu.Unlock()
 	s.view = v
-	if err := v.claimRecent(s.ctx); err != nil {
-		s.unselect()
-		return nil, s.imapError(err)
-	}
+	v.claimRecent()
 	var firstUnseen uint32
 	for i := range v.msgs {
 		if !v.msgs[i].HasFlag(store.FlagSeen) {
@@ -328,9 +325,10 @@ func isLSUB(w *imapserver.ListWriter) bool {
 // listSubscribed answers LIST (SUBSCRIBED ...) and LSUB: subscribed
 // names, including those whose mailbox is gone (\NonExistent, RFC 5258
 // section 3.4; store.GoneSubscriptions); with RECURSIVEMATCH, also the
-// names that have subscribed descendants, with CHILDINFO ("SUBSCRIBED");
-// for LSUB, a parent that is not subscribed but has a subscribed child
-// the pattern does not match, with \Noselect (RFC 3501 section 6.3.9).
+// names that have a subscribed descendant the patterns miss, with
+// CHILDINFO ("SUBSCRIBED") (RFC 5258 section 3.5); for LSUB, a parent
+// that is not subscribed but has such a descendant, with \Noselect (RFC
+// 3501 section 6.3.9). The answers are those of Dovecot 2.3.
 func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns []string, options *goimap.ListOptions, mbs []store.Mailbox) error {
 	gone, err := s.srv.st.GoneSubscriptions(s.ctx, s.user)
 	if err != nil {
@@ -381,14 +379,12 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 		if options.SelectSpecialUse && (mb == nil || mb.SpecialUse == "") {
 			continue
 		}
-		// Subscribed descendants: any, and any the patterns miss.
-		var subChild, hiddenSubChild bool
+		// A subscribed descendant that the patterns miss.
+		hiddenSubChild := false
 		for _, d := range subscribed {
-			if strings.HasPrefix(d, n+string(store.Delim)) {
-				subChild = true
-				if !matchPatterns(d, ref, patterns) {
-					hiddenSubChild = true
-				}
+			if strings.HasPrefix(d, n+string(store.Delim)) && !matchPatterns(d, ref, patterns) {
+				hiddenSubChild = true
+				break
 			}
 		}
 		data := &goimap.ListData{Mailbox: n, Delim: store.Delim}
@@ -397,7 +393,7 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 			if !isSub[n] && !hiddenSubChild {
 				continue
 			}
-			if mb == nil || !isSub[n] {
+			if !isSub[n] {
 				data.Attrs = append(data.Attrs, goimap.MailboxAttrNoSelect)
 			}
 			if err := w.WriteList(data); err != nil {
@@ -406,10 +402,12 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 			continue
 		case isSub[n]:
 			data.Attrs = append(data.Attrs, goimap.MailboxAttrSubscribed)
-		case !(options.SelectRecursiveMatch && subChild):
+		case !(options.SelectRecursiveMatch && hiddenSubChild):
 			continue
 		}
-		if options.SelectRecursiveMatch && subChild {
+		if options.SelectRecursiveMatch && hiddenSubChild {
+			// Only for a subscribed descendant that is not listed too
+			// (RFC 5258 section 3.5 SHOULD), as Dovecot does.
 			data.ChildInfo = &goimap.ListDataChildInfo{Subscribed: true}
 		}
 		if mb == nil {
@@ -507,7 +505,18 @@ func (s *session) Append(mailbox string, r goimap.LiteralReader, options *goimap
 	}
 	date := options.Time
 	// The header bound SMTP applies at DATA (server/internal/limits).
-	body := limits.NewHeaderReader(&fullLiteral{r: r})
+	var body io.Reader = limits.NewHeaderReader(&fullLiteral{r: r})
+	if s.conn.literal8.Load() && r.Size() <= maxBinaryAppend {
+		// Binary content: its parts with NUL go to base64 (binary.go).
+		msg, err := io.ReadAll(body)
+		if err != nil {
+			return nil, s.imapError(err)
+		}
+		if conv, ok := binaryToBase64(msg); ok {
+			msg = conv
+		}
+		body = bytes.NewReader(msg)
+	}
 	uidValidity, uid, err := s.srv.st.Append(s.ctx, s.user, mailbox, body, storeFlags(options.Flags), date)
 	if errors.Is(err, store.ErrNoSuchMailbox) {
 		return nil, tryCreate
@@ -610,10 +619,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 	if err := v.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
 	}
-	v.changed(updated)
 	if flags.Silent {
+		v.changedSilently(items, updated, op, storeFlags(flags.Flags))
 		return nil
 	}
+	v.changed(updated)
 	// New keywords are announced before any FETCH shows them.
 	if err := v.announceFlags(s.conn); err != nil {
 		return err
@@ -683,6 +693,15 @@ func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, err
 	if len(res.SourceUIDs) == 0 {
 		return nil, nil // nothing copied: no COPYUID
 	}
+	s.view.sm.mu.Lock()
+	self := res.UIDValidity == s.view.sm.mb.UIDValidity // unique per user
+	s.view.sm.mu.Unlock()
+	if self {
+		// Into the selected mailbox: the EXISTS goes out with the answer.
+		if err := s.view.sm.sync(s.ctx); err != nil {
+			return nil, s.imapError(err)
+		}
+	}
 	return copyData(res), nil
 }
 
@@ -716,6 +735,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 const fetchChunk = 1000
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) (err error) {
+	defer s.conn.watchGone(s.cancel)()
 	v := s.view
 	if err := v.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
@@ -751,6 +771,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		}
 	}
 	seenNow := map[uint32]bool{}
+	var nowSeen map[uint32]store.Message // the messages as \Seen made them
 	if markSeen {
 		var uids []uint32
 		for _, it := range items {
@@ -767,8 +788,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 				return s.imapError(err)
 			}
 			v.changed(updated)
+			nowSeen = make(map[uint32]store.Message, len(updated))
 			for _, m := range updated {
 				seenNow[m.UID] = true
+				nowSeen[m.UID] = m
 			}
 		}
 	}
@@ -804,6 +827,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		lineBuf = lineBuf[:0]
 		return err
 	}
+	var flagBuf []string
 	for start := 0; start < len(items); start += fetchChunk {
 		chunk := items[start:min(start+fetchChunk, len(items))]
 		uids := make([]uint32, len(chunk))
@@ -834,12 +858,23 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 		}
 		for i, it := range chunk {
-			m := it.msg
-			if seenNow[m.UID] {
-				m.Flags = append(append([]string(nil), m.Flags...), store.FlagSeen)
+			if err := s.ctx.Err(); err != nil {
+				return err // the client went away (gone.go)
 			}
-			if v.rev1 && v.isRecent(m.UID) {
-				m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
+			m := it.msg
+			if options.Flags && m.ModSeq > v.modseq {
+				// The answer shows the change: no update for it after.
+				v.changed([]store.Message{m})
+			}
+			if seenNow[m.UID] {
+				// As committed: another session may have changed others.
+				m.Flags = nowSeen[m.UID].Flags
+			}
+			if (options.Flags || seenNow[m.UID]) && v.rev1 && v.isRecent(m.UID) {
+				// In a buffer reused for every message: the flags are
+				// written out before the next one.
+				flagBuf = append(append(flagBuf[:0], m.Flags...), string(flagRecent))
+				m.Flags = flagBuf
 			}
 			var hdr []byte
 			if hdrs != nil {
@@ -939,7 +974,8 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 			// The whole message: stream it.
 			wc := w.WriteBodySection(bs, m.Size)
 			buf := copyBufs.Get().(*[]byte)
-			_, werr := io.CopyBuffer(wc, rewind(), *buf)
+			// No NUL in a literal (binary.go).
+			_, werr := io.CopyBuffer(noNUL{wc}, rewind(), *buf)
 			copyBufs.Put(buf)
 			if cerr := wc.Close(); werr == nil {
 				werr = cerr
@@ -950,10 +986,11 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 			continue
 		}
 		if hdr != nil && headerOnly(bs) {
-			buf = imapserver.ExtractBodySection(bytes.NewReader(hdr), bs)
+			buf = bodySection(bytes.NewReader(hdr), bs)
 		} else {
-			buf = imapserver.ExtractBodySection(rewind(), bs)
+			buf = bodySection(rewind(), bs)
 		}
+		replaceNUL(buf)
 		wc := w.WriteBodySection(bs, int64(len(buf)))
 		_, werr := wc.Write(buf)
 		if cerr := wc.Close(); werr == nil {
@@ -965,6 +1002,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 	}
 	for _, bs := range options.BinarySection {
 		buf := imapserver.ExtractBinarySection(rewind(), bs)
+		s.conn.noteBinary(bs)
 		wc := w.WriteBinarySection(bs, int64(len(buf)))
 		_, werr := wc.Write(buf)
 		if cerr := wc.Close(); werr == nil {
@@ -981,6 +1019,7 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 }
 
 func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteria, options *goimap.SearchOptions) (*goimap.SearchData, error) {
+	defer s.conn.watchGone(s.cancel)()
 	if err := s.view.sm.sync(s.ctx); err != nil {
 		return nil, s.imapError(err)
 	}
@@ -1062,6 +1101,8 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		slot = scanSlot{scans: s.srv.scans}
 		defer slot.release()
 	}
+	// \Recent is added to the flags tested only when asked about.
+	recent := v.rev1 && len(v.recent) > 0 && mentionsRecent(criteria)
 	for i := range msgs {
 		if slot.scans != nil && i%scanChunk == 0 {
 			slot.release()
@@ -1069,13 +1110,16 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 				return err
 			}
 		}
+		if i%256 == 0 && s.ctx.Err() != nil {
+			return s.ctx.Err() // the client went away (gone.go)
+		}
 		if gone != nil && gone[i] {
 			continue // expunged by another session
 		}
 		m := &msgs[i]
 		cseq := uint32(i) + 1
 		lm = lazyMessage{s: s, m: *m, sc: sc}
-		if v.rev1 && len(v.recent) > 0 && v.isRecent(m.UID) {
+		if recent && v.isRecent(m.UID) {
 			lm.m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
 		}
 		if hdrs != nil {
@@ -1086,6 +1130,28 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		}
 	}
 	return nil
+}
+
+// mentionsRecent reports whether c tests \Recent (RECENT, NEW, OLD).
+func mentionsRecent(c *goimap.SearchCriteria) bool {
+	for _, fl := range [][]goimap.Flag{c.Flag, c.NotFlag} {
+		for _, f := range fl {
+			if strings.EqualFold(string(f), string(flagRecent)) {
+				return true
+			}
+		}
+	}
+	for i := range c.Not {
+		if mentionsRecent(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if mentionsRecent(&c.Or[i][0]) || mentionsRecent(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // appendSeq adds n, greater than every number of set, to set, as

@@ -1,8 +1,10 @@
 package imap
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -289,20 +291,35 @@ func (s *session) selectForSort(p *keyParser, withEnv, withHdr bool) ([]*sortInf
 			}
 		}
 	}
+	if hdrs == nil {
+		// Envelopes that did not decode (kept by an older version) are
+		// made from the headers, read at once.
+		var missing []uint32
+		for _, in := range infos {
+			if in.env == nil {
+				missing = append(missing, in.m.UID)
+			}
+		}
+		if len(missing) > 0 {
+			some, err := s.srv.st.Headers(s.ctx, s.user, id, missing)
+			if err != nil {
+				return nil, s.imapError(err)
+			}
+			k := 0
+			for _, in := range infos {
+				if in.env == nil && k < len(some) {
+					in.env = envelopeBytes(some[k])
+					k++
+				}
+			}
+		}
+	}
 	for i, in := range infos {
 		if hdrs != nil {
 			in.hdr = hdrs[i]
 		}
 		if in.env == nil {
-			hdr := in.hdr
-			if hdr == nil {
-				one, err := s.srv.st.Headers(s.ctx, s.user, id, []uint32{in.m.UID})
-				if err != nil {
-					return nil, s.imapError(err)
-				}
-				hdr = one[0]
-			}
-			in.env = envelopeBytes(hdr)
+			in.env = envelopeBytes(in.hdr)
 		}
 		in.subject, in.reply = baseSubject(in.env.Subject)
 		// RFC 5256 section 2.2: the Date field, else the internal date.
@@ -772,4 +789,88 @@ func parseNumSet(s string) (goimap.SeqSet, error) {
 		set = append(set, goimap.SeqRange{Start: start, Stop: stop})
 	}
 	return set, nil
+}
+
+// maxExtLiteral bounds a literal in SORT and THREAD criteria.
+const maxExtLiteral = 64 << 10
+
+// answerExtLiteral answers SORT, THREAD, UID SORT and UID THREAD lines
+// that end in a literal (webmails send strings beyond ASCII so, RFC 9051
+// section 4.3): it reads the literals, sending "+" for synchronizing
+// ones, and hands the command on with each literal as a quoted string.
+// cmdLine is the first line without CRLF; anything else is left to the
+// library (false).
+func (c *conn) answerExtLiteral(tag string, cmdLine []byte) (bool, error) {
+	f := c.ext.Load()
+	if f == nil {
+		return false, nil
+	}
+	cmd, args, _ := strings.Cut(string(cmdLine), " ")
+	cmd = strings.ToUpper(cmd)
+	sub := cmd
+	if cmd == "UID" {
+		sub, _, _ = strings.Cut(args, " ")
+		sub = strings.ToUpper(sub)
+	}
+	if sub != "SORT" && sub != "THREAD" {
+		return false, nil
+	}
+	var b strings.Builder
+	line := args
+	tooBig := false
+	for {
+		open := strings.LastIndexByte(line, '{')
+		spec := line[open+1 : len(line)-1]
+		sync := !strings.HasSuffix(spec, "+") && !strings.HasSuffix(spec, "-")
+		n, err := strconv.ParseInt(strings.TrimRight(spec, "+-"), 10, 64)
+		if err != nil || n < 0 {
+			return true, c.writeRaw(tag + " BAD Invalid literal\r\n")
+		}
+		if n > maxExtLiteral {
+			if sync {
+				return true, c.writeRaw(tag + " BAD Literal too large\r\n")
+			}
+			tooBig = true
+		}
+		b.WriteString(strings.TrimSuffix(line[:open], "~"))
+		if sync {
+			if err := c.writeRaw("+ Ready for literal data\r\n"); err != nil {
+				return true, err
+			}
+		}
+		if tooBig {
+			if _, err := c.br.Discard(int(n)); err != nil {
+				return true, err
+			}
+		} else {
+			lit := make([]byte, n)
+			if _, err := io.ReadFull(c.br, lit); err != nil {
+				return true, err
+			}
+			b.WriteByte('"')
+			for _, ch := range lit {
+				if ch == '"' || ch == '\\' {
+					b.WriteByte('\\')
+				}
+				b.WriteByte(ch)
+			}
+			b.WriteByte('"')
+		}
+		next, err := c.br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return true, c.writeRaw(tag + " BAD Command line too long\r\n")
+			}
+			return true, err
+		}
+		line = strings.TrimRight(string(next), "\r\n")
+		if literalSize(next) == 0 {
+			b.WriteString(line)
+			break
+		}
+	}
+	if tooBig {
+		return true, c.writeRaw(tag + " BAD Literal too large\r\n")
+	}
+	return true, c.writeResponses((*f)(tag, cmd, b.String()))
 }

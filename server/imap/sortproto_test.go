@@ -3,7 +3,16 @@ package imap_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -176,4 +185,264 @@ func TestThread(t *testing.T) {
 	r.expectOne(t, "j", "THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (9 (1)(2)(3)(4))(5 8)(6 7)")
 	r.expectOne(t, "k", "THREAD REFERENCES UTF-8 LARGER 100000", "* THREAD")
 	r.expectTagged(t, "x", "THREAD FANCY UTF-8 ALL", "BAD")
+}
+
+// TestImaplibSortLSUB: Python's imaplib, another client library, checks
+// LSUB (subscriptions after CREATE, DELETE, UNSUBSCRIBE; \Noselect),
+// SORT, UID SORT and THREAD.
+func TestImaplibSortLSUB(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not installed")
+	}
+	env := newEnv(t, 0)
+	env.deliverSorted(t, "", []sortMail{
+		{"Subject: Re: [fwd: Meeting]\r\nFrom: carol@example.test\r\nDate: Sat, 03 Jan 2026 10:00:00 +0000\r\n", 1, day(1, 1)},
+		{"Subject: Budget\r\nFrom: alice@example.test\r\nDate: Thu, 01 Jan 2026 10:00:00 +0000\r\n", 1, day(1, 2)},
+		{"Subject: meeting (fwd)\r\nFrom: bob@example.test\r\nDate: Fri, 02 Jan 2026 10:00:00 +0000\r\n", 1, day(1, 3)},
+	})
+	host, port, _ := net.SplitHostPort(env.tlsAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "python3", "testdata/imaplib_sort.py", host, port, env.caFile, alice, alicePW).CombinedOutput()
+	t.Logf("imaplib:\n%s", out)
+	if err != nil {
+		t.Fatalf("imaplib: %v", err)
+	}
+}
+
+// TestSortLiterals: SORT and THREAD criteria in literals (how webmails
+// send strings beyond ASCII): synchronizing ones get "+", non-synchronizing
+// ones do not, several in one command; a synchronizing literal beyond the
+// limit is refused before the client sends it.
+func TestSortLiterals(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliverSorted(t, "", []sortMail{
+		{"Subject: =?utf-8?q?caf=C3=A9?= menu\r\nFrom: bob@example.test\r\n", 1, day(2, 1)},
+		{"Subject: plain\r\nFrom: bob@example.test\r\n", 1, day(1, 1)},
+		{"Subject: Re: =?utf-8?q?caf=C3=A9?= menu\r\nFrom: ann@example.test\r\n", 1, day(3, 1)},
+	})
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	r.cmd("b", "SELECT INBOX")
+	send := func(s string) {
+		if _, err := io.WriteString(r.c, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cafe := "caf\u00e9"
+	send(fmt.Sprintf("c SORT (ARRIVAL) UTF-8 SUBJECT {%d}\r\n", len(cafe)))
+	if l := r.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("synchronizing literal: %q", l)
+	}
+	send(cafe + "\r\n")
+	if l, want := r.line(), "* SORT 1 3"; l != want {
+		t.Errorf("SORT with a literal = %q, want %q", l, want)
+	}
+	if l := r.line(); !strings.HasPrefix(l, "c OK") {
+		t.Errorf("SORT with a literal: %q", l)
+	}
+	// Two non-synchronizing literals, then UID THREAD.
+	send(fmt.Sprintf("d UID SORT (REVERSE ARRIVAL) UTF-8 SUBJECT {%d+}\r\n%s FROM {4+}\r\nbob@\r\n", len(cafe), cafe))
+	if l, want := r.line(), "* SORT 1"; l != want {
+		t.Errorf("UID SORT with literals = %q, want %q", l, want)
+	}
+	if l := r.line(); !strings.HasPrefix(l, "d OK") {
+		t.Errorf("UID SORT with literals: %q", l)
+	}
+	send(fmt.Sprintf("e THREAD REFERENCES UTF-8 SUBJECT {%d+}\r\n%s\r\n", len(cafe), cafe))
+	if l, want := r.line(), "* THREAD (1 3)"; l != want {
+		t.Errorf("THREAD with a literal = %q, want %q", l, want)
+	}
+	r.line()
+	send("f SORT (ARRIVAL) UTF-8 SUBJECT {99999999}\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "f BAD") {
+		t.Errorf("SORT with a huge literal: %q", l)
+	}
+	// Other commands' literals still reach the library.
+	send("g SEARCH SUBJECT {5+}\r\nplain\r\n")
+	if l := r.line(); l != "* SEARCH 2" {
+		t.Errorf("SEARCH with a literal: %q", l)
+	}
+	r.line()
+}
+
+// dovecotIMAP runs Dovecot's imap binary, preauthenticated, on script
+// (commands, one per line, CRLF) over a new Maildir, and returns its
+// output. It skips the test when Dovecot is not installed; as root, it
+// runs Dovecot as nobody (Dovecot refuses root).
+func dovecotIMAP(t *testing.T, script string) string {
+	t.Helper()
+	const bin = "/usr/lib/dovecot/imap"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skip("Dovecot is not installed")
+	}
+	dir, err := os.MkdirTemp("", "dovecot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	uid, gid := strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid())
+	var prefix []string
+	if os.Getuid() == 0 {
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			t.Skip("no user nobody to run Dovecot as")
+		}
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Skip("setpriv is not installed")
+		}
+		uid, gid = u.Uid, u.Gid
+		prefix = []string{setpriv, "--reuid=" + uid, "--regid=" + gid, "--clear-groups"}
+	}
+	md := filepath.Join(dir, "md")
+	conf := filepath.Join(dir, "dovecot.conf")
+	cfg := fmt.Sprintf("mail_location = maildir:%s\nlisten =\nmail_uid = %s\nmail_gid = %s\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
+		"namespace inbox {\n  inbox = yes\n  separator = /\n}\n", md, uid, gid)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(md, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(uid)
+	g, _ := strconv.Atoi(gid)
+	for _, p := range []string{dir, md} {
+		if err := os.Chown(p, n, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := append(prefix, "env", "USER=nobody", "HOME="+dir, bin, "-c", conf)
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("Dovecot's imap does not run here: %v", err)
+	}
+	return string(out)
+}
+
+// TestThreadSortAsDovecot: on random mailboxes (reference chains,
+// missing parents, duplicate, missing and self-referring Message-IDs,
+// reply and forward subjects, dates missing or equal), THREAD REFERENCES,
+// THREAD ORDEREDSUBJECT and SORT answer as Dovecot 2.3's imap does.
+// Seeded; the seed is printed on failure.
+func TestThreadSortAsDovecot(t *testing.T) {
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	subjects := []string{"a", "Re: a", "RE: [x] a", "b", "Fwd: b", "", "c (fwd)", "[fwd: a]", "Re: Re: b"}
+	commands := []string{"THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL",
+		"SORT (DATE) UTF-8 ALL", "SORT (REVERSE ARRIVAL FROM) UTF-8 ALL", "SORT (SIZE REVERSE SUBJECT) UTF-8 ALL"}
+	const boxes = 40
+	env := newEnv(t, 0)
+	var script strings.Builder
+	ctx := context.Background()
+	for k := 0; k < boxes; k++ {
+		name := fmt.Sprintf("c%d", k)
+		if err := env.st.CreateMailbox(ctx, alice, name, ""); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&script, "c%d CREATE %s\r\n", k, name)
+		for i, n := 0, 1+rng.Intn(10); i < n; i++ {
+			var h strings.Builder
+			if rng.Intn(6) > 0 {
+				fmt.Fprintf(&h, "Message-ID: <m%d@x>\r\n", rng.Intn(12))
+			}
+			var refs []string
+			for r := rng.Intn(4); r > 0; r-- {
+				refs = append(refs, fmt.Sprintf("<m%d@x>", rng.Intn(14)))
+			}
+			if len(refs) > 0 {
+				field := "References"
+				if rng.Intn(3) == 0 {
+					field = "In-Reply-To"
+				}
+				fmt.Fprintf(&h, "%s: %s\r\n", field, strings.Join(refs, " "))
+			}
+			fmt.Fprintf(&h, "Subject: %s\r\nFrom: u%d@x\r\n", subjects[rng.Intn(len(subjects))], rng.Intn(4))
+			if rng.Intn(6) > 0 {
+				fmt.Fprintf(&h, "Date: %s\r\n", time.Date(2026, 1, 1+rng.Intn(3), rng.Intn(3), 0, 0, 0, time.UTC).Format(time.RFC1123Z))
+			}
+			msg := h.String() + "\r\n" + strings.Repeat("x", rng.Intn(3)) + "\r\n"
+			arrival := time.Date(2026, 1, 1+rng.Intn(3), rng.Intn(4), 0, 0, 0, time.UTC)
+			if _, err := env.st.Deliver(ctx, alice, name, strings.NewReader(msg), nil, arrival); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&script, "a APPEND %s \"%s\" {%d+}\r\n%s\r\n", name, arrival.Format("02-Jan-2006 15:04:05 -0700"), len(msg), msg)
+		}
+	}
+	for k := 0; k < boxes; k++ {
+		fmt.Fprintf(&script, "s SELECT c%d\r\n", k)
+		for _, c := range commands {
+			fmt.Fprintf(&script, "t %s\r\n", c)
+		}
+	}
+	script.WriteString("z LOGOUT\r\n")
+	var want []string
+	for _, l := range strings.Split(dovecotIMAP(t, script.String()), "\r\n") {
+		if strings.HasPrefix(l, "* THREAD") || strings.HasPrefix(l, "* SORT") {
+			want = append(want, l)
+		}
+	}
+	if len(want) != boxes*len(commands) {
+		t.Fatalf("seed %d: Dovecot gave %d answers, want %d", seed, len(want), boxes*len(commands))
+	}
+	r := env.raw(t)
+	r.cmd("a", "LOGIN "+alice+" "+alicePW)
+	i := 0
+	for k := 0; k < boxes; k++ {
+		r.cmd("s", fmt.Sprintf("SELECT c%d", k))
+		for _, c := range commands {
+			got := r.cmd("t", c)
+			if len(got) != 1 || got[0] != want[i] {
+				t.Errorf("seed %d, mailbox c%d, %s:\n got %q\nwant %q (Dovecot)", seed, k, c, got, want[i])
+			}
+			i++
+		}
+	}
+}
+
+// BenchmarkSortThread10k: SORT and THREAD of a 10 000-message mailbox,
+// beside FETCH ENVELOPE of it (what a client sorting for itself reads).
+func BenchmarkSortThread10k(b *testing.B) {
+	env := newEnv(b, 0)
+	const n = 10000
+	var wg sync.WaitGroup
+	for w := 0; w < 10; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 10 {
+				refs := ""
+				if i%3 != 0 {
+					refs = fmt.Sprintf("References: <m%d@x>\r\n", i-i%3)
+				}
+				msg := fmt.Sprintf("Message-ID: <m%d@x>\r\n%sSubject: Re: topic %d\r\nFrom: u%d@example.test\r\nDate: %s\r\n\r\nbody\r\n",
+					i, refs, i%500, i%37, time.Date(2026, 1, 1, 0, i%1440, 0, 0, time.UTC).Format(time.RFC1123Z))
+				if _, err := env.st.Deliver(context.Background(), alice, "", strings.NewReader(msg), nil, time.Time{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	bc := dialBench(b, env)
+	for _, bm := range []struct{ name, command string }{
+		{"FetchEnvelope", "FETCH 1:* (UID ENVELOPE)"},
+		{"SortDate", "SORT (DATE) UTF-8 ALL"},
+		{"SortSubject", "SORT (SUBJECT) UTF-8 ALL"},
+		{"SortFrom", "SORT (REVERSE FROM) UTF-8 ALL"},
+		{"ThreadReferences", "THREAD REFERENCES UTF-8 ALL"},
+		{"ThreadOrderedSubject", "THREAD ORDEREDSUBJECT UTF-8 ALL"},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			for b.Loop() {
+				size, _ := bc.run(b, bm.command)
+				b.SetBytes(size)
+			}
+		})
+	}
 }

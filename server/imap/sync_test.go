@@ -3,6 +3,11 @@ package imap_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -100,6 +105,11 @@ func TestFetchExpungedByOther(t *testing.T) {
 	}
 	if got := a.cmd("a5", "FETCH 2 (UID)"); !slices.Equal(got, []string{"* 2 FETCH (UID 3)"}) {
 		t.Errorf("FETCH 2 = %q", got)
+	}
+	for _, c := range []string{`STORE 3 +FLAGS (\Seen)`, "COPY 2:3 Trash", "MOVE 3 Trash"} {
+		if _, tagged := a.status("a7", c); !strings.HasPrefix(tagged, "a7 BAD") {
+			t.Errorf("%s with 2 messages: %q, want BAD", c, tagged)
+		}
 	}
 	// UID sets name what exists: no BAD.
 	if got := a.cmd("a6", "UID FETCH 2:9 (UID)"); !slices.Equal(got, []string{"* 2 FETCH (UID 3)"}) {
@@ -230,7 +240,7 @@ func TestRecent(t *testing.T) {
 	}
 	// \Recent lasts as long as the session that has it.
 	a.cmd("a6", "CLOSE")
-	b.cmd("b4", "LOGOUT")
+	b.cmd("b4", "CLOSE")
 	if got := st.cmd("s4", "STATUS INBOX (RECENT)"); !slices.Equal(got, []string{"* STATUS INBOX (RECENT 0)"}) {
 		t.Errorf("STATUS once the sessions left = %q", got)
 	}
@@ -238,5 +248,255 @@ func TestRecent(t *testing.T) {
 	c.cmd("l", "LOGIN "+alice+" "+alicePW)
 	if got := c.cmd("s", "SELECT INBOX"); !slices.Contains(got, "* 0 RECENT") {
 		t.Errorf("SELECT after they left = %q, want * 0 RECENT", got)
+	}
+}
+
+// TestImaplibRecentKeywords: Python's imaplib (IMAP4rev1) sees \Recent
+// in one session per message (SELECT, RECENT with EXISTS, SEARCH
+// RECENT/NEW/OLD, FETCH FLAGS, STATUS) and new keywords announced by FLAGS
+// and PERMANENTFLAGS (testdata/imaplib_recent.py).
+func TestImaplibRecentKeywords(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not installed")
+	}
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "recent one")
+	env.deliver(t, alice, "recent two")
+	host, port, _ := net.SplitHostPort(env.tlsAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "python3", "testdata/imaplib_recent.py", host, port, env.caFile, alice, alicePW)
+	out, err := cmd.CombinedOutput()
+	t.Logf("imaplib:\n%s", out)
+	if err != nil {
+		t.Fatalf("imaplib session: %v", err)
+	}
+}
+
+// TestMbsyncTwoWayFlags: mbsync (Sync All) with flags changed on both
+// sides between runs, while another IMAP session has INBOX selected and
+// changes flags too: after a run every side agrees, and a further run
+// changes nothing.
+func TestMbsyncTwoWayFlags(t *testing.T) {
+	if _, err := exec.LookPath("mbsync"); err != nil {
+		t.Skip("mbsync not installed")
+	}
+	env := newEnv(t, 0)
+	ctx := context.Background()
+	for i := 0; i < 6; i++ {
+		env.deliver(t, alice, fmt.Sprint("twoway ", i))
+	}
+	host, port, _ := net.SplitHostPort(env.tlsAddr)
+	dir := t.TempDir()
+	maildir := filepath.Join(dir, "mail")
+	if err := os.Mkdir(maildir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`IMAPAccount test
+Host %s
+Port %s
+User %s
+Pass %s
+SSLType IMAPS
+CertificateFile %s
+
+IMAPStore remote
+Account test
+
+MaildirStore local
+Path %s/
+Inbox %s/INBOX
+SubFolders Verbatim
+
+Channel inbox
+Far :remote:INBOX
+Near :local:INBOX
+Create Near
+Sync All
+Expunge Both
+SyncState *
+`, host, port, alice, alicePW, env.caFile, maildir, maildir)
+	confFile := filepath.Join(dir, "mbsyncrc")
+	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func() string {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, "mbsync", "-V", "-c", confFile, "inbox")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		t.Logf("mbsync:\n%s", out)
+		if err != nil {
+			t.Fatalf("mbsync: %v", err)
+		}
+		return string(out)
+	}
+	subject := regexp.MustCompile(`(?m)^Subject: (.*)$`)
+	// local returns the Maildir's messages: subject -> file.
+	local := func() map[string]string {
+		t.Helper()
+		files, _ := filepath.Glob(filepath.Join(maildir, "INBOX", "*", "*"))
+		out := map[string]string{}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := subject.FindSubmatch(b); m != nil {
+				out[string(m[1])] = f
+			}
+		}
+		return out
+	}
+	maildirFlags := func(file string) string {
+		if i := strings.LastIndex(file, ":2,"); i >= 0 {
+			return file[i+3:]
+		}
+		return ""
+	}
+	// server returns the store's messages: subject -> Maildir flag letters.
+	server := func() map[string]string {
+		t.Helper()
+		_, msgs, err := env.st.Messages(ctx, alice, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdrs := make([]uint32, len(msgs))
+		for i, m := range msgs {
+			hdrs[i] = m.UID
+		}
+		out := map[string]string{}
+		for _, m := range msgs {
+			f, err := env.st.OpenBody(ctx, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, 4096)
+			n, _ := f.Read(b)
+			f.Close()
+			sub := subject.FindSubmatch(b[:n])
+			if sub == nil {
+				t.Fatalf("UID %d has no subject", m.UID)
+			}
+			letters := ""
+			for _, fl := range []struct{ flag, letter string }{{`\Draft`, "D"}, {`\Flagged`, "F"}, {`\Answered`, "R"}, {`\Seen`, "S"}, {`\Deleted`, "T"}} {
+				if m.HasFlag(fl.flag) {
+					letters += fl.letter
+				}
+			}
+			out[strings.TrimRight(string(sub[1]), "\r")] = letters
+		}
+		return out
+	}
+	agree := func(when string) {
+		t.Helper()
+		srv, loc := server(), local()
+		if len(srv) != len(loc) {
+			t.Fatalf("%s: server has %d messages, Maildir %d", when, len(srv), len(loc))
+		}
+		for sub, letters := range srv {
+			f, ok := loc[sub]
+			if !ok {
+				t.Errorf("%s: %q not in the Maildir", when, sub)
+				continue
+			}
+			if got := maildirFlags(f); got != letters {
+				t.Errorf("%s: %q has flags %q in the Maildir, %q on the server", when, sub, got, letters)
+			}
+		}
+	}
+	// A session that stays on INBOX throughout, changing flags too.
+	other := login(t, env, "INBOX")
+
+	run()
+	agree("first run")
+
+	// Both sides change flags, on different messages and on the same one.
+	setLocal := func(sub, letters string) {
+		t.Helper()
+		f := local()[sub]
+		base := filepath.Base(f)
+		if i := strings.Index(base, ":2,"); i >= 0 {
+			base = base[:i]
+		}
+		if err := os.Rename(f, filepath.Join(maildir, "INBOX", "cur", base+":2,"+letters)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setLocal("twoway 0", "S")
+	setLocal("twoway 1", "FS")
+	setLocal("twoway 5", "R")
+	other.cmd("o1", `STORE 3 +FLAGS (\Flagged)`)
+	other.cmd("o2", `STORE 4 +FLAGS (\Seen \Answered)`)
+	other.cmd("o3", `STORE 6 +FLAGS (\Seen)`) // twoway 5: both sides
+	run()
+	agree("after changes on both sides")
+	want := map[string]string{"twoway 0": "S", "twoway 1": "FS", "twoway 2": "F", "twoway 3": "RS", "twoway 4": "", "twoway 5": "RS"}
+	if got := server(); !reflectEqual(got, want) {
+		t.Errorf("server flags = %v, want %v", got, want)
+	}
+	// The other session was told every change, once.
+	got := other.cmd("o4", "FETCH 1:* (FLAGS)")
+	if len(got) != 6 {
+		t.Errorf("FETCH 1:* = %q", got)
+	}
+	if got := other.cmd("o5", "NOOP"); len(got) != 0 {
+		t.Errorf("NOOP after FETCH = %q, want nothing", got)
+	}
+
+	// Removals on both sides, then a run that must change nothing more.
+	setLocal("twoway 1", "S")
+	other.cmd("o6", `STORE 4 -FLAGS (\Answered)`)
+	run()
+	agree("after removals")
+	out := run()
+	agree("after a run with nothing to do")
+	if strings.Contains(out, "Pulling") && !strings.Contains(out, "far: +0 *0 #0 -0") && strings.Contains(out, "*1") {
+		t.Errorf("second run still changed flags:\n%s", out)
+	}
+}
+
+func reflectEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestNoStaleFlagsAfterOwnStore (issue 13 item 1): after a session's own
+// STORE, the server never sends it an older FETCH FLAGS of the message
+// (another session's change, made before, that was still to be sent).
+func TestNoStaleFlagsAfterOwnStore(t *testing.T) {
+	env := newEnv(t, 0)
+	env.deliver(t, alice, "stale")
+	a := login(t, env, "INBOX")
+	b := login(t, env, "INBOX")
+	b.cmd("b1", `STORE 1 +FLAGS (\Flagged)`)
+	time.Sleep(100 * time.Millisecond) // the change reaches the shared state
+	got := a.cmd("a1", `STORE 1 +FLAGS (\Seen)`)
+	got = append(got, a.cmd("a2", "NOOP")...)
+	sawSeen := false
+	for _, l := range got {
+		if !strings.HasPrefix(l, "* 1 FETCH ") {
+			continue
+		}
+		hasSeen := strings.Contains(l, `\Seen`)
+		if sawSeen && !hasSeen {
+			t.Errorf("older flags after the session's own STORE: %q", got)
+		}
+		sawSeen = sawSeen || hasSeen
+		if !strings.Contains(l, `\Flagged`) {
+			t.Errorf("flags without the other session's \\Flagged: %q", l)
+		}
+	}
+	if !sawSeen {
+		t.Errorf("STORE and NOOP = %q, want FLAGS with \\Seen", got)
 	}
 }

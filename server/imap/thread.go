@@ -187,7 +187,6 @@ func references(infos []*sortInfo) []*threadNode {
 	}
 	// (1) Link messages by their references.
 	for _, in := range infos {
-		h := readHeader(bytes.NewReader(in.hdr))
 		id := in.env.MessageID
 		var c *threadNode
 		if id != "" {
@@ -199,9 +198,9 @@ func references(infos []*sortInfo) []*threadNode {
 			c = get("\x00" + strconv.FormatUint(uint64(in.m.UID), 10))
 		}
 		c.info = in
-		refs := msgIDs(h.Get("References"))
+		refs := msgIDs(fieldValue(in.hdr, "References"))
 		if len(refs) == 0 {
-			if irt := msgIDs(h.Get("In-Reply-To")); len(irt) > 0 {
+			if irt := msgIDs(fieldValue(in.hdr, "In-Reply-To")); len(irt) > 0 {
 				refs = irt[:1]
 			}
 		}
@@ -213,11 +212,14 @@ func references(infos []*sortInfo) []*threadNode {
 				parent.adopt(child)
 			}
 		}
-		// (B) The last reference is the message's parent.
-		if len(refs) == 0 {
-			c.unlink()
-		} else if p := get(refs[len(refs)-1]); !isAncestor(c, p) {
-			p.adopt(c)
+		// (B) The last reference is the message's parent: the parent it
+		// has is dropped even when that link would make a loop (a message
+		// that refers to itself or to its descendant), as Dovecot does.
+		c.unlink()
+		if len(refs) > 0 {
+			if p := get(refs[len(refs)-1]); !isAncestor(c, p) {
+				p.adopt(c)
+			}
 		}
 	}
 	// (2) The root set.
@@ -232,6 +234,11 @@ func references(infos []*sortInfo) []*threadNode {
 	for _, r := range roots {
 		r.parent = nil
 	}
+	// The order of the root's children and of a dummy's children, which
+	// step 5 takes the subject of, is left open by the RFC: sorted first
+	// by sent date, as in step 6, as Dovecot does (the same threads as
+	// Dovecot 2.3 on random mailboxes).
+	sortThreads(roots)
 	// (5) Gather threads of the same base subject.
 	table := map[string]*threadNode{}
 	key := func(n *threadNode) (string, *sortInfo) {
@@ -331,4 +338,44 @@ func sortThreads(nodes []*threadNode) {
 		sortThreads(n.children)
 	}
 	slices.SortStableFunc(nodes, func(a, b *threadNode) int { return compareSent(a.sentOf(), b.sentOf()) })
+}
+
+// fieldValue returns the value of the first field key of a header, its
+// lines unfolded, or "": what textproto.ReadHeader(...).Get(key) gives
+// for the message-ID lists THREAD reads, without making the whole
+// header (half of THREAD REFERENCES' time on 10 000 messages).
+func fieldValue(hdr []byte, key string) string {
+	for len(hdr) > 0 {
+		line := hdr
+		i := bytes.IndexByte(hdr, '\n')
+		if i >= 0 {
+			line, hdr = hdr[:i], hdr[i+1:]
+		} else {
+			hdr = nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			return "" // the end of the header
+		}
+		if len(line) <= len(key) || line[len(key)] != ':' || !bytes.EqualFold(line[:len(key)], []byte(key)) {
+			continue
+		}
+		v := []byte(strings.TrimSpace(string(line[len(key)+1:])))
+		for len(hdr) > 0 && (hdr[0] == ' ' || hdr[0] == '\t') {
+			next := hdr
+			if j := bytes.IndexByte(hdr, '\n'); j >= 0 {
+				next, hdr = hdr[:j], hdr[j+1:]
+			} else {
+				hdr = nil
+			}
+			if t := bytes.Trim(bytes.TrimSuffix(next, []byte("\r")), " \t"); len(t) > 0 {
+				if len(v) > 0 {
+					v = append(v, ' ')
+				}
+				v = append(v, t...)
+			}
+		}
+		return string(v)
+	}
+	return ""
 }

@@ -567,18 +567,18 @@ func fromHeaderDomain(fields []field) (string, error) {
 	}
 	list, err := mail.ParseAddressList(from[0])
 	if err != nil {
-		return "", fmt.Errorf("From field: %v", err)
+		return "", fmt.Errorf("message From field: %v", err)
 	}
 	var domain string
 	for _, a := range list {
 		d := domainOf(a.Address)
 		if domain != "" && d != domain {
-			return "", errors.New("From field with several domains")
+			return "", errors.New("message From field with several domains")
 		}
 		domain = d
 	}
 	if domain == "" {
-		return "", errors.New("From field without a domain")
+		return "", errors.New("message From field without a domain")
 	}
 	return domain, nil
 }

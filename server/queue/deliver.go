@@ -553,7 +553,7 @@ func (q *Queue) prelude(ctx context.Context, conn net.Conn, tlsConf *tls.Config,
 	if _, err := fmt.Fprintf(conn, "EHLO %s\r\n", q.opts.Hostname); err != nil {
 		return nil, false, tempAll(p.rcpts, "4.4.2", p.host, "EHLO to %s: %v", p.host, err), true
 	}
-	code, msg, err = tp.ReadResponse(250)
+	_, msg, err = tp.ReadResponse(250)
 	starttls := false
 	if err == nil {
 		for _, l := range strings.Split(msg, "\n") {

@@ -79,6 +79,10 @@ func scanUser(tx *bolt.Tx, user []byte, ref func(blobID, int64)) []badRecord {
 			Error: fmt.Sprintf("user record: %v", err), Record: bytes.Clone(ub.Get(keyInfo))}})
 	}
 	msgs := ub.Bucket(bucketMsgs)
+	if msgs == nil || ub.Bucket(bucketMailboxes) == nil {
+		bad = append(bad, badRecord{e: QuarantineEntry{User: string(user), Kind: "user",
+			Error: "user record: mailbox or message bucket missing", Record: bytes.Clone(ub.Get(keyInfo))}})
+	}
 	names := map[uint64]string{}
 	if mb := ub.Bucket(bucketMailboxes); mb != nil {
 		mb.ForEach(func(k, v []byte) error {
@@ -242,6 +246,12 @@ func recount(ub *bolt.Bucket) error {
 	var info userRecord
 	infoOK := json.Unmarshal(ub.Get(keyInfo), &info) == nil
 	info.Used, info.Messages = 0, 0
+	// A user record without its buckets gets them again, empty.
+	for _, name := range [][]byte{bucketMailboxes, bucketMsgs} {
+		if _, err := ub.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
 	mboxes := ub.Bucket(bucketMailboxes)
 	type kv struct {
 		k []byte

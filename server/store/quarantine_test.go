@@ -26,9 +26,9 @@ func TestQuarantine(t *testing.T) { forBodyKinds(t, testQuarantine) }
 func testQuarantine(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	const bob, carol = "bob@example.test", "carol@example.test"
+	const bob, carol, dave = "bob@example.test", "carol@example.test", "dave@example.test"
 	st := openStore(t, dir)
-	for _, u := range []string{alice, bob, carol} {
+	for _, u := range []string{alice, bob, carol, dave} {
 		if err := st.EnsureUser(ctx, u, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -72,6 +72,9 @@ func testQuarantine(t *testing.T) {
 		if err := users.Bucket([]byte(bob)).Bucket([]byte("mailboxes")).Put([]byte("Junk"), []byte("{not json")); err != nil {
 			return err
 		}
+		if err := users.Bucket([]byte(dave)).DeleteBucket([]byte("msgs")); err != nil {
+			return err
+		}
 		return users.Bucket([]byte(carol)).Put([]byte("info"), []byte("garbage"))
 	})
 	if cerr := db.Close(); err == nil {
@@ -82,13 +85,18 @@ func testQuarantine(t *testing.T) {
 	}
 
 	st = openStore(t, dir)
+	// alice's message, bob's mailbox, carol's user record; dave's user
+	// record (no message bucket) and each of his mailboxes.
 	q := st.Quarantined()
-	if len(q) != 3 {
-		t.Fatalf("Quarantined = %+v, want 3 entries", q)
+	want := 3 + 1 + len(store.DefaultMailboxes)
+	if len(q) != want {
+		t.Fatalf("Quarantined = %+v, want %d entries", q, want)
 	}
 	kinds := map[string]store.QuarantineEntry{}
 	for _, e := range q {
-		kinds[e.Kind] = e
+		if e.User != dave {
+			kinds[e.Kind] = e
+		}
 	}
 	if e := kinds["message"]; e.User != alice || e.UID != 1 || e.Mailbox != "INBOX" || !strings.Contains(e.Error, "flag count") {
 		t.Errorf("message entry = %+v", e)
@@ -132,6 +140,12 @@ func testQuarantine(t *testing.T) {
 	if err := st.CreateMailbox(ctx, carol, "New", ""); err != nil {
 		t.Errorf("CreateMailbox(carol) = %v", err)
 	}
+	if err := st.EnsureUser(ctx, dave, 0); err != nil {
+		t.Fatalf("EnsureUser(dave) = %v", err)
+	}
+	if _, err := st.Deliver(ctx, dave, "", strings.NewReader(msg("hello dave")), nil, time.Time{}); err != nil {
+		t.Errorf("Deliver to dave = %v", err)
+	}
 	if uid := deliver(t, st, "", msg("three")); uid != 3 {
 		t.Errorf("next UID = %d, want 3", uid)
 	}
@@ -143,7 +157,7 @@ func testQuarantine(t *testing.T) {
 	// new is found.
 	st = openStore(t, dir)
 	defer st.Close()
-	if q := st.Quarantined(); len(q) != 3 {
-		t.Errorf("after reopening, Quarantined = %d entries, want 3", len(q))
+	if q := st.Quarantined(); len(q) != want {
+		t.Errorf("after reopening, Quarantined = %d entries, want %d", len(q), want)
 	}
 }

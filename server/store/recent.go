@@ -47,3 +47,14 @@ func (s *Store) ClaimRecent(ctx context.Context, user string, id uint64, upTo ui
 	}
 	return first, nil
 }
+
+// ApplyFlags returns the flags that SetFlags with op and flags makes of
+// cur: for IMAP sessions that tell what a client expects after STORE.
+// Flags SetFlags would refuse (too long, too many) leave cur as it is.
+func ApplyFlags(cur []string, op FlagOp, flags []string) []string {
+	norm, err := normalizeFlags(flags)
+	if err != nil {
+		return cur
+	}
+	return applyFlags(cur, op, norm)
+}

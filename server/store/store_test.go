@@ -217,8 +217,6 @@ func testDeliverErrors(t *testing.T) {
 	}
 }
 
-func storeDir(st *store.Store) string { return store.Dir(st) }
-
 // countBodies counts the bodies stored, in files and in the index.
 func countBodies(t testing.TB, st *store.Store) int {
 	t.Helper()

@@ -28,8 +28,8 @@ server "mx1" {
 
   # Reverse DNS (PTR) of the IP addresses, set through your hosting
   # provider's API. Without it, many receivers treat your mail as spam.
-  # Declare the provider (ovh, hetzner...) and uncomment:
-  # ptr = provider.ovh.eu
+  # For a server hosted at OVH, the provider above sets it too: uncomment
+  # ptr = provider.ovh.main
 
   ssh {
     user        = "root"

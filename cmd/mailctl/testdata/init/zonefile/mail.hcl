@@ -24,8 +24,10 @@ server "mail" {
 
   # Reverse DNS (PTR) of the IP addresses, set through your hosting
   # provider's API. Without it, many receivers treat your mail as spam.
-  # Declare the provider (ovh, hetzner...) and uncomment:
-  # ptr = provider.ovh.eu
+  # For a server at Hetzner Cloud, declare
+  #   provider "hetzner" "cloud" { token = env("HCLOUD_TOKEN") }
+  # and uncomment (or set the PTR in your hosting panel):
+  # ptr = provider.hetzner.cloud
 
   ssh {
     user        = "root"
