@@ -42,6 +42,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -133,9 +134,10 @@ func (w *Writer) Add(name string, size int64, r io.Reader) error {
 }
 
 // AddDir writes the regular files under root as prefix/...; a missing
-// root is no error. Only for files that are not changed while the server
-// runs, or changed by atomic renames (keys, certificates).
-func (w *Writer) AddDir(ctx context.Context, root, prefix string) error {
+// root is no error, and directories named skip are left out. Only for
+// files that are not changed while the server runs, or changed by atomic
+// renames (keys, certificates).
+func (w *Writer) AddDir(ctx context.Context, root, prefix string, skip ...string) error {
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p == root {
@@ -145,6 +147,9 @@ func (w *Writer) AddDir(ctx context.Context, root, prefix string) error {
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if d.IsDir() && p != root && slices.Contains(skip, d.Name()) {
+			return filepath.SkipDir
 		}
 		if !d.Type().IsRegular() {
 			return nil
@@ -211,16 +216,22 @@ func checkName(name string) error {
 	return fmt.Errorf("backup: file %q is not in %s", name, strings.Join(Parts, ", "))
 }
 
-// Read unpacks the backup from r into dir (which must not exist), checks
-// it against its manifest and returns the manifest. On error dir may hold
-// part of the backup.
+// Verify reads the whole backup from r and checks it against its manifest,
+// writing nothing.
+func Verify(ctx context.Context, r io.Reader) (*Manifest, error) { return Read(ctx, r, "") }
+
+// Read unpacks the backup from r into dir (which must not exist; "" to
+// only check it), checks it against its manifest and returns the
+// manifest. On error dir may hold part of the backup.
 func Read(ctx context.Context, r io.Reader, dir string) (*Manifest, error) {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return nil, fmt.Errorf("read backup: not a mailctl backup (gzip): %w", err)
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("read backup: %w", err)
+	if dir != "" {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("read backup: %w", err)
+		}
 	}
 	tr := tar.NewReader(gz)
 	got := map[string]File{}
@@ -255,7 +266,11 @@ func Read(ctx context.Context, r io.Reader, dir string) (*Manifest, error) {
 		if _, dup := got[hdr.Name]; dup {
 			return nil, fmt.Errorf("read backup: %q twice", hdr.Name)
 		}
-		f, err := writeFile(filepath.Join(dir, filepath.FromSlash(hdr.Name)), tr)
+		target := ""
+		if dir != "" {
+			target = filepath.Join(dir, filepath.FromSlash(hdr.Name))
+		}
+		f, err := writeFile(target, tr)
 		if err != nil {
 			if damaged(err) {
 				return nil, fmt.Errorf("read backup: %s: %w (the backup is damaged or was cut short)", hdr.Name, err)
@@ -300,7 +315,16 @@ func damaged(err error) bool {
 		errors.Is(err, gzip.ErrHeader) || errors.Is(err, tar.ErrHeader)
 }
 
+// writeFile writes r to p ("" to only hash it).
 func writeFile(p string, r io.Reader) (File, error) {
+	if p == "" {
+		h := sha256.New()
+		n, err := io.Copy(h, r)
+		if err != nil {
+			return File{}, err
+		}
+		return File{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return File{}, err
 	}

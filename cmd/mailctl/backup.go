@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailctl/mailctl/plan/config"
+	"github.com/mailctl/mailctl/plan/target"
+	"github.com/mailctl/mailctl/remote"
+	"github.com/mailctl/mailctl/server/backup"
+)
+
+func init() {
+	register(&command{name: "backup", synopsis: "copy each server's mail, queue, keys and certificates to this machine, while it runs", run: runBackup})
+	register(&command{name: "restore", synopsis: "put a backup onto a server (same UIDs, flags, UIDVALIDITY); it stops meanwhile", run: runRestore})
+}
+
+const backupHelp = `
+A backup is one file per server, <server>-<UTC time>.tar.gz, written 0600
+in a 0700 directory (it holds the DKIM keys and the TLS account): the mail
+store and outbound queue as one consistent snapshot taken while the server
+keeps accepting mail, the DKIM keys, certificates and ACME account, and a
+manifest with the SHA-256 of every file. The copy is read back and checked
+against its manifest before it gets its final name.
+
+Restore with: mailctl restore [-server NAME] FILE (docs/operations.md).
+`
+
+const restoreHelp = `
+The backup is checked against its manifest first, then copied to the
+server; only then is the server stopped, the backup put in place (same
+UIDVALIDITY, UIDs, flags, dates; quotas' usage as it was) and the server
+started again. A data directory that holds mail is refused unless -force:
+restore onto a fresh server (after apply). A failed restore leaves the data
+directory as it was and the server started.
+`
+
+// progressEvery is how often a long transfer prints a progress line.
+var progressEvery = 10 * time.Second
+
+func runBackup(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "backup", "[-server NAME]... [-out DIR] [-timeout 2m]")
+	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, backupHelp) })
+	var names listFlag
+	fs.Var(&names, "server", "back up this server `NAME` (repeatable; default every server)")
+	out := fs.String("out", "backups", "write the backups into `DIR` (created 0700; relative to the configuration directory)")
+	acceptNew := fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up when a server sends nothing for this long")
+	vars := addVarFlag(fs)
+	if done, code := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return errorf(e, "backup takes no arguments (got %q); use -server NAME to select servers", strings.Join(fs.Args(), " "))
+	}
+	if *timeout <= 0 {
+		return errorf(e, "backup: -timeout must be positive")
+	}
+	cfg := loadConfig(e, vars)
+	if cfg == nil {
+		return exitError
+	}
+	servers, err := selectServers(cfg, names)
+	if err != nil {
+		return errorf(e, "%v", err)
+	}
+	dir := *out
+	if !filepath.IsAbs(dir) && e.Dir != "" {
+		dir = filepath.Join(e.Dir, dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return errorf(e, "backup: %v", err)
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return errorf(e, "backup: %s is open to other users (mode %v) and backups hold private keys: chmod 700 %s", dir, fi.Mode().Perm(), dir)
+	}
+	failed := 0
+	for _, s := range servers {
+		if err := backupServer(ctx, e, cfg, s, dir, *acceptNew, *timeout); err != nil {
+			errorf(e, "backup of server.%s: %s", s.Name, oneLine(err.Error()))
+			failed++
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if failed > 0 || ctx.Err() != nil {
+		return exitError
+	}
+	return exitOK
+}
+
+// backupServer writes dir/<server>-<UTC stamp>.tar.gz, 0600, under a
+// temporary name until it is whole and checked against its manifest
+// (checked as it streams in, not read again).
+func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Server, dir string, acceptNew bool, stall time.Duration) error {
+	start := time.Now()
+	dctx, cancel := context.WithTimeout(ctx, stall)
+	conn, err := target.Open(dctx, cfg, s, target.Options{AcceptNewHostKey: acceptNew, Passphrase: passphrasePrompt(e), Logger: logger(e)})
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	name := filepath.Join(dir, fmt.Sprintf("%s-%s.tar.gz", s.Name, start.UTC().Format("20060102T150405Z")))
+	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".partial-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	defer f.Close()
+	fmt.Fprintf(e.Stdout, "server.%s: backing up...\n", s.Name)
+
+	w := newWatch(ctx, e, "server."+s.Name, "received", stall)
+	defer w.stop()
+	// The manifest is checked as the backup streams in.
+	pr, pw := io.Pipe()
+	type verified struct {
+		m   *backup.Manifest
+		err error
+	}
+	vc := make(chan verified, 1)
+	go func() {
+		m, err := backup.Verify(w.ctx, pr)
+		io.Copy(io.Discard, pr) // never block the writer
+		pr.Close()
+		vc <- verified{m, err}
+	}()
+	berr := conn.Backup(w.ctx, w.writer(io.MultiWriter(f, pw)), remote.BackupOptions{})
+	pw.CloseWithError(berr)
+	v := <-vc
+	if berr != nil {
+		return w.err(berr)
+	}
+	if v.err != nil {
+		return fmt.Errorf("the backup received is not whole: %w", v.err)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "server.%s: %s: %d files, %s (%s compressed), in %s\n", s.Name, name, len(v.m.Files),
+		bytesIEC(v.m.Bytes()), bytesIEC(w.n.Load()), time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func runRestore(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "restore", "[-server NAME] [-force] [-timeout 2m] BACKUP")
+	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, restoreHelp) })
+	server := fs.String("server", "", "restore onto this server `NAME` (needed when there are several)")
+	force := fs.Bool("force", false, "replace a data directory that already holds mail")
+	acceptNew := fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up when a transfer makes no progress for this long")
+	vars := addVarFlag(fs)
+	if done, code := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return errorf(e, "restore needs one BACKUP file (written by mailctl backup)")
+	}
+	if *timeout <= 0 {
+		return errorf(e, "restore: -timeout must be positive")
+	}
+	cfg := loadConfig(e, vars)
+	if cfg == nil {
+		return exitError
+	}
+	s, err := oneServer(cfg, *server)
+	if err != nil {
+		return errorf(e, "%v", err)
+	}
+	file := fs.Arg(0)
+	f, err := os.Open(file)
+	if err != nil {
+		return errorf(e, "restore: %v", err)
+	}
+	defer f.Close()
+	// A damaged backup is found before the server is touched.
+	m, err := backup.Verify(ctx, f)
+	if err != nil {
+		return errorf(e, "restore: %s: %s", file, oneLine(err.Error()))
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return errorf(e, "restore: %v", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return errorf(e, "restore: %v", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, *timeout)
+	conn, err := target.Open(dctx, cfg, s, target.Options{AcceptNewHostKey: *acceptNew, Passphrase: passphrasePrompt(e), Logger: logger(e)})
+	cancel()
+	if err != nil {
+		return errorf(e, "%v", err)
+	}
+	defer conn.Close()
+	if !*force {
+		octx, cancel := context.WithTimeout(ctx, *timeout)
+		what, err := conn.Occupied(octx)
+		cancel()
+		if errors.Is(err, remote.ErrNotDeployed) {
+			return errorf(e, "restore: server.%s has no mail server installed: run mailctl apply first", s.Name)
+		}
+		if err != nil {
+			return errorf(e, "restore: %v", err)
+		}
+		if what != "" {
+			return errorf(e, "restore: server.%s holds %s; restoring would replace them (give -force to do so)", s.Name, what)
+		}
+	}
+	fmt.Fprintf(e.Stdout, "server.%s: restoring the backup of %s taken %s (%d files, %s)...\n",
+		s.Name, m.Hostname, m.Created.Format(time.RFC3339), len(m.Files), bytesIEC(m.Bytes()))
+	w := newWatch(ctx, e, "server."+s.Name, "sent", *timeout)
+	defer w.stop()
+	out, err := conn.Restore(w.ctx, w.reader(f), remote.RestoreOptions{Force: *force, Uploaded: func() {
+		// Unpacking and the health check report no progress: bound
+		// them by the size instead (at least 20 MiB/s).
+		w.expect(5*time.Minute+time.Duration(fi.Size()/(20<<20))*time.Second, "the restore on the server")
+		fmt.Fprintf(e.Stdout, "server.%s: %s sent; the server stops while the backup is put in place...\n", s.Name, bytesIEC(fi.Size()))
+	}})
+	if err != nil {
+		return errorf(e, "restore of server.%s: %s", s.Name, oneLine(w.err(err).Error()))
+	}
+	for l := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		if l != "" {
+			fmt.Fprintf(e.Stdout, "server.%s: %s\n", s.Name, l)
+		}
+	}
+	fmt.Fprintf(e.Stdout, "server.%s: restored and running.\n", s.Name)
+	return exitOK
+}
+
+// watch reports the progress of a long transfer and ends it (cancelling
+// ctx) when it stalls: every progressEvery a line with the bytes moved so
+// far, and no byte for limit is an error.
+type watch struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	n      atomic.Int64
+	done   chan struct{}
+	once   sync.Once
+
+	mu       sync.Mutex
+	limit    time.Duration
+	what     string // the step bounded by a deadline instead, or ""
+	deadline time.Time
+}
+
+// errStalled is the cause of a watch's cancellation.
+var errStalled = errors.New("stalled")
+
+func newWatch(ctx context.Context, e *env, label, verb string, limit time.Duration) *watch {
+	w := &watch{done: make(chan struct{}), limit: limit}
+	w.ctx, w.cancel = context.WithCancelCause(ctx)
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		start, last, lastN, lastPrint := time.Now(), time.Now(), int64(0), time.Now()
+		for {
+			select {
+			case <-w.done:
+				return
+			case <-w.ctx.Done():
+				return
+			case now := <-tick.C:
+				n := w.n.Load()
+				if n != lastN {
+					last, lastN = now, n
+				}
+				w.mu.Lock()
+				limit, what, deadline := w.limit, w.what, w.deadline
+				w.mu.Unlock()
+				switch {
+				case what != "" && now.After(deadline):
+					w.cancel(fmt.Errorf("%w: %s took longer than %s", errStalled, what, limit))
+					return
+				case what == "" && now.Sub(last) >= limit:
+					w.cancel(fmt.Errorf("%w: nothing %s for %s (after %s)", errStalled, verb, limit, bytesIEC(n)))
+					return
+				}
+				if what == "" && now.Sub(lastPrint) >= progressEvery {
+					lastPrint = now
+					secs := now.Sub(start).Seconds()
+					fmt.Fprintf(e.Stdout, "%s: %s %s (%.1f MiB/s)...\n", label, bytesIEC(n), verb, float64(n)/(1<<20)/secs)
+				}
+			}
+		}
+	}()
+	return w
+}
+
+// expect switches from watching bytes to a deadline for a step that
+// moves none.
+func (w *watch) expect(limit time.Duration, what string) {
+	w.mu.Lock()
+	w.limit, w.what, w.deadline = limit, what, time.Now().Add(limit)
+	w.mu.Unlock()
+}
+
+func (w *watch) stop() {
+	w.once.Do(func() { close(w.done) })
+	w.cancel(nil)
+}
+
+// err replaces an error caused by the watch's cancellation with its
+// cause.
+func (w *watch) err(err error) error {
+	if cause := context.Cause(w.ctx); errors.Is(cause, errStalled) {
+		return cause
+	}
+	return err
+}
+
+func (w *watch) writer(dst io.Writer) io.Writer { return &countingWriter{dst, &w.n} }
+func (w *watch) reader(src io.Reader) io.Reader { return &countingReader{src, &w.n} }
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
