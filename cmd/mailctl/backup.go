@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/target"
 	"github.com/mailctl/mailctl/remote"
@@ -54,6 +56,8 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 	out := fs.String("out", "backups", "write the backups into `DIR` (created 0700; relative to the configuration directory)")
 	acceptNew := fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up when a server sends nothing for this long")
+	var encryptTo listFlag
+	fs.Var(&encryptTo, "encrypt-to", "encrypt the backups to this age public `KEY` (age1...; repeatable): restoring needs the matching -identity")
 	vars := addVarFlag(fs)
 	if done, code := parseFlags(fs, args); done {
 		return code
@@ -63,6 +67,14 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 	}
 	if *timeout <= 0 {
 		return errorf(e, "backup: -timeout must be positive")
+	}
+	var recipients []age.Recipient
+	for _, k := range encryptTo {
+		r, err := age.ParseRecipients(strings.NewReader(k))
+		if err != nil || len(r) != 1 {
+			return errorf(e, "backup: -encrypt-to %q is not an age public key (age1...)", k)
+		}
+		recipients = append(recipients, r...)
 	}
 	cfg := loadConfig(e, vars)
 	if cfg == nil {
@@ -84,7 +96,7 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 	}
 	failed := 0
 	for _, s := range servers {
-		if err := backupServer(ctx, e, cfg, s, dir, *acceptNew, *timeout); err != nil {
+		if err := backupServer(ctx, e, cfg, s, dir, *acceptNew, *timeout, recipients); err != nil {
 			errorf(e, "backup of server.%s: %s", s.Name, oneLine(err.Error()))
 			failed++
 		}
@@ -98,10 +110,11 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 	return exitOK
 }
 
-// backupServer writes dir/<server>-<UTC stamp>.tar.gz, 0600, under a
-// temporary name until it is whole and checked against its manifest
-// (checked as it streams in, not read again).
-func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Server, dir string, acceptNew bool, stall time.Duration) error {
+// backupServer writes dir/<server>-<UTC stamp>.tar.gz (.tar.gz.age when
+// encrypted to recipients), 0600, under a temporary name until it is whole
+// and checked against its manifest (checked as it streams in, not read
+// again).
+func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Server, dir string, acceptNew bool, stall time.Duration, recipients []age.Recipient) error {
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, stall)
 	conn, err := target.Open(dctx, cfg, s, target.Options{AcceptNewHostKey: acceptNew, Passphrase: passphrasePrompt(e), Logger: logger(e)})
@@ -111,6 +124,9 @@ func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Ser
 	}
 	defer conn.Close()
 	name := filepath.Join(dir, fmt.Sprintf("%s-%s.tar.gz", s.Name, start.UTC().Format("20060102T150405Z")))
+	if len(recipients) > 0 {
+		name += ".age"
+	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".partial-*")
 	if err != nil {
 		return err
@@ -135,11 +151,20 @@ func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Ser
 		pr.Close()
 		vc <- verified{m, err}
 	}()
-	berr := conn.Backup(w.ctx, w.writer(io.MultiWriter(f, pw)), remote.BackupOptions{})
+	var dst io.WriteCloser = nopWriteCloser{f}
+	if len(recipients) > 0 {
+		if dst, err = age.Encrypt(f, recipients...); err != nil {
+			return fmt.Errorf("encrypt: %w", err)
+		}
+	}
+	berr := conn.Backup(w.ctx, w.writer(io.MultiWriter(dst, pw)), remote.BackupOptions{})
 	pw.CloseWithError(berr)
 	v := <-vc
 	if berr != nil {
 		return w.err(berr)
+	}
+	if err := dst.Close(); err != nil {
+		return fmt.Errorf("encrypt: %w", err)
 	}
 	if v.err != nil {
 		return fmt.Errorf("the backup received is not whole: %w", v.err)
@@ -161,6 +186,74 @@ func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Ser
 	return nil
 }
 
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// ageMagic starts every age-encrypted file.
+const ageMagic = "age-encryption.org/"
+
+// openBackup opens a backup file for reading, decrypting it with
+// identities when it is encrypted.
+func openBackup(name string, identities []age.Identity) (io.ReadCloser, int64, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	head := make([]byte, len(ageMagic))
+	n, _ := io.ReadFull(f, head)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if string(head[:n]) != ageMagic {
+		return f, fi.Size(), nil
+	}
+	if len(identities) == 0 {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s is encrypted (age): give the key file with -identity FILE", name)
+	}
+	r, err := age.Decrypt(f, identities...)
+	if err != nil {
+		f.Close()
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, 0, fmt.Errorf("%s: the -identity keys do not open it (encrypted to another key)", name)
+		}
+		return nil, 0, fmt.Errorf("%s: decrypt: %w", name, err)
+	}
+	return readCloser{r, f}, fi.Size(), nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// readIdentities reads age secret keys (AGE-SECRET-KEY-..., one a line)
+// from the files named.
+func readIdentities(files []string) ([]age.Identity, error) {
+	var ids []age.Identity
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		got, err := age.ParseIdentities(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("-identity %s: %v", name, err)
+		}
+		ids = append(ids, got...)
+	}
+	return ids, nil
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -177,6 +270,8 @@ func runRestore(ctx context.Context, e *env, args []string) int {
 	force := fs.Bool("force", false, "replace a data directory that already holds mail")
 	acceptNew := fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up when a transfer makes no progress for this long")
+	var identityFiles listFlag
+	fs.Var(&identityFiles, "identity", "decrypt an encrypted backup with the age secret keys in `FILE` (repeatable)")
 	vars := addVarFlag(fs)
 	if done, code := parseFlags(fs, args); done {
 		return code
@@ -195,24 +290,26 @@ func runRestore(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return errorf(e, "%v", err)
 	}
-	file := fs.Arg(0)
-	f, err := os.Open(file)
+	identities, err := readIdentities(identityFiles)
 	if err != nil {
-		return errorf(e, "restore: %v", err)
+		return errorf(e, "restore: %s", oneLine(err.Error()))
 	}
-	defer f.Close()
+	file := fs.Arg(0)
 	// A damaged backup is found before the server is touched.
+	f, _, err := openBackup(file, identities)
+	if err != nil {
+		return errorf(e, "restore: %s", oneLine(err.Error()))
+	}
 	m, err := backup.Verify(ctx, f)
+	f.Close()
 	if err != nil {
 		return errorf(e, "restore: %s: %s", file, oneLine(err.Error()))
 	}
-	fi, err := f.Stat()
+	f, size, err := openBackup(file, identities)
 	if err != nil {
-		return errorf(e, "restore: %v", err)
+		return errorf(e, "restore: %s", oneLine(err.Error()))
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return errorf(e, "restore: %v", err)
-	}
+	defer f.Close()
 	dctx, cancel := context.WithTimeout(ctx, *timeout)
 	conn, err := target.Open(dctx, cfg, s, target.Options{AcceptNewHostKey: *acceptNew, Passphrase: passphrasePrompt(e), Logger: logger(e)})
 	cancel()
@@ -241,8 +338,8 @@ func runRestore(ctx context.Context, e *env, args []string) int {
 	out, err := conn.Restore(w.ctx, w.reader(f), remote.RestoreOptions{Force: *force, Uploaded: func() {
 		// Unpacking and the health check report no progress: bound
 		// them by the size instead (at least 20 MiB/s).
-		w.expect(5*time.Minute+time.Duration(fi.Size()/(20<<20))*time.Second, "the restore on the server")
-		fmt.Fprintf(e.Stdout, "server.%s: %s sent; the server stops while the backup is put in place...\n", s.Name, bytesIEC(fi.Size()))
+		w.expect(5*time.Minute+time.Duration(size/(20<<20))*time.Second, "the restore on the server")
+		fmt.Fprintf(e.Stdout, "server.%s: %s sent; the server stops while the backup is put in place...\n", s.Name, bytesIEC(w.n.Load()))
 	}})
 	if err != nil {
 		return errorf(e, "restore of server.%s: %s", s.Name, oneLine(w.err(err).Error()))

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 )
@@ -438,5 +440,73 @@ func restoreDrill(tb testing.TB, n int) {
 	}
 	if out, code := runMailctl(tb, bin, "-chdir", dir, "plan", "-detailed-exitcode"); code != 0 {
 		tb.Errorf("plan after restore and apply = %d, want no changes:\n%s", code, out)
+	}
+}
+
+// TestLabBackupEncrypted: -encrypt-to writes a backup only the matching
+// age identity opens; restore names -identity when it is missing, refuses
+// a wrong key in one line, and restores with the right one.
+func TestLabBackupEncrypted(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	bin := buildBinaryTB(t)
+	dir, imaps := labWithFreePorts(t)
+	t.Cleanup(func() { runMailctl(t, bin, "-chdir", dir, "destroy", "-auto-approve", "-purge-data") })
+	if out, code := runMailctl(t, bin, "-chdir", dir, "apply", "-auto-approve"); code != 0 {
+		t.Fatalf("apply = %d:\n%s", code, out)
+	}
+	fillLab(t, dir, imaps, seed, 40)
+	_, want := labState(t, dir, imaps, labUsers[0])
+
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := age.GenerateX25519Identity()
+	keyFile := filepath.Join(dir, "backup.key")
+	otherFile := filepath.Join(dir, "other.key")
+	os.WriteFile(keyFile, []byte("# backup key\n"+id.String()+"\n"), 0o600)
+	os.WriteFile(otherFile, []byte(other.String()+"\n"), 0o600)
+
+	if out, code := runMailctl(t, bin, "-chdir", dir, "backup", "-out", "bk", "-encrypt-to", "age1nope"); code == 0 || !strings.Contains(out, "not an age public key") {
+		t.Errorf("backup -encrypt-to age1nope = %d:\n%s", code, out)
+	}
+	out, code := runMailctl(t, bin, "-chdir", dir, "backup", "-out", "bk", "-encrypt-to", id.Recipient().String())
+	if code != 0 {
+		t.Fatalf("backup -encrypt-to = %d:\n%s", code, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "bk", "lab-*.tar.gz.age"))
+	if len(files) != 1 {
+		t.Fatalf("encrypted backup files: %v\n%s", files, out)
+	}
+	raw, _ := os.ReadFile(files[0])
+	if !bytes.HasPrefix(raw, []byte("age-encryption.org/v1\n")) || bytes.Contains(raw, []byte("MANIFEST.json")) {
+		t.Errorf("%s is not an age file: % x", files[0], raw[:min(len(raw), 40)])
+	}
+	if out, code := runMailctl(t, bin, "-chdir", dir, "destroy", "-auto-approve", "-purge-data"); code != 0 {
+		t.Fatalf("destroy -purge-data = %d:\n%s", code, out)
+	}
+	if out, code := runMailctl(t, bin, "-chdir", dir, "apply", "-auto-approve"); code != 0 {
+		t.Fatalf("apply = %d:\n%s", code, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "-identity"},
+		{[]string{"-identity", otherFile}, "do not open it"},
+	} {
+		args := append(append([]string{"-chdir", dir, "restore"}, c.args...), files[0])
+		out, code := runMailctl(t, bin, args...)
+		if code == 0 || !strings.Contains(out, c.want) || strings.Count(out, "\n") != 1 {
+			t.Errorf("restore %v = %d, want one line with %q:\n%s", c.args, code, c.want, out)
+		}
+	}
+	out, code = runMailctl(t, bin, "-chdir", dir, "restore", "-identity", keyFile, files[0])
+	if code != 0 {
+		t.Fatalf("restore -identity = %d:\n%s", code, out)
+	}
+	if _, got := labState(t, dir, imaps, labUsers[0]); !maps.Equal(got, want) {
+		t.Errorf("after the encrypted restore, %d messages, want %d as before", len(got), len(want))
 	}
 }
