@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +21,7 @@ import (
 	"github.com/mailctl/mailctl/plan/target"
 	"github.com/mailctl/mailctl/remote"
 	"github.com/mailctl/mailctl/server/backup"
+	"github.com/mailctl/mailctl/server/daemon"
 )
 
 func init() {
@@ -30,8 +34,10 @@ A backup is one file per server, <server>-<UTC time>.tar.gz, written 0600
 in a 0700 directory (it holds the DKIM keys and the TLS account): the mail
 store and outbound queue as one consistent snapshot taken while the server
 keeps accepting mail, the DKIM keys, certificates and ACME account, and a
-manifest with the SHA-256 of every file. The copy is read back and checked
-against its manifest before it gets its final name.
+manifest with the SHA-256 of every file. The copy is checked against its
+manifest before it gets its final name; <file>.manifest.json beside it
+lists its files (no content) for the next -incremental backup, which
+sends only new bodies and the changed pages of the index.
 
 Restore with: mailctl restore [-server NAME] FILE (docs/operations.md).
 `
@@ -56,6 +62,7 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 	out := fs.String("out", "backups", "write the backups into `DIR` (created 0700; relative to the configuration directory)")
 	acceptNew := fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up when a server sends nothing for this long")
+	incremental := fs.Bool("incremental", false, "send only what changed since the last backup of each server in -out (new messages, changed parts of the index); restore applies the chain")
 	var encryptTo listFlag
 	fs.Var(&encryptTo, "encrypt-to", "encrypt the backups to this age public `KEY` (age1...; repeatable): restoring needs the matching -identity")
 	vars := addVarFlag(fs)
@@ -96,7 +103,7 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 	}
 	failed := 0
 	for _, s := range servers {
-		if err := backupServer(ctx, e, cfg, s, dir, *acceptNew, *timeout, recipients); err != nil {
+		if err := backupServer(ctx, e, cfg, s, dir, *acceptNew, *timeout, recipients, *incremental); err != nil {
 			errorf(e, "backup of server.%s: %s", s.Name, oneLine(err.Error()))
 			failed++
 		}
@@ -114,8 +121,25 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 // encrypted to recipients), 0600, under a temporary name until it is whole
 // and checked against its manifest (checked as it streams in, not read
 // again).
-func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Server, dir string, acceptNew bool, stall time.Duration, recipients []age.Recipient) error {
+func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Server, dir string, acceptNew bool, stall time.Duration, recipients []age.Recipient, incremental bool) error {
 	start := time.Now()
+	var opts remote.BackupOptions
+	var base *backup.Manifest
+	baseName := ""
+	if incremental {
+		last, m, err := lastBackup(dir, s.Name)
+		if err != nil {
+			return err
+		}
+		if last == "" {
+			fmt.Fprintf(e.Stdout, "server.%s: no backup in %s yet: a full one\n", s.Name, dir)
+		} else {
+			base, baseName = m, filepath.Base(last)
+			if opts.Base, err = json.Marshal(daemon.BackupBase{Name: baseName, Manifest: base}); err != nil {
+				return err
+			}
+		}
+	}
 	dctx, cancel := context.WithTimeout(ctx, stall)
 	conn, err := target.Open(dctx, cfg, s, target.Options{AcceptNewHostKey: acceptNew, Passphrase: passphrasePrompt(e), Logger: logger(e)})
 	cancel()
@@ -134,7 +158,11 @@ func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Ser
 	tmp := f.Name()
 	defer os.Remove(tmp)
 	defer f.Close()
-	fmt.Fprintf(e.Stdout, "server.%s: backing up...\n", s.Name)
+	if base != nil {
+		fmt.Fprintf(e.Stdout, "server.%s: backing up what changed since %s...\n", s.Name, baseName)
+	} else {
+		fmt.Fprintf(e.Stdout, "server.%s: backing up...\n", s.Name)
+	}
 
 	w := newWatch(ctx, e, "server."+s.Name, "received", stall)
 	defer w.stop()
@@ -146,7 +174,7 @@ func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Ser
 	}
 	vc := make(chan verified, 1)
 	go func() {
-		m, err := backup.Verify(w.ctx, pr)
+		m, err := backup.VerifyAgainst(w.ctx, pr, base)
 		io.Copy(io.Discard, pr) // never block the writer
 		pr.Close()
 		vc <- verified{m, err}
@@ -157,7 +185,7 @@ func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Ser
 			return fmt.Errorf("encrypt: %w", err)
 		}
 	}
-	berr := conn.Backup(w.ctx, w.writer(io.MultiWriter(dst, pw)), remote.BackupOptions{})
+	berr := conn.Backup(w.ctx, w.writer(io.MultiWriter(dst, pw)), opts)
 	pw.CloseWithError(berr)
 	v := <-vc
 	if berr != nil {
@@ -175,15 +203,118 @@ func backupServer(ctx context.Context, e *env, cfg *config.Config, s *config.Ser
 	if err := f.Close(); err != nil {
 		return err
 	}
+	// The manifest beside it first: a backup without one cannot be the
+	// base of the next incremental one.
+	mb, err := json.MarshalIndent(v.m.Full(), "", " ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(name+manifestSuffix, mb); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, name); err != nil {
 		return err
 	}
 	if err := syncDir(dir); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.Stdout, "server.%s: %s: %d files, %s (%s compressed), in %s\n", s.Name, name, len(v.m.Files),
-		bytesIEC(v.m.Bytes()), bytesIEC(w.n.Load()), time.Since(start).Round(100*time.Millisecond))
+	what := "backup"
+	if base != nil {
+		what = "incremental backup on " + baseName
+	}
+	fmt.Fprintf(e.Stdout, "server.%s: %s: %s of %d files, %s, in %s (%s received)\n", s.Name, name, what, len(v.m.Files),
+		bytesIEC(v.m.Bytes()), time.Since(start).Round(100*time.Millisecond), bytesIEC(w.n.Load()))
 	return nil
+}
+
+// writeFileSync writes b to name, 0600, and syncs it.
+func writeFileSync(name string, b []byte) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// link is one backup of a chain.
+type link struct {
+	file string
+	m    *backup.Manifest
+}
+
+// backupChain returns the backups that file builds on, the full one first
+// and file last, each read whole and checked (an incremental one against
+// the one before). They are looked for beside file.
+func backupChain(ctx context.Context, file string, identities []age.Identity) ([]link, error) {
+	var chain []link
+	for next := file; ; {
+		f, _, err := openBackup(next, identities)
+		if err != nil {
+			return nil, err
+		}
+		m, err := backup.Verify(ctx, f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", next, err)
+		}
+		chain = append([]link{{next, m}}, chain...)
+		if !m.Incremental() {
+			return chain, nil
+		}
+		if len(chain) > 1000 {
+			return nil, fmt.Errorf("%s: a chain of more than 1000 backups", file)
+		}
+		next = filepath.Join(filepath.Dir(file), m.Base)
+		if _, err := os.Stat(next); err != nil {
+			return nil, fmt.Errorf("%s is incremental and builds on %s, which is not beside it: %w", chain[0].file, m.Base, err)
+		}
+	}
+}
+
+// manifestSuffix ends the name of the file beside each backup that holds
+// its full manifest (names, sizes, checksums; no content): what the next
+// incremental backup is taken against, readable without the backup's
+// age identity.
+const manifestSuffix = ".manifest.json"
+
+// lastBackup returns the newest backup of server in dir and its full
+// manifest, or "" when there is none.
+func lastBackup(dir, server string) (string, *backup.Manifest, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(server) + `-\d{8}T\d{6}Z\.tar\.gz(\.age)?$`)
+	var names []string
+	for _, d := range ents {
+		if re.MatchString(d.Name()) {
+			names = append(names, filepath.Join(dir, d.Name()))
+		}
+	}
+	if len(names) == 0 {
+		return "", nil, nil
+	}
+	// <server>-<UTC time>: the names sort by time.
+	slices.SortFunc(names, func(a, b string) int {
+		return strings.Compare(strings.TrimSuffix(a, ".age"), strings.TrimSuffix(b, ".age"))
+	})
+	last := names[len(names)-1]
+	b, err := os.ReadFile(last + manifestSuffix)
+	if err != nil {
+		return "", nil, fmt.Errorf("the last backup %s has no %s beside it: take a full backup (without -incremental)", last, manifestSuffix)
+	}
+	var m backup.Manifest
+	if err := json.Unmarshal(b, &m); err != nil || m.Format != backup.Format {
+		return "", nil, fmt.Errorf("%s: not a backup manifest", last+manifestSuffix)
+	}
+	return last, &m, nil
 }
 
 type nopWriteCloser struct{ io.Writer }
@@ -295,21 +426,49 @@ func runRestore(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "restore: %s", oneLine(err.Error()))
 	}
 	file := fs.Arg(0)
-	// A damaged backup is found before the server is touched.
-	f, _, err := openBackup(file, identities)
+	// A damaged backup, or a chain with a missing link, is found before
+	// the server is touched.
+	chain, err := backupChain(ctx, file, identities)
 	if err != nil {
 		return errorf(e, "restore: %s", oneLine(err.Error()))
 	}
-	m, err := backup.Verify(ctx, f)
-	f.Close()
-	if err != nil {
-		return errorf(e, "restore: %s: %s", file, oneLine(err.Error()))
+	m := chain[len(chain)-1].m
+	var src io.Reader
+	var size int64
+	if len(chain) == 1 {
+		f, n, err := openBackup(file, identities)
+		if err != nil {
+			return errorf(e, "restore: %s", oneLine(err.Error()))
+		}
+		defer f.Close()
+		src, size = f, n
+	} else {
+		// An incremental backup: its chain is applied here, from the
+		// full backup on, and the server receives the full backup that
+		// results.
+		stage, err := os.MkdirTemp(filepath.Dir(file), ".restore-stage-")
+		if err != nil {
+			return errorf(e, "restore: %v", err)
+		}
+		defer os.RemoveAll(stage)
+		fmt.Fprintf(e.Stdout, "server.%s: applying %d backups, from %s on...\n", s.Name, len(chain), filepath.Base(chain[0].file))
+		var full *backup.Manifest
+		for _, c := range chain {
+			f, _, err := openBackup(c.file, identities)
+			if err != nil {
+				return errorf(e, "restore: %s", oneLine(err.Error()))
+			}
+			full, err = backup.Apply(ctx, f, stage, full)
+			f.Close()
+			if err != nil {
+				return errorf(e, "restore: %s: %s", c.file, oneLine(err.Error()))
+			}
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(backup.WriteDir(ctx, pw, stage, full)) }()
+		defer pr.Close()
+		src, size = pr, full.Bytes()
 	}
-	f, size, err := openBackup(file, identities)
-	if err != nil {
-		return errorf(e, "restore: %s", oneLine(err.Error()))
-	}
-	defer f.Close()
 	dctx, cancel := context.WithTimeout(ctx, *timeout)
 	conn, err := target.Open(dctx, cfg, s, target.Options{AcceptNewHostKey: *acceptNew, Passphrase: passphrasePrompt(e), Logger: logger(e)})
 	cancel()
@@ -335,7 +494,7 @@ func runRestore(ctx context.Context, e *env, args []string) int {
 		s.Name, m.Hostname, m.Created.Format(time.RFC3339), len(m.Files), bytesIEC(m.Bytes()))
 	w := newWatch(ctx, e, "server."+s.Name, "sent", *timeout)
 	defer w.stop()
-	out, err := conn.Restore(w.ctx, w.reader(f), remote.RestoreOptions{Force: *force, Uploaded: func() {
+	out, err := conn.Restore(w.ctx, w.reader(src), remote.RestoreOptions{Force: *force, Uploaded: func() {
 		// Unpacking and the health check report no progress: bound
 		// them by the size instead (at least 20 MiB/s).
 		w.expect(5*time.Minute+time.Duration(size/(20<<20))*time.Second, "the restore on the server")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -508,5 +509,95 @@ func TestLabBackupEncrypted(t *testing.T) {
 	}
 	if _, got := labState(t, dir, imaps, labUsers[0]); !maps.Equal(got, want) {
 		t.Errorf("after the encrypted restore, %d messages, want %d as before", len(got), len(want))
+	}
+}
+
+// TestLabBackupIncremental: after a full backup and 100 new messages
+// (and flag changes), backup -incremental moves about the new messages'
+// size, not the store's; restoring it onto a fresh server applies the
+// chain and gives back every message.
+func TestLabBackupIncremental(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	bin := buildBinaryTB(t)
+	dir, imaps := labWithFreePorts(t)
+	t.Cleanup(func() { runMailctl(t, bin, "-chdir", dir, "destroy", "-auto-approve", "-purge-data") })
+	if out, code := runMailctl(t, bin, "-chdir", dir, "apply", "-auto-approve"); code != 0 {
+		t.Fatalf("apply = %d:\n%s", code, out)
+	}
+	// Bodies gzip cannot shrink much, as real mail's attachments.
+	c := dialLab(t, dir, imaps, labUsers[0])
+	add := func(from, n int) (total int64) {
+		for i := from; i < from+n; i++ {
+			raw := make([]byte, 1500+rng.IntN(3000))
+			for j := range raw {
+				raw[j] = byte(rng.Uint32())
+			}
+			body := fmt.Sprintf("From: x@example.net\r\nSubject: inc %d\r\n\r\n%s\r\n", i, base64.StdEncoding.EncodeToString(raw))
+			total += int64(len(body))
+			if err := appendMsg(c, "INBOX", []goimap.Flag{goimap.Flag(fmt.Sprintf("$K%d", i%3))}, time.Now(), body); err != nil {
+				t.Fatalf("seed %d: append: %v", seed, err)
+			}
+		}
+		return total
+	}
+	storeBytes := add(0, 1000)
+	out, code := runMailctl(t, bin, "-chdir", dir, "backup", "-out", "bk", "-incremental")
+	if code != 0 || !strings.Contains(out, "a full one") {
+		t.Fatalf("first backup -incremental = %d, want a full one:\n%s", code, out)
+	}
+	newBytes := add(1000, 100)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(goimap.UIDSet{{Start: 10, Stop: 60}}, &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Flags: []goimap.Flag{goimap.FlagSeen}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Logout().Wait()
+	_, want := labState(t, dir, imaps, labUsers[0])
+	time.Sleep(1100 * time.Millisecond) // backups are named by the second
+	out, code = runMailctl(t, bin, "-chdir", dir, "backup", "-out", "bk", "-incremental")
+	if code != 0 || !strings.Contains(out, "incremental backup on lab-") {
+		t.Fatalf("second backup -incremental = %d:\n%s", code, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "bk", "lab-*.tar.gz"))
+	if len(files) != 2 {
+		t.Fatalf("backups: %v", files)
+	}
+	fullInfo, _ := os.Stat(files[0])
+	incInfo, _ := os.Stat(files[1])
+	t.Logf("%d KiB of messages, full backup %d KiB; 100 new messages %d KiB, incremental backup %d KiB",
+		storeBytes>>10, fullInfo.Size()>>10, newBytes>>10, incInfo.Size()>>10)
+	if incInfo.Size() > 2*newBytes+64<<10 || incInfo.Size() > fullInfo.Size()/4 {
+		t.Errorf("incremental backup of %d bytes after %d bytes of new mail (full backup %d)", incInfo.Size(), newBytes, fullInfo.Size())
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f + ".manifest.json"); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s.manifest.json: %v %v", f, fi, err)
+		}
+	}
+
+	if out, code := runMailctl(t, bin, "-chdir", dir, "destroy", "-auto-approve", "-purge-data"); code != 0 {
+		t.Fatalf("destroy -purge-data = %d:\n%s", code, out)
+	}
+	if out, code := runMailctl(t, bin, "-chdir", dir, "apply", "-auto-approve"); code != 0 {
+		t.Fatalf("apply = %d:\n%s", code, out)
+	}
+	// Without the full backup it builds on, the chain is refused.
+	os.Rename(files[0], files[0]+".away")
+	if out, code := runMailctl(t, bin, "-chdir", dir, "restore", files[1]); code == 0 || !strings.Contains(out, "builds on") {
+		t.Errorf("restore without the base = %d:\n%s", code, out)
+	}
+	os.Rename(files[0]+".away", files[0])
+	out, code = runMailctl(t, bin, "-chdir", dir, "restore", files[1])
+	if code != 0 || !strings.Contains(out, "applying 2 backups") {
+		t.Fatalf("restore of the chain = %d:\n%s", code, out)
+	}
+	if _, got := labState(t, dir, imaps, labUsers[0]); !maps.Equal(got, want) {
+		t.Errorf("after restoring the chain, %d messages, want %d as before", len(got), len(want))
+	}
+	if ents, _ := filepath.Glob(filepath.Join(dir, "bk", ".restore-stage-*")); len(ents) != 0 {
+		t.Errorf("staging left behind: %v", ents)
 	}
 }

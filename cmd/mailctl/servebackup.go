@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -19,11 +20,23 @@ func runServeBackup(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "serve backup", "(-config FILE | -socket PATH) > BACKUP.tar.gz")
 	cfgPath := fs.String("config", "", "server configuration `FILE`; its control socket is asked")
 	socket := fs.String("socket", "", "control socket `PATH` (instead of -config)")
+	baseFile := fs.String("base", "", "take an incremental backup against the backup described in `FILE` (what mailctl backup -incremental sends)")
 	if done, code := parseFlags(fs, args); done {
 		return code
 	}
 	if fs.NArg() > 0 {
 		return errorf(e, "serve backup: unexpected argument %q", fs.Arg(0))
+	}
+	var base *daemon.BackupBase
+	if *baseFile != "" {
+		b, err := os.ReadFile(*baseFile)
+		if err != nil {
+			return errorf(e, "serve backup: %v", err)
+		}
+		base = new(daemon.BackupBase)
+		if err := json.Unmarshal(b, base); err != nil || base.Manifest == nil || base.Name == "" {
+			return errorf(e, "serve backup: %s does not describe a backup", *baseFile)
+		}
 	}
 	if f, ok := e.Stdout.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
@@ -34,7 +47,7 @@ func runServeBackup(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return errorf(e, "serve backup: %v", err)
 	}
-	if _, err := daemon.Backup(ctx, path, e.Stdout); err != nil {
+	if _, err := daemon.Backup(ctx, path, e.Stdout, base); err != nil {
 		return errorf(e, "serve backup: %v", err)
 	}
 	return exitOK

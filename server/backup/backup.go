@@ -55,8 +55,16 @@ import (
 // Format identifies the manifest of a mailctl backup.
 const Format = "mailctl-backup"
 
-// FormatVersion is the version of the backup format.
-const FormatVersion = 1
+// FormatVersion is the version of the backup format: 1 for a full
+// backup, 2 for an incremental one (which a mailctl that only knows 1
+// refuses).
+const FormatVersion = 2
+
+// ChunkSize is the size of the chunks of an index file (*.db) whose
+// SHA-256 a manifest lists, and that an incremental backup sends when they
+// changed: bbolt rewrites whole pages, so a small change to the store
+// changes a few chunks.
+const ChunkSize = 16 << 10
 
 // ManifestName is the name of the manifest entry, the last of a backup.
 const ManifestName = "MANIFEST.json"
@@ -72,7 +80,11 @@ type Manifest struct {
 	Created       time.Time `json:"created"`
 	Hostname      string    `json:"hostname"`
 	ServerVersion string    `json:"server_version"`
-	Files         []File    `json:"files"`
+	// Base is the file name of the backup an incremental backup builds
+	// on ("" for a full backup); BaseCreated is when that was taken.
+	Base        string    `json:"base,omitempty"`
+	BaseCreated time.Time `json:"base_created,omitzero"`
+	Files       []File    `json:"files"`
 }
 
 // File is one file of a backup.
@@ -80,6 +92,31 @@ type File struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Chunks are the checksums of each ChunkSize chunk of an index file:
+	// the first 128 bits of its SHA-256, in hex (the whole file's SHA256
+	// is checked too, once rebuilt).
+	Chunks []string `json:"chunks,omitempty"`
+	// Ref (incremental backups): the file is the base's, not in this
+	// backup. Delta: this backup holds Name+".delta", the chunks that
+	// differ from the base's (DeltaSuffix).
+	Ref   bool `json:"ref,omitempty"`
+	Delta bool `json:"delta,omitempty"`
+}
+
+// Incremental reports whether the backup builds on another.
+func (m *Manifest) Incremental() bool { return m.Base != "" }
+
+// Full returns the manifest as a full backup's: every file as it is, none
+// a reference or a delta. It is what the next incremental backup is
+// taken against.
+func (m *Manifest) Full() *Manifest {
+	f := *m
+	f.Files = make([]File, len(m.Files))
+	for i, x := range m.Files {
+		x.Ref, x.Delta = false, false
+		f.Files[i] = x
+	}
+	return &f
 }
 
 // Bytes returns the total size of the files.
@@ -97,13 +134,14 @@ type Writer struct {
 	tw   *tar.Writer
 	m    Manifest
 	seen map[string]bool
+	base map[string]File // SetBase
 }
 
 // NewWriter starts a backup of the server hostname (running version) on w.
 func NewWriter(w io.Writer, hostname, version string) *Writer {
 	gz := gzip.NewWriter(w)
 	return &Writer{gz: gz, tw: tar.NewWriter(gz), seen: map[string]bool{},
-		m: Manifest{Format: Format, FormatVersion: FormatVersion, Created: time.Now().UTC(),
+		m: Manifest{Format: Format, FormatVersion: 1, Created: time.Now().UTC(),
 			Hostname: hostname, ServerVersion: version}}
 }
 
@@ -117,6 +155,18 @@ func (w *Writer) Add(name string, size int64, r io.Reader) error {
 		return fmt.Errorf("backup: %q added twice", name)
 	}
 	w.seen[name] = true
+	if isIndex(name) {
+		return w.addIndex(name, size, r)
+	}
+	if b, ok := w.base[name]; ok && immutable(name) && b.Size == size {
+		w.m.Files = append(w.m.Files, File{Name: name, Size: size, SHA256: b.SHA256, Ref: true})
+		return nil
+	}
+	return w.addContent(name, size, r)
+}
+
+// addContent writes r as the archive's entry name.
+func (w *Writer) addContent(name string, size int64, r io.Reader) error {
 	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o600, ModTime: w.m.Created, Format: tar.FormatPAX}
 	if err := w.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("backup: %s: %w", name, err)
@@ -217,13 +267,35 @@ func checkName(name string) error {
 }
 
 // Verify reads the whole backup from r and checks it against its manifest,
-// writing nothing.
-func Verify(ctx context.Context, r io.Reader) (*Manifest, error) { return Read(ctx, r, "") }
+// writing nothing. The references and unchanged chunks of an incremental
+// backup are not checked: VerifyAgainst does, given its base.
+func Verify(ctx context.Context, r io.Reader) (*Manifest, error) { return read(ctx, r, "", nil) }
 
-// Read unpacks the backup from r into dir (which must not exist; "" to
-// only check it), checks it against its manifest and returns the
-// manifest. On error dir may hold part of the backup.
+// VerifyAgainst is Verify for a backup taken against base (the full
+// manifest of the backup it builds on, nil for a full backup).
+func VerifyAgainst(ctx context.Context, r io.Reader, base *Manifest) (*Manifest, error) {
+	m, err := read(ctx, r, "", base)
+	if err == nil && base == nil && m.Incremental() {
+		err = fmt.Errorf("read backup: incremental (built on %s) where a full backup was expected", m.Base)
+	}
+	return m, err
+}
+
+// Read unpacks the full backup from r into dir (which must not exist),
+// checks it against its manifest and returns the manifest. On error dir
+// may hold part of the backup.
 func Read(ctx context.Context, r io.Reader, dir string) (*Manifest, error) {
+	m, err := read(ctx, r, dir, nil)
+	if err == nil && m.Incremental() {
+		return nil, fmt.Errorf("read backup: it is incremental (built on %s): restore it with mailctl restore, which applies the backups it builds on", m.Base)
+	}
+	return m, err
+}
+
+// read unpacks (dir != "") or checks the backup from r. An incremental
+// backup's references and unchanged chunks are checked against base when
+// it is given.
+func read(ctx context.Context, r io.Reader, dir string, base *Manifest) (*Manifest, error) {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return nil, fmt.Errorf("read backup: not a mailctl backup (gzip): %w", err)
@@ -235,6 +307,7 @@ func Read(ctx context.Context, r io.Reader, dir string) (*Manifest, error) {
 	}
 	tr := tar.NewReader(gz)
 	got := map[string]File{}
+	deltas := map[string]map[int]string{}
 	var m *Manifest
 	for {
 		if err := ctx.Err(); err != nil {
@@ -270,6 +343,14 @@ func Read(ctx context.Context, r io.Reader, dir string) (*Manifest, error) {
 		if dir != "" {
 			target = filepath.Join(dir, filepath.FromSlash(hdr.Name))
 		}
+		if name, ok := strings.CutSuffix(hdr.Name, DeltaSuffix); ok && isIndex(name) {
+			held, err := readDelta(tr, target)
+			if err != nil {
+				return nil, fmt.Errorf("read backup: %s: %w (the backup is damaged or was cut short)", hdr.Name, err)
+			}
+			deltas[name] = held
+			continue
+		}
 		f, err := writeFile(target, tr)
 		if err != nil {
 			if damaged(err) {
@@ -293,18 +374,52 @@ func Read(ctx context.Context, r io.Reader, dir string) (*Manifest, error) {
 	if m.FormatVersion > FormatVersion {
 		return nil, fmt.Errorf("read backup: format version %d is newer than this mailctl's (%d): upgrade mailctl", m.FormatVersion, FormatVersion)
 	}
+	if (m.Base == "") != (m.FormatVersion < 2) {
+		return nil, fmt.Errorf("read backup: format version %d with base %q", m.FormatVersion, m.Base)
+	}
+	usedDelta := map[string]bool{}
 	for _, want := range m.Files {
+		if (want.Ref || want.Delta) && !m.Incremental() {
+			return nil, fmt.Errorf("read backup: %s refers to a base backup, but this one is full", want.Name)
+		}
+		if want.Ref {
+			continue
+		}
+		if want.Delta {
+			held, ok := deltas[want.Name]
+			if !ok {
+				return nil, fmt.Errorf("read backup: %s is in the manifest but not in the backup", want.Name+DeltaSuffix)
+			}
+			for i, sum := range held {
+				if i >= len(want.Chunks) || want.Chunks[i] != sum {
+					return nil, fmt.Errorf("read backup: %s: chunk %d differs from the manifest (damaged backup)", want.Name, i)
+				}
+			}
+			usedDelta[want.Name] = true
+			continue
+		}
 		f, ok := got[want.Name]
 		if !ok {
 			return nil, fmt.Errorf("read backup: %s is in the manifest but not in the backup", want.Name)
 		}
-		if f != want {
+		if f.Size != want.Size || f.SHA256 != want.SHA256 {
 			return nil, fmt.Errorf("read backup: %s: checksum or size differs from the manifest (damaged backup)", want.Name)
 		}
 		delete(got, want.Name)
 	}
 	for name := range got {
 		return nil, fmt.Errorf("read backup: %s is not in the manifest", name)
+	}
+	for name := range deltas {
+		if usedDelta[name] {
+			continue
+		}
+		return nil, fmt.Errorf("read backup: %s is not in the manifest", name+DeltaSuffix)
+	}
+	if base != nil {
+		if err := checkAgainstBase(m, base, deltas); err != nil {
+			return nil, fmt.Errorf("read backup: %w", err)
+		}
 	}
 	return m, nil
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +23,10 @@ var backupMu sync.Mutex
 // backup writes a backup of the running server to w (server/backup): the
 // store and the queue as snapshots taken while mail keeps flowing, the
 // DKIM keys, the self-signed certificate and the ACME data as files.
-func (d *daemon) backup(ctx context.Context, w io.Writer) (*backup.Manifest, error) {
+//
+// With base (the full manifest of the backup named baseName), the backup
+// is incremental against it (backup.Writer.SetBase).
+func (d *daemon) backup(ctx context.Context, w io.Writer, baseName string, base *backup.Manifest) (*backup.Manifest, error) {
 	backupMu.Lock()
 	defer backupMu.Unlock()
 	d.mu.Lock()
@@ -30,6 +34,9 @@ func (d *daemon) backup(ctx context.Context, w io.Writer) (*backup.Manifest, err
 	dataDir := d.boot.DataDir // a restart setting: the one in use
 	d.mu.Unlock()
 	bw := backup.NewWriter(w, cfg.Hostname, d.opts.Version)
+	if base != nil {
+		bw.SetBase(baseName, base)
+	}
 	under := func(prefix string) func(string, int64, io.Reader) error {
 		return func(name string, size int64, r io.Reader) error {
 			return bw.Add(prefix+"/"+name, size, r)
@@ -55,15 +62,40 @@ func (d *daemon) backup(ctx context.Context, w io.Writer) (*backup.Manifest, err
 	return m, nil
 }
 
-// handleBackup adds GET /backup to the control socket: the backup as a
-// gzip-compressed tar stream. An error after the stream began aborts the
-// connection, so the client sees a cut stream (and the backup has no
+// backupFunc writes a backup (daemon.backup).
+type backupFunc func(ctx context.Context, w io.Writer, baseName string, base *backup.Manifest) (*backup.Manifest, error)
+
+// BackupBase is the body of POST /backup: the backup an incremental one
+// is taken against.
+type BackupBase struct {
+	// Name is the base backup's file name, recorded in the new manifest.
+	Name string `json:"name"`
+	// Manifest is the base's full manifest (backup.Manifest.Full).
+	Manifest *backup.Manifest `json:"manifest"`
+}
+
+// handleBackup adds GET /backup (full) and POST /backup (incremental
+// against the BackupBase in the body) to the control socket: the backup
+// as a gzip-compressed tar stream. An error after the stream began aborts
+// the connection, so the client sees a cut stream (and the backup has no
 // manifest), never a short backup taken for a whole one.
-func handleBackup(mux *http.ServeMux, run func(ctx context.Context, w io.Writer) (*backup.Manifest, error)) {
-	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
+func handleBackup(mux *http.ServeMux, run backupFunc) {
+	mux.HandleFunc("/backup", func(w http.ResponseWriter, r *http.Request) {
+		var base BackupBase
+		switch r.Method {
+		case "GET":
+		case "POST":
+			if err := json.NewDecoder(io.LimitReader(r.Body, 512<<20)).Decode(&base); err != nil || base.Manifest == nil || base.Name == "" {
+				http.Error(w, fmt.Sprintf("backup base: not a backup description (%v)", err), http.StatusBadRequest)
+				return
+			}
+		default:
+			http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
+			return
+		}
 		w.Header().Set("Content-Type", "application/gzip")
 		cw := &countWriter{w: w}
-		if _, err := run(r.Context(), cw); err != nil {
+		if _, err := run(r.Context(), cw, base.Name, base.Manifest); err != nil {
 			if cw.n == 0 {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
@@ -85,8 +117,8 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 // Backup asks the server behind the control socket at path for a backup
-// and copies it to w.
-func Backup(ctx context.Context, path string, w io.Writer) (int64, error) {
+// and copies it to w: incremental against base when it is not nil.
+func Backup(ctx context.Context, path string, w io.Writer, base *BackupBase) (int64, error) {
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -96,6 +128,13 @@ func Backup(ctx context.Context, path string, w io.Writer) (int64, error) {
 	}}
 	defer client.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://mailctl/backup", nil)
+	if base != nil {
+		b, jerr := json.Marshal(base)
+		if jerr != nil {
+			return 0, jerr
+		}
+		req, err = http.NewRequestWithContext(ctx, "POST", "http://mailctl/backup", bytes.NewReader(b))
+	}
 	if err != nil {
 		return 0, err
 	}

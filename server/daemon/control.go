@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/mailctl/mailctl/internal/formatversion"
-	"github.com/mailctl/mailctl/server/backup"
 	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/tlsconf"
 )
@@ -89,7 +88,7 @@ type DKIMKey struct {
 
 // serveControl answers GET /status, the queue endpoints and GET /backup (backupctl.go) on the unix
 // socket ln until it is closed.
-func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin, backup func(context.Context, io.Writer) (*backup.Manifest, error)) *http.Server {
+func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin, backup backupFunc) *http.Server {
 	mux := http.NewServeMux()
 	handleQueue(mux, q)
 	handleBackup(mux, backup)
