@@ -48,14 +48,16 @@ server; only then is the server stopped, the backup put in place (same
 UIDVALIDITY, UIDs, flags, dates; quotas' usage as it was) and the server
 started again. A data directory that holds mail is refused unless -force:
 restore onto a fresh server (after apply). A failed restore leaves the data
-directory as it was and the server started.
+directory as it was and the server started. An incremental backup needs
+the backups it builds on beside it: they are applied here, in a temporary
+directory beside them, and the server receives the resulting full backup.
 `
 
 // progressEvery is how often a long transfer prints a progress line.
 var progressEvery = 10 * time.Second
 
 func runBackup(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "backup", "[-server NAME]... [-out DIR] [-timeout 2m]")
+	fs := newFlagSet(e, "backup", "[-server NAME]... [-out DIR] [-incremental] [-encrypt-to AGE-KEY]... [-timeout 2m]")
 	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, backupHelp) })
 	var names listFlag
 	fs.Var(&names, "server", "back up this server `NAME` (repeatable; default every server)")
@@ -395,7 +397,7 @@ func syncDir(dir string) error {
 }
 
 func runRestore(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "restore", "[-server NAME] [-force] [-timeout 2m] BACKUP")
+	fs := newFlagSet(e, "restore", "[-server NAME] [-force] [-identity FILE]... [-timeout 2m] BACKUP")
 	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, restoreHelp) })
 	server := fs.String("server", "", "restore onto this server `NAME` (needed when there are several)")
 	force := fs.Bool("force", false, "replace a data directory that already holds mail")
