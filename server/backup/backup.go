@@ -26,6 +26,14 @@
 // Greylisting state (greylist.db) is not in a backup: losing it only makes
 // senders retry once more. Files are written 0600 in 0700 directories:
 // the backup holds private keys.
+//
+// A backup can also be incremental, taken against the manifest of an
+// earlier one (incremental.go): bodies the base has are only listed, and
+// index files are sent as the fixed-size chunks that changed. The delta
+// is this package's own, about a hundred lines: bbolt writes whole pages
+// at fixed offsets, so comparing chunk checksums at the same offsets finds
+// what changed, and an rsync-like library (rolling checksums for data that
+// shifts, a wire protocol) would add a dependency for nothing this needs.
 package backup
 
 import (
