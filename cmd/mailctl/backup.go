@@ -500,7 +500,11 @@ func runRestore(ctx context.Context, e *env, args []string) int {
 		// Unpacking and the health check report no progress: bound
 		// them by the size instead (at least 20 MiB/s).
 		w.expect(5*time.Minute+time.Duration(size/(20<<20))*time.Second, "the restore on the server")
-		fmt.Fprintf(e.Stdout, "server.%s: %s sent; the server stops while the backup is put in place...\n", s.Name, bytesIEC(w.n.Load()))
+		sent := ""
+		if n := w.n.Load(); n > 0 {
+			sent = bytesIEC(n) + " sent; "
+		}
+		fmt.Fprintf(e.Stdout, "server.%s: %sthe server stops while the backup is put in place...\n", s.Name, sent)
 	}})
 	if err != nil {
 		return errorf(e, "restore of server.%s: %s", s.Name, oneLine(w.err(err).Error()))

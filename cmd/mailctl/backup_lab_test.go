@@ -56,6 +56,9 @@ func labWithFreePorts(t testing.TB) (dir string, imaps int) {
 	for _, ln := range lns {
 		ln.Close()
 	}
+	// A quota for alice, whose usage a restore must keep.
+	alice := `user "alice@example.test" {`
+	hcl = strings.Replace(hcl, alice, alice+"\n  quota = \"1 GiB\"", 1)
 	dir = t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "mail.hcl"), []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)
@@ -93,6 +96,18 @@ func dialLab(t testing.TB, dir string, port int, u labUser) *imapclient.Client {
 		t.Fatalf("login %s: %v", u.addr, err)
 	}
 	return c
+}
+
+// labQuota is what GETQUOTAROOT INBOX answers u.
+func labQuota(t testing.TB, dir string, port int, u labUser) string {
+	t.Helper()
+	c := dialLab(t, dir, port, u)
+	defer func() { c.Logout().Wait() }()
+	q, err := c.GetQuotaRoot("INBOX").Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%+v", q)
 }
 
 // labState reads UIDVALIDITY and every message of every mailbox of u.
@@ -298,6 +313,7 @@ func restoreDrill(tb testing.TB, n int) {
 		v, m := labState(tb, dir, imaps, u)
 		before[u.addr] = snapshot{v, m}
 	}
+	quotaBefore := labQuota(tb, dir, imaps, labUsers[0])
 	// A client connected before the backup, in INBOX.
 	old := dialLab(tb, dir, imaps, labUsers[0])
 	oldSel, err := old.Select("INBOX", nil).Wait()
@@ -406,6 +422,11 @@ func restoreDrill(tb testing.TB, n int) {
 		tb.Errorf("%d messages before the backup, %d appended", total, n)
 	}
 	tb.Logf("%d of %d messages appended during the backup are in it", inBackup, len(during))
+	if q := labQuota(tb, dir, imaps, labUsers[0]); q != quotaBefore {
+		tb.Errorf("alice's quota after restore: %s, before the backup: %s", q, quotaBefore)
+	} else {
+		tb.Logf("alice's quota as before: %s", q)
+	}
 
 	// The client connected before lost its connection with the restart;
 	// it reconnects and finds the mailbox it knew: no resync.
