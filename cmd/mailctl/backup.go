@@ -105,7 +105,10 @@ func runBackup(ctx context.Context, e *env, args []string) int {
 	}
 	failed := 0
 	for _, s := range servers {
-		if err := backupServer(ctx, e, cfg, s, dir, *acceptNew, *timeout, recipients, *incremental); err != nil {
+		if err := backupServer(ctx, e, cfg, s, dir, *acceptNew, *timeout, recipients, *incremental); errors.Is(err, remote.ErrNotDeployed) {
+			errorf(e, "backup of server.%s: no mail server is installed there: run mailctl apply first", s.Name)
+			failed++
+		} else if err != nil {
 			errorf(e, "backup of server.%s: %s", s.Name, oneLine(err.Error()))
 			failed++
 		}
@@ -506,6 +509,9 @@ func runRestore(ctx context.Context, e *env, args []string) int {
 		}
 		fmt.Fprintf(e.Stdout, "server.%s: %sthe server stops while the backup is put in place...\n", s.Name, sent)
 	}})
+	if errors.Is(err, remote.ErrNotDeployed) {
+		return errorf(e, "restore: server.%s has no mail server installed: run mailctl apply first", s.Name)
+	}
 	if err != nil {
 		return errorf(e, "restore of server.%s: %s", s.Name, oneLine(w.err(err).Error()))
 	}

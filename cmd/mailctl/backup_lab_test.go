@@ -25,6 +25,8 @@ import (
 	"filippo.io/age"
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailctl/mailctl/server/backup"
 )
 
 // labWithFreePorts writes the local lab's mail.hcl into a new directory
@@ -620,5 +622,41 @@ func TestLabBackupIncremental(t *testing.T) {
 	}
 	if ents, _ := filepath.Glob(filepath.Join(dir, "bk", ".restore-stage-*")); len(ents) != 0 {
 		t.Errorf("staging left behind: %v", ents)
+	}
+}
+
+// TestLabBackupNotDeployed: backup and restore of a lab never applied
+// say so in one line, and a damaged backup is refused before the server
+// is looked at.
+func TestLabBackupNotDeployed(t *testing.T) {
+	bin := buildBinaryTB(t)
+	dir, _ := labWithFreePorts(t)
+	out, code := runMailctl(t, bin, "-chdir", dir, "backup")
+	if code != 1 || !strings.Contains(out, "run mailctl apply first") || strings.Count(out, "Error:") != 1 {
+		t.Errorf("backup = %d:\n%s", code, out)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "backups")); len(ents) != 0 {
+		t.Errorf("a failed backup left %d files", len(ents))
+	}
+	var buf bytes.Buffer
+	if _, err := backup.NewWriter(&buf, "mail.example.test", "test").Close(); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "good.tar.gz")
+	os.WriteFile(good, buf.Bytes(), 0o600)
+	for _, force := range []bool{false, true} {
+		args := []string{"-chdir", dir, "restore", good}
+		if force {
+			args = []string{"-chdir", dir, "restore", "-force", good}
+		}
+		out, code := runMailctl(t, bin, args...)
+		if code != 1 || !strings.Contains(out, "run mailctl apply first") || strings.Count(out, "Error:") != 1 {
+			t.Errorf("restore (force %v) = %d:\n%s", force, code, out)
+		}
+	}
+	bad := filepath.Join(dir, "bad.tar.gz")
+	os.WriteFile(bad, buf.Bytes()[:buf.Len()/2], 0o600)
+	if out, code := runMailctl(t, bin, "-chdir", dir, "restore", bad); code != 1 || !strings.Contains(out, "cut short") || strings.Count(out, "\n") != 1 {
+		t.Errorf("restore of a cut backup = %d:\n%s", code, out)
 	}
 }
