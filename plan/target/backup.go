@@ -8,9 +8,9 @@ import (
 	"io"
 	"strings"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/remote"
-	"github.com/mailctl/mailctl/server/daemon"
 )
 
 // health is the check of the server's ports after a start.
@@ -73,7 +73,7 @@ func (c *Conn) Occupied(ctx context.Context) (string, error) {
 		c.log.Debug("server status unavailable before a restore", "server", c.srv.Name, "err", err)
 		return "", nil
 	}
-	var st daemon.Status
+	var st contract.Status
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return "", fmt.Errorf("read status of server.%s: %w", c.srv.Name, err)
 	}
