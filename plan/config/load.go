@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 )
@@ -64,7 +63,6 @@ func LoadSources(dir string, srcs map[string][]byte, opts LoadOptions) (*Config,
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	p := hclparse.NewParser()
 	names := make([]string, 0, len(srcs))
 	for n := range srcs {
 		names = append(names, n)
@@ -72,20 +70,30 @@ func LoadSources(dir string, srcs map[string][]byte, opts LoadOptions) (*Config,
 	sort.Strings(names)
 	var diags hcl.Diagnostics
 	var files []*hcl.File
+	parsed := make(map[string]*hcl.File, len(names))
 	for _, n := range names {
-		f, d := p.ParseHCL(srcs[n], n)
+		f, d := ParseFile(srcs[n], n)
 		diags = append(diags, d...)
+		if f != nil {
+			parsed[n] = f
+		}
 		if f != nil && !d.HasErrors() {
 			files = append(files, f)
 		}
 	}
-	cfg := &Config{Dir: dir, Files: p.Files()}
+	cfg := &Config{Dir: dir, Files: parsed}
 	if diags.HasErrors() {
 		return cfg, diags
 	}
 	d := &decoder{cfg: cfg, opts: opts}
 	d.decode(files)
 	d.validate()
+	// The syntax trees are not needed any more (diagnostics print from
+	// the files' bytes): let them go, they are several times the size of
+	// the Config.
+	for n, f := range parsed {
+		parsed[n] = &hcl.File{Body: hcl.EmptyBody(), Bytes: f.Bytes}
+	}
 	return cfg, d.diags
 }
 

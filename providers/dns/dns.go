@@ -202,22 +202,43 @@ func CheckAttributes(kind string, declared []Attribute, given map[string]string,
 // FindZone returns the longest zone of zones that contains domain (the
 // domain itself or a parent on a label boundary), or "" when none does.
 // Comparison ignores case and trailing dots; the zone is returned as given.
+// To look up many domains in one list, build a ZoneIndex once.
 func FindZone(domain string, zones []string) string {
-	d := normName(domain)
-	best := ""
-	bestLen := -1
+	return NewZoneIndex(zones).Find(domain)
+}
+
+// ZoneIndex finds the zone of a domain in a list of zones in time
+// proportional to the domain's labels, not to the list's length.
+type ZoneIndex struct {
+	zones map[string]string // normalized name: the first zone given so
+}
+
+// NewZoneIndex indexes zones for Find.
+func NewZoneIndex(zones []string) *ZoneIndex {
+	x := &ZoneIndex{zones: make(map[string]string, len(zones))}
 	for _, z := range zones {
 		zn := normName(z)
-		if zn == "" {
-			continue
-		}
-		if d == zn || strings.HasSuffix(d, "."+zn) {
-			if len(zn) > bestLen {
-				best, bestLen = z, len(zn)
-			}
+		if _, dup := x.zones[zn]; zn != "" && !dup {
+			x.zones[zn] = z
 		}
 	}
-	return best
+	return x
+}
+
+// Find returns the longest indexed zone that contains domain, as FindZone.
+func (x *ZoneIndex) Find(domain string) string {
+	d := normName(domain)
+	for d != "" {
+		if z, ok := x.zones[d]; ok {
+			return z
+		}
+		_, parent, found := strings.Cut(d, ".")
+		if !found {
+			break
+		}
+		d = parent
+	}
+	return ""
 }
 
 func normName(s string) string {

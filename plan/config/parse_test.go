@@ -1,0 +1,155 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// tricky holds top-level blocks whose strings, heredocs, comments and
+// interpolations contain lines that look like the end of a block.
+const tricky = `# a comment }
+variable "a" {
+  default = <<EOT
+}
+domain "fake" {
+}
+EOT
+}
+/* a block comment
+}
+server "fake" {
+}
+*/
+variable "b" {
+  default = "${
+  upper("x}")
+}"
+}
+variable "c" { default = "}\"}" } # }
+variable "d" {
+  default = <<-X
+    }
+    X
+}
+variable "e" {
+  description = "$${ not a template }"
+}
+`
+
+// TestParseFileInPiecesIsOneParse: a file cut into pieces (as small as one
+// block each) parses to the same blocks, attributes and ranges as one
+// parse of the whole, whatever hides a "}" at the start of a line.
+func TestParseFileInPiecesIsOneParse(t *testing.T) {
+	var big strings.Builder
+	big.WriteString(tricky)
+	for i := range 50 {
+		fmt.Fprintf(&big, "domain \"d%d.example\" {\n  dns = provider.zonefile.z\n  dkim {\n    selector = \"s%d\"\n  }\n}\n\n", i, i)
+		fmt.Fprintf(&big, "user \"u@d%d.example\" {\n  password_hash = \"x\"\n}\n", i)
+	}
+	big.WriteString(tricky)
+	src := []byte(big.String())
+	whole, diags := hclsyntax.ParseConfig(src, "mail.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for _, size := range []int{1, 100, 1000, 1 << 20} {
+		pieces := SplitTopLevel(src, size)
+		if size == 1 && len(pieces) != 2*50+2*5 {
+			t.Errorf("size %d: %d pieces, want one per top-level block (110)", size, len(pieces))
+		}
+		got, diags := parseFile(src, "mail.hcl", size)
+		if len(diags) > 0 {
+			t.Fatalf("size %d: %v", size, diags)
+		}
+		want := whole.Body.(*hclsyntax.Body)
+		body := got.Body.(*hclsyntax.Body)
+		if len(body.Blocks) != len(want.Blocks) {
+			t.Fatalf("size %d: %d blocks, want %d", size, len(body.Blocks), len(want.Blocks))
+		}
+		for i, b := range body.Blocks {
+			w := want.Blocks[i]
+			if b.Type != w.Type || !reflect.DeepEqual(b.Labels, w.Labels) || b.Range() != w.Range() || b.Body.SrcRange != w.Body.SrcRange {
+				t.Errorf("size %d: block %d is %s %v at %v, want %s %v at %v", size, i, b.Type, b.Labels, b.Range(), w.Type, w.Labels, w.Range())
+			}
+			for n, a := range b.Body.Attributes {
+				if wa := w.Body.Attributes[n]; wa == nil || a.SrcRange != wa.SrcRange {
+					t.Errorf("size %d: block %d attribute %s at %v, want %v", size, i, n, a.SrcRange, wa)
+				}
+			}
+		}
+		if body.SrcRange != want.SrcRange || body.EndRange != want.EndRange {
+			t.Errorf("size %d: body range %v/%v, want %v/%v", size, body.SrcRange, body.EndRange, want.SrcRange, want.EndRange)
+		}
+	}
+}
+
+// TestParseFileErrorsAsOneParse: a file with an error anywhere reports
+// exactly the diagnostics of one parse of the whole file.
+func TestParseFileErrorsAsOneParse(t *testing.T) {
+	var b strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&b, "domain \"d%d.example\" {\n  dns = provider.zonefile.z\n}\n", i)
+	}
+	good := b.String()
+	for name, src := range map[string]string{
+		"unclosed block":    good + "domain \"x\" {\n  dns = 1\n",
+		"stray brace":       "}\n" + good,
+		"unterminated doc":  good[:40] + "x = <<EOT\n}\n" + good[40:],
+		"bad string middle": good[:len(good)/2] + "\"\n}\n" + good[len(good)/2:],
+		"duplicate attr":    "a = 1\n" + good + "a = 2\n",
+	} {
+		want := hclsyntax.ParseConfig
+		_, wd := want([]byte(src), "mail.hcl", hcl.InitialPos)
+		_, gd := parseFile([]byte(src), "mail.hcl", 1)
+		if wd.Error() != gd.Error() {
+			t.Errorf("%s: diagnostics\n%v\nwant\n%v", name, gd, wd)
+		}
+	}
+}
+
+// TestLoadKeepsNoSyntaxTree: after Load, the configuration holds the
+// files' bytes (for diagnostics) but not their syntax trees, which are
+// several times its size: a plan of thousands of domains kept them all
+// along.
+func TestLoadKeepsNoSyntaxTree(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("provider \"zonefile\" \"z\" {\n  dir = \"zones\"\n}\n")
+	b.WriteString("server \"mx1\" {\n  hostname = \"mx1.d0.example\"\n  ipv4 = \"203.0.113.10\"\n  tls {\n    acme_email = \"a@d0.example\"\n  }\n}\n")
+	const n = 500
+	for i := range n {
+		fmt.Fprintf(&b, "domain \"d%d.example\" {\n  dns = provider.zonefile.z\n  server = server.mx1\n}\n", i)
+		for j := range 5 {
+			fmt.Fprintf(&b, "user \"u%d@d%d.example\" {\n  name = \"User %d\"\n  password_hash = \"$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$5yq2Vt0Jc6QFd6nOgxwtWkl3e1gGugcqo8xiP0WDJwQ\"\n}\n", j, i, j)
+		}
+	}
+	src := []byte(b.String())
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	cfg, diags := LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": src}, LoadOptions{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	kept := int64(heap()) - int64(before)
+	runtime.KeepAlive(cfg)
+	if len(cfg.Users) != 5*n {
+		t.Fatalf("%d users", len(cfg.Users))
+	}
+	// The Config is about 1.5 times the source; its syntax tree was 6.
+	if limit := int64(3 * len(src)); kept > limit {
+		t.Errorf("Load keeps %d KiB for a %d KiB file, want at most %d KiB", kept>>10, len(src)>>10, limit>>10)
+	}
+	if f := cfg.Files["mail.hcl"]; f == nil || string(f.Bytes) != string(src) {
+		t.Error("Files lost the source bytes diagnostics print from")
+	}
+}
