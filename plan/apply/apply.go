@@ -1,5 +1,6 @@
-// Package apply executes a plan: DNS changes through the providers, one
-// RRset at a time (exact deletes, then adds), zones in parallel. Every step
+// Package apply executes a plan: DNS changes through the providers, each
+// zone's RRsets in one call where the provider can (dns.ZoneApplier), else
+// one RRset at a time (exact deletes, then adds), zones in parallel. Every step
 // is idempotent, so an interrupted apply converges when run again.
 package apply
 
@@ -110,34 +111,38 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 				}
 				mu.Unlock()
 			}
+			if err := ctx.Err(); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("zone %s: interrupted before %s: %w", changes[0].Zone, changes[0].Address, err))
+				mu.Unlock()
+				notApplied(0)
+				return nil
+			}
+			c0 := changes[0]
+			prov, ok := provs[c0.Provider]
+			if !ok {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: no provider %s", c0.Address, c0.Provider))
+				mu.Unlock()
+				notApplied(0)
+				return nil
+			}
+			// The whole zone in one call where the provider can (one
+			// rewrite, serial bump and reload of a zone file; one RFC
+			// 2136 UPDATE), else one Apply per RRset in order.
+			edits := make([]dns.SetEdit, len(changes))
 			for i, c := range changes {
-				if err := ctx.Err(); err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("zone %s: interrupted before %s: %w", c.Zone, c.Address, err))
-					mu.Unlock()
-					notApplied(i)
-					return nil
-				}
-				prov, ok := provs[c.Provider]
-				if !ok {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("%s: no provider %s", c.Address, c.Provider))
-					mu.Unlock()
-					notApplied(i)
-					return nil
-				}
-				del, add := plan.DNSEdits(c)
+				edits[i].Del, edits[i].Add = plan.DNSEdits(c)
 				progress("%s: %s...", c.Address, verbing(c.Action))
-				done := still.Start(fmt.Sprintf("%s: Still %s", c.Address, strings.ToLower(verbing(c.Action))))
-				err := prov.Apply(ctx, c.Zone, del, add)
-				done()
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("apply %s in zone %s: %w", c.Address, c.Zone, err))
-					mu.Unlock()
-					notApplied(i)
-					return nil // stop this zone, keep the others going
-				}
+			}
+			what := fmt.Sprintf("%s: Still %s", c0.Address, strings.ToLower(verbing(c0.Action)))
+			if len(changes) > 1 {
+				what = fmt.Sprintf("zone %s: Still applying %d changes", c0.Zone, len(changes))
+			}
+			done := still.Start(what)
+			n, err := dns.ApplyZone(ctx, prov, c0.Zone, edits)
+			done()
+			for _, c := range changes[:n] {
 				progress("%s: %s complete", c.Address, c.Action.Verb())
 				mu.Lock()
 				switch c.Action {
@@ -152,6 +157,20 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 					res.Destroyed++
 				}
 				mu.Unlock()
+			}
+			if err != nil {
+				failed := changes[min(n, len(changes)-1)]
+				mu.Lock()
+				if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) && !isZoneApplier(prov) {
+					errs = append(errs, fmt.Errorf("zone %s: interrupted before %s: %w", failed.Zone, failed.Address, err))
+				} else if len(changes) > 1 && isZoneApplier(prov) {
+					errs = append(errs, fmt.Errorf("apply %d changes in zone %s: %w", len(changes), c0.Zone, err))
+				} else {
+					errs = append(errs, fmt.Errorf("apply %s in zone %s: %w", failed.Address, failed.Zone, err))
+				}
+				mu.Unlock()
+				notApplied(n)
+				return nil // stop this zone, keep the others going
 			}
 			return nil
 		})
@@ -171,6 +190,11 @@ func Pending(p *plan.Plan, types ...string) []string {
 		}
 	}
 	return out
+}
+
+func isZoneApplier(p dns.Provider) bool {
+	_, ok := p.(dns.ZoneApplier)
+	return ok
 }
 
 func verbing(a plan.Action) string {
