@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
 )
 
 // Why a file is parsed in pieces: hclsyntax lexes a whole file into one
@@ -252,25 +253,49 @@ func isIdentByte(c byte, first bool) bool {
 // PieceSize bytes (see SplitTopLevel) so that no token slice of the whole
 // file is ever held.
 func ParseFile(src []byte, name string) (*hcl.File, hcl.Diagnostics) {
-	return parseFile(src, name, PieceSize)
+	f, diags, _ := parseFile(src, name, PieceSize)
+	return f, diags
 }
 
-func parseFile(src []byte, name string, size int) (*hcl.File, hcl.Diagnostics) {
+// FormatFile parses src as ParseFile does and, when it parses, returns it
+// in the canonical layout of hclwrite.Format, formatted piece by piece
+// (the pieces that parsed): no token slice or syntax tree of the whole
+// file is held. A file that does not parse is returned as nil with its
+// diagnostics.
+func FormatFile(src []byte, name string) ([]byte, hcl.Diagnostics) {
+	_, diags, pieces := parseFile(src, name, PieceSize)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var out bytes.Buffer
+	out.Grow(len(src) + len(src)/8)
+	for _, p := range pieces {
+		out.Write(hclwrite.Format(p.Src))
+	}
+	return out.Bytes(), diags
+}
+
+// parseFile parses src in pieces of about size bytes; it returns the
+// pieces it parsed (the whole file as one when it fell back to one parse).
+func parseFile(src []byte, name string, size int) (*hcl.File, hcl.Diagnostics, []Piece) {
+	whole := func() (*hcl.File, hcl.Diagnostics, []Piece) {
+		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		return f, diags, []Piece{{Src: src, Start: hcl.InitialPos}}
+	}
 	pieces := SplitTopLevel(src, size)
 	if len(pieces) == 1 {
-		return hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		return whole()
 	}
 	body := &hclsyntax.Body{Attributes: hclsyntax.Attributes{}}
 	for i, p := range pieces {
 		f, diags := hclsyntax.ParseConfig(p.Src, name, p.Start)
 		if len(diags) > 0 {
-			return hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+			return whole()
 		}
 		b := f.Body.(*hclsyntax.Body)
 		for n, a := range b.Attributes {
 			if _, dup := body.Attributes[n]; dup {
-				// One parse reports the duplicate.
-				return hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+				return whole() // one parse reports the duplicate
 			}
 			body.Attributes[n] = a
 		}
@@ -281,5 +306,5 @@ func parseFile(src []byte, name string, size int) (*hcl.File, hcl.Diagnostics) {
 		body.SrcRange.End = b.SrcRange.End
 		body.EndRange = b.EndRange
 	}
-	return &hcl.File{Body: body, Bytes: src}, nil
+	return &hcl.File{Body: body, Bytes: src}, nil, pieces
 }

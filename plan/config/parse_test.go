@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
 )
 
 // tricky holds top-level blocks whose strings, heredocs, comments and
@@ -63,7 +64,7 @@ func TestParseFileInPiecesIsOneParse(t *testing.T) {
 		if size == 1 && len(pieces) != 2*50+2*5 {
 			t.Errorf("size %d: %d pieces, want one per top-level block (110)", size, len(pieces))
 		}
-		got, diags := parseFile(src, "mail.hcl", size)
+		got, diags, _ := parseFile(src, "mail.hcl", size)
 		if len(diags) > 0 {
 			t.Fatalf("size %d: %v", size, diags)
 		}
@@ -106,7 +107,7 @@ func TestParseFileErrorsAsOneParse(t *testing.T) {
 	} {
 		want := hclsyntax.ParseConfig
 		_, wd := want([]byte(src), "mail.hcl", hcl.InitialPos)
-		_, gd := parseFile([]byte(src), "mail.hcl", 1)
+		_, gd, _ := parseFile([]byte(src), "mail.hcl", 1)
 		if wd.Error() != gd.Error() {
 			t.Errorf("%s: diagnostics\n%v\nwant\n%v", name, gd, wd)
 		}
@@ -151,5 +152,35 @@ func TestLoadKeepsNoSyntaxTree(t *testing.T) {
 	}
 	if f := cfg.Files["mail.hcl"]; f == nil || string(f.Bytes) != string(src) {
 		t.Error("Files lost the source bytes diagnostics print from")
+	}
+}
+
+// TestFormatFileInPieces: formatting a file piece by piece gives what
+// hclwrite.Format gives for the whole file: misaligned attributes, odd
+// indentation, blank lines and comments at the cuts.
+func TestFormatFileInPieces(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("# head\n\n\n")
+	b.WriteString(tricky)
+	for i := range 300 {
+		fmt.Fprintf(&b, "domain \"d%d.example\" {\n dns = provider.zonefile.z\n      server=server.mx1\n  dmarc {\n policy = \"none\"\n    rua = [\"mailto:a@b\",\"mailto:c@d\"]\n  }\n}\n", i)
+		if i%7 == 0 {
+			b.WriteString("\n\n# a comment between blocks\n")
+		}
+		fmt.Fprintf(&b, "user \"u@d%d.example\" { password_hash = \"x\" }\n", i)
+	}
+	src := []byte(b.String())
+	if len(SplitTopLevel(src, PieceSize)) < 2 {
+		t.Fatal("the test file is one piece")
+	}
+	got, diags := FormatFile(src, "mail.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if want := hclwrite.Format(src); string(got) != string(want) {
+		t.Errorf("formatted in pieces differs from hclwrite.Format of the whole file")
+	}
+	if _, diags := FormatFile([]byte("domain \"x\" {\n"), "bad.hcl"); !diags.HasErrors() {
+		t.Error("FormatFile of a broken file reported no error")
 	}
 }
