@@ -22,13 +22,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/libdns/libdns"
 
+	"github.com/mailctl/mailctl/providers/base"
 	"github.com/mailctl/mailctl/providers/internal/registry"
 )
 
@@ -81,43 +80,13 @@ type Capabilities struct {
 	ApexCNAME bool
 }
 
-// Attribute documents one configuration attribute of a provider kind.
-type Attribute struct {
-	Name string
-	// Required attributes must be set; others have a default.
-	Required bool
-	// Sensitive values are secrets: never printed, logged or planned.
-	Sensitive bool
-	// Doc is a one-line description, shown by validation errors.
-	Doc string
-}
+// Attribute documents one configuration attribute of a provider kind (see
+// base.Attribute: one provider block configures both registries).
+type Attribute = base.Attribute
 
 // Config is what a factory receives: the provider block's attributes as
 // strings (secrets included: do not log them) and a logger.
-type Config struct {
-	// Name is the provider's label in the configuration, for messages.
-	Name string
-	// Attrs maps attribute names to values.
-	Attrs map[string]string
-	// Logger receives debug logs of API calls; nil means discard.
-	Logger *slog.Logger
-}
-
-// Get returns the attribute name, or def when it is unset or empty.
-func (c Config) Get(name, def string) string {
-	if v, ok := c.Attrs[name]; ok && v != "" {
-		return v
-	}
-	return def
-}
-
-// Log returns the configured logger or one that discards.
-func (c Config) Log() *slog.Logger {
-	if c.Logger != nil {
-		return c.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
+type Config = base.Config
 
 // Factory builds a provider from its configuration. It must not do network
 // I/O: credentials are checked by the first call.
@@ -174,29 +143,11 @@ func (k Kind) Check(attrs map[string]string) error {
 	return CheckAttributes(k.Name, k.Attributes, attrs, ErrConfig)
 }
 
-// CheckAttributes reports, each wrapping errConfig, the required attributes
-// of kind missing from given and the given ones kind does not declare. The
-// DNS and reverse DNS registries share it.
+// CheckAttributes reports the required attributes of kind missing from
+// given and the given ones kind does not declare, each wrapping errConfig
+// (see base.CheckAttributes).
 func CheckAttributes(kind string, declared []Attribute, given map[string]string, errConfig error) error {
-	known := map[string]bool{}
-	var errs []error
-	for _, a := range declared {
-		known[a.Name] = true
-		if a.Required && given[a.Name] == "" {
-			errs = append(errs, fmt.Errorf("%w: provider %q needs attribute %q (%s)", errConfig, kind, a.Name, a.Doc))
-		}
-	}
-	var unknown []string
-	for name := range given {
-		if !known[name] {
-			unknown = append(unknown, name)
-		}
-	}
-	sort.Strings(unknown)
-	for _, name := range unknown {
-		errs = append(errs, fmt.Errorf("%w: provider %q has no attribute %q", errConfig, kind, name))
-	}
-	return errors.Join(errs...)
+	return base.CheckAttributes(kind, declared, given, errConfig)
 }
 
 // FindZone returns the longest zone of zones that contains domain (the
