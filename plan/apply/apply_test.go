@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/apply"
 	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/dns/dnstest"
 	_ "github.com/mailctl/mailctl/providers/dns/zonefile"
 )
 
@@ -131,6 +133,22 @@ func TestApplyOneWritePerZone(t *testing.T) {
 	for _, c := range changes[:12] {
 		if !strings.Contains(out.String(), c.Address+": "+c.Action.Verb()+" complete") {
 			t.Errorf("no completion line for %s:\n%s", c.Address, out.String())
+		}
+	}
+}
+
+// TestNeverEmptyEditsAreApplys: the shared never-empties check of every
+// DNS provider (dnstest) sends what apply sends for its changes.
+func TestNeverEmptyEditsAreApplys(t *testing.T) {
+	t.Parallel()
+	for _, c := range dnstest.NeverEmptyChanges() {
+		ch := plan.Change{Zone: "example.org", Name: c.Rel, RRType: c.Type,
+			Before: &plan.RRSet{TTL: int(c.BeforeTTL.Seconds()), Values: c.BeforeValues},
+			After:  &plan.RRSet{TTL: int(c.AfterTTL.Seconds()), Values: c.AfterVals}}
+		wdel, wadd := plan.DNSEdits(ch)
+		del, add := c.Edits()
+		if !reflect.DeepEqual(del, wdel) || !reflect.DeepEqual(add, wadd) {
+			t.Errorf("%s: dnstest edits del %v add %v, apply sends del %v add %v", c.Name, del, add, wdel, wadd)
 		}
 	}
 }

@@ -103,7 +103,7 @@ func Scenarios(zone string) []Scenario {
 
 // Zones is how many times Run calls its NewFunc, for tests that prepare
 // zones up front.
-func Zones() int { return len(Scenarios("x")) + 3 }
+func Zones() int { return len(Scenarios("x")) + 3 + len(NeverEmptyChanges()) }
 
 // ZoneSteps are the steps of the whole-zone check: each is one
 // dns.ApplyZone of the edits of several RRsets, as apply makes them for a
@@ -157,7 +157,8 @@ func RunZone(t *testing.T, p dns.Provider, zone string) {
 }
 
 // Run runs every scenario in a subtest with a fresh provider and zone, then
-// the concurrency check, and checks Zones for providers that list zones.
+// the never-empties, whole-zone and concurrency checks, and checks Zones
+// for providers that list zones.
 func Run(t *testing.T, newProvider NewFunc) {
 	t.Helper()
 	for _, sc := range Scenarios("placeholder.invalid") {
@@ -166,6 +167,15 @@ func Run(t *testing.T, newProvider NewFunc) {
 			RunScenario(t, p, zone, sc.Name)
 		})
 	}
+	// Seen only before and after each Apply here; adapters whose Apply
+	// makes several API calls also run RunNeverEmpties on an emulator's
+	// record of each call.
+	t.Run("never empties", func(t *testing.T) {
+		RunNeverEmpties(t, func(t *testing.T) Observed {
+			p, zone := newProvider(t)
+			return Observed{Provider: p, Zone: zone}
+		})
+	})
 	t.Run("whole zone at once", func(t *testing.T) {
 		p, zone := newProvider(t)
 		RunZone(t, p, zone)
