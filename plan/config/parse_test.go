@@ -184,3 +184,57 @@ func TestFormatFileInPieces(t *testing.T) {
 		t.Error("FormatFile of a broken file reported no error")
 	}
 }
+
+// TestLoadStreamingIsLoad: a configuration without variables, whose user
+// and alias blocks are decoded piece by piece while the file is parsed,
+// loads to the same users, aliases, domains and diagnostics as one with a
+// variable (decoded after the whole parse).
+func TestLoadStreamingIsLoad(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("provider \"zonefile\" \"z\" {\n  dir = \"zones\"\n}\n")
+	b.WriteString("server \"mx1\" {\n  hostname = \"mx1.d0.example\"\n  ipv4 = \"203.0.113.10\"\n  tls {\n    acme_email = \"a@d0.example\"\n  }\n}\n")
+	for i := range 300 {
+		fmt.Fprintf(&b, "domain \"d%d.example\" {\n  dns = provider.zonefile.z\n  server = server.mx1\n}\n", i)
+		fmt.Fprintf(&b, "user \"u@d%d.example\" {\n  name = \"U %d\"\n  password_hash = \"$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$5yq2Vt0Jc6QFd6nOgxwtWkl3e1gGugcqo8xiP0WDJwQ\"\n  aliases = [\"a%d@d%d.example\"]\n}\n", i, i, i, i)
+		fmt.Fprintf(&b, "alias \"postmaster@d%d.example\" {\n  to = [\"u@d%d.example\"]\n}\n", i, i)
+		if i%50 == 0 {
+			fmt.Fprintf(&b, "user \"not an address %d\" {\n  password_hash = \"nope\"\n}\n", i)
+			b.WriteString("user \"two\" \"labels\" {\n  password_hash = \"x\"\n}\n")
+		}
+	}
+	src := b.String()
+	if len(SplitTopLevel([]byte(src), PieceSize)) < 3 {
+		t.Fatal("the test file is one piece")
+	}
+	load := func(src string) (*Config, hcl.Diagnostics) {
+		return LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(src)}, LoadOptions{})
+	}
+	streamed, sd := load(src)
+	whole, wd := load("variable \"x\" {\n  default = \"y\"\n}\n" + src)
+	if len(sd) == 0 || len(sd) != len(wd) {
+		t.Fatalf("%d diagnostics streamed, %d whole (want the same, several):\n%v\n%v", len(sd), len(wd), sd, wd)
+	}
+	summary := func(diags hcl.Diagnostics) []string {
+		var out []string
+		for _, d := range sortDiags(diags) {
+			out = append(out, d.Summary+": "+d.Detail)
+		}
+		return out
+	}
+	if !reflect.DeepEqual(summary(sd), summary(wd)) {
+		t.Errorf("diagnostics differ:\n%v\n%v", summary(sd), summary(wd))
+	}
+	if streamed == nil || whole == nil || len(streamed.Users) != len(whole.Users) || len(streamed.Users) < 300 {
+		t.Fatalf("users: streamed %v, whole %v", streamed, whole)
+	}
+	for i := range streamed.Users {
+		s, w := *streamed.Users[i], *whole.Users[i]
+		s.DeclRange, w.DeclRange = hcl.Range{}, hcl.Range{} // the variable moved the text
+		if !reflect.DeepEqual(s, w) {
+			t.Errorf("user %d: streamed %+v, whole %+v", i, s, w)
+		}
+	}
+	if len(streamed.Aliases) != 300 || len(whole.Aliases) != 300 || len(streamed.Domains) != 300 || streamed.Aliases[299].Address != whole.Aliases[299].Address {
+		t.Errorf("aliases %d/%d, domains %d", len(streamed.Aliases), len(whole.Aliases), len(streamed.Domains))
+	}
+}
