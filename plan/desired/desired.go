@@ -100,7 +100,7 @@ func PublishedSelectors(k config.DKIM) []string {
 // address. keys gives the DKIM public keys known from the servers; a
 // selector without a key is Unknown ("known after apply").
 func Records(cfg *config.Config, keys []DKIMKey) []RRSet {
-	var out []RRSet
+	out := make([]RRSet, 0, 16*len(cfg.Domains)) // about 12 a domain
 	hostOwner := hostDomains(cfg)
 	byKey := make(map[keyRef]string, len(keys))
 	for _, k := range keys {

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -445,7 +446,7 @@ func writeTokens(w io.Writer, name string, src []byte) {
 // tokenForm returns what writeTokens writes for src lexed in pieces of
 // about size bytes, or false when a piece does not lex.
 func tokenForm(name string, src []byte, size int) ([]byte, bool) {
-	var buf bytes.Buffer
+	buf := bytes.NewBuffer(make([]byte, 0, len(src)+len(src)/2))
 	newline := true // at the start, as after a line end
 	pieces := config.SplitTopLevel(src, size)
 	for i, p := range pieces {
@@ -473,7 +474,11 @@ func tokenForm(name string, src []byte, size int) ([]byte, bool) {
 				continue
 			}
 			newline = false
-			fmt.Fprintf(&buf, "%d\x00%d\x00", typ, len(t.Bytes))
+			// As fmt.Fprintf(buf, "%d\x00%d\x00", typ, len(t.Bytes)).
+			b := strconv.AppendInt(buf.AvailableBuffer(), int64(typ), 10)
+			b = append(b, 0)
+			b = strconv.AppendInt(b, int64(len(t.Bytes)), 10)
+			buf.Write(append(b, 0))
 			buf.Write(t.Bytes)
 		}
 	}
