@@ -127,22 +127,7 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 				notApplied(0)
 				return nil
 			}
-			// The whole zone in one call where the provider can (one
-			// rewrite, serial bump and reload of a zone file; one RFC
-			// 2136 UPDATE), else one Apply per RRset in order.
-			edits := make([]dns.SetEdit, len(changes))
-			for i, c := range changes {
-				edits[i].Del, edits[i].Add = plan.DNSEdits(c)
-				progress("%s: %s...", c.Address, verbing(c.Action))
-			}
-			what := fmt.Sprintf("%s: Still %s", c0.Address, strings.ToLower(verbing(c0.Action)))
-			if len(changes) > 1 {
-				what = fmt.Sprintf("zone %s: Still applying %d changes", c0.Zone, len(changes))
-			}
-			done := still.Start(what)
-			n, err := dns.ApplyZone(ctx, prov, c0.Zone, edits)
-			done()
-			for _, c := range changes[:n] {
+			count := func(c plan.Change) {
 				progress("%s: %s complete", c.Address, c.Action.Verb())
 				mu.Lock()
 				switch c.Action {
@@ -158,19 +143,57 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 				}
 				mu.Unlock()
 			}
-			if err != nil {
-				failed := changes[min(n, len(changes)-1)]
+			fail := func(i int, err error) {
 				mu.Lock()
-				if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) && !isZoneApplier(prov) {
-					errs = append(errs, fmt.Errorf("zone %s: interrupted before %s: %w", failed.Zone, failed.Address, err))
-				} else if len(changes) > 1 && isZoneApplier(prov) {
-					errs = append(errs, fmt.Errorf("apply %d changes in zone %s: %w", len(changes), c0.Zone, err))
-				} else {
-					errs = append(errs, fmt.Errorf("apply %s in zone %s: %w", failed.Address, failed.Zone, err))
-				}
+				errs = append(errs, err)
 				mu.Unlock()
-				notApplied(n)
+				notApplied(i)
+			}
+			za, whole := prov.(dns.ZoneApplier)
+			if !whole {
+				// One Apply per RRset, in order, each with its progress.
+				for i, c := range changes {
+					if err := ctx.Err(); err != nil {
+						fail(i, fmt.Errorf("zone %s: interrupted before %s: %w", c.Zone, c.Address, err))
+						return nil
+					}
+					del, add := plan.DNSEdits(c)
+					progress("%s: %s...", c.Address, verbing(c.Action))
+					done := still.Start(fmt.Sprintf("%s: Still %s", c.Address, strings.ToLower(verbing(c.Action))))
+					err := prov.Apply(ctx, c.Zone, del, add)
+					done()
+					if err != nil {
+						fail(i, fmt.Errorf("apply %s in zone %s: %w", c.Address, c.Zone, err))
+						return nil // stop this zone, keep the others going
+					}
+					count(c)
+				}
+				return nil
+			}
+			// The whole zone in one call: one rewrite, serial bump and
+			// reload of a zone file; one RFC 2136 UPDATE. All or nothing.
+			edits := make([]dns.SetEdit, len(changes))
+			for i, c := range changes {
+				edits[i].Del, edits[i].Add = plan.DNSEdits(c)
+				progress("%s: %s...", c.Address, verbing(c.Action))
+			}
+			what := fmt.Sprintf("%s: Still %s", c0.Address, strings.ToLower(verbing(c0.Action)))
+			if len(changes) > 1 {
+				what = fmt.Sprintf("zone %s: Still applying %d changes", c0.Zone, len(changes))
+			}
+			done := still.Start(what)
+			err := za.ApplyZone(ctx, c0.Zone, edits)
+			done()
+			if err != nil {
+				if len(changes) == 1 {
+					fail(0, fmt.Errorf("apply %s in zone %s: %w", c0.Address, c0.Zone, err))
+				} else {
+					fail(0, fmt.Errorf("apply %d changes in zone %s: %w", len(changes), c0.Zone, err))
+				}
 				return nil // stop this zone, keep the others going
+			}
+			for _, c := range changes {
+				count(c)
 			}
 			return nil
 		})
@@ -190,11 +213,6 @@ func Pending(p *plan.Plan, types ...string) []string {
 		}
 	}
 	return out
-}
-
-func isZoneApplier(p dns.Provider) bool {
-	_, ok := p.(dns.ZoneApplier)
-	return ok
 }
 
 func verbing(a plan.Action) string {
