@@ -16,6 +16,11 @@
 // providers/dns/dnstest against it. Records must be returned in canonical
 // form (see Canonical) and Apply must delete exactly the given records and add
 // exactly the given ones, never touching other records at the same name.
+// A kind that can change many RRsets of a zone in one operation (one file
+// write, one UPDATE message) implements ZoneApplier too: apply then sends
+// it each zone's changes at once. The shared suite checks both, and that
+// no change ever leaves an RRset empty (dnstest.RunNeverEmpties). The
+// configuration types and the HTTP client are those of providers/base.
 package dns
 
 import (
