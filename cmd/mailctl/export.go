@@ -26,6 +26,12 @@ lab's server locally); nothing changes on the server, and mail keeps
 arriving while the export runs (a message that arrives during it may be
 left out).
 
+-from-backup FILE exports from a backup written by mailctl backup, on
+this machine, without a server: the user's mail as it was when the
+backup was taken. An incremental backup needs the backups it builds on
+beside it (as restore does); an encrypted one needs -identity. The
+backup is unpacked into a temporary directory beside it, removed after.
+
 -format maildir writes a Maildir++ tree as Dovecot's default layout and
 mutt read it: INBOX in DIR, a folder "A/B" in DIR/.A.B, the flags in the
 file names, the keywords in each folder's dovecot-keywords, and the UIDs
@@ -39,7 +45,7 @@ written stays in DIR).
 `
 
 func runExport(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "export", "-user ADDR -format maildir|mbox [-out DIR] [-server NAME] [-accept-new-host-key]")
+	fs := newFlagSet(e, "export", "-user ADDR -format maildir|mbox [-out DIR] [-server NAME | -from-backup FILE [-identity FILE]...]")
 	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, exportHelp) })
 	user := fs.String("user", "", "the user `ADDR` whose mail is exported")
 	format := fs.String("format", "", "`maildir` or mbox")
@@ -47,6 +53,9 @@ func runExport(ctx context.Context, e *env, args []string) int {
 	name := fs.String("server", "", "the server `NAME` (default: the server of the user's domain)")
 	acceptNew := fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit to reach the server")
+	fromBackup := fs.String("from-backup", "", "export from the backup `FILE` (written by mailctl backup) on this machine, without a server")
+	var identityFiles listFlag
+	fs.Var(&identityFiles, "identity", "with -from-backup, decrypt an encrypted backup with the age secret keys in `FILE` (repeatable)")
 	vars := addVarFlag(fs)
 	if done, code := parseFlags(fs, args); done {
 		return code
@@ -67,17 +76,36 @@ func runExport(ctx context.Context, e *env, args []string) int {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		return errorf(e, "export: %s is not empty: choose another -out DIR", dir)
 	}
-	cfg := loadConfig(e, vars)
-	if cfg == nil {
-		return exitError
-	}
-	addr, s, err := userServer(cfg, *user, *name)
-	if err != nil {
-		return errorf(e, "export: %v", err)
-	}
-	tr, err := openTransfer(ctx, e, cfg, s, *acceptNew, *timeout)
-	if err != nil {
-		return errorf(e, "export: %v", err)
+	var addr string
+	var tr *transfer
+	if *fromBackup != "" {
+		if *name != "" {
+			return errorf(e, "export: -from-backup and -server exclude each other")
+		}
+		addr = strings.ToLower(strings.TrimSpace(*user))
+		identities, err := readIdentities(identityFiles)
+		if err != nil {
+			return errorf(e, "export: %s", oneLine(err.Error()))
+		}
+		if tr, err = openBackupTransfer(ctx, e, *fromBackup, identities, addr); err != nil {
+			return errorf(e, "export: %s", oneLine(err.Error()))
+		}
+	} else {
+		if len(identityFiles) > 0 {
+			return errorf(e, "export: -identity goes with -from-backup")
+		}
+		cfg := loadConfig(e, vars)
+		if cfg == nil {
+			return exitError
+		}
+		var s *config.Server
+		var err error
+		if addr, s, err = userServer(cfg, *user, *name); err != nil {
+			return errorf(e, "export: %v", err)
+		}
+		if tr, err = openTransfer(ctx, e, cfg, s, *acceptNew, *timeout); err != nil {
+			return errorf(e, "export: %v", err)
+		}
 	}
 	defer tr.close()
 	var sink exportSink
@@ -144,6 +172,9 @@ type transfer struct {
 	pipe   remote.Piper
 	layout remote.Layout
 	close  func()
+	// source, when set, writes the export stream instead of the server
+	// (export -from-backup: a backup's store opened here).
+	source func(ctx context.Context, user, mode string, w io.Writer) error
 }
 
 func openTransfer(ctx context.Context, e *env, cfg *config.Config, s *config.Server, acceptNew bool, timeout time.Duration) (*transfer, error) {
@@ -176,7 +207,12 @@ func (t *transfer) stream(ctx context.Context, user, mode string, fn func(rec ma
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := t.pipe.Pipe(ctx, t.layout.ExportCommand(user, mode), nil, pw)
+		var err error
+		if t.source != nil {
+			err = t.source(ctx, user, mode, pw)
+		} else {
+			err = t.pipe.Pipe(ctx, t.layout.ExportCommand(user, mode), nil, pw)
+		}
 		pw.CloseWithError(io.ErrUnexpectedEOF)
 		done <- err
 	}()
@@ -198,6 +234,9 @@ func (t *transfer) stream(ctx context.Context, user, mode string, fn func(rec ma
 		}
 	}
 	if perr := <-done; perr != nil && rerr == nil || errors.Is(rerr, mailfmt.ErrTruncated) && perr != nil {
+		if t.source != nil {
+			return fmt.Errorf("%s: %w", t.server, perr)
+		}
 		return fmt.Errorf("server.%s: %w", t.server, remote.TransferError(perr))
 	}
 	return rerr

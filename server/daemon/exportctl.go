@@ -60,49 +60,23 @@ type ImportAck struct {
 func handleMailTransfer(mux *http.ServeMux, st MailStore, log *slog.Logger) {
 	mux.HandleFunc("GET /export", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		user := strings.ToLower(q.Get("user"))
-		mbs, err := st.Mailboxes(r.Context(), user)
+		o := ExportOptions{User: strings.ToLower(q.Get("user")), Mailbox: q.Get("mailbox"),
+			Digests: q.Get("digests") != "", MailboxesOnly: q.Get("mailboxes") != ""}
+		mbs, err := selectMailboxes(r.Context(), st, o)
 		if err != nil {
 			code := http.StatusInternalServerError
-			if errors.Is(err, store.ErrNoSuchUser) {
+			if errors.Is(err, store.ErrNoSuchUser) || errors.Is(err, store.ErrNoSuchMailbox) {
 				code = http.StatusNotFound
 			}
 			http.Error(w, err.Error(), code)
 			return
 		}
-		if m := q.Get("mailbox"); m != "" {
-			var keep []store.Mailbox
-			for _, mb := range mbs {
-				if mb.Name == m {
-					keep = append(keep, mb)
-				}
-			}
-			if keep == nil {
-				http.Error(w, fmt.Sprintf("user %s has no mailbox %q", user, m), http.StatusNotFound)
-				return
-			}
-			mbs = keep
-		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		sw := mailfmt.NewStreamWriter(w)
-		if q.Get("mailboxes") != "" {
-			// The mailboxes only, without their messages.
-			for _, mb := range mbs {
-				if err := sw.Mailbox(mailfmt.Record{Mailbox: mb.Name, SpecialUse: mb.SpecialUse, Subscribed: mb.Subscribed,
-					UIDValidity: mb.UIDValidity, UIDNext: mb.UIDNext}); err != nil {
-					return
-				}
-			}
-			sw.End()
+		if err := writeExport(r.Context(), st, o, mbs, mailfmt.NewStreamWriter(w)); err != nil {
+			log.Warn("export stopped", "user", o.User, "err", err)
 			return
 		}
-		if err := exportMailboxes(r.Context(), st, user, mbs, q.Get("digests") != "", sw); err != nil {
-			log.Warn("export stopped", "user", user, "err", err)
-			sw.Fail(err)
-			return
-		}
-		sw.End()
-		log.Info("exported", "user", user, "mailboxes", len(mbs))
+		log.Info("exported", "user", o.User, "mailboxes", len(mbs))
 	})
 	mux.HandleFunc("POST /import", func(w http.ResponseWriter, r *http.Request) {
 		user := strings.ToLower(r.URL.Query().Get("user"))
@@ -131,6 +105,65 @@ func handleMailTransfer(mux *http.ServeMux, st MailStore, log *slog.Logger) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Write(answer.Bytes())
 	})
+}
+
+// selectMailboxes returns the mailboxes of o.User that o selects (all,
+// or o.Mailbox); the error wraps store.ErrNoSuchUser or
+// store.ErrNoSuchMailbox when they are missing.
+func selectMailboxes(ctx context.Context, st MailStore, o ExportOptions) ([]store.Mailbox, error) {
+	mbs, err := st.Mailboxes(ctx, o.User)
+	if err != nil || o.Mailbox == "" {
+		return mbs, err
+	}
+	var keep []store.Mailbox
+	for _, mb := range mbs {
+		if mb.Name == o.Mailbox {
+			keep = append(keep, mb)
+		}
+	}
+	if keep == nil {
+		return nil, noMailboxError{o.User, o.Mailbox}
+	}
+	return keep, nil
+}
+
+// noMailboxError says which mailbox an export asked for is missing.
+type noMailboxError struct{ user, mailbox string }
+
+func (e noMailboxError) Error() string {
+	return fmt.Sprintf("user %s has no mailbox %q", e.user, e.mailbox)
+}
+func (e noMailboxError) Unwrap() error { return store.ErrNoSuchMailbox }
+
+// writeExport writes the transfer stream of mbs as o asks and ends it:
+// with its end record, or with a failure record saying why it stopped.
+func writeExport(ctx context.Context, st MailStore, o ExportOptions, mbs []store.Mailbox, sw *mailfmt.StreamWriter) error {
+	if o.MailboxesOnly {
+		// The mailboxes only, without their messages.
+		for _, mb := range mbs {
+			if err := sw.Mailbox(mailfmt.Record{Mailbox: mb.Name, SpecialUse: mb.SpecialUse, Subscribed: mb.Subscribed,
+				UIDValidity: mb.UIDValidity, UIDNext: mb.UIDNext}); err != nil {
+				return err
+			}
+		}
+		return sw.End()
+	}
+	if err := exportMailboxes(ctx, st, o.User, mbs, o.Digests, sw); err != nil {
+		sw.Fail(err)
+		return err
+	}
+	return sw.End()
+}
+
+// ExportStore writes the transfer stream of o.User's mail in st to w:
+// what the control socket's export endpoint sends, for a store opened
+// here (mailctl export -from-backup opens the store of a backup).
+func ExportStore(ctx context.Context, st MailStore, o ExportOptions, w io.Writer) error {
+	mbs, err := selectMailboxes(ctx, st, o)
+	if err != nil {
+		return err
+	}
+	return writeExport(ctx, st, o, mbs, mailfmt.NewStreamWriter(w))
 }
 
 // exportMailboxes writes the mailboxes and their messages. A message
