@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/verify"
@@ -159,10 +160,22 @@ func checkPorts(ctx context.Context, t remote.Target, s *config.Server) verify.R
 		}
 	}
 	owners := map[string][]owner{}
+	var ownersErr error
 	if len(inodes) > 0 {
-		out, err := t.Run(ctx, ownersScript(inodes), nil)
+		// Naming the owners walks /proc/*/fd, slow on a busy host: it gets
+		// what is left of the check's time but one second, so that the
+		// ports found busy are still reported when it runs out.
+		octx := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			octx, cancel = context.WithDeadline(ctx, dl.Add(-time.Second))
+			defer cancel()
+		}
+		out, err := t.Run(octx, ownersScript(inodes), nil)
 		if err == nil {
 			owners = parseOwners(out)
+		} else {
+			ownersErr = err
 		}
 	}
 	var free, mine []string
@@ -196,6 +209,9 @@ func checkPorts(ctx context.Context, t remote.Target, s *config.Server) verify.R
 			}
 		}
 		by := "a program this user cannot see (run as root to name it)"
+		if ownersErr != nil {
+			by = "a program that could not be named (" + ownersErr.Error() + ")"
+		}
 		if len(names) > 0 {
 			by = strings.Join(names, ", ")
 		}

@@ -156,7 +156,7 @@ func (l *lab) options(t *testing.T) preflight.Options {
 		Resolver:     &verify.DNSClient{Servers: []string{l.dnsbl}, Timeout: time.Second},
 		DNSBLZones:   []string{"clean.test"},
 		HomeDir:      t.TempDir(),
-		Timeout:      30 * time.Second,
+		Timeout:      60 * time.Second, // the default; naming a port's owner walks /proc, slow under load
 	}
 }
 
