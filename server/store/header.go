@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -250,41 +251,59 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 		if b == nil {
 			return nil
 		}
-		// One allocation for all: the caller keeps them together.
-		var total int
-		vals := make([][]byte, len(uids))
-		// uids usually ascend (a mailbox in UID order): the cursor then
-		// moves on by Next, seeking only over gaps or backwards.
-		c := b.Cursor()
-		var key [4]byte
-		var k, v []byte
-		for i, uid := range uids {
-			binary.BigEndian.PutUint32(key[:], uid)
-			if i == 0 || uid <= uids[i-1] {
-				k, v = c.Seek(key[:])
-			} else if k != nil && bytes.Compare(k, key[:]) < 0 {
-				if k, v = c.Next(); k != nil && bytes.Compare(k, key[:]) < 0 {
-					k, v = c.Seek(key[:])
+		// One buffer for all: the caller keeps them together. Values are
+		// copied as they are read (a file cursor reuses its pages).
+		buf := make([]byte, 0, 4096)
+		span := make([][2]int, len(uids))
+		read := func(c kvCursor) error {
+			buf = buf[:0]
+			// uids usually ascend (a mailbox in UID order): the cursor
+			// then moves on by Next, seeking only over gaps or backwards.
+			var key [4]byte
+			var k, v []byte
+			var err error
+			for i, uid := range uids {
+				binary.BigEndian.PutUint32(key[:], uid)
+				if i == 0 || uid <= uids[i-1] {
+					k, v, err = c.Seek(key[:])
+				} else if k != nil && bytes.Compare(k, key[:]) < 0 {
+					if k, v, err = c.Next(); err == nil && k != nil && bytes.Compare(k, key[:]) < 0 {
+						k, v, err = c.Seek(key[:])
+					}
+				}
+				if err != nil {
+					return err
+				}
+				span[i] = [2]int{-1, -1}
+				if k == nil || !bytes.Equal(k, key[:]) {
+					continue
+				}
+				hdr, summary := decodeHeader(v)
+				if summaries {
+					hdr = summary
+				}
+				if hdr != nil {
+					span[i] = [2]int{len(buf), len(buf) + len(hdr)}
+					buf = append(buf, hdr...)
 				}
 			}
-			if k == nil || !bytes.Equal(k, key[:]) {
-				continue
-			}
-			hdr, summary := decodeHeader(v)
-			if summaries {
-				hdr = summary
-			}
-			vals[i] = hdr
-			total += len(vals[i])
+			return nil
 		}
-		buf := make([]byte, 0, total)
-		for i, v := range vals {
-			if v == nil {
-				continue
+		err := errNoFileRead
+		if fc := s.file.cursor(u.tx, b); fc != nil {
+			err = read(fc)
+			fc.release()
+		}
+		if errors.Is(err, errNoFileRead) {
+			err = read(boltCursor{b.Cursor()})
+		}
+		if err != nil {
+			return err
+		}
+		for i, sp := range span {
+			if sp[0] >= 0 {
+				out[i] = buf[sp[0]:sp[1]:sp[1]]
 			}
-			start := len(buf)
-			buf = append(buf, v...)
-			out[i] = buf[start:len(buf):len(buf)]
 		}
 		return nil
 	})
