@@ -87,3 +87,23 @@ func (s *Store) checkMapped() {
 	defer s.trimming.Unlock()
 	s.trimMapping()
 }
+
+// checkMappedEvery is how many records a long transaction changes between
+// two checks (checkMappedTx).
+const checkMappedEvery = 256
+
+// checkMappedTx is checkMapped within transaction tx, which keeps the
+// mapping in place: a big change maps the pages of every record it reads,
+// and those around them, before its commit.
+func (s *Store) checkMappedTx(tx *bolt.Tx) {
+	n, err := procmem.FileResident()
+	if err != nil || n-s.mappedBase.Load() <= mappedBudget {
+		return
+	}
+	if data, size := tx.DB().Info().Data, uintptr(tx.Size()); data != 0 && size > 0 {
+		procmem.DontNeed(data, size) // nothing is lost if it fails
+	}
+	if n, err := procmem.FileResident(); err == nil {
+		s.mappedBase.Store(n)
+	}
+}

@@ -147,8 +147,10 @@ func TestReadsNotMapped(t *testing.T) {
 	afterStore := mappedRSS(t, path)
 	t.Logf("index mapping resident: %d KiB before, %d after reading %d KiB of bodies and 1 MB of headers twice, %d after flagging every message",
 		before, afterReads, n*len(text)>>10, afterStore)
-	if afterReads-before > 256 {
-		t.Errorf("reads mapped %d KiB of the index, want at most 256", afterReads-before)
+	// The buckets above them are still looked up through the mapping: a
+	// few faults, each mapping up to 128 KiB around it.
+	if afterReads-before > 1024 {
+		t.Errorf("reads mapped %d KiB of the index, want at most 1024", afterReads-before)
 	}
 	if limit := before + (mappedBudget+1<<20)>>10; afterStore > limit {
 		t.Errorf("index mapping resident after a flag change: %d KiB, want at most %d", afterStore, limit)

@@ -351,7 +351,10 @@ func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint3
 		mboxID = r.ID
 		b := u.msgs(r)
 		modseq := r.ModSeq + 1
-		for _, uid := range sortedUIDs(uids) {
+		for i, uid := range sortedUIDs(uids) {
+			if i%checkMappedEvery == checkMappedEvery-1 {
+				s.checkMappedTx(u.tx) // bbolt reads the records through the mapping
+			}
 			v := b.Get(uidKey(uid))
 			if v == nil {
 				continue
