@@ -110,6 +110,7 @@ func readBody(tx *bolt.Tx, file *indexFile, id uint64, size int64, dst []byte) (
 	}
 	b := tx.Bucket(bucketBodies)
 	if c := file.cursor(tx, b); c != nil {
+		c.window = true
 		got, err := readBodyFrom(c, id, size, out)
 		c.release()
 		if !errors.Is(err, errNoFileRead) {

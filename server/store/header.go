@@ -29,6 +29,9 @@ import (
 // messages and callers read the file, as before.
 var bucketHdrs = []byte("hdrs")
 
+// hdrBlock is the size of the blocks that Headers copies headers into.
+const hdrBlock = 256 << 10
+
 // MaxCachedHeader is the longest header kept in the index.
 const MaxCachedHeader = 64 << 10
 
@@ -251,12 +254,13 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 		if b == nil {
 			return nil
 		}
-		// One buffer for all: the caller keeps them together. Values are
-		// copied as they are read (a file cursor reuses its pages).
-		buf := make([]byte, 0, 4096)
-		span := make([][2]int, len(uids))
+		// Copied as they are read (a file cursor reuses its pages) into
+		// blocks of hdrBlock bytes: a few allocations for all, which the
+		// caller keeps together, and no copy of those already read.
+		var block []byte
 		read := func(c kvCursor) error {
-			buf = buf[:0]
+			clear(out)
+			block = nil
 			// uids usually ascend (a mailbox in UID order): the cursor
 			// then moves on by Next, seeking only over gaps or backwards.
 			var key [4]byte
@@ -274,7 +278,6 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 				if err != nil {
 					return err
 				}
-				span[i] = [2]int{-1, -1}
 				if k == nil || !bytes.Equal(k, key[:]) {
 					continue
 				}
@@ -282,10 +285,17 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 				if summaries {
 					hdr = summary
 				}
-				if hdr != nil {
-					span[i] = [2]int{len(buf), len(buf) + len(hdr)}
-					buf = append(buf, hdr...)
+				if hdr == nil {
+					continue
 				}
+				if cap(block)-len(block) < len(hdr) {
+					// Room for those left at 512 bytes each, at most
+					// hdrBlock (the usual header is 300-1000 bytes).
+					block = make([]byte, 0, max(len(hdr), min(hdrBlock, (len(uids)-i)*512)))
+				}
+				start := len(block)
+				block = append(block, hdr...)
+				out[i] = block[start:len(block):len(block)]
 			}
 			return nil
 		}
@@ -297,15 +307,7 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 		if errors.Is(err, errNoFileRead) {
 			err = read(boltCursor{b.Cursor()})
 		}
-		if err != nil {
-			return err
-		}
-		for i, sp := range span {
-			if sp[0] >= 0 {
-				out[i] = buf[sp[0]:sp[1]:sp[1]]
-			}
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read headers of mailbox %d of %q: %w", mailboxID, user, err)

@@ -52,10 +52,10 @@ const (
 	bucketLeafFlag  = 0x01
 )
 
-// indexFile reads pages of the index with pread, in windows of fileWindow
-// bytes: the pages of a body, and the branch pages above them, are mostly
-// next to each other, and a pread costs about as much as one page fault
-// (4 µs here). The last maxWindows windows read are kept while no commit
+// indexFile reads pages of the index with pread; those of bodies in
+// windows of fileWindow bytes: the pages of a body, and the branch pages
+// above them, are mostly next to each other, and a pread costs about as
+// much as one page fault (4 µs here). The last maxWindows windows read are kept while no commit
 // happens: the pages of the tree of the last commit are not rewritten
 // until the next one (bbolt reuses a freed page only once no transaction
 // can read it).
@@ -80,9 +80,9 @@ func newIndexFile(f *os.File, pageSize int) *indexFile {
 
 // readAt reads len(buf) bytes at off of the file, as transaction txid sees
 // it, through the windows when they hold them.
-func (r *indexFile) readAt(txid int, buf []byte, off int64) error {
+func (r *indexFile) readAt(txid int, buf []byte, off int64, window bool) error {
 	w := off / fileWindow
-	if (off+int64(len(buf))-1)/fileWindow != w {
+	if !window || (off+int64(len(buf))-1)/fileWindow != w {
 		// Across windows (overflow pages): read directly.
 		_, err := r.f.ReadAt(buf, off)
 		return err
@@ -140,11 +140,16 @@ func (r *indexFile) readAt(txid int, buf []byte, off int64) error {
 // Seek and Next as bolt.Cursor's. Keys and values are valid until the next
 // move.
 type fileCursor struct {
-	r     *indexFile
-	txid  int
-	root  uint64
-	stack []fileFrame
-	bufs  [][]byte // page buffers, reused
+	r    *indexFile
+	txid int
+	// window: read through the windows (pages next to each other, as
+	// those of a body); else page by page (records and headers, whose
+	// leaves are scattered among the bodies' pages: a window would copy
+	// 16 pages for one).
+	window bool
+	root   uint64
+	stack  []fileFrame
+	bufs   [][]byte // page buffers, reused
 }
 
 type fileFrame struct {
@@ -164,7 +169,7 @@ func (r *indexFile) cursor(tx *bolt.Tx, b *bolt.Bucket) *fileCursor {
 		return nil
 	}
 	c := cursors.Get().(*fileCursor)
-	c.r, c.txid, c.root, c.stack = r, tx.ID(), root, c.stack[:0]
+	c.r, c.txid, c.root, c.stack, c.window = r, tx.ID(), root, c.stack[:0], false
 	return c
 }
 
@@ -196,7 +201,7 @@ func (c *fileCursor) readPage(id uint64, depth int) ([]byte, error) {
 		c.bufs[depth] = make([]byte, c.r.pageSize)
 	}
 	buf := c.bufs[depth][:c.r.pageSize]
-	if err := c.r.readAt(c.txid, buf, int64(id)*int64(c.r.pageSize)); err != nil {
+	if err := c.r.readAt(c.txid, buf, int64(id)*int64(c.r.pageSize), c.window); err != nil {
 		return nil, fmt.Errorf("read index page %d: %w", id, err)
 	}
 	ne := binary.NativeEndian
@@ -209,7 +214,7 @@ func (c *fileCursor) readPage(id uint64, depth int) ([]byte, error) {
 			c.bufs[depth] = append(make([]byte, 0, n), buf...)
 		}
 		buf = c.bufs[depth][:n]
-		if err := c.r.readAt(c.txid, buf[c.r.pageSize:], int64(id)*int64(c.r.pageSize)+int64(c.r.pageSize)); err != nil {
+		if err := c.r.readAt(c.txid, buf[c.r.pageSize:], int64(id)*int64(c.r.pageSize)+int64(c.r.pageSize), false); err != nil {
 			return nil, fmt.Errorf("read index page %d: %w", id, err)
 		}
 	}

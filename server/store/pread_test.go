@@ -193,12 +193,16 @@ func TestIndexFileWindowsFollowCommits(t *testing.T) {
 		put(v)
 		db.View(func(tx *bolt.Tx) error {
 			var got []byte
-			if err := r.forEach(tx, tx.Bucket([]byte("b")), func(k, val []byte) error {
+			c := r.cursor(tx, tx.Bucket([]byte("b")))
+			c.window = true
+			k, val, err := c.First()
+			for ; k != nil && err == nil; k, val, err = c.Next() {
 				got = append(got[:0], val...)
-				return nil
-			}); err != nil {
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
+			c.release()
 			if string(got) != v {
 				t.Errorf("after putting %q, read %q", v, got)
 			}
