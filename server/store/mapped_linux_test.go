@@ -152,7 +152,7 @@ func TestReadsNotMapped(t *testing.T) {
 	if afterReads-before > 1024 {
 		t.Errorf("reads mapped %d KiB of the index, want at most 1024", afterReads-before)
 	}
-	if limit := before + (mappedBudget+1<<20)>>10; afterStore > limit {
+	if limit := before + int(mappedBudget+1<<20)>>10; afterStore > limit {
 		t.Errorf("index mapping resident after a flag change: %d KiB, want at most %d", afterStore, limit)
 	}
 }
@@ -188,5 +188,44 @@ func TestOpenNotMapped(t *testing.T) {
 	defer b.Close()
 	if got, _ := io.ReadAll(b); !bytes.Equal(got, body) {
 		t.Error("body read after Open differs")
+	}
+}
+
+// TestBigChangeDropsMapping: a flag change of many messages, which bbolt
+// makes through the mapping, drops the mapping within its transaction once
+// it grew by more than mappedBudget, not only after its commit; the change
+// is whole.
+func TestBigChangeDropsMapping(t *testing.T) {
+	ctx := context.Background()
+	st, _, _, msgs := inboxOf(t, 3000, func(i int) []byte { return []byte("Subject: " + strconv.Itoa(i) + "\r\n\r\nx\r\n") })
+	defer func(b int64) { mappedBudget = b }(mappedBudget)
+	mappedBudget = 64 << 10
+	var trims int
+	st.hook = func(step, _ string) error {
+		if step == "trim mapping" {
+			trims++
+		}
+		return nil
+	}
+	st.trimMapping()
+	uids := make([]uint32, 0, len(msgs))
+	for _, m := range msgs {
+		uids = append(uids, m.UID)
+	}
+	if _, err := st.SetFlags(ctx, "u", "INBOX", uids, FlagsAdd, []string{FlagFlagged, "$Work"}); err != nil {
+		t.Fatal(err)
+	}
+	st.hook = nil
+	if trims == 0 {
+		t.Error("the mapping was not dropped during the change of 3000 records")
+	}
+	_, after, err := st.Messages(ctx, "u", "INBOX")
+	if err != nil || len(after) != len(msgs) {
+		t.Fatalf("Messages = %d, %v", len(after), err)
+	}
+	for _, m := range after {
+		if !m.HasFlag(FlagFlagged) || !m.HasFlag("$Work") {
+			t.Fatalf("message %d: flags %v", m.UID, m.Flags)
+		}
 	}
 }
