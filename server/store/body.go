@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -88,7 +89,7 @@ func deleteBody(tx *bolt.Tx, id uint64) error {
 
 // copyBody stores a copy of body id under a new id, within tx.
 func copyBody(tx *bolt.Tx, id uint64, size int64) (uint64, error) {
-	body, err := readBody(tx, id, size, nil)
+	body, err := readBody(tx, nil, id, size, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -96,14 +97,10 @@ func copyBody(tx *bolt.Tx, id uint64, size int64) (uint64, error) {
 }
 
 // readBody appends to dst[:0] a copy of body id, which must be size bytes
-// long; it fails with os.ErrNotExist when there is no such body.
-func readBody(tx *bolt.Tx, id uint64, size int64, dst []byte) ([]byte, error) {
-	return readBodySpans(tx, id, size, dst, nil)
-}
-
-// readBodySpans is readBody that also notes in spans the pages of the
-// mapping it read (nil: not noted).
-func readBodySpans(tx *bolt.Tx, id uint64, size int64, dst []byte, spans *pageSpans) ([]byte, error) {
+// long; it fails with os.ErrNotExist when there is no such body. In a
+// read-only transaction it reads the pages from file (pread.go), else
+// through bbolt's mapping.
+func readBody(tx *bolt.Tx, file *indexFile, id uint64, size int64, dst []byte) ([]byte, error) {
 	if size < 0 || size > MaxInlineBody {
 		return nil, fmt.Errorf("%w: body size %d", errCorrupt, size)
 	}
@@ -111,19 +108,49 @@ func readBodySpans(tx *bolt.Tx, id uint64, size int64, dst []byte, spans *pageSp
 	if int64(cap(out)) < size {
 		out = make([]byte, 0, size)
 	}
+	b := tx.Bucket(bucketBodies)
+	if c := file.cursor(tx, b); c != nil {
+		c.window = true
+		got, err := readBodyFrom(c, id, size, out)
+		c.release()
+		if !errors.Is(err, errNoFileRead) {
+			return got, err
+		}
+	}
+	return readBodyFrom(boltCursor{b.Cursor()}, id, size, out)
+}
+
+// boltCursor is a bolt.Cursor as a kvCursor.
+type boltCursor struct{ c *bolt.Cursor }
+
+func (c boltCursor) Seek(k []byte) ([]byte, []byte, error) { k, v := c.c.Seek(k); return k, v, nil }
+func (c boltCursor) Next() ([]byte, []byte, error)         { k, v := c.c.Next(); return k, v, nil }
+
+// kvCursor walks a bucket: bolt's cursor or a fileCursor.
+type kvCursor interface {
+	Seek(k []byte) ([]byte, []byte, error)
+	Next() ([]byte, []byte, error)
+}
+
+// readBodyFrom reads body id of size bytes into out[:0] through c.
+func readBodyFrom(c kvCursor, id uint64, size int64, out []byte) ([]byte, error) {
+	out = out[:0]
 	prefix := bodyKey(id, 0)[:8]
-	c := tx.Bucket(bucketBodies).Cursor()
-	k, v := c.Seek(prefix)
+	k, v, err := c.Seek(prefix)
+	if err != nil {
+		return nil, err
+	}
 	if k == nil || !bytes.HasPrefix(k, prefix) {
 		return nil, os.ErrNotExist
 	}
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v, err = c.Next() {
 		if int64(len(out)+len(v)) > size {
 			return nil, fmt.Errorf("%w: body %d longer than %d bytes", errCorrupt, id, size)
 		}
-		spans.add(k)
-		spans.add(v)
 		out = append(out, v...)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if int64(len(out)) != size {
 		return nil, fmt.Errorf("%w: body %d of %d bytes, want %d", errCorrupt, id, len(out), size)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -27,6 +28,9 @@ import (
 // longer than MaxCachedHeader are not cached: Headers returns nil for those
 // messages and callers read the file, as before.
 var bucketHdrs = []byte("hdrs")
+
+// hdrBlock is the size of the blocks that Headers copies headers into.
+const hdrBlock = 256 << 10
 
 // MaxCachedHeader is the longest header kept in the index.
 const MaxCachedHeader = 64 << 10
@@ -250,43 +254,60 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 		if b == nil {
 			return nil
 		}
-		// One allocation for all: the caller keeps them together.
-		var total int
-		vals := make([][]byte, len(uids))
-		// uids usually ascend (a mailbox in UID order): the cursor then
-		// moves on by Next, seeking only over gaps or backwards.
-		c := b.Cursor()
-		var key [4]byte
-		var k, v []byte
-		for i, uid := range uids {
-			binary.BigEndian.PutUint32(key[:], uid)
-			if i == 0 || uid <= uids[i-1] {
-				k, v = c.Seek(key[:])
-			} else if k != nil && bytes.Compare(k, key[:]) < 0 {
-				if k, v = c.Next(); k != nil && bytes.Compare(k, key[:]) < 0 {
-					k, v = c.Seek(key[:])
+		// Copied as they are read (a file cursor reuses its pages) into
+		// blocks of hdrBlock bytes: a few allocations for all, which the
+		// caller keeps together, and no copy of those already read.
+		var block []byte
+		read := func(c kvCursor) error {
+			clear(out)
+			block = nil
+			// uids usually ascend (a mailbox in UID order): the cursor
+			// then moves on by Next, seeking only over gaps or backwards.
+			var key [4]byte
+			var k, v []byte
+			var err error
+			for i, uid := range uids {
+				binary.BigEndian.PutUint32(key[:], uid)
+				if i == 0 || uid <= uids[i-1] {
+					k, v, err = c.Seek(key[:])
+				} else if k != nil && bytes.Compare(k, key[:]) < 0 {
+					if k, v, err = c.Next(); err == nil && k != nil && bytes.Compare(k, key[:]) < 0 {
+						k, v, err = c.Seek(key[:])
+					}
 				}
+				if err != nil {
+					return err
+				}
+				if k == nil || !bytes.Equal(k, key[:]) {
+					continue
+				}
+				hdr, summary := decodeHeader(v)
+				if summaries {
+					hdr = summary
+				}
+				if hdr == nil {
+					continue
+				}
+				if cap(block)-len(block) < len(hdr) {
+					// Room for those left at 512 bytes each, at most
+					// hdrBlock (the usual header is 300-1000 bytes).
+					block = make([]byte, 0, max(len(hdr), min(hdrBlock, (len(uids)-i)*512)))
+				}
+				start := len(block)
+				block = append(block, hdr...)
+				out[i] = block[start:len(block):len(block)]
 			}
-			if k == nil || !bytes.Equal(k, key[:]) {
-				continue
-			}
-			hdr, summary := decodeHeader(v)
-			if summaries {
-				hdr = summary
-			}
-			vals[i] = hdr
-			total += len(vals[i])
+			return nil
 		}
-		buf := make([]byte, 0, total)
-		for i, v := range vals {
-			if v == nil {
-				continue
-			}
-			start := len(buf)
-			buf = append(buf, v...)
-			out[i] = buf[start:len(buf):len(buf)]
+		err := errNoFileRead
+		if fc := s.file.cursor(u.tx, b); fc != nil {
+			err = read(fc)
+			fc.release()
 		}
-		return nil
+		if errors.Is(err, errNoFileRead) {
+			err = read(boltCursor{b.Cursor()})
+		}
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read headers of mailbox %d of %q: %w", mailboxID, user, err)

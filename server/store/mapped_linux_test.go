@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/mailctl/mailctl/server/procmem"
 )
@@ -95,81 +92,20 @@ func TestBodiesNotResident(t *testing.T) {
 	afterExpunge := mappedRSS(t, path)
 	t.Logf("index mapping resident: %d KiB after delivery, %d after reading %d KiB of bodies, %d after copying and expunging them",
 		before, afterRead, n*len(body)>>10, afterExpunge)
-	// Reading drops the pages of the bodies read (TestBodyPagesDropped);
-	// the other pages of the index that the kernel mapped around them
-	// (records, cached headers) may stay. Expunging drops the mapping.
+	// Reading maps nothing of the bodies (TestReadsNotMapped); a copy
+	// reads them through the mapping, and commits map the pages they
+	// change. Expunging drops the mapping.
 	if limit := before + (trimEvery+1<<20)>>10; afterExpunge > limit {
 		t.Errorf("index mapping resident: %d KiB after expunging, want at most %d", afterExpunge, limit)
 	}
 }
 
-// present counts the pages of spans mapped in the process
-// (/proc/self/pagemap, bit 63), and all of them.
-func present(t *testing.T, spans [][2]uintptr) (in, all int) {
-	t.Helper()
-	f, err := os.Open("/proc/self/pagemap")
-	if err != nil {
-		t.Skip(err)
-	}
-	defer f.Close()
-	ps := uintptr(os.Getpagesize())
-	buf := make([]byte, 8)
-	for _, sp := range spans {
-		for a := sp[0]; a < sp[1]; a += ps {
-			if _, err := f.ReadAt(buf, int64(a/ps*8)); err != nil {
-				t.Fatal(err)
-			}
-			all++
-			if binary.LittleEndian.Uint64(buf)>>63 == 1 {
-				in++
-			}
-		}
-	}
-	return in, all
-}
-
-// TestBodyPagesDropped: the pages of the bodies read from the index are
-// dropped from resident memory once they reach readSpans.every bytes
-// (trimReadEvery).
-func TestBodyPagesDropped(t *testing.T) {
-	body := bytes.Repeat([]byte("0123456789abcdef"), 640)
-	n := 2000 // 20 MB: two drops, and 4 MB after them
-	st, _, _, msgs := inboxOf(t, n, func(int) []byte { return body })
-	st.readSpans.every = 8 << 20
-	// OpenBody's read, noting every page read.
-	var all pageSpans
-	for _, m := range msgs {
-		var spans pageSpans
-		err := st.db.View(func(tx *bolt.Tx) error {
-			spans.base = tx.DB().Info().Data
-			b, err := readBodySpans(tx, m.body, m.Size, nil, &spans)
-			if err == nil && !bytes.Equal(b, body) {
-				t.Fatalf("body %d differs", m.UID)
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		all.spans = append(all.spans, spans.spans...)
-		st.readBodies(&spans, int64(len(body)))
-	}
-	in, total := present(t, all.spans)
-	t.Logf("pages of the bodies read: %d of %d still mapped", in, total)
-	if total < n*len(body)/os.Getpagesize() {
-		t.Fatalf("only %d pages noted for %d bytes of bodies", total, n*len(body))
-	}
-	// At most those read since the last trim (and a page shared with the
-	// next body) stay.
-	if limit := int(st.readSpans.every)/os.Getpagesize() + 2; in > limit {
-		t.Errorf("%d pages of bodies read still mapped, want at most %d", in, limit)
-	}
-}
-
-// TestHeadersStayResident: reading bodies kept in the index drops only
-// their own pages from resident memory, not the rest of the index: the
-// headers cached in it (FETCH ENVELOPE, header SEARCH) stay mapped.
-func TestHeadersStayResident(t *testing.T) {
+// TestReadsNotMapped: reading bodies kept in the index, the cached
+// headers and the message records (FETCH BODY[], FETCH ENVELOPE, SELECT)
+// reads the index file, not its mapping: the index's resident memory does
+// not grow with them. A big flag change, which bbolt makes through the
+// mapping, leaves at most mappedBudget of it.
+func TestReadsNotMapped(t *testing.T) {
 	ctx := context.Background()
 	pad := strings.Repeat("x", 1000)
 	text := bytes.Repeat([]byte("0123456789abcdef"), 640)
@@ -182,34 +118,114 @@ func TestHeadersStayResident(t *testing.T) {
 		uids = append(uids, m.UID)
 	}
 	path := filepath.Join(dir, "index.db")
-	readHeaders := func() {
-		t.Helper()
+	st.trimMapping()
+	before := mappedRSS(t, path)
+	for round := 0; round < 2; round++ {
+		for i, m := range msgs {
+			b, err := st.OpenBody(ctx, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(b)
+			b.Close()
+			if !bytes.HasSuffix(got, text) || !bytes.Contains(got, []byte("message "+strconv.Itoa(i)+"\r\n")) {
+				t.Fatalf("body of %d differs", m.UID)
+			}
+		}
 		hdrs, err := st.Headers(ctx, "u", mb.ID, uids)
-		if err != nil || len(hdrs) != n || !bytes.Contains(hdrs[n-1], []byte("message 999")) {
+		if err != nil || len(hdrs) != n || !bytes.Contains(hdrs[n-1], []byte("message 999\r\n")) {
 			t.Fatalf("Headers = %d, %v", len(hdrs), err)
 		}
+		if _, again, err := st.Messages(ctx, "u", "INBOX"); err != nil || len(again) != n {
+			t.Fatalf("Messages = %d, %v", len(again), err)
+		}
+	}
+	afterReads := mappedRSS(t, path)
+	if _, err := st.SetFlags(ctx, "u", "INBOX", uids, FlagsAdd, []string{FlagFlagged}); err != nil {
+		t.Fatal(err)
+	}
+	afterStore := mappedRSS(t, path)
+	t.Logf("index mapping resident: %d KiB before, %d after reading %d KiB of bodies and 1 MB of headers twice, %d after flagging every message",
+		before, afterReads, n*len(text)>>10, afterStore)
+	// The buckets above them are still looked up through the mapping: a
+	// few faults, each mapping up to 128 KiB around it.
+	if afterReads-before > 1024 {
+		t.Errorf("reads mapped %d KiB of the index, want at most 1024", afterReads-before)
+	}
+	if limit := before + int(mappedBudget+1<<20)>>10; afterStore > limit {
+		t.Errorf("index mapping resident after a flag change: %d KiB, want at most %d", afterStore, limit)
+	}
+}
+
+// TestOpenNotMapped: opening a store does not leave its index resident
+// (bbolt reads every page of it to rebuild its freelist).
+func TestOpenNotMapped(t *testing.T) {
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("0123456789abcdef"), 640)
+	st, dir, _, msgs := inboxOf(t, 1000, func(int) []byte { return body })
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	path := filepath.Join(dir, "index.db")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss := mappedRSS(t, path)
+	t.Logf("index of %d KiB: %d KiB resident after Open", fi.Size()>>10, rss)
+	if rss > 512 {
+		t.Errorf("index resident after Open: %d KiB of %d, want at most 512", rss, fi.Size()>>10)
+	}
+	b, err := st.OpenBody(ctx, msgs[len(msgs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got, _ := io.ReadAll(b); !bytes.Equal(got, body) {
+		t.Error("body read after Open differs")
+	}
+}
+
+// TestBigChangeDropsMapping: a flag change of many messages, which bbolt
+// makes through the mapping, drops the mapping within its transaction once
+// it grew by more than mappedBudget, not only after its commit; the change
+// is whole.
+func TestBigChangeDropsMapping(t *testing.T) {
+	ctx := context.Background()
+	st, _, _, msgs := inboxOf(t, 3000, func(i int) []byte { return []byte("Subject: " + strconv.Itoa(i) + "\r\n\r\nx\r\n") })
+	defer func(b int64) { mappedBudget = b }(mappedBudget)
+	mappedBudget = 64 << 10
+	var trims int
+	st.hook = func(step, _ string) error {
+		if step == "trim mapping" {
+			trims++
+		}
+		return nil
 	}
 	st.trimMapping()
-	readHeaders()
-	withHeaders := mappedRSS(t, path)
+	uids := make([]uint32, 0, len(msgs))
 	for _, m := range msgs {
-		b, err := st.OpenBody(ctx, m)
-		if err != nil {
-			t.Fatal(err)
+		uids = append(uids, m.UID)
+	}
+	if _, err := st.SetFlags(ctx, "u", "INBOX", uids, FlagsAdd, []string{FlagFlagged, "$Work"}); err != nil {
+		t.Fatal(err)
+	}
+	st.hook = nil
+	if trims == 0 {
+		t.Error("the mapping was not dropped during the change of 3000 records")
+	}
+	_, after, err := st.Messages(ctx, "u", "INBOX")
+	if err != nil || len(after) != len(msgs) {
+		t.Fatalf("Messages = %d, %v", len(after), err)
+	}
+	for _, m := range after {
+		if !m.HasFlag(FlagFlagged) || !m.HasFlag("$Work") {
+			t.Fatalf("message %d: flags %v", m.UID, m.Flags)
 		}
-		io.Copy(io.Discard, b)
-		b.Close()
-	}
-	afterBodies := mappedRSS(t, path)
-	readHeaders()
-	again := mappedRSS(t, path)
-	t.Logf("index mapping resident: %d KiB with the headers read, %d after reading %d KiB of bodies, %d after reading the headers again",
-		withHeaders, afterBodies, n*len(text)>>10, again)
-	if afterBodies > withHeaders+(trimReadEvery+1<<20)>>10 {
-		t.Errorf("bodies read stay resident: %d KiB, want at most %d", afterBodies, withHeaders+(trimReadEvery+1<<20)>>10)
-	}
-	// Headers mapped again would add their ~1 MB.
-	if again-afterBodies > 256 {
-		t.Errorf("reading the headers again mapped %d KiB: the trims dropped them", again-afterBodies)
 	}
 }

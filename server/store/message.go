@@ -278,7 +278,7 @@ func (s *Store) MessagesByID(ctx context.Context, user string, id uint64) (Mailb
 
 func (u *userTx) messages(r *mailboxRecord) ([]Message, error) {
 	out := make([]Message, 0, r.Messages)
-	err := u.msgs(r).ForEach(func(k, v []byte) error {
+	err := u.file.forEach(u.tx, u.msgs(r), func(k, v []byte) error {
 		m, err := decodeMsg(v)
 		if err != nil {
 			return err
@@ -302,10 +302,8 @@ func (s *Store) OpenBody(ctx context.Context, m Message) (Body, error) {
 	}
 	if m.body != 0 {
 		bp := bodyBufs.Get()
-		var spans pageSpans
 		err := s.db.View(func(tx *bolt.Tx) error {
-			spans.base = tx.DB().Info().Data
-			b, err := readBodySpans(tx, m.body, m.Size, *bp, &spans)
+			b, err := readBody(tx, s.file, m.body, m.Size, *bp)
 			if err == nil {
 				*bp = b
 			}
@@ -315,7 +313,6 @@ func (s *Store) OpenBody(ctx context.Context, m Message) (Body, error) {
 			bodyBufs.Put(bp)
 			return nil, fmt.Errorf("open message %d: %w", m.UID, err)
 		}
-		s.readBodies(&spans, int64(len(*bp)))
 		return &memBody{Reader: bytes.NewReader(*bp), buf: bp}, nil
 	}
 	f, err := openFile(s.blobPath(m.blob), os.O_RDONLY, 0)
@@ -369,7 +366,10 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 		mboxID = r.ID
 		b := u.msgs(r)
 		modseq := r.ModSeq + 1
-		for _, uid := range sortedUIDs(uids) {
+		for i, uid := range sortedUIDs(uids) {
+			if i%checkMappedEvery == checkMappedEvery-1 {
+				s.checkMappedTx(u.tx) // bbolt reads the records through the mapping
+			}
 			v := b.Get(uidKey(uid))
 			if v == nil {
 				continue

@@ -98,8 +98,10 @@ type Store struct {
 
 	bodyBytes     atomic.Int64                        // of body files
 	inlineMax     int                                 // largest body kept in the index (MaxInlineBody)
-	inlineWritten atomic.Int64                        // bytes of bodies put in the index, and
-	readSpans     readSpans                           // pages of it read for bodies (mapped.go)
+	inlineWritten atomic.Int64                        // bytes of bodies put in the index since the last trim
+	file          *indexFile                          // the index read with pread (pread.go)
+	mappedBase    atomic.Int64                        // file-backed resident bytes after the last trim (mapped.go)
+	trimming      sync.Mutex                          // held by checkMapped while it trims
 	summary       atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
 	dirSync       [256]*dirSyncer                     // one per body directory
 	quarantined   []QuarantineEntry                   // as Open found them (quarantine.go)
@@ -199,7 +201,11 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 	// Deliveries arrive one per SMTP session: concurrent ones share
 	// commits (group.go).
 	s := &Store{dir: dir, db: db, group: newGroupCommit(db), logger: logger, watchers: map[int]func(Change){}, inlineMax: MaxInlineBody}
-	s.readSpans.every = trimReadEvery
+	if f, err := os.Open(filepath.Join(dir, "index.db")); err == nil {
+		s.file = newIndexFile(f, db.Info().PageSize)
+	} else {
+		logger.Warn("index read through its mapping only", "err", err)
+	}
 	for i := range s.dirSync {
 		s.dirSync[i] = newDirSyncer()
 	}
@@ -217,11 +223,19 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Store, error) 
 		db.Close()
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
 	}
+	// bbolt rebuilt its freelist by visiting every page of the index
+	// (NoFreelistSync) and removeOrphans read every record: the whole
+	// index is mapped in resident memory. What sessions need comes back
+	// from the page cache as they read it.
+	s.trimMapping()
 	return s, nil
 }
 
 // Close closes the index. Pending deliveries fail.
 func (s *Store) Close() error {
+	if s.file != nil {
+		s.file.f.Close()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %q: %w", s.dir, err)
 	}
@@ -374,6 +388,7 @@ type userTx struct {
 	tx   *bolt.Tx
 	b    *bolt.Bucket
 	info userRecord
+	file *indexFile // set in read-only transactions (pread.go)
 }
 
 func getUser(tx *bolt.Tx, user string) (*userTx, error) {
@@ -579,6 +594,7 @@ func (s *Store) view(ctx context.Context, user string, fn func(*userTx) error) e
 		if err != nil {
 			return err
 		}
+		u.file = s.file
 		return fn(u)
 	})
 }
@@ -587,6 +603,7 @@ func (s *Store) update(ctx context.Context, user string, fn func(*userTx) error)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer s.checkMapped() // a commit reads the pages it changes
 	return s.db.Update(func(tx *bolt.Tx) error {
 		u, err := getUser(tx, user)
 		if err != nil {
