@@ -91,7 +91,7 @@ func (s *RRSet) Empty() bool { return s == nil || len(s.Values) == 0 }
 type Change struct {
 	// Address is the resource address, e.g. dns.example.org._dmarc.TXT.
 	Address string `json:"address"`
-	// Type is the resource type: dns_rrset, server, ptr.
+	// Type is the resource type: dns_rrset, server, ptr, dkim.
 	Type   string `json:"type"`
 	Action Action `json:"action"`
 	// Domain the resource belongs to (for -target matching).
@@ -112,6 +112,10 @@ type Change struct {
 
 	// Server holds the before/after of a server resource.
 	Server *ServerChange `json:"server,omitempty"`
+
+	// DKIM holds the steps of a DKIM rotation resource (type dkim, see
+	// plan/dkimrotate), in the order apply runs them.
+	DKIM []DKIMStep `json:"dkim_steps,omitempty"`
 
 	// Notes are human remarks shown under the change.
 	Notes []string `json:"notes,omitempty"`

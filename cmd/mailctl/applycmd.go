@@ -13,6 +13,7 @@ import (
 	"github.com/mailctl/mailctl/plan/apply"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
+	"github.com/mailctl/mailctl/plan/dkimrotate"
 	"github.com/mailctl/mailctl/plan/propagation"
 	"github.com/mailctl/mailctl/plan/render"
 	"github.com/mailctl/mailctl/providers/dns/zonefile"
@@ -108,6 +109,22 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		err = waitPropagation(ctx, p, popts)
 	}
 	if err == nil {
+		// DKIM rotations: signing switches once the new keys are served
+		// everywhere; retired keys go once their records are deleted.
+		var rwait dkimrotate.WaitFunc
+		if *wait > 0 {
+			popts := propagation.Options{Resolver: ep.resolver(), Addresses: addrs, Timeout: *wait, Progress: e.Stdout, Logger: logger(e)}
+			popts.Terminal, popts.Width = stdoutTerminal(e)
+			rwait = func(ctx context.Context, changes []plan.Change) error {
+				return waitPropagation(ctx, &plan.Plan{Changes: changes}, popts)
+			}
+		}
+		err = dkimrotate.Activate(ctx, p, s.srv.rotators(), rwait, e.Stdout)
+		if err == nil {
+			err = dkimrotate.Remove(ctx, p, s.srv.rotators(), e.Stdout)
+		}
+	}
+	if err == nil {
 		// Reverse DNS after DNS: hosting APIs check the forward record.
 		pres, perr := apply.PTR(ctx, p, s.ptrs, opts)
 		res.Merge(pres)
@@ -116,7 +133,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		res.Merge(apply.Result{NotApplied: apply.Pending(p, "ptr")})
 	}
 	for _, c := range p.Changes {
-		if c.Type == "server" || c.Type == "user" {
+		if c.Type == "server" || c.Type == "user" || c.Type == "dkim" {
 			switch c.Action {
 			case plan.Create:
 				res.Added++

@@ -13,6 +13,7 @@ import (
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
+	"github.com/mailctl/mailctl/plan/dkimrotate"
 	"github.com/mailctl/mailctl/plan/refresh"
 	"github.com/mailctl/mailctl/plan/target"
 )
@@ -118,6 +119,15 @@ func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlag
 	return out, errors.Join(errs...)
 }
 
+// rotators are the connected servers, for the DKIM rotation steps.
+func (s *servers) rotators() map[string]dkimrotate.Server {
+	m := map[string]dkimrotate.Server{}
+	for name, c := range s.conns {
+		m[name] = c
+	}
+	return m
+}
+
 // passphrasePrompt asks for an SSH key passphrase on the terminal.
 func passphrasePrompt(e *env) func(string) ([]byte, error) {
 	if !e.IsTerminal {
@@ -132,8 +142,9 @@ func passphrasePrompt(e *env) func(string) ([]byte, error) {
 }
 
 // deployServers runs the server step of p: deploy every server whose
-// change is not a no-op, then read back the DKIM keys (into srv.keys) and
-// fill the DNS changes that waited for them.
+// change is not a no-op and generate the keys of DKIM rotations that are
+// due, then read back the DKIM keys (into srv.keys) and fill the DNS
+// changes that waited for them.
 func deployServers(ctx context.Context, e *env, p *plan.Plan, srv *servers) error {
 	deployed := false
 	for _, c := range p.Changes {
@@ -161,7 +172,11 @@ func deployServers(ctx context.Context, e *env, p *plan.Plan, srv *servers) erro
 		fmt.Fprintf(e.Stdout, "%s: deployed release %s (%s)\n", c.Address, res.Release, what)
 		deployed = true
 	}
-	if !deployed {
+	generated, err := dkimrotate.Generate(ctx, p, srv.rotators(), e.Stdout)
+	if err != nil {
+		return err
+	}
+	if !deployed && !generated {
 		return nil
 	}
 	var keys []desired.DKIMKey

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/server/dkim"
@@ -73,6 +74,12 @@ type DKIMKey struct {
 	Selector string // full selector, e.g. mx1-2026-ed25519
 	// Record is the TXT value, e.g. "v=DKIM1; k=ed25519; p=...".
 	Record string
+	// State is the selector's place in a rotation, as the server reports
+	// it: signing, pending, retired or published ("" from an older
+	// server). Created and Retired say when the key was generated and
+	// when it stopped signing.
+	State            string
+	Created, Retired time.Time
 }
 
 // DKIMSelectors returns the two selectors published for a domain's
@@ -92,6 +99,22 @@ func PublishedSelectors(k config.DKIM) []string {
 	out := DKIMSelectors(k.Selector)
 	for _, p := range k.Previous {
 		out = append(out, DKIMSelectors(p)...)
+	}
+	return out
+}
+
+// publishedSelectors are the configured selectors of d and those the
+// server's rotations added (pending, signing or retired keys it reports).
+func publishedSelectors(d *config.Domain, keys []DKIMKey) []string {
+	out := PublishedSelectors(d.DKIM)
+	for _, k := range keys {
+		if k.Domain != d.Name || slices.Contains(out, k.Selector) {
+			continue
+		}
+		switch k.State {
+		case "pending", "signing", "retired":
+			out = append(out, k.Selector)
+		}
 	}
 	return out
 }
@@ -180,7 +203,7 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys []DKIMKey, hostOwn
 		}
 	}
 
-	for _, sel := range PublishedSelectors(d.DKIM) {
+	for _, sel := range publishedSelectors(d, keys) {
 		r := set(sel+"._domainkey."+d.Name, "TXT")
 		r.Source = "server." + s.Name
 		if k := findKey(keys, d.Name, sel); k != "" {

@@ -84,13 +84,23 @@ type DKIMKey struct {
 	Algorithm string `json:"algorithm"`
 	PublicKey string `json:"public_key"`
 	Record    string `json:"record"`
+	// State is the selector's place in a rotation: signing, pending (new,
+	// to publish before it signs), retired (published, no longer signing,
+	// since Retired) or published (a configured previous selector).
+	State   string    `json:"state"`
+	Created time.Time `json:"created"`
+	Retired time.Time `json:"retired,omitzero"`
 }
 
-// serveControl answers GET /status and the queue endpoints on the unix
+// serveControl answers GET /status, the queue and the DKIM rotation
+// endpoints (dkimctl.go) on the unix
 // socket ln until it is closed.
-func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin) *http.Server {
+func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin, dkimStep func(ctx context.Context, action, domain, selector string) error) *http.Server {
 	mux := http.NewServeMux()
 	handleQueue(mux, q)
+	if dkimStep != nil {
+		handleDKIM(mux, dkimStep)
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := status(r.Context())
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Algorithm of a key.
@@ -55,7 +56,15 @@ type Key struct {
 	// Signing is true for the keys of the first configured selector: they
 	// sign. The keys of later selectors are only published (a rotation
 	// keeps the old key in DNS until mail signed with it has been read).
-	Signing bool          `json:"signing"`
+	Signing bool `json:"signing"`
+	// State is the selector's place in a rotation (StateSigning,
+	// StatePending, StateRetired, or StatePublished for a configured
+	// previous selector).
+	State string `json:"state"`
+	// Created is when the key was generated; Retired when it stopped
+	// signing (zero unless retired).
+	Created time.Time     `json:"created"`
+	Retired time.Time     `json:"retired,omitzero"`
 	Signer  crypto.Signer `json:"-"`
 }
 
@@ -65,6 +74,26 @@ type Key struct {
 // selector are the signing ones.
 func Ensure(dir, domain string, bases []string) ([]Key, error) {
 	domain = strings.ToLower(domain)
+	var keys []Key
+	for i, base := range bases {
+		ks, err := ensureBase(dir, domain, base)
+		if err != nil {
+			return nil, err
+		}
+		for j := range ks {
+			ks[j].Signing, ks[j].State = i == 0, StatePublished
+			if i == 0 {
+				ks[j].State = StateSigning
+			}
+		}
+		keys = append(keys, ks...)
+	}
+	return keys, nil
+}
+
+// ensureBase loads, or generates and saves, the keys of one base selector
+// of domain. Created is the key file's modification time.
+func ensureBase(dir, domain, base string) ([]Key, error) {
 	if domain == "" || strings.ContainsAny(domain, "/\\") || strings.HasPrefix(domain, ".") {
 		return nil, fmt.Errorf("dkim: invalid domain %q", domain)
 	}
@@ -73,25 +102,27 @@ func Ensure(dir, domain string, bases []string) ([]Key, error) {
 		return nil, fmt.Errorf("create dkim key dir %q: %w", ddir, err)
 	}
 	var keys []Key
-	for i, base := range bases {
-		for _, sel := range Selectors(base) {
-			if strings.ContainsAny(sel.Name, "/\\") || strings.HasPrefix(sel.Name, ".") {
-				return nil, fmt.Errorf("dkim: invalid selector %q", sel.Name)
-			}
-			path := filepath.Join(ddir, sel.Name+".pem")
-			signer, err := load(path)
-			if errors.Is(err, os.ErrNotExist) {
-				signer, err = generate(path, sel.Algorithm)
-			}
-			if err != nil {
-				return nil, err
-			}
-			rec, err := Record(signer)
-			if err != nil {
-				return nil, fmt.Errorf("dkim key %q: %w", path, err)
-			}
-			keys = append(keys, Key{Domain: domain, Selector: sel.Name, Algorithm: sel.Algorithm, Record: rec, Signing: i == 0, Signer: signer})
+	for _, sel := range Selectors(base) {
+		if strings.ContainsAny(sel.Name, "/\\") || strings.HasPrefix(sel.Name, ".") {
+			return nil, fmt.Errorf("dkim: invalid selector %q", sel.Name)
 		}
+		path := filepath.Join(ddir, sel.Name+".pem")
+		signer, err := load(path)
+		if errors.Is(err, os.ErrNotExist) {
+			signer, err = generate(path, sel.Algorithm)
+		}
+		if err != nil {
+			return nil, err
+		}
+		rec, err := Record(signer)
+		if err != nil {
+			return nil, fmt.Errorf("dkim key %q: %w", path, err)
+		}
+		k := Key{Domain: domain, Selector: sel.Name, Algorithm: sel.Algorithm, Record: rec, Signer: signer}
+		if fi, err := os.Stat(path); err == nil {
+			k.Created = fi.ModTime().UTC().Truncate(time.Second)
+		}
+		keys = append(keys, k)
 	}
 	return keys, nil
 }
