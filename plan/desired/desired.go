@@ -9,6 +9,7 @@ package desired
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -105,8 +106,28 @@ func PublishedSelectors(k config.DKIM) []string {
 
 // publishedSelectors are the configured selectors of d and those the
 // server's rotations added (pending, signing or retired keys it reports).
+//
+// The configured signing selector is left out once a rotation replaced
+// and removed it: the server then signs with a selector named after it
+// (SELECTOR-YYYYMMDD, see plan/dkimrotate) and reports no key for it.
 func publishedSelectors(d *config.Domain, keys []DKIMKey) []string {
 	out := PublishedSelectors(d.DKIM)
+	rotated := regexp.MustCompile(`^` + regexp.QuoteMeta(d.DKIM.Selector) + `-\d{8}(-\d+)?-(ed25519|rsa)$`)
+	reported, replaced := false, false
+	for _, k := range keys {
+		if k.Domain != d.Name {
+			continue
+		}
+		if slices.Contains(DKIMSelectors(d.DKIM.Selector), k.Selector) {
+			reported = true
+		}
+		if k.State == "signing" && rotated.MatchString(k.Selector) {
+			replaced = true
+		}
+	}
+	if replaced && !reported {
+		out = slices.DeleteFunc(out, func(s string) bool { return slices.Contains(DKIMSelectors(d.DKIM.Selector), s) })
+	}
 	for _, k := range keys {
 		if k.Domain != d.Name || slices.Contains(out, k.Selector) {
 			continue
