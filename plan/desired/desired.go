@@ -132,8 +132,9 @@ func publishedSelectors(d *config.Domain, keys []DKIMKey) []string {
 		if k.Domain != d.Name || slices.Contains(out, k.Selector) {
 			continue
 		}
-		switch k.State {
-		case "pending", "signing", "retired":
+		// A signing selector not configured is only published when a
+		// rotation made it: one left by a hand-edited selector is not.
+		if k.State == "pending" || k.State == "retired" || (k.State == "signing" && rotated.MatchString(k.Selector)) {
 			out = append(out, k.Selector)
 		}
 	}

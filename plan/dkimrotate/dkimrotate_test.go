@@ -109,19 +109,19 @@ func TestPlanSteps(t *testing.T) {
 	})
 
 	t.Run("pending", func(t *testing.T) {
-		ks := append(keys("mx1", "signing", now.Add(-200*day), time.Time{}), keys("mx1-b", "pending", now, time.Time{})...)
+		ks := append(keys("mx1", "signing", now.Add(-200*day), time.Time{}), keys("mx1-20261130", "pending", now, time.Time{})...)
 		sets, changes := planFor(t, cfg, ks)
-		if len(changes) != 1 || len(changes[0].DKIM) != 1 || changes[0].DKIM[0] != (plan.DKIMStep{Action: "activate", Selector: "mx1-b", From: "mx1"}) {
+		if len(changes) != 1 || len(changes[0].DKIM) != 1 || changes[0].DKIM[0] != (plan.DKIMStep{Action: "activate", Selector: "mx1-20261130", From: "mx1"}) {
 			t.Fatalf("changes %+v", changes)
 		}
-		r := dkimSets(sets)["mx1-b-rsa"]
+		r := dkimSets(sets)["mx1-20261130-rsa"]
 		if len(r.Values) != 1 || !strings.Contains(strings.Join(r.Notes, ""), "signing switches to it after propagation") {
 			t.Errorf("pending record %+v", r)
 		}
 	})
 
 	t.Run("retired in grace", func(t *testing.T) {
-		ks := append(keys("mx1-b", "signing", now.Add(-day), time.Time{}), keys("mx1", "retired", now.Add(-200*day), now.Add(-day))...)
+		ks := append(keys("mx1-20261130", "signing", now.Add(-day), time.Time{}), keys("mx1", "retired", now.Add(-200*day), now.Add(-day))...)
 		sets, changes := planFor(t, cfg, ks)
 		if len(changes) != 0 {
 			t.Fatalf("changes %+v", changes)
@@ -133,7 +133,7 @@ func TestPlanSteps(t *testing.T) {
 	})
 
 	t.Run("retired past grace", func(t *testing.T) {
-		ks := append(keys("mx1-b", "signing", now.Add(-8*day), time.Time{}), keys("mx1", "retired", now.Add(-200*day), now.Add(-8*day))...)
+		ks := append(keys("mx1-20261130", "signing", now.Add(-8*day), time.Time{}), keys("mx1", "retired", now.Add(-200*day), now.Add(-8*day))...)
 		sets, changes := planFor(t, cfg, ks)
 		if len(changes) != 1 || len(changes[0].DKIM) != 1 || changes[0].DKIM[0] != (plan.DKIMStep{Action: "remove", Selector: "mx1"}) {
 			t.Fatalf("changes %+v", changes)
@@ -144,7 +144,7 @@ func TestPlanSteps(t *testing.T) {
 				t.Errorf("record of %s is kept: %+v", s, r)
 			}
 		}
-		if r := m["mx1-b-ed25519"]; len(r.Values) != 1 {
+		if r := m["mx1-20261130-ed25519"]; len(r.Values) != 1 {
 			t.Errorf("the signing record is not published: %+v", r)
 		}
 	})
