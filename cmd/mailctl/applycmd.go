@@ -99,7 +99,7 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "internal: servers not read")
 	}
 	if err := deployServers(ctx, e, p, s.srv); err != nil {
-		return applyFailed(e, apply.Result{NotApplied: apply.Pending(p, "dns_rrset", "ptr")}, err)
+		return applyFailed(e, apply.Result{NotApplied: apply.Pending(p, "dns_rrset", "dkim", "ptr")}, err)
 	}
 	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
 	res, err := apply.DNS(ctx, p, s.provs, opts)
@@ -123,6 +123,11 @@ func runApply(ctx context.Context, e *env, args []string) int {
 		if err == nil {
 			err = dkimrotate.Remove(ctx, p, s.srv.rotators(), e.Stdout)
 		}
+		if err != nil {
+			res.Merge(apply.Result{NotApplied: apply.Pending(p, "dkim")})
+		}
+	} else {
+		res.Merge(apply.Result{NotApplied: apply.Pending(p, "dkim")})
 	}
 	if err == nil {
 		// Reverse DNS after DNS: hosting APIs check the forward record.

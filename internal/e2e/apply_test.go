@@ -22,7 +22,8 @@ import (
 // plan -> apply (deploy over SSH under systemd, DKIM keys generated on the
 // server and published with the other records in a real Knot via RFC 2136)
 // -> mail in over SMTP, out over IMAP -> a second apply changes and
-// restarts nothing -> a new user is added by a reload, not a restart.
+// restarts nothing -> a new user is added by a reload, not a restart ->
+// a DKIM rotation (vmRotation).
 func TestApplyToVPS(t *testing.T) {
 	v := sharedVPS(t)
 	c := dialVPS(t)
@@ -188,6 +189,13 @@ sys.exit(0 if n == 1 or sys.argv[5] == "-" else 3)
 	if err := imapFind("bob@example.org", "bob-pw", "-"); err != nil {
 		t.Errorf("bob cannot log in after the reload: %v", err)
 	}
+
+	// A DKIM rotation, with a grace period short enough to wait for.
+	rot := strings.Replace(more, "  server = server.vm\n", "  server = server.vm\n  dkim {\n    grace_period = \"30s\"\n  }\n", 1)
+	if err := os.WriteFile(filepath.Join(dir, "mail.hcl"), []byte(rot), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vmRotation(t, v, knot, cert, "bob-pw", "alice-pw", 30*time.Second, mailctl, endpoints)
 
 	if out, code = mailctl("destroy", "-auto-approve"); code != 0 {
 		t.Errorf("destroy = %d:\n%s", code, out)
