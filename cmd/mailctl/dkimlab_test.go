@@ -217,3 +217,58 @@ func TestDKIMRotationLab(t *testing.T) {
 		t.Errorf("verify after the rotation = %d:\n%s", code, out)
 	}
 }
+
+// TestDKIMRotateEveryLab: with dkim { rotate_every = "1d" } and a signing
+// key two days old, plan shows the rotation's steps with the new records
+// known after apply, and one apply generates the key on the server,
+// publishes it and switches signing.
+func TestDKIMRotateEveryLab(t *testing.T) {
+	bin := buildBinary(t)
+	dir := labOnFreePorts(t)
+	path := filepath.Join(dir, "mail.hcl")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcl := string(src)
+	submission := regexp.MustCompile(`\bsubmission\s*=\s*(\d+)`).FindStringSubmatch(hcl)[1]
+	imaps := regexp.MustCompile(`\bimaps\s*=\s*(\d+)`).FindStringSubmatch(hcl)[1]
+	t.Cleanup(func() { mailctl(t, bin, "-chdir", dir, "destroy", "-auto-approve") })
+	if out, code := mailctl(t, bin, "-chdir", dir, "apply", "-auto-approve", "-verify=false"); code != 0 {
+		t.Fatalf("apply = %d:\n%s", code, out)
+	}
+
+	// The key was generated two days ago: its file says so, and the
+	// server reads it again on the reload that a new alias causes.
+	old := time.Now().Add(-48 * time.Hour)
+	for _, f := range []string{"mailctl-ed25519.pem", "mailctl-rsa.pem"} {
+		if err := os.Chtimes(filepath.Join(dir, ".mailctl", "data", "dkim", "example.test", f), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hcl = strings.Replace(hcl, "server = server.lab\n", "server = server.lab\n  dkim {\n    rotate_every = \"1d\"\n  }\n", 1) +
+		"\nalias \"hostmaster@example.test\" {\n  to = [\"alice@example.test\"]\n}\n"
+	writeFile(t, path, hcl, 0o644)
+	if out, code := mailctl(t, bin, "-chdir", dir, "apply", "-auto-approve", "-verify=false"); code != 0 {
+		t.Fatalf("apply (reload) = %d:\n%s", code, out)
+	}
+
+	next := "mailctl-" + time.Now().UTC().Format("20060102")
+	out, code := mailctl(t, bin, "-chdir", dir, "plan", "-detailed-exitcode")
+	if code != 2 || !strings.Contains(out, "longer than rotate_every = 1d: generate the keys of selector "+next) ||
+		!strings.Contains(out, "+ "+next+"-rsa._domainkey TXT") || !strings.Contains(out, "(known after apply) (from server.lab)") {
+		t.Fatalf("plan with rotate_every due = %d:\n%s", code, out)
+	}
+	out, code = mailctl(t, bin, "-chdir", dir, "apply", "-auto-approve", "-verify=false")
+	if code != 0 || !strings.Contains(out, "generated the keys of selector "+next) || !strings.Contains(out, "signing switched from mailctl to "+next) {
+		t.Fatalf("apply of the rotation = %d:\n%s", code, out)
+	}
+	msg := sendAndFetch(t, dir, submission, imaps, "rotated-by-policy")
+	if sels, err := dkimCheck(t, dir, msg); err != nil || !slices.Equal(sels, []string{next + "-ed25519", next + "-rsa"}) {
+		t.Errorf("mail after the rotation: selectors %v, error %v", sels, err)
+	}
+	out, code = mailctl(t, bin, "-chdir", dir, "plan", "-detailed-exitcode")
+	if code != 0 || !strings.Contains(out, "the next rotation is due on") {
+		t.Errorf("plan after the rotation = %d, want no changes and the next due date:\n%s", code, out)
+	}
+}
