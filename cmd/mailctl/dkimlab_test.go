@@ -271,4 +271,12 @@ func TestDKIMRotateEveryLab(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "the next rotation is due on") {
 		t.Errorf("plan after the rotation = %d, want no changes and the next due date:\n%s", code, out)
 	}
+
+	// destroy deletes the records of every selector, the rotated ones too.
+	if out, code := mailctl(t, bin, "-chdir", dir, "destroy", "-auto-approve"); code != 0 {
+		t.Fatalf("destroy = %d:\n%s", code, out)
+	}
+	if zone, _ := os.ReadFile(filepath.Join(dir, ".mailctl", "zones", "example.test.zone")); strings.Contains(string(zone), "_domainkey") {
+		t.Errorf("DKIM records left after destroy:\n%s", zone)
+	}
 }
