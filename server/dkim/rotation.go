@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -186,8 +187,8 @@ func Rotate(dir, domain string, bases []string, next string, now time.Time) erro
 	if len(bases) == 0 {
 		return fmt.Errorf("dkim rotate %s: the domain has no DKIM selector", domain)
 	}
-	if err := checkName("selector", next); err != nil {
-		return err
+	if !selectorLabel.MatchString(next) || len(next)+len("-ed25519") > 63 {
+		return fmt.Errorf("dkim rotate %s: %q is not a selector (letters, digits and inner hyphens, at most 55 characters)", domain, next)
 	}
 	rot, err := loadRotation(dir, domain, bases)
 	if err != nil {
@@ -282,6 +283,10 @@ func Remove(dir, domain string, bases []string, base string, now time.Time) erro
 	e.State, e.Removed = StateRemoved, now.UTC()
 	return saveRotation(dir, domain, rot)
 }
+
+// selectorLabel is a base selector: a DNS label once -ed25519 or -rsa is
+// appended.
+var selectorLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$`)
 
 func checkName(what, s string) error {
 	if s == "" || strings.ContainsAny(s, "/\\") || strings.HasPrefix(s, ".") {

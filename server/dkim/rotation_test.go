@@ -142,6 +142,12 @@ func TestRotationLifecycle(t *testing.T) {
 		t.Errorf("the removed key file is still there: %v", err)
 	}
 
+	for _, bad := range []string{"../x", ".hidden", "a b", strings.Repeat("a", 60), ""} {
+		if err := dkim.Rotate(dir, "example.org", bases, bad, t1); err == nil {
+			t.Errorf("rotating to %q succeeded", bad)
+		}
+	}
+
 	// A second rotation from the same configuration.
 	if err := dkim.Rotate(dir, "example.org", bases, "mx1", t1); err == nil {
 		t.Errorf("rotating to a selector used before succeeded")
