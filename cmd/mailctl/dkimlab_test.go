@@ -163,6 +163,11 @@ func TestDKIMRotationLab(t *testing.T) {
 	}
 	next := m[1]
 	newSels := []string{next + "-ed25519", next + "-rsa"}
+	// A step the server cannot take is one line naming why.
+	out, code = mailctl(t, bin, "serve", "dkim", "activate", "example.test", "nope", "-config", filepath.Join(dir, ".mailctl", "server.json"))
+	if code != 1 || strings.TrimSpace(out) != "Error: dkim activate example.test: no rotation to selector nope (start one with mailctl dkim rotate)" {
+		t.Errorf("serve dkim activate of an unknown selector = %d:\n%s", code, out)
+	}
 	if out, code := mailctl(t, bin, "-chdir", dir, "dkim", "rotate", "-domain", "example.test"); code != 0 || !strings.Contains(out, "under way") {
 		t.Errorf("a second dkim rotate = %d, want the rotation under way:\n%s", code, out)
 	}
