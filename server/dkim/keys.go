@@ -2,7 +2,9 @@
 // and configured selector, one ed25519 key (RFC 8463) and one rsa-2048 key,
 // generated on the server on first start, kept under the data directory and
 // never sent anywhere; only their public records leave the server (through
-// `mailctl serve status`), for the provisioner to publish in DNS.
+// `mailctl serve status`), for the provisioner to publish in DNS. A
+// rotation (rotation.go) adds a selector, switches signing to it once the
+// provisioner has published it, and later deletes the old one.
 package dkim
 
 import (
@@ -53,9 +55,10 @@ type Key struct {
 	Algorithm Algorithm `json:"algorithm"`
 	// Record is the public TXT record: "v=DKIM1; k=...; p=...".
 	Record string `json:"record"`
-	// Signing is true for the keys of the first configured selector: they
-	// sign. The keys of later selectors are only published (a rotation
-	// keeps the old key in DNS until mail signed with it has been read).
+	// Signing is true for the keys that sign: those of the first
+	// configured selector, or of the selector a rotation switched to
+	// (rotation.go). The others are only published (a rotation keeps the
+	// old key in DNS until mail signed with it has been read).
 	Signing bool `json:"signing"`
 	// State is the selector's place in a rotation (StateSigning,
 	// StatePending, StateRetired, or StatePublished for a configured
