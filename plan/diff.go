@@ -25,7 +25,7 @@ func DiffDNS(want []desired.RRSet, current map[string][]libdns.RR) []Change {
 		before := owned(current[ZoneKey(w.Provider, w.Zone)], rel, w.Type, w.Prefix)
 		c := Change{
 			Address:  w.Address(),
-			Type:     "dns_rrset",
+			Type:     KindDNSRRset,
 			Domain:   w.Domain,
 			Provider: w.Provider,
 			Zone:     w.Zone,

@@ -87,12 +87,24 @@ type RRSet struct {
 // Empty reports whether the set holds no record.
 func (s *RRSet) Empty() bool { return s == nil || len(s.Values) == 0 }
 
+// Kind is the type of a resource, its address's first part.
+type Kind string
+
+// The kinds of resources a plan changes.
+const (
+	KindDNSRRset Kind = "dns_rrset" // a DNS record set at a provider
+	KindPTR      Kind = "ptr"       // the reverse DNS of an address
+	KindServer   Kind = "server"    // a deployed mail server
+	KindUser     Kind = "user"      // a mailbox on a server
+	KindDKIM     Kind = "dkim"      // a domain's DKIM key rotation
+)
+
 // Change is one resource's planned change.
 type Change struct {
 	// Address is the resource address, e.g. dns.example.org._dmarc.TXT.
 	Address string `json:"address"`
-	// Type is the resource type: dns_rrset, server, ptr, dkim.
-	Type   string `json:"type"`
+	// Type is the resource type.
+	Type   Kind   `json:"type"`
 	Action Action `json:"action"`
 	// Domain the resource belongs to (for -target matching).
 	Domain string `json:"domain,omitempty"`

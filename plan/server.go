@@ -40,7 +40,7 @@ func (s *ServerState) RestartSettings(want ServerState) []string {
 // or removed. before is nil for a server mailctl has not deployed yet.
 func DiffServer(name string, before *ServerState, after ServerState) []Change {
 	addr := "server." + name
-	c := Change{Address: addr, Type: "server", Server: &ServerChange{After: &after}}
+	c := Change{Address: addr, Type: KindServer, Server: &ServerChange{After: &after}}
 	switch {
 	case before == nil:
 		c.Action = Create
@@ -83,13 +83,13 @@ func DiffServer(name string, before *ServerState, after ServerState) []Change {
 	}
 	for _, u := range after.Users {
 		if !slices.Contains(had, u) {
-			out = append(out, Change{Address: "user." + u, Type: "user", Action: Create,
+			out = append(out, Change{Address: "user." + u, Type: KindUser, Action: Create,
 				Notes: []string{"mailbox on " + addr}})
 		}
 	}
 	for _, u := range had {
 		if !slices.Contains(after.Users, u) {
-			out = append(out, Change{Address: "user." + u, Type: "user", Action: Delete,
+			out = append(out, Change{Address: "user." + u, Type: KindUser, Action: Delete,
 				Notes: []string{"login removed from " + addr + "; the stored mail is kept"}})
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailctl/mailctl/contract"
 )
 
 // Layout is where a deployment lives on the server.
@@ -31,8 +33,8 @@ type Layout struct {
 // VPS is the layout on a server: binaries, configuration, data.
 var VPS = Layout{
 	Base:       "/opt/mailctl",
-	ConfigFile: "/etc/mailctl/server.json",
-	DataDir:    "/var/lib/mailctl",
+	ConfigFile: contract.VPSConfigFile,
+	DataDir:    contract.DefaultDataDir,
 	Unit:       "/etc/systemd/system/mailctl.service",
 }
 
@@ -54,6 +56,16 @@ func (l Layout) Current() string { return path.Join(l.Base, "current") }
 
 // Binary returns the path of the current binary, through the symlink.
 func (l Layout) Binary() string { return path.Join(l.Current(), "mailctl") }
+
+// statusCommand is the shell command that prints the status of the
+// current release as JSON (contract.StatusArgs).
+func (l Layout) statusCommand() string {
+	cmd := ShellQuote(l.Binary())
+	for _, a := range contract.StatusArgs(l.ConfigFile) {
+		cmd += " " + ShellQuote(a)
+	}
+	return cmd
+}
 
 // ErrNotDeployed is returned by Status when mailctl is not installed.
 var ErrNotDeployed = errors.New("remote: mailctl is not deployed on this server")
@@ -638,7 +650,7 @@ func joinInts(p []int) string {
 func Status(ctx context.Context, t Target) ([]byte, error) {
 	l := VPS
 	out, err := t.Run(ctx, fmt.Sprintf(`test -x %[1]s && test -f %[2]s || exit 69
-exec %[1]s serve status -json -config %[3]s`, ShellQuote(l.Binary()), ShellQuote(l.Unit), ShellQuote(l.ConfigFile)), nil)
+exec %[3]s`, ShellQuote(l.Binary()), ShellQuote(l.Unit), l.statusCommand()), nil)
 	if st, ok := ExitStatus(err); ok && st == 69 {
 		return nil, ErrNotDeployed
 	}

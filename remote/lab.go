@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailctl/mailctl/contract"
 )
 
 // Lab runs mailctl on this machine without systemd or root, for the local
@@ -50,8 +52,8 @@ func (lab Lab) Layout() Layout {
 	d := lab.dir()
 	return Layout{
 		Base:       d,
-		ConfigFile: filepath.Join(d, "server.json"),
-		DataDir:    filepath.Join(d, "data"),
+		ConfigFile: contract.LabConfigFile(d),
+		DataDir:    contract.LabDataDir(d),
 	}
 }
 
@@ -380,7 +382,7 @@ func (lab Lab) Status(ctx context.Context) ([]byte, error) {
 	if _, err := os.Stat(l.Binary()); err != nil {
 		return nil, ErrNotDeployed
 	}
-	out, err := Local{}.Run(ctx, ShellQuote(l.Binary())+" serve status -json -config "+ShellQuote(l.ConfigFile), nil)
+	out, err := Local{}.Run(ctx, l.statusCommand(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("read lab server status: %w", err)
 	}

@@ -8,9 +8,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/mailctl/mailctl/internal/atomicfile"
 )
 
 // Local is this machine as a Target: commands run with /bin/sh as the
@@ -54,40 +55,7 @@ func (Local) WriteFile(ctx context.Context, path string, r io.Reader, mode os.Fi
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(mode.Perm()); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if _, err := io.Copy(f, &ctxReader{ctx: ctx, r: r}); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %q: fsync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(ctx, path, r, mode.Perm())
 }
 
 // ReadFile implements Target.
@@ -104,15 +72,3 @@ func (Local) ReadFile(ctx context.Context, path string) ([]byte, error) {
 
 // Close implements Target.
 func (Local) Close() error { return nil }
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}

@@ -70,7 +70,7 @@ printf 'unit=%%s\n' "$(systemctl is-active %[4]s 2>/dev/null)"`,
 	if kv["release"] == "" {
 		o.Release = ""
 	}
-	o.Status, o.Err = t.Run(ctx, ShellQuote(l.Binary())+" serve status -json -config "+ShellQuote(l.ConfigFile), nil)
+	o.Status, o.Err = t.Run(ctx, l.statusCommand(), nil)
 	switch {
 	case o.Err == nil:
 		o.State = StateRunning

@@ -5,18 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/apply"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
-	"github.com/mailctl/mailctl/plan/dkimrotate"
 	"github.com/mailctl/mailctl/plan/propagation"
 	"github.com/mailctl/mailctl/plan/render"
-	"github.com/mailctl/mailctl/providers/dns/zonefile"
 )
 
 func init() {
@@ -98,56 +96,13 @@ func runApply(ctx context.Context, e *env, args []string) int {
 	if s.srv == nil {
 		return errorf(e, "internal: servers not read")
 	}
-	if err := deployServers(ctx, e, p, s.srv); err != nil {
-		return applyFailed(e, apply.Result{NotApplied: apply.Pending(p, "dns_rrset", "dkim", "ptr")}, err)
-	}
-	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
-	res, err := apply.DNS(ctx, p, s.provs, opts)
-	if err == nil && *wait > 0 {
-		popts := propagation.Options{Resolver: ep.resolver(), Addresses: addrs, Timeout: *wait, Progress: e.Stdout, Logger: logger(e)}
-		popts.Terminal, popts.Width = stdoutTerminal(e)
-		err = waitPropagation(ctx, p, popts)
-	}
-	if err == nil {
-		// DKIM rotations: signing switches once the new keys are served
-		// everywhere; retired keys go once their records are deleted.
-		var rwait dkimrotate.WaitFunc
-		if *wait > 0 {
-			popts := propagation.Options{Resolver: ep.resolver(), Addresses: addrs, Timeout: *wait, Progress: e.Stdout, Logger: logger(e)}
-			popts.Terminal, popts.Width = stdoutTerminal(e)
-			rwait = func(ctx context.Context, changes []plan.Change) error {
-				return waitPropagation(ctx, &plan.Plan{Changes: changes}, popts)
-			}
-		}
-		err = dkimrotate.Activate(ctx, p, s.srv.rotators(), rwait, e.Stdout)
-		if err == nil {
-			err = dkimrotate.Remove(ctx, p, s.srv.rotators(), e.Stdout)
-		}
-		if err != nil {
-			res.Merge(apply.Result{NotApplied: apply.Pending(p, "dkim")})
-		}
-	} else {
-		res.Merge(apply.Result{NotApplied: apply.Pending(p, "dkim")})
-	}
-	if err == nil {
-		// Reverse DNS after DNS: hosting APIs check the forward record.
-		pres, perr := apply.PTR(ctx, p, s.ptrs, opts)
-		res.Merge(pres)
-		err = perr
-	} else {
-		res.Merge(apply.Result{NotApplied: apply.Pending(p, "ptr")})
-	}
-	for _, c := range p.Changes {
-		if c.Type == "server" || c.Type == "user" || c.Type == "dkim" {
-			switch c.Action {
-			case plan.Create:
-				res.Added++
-			case plan.Update:
-				res.Changed++
-			case plan.Delete:
-				res.Destroyed++
-			}
-		}
+	eng := s.engine(e, *pf.parallelism)
+	eng.Wait = *wait
+	eng.Propagation = propagation.Options{Resolver: ep.resolver(), Addresses: addrs}
+	eng.Propagation.Terminal, eng.Propagation.Width = stdoutTerminal(e)
+	res, err := eng.Apply(ctx, p)
+	if res.DKIMKeys != nil {
+		s.srv.keys = res.DKIMKeys
 	}
 	for _, d := range res.Deferred {
 		fmt.Fprintf(e.Stdout, "%s: deferred: its value is known only once the server is deployed\n", d)
@@ -193,7 +148,7 @@ func verifyAfterApply(ctx context.Context, e *env, s *planSetup, vf *verifyFlags
 	if err != nil {
 		return errorf(e, "verify: %v", err)
 	}
-	// The servers' keys as deployServers read them back (or as the plan
+	// The servers' keys as apply read them back (or as the plan
 	// read them, when no server changed).
 	run.Keys = s.srv.keys
 	if err := addServerChecks(ctx, s.cfg, s.srv.conns, &run); err != nil {
@@ -204,38 +159,6 @@ func verifyAfterApply(ctx context.Context, e *env, s *planSetup, vf *verifyFlags
 		return code
 	}
 	return exitOK
-}
-
-// waitPropagation waits until the authoritative name servers serve the
-// DNS changes apply.DNS made, before PTR (hosting APIs resolve the forward
-// record) and verify. Zone files are left out: nothing serves them yet.
-func waitPropagation(ctx context.Context, p *plan.Plan, opts propagation.Options) error {
-	var changes []plan.Change
-	for _, c := range p.Changes {
-		if c.Type != "dns_rrset" || c.Action == plan.NoOp || c.AfterUnknown || providerKind(c.Provider) == zonefile.Kind {
-			continue
-		}
-		changes = append(changes, c)
-	}
-	if len(changes) == 0 {
-		return nil
-	}
-	if _, err := propagation.Wait(ctx, changes, opts); err != nil {
-		if errors.Is(err, propagation.ErrTimeout) {
-			return fmt.Errorf("%w\nthe records are applied at the DNS provider: run apply again with a longer -wait, or -wait=0 to skip the wait", err)
-		}
-		return err
-	}
-	return nil
-}
-
-// providerKind returns KIND of a provider address provider.KIND.NAME.
-func providerKind(addr string) string {
-	parts := strings.SplitN(addr, ".", 3)
-	if len(parts) < 3 {
-		return ""
-	}
-	return parts[1]
 }
 
 // stale says why a saved plan no longer matches the configuration or the
@@ -282,7 +205,7 @@ func printConnect(e *env, cfg *config.Config) {
 		}
 		fmt.Fprintln(e.Stdout, "  user name: the full e-mail address")
 		if srv.Local != nil && srv.TLS.SelfSigned {
-			fmt.Fprintf(e.Stdout, "  the certificate is self-signed: %s\n", filepath.Join(desired.LocalDir(cfg, srv), "data", "tls", "self-signed.crt"))
+			fmt.Fprintf(e.Stdout, "  the certificate is self-signed: %s\n", contract.SelfSignedCert(desired.LabDataDir(cfg, srv)))
 		}
 	}
 }

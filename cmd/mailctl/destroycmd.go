@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/mailctl/mailctl/plan"
-	"github.com/mailctl/mailctl/plan/apply"
 	"github.com/mailctl/mailctl/plan/refresh"
 	"github.com/mailctl/mailctl/plan/render"
 )
@@ -45,15 +44,13 @@ func runDestroy(ctx context.Context, e *env, args []string) int {
 		return printErrors(e, err)
 	}
 	// The servers that run something go too.
-	var stop []string
 	for _, name := range sortedNames(srv.plans) {
 		if srv.plans[name].Before != nil {
-			stop = append(stop, name)
 			note := "stop the service, remove its releases and configuration; the mail data is kept"
 			if *purge {
 				note = "stop the service and delete everything, the mail data too"
 			}
-			p.Changes = append(p.Changes, plan.Change{Address: "server." + name, Type: "server", Action: plan.Delete, Notes: []string{note}})
+			p.Changes = append(p.Changes, plan.Change{Address: "server." + name, Type: plan.KindServer, Action: plan.Delete, Notes: []string{note}})
 		}
 	}
 	p.Sort()
@@ -67,28 +64,13 @@ func runDestroy(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	fmt.Fprintln(e.Stdout)
-	opts := apply.Options{Parallelism: *pf.parallelism, Progress: e.Stdout, Logger: logger(e)}
-	res, err := apply.DNS(ctx, p, s.provs, opts)
-	if err == nil {
-		var pres apply.Result
-		pres, err = apply.PTR(ctx, p, s.ptrs, opts)
-		res.Destroyed += pres.Destroyed + pres.Changed
-	}
-	if err == nil {
-		for _, name := range stop {
-			fmt.Fprintf(e.Stdout, "server.%s: Destroying...\n", name)
-			if _, err = srv.conns[name].Destroy(ctx, *purge); err != nil {
-				err = fmt.Errorf("destroy server.%s: %w", name, err)
-				break
-			}
-			fmt.Fprintf(e.Stdout, "server.%s: destroy complete\n", name)
-			res.Destroyed++
-		}
-	}
+	s.srv = srv
+	res, err := s.engine(e, *pf.parallelism).Destroy(ctx, p, *purge)
 	if err != nil {
 		return errorf(e, "%v", err)
 	}
-	fmt.Fprintf(e.Stdout, "\nDestroy complete! Resources: %d destroyed.\n", res.Destroyed)
+	// A reverse DNS reset to the host's default counts as destroyed.
+	fmt.Fprintf(e.Stdout, "\nDestroy complete! Resources: %d destroyed.\n", res.Destroyed+res.Changed)
 	return exitOK
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 
+	"github.com/mailctl/mailctl/internal/atomicfile"
 	"github.com/mailctl/mailctl/plan/config"
 )
 
@@ -249,11 +250,10 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// writeFileAtomic replaces the file at path with data: a temporary file in the
-// same directory, with the mode of the old file, synced then renamed over it,
-// so that a crash leaves either the old or the new content. A symbolic link is
-// followed and its target replaced.
-func writeFileAtomic(path string, data []byte) (err error) {
+// writeFileAtomic replaces the file at path with data, keeping its mode
+// (internal/atomicfile): a crash leaves either the old or the new content.
+// A symbolic link is followed and its target replaced.
+func writeFileAtomic(path string, data []byte) error {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
 	}
@@ -261,38 +261,7 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if st, err := os.Stat(path); err == nil {
 		mode = st.Mode().Perm()
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return unwrapPathError(err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return unwrapPathError(atomicfile.WriteFile(path, data, mode))
 }
 
 // unifiedDiff returns a unified diff (3 lines of context) from a to b, with

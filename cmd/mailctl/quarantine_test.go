@@ -13,9 +13,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
-	"github.com/mailctl/mailctl/server/daemon"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -85,7 +85,7 @@ func TestServeQuarantine(t *testing.T) {
 	e, _, stderr := serveEnv()
 	done := make(chan int, 1)
 	go func() { done <- run(sctx, []string{"serve", "-config", cfgPath}, e) }()
-	var status daemon.Status
+	var status contract.Status
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		se, stdout, serr := serveEnv()

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
-	"github.com/mailctl/mailctl/server/daemon"
 )
 
 // serveBuffer is a bytes.Buffer safe for the server's goroutines.
@@ -107,7 +107,7 @@ func TestServeInProcess(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "-config", cfgPath}, e) }()
 
-	var st daemon.Status
+	var st contract.Status
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		se, stdout, serr := serveEnv()

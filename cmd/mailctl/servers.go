@@ -11,9 +11,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailctl/mailctl/plan"
+	"github.com/mailctl/mailctl/plan/apply"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
-	"github.com/mailctl/mailctl/plan/dkimrotate"
 	"github.com/mailctl/mailctl/plan/refresh"
 	"github.com/mailctl/mailctl/plan/target"
 )
@@ -38,6 +38,19 @@ type servers struct {
 	plans  map[string]refresh.ServerPlan
 	config map[string][]byte // generated server.json per server
 	keys   []desired.DKIMKey
+}
+
+// engine is the apply engine for the providers and contacted servers.
+func (s *planSetup) engine(e *env, parallelism int) *apply.Engine {
+	eng := &apply.Engine{DNS: s.provs, PTR: s.ptrs, Servers: map[string]apply.Server{},
+		Options: apply.Options{Parallelism: parallelism, Progress: e.Stdout, Logger: logger(e)}}
+	if s.srv != nil {
+		eng.Binary, eng.Configs = s.srv.binary, s.srv.config
+		for name, c := range s.srv.conns {
+			eng.Servers[name] = c
+		}
+	}
+	return eng
 }
 
 func (s *servers) close() {
@@ -119,15 +132,6 @@ func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlag
 	return out, errors.Join(errs...)
 }
 
-// rotators are the connected servers, for the DKIM rotation steps.
-func (s *servers) rotators() map[string]dkimrotate.Server {
-	m := map[string]dkimrotate.Server{}
-	for name, c := range s.conns {
-		m[name] = c
-	}
-	return m
-}
-
 // passphrasePrompt asks for an SSH key passphrase on the terminal.
 func passphrasePrompt(e *env) func(string) ([]byte, error) {
 	if !e.IsTerminal {
@@ -138,81 +142,5 @@ func passphrasePrompt(e *env) func(string) ([]byte, error) {
 		pw, err := term.ReadPassword(int(os.Stdin.Fd()))
 		fmt.Fprintln(e.Stderr)
 		return pw, err
-	}
-}
-
-// deployServers runs the server step of p: deploy every server whose
-// change is not a no-op and generate the keys of DKIM rotations that are
-// due, then read back the DKIM keys (into srv.keys) and fill the DNS
-// changes that waited for them.
-func deployServers(ctx context.Context, e *env, p *plan.Plan, srv *servers) error {
-	deployed := false
-	for _, c := range p.Changes {
-		name := plan.ServerName(c.Address)
-		if c.Type != "server" || c.Action == plan.NoOp || name == "" {
-			continue
-		}
-		conn := srv.conns[name]
-		if conn == nil {
-			return fmt.Errorf("%s: not connected", c.Address)
-		}
-		fmt.Fprintf(e.Stdout, "%s: deploying...\n", c.Address)
-		var restart []string // what the plan said: the settings a reload would not apply
-		if c.Server != nil && c.Server.After != nil {
-			restart = c.Server.Before.RestartSettings(*c.Server.After)
-		}
-		res, err := conn.Deploy(ctx, srv.binary, srv.config[name], restart)
-		if err != nil {
-			return fmt.Errorf("deploy %s: %w", c.Address, err)
-		}
-		what := "nothing to do"
-		if res.Changed() {
-			what = strings.Join(res.Actions, ", ")
-		}
-		fmt.Fprintf(e.Stdout, "%s: deployed release %s (%s)\n", c.Address, res.Release, what)
-		deployed = true
-	}
-	generated, err := dkimrotate.Generate(ctx, p, srv.rotators(), e.Stdout)
-	if err != nil {
-		return err
-	}
-	if !deployed && !generated {
-		return nil
-	}
-	var keys []desired.DKIMKey
-	for _, conn := range srv.conns {
-		_, k, err := conn.State(ctx)
-		if err != nil {
-			return fmt.Errorf("read back server.%s: %w", conn.Name(), err)
-		}
-		keys = append(keys, k...)
-	}
-	srv.keys = keys
-	fillKeys(p, keys)
-	return nil
-}
-
-// fillKeys completes the DNS changes whose values were known only after
-// the server step: the DKIM public keys.
-func fillKeys(p *plan.Plan, keys []desired.DKIMKey) {
-	for i := range p.Changes {
-		c := &p.Changes[i]
-		if !c.AfterUnknown {
-			continue
-		}
-		for _, k := range keys {
-			sel, _, _ := strings.Cut(c.Name, "._domainkey")
-			if c.Domain == k.Domain && sel == k.Selector {
-				c.After.Values = []string{k.Record}
-				c.AfterUnknown = false
-				c.Action = plan.Create
-				if c.Before != nil && len(c.Before.Values) > 0 {
-					c.Action = plan.Update
-					if len(c.Before.Values) == 1 && c.Before.Values[0] == k.Record && c.Before.TTL == c.After.TTL {
-						c.Action = plan.NoOp
-					}
-				}
-			}
-		}
 	}
 }

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/plan/target"
 	"github.com/mailctl/mailctl/remote"
-	"github.com/mailctl/mailctl/server/daemon"
 )
 
 func init() {
@@ -59,28 +59,28 @@ type statusReport struct {
 }
 
 type serverReport struct {
-	Server        string             `json:"server"`
-	State         string             `json:"state"`
-	Error         string             `json:"error,omitempty"`
-	Release       string             `json:"release,omitempty"`
-	Version       string             `json:"version,omitempty"`
-	Hostname      string             `json:"hostname,omitempty"`
-	StartedAt     *time.Time         `json:"started_at,omitempty"`
-	UptimeSeconds int64              `json:"uptime_seconds,omitempty"`
-	Queue         *queueReport       `json:"queue,omitempty"`
-	Certificates  []certReport       `json:"certificates,omitempty"`
-	Disk          *diskReport        `json:"disk,omitempty"`
-	Users         []userReport       `json:"users,omitempty"`
-	LastErrors    []daemon.LogRecord `json:"last_errors,omitempty"`
-	Quarantine    []quarantineReport `json:"store_quarantine,omitempty"`
-	Attention     []string           `json:"attention"`
+	Server        string               `json:"server"`
+	State         string               `json:"state"`
+	Error         string               `json:"error,omitempty"`
+	Release       string               `json:"release,omitempty"`
+	Version       string               `json:"version,omitempty"`
+	Hostname      string               `json:"hostname,omitempty"`
+	StartedAt     *time.Time           `json:"started_at,omitempty"`
+	UptimeSeconds int64                `json:"uptime_seconds,omitempty"`
+	Queue         *queueReport         `json:"queue,omitempty"`
+	Certificates  []certReport         `json:"certificates,omitempty"`
+	Disk          *diskReport          `json:"disk,omitempty"`
+	Users         []userReport         `json:"users,omitempty"`
+	LastErrors    []contract.LogRecord `json:"last_errors,omitempty"`
+	Quarantine    []quarantineReport   `json:"store_quarantine,omitempty"`
+	Attention     []string             `json:"attention"`
 }
 
 type queueReport struct {
-	Messages         int               `json:"messages"`
-	Oldest           *time.Time        `json:"oldest,omitempty"`
-	OldestAgeSeconds int64             `json:"oldest_age_seconds,omitempty"`
-	Deferrals        []daemon.Deferral `json:"deferrals"`
+	Messages         int                 `json:"messages"`
+	Oldest           *time.Time          `json:"oldest,omitempty"`
+	OldestAgeSeconds int64               `json:"oldest_age_seconds,omitempty"`
+	Deferrals        []contract.Deferral `json:"deferrals"`
 }
 
 type certReport struct {
@@ -225,7 +225,7 @@ func buildServerReport(name string, obs remote.Observation, err error, now time.
 	if obs.State != remote.StateRunning {
 		return r
 	}
-	var st daemon.Status
+	var st contract.Status
 	if err := json.Unmarshal(obs.Status, &st); err != nil {
 		r.State, r.Error = remote.StateUnknown, "decode the server's status: "+err.Error()
 		return r
@@ -239,7 +239,7 @@ func buildServerReport(name string, obs remote.Observation, err error, now time.
 	if q := st.Queue; q != nil {
 		qr := &queueReport{Messages: q.Messages, Oldest: q.Oldest, Deferrals: q.Deferrals}
 		if qr.Deferrals == nil {
-			qr.Deferrals = []daemon.Deferral{}
+			qr.Deferrals = []contract.Deferral{}
 		}
 		if q.Oldest != nil {
 			age := now.Sub(*q.Oldest)
@@ -250,7 +250,7 @@ func buildServerReport(name string, obs remote.Observation, err error, now time.
 		}
 		r.Queue = qr
 	} else {
-		r.Queue = &queueReport{Messages: st.QueueMessages, Deferrals: []daemon.Deferral{}}
+		r.Queue = &queueReport{Messages: st.QueueMessages, Deferrals: []contract.Deferral{}}
 	}
 	for _, c := range st.Certificates {
 		days := int(c.NotAfter.Sub(now).Hours() / 24)

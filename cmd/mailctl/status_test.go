@@ -8,59 +8,60 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/remote"
-	"github.com/mailctl/mailctl/server/daemon"
-	"github.com/mailctl/mailctl/server/store"
-	"github.com/mailctl/mailctl/server/tlsconf"
 )
 
 var statusNow = time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 
 // healthyStatus is what a server that needs nothing reports.
-func healthyStatus() daemon.Status {
+func healthyStatus() contract.Status {
 	oldest := statusNow.Add(-10 * time.Minute)
-	return daemon.Status{
-		FormatVersion: daemon.StatusFormatVersion, Version: "1.4.0", Hostname: "mail.example.org",
+	return contract.Status{
+		FormatVersion: contract.StatusFormatVersion, Version: "1.4.0", Hostname: "mail.example.org",
 		StartedAt: statusNow.Add(-50 * time.Hour),
-		Users: []daemon.UserStatus{
+		Users: []contract.UserStatus{
 			{Address: "alice@example.org", QuotaBytes: 1 << 30, UsedBytes: 300 << 20, Messages: 1200},
 			{Address: "bob@example.org", UsedBytes: 5 << 20, Messages: 40},
 		},
 		TLSMode:       "acme",
-		Certificates:  []tlsconf.CertInfo{{Names: []string{"mail.example.org"}, NotAfter: statusNow.Add(60 * 24 * time.Hour)}},
+		Certificates:  []contract.CertInfo{{Names: []string{"mail.example.org"}, NotAfter: statusNow.Add(60 * 24 * time.Hour)}},
 		QueueMessages: 1,
-		Queue: &daemon.QueueStatus{Messages: 1, Oldest: &oldest, Deferrals: []daemon.Deferral{
+		Queue: &contract.QueueStatus{Messages: 1, Oldest: &oldest, Deferrals: []contract.Deferral{
 			{Reason: "example.net: 451 4.7.1 greylisted, try again later", Messages: 1}}},
-		Disk:       &daemon.DiskStatus{Path: "/var/lib/mailctl", TotalBytes: 20 << 30, FreeBytes: 15 << 30, UsedBytes: 5 << 30},
-		LastErrors: []daemon.LogRecord{},
-		Quarantine: []store.QuarantineEntry{},
+		Disk:       &contract.DiskStatus{Path: "/var/lib/mailctl", TotalBytes: 20 << 30, FreeBytes: 15 << 30, UsedBytes: 5 << 30},
+		LastErrors: []contract.LogRecord{},
+		Quarantine: []contract.QuarantineEntry{},
 	}
 }
 
 // troubledStatus crosses every threshold.
-func troubledStatus() daemon.Status {
+func troubledStatus() contract.Status {
 	st := healthyStatus()
 	oldest := statusNow.Add(-30 * time.Hour)
-	st.Queue = &daemon.QueueStatus{Messages: 3, Oldest: &oldest, Deferrals: []daemon.Deferral{
+	st.Queue = &contract.QueueStatus{Messages: 3, Oldest: &oldest, Deferrals: []contract.Deferral{
 		{Reason: "example.com: dial tcp 192.0.2.1:25: connect: connection timed out", Messages: 2},
 		{Reason: "example.net: 421 4.3.2 too busy", Messages: 1}}}
 	st.Certificates[0].NotAfter = statusNow.Add(10*24*time.Hour + time.Hour)
-	st.Disk = &daemon.DiskStatus{Path: "/var/lib/mailctl", TotalBytes: 20 << 30, FreeBytes: 1 << 30, UsedBytes: 19 << 30}
+	st.Disk = &contract.DiskStatus{Path: "/var/lib/mailctl", TotalBytes: 20 << 30, FreeBytes: 1 << 30, UsedBytes: 19 << 30}
 	st.Users[0].UsedBytes = 950 << 20
-	st.LastErrors = []daemon.LogRecord{{Time: statusNow.Add(-time.Hour), Level: "ERROR",
+	st.LastErrors = []contract.LogRecord{{Time: statusNow.Add(-time.Hour), Level: "ERROR",
 		Message: "reload failed; keeping the previous configuration", Attrs: `problems="[hostname is empty]"`}}
-	st.Quarantine = []store.QuarantineEntry{{Time: statusNow.Add(-2 * time.Hour), User: "bob@example.org", Kind: "message",
-		Mailbox: "INBOX", UID: 17, Error: "decode message record: unexpected EOF", File: "20261207T060000-1.json",
-		Record: []byte("raw"), Header: "Subject: secret"}}
+	st.Quarantine = []contract.QuarantineEntry{{Time: statusNow.Add(-2 * time.Hour), User: "bob@example.org", Kind: "message",
+		Mailbox: "INBOX", UID: 17, Error: "decode message record: unexpected EOF", File: "20261207T060000-1.json"}}
 	return st
 }
 
-func observation(t *testing.T, st daemon.Status) remote.Observation {
+func observation(t *testing.T, st contract.Status) remote.Observation {
 	t.Helper()
 	b, err := json.Marshal(st)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A quarantine entry as the store keeps it, with the raw record and
+	// the cached header, which mailctl status must not pass on.
+	b = bytes.ReplaceAll(b, []byte(`"file":"20261207T060000-1.json"`),
+		[]byte(`"file":"20261207T060000-1.json","record":"cmF3","header":"Subject: secret"`))
 	return remote.Observation{State: remote.StateRunning, Release: "1.4.0-0123456789ab", Unit: "active", Status: b}
 }
 

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
@@ -332,7 +332,7 @@ func verifyRoots(cfg *config.Config, caFile string) (*x509.CertPool, error) {
 	}
 	for _, s := range cfg.Servers {
 		if s.Local != nil && s.TLS.SelfSigned {
-			files = append(files, filepath.Join(desired.LocalDir(cfg, s), "data", "tls", "self-signed.crt"))
+			files = append(files, contract.SelfSignedCert(desired.LabDataDir(cfg, s)))
 		}
 	}
 	for _, f := range files {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"testing"
@@ -31,6 +32,13 @@ var (
 func sharedVPS(t testing.TB) *testenv.VPS {
 	t.Helper()
 	vmOnce.Do(func() {
+		// The image first, with a deadline of its own (scripts/test builds
+		// it before the tests; go test alone may meet a cache miss).
+		bctx, bcancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer bcancel()
+		if vmErr = testenv.BuildVPSImage(bctx, prefixWriter{os.Stderr, "e2e: "}); vmErr != nil {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		vm, vmErr = testenv.StartVPS(ctx)
@@ -42,6 +50,19 @@ func sharedVPS(t testing.TB) *testenv.VPS {
 		t.Fatalf("boot the test VM: %v", vmErr)
 	}
 	return vm
+}
+
+// prefixWriter writes each Write to w after prefix.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // dialVPS opens an SSH connection to the VM as root, pinning its host key.

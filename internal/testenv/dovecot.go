@@ -44,6 +44,8 @@ type Dovecot struct {
 
 	users    map[string]string
 	uid, gid int
+	location string
+	extra    string
 
 	mu             sync.Mutex
 	oauth2         bool
@@ -72,6 +74,12 @@ type DovecotOptions struct {
 	// logins (PLAIN, LOGIN) keep using the users' passwords.
 	OAuth2 bool
 	Tokens map[string]OAuth2Token
+	// MailLocation replaces the mail_location (default
+	// maildir:~/Maildir:LAYOUT=fs:INBOX=~/Maildir/INBOX); maildir:~/Maildir
+	// is Dovecot's default Maildir++ layout.
+	MailLocation string
+	// Extra is appended to the configuration (plugins, settings).
+	Extra string
 }
 
 // StartDovecot writes a configuration for users, starts `dovecot -F` on
@@ -106,7 +114,10 @@ func StartDovecotWith(t testing.TB, opts DovecotOptions) *Dovecot {
 		t.Fatal(err)
 	}
 	d := &Dovecot{Dir: dir, users: map[string]string{}, uid: os.Getuid(), gid: os.Getgid(),
-		oauth2: opts.OAuth2, tokens: map[string]OAuth2Token{}}
+		oauth2: opts.OAuth2, tokens: map[string]OAuth2Token{}, location: opts.MailLocation, extra: opts.Extra}
+	if d.location == "" {
+		d.location = "maildir:~/Maildir:LAYOUT=fs:INBOX=~/Maildir/INBOX"
+	}
 	for tok, info := range opts.Tokens {
 		d.tokens[tok] = info
 	}
@@ -228,6 +239,23 @@ func (d *Dovecot) ClientTLS() *tls.Config {
 	return &tls.Config{RootCAs: d.CertPool, ServerName: "127.0.0.1"}
 }
 
+// Own gives the tree at root to the user the mail processes run as (a
+// Maildir put into a home after the start).
+func (d *Dovecot) Own(t testing.TB, root string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		return
+	}
+	if err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, d.uid, d.gid)
+	}); err != nil {
+		t.Fatalf("chown %s: %v", root, err)
+	}
+}
+
 func (d *Dovecot) chownHomes(t testing.TB) {
 	t.Helper()
 	if os.Getuid() != 0 {
@@ -276,7 +304,7 @@ ssl_key = <%[1]s/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = %[6]s
 first_valid_uid = 1
-mail_location = maildir:~/Maildir:LAYOUT=fs:INBOX=~/Maildir/INBOX
+mail_location = %[8]s
 mail_fsync = never
 maildir_very_dirty_syncs = yes
 mail_max_userip_connections = 100
@@ -322,7 +350,7 @@ userdb {
   driver = passwd-file
   args = username_format=%%u %[1]s/users
 }
-`, d.Dir, p1, p1, p2, login, mechs, oauth2)
+`, d.Dir, p1, p1, p2, login, mechs, oauth2, d.location) + d.extra
 }
 
 func (d *Dovecot) start(t testing.TB, bin string, p1, p2 int) error {

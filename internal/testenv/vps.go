@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +63,43 @@ func VPSScriptsDir() (string, error) {
 		}
 		if filepath.Dir(d) == d {
 			return "", fmt.Errorf("find scripts/vps: no go.mod above %s (set MAILCTL_VPS_DIR)", wd)
+		}
+	}
+}
+
+// BuildVPSImage builds the VM image with build-image.sh when it is not
+// cached (a cache hit returns at once), printing a progress line to
+// progress every 30 s: a cache miss downloads and bootstraps Debian, 3 to
+// 10 minutes depending on the machine's load. Callers give it a deadline
+// of its own, so that StartVPS's can stay that of a boot.
+func BuildVPSImage(ctx context.Context, progress io.Writer) error {
+	dir, err := VPSScriptsDir()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "build-image.sh"))
+	stderr := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = io.Discard, stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("vps build-image.sh: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	start := time.Now()
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				if ctx.Err() != nil {
+					err = fmt.Errorf("%v (deadline exceeded after %s)", err, time.Since(start).Round(time.Second))
+				}
+				return fmt.Errorf("vps build-image.sh: %v\n%s", err, lastLines(stderr.String(), 40))
+			}
+			return nil
+		case <-tick.C:
+			fmt.Fprintf(progress, "building the test VM image (cache miss)... %s elapsed\n", time.Since(start).Round(time.Second))
 		}
 	}
 }

@@ -1,6 +1,9 @@
-// Package apply executes a plan: DNS changes through the providers, one
-// RRset at a time (exact deletes, then adds), zones in parallel. Every step
-// is idempotent, so an interrupted apply converges when run again.
+// Package apply executes a plan. Engine runs a whole apply or destroy:
+// the servers (deploy, DKIM keys read back), DNS changes through the
+// providers (DNS: one RRset at a time, exact deletes then adds, zones in
+// parallel), the propagation wait and reverse DNS (PTR), and counts what
+// was done. Every step is idempotent, so an interrupted apply converges
+// when run again.
 package apply
 
 import (
@@ -20,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mailctl/mailctl/plan"
+	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/providers/dns"
 	"github.com/mailctl/mailctl/providers/ptr"
 )
@@ -45,6 +49,25 @@ type Result struct {
 	// NotApplied lists the changes left undone because of an error or an
 	// interrupt (Ctrl-C), the failed one included, in address order.
 	NotApplied []string
+	// DKIMKeys are the DKIM public keys read back from the servers after
+	// a deployment (Engine.Apply); nil when no server was deployed.
+	DKIMKeys []desired.DKIMKey
+}
+
+// count counts one applied change of action a: a replacement is one
+// resource added and one destroyed, as Terraform counts it.
+func (r *Result) count(a plan.Action) {
+	switch a {
+	case plan.Create:
+		r.Added++
+	case plan.Update:
+		r.Changed++
+	case plan.Delete:
+		r.Destroyed++
+	case plan.Replace:
+		r.Added++
+		r.Destroyed++
+	}
 }
 
 // Merge adds the counts and lists of o to r.
@@ -55,6 +78,9 @@ func (r *Result) Merge(o Result) {
 	r.Deferred = append(r.Deferred, o.Deferred...)
 	r.NotApplied = append(r.NotApplied, o.NotApplied...)
 	sort.Strings(r.NotApplied)
+	if o.DKIMKeys != nil {
+		r.DKIMKeys = o.DKIMKeys
+	}
 }
 
 // DNS applies the DNS changes of p. It keeps going in other zones when one
@@ -63,7 +89,7 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 	byZone := map[string][]plan.Change{}
 	var res Result
 	for _, c := range p.Changes {
-		if c.Type != "dns_rrset" || c.Action == plan.NoOp {
+		if c.Type != plan.KindDNSRRset || c.Action == plan.NoOp {
 			continue
 		}
 		if c.AfterUnknown {
@@ -140,17 +166,7 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 				}
 				progress("%s: %s complete", c.Address, c.Action.Verb())
 				mu.Lock()
-				switch c.Action {
-				case plan.Create:
-					res.Added++
-				case plan.Update:
-					res.Changed++
-				case plan.Delete:
-					res.Destroyed++
-				case plan.Replace:
-					res.Added++
-					res.Destroyed++
-				}
+				res.count(c.Action)
 				mu.Unlock()
 			}
 			return nil
@@ -161,9 +177,9 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 	return res, errors.Join(errs...)
 }
 
-// Pending lists the changes of p of the given types that are not no-ops:
+// Pending lists the changes of p of the given kinds that are not no-ops:
 // what is left undone when an earlier step fails.
-func Pending(p *plan.Plan, types ...string) []string {
+func Pending(p *plan.Plan, types ...plan.Kind) []string {
 	var out []string
 	for _, c := range p.Changes {
 		if c.Action != plan.NoOp && slices.Contains(types, c.Type) {
@@ -193,7 +209,7 @@ func PTR(ctx context.Context, p *plan.Plan, provs map[string]ptr.Provider, opts 
 	var res Result
 	var errs []error
 	for _, c := range p.Changes {
-		if c.Type != "ptr" || c.Action == plan.NoOp {
+		if c.Type != plan.KindPTR || c.Action == plan.NoOp {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -226,14 +242,7 @@ func PTR(ctx context.Context, p *plan.Plan, provs map[string]ptr.Provider, opts 
 		if opts.Progress != nil {
 			fmt.Fprintf(opts.Progress, "%s: %s complete\n", c.Address, c.Action.Verb())
 		}
-		switch c.Action {
-		case plan.Create:
-			res.Added++
-		case plan.Delete:
-			res.Destroyed++
-		default:
-			res.Changed++
-		}
+		res.count(c.Action)
 	}
 	if err := ctx.Err(); err != nil && len(res.NotApplied) > 0 {
 		errs = append(errs, fmt.Errorf("reverse DNS: interrupted: %w", err))

@@ -101,6 +101,7 @@ type Server struct {
 	Relay    *Relay
 	Outbound *Outbound // nil: defaults (IPv6 preferred, no warm-up)
 	Inbound  *Inbound  // nil: defaults (Spamhaus ZEN, no greylisting)
+	Limits   Limits    // zero values: the server's defaults (docs/security.md)
 	Ports    Ports
 	// Resolvers ("host:port") answer the server's MX, SPF, DKIM and DMARC
 	// lookups; empty: the server's /etc/resolv.conf.
@@ -160,6 +161,19 @@ type Outbound struct {
 	// DelayNotice when its sender is told of the delay; 0: the server's
 	// defaults (5 days, 4 hours).
 	MaxAge, DelayNotice time.Duration
+}
+
+// Limits are the server's protocol limits and caps; a zero field keeps
+// the server's default (docs/security.md says why each default is what it
+// is).
+type Limits struct {
+	MaxMessageBytes    int64
+	MaxRecipients      int
+	SMTPConnsPerIP     int
+	IMAPConnsPerIP     int
+	IMAPConnsPerUserIP int
+	AuthFailuresPerIP  int
+	CommandTimeout     time.Duration
 }
 
 // Warmup is the IP warm-up ramp: a daily cap of direct deliveries, 50 the

@@ -435,7 +435,7 @@ var serverSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "hostname", Required: true}, {Name: "ipv4", Required: true}, {Name: "ipv6"}, {Name: "ptr"}, {Name: "resolvers"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}, {Type: "limits"}},
 }
 
 func (d *decoder) server(b *hcl.Block) {
@@ -545,6 +545,9 @@ func (d *decoder) server(b *hcl.Block) {
 	}
 	if blk := blocks["inbound"]; blk != nil {
 		s.Inbound = d.inbound(blk)
+	}
+	if blk := blocks["limits"]; blk != nil {
+		s.Limits = d.limits(blk)
 	}
 	for _, o := range d.cfg.Servers {
 		if o.Name == s.Name {
@@ -765,6 +768,47 @@ func (d *decoder) outbound(b *hcl.Block) *Outbound {
 		o.Warmup = w
 	}
 	return o
+}
+
+// limits decodes a server's limits block. The bounds are the server's
+// own (server/config validateLimits): what passes here passes there.
+func (d *decoder) limits(b *hcl.Block) Limits {
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "max_message_size"}, {Name: "max_recipients"}, {Name: "smtp_conns_per_ip"},
+		{Name: "imap_conns_per_ip"}, {Name: "imap_conns_per_user_ip"}, {Name: "auth_failures_per_ip"},
+		{Name: "command_timeout"},
+	}})
+	d.diags = append(d.diags, diags...)
+	var l Limits
+	if a := c.Attributes["max_message_size"]; a != nil {
+		if v, ok := d.str(a); ok {
+			n, err := parseSize(v.Str)
+			if err != nil || n < 1<<10 || n > 1<<30 {
+				d.errf(a.Expr.Range().Ptr(), "Invalid size", "%q must be a size from 1KiB to 1GiB, like \"50MiB\".", v.Str)
+			} else {
+				l.MaxMessageBytes = n
+			}
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{
+		{"max_recipients", &l.MaxRecipients}, {"smtp_conns_per_ip", &l.SMTPConnsPerIP},
+		{"imap_conns_per_ip", &l.IMAPConnsPerIP}, {"imap_conns_per_user_ip", &l.IMAPConnsPerUserIP},
+		{"auth_failures_per_ip", &l.AuthFailuresPerIP},
+	} {
+		if a := c.Attributes[f.name]; a != nil {
+			*f.dst, _ = d.num(a, 1, 100000)
+		}
+	}
+	if l.IMAPConnsPerIP > 0 && l.IMAPConnsPerUserIP > l.IMAPConnsPerIP {
+		d.errf(b.DefRange.Ptr(), "IMAP caps out of order", "imap_conns_per_user_ip (%d) is more than imap_conns_per_ip (%d): one user could never reach it.", l.IMAPConnsPerUserIP, l.IMAPConnsPerIP)
+	}
+	if a := c.Attributes["command_timeout"]; a != nil {
+		l.CommandTimeout = d.durationAttr(a, time.Second, time.Hour, "5m")
+	}
+	return l
 }
 
 func (d *decoder) inbound(b *hcl.Block) *Inbound {

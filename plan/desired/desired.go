@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan/config"
-	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/mtasts"
 )
 
@@ -88,7 +88,7 @@ type DKIMKey struct {
 // that verifiers without ed25519 support still find a valid signature.
 func DKIMSelectors(selector string) []string {
 	var out []string
-	for _, s := range dkim.Selectors(selector) {
+	for _, s := range contract.DKIMSelectors(selector) {
 		out = append(out, s.Name)
 	}
 	return out
@@ -121,7 +121,7 @@ func publishedSelectors(d *config.Domain, keys []DKIMKey) []string {
 		if slices.Contains(DKIMSelectors(d.DKIM.Selector), k.Selector) {
 			reported = true
 		}
-		if k.State == "signing" && rotated.MatchString(k.Selector) {
+		if k.State == contract.DKIMStateSigning && rotated.MatchString(k.Selector) {
 			replaced = true
 		}
 	}
@@ -134,7 +134,7 @@ func publishedSelectors(d *config.Domain, keys []DKIMKey) []string {
 		}
 		// A signing selector not configured is only published when a
 		// rotation made it: one left by a hand-edited selector is not.
-		if k.State == "pending" || k.State == "retired" || (k.State == "signing" && rotated.MatchString(k.Selector)) {
+		if k.State == contract.DKIMStatePending || k.State == contract.DKIMStateRetired || (k.State == contract.DKIMStateSigning && rotated.MatchString(k.Selector)) {
 			out = append(out, k.Selector)
 		}
 	}

@@ -5,15 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan/config"
 	serverconfig "github.com/mailctl/mailctl/server/config"
-)
-
-// Layout on a VPS: the data directory and the configuration file apply
-// writes (the lab keeps the same layout under its local dir).
-const (
-	RemoteDataDir    = "/var/lib/mailctl"
-	RemoteConfigPath = "/etc/mailctl/server.json"
 )
 
 // LocalDir returns the absolute lab directory of a local server.
@@ -29,6 +23,12 @@ func LocalDir(cfg *config.Config, s *config.Server) string {
 		d = abs
 	}
 	return d
+}
+
+// LabDataDir returns the data directory of a local server
+// (contract.LabDataDir of its lab directory).
+func LabDataDir(cfg *config.Config, s *config.Server) string {
+	return contract.LabDataDir(LocalDir(cfg, s))
 }
 
 // absDir is dir made absolute (unchanged when that fails).
@@ -57,12 +57,12 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 	sc := &serverconfig.Config{
 		FormatVersion: serverconfig.FormatVersion,
 		Hostname:      s.Hostname,
-		DataDir:       RemoteDataDir,
+		DataDir:       contract.DefaultDataDir,
 	}
 	host := "" // every address
 	if s.Local != nil {
 		host = LabListenHost(s)
-		sc.DataDir = filepath.Join(LocalDir(cfg, s), "data")
+		sc.DataDir = LabDataDir(cfg, s)
 	}
 	addr := func(port int) string {
 		if port == 0 {
@@ -108,6 +108,10 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		}
 		sc.Outbound.DNSServers = append([]string(nil), s.Resolvers...)
 	}
+	sc.Limits = serverconfig.Limits{MaxMessageBytes: s.Limits.MaxMessageBytes, MaxRecipients: s.Limits.MaxRecipients,
+		MaxConnsPerIP: s.Limits.SMTPConnsPerIP, IMAPConnsPerIP: s.Limits.IMAPConnsPerIP,
+		IMAPConnsPerUserIP: s.Limits.IMAPConnsPerUserIP, AuthFailuresPerIP: s.Limits.AuthFailuresPerIP,
+		Timeout: serverconfig.Duration(s.Limits.CommandTimeout)}
 	if in := s.Inbound; in != nil {
 		sc.Inbound = &serverconfig.Inbound{DNSBLZones: in.DNSBL, Greylisting: in.Greylisting,
 			GreylistDelay: serverconfig.Duration(in.GreylistDelay), DMARCPolicy: in.DMARCPolicy}

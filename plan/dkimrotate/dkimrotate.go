@@ -30,10 +30,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
-	"github.com/mailctl/mailctl/server/dkim"
 )
 
 // sel is a base selector of a domain as the server reports it.
@@ -45,7 +45,7 @@ type sel struct {
 
 // baseOf returns the base selector of a published one.
 func baseOf(selector string) string {
-	for _, suffix := range []string{"-" + string(dkim.Ed25519), "-" + string(dkim.RSA)} {
+	for _, suffix := range []string{"-" + string(contract.DKIMEd25519), "-" + string(contract.DKIMRSA)} {
 		if b, ok := strings.CutSuffix(selector, suffix); ok {
 			return b
 		}
@@ -83,7 +83,7 @@ func NextSelector(configured string, now time.Time, used []string) (string, erro
 	for i := 2; slices.Contains(used, cand); i++ {
 		cand = fmt.Sprintf("%s-%d", name, i)
 	}
-	for _, s := range dkim.Selectors(cand) {
+	for _, s := range contract.DKIMSelectors(cand) {
 		if len(s.Name) > 63 {
 			return "", fmt.Errorf("the rotated selector %s is longer than a DNS label (63): choose a shorter dkim selector than %q", s.Name, configured)
 		}
@@ -103,7 +103,7 @@ func UsedSelectors(keys []desired.DKIMKey, domain string) []string {
 // Pending returns the pending base selector of domain, or "".
 func Pending(keys []desired.DKIMKey, domain string) string {
 	for _, s := range selectors(keys, domain) {
-		if s.state == dkim.StatePending {
+		if s.state == contract.DKIMStatePending {
 			return s.base
 		}
 	}
@@ -135,11 +135,11 @@ func Plan(cfg *config.Config, keys []desired.DKIMKey, servers map[string]bool, n
 		var retired []*sel
 		for _, s := range sels {
 			switch s.state {
-			case dkim.StateSigning:
+			case contract.DKIMStateSigning:
 				signing = s
-			case dkim.StatePending:
+			case contract.DKIMStatePending:
 				pending = s
-			case dkim.StateRetired:
+			case contract.DKIMStateRetired:
 				retired = append(retired, s)
 			}
 		}
@@ -171,12 +171,12 @@ func Plan(cfg *config.Config, keys []desired.DKIMKey, servers map[string]bool, n
 			steps = append(steps, plan.DKIMStep{Action: plan.DKIMRotate, Selector: next})
 			notes = append(notes, fmt.Sprintf("rotate: selector %s signs since %s, longer than rotate_every = %s: generate the keys of selector %s on %s",
 				signing.base, day(signing.created), fmtDur(d.DKIM.RotateEvery), next, src))
-			for _, s := range dkim.Selectors(next) {
+			for _, s := range contract.DKIMSelectors(next) {
 				r := desired.RRSet{Domain: d.Name, Provider: d.DNS.Addr(), Zone: d.Zone, TTL: d.TTL,
 					Name: s.Name + "._domainkey." + d.Name, Type: "TXT", Source: src, Unknown: true}
 				sets = append(sets, r)
 			}
-			pending = &sel{base: next, state: dkim.StatePending}
+			pending = &sel{base: next, state: contract.DKIMStatePending}
 		}
 		if pending != nil {
 			steps = append(steps, plan.DKIMStep{Action: plan.DKIMActivate, Selector: pending.base, From: signing.base})
@@ -206,7 +206,7 @@ func Plan(cfg *config.Config, keys []desired.DKIMKey, servers map[string]bool, n
 			}
 			continue
 		}
-		changes = append(changes, plan.Change{Address: "dkim." + d.Name, Type: "dkim", Action: plan.Update, Domain: d.Name, Source: src, DKIM: steps, Notes: notes})
+		changes = append(changes, plan.Change{Address: "dkim." + d.Name, Type: plan.KindDKIM, Action: plan.Update, Domain: d.Name, Source: src, DKIM: steps, Notes: notes})
 	}
 	if len(errs) > 0 {
 		return nil, nil, fmt.Errorf("%s", strings.Join(errs, "\n"))
@@ -226,7 +226,7 @@ type WaitFunc func(ctx context.Context, changes []plan.Change) error
 // steps calls f for each step of action in p.
 func steps(p *plan.Plan, action string, f func(c plan.Change, s plan.DKIMStep) error) error {
 	for _, c := range p.Changes {
-		if c.Type != "dkim" || c.Action == plan.NoOp {
+		if c.Type != plan.KindDKIM || c.Action == plan.NoOp {
 			continue
 		}
 		for _, s := range c.DKIM {
@@ -273,11 +273,11 @@ func Generate(ctx context.Context, p *plan.Plan, servers map[string]Server, prog
 // may have been published by an earlier apply).
 func selectorChanges(p *plan.Plan, domain, base string) ([]plan.Change, error) {
 	var out []plan.Change
-	for _, s := range dkim.Selectors(base) {
+	for _, s := range contract.DKIMSelectors(base) {
 		name := s.Name + "._domainkey." + domain
 		found := false
 		for _, c := range p.Changes {
-			if c.Type != "dns_rrset" || c.Domain != domain || c.RRType != "TXT" || !strings.HasPrefix(c.Address, "dns."+domain+"."+s.Name+"._domainkey.") {
+			if c.Type != plan.KindDNSRRset || c.Domain != domain || c.RRType != "TXT" || !strings.HasPrefix(c.Address, "dns."+domain+"."+s.Name+"._domainkey.") {
 				continue
 			}
 			if c.AfterUnknown || c.After.Empty() {

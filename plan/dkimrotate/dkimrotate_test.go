@@ -175,7 +175,7 @@ func (f *fakeServer) DKIM(_ context.Context, action, domain, selector string) er
 
 func TestActivateWaitsForEveryRecord(t *testing.T) {
 	p := &plan.Plan{Changes: []plan.Change{
-		{Address: "dkim.example.org", Type: "dkim", Action: plan.Update, Domain: "example.org", Source: "server.mx1",
+		{Address: "dkim.example.org", Type: plan.KindDKIM, Action: plan.Update, Domain: "example.org", Source: "server.mx1",
 			DKIM: []plan.DKIMStep{{Action: "activate", Selector: "b", From: "a"}}},
 		// Published by an earlier apply: a no-op now, still checked.
 		{Address: "dns.example.org.b-ed25519._domainkey.TXT", Type: "dns_rrset", Domain: "example.org", RRType: "TXT", After: &plan.RRSet{Values: []string{"x"}}},

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -34,6 +33,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/mailctl/mailctl/plan"
+	"github.com/mailctl/mailctl/plan/dnsclient"
 	"github.com/mailctl/mailctl/plan/verify"
 	"github.com/mailctl/mailctl/providers/dns"
 )
@@ -173,7 +173,7 @@ func group(changes []plan.Change) []*zone {
 	byName := map[string]*zone{}
 	var out []*zone
 	for _, c := range changes {
-		if c.Type != "dns_rrset" || c.Action == plan.NoOp || c.AfterUnknown {
+		if c.Type != plan.KindDNSRRset || c.Action == plan.NoOp || c.AfterUnknown {
 			continue
 		}
 		zn := strings.TrimSuffix(strings.ToLower(c.Zone), ".")
@@ -393,7 +393,7 @@ func (w *waiter) check(ctx context.Context, z *zone, s Server) Server {
 		s.Problems = []string{"no address for " + s.Name}
 		return s
 	}
-	c := &client{addr: s.Addr, timeout: w.o.QueryTimeout}
+	c := &dnsclient.Client{Servers: []string{s.Addr}, Timeout: w.o.QueryTimeout}
 	m, err := c.Query(ctx, z.name, mdns.TypeSOA)
 	if err != nil {
 		s.netDown = errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH)
@@ -646,75 +646,3 @@ type timeoutError struct{ msg string }
 
 func (e *timeoutError) Error() string        { return e.msg }
 func (e *timeoutError) Is(target error) bool { return target == ErrTimeout }
-
-// client queries one authoritative server without recursion, over UDP
-// with a TCP retry on truncation, as verify.DNSClient does, but returns as
-// soon as ctx ends (miekg/dns only honours a context's deadline).
-type client struct {
-	addr    string
-	timeout time.Duration
-}
-
-func (c *client) Query(ctx context.Context, name string, qtype uint16) (*mdns.Msg, error) {
-	m := new(mdns.Msg)
-	m.SetQuestion(mdns.Fqdn(name), qtype)
-	m.RecursionDesired = false
-	m.SetEdns0(4096, false)
-	r, err := c.exchange(ctx, "udp", m)
-	if err == nil && r.Truncated {
-		r, err = c.exchange(ctx, "tcp", m)
-	}
-	if err == nil && r.Rcode != mdns.RcodeSuccess && r.Rcode != mdns.RcodeNameError {
-		err = fmt.Errorf("rcode %s", mdns.RcodeToString[r.Rcode])
-	}
-	if err != nil {
-		return nil, fmt.Errorf("query %s %s at %s: %w", strings.TrimSuffix(mdns.Fqdn(name), "."), mdns.TypeToString[qtype], c.addr, err)
-	}
-	return r, nil
-}
-
-func (c *client) exchange(ctx context.Context, network string, m *mdns.Msg) (*mdns.Msg, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, c.addr)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	dl, _ := ctx.Deadline()
-	conn.SetDeadline(dl)
-	// Interrupt the read when ctx ends before the deadline. Once the
-	// interruption started, wait for it: nothing of the exchange outlives it.
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(fired)
-		conn.SetDeadline(time.Now())
-	})
-	defer func() {
-		if !stop() {
-			<-fired
-		}
-	}()
-	co := &mdns.Conn{Conn: conn, UDPSize: 4096}
-	if err := co.WriteMsg(m); err != nil {
-		return nil, ctxErr(ctx, err)
-	}
-	for {
-		r, err := co.ReadMsg()
-		if err != nil {
-			return nil, ctxErr(ctx, err)
-		}
-		if r.Id == m.Id {
-			return r, nil
-		}
-	}
-}
-
-// ctxErr prefers ctx's error to the I/O error it caused.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
-	}
-	return err
-}

@@ -500,7 +500,7 @@ func planPTR(ctx context.Context, cfg *config.Config, opts Options) ([]plan.Chan
 			if !ip.IsValid() {
 				continue
 			}
-			c := plan.Change{Address: "ptr." + ip.String(), Type: "ptr", Provider: s.PTR.Addr(), Name: ip.String(),
+			c := plan.Change{Address: "ptr." + ip.String(), Type: plan.KindPTR, Provider: s.PTR.Addr(), Name: ip.String(),
 				After: &plan.RRSet{Values: []string{ptr.Canonical(s.Hostname)}}}
 			if !plan.Selected(c, opts.Targets) {
 				continue

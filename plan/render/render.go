@@ -104,7 +104,7 @@ func writeNotes(w io.Writer, p *plan.Plan, s Style) {
 
 func writeChange(w io.Writer, c plan.Change, s Style) {
 	switch c.Type {
-	case "dns_rrset":
+	case plan.KindDNSRRset:
 		fmt.Fprintf(w, "%s %s %s  (zone %s at %s)\n", s.symbol(c.Action), c.Name, c.RRType, c.Zone, strings.TrimPrefix(c.Provider, "provider."))
 		var bvals, avals []string
 		bttl, attl := 0, 0
@@ -141,7 +141,7 @@ func writeChange(w io.Writer, c plan.Change, s Style) {
 		default:
 			fmt.Fprintf(w, "        ttl: %d\n", attl)
 		}
-	case "ptr":
+	case plan.KindPTR:
 		fmt.Fprintf(w, "%s reverse DNS of %s  (at %s)\n", s.symbol(c.Action), c.Name, strings.TrimPrefix(c.Provider, "provider."))
 		if c.Before != nil && len(c.Before.Values) > 0 {
 			fmt.Fprintf(w, "      %s %s\n", s.paint("31", "-"), c.Before.Values[0])

@@ -19,11 +19,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/remote"
-	"github.com/mailctl/mailctl/server/daemon"
 )
 
 // Options tune how servers are reached.
@@ -93,9 +93,9 @@ func (c *Conn) SelfSignedCert(ctx context.Context) ([]byte, error) {
 	var b []byte
 	var err error
 	if c.lab != nil {
-		b, err = os.ReadFile(path.Join(desired.LocalDir(c.cfg, c.srv), "data", "tls", "self-signed.crt"))
+		b, err = os.ReadFile(contract.SelfSignedCert(desired.LabDataDir(c.cfg, c.srv)))
 	} else {
-		b, err = c.t.ReadFile(ctx, path.Join(remote.VPS.DataDir, "tls", "self-signed.crt"))
+		b, err = c.t.ReadFile(ctx, contract.SelfSignedCert(remote.VPS.DataDir))
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -132,7 +132,7 @@ func (c *Conn) State(ctx context.Context) (*plan.ServerState, []desired.DKIMKey,
 		c.log.Debug("server status unavailable", "server", c.srv.Name, "err", err)
 		return st, nil, nil
 	}
-	var s daemon.Status
+	var s contract.Status
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return nil, nil, fmt.Errorf("read status of server.%s: %w", c.srv.Name, err)
 	}

@@ -61,24 +61,6 @@ func TestDMARCSyntax(t *testing.T) {
 	}
 }
 
-func TestParsePolicy(t *testing.T) {
-	t.Parallel()
-	p, err := parsePolicy("version: STSv1\r\nmode: enforce\r\nmx: MX2.example.org.\r\nmx: mx1.example.org\r\nmax_age: 86400\r\n")
-	if err != nil || p.mode != "enforce" || strings.Join(p.mx, ",") != "mx1.example.org,mx2.example.org" || p.maxAge != 86400 {
-		t.Errorf("parsePolicy = %+v, %v", p, err)
-	}
-	for body, want := range map[string]string{
-		"mode: enforce\nmx: a.example\n":                "version is \"\"",
-		"version: STSv1\nmode: strict\nmx: a.example\n": "mode \"strict\"",
-		"version: STSv1\nmode: enforce\n":               "no mx line",
-		"version: STSv1\ngarbage\n":                     "not key: value",
-	} {
-		if _, err := parsePolicy(body); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("parsePolicy(%q) = %v, want %q", body, err, want)
-		}
-	}
-}
-
 func TestDNSBLName(t *testing.T) {
 	t.Parallel()
 	for ip, want := range map[string]string{

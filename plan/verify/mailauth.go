@@ -465,28 +465,28 @@ func (r *runner) checkMTASTS(ctx context.Context, d *config.Domain) Result {
 		return Result{Status: Fail, Detail: err.Error(), Fix: fixHTTPS}
 	}
 	fixPolicy := "redeploy the server (mailctl apply) so it serves the configured MTA-STS policy"
-	pol, err := parsePolicy(body)
+	pol, err := mtasts.Parse(body, mtasts.Strict)
 	if err != nil {
-		return Result{Status: Fail, Detail: fmt.Sprintf("invalid policy at %s: %v", url, err), Fix: fixPolicy}
+		return Result{Status: Fail, Detail: fmt.Sprintf("%s serves an invalid %v", url, err), Fix: fixPolicy}
 	}
 	var fs []finding
-	if pol.mode != d.MTASTS.Mode {
-		fs = append(fs, finding{Fail, fmt.Sprintf("policy mode is %s, configured %s", pol.mode, d.MTASTS.Mode), fixPolicy})
+	if pol.Mode != d.MTASTS.Mode {
+		fs = append(fs, finding{Fail, fmt.Sprintf("policy mode is %s, configured %s", pol.Mode, d.MTASTS.Mode), fixPolicy})
 	}
-	if !slices.Equal(pol.mx, []string{d.Server.Hostname}) {
-		fs = append(fs, finding{Fail, fmt.Sprintf("policy mx is %s, want %s", strings.Join(pol.mx, ", "), d.Server.Hostname), fixPolicy})
+	if !slices.Equal(pol.MX, []string{d.Server.Hostname}) {
+		fs = append(fs, finding{Fail, fmt.Sprintf("policy mx is %s, want %s", strings.Join(pol.MX, ", "), d.Server.Hostname), fixPolicy})
 	}
 	wantAge := d.MTASTS.MaxAge
 	if wantAge <= 0 {
 		wantAge = mtasts.DefaultMaxAge
 	}
-	if pol.maxAge != wantAge {
-		fs = append(fs, finding{Fail, fmt.Sprintf("policy max_age is %d, configured %d", pol.maxAge, wantAge), fixPolicy})
+	if pol.MaxAge != wantAge {
+		fs = append(fs, finding{Fail, fmt.Sprintf("policy max_age is %d, configured %d", pol.MaxAge, wantAge), fixPolicy})
 	}
 	if mt, _, _ := mime.ParseMediaType(ctype); mt != "text/plain" {
 		fs = append(fs, finding{Warn, fmt.Sprintf("policy served as %q, RFC 8461 section 3.2 wants text/plain", ctype), fixPolicy})
 	}
-	return combine(fmt.Sprintf("id=%s; %s served over HTTPS: mode %s, mx %s", wantID, url, pol.mode, strings.Join(pol.mx, ", ")), fs)
+	return combine(fmt.Sprintf("id=%s; %s served over HTTPS: mode %s, mx %s", wantID, url, pol.Mode, strings.Join(pol.MX, ", ")), fs)
 }
 
 // presyncMTASTS judges the _mta-sts records of a domain whose migration is
@@ -507,53 +507,6 @@ func (r *runner) presyncMTASTS(d *config.Domain, name, wantID string, recs []str
 		why += fmt.Sprintf("; the current %s record (%s) is left alone", name, strings.Join(recs, ", "))
 	}
 	return Result{Status: Skip, Detail: why}
-}
-
-type stsPolicy struct {
-	mode   string
-	mx     []string
-	maxAge int
-}
-
-func parsePolicy(body string) (stsPolicy, error) {
-	var p stsPolicy
-	version := ""
-	for _, line := range strings.Split(body, "\n") {
-		line = strings.TrimRight(line, "\r")
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			return p, fmt.Errorf("line %q is not key: value", line)
-		}
-		v = strings.TrimSpace(v)
-		switch strings.TrimSpace(k) {
-		case "version":
-			version = v
-		case "mode":
-			p.mode = v
-		case "mx":
-			p.mx = append(p.mx, strings.ToLower(strings.TrimSuffix(v, ".")))
-		case "max_age":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return p, fmt.Errorf("max_age %q is not a number", v)
-			}
-			p.maxAge = n
-		}
-	}
-	if version != "STSv1" {
-		return p, fmt.Errorf("version is %q, want STSv1", version)
-	}
-	if !slices.Contains([]string{"enforce", "testing", "none"}, p.mode) {
-		return p, fmt.Errorf("mode %q is not enforce, testing or none", p.mode)
-	}
-	if p.mode != "none" && len(p.mx) == 0 {
-		return p, fmt.Errorf("no mx line")
-	}
-	slices.Sort(p.mx)
-	return p, nil
 }
 
 // fetch GETs url over HTTPS with certificate verification against the

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/mailctl/mailctl/plan/dnsclient"
 )
 
 // Resolver answers DNS questions. A response with rcode NOERROR or NXDOMAIN
@@ -19,16 +21,10 @@ type Resolver interface {
 	Query(ctx context.Context, name string, qtype uint16) (*mdns.Msg, error)
 }
 
-// DNSClient is a Resolver that sends queries to Servers (host:port), in
-// order, until one answers, over UDP with a TCP retry on truncation.
-type DNSClient struct {
-	Servers []string
-	// Recurse sets the RD bit (for recursive resolvers); clear it to query
-	// authoritative servers.
-	Recurse bool
-	// Timeout per server; default 3s.
-	Timeout time.Duration
-}
+// DNSClient is the Resolver that asks DNS servers (package dnsclient):
+// Servers in order until one answers, over UDP with a TCP retry on
+// truncation, interrupted when the context ends.
+type DNSClient = dnsclient.Client
 
 var _ Resolver = (*DNSClient)(nil)
 
@@ -47,41 +43,6 @@ func SystemResolver() (*DNSClient, error) {
 		return nil, errors.New("read resolver configuration: no nameserver in /etc/resolv.conf")
 	}
 	return c, nil
-}
-
-// Query implements Resolver.
-func (c *DNSClient) Query(ctx context.Context, name string, qtype uint16) (*mdns.Msg, error) {
-	if len(c.Servers) == 0 {
-		return nil, errors.New("verify: DNSClient has no server")
-	}
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = 3 * time.Second
-	}
-	m := new(mdns.Msg)
-	m.SetQuestion(mdns.Fqdn(name), qtype)
-	m.RecursionDesired = c.Recurse
-	m.SetEdns0(4096, false)
-	var errs []error
-	for _, srv := range c.Servers {
-		cl := &mdns.Client{Timeout: timeout}
-		r, _, err := cl.ExchangeContext(ctx, m, srv)
-		if err == nil && r.Truncated {
-			cl.Net = "tcp"
-			r, _, err = cl.ExchangeContext(ctx, m, srv)
-		}
-		if err == nil && r.Rcode != mdns.RcodeSuccess && r.Rcode != mdns.RcodeNameError {
-			err = fmt.Errorf("rcode %s", mdns.RcodeToString[r.Rcode])
-		}
-		if err == nil {
-			return r, nil
-		}
-		errs = append(errs, fmt.Errorf("query %s %s at %s: %w", strings.TrimSuffix(mdns.Fqdn(name), "."), mdns.TypeToString[qtype], srv, err))
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, errors.Join(errs...)
 }
 
 // publicResolvers are well-known public recursive resolvers, which most

@@ -28,7 +28,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailctl/mailctl/plan/config"
-	"github.com/mailctl/mailctl/server/inbound"
+	"github.com/mailctl/mailctl/server/authres"
 )
 
 // RoundTripCheck is the name of the round trip's result.
@@ -403,10 +403,10 @@ func judgeProbe(header []byte, authserv, to, fromDomain, via string, elapsed tim
 	if err != nil {
 		return Result{Status: Fail, Detail: fmt.Sprintf("the probe's header does not parse: %v", err), Fix: "check the server's logs"}
 	}
-	var results []inbound.Result
+	var results []authres.Result
 	found := false
 	for _, v := range m.Header["Authentication-Results"] {
-		id, rs, err := inbound.ParseAuthResults(v)
+		id, rs, err := authres.Parse(v)
 		if err != nil && id == "" {
 			continue
 		}

@@ -178,6 +178,35 @@ func (d *Directory) Resolve(addr string) (Resolution, error) {
 	return Resolution{Users: sortedKeys(users), Remote: sortedKeys(remote)}, nil
 }
 
+// ResolvePostmaster says where the bare "Postmaster" recipient (RFC 5321
+// section 4.5.1: a server MUST accept it without a domain) delivers: the
+// postmaster of hostname's own domain when served here (hostname, then its
+// parents: mail.example.org, example.org), else of the first local domain
+// (sorted) that has one. It returns the address used, or
+// ErrUnknownRecipient when no local domain has a postmaster.
+func (d *Directory) ResolvePostmaster(hostname string) (string, Resolution, error) {
+	dd := d.data()
+	var cands []string
+	for h := strings.ToLower(strings.TrimSuffix(hostname, ".")); h != ""; {
+		if dd.domains[h] {
+			cands = append(cands, h)
+		}
+		_, rest, ok := strings.Cut(h, ".")
+		if !ok {
+			break
+		}
+		h = rest
+	}
+	cands = append(cands, sortedKeys(dd.domains)...)
+	for _, dom := range cands {
+		addr := "postmaster@" + dom
+		if res, err := d.Resolve(addr); err == nil {
+			return addr, res, nil
+		}
+	}
+	return "", Resolution{}, fmt.Errorf("%w: postmaster of %s", ErrUnknownRecipient, hostname)
+}
+
 // expand adds what a delivers to and reports whether anything matched.
 func (dd *dirData) expand(a Address, depth int, seen, users, remote map[string]bool) bool {
 	key := a.String()

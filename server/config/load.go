@@ -18,13 +18,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/internal/formatversion"
 	"github.com/mailctl/mailctl/server/auth"
 )
 
 // Defaults applied by WithDefaults.
 const (
-	DefaultDataDir          = "/var/lib/mailctl"
+	DefaultDataDir          = contract.DefaultDataDir
 	DefaultMaxMessageBytes  = 50 << 20
 	DefaultMaxRecipients    = 100
 	DefaultMaxConnsPerIP    = 20
@@ -39,7 +40,6 @@ const (
 	maxCountLimit           = 100000
 	maxTimeout              = time.Hour
 	maxMTASTSMaxAge         = 31557600
-	defaultControlSocketRel = "control.sock"
 )
 
 // DefaultListen is used when the listen object is absent or empty.
@@ -140,7 +140,7 @@ func (c *Config) WithDefaults() *Config {
 		d.Limits.Timeout = DefaultTimeout
 	}
 	if d.Control == "" {
-		d.Control = filepath.Join(d.DataDir, defaultControlSocketRel)
+		d.Control = contract.DefaultControlSocket(d.DataDir)
 	}
 	if d.LogLevel == "" {
 		d.LogLevel = DefaultLogLevel

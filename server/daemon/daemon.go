@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/dkim"
@@ -396,7 +397,9 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue }, d.dkimAction)
+	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue },
+		func(mux *http.ServeMux) { handleDKIM(mux, d.dkimAction) },
+		func(mux *http.ServeMux) { handleMailTransfer(mux, d.st, log.With("component", "export")) })
 
 	log.Info("mail server ready", "listeners", listeners, "control", cfg.Control, "tls_mode", cfg.TLS.Mode)
 	// What start-up touched (package initialisation, the configuration
@@ -591,19 +594,20 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		Users:          []UserStatus{},
 		DKIM:           []DKIMKey{},
 		TLSMode:        d.tls.Mode(),
-		Certificates:   d.tls.Certificates(),
+		Certificates:   []contract.CertInfo{},
 		StoreBytes:     d.st.Size(),
-		Quarantine:     d.st.Quarantined(),
+		Quarantine:     []contract.QuarantineEntry{},
 		QueueMessages:  d.queue.Len(),
 		Listeners:      listeners,
 		Domains:        cfg.DomainNames(),
 		MTASTS:         map[string]string{},
 	}
-	if st.Certificates == nil {
-		st.Certificates = []tlsconf.CertInfo{}
+	for _, c := range d.tls.Certificates() {
+		st.Certificates = append(st.Certificates, contract.CertInfo{Names: c.Names, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Issuer: c.Issuer, SelfSigned: c.SelfSigned})
 	}
-	if st.Quarantine == nil {
-		st.Quarantine = []store.QuarantineEntry{}
+	for _, q := range d.st.Quarantined() {
+		st.Quarantine = append(st.Quarantine, contract.QuarantineEntry{Time: q.Time, User: q.User, Kind: q.Kind, Mailbox: q.Mailbox,
+			MailboxID: q.MailboxID, UID: q.UID, Error: q.Error, File: q.File, BodyFile: q.BodyFile})
 	}
 	for _, k := range keys {
 		pub := k.Record[strings.Index(k.Record, "p=")+2:]

@@ -6,10 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/dkim"
 )
 
@@ -38,7 +38,7 @@ func (d *daemon) dkimAction(ctx context.Context, action, domain, selector string
 	if !found {
 		return fmt.Errorf("dkim %s: %s is not a domain of this server", action, domain)
 	}
-	dir := filepath.Join(cfg.WithDefaults().DataDir, "dkim")
+	dir := contract.DKIMKeyDir(cfg.WithDefaults().DataDir)
 	now := time.Now()
 	var err error
 	switch action {

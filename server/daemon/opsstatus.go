@@ -7,10 +7,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/queue"
 )
 
@@ -19,40 +19,13 @@ import (
 // queue's age and deferral reasons, the disk of the data directory and the
 // last errors the server logged.
 
-// QueueStatus summarises the outbound queue.
-type QueueStatus struct {
-	Messages int `json:"messages"`
-	// Oldest is when the oldest queued message was accepted.
-	Oldest *time.Time `json:"oldest,omitempty"`
-	// Deferrals are the last delivery errors of the queued messages,
-	// most frequent first, at most maxDeferrals of them.
-	Deferrals []Deferral `json:"deferrals"`
-}
-
-// Deferral is one reason why queued messages wait.
-type Deferral struct {
-	Reason   string `json:"reason"`
-	Messages int    `json:"messages"`
-}
-
-// DiskStatus is the file system that holds the data directory.
-type DiskStatus struct {
-	Path       string `json:"path"`
-	TotalBytes int64  `json:"total_bytes"`
-	// FreeBytes is what the server may still write (the blocks reserved
-	// for root are not counted).
-	FreeBytes int64 `json:"free_bytes"`
-	UsedBytes int64 `json:"used_bytes"`
-}
-
-// LogRecord is one error the server logged.
-type LogRecord struct {
-	Time    time.Time `json:"time"`
-	Level   string    `json:"level"`
-	Message string    `json:"message"`
-	// Attrs are the record's attributes as key=value pairs.
-	Attrs string `json:"attrs,omitempty"`
-}
+// The types of these parts of the status (package contract).
+type (
+	QueueStatus = contract.QueueStatus
+	Deferral    = contract.Deferral
+	DiskStatus  = contract.DiskStatus
+	LogRecord   = contract.LogRecord
+)
 
 const (
 	maxDeferrals  = 5

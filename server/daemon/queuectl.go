@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/queue"
 )
 
@@ -21,10 +21,10 @@ type QueueAdmin interface {
 	Remove(ctx context.Context, id string) error
 }
 
-// handleQueue adds the queue endpoints to the control socket's mux:
-// GET /queue, POST /queue/retry?id=, POST /queue/remove?id=.
+// handleQueue adds the queue endpoints to the control socket's mux
+// (contract.QueuePath, QueueRetryPath, QueueRemovePath).
 func handleQueue(mux *http.ServeMux, q func() QueueAdmin) {
-	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+contract.QueuePath, func(w http.ResponseWriter, r *http.Request) {
 		msgs, err := q().List(r.Context())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -36,11 +36,11 @@ func handleQueue(mux *http.ServeMux, q func() QueueAdmin) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(msgs)
 	})
-	for _, action := range []string{"retry", "remove"} {
-		mux.HandleFunc("POST /queue/"+action, func(w http.ResponseWriter, r *http.Request) {
+	for _, p := range []string{contract.QueueRetryPath, contract.QueueRemovePath} {
+		mux.HandleFunc("POST "+p, func(w http.ResponseWriter, r *http.Request) {
 			id := r.URL.Query().Get("id")
 			var err error
-			if action == "retry" {
+			if p == contract.QueueRetryPath {
 				err = q().Retry(r.Context(), id)
 			} else if id == "" {
 				http.Error(w, "remove needs a message id", http.StatusBadRequest)
@@ -58,12 +58,9 @@ func handleQueue(mux *http.ServeMux, q func() QueueAdmin) {
 }
 
 func controlClient(path string) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
+	c := contract.SocketClient(path)
+	c.Timeout = 30 * time.Second
+	return c
 }
 
 // QueueList lists the outbound queue of the server behind the control
@@ -71,7 +68,7 @@ func controlClient(path string) *http.Client {
 func QueueList(ctx context.Context, path string) ([]queue.Message, error) {
 	c := controlClient(path)
 	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://mailctl/queue", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://mailctl"+contract.QueuePath, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +96,7 @@ func QueueList(ctx context.Context, path string) ([]queue.Message, error) {
 func QueueAction(ctx context.Context, path, action, id string) error {
 	c := controlClient(path)
 	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://mailctl/queue/"+url.PathEscape(action)+"?id="+url.QueryEscape(id), nil)
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://mailctl"+contract.QueuePath+"/"+url.PathEscape(action)+"?id="+url.QueryEscape(id), nil)
 	if err != nil {
 		return err
 	}

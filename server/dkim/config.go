@@ -1,18 +1,17 @@
 package dkim
 
 import (
-	"path/filepath"
-
+	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/config"
 )
 
 // KeysFromConfig ensures the keys of every domain's selectors under
-// <data_dir>/dkim and returns them all (for NewSigner and for `mailctl
+// contract.DKIMKeyDir and returns them all (for NewSigner and for `mailctl
 // serve status`, which publishes their records), following each domain's
 // rotation history (rotation.go).
 func KeysFromConfig(cfg *config.Config) ([]Key, error) {
 	cfg = cfg.WithDefaults()
-	dir := filepath.Join(cfg.DataDir, "dkim")
+	dir := contract.DKIMKeyDir(cfg.DataDir)
 	var all []Key
 	for _, d := range cfg.Domains {
 		if len(d.DKIMSelectors) == 0 {

@@ -13,7 +13,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,32 +20,29 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mailctl/mailctl/contract"
 )
 
-// Algorithm of a key.
-type Algorithm string
+// The selectors and the record format are the contract between server and
+// provisioner (package contract); these names keep the server's code short.
+type (
+	Algorithm = contract.DKIMAlgorithm
+	Selector  = contract.DKIMSelector
+)
 
 // The algorithms every configured selector gets.
 const (
-	Ed25519 Algorithm = "ed25519"
-	RSA     Algorithm = "rsa"
+	Ed25519 = contract.DKIMEd25519
+	RSA     = contract.DKIMRSA
 )
 
 // RSABits is the size of generated RSA keys.
 const RSABits = 2048
 
-// Selector is one published selector of a configured base selector.
-type Selector struct {
-	Name      string // e.g. mx1-2026-ed25519
-	Algorithm Algorithm
-}
-
 // Selectors returns the selectors published for a configured base
-// selector: "<base>-ed25519" and "<base>-rsa". Verifiers without ed25519
-// support still find a valid RSA signature.
-func Selectors(base string) []Selector {
-	return []Selector{{base + "-ed25519", Ed25519}, {base + "-rsa", RSA}}
-}
+// selector (contract.DKIMSelectors).
+func Selectors(base string) []Selector { return contract.DKIMSelectors(base) }
 
 // Key is a domain's signing key for one selector.
 type Key struct {
@@ -197,17 +193,6 @@ func generate(path string, alg Algorithm) (crypto.Signer, error) {
 	return signer, nil
 }
 
-// Record returns the DKIM TXT record of a signer's public key.
-func Record(s crypto.Signer) (string, error) {
-	switch pub := s.Public().(type) {
-	case ed25519.PublicKey:
-		return "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub), nil
-	case *rsa.PublicKey:
-		der, err := x509.MarshalPKIXPublicKey(pub)
-		if err != nil {
-			return "", err
-		}
-		return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der), nil
-	}
-	return "", fmt.Errorf("unsupported public key %T", s.Public())
-}
+// Record returns the DKIM TXT record of a signer's public key
+// (contract.DKIMRecord).
+func Record(s crypto.Signer) (string, error) { return contract.DKIMRecord(s.Public()) }

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/mailctl/mailctl/contract"
 )
 
 // Rotation state. A domain's keys follow its configured selectors until
@@ -25,13 +27,13 @@ import (
 // a configuration that names another signing selector (a manual rotation)
 // starts over, and the file is ignored.
 
-// Key states (Key.State).
+// Key states (Key.State), those of the contract with the provisioner.
 const (
-	StatePending   = "pending"
-	StateSigning   = "signing"
-	StateRetired   = "retired"
-	StateRemoved   = "removed"
-	StatePublished = "published" // a configured previous selector
+	StatePending   = contract.DKIMStatePending
+	StateSigning   = contract.DKIMStateSigning
+	StateRetired   = contract.DKIMStateRetired
+	StateRemoved   = contract.DKIMStateRemoved
+	StatePublished = contract.DKIMStatePublished
 )
 
 // Entry is one selector of a domain's rotation history.

@@ -36,6 +36,12 @@ var conformanceSeed = flag.Uint64("imap.seed", 0, "seed of TestConformanceSessio
 //     states of a message's flags that a session is shown, each flag that
 //     differs was changed by a STORE that ended after the first state was
 //     shown to be current and started before the second was received.
+//   - CONDSTORE (sessions 2, 5, 8 select with it, and some of their STOREs
+//     are conditional, UNCHANGEDSINCE): every FETCH with FLAGS they get
+//     outside their own FETCH commands (updates, STORE answers) has
+//     MODSEQ, a message's MODSEQ never goes down, and at checkpoints the
+//     MODSEQ of each message and the HIGHESTMODSEQ of STATUS are the
+//     store's; no other session ever gets MODSEQ.
 //
 // Seeded: -imap.seed or IMAP_CONFORMANCE_SEED replays a run; the seed is
 // printed on failure.
@@ -108,6 +114,9 @@ func TestConformanceSessions(t *testing.T) {
 		// Checkpoint: every session quiet; a NOOP brings each up to date.
 		for _, s := range ss {
 			s.checkpoint(t, env, round)
+			if s.condstore {
+				s.checkModSeqs(t, env, round)
+			}
 		}
 		if t.Failed() {
 			return
@@ -195,8 +204,12 @@ type confSession struct {
 	flags    map[uint32]seen
 	cmdStart time.Time // of the command in progress: what is shown since is current since then
 	errs     []string  // found by the tap
-	literal  int
-	line     []byte
+	// CONDSTORE sessions: the last MODSEQ shown for each UID.
+	condstore bool
+	modseqs   map[uint32]uint64
+	inFetch   bool // a FETCH without MODSEQ is running
+	literal   int
+	line      []byte
 }
 
 func dialConf(t *testing.T, env *testEnv, id int, mailbox string, seed uint64, log *opLog) *confSession {
@@ -205,7 +218,8 @@ func dialConf(t *testing.T, env *testEnv, id int, mailbox string, seed uint64, l
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &confSession{id: id, mailbox: mailbox, other: "Other", log: log, flags: map[uint32]seen{}, rnd: rand.New(rand.NewPCG(seed, uint64(id)))}
+	s := &confSession{id: id, mailbox: mailbox, other: "Other", log: log, flags: map[uint32]seen{}, rnd: rand.New(rand.NewPCG(seed, uint64(id))),
+		condstore: id%3 == 2, modseqs: map[uint32]uint64{}}
 	if mailbox == "Other" {
 		s.other = "INBOX"
 	}
@@ -220,8 +234,12 @@ func dialConf(t *testing.T, env *testEnv, id int, mailbox string, seed uint64, l
 		}
 	}
 	s.begin()
-	if _, err := s.c.Select(mailbox, nil).Wait(); err != nil {
+	data, err := s.c.Select(mailbox, &goimap.SelectOptions{CondStore: s.condstore}).Wait()
+	if err != nil {
 		t.Fatal(err)
+	}
+	if data.HighestModSeq == 0 {
+		t.Errorf("session %d: SELECT without HIGHESTMODSEQ", id)
 	}
 	s.learn(t)
 	return s
@@ -309,6 +327,7 @@ func (s *confSession) response(l string, now time.Time) {
 			return
 		}
 		delete(s.flags, s.uids[n-1])
+		delete(s.modseqs, s.uids[n-1])
 		s.uids = slices.Delete(s.uids, n-1, n)
 	case "FETCH":
 		if n < 1 || n > len(s.uids) {
@@ -325,6 +344,16 @@ func (s *confSession) response(l string, now time.Time) {
 		} else if s.uids[n-1] != uid {
 			s.fail("FETCH %d has UID %d, the view %d: %s", n, uid, s.uids[n-1], l)
 			return
+		}
+		switch ms := fetchModSeq(l); {
+		case !s.condstore && ms != 0:
+			s.fail("MODSEQ without CONDSTORE: %s", l)
+		case s.condstore && hasFlags && ms == 0 && !s.inFetch:
+			s.fail("FETCH FLAGS without MODSEQ once CONDSTORE is on: %s", l)
+		case ms != 0 && ms < s.modseqs[uid]:
+			s.fail("UID %d: MODSEQ %d after %d: %s", uid, ms, s.modseqs[uid], l)
+		case ms != 0:
+			s.modseqs[uid] = ms
 		}
 		if !hasFlags {
 			return
@@ -391,7 +420,9 @@ func (s *confSession) learn(t *testing.T) {
 		return
 	}
 	s.begin()
+	s.setFetching(true)
 	_, err := s.c.Fetch(goimap.SeqSet{{Start: uint32(first) + 1, Stop: 0}}, &goimap.FetchOptions{UID: true, Flags: true}).Collect()
+	s.setFetching(false)
 	if err != nil && !isExpungeIssued(err) {
 		t.Errorf("session %d: FETCH: %v", s.id, err)
 	}
@@ -472,20 +503,38 @@ func (s *confSession) step(t *testing.T) {
 		if s.rnd.IntN(3) == 0 {
 			set = seqSet(seqs)
 		}
+		var opts *goimap.StoreOptions
+		if s.condstore && s.rnd.IntN(2) == 0 {
+			// Conditional on the MODSEQ last seen (all messages' lowest):
+			// fails for those changed since ([MODIFIED]).
+			opts = &goimap.StoreOptions{}
+			s.mu.Lock()
+			for _, u := range uids {
+				if ms := s.modseqs[u]; ms != 0 && (opts.UnchangedSince == 0 || ms < opts.UnchangedSince) {
+					opts.UnchangedSince = ms
+				}
+			}
+			s.mu.Unlock()
+			// Silent, the client would apply its change to the messages
+			// not in [MODIFIED], which go-imap does not return.
+			sf.Silent = false
+		}
 		done := s.log.add(s.mailbox, uids, fl, op == goimap.StoreFlagsAdd)
 		if sf.Silent {
 			// The client expects its change; the server says otherwise
 			// if it knows better.
 			s.expect(uids, fl, op == goimap.StoreFlagsAdd)
 		}
-		_, err = s.c.Store(set, sf, nil).Collect()
+		_, err = s.c.Store(set, sf, opts).Collect()
 		done()
 	case r < 60:
 		if len(uids) == 0 {
 			err = s.c.Noop().Wait()
 			break
 		}
+		s.setFetching(true)
 		_, err = s.c.Fetch(seqSet(seqs), &goimap.FetchOptions{UID: true, Flags: true, BodySection: []*goimap.FetchItemBodySection{{Peek: true}}}).Collect()
+		s.setFetching(false)
 		if isExpungeIssued(err) {
 			err = nil
 		}
@@ -597,4 +646,43 @@ func storeFlagsLower(m store.Message) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// checkModSeqs compares the MODSEQ of every message shown to a CONDSTORE
+// session, and STATUS HIGHESTMODSEQ, with the store (at a checkpoint).
+func (s *confSession) checkModSeqs(t *testing.T, env *testEnv, round int) {
+	s.begin()
+	if _, err := s.c.Fetch(goimap.SeqSet{{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true, Flags: true, ModSeq: true}).Collect(); err != nil {
+		t.Fatalf("session %d: FETCH MODSEQ: %v", s.id, err)
+	}
+	st, err := s.c.Status(s.mailbox, &goimap.StatusOptions{HighestModSeq: true}).Wait()
+	if err != nil {
+		t.Fatalf("session %d: STATUS: %v", s.id, err)
+	}
+	for _, e := range s.takeErrs() {
+		t.Error(e)
+	}
+	mb, msgs, err := env.st.Messages(context.Background(), alice, s.mailbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.HighestModSeq != mb.ModSeq {
+		t.Errorf("checkpoint %d: session %d (%s): STATUS HIGHESTMODSEQ %d, the store %d", round, s.id, s.mailbox, st.HighestModSeq, mb.ModSeq)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bad := 0
+	for _, m := range msgs {
+		if got := s.modseqs[m.UID]; got != m.ModSeq {
+			if bad++; bad <= 5 {
+				t.Errorf("checkpoint %d: session %d (%s): UID %d MODSEQ %d, the store %d", round, s.id, s.mailbox, m.UID, got, m.ModSeq)
+			}
+		}
+	}
+}
+
+func (s *confSession) setFetching(on bool) {
+	s.mu.Lock()
+	s.inFetch = on
+	s.mu.Unlock()
 }

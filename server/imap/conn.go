@@ -46,6 +46,7 @@ type conn struct {
 	quota     atomic.Pointer[quotaFunc] // set once the session is logged in
 	literal8  atomic.Bool               // the last literal is a literal8 (binary.go)
 	ext       atomic.Pointer[extFunc]   // SORT, THREAD: set once logged in
+	cs        condState                 // CONDSTORE, QRESYNC (condstore.go)
 	tlsConn   *tls.Conn                 // guarded by wmu once set
 	implicit  *tls.Conn                 // set at creation for implicit TLS
 	hsOnce    sync.Once
@@ -182,12 +183,23 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.startLine(line)
 		}
 		if !wasMid && complete && !c.cont {
+			c.startCondCmd(line)
 			handled, herr := c.handleLine(line)
 			if herr != nil {
 				return 0, herr
 			}
 			if handled {
 				continue
+			}
+			if literalSize(line) == 0 {
+				rewritten, answered, cerr := c.rewriteCondStore(line)
+				if cerr != nil {
+					return 0, cerr
+				}
+				if answered {
+					continue
+				}
+				line = rewritten
 			}
 		}
 		if complete {
@@ -241,6 +253,11 @@ func (c *conn) handleLine(line []byte) (bool, error) {
 		return true, c.answerQuota(string(tag), strings.ToUpper(string(cmd)), string(args), *q)
 	case "SORT", "THREAD", "UID":
 		return c.answerExt(string(tag), strings.ToUpper(string(cmd)), string(args))
+	case "SEARCH":
+		if !mentionsModSeq(string(args)) {
+			return false, nil
+		}
+		return c.answerExt(string(tag), "SEARCH", string(args))
 	case "LIST", "LSUB":
 		if c.quota.Load() == nil || (!bytes.Contains(args, []byte("&")) && isASCII(args)) {
 			return false, nil // not logged in, or nothing to decode
@@ -462,8 +479,14 @@ func (c *conn) Write(p []byte) (int, error) {
 		if !c.wcont && len(c.wline) > 0 && c.wline[0] != '*' && c.wline[0] != '+' {
 			tagged = true // the end of a command's answer
 		}
+		line := c.wline
+		if !c.wcont {
+			var before []byte
+			before, line = c.patchCondStore(line)
+			c.out = append(c.out, before...)
+		}
 		start := len(c.out)
-		c.out = c.rewriteCaps(c.out, c.wline)
+		c.out = c.rewriteCaps(c.out, line)
 		c.out = c.patchBinaryOrigin(c.out, start)
 		c.wlit = literalSize(c.wline)
 		c.wcont = c.wlit > 0 // the response goes on after the literal
@@ -529,6 +552,9 @@ func (c *conn) rewriteCaps(dst, line []byte) []byte {
 	add("ID")
 	if c.ext.Load() != nil {
 		for _, cp := range extCaps {
+			add(cp)
+		}
+		for _, cp := range condCaps {
 			add(cp)
 		}
 	}

@@ -226,6 +226,12 @@ type view struct {
 	gen    uint64 // sm.gen of msgs when msgs is that snapshot exactly, else 0
 	ghosts int    // messages of msgs that are expunged
 	modseq uint64 // the client has the flags of every change up to this
+	// lastFull is modseq when the client was last told every expunge:
+	// it knows the whole mailbox state up to it (condstore.go,
+	// noteHighest).
+	lastFull uint64
+	// told is the highest mod-sequence the client was told (QRESYNC).
+	told uint64
 	// self are the session's own changes since the last update, UID to
 	// ModSeq: the client knows their flags (the command's answer showed
 	// them, or STORE .SILENT left them as the client expects).
@@ -530,6 +536,13 @@ func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, 
 	} else {
 		next = nil
 	}
+	if c.cs.qresync.Load() && len(expunged) > 0 {
+		// VANISHED instead of EXPUNGE (RFC 7162 section 3.2.10).
+		if err := c.writeResponses(vanishedLine(v.msgs, expunged)); err != nil {
+			return err
+		}
+		expunged = nil
+	}
 	for k := len(expunged) - 1; k >= 0; k-- {
 		if err := w.WriteExpunge(expunged[k]); err != nil {
 			return err
@@ -555,7 +568,11 @@ func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, 
 			return err
 		}
 	}
+	condOn := c.cs.condstore.Load()
 	for _, ch := range changed {
+		if condOn {
+			c.queueModSeq(ch.seq, ch.msg.ModSeq)
+		}
 		if err := w.WriteMessageFlags(ch.seq, goimap.UID(ch.msg.UID), v.flags(&ch.msg)); err != nil {
 			return err
 		}

@@ -28,8 +28,9 @@ type session struct {
 	cancel context.CancelFunc
 	logger *slog.Logger
 
-	user string // set by Login
-	view *view  // selected mailbox, or nil
+	user   string // set by Login
+	view   *view  // selected mailbox, or nil
+	idling bool   // in IDLE: no tagged response to carry HIGHESTMODSEQ
 
 	// connection caps (limits.go)
 	clientKey   string
@@ -155,6 +156,7 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	}
 	sm.mu.Lock()
 	v.msgs, v.gen, v.modseq, v.flagGen = sm.msgs, sm.gen, sm.modseq, sm.flagGen
+	v.lastFull, v.told = v.modseq, v.modseq
 	list := append([]goimap.Flag(nil), sm.flags...)
 	mb = sm.mb
 	sm.views[v] = struct{}{}
@@ -171,6 +173,10 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	perm := append(append([]goimap.Flag(nil), list...), goimap.FlagWildcard)
 	if options.ReadOnly {
 		perm = nil
+	}
+	if err := s.selectCondStore(v, mb); err != nil {
+		s.unselect()
+		return nil, s.imapError(err)
 	}
 	return &goimap.SelectData{
 		Flags:             list,
@@ -305,11 +311,17 @@ func (s *session) writeListMailbox(w *imapserver.ListWriter, mb *store.Mailbox, 
 		data.Attrs = append(data.Attrs, goimap.MailboxAttr(mb.SpecialUse))
 	}
 	if options.ReturnStatus != nil {
+		if s.conn.cs.cmd.statusModSeq {
+			options.ReturnStatus.HighestModSeq = true
+		}
 		st, err := s.status(mb.Name, options.ReturnStatus)
 		if err != nil {
 			return err
 		}
 		data.Status = st
+		if options.ReturnStatus.HighestModSeq {
+			s.conn.queueStatusModSeq(st.HighestModSeq)
+		}
 	}
 	return w.WriteList(data)
 }
@@ -425,7 +437,15 @@ func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns 
 }
 
 func (s *session) Status(name string, options *goimap.StatusOptions) (*goimap.StatusData, error) {
-	return s.status(name, options)
+	if s.conn.cs.cmd.statusModSeq {
+		options.HighestModSeq = true
+	}
+	data, err := s.status(name, options)
+	if err == nil && options.HighestModSeq {
+		// The library does not write it: conn.Write adds it.
+		s.conn.queueStatusModSeq(data.HighestModSeq)
+	}
+	return data, err
 }
 
 func (s *session) status(name string, options *goimap.StatusOptions) (*goimap.StatusData, error) {
@@ -540,7 +560,19 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 			}
 		}()
 	}
-	return s.imapError(s.view.update(s.ctx, s.conn, w, allowExpunge))
+	if err := s.view.update(s.ctx, s.conn, w, allowExpunge); err != nil {
+		return s.imapError(err)
+	}
+	if err := s.noteHighest(); err != nil {
+		return err
+	}
+	if cmd := &s.conn.cs.cmd; cmd.justEnabled {
+		// CONDSTORE enabled with a mailbox selected (RFC 7162 section
+		// 3.1): the client learns the mailbox's HIGHESTMODSEQ.
+		cmd.justEnabled = false
+		return s.conn.writeResponses(highestModSeqLine(s.view.modseq))
+	}
+	return nil
 }
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
@@ -548,6 +580,8 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		<-stop
 		return nil
 	}
+	s.idling = true
+	defer func() { s.idling = false }()
 	for {
 		if err := s.Poll(w, true); err != nil {
 			return err
@@ -612,16 +646,34 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 		goimap.StoreFlagsAdd: store.FlagsAdd,
 		goimap.StoreFlagsDel: store.FlagsRemove,
 	}[flags.Op]
-	updated, err := s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags))
+	cmd := &s.conn.cs.cmd
+	var updated []store.Message
+	var modified []uint32 // UIDs that failed UNCHANGEDSINCE
+	if cmd.hasUnchanged {
+		updated, modified, err = s.srv.st.SetFlagsUnchangedSince(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags), cmd.unchangedSince)
+	} else {
+		updated, err = s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags))
+	}
 	if err != nil {
 		return s.imapError(err)
 	}
 	if err := v.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
 	}
+	condOn := s.conn.cs.condstore.Load()
 	if flags.Silent {
 		v.changedSilently(items, updated, op, storeFlags(flags.Flags))
-		return nil
+		if condOn {
+			// The new MODSEQ of each message changed, even when silent
+			// (RFC 7162 section 3.1.3).
+			if err := storeModSeqs(s.conn, w, items, updated); err != nil {
+				return err
+			}
+		}
+		if err := s.noteHighest(); err != nil {
+			return err
+		}
+		return storeModified(numSet, items, modified)
 	}
 	v.changed(updated)
 	// New keywords are announced before any FETCH shows them.
@@ -637,6 +689,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 		if !ok {
 			continue
 		}
+		if condOn {
+			s.conn.queueModSeq(it.clientSeq, m.ModSeq)
+		}
 		rw := w.CreateMessage(it.clientSeq)
 		rw.WriteUID(goimap.UID(m.UID))
 		rw.WriteFlags(v.flags(&m))
@@ -644,7 +699,10 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 			return err
 		}
 	}
-	return nil
+	if err := s.noteHighest(); err != nil {
+		return err
+	}
+	return storeModified(numSet, items, modified)
 }
 
 // uidsOf returns the UIDs of the messages of numSet that are not expunged.
@@ -744,6 +802,21 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	if err != nil {
 		return err
 	}
+	cmd := &s.conn.cs.cmd
+	defer func() {
+		if herr := s.noteHighest(); err == nil {
+			err = herr
+		}
+	}()
+	if cmd.vanished {
+		if err := s.fetchVanished(numSet, cmd.changedSince); err != nil {
+			return s.imapError(err)
+		}
+	}
+	if cmd.hasChanged {
+		items = changedSince(items, cmd.changedSince)
+	}
+	condOn := s.conn.cs.condstore.Load()
 	// Messages expunged by another session that the client still sees
 	// (no EXPUNGE may be sent during FETCH) are answered with NO
 	// [EXPUNGEISSUED] once the others are (RFC 9051 section 7.5.2,
@@ -868,7 +941,13 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 			if seenNow[m.UID] {
 				// As committed: another session may have changed others.
-				m.Flags = nowSeen[m.UID].Flags
+				m.Flags, m.ModSeq = nowSeen[m.UID].Flags, nowSeen[m.UID].ModSeq
+			}
+			// MODSEQ when asked, and with a change of flags (the \Seen
+			// set here) once CONDSTORE is on; not in every FLAGS
+			// answer, as Dovecot.
+			if cmd.fetchModSeq || (condOn && seenNow[m.UID]) {
+				s.conn.queueModSeq(it.clientSeq, m.ModSeq)
 			}
 			if (options.Flags || seenNow[m.UID]) && v.rev1 && v.isRecent(m.UID) {
 				// In a buffer reused for every message: the flags are

@@ -41,7 +41,7 @@ func (c *conn) answerExt(tag, cmd, args string) (bool, error) {
 	}
 	if cmd == "UID" {
 		sub, _, _ := strings.Cut(args, " ")
-		if sub = strings.ToUpper(sub); sub != "SORT" && sub != "THREAD" {
+		if sub = strings.ToUpper(sub); sub != "SORT" && sub != "THREAD" && !(sub == "SEARCH" && mentionsModSeq(args)) {
 			return false, nil
 		}
 	}
@@ -75,6 +75,8 @@ func (s *session) extCommand(tag, cmd, args string) []byte {
 		out, err = s.sortCommand(tag, uid, args)
 	case "THREAD":
 		out, err = s.threadCommand(uid, args)
+	case "SEARCH":
+		out, err = s.searchModSeqCommand(tag, uid, args) // condstore.go
 	}
 	var bad errBad
 	var ie *goimap.Error
@@ -747,6 +749,14 @@ func (p *keyParser) searchKey(c *goimap.SearchCriteria) error {
 		c.UID = append(c.UID, uids)
 	case "$":
 		c.UID = append(c.UID, goimap.SearchRes())
+	case "MODSEQ":
+		ms, err := p.modseqKey()
+		if err != nil {
+			return err
+		}
+		if c.ModSeq == nil || ms > c.ModSeq.ModSeq {
+			c.ModSeq = &goimap.SearchCriteriaModSeq{ModSeq: ms}
+		}
 	default:
 		set, err := parseNumSet(key)
 		if err != nil {

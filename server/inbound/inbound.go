@@ -30,6 +30,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/mailctl/mailctl/server/authres"
 	"github.com/mailctl/mailctl/server/smtp"
 )
 
@@ -538,7 +539,7 @@ func (c *Checker) forgedResults(fields []field) [][2]int64 {
 		if !strings.EqualFold(f.name, "Authentication-Results") {
 			continue
 		}
-		id, _, err := ParseAuthResults(f.value)
+		id, _, err := authres.Parse(f.value)
 		if err != nil && id == "" {
 			// Unparseable: remove it when it mentions our name at all.
 			if strings.Contains(strings.ToLower(f.value), strings.ToLower(c.opts.Hostname)) {

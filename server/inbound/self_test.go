@@ -13,6 +13,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/mailctl/mailctl/internal/testenv"
+	"github.com/mailctl/mailctl/server/authres"
 	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/inbound"
 	"github.com/mailctl/mailctl/server/queue"
@@ -129,9 +130,9 @@ func TestEvaluateOwn(t *testing.T) {
 			if name != "Authentication-Results" {
 				t.Fatalf("header = %q, want an Authentication-Results field", header)
 			}
-			id, results, err := inbound.ParseAuthResults(value)
+			id, results, err := authres.Parse(value)
 			if err != nil || id != "mx.example.test" {
-				t.Fatalf("ParseAuthResults(%q) = %q, %v", value, id, err)
+				t.Fatalf("authres.Parse(%q) = %q, %v", value, id, err)
 			}
 			got := map[string]string{}
 			for _, r := range results {

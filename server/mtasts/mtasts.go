@@ -2,6 +2,10 @@
 // at https://mta-sts.<domain>/.well-known/mta-sts.txt and whose id the
 // provisioner publishes in the _mta-sts TXT record. Both sides call Policy,
 // so the id always matches the served text.
+//
+// Parse reads a policy: leniently for the server's outbound queue, which
+// applies other domains' policies, strictly for mailctl verify, which
+// judges the policy mailctl's server serves.
 package mtasts
 
 import (

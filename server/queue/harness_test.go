@@ -25,6 +25,7 @@ import (
 
 	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/server/auth"
+	"github.com/mailctl/mailctl/server/authres"
 	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/inbound"
 	"github.com/mailctl/mailctl/server/queue"
@@ -464,7 +465,7 @@ func authResults(t testing.TB, msg, id string) map[string][]string {
 	t.Helper()
 	var found map[string][]string
 	for _, v := range header(msg, "Authentication-Results") {
-		aid, results, err := inbound.ParseAuthResults(v)
+		aid, results, err := authres.Parse(v)
 		if err != nil {
 			t.Fatalf("parse Authentication-Results %q: %v", v, err)
 		}

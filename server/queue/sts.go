@@ -1,15 +1,15 @@
 package queue
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailctl/mailctl/server/mtasts"
 )
 
 // STSPolicy is an MTA-STS policy (RFC 8461 section 3.2); ID is the id of
@@ -117,45 +117,16 @@ func (c *stsCache) fetch(ctx context.Context, domain string) (*STSPolicy, error)
 	return ParseSTSPolicy(io.LimitReader(resp.Body, 64<<10))
 }
 
-// ParseSTSPolicy parses an MTA-STS policy text (RFC 8461 section 3.2).
+// ParseSTSPolicy parses an MTA-STS policy text (RFC 8461 section 3.2) as
+// a sender does (mtasts.Lenient).
 func ParseSTSPolicy(r io.Reader) (*STSPolicy, error) {
-	p := &STSPolicy{}
-	sc := bufio.NewScanner(r)
-	version := ""
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch strings.TrimSpace(k) {
-		case "version":
-			version = v
-		case "mode":
-			p.Mode = v
-		case "mx":
-			p.MX = append(p.MX, v)
-		case "max_age":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return nil, fmt.Errorf("MTA-STS policy: bad max_age %q", v)
-			}
-			p.MaxAge = min(n, 31557600)
-		}
-	}
-	if err := sc.Err(); err != nil {
+	body, err := io.ReadAll(r)
+	if err != nil {
 		return nil, fmt.Errorf("read MTA-STS policy: %w", err)
 	}
-	if version != "STSv1" {
-		return nil, fmt.Errorf("MTA-STS policy: version %q", version)
+	p, err := mtasts.Parse(string(body), mtasts.Lenient)
+	if err != nil {
+		return nil, err
 	}
-	switch p.Mode {
-	case "enforce", "testing", "none":
-	default:
-		return nil, fmt.Errorf("MTA-STS policy: mode %q", p.Mode)
-	}
-	if p.Mode != "none" && len(p.MX) == 0 {
-		return nil, fmt.Errorf("MTA-STS policy: no mx")
-	}
-	return p, nil
+	return &STSPolicy{Mode: p.Mode, MX: p.MX, MaxAge: p.MaxAge}, nil
 }

@@ -253,3 +253,43 @@ func TestLongLines(t *testing.T) {
 		t.Errorf("forwarded message, unfolded, is not the original: %q", fwd)
 	}
 }
+
+// TestBarePostmaster: RFC 5321 section 4.5.1 says a server MUST accept
+// "RCPT TO:<Postmaster>" without a domain, in any case, and deliver it to
+// its postmaster: here the postmaster of the host name's domain
+// (mail.example.test -> postmaster@example.test, an alias of alice), in
+// plaintext and after STARTTLS.
+func TestBarePostmaster(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.AuthenticatorOptions{})
+	mx := e.start(t, smtp.ModeMX, nil)
+	for i, rcpt := range []string{"<Postmaster>", "<postmaster>", "<POSTMASTER>"} {
+		c := dial(t, mx, false)
+		c.expect("EHLO client.example", 250, "")
+		if i == 2 {
+			c.startTLS()
+			c.expect("EHLO client.example", 250, "")
+		}
+		c.expect("MAIL FROM:<x@remote.example>", 250, "")
+		c.expect("RCPT TO:"+rcpt, 250, "")
+		if code, reply := c.data(fmt.Sprintf("Subject: to the postmaster %d\r\n\r\nhello\r\n", i)); code != 250 {
+			t.Errorf("DATA to %s -> %d %s, want 250", rcpt, code, reply)
+		}
+	}
+	got := e.inbox(t, "alice@example.test")
+	if len(got) != 3 {
+		t.Fatalf("alice (postmaster@example.test) has %d messages, want 3", len(got))
+	}
+	for i, m := range got {
+		if !strings.Contains(m, fmt.Sprintf("Subject: to the postmaster %d", i)) {
+			t.Errorf("message %d of alice:\n%s", i, m)
+		}
+	}
+	// Still no domain-less address other than Postmaster.
+	c := dial(t, mx, false)
+	c.expect("EHLO client.example", 250, "")
+	c.expect("MAIL FROM:<x@remote.example>", 250, "")
+	if code, _ := c.cmd("RCPT TO:<alice>"); code/100 != 5 {
+		t.Errorf("RCPT TO:<alice> -> %d, want 5xx", code)
+	}
+}

@@ -244,12 +244,24 @@ func (se *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	if se.timedOut() {
 		return errTimeout
 	}
-	a, err := auth.ParseAddress(to)
-	if err != nil {
-		se.log.Info("recipient refused: syntax", "rcpt", to, "err", err)
-		return errBadRcptSyntax
+	var res auth.Resolution
+	var a auth.Address
+	var err error
+	if strings.EqualFold(to, "postmaster") {
+		// RFC 5321 section 4.5.1: "<Postmaster>" without a domain is
+		// this host's postmaster (go-smtp passes it on as is).
+		var addr string
+		if addr, res, err = se.s.opts.Directory.ResolvePostmaster(se.s.opts.Hostname); err == nil {
+			a, err = auth.ParseAddress(addr)
+		}
+	} else {
+		a, err = auth.ParseAddress(to)
+		if err != nil {
+			se.log.Info("recipient refused: syntax", "rcpt", to, "err", err)
+			return errBadRcptSyntax
+		}
+		res, err = se.s.opts.Directory.Resolve(a.String())
 	}
-	res, err := se.s.opts.Directory.Resolve(a.String())
 	switch {
 	case errors.Is(err, auth.ErrNotLocal):
 		if se.user == "" {

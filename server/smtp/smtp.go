@@ -100,6 +100,8 @@ type QuotaReporter interface {
 // implements it.
 type Directory interface {
 	Resolve(addr string) (auth.Resolution, error)
+	// ResolvePostmaster answers for "<Postmaster>" without a domain.
+	ResolvePostmaster(hostname string) (string, auth.Resolution, error)
 	MaySendAs(user, addr string) bool
 }
 

@@ -60,3 +60,11 @@ func Bodies(st *Store) (files, inline int, err error) {
 	})
 	return len(names), inline, err
 }
+
+// SetGoneLimits bounds the expunge records of each mailbox (vanished.go)
+// until the returned function restores the defaults.
+func SetGoneLimits(records, bytes int) (restore func()) {
+	r, b := maxGoneRecords, maxGoneBytes
+	maxGoneRecords, maxGoneBytes = records, bytes
+	return func() { maxGoneRecords, maxGoneBytes = r, b }
+}

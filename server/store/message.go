@@ -339,14 +339,29 @@ const (
 // uids, and returns those messages (changed or not) in UID order. Changed
 // messages get a new modification sequence.
 func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint32, op FlagOp, flags []string) ([]Message, error) {
+	out, _, err := s.setFlags(ctx, user, mailbox, uids, op, flags, false, 0)
+	return out, err
+}
+
+// SetFlagsUnchangedSince is SetFlags for the messages whose ModSeq is at
+// most unchangedSince (RFC 7162 STORE UNCHANGEDSINCE), checked in the
+// same transaction as the change; modified are the UIDs of the others,
+// left as they are.
+func (s *Store) SetFlagsUnchangedSince(ctx context.Context, user, mailbox string, uids []uint32, op FlagOp, flags []string, unchangedSince uint64) (updated []Message, modified []uint32, err error) {
+	return s.setFlags(ctx, user, mailbox, uids, op, flags, true, unchangedSince)
+}
+
+func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint32, op FlagOp, flags []string, cond bool, unchangedSince uint64) ([]Message, []uint32, error) {
 	flags, err := normalizeFlags(flags)
 	if err != nil {
-		return nil, fmt.Errorf("store flags in %q of %q: %w", mailbox, user, err)
+		return nil, nil, fmt.Errorf("store flags in %q of %q: %w", mailbox, user, err)
 	}
 	var out []Message
+	var modified []uint32
 	var mboxID uint64
 	changed := false
 	err = s.update(ctx, user, func(u *userTx) error {
+		out, modified, changed = out[:0], modified[:0], false
 		r, name, err := u.mailbox(mailbox)
 		if err != nil {
 			return err
@@ -362,6 +377,10 @@ func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint3
 			m, err := decodeMsg(v)
 			if err != nil {
 				return err
+			}
+			if cond && m.ModSeq > unchangedSince {
+				modified = append(modified, uid)
+				continue
 			}
 			nf := applyFlags(m.Flags, op, flags)
 			if !sameFlags(nf, m.Flags) {
@@ -381,12 +400,12 @@ func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint3
 		return u.putMailbox(name, r)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store flags in %q of %q: %w", mailbox, user, err)
+		return nil, nil, fmt.Errorf("store flags in %q of %q: %w", mailbox, user, err)
 	}
 	if changed {
 		s.notify(Change{User: user, MailboxID: mboxID})
 	}
-	return out, nil
+	return out, modified, nil
 }
 
 func applyFlags(cur []string, op FlagOp, flags []string) []string {
@@ -489,6 +508,9 @@ func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32
 			return err
 		}
 		r.ModSeq++
+		if err := u.recordGone(r, r.ModSeq-1, expunged); err != nil {
+			return err
+		}
 		r.Messages -= len(expunged)
 		r.Size -= size
 		u.info.Messages -= len(expunged)
@@ -666,6 +688,11 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 		}
 		if len(res.SourceUIDs) == 0 {
 			return nil
+		}
+		if move {
+			if err := u.recordGone(sr, sr.ModSeq-1, res.SourceUIDs); err != nil {
+				return err
+			}
 		}
 		if !move {
 			if u.info.Quota > 0 && u.info.Used+size > u.info.Quota {

@@ -203,6 +203,22 @@ func (s *Store) quarantine(ctx context.Context, bad []badRecord) error {
 				}
 			}
 		}
+		type mbKey struct {
+			user string
+			id   uint64
+		}
+		gone := map[mbKey][]uint32{}
+		for _, b := range bad {
+			if b.e.Kind == "message" {
+				k := mbKey{b.e.User, b.e.MailboxID}
+				gone[k] = append(gone[k], b.e.UID)
+			}
+		}
+		for k, uids := range gone {
+			if err := goneQuarantined(tx.Bucket(bucketUsers).Bucket([]byte(k.user)), k.id, uids); err != nil {
+				return fmt.Errorf("user %q: %w", k.user, err)
+			}
+		}
 		for user := range users {
 			if err := recount(tx.Bucket(bucketUsers).Bucket([]byte(user))); err != nil {
 				return fmt.Errorf("user %q: %w", user, err)

@@ -121,6 +121,10 @@ func testQuarantine(t *testing.T) {
 	if err != nil || len(msgs) != 1 || msgs[0].UID != 2 || mb.Messages != 1 {
 		t.Fatalf("alice's INBOX: %+v, %d messages, %v", mb, len(msgs), err)
 	}
+	// The quarantined message vanished for clients that had it (QRESYNC).
+	if gone, complete, err := st.Vanished(ctx, alice, inbox.ID, inbox.ModSeq); err != nil || !complete || len(gone) != 1 || gone[0] != [2]uint32{1, 1} || mb.ModSeq <= inbox.ModSeq {
+		t.Errorf("after the quarantine: Vanished(since %d) = %v complete %v, %v; mailbox ModSeq %d", inbox.ModSeq, gone, complete, err, mb.ModSeq)
+	}
 	if got := readBody(t, st, msgs[0]); got != msg("two") {
 		t.Errorf("body of uid 2 = %q", got)
 	}

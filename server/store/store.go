@@ -445,6 +445,9 @@ func (u *userTx) createMailbox(name, specialUse string, subscribed bool) (*mailb
 	if _, err := u.b.Bucket(bucketMsgs).CreateBucket(mailboxKey(r.ID)); err != nil {
 		return nil, err
 	}
+	if err := u.startGone(r.ID); err != nil {
+		return nil, err
+	}
 	if err := u.putMailbox(name, r); err != nil {
 		return nil, err
 	}
@@ -721,6 +724,9 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 			return err
 		}
 		if err := u.deleteHeaderBucket(r.ID); err != nil {
+			return err
+		}
+		if err := u.deleteGoneBucket(r.ID); err != nil {
 			return err
 		}
 		if err := u.b.Bucket(bucketMailboxes).Delete([]byte(n)); err != nil {

@@ -16,13 +16,15 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/mailctl/mailctl/contract"
+	"github.com/mailctl/mailctl/internal/atomicfile"
 )
 
-// Self-signed certificate files under the data directory.
+// The self-signed certificate files under the data directory are
+// contract.SelfSignedCert and SelfSignedKey: the provisioner reads the
+// certificate to trust it.
 const (
-	selfSignedDir  = "tls"
-	selfSignedCert = "self-signed.crt"
-	selfSignedKey  = "self-signed.key"
 	// selfSignedLifetime is how long a generated certificate is valid; it
 	// is regenerated when less than selfSignedRenew remains.
 	selfSignedLifetime = 2 * 365 * 24 * time.Hour
@@ -33,8 +35,7 @@ const (
 // and persists a new one when there is none, when it does not cover names,
 // or when it is about to expire.
 func (s *Source) loadSelfSigned(names []string) error {
-	dir := filepath.Join(s.opts.DataDir, selfSignedDir)
-	certPath, keyPath := filepath.Join(dir, selfSignedCert), filepath.Join(dir, selfSignedKey)
+	certPath, keyPath := contract.SelfSignedCert(s.opts.DataDir), contract.SelfSignedKey(s.opts.DataDir)
 	c, err := tls.LoadX509KeyPair(certPath, keyPath)
 	switch {
 	case err == nil:
@@ -55,13 +56,14 @@ func (s *Source) loadSelfSigned(names []string) error {
 	if err != nil {
 		return err
 	}
+	dir := filepath.Dir(certPath)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %q: %w", dir, err)
 	}
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(certPath, certPEM, 0o644); err != nil {
 		return err
 	}
 	c, err = tls.X509KeyPair(certPEM, keyPEM)
@@ -124,34 +126,4 @@ func GenerateSelfSigned(names []string, now time.Time) (certPEM, keyPEM []byte, 
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), nil
-}
-
-// writeFileAtomic writes data to a temporary file, syncs it and renames it
-// over path.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	return nil
 }

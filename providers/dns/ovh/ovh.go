@@ -1,9 +1,15 @@
 // Package ovh is a DNS provider for zones hosted by OVHcloud, through the
-// OVH API (/domain/zone) with github.com/ovh/go-ovh. It does not use
-// github.com/libdns/ovh: that module hides its HTTP client (no retries, no
-// timeouts, no test endpoint), ignores TTL when comparing, and cannot see
-// records that OVH's web UI stores as types SPF, DKIM or DMARC, which this
-// adapter reports and deletes as TXT.
+// OVH API (/domain/zone), signing requests with github.com/ovh/go-ovh
+// (providers/internal/ovhapi). It does not use github.com/libdns/ovh, for
+// these reasons: that module builds its go-ovh client with ovh.NewClient,
+// which also takes OVH_* environment variables and ovh.conf files into
+// account, and it gives no access to the client's HTTP client, so every
+// request gets go-ovh's fixed 180 s timeout and no retry of HTTP 429 and
+// 5xx answers (its endpoint does accept a URL, so a test server can stand
+// in for the API: that is not a reason). It also ignores TTL when comparing
+// records, reads a zone one record at a time, and looks records up by
+// fieldType=TXT, so it cannot see those that OVH's web UI stores as types
+// SPF, DKIM or DMARC, which this adapter reports and deletes as TXT.
 //
 // Attributes: endpoint (ovh-eu, ovh-ca, ovh-us, ... or an API URL; default
 // ovh-eu), application_key, application_secret, consumer_key, timeout (the

@@ -30,6 +30,7 @@ import (
 	"github.com/libdns/libdns"
 	mdns "github.com/miekg/dns"
 
+	"github.com/mailctl/mailctl/internal/atomicfile"
 	"github.com/mailctl/mailctl/providers/dns"
 )
 
@@ -331,40 +332,15 @@ func nameKey(name string) string {
 	return "\x01" + strings.Join(labels, "\x00")
 }
 
-// writeAtomic writes data to a temporary file in the same directory, syncs
-// it, renames it over path and syncs the directory.
+// writeAtomic replaces the zone file at path (internal/atomicfile),
+// creating its directory.
 func writeAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create zone directory %q: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write zone file %q: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write zone file %q: %w", tmp, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("chmod zone file %q: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync zone file %q: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close zone file %q: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("replace zone file %q: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("write zone file: %w", err)
 	}
 	return nil
 }

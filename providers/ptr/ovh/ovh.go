@@ -259,25 +259,30 @@ func (p *Provider) post(ctx context.Context, op string, b netip.Prefix, ip netip
 	deadline := start.Add(timeout)
 	body := reverse{IPReverse: ip.String(), Reverse: host + "."}
 	wait := lo
-	for attempt := 1; ; attempt++ {
+	rr := "A"
+	if ip.Is6() {
+		rr = "AAAA"
+	}
+	var refused *ptr.APIError // OVH's last refusal
+	attempt := 0
+	giveUp := func(why string, cause error) error {
+		return &ptr.APIError{Provider: Kind, Op: op, Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("OVH refuses a reverse until %s resolves to %s (its %s record must exist and be served): %s after %d tries in %s; OVH said %q",
+				host, ip, rr, why, attempt, time.Since(start).Round(time.Second), refused.Message),
+			Err: errors.Join(ptr.ErrNotResolving, cause)}
+	}
+	for attempt = 1; ; attempt++ {
 		// POST /ip/{block}/reverse sets the reverse of the address: sending
 		// it twice is harmless.
 		err := p.call(dns.Idempotent(ctx), op, http.MethodPost, reversePath(b), body, nil)
+		if err != nil && refused != nil && ctx.Err() != nil {
+			// Ended during a retry: the cause is still the refusal.
+			return giveUp("interrupted", ctx.Err())
+		}
 		if err == nil || !notResolving(err) {
 			return err
 		}
-		var ae *ptr.APIError
-		errors.As(err, &ae)
-		rr := "A"
-		if ip.Is6() {
-			rr = "AAAA"
-		}
-		giveUp := func(why string, cause error) error {
-			return &ptr.APIError{Provider: Kind, Op: op, Status: http.StatusBadRequest,
-				Message: fmt.Sprintf("OVH refuses a reverse until %s resolves to %s (its %s record must exist and be served): %s after %d tries in %s; OVH said %q",
-					host, ip, rr, why, attempt, time.Since(start).Round(time.Second), ae.Message),
-				Err: errors.Join(ptr.ErrNotResolving, cause)}
-		}
+		errors.As(err, &refused)
 		left := time.Until(deadline)
 		if left <= 0 {
 			return giveUp(fmt.Sprintf("gave up at the %s limit", timeout), nil)
