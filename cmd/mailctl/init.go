@@ -38,6 +38,8 @@ var initNow = time.Now
 const initGitignore = `# mailctl: local state (lab server data, zone files, caches) and saved plans.
 .mailctl/
 *.mailplan
+# mailctl export's default output: users' mail, never for the repository.
+mailctl-export-*/
 `
 
 // initValues are the answers that shape the scaffold.

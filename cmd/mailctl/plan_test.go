@@ -70,6 +70,23 @@ func TestPlanApplyExitCodes(t *testing.T) {
 	}
 }
 
+// TestDNSPlanReadsNoBinary: a plan that contacts no server does not read
+// (hash) the executable it would deploy; a server plan does.
+func TestDNSPlanReadsNoBinary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mail.hcl"), labConfig, 0o644)
+	missing := filepath.Join(dir, "no-such-binary")
+	e, out, errb := testEnv(dir)
+	if code := runCLI(t, e, "plan", "-target=dns", "-server-binary", missing); code != 0 || !strings.Contains(out.String(), "Plan: ") {
+		t.Fatalf("DNS-only plan with a missing -server-binary = %d\n%s%s", code, out, errb)
+	}
+	e, _, errb = testEnv(dir)
+	if code := runCLI(t, e, "plan", "-server-binary", missing); code != 1 || !strings.Contains(errb.String(), "server binary") {
+		t.Errorf("server plan with a missing -server-binary = %d, stderr %q; want 1 naming the binary", code, errb)
+	}
+}
+
 func TestStalePlan(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

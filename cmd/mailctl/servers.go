@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/term"
@@ -83,6 +84,10 @@ func serverContacted(name string, targets []string) bool {
 // error is returned with those of the others, joined: every failure is
 // reported, and the servers that could be read stay usable.
 func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlags, targets []string, progress *plan.Progress) (*servers, error) {
+	out := &servers{conns: map[string]*target.Conn{}, plans: map[string]refresh.ServerPlan{}, config: map[string][]byte{}}
+	if !slices.ContainsFunc(cfg.Servers, func(s *config.Server) bool { return serverContacted(s.Name, targets) }) {
+		return out, nil // a DNS-only plan: no binary to hash (33 MB)
+	}
 	bin := *sf.binary
 	if bin == "" {
 		exe, err := os.Executable()
@@ -95,7 +100,7 @@ func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlag
 	if err != nil {
 		return nil, err
 	}
-	out := &servers{binary: b, conns: map[string]*target.Conn{}, plans: map[string]refresh.ServerPlan{}, config: map[string][]byte{}}
+	out.binary = b
 	var errs []error
 	for _, s := range cfg.Servers {
 		if !serverContacted(s.Name, targets) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -29,33 +30,43 @@ func resourceAddresses(cfg *config.Config) (changes []plan.Change, names, short 
 			}
 		}
 	}
-	for _, w := range desired.Records(cfg, nil) {
-		changes = append(changes, plan.Change{Address: w.Address(), Domain: w.Domain})
-		if !seen["dns."+w.Domain] {
-			short = append(short, "dns."+w.Domain)
+	changes = resourceChanges(cfg)
+	for _, c := range changes {
+		if c.Domain != "" {
+			if !seen["dns."+c.Domain] {
+				short = append(short, "dns."+c.Domain)
+			}
+			addName("dns." + c.Domain)
 		}
-		addName("dns." + w.Domain)
-		addName(w.Address())
+		addName(c.Address)
+	}
+	sort.Strings(names)
+	sort.Strings(short)
+	return changes, names, short
+}
+
+// resourceChanges lists every resource the configuration can plan as a
+// change holding its address (and the domain of a DNS set).
+func resourceChanges(cfg *config.Config) []plan.Change {
+	sets := desired.Records(cfg, nil)
+	changes := make([]plan.Change, 0, len(sets)+3*len(cfg.Servers)+len(cfg.Users))
+	for _, w := range sets {
+		changes = append(changes, plan.Change{Address: w.Address(), Domain: w.Domain})
 	}
 	for _, s := range cfg.Servers {
 		changes = append(changes, plan.Change{Address: "server." + s.Name})
-		addName("server." + s.Name)
 		if s.PTR != nil {
 			for _, ip := range []netip.Addr{s.IPv4, s.IPv6} {
 				if ip.IsValid() {
 					changes = append(changes, plan.Change{Address: "ptr." + ip.String()})
-					addName("ptr." + ip.String())
 				}
 			}
 		}
 		for _, u := range desired.ServerConfig(cfg, s).Users {
 			changes = append(changes, plan.Change{Address: "user." + u.Address})
-			addName("user." + u.Address)
 		}
 	}
-	sort.Strings(names)
-	sort.Strings(short)
-	return changes, names, short
+	return changes
 }
 
 // checkTargets returns an error naming each -target that selects no
@@ -65,22 +76,23 @@ func checkTargets(cfg *config.Config, targets []string) error {
 	if len(targets) == 0 {
 		return nil
 	}
-	changes, names, short := resourceAddresses(cfg)
-	var bad []string
+	// The resources' addresses are listed (names sorted, for the
+	// message) only when a target matches none: at thousands of domains
+	// that listing was a tenth of a plan.
+	changes := resourceChanges(cfg)
+	var unmatched []string
 	for _, t := range targets {
-		found := false
-		for _, c := range changes {
-			if plan.Selected(c, []string{t}) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			bad = append(bad, fmt.Sprintf("-target %s matches no resource of the configuration.%s", t, didYouMean(t, names)))
+		if !slices.ContainsFunc(changes, func(c plan.Change) bool { return plan.Selected(c, []string{t}) }) {
+			unmatched = append(unmatched, t)
 		}
 	}
-	if len(bad) == 0 {
+	if len(unmatched) == 0 {
 		return nil
+	}
+	_, names, short := resourceAddresses(cfg)
+	var bad []string
+	for _, t := range unmatched {
+		bad = append(bad, fmt.Sprintf("-target %s matches no resource of the configuration.%s", t, didYouMean(t, names)))
 	}
 	return fmt.Errorf("%s Valid addresses: %s", strings.Join(bad, " "), listValid(short))
 }

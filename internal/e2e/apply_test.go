@@ -23,7 +23,8 @@ import (
 // server and published with the other records in a real Knot via RFC 2136)
 // -> mail in over SMTP, out over IMAP -> a second apply changes and
 // restarts nothing -> a new user is added by a reload, not a restart ->
-// a DKIM rotation (vmRotation).
+// backup, destroy -purge-data, apply, restore: the mail is back -> an
+// incremental backup -> a DKIM rotation (vmRotation).
 func TestApplyToVPS(t *testing.T) {
 	v := sharedVPS(t)
 	c := dialVPS(t)
@@ -188,6 +189,52 @@ sys.exit(0 if n == 1 or sys.argv[5] == "-" else 3)
 	}
 	if err := imapFind("bob@example.org", "bob-pw", "-"); err != nil {
 		t.Errorf("bob cannot log in after the reload: %v", err)
+	}
+
+	// Backup and restore over SSH: the mail survives destroy -purge-data
+	// and a fresh apply; an incremental backup follows.
+	t0 = time.Now()
+	if out, code = mailctl("backup", "-out", "bk"); code != 0 {
+		t.Fatalf("backup = %d:\n%s", code, out)
+	}
+	t.Logf("backup over SSH: %.1fs: %s", time.Since(t0).Seconds(), strings.TrimSpace(out))
+	files, _ := filepath.Glob(filepath.Join(dir, "bk", "vm-*.tar.gz"))
+	if len(files) != 1 {
+		t.Fatalf("backup files: %v", files)
+	}
+	if fi, err := os.Stat(files[0]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file: %v %v", fi, err)
+	}
+	if out, code = mailctl("destroy", "-auto-approve", "-purge-data"); code != 0 {
+		t.Fatalf("destroy -purge-data = %d:\n%s", code, out)
+	}
+	if out, code = mailctl(append([]string{"apply", "-auto-approve"}, endpoints...)...); code != 0 {
+		t.Fatalf("apply after destroy -purge-data = %d:\n%s", code, out)
+	}
+	if err := imapFind("alice@example.org", "alice-pw", token); err == nil {
+		t.Fatalf("the message is still there after destroy -purge-data")
+	}
+	t0 = time.Now()
+	if out, code = mailctl("restore", files[0]); code != 0 || !strings.Contains(out, "restored and running") {
+		t.Fatalf("restore = %d:\n%s", code, out)
+	}
+	t.Logf("restore over SSH: %.1fs", time.Since(t0).Seconds())
+	if err := imapFind("alice@example.org", "alice-pw", token); err != nil {
+		t.Errorf("after restore: %v", err)
+	}
+	if owner := run(t, c, "stat -c %U:%a /var/lib/mailctl/store/index.db"); owner != "mailctl:600" {
+		t.Errorf("restored index: %s", owner)
+	}
+	if left := run(t, c, "ls -a /var/lib/mailctl | grep -c restore || true"); left != "0" {
+		t.Errorf("restore left files in the data directory: %s", run(t, c, "ls -a /var/lib/mailctl"))
+	}
+	// The restored DKIM keys are published again.
+	if out, code = mailctl(append([]string{"apply", "-auto-approve"}, endpoints...)...); code != 0 {
+		t.Fatalf("apply after restore = %d:\n%s", code, out)
+	}
+	time.Sleep(1100 * time.Millisecond) // backups are named by the second
+	if out, code = mailctl("backup", "-out", "bk", "-incremental"); code != 0 || !strings.Contains(out, "incremental backup on vm-") {
+		t.Errorf("backup -incremental = %d:\n%s", code, out)
 	}
 
 	// A DKIM rotation, with a grace period short enough to wait for.

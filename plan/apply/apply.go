@@ -1,9 +1,10 @@
 // Package apply executes a plan. Engine runs a whole apply or destroy:
 // the servers (deploy, DKIM keys read back), DNS changes through the
-// providers (DNS: one RRset at a time, exact deletes then adds, zones in
-// parallel), the propagation wait and reverse DNS (PTR), and counts what
-// was done. Every step is idempotent, so an interrupted apply converges
-// when run again.
+// providers (each zone's RRsets in one call where the provider can,
+// dns.ZoneApplier, else one RRset at a time: exact deletes then adds;
+// zones in parallel), the propagation wait and reverse DNS (PTR), and
+// counts what was done. Every step is idempotent, so an interrupted apply
+// converges when run again.
 package apply
 
 import (
@@ -136,38 +137,79 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 				}
 				mu.Unlock()
 			}
-			for i, c := range changes {
-				if err := ctx.Err(); err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("zone %s: interrupted before %s: %w", c.Zone, c.Address, err))
-					mu.Unlock()
-					notApplied(i)
-					return nil
-				}
-				prov, ok := provs[c.Provider]
-				if !ok {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("%s: no provider %s", c.Address, c.Provider))
-					mu.Unlock()
-					notApplied(i)
-					return nil
-				}
-				del, add := plan.DNSEdits(c)
-				progress("%s: %s...", c.Address, verbing(c.Action))
-				done := still.Start(fmt.Sprintf("%s: Still %s", c.Address, strings.ToLower(verbing(c.Action))))
-				err := prov.Apply(ctx, c.Zone, del, add)
-				done()
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("apply %s in zone %s: %w", c.Address, c.Zone, err))
-					mu.Unlock()
-					notApplied(i)
-					return nil // stop this zone, keep the others going
-				}
+			if err := ctx.Err(); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("zone %s: interrupted before %s: %w", changes[0].Zone, changes[0].Address, err))
+				mu.Unlock()
+				notApplied(0)
+				return nil
+			}
+			c0 := changes[0]
+			prov, ok := provs[c0.Provider]
+			if !ok {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: no provider %s", c0.Address, c0.Provider))
+				mu.Unlock()
+				notApplied(0)
+				return nil
+			}
+			count := func(c plan.Change) {
 				progress("%s: %s complete", c.Address, c.Action.Verb())
 				mu.Lock()
 				res.count(c.Action)
 				mu.Unlock()
+			}
+			fail := func(i int, err error) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				notApplied(i)
+			}
+			za, whole := prov.(dns.ZoneApplier)
+			if !whole {
+				// One Apply per RRset, in order, each with its progress.
+				for i, c := range changes {
+					if err := ctx.Err(); err != nil {
+						fail(i, fmt.Errorf("zone %s: interrupted before %s: %w", c.Zone, c.Address, err))
+						return nil
+					}
+					del, add := plan.DNSEdits(c)
+					progress("%s: %s...", c.Address, verbing(c.Action))
+					done := still.Start(fmt.Sprintf("%s: Still %s", c.Address, strings.ToLower(verbing(c.Action))))
+					err := prov.Apply(ctx, c.Zone, del, add)
+					done()
+					if err != nil {
+						fail(i, fmt.Errorf("apply %s in zone %s: %w", c.Address, c.Zone, err))
+						return nil // stop this zone, keep the others going
+					}
+					count(c)
+				}
+				return nil
+			}
+			// The whole zone in one call: one rewrite, serial bump and
+			// reload of a zone file; one RFC 2136 UPDATE. All or nothing.
+			edits := make([]dns.SetEdit, len(changes))
+			for i, c := range changes {
+				edits[i].Del, edits[i].Add = plan.DNSEdits(c)
+				progress("%s: %s...", c.Address, verbing(c.Action))
+			}
+			what := fmt.Sprintf("%s: Still %s", c0.Address, strings.ToLower(verbing(c0.Action)))
+			if len(changes) > 1 {
+				what = fmt.Sprintf("zone %s: Still applying %d changes", c0.Zone, len(changes))
+			}
+			done := still.Start(what)
+			err := za.ApplyZone(ctx, c0.Zone, edits)
+			done()
+			if err != nil {
+				if len(changes) == 1 {
+					fail(0, fmt.Errorf("apply %s in zone %s: %w", c0.Address, c0.Zone, err))
+				} else {
+					fail(0, fmt.Errorf("apply %d changes in zone %s: %w", len(changes), c0.Zone, err))
+				}
+				return nil // stop this zone, keep the others going
+			}
+			for _, c := range changes {
+				count(c)
 			}
 			return nil
 		})

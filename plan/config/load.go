@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,7 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 )
@@ -64,29 +65,100 @@ func LoadSources(dir string, srcs map[string][]byte, opts LoadOptions) (*Config,
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	p := hclparse.NewParser()
 	names := make([]string, 0, len(srcs))
 	for n := range srcs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	if cfg, diags, ok := loadStreaming(dir, names, srcs, opts); ok {
+		return cfg, diags
+	}
 	var diags hcl.Diagnostics
 	var files []*hcl.File
+	parsed := make(map[string]*hcl.File, len(names))
 	for _, n := range names {
-		f, d := p.ParseHCL(srcs[n], n)
+		f, d := ParseFile(srcs[n], n)
 		diags = append(diags, d...)
+		if f != nil {
+			parsed[n] = f
+		}
 		if f != nil && !d.HasErrors() {
 			files = append(files, f)
 		}
 	}
-	cfg := &Config{Dir: dir, Files: p.Files()}
+	cfg := &Config{Dir: dir, Files: parsed}
 	if diags.HasErrors() {
 		return cfg, diags
 	}
 	d := &decoder{cfg: cfg, opts: opts}
 	d.decode(files)
 	d.validate()
+	// The syntax trees are not needed any more (diagnostics print from
+	// the files' bytes): let them go, they are several times the size of
+	// the Config.
+	for n, f := range parsed {
+		parsed[n] = &hcl.File{Body: hcl.EmptyBody(), Bytes: f.Bytes}
+	}
 	return cfg, d.diags
+}
+
+// loadStreaming is LoadSources for the configurations it can decode while
+// parsing: the user and alias blocks (most of a large configuration) are
+// decoded piece by piece as each is parsed, so that their syntax trees die
+// at once instead of all living until the end of the load. Their decoding
+// needs the evaluation context, so only configurations without variable
+// blocks (no "variable" anywhere in the text) are loaded so; ok is false
+// for the others, and for a file whose pieces do not parse, which
+// LoadSources then loads whole.
+func loadStreaming(dir string, names []string, srcs map[string][]byte, opts LoadOptions) (*Config, hcl.Diagnostics, bool) {
+	for _, n := range names {
+		if bytes.Contains(srcs[n], []byte("variable")) {
+			return nil, nil, false
+		}
+	}
+	parsed := make(map[string]*hcl.File, len(names))
+	cfg := &Config{Dir: dir, Files: parsed}
+	d := &decoder{cfg: cfg, opts: opts}
+	d.setContext()
+	var files []*hcl.File
+	for _, n := range names {
+		src := srcs[n]
+		pieces := SplitTopLevel(src, PieceSize)
+		body := &hclsyntax.Body{Attributes: hclsyntax.Attributes{}}
+		for i, p := range pieces {
+			f, diags := hclsyntax.ParseConfig(p.Src, n, p.Start)
+			if len(diags) > 0 {
+				return nil, nil, false
+			}
+			b := f.Body.(*hclsyntax.Body)
+			for name, a := range b.Attributes {
+				if _, dup := body.Attributes[name]; dup {
+					return nil, nil, false
+				}
+				body.Attributes[name] = a
+			}
+			for _, blk := range b.Blocks {
+				switch {
+				case blk.Type == "user" && len(blk.Labels) == 1:
+					d.user(blk.AsHCLBlock())
+				case blk.Type == "alias" && len(blk.Labels) == 1:
+					d.alias(blk.AsHCLBlock())
+				default:
+					body.Blocks = append(body.Blocks, blk)
+				}
+			}
+			if i == 0 {
+				body.SrcRange = b.SrcRange
+			}
+			body.SrcRange.End = b.SrcRange.End
+			body.EndRange = b.EndRange
+		}
+		parsed[n] = &hcl.File{Body: hcl.EmptyBody(), Bytes: src}
+		files = append(files, &hcl.File{Body: body, Bytes: src})
+	}
+	d.decode(files)
+	d.validate()
+	return cfg, d.diags, true
 }
 
 var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
@@ -133,18 +205,7 @@ func (d *decoder) decode(files []*hcl.File) {
 	for _, b := range blocks.OfType("variable") {
 		d.variable(b)
 	}
-	vars := map[string]cty.Value{}
-	for _, v := range d.cfg.Variables {
-		val := cty.StringVal(v.Value.Str)
-		if v.Value.Sensitive {
-			val = val.Mark(sensitive)
-		}
-		vars[v.Name] = val
-	}
-	d.ctx = &hcl.EvalContext{
-		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)},
-		Functions: functions(d.cfg.Dir, d.opts.Getenv, d.opts.NoSecrets),
-	}
+	d.setContext()
 	for _, b := range blocks.OfType("provider") {
 		d.provider(b)
 	}
@@ -166,6 +227,22 @@ func (d *decoder) decode(files []*hcl.File) {
 	}
 	for _, r := range d.refs {
 		r()
+	}
+}
+
+// setContext makes the evaluation context of the variables decoded so far.
+func (d *decoder) setContext() {
+	vars := map[string]cty.Value{}
+	for _, v := range d.cfg.Variables {
+		val := cty.StringVal(v.Value.Str)
+		if v.Value.Sensitive {
+			val = val.Mark(sensitive)
+		}
+		vars[v.Name] = val
+	}
+	d.ctx = &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)},
+		Functions: functions(d.cfg.Dir, d.opts.Getenv, d.opts.NoSecrets),
 	}
 }
 

@@ -145,14 +145,36 @@ func publishedSelectors(d *config.Domain, keys []DKIMKey) []string {
 // address. keys gives the DKIM public keys known from the servers; a
 // selector without a key is Unknown ("known after apply").
 func Records(cfg *config.Config, keys []DKIMKey) []RRSet {
-	var out []RRSet
+	out := make([]RRSet, 0, 16*len(cfg.Domains)) // about 12 a domain
 	hostOwner := hostDomains(cfg)
-	for _, d := range cfg.Domains {
-		out = append(out, domainRecords(cfg, d, keys, hostOwner)...)
+	byKey := make(map[keyRef]string, len(keys))
+	byDomain := map[string][]DKIMKey{} // for the selectors rotations added
+	for _, k := range keys {
+		byDomain[k.Domain] = append(byDomain[k.Domain], k)
+		if _, dup := byKey[keyRef{k.Domain, k.Selector}]; !dup {
+			byKey[keyRef{k.Domain, k.Selector}] = k.Record
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Address() < out[j].Address() })
-	return out
+	for _, d := range cfg.Domains {
+		out = append(out, domainRecords(cfg, d, byKey, byDomain[d.Name], hostOwner)...)
+	}
+	// Sorted by address, each computed once: thousands of domains make
+	// tens of thousands of sets.
+	addrs := make([]string, len(out))
+	idx := make([]int, len(out))
+	for i := range out {
+		addrs[i], idx[i] = out[i].Address(), i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return addrs[idx[a]] < addrs[idx[b]] })
+	sorted := make([]RRSet, len(out))
+	for i, j := range idx {
+		sorted[i] = out[j]
+	}
+	return sorted
 }
+
+// keyRef is a DKIM key's domain and selector.
+type keyRef struct{ domain, selector string }
 
 // hostDomains maps each server hostname to the declared domain that
 // contains it (the longest), which then owns its A/AAAA records.
@@ -172,7 +194,7 @@ func hostDomains(cfg *config.Config) map[string]string {
 	return m
 }
 
-func domainRecords(cfg *config.Config, d *config.Domain, keys []DKIMKey, hostOwner map[string]string) []RRSet {
+func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string, domainKeys []DKIMKey, hostOwner map[string]string) []RRSet {
 	if d.DNS == nil || d.Server == nil {
 		return nil
 	}
@@ -225,10 +247,10 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys []DKIMKey, hostOwn
 		}
 	}
 
-	for _, sel := range publishedSelectors(d, keys) {
+	for _, sel := range publishedSelectors(d, domainKeys) {
 		r := set(sel+"._domainkey."+d.Name, "TXT")
 		r.Source = "server." + s.Name
-		if k := findKey(keys, d.Name, sel); k != "" {
+		if k := keys[keyRef{d.Name, sel}]; k != "" {
 			r.Values = []string{k}
 		} else {
 			r.Unknown = true
@@ -290,15 +312,6 @@ func srv(priority, port int, host string) string {
 		return "0 0 0 ."
 	}
 	return fmt.Sprintf("%d 1 %d %s", priority, port, host)
-}
-
-func findKey(keys []DKIMKey, domain, selector string) string {
-	for _, k := range keys {
-		if k.Domain == domain && k.Selector == selector {
-			return k.Record
-		}
-	}
-	return ""
 }
 
 // relayIncludes maps smarthost host suffixes to the SPF include their

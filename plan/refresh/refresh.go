@@ -17,11 +17,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/libdns/libdns"
 	"golang.org/x/sync/errgroup"
@@ -261,6 +261,7 @@ func unreadable(name string, sp ServerPlan, targets []string) error {
 type zoneCache struct {
 	mu    sync.Mutex
 	lists map[string][]string
+	index map[string]*dns.ZoneIndex
 }
 
 // ResolveZones fills the Zone of each set: the domain's configured zone,
@@ -274,7 +275,7 @@ func ResolveZones(ctx context.Context, cfg *config.Config, provs map[string]dns.
 }
 
 func resolveZones(ctx context.Context, provs map[string]dns.Provider, sets []desired.RRSet, progress *plan.Progress) error {
-	zc := &zoneCache{lists: map[string][]string{}}
+	zc := &zoneCache{lists: map[string][]string{}, index: map[string]*dns.ZoneIndex{}}
 	resolved := map[string]string{}
 	failed := map[string]bool{} // domains and providers already reported
 	var errs []error
@@ -300,6 +301,7 @@ func resolveZones(ctx context.Context, provs map[string]dns.Provider, sets []des
 		if zoner, ok := prov.(dns.Zoner); ok {
 			zc.mu.Lock()
 			list, cached := zc.lists[s.Provider]
+			index := zc.index[s.Provider]
 			zc.mu.Unlock()
 			if !cached {
 				var err error
@@ -311,11 +313,13 @@ func resolveZones(ctx context.Context, provs map[string]dns.Provider, sets []des
 					errs = append(errs, fmt.Errorf("list zones of %s: %w", s.Provider, err))
 					continue
 				}
+				index = dns.NewZoneIndex(list)
 				zc.mu.Lock()
 				zc.lists[s.Provider] = list
+				zc.index[s.Provider] = index
 				zc.mu.Unlock()
 			}
-			z = dns.FindZone(s.Domain, list)
+			z = index.Find(s.Domain)
 			// A zone file is created on first apply: no file yet is no error.
 			if z == "" && strings.HasPrefix(s.Provider, "provider.zonefile.") {
 				z = s.Domain
@@ -449,38 +453,61 @@ func ConfigDigest(cfg *config.Config) string {
 // with each run of line ends as one; a file that is not native HCL syntax
 // is written as is.
 func writeTokens(w io.Writer, name string, src []byte) {
-	if !strings.HasSuffix(name, ".hcl") {
-		fmt.Fprintf(w, "%d\x00", len(src))
-		w.Write(src)
-		return
-	}
-	toks, diags := hclsyntax.LexConfig(src, name, hcl.InitialPos)
-	if diags.HasErrors() {
-		fmt.Fprintf(w, "%d\x00", len(src))
-		w.Write(src)
-		return
-	}
-	newline := true // at the start, as after a line end
-	for _, t := range toks {
-		typ := t.Type
-		if typ == hclsyntax.TokenComment {
-			if !bytes.HasSuffix(t.Bytes, []byte("\n")) {
-				continue // an inline /* */ comment
+	if strings.HasSuffix(name, ".hcl") {
+		// Piece by piece (see config.SplitTopLevel): one token slice of a
+		// large file was most of a plan's memory. A piece that does not
+		// lex (a cut the lexer disagrees with) falls back to one piece.
+		for _, size := range []int{config.PieceSize, len(src) + 1} {
+			if form, ok := tokenForm(name, src, size); ok {
+				w.Write(form)
+				return
 			}
-			typ = hclsyntax.TokenNewline // a line comment ends its line
 		}
-		if typ == hclsyntax.TokenNewline {
-			if newline {
+	}
+	fmt.Fprintf(w, "%d\x00", len(src))
+	w.Write(src)
+}
+
+// tokenForm returns what writeTokens writes for src lexed in pieces of
+// about size bytes, or false when a piece does not lex.
+func tokenForm(name string, src []byte, size int) ([]byte, bool) {
+	buf := bytes.NewBuffer(make([]byte, 0, len(src)+len(src)/2))
+	newline := true // at the start, as after a line end
+	pieces := config.SplitTopLevel(src, size)
+	for i, p := range pieces {
+		toks, diags := hclsyntax.LexConfig(p.Src, name, p.Start)
+		if diags.HasErrors() {
+			return nil, false
+		}
+		for _, t := range toks {
+			typ := t.Type
+			if typ == hclsyntax.TokenEOF && i < len(pieces)-1 {
+				continue // one EOF, at the end of the file
+			}
+			if typ == hclsyntax.TokenComment {
+				if !bytes.HasSuffix(t.Bytes, []byte("\n")) {
+					continue // an inline /* */ comment
+				}
+				typ = hclsyntax.TokenNewline // a line comment ends its line
+			}
+			if typ == hclsyntax.TokenNewline {
+				if newline {
+					continue
+				}
+				newline = true
+				buf.WriteString("\n\x00")
 				continue
 			}
-			newline = true
-			w.Write([]byte("\n\x00"))
-			continue
+			newline = false
+			// As fmt.Fprintf(buf, "%d\x00%d\x00", typ, len(t.Bytes)).
+			b := strconv.AppendInt(buf.AvailableBuffer(), int64(typ), 10)
+			b = append(b, 0)
+			b = strconv.AppendInt(b, int64(len(t.Bytes)), 10)
+			buf.Write(append(b, 0))
+			buf.Write(t.Bytes)
 		}
-		newline = false
-		fmt.Fprintf(w, "%d\x00%d\x00", typ, len(t.Bytes))
-		w.Write(t.Bytes)
 	}
+	return buf.Bytes(), true
 }
 
 // planPTR reads the reverse DNS of every server address whose server names

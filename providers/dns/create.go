@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/mailctl/mailctl/providers/base"
 )
 
 // Uncertain reports whether a failed call may nonetheless have been acted
@@ -36,7 +38,7 @@ func CreateOnce(ctx context.Context, create func(context.Context) error, exists 
 	var err error
 	for attempt := range CreateAttempts {
 		if attempt > 0 {
-			t := time.NewTimer(backoff(attempt-1, 250*time.Millisecond, 4*time.Second))
+			t := time.NewTimer(base.Backoff(attempt-1, 250*time.Millisecond, 4*time.Second))
 			select {
 			case <-ctx.Done():
 				t.Stop()

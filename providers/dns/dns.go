@@ -16,19 +16,23 @@
 // providers/dns/dnstest against it. Records must be returned in canonical
 // form (see Canonical) and Apply must delete exactly the given records and add
 // exactly the given ones, never touching other records at the same name.
+// A kind that can change many RRsets of a zone in one operation (one file
+// write, one UPDATE message) implements ZoneApplier too: apply then sends
+// it each zone's changes at once. The shared suite checks both, and that
+// no change ever leaves an RRset empty (dnstest.RunNeverEmpties). The
+// configuration types and the HTTP client are those of providers/base.
 package dns
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/libdns/libdns"
 
+	"github.com/mailctl/mailctl/providers/base"
 	"github.com/mailctl/mailctl/providers/internal/registry"
 )
 
@@ -81,43 +85,13 @@ type Capabilities struct {
 	ApexCNAME bool
 }
 
-// Attribute documents one configuration attribute of a provider kind.
-type Attribute struct {
-	Name string
-	// Required attributes must be set; others have a default.
-	Required bool
-	// Sensitive values are secrets: never printed, logged or planned.
-	Sensitive bool
-	// Doc is a one-line description, shown by validation errors.
-	Doc string
-}
+// Attribute documents one configuration attribute of a provider kind (see
+// base.Attribute: one provider block configures both registries).
+type Attribute = base.Attribute
 
 // Config is what a factory receives: the provider block's attributes as
 // strings (secrets included: do not log them) and a logger.
-type Config struct {
-	// Name is the provider's label in the configuration, for messages.
-	Name string
-	// Attrs maps attribute names to values.
-	Attrs map[string]string
-	// Logger receives debug logs of API calls; nil means discard.
-	Logger *slog.Logger
-}
-
-// Get returns the attribute name, or def when it is unset or empty.
-func (c Config) Get(name, def string) string {
-	if v, ok := c.Attrs[name]; ok && v != "" {
-		return v
-	}
-	return def
-}
-
-// Log returns the configured logger or one that discards.
-func (c Config) Log() *slog.Logger {
-	if c.Logger != nil {
-		return c.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
+type Config = base.Config
 
 // Factory builds a provider from its configuration. It must not do network
 // I/O: credentials are checked by the first call.
@@ -174,50 +148,53 @@ func (k Kind) Check(attrs map[string]string) error {
 	return CheckAttributes(k.Name, k.Attributes, attrs, ErrConfig)
 }
 
-// CheckAttributes reports, each wrapping errConfig, the required attributes
-// of kind missing from given and the given ones kind does not declare. The
-// DNS and reverse DNS registries share it.
+// CheckAttributes reports the required attributes of kind missing from
+// given and the given ones kind does not declare, each wrapping errConfig
+// (see base.CheckAttributes).
 func CheckAttributes(kind string, declared []Attribute, given map[string]string, errConfig error) error {
-	known := map[string]bool{}
-	var errs []error
-	for _, a := range declared {
-		known[a.Name] = true
-		if a.Required && given[a.Name] == "" {
-			errs = append(errs, fmt.Errorf("%w: provider %q needs attribute %q (%s)", errConfig, kind, a.Name, a.Doc))
-		}
-	}
-	var unknown []string
-	for name := range given {
-		if !known[name] {
-			unknown = append(unknown, name)
-		}
-	}
-	sort.Strings(unknown)
-	for _, name := range unknown {
-		errs = append(errs, fmt.Errorf("%w: provider %q has no attribute %q", errConfig, kind, name))
-	}
-	return errors.Join(errs...)
+	return base.CheckAttributes(kind, declared, given, errConfig)
 }
 
 // FindZone returns the longest zone of zones that contains domain (the
 // domain itself or a parent on a label boundary), or "" when none does.
 // Comparison ignores case and trailing dots; the zone is returned as given.
+// To look up many domains in one list, build a ZoneIndex once.
 func FindZone(domain string, zones []string) string {
-	d := normName(domain)
-	best := ""
-	bestLen := -1
+	return NewZoneIndex(zones).Find(domain)
+}
+
+// ZoneIndex finds the zone of a domain in a list of zones in time
+// proportional to the domain's labels, not to the list's length.
+type ZoneIndex struct {
+	zones map[string]string // normalized name: the first zone given so
+}
+
+// NewZoneIndex indexes zones for Find.
+func NewZoneIndex(zones []string) *ZoneIndex {
+	x := &ZoneIndex{zones: make(map[string]string, len(zones))}
 	for _, z := range zones {
 		zn := normName(z)
-		if zn == "" {
-			continue
-		}
-		if d == zn || strings.HasSuffix(d, "."+zn) {
-			if len(zn) > bestLen {
-				best, bestLen = z, len(zn)
-			}
+		if _, dup := x.zones[zn]; zn != "" && !dup {
+			x.zones[zn] = z
 		}
 	}
-	return best
+	return x
+}
+
+// Find returns the longest indexed zone that contains domain, as FindZone.
+func (x *ZoneIndex) Find(domain string) string {
+	d := normName(domain)
+	for d != "" {
+		if z, ok := x.zones[d]; ok {
+			return z
+		}
+		_, parent, found := strings.Cut(d, ".")
+		if !found {
+			break
+		}
+		d = parent
+	}
+	return ""
 }
 
 func normName(s string) string {

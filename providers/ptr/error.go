@@ -4,7 +4,7 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/base"
 )
 
 // Sentinel errors wrapped by APIError, for errors.Is.
@@ -39,7 +39,7 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	msg := dns.APIMessage(e.Provider, e.Op, e.Status, e.Credential, e.Permission, e.Message)
+	msg := base.APIMessage(e.Provider, e.Op, e.Status, e.Credential, e.Permission, e.Message)
 	if e.Err != nil && e.Status == 0 && !errors.Is(e.Err, ErrNotFound) && !errors.Is(e.Err, ErrNotResolving) {
 		msg += ": " + e.Err.Error()
 	}

@@ -2,7 +2,8 @@
 // reverse DNS: the PTR record of an address in in-addr.arpa (RFC 1035
 // section 3.5) or ip6.arpa (RFC 3596 section 2.5), which hosting providers
 // keep in their own zones and let customers change only through their API.
-// It holds a registry of provider kinds like providers/dns.
+// It holds a registry of provider kinds like providers/dns, sharing
+// providers/base with it (and importing nothing of it).
 //
 // Hostnames are exchanged in canonical form (see Canonical): lower case,
 // without the trailing dot. Adapters add or strip the dot as their API
@@ -26,7 +27,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/base"
 	"github.com/mailctl/mailctl/providers/internal/registry"
 )
 
@@ -44,13 +45,14 @@ type Provider interface {
 }
 
 // Attribute documents one configuration attribute of a provider kind. It
-// is the DNS registry's type: a provider block configures both.
-type Attribute = dns.Attribute
+// is the DNS registry's type too (providers/base): a provider block
+// configures both.
+type Attribute = base.Attribute
 
 // Config is what a factory receives: the provider block's attributes (secrets
-// included: do not log them) and a logger. It is the DNS registry's type, so
-// one provider block configures both registries.
-type Config = dns.Config
+// included: do not log them) and a logger. It is the DNS registry's type
+// too (providers/base), so one provider block configures both registries.
+type Config = base.Config
 
 // Factory builds a provider from its configuration. It must not do network
 // I/O: credentials are checked by the first call.
@@ -105,7 +107,7 @@ func New(kind string, cfg Config) (Provider, error) {
 
 // Check reports missing required attributes and unknown ones.
 func (k Kind) Check(attrs map[string]string) error {
-	return dns.CheckAttributes(k.Name, k.Attributes, attrs, ErrConfig)
+	return base.CheckAttributes(k.Name, k.Attributes, attrs, ErrConfig)
 }
 
 // Canonical returns hostname as Get returns it: trimmed, lower case, without

@@ -27,12 +27,14 @@ type (
 // StatusFormatVersion is the version of the Status JSON document.
 const StatusFormatVersion = contract.StatusFormatVersion
 
-// serveControl answers GET /status and the queue endpoints on the unix
-// socket ln until it is closed; each of more adds its own endpoints (the
-// DKIM rotation steps of dkimctl.go, export and import).
-func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin, more ...func(*http.ServeMux)) *http.Server {
+// serveControl answers GET /status, the queue endpoints and /backup
+// (backupctl.go) on the unix socket ln until it is closed; each of more
+// adds its own endpoints (the DKIM rotation steps of dkimctl.go, export
+// and import).
+func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin, backup backupFunc, more ...func(*http.ServeMux)) *http.Server {
 	mux := http.NewServeMux()
 	handleQueue(mux, q)
+	handleBackup(mux, backup)
 	for _, add := range more {
 		add(mux)
 	}

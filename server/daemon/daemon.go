@@ -397,7 +397,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue },
+	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue }, d.backup,
 		func(mux *http.ServeMux) { handleDKIM(mux, d.dkimAction) },
 		func(mux *http.ServeMux) { handleMailTransfer(mux, d.st, log.With("component", "export")) })
 

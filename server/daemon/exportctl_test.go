@@ -68,7 +68,7 @@ func TestExportImportControl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := serveControl(ln, func(context.Context) (*Status, error) { return &Status{}, nil }, func() QueueAdmin { return nil },
+	srv := serveControl(ln, func(context.Context) (*Status, error) { return &Status{}, nil }, func() QueueAdmin { return nil }, nil,
 		func(mux *http.ServeMux) {
 			handleMailTransfer(mux, expungingStore{Store: st, uid: uids[1]}, slog.New(slog.DiscardHandler))
 		})

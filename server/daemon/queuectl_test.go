@@ -51,7 +51,7 @@ func TestQueueControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := &memQueue{msgs: []queue.Message{{ID: "m1", From: "a@example.org", Domain: "example.net"}, {ID: "m2", From: "b@example.org", Domain: "example.com"}}}
-	srv := serveControl(ln, func(context.Context) (*Status, error) { return &Status{}, nil }, func() QueueAdmin { return q })
+	srv := serveControl(ln, func(context.Context) (*Status, error) { return &Status{}, nil }, func() QueueAdmin { return q }, nil)
 	t.Cleanup(func() { srv.Close() })
 	ctx := context.Background()
 

@@ -316,8 +316,10 @@ func TestParallelWrongLoginsIMAP(t *testing.T) {
 	took := time.Since(fstart)
 	if err != nil {
 		t.Errorf("right password from another address during the attack: %v", err)
-	} else if took > time.Second {
-		t.Errorf("right password from another address took %v, want at most 1s", took)
+	} else if took > 3*time.Second {
+		// About 0.1 s on a quiet machine, 1.2 s seen under a load of 25;
+		// before the fix it waited behind the 100 checks (30 s time-out).
+		t.Errorf("right password from another address took %v, want at most 3s", took)
 	}
 	wg.Wait()
 	all := time.Since(start)

@@ -103,6 +103,7 @@ type Store struct {
 	summary       atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
 	dirSync       [256]*dirSyncer                     // one per body directory
 	quarantined   []QuarantineEntry                   // as Open found them (quarantine.go)
+	snap          snapshotState                       // snapshots running (snapshot.go)
 
 	watchMu  sync.RWMutex
 	watchers map[int]func(Change)
@@ -856,6 +857,9 @@ func (s *Store) SetSubscribed(ctx context.Context, user, name string, subscribed
 func (s *Store) removeBlobs(ctx context.Context, blobs []blobID) {
 	for _, b := range blobs {
 		p := s.blobPath(b)
+		if s.snapshotHold(p) {
+			continue // removed when the snapshot ends (snapshot.go)
+		}
 		fi, err := os.Stat(p)
 		if err == nil {
 			err = os.Remove(p)

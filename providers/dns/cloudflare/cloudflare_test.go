@@ -13,7 +13,6 @@ import (
 
 	"github.com/mailctl/mailctl/internal/emulator"
 	cfemu "github.com/mailctl/mailctl/internal/emulator/cloudflare"
-	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/providers/dns"
 	"github.com/mailctl/mailctl/providers/dns/cloudflare"
 	"github.com/mailctl/mailctl/providers/dns/dnstest"
@@ -177,96 +176,30 @@ func benchRecords() []cfemu.Record {
 	}
 }
 
-// TestApplyNeverEmpties applies the changes of a mail migration as apply
-// does (plan.DNSEdits of the planned change) and checks, after every API
-// call that changed the zone, what a resolver could have been served: the
-// RRset is never empty while its new contents are not (an empty MX set
-// sends mail to the apex A record), and never holds more records than
-// before and after (two SPF records are a permerror, two CNAMEs refused).
+// TestApplyNeverEmpties runs the shared check (dnstest.RunNeverEmpties)
+// on the emulator's record of every API call that changed the zone:
+// Cloudflare has no transaction over several records, so each call's
+// state could be served.
 func TestApplyNeverEmpties(t *testing.T) {
 	t.Parallel()
-	google := []string{"1 aspmx.l.google.com.", "5 alt1.aspmx.l.google.com.", "5 alt2.aspmx.l.google.com.", "10 alt3.aspmx.l.google.com.", "10 alt4.aspmx.l.google.com."}
-	cases := []struct {
-		name, rel, typ string
-		prefix         string // owned records: those containing it
-		before, after  plan.RRSet
-		other          []libdns.RR // records at the same name that must stay
-		patchOnly      bool        // every write is a PATCH
-	}{
-		{name: "presync: MX TTL lowered", rel: "@", typ: "MX",
-			before: plan.RRSet{TTL: 3600, Values: google}, after: plan.RRSet{TTL: 300, Values: google}, patchOnly: true},
-		{name: "cutover: Google's five MX replaced by one", rel: "@", typ: "MX",
-			before: plan.RRSet{TTL: 300, Values: google}, after: plan.RRSet{TTL: 300, Values: []string{"10 mx1.example.org."}}},
-		{name: "cutover: smtp.google.com replaced", rel: "@", typ: "MX",
-			before: plan.RRSet{TTL: 300, Values: []string{"1 smtp.google.com."}}, after: plan.RRSet{TTL: 300, Values: []string{"10 mx1.example.org."}}, patchOnly: true},
-		{name: "MX added with a TTL change", rel: "@", typ: "MX",
-			before: plan.RRSet{TTL: 3600, Values: []string{"10 mx1.example.org."}}, after: plan.RRSet{TTL: 300, Values: []string{"10 mx1.example.org.", "20 mx2.example.org."}}},
-		{name: "SPF include dropped", rel: "@", typ: "TXT", prefix: "v=spf1",
-			before:    plan.RRSet{TTL: 3600, Values: []string{"v=spf1 ip4:203.0.113.10 include:_spf.google.com ~all"}},
-			after:     plan.RRSet{TTL: 3600, Values: []string{"v=spf1 ip4:203.0.113.10 ~all"}},
-			other:     []libdns.RR{{Name: "@", Type: "TXT", Data: "google-site-verification=abc", TTL: time.Hour}},
-			patchOnly: true},
-		{name: "CNAME retargeted", rel: "mta-sts", typ: "CNAME",
-			before: plan.RRSet{TTL: 3600, Values: []string{"mta-sts.old.example.net."}}, after: plan.RRSet{TTL: 300, Values: []string{"mx1.example.org."}}, patchOnly: true},
-		{name: "SRV retargeted", rel: "_imaps._tcp", typ: "SRV",
-			before: plan.RRSet{TTL: 3600, Values: []string{"0 1 993 imap.old.example.net."}}, after: plan.RRSet{TTL: 3600, Values: []string{"0 1 993 mx1.example.org."}}, patchOnly: true},
-		{name: "long DKIM key replaced", rel: "mx1._domainkey", typ: "TXT",
-			before: plan.RRSet{TTL: 3600, Values: []string{dnstest.LongDKIM}}, after: plan.RRSet{TTL: 3600, Values: []string{"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}}, patchOnly: true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			const zone = "example.org"
-			emu := cfemu.New(t)
-			emu.AddZone(zone)
-			p := newProvider(t, emu, emu.Token)
-			ctx := context.Background()
-			c := plan.Change{Zone: zone, Name: tc.rel, RRType: tc.typ, Before: &tc.before, After: &tc.after}
-			_, seed := plan.DNSEdits(plan.Change{Zone: zone, Name: tc.rel, RRType: tc.typ, After: &tc.before})
-			if err := p.Apply(ctx, zone, nil, append(seed, tc.other...)); err != nil {
-				t.Fatalf("seed: %v", err)
-			}
-			start := len(emu.Writes(zone))
-			del, add := plan.DNSEdits(c)
-			if err := p.Apply(ctx, zone, del, add); err != nil {
-				t.Fatalf("Apply(del %v, add %v) = %v", del, add, err)
-			}
-			abs := strings.TrimSuffix(dns.AbsoluteName(tc.rel, zone), ".")
-			owned := func(recs []cfemu.Record) int {
-				n := 0
-				for _, r := range recs {
-					if r.Name == abs && r.Type == tc.typ && strings.Contains(r.Content, tc.prefix) {
-						n++
-					}
+	dnstest.RunNeverEmpties(t, func(t *testing.T) dnstest.Observed {
+		t.Parallel()
+		const zone = "example.org"
+		emu := cfemu.New(t)
+		emu.AddZone(zone)
+		writes := func() []dnstest.Write {
+			var out []dnstest.Write
+			for _, w := range emu.Writes(zone) {
+				dw := dnstest.Write{Call: w.Call}
+				for _, r := range w.Records {
+					dw.Records = append(dw.Records, libdns.RR{Name: dns.RelativeName(r.Name, zone), Type: r.Type, Data: r.Content})
 				}
-				return n
+				out = append(out, dw)
 			}
-			most := max(len(tc.before.Values), len(tc.after.Values))
-			writes := emu.Writes(zone)[start:]
-			if len(writes) == 0 {
-				t.Fatal("Apply made no change")
-			}
-			for i, w := range writes {
-				if n := owned(w.Records); n == 0 || n > most {
-					t.Errorf("after call %d (%s) the %s %s set holds %d records, want 1 to %d", i, w.Call, abs, tc.typ, n, most)
-				}
-				if tc.patchOnly && !strings.HasPrefix(w.Call, "PATCH ") {
-					t.Errorf("call %d is %s, want only PATCH (changes in place)", i, w.Call)
-				}
-				if got := len(w.Records) - owned(w.Records); got != len(tc.other) {
-					t.Errorf("after call %d (%s) %d other records, want %d", i, w.Call, got, len(tc.other))
-				}
-			}
-			got, err := p.Records(ctx, zone)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, want := plan.DNSEdits(plan.Change{Zone: zone, Name: tc.rel, RRType: tc.typ, After: &tc.after})
-			if d := dnstest.Diff(got, dnstest.Expect(nil, nil, append(want, tc.other...), zone)); d != "" {
-				t.Errorf("Records after Apply differs (-got +want):\n%s", d)
-			}
-		})
-	}
+			return out
+		}
+		return dnstest.Observed{Provider: newProvider(t, emu, emu.Token), Zone: zone, Writes: writes, InPlaceCall: "PATCH "}
+	})
 }
 
 // TestCreateAnswerLost: the emulator makes a record and then loses the

@@ -103,10 +103,62 @@ func Scenarios(zone string) []Scenario {
 
 // Zones is how many times Run calls its NewFunc, for tests that prepare
 // zones up front.
-func Zones() int { return len(Scenarios("x")) + 2 }
+func Zones() int { return len(Scenarios("x")) + 3 + len(NeverEmptyChanges()) }
+
+// ZoneSteps are the steps of the whole-zone check: each is one
+// dns.ApplyZone of the edits of several RRsets, as apply makes them for a
+// new domain, then for a change of several sets.
+func ZoneSteps(zone string) [][]dns.SetEdit {
+	mx1 := "mx1." + zone + "."
+	mx2 := "mx2." + zone + "."
+	a := rr("mx1", "A", "192.0.2.10", h)
+	mx := rr("@", "MX", "10 "+mx1, h)
+	spf := rr("@", "TXT", "v=spf1 mx ~all", h)
+	dkim := rr("mx1-2026._domainkey", "TXT", LongDKIM, h)
+	dmarc := rr("_dmarc", "TXT", "v=DMARC1; p=none", h)
+	subs := rr("_submissions._tcp", "SRV", "0 1 465 "+mx1, h)
+	return [][]dns.SetEdit{
+		{{Add: []libdns.RR{a}}, {Add: []libdns.RR{mx}}, {Add: []libdns.RR{spf}}, {Add: []libdns.RR{dkim}}, {Add: []libdns.RR{dmarc}}, {Add: []libdns.RR{subs}}},
+		{
+			{Del: []libdns.RR{a}, Add: []libdns.RR{rr("mx1", "A", "192.0.2.10", 5*time.Minute)}},
+			{Del: []libdns.RR{mx}, Add: []libdns.RR{rr("@", "MX", "20 "+mx2, h)}},
+			{Del: []libdns.RR{dmarc}, Add: []libdns.RR{rr("_dmarc", "TXT", "v=DMARC1; p=quarantine", h)}},
+			{Del: []libdns.RR{subs}},
+		},
+	}
+}
+
+// RunZone applies ZoneSteps to zone, each step in one dns.ApplyZone, and
+// checks the zone after each.
+func RunZone(t *testing.T, p dns.Provider, zone string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	want, err := p.Records(ctx, zone)
+	if err != nil {
+		t.Fatalf("Records(%q) before: %v", zone, err)
+	}
+	for i, edits := range ZoneSteps(zone) {
+		n, err := dns.ApplyZone(ctx, p, zone, edits)
+		if err != nil || n != len(edits) {
+			t.Fatalf("step %d: ApplyZone of %d sets = %d, %v", i, len(edits), n, err)
+		}
+		for _, e := range edits {
+			want = Expect(want, e.Del, e.Add, zone)
+		}
+		got, err := p.Records(ctx, zone)
+		if err != nil {
+			t.Fatalf("step %d: Records(%q) = %v", i, zone, err)
+		}
+		if diff := Diff(got, want); diff != "" {
+			t.Fatalf("step %d: Records(%q) after ApplyZone differs (-got +want):\n%s", i, zone, diff)
+		}
+	}
+}
 
 // Run runs every scenario in a subtest with a fresh provider and zone, then
-// the concurrency check, and checks Zones for providers that list zones.
+// the never-empties, whole-zone and concurrency checks, and checks Zones
+// for providers that list zones.
 func Run(t *testing.T, newProvider NewFunc) {
 	t.Helper()
 	for _, sc := range Scenarios("placeholder.invalid") {
@@ -115,6 +167,19 @@ func Run(t *testing.T, newProvider NewFunc) {
 			RunScenario(t, p, zone, sc.Name)
 		})
 	}
+	// Seen only before and after each Apply here; adapters whose Apply
+	// makes several API calls also run RunNeverEmpties on an emulator's
+	// record of each call.
+	t.Run("never empties", func(t *testing.T) {
+		RunNeverEmpties(t, func(t *testing.T) Observed {
+			p, zone := newProvider(t)
+			return Observed{Provider: p, Zone: zone}
+		})
+	})
+	t.Run("whole zone at once", func(t *testing.T) {
+		p, zone := newProvider(t)
+		RunZone(t, p, zone)
+	})
 	t.Run("concurrent applies", func(t *testing.T) {
 		p, zone := newProvider(t)
 		RunConcurrent(t, p, zone)

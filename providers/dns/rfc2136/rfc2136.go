@@ -2,7 +2,7 @@
 // RFC 2136 dynamic updates signed with RFC 8945 TSIG (BIND, Knot, PowerDNS).
 // Records are read with an RFC 5936 zone transfer (AXFR) through
 // github.com/libdns/rfc2136; each Apply is one UPDATE message, so an RRset
-// change is atomic.
+// change is atomic, and so is ApplyZone, the changes of a whole zone.
 //
 // Attributes: server (host:port, port 53 by default), tsig_name, tsig_alg
 // (default hmac-sha256), tsig_key (base64 secret). The key needs the update
@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,7 +67,10 @@ type Provider struct {
 	log     *slog.Logger
 }
 
-var _ dns.Provider = (*Provider)(nil)
+var (
+	_ dns.Provider    = (*Provider)(nil)
+	_ dns.ZoneApplier = (*Provider)(nil)
+)
 
 var algorithms = map[string]string{
 	"hmac-md5": mdns.HmacMD5, "hmac-sha1": mdns.HmacSHA1, "hmac-sha224": mdns.HmacSHA224,
@@ -111,34 +115,76 @@ func (p *Provider) Records(ctx context.Context, zone string) ([]libdns.RR, error
 // Apply sends one UPDATE that deletes each record of del (RFC 2136 section
 // 2.5.4) and adds each record of add (section 2.5.1).
 func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR) error {
-	if len(del) == 0 && len(add) == 0 {
-		return nil
-	}
+	return p.ApplyZone(ctx, zone, []dns.SetEdit{{Del: del, Add: add}})
+}
+
+// maxUpdate bounds the size of one UPDATE message, below the 64 KiB a DNS
+// message can have over TCP (RFC 1035 section 4.2.2), TSIG included.
+const maxUpdate = 60 << 10
+
+// ApplyZone sends the edits in one UPDATE message, each edit's deletes
+// then its adds, which the server applies in order and atomically (RFC
+// 2136 section 3.4.2). Edits too many for one message (60 KiB) go in
+// several, each atomic, never splitting an edit.
+func (p *Provider) ApplyZone(ctx context.Context, zone string, edits []dns.SetEdit) error {
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
-	m := new(mdns.Msg)
-	m.SetUpdate(mdns.Fqdn(zone))
-	var rem, ins []mdns.RR
-	for _, r := range del {
-		rr, err := dns.ToRR(r, zone)
-		if err != nil {
-			return fmt.Errorf("delete from zone %q: %w", zone, err)
+	var m *mdns.Msg
+	ndel, nadd := 0, 0
+	for _, e := range edits {
+		var rem, ins []mdns.RR
+		for _, r := range e.Del {
+			rr, err := dns.ToRR(r, zone)
+			if err != nil {
+				return fmt.Errorf("delete from zone %q: %w", zone, err)
+			}
+			rem = append(rem, rr)
 		}
-		rem = append(rem, rr)
-	}
-	for _, r := range add {
-		rr, err := dns.ToRR(r, zone)
-		if err != nil {
-			return fmt.Errorf("add to zone %q: %w", zone, err)
+		for _, r := range e.Add {
+			rr, err := dns.ToRR(r, zone)
+			if err != nil {
+				return fmt.Errorf("add to zone %q: %w", zone, err)
+			}
+			ins = append(ins, rr)
 		}
-		ins = append(ins, rr)
+		if len(rem) == 0 && len(ins) == 0 {
+			continue
+		}
+		if m != nil && m.Len()+editLen(rem, ins) > maxUpdate {
+			if err := p.update(ctx, zone, m, ndel, nadd); err != nil {
+				return err
+			}
+			m, ndel, nadd = nil, 0, 0
+		}
+		if m == nil {
+			m = new(mdns.Msg)
+			m.SetUpdate(mdns.Fqdn(zone))
+		}
+		if len(rem) > 0 {
+			m.Remove(rem)
+		}
+		if len(ins) > 0 {
+			m.Insert(ins)
+		}
+		ndel, nadd = ndel+len(rem), nadd+len(ins)
 	}
-	if len(rem) > 0 {
-		m.Remove(rem)
+	if m == nil {
+		return nil
 	}
-	if len(ins) > 0 {
-		m.Insert(ins)
+	return p.update(ctx, zone, m, ndel, nadd)
+}
+
+// editLen is about the wire size of an edit's records.
+func editLen(rem, ins []mdns.RR) int {
+	n := 0
+	for _, rr := range slices.Concat(rem, ins) {
+		n += mdns.Len(rr)
 	}
+	return n
+}
+
+// update signs and sends one UPDATE message.
+func (p *Provider) update(ctx context.Context, zone string, m *mdns.Msg, ndel, nadd int) error {
 	m.SetTsig(p.keyName, p.keyAlg, 300, time.Now().Unix())
 	c := &mdns.Client{Net: "tcp", TsigSecret: map[string]string{p.keyName: p.key}, Timeout: p.Timeout}
 	r, _, err := c.ExchangeContext(ctx, m, p.server)
@@ -149,7 +195,7 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 	if r.Rcode != mdns.RcodeSuccess {
 		return p.rcodeError(op, r.Rcode)
 	}
-	p.log.DebugContext(ctx, "rfc2136 update", "zone", zone, "deleted", len(del), "added", len(add))
+	p.log.DebugContext(ctx, "rfc2136 update", "zone", zone, "deleted", ndel, "added", nadd)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,5 +112,46 @@ func TestWrongKey(t *testing.T) {
 	}
 	if _, err := p.Records(ctx, "example.org"); err == nil {
 		t.Fatal("Records with a wrong key succeeded")
+	}
+}
+
+// TestApplyZoneOneUpdate: the changes of several RRsets of a zone go in
+// one UPDATE message, so Knot bumps the zone's serial once (it bumped it
+// once per RRset), and a message the server refuses changes none of them.
+func TestApplyZoneOneUpdate(t *testing.T) {
+	t.Parallel()
+	k := testenv.StartKnot(t, "example.org")
+	p := newProvider(t, k, k.TSIGSecret)
+	ctx := context.Background()
+	serial := func() uint32 {
+		ans := k.Query(t, "example.org", mdns.TypeSOA)
+		if len(ans) != 1 {
+			t.Fatalf("SOA answer = %v", ans)
+		}
+		return ans[0].(*mdns.SOA).Serial
+	}
+	before := serial()
+	steps := dnstest.ZoneSteps("example.org")
+	if n, err := dns.ApplyZone(ctx, p, "example.org", steps[0]); err != nil || n != len(steps[0]) {
+		t.Fatalf("ApplyZone of %d sets = %d, %v", len(steps[0]), n, err)
+	}
+	if after := serial(); after != before+1 {
+		t.Errorf("serial %d after ApplyZone of %d sets, want %d (one UPDATE)", after, len(steps[0]), before+1)
+	}
+	recs, err := p.Records(ctx, "example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := libdns.RR{Name: "www.example.net.", Type: "A", Data: "192.0.2.2", TTL: time.Hour}
+	edits := append(slices.Clone(steps[1]), dns.SetEdit{Add: []libdns.RR{bad}})
+	if n, err := dns.ApplyZone(ctx, p, "example.org", edits); err == nil || n != 0 {
+		t.Fatalf("ApplyZone with a record outside the zone = %d, %v; want 0 and an error", n, err)
+	}
+	got, err := p.Records(ctx, "example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dnstest.Diff(got, recs); d != "" {
+		t.Fatalf("after a refused UPDATE the zone changed:\n%s", d)
 	}
 }

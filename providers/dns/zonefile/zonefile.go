@@ -5,8 +5,12 @@
 // writes the file atomically with records in a stable sorted order, and can
 // run a reload command.
 //
+// An apply writes each zone once: all of its RRsets' changes (ApplyZone),
+// one serial bump, one reload.
+//
 // Attributes: dir (required), reload_command (optional, run with sh -c after
-// each change, with MAILCTL_ZONE and MAILCTL_ZONE_FILE in its environment),
+// each write of a zone, with MAILCTL_ZONE and MAILCTL_ZONE_FILE in its
+// environment),
 // nameserver (optional, the SOA MNAME and apex NS of a new file, default
 // ns1.<zone>.).
 package zonefile
@@ -76,8 +80,9 @@ type Provider struct {
 }
 
 var (
-	_ dns.Provider = (*Provider)(nil)
-	_ dns.Zoner    = (*Provider)(nil)
+	_ dns.Provider    = (*Provider)(nil)
+	_ dns.Zoner       = (*Provider)(nil)
+	_ dns.ZoneApplier = (*Provider)(nil)
 )
 
 // Path returns the file holding zone.
@@ -152,52 +157,74 @@ func Parse(data []byte, zone, path string) ([]mdns.RR, error) {
 // Apply deletes del and adds add in the zone file, bumps the serial, writes
 // the file atomically and runs the reload command.
 func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR) error {
-	if len(del) == 0 && len(add) == 0 {
+	return p.ApplyZone(ctx, zone, []dns.SetEdit{{Del: del, Add: add}})
+}
+
+// ApplyZone applies every edit to the zone file in memory, in order, then
+// bumps the serial once, writes the file once (atomically) and runs the
+// reload command once.
+func (p *Provider) ApplyZone(ctx context.Context, zone string, edits []dns.SetEdit) error {
+	ndel, nadd := 0, 0
+	for _, e := range edits {
+		ndel, nadd = ndel+len(e.Del), nadd+len(e.Add)
+	}
+	if ndel == 0 && nadd == 0 {
 		return nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	rrs, err := p.read(zone)
+	kept, err := p.read(zone)
 	if err != nil {
 		return err
 	}
 	origin := dns.AbsoluteName("@", zone)
-
-	drop := map[dns.Key]bool{}
-	for _, r := range del {
-		drop[dns.KeyOf(dns.Canonical(r, zone))] = true
-	}
-	var kept []mdns.RR
-	for _, rr := range rrs {
-		if drop[dns.KeyOf(dns.FromRR(rr, zone))] {
-			continue
+	for _, e := range edits {
+		if kept, err = edit(kept, zone, e); err != nil {
+			return err
 		}
-		kept = append(kept, rr)
 	}
-	for _, r := range add {
-		c := dns.Canonical(r, zone)
-		rr, err := dns.ToRR(c, zone)
-		if err != nil {
-			return fmt.Errorf("add record to zone %q: %w", zone, err)
-		}
-		// An identical record replaces the existing one (TTL change).
-		k := dns.KeyOf(c)
-		n := kept[:0]
-		for _, old := range kept {
-			if dns.KeyOf(dns.FromRR(old, zone)) != k {
-				n = append(n, old)
-			}
-		}
-		kept = append(n, rr)
-	}
-
 	kept = p.withSOA(kept, origin)
 	path := p.Path(zone)
 	if err := writeAtomic(path, Format(kept, origin)); err != nil {
 		return err
 	}
-	p.log().InfoContext(ctx, "zone file written", "zone", zone, "path", path, "deleted", len(del), "added", len(add))
+	p.log().InfoContext(ctx, "zone file written", "zone", zone, "path", path, "rrsets", len(edits), "deleted", ndel, "added", nadd)
 	return p.reload(ctx, zone, path)
+}
+
+// edit returns rrs less the records of e.Del (name, type and data; TTL
+// aside) plus those of e.Add, each replacing an identical record (a TTL
+// change).
+func edit(rrs []mdns.RR, zone string, e dns.SetEdit) ([]mdns.RR, error) {
+	drop := map[dns.Key]bool{}
+	for _, r := range e.Del {
+		drop[dns.KeyOf(dns.Canonical(r, zone))] = true
+	}
+	add := map[dns.Key]bool{}
+	var added []mdns.RR
+	for _, r := range e.Add {
+		c := dns.Canonical(r, zone)
+		rr, err := dns.ToRR(c, zone)
+		if err != nil {
+			return nil, fmt.Errorf("add record to zone %q: %w", zone, err)
+		}
+		k := dns.KeyOf(c)
+		if add[k] {
+			// The last of identical records wins, as when added in turn.
+			added = slices.DeleteFunc(added, func(o mdns.RR) bool { return dns.KeyOf(dns.FromRR(o, zone)) == k })
+		}
+		add[k] = true
+		added = append(added, rr)
+	}
+	var kept []mdns.RR
+	for _, rr := range rrs {
+		k := dns.KeyOf(dns.FromRR(rr, zone))
+		if drop[k] || add[k] {
+			continue
+		}
+		kept = append(kept, rr)
+	}
+	return append(kept, added...), nil
 }
 
 func (p *Provider) log() *slog.Logger {

@@ -17,7 +17,7 @@ import (
 
 	goovh "github.com/ovh/go-ovh/ovh"
 
-	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/base"
 )
 
 // DefaultTimeout bounds one call, retries included: the OVH API often takes
@@ -49,16 +49,16 @@ func New(endpoint, appKey, appSecret, consumerKey string, log *slog.Logger) (*Cl
 	}
 	// Built by hand rather than with goovh.NewClient, which would take
 	// OVH_* variables and ovh.conf files into account.
-	c := &goovh.Client{AppKey: appKey, AppSecret: appSecret, ConsumerKey: consumerKey, Client: dns.NewHTTPClient(dns.HTTPOptions{Logger: log, Timeout: DefaultTimeout})}
+	c := &goovh.Client{AppKey: appKey, AppSecret: appSecret, ConsumerKey: consumerKey, Client: base.NewHTTPClient(base.HTTPOptions{Logger: log, Timeout: DefaultTimeout})}
 	if err := c.SetEndpoint(strings.TrimSuffix(u, "/")); err != nil {
 		return nil, fmt.Errorf("ovh: %v", err)
 	}
-	return &Client{ovh: c, hc: dns.NewHTTPClient(dns.HTTPOptions{Logger: log, Timeout: DefaultTimeout}), log: log}, nil
+	return &Client{ovh: c, hc: base.NewHTTPClient(base.HTTPOptions{Logger: log, Timeout: DefaultTimeout}), log: log}, nil
 }
 
 // SetHTTPOptions replaces the retry (HTTP 429 and 5xx) and timeout
 // settings.
-func (c *Client) SetHTTPOptions(o dns.HTTPOptions) {
+func (c *Client) SetHTTPOptions(o base.HTTPOptions) {
 	if o.Logger == nil {
 		o.Logger = c.log
 	}
@@ -67,8 +67,8 @@ func (c *Client) SetHTTPOptions(o dns.HTTPOptions) {
 	// Two clients with the same settings: go-ovh's NewRequest writes
 	// client.Client.Timeout on every request, which would race with the
 	// requests in flight on a shared client.
-	c.ovh.Client = dns.NewHTTPClient(o)
-	c.hc = dns.NewHTTPClient(o)
+	c.ovh.Client = base.NewHTTPClient(o)
+	c.hc = base.NewHTTPClient(o)
 }
 
 // Call signs and sends one request, decoding the answer into out. Its

@@ -30,7 +30,7 @@ import (
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
-	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/base"
 	"github.com/mailctl/mailctl/providers/ptr"
 )
 
@@ -49,10 +49,10 @@ func init() {
 		Attributes: []ptr.Attribute{
 			{Name: "token", Required: true, Sensitive: true, Doc: "Hetzner Cloud API token of the project (Read & Write), from the console's Security > API tokens"},
 			{Name: "endpoint", Doc: "API URL (default " + DefaultEndpoint + ")"},
-			dns.TimeoutAttribute(DefaultTimeout),
+			base.TimeoutAttribute(DefaultTimeout),
 		},
 		New: func(cfg ptr.Config) (ptr.Provider, error) {
-			timeout, err := dns.ParseTimeout(cfg.Get("timeout", ""), DefaultTimeout)
+			timeout, err := base.ParseTimeout(cfg.Get("timeout", ""), DefaultTimeout, ptr.ErrConfig)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %v", ptr.ErrConfig, err)
 			}
@@ -60,7 +60,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			p.SetOptions(dns.HTTPOptions{Timeout: timeout}, 0)
+			p.SetOptions(base.HTTPOptions{Timeout: timeout}, 0)
 			return p, nil
 		},
 	})
@@ -94,13 +94,13 @@ func New(token, endpoint string, log *slog.Logger) (*Provider, error) {
 		return nil, fmt.Errorf("%w: hetzner: endpoint %q is not an http(s) URL", ptr.ErrConfig, endpoint)
 	}
 	p := &Provider{token: token, endpoint: endpoint, log: log}
-	p.SetOptions(dns.HTTPOptions{}, 0)
+	p.SetOptions(base.HTTPOptions{}, 0)
 	return p, nil
 }
 
 // SetOptions replaces the HTTP retry (429, 5xx) and timeout settings and the
 // first action poll interval (0 means DefaultPollInterval).
-func (p *Provider) SetOptions(o dns.HTTPOptions, poll time.Duration) {
+func (p *Provider) SetOptions(o base.HTTPOptions, poll time.Duration) {
 	if o.Logger == nil {
 		o.Logger = p.log
 	}
@@ -113,7 +113,7 @@ func (p *Provider) SetOptions(o dns.HTTPOptions, poll time.Duration) {
 		hcloud.WithApplication("mailctl", ""),
 		// Retries of 429 and 5xx happen in the transport, with the
 		// project's back-off; hcloud-go's own would multiply them.
-		hcloud.WithHTTPClient(dns.NewHTTPClient(o)),
+		hcloud.WithHTTPClient(base.NewHTTPClient(o)),
 		hcloud.WithRetryOpts(hcloud.RetryOpts{MaxRetries: 0}),
 		hcloud.WithPollOpts(hcloud.PollOpts{BackoffFunc: hcloud.ExponentialBackoffWithOpts(hcloud.ExponentialBackoffOpts{
 			Base: poll, Multiplier: 2, Cap: 10 * poll,
@@ -250,7 +250,7 @@ func (p *Provider) Set(ctx context.Context, ip netip.Addr, hostname string) erro
 		val = &host
 	}
 	// change_dns_ptr sets a value: sending it twice is harmless.
-	action, _, err := c.RDNS.ChangeDNSPtr(dns.Idempotent(ctx), t.rdns(), net.IP(ip.AsSlice()), val)
+	action, _, err := c.RDNS.ChangeDNSPtr(base.Idempotent(ctx), t.rdns(), net.IP(ip.AsSlice()), val)
 	if err != nil {
 		return wrap(fmt.Sprintf("%s (on %s)", op, t), err)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/mailctl/mailctl/internal/emulator"
 	hemu "github.com/mailctl/mailctl/internal/emulator/hetzner"
-	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/base"
 	"github.com/mailctl/mailctl/providers/ptr"
 	"github.com/mailctl/mailctl/providers/ptr/hetzner"
 	"github.com/mailctl/mailctl/providers/ptr/ptrtest"
@@ -34,7 +34,7 @@ func newProvider(t testing.TB, emu *hemu.Server, token string) *hetzner.Provider
 		t.Fatal(err)
 	}
 	hp := p.(*hetzner.Provider)
-	hp.SetOptions(dns.HTTPOptions{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}, time.Millisecond)
+	hp.SetOptions(base.HTTPOptions{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}, time.Millisecond)
 	return hp
 }
 

@@ -28,7 +28,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/base"
 	"github.com/mailctl/mailctl/providers/internal/ovhapi"
 	"github.com/mailctl/mailctl/providers/ptr"
 )
@@ -44,10 +44,10 @@ func init() {
 			{Name: "application_key", Required: true, Doc: "application key from https://eu.api.ovh.com/createToken/"},
 			{Name: "application_secret", Required: true, Sensitive: true, Doc: "application secret"},
 			{Name: "consumer_key", Required: true, Sensitive: true, Doc: "consumer key with GET/POST/DELETE on /ip/* (and /domain/zone/* for DNS)"},
-			dns.TimeoutAttribute(ovhapi.DefaultTimeout),
+			base.TimeoutAttribute(ovhapi.DefaultTimeout),
 		},
 		New: func(cfg ptr.Config) (ptr.Provider, error) {
-			timeout, err := dns.ParseTimeout(cfg.Get("timeout", ""), ovhapi.DefaultTimeout)
+			timeout, err := base.ParseTimeout(cfg.Get("timeout", ""), ovhapi.DefaultTimeout, ptr.ErrConfig)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %v", ptr.ErrConfig, err)
 			}
@@ -55,7 +55,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			p.SetHTTPOptions(dns.HTTPOptions{Timeout: timeout})
+			p.SetHTTPOptions(base.HTTPOptions{Timeout: timeout})
 			return p, nil
 		},
 	})
@@ -97,7 +97,7 @@ func New(endpoint, appKey, appSecret, consumerKey string, log *slog.Logger) (*Pr
 }
 
 // SetHTTPOptions replaces the retry (HTTP 429 and 5xx) and timeout settings.
-func (p *Provider) SetHTTPOptions(o dns.HTTPOptions) { p.api.SetHTTPOptions(o) }
+func (p *Provider) SetHTTPOptions(o base.HTTPOptions) { p.api.SetHTTPOptions(o) }
 
 // call signs and sends one request, decoding the answer into out.
 func (p *Provider) call(ctx context.Context, op, method, path string, in, out any) error {
@@ -274,7 +274,7 @@ func (p *Provider) post(ctx context.Context, op string, b netip.Prefix, ip netip
 	for attempt = 1; ; attempt++ {
 		// POST /ip/{block}/reverse sets the reverse of the address: sending
 		// it twice is harmless.
-		err := p.call(dns.Idempotent(ctx), op, http.MethodPost, reversePath(b), body, nil)
+		err := p.call(base.Idempotent(ctx), op, http.MethodPost, reversePath(b), body, nil)
 		if err != nil && refused != nil && ctx.Err() != nil {
 			// Ended during a retry: the cause is still the refusal.
 			return giveUp("interrupted", ctx.Err())

@@ -13,7 +13,7 @@ import (
 
 	"github.com/mailctl/mailctl/internal/emulator"
 	ovhemu "github.com/mailctl/mailctl/internal/emulator/ovh"
-	"github.com/mailctl/mailctl/providers/dns"
+	"github.com/mailctl/mailctl/providers/base"
 	"github.com/mailctl/mailctl/providers/ptr"
 	"github.com/mailctl/mailctl/providers/ptr/ovh"
 	"github.com/mailctl/mailctl/providers/ptr/ptrtest"
@@ -33,7 +33,7 @@ func newProvider(t testing.TB, emu *ovhemu.Server, ak, as, ck string) *ovh.Provi
 		t.Fatal(err)
 	}
 	op := p.(*ovh.Provider)
-	op.SetHTTPOptions(dns.HTTPOptions{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	op.SetHTTPOptions(base.HTTPOptions{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	op.ResolveTimeout, op.ResolveMinWait, op.ResolveMaxWait = 2*time.Second, 10*time.Millisecond, 50*time.Millisecond
 	return op
 }
