@@ -18,6 +18,16 @@ const (
 	DKIMRSA     DKIMAlgorithm = "rsa"     // rsa-2048
 )
 
+// The states of a DKIM selector in a rotation (DKIMKey.State), as the
+// server keeps them and the provisioner plans from them.
+const (
+	DKIMStatePending   = "pending"   // new, to publish before it signs
+	DKIMStateSigning   = "signing"   // signs outbound mail (one per domain)
+	DKIMStateRetired   = "retired"   // published only, no longer signing
+	DKIMStateRemoved   = "removed"   // unpublished; its key files deleted
+	DKIMStatePublished = "published" // a configured previous selector
+)
+
 // DKIMSelector is one published selector of a configured base selector.
 type DKIMSelector struct {
 	Name      string // e.g. mx1-2026-ed25519

@@ -74,6 +74,13 @@ type DKIMKey struct {
 	Algorithm string `json:"algorithm"`
 	PublicKey string `json:"public_key"`
 	Record    string `json:"record"`
+	// State is the selector's place in a rotation: DKIMStateSigning,
+	// DKIMStatePending (new, to publish before it signs), DKIMStateRetired
+	// (published, no longer signing, since Retired) or DKIMStatePublished
+	// (a configured previous selector).
+	State   string    `json:"state"`
+	Created time.Time `json:"created"`
+	Retired time.Time `json:"retired,omitzero"`
 }
 
 // CertInfo describes one certificate in use.

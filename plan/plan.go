@@ -96,6 +96,7 @@ const (
 	KindPTR      Kind = "ptr"       // the reverse DNS of an address
 	KindServer   Kind = "server"    // a deployed mail server
 	KindUser     Kind = "user"      // a mailbox on a server
+	KindDKIM     Kind = "dkim"      // a domain's DKIM key rotation
 )
 
 // Change is one resource's planned change.
@@ -123,6 +124,10 @@ type Change struct {
 
 	// Server holds the before/after of a server resource.
 	Server *ServerChange `json:"server,omitempty"`
+
+	// DKIM holds the steps of a DKIM rotation resource (type dkim, see
+	// plan/dkimrotate), in the order apply runs them.
+	DKIM []DKIMStep `json:"dkim_steps,omitempty"`
 
 	// Notes are human remarks shown under the change.
 	Notes []string `json:"notes,omitempty"`

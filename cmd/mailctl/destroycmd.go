@@ -36,6 +36,9 @@ func runDestroy(ctx context.Context, e *env, args []string) int {
 	defer srv.close()
 	p, _, err := refresh.Plan(ctx, s.cfg, s.provs, refresh.Options{
 		Targets: pf.targets, Parallelism: *pf.parallelism, Destroy: true, PTR: s.ptrs, Logger: logger(e), Progress: progress,
+		// The servers' keys name the selectors that rotations added: their
+		// records go too.
+		Keys: srv.keys,
 	})
 	if err != nil {
 		return printErrors(e, err)

@@ -149,7 +149,3 @@ func passphrasePrompt(e *env) func(string) ([]byte, error) {
 		return pw, err
 	}
 }
-
-// deployServers runs the server step of p: deploy every server whose
-// change is not a no-op, then read back the DKIM keys (into srv.keys) and
-// fill the DNS changes that waited for them.

@@ -24,7 +24,7 @@ import (
 // -> mail in over SMTP, out over IMAP -> a second apply changes and
 // restarts nothing -> a new user is added by a reload, not a restart ->
 // backup, destroy -purge-data, apply, restore: the mail is back -> an
-// incremental backup.
+// incremental backup -> a DKIM rotation (vmRotation).
 func TestApplyToVPS(t *testing.T) {
 	v := sharedVPS(t)
 	c := dialVPS(t)
@@ -236,6 +236,13 @@ sys.exit(0 if n == 1 or sys.argv[5] == "-" else 3)
 	if out, code = mailctl("backup", "-out", "bk", "-incremental"); code != 0 || !strings.Contains(out, "incremental backup on vm-") {
 		t.Errorf("backup -incremental = %d:\n%s", code, out)
 	}
+
+	// A DKIM rotation, with a grace period short enough to wait for.
+	rot := strings.Replace(more, "  server = server.vm\n", "  server = server.vm\n  dkim {\n    grace_period = \"30s\"\n  }\n", 1)
+	if err := os.WriteFile(filepath.Join(dir, "mail.hcl"), []byte(rot), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vmRotation(t, v, knot, cert, "bob-pw", "alice-pw", 30*time.Second, mailctl, endpoints)
 
 	if out, code = mailctl("destroy", "-auto-approve"); code != 0 {
 		t.Errorf("destroy = %d:\n%s", code, out)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/desired"
+	"github.com/mailctl/mailctl/plan/dkimrotate"
 	"github.com/mailctl/mailctl/plan/propagation"
 	"github.com/mailctl/mailctl/plan/target"
 	"github.com/mailctl/mailctl/providers/dns"
@@ -23,6 +25,8 @@ type Server interface {
 	Deploy(ctx context.Context, b target.Binary, configJSON []byte, restart []string) (remote.DeployResult, error)
 	State(ctx context.Context) (*plan.ServerState, []desired.DKIMKey, error)
 	Destroy(ctx context.Context, purge bool) (bool, error)
+	// DKIM runs a DKIM rotation step (plan/dkimrotate).
+	DKIM(ctx context.Context, action, domain, selector string) error
 }
 
 var _ Server = (*target.Conn)(nil)
@@ -48,20 +52,29 @@ type Engine struct {
 	Options
 }
 
-// Apply applies p: it deploys the servers that change and reads their DKIM
-// public keys back (filling in the DNS values known only then), applies the
-// DNS changes, waits for their propagation, then sets reverse DNS (hosting
-// APIs check the forward record first). It stops at the first step that
-// fails; Result.NotApplied lists what is left.
+// Apply applies p: it deploys the servers that change and generates the
+// keys of the DKIM rotations that are due, reads the servers' DKIM public
+// keys back (filling in the DNS values known only then), applies the DNS
+// changes, waits for their propagation, runs the rest of the DKIM
+// rotations (signing switches once the new keys are served everywhere;
+// retired keys go once their records are deleted), then sets reverse DNS
+// (hosting APIs check the forward record first). It stops at the first
+// step that fails; Result.NotApplied lists what is left.
 func (e *Engine) Apply(ctx context.Context, p *plan.Plan) (Result, error) {
 	keys, err := e.deploy(ctx, p)
 	if err != nil {
-		return Result{NotApplied: Pending(p, plan.KindDNSRRset, plan.KindPTR)}, err
+		return Result{NotApplied: Pending(p, plan.KindDNSRRset, plan.KindDKIM, plan.KindPTR)}, err
 	}
 	res, err := DNS(ctx, p, e.DNS, e.Options)
 	res.DKIMKeys = keys
 	if err == nil && e.Wait > 0 {
-		err = e.waitPropagation(ctx, p)
+		err = e.waitPropagation(ctx, p.Changes)
+	}
+	if err == nil {
+		err = e.rotate(ctx, p)
+	}
+	if err != nil {
+		res.Merge(Result{NotApplied: Pending(p, plan.KindDKIM)})
 	}
 	if err == nil {
 		pres, perr := PTR(ctx, p, e.PTR, e.Options)
@@ -71,7 +84,7 @@ func (e *Engine) Apply(ctx context.Context, p *plan.Plan) (Result, error) {
 		res.Merge(Result{NotApplied: Pending(p, plan.KindPTR)})
 	}
 	for _, c := range p.Changes {
-		if c.Type == plan.KindServer || c.Type == plan.KindUser {
+		if c.Type == plan.KindServer || c.Type == plan.KindUser || c.Type == plan.KindDKIM {
 			res.count(c.Action)
 		}
 	}
@@ -108,15 +121,24 @@ func (e *Engine) Destroy(ctx context.Context, p *plan.Plan, purge bool) (Result,
 	return res, nil
 }
 
+// progressWriter is Progress, or io.Discard without one.
+func (e *Engine) progressWriter() io.Writer {
+	if e.Progress == nil {
+		return io.Discard
+	}
+	return e.Progress
+}
+
 func (e *Engine) progress(format string, a ...any) {
 	if e.Progress != nil {
 		fmt.Fprintf(e.Progress, format+"\n", a...)
 	}
 }
 
-// deploy installs the servers the plan changes; when one was deployed, it
-// reads the DKIM keys of every server back and fills them into p. It
-// returns the keys read (nil when no server was deployed).
+// deploy installs the servers the plan changes and generates the keys of
+// the DKIM rotations that are due; when it did either, it reads the DKIM
+// keys of every server back and fills them into p. It returns the keys
+// read (nil when nothing was deployed or generated).
 func (e *Engine) deploy(ctx context.Context, p *plan.Plan) ([]desired.DKIMKey, error) {
 	deployed := false
 	for _, c := range p.Changes {
@@ -144,7 +166,11 @@ func (e *Engine) deploy(ctx context.Context, p *plan.Plan) ([]desired.DKIMKey, e
 		e.progress("%s: deployed release %s (%s)", c.Address, res.Release, what)
 		deployed = true
 	}
-	if !deployed {
+	generated, err := dkimrotate.Generate(ctx, p, e.rotators(), e.progressWriter())
+	if err != nil {
+		return nil, err
+	}
+	if !deployed && !generated {
 		return nil, nil
 	}
 	keys := []desired.DKIMKey{}
@@ -157,6 +183,30 @@ func (e *Engine) deploy(ctx context.Context, p *plan.Plan) ([]desired.DKIMKey, e
 	}
 	FillKeys(p, keys)
 	return keys, nil
+}
+
+// rotators are the servers, for the DKIM rotation steps.
+func (e *Engine) rotators() map[string]dkimrotate.Server {
+	m := make(map[string]dkimrotate.Server, len(e.Servers))
+	for name, s := range e.Servers {
+		m[name] = s
+	}
+	return m
+}
+
+// rotate runs the DKIM rotation steps that follow the DNS changes:
+// activate, once every authoritative name server serves the new keys
+// (without the wait, Wait 0, the switch is left to a later apply), then
+// remove.
+func (e *Engine) rotate(ctx context.Context, p *plan.Plan) error {
+	var wait dkimrotate.WaitFunc
+	if e.Wait > 0 {
+		wait = e.waitPropagation
+	}
+	if err := dkimrotate.Activate(ctx, p, e.rotators(), wait, e.progressWriter()); err != nil {
+		return err
+	}
+	return dkimrotate.Remove(ctx, p, e.rotators(), e.progressWriter())
 }
 
 // FillKeys completes the DNS changes whose values were known only after
@@ -185,10 +235,11 @@ func FillKeys(p *plan.Plan, keys []desired.DKIMKey) {
 }
 
 // waitPropagation waits until the authoritative name servers serve the
-// DNS changes DNS made. Zone files are left out: nothing serves them yet.
-func (e *Engine) waitPropagation(ctx context.Context, p *plan.Plan) error {
+// DNS changes of all that DNS made. Zone files are left out: nothing
+// serves them yet.
+func (e *Engine) waitPropagation(ctx context.Context, all []plan.Change) error {
 	var changes []plan.Change
-	for _, c := range p.Changes {
+	for _, c := range all {
 		if c.Type != plan.KindDNSRRset || c.Action == plan.NoOp || c.AfterUnknown || providerKind(c.Provider) == zonefile.Kind {
 			continue
 		}

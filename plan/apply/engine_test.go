@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/libdns/libdns"
 
@@ -43,7 +44,10 @@ type fakeServer struct {
 	name    string
 	j       *journal
 	key     desired.DKIMKey
+	extra   []desired.DKIMKey // more keys State reports
 	fail    error
+	dkimErr error  // what DKIM returns for the action refused
+	refuse  string // the DKIM action refused
 	config  []byte
 	purged  bool
 	destroy bool
@@ -60,7 +64,14 @@ func (s *fakeServer) Deploy(_ context.Context, _ target.Binary, cfg []byte, _ []
 }
 func (s *fakeServer) State(context.Context) (*plan.ServerState, []desired.DKIMKey, error) {
 	s.j.add("state " + s.name)
-	return &plan.ServerState{Running: true}, []desired.DKIMKey{s.key}, nil
+	return &plan.ServerState{Running: true}, append([]desired.DKIMKey{s.key}, s.extra...), nil
+}
+func (s *fakeServer) DKIM(_ context.Context, action, domain, selector string) error {
+	s.j.add("dkim " + action + " " + domain + " " + selector)
+	if action == s.refuse {
+		return s.dkimErr
+	}
+	return nil
 }
 func (s *fakeServer) Destroy(_ context.Context, purge bool) (bool, error) {
 	s.j.add("destroy " + s.name)
@@ -211,4 +222,117 @@ func TestEngineDestroy(t *testing.T) {
 	if rrs, _ := mem.Records(context.Background(), "example.org"); len(rrs) != 0 {
 		t.Errorf("records left: %v", rrs)
 	}
+}
+
+// rotationPlan rotates example.org's DKIM key from mx1 to mx1-20261207 in
+// one apply, removes the retired mx1-20250101 (its record deleted), and
+// sets a PTR. The DNS provider is a zone file's: nothing serves it, so
+// the propagation wait has nothing to wait for.
+func rotationPlan() *plan.Plan {
+	const zprov = "provider.zonefile.test"
+	txt := func(sel string) plan.Change {
+		return plan.Change{Address: "dns.example.org." + sel + "._domainkey.TXT", Type: plan.KindDNSRRset, Action: plan.Create, Provider: zprov,
+			Zone: "example.org", Domain: "example.org", Name: sel + "._domainkey", RRType: "TXT", After: rrset(), AfterUnknown: true}
+	}
+	return &plan.Plan{Changes: []plan.Change{
+		txt("mx1-20261207-ed25519"),
+		txt("mx1-20261207-rsa"),
+		{Address: "dns.example.org.mx1-20250101-ed25519._domainkey.TXT", Type: plan.KindDNSRRset, Action: plan.Delete, Provider: zprov,
+			Zone: "example.org", Domain: "example.org", Name: "mx1-20250101-ed25519._domainkey", RRType: "TXT", Before: rrset("v=DKIM1; k=ed25519; p=OLD")},
+		{Address: "dkim.example.org", Type: plan.KindDKIM, Action: plan.Update, Domain: "example.org", Source: "server.mx1", DKIM: []plan.DKIMStep{
+			{Action: plan.DKIMRotate, Selector: "mx1-20261207"},
+			{Action: plan.DKIMActivate, Selector: "mx1-20261207", From: "mx1"},
+			{Action: plan.DKIMRemove, Selector: "mx1-20250101"},
+		}},
+		{Address: "ptr.192.0.2.1", Type: plan.KindPTR, Action: plan.Create, Provider: "provider.ptr.test", Name: "192.0.2.1",
+			After: &plan.RRSet{Values: []string{"mx1.example.org."}}},
+	}}
+}
+
+// TestEngineApplyDKIMRotation: the engine generates the new keys before
+// reading the servers' keys back, publishes them, switches signing only
+// after the propagation wait, removes the retired selector after its
+// record is deleted, and counts the rotation as changed.
+func TestEngineApplyDKIMRotation(t *testing.T) {
+	t.Parallel()
+	j := &journal{}
+	mem := dnsmem.New("example.org")
+	mem.Seed("example.org", libdns.RR{Name: "mx1-20250101-ed25519._domainkey", Type: "TXT", Data: "v=DKIM1; k=ed25519; p=OLD", TTL: 300})
+	srv := &fakeServer{name: "mx1", j: j,
+		key:   desired.DKIMKey{Domain: "example.org", Selector: "mx1-20261207-ed25519", Record: "v=DKIM1; k=ed25519; p=NEW", State: "pending"},
+		extra: []desired.DKIMKey{{Domain: "example.org", Selector: "mx1-20261207-rsa", Record: "v=DKIM1; k=rsa; p=NEWRSA", State: "pending"}}}
+	var out strings.Builder
+	eng := &apply.Engine{
+		DNS: map[string]dns.Provider{"provider.zonefile.test": journalDNS{mem, j}}, PTR: map[string]ptr.Provider{"provider.ptr.test": journalPTR{j}},
+		Servers: map[string]apply.Server{"mx1": srv}, Wait: time.Minute, Options: apply.Options{Progress: &out},
+	}
+	res, err := eng.Apply(context.Background(), rotationPlan())
+	if err != nil {
+		t.Fatalf("Apply: %v\n%s", err, out.String())
+	}
+	// Two TXT and the PTR added, the old TXT destroyed, the rotation changed.
+	if res.Added != 3 || res.Changed != 1 || res.Destroyed != 1 || len(res.NotApplied) != 0 {
+		t.Errorf("Result = %+v, want 3 added, 1 changed, 1 destroyed", res)
+	}
+	calls := j.String()
+	order := []string{"dkim rotate example.org mx1-20261207", "state mx1", "p=NEW", "dkim activate example.org mx1-20261207",
+		"dkim remove example.org mx1-20250101", "ptr 192.0.2.1 mx1.example.org."}
+	last := -1
+	for _, c := range order {
+		i := strings.Index(calls, c)
+		if i < 0 || i < last {
+			t.Fatalf("calls out of order, want %q in order; got:\n%s", order, calls)
+		}
+		last = i
+	}
+	if !strings.Contains(calls, "-mx1-20250101-ed25519._domainkey TXT") {
+		t.Errorf("the retired selector's record was not deleted:\n%s", calls)
+	}
+	if !strings.Contains(out.String(), "dkim.example.org: signing switched from mx1 to mx1-20261207") {
+		t.Errorf("progress:\n%s", out.String())
+	}
+}
+
+// TestEngineApplyDKIMStops: without the propagation wait signing stays on
+// the old key; a refused step stops the apply before reverse DNS, and
+// both the rotation and the PTR are listed as not applied.
+func TestEngineApplyDKIMStops(t *testing.T) {
+	t.Parallel()
+	newEngine := func(j *journal, wait time.Duration, dkimErr error, out *strings.Builder) *apply.Engine {
+		srv := &fakeServer{name: "mx1", j: j, dkimErr: dkimErr, refuse: plan.DKIMActivate,
+			key:   desired.DKIMKey{Domain: "example.org", Selector: "mx1-20261207-ed25519", Record: "v=DKIM1; k=ed25519; p=NEW"},
+			extra: []desired.DKIMKey{{Domain: "example.org", Selector: "mx1-20261207-rsa", Record: "v=DKIM1; k=rsa; p=NEWRSA"}}}
+		return &apply.Engine{
+			DNS: map[string]dns.Provider{"provider.zonefile.test": journalDNS{dnsmem.New("example.org"), j}}, PTR: map[string]ptr.Provider{"provider.ptr.test": journalPTR{j}},
+			Servers: map[string]apply.Server{"mx1": srv}, Wait: wait, Options: apply.Options{Progress: out},
+		}
+	}
+	t.Run("no wait", func(t *testing.T) {
+		j, out := &journal{}, &strings.Builder{}
+		p := rotationPlan()
+		p.Changes[3].DKIM = p.Changes[3].DKIM[:2]
+		if _, err := newEngine(j, 0, nil, out).Apply(context.Background(), p); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		if calls := j.String(); strings.Contains(calls, "dkim activate") {
+			t.Errorf("signing switched without the wait:\n%s", calls)
+		}
+		if !strings.Contains(out.String(), "signing stays on mx1") {
+			t.Errorf("progress:\n%s", out.String())
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		j, out := &journal{}, &strings.Builder{}
+		p := rotationPlan()
+		res, err := newEngine(j, time.Minute, errors.New("selector mx1-20261207 is retired, not pending"), out).Apply(context.Background(), p)
+		if err == nil || !strings.Contains(err.Error(), "dkim.example.org: switch signing to mx1-20261207: selector mx1-20261207 is retired") {
+			t.Fatalf("Apply = %v, want the refused step", err)
+		}
+		if got := strings.Join(res.NotApplied, " "); got != "dkim.example.org ptr.192.0.2.1" {
+			t.Errorf("NotApplied = %s", got)
+		}
+		if calls := j.String(); strings.Contains(calls, "ptr ") || strings.Contains(calls, "dkim remove") {
+			t.Errorf("reverse DNS set after a failed step:\n%s", calls)
+		}
+	})
 }

@@ -225,7 +225,17 @@ type DKIM struct {
 	Selector string // default "mailctl"; its keys sign
 	// Previous selectors stay published (not signing) during a rotation.
 	Previous []string
+	// RotateEvery, when set, makes plan start a rotation (a new key
+	// generated on the server) once the signing key is that old.
+	RotateEvery time.Duration
+	// Grace is how long a rotated-out selector stays published after
+	// signing switched away from it (default DefaultDKIMGrace).
+	Grace time.Duration
 }
+
+// DefaultDKIMGrace is the default grace period of a retired DKIM selector:
+// long enough for mail signed with it to be delivered and read.
+const DefaultDKIMGrace = 7 * 24 * time.Hour
 
 // SPF settings.
 type SPF struct {

@@ -953,7 +953,7 @@ func (d *decoder) domain(b *hcl.Block) {
 	content, diags := b.Body.Content(domainSchema)
 	d.diags = append(d.diags, diags...)
 	dom := &Domain{Name: strings.ToLower(strings.TrimSuffix(b.Labels[0], ".")), DeclRange: b.DefRange, TTL: 3600,
-		DKIM: DKIM{Selector: "mailctl"}, SPF: SPF{All: "~all"}, DMARC: DMARC{Policy: "none"}}
+		DKIM: DKIM{Selector: "mailctl", Grace: DefaultDKIMGrace}, SPF: SPF{All: "~all"}, DMARC: DMARC{Policy: "none"}}
 	if !validHostname(dom.Name) {
 		d.errf(b.LabelRanges[0].Ptr(), "Invalid domain name", "%q is not a domain name.", b.Labels[0])
 	}
@@ -989,7 +989,7 @@ func (d *decoder) domain(b *hcl.Block) {
 		seen[blk.Type] = blk
 		switch blk.Type {
 		case "dkim":
-			c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "previous"}}})
+			c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "previous"}, {Name: "rotate_every"}, {Name: "grace_period"}}})
 			d.diags = append(d.diags, diags...)
 			if a := c.Attributes["selector"]; a != nil {
 				dom.DKIM.Selector = d.plainStr(a)
@@ -1005,6 +1005,13 @@ func (d *decoder) domain(b *hcl.Block) {
 					}
 					dom.DKIM.Previous = append(dom.DKIM.Previous, p)
 				}
+			}
+			if a := c.Attributes["rotate_every"]; a != nil {
+				dom.DKIM.RotateEvery = d.durationAttr(a, 24*time.Hour, 3650*24*time.Hour, "180d")
+			}
+			if a := c.Attributes["grace_period"]; a != nil {
+				// Seconds allowed: a lab's rotation test does not wait days.
+				dom.DKIM.Grace = d.durationAttr(a, time.Second, 365*24*time.Hour, "7d")
 			}
 		case "spf":
 			c, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "include"}, {Name: "all"}}})

@@ -9,9 +9,11 @@ package desired
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan/config"
@@ -73,6 +75,12 @@ type DKIMKey struct {
 	Selector string // full selector, e.g. mx1-2026-ed25519
 	// Record is the TXT value, e.g. "v=DKIM1; k=ed25519; p=...".
 	Record string
+	// State is the selector's place in a rotation, as the server reports
+	// it: signing, pending, retired or published ("" from an older
+	// server). Created and Retired say when the key was generated and
+	// when it stopped signing.
+	State            string
+	Created, Retired time.Time
 }
 
 // DKIMSelectors returns the two selectors published for a domain's
@@ -96,6 +104,43 @@ func PublishedSelectors(k config.DKIM) []string {
 	return out
 }
 
+// publishedSelectors are the configured selectors of d and those the
+// server's rotations added (pending, signing or retired keys it reports).
+//
+// The configured signing selector is left out once a rotation replaced
+// and removed it: the server then signs with a selector named after it
+// (SELECTOR-YYYYMMDD, see plan/dkimrotate) and reports no key for it.
+func publishedSelectors(d *config.Domain, keys []DKIMKey) []string {
+	out := PublishedSelectors(d.DKIM)
+	rotated := regexp.MustCompile(`^` + regexp.QuoteMeta(d.DKIM.Selector) + `-\d{8}(-\d+)?-(ed25519|rsa)$`)
+	reported, replaced := false, false
+	for _, k := range keys {
+		if k.Domain != d.Name {
+			continue
+		}
+		if slices.Contains(DKIMSelectors(d.DKIM.Selector), k.Selector) {
+			reported = true
+		}
+		if k.State == contract.DKIMStateSigning && rotated.MatchString(k.Selector) {
+			replaced = true
+		}
+	}
+	if replaced && !reported {
+		out = slices.DeleteFunc(out, func(s string) bool { return slices.Contains(DKIMSelectors(d.DKIM.Selector), s) })
+	}
+	for _, k := range keys {
+		if k.Domain != d.Name || slices.Contains(out, k.Selector) {
+			continue
+		}
+		// A signing selector not configured is only published when a
+		// rotation made it: one left by a hand-edited selector is not.
+		if k.State == contract.DKIMStatePending || k.State == contract.DKIMStateRetired || (k.State == contract.DKIMStateSigning && rotated.MatchString(k.Selector)) {
+			out = append(out, k.Selector)
+		}
+	}
+	return out
+}
+
 // Records returns every owned record set of every domain, sorted by
 // address. keys gives the DKIM public keys known from the servers; a
 // selector without a key is Unknown ("known after apply").
@@ -103,13 +148,15 @@ func Records(cfg *config.Config, keys []DKIMKey) []RRSet {
 	out := make([]RRSet, 0, 16*len(cfg.Domains)) // about 12 a domain
 	hostOwner := hostDomains(cfg)
 	byKey := make(map[keyRef]string, len(keys))
+	byDomain := map[string][]DKIMKey{} // for the selectors rotations added
 	for _, k := range keys {
+		byDomain[k.Domain] = append(byDomain[k.Domain], k)
 		if _, dup := byKey[keyRef{k.Domain, k.Selector}]; !dup {
 			byKey[keyRef{k.Domain, k.Selector}] = k.Record
 		}
 	}
 	for _, d := range cfg.Domains {
-		out = append(out, domainRecords(cfg, d, byKey, hostOwner)...)
+		out = append(out, domainRecords(cfg, d, byKey, byDomain[d.Name], hostOwner)...)
 	}
 	// Sorted by address, each computed once: thousands of domains make
 	// tens of thousands of sets.
@@ -147,7 +194,7 @@ func hostDomains(cfg *config.Config) map[string]string {
 	return m
 }
 
-func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string, hostOwner map[string]string) []RRSet {
+func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string, domainKeys []DKIMKey, hostOwner map[string]string) []RRSet {
 	if d.DNS == nil || d.Server == nil {
 		return nil
 	}
@@ -200,7 +247,7 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string,
 		}
 	}
 
-	for _, sel := range PublishedSelectors(d.DKIM) {
+	for _, sel := range publishedSelectors(d, domainKeys) {
 		r := set(sel+"._domainkey."+d.Name, "TXT")
 		r.Source = "server." + s.Name
 		if k := keys[keyRef{d.Name, sel}]; k != "" {

@@ -170,3 +170,62 @@ domain "example.org" {
 		t.Errorf("server.json lacks dns_servers: %s", b)
 	}
 }
+
+// TestDKIMRotatedSelectors: the selectors a server's rotations made are
+// published beside the configured ones, and the configured signing
+// selector is no longer planned once a rotation replaced and removed it
+// (a selector changed by hand still is).
+func TestDKIMRotatedSelectors(t *testing.T) {
+	t.Parallel()
+	src := `
+provider "zonefile" "z" { dir = "zones" }
+server "mx1" {
+  hostname = "mx1.example.org"
+  ipv4     = "203.0.113.10"
+  tls { acme_email = "a@example.org" }
+}
+domain "example.org" {
+  dns    = provider.zonefile.z
+  server = server.mx1
+  dkim { selector = "mx1" }
+}
+`
+	cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(src)}, config.LoadOptions{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	key := func(sel, state string) desired.DKIMKey {
+		return desired.DKIMKey{Domain: "example.org", Selector: sel, Record: "v=DKIM1; p=" + sel, State: state}
+	}
+	published := func(keys []desired.DKIMKey) string {
+		var out []string
+		for _, r := range desired.Records(cfg, keys) {
+			if sel, ok := strings.CutSuffix(r.Name, "._domainkey.example.org"); ok {
+				v := "?"
+				if !r.Unknown {
+					v = strings.Join(r.Values, ",")
+				}
+				out = append(out, sel+"="+strings.TrimPrefix(v, "v=DKIM1; p="))
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	tests := []struct {
+		name string
+		keys []desired.DKIMKey
+		want string
+	}{
+		{"not deployed", nil, "mx1-ed25519=? mx1-rsa=?"},
+		{"rotation pending", []desired.DKIMKey{key("mx1-ed25519", "signing"), key("mx1-rsa", "signing"), key("mx1-20261207-ed25519", "pending"), key("mx1-20261207-rsa", "pending")},
+			"mx1-20261207-ed25519=mx1-20261207-ed25519 mx1-20261207-rsa=mx1-20261207-rsa mx1-ed25519=mx1-ed25519 mx1-rsa=mx1-rsa"},
+		{"old selector removed", []desired.DKIMKey{key("mx1-20261207-ed25519", "signing"), key("mx1-20261207-rsa", "signing")},
+			"mx1-20261207-ed25519=mx1-20261207-ed25519 mx1-20261207-rsa=mx1-20261207-rsa"},
+		{"selector changed by hand", []desired.DKIMKey{key("other-ed25519", "signing"), key("other-rsa", "signing")},
+			"mx1-ed25519=? mx1-rsa=?"},
+	}
+	for _, tc := range tests {
+		if got := published(tc.keys); got != tc.want {
+			t.Errorf("%s: published %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/libdns/libdns"
@@ -28,6 +29,7 @@ import (
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
+	"github.com/mailctl/mailctl/plan/dkimrotate"
 	"github.com/mailctl/mailctl/providers/dns"
 	"github.com/mailctl/mailctl/providers/ptr"
 )
@@ -99,6 +101,9 @@ type Options struct {
 	Servers map[string]ServerPlan
 	// Keys are the DKIM public keys the servers reported.
 	Keys []desired.DKIMKey
+	// Now is the time the plan is made at (DKIM rotations are due by
+	// date); zero means time.Now().
+	Now time.Time
 	// Progress reports reads that take long; nil reports nothing.
 	Progress *plan.Progress
 	Logger   *slog.Logger
@@ -121,6 +126,21 @@ type State struct {
 // in and returns the plan.
 func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider, opts Options) (*plan.Plan, *State, error) {
 	want := desired.Records(cfg, opts.Keys)
+	var dkimChanges []plan.Change
+	if opts.Servers != nil && !opts.Destroy {
+		read := map[string]bool{}
+		for name, sp := range opts.Servers {
+			read[name] = sp.Before != nil && sp.Before.Running
+		}
+		now := opts.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		var err error
+		if want, dkimChanges, err = dkimrotate.Plan(cfg, opts.Keys, read, now, want); err != nil {
+			return nil, nil, err
+		}
+	}
 	var sel []desired.RRSet
 	for _, w := range want {
 		if !plan.Selected(plan.Change{Address: w.Address(), Domain: w.Domain}, opts.Targets) {
@@ -194,6 +214,11 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 		p.State[c.Address] = digestValues(c.Before)
 	}
 	p.Changes = append(p.Changes, ptrs...)
+	for _, c := range dkimChanges {
+		if plan.Selected(c, opts.Targets) {
+			p.Changes = append(p.Changes, c)
+		}
+	}
 	for _, name := range sortedKeys(opts.Servers) {
 		sp := opts.Servers[name]
 		for _, c := range plan.DiffServer(name, sp.Before, sp.After) {

@@ -145,9 +145,33 @@ func (c *Conn) State(ctx context.Context) (*plan.ServerState, []desired.DKIMKey,
 	slices.Sort(st.Users)
 	var keys []desired.DKIMKey
 	for _, k := range s.DKIM {
-		keys = append(keys, desired.DKIMKey{Domain: k.Domain, Selector: k.Selector, Record: k.Record})
+		keys = append(keys, desired.DKIMKey{Domain: k.Domain, Selector: k.Selector, Record: k.Record, State: k.State, Created: k.Created, Retired: k.Retired})
 	}
 	return st, keys, nil
+}
+
+// DKIM runs a DKIM rotation step on the server ("mailctl serve dkim
+// ACTION DOMAIN SELECTOR" of its current release): rotate, activate or
+// remove (see server/dkim).
+func (c *Conn) DKIM(ctx context.Context, action, domain, selector string) error {
+	var bin, conf string
+	if c.lab != nil {
+		l := c.lab.Layout()
+		bin, conf = l.Binary(), l.ConfigFile
+	} else {
+		bin, conf = remote.VPS.Binary(), remote.VPS.ConfigFile
+	}
+	cmd := strings.Join([]string{remote.ShellQuote(bin), "serve", "dkim", remote.ShellQuote(action), remote.ShellQuote(domain), remote.ShellQuote(selector), "-config", remote.ShellQuote(conf)}, " ")
+	if _, err := c.Target().Run(ctx, cmd, nil); err != nil {
+		var xe *remote.ExitError
+		if errors.As(err, &xe) && strings.TrimSpace(xe.Stderr) != "" {
+			// The server's own one-line error says it best.
+			msg := strings.TrimPrefix(strings.TrimSpace(xe.Stderr), "Error: ")
+			return fmt.Errorf("server.%s: %s", c.srv.Name, strings.ReplaceAll(msg, "\nError: ", "; "))
+		}
+		return fmt.Errorf("dkim %s of %s on server.%s: %w", action, domain, c.srv.Name, err)
+	}
+	return nil
 }
 
 // Binary is the executable deployed as the server.

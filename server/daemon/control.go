@@ -29,7 +29,8 @@ const StatusFormatVersion = contract.StatusFormatVersion
 
 // serveControl answers GET /status, the queue endpoints and /backup
 // (backupctl.go) on the unix socket ln until it is closed; each of more
-// adds its own endpoints.
+// adds its own endpoints (the DKIM rotation steps of dkimctl.go, export
+// and import).
 func serveControl(ln net.Listener, status func(ctx context.Context) (*Status, error), q func() QueueAdmin, backup backupFunc, more ...func(*http.ServeMux)) *http.Server {
 	mux := http.NewServeMux()
 	handleQueue(mux, q)

@@ -79,6 +79,7 @@ type daemon struct {
 	metrics *web.Metrics
 	signer  *dkim.Signer
 	keys    []dkim.Key // DKIM keys of the current configuration, for status (under mu)
+	dkimMu  sync.Mutex // serialises DKIM rotation steps and reloads
 	queue   *queue.Queue
 	errs    *errorLog // the last errors logged, for status
 
@@ -397,6 +398,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue }, d.backup,
+		func(mux *http.ServeMux) { handleDKIM(mux, d.dkimAction) },
 		func(mux *http.ServeMux) { handleMailTransfer(mux, d.st, log.With("component", "export")) })
 
 	log.Info("mail server ready", "listeners", listeners, "control", cfg.Control, "tls_mode", cfg.TLS.Mode)
@@ -514,6 +516,8 @@ func (d *daemon) reload(ctx context.Context) {
 }
 
 func (d *daemon) applyReload(ctx context.Context) error {
+	d.dkimMu.Lock() // a rotation step must not interleave with the keys' reload
+	defer d.dkimMu.Unlock()
 	cfg, err := loadConfig(d.opts.ConfigPath)
 	if err != nil {
 		return err
@@ -607,7 +611,8 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 	}
 	for _, k := range keys {
 		pub := k.Record[strings.Index(k.Record, "p=")+2:]
-		st.DKIM = append(st.DKIM, DKIMKey{Domain: k.Domain, Selector: k.Selector, Algorithm: string(k.Algorithm), PublicKey: pub, Record: k.Record})
+		st.DKIM = append(st.DKIM, DKIMKey{Domain: k.Domain, Selector: k.Selector, Algorithm: string(k.Algorithm), PublicKey: pub, Record: k.Record,
+			State: k.State, Created: k.Created, Retired: k.Retired})
 	}
 	for _, u := range cfg.Users {
 		addr := strings.ToLower(u.Address)

@@ -7,7 +7,8 @@ import (
 
 // KeysFromConfig ensures the keys of every domain's selectors under
 // contract.DKIMKeyDir and returns them all (for NewSigner and for `mailctl
-// serve status`, which publishes their records).
+// serve status`, which publishes their records), following each domain's
+// rotation history (rotation.go).
 func KeysFromConfig(cfg *config.Config) ([]Key, error) {
 	cfg = cfg.WithDefaults()
 	dir := contract.DKIMKeyDir(cfg.DataDir)
@@ -16,7 +17,7 @@ func KeysFromConfig(cfg *config.Config) ([]Key, error) {
 		if len(d.DKIMSelectors) == 0 {
 			continue
 		}
-		keys, err := Ensure(dir, d.Name, d.DKIMSelectors)
+		keys, err := DomainKeys(dir, d.Name, d.DKIMSelectors)
 		if err != nil {
 			return nil, err
 		}

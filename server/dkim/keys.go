@@ -2,7 +2,9 @@
 // and configured selector, one ed25519 key (RFC 8463) and one rsa-2048 key,
 // generated on the server on first start, kept under the data directory and
 // never sent anywhere; only their public records leave the server (through
-// `mailctl serve status`), for the provisioner to publish in DNS.
+// `mailctl serve status`), for the provisioner to publish in DNS. A
+// rotation (rotation.go) adds a selector, switches signing to it once the
+// provisioner has published it, and later deletes the old one.
 package dkim
 
 import (
@@ -17,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/mailctl/mailctl/contract"
 )
@@ -48,10 +51,19 @@ type Key struct {
 	Algorithm Algorithm `json:"algorithm"`
 	// Record is the public TXT record: "v=DKIM1; k=...; p=...".
 	Record string `json:"record"`
-	// Signing is true for the keys of the first configured selector: they
-	// sign. The keys of later selectors are only published (a rotation
-	// keeps the old key in DNS until mail signed with it has been read).
-	Signing bool          `json:"signing"`
+	// Signing is true for the keys that sign: those of the first
+	// configured selector, or of the selector a rotation switched to
+	// (rotation.go). The others are only published (a rotation keeps the
+	// old key in DNS until mail signed with it has been read).
+	Signing bool `json:"signing"`
+	// State is the selector's place in a rotation (StateSigning,
+	// StatePending, StateRetired, or StatePublished for a configured
+	// previous selector).
+	State string `json:"state"`
+	// Created is when the key was generated; Retired when it stopped
+	// signing (zero unless retired).
+	Created time.Time     `json:"created"`
+	Retired time.Time     `json:"retired,omitzero"`
 	Signer  crypto.Signer `json:"-"`
 }
 
@@ -61,6 +73,26 @@ type Key struct {
 // selector are the signing ones.
 func Ensure(dir, domain string, bases []string) ([]Key, error) {
 	domain = strings.ToLower(domain)
+	var keys []Key
+	for i, base := range bases {
+		ks, err := ensureBase(dir, domain, base)
+		if err != nil {
+			return nil, err
+		}
+		for j := range ks {
+			ks[j].Signing, ks[j].State = i == 0, StatePublished
+			if i == 0 {
+				ks[j].State = StateSigning
+			}
+		}
+		keys = append(keys, ks...)
+	}
+	return keys, nil
+}
+
+// ensureBase loads, or generates and saves, the keys of one base selector
+// of domain. Created is the key file's modification time.
+func ensureBase(dir, domain, base string) ([]Key, error) {
 	if domain == "" || strings.ContainsAny(domain, "/\\") || strings.HasPrefix(domain, ".") {
 		return nil, fmt.Errorf("dkim: invalid domain %q", domain)
 	}
@@ -69,25 +101,27 @@ func Ensure(dir, domain string, bases []string) ([]Key, error) {
 		return nil, fmt.Errorf("create dkim key dir %q: %w", ddir, err)
 	}
 	var keys []Key
-	for i, base := range bases {
-		for _, sel := range Selectors(base) {
-			if strings.ContainsAny(sel.Name, "/\\") || strings.HasPrefix(sel.Name, ".") {
-				return nil, fmt.Errorf("dkim: invalid selector %q", sel.Name)
-			}
-			path := filepath.Join(ddir, sel.Name+".pem")
-			signer, err := load(path)
-			if errors.Is(err, os.ErrNotExist) {
-				signer, err = generate(path, sel.Algorithm)
-			}
-			if err != nil {
-				return nil, err
-			}
-			rec, err := Record(signer)
-			if err != nil {
-				return nil, fmt.Errorf("dkim key %q: %w", path, err)
-			}
-			keys = append(keys, Key{Domain: domain, Selector: sel.Name, Algorithm: sel.Algorithm, Record: rec, Signing: i == 0, Signer: signer})
+	for _, sel := range Selectors(base) {
+		if strings.ContainsAny(sel.Name, "/\\") || strings.HasPrefix(sel.Name, ".") {
+			return nil, fmt.Errorf("dkim: invalid selector %q", sel.Name)
 		}
+		path := filepath.Join(ddir, sel.Name+".pem")
+		signer, err := load(path)
+		if errors.Is(err, os.ErrNotExist) {
+			signer, err = generate(path, sel.Algorithm)
+		}
+		if err != nil {
+			return nil, err
+		}
+		rec, err := Record(signer)
+		if err != nil {
+			return nil, fmt.Errorf("dkim key %q: %w", path, err)
+		}
+		k := Key{Domain: domain, Selector: sel.Name, Algorithm: sel.Algorithm, Record: rec, Signer: signer}
+		if fi, err := os.Stat(path); err == nil {
+			k.Created = fi.ModTime().UTC().Truncate(time.Second)
+		}
+		keys = append(keys, k)
 	}
 	return keys, nil
 }
