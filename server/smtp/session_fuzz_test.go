@@ -95,7 +95,10 @@ type fuzzServer struct {
 }
 
 func newFuzzServer(t testing.TB) *fuzzServer {
-	e := newEnv(t, auth.AuthenticatorOptions{})
+	// Failed logins are answered after a short delay only: the throttle's
+	// growing delay (up to 5 s each) would make an input of many wrong
+	// AUTHs exceed the fuzzer's 10 s per input and count as a hang.
+	e := newEnv(t, auth.AuthenticatorOptions{FailureDelay: time.Millisecond, MaxFailureDelay: 5 * time.Millisecond})
 	fs := &fuzzServer{mxQueue: &memQueue{}, sqQueue: &memQueue{}, store: &memStore{}}
 	opts := func(q *memQueue) func(o *smtp.Options) {
 		return func(o *smtp.Options) {
