@@ -9,11 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -288,35 +286,7 @@ var (
 // session closed. A connection that stops answering ends Stream with an
 // error after streamProbe+streamProbeTimeout.
 func (s *SSH) Stream(ctx context.Context, cmd string, w io.Writer) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	sess, err := s.client.NewSession()
-	if err != nil {
-		return fmt.Errorf("ssh %s: open session: %w", s.addr, err)
-	}
-	defer sess.Close()
-	stderr := &limitedBuffer{max: 16 << 10}
-	sess.Stdout, sess.Stderr = w, stderr
-	done := make(chan error, 1)
-	go func() { done <- sess.Run(s.wrap("exec " + cmd)) }()
-	tick := time.NewTicker(streamProbe)
-	defer tick.Stop()
-	for {
-		select {
-		case err = <-done:
-			return s.exitError(cmd, err, stderr)
-		case <-ctx.Done():
-			sess.Signal(ssh.SIGTERM)
-			sess.Close()
-			return fmt.Errorf("ssh %s: run %q: %w", s.addr, shorten(cmd, 200), ctx.Err())
-		case <-tick.C:
-			if err := s.probe(); err != nil {
-				sess.Close()
-				return fmt.Errorf("ssh %s: connection lost while running %q: %w", s.addr, shorten(cmd, 200), err)
-			}
-		}
-	}
+	return s.Pipe(ctx, cmd, nil, w)
 }
 
 // probe sends a keepalive request and waits streamProbeTimeout for its
@@ -357,23 +327,6 @@ func (s *SSH) exitError(cmd string, err error, stderr *limitedBuffer) error {
 }
 
 // Stream implements Streamer.
-func (Local) Stream(ctx context.Context, cmd string, w io.Writer) error {
-	c := exec.CommandContext(ctx, "/bin/sh", "-c", "exec "+cmd)
-	stderr := &limitedBuffer{max: 16 << 10}
-	c.Stdout, c.Stderr = w, stderr
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGTERM) }
-	c.WaitDelay = 5 * time.Second
-	err := c.Run()
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("run %q: %w", shorten(cmd, 200), ctx.Err())
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return &ExitError{Cmd: cmd, Status: ee.ExitCode(), Stderr: tail(stderr.buf, stderrTailLines)}
-	}
-	return fmt.Errorf("run %q: %w", shorten(cmd, 200), err)
+func (l Local) Stream(ctx context.Context, cmd string, w io.Writer) error {
+	return l.Pipe(ctx, cmd, nil, w)
 }

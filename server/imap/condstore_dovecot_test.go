@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -47,45 +45,8 @@ func startDovecot(t *testing.T) *dovecotSession {
 // first session (create).
 func startDovecotIn(t *testing.T, dir string, create bool) *dovecotSession {
 	t.Helper()
-	const bin = "/usr/lib/dovecot/imap"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skip("Dovecot is not installed")
-	}
-	uid, gid := strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid())
-	var prefix []string
-	if os.Getuid() == 0 {
-		u, err := user.Lookup("nobody")
-		if err != nil {
-			t.Skip("no user nobody to run Dovecot as")
-		}
-		setpriv, err := exec.LookPath("setpriv")
-		if err != nil {
-			t.Skip("setpriv is not installed")
-		}
-		uid, gid = u.Uid, u.Gid
-		prefix = []string{setpriv, "--reuid=" + uid, "--regid=" + gid, "--clear-groups"}
-	}
-	md := filepath.Join(dir, "md")
-	conf := filepath.Join(dir, "dovecot.conf")
-	cfg := fmt.Sprintf("mail_location = maildir:%s\nlisten =\nmail_uid = %s\nmail_gid = %s\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
-		"namespace inbox {\n  inbox = yes\n  separator = /\n}\n", md, uid, gid)
-	if create {
-		if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Mkdir(md, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		n, _ := strconv.Atoi(uid)
-		g, _ := strconv.Atoi(gid)
-		for _, p := range []string{dir, md} {
-			if err := os.Chown(p, n, g); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	args := dovecotCommand(t, dir, create)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	args := append(prefix, "env", "USER=nobody", "HOME="+dir, bin, "-c", conf)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -266,21 +266,16 @@ func TestSortLiterals(t *testing.T) {
 	r.line()
 }
 
-// dovecotIMAP runs Dovecot's imap binary, preauthenticated, on script
-// (commands, one per line, CRLF) over a new Maildir, and returns its
-// output. It skips the test when Dovecot is not installed; as root, it
-// runs Dovecot as nobody (Dovecot refuses root).
-func dovecotIMAP(t *testing.T, script string) string {
+// dovecotCommand returns the command line of Dovecot's imap on the
+// Maildir of dir, writing its configuration and the Maildir first when
+// create is set. It skips the test when Dovecot is not installed; as
+// root, it runs Dovecot as nobody (Dovecot refuses root).
+func dovecotCommand(t *testing.T, dir string, create bool) []string {
 	t.Helper()
 	const bin = "/usr/lib/dovecot/imap"
 	if _, err := os.Stat(bin); err != nil {
 		t.Skip("Dovecot is not installed")
 	}
-	dir, err := os.MkdirTemp("", "dovecot")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	uid, gid := strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid())
 	var prefix []string
 	if os.Getuid() == 0 {
@@ -297,24 +292,40 @@ func dovecotIMAP(t *testing.T, script string) string {
 	}
 	md := filepath.Join(dir, "md")
 	conf := filepath.Join(dir, "dovecot.conf")
-	cfg := fmt.Sprintf("mail_location = maildir:%s\nlisten =\nmail_uid = %s\nmail_gid = %s\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
-		"namespace inbox {\n  inbox = yes\n  separator = /\n}\n", md, uid, gid)
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(md, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	n, _ := strconv.Atoi(uid)
-	g, _ := strconv.Atoi(gid)
-	for _, p := range []string{dir, md} {
-		if err := os.Chown(p, n, g); err != nil {
+	if create {
+		cfg := fmt.Sprintf("mail_location = maildir:%s\nlisten =\nmail_uid = %s\nmail_gid = %s\nfirst_valid_uid = 0\nfirst_valid_gid = 0\n"+
+			"namespace inbox {\n  inbox = yes\n  separator = /\n}\n", md, uid, gid)
+		if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.Mkdir(md, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(uid)
+		g, _ := strconv.Atoi(gid)
+		for _, p := range []string{dir, md} {
+			if err := os.Chown(p, n, g); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
+	return append(prefix, "env", "USER=nobody", "HOME="+dir, bin, "-c", conf)
+}
+
+// dovecotIMAP runs Dovecot's imap binary, preauthenticated, on script
+// (commands, one per line, CRLF) over a new Maildir, and returns its
+// output. It skips the test when Dovecot is not installed; as root, it
+// runs Dovecot as nobody (Dovecot refuses root).
+func dovecotIMAP(t *testing.T, script string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dovecot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	args := dovecotCommand(t, dir, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := append(prefix, "env", "USER=nobody", "HOME="+dir, bin, "-c", conf)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Stdin = strings.NewReader(script)
 	out, err := cmd.Output()
