@@ -325,7 +325,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			TLSConfig: d.tls.TLSConfig(),
 			Store:     countingStore{st: d.st, metrics: d.metrics},
 			Directory: dir,
-			Auth:      countingAuth{auth: d.authn, service: m.name, metrics: d.metrics},
+			Auth:      countingAuth{auth: d.authn.For(auth.ScopeSMTP), service: m.name, metrics: d.metrics},
 			Limits: smtp.Limits{
 				MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 				MaxRecipients:   cfg.Limits.MaxRecipients,
@@ -350,7 +350,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		if byName[m.name].ln == nil {
 			continue
 		}
-		start(m.name, imap.New(d.st, countingAuth{auth: d.authn, service: m.name, metrics: d.metrics}, imap.Options{
+		start(m.name, imap.New(d.st, countingAuth{auth: d.authn.For(auth.ScopeIMAP), service: m.name, metrics: d.metrics}, imap.Options{
 			TLSConfig:   d.tls.TLSConfig(),
 			ImplicitTLS: m.implicit,
 			Logger:      log.With("component", m.name),
