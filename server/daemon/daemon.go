@@ -28,6 +28,7 @@ import (
 	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
+	"github.com/mailctl/mailctl/server/dav"
 	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/inbound"
@@ -72,6 +73,7 @@ type daemon struct {
 	log     *slog.Logger
 	started time.Time
 	st      *store.Store
+	dav     *dav.Store
 	authn   *auth.Authenticator
 	dir     *auth.Directory
 	tls     *tlsconf.Source
@@ -177,6 +179,10 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		log.Info("store closed")
 	}()
 	d.metrics.SetStoreSize(d.st.Size)
+	if err := d.openDAV(ctx, cfg); err != nil {
+		return err
+	}
+	defer d.closeDAV()
 	if err := d.ensureUsers(ctx, cfg); err != nil {
 		return err
 	}
@@ -358,7 +364,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			ConnLimits:  imapLimits,
 		}))
 	}
-	d.web = web.New(cfg, web.Options{Metrics: d.metrics, Health: d.health, Logger: log.With("component", "web")})
+	d.web = web.New(cfg, web.Options{Metrics: d.metrics, Health: d.health, Logger: log.With("component", "web"), DAV: d.davHandler()})
 	errLog := slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug)
 	if s := byName["https"]; s.ln != nil {
 		start("https", &httpServer{srv: &http.Server{
