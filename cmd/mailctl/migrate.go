@@ -165,15 +165,24 @@ func migrationJobs(cfg *config.Config, m *config.Migration, only []string) ([]mi
 			}
 			want[u.Address] = true
 		}
-		target, err := migrationTarget(cfg, m, u.Address)
-		if err != nil {
-			return nil, err
+		var target migrate.Endpoint
+		if m.DAV.Mail {
+			var err error
+			if target, err = migrationTarget(cfg, m, u.Address); err != nil {
+				return nil, err
+			}
 		}
 		login := u.Login
 		if login == "" {
 			login = u.Address
 		}
+		dav, err := davJob(cfg, m, u, login)
+		if err != nil {
+			return nil, err
+		}
 		jobs = append(jobs, migrate.Job{
+			NoMail:     !m.DAV.Mail,
+			DAV:        dav,
 			User:       u.Address,
 			Source:     endpoint(cfg, m.Source),
 			SourceAuth: migrate.Credentials{Username: login, Password: u.Password.Str, TokenCommand: u.TokenCommand, TokenDir: cfg.Dir},
@@ -260,6 +269,10 @@ func endpointOverrides(jobs []migrate.Job, connect []string, caFile string) erro
 			if caFile != "" {
 				ep.MoreCAFiles = append(ep.MoreCAFiles, caFile)
 			}
+		}
+		if d := jobs[i].DAV; d != nil && caFile != "" {
+			d.Source.MoreCAFiles = append(d.Source.MoreCAFiles, caFile)
+			d.Target.MoreCAFiles = append(d.Target.MoreCAFiles, caFile)
 		}
 	}
 	for from := range dials {

@@ -45,7 +45,9 @@ type Migration struct {
 	// Duplicates copies a message with several labels into every label's
 	// folder.
 	Duplicates bool
-	DeclRange  hcl.Range
+	// DAV is the calendars and contacts part (migration_dav.go).
+	DAV       MigrationDAV
+	DeclRange hcl.Range
 }
 
 // MigrationEndpoint is an IMAP server of a migration.
@@ -85,8 +87,8 @@ func (c *Config) MigrationFor(domain string) *Migration {
 }
 
 var migrationSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "phase"}, {Name: "domains"}, {Name: "folders"}, {Name: "exclude"}, {Name: "duplicates"}},
-	Blocks:     []hcl.BlockHeaderSchema{{Type: "source"}, {Type: "target"}, {Type: "user", LabelNames: []string{"address"}}},
+	Attributes: append([]hcl.AttributeSchema{{Name: "phase"}, {Name: "domains"}, {Name: "folders"}, {Name: "exclude"}, {Name: "duplicates"}}, davMigrationAttributes...),
+	Blocks:     append([]hcl.BlockHeaderSchema{{Type: "source"}, {Type: "target"}, {Type: "user", LabelNames: []string{"address"}}}, davMigrationBlocks...),
 }
 
 func (d *decoder) migration(b *hcl.Block) {
@@ -138,6 +140,7 @@ func (d *decoder) migration(b *hcl.Block) {
 	if a := content.Attributes["duplicates"]; a != nil {
 		m.Duplicates = d.boolean(a)
 	}
+	d.migrationDAV(content, m)
 	seen := map[string]*hcl.Block{}
 	users := map[string]*MigrationUser{}
 	for _, blk := range content.Blocks {

@@ -84,6 +84,11 @@ type Job struct {
 	// Duplicates imports a message with several labels into every label's
 	// folder (All Mail still only gets what was imported nowhere else).
 	Duplicates bool
+	// NoMail skips the mail: only DAV is copied (Source and Target are
+	// then not needed).
+	NoMail bool
+	// DAV copies calendars and contacts after the mail (see dav.go).
+	DAV *DAVJob
 }
 
 // Backoff bounds the retries after throttling or a dropped connection.
@@ -131,6 +136,9 @@ type Summary struct {
 // UserSummary is the result for one user.
 type UserSummary struct {
 	User string
+	// NoMail and DAV say what the job copied: mail unless NoMail,
+	// calendars and contacts when DAV.
+	NoMail, DAV bool
 	// Copied messages and their bytes (would be copied, in a dry run).
 	Copied int
 	Bytes  int64
@@ -143,6 +151,13 @@ type UserSummary struct {
 	Folders  []FolderSummary
 	// Excluded source folders, with the reason.
 	Excluded map[string]string
+	// DAVCopied, DAVUpdated, DAVSkipped and DAVFailed count calendar
+	// objects and contacts: new at the target, changed at the source and
+	// copied again, already there, not copied (reasons in Failures).
+	// DAVErrors are what stopped a kind or collection.
+	DAVCopied, DAVUpdated, DAVSkipped, DAVFailed int
+	DAVBytes                                     int64
+	DAVErrors                                    []string
 	// Err is why the user's migration stopped, if it did.
 	Err      error
 	Retries  int
@@ -151,17 +166,20 @@ type UserSummary struct {
 
 // FolderSummary is the result for one source folder.
 type FolderSummary struct {
+	// Kind is "" for a mail folder, "calendar" or "address book".
+	Kind            string
 	Source, Target  string
 	Messages        int // in the source folder
 	Copied, Skipped int
 	Failed          int
+	Updated         int // objects of a calendar or address book changed at the source
 	Bytes           int64
 }
 
 // OK reports whether every user completed without failures.
 func (s Summary) OK() bool {
 	for _, u := range s.Users {
-		if u.Err != nil || u.Failed > 0 {
+		if u.Err != nil || u.Failed > 0 || u.DAVFailed > 0 || len(u.DAVErrors) > 0 {
 			return false
 		}
 	}
@@ -175,7 +193,11 @@ func (s Summary) Write(w io.Writer) {
 		verb = "would copy"
 	}
 	for _, u := range s.Users {
-		fmt.Fprintf(w, "%s: %s %d messages (%s), skipped %d, failed %d", u.User, verb, u.Copied, formatBytes(u.Bytes), u.Skipped, u.Failed)
+		if !u.NoMail {
+			fmt.Fprintf(w, "%s: %s %d messages (%s), skipped %d, failed %d", u.User, verb, u.Copied, formatBytes(u.Bytes), u.Skipped, u.Failed)
+		} else {
+			fmt.Fprintf(w, "%s: mail not copied", u.User)
+		}
 		if u.Deleted > 0 {
 			fmt.Fprintf(w, ", %d flagged \\Deleted not copied", u.Deleted)
 		}
@@ -183,7 +205,19 @@ func (s Summary) Write(w io.Writer) {
 			fmt.Fprintf(w, ", %d retries", u.Retries)
 		}
 		fmt.Fprintf(w, " in %s\n", u.Duration.Round(100*time.Millisecond))
+		if u.DAV {
+			fmt.Fprintf(w, "  calendars and contacts: %s %d objects (%s), updated %d, skipped %d, failed %d\n",
+				verb, u.DAVCopied, formatBytes(u.DAVBytes), u.DAVUpdated, u.DAVSkipped, u.DAVFailed)
+		}
 		for _, f := range u.Folders {
+			if f.Kind != "" {
+				fmt.Fprintf(w, "  %s %q -> %q: %d objects, %s %d, updated %d, skipped %d", f.Kind, f.Source, f.Target, f.Messages, verb, f.Copied, f.Updated, f.Skipped)
+				if f.Failed > 0 {
+					fmt.Fprintf(w, ", failed %d", f.Failed)
+				}
+				fmt.Fprintln(w)
+				continue
+			}
 			fmt.Fprintf(w, "  %q -> %q: %d messages, %s %d, skipped %d", f.Source, f.Target, f.Messages, verb, f.Copied, f.Skipped)
 			if f.Failed > 0 {
 				fmt.Fprintf(w, ", failed %d", f.Failed)
@@ -195,6 +229,9 @@ func (s Summary) Write(w io.Writer) {
 		}
 		for _, f := range u.Failures {
 			fmt.Fprintf(w, "  failed: %s\n", f)
+		}
+		for _, e := range u.DAVErrors {
+			fmt.Fprintf(w, "  calendars and contacts error: %s\n", e)
 		}
 		switch {
 		case errors.Is(u.Err, context.Canceled):
@@ -289,6 +326,12 @@ func (j *Job) check() error {
 	if j.User == "" {
 		return errors.New("migrate: a job without a user")
 	}
+	if j.NoMail && j.DAV == nil {
+		return fmt.Errorf("migrate %s: nothing to copy (no mail, no calendars or contacts)", j.User)
+	}
+	if j.NoMail {
+		return nil
+	}
 	for _, ep := range []struct {
 		name string
 		e    Endpoint
@@ -347,18 +390,29 @@ type runner struct {
 // folders.
 func (r *runner) run(ctx context.Context) UserSummary {
 	start := time.Now()
-	r.sum = UserSummary{User: r.job.User}
+	r.sum = UserSummary{User: r.job.User, NoMail: r.job.NoMail, DAV: r.job.DAV != nil}
 	r.folders = map[string]*FolderSummary{}
 	r.inTarget = map[string]map[string]int64{}
 	r.scanned = map[string]bool{}
 	r.counted = map[string]bool{}
 	r.rescan = map[string]bool{}
-	r.migrate(ctx)
+	if !r.job.NoMail {
+		r.migrate(ctx)
+	}
+	if ctx.Err() == nil {
+		r.davCopy(ctx)
+	}
 	r.sum.Duration = time.Since(start)
 	for _, f := range r.folders {
 		r.sum.Folders = append(r.sum.Folders, *f)
 	}
-	sort.Slice(r.sum.Folders, func(i, j int) bool { return r.sum.Folders[i].Source < r.sum.Folders[j].Source })
+	sort.Slice(r.sum.Folders, func(i, j int) bool {
+		a, b := r.sum.Folders[i], r.sum.Folders[j]
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.Source < b.Source
+	})
 	r.prog.finish(r.sum.Err)
 	return r.sum
 }
