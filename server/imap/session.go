@@ -822,19 +822,16 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	// [EXPUNGEISSUED] once the others are (RFC 9051 section 7.5.2,
 	// RFC 5530).
 	expunged := false
-	live := items[:0:0]
+	n := 0 // items is the caller's own slice (resolve): filtered in place
 	for _, it := range items {
 		if it.gone {
 			expunged = true
 			continue
 		}
-		if live != nil || expunged {
-			live = append(live, it)
-		}
+		items[n] = it
+		n++
 	}
-	if expunged {
-		items = live
-	}
+	items = items[:n]
 	markSeen := false
 	if !v.readOnly {
 		for _, bs := range options.BodySection {
@@ -934,7 +931,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			if err := s.ctx.Err(); err != nil {
 				return err // the client went away (gone.go)
 			}
-			m := it.msg
+			m := *it.msg
 			if options.Flags && m.ModSeq > v.modseq {
 				// The answer shows the change: no update for it after.
 				v.changed([]store.Message{m})
@@ -1151,6 +1148,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 // selected mailbox that criteria select, with its sequence number in the
 // client's view (0: not yet announced to the client). The mailbox must be
 // synced.
+// searchChunk is how many messages' cached headers a SEARCH reads at once.
+const searchChunk = 1000
+
 func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uint32, m *store.Message)) error {
 	v := s.view
 	v.sm.mu.Lock()
@@ -1160,17 +1160,12 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 	msgs, gone := v.currentLocked()
 	v.sm.mu.Unlock()
 
+	// The cached headers are read searchChunk messages at a time: all of
+	// a 10 000-message mailbox at once were 7 MB per session.
 	var hdrs [][]byte
-	if needsHeader(criteria) {
-		uids := make([]uint32, len(msgs))
-		for i := range msgs {
-			uids[i] = msgs[i].UID
-		}
-		var err error
-		if hdrs, err = s.srv.st.Headers(s.ctx, s.user, v.sm.key.id, uids); err != nil {
-			return s.imapError(err)
-		}
-	}
+	hdrBase := 0 // hdrs[i-hdrBase] is the header of msgs[i]
+	var uids []uint32
+	wantHeaders := needsHeader(criteria)
 	sc := &scanState{}
 	var lm lazyMessage
 	// A search that reads the messages holds one of the server's scan
@@ -1201,8 +1196,19 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		if recent && v.isRecent(m.UID) {
 			lm.m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
 		}
-		if hdrs != nil {
-			lm.hdr = hdrs[i]
+		if wantHeaders {
+			if hdrs == nil || i-hdrBase >= len(hdrs) {
+				hdrBase = i
+				uids = uids[:0]
+				for _, m := range msgs[i:min(i+searchChunk, len(msgs))] {
+					uids = append(uids, m.UID)
+				}
+				var err error
+				if hdrs, err = s.srv.st.Headers(s.ctx, s.user, v.sm.key.id, uids); err != nil {
+					return s.imapError(err)
+				}
+			}
+			lm.hdr = hdrs[i-hdrBase]
 		}
 		if matchCriteria(&lm, cseq, criteria) {
 			match(cseq, m)
