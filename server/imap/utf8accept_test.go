@@ -3,10 +3,17 @@ package imap_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/textproto"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailctl/mailctl/server/auth"
+	"github.com/mailctl/mailctl/server/smtp"
 )
 
 const utf8Mail = "From: Δοκιμή <δοκιμή@παράδειγμα.δοκιμή>\r\n" +
@@ -117,5 +124,72 @@ print("ok")
 	out, err := exec.CommandContext(ctx, "python3", "-c", script, host, port, env.caFile, alice, alicePW).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+}
+
+// TestSMTPUTF8ToIMAP: a message from an international sender, received on
+// the MX with SMTPUTF8 (net/textproto), is read back intact over IMAP by a
+// client that enabled UTF8=ACCEPT.
+func TestSMTPUTF8ToIMAP(t *testing.T) {
+	env := newEnv(t, 0)
+	dir, err := auth.NewDirectory([]string{"example.test"}, []auth.User{{Address: alice}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx, err := smtp.New(smtp.Options{Mode: smtp.ModeMX, Hostname: "mx.example.test", Store: env.st, Directory: dir,
+		Logger: slog.New(slog.DiscardHandler), SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go mx.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		mx.Shutdown(ctx)
+	})
+
+	c, err := textproto.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	step := func(cmd string, code int) {
+		t.Helper()
+		if cmd != "" {
+			if err := c.PrintfLine("%s", cmd); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, msg, err := c.ReadResponse(code); err != nil {
+			t.Fatalf("%s -> %v %s", cmd, err, msg)
+		}
+	}
+	step("", 220)
+	step("EHLO client.παράδειγμα.δοκιμή", 250)
+	step("MAIL FROM:<δοκιμή@παράδειγμα.δοκιμή> SMTPUTF8", 250)
+	step("RCPT TO:<Alice@example.test>", 250)
+	step("DATA", 354)
+	w := c.DotWriter()
+	io.WriteString(w, utf8Mail)
+	w.Close()
+	step("", 250)
+	step("QUIT", 221)
+
+	r := env.raw(t)
+	r.cmd("a1", "LOGIN "+alice+" "+alicePW)
+	r.cmd("a2", "ENABLE UTF8=ACCEPT")
+	r.cmd("a3", "SELECT INBOX")
+	got := strings.Join(r.cmd("a4", "FETCH 1 (ENVELOPE)"), "\n")
+	if !strings.Contains(got, `"Καλημέρα, ünïcödé" (("Δοκιμή" NIL "δοκιμή" "παράδειγμα.δοκιμή"))`) {
+		t.Errorf("ENVELOPE of the received message:\n%s", got)
+	}
+	lines := r.cmd("a5", "FETCH 1 (BODY.PEEK[])")
+	body := strings.Join(lines[1:], "\r\n") // after "* 1 FETCH (... {n}"
+	if !strings.Contains(body, "with UTF8SMTP id") || !strings.Contains(body, strings.TrimSuffix(utf8Mail, "\r\n")) {
+		t.Errorf("stored message not intact:\n%s", strings.Join(lines, "\n"))
 	}
 }
