@@ -262,7 +262,7 @@ func (a *Authenticator) digest(user, password string) digest {
 // address, ErrInvalidCredentials, a *LockoutError (which wraps
 // ErrTooManyFailures), or an error wrapping ctx's error.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote net.Addr) (string, error) {
-	user := strings.ToLower(username)
+	user := loginName(strings.ToLower(username))
 	ip := clientKey(remote)
 	k := a.digest(user, password)
 	a.mu.Lock()
