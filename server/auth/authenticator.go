@@ -318,7 +318,7 @@ func (s Scoped) Authenticate(ctx context.Context, username, password string, rem
 }
 
 func (a *Authenticator) authenticate(ctx context.Context, scope scopeSet, username, password string, remote net.Addr) (string, error) {
-	user := strings.ToLower(username)
+	user := loginName(strings.ToLower(username))
 	ip := clientKey(remote)
 	k := a.digest(scope, user, password)
 	a.mu.Lock()

@@ -888,6 +888,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	}
 	// Responses made here (fetchline.go) are gathered in lineBuf.
 	lines := fetchLineItems(options)
+	enabled := s.lib.EnabledCaps()
+	utf8On := enabled.Has(goimap.CapUTF8Accept) || enabled.Has(goimap.CapIMAP4rev2)
 	var lineBuf []byte
 	flushLines := func() error {
 		if len(lineBuf) == 0 {
@@ -965,7 +967,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 					env = envelopeBytes(hdr)
 				}
 				var ok bool
-				if lineBuf, ok = appendFetch(lineBuf, it.clientSeq, &m, options, seenNow[m.UID], env); ok {
+				if lineBuf, ok = appendFetchUTF8(lineBuf, it.clientSeq, &m, options, seenNow[m.UID], env, utf8On); ok {
 					if len(lineBuf) >= corkSize {
 						if err := flushLines(); err != nil {
 							return err
