@@ -106,6 +106,10 @@ type Server struct {
 	// Resolvers ("host:port") answer the server's MX, SPF, DKIM and DMARC
 	// lookups; empty: the server's /etc/resolv.conf.
 	Resolvers []string
+	// RecipientDelimiter holds the characters that separate a local part
+	// from its detail (alice+lists@); nil: the server's default "+";
+	// "": no subaddresses.
+	RecipientDelimiter *string
 	// ServerBinary optionally overrides the binary uploaded on deploy.
 	DeclRange hcl.Range
 }

@@ -511,6 +511,7 @@ func (d *decoder) provider(b *hcl.Block) {
 var serverSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "hostname", Required: true}, {Name: "ipv4", Required: true}, {Name: "ipv6"}, {Name: "ptr"}, {Name: "resolvers"},
+		{Name: "recipient_delimiter"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}, {Type: "limits"}},
 }
@@ -562,6 +563,7 @@ func (d *decoder) server(b *hcl.Block) {
 			s.Resolvers = append(s.Resolvers, r)
 		}
 	}
+	d.recipientDelimiter(s, content.Attributes["recipient_delimiter"])
 	blocks := map[string]*hcl.Block{}
 	for _, blk := range content.Blocks {
 		if prev, dup := blocks[blk.Type]; dup {

@@ -102,6 +102,10 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 			sc.Outbound.Warmup = &serverconfig.Warmup{Weeks: w.Weeks, Start: w.Start, Overflow: w.Overflow}
 		}
 	}
+	if s.RecipientDelimiter != nil {
+		delims := *s.RecipientDelimiter
+		sc.RecipientDelimiter = &delims
+	}
 	if len(s.Resolvers) > 0 {
 		if sc.Outbound == nil {
 			sc.Outbound = &serverconfig.Outbound{}

@@ -62,3 +62,11 @@ func authCredentials(u User) (scopes []string, apps []auth.AppPassword) {
 	}
 	return scopes, apps
 }
+
+// Delimiter returns the recipient delimiter in effect.
+func (c *Config) Delimiter() string {
+	if c.RecipientDelimiter == nil {
+		return auth.DefaultRecipientDelimiter
+	}
+	return *c.RecipientDelimiter
+}

@@ -47,6 +47,9 @@ type Config struct {
 	Control string `json:"control,omitempty"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `json:"log_level,omitempty"`
+	// RecipientDelimiter holds the characters that separate a local part
+	// from its detail (alice+lists@ is alice@); absent: "+"; "": none.
+	RecipientDelimiter *string `json:"recipient_delimiter,omitempty"`
 }
 
 // Listen addresses ("host:port"). Defaults: smtp :25, submission :587,

@@ -202,6 +202,9 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("set up address directory: %w", err)
 	}
+	if err := d.dir.SetRecipientDelimiter(cfg.Delimiter()); err != nil {
+		return fmt.Errorf("set up address directory: %w", err)
+	}
 
 	// DKIM keys (generated on first start, never leave the server), the
 	// outbound queue, and the inbound checks of port 25.
@@ -556,6 +559,9 @@ func (d *daemon) applyReload(ctx context.Context) error {
 		return fmt.Errorf("users: %w", err)
 	}
 	if err := d.dir.Update(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
+		return fmt.Errorf("address directory: %w", err)
+	}
+	if err := d.dir.SetRecipientDelimiter(cfg.Delimiter()); err != nil {
 		return fmt.Errorf("address directory: %w", err)
 	}
 	d.signer.SetKeys(keys)
