@@ -193,6 +193,7 @@ func (c *Config) Validate() error {
 	c.validateLimits(&p)
 	c.validateAddresses(&p)
 	c.validateMail(&p)
+	c.validateSpam(&p)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}
