@@ -73,3 +73,26 @@ func TestServerSpam(t *testing.T) {
 		}
 	}
 }
+
+// TestPackages: apply installs rspamd on a VPS whose filter uses rspamd
+// on the server itself, not for a remote rspamd, a lab or no filter.
+func TestPackages(t *testing.T) {
+	t.Parallel()
+	vps := func(sp *config.Spam) *config.Server { return &config.Server{SSH: &config.SSH{}, Spam: sp} }
+	for _, tc := range []struct {
+		name string
+		srv  *config.Server
+		want string
+	}{
+		{"no filter", vps(nil), ""},
+		{"off", vps(&config.Spam{}), ""},
+		{"default url", vps(&config.Spam{Rspamd: true}), "rspamd"},
+		{"loopback", vps(&config.Spam{Rspamd: true, URL: "http://127.0.0.1:11333", ControllerURL: "http://localhost:11334"}), "rspamd"},
+		{"remote", vps(&config.Spam{Rspamd: true, URL: "http://10.0.0.5:11333"}), ""},
+		{"lab", &config.Server{Local: &config.Local{}, Spam: &config.Spam{Rspamd: true}}, ""},
+	} {
+		if got := strings.Join(desired.Packages(tc.srv), " "); got != tc.want {
+			t.Errorf("%s: packages %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
