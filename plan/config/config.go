@@ -101,6 +101,7 @@ type Server struct {
 	Relay    *Relay
 	Outbound *Outbound // nil: defaults (IPv6 preferred, no warm-up)
 	Inbound  *Inbound  // nil: defaults (Spamhaus ZEN, no greylisting)
+	Spam     *Spam     // nil: no content filtering
 	Limits   Limits    // zero values: the server's defaults (docs/security.md)
 	Ports    Ports
 	// Resolvers ("host:port") answer the server's MX, SPF, DKIM and DMARC

@@ -513,7 +513,7 @@ var serverSchema = &hcl.BodySchema{
 		{Name: "hostname", Required: true}, {Name: "ipv4", Required: true}, {Name: "ipv6"}, {Name: "ptr"}, {Name: "resolvers"},
 		{Name: "recipient_delimiter"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}, {Type: "limits"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}, {Type: "limits"}, {Type: "spam"}},
 }
 
 func (d *decoder) server(b *hcl.Block) {
@@ -627,6 +627,9 @@ func (d *decoder) server(b *hcl.Block) {
 	}
 	if blk := blocks["limits"]; blk != nil {
 		s.Limits = d.limits(blk)
+	}
+	if blk := blocks["spam"]; blk != nil {
+		s.Spam = d.spam(blk)
 	}
 	for _, o := range d.cfg.Servers {
 		if o.Name == s.Name {

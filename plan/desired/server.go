@@ -123,6 +123,10 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		// A lab has no business asking public blocklists about 127.0.0.1.
 		sc.Inbound = &serverconfig.Inbound{DNSBLZones: []string{}}
 	}
+	if sp := s.Spam; sp != nil && sp.Rspamd {
+		sc.Spam = &serverconfig.Spam{Rspamd: true, URL: sp.URL, ControllerURL: sp.ControllerURL,
+			RejectScore: sp.RejectScore, JunkScore: sp.JunkScore, Timeout: serverconfig.Duration(sp.Timeout)}
+	}
 	served := map[string]bool{}
 	for _, d := range cfg.Domains {
 		if d.Server != s {

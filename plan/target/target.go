@@ -240,7 +240,8 @@ func (c *Conn) Deploy(ctx context.Context, b Binary, configJSON []byte, restart 
 			health.ListenPorts = append(health.ListenPorts, port)
 		}
 	}
-	opts := remote.DeployOptions{Version: b.Version, Binary: f, SHA256: b.SHA256, Config: configJSON, Health: health, Logger: c.log, Restart: restart}
+	opts := remote.DeployOptions{Version: b.Version, Binary: f, SHA256: b.SHA256, Config: configJSON, Health: health, Logger: c.log, Restart: restart,
+		Packages: desired.Packages(c.srv)}
 	if c.lab != nil {
 		opts.Health.Host = desired.LabListenHost(c.srv)
 		return c.lab.Deploy(ctx, opts)

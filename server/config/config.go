@@ -42,6 +42,9 @@ type Config struct {
 	Relay *Relay `json:"relay,omitempty"`
 	// Inbound configures the checks on port 25 (server/inbound); nil: defaults.
 	Inbound *Inbound `json:"inbound,omitempty"`
+	// Spam turns on content filtering of port 25 with rspamd
+	// (server/spam); nil: none.
+	Spam *Spam `json:"spam,omitempty"`
 	// Control is the unix socket path that `mailctl serve status` talks to.
 	// Default <DataDir>/control.sock.
 	Control string `json:"control,omitempty"`

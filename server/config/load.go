@@ -198,6 +198,7 @@ func (c *Config) Validate() error {
 			p.add("recipient_delimiter", "%v", err)
 		}
 	}
+	c.validateSpam(&p)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}

@@ -83,7 +83,8 @@ type daemon struct {
 	keys    []dkim.Key // DKIM keys of the current configuration, for status (under mu)
 	dkimMu  sync.Mutex // serialises DKIM rotation steps and reloads
 	queue   *queue.Queue
-	errs    *errorLog // the last errors logged, for status
+	errs    *errorLog   // the last errors logged, for status
+	spam    *spamFilter // nil: no content filtering
 
 	mu            sync.Mutex
 	cfg           *config.Config
@@ -229,6 +230,8 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
 	}
+	d.spam = newSpamFilter(cfg, checker, d.st, resolver, log.With("component", "spam"))
+	defer d.spam.close()
 	qopts, err := queue.OptionsFromConfig(cfg, resolver, d.signer, d.dir, d.st, log.With("component", "queue"))
 	if err != nil {
 		return fmt.Errorf("outbound queue: %w", err)
@@ -324,7 +327,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		var in smtp.Inbound
 		var dir smtp.Directory = submissionDirectory{d.dir, d.st}
 		if m.mode == smtp.ModeMX {
-			in, dir = checker, d.dir
+			in, dir = d.spam.inbound(checker), d.dir
 		}
 		srv, err := smtp.New(smtp.Options{
 			Queue:     d.queue,
@@ -365,6 +368,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			Logger:      log.With("component", m.name),
 			AppendLimit: appendLimit(cfg.Limits.MaxMessageBytes),
 			ConnLimits:  imapLimits,
+			Transferred: d.spam.transferred(),
 		}))
 	}
 	d.web = web.New(cfg, web.Options{Metrics: d.metrics, Health: d.health, Logger: log.With("component", "web"), DAV: d.davHandler()})
@@ -635,6 +639,7 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		st.Users = append(st.Users, UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n})
 	}
 	sort.Slice(st.Users, func(i, j int) bool { return st.Users[i].Address < st.Users[j].Address })
+	st.Spam = d.spam.status()
 	if err := d.opsStatus(ctx, st, cfg.DataDir); err != nil {
 		return nil, err
 	}

@@ -751,6 +751,7 @@ func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, err
 	if len(res.SourceUIDs) == 0 {
 		return nil, nil // nothing copied: no COPYUID
 	}
+	s.transferred(dest, res)
 	s.view.sm.mu.Lock()
 	self := res.UIDValidity == s.view.sm.mb.UIDValidity // unique per user
 	s.view.sm.mu.Unlock()
@@ -781,6 +782,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 	if len(res.SourceUIDs) == 0 {
 		return nil
 	}
+	s.transferred(dest, res)
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
 	}
