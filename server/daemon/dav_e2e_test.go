@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"archive/tar"
 	"crypto/tls"
 	"io"
 	"net/http"
@@ -19,7 +20,7 @@ const davEvent = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:
 // listener with the mail password (argon2id, through server/auth), the
 // /.well-known/caldav redirect, and a calendar object survives
 // `serve backup`, a wiped data directory and `serve restore` with its
-// ETag and sync token.
+// ETag and sync token; `serve export -dav` writes it as .ics.
 func TestDAVServeBackupRestore(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	cfgPath := filepath.Join(t.TempDir(), "server.json")
@@ -95,6 +96,33 @@ func TestDAVServeBackupRestore(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != etag || !strings.Contains(body, "Survives a restore") {
 		t.Fatalf("GET after restore: %s etag %q (was %q)\n%s", resp.Status, resp.Header.Get("ETag"), etag, body)
 	}
+	// serve export -dav: the calendar as one .ics, the contacts as .vcf.
+	var tarOut, tarErr strings.Builder
+	export := exec.Command(mailctlBin, "serve", "export", "-dav", "-user", "alice@example.test", "-config", cfgPath)
+	export.Stdout, export.Stderr = &tarOut, &tarErr
+	if err := export.Run(); err != nil {
+		t.Fatalf("serve export -dav: %v: %s", err, tarErr.String())
+	}
+	files := map[string]string{}
+	tr := tar.NewReader(strings.NewReader(tarOut.String()))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("serve export -dav output: %v", err)
+		}
+		b, _ := io.ReadAll(tr)
+		files[h.Name] = string(b)
+	}
+	if !strings.Contains(files["calendars/default.ics"], "SUMMARY:Survives a restore") || len(files) != 2 {
+		t.Errorf("serve export -dav files: %q", files)
+	}
+	if b, err := exec.Command(mailctlBin, "serve", "export", "-dav", "-user", "nobody@example.test", "-config", cfgPath).CombinedOutput(); err == nil || strings.Count(strings.TrimSpace(string(b)), "\n") > 0 {
+		t.Errorf("serve export -dav of an unknown user: %v %q, want an error in one line", err, b)
+	}
+
 	resp, ms = do("REPORT", "/dav/alice@example.test/calendars/default/", "alice-pw",
 		strings.Replace(syncReq, "<sync-token/>", "<sync-token>"+token+"</sync-token>", 1), "Content-Type", "application/xml")
 	if resp.StatusCode != http.StatusMultiStatus || strings.Contains(ms, "<D:response>") {
