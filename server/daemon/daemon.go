@@ -412,7 +412,8 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	defer signal.Stop(hup)
 	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue }, d.backup,
 		func(mux *http.ServeMux) { handleDKIM(mux, d.dkimAction) },
-		func(mux *http.ServeMux) { handleMailTransfer(mux, d.st, log.With("component", "export")) })
+		func(mux *http.ServeMux) { handleMailTransfer(mux, d.st, log.With("component", "export")) },
+		d.addDAVControl)
 
 	log.Info("mail server ready", "listeners", listeners, "control", cfg.Control, "tls_mode", cfg.TLS.Mode)
 	// What start-up touched (package initialisation, the configuration
