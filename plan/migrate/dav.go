@@ -206,24 +206,64 @@ func newDAVSide(ctx context.Context, ep DAVEndpoint, cred Credentials, timeout t
 		s.auth = func(req *http.Request) { req.SetBasicAuth(user, pw) }
 	}
 	hc := davHTTP{s}
-	var err error
 	if ep.CalDAV != "" {
-		if s.base["calendars"], err = parseDAVURL(ep.CalDAV, side); err != nil {
+		u, err := parseDAVURL(ep.CalDAV, side)
+		if err != nil {
 			return nil, err
 		}
-		if s.cal, err = caldav.NewClient(hc, ep.CalDAV); err != nil {
+		u = s.wellKnown(ctx, u, "caldav")
+		s.base["calendars"] = u
+		if s.cal, err = caldav.NewClient(hc, u.String()); err != nil {
 			return nil, fmt.Errorf("%s CalDAV URL %q: %w", side, ep.CalDAV, err)
 		}
 	}
 	if ep.CardDAV != "" {
-		if s.base["contacts"], err = parseDAVURL(ep.CardDAV, side); err != nil {
+		u, err := parseDAVURL(ep.CardDAV, side)
+		if err != nil {
 			return nil, err
 		}
-		if s.card, err = carddav.NewClient(hc, ep.CardDAV); err != nil {
+		u = s.wellKnown(ctx, u, "carddav")
+		s.base["contacts"] = u
+		if s.card, err = carddav.NewClient(hc, u.String()); err != nil {
 			return nil, fmt.Errorf("%s CardDAV URL %q: %w", side, ep.CardDAV, err)
 		}
 	}
 	return s, nil
+}
+
+// wellKnown resolves a URL without a path (https://host/) to the context
+// path that its server names at /.well-known/caldav or /.well-known/carddav
+// (RFC 6764 section 5) when it redirects there, on the same host name and
+// not from https to http (the credentials follow). Otherwise, or when
+// the server does not answer, the URL stays as it is.
+func (s *davSide) wellKnown(ctx context.Context, u *url.URL, kind string) *url.URL {
+	if u.Path != "" && u.Path != "/" {
+		return u
+	}
+	wk := u.ResolveReference(&url.URL{Path: "/.well-known/" + kind})
+	req, err := http.NewRequestWithContext(ctx, "PROPFIND", wk.String(), nil)
+	if err != nil {
+		return u
+	}
+	req.Header.Set("Depth", "0")
+	s.auth(req)
+	c := *s.http
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Do(req)
+	if err != nil {
+		return u
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode/100 != 3 || loc == "" {
+		return u
+	}
+	l, err := wk.Parse(loc)
+	if err != nil || l.Hostname() != u.Hostname() || (l.Scheme != u.Scheme && l.Scheme != "https") {
+		return u
+	}
+	return l
 }
 
 func parseDAVURL(s, side string) (*url.URL, error) {

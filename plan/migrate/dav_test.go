@@ -348,3 +348,28 @@ func TestMigrateDAVResume(t *testing.T) {
 		t.Errorf("third run: copied %d, skipped %d, err %v; want 0, 40", u.DAVCopied, u.DAVSkipped, err)
 	}
 }
+
+// TestMigrateDAVWellKnown gives the source as a bare https://host/ whose
+// server only redirects /.well-known/caldav and /.well-known/carddav (RFC
+// 6764) to the context path, here another port of the same host: the copy
+// follows the redirects.
+func TestMigrateDAVWellKnown(t *testing.T) {
+	src := testenv.StartRadicale(t, testenv.RadicaleUser{Name: davUser, Password: davSrcPass})
+	dst := testenv.StartRadicale(t, testenv.RadicaleUser{Name: davUser, Password: davDstPass})
+	fx := seedDAV(t, src, 3, 1, 2)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/caldav", "/.well-known/carddav":
+			http.Redirect(w, r, src.URL, http.StatusMovedPermanently)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer front.Close()
+	sum, err := migrate.Run(context.Background(), []migrate.Job{davJob(front.URL+"/", dst.URL)},
+		migrate.Options{State: filepath.Join(t.TempDir(), "dav.db")})
+	if u := sum.Users[0]; err != nil || !sum.OK() || u.DAVCopied != 6 {
+		t.Fatalf("run: err %v, copied %d, errors %v %v; want 6 copied", err, u.DAVCopied, u.DAVErrors, u.Failures)
+	}
+	checkTarget(t, dst.URL, fx)
+}
