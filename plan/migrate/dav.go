@@ -40,7 +40,11 @@ import (
 // the target path: a re-run copies nothing, an object whose ETag changed
 // at the source is copied again (updated at the target), and one missing
 // from the target (deleted there, a target set up again) is copied again.
-// Deletions at the source are not carried over, as with mail.
+// Deletions at the source are not carried over, as with mail. Besides the
+// MKCOL, two requests are written here rather than taken from go-webdav:
+// the PUT (go-webdav's re-encodes and does not return the status text of
+// a refusal) and, when the library's listing fails because the server
+// leaves out getcontentlength, a PROPFIND of getetag alone.
 
 // Google's CalDAV and CardDAV endpoints, the defaults of a Google source.
 const (
@@ -559,7 +563,9 @@ func (r *runner) davFail(f *FolderSummary, reason string) {
 	r.log.Warn("object not copied", "collection", f.Source, "reason", reason)
 }
 
-// list returns the objects of a collection: href -> ETag.
+// list returns the objects of a collection: href -> ETag. go-webdav's
+// ReadDir fails on a server that leaves out getcontentlength; then a
+// PROPFIND of getetag alone, read here, lists the collection.
 func (s *davSide) list(ctx context.Context, k davKind, coll string) (map[string]string, error) {
 	wc := s.card.Client
 	if k == kindCalendars {
@@ -567,7 +573,14 @@ func (s *davSide) list(ctx context.Context, k davKind, coll string) (map[string]
 	}
 	infos, err := wc.ReadDir(ctx, coll, false)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		out, err2 := s.listETags(ctx, k, coll)
+		if err2 != nil {
+			return nil, fmt.Errorf("%w (and PROPFIND getetag: %v)", err, err2)
+		}
+		return out, nil
 	}
 	out := map[string]string{}
 	for _, fi := range infos {
@@ -575,6 +588,61 @@ func (s *davSide) list(ctx context.Context, k davKind, coll string) (map[string]
 			continue
 		}
 		out[fi.Path] = fi.ETag
+	}
+	return out, nil
+}
+
+// multistatus is the part of a PROPFIND answer (RFC 4918 section 14.16)
+// that listETags reads.
+type multistatus struct {
+	Responses []struct {
+		Href     string `xml:"DAV: href"`
+		Propstat []struct {
+			Status string `xml:"DAV: status"`
+			Prop   struct {
+				ETag         string `xml:"DAV: getetag"`
+				ResourceType struct {
+					Collection *struct{} `xml:"DAV: collection"`
+				} `xml:"DAV: resourcetype"`
+			} `xml:"DAV: prop"`
+		} `xml:"DAV: propstat"`
+	} `xml:"DAV: response"`
+}
+
+// listETags lists a collection with a PROPFIND of getetag and resourcetype.
+func (s *davSide) listETags(ctx context.Context, k davKind, coll string) (map[string]string, error) {
+	u := s.base[k.name].ResolveReference(&url.URL{Path: coll})
+	body := `<?xml version="1.0" encoding="utf-8"?>` + "\n" +
+		`<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><D:resourcetype/></D:prop></D:propfind>`
+	req, err := http.NewRequestWithContext(ctx, "PROPFIND", u.String(), strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Depth", "1")
+	req.Header.Set("Content-Type", `application/xml; charset="utf-8"`)
+	resp, err := davHTTP{s}.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusMultiStatus {
+		return nil, fmt.Errorf("PROPFIND: %s", resp.Status)
+	}
+	var ms multistatus
+	if err := xml.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&ms); err != nil {
+		return nil, fmt.Errorf("PROPFIND: %w", err)
+	}
+	out := map[string]string{}
+	for _, r := range ms.Responses {
+		h, err := url.Parse(strings.TrimSpace(r.Href))
+		if err != nil || dirPath(h.Path) == dirPath(coll) {
+			continue
+		}
+		for _, ps := range r.Propstat {
+			if strings.Contains(ps.Status, " 200") && ps.Prop.ResourceType.Collection == nil {
+				out[h.Path] = strings.Trim(ps.Prop.ETag, `"`)
+			}
+		}
 	}
 	return out, nil
 }
