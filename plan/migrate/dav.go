@@ -42,8 +42,9 @@ import (
 // from the target (deleted there, a target set up again) is copied again.
 // Deletions at the source are not carried over, as with mail. Besides the
 // MKCOL, two requests are written here rather than taken from go-webdav:
-// the PUT (go-webdav's re-encodes and does not return the status text of
-// a refusal) and, when the library's listing fails because the server
+// the PUT (go-webdav's takes a parsed object to encode again, while the
+// copy already holds the bytes, and drops the body of a refusal, which
+// says why) and, when the library's listing fails because the server
 // leaves out getcontentlength, a PROPFIND of getetag alone.
 
 // Google's CalDAV and CardDAV endpoints, the defaults of a Google source.
