@@ -50,6 +50,9 @@ type Status struct {
 	Queue      *QueueStatus `json:"queue,omitempty"`
 	Disk       *DiskStatus  `json:"disk,omitempty"`
 	LastErrors []LogRecord  `json:"last_errors"`
+
+	// Spam is the rspamd filter's state; nil when not configured.
+	Spam *SpamStatus `json:"spam,omitempty"`
 }
 
 // ReloadState is the outcome of the last SIGHUP.
@@ -139,4 +142,24 @@ type LogRecord struct {
 	Message string    `json:"message"`
 	// Attrs are the record's attributes as key=value pairs.
 	Attrs string `json:"attrs,omitempty"`
+}
+
+// SpamStatus is the rspamd filter of port 25 (server/spam), when
+// configured.
+type SpamStatus struct {
+	URL      string `json:"url"`
+	Scanned  int64  `json:"scanned"`
+	Rejected int64  `json:"rejected"`
+	Junk     int64  `json:"junk"`
+	// Unscanned counts the messages accepted without a scan because
+	// rspamd could not be reached.
+	Unscanned int64 `json:"unscanned"`
+	// UnreachableSince is set while scans fail: since the first failure
+	// after the last success.
+	UnreachableSince *time.Time `json:"unreachable_since,omitempty"`
+	LastError        string     `json:"last_error,omitempty"`
+	// Learned and LearnFailures count the messages posted to rspamd's
+	// controller after a move into or out of Junk.
+	Learned       int64 `json:"learned"`
+	LearnFailures int64 `json:"learn_failures"`
 }

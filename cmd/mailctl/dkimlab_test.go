@@ -177,6 +177,14 @@ func TestDKIMRotationLab(t *testing.T) {
 		t.Fatalf("plan after dkim rotate = %d:\n%s", code, out)
 	}
 
+	// -target dkim.DOMAIN plans the rotation with the records it needs,
+	// and nothing else of the domain.
+	out, code = mailctl(t, bin, "-chdir", dir, "plan", "-detailed-exitcode", "-target", "dkim.example.test")
+	if code != 2 || !strings.Contains(out, "~ dkim.example.test") || !strings.Contains(out, "+ "+next+"-ed25519._domainkey TXT") ||
+		!strings.Contains(out, "2 to add, 1 to change, 0 to destroy") {
+		t.Fatalf("plan -target dkim.example.test = %d:\n%s", code, out)
+	}
+
 	// -wait=0 publishes the new key but cannot check its propagation: the
 	// old key still signs.
 	out, code = mailctl(t, bin, "-chdir", dir, "apply", "-auto-approve", "-verify=false", "-wait=0")

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/term"
@@ -16,7 +19,7 @@ import (
 func init() {
 	register(&command{
 		name:     "passwd",
-		synopsis: "read a password and print its argon2id hash for password_hash",
+		synopsis: "read a password and print its argon2id hash for password_hash, or make an app password",
 		run:      runPasswd,
 	})
 }
@@ -24,13 +27,27 @@ func init() {
 // runPasswd reads a password, without echo and twice on a terminal, or as
 // one line of standard input otherwise, and prints its argon2id PHC hash.
 func runPasswd(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "passwd", "[< password-file]")
+	fs := newFlagSet(e, "passwd", "[< password-file] | -app NAME [-scopes imap,smtp]")
+	app := fs.String("app", "", "make a random app password for the device `NAME` and print its app_password block")
+	scopes := fs.String("scopes", strings.Join(auth.Scopes, ","), "with -app: the protocols the app password logs in to (`list` of imap, smtp)")
 	setUsageFooter(fs, func(w io.Writer) {
 		fmt.Fprintln(w, "Reads a password (without echo on a terminal, asked twice) and prints")
 		fmt.Fprintln(w, "its argon2id hash for a user's password_hash attribute.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "With -app NAME, reads nothing: draws a random app password (16 letters,")
+		fmt.Fprintln(w, "shown once on standard error) and prints the app_password block that")
+		fmt.Fprintln(w, "holds its hash on standard output, for the user's block.")
 	})
 	if done, code := parseFlags(fs, args); done {
 		return code
+	}
+	scopesSet := false
+	fs.Visit(func(f *flag.Flag) { scopesSet = scopesSet || f.Name == "scopes" })
+	if *app != "" || scopesSet {
+		if fs.NArg() > 0 {
+			return errorf(e, "passwd -app takes no arguments besides its flags")
+		}
+		return runPasswdApp(e, *app, *scopes)
 	}
 	if fs.NArg() > 0 {
 		return errorf(e, "passwd takes no arguments (a password on the command line would end up in the shell history); it reads standard input")
@@ -47,6 +64,42 @@ func runPasswd(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "passwd: hash the password: %v", err)
 	}
 	fmt.Fprintln(e.Stdout, hash)
+	return exitOK
+}
+
+// runPasswdApp draws an app password for the device name, shows it on
+// standard error and prints its app_password block on standard output
+// (which may be appended to a configuration file: the password itself
+// must not end up there).
+func runPasswdApp(e *env, name, scopeList string) int {
+	if name == "" {
+		return errorf(e, "passwd: -scopes needs -app NAME")
+	}
+	if !auth.ValidAppPasswordName(name) {
+		return errorf(e, "passwd: app password name %q: want 1 to 40 letters, digits, '.', '_' or '-'", name)
+	}
+	var scopes []string
+	for _, s := range strings.Split(scopeList, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(auth.Scopes, s) {
+			return errorf(e, "passwd: scope %q: want a comma-separated list of %s", s, strings.Join(auth.Scopes, ", "))
+		}
+		if !slices.Contains(scopes, s) {
+			scopes = append(scopes, s)
+		}
+	}
+	pw, hash, err := auth.GenerateAppPassword()
+	if err != nil {
+		return errorf(e, "passwd: %v", err)
+	}
+	fmt.Fprintf(e.Stderr, "App password for %s: %s\n", name, pw)
+	fmt.Fprintln(e.Stderr, "Type it in the device's account settings now: it is shown only once (spaces do not matter).")
+	fmt.Fprintln(e.Stderr, "Put this block in the user's block and apply; delete the block to revoke it:")
+	quoted := make([]string, len(scopes))
+	for i, s := range scopes {
+		quoted[i] = strconv.Quote(s)
+	}
+	fmt.Fprintf(e.Stdout, "app_password %s {\n  hash   = %s\n  scopes = [%s]\n}\n", strconv.Quote(name), strconv.Quote(hash), strings.Join(quoted, ", "))
 	return exitOK
 }
 

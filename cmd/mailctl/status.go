@@ -26,17 +26,23 @@ const (
 	queueOldestWarn = 24 * time.Hour
 	diskFreeWarnPct = 10
 	quotaWarnPct    = 90
+	// dkimPendingWarn: a new DKIM selector is published and activated by
+	// the apply that generated it; pending longer means that apply was
+	// interrupted or ran with -wait=0 and nothing finished it.
+	dkimPendingWarn = 24 * time.Hour
 )
 
 const statusHelp = `For each server: its state, release and version, uptime, outbound queue
 (count, oldest message, why messages wait), certificates, disk of the data
-directory, mailbox sizes against quotas, the last errors the server logged
-and the store records it quarantined.
+directory, mailbox sizes against quotas, each domain's DKIM selectors and their
+rotation state, the last errors the server logged and the store records it
+quarantined.
 
 A server needs attention when it is not running, a certificate expires in
 less than 14 days, the oldest queued message waits for more than a day, the
-disk has less than 10 % free, a user is over 90 % of their quota, or the
-store quarantined records.
+disk has less than 10 % free, a user is over 90 % of their quota, a new
+DKIM selector waits for more than a day to be activated, or the store
+quarantined records.
 
 Exit status: 0 all is well, 2 a server needs attention, 1 on error (a server
 that could not be reached or read is reported as "unknown", never as not
@@ -71,6 +77,7 @@ type serverReport struct {
 	Certificates  []certReport         `json:"certificates,omitempty"`
 	Disk          *diskReport          `json:"disk,omitempty"`
 	Users         []userReport         `json:"users,omitempty"`
+	DKIM          []dkimReport         `json:"dkim,omitempty"`
 	LastErrors    []contract.LogRecord `json:"last_errors,omitempty"`
 	Quarantine    []quarantineReport   `json:"store_quarantine,omitempty"`
 	Attention     []string             `json:"attention"`
@@ -104,6 +111,16 @@ type userReport struct {
 	UsedBytes  int64   `json:"used_bytes"`
 	QuotaBytes int64   `json:"quota_bytes"`
 	QuotaUsed  float64 `json:"quota_used_percent,omitempty"`
+}
+
+// dkimReport is one DKIM selector of a domain (its ed25519 and rsa keys
+// together) and its place in a rotation.
+type dkimReport struct {
+	Domain   string     `json:"domain"`
+	Selector string     `json:"selector"`
+	State    string     `json:"state"`
+	Created  *time.Time `json:"created,omitempty"`
+	Retired  *time.Time `json:"retired,omitempty"`
 }
 
 type quarantineReport struct {
@@ -279,6 +296,13 @@ func buildServerReport(name string, obs remote.Observation, err error, now time.
 		}
 		r.Users = append(r.Users, ur)
 	}
+	r.DKIM = dkimReports(st.DKIM)
+	for _, k := range r.DKIM {
+		if k.State == contract.DKIMStatePending && k.Created != nil && now.Sub(*k.Created) > dkimPendingWarn {
+			r.Attention = append(r.Attention, fmt.Sprintf("DKIM selector %s of %s is pending since %s, not signing: run mailctl apply to publish and activate it",
+				k.Selector, k.Domain, k.Created.Format("2006-01-02")))
+		}
+	}
 	r.LastErrors = st.LastErrors
 	for _, q := range st.Quarantine {
 		r.Quarantine = append(r.Quarantine, quarantineReport{Time: q.Time, User: q.User, Kind: q.Kind, Mailbox: q.Mailbox, UID: q.UID, Error: q.Error, File: q.File})
@@ -287,6 +311,39 @@ func buildServerReport(name string, obs remote.Observation, err error, now time.
 		r.Attention = append(r.Attention, fmt.Sprintf("the store quarantined %s (see store/quarantine/ in the data directory)", plural(n, "unreadable record")))
 	}
 	return r
+}
+
+// dkimReports groups the server's DKIM keys by domain and selector (a
+// selector's ed25519 and rsa keys share their state), in the server's
+// order.
+func dkimReports(keys []contract.DKIMKey) []dkimReport {
+	var out []dkimReport
+	seen := map[[2]string]bool{}
+	for _, k := range keys {
+		sel := k.Selector
+		for _, alg := range []contract.DKIMAlgorithm{contract.DKIMEd25519, contract.DKIMRSA} {
+			if b, ok := strings.CutSuffix(sel, "-"+string(alg)); ok {
+				sel = b
+				break
+			}
+		}
+		id := [2]string{k.Domain, sel}
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		r := dkimReport{Domain: k.Domain, Selector: sel, State: k.State}
+		if !k.Created.IsZero() {
+			t := k.Created.UTC()
+			r.Created = &t
+		}
+		if !k.Retired.IsZero() {
+			t := k.Retired.UTC()
+			r.Retired = &t
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // percent is 100*a/b rounded to one decimal.
@@ -363,6 +420,16 @@ func printStatusReport(w io.Writer, rep statusReport) {
 				quota = fmt.Sprintf("%.1f %% of %s", u.QuotaUsed, bytesIEC(u.QuotaBytes))
 			}
 			fmt.Fprintf(w, "  user         %s: %d messages, %s (%s)\n", u.Address, u.Messages, bytesIEC(u.UsedBytes), quota)
+		}
+		for _, k := range s.DKIM {
+			line := k.State
+			switch {
+			case k.Retired != nil:
+				line += " since " + k.Retired.Format("2006-01-02")
+			case k.Created != nil:
+				line += ", created " + k.Created.Format("2006-01-02")
+			}
+			fmt.Fprintf(w, "  dkim         %s %s: %s\n", k.Domain, k.Selector, line)
 		}
 		if s.State == remote.StateRunning {
 			if len(s.LastErrors) == 0 {

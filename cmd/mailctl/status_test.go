@@ -29,7 +29,17 @@ func healthyStatus() contract.Status {
 		QueueMessages: 1,
 		Queue: &contract.QueueStatus{Messages: 1, Oldest: &oldest, Deferrals: []contract.Deferral{
 			{Reason: "example.net: 451 4.7.1 greylisted, try again later", Messages: 1}}},
-		Disk:       &contract.DiskStatus{Path: "/var/lib/mailctl", TotalBytes: 20 << 30, FreeBytes: 15 << 30, UsedBytes: 5 << 30},
+		Disk: &contract.DiskStatus{Path: "/var/lib/mailctl", TotalBytes: 20 << 30, FreeBytes: 15 << 30, UsedBytes: 5 << 30},
+		DKIM: []contract.DKIMKey{
+			{Domain: "example.org", Selector: "mailctl-ed25519", Algorithm: "ed25519", State: contract.DKIMStateRetired,
+				Created: statusNow.Add(-200 * 24 * time.Hour), Retired: statusNow.Add(-3 * 24 * time.Hour)},
+			{Domain: "example.org", Selector: "mailctl-rsa", Algorithm: "rsa", State: contract.DKIMStateRetired,
+				Created: statusNow.Add(-200 * 24 * time.Hour), Retired: statusNow.Add(-3 * 24 * time.Hour)},
+			{Domain: "example.org", Selector: "mailctl-20261204-ed25519", Algorithm: "ed25519", State: contract.DKIMStateSigning,
+				Created: statusNow.Add(-3 * 24 * time.Hour)},
+			{Domain: "example.org", Selector: "mailctl-20261204-rsa", Algorithm: "rsa", State: contract.DKIMStateSigning,
+				Created: statusNow.Add(-3 * 24 * time.Hour)},
+		},
 		LastErrors: []contract.LogRecord{},
 		Quarantine: []contract.QuarantineEntry{},
 	}
@@ -47,6 +57,10 @@ func troubledStatus() contract.Status {
 	st.Users[0].UsedBytes = 950 << 20
 	st.LastErrors = []contract.LogRecord{{Time: statusNow.Add(-time.Hour), Level: "ERROR",
 		Message: "reload failed; keeping the previous configuration", Attrs: `problems="[hostname is empty]"`}}
+	for _, alg := range []string{"ed25519", "rsa"} {
+		st.DKIM = append(st.DKIM, contract.DKIMKey{Domain: "example.org", Selector: "mailctl-20261205-" + alg, Algorithm: alg,
+			State: contract.DKIMStatePending, Created: statusNow.Add(-49 * time.Hour)})
+	}
 	st.Quarantine = []contract.QuarantineEntry{{Time: statusNow.Add(-2 * time.Hour), User: "bob@example.org", Kind: "message",
 		Mailbox: "INBOX", UID: 17, Error: "decode message record: unexpected EOF", File: "20261207T060000-1.json"}}
 	return st
@@ -76,6 +90,7 @@ func TestStatusAttention(t *testing.T) {
 		"certificate mail.example.org expires in 10 days (2026-12-17)",
 		"disk of /var/lib/mailctl has 5.0 % free (1.0 GiB)",
 		"alice@example.org uses 92.8 % of their quota (950.0 MiB of 1.0 GiB)",
+		"DKIM selector mailctl-20261205 of example.org is pending since 2026-12-05, not signing: run mailctl apply to publish and activate it",
 		"the store quarantined 1 unreadable record (see store/quarantine/ in the data directory)",
 	}
 	if strings.Join(r.Attention, "\n") != strings.Join(want, "\n") {
@@ -88,6 +103,8 @@ func TestStatusAttention(t *testing.T) {
 	st.Certificates[0].NotAfter = statusNow.Add(14*24*time.Hour + time.Minute)
 	st.Disk.FreeBytes = st.Disk.TotalBytes / 10
 	st.Users[0].UsedBytes = st.Users[0].QuotaBytes * 9 / 10
+	st.DKIM = append(st.DKIM, contract.DKIMKey{Domain: "example.org", Selector: "mailctl-20261207-ed25519", Algorithm: "ed25519",
+		State: contract.DKIMStatePending, Created: statusNow.Add(-23 * time.Hour)})
 	if r := buildServerReport("mx1", observation(t, st), nil, statusNow); len(r.Attention) != 0 {
 		t.Errorf("server at the thresholds: attention %q, want none", r.Attention)
 	}

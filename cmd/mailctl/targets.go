@@ -66,6 +66,13 @@ func resourceChanges(cfg *config.Config) []plan.Change {
 			changes = append(changes, plan.Change{Address: "user." + u.Address})
 		}
 	}
+	// A domain's DKIM rotation (plan/dkimrotate) exists where its keys
+	// are made on a server and published through a DNS provider.
+	for _, d := range cfg.Domains {
+		if d.Server != nil && d.DNS != nil {
+			changes = append(changes, plan.Change{Address: "dkim." + d.Name})
+		}
+	}
 	return changes
 }
 

@@ -20,7 +20,7 @@ func TestTargetTypo(t *testing.T) {
 		if code := runCLI(t, e, cmd...); code != 1 {
 			t.Errorf("%v = %d, want 1\n%s%s", cmd, code, out, errb)
 		}
-		if want := `-target dns.exmaple.org matches no resource of the configuration. Did you mean "dns.example.org"? Valid addresses: dns.example.org, server.mx1`; !strings.Contains(errb.String(), want) {
+		if want := `-target dns.exmaple.org matches no resource of the configuration. Did you mean "dns.example.org"? Valid addresses: dkim.example.org, dns.example.org, server.mx1`; !strings.Contains(errb.String(), want) {
 			t.Errorf("%v: stderr lacks %q:\n%s", cmd, want, errb)
 		}
 		if strings.Contains(out.String(), "No changes") {
@@ -28,7 +28,7 @@ func TestTargetTypo(t *testing.T) {
 		}
 	}
 	// Valid targets: a domain, a record set, a server, everything under dns.
-	for _, target := range []string{"dns.example.org", "dns.example.org._dmarc.TXT", "server.mx1", "dns"} {
+	for _, target := range []string{"dns.example.org", "dns.example.org._dmarc.TXT", "server.mx1", "dns", "dkim.example.org"} {
 		e, out, errb := testEnv(dir)
 		if code := runCLI(t, e, "plan", "-refresh=false", "-target", target); code != 0 {
 			t.Errorf("plan -target %s = %d\n%s%s", target, code, out, errb)

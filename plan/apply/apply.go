@@ -187,7 +187,9 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 				return nil
 			}
 			// The whole zone in one call: one rewrite, serial bump and
-			// reload of a zone file; one RFC 2136 UPDATE. All or nothing.
+			// reload of a zone file; one RFC 2136 UPDATE; Cloudflare's
+			// batches. All or nothing, or the first changes as a
+			// dns.PartialError counts them.
 			edits := make([]dns.SetEdit, len(changes))
 			for i, c := range changes {
 				edits[i].Del, edits[i].Add = plan.DNSEdits(c)
@@ -201,10 +203,14 @@ func DNS(ctx context.Context, p *plan.Plan, provs map[string]dns.Provider, opts 
 			err := za.ApplyZone(ctx, c0.Zone, edits)
 			done()
 			if err != nil {
+				n := min(dns.Applied(err), len(changes))
+				for _, c := range changes[:n] {
+					count(c)
+				}
 				if len(changes) == 1 {
-					fail(0, fmt.Errorf("apply %s in zone %s: %w", c0.Address, c0.Zone, err))
+					fail(n, fmt.Errorf("apply %s in zone %s: %w", c0.Address, c0.Zone, err))
 				} else {
-					fail(0, fmt.Errorf("apply %d changes in zone %s: %w", len(changes), c0.Zone, err))
+					fail(n, fmt.Errorf("apply %d changes in zone %s: %w", len(changes), c0.Zone, err))
 				}
 				return nil // stop this zone, keep the others going
 			}

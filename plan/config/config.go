@@ -271,7 +271,11 @@ type User struct {
 	PasswordHash Value
 	Aliases      []string
 	QuotaBytes   int64
-	DeclRange    hcl.Range
+	// PasswordScopes restricts the main password to these protocols
+	// ("imap", "smtp"); nil: every one; empty: none.
+	PasswordScopes []string
+	AppPasswords   []*AppPassword
+	DeclRange      hcl.Range
 }
 
 // Alias is an `alias "<address>"` block; "@domain" is a catch-all.

@@ -1128,9 +1128,9 @@ func (d *decoder) checkReportURIs(a *hcl.Attribute, uris []string, httpsOK bool)
 }
 
 func (d *decoder) user(b *hcl.Block) {
-	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: append([]hcl.AttributeSchema{
 		{Name: "name"}, {Name: "password_hash", Required: true}, {Name: "aliases"}, {Name: "quota"},
-	}})
+	}, userCredentialAttrs...), Blocks: userCredentialBlocks})
 	d.diags = append(d.diags, diags...)
 	u := &User{Address: strings.ToLower(b.Labels[0]), DeclRange: b.DefRange}
 	if !validMailbox(u.Address) {
@@ -1170,6 +1170,7 @@ func (d *decoder) user(b *hcl.Block) {
 			u.QuotaBytes = q
 		}
 	}
+	d.userCredentials(u, c)
 	d.cfg.Users = append(d.cfg.Users, u)
 }
 

@@ -136,10 +136,18 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		if !inServed(u.Address) {
 			continue
 		}
-		sc.Users = append(sc.Users, serverconfig.User{
+		su := serverconfig.User{
 			Address: u.Address, Name: u.Name, PasswordHash: u.PasswordHash.Str,
 			Aliases: u.Aliases, QuotaBytes: u.QuotaBytes,
-		})
+		}
+		if u.PasswordScopes != nil {
+			scopes := append([]string{}, u.PasswordScopes...)
+			su.PasswordScopes = &scopes
+		}
+		for _, ap := range u.AppPasswords {
+			su.AppPasswords = append(su.AppPasswords, serverconfig.AppPassword{Name: ap.Name, Hash: ap.Hash.Str, Scopes: ap.Scopes})
+		}
+		sc.Users = append(sc.Users, su)
 	}
 	for _, a := range cfg.Aliases {
 		if inServed(a.Address) {

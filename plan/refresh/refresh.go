@@ -143,7 +143,7 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 	}
 	var sel []desired.RRSet
 	for _, w := range want {
-		if !plan.Selected(plan.Change{Address: w.Address(), Domain: w.Domain}, opts.Targets) {
+		if !plan.Selected(plan.Change{Address: w.Address(), Domain: w.Domain}, opts.Targets) && !dkimRecordOf(w, opts.Targets) {
 			continue
 		}
 		if w.Unknown && opts.Servers != nil {
@@ -230,6 +230,14 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 	}
 	p.Sort()
 	return p, st, nil
+}
+
+// dkimRecordOf reports whether w is a DKIM key record of a domain whose
+// rotation is targeted (-target dkim.example.org): like Terraform's
+// -target, a resource brings what it depends on, and a rotation's
+// activation waits for its new selector's records.
+func dkimRecordOf(w desired.RRSet, targets []string) bool {
+	return w.Type == "TXT" && strings.HasSuffix(w.Name, "._domainkey."+w.Domain) && slices.Contains(targets, "dkim."+w.Domain)
 }
 
 // ErrServerNotRunning is wrapped by the plan's error for a server that is

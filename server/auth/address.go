@@ -34,10 +34,16 @@ const (
 //   - more than one "@" (user@domain@other, quoted local parts holding "@"),
 //   - "%" (the percent hack) and "!" (UUCP bang paths) in the local part,
 //   - ":" and "," (source routes), quotes, backslashes, spaces, controls,
-//   - any non-ASCII byte (no SMTPUTF8: no look-alike Unicode),
+//   - in a UTF-8 local part (SMTPUTF8, RFC 6531): invalid UTF-8, controls,
+//     spaces, invisible format characters, private-use and unassigned code
+//     points (see normLocalUTF8); it is returned in NFC,
 //   - empty, leading, trailing or doubled dots in either part,
 //   - address literals (user@[192.0.2.1]) and trailing dots in the domain,
-//   - single-label domains and labels that are not letters-digits-hyphens.
+//   - single-label domains and labels that are not letters-digits-hyphens
+//     once converted to A-labels (ParseDomain).
+//
+// Whether a non-ASCII address may be used at all (SMTPUTF8 given) is the
+// caller's decision: see IsASCII.
 func ParseAddress(s string) (Address, error) {
 	at := strings.IndexByte(s, '@')
 	if at < 0 {
@@ -47,6 +53,13 @@ func ParseAddress(s string) (Address, error) {
 		return Address{}, fmt.Errorf("%w %q: more than one @", ErrBadAddress, s)
 	}
 	local, domain := s[:at], s[at+1:]
+	if !IsASCII(local) {
+		n, err := normLocalUTF8(local)
+		if err != nil {
+			return Address{}, fmt.Errorf("%w %q: %v", ErrBadAddress, s, err)
+		}
+		local = n
+	}
 	if err := checkLocal(local); err != nil {
 		return Address{}, fmt.Errorf("%w %q: %v", ErrBadAddress, s, err)
 	}
@@ -89,7 +102,7 @@ func checkLocal(local string) error {
 		case c == '!':
 			return errors.New("! in local part (bang path)")
 		case c >= 0x80:
-			return errors.New("non-ASCII character")
+			// checked by normLocalUTF8
 		default:
 			return fmt.Errorf("character %q not allowed in local part", c)
 		}
@@ -99,8 +112,16 @@ func checkLocal(local string) error {
 
 // ParseDomain checks a domain name (RFC 1035 letters-digits-hyphens labels,
 // at least two of them, no trailing dot, no address literal) and returns it
-// lower-cased.
+// lower-cased. An internationalised domain (U-labels, RFC 5890) is returned
+// in A-labels; A-labels must be valid IDNA 2008.
 func ParseDomain(d string) (string, error) {
+	if !IsASCII(d) && d != "" && d[0] != '[' {
+		a, err := idnToASCII(d)
+		if err != nil {
+			return "", err
+		}
+		d = a
+	}
 	switch {
 	case d == "":
 		return "", errors.New("empty domain")
@@ -138,6 +159,9 @@ func ParseDomain(d string) (string, error) {
 	last := labels[len(labels)-1]
 	if allDigits(last) {
 		return "", errors.New("domain looks like an IP address")
+	}
+	if err := checkALabels(d); err != nil {
+		return "", err
 	}
 	return strings.ToLower(d), nil
 }

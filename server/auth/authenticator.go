@@ -95,6 +95,16 @@ type AuthenticatorOptions struct {
 // credentials queue for MaxConcurrent verification slots, round robin
 // across client IPs.
 //
+// A user may have app passwords (per-device, per-protocol) beside the
+// main password, which may itself be restricted to some protocols. An
+// attempt is checked against the credentials allowed for its scope in one
+// flight and one slot: the app passwords first, only when the password has
+// the app password form (NormalizeAppPassword; their hashes are cheap,
+// AppParams), then the main password. The main password's hash is always
+// verified, even when its scope is not allowed, so that every failure
+// costs the same. A success remembers which credential matched: removing
+// an app password (Update) forgets its logins.
+//
 // The flight group and the fair queue are written here rather than taken
 // from golang.org/x/sync: singleflight cannot cancel a queued verification
 // that every caller gave up on nor attach per-flight failure accounting,
@@ -108,8 +118,8 @@ type Authenticator struct {
 	verifications atomic.Int64
 
 	mu      sync.Mutex
-	users   map[string]string // lower-case address -> PHC hash
-	dummy   string            // hash verified for unknown users, to even out timing
+	users   map[string]*account // lower-case address -> credentials
+	dummy   string              // hash verified for unknown users, to even out timing
 	cache   map[digest]*cacheEntry
 	flights map[digest]*flight
 
@@ -124,6 +134,8 @@ type digest [sha256.Size]byte
 
 type cacheEntry struct {
 	user, hash string
+	name       string // app password name, "" for the main password
+	scope      scopeSet
 	expires    time.Time
 }
 
@@ -133,6 +145,7 @@ type flight struct {
 	key     digest
 	done    chan struct{}
 	ok      bool
+	name    string // the app password that matched, "" for the main password
 	err     error
 	delay   time.Duration // the failure delay charged by the leader
 	waiters int           // callers waiting; at 0 the flight is cancelled
@@ -198,8 +211,14 @@ func defaultConcurrency(users []User, cpus int) int {
 	n := min(max(cpus, 2), 16)
 	var most uint32
 	for _, u := range users {
-		if p, _, _, err := ParseHash(u.PasswordHash); err == nil {
-			most = max(most, p.Memory)
+		hashes := []string{u.PasswordHash}
+		for _, ap := range u.AppPasswords {
+			hashes = append(hashes, ap.Hash)
+		}
+		for _, h := range hashes {
+			if p, _, _, err := ParseHash(h); err == nil {
+				most = max(most, p.Memory)
+			}
 		}
 	}
 	if most > 0 {
@@ -212,7 +231,7 @@ func defaultConcurrency(users []User, cpus int) int {
 // kept, and remembered logins of the users whose hash did not change. On
 // error nothing changes.
 func (a *Authenticator) Update(users []User) error {
-	m := make(map[string]string, len(users))
+	m := make(map[string]*account, len(users))
 	dummy := ""
 	var errs []error
 	for _, u := range users {
@@ -221,13 +240,14 @@ func (a *Authenticator) Update(users []User) error {
 			errs = append(errs, fmt.Errorf("user: %w", err))
 			continue
 		}
-		p, _, _, err := ParseHash(u.PasswordHash)
+		acc, err := newAccount(u)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("user %s: password hash: %w", addr, err))
+			errs = append(errs, fmt.Errorf("user %s: %w", addr, err))
 			continue
 		}
-		m[addr.String()] = u.PasswordHash
+		m[addr.String()] = acc
 		if dummy == "" {
+			p, _, _, _ := ParseHash(u.PasswordHash)
 			// Same cost as a real user's hash, so that unknown users take as long.
 			dummy = fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", p.Memory, p.Time, p.Threads,
 				b64.EncodeToString(make([]byte, p.SaltLen)), b64.EncodeToString(make([]byte, p.KeyLen)))
@@ -239,7 +259,7 @@ func (a *Authenticator) Update(users []User) error {
 	a.mu.Lock()
 	a.users, a.dummy = m, dummy
 	for k, e := range a.cache {
-		if m[e.user] != e.hash {
+		if !a.validLocked(e) {
 			delete(a.cache, k)
 		}
 	}
@@ -247,8 +267,16 @@ func (a *Authenticator) Update(users []User) error {
 	return nil
 }
 
-func (a *Authenticator) digest(user, password string) digest {
+// validLocked reports whether a remembered login's credential still
+// exists, unchanged, and still allows the entry's scope.
+func (a *Authenticator) validLocked(e *cacheEntry) bool {
+	c := a.users[e.user].find(e.name, e.hash)
+	return c != nil && c.scopes&e.scope == e.scope
+}
+
+func (a *Authenticator) digest(scope scopeSet, user, password string) digest {
 	h := hmac.New(sha256.New, a.key[:])
+	h.Write([]byte{byte(scope)})
 	h.Write([]byte(user))
 	h.Write([]byte{0})
 	h.Write([]byte(password))
@@ -258,13 +286,41 @@ func (a *Authenticator) digest(user, password string) digest {
 }
 
 // Authenticate checks username (a user's address, any case) and password
-// for a client at remote. It returns the canonical (lower-case) user
+// for a client at remote, with any credential of the user whatever its
+// scopes (the servers use For). It returns the canonical (lower-case) user
 // address, ErrInvalidCredentials, a *LockoutError (which wraps
 // ErrTooManyFailures), or an error wrapping ctx's error.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote net.Addr) (string, error) {
+	return a.authenticate(ctx, allScopes, username, password, remote)
+}
+
+// Scoped authenticates with the credentials allowed for one scope.
+type Scoped struct {
+	a     *Authenticator
+	scope scopeSet
+	name  string
+}
+
+// For returns the authenticator of one scope (ScopeIMAP, ScopeSMTP): a
+// main password or app password not allowed for it fails as a wrong
+// password would. It panics on an unknown scope (a programming error).
+func (a *Authenticator) For(scope string) Scoped {
+	b, ok := scopeBit(scope)
+	if !ok {
+		panic("auth: unknown scope " + scope)
+	}
+	return Scoped{a: a, scope: b, name: scope}
+}
+
+// Authenticate is Authenticator.Authenticate restricted to s's scope.
+func (s Scoped) Authenticate(ctx context.Context, username, password string, remote net.Addr) (string, error) {
+	return s.a.authenticate(ctx, s.scope, username, password, remote)
+}
+
+func (a *Authenticator) authenticate(ctx context.Context, scope scopeSet, username, password string, remote net.Addr) (string, error) {
 	user := strings.ToLower(username)
 	ip := clientKey(remote)
-	k := a.digest(user, password)
+	k := a.digest(scope, user, password)
 	a.mu.Lock()
 	for {
 		now := a.opts.Now()
@@ -278,15 +334,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			return "", &LockoutError{RetryIn: retry}
 		}
 		// A remembered login needs neither a slot nor a verification.
-		if e := a.cache[k]; e != nil && e.user == user && e.hash == a.users[user] && now.Before(e.expires) {
+		if e := a.cache[k]; e != nil && e.user == user && e.scope == scope && now.Before(e.expires) && a.validLocked(e) {
 			e.expires = now.Add(a.opts.CacheTTL)
+			name := e.name
 			a.mu.Unlock()
+			a.logSuccess(user, name, scope, ip)
 			return user, nil
 		}
 		if f := a.flights[k]; f != nil {
 			f.waiters++
 			a.mu.Unlock()
-			return a.wait(ctx, f, ip, user)
+			return a.wait(ctx, f, ip, user, scope)
 		}
 		// Every attempt in flight may turn out a failure: no more may run
 		// than the failures the address has left.
@@ -303,41 +361,91 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		a.mu.Lock()
 	}
 	a.inflight[ip]++
-	hash, known := a.users[user]
-	if !known {
-		hash = a.dummy
+	acc, known := a.users[user]
+	var cands []credential
+	if known {
+		cands = candidates(acc, password)
+	} else {
+		cands = []credential{{hash: a.dummy}}
 	}
 	fctx, cancel := context.WithCancel(context.Background())
 	f := &flight{key: k, done: make(chan struct{}), waiters: 1, cancel: cancel, charged: map[string]bool{}}
 	a.flights[k] = f
 	a.mu.Unlock()
-	go a.run(fctx, f, ip, user, hash, known, password)
-	return a.wait(ctx, f, ip, user)
+	go a.run(fctx, f, ip, user, scope, cands, known, password)
+	return a.wait(ctx, f, ip, user, scope)
+}
+
+// candidates are the credentials a password is verified against, in
+// order: the app passwords when it has their form, then the main
+// password (whatever its scopes, for even timing).
+func candidates(acc *account, password string) []credential {
+	var out []credential
+	if _, ok := NormalizeAppPassword(password); ok {
+		out = append(out, acc.creds[1:]...)
+	}
+	return append(out, acc.creds[0])
+}
+
+// logSuccess logs a login with an app password, with its name.
+func (a *Authenticator) logSuccess(user, name string, scope scopeSet, ip string) {
+	if name != "" {
+		a.opts.Logger.Info("login with an app password", "user", user, "app_password", name, "scope", scopeName(scope), "ip", ip)
+	}
+}
+
+func scopeName(s scopeSet) string {
+	if s == allScopes {
+		return "any"
+	}
+	var names []string
+	for i, n := range Scopes {
+		if s&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ",")
 }
 
 // run verifies a flight's password, remembers a success, charges a failure
 // to the leader's address and account, and keeps the attempt counted
 // against that address until the failure delay is over.
-func (a *Authenticator) run(ctx context.Context, f *flight, ip, user, hash string, known bool, password string) {
+func (a *Authenticator) run(ctx context.Context, f *flight, ip, user string, scope scopeSet, cands []credential, known bool, password string) {
 	defer f.cancel()
-	ok, err := a.verify(ctx, ip, hash, password)
+	matched, err := a.verify(ctx, ip, cands, password)
 	var hold time.Duration
+	var refused *credential // matched, but not for this scope
 	a.mu.Lock()
 	if a.flights[f.key] == f {
 		delete(a.flights, f.key)
 	}
-	f.ok, f.err = ok && known, err
+	if matched != nil && known {
+		if matched.scopes&scope == scope {
+			f.ok, f.name = true, matched.name
+		} else {
+			refused = matched
+		}
+	}
+	f.err = err
 	switch {
 	case err != nil:
 	case f.ok:
-		if a.users[user] == hash { // not across an Update that changed the user
-			a.rememberLocked(f.key, user, hash)
+		e := &cacheEntry{user: user, hash: matched.hash, name: matched.name, scope: scope}
+		if a.validLocked(e) { // not across an Update that changed the user
+			a.rememberLocked(f.key, e)
 		}
 	default:
 		hold = a.failLocked(ip, user)
 		f.charged[ip], f.delay = true, hold
 	}
 	a.mu.Unlock()
+	if refused != nil {
+		what := "the main password"
+		if refused.name != "" {
+			what = "app password " + refused.name
+		}
+		a.opts.Logger.Info("auth failed: "+what+" is not allowed for "+scopeName(scope), "user", user, "ip", ip)
+	}
 	close(f.done)
 	if hold > 0 {
 		time.Sleep(hold)
@@ -350,22 +458,37 @@ func (a *Authenticator) run(ctx context.Context, f *flight, ip, user, hash strin
 	a.mu.Unlock()
 }
 
-// verify runs argon2id in one of the fair queue's slots.
-func (a *Authenticator) verify(ctx context.Context, ip, hash, password string) (bool, error) {
+// verify runs argon2id against each candidate in turn, in one of the
+// fair queue's slots (one at a time: the slot's memory budget holds), and
+// returns the first that matches, or nil.
+func (a *Authenticator) verify(ctx context.Context, ip string, cands []credential, password string) (*credential, error) {
 	if err := a.queue.acquire(ctx, ip); err != nil {
-		return false, fmt.Errorf("wait for a verification slot: %w", err)
+		return nil, fmt.Errorf("wait for a verification slot: %w", err)
 	}
 	defer a.queue.release()
-	if hash == "" {
-		return false, nil
+	norm, _ := NormalizeAppPassword(password)
+	for i := range cands {
+		c := &cands[i]
+		if c.hash == "" {
+			continue
+		}
+		if i > 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("verify password: %w", ctx.Err())
+		}
+		pw := password
+		if c.name != "" {
+			pw = norm
+		}
+		a.verifications.Add(1)
+		if ok, err := VerifyPassword(c.hash, pw); ok && err == nil {
+			return c, nil
+		}
 	}
-	a.verifications.Add(1)
-	ok, err := VerifyPassword(hash, password)
-	return ok && err == nil, nil
+	return nil, nil
 }
 
 // wait waits for f's result on behalf of a caller from ip.
-func (a *Authenticator) wait(ctx context.Context, f *flight, ip, user string) (string, error) {
+func (a *Authenticator) wait(ctx context.Context, f *flight, ip, user string, scope scopeSet) (string, error) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():
@@ -384,6 +507,7 @@ func (a *Authenticator) wait(ctx context.Context, f *flight, ip, user string) (s
 		return "", fmt.Errorf("verify password: %w", f.err)
 	}
 	if f.ok {
+		a.logSuccess(user, f.name, scope, ip)
 		return user, nil
 	}
 	delay := f.delay
@@ -407,7 +531,7 @@ func (a *Authenticator) wait(ctx context.Context, f *flight, ip, user string) (s
 
 // rememberLocked caches a verified login, making room by dropping expired
 // entries, then the one closest to expiry.
-func (a *Authenticator) rememberLocked(k digest, user, hash string) {
+func (a *Authenticator) rememberLocked(k digest, e *cacheEntry) {
 	now := a.opts.Now()
 	if len(a.cache) >= a.opts.CacheSize {
 		var oldest *digest
@@ -426,7 +550,8 @@ func (a *Authenticator) rememberLocked(k digest, user, hash string) {
 			delete(a.cache, *oldest)
 		}
 	}
-	a.cache[k] = &cacheEntry{user: user, hash: hash, expires: now.Add(a.opts.CacheTTL)}
+	e.expires = now.Add(a.opts.CacheTTL)
+	a.cache[k] = e
 }
 
 // clientKey groups clients: one IPv4 address, or one IPv6 /64.

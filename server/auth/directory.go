@@ -15,6 +15,12 @@ type User struct {
 	// Aliases are extra addresses delivered to this user and usable as sender.
 	Aliases    []string
 	QuotaBytes int64
+	// PasswordScopes restricts the main password to these scopes (Scopes);
+	// nil allows every scope, an empty non-nil list none (only app
+	// passwords log in).
+	PasswordScopes []string
+	// AppPasswords are the user's per-device passwords.
+	AppPasswords []AppPassword
 }
 
 // Alias maps Address ("user@domain", or "@domain" for a catch-all) to local

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/mailctl/mailctl/server/auth"
 )
@@ -45,8 +46,6 @@ func TestParseAddress(t *testing.T) {
 		"alice@exa_mple.org",        // underscore in domain
 		"alice@-example.org",        // hyphen at label start
 		"alice@example..org",        // empty label
-		"аlice@example.org",         // Cyrillic а
-		"alice@exаmple.org",         // Cyrillic а in domain
 		"alice\x00@example.org",     // NUL
 		"alice\r\n@example.org",     // CRLF injection
 		"alice@example.org\r\nRCPT", // CRLF injection in domain
@@ -69,15 +68,21 @@ func FuzzParseAddress(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// An accepted address is plain ASCII with exactly one @, and
-		// parsing it again gives the same address (normal form is stable).
+		// An accepted address has exactly one @, an ASCII domain
+		// (A-labels), no control or space anywhere, and parsing it again
+		// gives the same address (normal form is stable).
 		out := a.String()
 		if strings.Count(out, "@") != 1 || strings.ContainsAny(out, "%!:,\"\\[] \r\n\t") {
 			t.Fatalf("ParseAddress(%q) accepted %q", s, out)
 		}
-		for i := 0; i < len(out); i++ {
-			if out[i] < 0x21 || out[i] > 0x7e {
-				t.Fatalf("ParseAddress(%q) accepted non-ASCII %q", s, out)
+		for i := 0; i < len(a.Domain); i++ {
+			if a.Domain[i] < 0x21 || a.Domain[i] > 0x7e {
+				t.Fatalf("ParseAddress(%q) accepted non-ASCII domain %q", s, out)
+			}
+		}
+		for _, r := range out {
+			if r < 0x21 || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+				t.Fatalf("ParseAddress(%q) accepted %U in %q", s, r, out)
 			}
 		}
 		b, err := auth.ParseAddress(out)

@@ -96,6 +96,12 @@ type User struct {
 	Aliases []string `json:"aliases,omitempty"`
 	// QuotaBytes is 0 for unlimited.
 	QuotaBytes int64 `json:"quota_bytes,omitempty"`
+	// PasswordScopes restricts the main password to these protocols
+	// ("imap", "smtp"); absent: every one; empty: none (only the app
+	// passwords log in).
+	PasswordScopes *[]string `json:"password_scopes,omitempty"`
+	// AppPasswords are the user's per-device passwords.
+	AppPasswords []AppPassword `json:"app_passwords,omitempty"`
 }
 
 // Alias maps Address ("user@domain" or "@domain") to To.

@@ -378,6 +378,7 @@ func (c *Config) validateAddresses(p *problems) {
 		if u.QuotaBytes < 0 {
 			p.add(field+".quota_bytes", "%d is negative", u.QuotaBytes)
 		}
+		validateCredentials(p, field, u)
 	}
 	aliasTo := map[string][]string{} // alias address -> local targets
 	for i, al := range c.Aliases {
@@ -513,6 +514,7 @@ func (c *Config) AuthUsers() []auth.User {
 	out := make([]auth.User, len(c.Users))
 	for i, u := range c.Users {
 		out[i] = auth.User{Address: u.Address, PasswordHash: u.PasswordHash, Aliases: u.Aliases, QuotaBytes: u.QuotaBytes}
+		out[i].PasswordScopes, out[i].AppPasswords = authCredentials(u)
 	}
 	return out
 }

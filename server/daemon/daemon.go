@@ -28,6 +28,7 @@ import (
 	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
+	"github.com/mailctl/mailctl/server/dav"
 	"github.com/mailctl/mailctl/server/dkim"
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/inbound"
@@ -72,6 +73,7 @@ type daemon struct {
 	log     *slog.Logger
 	started time.Time
 	st      *store.Store
+	dav     *dav.Store
 	authn   *auth.Authenticator
 	dir     *auth.Directory
 	tls     *tlsconf.Source
@@ -177,6 +179,10 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		log.Info("store closed")
 	}()
 	d.metrics.SetStoreSize(d.st.Size)
+	if err := d.openDAV(ctx, cfg); err != nil {
+		return err
+	}
+	defer d.closeDAV()
 	if err := d.ensureUsers(ctx, cfg); err != nil {
 		return err
 	}
@@ -325,7 +331,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			TLSConfig: d.tls.TLSConfig(),
 			Store:     countingStore{st: d.st, metrics: d.metrics},
 			Directory: dir,
-			Auth:      countingAuth{auth: d.authn, service: m.name, metrics: d.metrics},
+			Auth:      countingAuth{auth: d.authn.For(auth.ScopeSMTP), service: m.name, metrics: d.metrics},
 			Limits: smtp.Limits{
 				MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 				MaxRecipients:   cfg.Limits.MaxRecipients,
@@ -350,7 +356,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		if byName[m.name].ln == nil {
 			continue
 		}
-		start(m.name, imap.New(d.st, countingAuth{auth: d.authn, service: m.name, metrics: d.metrics}, imap.Options{
+		start(m.name, imap.New(d.st, countingAuth{auth: d.authn.For(auth.ScopeIMAP), service: m.name, metrics: d.metrics}, imap.Options{
 			TLSConfig:   d.tls.TLSConfig(),
 			ImplicitTLS: m.implicit,
 			Logger:      log.With("component", m.name),
@@ -358,7 +364,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			ConnLimits:  imapLimits,
 		}))
 	}
-	d.web = web.New(cfg, web.Options{Metrics: d.metrics, Health: d.health, Logger: log.With("component", "web")})
+	d.web = web.New(cfg, web.Options{Metrics: d.metrics, Health: d.health, Logger: log.With("component", "web"), DAV: d.davHandler()})
 	errLog := slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug)
 	if s := byName["https"]; s.ln != nil {
 		start("https", &httpServer{srv: &http.Server{

@@ -30,6 +30,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/authres"
 	"github.com/mailctl/mailctl/server/smtp"
 )
@@ -573,6 +574,15 @@ func fromHeaderDomain(fields []field) (string, error) {
 	var domain string
 	for _, a := range list {
 		d := domainOf(a.Address)
+		if !auth.IsASCII(d) {
+			// An IDN (RFC 6532 header, or RFC 8616): DNS and DKIM d= hold
+			// its A-labels.
+			ad, err := auth.ParseDomain(d)
+			if err != nil {
+				return "", fmt.Errorf("message From field domain: %v", err)
+			}
+			d = ad
+		}
 		if domain != "" && d != domain {
 			return "", errors.New("message From field with several domains")
 		}

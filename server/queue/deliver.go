@@ -166,6 +166,7 @@ func (q *Queue) viaRelay(ctx context.Context, log logger, r *Relay, m *Message, 
 		res, next = q.session(ctx, sessionParams{
 			addr: net.JoinHostPort(ip.String(), port), host: host, requireTLS: true, verify: true,
 			implicitTLS: port == "465", relay: r, from: m.From, rcpts: rcpts, body: body, size: m.Size,
+			smtputf8: m.SMTPUTF8,
 		})
 		if !next {
 			break
@@ -284,6 +285,7 @@ func (q *Queue) direct(ctx context.Context, log logger, m *Message, rcpts []stri
 			res, next = q.session(ctx, sessionParams{
 				addr: net.JoinHostPort(ip.String(), strconv.Itoa(q.opts.Port)), host: h,
 				requireTLS: enforce, verify: enforce, from: m.From, rcpts: rcpts, body: body, size: m.Size,
+				smtputf8: m.SMTPUTF8,
 			})
 			log.Info("delivery attempt", "host", h, "ip", ip.String(), "outcome", summarize(res))
 			if !next {
@@ -311,6 +313,7 @@ type sessionParams struct {
 	rcpts       []string
 	body        func() io.Reader
 	size        int64
+	smtputf8    bool // the message needs SMTPUTF8: never sent without it
 }
 
 func (q *Queue) dial(ctx context.Context, addr string) (net.Conn, error) {
@@ -440,7 +443,12 @@ func (q *Queue) transaction(ctx context.Context, pc *pooledConn, p sessionParams
 	defer stop()
 	c := pc.c
 	pc.uses++
-	if err := c.Mail(p.from, &gosmtp.MailOptions{Size: p.size}); err != nil {
+	if p.smtputf8 {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			return noSMTPUTF8(p), true, true
+		}
+	}
+	if err := c.Mail(p.from, &gosmtp.MailOptions{Size: p.size, UTF8: p.smtputf8}); err != nil {
 		r := smtpResult("", err, p.host)
 		return allResults(p.rcpts, r), !r.perm && !isReply(err), false
 	}

@@ -39,6 +39,10 @@ type DSN struct {
 	Recipients []DSNRecipient
 	// OriginalHeader is the header section of the original message.
 	OriginalHeader []byte
+	// UTF8 makes an RFC 6533 notification, for a message that needed
+	// SMTPUTF8: UTF-8 kept in addresses and diagnostics,
+	// message/global-delivery-status and message/global-headers.
+	UTF8 bool
 }
 
 // DSNRecipient is one per-recipient block.
@@ -95,6 +99,12 @@ func (d *DSN) Bytes() []byte {
 		date = time.Now()
 	}
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
+	headerValue := headerValue
+	charset, statusType, headersType := "us-ascii", "message/delivery-status", "text/rfc822-headers"
+	if d.UTF8 {
+		headerValue = headerValueUTF8
+		charset, statusType, headersType = "utf-8", "message/global-delivery-status", "message/global-headers"
+	}
 	w("From: Mail Delivery System <%s>", headerValue(d.From))
 	w("To: <%s>", headerValue(d.To))
 	w("Subject: %s", subject)
@@ -104,12 +114,13 @@ func (d *DSN) Bytes() []byte {
 	}
 	w("Auto-Submitted: auto-replied")
 	w("MIME-Version: 1.0")
-	w("Content-Type: multipart/report; report-type=delivery-status; boundary=\"%s\"", bnd)
+	// RFC 6522: report-type is the subtype of the second part.
+	w("Content-Type: multipart/report; report-type=%s; boundary=\"%s\"", strings.TrimPrefix(statusType, "message/"), bnd)
 	w("")
 	w("This is a MIME-encapsulated delivery status notification.")
 	w("")
 	w("--%s", bnd)
-	w("Content-Type: text/plain; charset=us-ascii")
+	w("Content-Type: text/plain; charset=%s", charset)
 	w("")
 	w("This is the mail system at host %s.", headerValue(d.ReportingMTA))
 	w("")
@@ -129,7 +140,7 @@ func (d *DSN) Bytes() []byte {
 	}
 	w("")
 	w("--%s", bnd)
-	w("Content-Type: message/delivery-status")
+	w("Content-Type: %s", statusType)
 	w("")
 	w("Reporting-MTA: dns; %s", headerValue(d.ReportingMTA))
 	if !d.ArrivalDate.IsZero() {
@@ -137,7 +148,7 @@ func (d *DSN) Bytes() []byte {
 	}
 	for _, r := range d.Recipients {
 		w("")
-		w("Final-Recipient: rfc822; %s", headerValue(r.Addr))
+		w("Final-Recipient: %s; %s", addrType(r.Addr), headerValue(r.Addr))
 		w("Action: %s", headerValue(r.Action))
 		w("Status: %s", headerValue(r.Status))
 		if r.RemoteMTA != "" {
@@ -152,7 +163,7 @@ func (d *DSN) Bytes() []byte {
 	}
 	w("")
 	w("--%s", bnd)
-	w("Content-Type: text/rfc822-headers")
+	w("Content-Type: %s", headersType)
 	w("")
 	hdr := bytes.ReplaceAll(d.OriginalHeader, []byte("\r\n"), []byte("\n"))
 	hdr = bytes.TrimRight(hdr, "\n")
@@ -181,7 +192,7 @@ func ParseDSN(r io.Reader) (*DSN, error) {
 		return nil, fmt.Errorf("parse DSN: %w", err)
 	}
 	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || !strings.EqualFold(params["report-type"], "delivery-status") || params["boundary"] == "" {
+	if err != nil || mt != "multipart/report" || !(strings.EqualFold(params["report-type"], "delivery-status") || strings.EqualFold(params["report-type"], "global-delivery-status")) || params["boundary"] == "" {
 		return nil, ErrNotDSN
 	}
 	d := &DSN{}
@@ -210,7 +221,7 @@ func ParseDSN(r io.Reader) (*DSN, error) {
 				return nil, err
 			}
 			found = true
-		case "text/rfc822-headers", "message/rfc822":
+		case "text/rfc822-headers", "message/rfc822", "message/global-headers":
 			b, err := io.ReadAll(io.LimitReader(p, 1<<20))
 			if err != nil {
 				return nil, fmt.Errorf("parse DSN: %w", err)

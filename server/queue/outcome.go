@@ -100,7 +100,7 @@ func (q *Queue) record(ctx context.Context, m *Message, body *os.File, res []res
 		d := &DSN{
 			ReportingMTA: q.opts.Hostname, From: "MAILER-DAEMON@" + q.opts.Hostname, To: m.From,
 			Date: now, ArrivalDate: m.Created, MessageID: newID() + "@" + q.opts.Hostname,
-			Recipients: report, OriginalHeader: readHeader(body, m.Size),
+			Recipients: report, OriginalHeader: readHeader(body, m.Size), UTF8: m.SMTPUTF8,
 		}
 		blob, size, sig, err := q.writeBlob(ctx, bytes.NewReader(d.Bytes()), q.opts.Signer != nil)
 		if err != nil {
@@ -108,6 +108,9 @@ func (q *Queue) record(ctx context.Context, m *Message, body *os.File, res []res
 		}
 		dsnBlob = blob
 		dsnMsgs = q.split(blob, "", []string{m.From}, sig, size, true)
+		for _, dm := range dsnMsgs {
+			dm.SMTPUTF8 = !isASCII(m.From) // its To field and envelope hold the UTF-8 address
+		}
 	}
 
 	done := len(nm.pending()) == 0

@@ -216,6 +216,9 @@ type Message struct {
 	DelayNotified bool `json:"delay_notified,omitempty"`
 	// IsDSN marks a delivery status notification (never bounced itself).
 	IsDSN bool `json:"is_dsn,omitempty"`
+	// SMTPUTF8 marks a message that needs SMTPUTF8 (RFC 6531) from the next
+	// hop: it is never downgraded (see eai.go).
+	SMTPUTF8 bool `json:"smtputf8,omitempty"`
 }
 
 // Recipient states.
@@ -410,6 +413,10 @@ func (q *Queue) step(name string) error {
 // returns nil only once it is durable. It is DKIM-signed here when a Signer
 // is set. from is the envelope sender ("" for a bounce).
 func (q *Queue) Enqueue(ctx context.Context, from string, to []string, body io.Reader) error {
+	return q.enqueue(ctx, from, to, body, false)
+}
+
+func (q *Queue) enqueue(ctx context.Context, from string, to []string, body io.Reader, smtputf8 bool) error {
 	if len(to) == 0 {
 		return errors.New("queue: no recipients")
 	}
@@ -424,11 +431,14 @@ func (q *Queue) Enqueue(ctx context.Context, from string, to []string, body io.R
 		return err
 	}
 	msgs := q.split(blob, from, to, sig, size, false)
+	for _, m := range msgs {
+		m.SMTPUTF8 = smtputf8
+	}
 	if err := q.commitNew(msgs, blob); err != nil {
 		os.Remove(filepath.Join(q.msgDir, blob))
 		return err
 	}
-	q.log.Info("message queued", "blob", blob, "from", from, "recipients", len(to), "domains", len(msgs), "size", size, "signed", sig != "")
+	q.log.Info("message queued", "blob", blob, "from", from, "recipients", len(to), "domains", len(msgs), "size", size, "signed", sig != "", "smtputf8", smtputf8)
 	q.Kick()
 	return nil
 }

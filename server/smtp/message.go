@@ -299,12 +299,17 @@ type traceInfo struct {
 	ID       string
 	For      string // single recipient, or ""
 	Date     time.Time
+	UTF8     bool // the client gave SMTPUTF8 (RFC 6531 section 3.7.3)
 }
 
 // receivedField formats an RFC 5321 section 4.4 trace field, folded, CRLF
-// terminated. with is ESMTP, ESMTPS, ESMTPA or ESMTPSA (RFC 3848).
+// terminated. with is ESMTP, ESMTPS, ESMTPA or ESMTPSA (RFC 3848), or
+// UTF8SMTP, UTF8SMTPS, UTF8SMTPA or UTF8SMTPSA (RFC 6531 section 4.3).
 func receivedField(t traceInfo) string {
 	with := "ESMTP"
+	if t.UTF8 {
+		with = "UTF8SMTP"
+	}
 	if t.TLS != "" {
 		with += "S"
 	}

@@ -72,6 +72,7 @@ type session struct {
 	clientChecked bool // Inbound.CheckClient passed
 
 	// transaction
+	utf8     bool // MAIL FROM had SMTPUTF8
 	from     string
 	rcpts    []string
 	users    map[string]bool
@@ -99,6 +100,7 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 }
 
 func (se *session) Reset() {
+	se.utf8 = false
 	se.from = ""
 	se.rcpts = nil
 	se.users = map[string]bool{}
@@ -185,6 +187,10 @@ func (se *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if se.timedOut() {
 		return errTimeout
 	}
+	se.utf8 = opts != nil && opts.UTF8
+	if !se.utf8 && !auth.IsASCII(from) {
+		return errNeedSMTPUTF8
+	}
 	if se.s.opts.Mode != ModeMX {
 		if se.user == "" {
 			return errAuthRequired
@@ -201,8 +207,15 @@ func (se *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		return nil
 	}
 	// MX: any well-formed reverse path, including the null one (bounces).
+	if !auth.IsASCII(from) {
+		a, err := auth.ParseAddress(from)
+		if err != nil {
+			return errBadSenderSyntax
+		}
+		from = a.String() // A-label domain, for SPF and bounces
+	}
 	for i := 0; i < len(from); i++ {
-		if from[i] <= ' ' || from[i] > '~' {
+		if from[i] <= ' ' || from[i] == 0x7f {
 			return errBadSenderSyntax
 		}
 	}
@@ -255,6 +268,10 @@ func (se *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 			a, err = auth.ParseAddress(addr)
 		}
 	} else {
+		if !se.utf8 && !auth.IsASCII(to) {
+			se.log.Info("recipient refused: non-ASCII without SMTPUTF8", "rcpt", to)
+			return errNeedSMTPUTF8
+		}
 		a, err = auth.ParseAddress(to)
 		if err != nil {
 			se.log.Info("recipient refused: syntax", "rcpt", to, "err", err)
@@ -412,6 +429,7 @@ func (se *session) Data(r io.Reader) error {
 	if len(se.rcpts) == 1 {
 		ti.For = se.rcpts[0]
 	}
+	ti.UTF8 = se.utf8
 	mailbox := "INBOX"
 	var remove [][2]int64
 	if in := se.s.opts.Inbound; in != nil && se.s.opts.Mode == ModeMX && se.user == "" {
@@ -439,6 +457,11 @@ func (se *session) Data(r io.Reader) error {
 	}
 	body := func() io.Reader { return io.MultiReader(bytes.NewReader(prefix.Bytes()), sp.readerWithout(remove)) }
 
+	outUTF8 := len(se.outbound) > 0 && se.needSMTPUTF8(sp.head(limits.MaxHeaderBytes))
+	if _, ok := se.s.opts.Queue.(UTF8Queue); outUTF8 && !ok {
+		log.Info("message refused: the outbound queue cannot keep SMTPUTF8")
+		return errNeedSMTPUTF8Out
+	}
 	ctx, cancel := se.ctx()
 	defer cancel()
 	if err := se.deliverLocal(ctx, log, body, now, mailbox); err != nil {
@@ -451,7 +474,7 @@ func (se *session) Data(r io.Reader) error {
 			out = &foldReader{r: bufio.NewReader(out)}
 			log.Info("folding long lines for relay", "line", stats.maxLine)
 		}
-		if err := se.s.opts.Queue.Enqueue(ctx, se.from, to, out); err != nil {
+		if err := se.enqueue(ctx, outUTF8, to, out); err != nil {
 			log.Error("enqueue", "err", err, "recipients", len(to))
 			return errQueueTemp
 		}

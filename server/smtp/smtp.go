@@ -8,9 +8,12 @@
 //   - it never relays for an unauthenticated client: a recipient outside the
 //     local domains gets 554 5.7.1 whatever the MAIL FROM;
 //   - recipients are parsed strictly (auth.ParseAddress): percent hacks, bang
-//     paths, several "@", address literals, trailing dots, non-ASCII are
-//     refused with 553 5.1.3; source routes (<@a:b@c>) are ignored as
-//     RFC 5321 section 3.6.1 allows, so only the final mailbox counts;
+//     paths, several "@", address literals, trailing dots are refused with
+//     553 5.1.3; source routes (<@a:b@c>) are ignored as RFC 5321 section
+//     3.6.1 allows, so only the final mailbox counts;
+//   - SMTPUTF8 (RFC 6531) is offered: with it, addresses may hold UTF-8
+//     local parts and U-label domains (kept as A-labels, local parts in
+//     NFC; see eai.go); without it a non-ASCII address gets 553 5.6.7;
 //   - unknown local recipients get 550 5.1.1 at RCPT;
 //   - submission requires AUTH (530 5.7.0), offered only over TLS, and an
 //     authenticated user may only use its own addresses and aliases as MAIL
@@ -289,6 +292,7 @@ func New(opts Options) (*Server, error) {
 	srv.ReadTimeout = l.Timeout
 	srv.WriteTimeout = l.Timeout
 	srv.AllowInsecureAuth = false
+	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = slogPrinter{s.log}
 	s.srv = srv
 	return s, nil

@@ -5,6 +5,8 @@
 //     /.well-known/autoconfig/mail/config-v1.1.xml, advertising IMAP over
 //     implicit TLS and submission over implicit TLS and STARTTLS (RFC 8314);
 //   - Outlook autodiscover (POX) at /autodiscover/autodiscover.xml;
+//   - CalDAV and CardDAV under /dav/ (server/dav), with the RFC 6764
+//     /.well-known/caldav and /.well-known/carddav redirects;
 //   - /healthz, and Prometheus /metrics (loopback clients only).
 //
 // The plain http listener only solves ACME HTTP-01 challenges (see
@@ -46,6 +48,9 @@ type Options struct {
 	// Health reports whether the server is healthy (nil = always).
 	Health func() error
 	Logger *slog.Logger
+	// DAV, when set, serves CalDAV and CardDAV (server/dav) under /dav/
+	// and the RFC 6764 redirects /.well-known/caldav and /.well-known/carddav.
+	DAV http.Handler
 }
 
 // Handler serves the https endpoints of the current configuration.
@@ -68,6 +73,11 @@ func New(cfg *config.Config, opts Options) *Handler {
 	h.mux.HandleFunc("POST /autodiscover/autodiscover.xml", h.autodiscover)
 	h.mux.HandleFunc("POST /Autodiscover/Autodiscover.xml", h.autodiscover)
 	h.mux.HandleFunc("GET /healthz", h.healthz)
+	if opts.DAV != nil {
+		h.mux.Handle("/dav/", opts.DAV)
+		h.mux.Handle("/.well-known/caldav", opts.DAV)
+		h.mux.Handle("/.well-known/carddav", opts.DAV)
+	}
 	if opts.Metrics != nil {
 		metrics := opts.Metrics.Handler()
 		h.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {

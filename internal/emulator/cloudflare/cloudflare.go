@@ -1,6 +1,7 @@
 // Package cloudflare emulates the parts of the Cloudflare API v4 that DNS
 // management uses: zone lookup (GET /zones?name=) and DNS records (list with
-// filters and page/per_page pagination, create, get, PUT, PATCH, DELETE),
+// filters and page/per_page pagination, create, get, PUT, PATCH, DELETE,
+// and the batch of deletes, patches, puts and posts in one transaction),
 // with Bearer token checks, the v4 response envelope
 // ({"success","errors","messages","result","result_info"}), TTL 1 meaning
 // automatic, the proxied flag, and TXT content longer than 255 bytes stored
@@ -101,9 +102,10 @@ type Server struct {
 	// Recorder counts calls per endpoint and injects faults.
 	emulator.Recorder
 
-	srv   *httptest.Server
-	mu    sync.Mutex
-	zones []*zone
+	srv        *httptest.Server
+	mu         sync.Mutex
+	zones      []*zone
+	batchLimit int
 }
 
 // New starts an emulator with fresh tokens; it stops when the test ends.
@@ -116,6 +118,7 @@ func New(t testing.TB) *Server {
 	h("GET /client/v4/zones", s.listZones)
 	h("GET /client/v4/zones/{zone}/dns_records", s.listRecords)
 	h("POST /client/v4/zones/{zone}/dns_records", s.createRecord)
+	h("POST /client/v4/zones/{zone}/dns_records/batch", s.batch)
 	h("GET /client/v4/zones/{zone}/dns_records/{id}", s.getRecord)
 	h("PUT /client/v4/zones/{zone}/dns_records/{id}", s.updateRecord)
 	h("PATCH /client/v4/zones/{zone}/dns_records/{id}", s.updateRecord)

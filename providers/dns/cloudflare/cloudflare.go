@@ -11,10 +11,13 @@
 // https://api.cloudflare.com/client/v4, for tests), timeout (optional, the
 // longest wait for one API call with its retries, default 30s).
 //
-// Cloudflare has no transaction over several records: Apply changes records
-// in place, then creates, then deletes, so that an RRset that is not to be
-// emptied never is, even for a moment (an empty MX set would send mail to
-// the domain's A record, RFC 5321 section 5.1).
+// Apply (one RRset) changes records in place, then creates, then deletes,
+// one call each, so that an RRset that is not to be emptied never is, even
+// for a moment (an empty MX set would send mail to the domain's A record,
+// RFC 5321 section 5.1). ApplyZone, what apply uses, sends a zone's
+// changes in batches (POST /zones/{zone_id}/dns_records/batch, one
+// transaction each) of at most 200 operations: one request for a new
+// domain (see batch.go).
 //
 // Limits: TTL 1 means automatic (reported as 300 s); the "proxied" flag is
 // invisible here, so verify must check that the mail host resolves to the

@@ -21,8 +21,9 @@
 // Limits: OVH's minimum TTL is 60 s, '"' is stripped from TXT data, no CNAME
 // at the apex, and reading a zone costs one API call per record (made in
 // parallel). Apply changes records in place (PUT) where it can and creates
-// before it deletes, so that an RRset is never empty during a change; the
-// changes are followed by POST /domain/zone/{zone}/refresh.
+// before it deletes, so that an RRset is never empty during a change. OVH
+// has no call that changes several records: ApplyZone makes each RRset's
+// calls in turn and then one POST /domain/zone/{zone}/refresh per zone.
 package ovh
 
 import (
@@ -88,8 +89,9 @@ type Provider struct {
 }
 
 var (
-	_ dns.Provider = (*Provider)(nil)
-	_ dns.Zoner    = (*Provider)(nil)
+	_ dns.Provider    = (*Provider)(nil)
+	_ dns.Zoner       = (*Provider)(nil)
+	_ dns.ZoneApplier = (*Provider)(nil)
 )
 
 // New returns a provider for endpoint (a name such as "ovh-eu" or a URL).
@@ -231,26 +233,75 @@ func (p *Provider) Records(ctx context.Context, zone string) ([]libdns.RR, error
 // DKIM and DMARC types), matched on their data. A refresh of the zone ends
 // the changes, so that OVH's name servers serve them.
 func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR) error {
+	return p.ApplyZone(ctx, zone, []dns.SetEdit{{Del: del, Add: add}})
+}
+
+// ApplyZone applies the edits of zone in order, each as Apply describes,
+// and then refreshes the zone once (OVH has no call that changes several
+// records: a refresh per RRset rebuilt and reloaded the zone on OVH's
+// name servers once per RRset). Records OVH would refuse are rejected
+// before any call. When an edit fails, the zone is still refreshed if
+// anything was written, so that what changed is served (a later plan
+// reads the stored records and would not refresh again), and the error
+// is a *dns.PartialError counting the edits applied before it.
+func (p *Provider) ApplyZone(ctx context.Context, zone string, edits []dns.SetEdit) error {
 	zone = strings.ToLower(strings.TrimSuffix(zone, "."))
-	if len(del) == 0 && len(add) == 0 {
-		return nil
+	all := make([][]dns.RRset, len(edits))
+	for i, e := range edits {
+		sets, err := dns.GroupRRsets(zone, e.Del, e.Add, func(c libdns.RR) (libdns.RR, error) {
+			if c.Type == "CNAME" && c.Name == "@" {
+				return c, fmt.Errorf("ovh: add CNAME at the apex of zone %q: OVH refuses CNAME records at the apex", zone)
+			}
+			if c.Type == "TXT" && strings.Contains(c.Data, `"`) {
+				return c, fmt.Errorf("ovh: add TXT %s to zone %q: OVH strips '\"' from TXT data", c.Name, zone)
+			}
+			if c.TTL < 60*time.Second {
+				c.TTL = 60 * time.Second
+			}
+			return c, nil
+		})
+		if err != nil {
+			return err
+		}
+		all[i] = sets
 	}
-	// Records OVH would refuse are rejected before any call.
-	sets, err := dns.GroupRRsets(zone, del, add, func(c libdns.RR) (libdns.RR, error) {
-		if c.Type == "CNAME" && c.Name == "@" {
-			return c, fmt.Errorf("ovh: add CNAME at the apex of zone %q: OVH refuses CNAME records at the apex", zone)
+	applied, wrote := 0, 0
+	var err error
+	for _, sets := range all {
+		if err = p.applySets(ctx, zone, sets, &wrote); err != nil {
+			break
 		}
-		if c.Type == "TXT" && strings.Contains(c.Data, `"`) {
-			return c, fmt.Errorf("ovh: add TXT %s to zone %q: OVH strips '\"' from TXT data", c.Name, zone)
-		}
-		if c.TTL < 60*time.Second {
-			c.TTL = 60 * time.Second
-		}
-		return c, nil
-	})
-	if err != nil {
-		return err
+		applied++
 	}
+	if wrote > 0 {
+		rctx := ctx
+		if err != nil {
+			// The refresh also follows a failure or an interrupt.
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), ovhapi.DefaultTimeout)
+			defer cancel()
+		}
+		// A refresh twice is a refresh: the POST may be sent again.
+		if rerr := p.call(dns.Idempotent(rctx), fmt.Sprintf("refresh zone %q", zone), http.MethodPost, zonePath(zone)+"/refresh", nil, nil); rerr != nil {
+			if err == nil {
+				err = rerr
+			} else {
+				err = fmt.Errorf("%w; then the refresh failed too: %v", err, rerr)
+			}
+		}
+	}
+	if err != nil && applied > 0 {
+		return &dns.PartialError{Applied: applied, Err: err}
+	}
+	if err == nil {
+		p.log.DebugContext(ctx, "ovh zone apply", "zone", zone, "edits", len(edits), "writes", wrote)
+	}
+	return err
+}
+
+// applySets makes the calls of one edit (without the refresh), counting
+// the calls that write in *wrote.
+func (p *Provider) applySets(ctx context.Context, zone string, sets []dns.RRset, wrote *int) error {
 	asRR := func(r record) libdns.RR { return toRR(r, zone) }
 	fits := func(r record, a libdns.RR) bool { return holds(r.FieldType, a) }
 	var creates []libdns.RR
@@ -273,6 +324,7 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 		for _, k := range e.Keep {
 			if ttl := apiTTL(k.New.TTL); k.Old.TTL != ttl {
 				op := fmt.Sprintf("set the TTL of %s %s record %q in zone %q", set.Name, set.Type, k.New.Data, zone)
+				*wrote++
 				if err := p.update(ctx, op, zone, k.Old.ID, map[string]any{"ttl": ttl}); err != nil {
 					return err
 				}
@@ -281,6 +333,7 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 		}
 		for _, c := range e.Change {
 			op := fmt.Sprintf("change %s %s record %q to %q in zone %q", set.Name, set.Type, toRR(c.Old, zone).Data, c.New.Data, zone)
+			*wrote++
 			if err := p.update(ctx, op, zone, c.Old.ID, map[string]any{"target": c.New.Data, "ttl": apiTTL(c.New.TTL)}); err != nil {
 				return err
 			}
@@ -291,7 +344,7 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 	}
 	// A set deleted entirely goes before the creations: a CNAME replaced by
 	// records of another type at its name, which OVH refuses beside it.
-	if err := p.delete(ctx, zone, emptied); err != nil {
+	if err := p.delete(ctx, zone, emptied, wrote); err != nil {
 		return err
 	}
 	for _, c := range creates {
@@ -305,6 +358,7 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 		// read back before it is sent again (a second POST would make a
 		// duplicate).
 		create := func(ctx context.Context) error {
+			*wrote++
 			return p.call(ctx, op, http.MethodPost, zonePath(zone)+"/record", rec, nil)
 		}
 		exists := func(ctx context.Context) (bool, error) {
@@ -315,11 +369,7 @@ func (p *Provider) Apply(ctx context.Context, zone string, del, add []libdns.RR)
 			return err
 		}
 	}
-	if err := p.delete(ctx, zone, deletes); err != nil {
-		return err
-	}
-	// A refresh twice is a refresh: the POST may be sent again.
-	if err := p.call(dns.Idempotent(ctx), fmt.Sprintf("refresh zone %q", zone), http.MethodPost, zonePath(zone)+"/refresh", nil, nil); err != nil {
+	if err := p.delete(ctx, zone, deletes, wrote); err != nil {
 		return err
 	}
 	p.log.DebugContext(ctx, "ovh apply", "zone", zone, "changed", changed, "added", len(creates), "deleted", len(emptied)+len(deletes))
@@ -388,9 +438,10 @@ func (p *Provider) update(ctx context.Context, op, zone string, id int64, body m
 	return p.call(ctx, op, http.MethodPut, fmt.Sprintf("%s/record/%d", zonePath(zone), id), body, nil)
 }
 
-// delete deletes the records recs of zone.
-func (p *Provider) delete(ctx context.Context, zone string, recs []record) error {
+// delete deletes the records recs of zone, counting the calls in *wrote.
+func (p *Provider) delete(ctx context.Context, zone string, recs []record, wrote *int) error {
 	for _, r := range recs {
+		*wrote++
 		c := toRR(r, zone)
 		op := fmt.Sprintf("delete %s %s record %q in zone %q", c.Name, c.Type, c.Data, zone)
 		if err := p.call(ctx, op, http.MethodDelete, fmt.Sprintf("%s/record/%d", zonePath(zone), r.ID), nil, nil); err != nil {

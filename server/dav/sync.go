@@ -1,0 +1,170 @@
+package dav
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// syncRequest is the body of a sync-collection REPORT (RFC 6578 6.1).
+type syncRequest struct {
+	XMLName   xml.Name `xml:"DAV: sync-collection"`
+	SyncToken string   `xml:"DAV: sync-token"`
+	SyncLevel string   `xml:"DAV: sync-level"`
+	Limit     *struct {
+		NResults int `xml:"DAV: nresults"`
+	} `xml:"DAV: limit"`
+	Prop struct {
+		Names []struct {
+			XMLName xml.Name
+		} `xml:",any"`
+	} `xml:"DAV: prop"`
+}
+
+const (
+	nsDAV     = "DAV:"
+	nsCalDAV  = "urn:ietf:params:xml:ns:caldav"
+	nsCardDAV = "urn:ietf:params:xml:ns:carddav"
+)
+
+// The multistatus answer, written with fixed prefixes.
+type msPropstat struct {
+	Prop   msInner `xml:"D:prop"`
+	Status string  `xml:"D:status"`
+}
+
+type msInner struct {
+	Inner string `xml:",innerxml"`
+}
+
+type msResponse struct {
+	Href     string       `xml:"D:href"`
+	Propstat []msPropstat `xml:"D:propstat,omitempty"`
+	Status   string       `xml:"D:status,omitempty"`
+	Error    *msInner     `xml:"D:error,omitempty"`
+}
+
+type msMultistatus struct {
+	XMLName   xml.Name     `xml:"D:multistatus"`
+	NSD       string       `xml:"xmlns:D,attr"`
+	NSC       string       `xml:"xmlns:C,attr"`
+	NSR       string       `xml:"xmlns:R,attr"`
+	Responses []msResponse `xml:"D:response"`
+	SyncToken string       `xml:"D:sync-token"`
+}
+
+func escape(s string) string {
+	var b bytes.Buffer
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+func status(code int) string { return "HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) }
+
+func (h *Handler) syncError(w http.ResponseWriter, code int, cond string) {
+	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+	w.WriteHeader(code)
+	w.Write([]byte(xml.Header + `<D:error xmlns:D="DAV:"><D:` + cond + `/></D:error>` + "\n"))
+}
+
+// syncCollection answers a sync-collection REPORT on a calendar or an
+// address book from the store's change log.
+func (h *Handler) syncCollection(w http.ResponseWriter, r *http.Request, user string, dp davPath, body []byte) {
+	var req syncRequest
+	if err := xml.Unmarshal(body, &req); err != nil {
+		http.Error(w, "malformed sync-collection request", http.StatusBadRequest)
+		return
+	}
+	switch req.SyncLevel {
+	case "1", "infinite", "infinity":
+		// A collection here has no sub-collections: both levels list
+		// the same members.
+	default:
+		http.Error(w, "sync-level must be 1 or infinite", http.StatusBadRequest)
+		return
+	}
+	changes, col, err := h.st.Changes(r.Context(), user, dp.kind, dp.col, strings.TrimSpace(req.SyncToken))
+	if errors.Is(err, ErrBadToken) {
+		h.syncError(w, http.StatusForbidden, "valid-sync-token")
+		return
+	}
+	if err != nil {
+		if code := httpStatus(err); code != http.StatusInternalServerError {
+			http.Error(w, http.StatusText(code), code)
+			return
+		}
+		h.opts.Logger.Error("dav sync-collection", "user", user, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	colPath := HomePath(user, dp.kind) + dp.col + "/"
+	ms := msMultistatus{NSD: nsDAV, NSC: nsCalDAV, NSR: nsCardDAV, SyncToken: col.SyncToken()}
+	if req.Limit != nil && req.Limit.NResults >= 0 && req.Limit.NResults < len(changes) {
+		// RFC 6578 3.6: the first results, a token for where they end,
+		// and a 507 for the collection so the client asks again.
+		changes = changes[:req.Limit.NResults]
+		if len(changes) > 0 {
+			ms.SyncToken = syncToken(col.Epoch, changes[len(changes)-1].Seq)
+		} else if req.SyncToken != "" {
+			ms.SyncToken = strings.TrimSpace(req.SyncToken)
+		} else {
+			ms.SyncToken = syncToken(col.Epoch, 0)
+		}
+		ms.Responses = append(ms.Responses, msResponse{
+			Href: colPath, Status: status(http.StatusInsufficientStorage),
+			Error: &msInner{`<D:number-of-matches-within-limits/>`},
+		})
+	}
+	for _, c := range changes {
+		href := colPath + c.Name
+		if c.Deleted {
+			ms.Responses = append(ms.Responses, msResponse{Href: href, Status: status(http.StatusNotFound)})
+			continue
+		}
+		var found, missing strings.Builder
+		for _, p := range req.Prop.Names {
+			n := p.XMLName
+			switch {
+			case n.Space == nsDAV && n.Local == "getetag":
+				found.WriteString(`<D:getetag>"` + c.Object.ETag + `"</D:getetag>`)
+			case n.Space == nsDAV && n.Local == "getlastmodified":
+				found.WriteString(`<D:getlastmodified>` + c.Object.ModTime.UTC().Format(http.TimeFormat) + `</D:getlastmodified>`)
+			case n.Space == nsDAV && n.Local == "getcontentlength":
+				found.WriteString(`<D:getcontentlength>` + strconv.Itoa(len(c.Object.Data)) + `</D:getcontentlength>`)
+			case n.Space == nsDAV && n.Local == "getcontenttype" && dp.kind == Calendars:
+				found.WriteString(`<D:getcontenttype>text/calendar; charset=utf-8; component=vevent</D:getcontenttype>`)
+			case n.Space == nsDAV && n.Local == "getcontenttype":
+				found.WriteString(`<D:getcontenttype>text/vcard; charset=utf-8</D:getcontenttype>`)
+			case n.Space == nsDAV && n.Local == "resourcetype":
+				found.WriteString(`<D:resourcetype/>`)
+			case n.Space == nsCalDAV && n.Local == "calendar-data" && dp.kind == Calendars:
+				found.WriteString(`<C:calendar-data>` + escape(string(c.Object.Data)) + `</C:calendar-data>`)
+			case n.Space == nsCardDAV && n.Local == "address-data" && dp.kind == AddressBooks:
+				found.WriteString(`<R:address-data>` + escape(string(c.Object.Data)) + `</R:address-data>`)
+			default:
+				var b bytes.Buffer
+				xml.NewEncoder(&b).EncodeElement("", xml.StartElement{Name: xml.Name{Space: n.Space, Local: n.Local}})
+				missing.Write(b.Bytes())
+			}
+		}
+		resp := msResponse{Href: href}
+		resp.Propstat = append(resp.Propstat, msPropstat{Prop: msInner{found.String()}, Status: status(http.StatusOK)})
+		if missing.Len() > 0 {
+			resp.Propstat = append(resp.Propstat, msPropstat{Prop: msInner{missing.String()}, Status: status(http.StatusNotFound)})
+		}
+		ms.Responses = append(ms.Responses, resp)
+	}
+	out, err := xml.Marshal(ms)
+	if err != nil {
+		h.opts.Logger.Error("dav sync-collection: encode", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+	w.WriteHeader(http.StatusMultiStatus)
+	w.Write([]byte(xml.Header))
+	w.Write(out)
+}
