@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"slices"
 	"strings"
 	"time"
@@ -406,16 +405,19 @@ func (r *runner) davCollections(ctx context.Context, k davKind, src, tgt *davSid
 		return nil, fmt.Errorf("target: %w", err)
 	}
 	var out []davCollection
+	taken := map[string]bool{}
 	for _, p := range slices.Sorted(maps.Keys(srcColls)) {
 		name := srcColls[p]
-		seg := path.Base(strings.TrimSuffix(p, "/"))
-		if seg == "" || seg == "." || seg == "/" {
-			seg = "default"
+		seg := collectionSegment(p)
+		target, ok := marks[collKey(k, p)]
+		if !ok {
+			target = tgtHome + seg + "/"
+			if taken[target] { // two source paths ending alike
+				sum := sha256.Sum256([]byte(p))
+				target = tgtHome + seg + "-" + hex.EncodeToString(sum[:4]) + "/"
+			}
 		}
-		target := tgtHome + safeSegment(seg) + "/"
-		if t, ok := marks[collKey(k, p)]; ok {
-			target = t
-		}
+		taken[target] = true
 		if name == "" {
 			name = seg
 		}
@@ -782,6 +784,21 @@ func (s *davSide) put(ctx context.Context, k davKind, p string, data []byte) err
 		return fmt.Errorf("PUT: %s: %s", resp.Status, strings.Join(strings.Fields(string(msg)), " "))
 	}
 	return nil
+}
+
+// collectionSegment is the target name of a source collection: the last
+// segment of its path, or the one before when that is Google's "events"
+// (/caldav/v2/<calendar id>/events/), made safe for a path.
+func collectionSegment(p string) string {
+	segs := strings.Split(strings.Trim(p, "/"), "/")
+	seg := segs[len(segs)-1]
+	if seg == "events" && len(segs) > 1 {
+		seg = segs[len(segs)-2]
+	}
+	if seg == "" {
+		return "default"
+	}
+	return safeSegment(seg)
 }
 
 // objectName is the target file name of an object: its UID when that is
