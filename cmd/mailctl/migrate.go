@@ -22,7 +22,7 @@ import (
 func init() {
 	register(&command{
 		name:     "migrate",
-		synopsis: "import mailboxes from another IMAP server (Google Workspace, ...)",
+		synopsis: "import mailboxes, calendars and contacts from another provider (Google, ...)",
 		run:      runMigrate,
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"slices"
 	"strings"
 	"time"
@@ -40,7 +39,12 @@ import (
 // the target path: a re-run copies nothing, an object whose ETag changed
 // at the source is copied again (updated at the target), and one missing
 // from the target (deleted there, a target set up again) is copied again.
-// Deletions at the source are not carried over, as with mail.
+// Deletions at the source are not carried over, as with mail. Besides the
+// MKCOL, two requests are written here rather than taken from go-webdav:
+// the PUT (go-webdav's takes a parsed object to encode again, while the
+// copy already holds the bytes, and drops the body of a refusal, which
+// says why) and, when the library's listing fails because the server
+// leaves out getcontentlength, a PROPFIND of getetag alone.
 
 // Google's CalDAV and CardDAV endpoints, the defaults of a Google source.
 const (
@@ -206,24 +210,64 @@ func newDAVSide(ctx context.Context, ep DAVEndpoint, cred Credentials, timeout t
 		s.auth = func(req *http.Request) { req.SetBasicAuth(user, pw) }
 	}
 	hc := davHTTP{s}
-	var err error
 	if ep.CalDAV != "" {
-		if s.base["calendars"], err = parseDAVURL(ep.CalDAV, side); err != nil {
+		u, err := parseDAVURL(ep.CalDAV, side)
+		if err != nil {
 			return nil, err
 		}
-		if s.cal, err = caldav.NewClient(hc, ep.CalDAV); err != nil {
+		u = s.wellKnown(ctx, u, "caldav")
+		s.base["calendars"] = u
+		if s.cal, err = caldav.NewClient(hc, u.String()); err != nil {
 			return nil, fmt.Errorf("%s CalDAV URL %q: %w", side, ep.CalDAV, err)
 		}
 	}
 	if ep.CardDAV != "" {
-		if s.base["contacts"], err = parseDAVURL(ep.CardDAV, side); err != nil {
+		u, err := parseDAVURL(ep.CardDAV, side)
+		if err != nil {
 			return nil, err
 		}
-		if s.card, err = carddav.NewClient(hc, ep.CardDAV); err != nil {
+		u = s.wellKnown(ctx, u, "carddav")
+		s.base["contacts"] = u
+		if s.card, err = carddav.NewClient(hc, u.String()); err != nil {
 			return nil, fmt.Errorf("%s CardDAV URL %q: %w", side, ep.CardDAV, err)
 		}
 	}
 	return s, nil
+}
+
+// wellKnown resolves a URL without a path (https://host/) to the context
+// path that its server names at /.well-known/caldav or /.well-known/carddav
+// (RFC 6764 section 5) when it redirects there, on the same host name and
+// not from https to http (the credentials follow). Otherwise, or when
+// the server does not answer, the URL stays as it is.
+func (s *davSide) wellKnown(ctx context.Context, u *url.URL, kind string) *url.URL {
+	if u.Path != "" && u.Path != "/" {
+		return u
+	}
+	wk := u.ResolveReference(&url.URL{Path: "/.well-known/" + kind})
+	req, err := http.NewRequestWithContext(ctx, "PROPFIND", wk.String(), nil)
+	if err != nil {
+		return u
+	}
+	req.Header.Set("Depth", "0")
+	s.auth(req)
+	c := *s.http
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Do(req)
+	if err != nil {
+		return u
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode/100 != 3 || loc == "" {
+		return u
+	}
+	l, err := wk.Parse(loc)
+	if err != nil || l.Hostname() != u.Hostname() || (l.Scheme != u.Scheme && l.Scheme != "https") {
+		return u
+	}
+	return l
 }
 
 func parseDAVURL(s, side string) (*url.URL, error) {
@@ -361,16 +405,19 @@ func (r *runner) davCollections(ctx context.Context, k davKind, src, tgt *davSid
 		return nil, fmt.Errorf("target: %w", err)
 	}
 	var out []davCollection
+	taken := map[string]bool{}
 	for _, p := range slices.Sorted(maps.Keys(srcColls)) {
 		name := srcColls[p]
-		seg := path.Base(strings.TrimSuffix(p, "/"))
-		if seg == "" || seg == "." || seg == "/" {
-			seg = "default"
+		seg := collectionSegment(p)
+		target, ok := marks[collKey(k, p)]
+		if !ok {
+			target = tgtHome + seg + "/"
+			if taken[target] { // two source paths ending alike
+				sum := sha256.Sum256([]byte(p))
+				target = tgtHome + seg + "-" + hex.EncodeToString(sum[:4]) + "/"
+			}
 		}
-		target := tgtHome + safeSegment(seg) + "/"
-		if t, ok := marks[collKey(k, p)]; ok {
-			target = t
-		}
+		taken[target] = true
 		if name == "" {
 			name = seg
 		}
@@ -519,7 +566,9 @@ func (r *runner) davFail(f *FolderSummary, reason string) {
 	r.log.Warn("object not copied", "collection", f.Source, "reason", reason)
 }
 
-// list returns the objects of a collection: href -> ETag.
+// list returns the objects of a collection: href -> ETag. go-webdav's
+// ReadDir fails on a server that leaves out getcontentlength; then a
+// PROPFIND of getetag alone, read here, lists the collection.
 func (s *davSide) list(ctx context.Context, k davKind, coll string) (map[string]string, error) {
 	wc := s.card.Client
 	if k == kindCalendars {
@@ -527,7 +576,14 @@ func (s *davSide) list(ctx context.Context, k davKind, coll string) (map[string]
 	}
 	infos, err := wc.ReadDir(ctx, coll, false)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		out, err2 := s.listETags(ctx, k, coll)
+		if err2 != nil {
+			return nil, fmt.Errorf("%w (and PROPFIND getetag: %v)", err, err2)
+		}
+		return out, nil
 	}
 	out := map[string]string{}
 	for _, fi := range infos {
@@ -535,6 +591,61 @@ func (s *davSide) list(ctx context.Context, k davKind, coll string) (map[string]
 			continue
 		}
 		out[fi.Path] = fi.ETag
+	}
+	return out, nil
+}
+
+// multistatus is the part of a PROPFIND answer (RFC 4918 section 14.16)
+// that listETags reads.
+type multistatus struct {
+	Responses []struct {
+		Href     string `xml:"DAV: href"`
+		Propstat []struct {
+			Status string `xml:"DAV: status"`
+			Prop   struct {
+				ETag         string `xml:"DAV: getetag"`
+				ResourceType struct {
+					Collection *struct{} `xml:"DAV: collection"`
+				} `xml:"DAV: resourcetype"`
+			} `xml:"DAV: prop"`
+		} `xml:"DAV: propstat"`
+	} `xml:"DAV: response"`
+}
+
+// listETags lists a collection with a PROPFIND of getetag and resourcetype.
+func (s *davSide) listETags(ctx context.Context, k davKind, coll string) (map[string]string, error) {
+	u := s.base[k.name].ResolveReference(&url.URL{Path: coll})
+	body := `<?xml version="1.0" encoding="utf-8"?>` + "\n" +
+		`<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><D:resourcetype/></D:prop></D:propfind>`
+	req, err := http.NewRequestWithContext(ctx, "PROPFIND", u.String(), strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Depth", "1")
+	req.Header.Set("Content-Type", `application/xml; charset="utf-8"`)
+	resp, err := davHTTP{s}.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusMultiStatus {
+		return nil, fmt.Errorf("PROPFIND: %s", resp.Status)
+	}
+	var ms multistatus
+	if err := xml.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&ms); err != nil {
+		return nil, fmt.Errorf("PROPFIND: %w", err)
+	}
+	out := map[string]string{}
+	for _, r := range ms.Responses {
+		h, err := url.Parse(strings.TrimSpace(r.Href))
+		if err != nil || dirPath(h.Path) == dirPath(coll) {
+			continue
+		}
+		for _, ps := range r.Propstat {
+			if strings.Contains(ps.Status, " 200") && ps.Prop.ResourceType.Collection == nil {
+				out[h.Path] = strings.Trim(ps.Prop.ETag, `"`)
+			}
+		}
 	}
 	return out, nil
 }
@@ -673,6 +784,21 @@ func (s *davSide) put(ctx context.Context, k davKind, p string, data []byte) err
 		return fmt.Errorf("PUT: %s: %s", resp.Status, strings.Join(strings.Fields(string(msg)), " "))
 	}
 	return nil
+}
+
+// collectionSegment is the target name of a source collection: the last
+// segment of its path, or the one before when that is Google's "events"
+// (/caldav/v2/<calendar id>/events/), made safe for a path.
+func collectionSegment(p string) string {
+	segs := strings.Split(strings.Trim(p, "/"), "/")
+	seg := segs[len(segs)-1]
+	if seg == "events" && len(segs) > 1 {
+		seg = segs[len(segs)-2]
+	}
+	if seg == "" {
+		return "default"
+	}
+	return safeSegment(seg)
 }
 
 // objectName is the target file name of an object: its UID when that is

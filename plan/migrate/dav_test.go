@@ -6,11 +6,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -347,4 +350,74 @@ func TestMigrateDAVResume(t *testing.T) {
 	if u := sum.Users[0]; err != nil || u.DAVCopied != 0 || u.DAVSkipped != 40 {
 		t.Errorf("third run: copied %d, skipped %d, err %v; want 0, 40", u.DAVCopied, u.DAVSkipped, err)
 	}
+}
+
+// TestMigrateDAVWellKnown gives the source as a bare https://host/ whose
+// server only redirects /.well-known/caldav and /.well-known/carddav (RFC
+// 6764) to the context path, here another port of the same host: the copy
+// follows the redirects.
+func TestMigrateDAVWellKnown(t *testing.T) {
+	src := testenv.StartRadicale(t, testenv.RadicaleUser{Name: davUser, Password: davSrcPass})
+	dst := testenv.StartRadicale(t, testenv.RadicaleUser{Name: davUser, Password: davDstPass})
+	fx := seedDAV(t, src, 3, 1, 2)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/caldav", "/.well-known/carddav":
+			http.Redirect(w, r, src.URL, http.StatusMovedPermanently)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer front.Close()
+	sum, err := migrate.Run(context.Background(), []migrate.Job{davJob(front.URL+"/", dst.URL)},
+		migrate.Options{State: filepath.Join(t.TempDir(), "dav.db")})
+	if u := sum.Users[0]; err != nil || !sum.OK() || u.DAVCopied != 6 {
+		t.Fatalf("run: err %v, copied %d, errors %v %v; want 6 copied", err, u.DAVCopied, u.DAVErrors, u.Failures)
+	}
+	checkTarget(t, dst.URL, fx)
+}
+
+// TestMigrateDAVNoContentLength reads the source through a proxy that
+// removes getcontentlength from every answer, as some servers leave it
+// out: go-webdav's ReadDir refuses such a listing, the copy lists the
+// collections with its own PROPFIND of getetag instead.
+func TestMigrateDAVNoContentLength(t *testing.T) {
+	src := testenv.StartRadicale(t, testenv.RadicaleUser{Name: davUser, Password: davSrcPass})
+	dst := testenv.StartRadicale(t, testenv.RadicaleUser{Name: davUser, Password: davDstPass})
+	fx := seedDAV(t, src, 3, 1, 2)
+	u, _ := url.Parse(src.URL)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	strip := regexp.MustCompile(`<([A-Za-z0-9]+:)?getcontentlength>[^<]*</([A-Za-z0-9]+:)?getcontentlength>|<([A-Za-z0-9]+:)?getcontentlength */>`)
+	var stripped atomic.Int32
+	direct := rp.Director
+	rp.Director = func(r *http.Request) {
+		direct(r)
+		r.Header.Del("Accept-Encoding") // plain XML to edit
+	}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		out := strip.ReplaceAll(data, nil)
+		if len(out) != len(data) {
+			stripped.Add(1)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(out))
+		resp.ContentLength = int64(len(out))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+		return nil
+	}
+	proxy := httptest.NewServer(rp)
+	defer proxy.Close()
+	sum, err := migrate.Run(context.Background(), []migrate.Job{davJob(proxy.URL+"/", dst.URL)},
+		migrate.Options{State: filepath.Join(t.TempDir(), "dav.db")})
+	if u := sum.Users[0]; err != nil || !sum.OK() || u.DAVCopied != 6 {
+		t.Fatalf("run: err %v, copied %d, errors %v %v; want 6 copied", err, u.DAVCopied, u.DAVErrors, u.Failures)
+	}
+	if stripped.Load() == 0 {
+		t.Fatal("the proxy removed no getcontentlength: the test tests nothing")
+	}
+	checkTarget(t, dst.URL, fx)
 }
