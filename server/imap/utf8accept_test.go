@@ -60,6 +60,12 @@ func TestUTF8Accept(t *testing.T) {
 	if strings.Contains(got, "=?utf-8?") || strings.Contains(got, "{") {
 		t.Errorf("ENVELOPE has encoded words or literals:\n%s", got)
 	}
+	if got := joined(r.cmd("s1", `SEARCH SUBJECT "καλημέρα"`)); got != "* SEARCH 1" {
+		t.Errorf("SEARCH SUBJECT with a UTF-8 quoted string -> %q, want * SEARCH 1", got)
+	}
+	if got := joined(r.cmd("s2", `SEARCH FROM "δοκιμή@παράδειγμα"`)); got != "* SEARCH 1" {
+		t.Errorf("SEARCH FROM with a UTF-8 address -> %q, want * SEARCH 1", got)
+	}
 	got = joined(r.cmd("a8", "FETCH 1 (BODYSTRUCTURE)"))
 	if !strings.Contains(got, `("charset" "utf-8" "name" "Grüße.txt")`) || !strings.Contains(got, `("attachment" ("filename" "Grüße.txt"))`) {
 		t.Errorf("BODYSTRUCTURE lacks the UTF-8 parameters quoted:\n%s", got)
