@@ -637,7 +637,9 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		if err != nil {
 			return nil, fmt.Errorf("usage of %s: %w", addr, err)
 		}
-		st.Users = append(st.Users, UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n})
+		us := UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n}
+		us.Password, us.AppPasswords = u.Credentials()
+		st.Users = append(st.Users, us)
 	}
 	sort.Slice(st.Users, func(i, j int) bool { return st.Users[i].Address < st.Users[j].Address })
 	st.Spam = d.spam.status()
