@@ -82,7 +82,7 @@ func checkALabels(d string) error {
 	}
 	back, err := idnLookup.ToASCII(u)
 	if err != nil || back != strings.ToLower(d) {
-		return errors.New("A-label (punycode) in domain is not in its normal form")
+		return errors.New("the domain's A-label (punycode) is not in its normal form")
 	}
 	return nil
 }
