@@ -266,6 +266,7 @@ func printStatus(e *env, st *contract.Status) {
 		}
 	}
 	fmt.Fprintf(w, "  queue          %d messages\n", st.QueueMessages)
+	printSpamStatus(w, st.Spam)
 	for _, name := range []string{"smtp", "submission", "submissions", "imap", "imaps", "https", "http"} {
 		if a, ok := st.Listeners[name]; ok {
 			fmt.Fprintf(w, "  %-14s %s\n", name, a)

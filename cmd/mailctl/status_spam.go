@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/mailctl/mailctl/contract"
@@ -25,4 +26,15 @@ func spamLine(s *contract.SpamStatus) string {
 		line += fmt.Sprintf(" (%d failed)", s.LearnFailures)
 	}
 	return line
+}
+
+// printSpamStatus is the spam filter's part of `mailctl serve status`.
+func printSpamStatus(w io.Writer, s *contract.SpamStatus) {
+	if s == nil {
+		return
+	}
+	fmt.Fprintf(w, "  spam           %s\n", spamLine(s))
+	if a := spamAttention(s); a != "" {
+		fmt.Fprintf(w, "  SPAM FILTER    %s\n", a)
+	}
 }

@@ -36,3 +36,26 @@ func TestStatusSpam(t *testing.T) {
 		t.Errorf("JSON report spam = %+v", r.Spam)
 	}
 }
+
+// TestServeStatusSpam: `mailctl serve status` on the server shows the
+// filter and, while rspamd is unreachable, says so.
+func TestServeStatusSpam(t *testing.T) {
+	st := healthyStatus()
+	var out bytes.Buffer
+	printStatus(&env{Stdout: &out}, &st)
+	if strings.Contains(out.String(), "spam") {
+		t.Errorf("no filter, yet:\n%s", out.String())
+	}
+	since := time.Date(2026, 12, 7, 6, 30, 0, 0, time.UTC)
+	st.Spam = &contract.SpamStatus{URL: "http://127.0.0.1:11333", Scanned: 5, Unscanned: 2, UnreachableSince: &since, LastError: "connection refused"}
+	out.Reset()
+	printStatus(&env{Stdout: &out}, &st)
+	for _, want := range []string{
+		"  spam           rspamd at http://127.0.0.1:11333: 5 scanned, 0 refused, 0 to Junk, 2 unscanned; learned 0\n",
+		"  SPAM FILTER    rspamd unreachable since 2026-12-07T06:30:00Z: 2 messages accepted unscanned (connection refused)\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -26,7 +26,7 @@ const lunch = "Hi Alice, shall we have lunch tomorrow at the usual place near th
 // TestServeSpam runs the real binary with Debian's rspamd: over SMTP on
 // port 25 GTUBE is refused at DATA and stored nowhere, ham lands in INBOX
 // and a spam-scored message in Junk, both with rspamd's fields; IMAP MOVE
-// into and out of Junk teaches rspamd; with rspamd stopped mail is still
+// and COPY into and out of Junk teach rspamd; with rspamd stopped mail is still
 // accepted, marked, and the status says since when.
 func TestServeSpam(t *testing.T) {
 	rdir := t.TempDir()
@@ -71,7 +71,8 @@ func TestServeSpam(t *testing.T) {
 		t.Errorf("Junk message:\n%s", junk[0])
 	}
 
-	// IMAP MOVE out of Junk: ham learned; into Junk: spam learned.
+	// IMAP MOVE out of Junk: ham learned; MOVE and COPY into Junk: spam
+	// learned.
 	ctx := context.Background()
 	spam0, ham0, err := r.Learned(ctx)
 	if err != nil {
@@ -95,14 +96,23 @@ func TestServeSpam(t *testing.T) {
 		t.Fatalf("MOVE INBOX -> Junk: %v", err)
 	}
 	waitRspamdLearned(t, r, spam0+1, ham0+1)
+	// COPY into Junk teaches too: the message learned as ham above
+	// moves to the spam class.
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Copy(goimap.SeqSetNum(1), "Junk").Wait(); err != nil {
+		t.Fatalf("COPY INBOX -> Junk: %v", err)
+	}
+	waitRspamdLearned(t, r, spam0+2, ham0)
 
 	// The learner counts once rspamd answered, just after rspamd counts.
 	st := serverStatus(t, srv)
-	for deadline := time.Now().Add(5 * time.Second); st.Spam != nil && st.Spam.Learned < 2 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); st.Spam != nil && st.Spam.Learned < 3 && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 		st = serverStatus(t, srv)
 	}
-	if s := st.Spam; s == nil || s.Scanned != 3 || s.Rejected != 1 || s.Junk != 1 || s.Unscanned != 0 || s.UnreachableSince != nil || s.Learned != 2 {
+	if s := st.Spam; s == nil || s.Scanned != 3 || s.Rejected != 1 || s.Junk != 1 || s.Unscanned != 0 || s.UnreachableSince != nil || s.Learned != 3 {
 		t.Errorf("status spam = %+v", st.Spam)
 	}
 

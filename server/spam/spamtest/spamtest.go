@@ -57,7 +57,11 @@ worker "controller" {
 }
 `
 
+// bayes keeps the learn cache (which refuses a text learned before) in
+// the instance's directory too: by default it is in /var/lib/rspamd,
+// shared by every run.
 const bayes = `backend = "sqlite3";
+cache { type = "sqlite3"; path = "$DBDIR/learn_cache.sqlite"; }
 statfile { symbol = "BAYES_HAM"; spam = false; path = "$DBDIR/bayes.ham.sqlite"; }
 statfile { symbol = "BAYES_SPAM"; spam = true; path = "$DBDIR/bayes.spam.sqlite"; }
 `
