@@ -423,6 +423,9 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	} else {
 		log.Debug("start-up memory released", "executable_pages_bytes", n)
 	}
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	defer stopTrim()
+	go trimMemory(trimCtx, log, trimEvery, trimGrowth)
 
 	var runErr error
 loop:

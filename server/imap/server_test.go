@@ -988,7 +988,7 @@ type benchClient struct {
 	tagN int
 }
 
-func dialBench(b *testing.B, env *testEnv) *benchClient {
+func dialBench(b testing.TB, env *testEnv) *benchClient {
 	c, err := net.Dial("tcp", env.plainAddr)
 	if err != nil {
 		b.Fatal(err)
@@ -1004,7 +1004,7 @@ func dialBench(b *testing.B, env *testEnv) *benchClient {
 // run sends a command and reads its answer up to the tagged OK, skipping
 // literals; it returns the bytes read and the answer's lines. Errors are
 // reported with b.Error (it may run on other goroutines).
-func (bc *benchClient) run(b *testing.B, command string) (int64, int) {
+func (bc *benchClient) run(b testing.TB, command string) (int64, int) {
 	bc.tagN++
 	tag := fmt.Sprintf("t%d", bc.tagN)
 	fmt.Fprintf(bc.c, "%s %s\r\n", tag, command)

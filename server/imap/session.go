@@ -794,6 +794,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 // a time.
 const fetchChunk = 1000
 
+// fetchLineRoom is the room left in a FETCH's line buffer for the next
+// response, so that the usual one does not outgrow it.
+const fetchLineRoom = 4 << 10
+
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options *goimap.FetchOptions) (err error) {
 	defer s.conn.watchGone(s.cancel)()
 	v := s.view
@@ -888,11 +892,21 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	for _, bs := range options.BodySection {
 		wantHeader = wantHeader || headerOnly(bs)
 	}
-	// Responses made here (fetchline.go) are gathered in lineBuf.
+	// Responses made here (fetchline.go) are gathered in lineBuf, one of
+	// the pooled corkSize buffers (grown from nil, it was 256 KB of
+	// allocations a FETCH of many messages).
 	lines := fetchLineItems(options)
 	enabled := s.lib.EnabledCaps()
 	utf8On := enabled.Has(goimap.CapUTF8Accept) || enabled.Has(goimap.CapIMAP4rev2)
 	var lineBuf []byte
+	if lines {
+		lb := corkPool.Get().(*[]byte)
+		lineBuf = (*lb)[:0]
+		defer func() {
+			*lb = lineBuf[:0]
+			corkPool.Put(lb)
+		}()
+	}
 	flushLines := func() error {
 		if len(lineBuf) == 0 {
 			return nil
@@ -970,7 +984,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 				}
 				var ok bool
 				if lineBuf, ok = appendFetchUTF8(lineBuf, it.clientSeq, &m, options, seenNow[m.UID], env, utf8On); ok {
-					if len(lineBuf) >= corkSize {
+					if len(lineBuf) >= corkSize-fetchLineRoom {
 						if err := flushLines(); err != nil {
 							return err
 						}

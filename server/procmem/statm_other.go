@@ -8,3 +8,8 @@ import "errors"
 func FileResident() (int64, error) {
 	return 0, errors.New("not supported on this system")
 }
+
+// Resident is not supported here.
+func Resident() (int64, error) {
+	return 0, errors.New("not supported on this system")
+}

@@ -278,8 +278,12 @@ func (s *Store) MessagesByID(ctx context.Context, user string, id uint64) (Mailb
 
 func (u *userTx) messages(r *mailboxRecord) ([]Message, error) {
 	out := make([]Message, 0, r.Messages)
+	var arena []string // flags of many messages in one allocation
 	err := u.file.forEach(u.tx, u.msgs(r), func(k, v []byte) error {
-		m, err := decodeMsg(v)
+		if cap(arena)-len(arena) < 16 {
+			arena = make([]string, 0, 4096)
+		}
+		m, err := decodeMsgArena(v, &arena)
 		if err != nil {
 			return err
 		}

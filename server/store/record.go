@@ -151,7 +151,14 @@ func putMsg(b *bolt.Bucket, uid uint32, m *msgRecord) error {
 	return b.Put(uidKey(uid), encodeMsg(m))
 }
 
-func decodeMsg(b []byte) (msgRecord, error) {
+func decodeMsg(b []byte) (msgRecord, error) { return decodeMsgArena(b, nil) }
+
+// decodeMsgArena is decodeMsg with the message's flags taken from the
+// end of *arena when it has room (a list of a whole mailbox's messages:
+// one allocation for the flags of many), as a slice whose capacity is its
+// length, so that an append to it copies. The system flags are the
+// package's constants, not a copy each.
+func decodeMsgArena(b []byte, arena *[]string) (msgRecord, error) {
 	var m msgRecord
 	if len(b) < 1 || (b[0] != msgRecordVersion && b[0] != msgRecordVersionInline) {
 		return m, fmt.Errorf("%w: unknown message record version", errCorrupt)
@@ -200,14 +207,20 @@ func decodeMsg(b []byte) (msgRecord, error) {
 		return m, fmt.Errorf("%w: flag count", errCorrupt)
 	}
 	if nflags > 0 {
-		m.Flags = make([]string, 0, nflags)
+		if arena != nil && uint64(cap(*arena)-len(*arena)) >= nflags {
+			a := *arena
+			*arena = a[: len(a)+int(nflags) : cap(a)]
+			m.Flags = a[len(a) : len(a) : len(a)+int(nflags)]
+		} else {
+			m.Flags = make([]string, 0, nflags)
+		}
 	}
 	for i := uint64(0); i < nflags; i++ {
 		l, ok := uv()
 		if !ok || l > uint64(len(b)) {
 			return m, fmt.Errorf("%w: flag", errCorrupt)
 		}
-		m.Flags = append(m.Flags, string(b[:l]))
+		m.Flags = append(m.Flags, internFlag(b[:l]))
 		b = b[l:]
 	}
 	if len(b) != 0 {
@@ -287,4 +300,22 @@ func uidKey(uid uint32) []byte {
 
 func mailboxKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, id)
+}
+
+// internFlag returns the flag in b: one of the system flags' constants
+// (no allocation), else a copy.
+func internFlag(b []byte) string {
+	switch string(b) {
+	case FlagSeen:
+		return FlagSeen
+	case FlagAnswered:
+		return FlagAnswered
+	case FlagFlagged:
+		return FlagFlagged
+	case FlagDeleted:
+		return FlagDeleted
+	case FlagDraft:
+		return FlagDraft
+	}
+	return string(b)
 }
