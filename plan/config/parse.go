@@ -258,21 +258,44 @@ func ParseFile(src []byte, name string) (*hcl.File, hcl.Diagnostics) {
 }
 
 // FormatFile parses src as ParseFile does and, when it parses, returns it
-// in the canonical layout of hclwrite.Format, formatted piece by piece
-// (the pieces that parsed): no token slice or syntax tree of the whole
-// file is held. A file that does not parse is returned as nil with its
-// diagnostics.
+// in the canonical layout of hclwrite.Format, formatted piece by piece as
+// each piece is parsed: no token slice or syntax tree of more than one
+// piece is held (the syntax trees of all pieces, kept until the end of
+// the parse, were most of the memory of fmt -check on a large file). A
+// file whose pieces do not all parse cleanly is parsed, and formatted,
+// whole; one that does not parse is returned as nil with its diagnostics.
 func FormatFile(src []byte, name string) ([]byte, hcl.Diagnostics) {
-	_, diags, pieces := parseFile(src, name, PieceSize)
+	pieces := SplitTopLevel(src, PieceSize)
+	if len(pieces) > 1 {
+		var out bytes.Buffer
+		out.Grow(len(src) + len(src)/8)
+		attrs := map[string]bool{}
+		clean := true
+	Pieces:
+		for _, p := range pieces {
+			f, diags := hclsyntax.ParseConfig(p.Src, name, p.Start)
+			if len(diags) > 0 {
+				clean = false
+				break
+			}
+			for n := range f.Body.(*hclsyntax.Body).Attributes {
+				if attrs[n] {
+					clean = false // one parse reports the duplicate
+					break Pieces
+				}
+				attrs[n] = true
+			}
+			out.Write(hclwrite.Format(p.Src))
+		}
+		if clean {
+			return out.Bytes(), nil
+		}
+	}
+	_, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	var out bytes.Buffer
-	out.Grow(len(src) + len(src)/8)
-	for _, p := range pieces {
-		out.Write(hclwrite.Format(p.Src))
-	}
-	return out.Bytes(), diags
+	return hclwrite.Format(src), diags
 }
 
 // parseFile parses src in pieces of about size bytes; it returns the

@@ -183,6 +183,18 @@ func TestFormatFileInPieces(t *testing.T) {
 	if _, diags := FormatFile([]byte("domain \"x\" {\n"), "bad.hcl"); !diags.HasErrors() {
 		t.Error("FormatFile of a broken file reported no error")
 	}
+	// Errors in a later piece, and a top-level attribute set in two
+	// pieces, are those of one parse of the whole file.
+	for name, bad := range map[string]string{
+		"broken last piece": string(src) + "domain \"x\" {\n",
+		"duplicate":         "x = 1\n" + string(src) + "x = 2\n",
+	} {
+		out, diags := FormatFile([]byte(bad), "mail.hcl")
+		_, want := hclsyntax.ParseConfig([]byte(bad), "mail.hcl", hcl.InitialPos)
+		if out != nil || !diags.HasErrors() || diags.Error() != want.Error() {
+			t.Errorf("%s: FormatFile = %d bytes, %v; want nil and %v", name, len(out), diags, want)
+		}
+	}
 }
 
 // TestLoadStreamingIsLoad: a configuration without variables, whose user

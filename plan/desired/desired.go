@@ -113,6 +113,9 @@ func PublishedSelectors(k config.DKIM) []string {
 // (SELECTOR-YYYYMMDD, see plan/dkimrotate) and reports no key for it.
 func publishedSelectors(d *config.Domain, keys []DKIMKey) []string {
 	out := PublishedSelectors(d.DKIM)
+	if len(keys) == 0 {
+		return out // no key known: nothing rotated (and no regexp to compile per domain)
+	}
 	rotated := regexp.MustCompile(`^` + regexp.QuoteMeta(d.DKIM.Selector) + `-\d{8}(-\d+)?-(ed25519|rsa)$`)
 	reported, replaced := false, false
 	for _, k := range keys {
@@ -229,7 +232,8 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string,
 			"once the MX point here, run mailctl migrate again: it copies what reached the old mailboxes meanwhile",
 			"set phase = \"done\" once the old MX TTL has passed and new mail arrives at "+s.Hostname)
 	}
-	out := []RRSet{mx, spf}
+	out := make([]RRSet, 0, 16) // about 12: one allocation, no regrowth
+	out = append(out, mx, spf)
 
 	// Host A/AAAA, once, in the domain that contains the hostname.
 	for _, srv := range cfg.Servers {

@@ -44,14 +44,17 @@ func TestConfigDigestIgnoresComments(t *testing.T) {
 		"block comment": strings.Replace(digestBase, `dir = "zones"`, `dir = /* relative */ "zones" /* to here */`, 1),
 		"alignment":     strings.Replace(digestBase, "  dns    = provider", "  dns = provider", 1),
 		"comment lines": strings.Replace(digestBase, "  tls {\n", "  # Let's Encrypt\n\n  tls {\n", 1),
+		"CRLF, indent":  strings.ReplaceAll(strings.ReplaceAll(digestBase, "\n", "\r\n"), "\n  ", "\n\t"),
 	} {
 		if got := digestOf(t, src); got != base {
 			t.Errorf("%s: digest %s, want %s (unchanged)", name, got, base)
 		}
 	}
 	for name, src := range map[string]string{
-		"a value":      strings.Replace(digestBase, "203.0.113.10", "203.0.113.11", 1),
-		"an attribute": strings.Replace(digestBase, "  server = server.mx1\n", "  server = server.mx1\n  zone = \"example.org\"\n", 1),
+		"a value":           strings.Replace(digestBase, "203.0.113.10", "203.0.113.11", 1),
+		"an attribute":      strings.Replace(digestBase, "  server = server.mx1\n", "  server = server.mx1\n  zone = \"example.org\"\n", 1),
+		"a string's spaces": strings.Replace(digestBase, `dir = "zones"`, `dir = "zones "`, 1),
+		"a # in a string":   strings.Replace(digestBase, `dir = "zones"`, `dir = "zones#1"`, 1),
 	} {
 		if got := digestOf(t, src); got == base {
 			t.Errorf("%s: digest unchanged, want a new one", name)

@@ -457,11 +457,17 @@ func ConfigDigest(cfg *config.Config) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// writeTokens writes the HCL tokens of src to w, without comments and
+// writeTokens writes src to w without what does not change its meaning:
+// its config.LayoutFree form, else its HCL tokens without comments and
 // with each run of line ends as one; a file that is not native HCL syntax
 // is written as is.
 func writeTokens(w io.Writer, name string, src []byte) {
 	if strings.HasSuffix(name, ".hcl") {
+		if form, ok := config.LayoutFree(src); ok {
+			fmt.Fprintf(w, "layout-free\x00%d\x00", len(form))
+			w.Write(form)
+			return
+		}
 		// Piece by piece (see config.SplitTopLevel): one token slice of a
 		// large file was most of a plan's memory. A piece that does not
 		// lex (a cut the lexer disagrees with) falls back to one piece.
