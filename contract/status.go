@@ -65,6 +65,8 @@ type UserStatus struct {
 	QuotaBytes int64  `json:"quota_bytes"`
 	UsedBytes  int64  `json:"used_bytes"`
 	Messages   int    `json:"messages"`
+	// SieveDigest is a digest of the user's Sieve script ("" for none).
+	SieveDigest string `json:"sieve_digest,omitempty"`
 }
 
 // DKIMKey is a public key to publish as <selector>._domainkey.<domain> TXT.

@@ -22,6 +22,9 @@ type ServerState struct {
 	// (listen, hostname, limits, ...): of the configuration the running
 	// server started with, or of the one to install. Nil when unknown.
 	RestartDigests map[string]string `json:"restart_digests,omitempty"`
+	// Sieve maps each user with a Sieve script to the script's digest
+	// (server/config.SieveDigest).
+	Sieve map[string]string `json:"sieve,omitempty"`
 }
 
 // RestartSettings names the settings that only a restart applies and that
@@ -92,6 +95,9 @@ func DiffServer(name string, before *ServerState, after ServerState) []Change {
 			out = append(out, Change{Address: "user." + u, Type: KindUser, Action: Delete,
 				Notes: []string{"login removed from " + addr + "; the stored mail is kept"}})
 		}
+	}
+	if before != nil {
+		out = append(out, sieveChanges(addr, before, after)...)
 	}
 	return out
 }

@@ -1130,7 +1130,8 @@ func (d *decoder) checkReportURIs(a *hcl.Attribute, uris []string, httpsOK bool)
 func (d *decoder) user(b *hcl.Block) {
 	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "name"}, {Name: "password_hash", Required: true}, {Name: "aliases"}, {Name: "quota"},
-	}})
+		{Name: "sieve"},
+	}, Blocks: []hcl.BlockHeaderSchema{{Type: "vacation"}}})
 	d.diags = append(d.diags, diags...)
 	u := &User{Address: strings.ToLower(b.Labels[0]), DeclRange: b.DefRange}
 	if !validMailbox(u.Address) {
@@ -1170,6 +1171,7 @@ func (d *decoder) user(b *hcl.Block) {
 			u.QuotaBytes = q
 		}
 	}
+	d.userSieve(u, c)
 	d.cfg.Users = append(d.cfg.Users, u)
 }
 

@@ -138,7 +138,7 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		}
 		sc.Users = append(sc.Users, serverconfig.User{
 			Address: u.Address, Name: u.Name, PasswordHash: u.PasswordHash.Str,
-			Aliases: u.Aliases, QuotaBytes: u.QuotaBytes,
+			Aliases: u.Aliases, QuotaBytes: u.QuotaBytes, Sieve: u.Sieve,
 		})
 	}
 	for _, a := range cfg.Aliases {

@@ -24,6 +24,7 @@ import (
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/remote"
+	serverconfig "github.com/mailctl/mailctl/server/config"
 )
 
 // Options tune how servers are reached.
@@ -141,6 +142,12 @@ func (c *Conn) State(ctx context.Context) (*plan.ServerState, []desired.DKIMKey,
 	st.RestartDigests = s.RestartDigests
 	for _, u := range s.Users {
 		st.Users = append(st.Users, u.Address)
+		if u.SieveDigest != "" {
+			if st.Sieve == nil {
+				st.Sieve = map[string]string{}
+			}
+			st.Sieve[u.Address] = u.SieveDigest
+		}
 	}
 	slices.Sort(st.Users)
 	var keys []desired.DKIMKey
@@ -212,6 +219,12 @@ func Desired(cfg *config.Config, s *config.Server, b Binary) (plan.ServerState, 
 	st := plan.ServerState{Release: rel, ConfigDigest: sc.Digest(), Running: true, RestartDigests: sc.RestartDigests()}
 	for _, u := range sc.Users {
 		st.Users = append(st.Users, u.Address)
+		if d := serverconfig.SieveDigest(u.Sieve); d != "" {
+			if st.Sieve == nil {
+				st.Sieve = map[string]string{}
+			}
+			st.Sieve[u.Address] = d
+		}
 	}
 	slices.Sort(st.Users)
 	return st, append(js, '\n'), nil

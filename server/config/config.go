@@ -96,6 +96,8 @@ type User struct {
 	Aliases []string `json:"aliases,omitempty"`
 	// QuotaBytes is 0 for unlimited.
 	QuotaBytes int64 `json:"quota_bytes,omitempty"`
+	// Sieve is the user's filter script (RFC 5228), run at local delivery.
+	Sieve string `json:"sieve,omitempty"`
 }
 
 // Alias maps Address ("user@domain" or "@domain") to To.

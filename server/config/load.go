@@ -378,6 +378,7 @@ func (c *Config) validateAddresses(p *problems) {
 		if u.QuotaBytes < 0 {
 			p.add(field+".quota_bytes", "%d is negative", u.QuotaBytes)
 		}
+		checkSieve(p, field+".sieve", u.Sieve)
 	}
 	aliasTo := map[string][]string{} // alias address -> local targets
 	for i, al := range c.Aliases {

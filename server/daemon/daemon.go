@@ -33,6 +33,7 @@ import (
 	"github.com/mailctl/mailctl/server/inbound"
 	"github.com/mailctl/mailctl/server/procmem"
 	"github.com/mailctl/mailctl/server/queue"
+	sievedeliver "github.com/mailctl/mailctl/server/sieve/deliver"
 	"github.com/mailctl/mailctl/server/smtp"
 	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/tlsconf"
@@ -81,7 +82,8 @@ type daemon struct {
 	keys    []dkim.Key // DKIM keys of the current configuration, for status (under mu)
 	dkimMu  sync.Mutex // serialises DKIM rotation steps and reloads
 	queue   *queue.Queue
-	errs    *errorLog // the last errors logged, for status
+	filter  *sievedeliver.Filter // users' Sieve scripts at local delivery
+	errs    *errorLog            // the last errors logged, for status
 
 	mu            sync.Mutex
 	cfg           *config.Config
@@ -225,11 +227,16 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		return fmt.Errorf("outbound queue: %w", err)
 	}
 	// Submitted local mail gets the Authentication-Results a receiver would add (selfauth.go).
-	qopts.Deliver = queue.StampingDeliverer(d.dir, countingStore{st: d.st, metrics: d.metrics}, ownStamper(cfg, checker, resolver, log.With("component", "selfauth")))
+	if err := d.openFilter(cfg, log); err != nil {
+		return err
+	}
+	defer d.filter.Close()
+	qopts.Deliver = queue.StampingDeliverer(d.dir, d.filter, ownStamper(cfg, checker, resolver, log.With("component", "selfauth")))
 	d.queue, err = queue.Open(ctx, qopts)
 	if err != nil {
 		return fmt.Errorf("open outbound queue: %w", err)
 	}
+	d.filter.SetQueue(d.queue)
 	defer func() {
 		if cerr := d.queue.Close(); cerr != nil {
 			log.Warn("close outbound queue", "err", cerr)
@@ -323,7 +330,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			Mode:      m.mode,
 			Hostname:  cfg.Hostname,
 			TLSConfig: d.tls.TLSConfig(),
-			Store:     countingStore{st: d.st, metrics: d.metrics},
+			Store:     d.filter,
 			Directory: dir,
 			Auth:      countingAuth{auth: d.authn, service: m.name, metrics: d.metrics},
 			Limits: smtp.Limits{
@@ -549,6 +556,9 @@ func (d *daemon) applyReload(ctx context.Context) error {
 	if err := d.authn.Update(cfg.AuthUsers()); err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
+	if err := d.filter.SetUsers(sieveUsers(cfg)); err != nil {
+		return err
+	}
 	if err := d.dir.Update(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
 		return fmt.Errorf("address directory: %w", err)
 	}
@@ -620,7 +630,8 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		if err != nil {
 			return nil, fmt.Errorf("usage of %s: %w", addr, err)
 		}
-		st.Users = append(st.Users, UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n})
+		st.Users = append(st.Users, UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n,
+			SieveDigest: config.SieveDigest(u.Sieve)})
 	}
 	sort.Slice(st.Users, func(i, j int) bool { return st.Users[i].Address < st.Users[j].Address })
 	if err := d.opsStatus(ctx, st, cfg.DataDir); err != nil {

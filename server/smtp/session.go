@@ -489,6 +489,7 @@ func (se *session) checkFrom(h headerInfo) *gosmtp.SMTPError {
 // which is better than losing it for another).
 func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func() io.Reader, date time.Time, mailbox string) error {
 	users := sortedSet(se.users)
+	ctx = withSieveEnvelope(ctx, se.from, len(users) == 1 && len(se.outbound) == 0)
 	errs := make([]error, len(users))
 	sem := make(chan struct{}, maxParallelDeliveries)
 	var wg sync.WaitGroup
@@ -508,6 +509,13 @@ func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func
 	var result error
 	for i, err := range errs {
 		if err == nil {
+			continue
+		}
+		if rej := sieveRejection(err); rej != nil {
+			log.Info("delivery refused: sieve reject", "rcpt_user", users[i])
+			if result == nil {
+				result = rej
+			}
 			continue
 		}
 		if errors.Is(err, store.ErrQuotaExceeded) {
