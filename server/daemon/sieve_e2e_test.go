@@ -37,6 +37,7 @@ func TestSieveDelivery(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "server.json")
 	cfg := baseConfig(t, dataDir)
 	cfg.Control = filepath.Join(t.TempDir(), "control.sock")
+	cfg.Domains[0].DKIMSelectors = []string{"s1"} // the vacation reply is signed
 	cfg.Users = []config.User{
 		{Address: "alice@example.test", PasswordHash: hash(t, "alice-pw"), Sieve: aliceSieve},
 		{Address: "bob@example.test", PasswordHash: hash(t, "bob-pw")},
@@ -144,7 +145,7 @@ func TestSieveDelivery(t *testing.T) {
 		}
 		r := replies[0]
 		for _, want := range []string{"From: alice@example.test", "To: bob@example.test", "Subject: Away",
-			"Auto-Submitted: auto-replied", "In-Reply-To: <", "I am away until Monday."} {
+			"Auto-Submitted: auto-replied", "In-Reply-To: <", "I am away until Monday.", "DKIM-Signature: ", "d=example.test"} {
 			if !bytes.Contains(r, []byte(want)) {
 				t.Errorf("reply lacks %q:\n%s", want, r)
 			}
