@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
@@ -320,6 +321,12 @@ func (f *Filter) vacation(ctx context.Context, log *slog.Logger, env Envelope, u
 		log.Info("sieve vacation: no reply", "reason", why)
 		return
 	}
+	if v.From != "" && !ownAddress(own, v.From) {
+		// The reply is DKIM-signed for the domain: it may only be from
+		// one of the user's own addresses, like submitted mail.
+		log.Warn("sieve vacation: :from is not the user's address, replying from it instead", "from", v.From)
+		v.From = ""
+	}
 	now := f.opts.Now()
 	key := []byte(strings.ToLower(user) + "\x00" + v.Key(env.From))
 	var due bool
@@ -354,6 +361,19 @@ func (f *Filter) vacation(ctx context.Context, log *slog.Logger, env Envelope, u
 		return
 	}
 	log.Info("sieve vacation: reply sent", "to", env.From)
+}
+
+func ownAddress(own []string, from string) bool {
+	a, err := mail.ParseAddress(from)
+	if err != nil {
+		return false
+	}
+	for _, o := range own {
+		if strings.EqualFold(o, a.Address) {
+			return true
+		}
+	}
+	return false
 }
 
 func newID() string {

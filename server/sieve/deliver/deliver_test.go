@@ -245,3 +245,16 @@ func TestVacationOncePerPeriodDurable(t *testing.T) {
 		t.Errorf("second reply = %s", fx.q.sent[1].body)
 	}
 }
+
+func TestVacationFromOnlyOwnAddresses(t *testing.T) {
+	fx := newFixture(t, `require "vacation"; vacation :from "boss@example.org" "Away.";`)
+	fx.deliver(t, Envelope{From: "carol@other.example"}, "alice@example.org", plain)
+	if len(fx.q.sent) != 1 || !strings.Contains(fx.q.sent[0].body, "From: alice@example.org\r\n") {
+		t.Fatalf("reply = %+v, want it from alice", fx.q.sent)
+	}
+	fx = newFixture(t, `require "vacation"; vacation :from "Alice <ALICE@example.org>" "Away.";`)
+	fx.deliver(t, Envelope{From: "carol@other.example"}, "alice@example.org", plain)
+	if len(fx.q.sent) != 1 || !strings.Contains(fx.q.sent[0].body, "From: Alice <ALICE@example.org>\r\n") {
+		t.Fatalf("reply = %+v, want the given From", fx.q.sent)
+	}
+}
