@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,11 @@ func (d *decoder) userSieve(u *User, c *hcl.BodyContent) {
 	if len(blocks) > 0 {
 		v, ok := d.vacation(blocks[0])
 		if !ok {
+			return
+		}
+		if v.From != "" && !strings.EqualFold(v.From, u.Address) && !slices.Contains(u.Aliases, strings.ToLower(v.From)) {
+			d.errf(c.Blocks.OfType("vacation")[0].DefRange.Ptr(), "Invalid vacation sender",
+				"from %q is neither %s nor one of its aliases: the reply is signed for the user's own addresses only.", v.From, u.Address)
 			return
 		}
 		u.Vacation = v

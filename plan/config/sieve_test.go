@@ -136,3 +136,19 @@ func TestVacationAndSieveConflict(t *testing.T) {
 		t.Errorf("no conflict error:\n%s", out)
 	}
 }
+
+func TestVacationFromMustBeOwn(t *testing.T) {
+	src := strings.Replace(base, `quota         = "10GiB"`, `quota         = "10GiB"
+  vacation {
+    body = "away"
+    from = "boss@example.org"
+  }`, 1)
+	_, out := loadDir(t, map[string]string{"mail.hcl": src})
+	if !strings.Contains(out, `Invalid vacation sender: from "boss@example.org" is neither alice@example.org nor one of its aliases`) {
+		t.Errorf("no error for a foreign from:\n%s", out)
+	}
+	src = strings.Replace(src, "boss@example.org", "contact@example.org", 1)
+	if cfg, out := loadDir(t, map[string]string{"mail.hcl": src}); cfg == nil || out != "" {
+		t.Errorf("an alias as from: %s", out)
+	}
+}
