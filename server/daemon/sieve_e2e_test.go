@@ -15,7 +15,12 @@ import (
 	"github.com/mailctl/mailctl/server/config"
 )
 
-const aliceSieve = `require ["fileinto", "imap4flags", "vacation", "reject"];
+const aliceSieve = `require ["fileinto", "imap4flags", "vacation", "reject", "envelope", "subaddress"];
+if envelope :detail "to" "lists" {
+  fileinto "Reports";
+  addflag "$Lists";
+  stop;
+}
 if header :contains "subject" "report" {
   fileinto :flags "\\Flagged" "Reports";
   stop;
@@ -114,6 +119,18 @@ func TestSieveDelivery(t *testing.T) {
 		}
 	})
 
+	t.Run("subaddress of the envelope recipient", func(t *testing.T) {
+		out, err := swaks(t, "--server", srv.addr("smtp"), "--from", "someone@elsewhere.test",
+			"--to", "alice+lists@example.test", "--header", "Subject: digest", "--body", "token-plus")
+		if err != nil {
+			t.Fatalf("swaks: %v\n%s", err, out)
+		}
+		bodies, _ := fetch("alice@example.test", "alice-pw", "Reports")
+		if len(bodies) != 2 || !bytes.Contains(bodies[1], []byte("token-plus")) {
+			t.Fatalf("Reports holds %d messages, want the +lists one too", len(bodies))
+		}
+	})
+
 	t.Run("reject at DATA", func(t *testing.T) {
 		out, err := swaks(t, "--server", srv.addr("smtp"), "--from", "someone@elsewhere.test",
 			"--to", "alice@example.test", "--header", "Subject: reject-me", "--body", "token-rejected")
@@ -198,8 +215,8 @@ func TestSieveDelivery(t *testing.T) {
 		if len(inbox) != 5 || !bytes.Contains(inbox[4], []byte("token-report-2")) {
 			t.Errorf("INBOX holds %d messages, want the report kept there", len(inbox))
 		}
-		if reports, _ := fetch("alice@example.test", "alice-pw", "Reports"); len(reports) != 1 {
-			t.Errorf("Reports holds %d messages, want only the first (old script)", len(reports))
+		if reports, _ := fetch("alice@example.test", "alice-pw", "Reports"); len(reports) != 2 {
+			t.Errorf("Reports holds %d messages, want only the two of the old script", len(reports))
 		}
 	})
 }

@@ -489,7 +489,7 @@ func (se *session) checkFrom(h headerInfo) *gosmtp.SMTPError {
 // which is better than losing it for another).
 func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func() io.Reader, date time.Time, mailbox string) error {
 	users := sortedSet(se.users)
-	ctx = withSieveEnvelope(ctx, se.from, len(users) == 1 && len(se.outbound) == 0)
+	canReject := len(users) == 1 && len(se.outbound) == 0
 	errs := make([]error, len(users))
 	sem := make(chan struct{}, maxParallelDeliveries)
 	var wg sync.WaitGroup
@@ -499,6 +499,7 @@ func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			ctx := se.sieveEnvelope(ctx, u, canReject)
 			_, errs[i] = se.s.opts.Store.Deliver(ctx, u, mailbox, body(), nil, date)
 			if errors.Is(errs[i], store.ErrNoSuchMailbox) && mailbox != "INBOX" {
 				_, errs[i] = se.s.opts.Store.Deliver(ctx, u, "INBOX", body(), nil, date)
