@@ -212,6 +212,11 @@ func (f *Filter) Deliver(ctx context.Context, user, mailbox string, body io.Read
 			log.Warn("sieve fileinto: no such mailbox, message kept", "mailbox", box)
 			u, err = f.opts.Next.Deliver(ctx, user, mailbox, bytes.NewReader(data), union(flags, fl), date)
 		}
+		if errors.Is(err, store.ErrNoSuchMailbox) && mailbox != "INBOX" {
+			// The keep target (Junk) is missing too: INBOX, here, rather
+			// than the caller's retry running the script a second time.
+			u, err = f.opts.Next.Deliver(ctx, user, "INBOX", bytes.NewReader(data), union(flags, fl), date)
+		}
 		if err != nil {
 			return err
 		}

@@ -258,3 +258,15 @@ func TestVacationFromOnlyOwnAddresses(t *testing.T) {
 		t.Fatalf("reply = %+v, want the given From", fx.q.sent)
 	}
 }
+
+func TestFilterMissingJunkKeepsInInbox(t *testing.T) {
+	fx := newFixture(t, `require "copy"; redirect :copy "bob@elsewhere.example";`)
+	_, err := fx.f.Deliver(WithEnvelope(context.Background(), Envelope{From: "carol@other.example"}),
+		"alice@example.org", "Junk", strings.NewReader(plain), nil, fx.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fx.st.got) != 1 || fx.st.got[0].mailbox != "INBOX" || len(fx.q.sent) != 1 {
+		t.Errorf("stored %+v, sent %d; want INBOX and one redirect", fx.st.got, len(fx.q.sent))
+	}
+}
