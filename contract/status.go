@@ -74,6 +74,8 @@ type UserStatus struct {
 	// without any hash.
 	Password     string            `json:"password_fingerprint,omitempty"`
 	AppPasswords map[string]string `json:"app_password_fingerprints,omitempty"`
+	// SieveDigest is a digest of the user's Sieve script ("" for none).
+	SieveDigest string `json:"sieve_digest,omitempty"`
 }
 
 // DKIMKey is a public key to publish as <selector>._domainkey.<domain> TXT.

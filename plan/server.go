@@ -26,6 +26,9 @@ type ServerState struct {
 	// Credentials are the users' credential fingerprints, by address; nil
 	// when the server does not report them (an older release).
 	Credentials map[string]UserCredentials `json:"-"`
+	// Sieve maps each user with a Sieve script to the script's digest
+	// (server/config.SieveDigest).
+	Sieve map[string]string `json:"sieve,omitempty"`
 }
 
 // UserCredentials fingerprints what logs a user in (server/config
@@ -105,7 +108,29 @@ func DiffServer(name string, before *ServerState, after ServerState) []Change {
 		}
 	}
 	if before != nil {
-		out = append(out, credentialChanges(addr, before.Credentials, after.Credentials)...)
+		users := append(credentialChanges(addr, before.Credentials, after.Credentials), sieveChanges(addr, before, after)...)
+		out = append(out, mergeUserUpdates(users)...)
+	}
+	return out
+}
+
+// mergeUserUpdates makes one change per user of updates found apart (its
+// credentials, its Sieve script), with the notes of each, in order.
+func mergeUserUpdates(changes []Change) []Change {
+	var out []Change
+	at := map[string]int{}
+	for _, c := range changes {
+		i, ok := at[c.Address]
+		if !ok {
+			at[c.Address] = len(out)
+			out = append(out, c)
+			continue
+		}
+		for _, n := range c.Notes {
+			if !slices.Contains(out[i].Notes, n) {
+				out[i].Notes = append(out[i].Notes, n)
+			}
+		}
 	}
 	return out
 }

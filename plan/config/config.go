@@ -280,7 +280,11 @@ type User struct {
 	// ("imap", "smtp"); nil: every one; empty: none.
 	PasswordScopes []string
 	AppPasswords   []*AppPassword
-	DeclRange      hcl.Range
+	// Sieve is the user's filter script (sieve = file(...)), or the one
+	// compiled from the vacation block (then Vacation is set).
+	Sieve     string
+	Vacation  *Vacation
+	DeclRange hcl.Range
 }
 
 // Alias is an `alias "<address>"` block; "@domain" is a catch-all.

@@ -1142,7 +1142,8 @@ func (d *decoder) checkReportURIs(a *hcl.Attribute, uris []string, httpsOK bool)
 func (d *decoder) user(b *hcl.Block) {
 	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: append([]hcl.AttributeSchema{
 		{Name: "name"}, {Name: "password_hash", Required: true}, {Name: "aliases"}, {Name: "quota"},
-	}, userCredentialAttrs...), Blocks: userCredentialBlocks})
+		{Name: "sieve"},
+	}, userCredentialAttrs...), Blocks: append([]hcl.BlockHeaderSchema{{Type: "vacation"}}, userCredentialBlocks...)})
 	d.diags = append(d.diags, diags...)
 	u := &User{Address: strings.ToLower(b.Labels[0]), DeclRange: b.DefRange}
 	if a, err := idnAddress(u.Address); err != nil {
@@ -1191,6 +1192,7 @@ func (d *decoder) user(b *hcl.Block) {
 		}
 	}
 	d.userCredentials(u, c)
+	d.userSieve(u, c)
 	d.cfg.Users = append(d.cfg.Users, u)
 }
 

@@ -146,7 +146,7 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		}
 		su := serverconfig.User{
 			Address: u.Address, Name: u.Name, PasswordHash: u.PasswordHash.Str,
-			Aliases: u.Aliases, QuotaBytes: u.QuotaBytes,
+			Aliases: u.Aliases, QuotaBytes: u.QuotaBytes, Sieve: u.Sieve,
 		}
 		if u.PasswordScopes != nil {
 			scopes := append([]string{}, u.PasswordScopes...)

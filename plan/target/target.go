@@ -24,6 +24,7 @@ import (
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
 	"github.com/mailctl/mailctl/remote"
+	serverconfig "github.com/mailctl/mailctl/server/config"
 )
 
 // Options tune how servers are reached.
@@ -147,6 +148,12 @@ func (c *Conn) State(ctx context.Context) (*plan.ServerState, []desired.DKIMKey,
 			}
 			st.Credentials[u.Address] = plan.UserCredentials{Password: u.Password, AppPasswords: u.AppPasswords}
 		}
+		if u.SieveDigest != "" {
+			if st.Sieve == nil {
+				st.Sieve = map[string]string{}
+			}
+			st.Sieve[u.Address] = u.SieveDigest
+		}
 	}
 	slices.Sort(st.Users)
 	var keys []desired.DKIMKey
@@ -222,6 +229,12 @@ func Desired(cfg *config.Config, s *config.Server, b Binary) (plan.ServerState, 
 		var c plan.UserCredentials
 		c.Password, c.AppPasswords = u.Credentials()
 		st.Credentials[u.Address] = c
+		if d := serverconfig.SieveDigest(u.Sieve); d != "" {
+			if st.Sieve == nil {
+				st.Sieve = map[string]string{}
+			}
+			st.Sieve[u.Address] = d
+		}
 	}
 	slices.Sort(st.Users)
 	return st, append(js, '\n'), nil

@@ -108,6 +108,8 @@ type User struct {
 	PasswordScopes *[]string `json:"password_scopes,omitempty"`
 	// AppPasswords are the user's per-device passwords.
 	AppPasswords []AppPassword `json:"app_passwords,omitempty"`
+	// Sieve is the user's filter script (RFC 5228), run at local delivery.
+	Sieve string `json:"sieve,omitempty"`
 }
 
 // Alias maps Address ("user@domain" or "@domain") to To.

@@ -117,6 +117,8 @@ func TestValidateRules(t *testing.T) {
 		{"user bad hash", func(c *config.Config) { c.Users[1].PasswordHash = "$2y$10$abcdefghijklmnopqrstuv" }, []string{"users[1].password_hash:"}},
 		{"user alias outside", func(c *config.Config) { c.Users[0].Aliases = []string{"x@elsewhere.example"} }, []string{"users[0].aliases[0]:"}},
 		{"user quota", func(c *config.Config) { c.Users[0].QuotaBytes = -5 }, []string{"users[0].quota_bytes:"}},
+		{"user sieve", func(c *config.Config) { c.Users[0].Sieve = "frob;\nfileinto \"x\";" }, []string{"users[0].sieve: 1:1: unknown command \"frob\"", "users[0].sieve: 2:1: fileinto needs require \"fileinto\""}},
+		{"user sieve syntax", func(c *config.Config) { c.Users[0].Sieve = "keep" }, []string{"users[0].sieve: 1:5: expected \";\" or \"{\" after command \"keep\", found end of script"}},
 		{"duplicate user", func(c *config.Config) { c.Users[1].Address = "ALICE@example.org" }, []string{"users[1].address: duplicated address alice@example.org (also users[0].address)"}},
 		{"duplicate user alias vs alias", func(c *config.Config) { c.Users[1].Aliases = []string{"postmaster@example.org"} }, []string{"duplicated address postmaster@example.org"}},
 		{"alias outside", func(c *config.Config) { c.Aliases[0].Address = "postmaster@example.com" }, []string{"aliases[0].address:"}},

@@ -385,6 +385,7 @@ func (c *Config) validateAddresses(p *problems) {
 			p.add(field+".quota_bytes", "%d is negative", u.QuotaBytes)
 		}
 		validateCredentials(p, field, u)
+		checkSieve(p, field+".sieve", u.Sieve)
 	}
 	aliasTo := map[string][]string{} // alias address -> local targets
 	for i, al := range c.Aliases {

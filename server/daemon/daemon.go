@@ -34,6 +34,7 @@ import (
 	"github.com/mailctl/mailctl/server/inbound"
 	"github.com/mailctl/mailctl/server/procmem"
 	"github.com/mailctl/mailctl/server/queue"
+	sievedeliver "github.com/mailctl/mailctl/server/sieve/deliver"
 	"github.com/mailctl/mailctl/server/smtp"
 	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/tlsconf"
@@ -83,8 +84,9 @@ type daemon struct {
 	keys    []dkim.Key // DKIM keys of the current configuration, for status (under mu)
 	dkimMu  sync.Mutex // serialises DKIM rotation steps and reloads
 	queue   *queue.Queue
-	errs    *errorLog   // the last errors logged, for status
-	spam    *spamFilter // nil: no content filtering
+	filter  *sievedeliver.Filter // users' Sieve scripts at local delivery
+	errs    *errorLog            // the last errors logged, for status
+	spam    *spamFilter          // nil: no content filtering
 
 	mu            sync.Mutex
 	cfg           *config.Config
@@ -237,11 +239,16 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		return fmt.Errorf("outbound queue: %w", err)
 	}
 	// Submitted local mail gets the Authentication-Results a receiver would add (selfauth.go).
-	qopts.Deliver = queue.StampingDeliverer(d.dir, countingStore{st: d.st, metrics: d.metrics}, ownStamper(cfg, checker, resolver, log.With("component", "selfauth")))
+	if err := d.openFilter(cfg, log); err != nil {
+		return err
+	}
+	defer d.filter.Close()
+	qopts.Deliver = queue.StampingDeliverer(d.dir, d.filter, ownStamper(cfg, checker, resolver, log.With("component", "selfauth")))
 	d.queue, err = queue.Open(ctx, qopts)
 	if err != nil {
 		return fmt.Errorf("open outbound queue: %w", err)
 	}
+	d.filter.SetQueue(d.queue)
 	defer func() {
 		if cerr := d.queue.Close(); cerr != nil {
 			log.Warn("close outbound queue", "err", cerr)
@@ -335,7 +342,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			Mode:      m.mode,
 			Hostname:  cfg.Hostname,
 			TLSConfig: d.tls.TLSConfig(),
-			Store:     countingStore{st: d.st, metrics: d.metrics},
+			Store:     d.filter,
 			Directory: dir,
 			Auth:      countingAuth{auth: d.authn.For(auth.ScopeSMTP), service: m.name, metrics: d.metrics},
 			Limits: smtp.Limits{
@@ -566,6 +573,9 @@ func (d *daemon) applyReload(ctx context.Context) error {
 	if err := d.authn.Update(cfg.AuthUsers()); err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
+	if err := d.filter.SetUsers(sieveUsers(cfg)); err != nil {
+		return err
+	}
 	if err := d.dir.Update(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
 		return fmt.Errorf("address directory: %w", err)
 	}
@@ -640,7 +650,8 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		if err != nil {
 			return nil, fmt.Errorf("usage of %s: %w", addr, err)
 		}
-		us := UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n}
+		us := UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n,
+			SieveDigest: config.SieveDigest(u.Sieve)}
 		us.Password, us.AppPasswords = u.Credentials()
 		st.Users = append(st.Users, us)
 	}

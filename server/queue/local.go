@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailctl/mailctl/server/auth"
+	sievedeliver "github.com/mailctl/mailctl/server/sieve/deliver"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -64,6 +65,7 @@ func StampingDeliverer(dir Directory, st Mailboxes, stamp Stamper) LocalDelivere
 			}
 			data = withFields(header, data, remove)
 		}
+		ctx = sievedeliver.WithEnvelope(ctx, sievedeliver.Envelope{From: from, Rcpt: rcpt})
 		for _, u := range res.Users {
 			if _, err := st.Deliver(ctx, u, "INBOX", bytes.NewReader(data), nil, time.Now()); err != nil {
 				if errors.Is(err, store.ErrQuotaExceeded) {

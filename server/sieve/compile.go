@@ -377,9 +377,9 @@ func (c *compiler) command(n *node) cmd {
 		if !c.need(n.pos, "fileinto", "fileinto") {
 			return nil
 		}
-		a, ok := c.args(n, merge(flagsTag, copyTag, map[string]tagDef{"create": {}}), []valType{vString}, 1)
+		a, ok := c.args(n, merge(flagsTag, copyTag), []valType{vString}, 1)
 		if c.noTests(n) && ok {
-			f := cFileInto{mailbox: a.pos[0].strs[0], copy: a.has("copy"), create: a.has("create")}
+			f := cFileInto{mailbox: a.pos[0].strs[0], copy: a.has("copy")}
 			if fl, has := a.tags["flags"]; has {
 				f.flags, f.hasFlags = fl.strs, true
 			}

@@ -24,7 +24,16 @@ func FuzzSieve(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		start := time.Now()
-		s.Run(ctx, ParseMessage([]byte(raw)), Envelope{From: "a+b@example.com", To: "c+d@example.com"}, RunOptions{})
+		m := ParseMessage([]byte(raw))
+		res, err := s.Run(ctx, m, Envelope{From: "a+b@example.com", To: "c+d@example.com"}, RunOptions{})
+		if err == nil {
+			for _, a := range res.Actions {
+				if v, ok := a.(Vacation); ok {
+					AutoReplyAllowed(m, "a+b@example.com", []string{"c+d@example.com"}, v)
+					v.Compose(m, "c+d@example.com", "a+b@example.com", "<x@example.com>", time.Unix(0, 0))
+				}
+			}
+		}
 		if d := time.Since(start); d > 3*time.Second {
 			t.Fatalf("run took %v", d)
 		}

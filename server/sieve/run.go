@@ -159,8 +159,14 @@ type Envelope struct {
 // RunOptions are the per-run settings.
 type RunOptions struct {
 	Now time.Time // currentdate and the default zone; zero means time.Now()
-	// SubaddressSep separates user and detail (RFC 5233); default "+".
+	// SubaddressSep holds the characters that separate user and detail
+	// (RFC 5233), like Postfix's recipient_delimiter: the detail starts
+	// at the first of any of them; default "+".
 	SubaddressSep string
+	// NoSubaddress: addresses have no detail (a server configured with
+	// recipient_delimiter = ""): :user is the local part, :detail never
+	// matches.
+	NoSubaddress bool
 }
 
 // Result is the outcome of a run: the actions in the order the script asked
@@ -666,17 +672,26 @@ func (r *runner) addrPart(a string, part string) (string, bool) {
 	case "domain":
 		return domain, true
 	case "user":
-		if i := strings.Index(local, r.opt.SubaddressSep); i >= 0 {
+		if i := r.detailAt(local); i >= 0 {
 			return local[:i], true
 		}
 		return local, true
 	case "detail":
-		if i := strings.Index(local, r.opt.SubaddressSep); i >= 0 {
-			return local[i+len(r.opt.SubaddressSep):], true
+		if i := r.detailAt(local); i >= 0 {
+			return local[i+1:], true
 		}
 		return "", false // RFC 5233 4: no detail, no match
 	}
 	return a, true
+}
+
+// detailAt is the index of the separator before a local part's detail,
+// or -1.
+func (r *runner) detailAt(local string) int {
+	if r.opt.NoSubaddress {
+		return -1
+	}
+	return strings.IndexAny(local, r.opt.SubaddressSep)
 }
 
 // match applies m to every value against every key; on a :matches success

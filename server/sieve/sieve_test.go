@@ -429,3 +429,41 @@ func TestVacationCompose(t *testing.T) {
 		}
 	}
 }
+
+// TestSubaddressDelimiters: :user and :detail follow the server's
+// recipient_delimiter: any of several characters (the first one found),
+// or none at all.
+func TestSubaddressDelimiters(t *testing.T) {
+	s, err := Compile("d.sieve", `require ["envelope", "subaddress", "fileinto"];
+if envelope :detail "to" "lists" { fileinto "Lists"; }
+elsif envelope :user "to" "alice-lists" { fileinto "Whole"; }`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		to   string
+		opt  RunOptions
+		want string // the mailbox, "" for the implicit keep
+	}{
+		{"alice+lists@example.org", RunOptions{}, "Lists"},
+		{"alice-lists@example.org", RunOptions{}, "Whole"},
+		{"alice-lists@example.org", RunOptions{SubaddressSep: "+-"}, "Lists"},
+		{"alice+lists@example.org", RunOptions{SubaddressSep: "-"}, ""},
+		{"alice-lists@example.org", RunOptions{NoSubaddress: true}, "Whole"},
+		{"alice+lists@example.org", RunOptions{NoSubaddress: true}, ""},
+	} {
+		res, err := s.Run(context.Background(), defaultMsg, Envelope{From: "a@b.example", To: c.to}, c.opt)
+		if err != nil {
+			t.Fatalf("%s %+v: %v", c.to, c.opt, err)
+		}
+		got := ""
+		for _, a := range res.Actions {
+			if f, ok := a.(FileInto); ok {
+				got = f.Mailbox
+			}
+		}
+		if got != c.want {
+			t.Errorf("to %s with %+v: filed into %q, want %q (actions %+v)", c.to, c.opt, got, c.want, res.Actions)
+		}
+	}
+}

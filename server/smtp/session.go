@@ -512,6 +512,7 @@ func (se *session) checkFrom(h headerInfo) *gosmtp.SMTPError {
 // which is better than losing it for another).
 func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func() io.Reader, date time.Time, mailbox string) error {
 	users := sortedSet(se.users)
+	canReject := len(users) == 1 && len(se.outbound) == 0
 	errs := make([]error, len(users))
 	sem := make(chan struct{}, maxParallelDeliveries)
 	var wg sync.WaitGroup
@@ -521,6 +522,7 @@ func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			ctx := se.sieveEnvelope(ctx, u, canReject)
 			_, errs[i] = se.s.opts.Store.Deliver(ctx, u, mailbox, body(), nil, date)
 			if errors.Is(errs[i], store.ErrNoSuchMailbox) && mailbox != "INBOX" {
 				_, errs[i] = se.s.opts.Store.Deliver(ctx, u, "INBOX", body(), nil, date)
@@ -531,6 +533,13 @@ func (se *session) deliverLocal(ctx context.Context, log *slog.Logger, body func
 	var result error
 	for i, err := range errs {
 		if err == nil {
+			continue
+		}
+		if rej := sieveRejection(err); rej != nil {
+			log.Info("delivery refused: sieve reject", "rcpt_user", users[i])
+			if result == nil {
+				result = rej
+			}
 			continue
 		}
 		if errors.Is(err, store.ErrQuotaExceeded) {
