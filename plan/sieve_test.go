@@ -35,3 +35,25 @@ func TestDiffServerSieve(t *testing.T) {
 		t.Errorf("removal: %+v", out)
 	}
 }
+
+// TestDiffServerUserOnce: a user whose app passwords and Sieve script both
+// change is one change of user.ADDRESS with both notes, not two changes of
+// one address.
+func TestDiffServerUserOnce(t *testing.T) {
+	st := func(cfg, sieve, app string) plan.ServerState {
+		return plan.ServerState{Release: "1-abc", ConfigDigest: cfg, Running: true, Users: []string{"a@x.org"},
+			Sieve:       map[string]string{"a@x.org": sieve},
+			Credentials: map[string]plan.UserCredentials{"a@x.org": {Password: "p1", AppPasswords: map[string]string{"phone": app}}}}
+	}
+	before, after := st("aaaa", "11", "f1"), st("bbbb", "22", "f2")
+	var users []string
+	for _, c := range plan.DiffServer("mx", &before, after) {
+		if strings.HasPrefix(c.Address, "user.") {
+			users = append(users, c.Address+" "+strings.Join(c.Notes, "; "))
+		}
+	}
+	want := "user.a@x.org app password phone changed; on server.mx (reload); sieve script changed on server.mx (reload)"
+	if len(users) != 1 || users[0] != want {
+		t.Errorf("user changes %q, want one: %q", users, want)
+	}
+}
