@@ -11,6 +11,8 @@
 //   - Basic authentication, and each user seeing only their own tree;
 //   - the sync-collection REPORT (RFC 6578), which go-webdav's server
 //     does not implement: sync.go answers it from the change log;
+//   - the collection properties sync-token, getctag and
+//     supported-report-set (collprops.go);
 //   - If-Match on DELETE, which go-webdav does not pass to a backend;
 //   - a size limit on PUT (413), and the principal with both home sets.
 package dav
@@ -169,11 +171,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
+	var next http.Handler = h.card
 	if dp.kind == Calendars {
-		h.cal.ServeHTTP(w, r)
-	} else {
-		h.card.ServeHTTP(w, r)
+		next = h.cal
 	}
+	if r.Method == "PROPFIND" && depth == 3 {
+		h.propfindCollection(w, r, user, dp, next)
+		return
+	}
+	next.ServeHTTP(w, r)
 }
 
 func (h *Handler) tooLarge(w http.ResponseWriter) {
