@@ -228,7 +228,13 @@ func TestOtherUsersCollections(t *testing.T) {
 	if wr.StatusCode != http.StatusUnauthorized || wr.Header.Get("WWW-Authenticate") == "" {
 		t.Errorf("wrong password: %s %q, want 401 with a challenge", wr.Status, wr.Header.Get("WWW-Authenticate"))
 	}
-	resp, body := s.do(t, "alice@example.org", "GET", alice+"a.ics", "", nil)
+	// A locked-out address gets 429 and when to retry, not a password
+	// prompt.
+	resp, body := s.do(t, "locked@example.org", "GET", alice+"a.ics", "", nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "120" || !strings.Contains(body, "try again in 2 minutes") {
+		t.Errorf("locked out: %s Retry-After %q %q, want 429 and 120", resp.Status, resp.Header.Get("Retry-After"), body)
+	}
+	resp, body = s.do(t, "alice@example.org", "GET", alice+"a.ics", "", nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Private") {
 		t.Errorf("alice GET after bob's attempts: %s %q", resp.Status, body)
 	}

@@ -22,6 +22,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -31,6 +32,8 @@ import (
 	"github.com/emersion/go-webdav"
 	"github.com/emersion/go-webdav/caldav"
 	"github.com/emersion/go-webdav/carddav"
+
+	"github.com/mailctl/mailctl/server/auth"
 )
 
 // Authenticator checks a user's password and returns the user's canonical
@@ -103,6 +106,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.opts.Logger.Info("dav login failed", "user", name, "remote", r.RemoteAddr, "err", err)
+		if le := (*auth.LockoutError)(nil); errors.As(err, &le) {
+			// The address is locked out (server/auth): a 401 would make
+			// the client ask the user for a password that cannot work now.
+			w.Header().Set("Retry-After", strconv.Itoa(le.RetryMinutes()*60))
+			http.Error(w, fmt.Sprintf("too many failed logins from your address, try again in %d minutes", le.RetryMinutes()), http.StatusTooManyRequests)
+			return
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="mailctl", charset="UTF-8"`)
 		http.Error(w, "invalid user name or password", http.StatusUnauthorized)
 		return
