@@ -77,7 +77,7 @@ func fillCollectionProps(body []byte, colPath string, values map[xml.Name]string
 	changed := false
 	for i := range ms.Responses {
 		r := &ms.Responses[i]
-		if len(r.Hrefs) != 1 || strings.TrimSuffix(r.Hrefs[0], "/") != strings.TrimSuffix(colPath, "/") {
+		if len(r.Hrefs) != 1 || strings.TrimSuffix(r.Hrefs[0], "/") != strings.TrimSuffix(hrefPath(colPath), "/") {
 			continue
 		}
 		var found []rawElement

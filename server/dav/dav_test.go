@@ -86,6 +86,26 @@ func TestCalDAVClient(t *testing.T) {
 	if !slices.Equal(up, []string{p1, p2}) {
 		t.Fatalf("sync after two PUTs = %v", up)
 	}
+	// A name that needs percent-encoding comes back as the same path.
+	spaced := col + "with space.ics"
+	if _, err := c.PutCalendarObject(ctx, spaced, parseEvent(t, event("spaced", "Spaced"))); err != nil {
+		t.Fatal(err)
+	}
+	up, _, tok1 = syncPaths(t, sc, col, tok1)
+	if !slices.Equal(up, []string{spaced}) {
+		t.Fatalf("sync after PUT of %q = %q", spaced, up)
+	}
+	if _, raw := s.do(t, "alice@example.org", "REPORT", col, `<sync-collection xmlns="DAV:"><sync-token/><sync-level>1</sync-level><prop><getetag/></prop></sync-collection>`,
+		map[string]string{"Content-Type": "application/xml"}); !strings.Contains(raw, "<D:href>"+col+"with%20space.ics</D:href>") {
+		t.Fatalf("sync-collection href of %q is not percent-encoded:\n%s", spaced, raw)
+	}
+	if err := c.RemoveAll(ctx, spaced); err != nil {
+		t.Fatal(err)
+	}
+	_, del, tok1 = syncPaths(t, sc, col, tok1)
+	if !slices.Equal(del, []string{spaced}) {
+		t.Fatalf("sync after DELETE of %q: deleted %q", spaced, del)
+	}
 
 	// Update with a stale If-Match: 412, nothing changed.
 	resp, _ := s.do(t, "alice@example.org", "PUT", p1, event("one", "Stale"),
