@@ -282,3 +282,35 @@ var caldavQuery = caldav.CalendarQuery{
 	CompRequest: caldav.CalendarCompRequest{Name: "VCALENDAR", AllProps: true, AllComps: true},
 	CompFilter:  caldav.CompFilter{Name: "VCALENDAR", Comps: []caldav.CompFilter{{Name: "VEVENT"}}},
 }
+
+// TestMkcalendar: MKCALENDAR (RFC 4791 5.3.1) makes a calendar with its
+// display name, which discovery then lists; a second one of the same name
+// is refused, and none can be made outside the calendar home set.
+func TestMkcalendar(t *testing.T) {
+	s := newServer(t, dav.Options{})
+	home := "/dav/alice@example.org/calendars/"
+	body := `<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Work</D:displayname></D:prop></D:set></C:mkcalendar>`
+	if resp, b := s.do(t, "alice@example.org", "MKCALENDAR", home+"work/", body, map[string]string{"Content-Type": "application/xml"}); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("MKCALENDAR: %s %s", resp.Status, b)
+	}
+	cals, err := s.calClient(t, "alice@example.org").FindCalendars(context.Background(), home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range cals {
+		names = append(names, c.Path+"="+c.Name)
+	}
+	if !slices.Equal(names, []string{home + "default/=Calendar", home + "work/=Work"}) {
+		t.Errorf("calendars after MKCALENDAR = %q", names)
+	}
+	if resp, _ := s.do(t, "alice@example.org", "MKCALENDAR", home+"work/", "", nil); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("second MKCALENDAR of work: %s, want 405", resp.Status)
+	}
+	if resp, _ := s.do(t, "alice@example.org", "MKCALENDAR", "/dav/alice@example.org/contacts/x/", "", nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("MKCALENDAR among address books: %s, want 403", resp.Status)
+	}
+	if resp, _ := s.do(t, "bob@example.org", "MKCALENDAR", home+"bobs/", "", nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bob's MKCALENDAR in alice's home: %s, want 403", resp.Status)
+	}
+}

@@ -13,6 +13,7 @@
 //     does not implement: sync.go answers it from the change log;
 //   - the collection properties sync-token, getctag and
 //     supported-report-set (collprops.go);
+//   - MKCALENDAR (mkcalendar.go);
 //   - If-Match on DELETE, which go-webdav does not pass to a backend;
 //   - a size limit on PUT (413), and the principal with both home sets.
 package dav
@@ -143,6 +144,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch r.Method {
+	case "MKCALENDAR":
+		if dp.kind != Calendars || depth != 3 {
+			http.Error(w, "MKCALENDAR makes a calendar in the calendar home set only", http.StatusForbidden)
+			return
+		}
+		h.mkcalendar(w, r, user, dp)
+		return
 	case http.MethodPut:
 		if r.ContentLength > h.opts.MaxObjectBytes {
 			h.tooLarge(w)
