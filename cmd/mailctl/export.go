@@ -40,15 +40,20 @@ them), the subscribed folders in subscriptions. -format mbox writes one
 mboxrd file per folder, DIR/A/B.mbox, with the flags in Status, X-Status
 and X-Keywords header fields.
 
+-format dav writes the user's calendars and address books instead of
+mail: DIR/calendars/NAME.ics (one iCalendar file per calendar) and
+DIR/contacts/NAME.vcf (one vCard file per address book), which any
+calendar or contacts program imports.
+
 Exit status: 0 when every message was written, 1 otherwise (what was
 written stays in DIR).
 `
 
 func runExport(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "export", "-user ADDR -format maildir|mbox [-out DIR] [-server NAME | -from-backup FILE [-identity FILE]...]")
+	fs := newFlagSet(e, "export", "-user ADDR -format maildir|mbox|dav [-out DIR] [-server NAME | -from-backup FILE [-identity FILE]...]")
 	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, exportHelp) })
 	user := fs.String("user", "", "the user `ADDR` whose mail is exported")
-	format := fs.String("format", "", "`maildir` or mbox")
+	format := fs.String("format", "", "`maildir` or mbox; dav for the calendars (.ics) and address books (.vcf) instead")
 	out := fs.String("out", "", "the directory `DIR` written, which must not exist or be empty (default mailctl-export-ADDR-FORMAT)")
 	name := fs.String("server", "", "the server `NAME` (default: the server of the user's domain)")
 	acceptNew := fs.Bool("accept-new-host-key", false, "trust and record the SSH host key of a server contacted for the first time (a changed key is always refused)")
@@ -66,8 +71,8 @@ func runExport(ctx context.Context, e *env, args []string) int {
 	if *user == "" {
 		return errorf(e, "export needs -user ADDR")
 	}
-	if *format != "maildir" && *format != "mbox" {
-		return errorf(e, "-format must be maildir or mbox (got %q)", *format)
+	if *format != "maildir" && *format != "mbox" && *format != "dav" {
+		return errorf(e, "-format must be maildir, mbox or dav (got %q)", *format)
 	}
 	dir := *out
 	if dir == "" {
@@ -108,6 +113,15 @@ func runExport(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	defer tr.close()
+	if *format == "dav" {
+		start := time.Now()
+		n, err := tr.exportDAV(ctx, addr, dir)
+		if err != nil {
+			return errorf(e, "export of the calendars and contacts of %s stopped after %s (written so far in %s): %s", addr, plural(n, "file"), dir, oneLine(err.Error()))
+		}
+		fmt.Fprintf(e.Stdout, "Exported %s of calendars and contacts of %s to %s in %s.\n", plural(n, "file"), addr, dir, time.Since(start).Round(100*time.Millisecond))
+		return exitOK
+	}
 	var sink exportSink
 	if *format == "maildir" {
 		w, err := mailfmt.NewMaildirWriter(dir)

@@ -73,6 +73,9 @@ func openBackupTransfer(ctx context.Context, e *env, file string, identities []a
 			os.RemoveAll(stage)
 		},
 		source: func(ctx context.Context, user, mode string, w io.Writer) error {
+			if mode == exportModeDAV {
+				return backupDAVSource(ctx, stage, file, user, w)
+			}
 			return daemon.ExportStore(ctx, st, daemon.ExportOptions{User: user,
 				Digests: mode == remote.ExportDigests, MailboxesOnly: mode == remote.ExportMailboxes}, w)
 		},

@@ -59,6 +59,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mailctl/mailctl/server/dav"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -576,5 +577,24 @@ func Occupied(ctx context.Context, dataDir string) (string, error) {
 	if ents, err := os.ReadDir(filepath.Join(dataDir, "queue", "msg")); err == nil && len(ents) > 0 {
 		what = append(what, fmt.Sprintf("%d queued messages", len(ents)))
 	}
+	if p := filepath.Join(dataDir, "dav", dav.FileName); fileExists(p) {
+		st, err := dav.Open(ctx, p)
+		if err != nil {
+			return "", fmt.Errorf("%w (is the server still running? stop it first)", err)
+		}
+		n, err := st.Count(ctx)
+		st.Close()
+		if err != nil {
+			return "", err
+		}
+		if n > 0 {
+			what = append(what, fmt.Sprintf("%d calendar events and contacts", n))
+		}
+	}
 	return strings.Join(what, " and "), nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -153,3 +153,54 @@ func TestCurlDiscoveryAndReports(t *testing.T) {
 		t.Fatalf("sync-collection with a foreign token: %s, want 403 valid-sync-token\n%s", code, body)
 	}
 }
+
+// TestCollectionSyncProperties: a PROPFIND on a calendar and an address
+// book answers sync-token, getctag and supported-report-set (listing
+// sync-collection), which go-webdav alone answers 404; the sync-token
+// changes with the collection and works in a sync-collection REPORT; the
+// members of a Depth 1 answer keep their ETags.
+func TestCollectionSyncProperties(t *testing.T) {
+	s := newServer(t, dav.Options{})
+	col := "/dav/alice@example.org/calendars/default/"
+	body := `<propfind xmlns="DAV:" xmlns:CS="http://calendarserver.org/ns/"><prop><displayname/><sync-token/><CS:getctag/><supported-report-set/><getetag/></prop></propfind>`
+	propfind := func(path, depth string) multistatus {
+		t.Helper()
+		code, out := s.curl(t, "-X", "PROPFIND", "-H", "Depth: "+depth, "--data", body, s.URL+path)
+		if code != "207" {
+			t.Fatalf("PROPFIND %s: %s\n%s", path, code, out)
+		}
+		return parseMS(t, out)
+	}
+	token := func(props string) string {
+		i, j := strings.Index(props, "<sync-token"), strings.Index(props, "</sync-token>")
+		if i < 0 || j < i {
+			return ""
+		}
+		return props[strings.Index(props[i:], ">")+i+1 : j]
+	}
+	props, _ := propfind(col, "0").found(col)
+	t0 := token(props)
+	if !strings.HasPrefix(t0, "urn:x-mailctl:sync:") || !strings.Contains(props, "getctag") || !strings.Contains(props, "<sync-collection") ||
+		!strings.Contains(props, "calendar-multiget") || !strings.Contains(props, "Calendar") {
+		t.Fatalf("calendar PROPFIND props: %s", props)
+	}
+	s.do(t, "alice@example.org", "PUT", col+"x.ics", event("x", "X"), map[string]string{"Content-Type": "text/calendar"})
+	ms := propfind(col, "1")
+	props, _ = ms.found(col)
+	if t1 := token(props); t1 == t0 || t1 == "" {
+		t.Errorf("sync-token after a PUT = %q, was %q", t1, t0)
+	}
+	if member, ok := ms.found(col + "x.ics"); !ok || !strings.Contains(member, "getetag") {
+		t.Errorf("Depth 1 member x.ics: %q", member)
+	}
+	code, out := s.curl(t, "-X", "REPORT", "--data",
+		`<sync-collection xmlns="DAV:"><sync-token>`+t0+`</sync-token><sync-level>1</sync-level><prop><getetag/></prop></sync-collection>`, s.URL+col)
+	if _, ok := parseMS(t, out).found(col + "x.ics"); code != "207" || !ok {
+		t.Errorf("sync-collection from the PROPFIND's token: %s\n%s", code, out)
+	}
+	ab := "/dav/alice@example.org/contacts/default/"
+	props, _ = propfind(ab, "0").found(ab)
+	if token(props) == "" || !strings.Contains(props, "addressbook-multiget") {
+		t.Errorf("address book PROPFIND props: %s", props)
+	}
+}

@@ -86,6 +86,26 @@ func TestCalDAVClient(t *testing.T) {
 	if !slices.Equal(up, []string{p1, p2}) {
 		t.Fatalf("sync after two PUTs = %v", up)
 	}
+	// A name that needs percent-encoding comes back as the same path.
+	spaced := col + "with space.ics"
+	if _, err := c.PutCalendarObject(ctx, spaced, parseEvent(t, event("spaced", "Spaced"))); err != nil {
+		t.Fatal(err)
+	}
+	up, _, tok1 = syncPaths(t, sc, col, tok1)
+	if !slices.Equal(up, []string{spaced}) {
+		t.Fatalf("sync after PUT of %q = %q", spaced, up)
+	}
+	if _, raw := s.do(t, "alice@example.org", "REPORT", col, `<sync-collection xmlns="DAV:"><sync-token/><sync-level>1</sync-level><prop><getetag/></prop></sync-collection>`,
+		map[string]string{"Content-Type": "application/xml"}); !strings.Contains(raw, "<D:href>"+col+"with%20space.ics</D:href>") {
+		t.Fatalf("sync-collection href of %q is not percent-encoded:\n%s", spaced, raw)
+	}
+	if err := c.RemoveAll(ctx, spaced); err != nil {
+		t.Fatal(err)
+	}
+	_, del, tok1 = syncPaths(t, sc, col, tok1)
+	if !slices.Equal(del, []string{spaced}) {
+		t.Fatalf("sync after DELETE of %q: deleted %q", spaced, del)
+	}
 
 	// Update with a stale If-Match: 412, nothing changed.
 	resp, _ := s.do(t, "alice@example.org", "PUT", p1, event("one", "Stale"),
@@ -228,7 +248,13 @@ func TestOtherUsersCollections(t *testing.T) {
 	if wr.StatusCode != http.StatusUnauthorized || wr.Header.Get("WWW-Authenticate") == "" {
 		t.Errorf("wrong password: %s %q, want 401 with a challenge", wr.Status, wr.Header.Get("WWW-Authenticate"))
 	}
-	resp, body := s.do(t, "alice@example.org", "GET", alice+"a.ics", "", nil)
+	// A locked-out address gets 429 and when to retry, not a password
+	// prompt.
+	resp, body := s.do(t, "locked@example.org", "GET", alice+"a.ics", "", nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "120" || !strings.Contains(body, "try again in 2 minutes") {
+		t.Errorf("locked out: %s Retry-After %q %q, want 429 and 120", resp.Status, resp.Header.Get("Retry-After"), body)
+	}
+	resp, body = s.do(t, "alice@example.org", "GET", alice+"a.ics", "", nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Private") {
 		t.Errorf("alice GET after bob's attempts: %s %q", resp.Status, body)
 	}
@@ -255,4 +281,36 @@ func TestPutLimits(t *testing.T) {
 var caldavQuery = caldav.CalendarQuery{
 	CompRequest: caldav.CalendarCompRequest{Name: "VCALENDAR", AllProps: true, AllComps: true},
 	CompFilter:  caldav.CompFilter{Name: "VCALENDAR", Comps: []caldav.CompFilter{{Name: "VEVENT"}}},
+}
+
+// TestMkcalendar: MKCALENDAR (RFC 4791 5.3.1) makes a calendar with its
+// display name, which discovery then lists; a second one of the same name
+// is refused, and none can be made outside the calendar home set.
+func TestMkcalendar(t *testing.T) {
+	s := newServer(t, dav.Options{})
+	home := "/dav/alice@example.org/calendars/"
+	body := `<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Work</D:displayname></D:prop></D:set></C:mkcalendar>`
+	if resp, b := s.do(t, "alice@example.org", "MKCALENDAR", home+"work/", body, map[string]string{"Content-Type": "application/xml"}); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("MKCALENDAR: %s %s", resp.Status, b)
+	}
+	cals, err := s.calClient(t, "alice@example.org").FindCalendars(context.Background(), home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range cals {
+		names = append(names, c.Path+"="+c.Name)
+	}
+	if !slices.Equal(names, []string{home + "default/=Calendar", home + "work/=Work"}) {
+		t.Errorf("calendars after MKCALENDAR = %q", names)
+	}
+	if resp, _ := s.do(t, "alice@example.org", "MKCALENDAR", home+"work/", "", nil); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("second MKCALENDAR of work: %s, want 405", resp.Status)
+	}
+	if resp, _ := s.do(t, "alice@example.org", "MKCALENDAR", "/dav/alice@example.org/contacts/x/", "", nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("MKCALENDAR among address books: %s, want 403", resp.Status)
+	}
+	if resp, _ := s.do(t, "bob@example.org", "MKCALENDAR", home+"bobs/", "", nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bob's MKCALENDAR in alice's home: %s, want 403", resp.Status)
+	}
 }

@@ -11,6 +11,9 @@
 //   - Basic authentication, and each user seeing only their own tree;
 //   - the sync-collection REPORT (RFC 6578), which go-webdav's server
 //     does not implement: sync.go answers it from the change log;
+//   - the collection properties sync-token, getctag and
+//     supported-report-set (collprops.go);
+//   - MKCALENDAR (mkcalendar.go);
 //   - If-Match on DELETE, which go-webdav does not pass to a backend;
 //   - a size limit on PUT (413), and the principal with both home sets.
 package dav
@@ -20,6 +23,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -29,6 +33,8 @@ import (
 	"github.com/emersion/go-webdav"
 	"github.com/emersion/go-webdav/caldav"
 	"github.com/emersion/go-webdav/carddav"
+
+	"github.com/mailctl/mailctl/server/auth"
 )
 
 // Authenticator checks a user's password and returns the user's canonical
@@ -101,6 +107,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.opts.Logger.Info("dav login failed", "user", name, "remote", r.RemoteAddr, "err", err)
+		if le := (*auth.LockoutError)(nil); errors.As(err, &le) {
+			// The address is locked out (server/auth): a 401 would make
+			// the client ask the user for a password that cannot work now.
+			w.Header().Set("Retry-After", strconv.Itoa(le.RetryMinutes()*60))
+			http.Error(w, fmt.Sprintf("too many failed logins from your address, try again in %d minutes", le.RetryMinutes()), http.StatusTooManyRequests)
+			return
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="mailctl", charset="UTF-8"`)
 		http.Error(w, "invalid user name or password", http.StatusUnauthorized)
 		return
@@ -131,6 +144,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch r.Method {
+	case "MKCALENDAR":
+		if dp.kind != Calendars || depth != 3 {
+			http.Error(w, "MKCALENDAR makes a calendar in the calendar home set only", http.StatusForbidden)
+			return
+		}
+		h.mkcalendar(w, r, user, dp)
+		return
 	case http.MethodPut:
 		if r.ContentLength > h.opts.MaxObjectBytes {
 			h.tooLarge(w)
@@ -169,11 +189,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
+	var next http.Handler = h.card
 	if dp.kind == Calendars {
-		h.cal.ServeHTTP(w, r)
-	} else {
-		h.card.ServeHTTP(w, r)
+		next = h.cal
 	}
+	if r.Method == "PROPFIND" && depth == 3 {
+		h.propfindCollection(w, r, user, dp, next)
+		return
+	}
+	next.ServeHTTP(w, r)
 }
 
 func (h *Handler) tooLarge(w http.ResponseWriter) {

@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-webdav"
 	"github.com/emersion/go-webdav/caldav"
 	"github.com/emersion/go-webdav/carddav"
 
+	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/dav"
 )
 
@@ -27,6 +29,9 @@ var passwords = map[string]string{
 
 func testAuth(ctx context.Context, user, password string, remote net.Addr) (string, error) {
 	user = strings.ToLower(user)
+	if user == "locked@example.org" {
+		return "", &auth.LockoutError{RetryIn: 90 * time.Second}
+	}
 	if p, ok := passwords[user]; ok && p == password {
 		return user, nil
 	}

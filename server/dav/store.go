@@ -529,3 +529,20 @@ func (s *Store) Snapshot(ctx context.Context, add func(name string, size int64, 
 		return nil
 	})
 }
+
+// Count returns the number of calendar objects and vCards of all users.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsers).ForEachBucket(func(u []byte) error {
+			ub := tx.Bucket(bucketUsers).Bucket(u)
+			return ub.ForEachBucket(func(k []byte) error {
+				if ob := ub.Bucket(k).Bucket(bucketObjs); ob != nil {
+					n += ob.Stats().KeyN
+				}
+				return nil
+			})
+		})
+	})
+	return n, err
+}

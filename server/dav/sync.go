@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -56,6 +57,9 @@ type msMultistatus struct {
 	SyncToken string       `xml:"D:sync-token"`
 }
 
+// hrefPath percent-encodes a path for an href, as go-webdav writes them.
+func hrefPath(p string) string { return (&url.URL{Path: p}).EscapedPath() }
+
 func escape(s string) string {
 	var b bytes.Buffer
 	xml.EscapeText(&b, []byte(s))
@@ -100,7 +104,7 @@ func (h *Handler) syncCollection(w http.ResponseWriter, r *http.Request, user st
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	colPath := HomePath(user, dp.kind) + dp.col + "/"
+	colPath := hrefPath(HomePath(user, dp.kind) + dp.col + "/")
 	ms := msMultistatus{NSD: nsDAV, NSC: nsCalDAV, NSR: nsCardDAV, SyncToken: col.SyncToken()}
 	if req.Limit != nil && req.Limit.NResults >= 0 && req.Limit.NResults < len(changes) {
 		// RFC 6578 3.6: the first results, a token for where they end,
@@ -119,7 +123,7 @@ func (h *Handler) syncCollection(w http.ResponseWriter, r *http.Request, user st
 		})
 	}
 	for _, c := range changes {
-		href := colPath + c.Name
+		href := colPath + hrefPath(c.Name)
 		if c.Deleted {
 			ms.Responses = append(ms.Responses, msResponse{Href: href, Status: status(http.StatusNotFound)})
 			continue
