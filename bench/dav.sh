@@ -20,7 +20,7 @@ echo '```'
 LOG=$(mktemp /tmp/davbench.XXXXXX.log)
 status=0
 go test -count=1 -run '^$' -bench BenchmarkDAV -benchtime 1x -timeout "${DAVBENCH_TIMEOUT:-40m}" ./bench/davbench >"$LOG" 2>&1 || status=$?
-grep -E 'dav_test.go' "$LOG" | sed -E 's/^ +dav_test.go:[0-9]+: //'
+grep -E '^davbench: ' "$LOG" | sed -E 's/^davbench: //'
 echo '```'
 if [ "$status" != 0 ]; then
   echo "dav.sh: the benchmark failed (exit $status); its output is in $LOG" >&2
