@@ -3,12 +3,14 @@
 # a 5 000-contact address book, full REPORT (calendar-query /
 # addressbook-query returning all data, best of 3 and the first one) and a
 # sync-collection after 10 changes, with resident memory; the bundled
-# server's CalDAV/CardDAV (server/dav, in process) and Radicale (Debian
+# server's CalDAV/CardDAV (server/dav, in a process of its own) and Radicale (Debian
 # radicale, internal/testenv), one after the other in the same run.
 #
 # usage: bench/dav.sh                      5 000 events and 5 000 contacts
 #        DAVBENCH_OBJECTS=500 bench/dav.sh  smaller
 #        DAVBENCH_TIMEOUT=90m bench/dav.sh  on a slow machine (default 40m)
+#        DAVBENCH_SKIP_RADICALE=1 bench/dav.sh   the bundled server alone (a minute)
+#        DAVBENCH_INPROCESS=1 bench/dav.sh       the bundled server in the benchmark process
 # needs: go, radicale (apt-get install -y radicale)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
