@@ -68,6 +68,12 @@ type UserStatus struct {
 	QuotaBytes int64  `json:"quota_bytes"`
 	UsedBytes  int64  `json:"used_bytes"`
 	Messages   int    `json:"messages"`
+	// Password fingerprints the user's password hash and password scopes,
+	// AppPasswords each app password's hash and scopes by name
+	// (server/config User.Credentials): a plan shows a credential change
+	// without any hash.
+	Password     string            `json:"password_fingerprint,omitempty"`
+	AppPasswords map[string]string `json:"app_password_fingerprints,omitempty"`
 }
 
 // DKIMKey is a public key to publish as <selector>._domainkey.<domain> TXT.

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -22,6 +23,16 @@ type ServerState struct {
 	// (listen, hostname, limits, ...): of the configuration the running
 	// server started with, or of the one to install. Nil when unknown.
 	RestartDigests map[string]string `json:"restart_digests,omitempty"`
+	// Credentials are the users' credential fingerprints, by address; nil
+	// when the server does not report them (an older release).
+	Credentials map[string]UserCredentials `json:"-"`
+}
+
+// UserCredentials fingerprints what logs a user in (server/config
+// User.Credentials), without any hash.
+type UserCredentials struct {
+	Password     string            `json:"password"`
+	AppPasswords map[string]string `json:"app_passwords,omitempty"`
 }
 
 // RestartSettings names the settings that only a restart applies and that
@@ -91,6 +102,45 @@ func DiffServer(name string, before *ServerState, after ServerState) []Change {
 		if !slices.Contains(after.Users, u) {
 			out = append(out, Change{Address: "user." + u, Type: KindUser, Action: Delete,
 				Notes: []string{"login removed from " + addr + "; the stored mail is kept"}})
+		}
+	}
+	if before != nil {
+		out = append(out, credentialChanges(addr, before.Credentials, after.Credentials)...)
+	}
+	return out
+}
+
+// credentialChanges are the users whose password, password scopes or app
+// passwords change, app passwords by name, never a hash. Users the server
+// does not report credentials of are left out.
+func credentialChanges(addr string, before, after map[string]UserCredentials) []Change {
+	var out []Change
+	for _, u := range slices.Sorted(maps.Keys(after)) {
+		b, ok := before[u]
+		a := after[u]
+		if !ok || b.Password == "" {
+			continue
+		}
+		var notes []string
+		if b.Password != a.Password {
+			notes = append(notes, "password or password_scopes changed")
+		}
+		for _, n := range slices.Sorted(maps.Keys(a.AppPasswords)) {
+			switch old, had := b.AppPasswords[n]; {
+			case !had:
+				notes = append(notes, "app password "+n+" added")
+			case old != a.AppPasswords[n]:
+				notes = append(notes, "app password "+n+" changed")
+			}
+		}
+		for _, n := range slices.Sorted(maps.Keys(b.AppPasswords)) {
+			if _, has := a.AppPasswords[n]; !has {
+				notes = append(notes, "app password "+n+" revoked")
+			}
+		}
+		if len(notes) > 0 {
+			out = append(out, Change{Address: "user." + u, Type: KindUser, Action: Update,
+				Notes: append(notes, "on "+addr+" (reload)")})
 		}
 	}
 	return out

@@ -427,6 +427,10 @@ type DeployOptions struct {
 	// (listen addresses, limits, ...) that this deployment changes: the
 	// service is restarted, not reloaded.
 	Restart []string
+	// Packages are Debian packages the server needs (rspamd for the
+	// spam filter): installed when missing, their services enabled and
+	// started, before the server restarts (EnsurePackages).
+	Packages []string
 	// Logger receives progress; default discards it.
 	Logger *slog.Logger
 }
@@ -474,6 +478,14 @@ func Deploy(ctx context.Context, t Target, o DeployOptions) (DeployResult, error
 			return res, err
 		}
 		res.Actions = append(res.Actions, "create user and directories")
+	}
+	installed, err := EnsurePackages(ctx, t, o.Packages)
+	if err != nil {
+		return res, err
+	}
+	if len(installed) > 0 {
+		res.Actions = append(res.Actions, "install packages "+strings.Join(installed, " "))
+		log.Info("packages installed", "packages", installed)
 	}
 	rel := Release{Name: name}
 	if !st.releasePresent || st.current != name {

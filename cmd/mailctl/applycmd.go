@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/mailctl/mailctl/contract"
@@ -185,14 +187,15 @@ func stale(saved, fresh *plan.Plan) string {
 	return ""
 }
 
-// printConnect tells how to point a mail client at each server.
+// printConnect tells how to point a mail client, and a calendar and
+// contacts client, at each server.
 func printConnect(e *env, cfg *config.Config) {
 	for _, srv := range cfg.Servers {
 		host := srv.Hostname
 		if srv.Local != nil {
 			host = srv.IPv4.String()
 		}
-		fmt.Fprintf(e.Stdout, "\nMail client settings for server.%s (%s):\n", srv.Name, srv.Hostname)
+		fmt.Fprintf(e.Stdout, "\nClient settings for server.%s (%s):\n", srv.Name, srv.Hostname)
 		if srv.Ports.IMAPS != 0 {
 			fmt.Fprintf(e.Stdout, "  IMAP  %s port %d, SSL/TLS, normal password\n", host, srv.Ports.IMAPS)
 		}
@@ -202,6 +205,15 @@ func printConnect(e *env, cfg *config.Config) {
 				fmt.Fprintf(e.Stdout, " (or port %d with STARTTLS)", srv.Ports.Submission)
 			}
 			fmt.Fprintln(e.Stdout)
+		}
+		if srv.Ports.HTTPS != 0 {
+			base := "https://" + net.JoinHostPort(host, strconv.Itoa(srv.Ports.HTTPS))
+			if srv.Ports.HTTPS == 443 {
+				base = "https://" + host
+			}
+			fmt.Fprintf(e.Stdout, "  CalDAV   %s/.well-known/caldav (calendars), normal password\n", base)
+			fmt.Fprintf(e.Stdout, "  CardDAV  %s/.well-known/carddav (contacts), normal password\n", base)
+			fmt.Fprintf(e.Stdout, "  Apple devices: %s/mail.mobileconfig?emailaddress=ADDRESS (a profile with all four)\n", base)
 		}
 		fmt.Fprintln(e.Stdout, "  user name: the full e-mail address")
 		if srv.Local != nil && srv.TLS.SelfSigned {

@@ -80,6 +80,7 @@ type serverReport struct {
 	DKIM          []dkimReport         `json:"dkim,omitempty"`
 	LastErrors    []contract.LogRecord `json:"last_errors,omitempty"`
 	Quarantine    []quarantineReport   `json:"store_quarantine,omitempty"`
+	Spam          *contract.SpamStatus `json:"spam,omitempty"`
 	Attention     []string             `json:"attention"`
 }
 
@@ -310,6 +311,10 @@ func buildServerReport(name string, obs remote.Observation, err error, now time.
 	if n := len(st.Quarantine); n > 0 {
 		r.Attention = append(r.Attention, fmt.Sprintf("the store quarantined %s (see store/quarantine/ in the data directory)", plural(n, "unreadable record")))
 	}
+	r.Spam = st.Spam
+	if a := spamAttention(st.Spam); a != "" {
+		r.Attention = append(r.Attention, a)
+	}
 	return r
 }
 
@@ -440,6 +445,9 @@ func printStatusReport(w io.Writer, rep statusReport) {
 					fmt.Fprintf(w, "    %s %s %s\n", l.Time.Format(time.RFC3339), l.Message, l.Attrs)
 				}
 			}
+		}
+		if s.Spam != nil {
+			fmt.Fprintf(w, "  spam         %s\n", spamLine(s.Spam))
 		}
 		for _, q := range s.Quarantine {
 			fmt.Fprintf(w, "  quarantined  %s %s %s: %s\n", q.File, q.Kind, q.User, q.Error)

@@ -91,3 +91,28 @@ app_password "phone" {
 		})
 	}
 }
+
+func TestRecipientDelimiterAttribute(t *testing.T) {
+	t.Parallel()
+	cfg, diags := load(t, base)
+	if diags.HasErrors() || cfg.Servers[0].RecipientDelimiter != nil {
+		t.Fatalf("absent recipient_delimiter: %v, %v", diags, cfg.Servers[0].RecipientDelimiter)
+	}
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{{`"+-"`, true}, {`""`, true}, {`"x"`, false}, {`"++"`, false}} {
+		src := strings.Replace(base, `hostname = "mx1.example.org"`, `hostname = "mx1.example.org"
+  recipient_delimiter = `+tc.value, 1)
+		cfg, diags := load(t, src)
+		if tc.ok {
+			if diags.HasErrors() || cfg.Servers[0].RecipientDelimiter == nil || `"`+*cfg.Servers[0].RecipientDelimiter+`"` != tc.value {
+				t.Errorf("recipient_delimiter = %s: %v", tc.value, diags)
+			}
+			continue
+		}
+		if got := summaries(diags); len(got) != 1 || !strings.HasSuffix(got[0], ":Invalid recipient delimiter") {
+			t.Errorf("recipient_delimiter = %s: diagnostics %q, want Invalid recipient delimiter", tc.value, got)
+		}
+	}
+}

@@ -101,11 +101,16 @@ type Server struct {
 	Relay    *Relay
 	Outbound *Outbound // nil: defaults (IPv6 preferred, no warm-up)
 	Inbound  *Inbound  // nil: defaults (Spamhaus ZEN, no greylisting)
+	Spam     *Spam     // nil: no content filtering
 	Limits   Limits    // zero values: the server's defaults (docs/security.md)
 	Ports    Ports
 	// Resolvers ("host:port") answer the server's MX, SPF, DKIM and DMARC
 	// lookups; empty: the server's /etc/resolv.conf.
 	Resolvers []string
+	// RecipientDelimiter holds the characters that separate a local part
+	// from its detail (alice+lists@); nil: the server's default "+";
+	// "": no subaddresses.
+	RecipientDelimiter *string
 	// ServerBinary optionally overrides the binary uploaded on deploy.
 	DeclRange hcl.Range
 }

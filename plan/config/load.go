@@ -511,8 +511,9 @@ func (d *decoder) provider(b *hcl.Block) {
 var serverSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "hostname", Required: true}, {Name: "ipv4", Required: true}, {Name: "ipv6"}, {Name: "ptr"}, {Name: "resolvers"},
+		{Name: "recipient_delimiter"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}, {Type: "limits"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}, {Type: "limits"}, {Type: "spam"}},
 }
 
 func (d *decoder) server(b *hcl.Block) {
@@ -562,6 +563,7 @@ func (d *decoder) server(b *hcl.Block) {
 			s.Resolvers = append(s.Resolvers, r)
 		}
 	}
+	d.recipientDelimiter(s, content.Attributes["recipient_delimiter"])
 	blocks := map[string]*hcl.Block{}
 	for _, blk := range content.Blocks {
 		if prev, dup := blocks[blk.Type]; dup {
@@ -625,6 +627,9 @@ func (d *decoder) server(b *hcl.Block) {
 	}
 	if blk := blocks["limits"]; blk != nil {
 		s.Limits = d.limits(blk)
+	}
+	if blk := blocks["spam"]; blk != nil {
+		s.Spam = d.spam(blk)
 	}
 	for _, o := range d.cfg.Servers {
 		if o.Name == s.Name {
@@ -954,7 +959,9 @@ func (d *decoder) domain(b *hcl.Block) {
 	d.diags = append(d.diags, diags...)
 	dom := &Domain{Name: strings.ToLower(strings.TrimSuffix(b.Labels[0], ".")), DeclRange: b.DefRange, TTL: 3600,
 		DKIM: DKIM{Selector: "mailctl", Grace: DefaultDKIMGrace}, SPF: SPF{All: "~all"}, DMARC: DMARC{Policy: "none"}}
-	if !validHostname(dom.Name) {
+	if name, err := idnDomain(dom.Name); err != nil {
+		d.errf(b.LabelRanges[0].Ptr(), "Invalid domain name", "%q is not a valid internationalised domain name: %v.", b.Labels[0], err)
+	} else if dom.Name = name; !validHostname(dom.Name) {
 		d.errf(b.LabelRanges[0].Ptr(), "Invalid domain name", "%q is not a domain name.", b.Labels[0])
 	}
 	if a := content.Attributes["dns"]; a != nil {
@@ -973,6 +980,11 @@ func (d *decoder) domain(b *hcl.Block) {
 	}
 	if a := content.Attributes["zone"]; a != nil {
 		dom.Zone = strings.ToLower(strings.TrimSuffix(d.plainStr(a), "."))
+		if z, err := idnDomain(dom.Zone); err != nil {
+			d.errf(a.Expr.Range().Ptr(), "Invalid zone", "%q is not a valid internationalised domain name: %v.", dom.Zone, err)
+		} else {
+			dom.Zone = z
+		}
 		if dom.Zone != "" && dom.Zone != dom.Name && !strings.HasSuffix(dom.Name, "."+dom.Zone) {
 			d.errf(a.Expr.Range().Ptr(), "Invalid zone", "The zone %q does not contain the domain %q.", dom.Zone, dom.Name)
 		}
@@ -1133,7 +1145,9 @@ func (d *decoder) user(b *hcl.Block) {
 	}, userCredentialAttrs...), Blocks: userCredentialBlocks})
 	d.diags = append(d.diags, diags...)
 	u := &User{Address: strings.ToLower(b.Labels[0]), DeclRange: b.DefRange}
-	if !validMailbox(u.Address) {
+	if a, err := idnAddress(u.Address); err != nil {
+		d.errf(b.LabelRanges[0].Ptr(), "Invalid e-mail address", "%q is not a valid international address: %v.", b.Labels[0], err)
+	} else if u.Address = a; !validMailbox(u.Address) {
 		d.errf(b.LabelRanges[0].Ptr(), "Invalid e-mail address", "%q is not an e-mail address like name@example.org.", b.Labels[0])
 	}
 	if a := c.Attributes["name"]; a != nil {
@@ -1154,6 +1168,12 @@ func (d *decoder) user(b *hcl.Block) {
 	if a := c.Attributes["aliases"]; a != nil {
 		for _, al := range d.strList(a) {
 			al = strings.ToLower(al)
+			ca, err := idnAddress(al)
+			if err != nil {
+				d.errf(a.Expr.Range().Ptr(), "Invalid e-mail address", "The alias %q is not a valid international address: %v.", al, err)
+				continue
+			}
+			al = ca
 			if !validMailbox(al) {
 				d.errf(a.Expr.Range().Ptr(), "Invalid e-mail address", "The alias %q is not an e-mail address.", al)
 				continue
@@ -1178,6 +1198,11 @@ func (d *decoder) alias(b *hcl.Block) {
 	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "to", Required: true}}})
 	d.diags = append(d.diags, diags...)
 	al := &Alias{Address: strings.ToLower(b.Labels[0]), DeclRange: b.DefRange}
+	if a, err := idnAddress(al.Address); err != nil {
+		d.errf(b.LabelRanges[0].Ptr(), "Invalid e-mail address", "%q is not a valid international address: %v.", b.Labels[0], err)
+	} else {
+		al.Address = a
+	}
 	if strings.HasPrefix(al.Address, "@") {
 		if !validHostname(al.Address[1:]) {
 			d.errf(b.LabelRanges[0].Ptr(), "Invalid catch-all", "%q is not a catch-all like @example.org.", b.Labels[0])
@@ -1188,6 +1213,12 @@ func (d *decoder) alias(b *hcl.Block) {
 	if a := c.Attributes["to"]; a != nil {
 		for _, t := range d.strList(a) {
 			t = strings.ToLower(t)
+			ct, err := idnAddress(t)
+			if err != nil {
+				d.errf(a.Expr.Range().Ptr(), "Invalid e-mail address", "The target %q is not a valid international address: %v.", t, err)
+				continue
+			}
+			t = ct
 			if !validMailbox(t) {
 				d.errf(a.Expr.Range().Ptr(), "Invalid e-mail address", "The target %q is not an e-mail address.", t)
 				continue

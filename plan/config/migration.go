@@ -112,6 +112,9 @@ func (d *decoder) migration(b *hcl.Block) {
 		m.Domains = []string{}
 		for _, dom := range d.strList(a) {
 			dom = strings.ToLower(strings.TrimSuffix(dom, "."))
+			if a, err := idnDomain(dom); err == nil {
+				dom = a
+			}
 			if !validHostname(dom) {
 				d.errf(a.Expr.Range().Ptr(), "Invalid domain name", "%q is not a domain name.", dom)
 				continue
@@ -223,10 +226,12 @@ func (d *decoder) migrationUser(b *hcl.Block) *MigrationUser {
 	}})
 	d.diags = append(d.diags, diags...)
 	u := &MigrationUser{Address: strings.ToLower(b.Labels[0]), DeclRange: b.DefRange}
-	if !validMailbox(u.Address) {
+	u.Login = u.Address // the source's login as written
+	if a, err := idnAddress(u.Address); err != nil {
+		d.errf(b.LabelRanges[0].Ptr(), "Invalid e-mail address", "%q is not a valid international address: %v.", b.Labels[0], err)
+	} else if u.Address = a; !validMailbox(u.Address) {
 		d.errf(b.LabelRanges[0].Ptr(), "Invalid e-mail address", "%q is not an e-mail address like name@example.org.", b.Labels[0])
 	}
-	u.Login = u.Address
 	if a := c.Attributes["login"]; a != nil {
 		u.Login = d.plainStr(a)
 		if strings.TrimSpace(u.Login) == "" {

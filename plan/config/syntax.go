@@ -59,6 +59,12 @@ var localPartRe = regexp.MustCompile(`^[a-z0-9!#$&'*+/=?^_{|}~-]+(\.[a-z0-9!#$&'
 // validMailbox reports whether s is an address local@domain with a dot-atom
 // local part (no quoting, no %, no source routes) of at most 64 octets.
 func validMailbox(s string) bool {
+	if !auth.IsASCII(s) {
+		// An international address (UTF-8 local part, RFC 6531): the
+		// server's parser decides, its domain must already be A-labels.
+		a, err := auth.ParseAddress(s)
+		return err == nil && a.String() == s && validHostname(a.Domain)
+	}
 	at := strings.LastIndexByte(s, '@')
 	if at <= 0 || at > 64 {
 		return false

@@ -13,8 +13,9 @@ import (
 	serverconfig "github.com/mailctl/mailctl/server/config"
 )
 
-// TestServerConfigAppPasswords: the app_password blocks and password_scopes
-// reach the server's configuration, and the server logs in with them.
+// TestServerConfigAppPasswords: the app_password blocks, password_scopes
+// and recipient_delimiter reach the server's configuration, and the
+// server logs in with them.
 func TestServerConfigAppPasswords(t *testing.T) {
 	t.Parallel()
 	phone, phoneHash, err := auth.GenerateAppPassword()
@@ -30,6 +31,7 @@ provider "zonefile" "z" { dir = "zones" }
 server "mx1" {
   hostname = "mx1.example.org"
   ipv4     = "203.0.113.10"
+  recipient_delimiter = "+-"
   tls { acme_email = "a@example.org" }
 }
 domain "example.org" {
@@ -60,6 +62,9 @@ user "b@example.org" { password_hash = "` + mainHash + `" }
 	}
 	if err := sc.WithDefaults().Validate(); err != nil {
 		t.Fatalf("server rejects the generated config: %v", err)
+	}
+	if sc.Delimiter() != "+-" {
+		t.Errorf("recipient delimiter on the server = %q, want +-", sc.Delimiter())
 	}
 	a, err := auth.NewAuthenticator(sc.AuthUsers(), auth.AuthenticatorOptions{FailureDelay: -1})
 	if err != nil {

@@ -1,7 +1,8 @@
 // Package desired derives, from the configuration alone, the DNS records
 // mailctl owns for each domain (MX, SPF per RFC 7208, host A/AAAA, DKIM per
 // RFC 6376, DMARC per RFC 7489, MTA-STS per RFC 8461, TLS-RPT per RFC 8460,
-// autoconfig/autodiscover, SRV per RFC 6186 and RFC 8314), and how a
+// autoconfig/autodiscover, SRV per RFC 6186 and RFC 8314, CalDAV/CardDAV
+// SRV and TXT per RFC 6764), and how a
 // migration block's phase (presync, cutover, done) changes them while mail
 // moves from another provider. It is pure: no network, no clock.
 package desired
@@ -302,6 +303,25 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string,
 		set(sub("_imaps._tcp"), "SRV", srv(0, s.Ports.IMAPS, host)),
 		set(sub("_imap._tcp"), "SRV", srv(10, s.Ports.IMAP, host)),
 	)
+	out = append(out, davRecords(sub, set, s.Ports.HTTPS, host)...)
+	return out
+}
+
+// davRecords are the RFC 6764 records of CalDAV and CardDAV over TLS,
+// served on the HTTPS port (server/dav): an SRV each, and a TXT giving the
+// well-known path the server redirects from; with HTTPS disabled, the
+// services are "not available" and the TXT records are removed.
+func davRecords(sub func(string) string, set func(string, string, ...string) RRSet, port int, host string) []RRSet {
+	var out []RRSet
+	for _, svc := range []string{"caldav", "carddav"} {
+		name := sub("_" + svc + "s._tcp")
+		out = append(out, set(name, "SRV", srv(0, port, host)))
+		if port == 0 {
+			out = append(out, set(name, "TXT"))
+		} else {
+			out = append(out, set(name, "TXT", "path=/.well-known/"+svc))
+		}
+	}
 	return out
 }
 

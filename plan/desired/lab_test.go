@@ -49,6 +49,8 @@ func TestLabListenAndSRV(t *testing.T) {
 		"_submission._tcp.example.test":  "10 1 3587 mail.example.test.",
 		"_imaps._tcp.example.test":       "0 1 3993 mail.example.test.",
 		"_imap._tcp.example.test":        "0 0 0 .",
+		"_caldavs._tcp.example.test":     "0 1 3443 mail.example.test.",
+		"_carddavs._tcp.example.test":    "0 1 3443 mail.example.test.",
 	}
 	for _, rs := range desired.Records(cfg, nil) {
 		if rs.Type != "SRV" {
@@ -67,5 +69,15 @@ func TestLabListenAndSRV(t *testing.T) {
 	}
 	for name := range want {
 		t.Errorf("no SRV %s", name)
+	}
+	// RFC 6764 TXT: where the CalDAV/CardDAV context path is found.
+	txt := map[string]string{}
+	for _, rs := range desired.Records(cfg, nil) {
+		if rs.Type == "TXT" && strings.Contains(rs.Name, "dav") {
+			txt[rs.Name] = strings.Join(rs.Values, ",")
+		}
+	}
+	if txt["_caldavs._tcp.example.test"] != "path=/.well-known/caldav" || txt["_carddavs._tcp.example.test"] != "path=/.well-known/carddav" || len(txt) != 2 {
+		t.Errorf("DAV TXT records = %q", txt)
 	}
 }

@@ -102,6 +102,10 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 			sc.Outbound.Warmup = &serverconfig.Warmup{Weeks: w.Weeks, Start: w.Start, Overflow: w.Overflow}
 		}
 	}
+	if s.RecipientDelimiter != nil {
+		delims := *s.RecipientDelimiter
+		sc.RecipientDelimiter = &delims
+	}
 	if len(s.Resolvers) > 0 {
 		if sc.Outbound == nil {
 			sc.Outbound = &serverconfig.Outbound{}
@@ -118,6 +122,10 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 	} else if s.Local != nil {
 		// A lab has no business asking public blocklists about 127.0.0.1.
 		sc.Inbound = &serverconfig.Inbound{DNSBLZones: []string{}}
+	}
+	if sp := s.Spam; sp != nil && sp.Rspamd {
+		sc.Spam = &serverconfig.Spam{Rspamd: true, URL: sp.URL, ControllerURL: sp.ControllerURL,
+			RejectScore: sp.RejectScore, JunkScore: sp.JunkScore, Timeout: serverconfig.Duration(sp.Timeout)}
 	}
 	served := map[string]bool{}
 	for _, d := range cfg.Domains {

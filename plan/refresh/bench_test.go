@@ -44,10 +44,11 @@ func BenchmarkPlan200Domains(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		// Per domain: MX, SPF, DMARC, autoconfig, autodiscover, 4 SRV and
-		// 2 DKIM records to create.
-		if add, _, _ := p.Counts(); add != n*11 {
-			b.Fatalf("%d to add, want %d", add, n*11)
+		// Per domain: MX, SPF, DMARC, autoconfig, autodiscover, 4 mail
+		// SRV, 2 CalDAV/CardDAV SRV and their 2 TXT, 2 DKIM records to
+		// create.
+		if add, _, _ := p.Counts(); add != n*15 {
+			b.Fatalf("%d to add, want %d", add, n*15)
 		}
 	}
 	b.StopTimer()

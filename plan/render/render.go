@@ -58,7 +58,7 @@ func Plan(w io.Writer, p *plan.Plan, s Style) {
 			continue
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "  %s\n", s.paint("1", fmt.Sprintf("# %s will be %s", c.Address, c.Action.Past())))
+		fmt.Fprintf(w, "  %s\n", s.paint("1", fmt.Sprintf("# %s will be %s", display(c.Address), c.Action.Past())))
 		writeChange(w, c, s)
 	}
 	add, change, destroy := p.Counts()

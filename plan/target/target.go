@@ -141,6 +141,12 @@ func (c *Conn) State(ctx context.Context) (*plan.ServerState, []desired.DKIMKey,
 	st.RestartDigests = s.RestartDigests
 	for _, u := range s.Users {
 		st.Users = append(st.Users, u.Address)
+		if u.Password != "" {
+			if st.Credentials == nil {
+				st.Credentials = map[string]plan.UserCredentials{}
+			}
+			st.Credentials[u.Address] = plan.UserCredentials{Password: u.Password, AppPasswords: u.AppPasswords}
+		}
 	}
 	slices.Sort(st.Users)
 	var keys []desired.DKIMKey
@@ -210,8 +216,12 @@ func Desired(cfg *config.Config, s *config.Server, b Binary) (plan.ServerState, 
 		return plan.ServerState{}, nil, err
 	}
 	st := plan.ServerState{Release: rel, ConfigDigest: sc.Digest(), Running: true, RestartDigests: sc.RestartDigests()}
+	st.Credentials = map[string]plan.UserCredentials{}
 	for _, u := range sc.Users {
 		st.Users = append(st.Users, u.Address)
+		var c plan.UserCredentials
+		c.Password, c.AppPasswords = u.Credentials()
+		st.Credentials[u.Address] = c
 	}
 	slices.Sort(st.Users)
 	return st, append(js, '\n'), nil
@@ -240,7 +250,8 @@ func (c *Conn) Deploy(ctx context.Context, b Binary, configJSON []byte, restart 
 			health.ListenPorts = append(health.ListenPorts, port)
 		}
 	}
-	opts := remote.DeployOptions{Version: b.Version, Binary: f, SHA256: b.SHA256, Config: configJSON, Health: health, Logger: c.log, Restart: restart}
+	opts := remote.DeployOptions{Version: b.Version, Binary: f, SHA256: b.SHA256, Config: configJSON, Health: health, Logger: c.log, Restart: restart,
+		Packages: desired.Packages(c.srv)}
 	if c.lab != nil {
 		opts.Health.Host = desired.LabListenHost(c.srv)
 		return c.lab.Deploy(ctx, opts)

@@ -72,12 +72,13 @@ const (
 	appPasswordGroup = 4
 )
 
-// AppParams are the argon2id parameters of app password hashes: 1 MiB and
-// one pass, about a millisecond. Slow hashing protects guessable human
-// passwords; a random 75-bit password cannot be guessed even at a
-// billion tries a second, so a cheap hash loses nothing and lets a login
-// try every app password of a user without becoming a denial of service.
-var AppParams = Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+// AppParams are the argon2id parameters of app password hashes: 256 KiB
+// and one pass, about 1/150 of DefaultParams' work. Slow hashing protects
+// guessable human passwords; a random 75-bit password cannot be guessed
+// even at a billion tries a second, so a cheap hash loses nothing and
+// lets a login try MaxAppPasswords of them for about an eighth of the
+// cost of one main password check.
+var AppParams = Params{Memory: 256, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
 // NormalizeAppPassword returns the canonical form of a typed app
 // password (spaces removed, lower case) and whether it has the app

@@ -100,7 +100,7 @@ func TestAppPasswords(t *testing.T) {
 		{"main password over IMAP", imap, "main-pw", true, 8},
 		{"main password over SMTP (imap only)", smtp, "main-pw", false, 9},
 		{"wrong password: one verification", imap, "guess", false, 10},
-		{"wrong app password: one per credential", imap, "abcd efgh ijkl mnop", false, 13},
+		{"wrong app password: MaxAppPasswords cheap ones and the main one", imap, "abcd efgh ijkl mnop", false, 10 + auth.MaxAppPasswords + 1},
 	}
 	for _, s := range steps {
 		_, err := s.scoped.Authenticate(ctx, "alice@example.org", s.pw, from)
@@ -151,7 +151,8 @@ func TestAppPasswords(t *testing.T) {
 
 // TestAppPasswordsBoundedCost: a user with the most app passwords costs a
 // wrong password one verification unless it has the app password form,
-// and then one cheap verification per app password.
+// and then one cheap verification per app password; every user, known
+// or not, with or without app passwords, costs the same.
 func TestAppPasswordsBoundedCost(t *testing.T) {
 	t.Parallel()
 	u := auth.User{Address: "alice@example.org", PasswordHash: mustHash(t, "main-pw")}
@@ -174,6 +175,18 @@ func TestAppPasswordsBoundedCost(t *testing.T) {
 	a.For(auth.ScopeIMAP).Authenticate(ctx, "alice@example.org", "aaaa bbbb cccc dddd", addr("10.4.0.1"))
 	if v := a.Verifications(); v != 1+auth.MaxAppPasswords+1 {
 		t.Errorf("app-form wrong password: %d verifications in all, want %d", v, 2+auth.MaxAppPasswords)
+	}
+	for _, other := range []auth.User{{Address: "bob@example.org", PasswordHash: mustHash(t, "bob-pw")}, {Address: "nobody@example.org"}} {
+		b, err := auth.NewAuthenticator([]auth.User{u, {Address: "bob@example.org", PasswordHash: mustHash(t, "bob-pw")}},
+			auth.AuthenticatorOptions{FailureDelay: -1, MaxFailures: 100, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.For(auth.ScopeIMAP).Authenticate(ctx, other.Address, "aaaa bbbb cccc dddd", addr("10.4.0.2"))
+		b.For(auth.ScopeIMAP).Authenticate(ctx, other.Address, "Summer2026!", addr("10.4.0.2"))
+		if v := b.Verifications(); v != auth.MaxAppPasswords+2 {
+			t.Errorf("%s: %d verifications for an app-form and an ordinary wrong password, want %d like alice's", other.Address, v, auth.MaxAppPasswords+2)
+		}
 	}
 	u.AppPasswords = append(u.AppPasswords, u.AppPasswords[0])
 	u.AppPasswords[len(u.AppPasswords)-1].Name = "one-too-many"

@@ -318,7 +318,7 @@ func (s Scoped) Authenticate(ctx context.Context, username, password string, rem
 }
 
 func (a *Authenticator) authenticate(ctx context.Context, scope scopeSet, username, password string, remote net.Addr) (string, error) {
-	user := strings.ToLower(username)
+	user := loginName(strings.ToLower(username))
 	ip := clientKey(remote)
 	k := a.digest(scope, user, password)
 	a.mu.Lock()
@@ -362,12 +362,10 @@ func (a *Authenticator) authenticate(ctx context.Context, scope scopeSet, userna
 	}
 	a.inflight[ip]++
 	acc, known := a.users[user]
-	var cands []credential
-	if known {
-		cands = candidates(acc, password)
-	} else {
-		cands = []credential{{hash: a.dummy}}
+	if !known {
+		acc = &account{creds: []credential{{hash: a.dummy}}}
 	}
+	cands := candidates(acc, password)
 	fctx, cancel := context.WithCancel(context.Background())
 	f := &flight{key: k, done: make(chan struct{}), waiters: 1, cancel: cancel, charged: map[string]bool{}}
 	a.flights[k] = f
@@ -377,15 +375,26 @@ func (a *Authenticator) authenticate(ctx context.Context, scope scopeSet, userna
 }
 
 // candidates are the credentials a password is verified against, in
-// order: the app passwords when it has their form, then the main
-// password (whatever its scopes, for even timing).
+// order: the app passwords when it has their form, padded to
+// MaxAppPasswords with a hash nothing matches, then the main password
+// (whatever its scopes). A failure thus costs the same for every user,
+// known or not, with or without app passwords: timing does not tell
+// which users exist or have app passwords.
 func candidates(acc *account, password string) []credential {
 	var out []credential
 	if _, ok := NormalizeAppPassword(password); ok {
 		out = append(out, acc.creds[1:]...)
+		for len(out) < MaxAppPasswords {
+			out = append(out, credential{hash: appDummy})
+		}
 	}
 	return append(out, acc.creds[0])
 }
+
+// appDummy is an app password hash (AppParams) with an all-zero key,
+// which no password matches.
+var appDummy = fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", AppParams.Memory, AppParams.Time, AppParams.Threads,
+	b64.EncodeToString(make([]byte, AppParams.SaltLen)), b64.EncodeToString(make([]byte, AppParams.KeyLen)))
 
 // logSuccess logs a login with an app password, with its name.
 func (a *Authenticator) logSuccess(user, name string, scope scopeSet, ip string) {

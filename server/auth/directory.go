@@ -53,8 +53,9 @@ type Resolution struct {
 // mailboxes does it deliver to, and may a user send as it. It is safe for
 // concurrent use and replaced atomically by Update on config reload.
 type Directory struct {
-	mu sync.RWMutex
-	d  *dirData
+	mu     sync.RWMutex
+	d      *dirData
+	delims *string // nil: DefaultRecipientDelimiter
 }
 
 type dirData struct {
@@ -164,7 +165,8 @@ func (d *Directory) Quota(user string) int64 {
 
 // Resolve says where addr delivers: exact user address or user alias, then
 // alias blocks, then the same with a "+detail" removed (alice+lists@ is
-// alice@), then the domain's "@domain" catch-all. Alias chains are expanded.
+// alice@; the part from the first delimiter character on, see
+// SetRecipientDelimiter), then the domain's "@domain" catch-all. Alias chains are expanded.
 // It returns ErrNotLocal (wrapped) for a domain not served here,
 // ErrUnknownRecipient for a local domain with nothing matching, and
 // ErrBadAddress for an address ParseAddress refuses.
@@ -178,7 +180,8 @@ func (d *Directory) Resolve(addr string) (Resolution, error) {
 		return Resolution{}, fmt.Errorf("%w: %s", ErrNotLocal, a.Domain)
 	}
 	users, remote := map[string]bool{}, map[string]bool{}
-	if !dd.expand(a, 0, map[string]bool{}, users, remote) {
+	x := expansion{dirData: dd, delims: d.RecipientDelimiter()}
+	if !x.expand(a, 0, map[string]bool{}, users, remote) {
 		return Resolution{}, fmt.Errorf("%w: %s", ErrUnknownRecipient, a)
 	}
 	return Resolution{Users: sortedKeys(users), Remote: sortedKeys(remote)}, nil
@@ -213,8 +216,14 @@ func (d *Directory) ResolvePostmaster(hostname string) (string, Resolution, erro
 	return "", Resolution{}, fmt.Errorf("%w: postmaster of %s", ErrUnknownRecipient, hostname)
 }
 
+// expansion is one Resolve's view of the directory and delimiter.
+type expansion struct {
+	*dirData
+	delims string
+}
+
 // expand adds what a delivers to and reports whether anything matched.
-func (dd *dirData) expand(a Address, depth int, seen, users, remote map[string]bool) bool {
+func (dd expansion) expand(a Address, depth int, seen, users, remote map[string]bool) bool {
 	key := a.String()
 	if seen[key] || depth > maxExpansionDepth {
 		return false
@@ -227,7 +236,7 @@ func (dd *dirData) expand(a Address, depth int, seen, users, remote map[string]b
 	if dd.expandExact(a, depth, seen, users, remote) {
 		return true
 	}
-	if i := strings.IndexByte(a.Local, '+'); i > 0 {
+	if i := strings.IndexAny(a.Local, dd.delims); i > 0 {
 		base := Address{Local: a.Local[:i], Domain: a.Domain}
 		if !seen[base.String()] {
 			seen[base.String()] = true
@@ -242,7 +251,7 @@ func (dd *dirData) expand(a Address, depth int, seen, users, remote map[string]b
 	return false
 }
 
-func (dd *dirData) expandExact(a Address, depth int, seen, users, remote map[string]bool) bool {
+func (dd expansion) expandExact(a Address, depth int, seen, users, remote map[string]bool) bool {
 	key := a.String()
 	if u, ok := dd.users[key]; ok {
 		users[u] = true
@@ -254,7 +263,7 @@ func (dd *dirData) expandExact(a Address, depth int, seen, users, remote map[str
 	return false
 }
 
-func (dd *dirData) expandTargets(to []string, depth int, seen, users, remote map[string]bool) bool {
+func (dd expansion) expandTargets(to []string, depth int, seen, users, remote map[string]bool) bool {
 	matched := false
 	for _, t := range to {
 		ta, err := ParseAddress(t)
@@ -287,7 +296,7 @@ func (d *Directory) MaySendAs(user, addr string) bool {
 	}
 	if _, ok := dd.aliases[key]; ok {
 		users, remote := map[string]bool{}, map[string]bool{}
-		dd.expandExact(a, 0, map[string]bool{key: true}, users, remote)
+		expansion{dirData: dd, delims: d.RecipientDelimiter()}.expandExact(a, 0, map[string]bool{key: true}, users, remote)
 		return users[u]
 	}
 	return false

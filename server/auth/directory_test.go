@@ -60,7 +60,8 @@ func TestParseAddress(t *testing.T) {
 }
 
 func FuzzParseAddress(f *testing.F) {
-	for _, s := range []string{"alice@example.org", "a%b@c.d", "\"a@b\"@c.d", "a@[1.2.3.4]", "a@b.c.", "ü@b.c"} {
+	for _, s := range []string{"alice@example.org", "a%b@c.d", "\"a@b\"@c.d", "a@[1.2.3.4]", "a@b.c.", "ü@b.c",
+		"δοκιμή@παράδειγμα.δοκιμή", "mu\u0308ller@xn--bcher-kva.example", "a\u200db@exa\u202emple.org"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

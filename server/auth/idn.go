@@ -82,7 +82,7 @@ func checkALabels(d string) error {
 	}
 	back, err := idnLookup.ToASCII(u)
 	if err != nil || back != strings.ToLower(d) {
-		return errors.New("A-label (punycode) in domain is not in its normal form")
+		return errors.New("the domain's A-label (punycode) is not in its normal form")
 	}
 	return nil
 }
@@ -105,4 +105,19 @@ func normLocalUTF8(local string) (string, error) {
 		}
 	}
 	return n, nil
+}
+
+// loginName is the user name a login gives, in the form users are kept
+// in: lower case, and for an international address (a UTF-8 user name,
+// RFC 9755 section 5, or "xn--" labels) the canonical form ParseAddress
+// returns, so that either spelling of the domain logs in.
+func loginName(username string) string {
+	user := strings.ToLower(username)
+	if IsASCII(user) && !strings.Contains(user, "xn--") {
+		return user
+	}
+	if a, err := ParseAddress(username); err == nil {
+		return a.String()
+	}
+	return user
 }

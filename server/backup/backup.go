@@ -11,6 +11,8 @@
 //	store/quarantine/...  the store's quarantine, when there is one
 //	queue/index.db        the outbound queue's index
 //	queue/msg/<blob>      the bodies of queued messages
+//	dav/dav.db            calendars and address books (server/dav),
+//	                      copied in one read transaction
 //	dkim/...              DKIM private keys
 //	tls/..., acme/...     the self-signed certificate, the ACME account
 //	                      and certificates
@@ -79,7 +81,7 @@ const ManifestName = "MANIFEST.json"
 
 // Parts are the top-level entries of the data directory that a backup
 // holds; Restore replaces those the backup has.
-var Parts = []string{"store", "queue", "dkim", "tls", "acme"}
+var Parts = []string{"store", "queue", "dav", "dkim", "tls", "acme"}
 
 // Manifest describes a backup.
 type Manifest struct {

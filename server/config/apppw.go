@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -61,4 +64,39 @@ func authCredentials(u User) (scopes []string, apps []auth.AppPassword) {
 		apps = append(apps, auth.AppPassword{Name: ap.Name, Hash: ap.Hash, Scopes: ap.Scopes})
 	}
 	return scopes, apps
+}
+
+// Delimiter returns the recipient delimiter in effect.
+func (c *Config) Delimiter() string {
+	if c.RecipientDelimiter == nil {
+		return auth.DefaultRecipientDelimiter
+	}
+	return *c.RecipientDelimiter
+}
+
+// Credentials fingerprints what logs u in: its password hash and
+// password scopes, and each app password's hash and scopes by name. A
+// fingerprint is 16 hex digits of a SHA-256: enough to tell a change,
+// useless to guess a password (it hashes argon2id hashes).
+func (u User) Credentials() (password string, apps map[string]string) {
+	password = fingerprint(u.PasswordHash, u.PasswordScopes)
+	for _, ap := range u.AppPasswords {
+		if apps == nil {
+			apps = map[string]string{}
+		}
+		apps[ap.Name] = fingerprint(ap.Hash, &ap.Scopes)
+	}
+	return password, apps
+}
+
+func fingerprint(hash string, scopes *[]string) string {
+	b, err := json.Marshal(struct {
+		Hash   string    `json:"h"`
+		Scopes *[]string `json:"s"`
+	}{hash, scopes})
+	if err != nil {
+		panic(fmt.Sprintf("config: marshal credentials: %v", err)) // plain data cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }

@@ -91,3 +91,25 @@ func TestPasswordScopesJSON(t *testing.T) {
 		t.Errorf("bob's main password (no password_scopes) over IMAP = %v, want success", err)
 	}
 }
+
+func TestRecipientDelimiterConfig(t *testing.T) {
+	t.Parallel()
+	c := valid(t)
+	if got := c.Delimiter(); got != "+" {
+		t.Errorf("default Delimiter() = %q, want +", got)
+	}
+	for _, ok := range []string{"+", "+-", ""} {
+		c.RecipientDelimiter = &ok
+		if err := c.Validate(); err != nil {
+			t.Errorf("recipient_delimiter %q: %v", ok, err)
+		}
+		if c.Delimiter() != ok {
+			t.Errorf("Delimiter() = %q, want %q", c.Delimiter(), ok)
+		}
+	}
+	bad := "x"
+	c.RecipientDelimiter = &bad
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `recipient_delimiter: recipient delimiter "x": 'x' is not one of`) {
+		t.Errorf("recipient_delimiter x: %v", err)
+	}
+}

@@ -42,11 +42,17 @@ type Config struct {
 	Relay *Relay `json:"relay,omitempty"`
 	// Inbound configures the checks on port 25 (server/inbound); nil: defaults.
 	Inbound *Inbound `json:"inbound,omitempty"`
+	// Spam turns on content filtering of port 25 with rspamd
+	// (server/spam); nil: none.
+	Spam *Spam `json:"spam,omitempty"`
 	// Control is the unix socket path that `mailctl serve status` talks to.
 	// Default <DataDir>/control.sock.
 	Control string `json:"control,omitempty"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `json:"log_level,omitempty"`
+	// RecipientDelimiter holds the characters that separate a local part
+	// from its detail (alice+lists@ is alice@); absent: "+"; "": none.
+	RecipientDelimiter *string `json:"recipient_delimiter,omitempty"`
 }
 
 // Listen addresses ("host:port"). Defaults: smtp :25, submission :587,

@@ -193,6 +193,12 @@ func (c *Config) Validate() error {
 	c.validateLimits(&p)
 	c.validateAddresses(&p)
 	c.validateMail(&p)
+	if c.RecipientDelimiter != nil {
+		if err := auth.CheckRecipientDelimiter(*c.RecipientDelimiter); err != nil {
+			p.add("recipient_delimiter", "%v", err)
+		}
+	}
+	c.validateSpam(&p)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}

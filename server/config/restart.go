@@ -23,6 +23,7 @@ var restartOnly = []struct {
 	{"limits", func(c *Config) any { return c.Limits }},
 	{"inbound", func(c *Config) any { return c.Inbound }},
 	{"outbound", func(c *Config) any { return c.Outbound }},
+	{"spam", func(c *Config) any { return c.SpamFilter() }},
 }
 
 // RestartDigests returns, for each setting that only a restart applies, a

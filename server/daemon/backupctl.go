@@ -21,8 +21,8 @@ import (
 var backupMu sync.Mutex
 
 // backup writes a backup of the running server to w (server/backup): the
-// store and the queue as snapshots taken while mail keeps flowing, the
-// DKIM keys, the self-signed certificate and the ACME data as files.
+// store, the queue and the calendars (server/dav) as snapshots taken
+// while mail keeps flowing, the DKIM keys, the self-signed certificate and the ACME data as files.
 //
 // With base (the full manifest of the backup named baseName), the backup
 // is incremental against it (backup.Writer.SetBase).
@@ -46,6 +46,9 @@ func (d *daemon) backup(ctx context.Context, w io.Writer, baseName string, base 
 		return nil, err
 	}
 	if err := d.queue.Snapshot(ctx, under("queue")); err != nil {
+		return nil, err
+	}
+	if err := d.dav.Snapshot(ctx, under(davDir)); err != nil {
 		return nil, err
 	}
 	for _, dir := range []string{"dkim", "tls", "acme"} {

@@ -83,7 +83,8 @@ type daemon struct {
 	keys    []dkim.Key // DKIM keys of the current configuration, for status (under mu)
 	dkimMu  sync.Mutex // serialises DKIM rotation steps and reloads
 	queue   *queue.Queue
-	errs    *errorLog // the last errors logged, for status
+	errs    *errorLog   // the last errors logged, for status
+	spam    *spamFilter // nil: no content filtering
 
 	mu            sync.Mutex
 	cfg           *config.Config
@@ -202,6 +203,9 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("set up address directory: %w", err)
 	}
+	if err := d.dir.SetRecipientDelimiter(cfg.Delimiter()); err != nil {
+		return fmt.Errorf("set up address directory: %w", err)
+	}
 
 	// DKIM keys (generated on first start, never leave the server), the
 	// outbound queue, and the inbound checks of port 25.
@@ -226,6 +230,8 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
 	}
+	d.spam = newSpamFilter(cfg, checker, d.st, resolver, log.With("component", "spam"))
+	defer d.spam.close()
 	qopts, err := queue.OptionsFromConfig(cfg, resolver, d.signer, d.dir, d.st, log.With("component", "queue"))
 	if err != nil {
 		return fmt.Errorf("outbound queue: %w", err)
@@ -321,7 +327,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		var in smtp.Inbound
 		var dir smtp.Directory = submissionDirectory{d.dir, d.st}
 		if m.mode == smtp.ModeMX {
-			in, dir = checker, d.dir
+			in, dir = d.spam.inbound(checker), d.dir
 		}
 		srv, err := smtp.New(smtp.Options{
 			Queue:     d.queue,
@@ -362,6 +368,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 			Logger:      log.With("component", m.name),
 			AppendLimit: appendLimit(cfg.Limits.MaxMessageBytes),
 			ConnLimits:  imapLimits,
+			Transferred: d.spam.transferred(),
 		}))
 	}
 	d.web = web.New(cfg, web.Options{Metrics: d.metrics, Health: d.health, Logger: log.With("component", "web"), DAV: d.davHandler()})
@@ -405,7 +412,8 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	defer signal.Stop(hup)
 	control := serveControl(controlLn, d.status, func() QueueAdmin { return d.queue }, d.backup,
 		func(mux *http.ServeMux) { handleDKIM(mux, d.dkimAction) },
-		func(mux *http.ServeMux) { handleMailTransfer(mux, d.st, log.With("component", "export")) })
+		func(mux *http.ServeMux) { handleMailTransfer(mux, d.st, log.With("component", "export")) },
+		d.addDAVControl)
 
 	log.Info("mail server ready", "listeners", listeners, "control", cfg.Control, "tls_mode", cfg.TLS.Mode)
 	// What start-up touched (package initialisation, the configuration
@@ -558,6 +566,9 @@ func (d *daemon) applyReload(ctx context.Context) error {
 	if err := d.dir.Update(cfg.DomainNames(), cfg.AuthUsers(), cfg.AuthAliases()); err != nil {
 		return fmt.Errorf("address directory: %w", err)
 	}
+	if err := d.dir.SetRecipientDelimiter(cfg.Delimiter()); err != nil {
+		return fmt.Errorf("address directory: %w", err)
+	}
 	d.signer.SetKeys(keys)
 	d.queue.SetRelay(relay)
 	d.web.SetConfig(cfg)
@@ -626,9 +637,12 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		if err != nil {
 			return nil, fmt.Errorf("usage of %s: %w", addr, err)
 		}
-		st.Users = append(st.Users, UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n})
+		us := UserStatus{Address: addr, QuotaBytes: u.QuotaBytes, UsedBytes: used, Messages: n}
+		us.Password, us.AppPasswords = u.Credentials()
+		st.Users = append(st.Users, us)
 	}
 	sort.Slice(st.Users, func(i, j int) bool { return st.Users[i].Address < st.Users[j].Address })
+	st.Spam = d.spam.status()
 	if err := d.opsStatus(ctx, st, cfg.DataDir); err != nil {
 		return nil, err
 	}

@@ -1,10 +1,17 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/dav"
@@ -36,4 +43,74 @@ func (d *daemon) davHandler() http.Handler {
 	return dav.New(d.dav, func(ctx context.Context, user, password string, remote net.Addr) (string, error) {
 		return a.Authenticate(ctx, user, password, remote)
 	}, dav.Options{Logger: d.log.With("component", "dav")})
+}
+
+// handleDAVExport adds GET /export/dav?user=U to the control socket: U's
+// calendars and address books as a tar stream (dav.Store.ExportTar),
+// calendars/NAME.ics and contacts/NAME.vcf. A user without collections
+// yet gets their default (empty) ones.
+func handleDAVExport(mux *http.ServeMux, st *dav.Store, users func() []string, log *slog.Logger) {
+	mux.HandleFunc("GET /export/dav", func(w http.ResponseWriter, r *http.Request) {
+		user := strings.ToLower(r.URL.Query().Get("user"))
+		if !slices.Contains(users(), user) {
+			http.Error(w, fmt.Sprintf("no user %q on this server", user), http.StatusNotFound)
+			return
+		}
+		if err := st.EnsureUser(r.Context(), user); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		// Built in memory first: an error is then an HTTP status, not a
+		// cut stream. Calendars are small next to mail.
+		var buf bytes.Buffer
+		if err := st.ExportTar(r.Context(), user, &buf); err != nil {
+			log.Warn("calendar export failed", "user", user, "err", err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-tar")
+		w.Write(buf.Bytes())
+		log.Info("exported calendars and contacts", "user", user, "bytes", buf.Len())
+	})
+}
+
+// ExportDAV copies user's calendars and address books (a tar stream, see
+// handleDAVExport) from the server behind the control socket at path to w.
+func ExportDAV(ctx context.Context, path, user string, w io.Writer) error {
+	client := transferClient(path)
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://mailctl/export/dav?"+url.Values{"user": {user}}.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("query control socket %q (is the server running?): %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("calendar export of %s: %s", user, strings.TrimSpace(string(b)))
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("calendar export of %s: %w", user, err)
+	}
+	return nil
+}
+
+// addDAVControl adds the calendar endpoints to the control socket.
+func (d *daemon) addDAVControl(mux *http.ServeMux) {
+	handleDAVExport(mux, d.dav, d.userAddresses, d.log.With("component", "export"))
+}
+
+// userAddresses lists the configured users of the current configuration.
+func (d *daemon) userAddresses() []string {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	out := make([]string, 0, len(cfg.Users))
+	for _, u := range cfg.Users {
+		out = append(out, strings.ToLower(u.Address))
+	}
+	return out
 }

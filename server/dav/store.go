@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -506,4 +507,25 @@ func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token 
 		return nil
 	})
 	return changes, c, err
+}
+
+// Snapshot passes the whole store, as FileName, to add: a consistent copy
+// taken in one read transaction while changes go on.
+func (s *Store) Snapshot(ctx context.Context, add func(name string, size int64, r io.Reader) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, err := tx.WriteTo(pw)
+			pw.CloseWithError(err)
+		}()
+		err := add(FileName, tx.Size(), pr)
+		pr.CloseWithError(errors.New("snapshot reader closed"))
+		<-done
+		if err != nil {
+			return fmt.Errorf("snapshot of the calendar store: %w", err)
+		}
+		return nil
+	})
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
+
+	"github.com/mailctl/mailctl/server/auth"
 )
 
 // SignedHeaders are the header fields covered by outbound signatures
@@ -157,5 +159,15 @@ func fromDomain(head []byte) string {
 	if i < 0 {
 		return ""
 	}
-	return strings.ToLower(a[i+1:])
+	d := strings.ToLower(a[i+1:])
+	if !auth.IsASCII(d) {
+		// U-labels in a UTF-8 header (RFC 6532): keys, DNS and d= hold
+		// the A-labels (RFC 8616 section 4).
+		ad, err := auth.ParseDomain(d)
+		if err != nil {
+			return ""
+		}
+		d = ad
+	}
+	return d
 }

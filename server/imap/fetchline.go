@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	goimap "github.com/emersion/go-imap/v2"
 
@@ -44,6 +45,12 @@ func fetchLineItems(options *goimap.FetchOptions) bool {
 // through the library for m, with env its envelope (when options ask for
 // it). ok is false (and b unchanged) when the library must write it.
 func appendFetch(b []byte, seq uint32, m *store.Message, options *goimap.FetchOptions, flagsChanged bool, env *goimap.Envelope) (_ []byte, ok bool) {
+	return appendFetchUTF8(b, seq, m, options, flagsChanged, env, false)
+}
+
+// appendFetchUTF8 is appendFetch for a session that enabled UTF8=ACCEPT
+// (RFC 9755) or IMAP4rev2 when utf8 is set: see appendEnvelope.
+func appendFetchUTF8(b []byte, seq uint32, m *store.Message, options *goimap.FetchOptions, flagsChanged bool, env *goimap.Envelope, utf8 bool) (_ []byte, ok bool) {
 	start := len(b)
 	fail := func() ([]byte, bool) { return b[:start], false }
 	b = append(b, "* "...)
@@ -77,15 +84,18 @@ func appendFetch(b []byte, seq uint32, m *store.Message, options *goimap.FetchOp
 			return fail()
 		}
 		b = append(b, " ENVELOPE "...)
-		if b, ok = appendEnvelope(b, env); !ok {
+		if b, ok = appendEnvelope(b, env, utf8); !ok {
 			return fail()
 		}
 	}
 	return append(b, ")\r\n"...), true
 }
 
-// appendEnvelope is the library's writeEnvelope.
-func appendEnvelope(b []byte, env *goimap.Envelope) (_ []byte, ok bool) {
+// appendEnvelope is the library's writeEnvelope. With utf8 (the client
+// enabled UTF8=ACCEPT, RFC 9755 section 3, or IMAP4rev2), the subject and
+// display names are sent in UTF-8 as the header has them, in quoted
+// strings, where the library always makes RFC 2047 encoded words of them.
+func appendEnvelope(b []byte, env *goimap.Envelope, utf8 bool) (_ []byte, ok bool) {
 	sender, replyTo := env.Sender, env.ReplyTo
 	if sender == nil {
 		sender = env.From
@@ -100,8 +110,18 @@ func appendEnvelope(b []byte, env *goimap.Envelope) (_ []byte, ok bool) {
 			return
 		}
 		var good bool
-		b, good = appendQuoted(b, s)
+		if utf8 {
+			b, good = appendQuotedUTF8(b, s)
+		} else {
+			b, good = appendQuoted(b, s)
+		}
 		ok = ok && good
+	}
+	encodeWord := func(s string) string {
+		if utf8 {
+			return s
+		}
+		return mime.QEncoding.Encode("utf-8", s)
 	}
 	b = append(b, '(')
 	if env.Date.IsZero() {
@@ -112,7 +132,7 @@ func appendEnvelope(b []byte, env *goimap.Envelope) (_ []byte, ok bool) {
 		b = append(b, '"')
 	}
 	b = append(b, ' ')
-	nstring(mime.QEncoding.Encode("utf-8", env.Subject))
+	nstring(encodeWord(env.Subject))
 	for _, l := range [][]goimap.Address{env.From, sender, replyTo, env.To, env.Cc, env.Bcc} {
 		b = append(b, ' ')
 		if len(l) == 0 {
@@ -125,7 +145,7 @@ func appendEnvelope(b []byte, env *goimap.Envelope) (_ []byte, ok bool) {
 				b = append(b, ' ')
 			}
 			b = append(b, '(')
-			nstring(mime.QEncoding.Encode("utf-8", a.Name))
+			nstring(encodeWord(a.Name))
 			b = append(b, " NIL "...)
 			nstring(a.Mailbox)
 			b = append(b, ' ')
@@ -162,6 +182,27 @@ func appendQuoted(b []byte, s string) ([]byte, bool) {
 		c := s[i]
 		if c < 0x20 || c > 0x7e {
 			return b, false
+		}
+		if c == '"' || c == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, c)
+	}
+	return append(b, '"'), true
+}
+
+// appendQuotedUTF8 is appendQuoted allowing UTF-8 (valid sequences only),
+// as the library quotes strings once UTF8=ACCEPT or IMAP4rev2 is enabled.
+func appendQuotedUTF8(b []byte, s string) ([]byte, bool) {
+	if len(s) > 4096 || !utf8.ValidString(s) {
+		return b, false
+	}
+	start := len(b)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f {
+			return b[:start], false
 		}
 		if c == '"' || c == '\\' {
 			b = append(b, '\\')

@@ -245,8 +245,11 @@ type view struct {
 // item is a message of the client's view.
 type item struct {
 	clientSeq uint32
-	msg       store.Message // as in the latest snapshot
-	gone      bool          // expunged (msg is as the client last knew it)
+	gone      bool // expunged (msg is as the client last knew it)
+	// msg points into the snapshot (or the view's copy of it), which is
+	// never changed in place: 16 bytes an item instead of a copy of the
+	// message (a FETCH 1:* of 10 000 messages held 1.1 MB of copies).
+	msg *store.Message // as in the latest snapshot
 }
 
 // current returns the client's view with each message as in the latest
@@ -311,7 +314,7 @@ func (v *view) resolve(numSet goimap.NumSet) ([]item, error) {
 	}
 	out := make([]item, 0, max(hi-lo, 0))
 	for i := lo; i < hi; i++ {
-		m := msgs[i]
+		m := &msgs[i]
 		seq := uint32(i) + 1
 		var ok bool
 		switch ns := numSet.(type) {
@@ -602,7 +605,7 @@ func (v *view) changedSilently(items []item, updated []store.Message, op store.F
 	}
 	before := make(map[uint32]*store.Message, len(items))
 	for i := range items {
-		before[items[i].msg.UID] = &items[i].msg
+		before[items[i].msg.UID] = items[i].msg
 	}
 	for _, m := range updated {
 		b := before[m.UID]

@@ -54,6 +54,10 @@ type Options struct {
 	// address; share one between the servers of every IMAP port. nil: no
 	// caps.
 	ConnLimits *ConnLimits
+	// Transferred, when set, is called after each COPY or MOVE that
+	// copied messages, with the UIDs of the copies in dst (the spam
+	// filter learns from moves into and out of Junk). It must not block.
+	Transferred func(user, src, dst string, dstUIDs []uint32)
 }
 
 // Server serves IMAP on the listeners given to Serve.

@@ -751,6 +751,7 @@ func (s *session) Copy(numSet goimap.NumSet, dest string) (*goimap.CopyData, err
 	if len(res.SourceUIDs) == 0 {
 		return nil, nil // nothing copied: no COPYUID
 	}
+	s.transferred(dest, res)
 	s.view.sm.mu.Lock()
 	self := res.UIDValidity == s.view.sm.mb.UIDValidity // unique per user
 	s.view.sm.mu.Unlock()
@@ -781,6 +782,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest stri
 	if len(res.SourceUIDs) == 0 {
 		return nil
 	}
+	s.transferred(dest, res)
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
 	}
@@ -822,19 +824,16 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	// [EXPUNGEISSUED] once the others are (RFC 9051 section 7.5.2,
 	// RFC 5530).
 	expunged := false
-	live := items[:0:0]
+	n := 0 // items is the caller's own slice (resolve): filtered in place
 	for _, it := range items {
 		if it.gone {
 			expunged = true
 			continue
 		}
-		if live != nil || expunged {
-			live = append(live, it)
-		}
+		items[n] = it
+		n++
 	}
-	if expunged {
-		items = live
-	}
+	items = items[:n]
 	markSeen := false
 	if !v.readOnly {
 		for _, bs := range options.BodySection {
@@ -891,6 +890,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	}
 	// Responses made here (fetchline.go) are gathered in lineBuf.
 	lines := fetchLineItems(options)
+	enabled := s.lib.EnabledCaps()
+	utf8On := enabled.Has(goimap.CapUTF8Accept) || enabled.Has(goimap.CapIMAP4rev2)
 	var lineBuf []byte
 	flushLines := func() error {
 		if len(lineBuf) == 0 {
@@ -934,7 +935,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			if err := s.ctx.Err(); err != nil {
 				return err // the client went away (gone.go)
 			}
-			m := it.msg
+			m := *it.msg
 			if options.Flags && m.ModSeq > v.modseq {
 				// The answer shows the change: no update for it after.
 				v.changed([]store.Message{m})
@@ -968,7 +969,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 					env = envelopeBytes(hdr)
 				}
 				var ok bool
-				if lineBuf, ok = appendFetch(lineBuf, it.clientSeq, &m, options, seenNow[m.UID], env); ok {
+				if lineBuf, ok = appendFetchUTF8(lineBuf, it.clientSeq, &m, options, seenNow[m.UID], env, utf8On); ok {
 					if len(lineBuf) >= corkSize {
 						if err := flushLines(); err != nil {
 							return err
@@ -1151,6 +1152,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteri
 // selected mailbox that criteria select, with its sequence number in the
 // client's view (0: not yet announced to the client). The mailbox must be
 // synced.
+// searchChunk is how many messages' cached headers a SEARCH reads at once.
+const searchChunk = 1000
+
 func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uint32, m *store.Message)) error {
 	v := s.view
 	v.sm.mu.Lock()
@@ -1160,17 +1164,12 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 	msgs, gone := v.currentLocked()
 	v.sm.mu.Unlock()
 
+	// The cached headers are read searchChunk messages at a time: all of
+	// a 10 000-message mailbox at once were 7 MB per session.
 	var hdrs [][]byte
-	if needsHeader(criteria) {
-		uids := make([]uint32, len(msgs))
-		for i := range msgs {
-			uids[i] = msgs[i].UID
-		}
-		var err error
-		if hdrs, err = s.srv.st.Headers(s.ctx, s.user, v.sm.key.id, uids); err != nil {
-			return s.imapError(err)
-		}
-	}
+	hdrBase := 0 // hdrs[i-hdrBase] is the header of msgs[i]
+	var uids []uint32
+	wantHeaders := needsHeader(criteria)
 	sc := &scanState{}
 	var lm lazyMessage
 	// A search that reads the messages holds one of the server's scan
@@ -1201,8 +1200,19 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		if recent && v.isRecent(m.UID) {
 			lm.m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
 		}
-		if hdrs != nil {
-			lm.hdr = hdrs[i]
+		if wantHeaders {
+			if hdrs == nil || i-hdrBase >= len(hdrs) {
+				hdrBase = i
+				uids = uids[:0]
+				for _, m := range msgs[i:min(i+searchChunk, len(msgs))] {
+					uids = append(uids, m.UID)
+				}
+				var err error
+				if hdrs, err = s.srv.st.Headers(s.ctx, s.user, v.sm.key.id, uids); err != nil {
+					return s.imapError(err)
+				}
+			}
+			lm.hdr = hdrs[i-hdrBase]
 		}
 		if matchCriteria(&lm, cseq, criteria) {
 			match(cseq, m)

@@ -59,8 +59,8 @@ func eaiEnv(t *testing.T) *env {
 	users := []auth.User{
 		{Address: "alice@example.test", PasswordHash: h[alicePW], Aliases: []string{"contact@example.test", "alice@παράδειγμα.δοκιμή"}},
 		{Address: "bob@example.test", PasswordHash: h[bobPW]},
-		{Address: "anna@xn--bcher-kva.example"},
-		{Address: "δοκιμή@παράδειγμα.δοκιμή"},
+		{Address: "anna@xn--bcher-kva.example", PasswordHash: h[bobPW]},
+		{Address: "δοκιμή@παράδειγμα.δοκιμή", PasswordHash: h[bobPW]},
 	}
 	for _, u := range []string{"anna@xn--bcher-kva.example", "δοκιμή@xn--hxajbheg2az3al.xn--jxalpdlp"} {
 		if err := e.st.EnsureUser(context.Background(), u, 0); err != nil {
@@ -68,6 +68,9 @@ func eaiEnv(t *testing.T) *env {
 		}
 	}
 	if err := e.dir.Update([]string{"example.test", "xn--bcher-kva.example", "παράδειγμα.δοκιμή"}, users, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.auth.Update(users); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -181,6 +184,18 @@ func TestSMTPUTF8Submission(t *testing.T) {
 		got := q.all()
 		if len(got) != 2 || got[1].utf8 {
 			t.Fatalf("queued %+v, want a second message without SMTPUTF8", got)
+		}
+	})
+	t.Run("a user logs in with either spelling of an international address", func(t *testing.T) {
+		for _, login := range []string{"Anna@Bücher.example", "anna@xn--bcher-kva.example", "ΔΟΚΙΜΉ@παράδειγμα.δοκιμή"} {
+			c := dial(t, sub, true)
+			c.expect("EHLO client.example.test", 250, "")
+			c.expect("AUTH PLAIN "+plainIR(login, bobPW), 235, "")
+			from := "anna@bücher.example"
+			if strings.HasPrefix(login, "Δ") {
+				from = "δοκιμή@xn--hxajbheg2az3al.xn--jxalpdlp"
+			}
+			c.expect("MAIL FROM:<"+from+"> SMTPUTF8", 250, "")
 		}
 	})
 	t.Run("a queue that cannot keep SMTPUTF8 refuses before storing anything", func(t *testing.T) {

@@ -293,7 +293,8 @@ func TestLearnerMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := message("offer of the week", "Dear friend, this week only we sell our finest watches, perfumes and "+
-		"handbags at a tenth of their price. Order now and pay later, delivery is free to every country.")
+		"handbags at a tenth of their price. Order now and pay later, delivery is free to every country. "+
+		"Your personal code is "+fmt.Sprint(time.Now().UnixNano())+".") // rspamd refuses to learn the same text twice
 	uid, err := st.Deliver(ctx, "bob", "INBOX", bytes.NewReader(body), nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -336,8 +337,8 @@ func waitLearned(t *testing.T, r *spamtest.Rspamd, l *spam.Learner, spamN, hamN 
 		}
 		if time.Now().After(deadline) {
 			_, failed := l.Counts()
-			t.Fatalf("rspamd learned spam %d ham %d (err %v), want %d %d; learner: %d learned, %d failed",
-				s, h, err, spamN, hamN, learned, failed)
+			t.Fatalf("rspamd learned spam %d ham %d (err %v), want %d %d; learner: %d learned, %d failed\nrspamd log:\n%s",
+				s, h, err, spamN, hamN, learned, failed, r.Log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

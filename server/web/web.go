@@ -3,8 +3,11 @@
 //   - the MTA-STS policy (RFC 8461) at https://mta-sts.<domain>/.well-known/mta-sts.txt;
 //   - Thunderbird autoconfig (config-v1.1.xml) at /mail/config-v1.1.xml and
 //     /.well-known/autoconfig/mail/config-v1.1.xml, advertising IMAP over
-//     implicit TLS and submission over implicit TLS and STARTTLS (RFC 8314);
+//     implicit TLS and submission over implicit TLS and STARTTLS (RFC 8314),
+//     with the CalDAV and CardDAV URLs when they are served;
 //   - Outlook autodiscover (POX) at /autodiscover/autodiscover.xml;
+//   - an Apple configuration profile at /mail.mobileconfig?emailaddress=A
+//     (IMAP, SMTP, CalDAV and CardDAV accounts; mobileconfig.go);
 //   - CalDAV and CardDAV under /dav/ (server/dav), with the RFC 6764
 //     /.well-known/caldav and /.well-known/carddav redirects;
 //   - /healthz, and Prometheus /metrics (loopback clients only).
@@ -78,6 +81,7 @@ func New(cfg *config.Config, opts Options) *Handler {
 		h.mux.Handle("/.well-known/caldav", opts.DAV)
 		h.mux.Handle("/.well-known/carddav", opts.DAV)
 	}
+	h.mux.HandleFunc("GET /mail.mobileconfig", h.mobileconfig)
 	if opts.Metrics != nil {
 		metrics := opts.Metrics.Handler()
 		h.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -229,6 +233,8 @@ type acConfig struct {
 		Incoming         []acServer `xml:"incomingServer"`
 		Outgoing         []acServer `xml:"outgoingServer"`
 	} `xml:"emailProvider"`
+	AddressBook *acDAV `xml:"addressBook,omitempty"`
+	Calendar    *acDAV `xml:"calendar,omitempty"`
 }
 
 func (h *Handler) autoconfig(w http.ResponseWriter, r *http.Request) {
@@ -250,6 +256,10 @@ func (h *Handler) autoconfig(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, e := range smtp {
 		c.Provider.Outgoing = append(c.Provider.Outgoing, acServer{"smtp", cfg.Hostname, e.port, e.socket, "password-cleartext", "%EMAILADDRESS%"})
+	}
+	if port, ok := h.davEndpoint(cfg); ok {
+		c.AddressBook = &acDAV{"carddav", "%EMAILADDRESS%", "http-basic", davURL(cfg.Hostname, port, "/.well-known/carddav")}
+		c.Calendar = &acDAV{"caldav", "%EMAILADDRESS%", "http-basic", davURL(cfg.Hostname, port, "/.well-known/caldav")}
 	}
 	writeXML(w, h.opts.Logger, c)
 }
