@@ -40,6 +40,11 @@ type davServer struct {
 	seed func(b *testing.B, coll, ext string, n int, gen func(i int) string)
 	// rss returns the resident and peak resident memory in bytes.
 	rss func() (int64, int64)
+	// baseline is the resident memory before seeding, when the server
+	// seeded itself before the benchmark could measure it.
+	baseline int64
+	// pid is the server's process, for the split of its resident memory.
+	pid int
 }
 
 func objects() int {
@@ -115,6 +120,7 @@ type result struct {
 	calBytes, bookBytes     int
 	calChanged, bookChanged int // responses in the sync answer
 	rssBefore, rss, peak    int64
+	anon, file              int64 // RssAnon and RssFile at the end
 }
 
 // run seeds n events and contacts, then measures.
@@ -138,6 +144,9 @@ func run(b *testing.B, s *davServer, n int) result {
 	}
 	var r result
 	r.rssBefore, _ = s.rss()
+	if s.baseline > 0 {
+		r.rssBefore = s.baseline
+	}
 	put(s.cal, ".ics", n, event)
 	put(s.book, ".vcf", n, contact)
 
@@ -183,6 +192,9 @@ func run(b *testing.B, s *davServer, n int) result {
 	r.calSync, r.calChanged = sync(s.cal, ".ics", "text/calendar; charset=utf-8", event)
 	r.bookSync, r.bookChanged = sync(s.book, ".vcf", "text/vcard; charset=utf-8", contact)
 	r.rss, r.peak = s.rss()
+	if s.pid != 0 {
+		r.anon, r.file = procRSSParts(s.pid)
+	}
 	return r
 }
 
@@ -207,6 +219,27 @@ func procRSS(pid int) (int64, int64) {
 	return rss, hwm
 }
 
+// procRSSParts reads RssAnon (heap, stacks) and RssFile (mapped files:
+// bbolt's memory map, Python's modules) of a process.
+func procRSSParts(pid int) (anon, file int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && (f[0] == "RssAnon:" || f[0] == "RssFile:") {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			if f[0] == "RssAnon:" {
+				anon = v << 10
+			} else {
+				file = v << 10
+			}
+		}
+	}
+	return anon, file
+}
+
 // startRadicale starts a private Radicale with an empty calendar and
 // address book; it seeds by writing the object files into its storage
 // (what a PUT leaves there), which takes a second where 10 000 PUTs take
@@ -224,12 +257,12 @@ func startRadicale(b *testing.B) *davServer {
 				}
 			}
 		},
-		rss: func() (int64, int64) { return procRSS(r.PID) }}
+		rss: func() (int64, int64) { return procRSS(r.PID) }, pid: r.PID}
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 // startMailctl serves server/dav (the bundled server's CalDAV/CardDAV, as
 // `mailctl serve` mounts it) in this process over plain HTTP on loopback,
@@ -284,24 +317,33 @@ func startMailctl(b *testing.B) *davServer {
 // memory figures are what it adds to this process (see startMailctl).
 func BenchmarkDAV(b *testing.B) {
 	n := objects()
-	servers := []func(*testing.B) *davServer{startMailctl, startRadicale}
-	var lines []string
+	servers := []func(*testing.B) *davServer{startMailctlProcess, startRadicale}
+	if os.Getenv("DAVBENCH_INPROCESS") != "" {
+		servers[0] = startMailctl
+	}
+	if os.Getenv("DAVBENCH_SKIP_RADICALE") != "" {
+		servers = servers[:1]
+	}
+	// Lines go to stdout at once: b.Log would print them after the
+	// cleanups, and removing Radicale's storage (tens of thousands of
+	// files) takes minutes on a busy disk.
+	out := func(format string, a ...any) { fmt.Printf("davbench: "+format+"\n", a...) }
 	for range b.N {
 		for _, start := range servers {
 			s := start(b)
 			r := run(b, s, n)
-			lines = append(lines,
+			for _, l := range []string{
 				fmt.Sprintf("%-9s calendar-query %d events: %s (first, cache cold: %s; %.1f MB); addressbook-query %d contacts: %s (first, cache cold: %s; %.1f MB)",
 					s.name, n, ms(r.calReport), ms(r.calCold), float64(r.calBytes)/1e6, n, ms(r.bookReport), ms(r.bookCold), float64(r.bookBytes)/1e6),
 				fmt.Sprintf("%-9s sync-collection after 10 changes: calendar %s (%d responses), address book %s (%d responses)",
 					s.name, ms(r.calSync), r.calChanged, ms(r.bookSync), r.bookChanged),
-				fmt.Sprintf("%-9s resident memory: %s before seeding, %s after, peak %s",
-					s.name, mib(r.rssBefore), mib(r.rss), mib(r.peak)))
+				fmt.Sprintf("%-9s resident memory: %s before seeding, %s after (anonymous %s, files %s), peak %s",
+					s.name, mib(r.rssBefore), mib(r.rss), mib(r.anon), mib(r.file), mib(r.peak)),
+			} {
+				out("%s", l)
+			}
 			b.ReportMetric(float64(r.calReport)/float64(time.Millisecond), s.name+"-cal-report-ms")
 			b.ReportMetric(float64(r.bookReport)/float64(time.Millisecond), s.name+"-book-report-ms")
 		}
-	}
-	for _, l := range lines {
-		b.Log(l)
 	}
 }
