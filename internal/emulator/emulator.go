@@ -33,6 +33,9 @@ type Fault struct {
 	LoseAnswer bool
 	// Hang holds the call without an answer until the client goes away.
 	Hang bool
+	// Skip lets the first Skip matching calls through before the fault
+	// applies (the second zone's batch hangs, the first one's is served).
+	Skip int
 }
 
 // Recorder counts calls per endpoint and serves injected faults. The zero
@@ -110,6 +113,10 @@ func (r *Recorder) record(pattern string) (Fault, bool) {
 		f := &r.faults[i]
 		if f.Pattern != "" && f.Pattern != pattern {
 			continue
+		}
+		if f.Skip > 0 {
+			f.Skip--
+			return Fault{}, false
 		}
 		out := *f
 		f.Count--
