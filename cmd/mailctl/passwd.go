@@ -27,9 +27,9 @@ func init() {
 // runPasswd reads a password, without echo and twice on a terminal, or as
 // one line of standard input otherwise, and prints its argon2id PHC hash.
 func runPasswd(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "passwd", "[< password-file] | -app NAME [-scopes imap,smtp]")
+	fs := newFlagSet(e, "passwd", "[< password-file] | -app NAME [-scopes imap,smtp,dav]")
 	app := fs.String("app", "", "make a random app password for the device `NAME` and print its app_password block")
-	scopes := fs.String("scopes", strings.Join(auth.Scopes, ","), "with -app: the protocols the app password logs in to (`list` of imap, smtp)")
+	scopes := fs.String("scopes", strings.Join(auth.Scopes, ","), "with -app: the protocols the app password logs in to (`list` of imap, smtp, dav)")
 	setUsageFooter(fs, func(w io.Writer) {
 		fmt.Fprintln(w, "Reads a password (without echo on a terminal, asked twice) and prints")
 		fmt.Fprintln(w, "its argon2id hash for a user's password_hash attribute.")

@@ -15,7 +15,7 @@ type AppPassword struct {
 	Name string
 	// Hash is what `mailctl passwd -app` prints; always sensitive.
 	Hash Value
-	// Scopes are among "imap" and "smtp"; default both.
+	// Scopes are among "imap", "smtp" and "dav"; default all.
 	Scopes    []string
 	DeclRange hcl.Range
 }
@@ -75,7 +75,8 @@ func (d *decoder) userCredentials(u *User, c *hcl.BodyContent) {
 			"%s has %d app passwords, at most %d (a password is tried against each).", u.Address, len(u.AppPasswords), auth.MaxAppPasswords)
 	}
 	if u.PasswordScopes != nil {
-		for _, s := range auth.Scopes {
+		// Mail only: a user may well have no calendar client.
+		for _, s := range []string{auth.ScopeIMAP, auth.ScopeSMTP} {
 			if slices.Contains(u.PasswordScopes, s) || slices.ContainsFunc(u.AppPasswords, func(ap *AppPassword) bool { return slices.Contains(ap.Scopes, s) }) {
 				continue
 			}

@@ -34,8 +34,8 @@ user "bob@example.org" {
 	if len(bob.AppPasswords) != 2 || bob.AppPasswords[0].Name != "phone" || bob.AppPasswords[1].Name != "laptop" {
 		t.Fatalf("app passwords = %+v", bob.AppPasswords)
 	}
-	if got := strings.Join(bob.AppPasswords[1].Scopes, ","); got != "imap,smtp" {
-		t.Errorf("default scopes = %q, want imap,smtp", got)
+	if got := strings.Join(bob.AppPasswords[1].Scopes, ","); got != "imap,smtp,dav" {
+		t.Errorf("default scopes = %q, want imap,smtp,dav", got)
 	}
 	if h := bob.AppPasswords[0].Hash; !h.Sensitive || h.String() != "(sensitive)" || h.Str != hash {
 		t.Errorf("app password hash = %+v, want the sensitive hash", h)

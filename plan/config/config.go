@@ -277,7 +277,7 @@ type User struct {
 	Aliases      []string
 	QuotaBytes   int64
 	// PasswordScopes restricts the main password to these protocols
-	// ("imap", "smtp"); nil: every one; empty: none.
+	// ("imap", "smtp", "dav"); nil: every one; empty: none.
 	PasswordScopes []string
 	AppPasswords   []*AppPassword
 	// Sieve is the user's filter script (sieve = file(...)), or the one

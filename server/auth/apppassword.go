@@ -14,10 +14,13 @@ const (
 	ScopeIMAP = "imap"
 	// ScopeSMTP is SMTP AUTH on submission (ports 587 and 465).
 	ScopeSMTP = "smtp"
+	// ScopeDAV is HTTP Basic authentication on CalDAV and CardDAV
+	// (/dav/ on the HTTPS port).
+	ScopeDAV = "dav"
 )
 
 // Scopes lists every scope, in the order documentation shows them.
-var Scopes = []string{ScopeIMAP, ScopeSMTP}
+var Scopes = []string{ScopeIMAP, ScopeSMTP, ScopeDAV}
 
 // scopeSet is a set of scopes as bits; allScopes is every scope.
 type scopeSet uint8

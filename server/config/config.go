@@ -103,7 +103,7 @@ type User struct {
 	// QuotaBytes is 0 for unlimited.
 	QuotaBytes int64 `json:"quota_bytes,omitempty"`
 	// PasswordScopes restricts the main password to these protocols
-	// ("imap", "smtp"); absent: every one; empty: none (only the app
+	// ("imap", "smtp", "dav"); absent: every one; empty: none (only the app
 	// passwords log in).
 	PasswordScopes *[]string `json:"password_scopes,omitempty"`
 	// AppPasswords are the user's per-device passwords.

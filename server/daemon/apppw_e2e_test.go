@@ -2,6 +2,8 @@ package daemon_test
 
 import (
 	"context"
+	"crypto/tls"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +35,7 @@ func TestServeAppPasswords(t *testing.T) {
 	}
 	cfg.Users[0].PasswordScopes = &[]string{}
 	cfg.Users[0].AppPasswords = []config.AppPassword{
-		{Name: "phone", Hash: phoneHash, Scopes: []string{"imap", "smtp"}},
+		{Name: "phone", Hash: phoneHash, Scopes: []string{"imap", "smtp", "dav"}},
 		{Name: "tablet", Hash: tabletHash, Scopes: []string{"imap"}},
 	}
 	writeConfig(t, cfgPath, cfg)
@@ -62,8 +64,28 @@ func TestServeAppPasswords(t *testing.T) {
 			t.Errorf("SMTP AUTH with %s: err %v, want success %v, in\n%s", what, err, ok, out)
 		}
 	}
+	wantDAV := func(what, pw string, ok bool) {
+		t.Helper()
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "mail.example.test"}}}
+		req, _ := http.NewRequest("PROPFIND", "https://"+srv.addr("https")+"/dav/alice@example.test/",
+			strings.NewReader(`<?xml version="1.0"?><propfind xmlns="DAV:"><prop><current-user-principal/></prop></propfind>`))
+		req.Header.Set("Depth", "0")
+		req.Header.Set("Content-Type", "application/xml")
+		req.SetBasicAuth("alice@example.test", pw)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if ok && resp.StatusCode != http.StatusMultiStatus || !ok && resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("CalDAV PROPFIND with %s: %s, want success %v", what, resp.Status, ok)
+		}
+	}
 
 	wantIMAP("the phone's app password", phone, true)
+	wantDAV("the phone's app password (scope dav)", phone, true)
+	wantDAV("the tablet's imap-only app password", tablet, false)
+	wantDAV("the main password (password_scopes = [])", "alice-pw", false)
 	if err := dialIMAPS(t, srv.addr("imaps"), pool, nil).Login("alice@example.test", strings.ToUpper(phone)).Wait(); err != nil {
 		t.Errorf("IMAPS login with the phone's app password in upper case: %v", err)
 	}

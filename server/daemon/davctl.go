@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/dav"
 )
@@ -39,7 +40,7 @@ func (d *daemon) closeDAV() {
 
 // davHandler serves CalDAV and CardDAV with the mail users' passwords.
 func (d *daemon) davHandler() http.Handler {
-	a := countingAuth{auth: d.authn, service: "dav", metrics: d.metrics}
+	a := countingAuth{auth: d.authn.For(auth.ScopeDAV), service: "dav", metrics: d.metrics}
 	return dav.New(d.dav, func(ctx context.Context, user, password string, remote net.Addr) (string, error) {
 		return a.Authenticate(ctx, user, password, remote)
 	}, dav.Options{Logger: d.log.With("component", "dav")})
