@@ -253,8 +253,7 @@ func isIdentByte(c byte, first bool) bool {
 // PieceSize bytes (see SplitTopLevel) so that no token slice of the whole
 // file is ever held.
 func ParseFile(src []byte, name string) (*hcl.File, hcl.Diagnostics) {
-	f, diags, _ := parseFile(src, name, PieceSize)
-	return f, diags
+	return parseFile(src, name, PieceSize)
 }
 
 // FormatFile parses src as ParseFile does and, when it parses, returns it
@@ -298,12 +297,11 @@ func FormatFile(src []byte, name string) ([]byte, hcl.Diagnostics) {
 	return hclwrite.Format(src), diags
 }
 
-// parseFile parses src in pieces of about size bytes; it returns the
-// pieces it parsed (the whole file as one when it fell back to one parse).
-func parseFile(src []byte, name string, size int) (*hcl.File, hcl.Diagnostics, []Piece) {
-	whole := func() (*hcl.File, hcl.Diagnostics, []Piece) {
-		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
-		return f, diags, []Piece{{Src: src, Start: hcl.InitialPos}}
+// parseFile parses src in pieces of about size bytes, or whole when a
+// piece does not parse cleanly.
+func parseFile(src []byte, name string, size int) (*hcl.File, hcl.Diagnostics) {
+	whole := func() (*hcl.File, hcl.Diagnostics) {
+		return hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 	}
 	pieces := SplitTopLevel(src, size)
 	if len(pieces) == 1 {
@@ -329,5 +327,5 @@ func parseFile(src []byte, name string, size int) (*hcl.File, hcl.Diagnostics, [
 		body.SrcRange.End = b.SrcRange.End
 		body.EndRange = b.EndRange
 	}
-	return &hcl.File{Body: body, Bytes: src}, nil, pieces
+	return &hcl.File{Body: body, Bytes: src}, nil
 }

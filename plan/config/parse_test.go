@@ -64,7 +64,7 @@ func TestParseFileInPiecesIsOneParse(t *testing.T) {
 		if size == 1 && len(pieces) != 2*50+2*5 {
 			t.Errorf("size %d: %d pieces, want one per top-level block (110)", size, len(pieces))
 		}
-		got, diags, _ := parseFile(src, "mail.hcl", size)
+		got, diags := parseFile(src, "mail.hcl", size)
 		if len(diags) > 0 {
 			t.Fatalf("size %d: %v", size, diags)
 		}
@@ -107,7 +107,7 @@ func TestParseFileErrorsAsOneParse(t *testing.T) {
 	} {
 		want := hclsyntax.ParseConfig
 		_, wd := want([]byte(src), "mail.hcl", hcl.InitialPos)
-		_, gd, _ := parseFile([]byte(src), "mail.hcl", 1)
+		_, gd := parseFile([]byte(src), "mail.hcl", 1)
 		if wd.Error() != gd.Error() {
 			t.Errorf("%s: diagnostics\n%v\nwant\n%v", name, gd, wd)
 		}
