@@ -34,6 +34,11 @@ type Postgres struct {
 	PID int
 
 	dbs atomic.Int64
+
+	bin, top string
+	port     int
+	cred     *syscall.Credential
+	c        *child // the running postmaster
 }
 
 // postgresBin returns the directory of the newest installed server
@@ -131,26 +136,44 @@ func StartPostgres(t testing.TB) *Postgres {
 func startPostgres(t testing.TB, bin, top, dir string, port int, cred *syscall.Credential) (*Postgres, error) {
 	t.Helper()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	u := &url.URL{Scheme: "postgres", User: url.User("postgres"), Host: addr, Path: "/postgres", RawQuery: "sslmode=disable"}
+	p := &Postgres{URL: u.String(), Addr: addr, Dir: dir, bin: bin, top: top, port: port, cred: cred}
+	if err := p.run(t); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		// SIGINT is the fast shutdown: it ends the sessions still open.
+		p.c.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-p.c.exited:
+		case <-time.After(10 * time.Second):
+			p.c.cmd.Process.Kill()
+			<-p.c.exited
+		}
+	})
+	return p, nil
+}
+
+// run starts the postmaster and waits until it accepts connections.
+func (p *Postgres) run(t testing.TB) error {
 	var out syncBuffer
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", dir,
-		"-c", "listen_addresses=127.0.0.1", "-p", strconv.Itoa(port),
+	cmd := exec.Command(filepath.Join(p.bin, "postgres"), "-D", p.Dir,
+		"-c", "listen_addresses=127.0.0.1", "-p", strconv.Itoa(p.port),
 		"-c", "unix_socket_directories=", "-c", "max_connections=100",
 		"-c", "logging_collector=off")
-	cmd.Dir = top
+	cmd.Dir = p.top
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("run postgres: %w", err)
+		return fmt.Errorf("run postgres: %w", err)
 	}
 	c := &child{cmd: cmd, exited: make(chan struct{})}
 	go func() { c.err = cmd.Wait(); close(c.exited) }()
-	u := &url.URL{Scheme: "postgres", User: url.User("postgres"), Host: addr, Path: "/postgres", RawQuery: "sslmode=disable"}
-	p := &Postgres{URL: u.String(), Addr: addr, Dir: dir, PID: cmd.Process.Pid}
 	start, lastLog := time.Now(), time.Now()
 	err := c.waitReady(60*time.Second, func() bool {
 		if time.Since(lastLog) > 2*time.Second {
 			lastLog = time.Now()
-			t.Logf("postgres on %s: not accepting connections yet after %s", addr, time.Since(start).Round(time.Second))
+			t.Logf("postgres on %s: not accepting connections yet after %s", p.Addr, time.Since(start).Round(time.Second))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -162,19 +185,28 @@ func startPostgres(t testing.TB, bin, top, dir string, port int, cred *syscall.C
 		return true
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres on %s: %w: %s", addr, err, out.String())
+		return fmt.Errorf("postgres on %s: %w: %s", p.Addr, err, out.String())
 	}
-	t.Cleanup(func() {
-		// SIGINT is the fast shutdown: it ends the sessions still open.
-		cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-c.exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-c.exited
-		}
-	})
-	return p, nil
+	p.c, p.PID = c, cmd.Process.Pid
+	return nil
+}
+
+// Crash stops the cluster with an immediate shutdown (SIGQUIT: no
+// checkpoint, sessions cut, as a crash would leave it) and starts it
+// again on the same address, which replays the WAL. Tests use it to show
+// that what was acknowledged survives.
+func (p *Postgres) Crash(t testing.TB) {
+	t.Helper()
+	p.c.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.c.exited:
+	case <-time.After(10 * time.Second):
+		p.c.cmd.Process.Kill()
+		<-p.c.exited
+	}
+	if err := p.run(t); err != nil {
+		t.Fatalf("restart postgres after a crash: %v", err)
+	}
 }
 
 // NewDatabase creates an empty database in the cluster and returns its
