@@ -27,8 +27,10 @@
 //     them unexported): EnsureUser, CreateMailbox, Mailboxes, Mailbox,
 //     Deliver and Append (acknowledged after COMMIT), Messages (one
 //     REPEATABLE READ snapshot), OpenBody (os.ErrNotExist once expunged),
-//     SetFlags (one new MODSEQ per call, HIGHESTMODSEQ follows) and
-//     Expunge (\Deleted only, optionally restricted to UIDs).
+//     SetFlags (one new MODSEQ per call, HIGHESTMODSEQ follows),
+//     SetFlagsUnchangedSince (RFC 7162 UNCHANGEDSINCE, checked under the
+//     mailbox row lock) and Expunge (\Deleted only, optionally restricted
+//     to UIDs).
 //   - UID and MODSEQ allocation in transactions. Lock order, to stay free
 //     of deadlocks: a user's row, then a mailbox's row. Deliver updates
 //     the user's counters (quota check) and then the mailbox row
@@ -53,10 +55,10 @@
 // # Missing (for issue 20)
 //
 //   - The rest of server/store's API that server/imap uses: DeleteMailbox,
-//     RenameMailbox, SetSubscribed, Copy, Move, SetFlagsUnchangedSince
-//     (CONDSTORE), \Recent (ClaimRecent), vanished UIDs for QRESYNC (a
-//     table of expunged UIDs with their MODSEQ), header summaries for
-//     FETCH ENVELOPE, Users/Quota/Usage, backup snapshots. Then an
+//     RenameMailbox, SetSubscribed, Copy, Move, \Recent (ClaimRecent),
+//     vanished UIDs for QRESYNC (a table of expunged UIDs with their
+//     MODSEQ), header summaries for FETCH ENVELOPE, Users/Quota/Usage,
+//     backup snapshots. Then an
 //     interface that server/imap and server/smtp take, implemented by both
 //     backends, and the concurrent IMAP conformance test run across nodes.
 //   - Bodies are read into memory and kept in bytea (at most 1 GB, and a

@@ -189,14 +189,28 @@ func toInt64s(uids []uint32) []int64 {
 // messages get a new modification sequence, one for the whole call, which
 // becomes the mailbox's HIGHESTMODSEQ.
 func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string) ([]Message, error) {
+	out, _, err := s.setFlags(ctx, user, mailbox, uids, op, flags, false, 0)
+	return out, err
+}
+
+// SetFlagsUnchangedSince is SetFlags for the messages whose ModSeq is at
+// most unchangedSince (RFC 7162 STORE UNCHANGEDSINCE), checked under the
+// mailbox's row lock, in the same transaction as the change; modified are
+// the UIDs of the others, left as they are.
+func (s *Store) SetFlagsUnchangedSince(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, unchangedSince uint64) (updated []Message, modified []uint32, err error) {
+	return s.setFlags(ctx, user, mailbox, uids, op, flags, true, unchangedSince)
+}
+
+func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) ([]Message, []uint32, error) {
 	wrap := func(err error) error { return fmt.Errorf("store flags in %q of %q: %w", mailbox, user, err) }
 	flags, err := normalizeFlags(flags)
 	if err != nil {
-		return nil, wrap(err)
+		return nil, nil, wrap(err)
 	}
 	var out []Message
+	var modified []uint32
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		out = out[:0]
+		out, modified = out[:0], modified[:0]
 		id, modseq, err := lockMailbox(ctx, tx, user, mailbox)
 		if err != nil {
 			return err
@@ -212,6 +226,10 @@ func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint3
 		next := modseq + 1
 		var batch pgx.Batch
 		for _, m := range msgs {
+			if cond && m.ModSeq > unchangedSince {
+				modified = append(modified, m.UID)
+				continue
+			}
 			nf := applyFlags(m.Flags, op, flags)
 			if !sameFlags(nf, m.Flags) {
 				m.Flags, m.ModSeq = nf, uint64(next)
@@ -229,9 +247,9 @@ func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint3
 		return notify(ctx, tx, user, uint64(id))
 	})
 	if err != nil {
-		return nil, wrap(err)
+		return nil, nil, wrap(err)
 	}
-	return out, nil
+	return out, modified, nil
 }
 
 // Expunge removes the messages of mailbox flagged \Deleted, restricted to

@@ -277,6 +277,18 @@ func testOperations(t *testing.T, url string) {
 		t.Fatalf("SetFlags remove: %+v, %v", out, err)
 	}
 
+	// CONDSTORE: message 1 last changed at after.ModSeq, message 2 since.
+	cur, _ := s.Mailbox(ctx, "alice", "INBOX")
+	out, modified, err := s.SetFlagsUnchangedSince(ctx, "alice", "INBOX", []uint32{1, 2}, store.FlagsAdd, []string{store.FlagFlagged}, after.ModSeq)
+	if err != nil || !slices.Equal(modified, []uint32{2}) || len(out) != 1 || out[0].UID != 1 || !out[0].HasFlag(store.FlagFlagged) || out[0].ModSeq != cur.ModSeq+1 {
+		t.Fatalf("STORE UNCHANGEDSINCE %d: updated %+v, modified %v, %v; want UID 1 updated at %d, UID 2 modified",
+			after.ModSeq, out, modified, err, cur.ModSeq+1)
+	}
+	_, now, _ := s.Messages(ctx, "alice", "INBOX")
+	if now[1].HasFlag(store.FlagFlagged) {
+		t.Fatalf("STORE UNCHANGEDSINCE changed the modified message 2: %v", now[1].Flags)
+	}
+
 	// Expunge: only \Deleted, only the UIDs asked for.
 	gone, err := s.Expunge(ctx, "alice", "INBOX", []uint32{3})
 	if err != nil || !slices.Equal(gone, []uint32{3}) {
