@@ -58,9 +58,8 @@
 //     RenameMailbox, SetSubscribed, Copy, Move, \Recent (ClaimRecent),
 //     vanished UIDs for QRESYNC (a table of expunged UIDs with their
 //     MODSEQ), header summaries for FETCH ENVELOPE, Users/Quota/Usage,
-//     backup snapshots. Then an
-//     interface that server/imap and server/smtp take, implemented by both
-//     backends, and the concurrent IMAP conformance test run across nodes.
+//     backup snapshots. Then an interface that server/imap and
+//     server/smtp take, implemented by both backends, and the concurrent IMAP conformance test run across nodes.
 //   - Bodies are read into memory and kept in bytea (at most 1 GB, and a
 //     copy in memory per OpenBody): large bodies want chunks or an
 //     S3-compatible object store behind the same interface, with the

@@ -39,6 +39,7 @@ func TestPostgres(t *testing.T) {
 		{"Quota", testQuota},
 		{"ConcurrentDeliveries", testConcurrentDeliveries},
 		{"WatchAcrossStores", testWatchAcrossStores},
+		{"ConcurrentMixed", testConcurrentMixed},
 		{"CrashKeepsAcknowledged", func(t *testing.T, url string) { testCrash(t, pg, url) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
@@ -540,5 +541,101 @@ func testCrash(t *testing.T, pg *testenv.Postgres, url string) {
 		if time.Now().After(deadline) {
 			t.Fatal("the change feed of a Store opened before the crash did not resume within 20 s")
 		}
+	}
+}
+
+// testConcurrentMixed runs deliveries, flag changes and expunges at once
+// through two Stores on two mailboxes of one user (seeded): no deadlock or
+// other error, and afterwards the counters agree with the rows.
+func testConcurrentMixed(t *testing.T, url string) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	defer func() {
+		if t.Failed() {
+			t.Logf("failed with seed %d", seed)
+		}
+	}()
+	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	ctx := ctxT(t)
+	a := migrated(t, url)
+	b := open(t, url)
+	if err := a.EnsureUser(ctx, "m", 0); err != nil {
+		t.Fatal(err)
+	}
+	type op struct {
+		kind    int // 0 deliver, 1 flag \Deleted, 2 expunge, 3 unflag
+		node    *Store
+		mailbox string
+		uid     uint32
+		size    int
+	}
+	const workers, each = 8, 20
+	plans := make([][]op, workers)
+	for w := range plans {
+		for range each {
+			plans[w] = append(plans[w], op{
+				kind: rng.IntN(4), node: []*Store{a, b}[rng.IntN(2)],
+				mailbox: []string{"INBOX", "Archive"}[rng.IntN(2)],
+				uid:     uint32(1 + rng.IntN(30)), size: 1 + rng.IntN(2000),
+			})
+		}
+	}
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for _, plan := range plans {
+		wg.Go(func() {
+			for _, o := range plan {
+				var err error
+				switch o.kind {
+				case 0:
+					_, err = o.node.Deliver(ctx, "m", o.mailbox, strings.NewReader(strings.Repeat("y", o.size)), nil, time.Time{})
+				case 1:
+					_, err = o.node.SetFlags(ctx, "m", o.mailbox, []uint32{o.uid, o.uid + 1}, store.FlagsAdd, []string{store.FlagDeleted})
+				case 2:
+					_, err = o.node.Expunge(ctx, "m", o.mailbox, nil)
+				case 3:
+					_, err = o.node.SetFlags(ctx, "m", o.mailbox, []uint32{o.uid}, store.FlagsRemove, []string{store.FlagDeleted})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var total int64
+	var count int
+	for _, name := range []string{"INBOX", "Archive"} {
+		mb, msgs, err := a.Messages(ctx, "m", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var size int64
+		for _, m := range msgs {
+			size += m.Size
+			if m.ModSeq > mb.ModSeq {
+				t.Fatalf("%s: UID %d at MODSEQ %d above HIGHESTMODSEQ %d", name, m.UID, m.ModSeq, mb.ModSeq)
+			}
+			if m.UID >= mb.UIDNext {
+				t.Fatalf("%s: UID %d not below UIDNEXT %d", name, m.UID, mb.UIDNext)
+			}
+		}
+		if mb.Messages != len(msgs) || mb.Size != size {
+			t.Fatalf("%s: counters say %d messages, %d bytes; rows %d, %d", name, mb.Messages, mb.Size, len(msgs), size)
+		}
+		total += size
+		count += len(msgs)
+	}
+	var used, messages int64
+	if err := a.pool.QueryRow(ctx, "SELECT used, messages FROM users WHERE name = 'm'").Scan(&used, &messages); err != nil {
+		t.Fatal(err)
+	}
+	if used != total || messages != int64(count) {
+		t.Fatalf("user counters %d bytes, %d messages; mailboxes hold %d, %d", used, messages, total, count)
 	}
 }
