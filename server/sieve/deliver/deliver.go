@@ -239,19 +239,37 @@ func (f *Filter) Deliver(ctx context.Context, user, mailbox string, body io.Read
 		}
 		return nil
 	}
+	// effect: an action took effect (a copy stored, a redirect queued).
+	// Until then a failure is temporary and the sender's retry is safe;
+	// after it, a retry would run the script again and repeat what was
+	// done, so a failing action keeps the message instead (RFC 5228
+	// 2.10.6) and the failure is logged.
+	effect := false
 	for _, a := range res.Actions {
+		var what string
 		switch a := a.(type) {
 		case sieve.Keep:
-			err = store1(mailbox, a.Flags, false)
+			what, err = "keep", store1(mailbox, a.Flags, false)
 		case sieve.FileInto:
-			err = store1(a.Mailbox, a.Flags, a.Create)
+			what, err = "fileinto "+a.Mailbox, store1(a.Mailbox, a.Flags, a.Create)
 		case sieve.Redirect:
-			err = f.redirect(ctx, log, env, user, msg, data, a.Address)
+			what, err = "redirect to "+a.Address, f.redirect(ctx, log, env, user, msg, data, a.Address)
 		case sieve.Discard:
 			log.Info("sieve: message discarded")
+			continue
+		default:
+			continue
 		}
-		if err != nil {
+		if err == nil {
+			effect = true
+			continue
+		}
+		if !effect {
 			return uid, err
+		}
+		log.Error("sieve action failed after others took effect: message kept in INBOX, no retry asked", "action", what, "err", err)
+		if kerr := store1("INBOX", nil, false); kerr != nil {
+			log.Error("sieve: keeping the message after a failed action failed too", "err", kerr)
 		}
 	}
 	for _, a := range res.Actions {

@@ -270,3 +270,39 @@ func TestFilterMissingJunkKeepsInInbox(t *testing.T) {
 		t.Errorf("stored %+v, sent %d; want INBOX and one redirect", fx.st.got, len(fx.q.sent))
 	}
 }
+
+type failingQueue struct{ calls int }
+
+func (q *failingQueue) Enqueue(context.Context, string, []string, io.Reader) error {
+	q.calls++
+	return errors.New("queue: disk full")
+}
+
+// TestFilterNoRetryAfterEffect: an action that fails after another took
+// effect does not make the delivery fail (the sender's retry would store
+// the message twice): the message is kept in INBOX. A failure before any
+// effect is still a temporary error.
+func TestFilterNoRetryAfterEffect(t *testing.T) {
+	fx := newFixture(t, `require ["fileinto"]; fileinto "Work"; redirect "bob@elsewhere.example";`)
+	q := &failingQueue{}
+	fx.f.SetQueue(q)
+	if err := fx.deliver(t, Envelope{From: "carol@other.example"}, "alice@example.org", plain); err != nil {
+		t.Fatalf("delivery failed after fileinto took effect (a retry would duplicate it): %v", err)
+	}
+	var boxes []string
+	for _, g := range fx.st.got {
+		boxes = append(boxes, g.mailbox)
+	}
+	if strings.Join(boxes, ",") != "Work,INBOX" || q.calls != 1 {
+		t.Errorf("stored in %v, %d redirect tries; want Work then INBOX (kept), 1 try", boxes, q.calls)
+	}
+
+	fx = newFixture(t, `redirect "bob@elsewhere.example"; keep;`)
+	fx.f.SetQueue(&failingQueue{})
+	if err := fx.deliver(t, Envelope{From: "carol@other.example"}, "alice@example.org", plain); err == nil {
+		t.Errorf("a redirect failing before anything took effect: no error, want a temporary failure")
+	}
+	if len(fx.st.got) != 0 {
+		t.Errorf("stored %+v after the first action failed", fx.st.got)
+	}
+}
