@@ -30,7 +30,7 @@
 //     SetFlags (one new MODSEQ per call, HIGHESTMODSEQ follows),
 //     SetFlagsUnchangedSince (RFC 7162 UNCHANGEDSINCE, checked under the
 //     mailbox row lock) and Expunge (\Deleted only, optionally restricted
-//     to UIDs).
+//     to UIDs); Users, Quota and Usage.
 //   - UID and MODSEQ allocation in transactions. Lock order, to stay free
 //     of deadlocks: a user's row, then a mailbox's row. Deliver updates
 //     the user's counters (quota check) and then the mailbox row
@@ -57,9 +57,10 @@
 //   - The rest of server/store's API that server/imap uses: DeleteMailbox,
 //     RenameMailbox, SetSubscribed, Copy, Move, \Recent (ClaimRecent),
 //     vanished UIDs for QRESYNC (a table of expunged UIDs with their
-//     MODSEQ), header summaries for FETCH ENVELOPE, Users/Quota/Usage,
-//     backup snapshots. Then an interface that server/imap and
-//     server/smtp take, implemented by both backends, and the concurrent IMAP conformance test run across nodes.
+//     MODSEQ), header summaries for FETCH ENVELOPE, backup snapshots.
+//     Then an interface that server/imap and server/smtp take,
+//     implemented by both backends, and the concurrent IMAP conformance
+//     test run across nodes.
 //   - Bodies are read into memory and kept in bytea (at most 1 GB, and a
 //     copy in memory per OpenBody): large bodies want chunks or an
 //     S3-compatible object store behind the same interface, with the

@@ -135,10 +135,13 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) (from, to int,
 			return nil
 		})
 		if err != nil {
-			if errors.Is(err, ErrSchemaTooNew) {
+			switch {
+			case errors.Is(err, ErrSchemaTooNew):
 				return from, to, err
+			case from < 0: // the version was never read
+				return 0, 0, fmt.Errorf("pgstore: migrate: %w", err)
 			}
-			return from, to, fmt.Errorf("pgstore: migrate from schema %d: %w", to, err)
+			return from, to, fmt.Errorf("pgstore: migrate: from schema %d: %w", to, err)
 		}
 		if done {
 			return from, to, nil

@@ -330,8 +330,26 @@ func testQuota(t *testing.T, url string) {
 	if _, err := s.SetFlags(ctx, "q", "INBOX", []uint32{1}, store.FlagsAdd, []string{store.FlagDeleted}); err != nil {
 		t.Fatal(err)
 	}
+	if used, n, err := s.Usage(ctx, "q"); err != nil || used != 6 || n != 1 {
+		t.Fatalf("Usage before EXPUNGE: %d bytes, %d messages, %v; want 6, 1", used, n, err)
+	}
 	if _, err := s.Expunge(ctx, "q", "INBOX", nil); err != nil {
 		t.Fatal(err)
+	}
+	if used, n, err := s.Usage(ctx, "q"); err != nil || used != 0 || n != 0 {
+		t.Fatalf("Usage after EXPUNGE: %d bytes, %d messages, %v; want 0, 0", used, n, err)
+	}
+	if q, err := s.Quota(ctx, "q"); err != nil || q != 10 {
+		t.Fatalf("Quota: %d, %v; want 10", q, err)
+	}
+	if _, err := s.Quota(ctx, "nobody"); !errors.Is(err, store.ErrNoSuchUser) {
+		t.Fatalf("Quota of an unknown user: %v, want ErrNoSuchUser", err)
+	}
+	if err := s.EnsureUser(ctx, "Q", 0); err != nil {
+		t.Fatal(err)
+	}
+	if users, err := s.Users(ctx); err != nil || !slices.Equal(users, []string{"Q", "q"}) {
+		t.Fatalf("Users: %v, %v; want [Q q]", users, err)
 	}
 	if _, err := s.Deliver(ctx, "q", "", strings.NewReader("1234567890"), nil, time.Time{}); err != nil {
 		t.Fatalf("Deliver after freeing the quota: %v", err)
