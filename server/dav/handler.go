@@ -59,7 +59,6 @@ type Handler struct {
 	opts Options
 	cal  *caldav.Handler
 	card *carddav.Handler
-	home []webdav.BackendSuppliedHomeSet
 }
 
 // New returns a handler serving st to users that auth accepts.
