@@ -153,15 +153,53 @@ func parseTimeRange(tr *timeRangeEl) (start, end time.Time, err error) {
 	return start, end, nil
 }
 
-func calTextMatch(tm *textMatchEl) (*caldav.TextMatch, error) {
+// calFold records the properties and parameters a calendar filter
+// text-matches with a case-folding collation: go-webdav's caldav.Match
+// compares case-sensitively, where RFC 4791 9.7.5's default collation,
+// i;ascii-casemap, folds case. The filter's texts are folded when parsed
+// and these values of each object before matching.
+type calFold struct {
+	props, params map[string]bool
+}
+
+func (f *calFold) empty() bool { return len(f.props) == 0 && len(f.params) == 0 }
+
+// apply folds the recorded values in comp and its children (a parsed
+// copy used for matching only: the answer carries the stored bytes).
+func (f *calFold) apply(comp *ical.Component) {
+	for name, props := range comp.Props {
+		for i := range props {
+			if f.props[name] {
+				props[i].Value = strings.ToLower(props[i].Value)
+			}
+			for pn, vals := range props[i].Params {
+				if f.params[pn] {
+					for j := range vals {
+						vals[j] = strings.ToLower(vals[j])
+					}
+				}
+			}
+		}
+	}
+	for _, c := range comp.Children {
+		f.apply(c)
+	}
+}
+
+func calTextMatch(tm *textMatchEl, fold map[string]bool, name string) (*caldav.TextMatch, error) {
 	if tm == nil {
 		return nil, nil
 	}
 	n, err := negate(tm.NegateCondition)
-	return &caldav.TextMatch{Text: tm.Text, NegateCondition: n}, err
+	text := tm.Text
+	if tm.Collation != "i;octet" {
+		text = strings.ToLower(text)
+		fold[strings.ToUpper(name)] = true
+	}
+	return &caldav.TextMatch{Text: text, NegateCondition: n}, err
 }
 
-func calCompFilter(el *calCompFilterEl) (cf caldav.CompFilter, err error) {
+func calCompFilter(el *calCompFilterEl, fold *calFold) (cf caldav.CompFilter, err error) {
 	cf.Name = el.Name
 	cf.IsNotDefined = el.IsNotDefined != nil
 	if cf.Start, cf.End, err = parseTimeRange(el.TimeRange); err != nil {
@@ -173,12 +211,12 @@ func calCompFilter(el *calCompFilterEl) (cf caldav.CompFilter, err error) {
 		if pf.Start, pf.End, err = parseTimeRange(p.TimeRange); err != nil {
 			return cf, err
 		}
-		if pf.TextMatch, err = calTextMatch(p.TextMatch); err != nil {
+		if pf.TextMatch, err = calTextMatch(p.TextMatch, fold.props, p.Name); err != nil {
 			return cf, err
 		}
 		for _, q := range p.Params {
 			pp := caldav.ParamFilter{Name: q.Name, IsNotDefined: q.IsNotDefined != nil}
-			if pp.TextMatch, err = calTextMatch(q.TextMatch); err != nil {
+			if pp.TextMatch, err = calTextMatch(q.TextMatch, fold.params, q.Name); err != nil {
 				return cf, err
 			}
 			pf.ParamFilter = append(pf.ParamFilter, pp)
@@ -186,7 +224,7 @@ func calCompFilter(el *calCompFilterEl) (cf caldav.CompFilter, err error) {
 		cf.Props = append(cf.Props, pf)
 	}
 	for i := range el.Comps {
-		c, err := calCompFilter(&el.Comps[i])
+		c, err := calCompFilter(&el.Comps[i], fold)
 		if err != nil {
 			return cf, err
 		}
@@ -472,7 +510,8 @@ func (h *Handler) matcher(kind Kind, req *queryRequest, ps *propSet) (matcher, e
 			// filtered out.
 			return func(o *Object) ([]byte, bool, error) { return o.Data, true, nil }, nil
 		}
-		cf, err := calCompFilter(req.CalFilter.Comp)
+		fold := &calFold{props: map[string]bool{}, params: map[string]bool{}}
+		cf, err := calCompFilter(req.CalFilter.Comp, fold)
 		if err != nil {
 			return nil, err
 		}
@@ -480,6 +519,9 @@ func (h *Handler) matcher(kind Kind, req *queryRequest, ps *propSet) (matcher, e
 			cal, err := ical.NewDecoder(bytes.NewReader(o.Data)).Decode()
 			if err != nil {
 				return nil, false, fmt.Errorf("decode stored calendar object %s: %w", o.Name, err)
+			}
+			if !fold.empty() {
+				fold.apply(cal.Component)
 			}
 			ok, err := caldav.Match(cf, &caldav.CalendarObject{Data: cal})
 			if err != nil {
