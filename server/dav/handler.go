@@ -14,7 +14,8 @@
 //   - calendar-query, addressbook-query and the two multigets on a
 //     collection (report.go), answered as a stream instead of go-webdav's
 //     whole-answer-in-memory handlers, with its own vCard matcher
-//     (cardmatch.go);
+//     (cardmatch.go); a Depth: 1 PROPFIND on a collection streams its
+//     members the same way (propfind.go);
 //   - the collection properties sync-token, getctag and
 //     supported-report-set (collprops.go);
 //   - MKCALENDAR (mkcalendar.go);
@@ -203,6 +204,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		next = h.cal
 	}
 	if r.Method == "PROPFIND" && depth == 3 {
+		if r.Header.Get("Depth") == "1" && h.propfindMembers(w, r, user, dp, next) {
+			return
+		}
 		h.propfindCollection(w, r, user, dp, next)
 		return
 	}

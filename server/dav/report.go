@@ -355,6 +355,14 @@ var allObjectProps = []xml.Name{
 }
 
 func requestedProps(req *queryRequest, kind Kind) propSet {
+	return requestedPropsData(req, kind, true)
+}
+
+// requestedPropsData is requestedProps; withData says whether allprop
+// and propname include calendar-data or address-data (a REPORT's do, a
+// PROPFIND's do not: RFC 4791 9.6 and RFC 6352 10.4 define them for
+// REPORTs).
+func requestedPropsData(req *queryRequest, kind Kind, withData bool) propSet {
 	var ps propSet
 	switch {
 	case req.Prop != nil:
@@ -368,9 +376,11 @@ func requestedProps(req *queryRequest, kind Kind) propSet {
 		}
 	default:
 		ps.names = append(ps.names, allObjectProps...)
-		if kind == Calendars {
+		switch {
+		case !withData:
+		case kind == Calendars:
 			ps.names = append(ps.names, xml.Name{Space: nsCalDAV, Local: "calendar-data"})
-		} else {
+		default:
 			ps.names = append(ps.names, xml.Name{Space: nsCardDAV, Local: "address-data"})
 		}
 		ps.propName = req.PropName != nil
@@ -418,21 +428,23 @@ func writeEmpty(b *bytes.Buffer, n xml.Name) {
 
 // msStream writes a multistatus answer one response at a time.
 type msStream struct {
-	w              *bufio.Writer
-	buf            bytes.Buffer // one response
+	w *bufio.Writer
+	// open starts a response: "<D:response>" inside the multistatus
+	// newMSStream writes, with the namespaces declared inside another.
+	open           string
 	found, missing bytes.Buffer
 }
 
 func newMSStream(w http.ResponseWriter) *msStream {
 	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
 	w.WriteHeader(http.StatusMultiStatus)
-	s := &msStream{w: bufio.NewWriterSize(w, 32<<10)}
+	s := &msStream{w: bufio.NewWriterSize(w, 32<<10), open: `<D:response>`}
 	s.w.WriteString(xml.Header + `<D:multistatus xmlns:D="DAV:" xmlns:C="` + nsCalDAV + `" xmlns:R="` + nsCardDAV + `">`)
 	return s
 }
 
 func (s *msStream) status(href string, code int, errXML string) error {
-	s.w.WriteString(`<D:response><D:href>` + escape(href) + `</D:href><D:status>` + status(code) + `</D:status>`)
+	s.w.WriteString(s.open + `<D:href>` + escape(href) + `</D:href><D:status>` + status(code) + `</D:status>`)
 	if errXML != "" {
 		s.w.WriteString(`<D:error>` + errXML + `</D:error>`)
 	}
@@ -451,7 +463,7 @@ func (s *msStream) object(href string, kind Kind, o *Object, data []byte, ps *pr
 	} else {
 		writeObjectProps(&s.found, &s.missing, kind, o, data, ps.names)
 	}
-	s.w.WriteString(`<D:response><D:href>` + escape(href) + `</D:href><D:propstat><D:prop>`)
+	s.w.WriteString(s.open + `<D:href>` + escape(href) + `</D:href><D:propstat><D:prop>`)
 	s.w.Write(s.found.Bytes())
 	s.w.WriteString(`</D:prop><D:status>` + status(http.StatusOK) + `</D:status></D:propstat>`)
 	if s.missing.Len() > 0 {

@@ -2,6 +2,7 @@ package dav_test
 
 import (
 	"context"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"net/http"
@@ -279,8 +280,8 @@ func TestReportPropsAndLimit(t *testing.T) {
 	}
 }
 
-// TestReportMemoryFlat: answering a calendar-query and an
-// addressbook-query over 5 000 objects each keeps the server's heap
+// TestReportMemoryFlat: answering a calendar-query, a Depth: 1 PROPFIND
+// and an addressbook-query over 5 000 objects each keeps the server's heap
 // within a few MiB of where it started: the objects are read, filtered
 // and written one batch at a time. Building the answer in memory, as
 // go-webdav's handlers do, grows it by tens of MiB.
@@ -310,6 +311,7 @@ func TestReportMemoryFlat(t *testing.T) {
 	const bound = 12 << 20
 	for _, tc := range []struct{ path, body, match string }{
 		{calPath, `<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><C:calendar-data/></D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="20260101T000000Z" end="20270101T000000Z"/></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>`, "BEGIN:VEVENT"},
+		{calPath + "#propfind", `<propfind xmlns="DAV:"><prop><getetag/><getcontenttype/></prop></propfind>`, ".ics</"},
 		{abPath, `<R:addressbook-query xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:carddav"><D:prop><D:getetag/><R:address-data/></D:prop><R:filter><R:prop-filter name="FN"><R:text-match>Person</R:text-match></R:prop-filter></R:filter></R:addressbook-query>`, "BEGIN:VCARD"},
 	} {
 		runtime.GC()
@@ -335,7 +337,14 @@ func TestReportMemoryFlat(t *testing.T) {
 				}
 			}
 		}()
-		req, _ := http.NewRequest("REPORT", s.URL+tc.path, strings.NewReader(tc.body))
+		method, path, isPropfind := "REPORT", tc.path, strings.HasSuffix(tc.path, "#propfind")
+		if isPropfind {
+			method, path = "PROPFIND", strings.TrimSuffix(path, "#propfind")
+		}
+		req, _ := http.NewRequest(method, s.URL+path, strings.NewReader(tc.body))
+		if isPropfind {
+			req.Header.Set("Depth", "1")
+		}
 		req.SetBasicAuth(alice, passwords[alice])
 		req.Header.Set("Content-Type", "application/xml; charset=utf-8")
 		resp, err := s.Client().Do(req)
@@ -361,6 +370,64 @@ func TestReportMemoryFlat(t *testing.T) {
 			t.Errorf("%s: heap grew by %.1f MiB answering %d objects, bound %d MiB", tc.path, float64(grew)/(1<<20), n, bound>>20)
 		}
 	}
+}
+
+// TestPropfindDepth1Streamed: a Depth: 1 PROPFIND on a calendar of 300
+// events lists every event with the store's etag, in a well-formed
+// multistatus that also has the collection's own response with its
+// sync-token.
+func TestPropfindDepth1Streamed(t *testing.T) {
+	s := newServer(t, dav.Options{})
+	objs := map[string]string{}
+	var names []string
+	for i := 0; i < 300; i++ {
+		name := fmt.Sprintf("e %03d.ics", i)
+		objs[name] = datedEvent(fmt.Sprintf("u%d", i), "x", i%90)
+		names = append(names, name)
+	}
+	etags := seed(t, s, dav.Calendars, objs)
+	resp, body := s.do(t, alice, "PROPFIND", calPath,
+		`<propfind xmlns="DAV:"><prop><getetag/><sync-token/><resourcetype/></prop></propfind>`, xmlHdr)
+	if resp.StatusCode != http.StatusMultiStatus {
+		t.Fatalf("%s\n%s", resp.Status, body)
+	}
+	var ms struct {
+		Responses []struct {
+			Href     string `xml:"DAV: href"`
+			Propstat []struct {
+				Prop struct {
+					ETag      string    `xml:"DAV: getetag"`
+					SyncToken string    `xml:"DAV: sync-token"`
+					Calendar  *struct{} `xml:"DAV: resourcetype>calendar"`
+				} `xml:"DAV: prop"`
+				Status string `xml:"DAV: status"`
+			} `xml:"DAV: propstat"`
+		} `xml:"DAV: response"`
+	}
+	if err := xml.Unmarshal([]byte(body), &ms); err != nil {
+		t.Fatalf("answer is not XML: %v\n%.2000s", err, body)
+	}
+	got := map[string]string{}
+	colSeen := false
+	for _, r := range ms.Responses {
+		if r.Href == calPath {
+			for _, p := range r.Propstat {
+				if strings.Contains(p.Status, " 200 ") && strings.HasPrefix(p.Prop.SyncToken, "urn:") {
+					colSeen = true
+				}
+			}
+			continue
+		}
+		for _, p := range r.Propstat {
+			if p.Prop.ETag != "" {
+				got[strings.ReplaceAll(r.Href, "%20", " ")] = p.Prop.ETag
+			}
+		}
+	}
+	if !colSeen {
+		t.Errorf("no collection response with a sync-token:\n%.2000s", body)
+	}
+	sameSet(t, "PROPFIND Depth: 1", calPath, got, etags, names)
 }
 
 // countReader counts occurrences of want in what is written to it
