@@ -511,7 +511,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, user string, dp
 	}
 }
 
-// objectData returns what calendar-data or address-data carries for o,
+// A matcher returns what calendar-data or address-data carries for o,
 // and whether o matches the filter.
 type matcher func(o *Object) (data []byte, ok bool, err error)
 
