@@ -549,8 +549,11 @@ func (h *Handler) matcher(kind Kind, req *queryRequest, ps *propSet) (matcher, e
 	fold := !octetCollation(req.CardFilter)
 	return func(o *Object) ([]byte, bool, error) {
 		if len(q.PropFilters) == 0 && ps.cardProps == nil {
-			// RFC 6352 10.5: a filter without prop-filter matches
-			// every object, whatever its test.
+			// A filter without prop-filter, which RFC 6352 10.5
+			// allows (prop-filter*) without giving it a meaning
+			// of its own: every object, whatever its test, as
+			// Radicale answers it; an empty anyof read as "none"
+			// would make the query useless.
 			return o.Data, true, nil
 		}
 		card, err := vcard.NewDecoder(bytes.NewReader(o.Data)).Decode()
