@@ -451,3 +451,47 @@ func (c *countReader) Write(p []byte) (int, error) {
 	c.tail = append(c.tail[:0], buf[len(buf)-k:]...)
 	return len(p), nil
 }
+
+// TestMultigetStreamed: an addressbook-multiget answers each href in
+// turn: a stored contact with its etag and only the vCard properties
+// asked for, a missing one and another user's with a 404.
+func TestMultigetStreamed(t *testing.T) {
+	s := newServer(t, dav.Options{})
+	etags := seed(t, s, dav.AddressBooks, map[string]string{"a b.vcf": card("u1", "Ann Smith")})
+	resp, body := s.do(t, alice, "REPORT", abPath,
+		`<R:addressbook-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:carddav"><D:prop><D:getetag/><R:address-data><R:prop name="FN"/></R:address-data></D:prop>`+
+			`<D:href>`+abPath+`a%20b.vcf</D:href><D:href>`+abPath+`missing.vcf</D:href><D:href>/dav/bob@example.org/contacts/default/x.vcf</D:href></R:addressbook-multiget>`,
+		xmlHdr)
+	if resp.StatusCode != http.StatusMultiStatus {
+		t.Fatalf("%s\n%s", resp.Status, body)
+	}
+	var ms struct {
+		Responses []struct {
+			Href     string `xml:"DAV: href"`
+			Status   string `xml:"DAV: status"`
+			Propstat []struct {
+				Prop struct {
+					ETag string `xml:"DAV: getetag"`
+					Data string `xml:"urn:ietf:params:xml:ns:carddav address-data"`
+				} `xml:"DAV: prop"`
+			} `xml:"DAV: propstat"`
+		} `xml:"DAV: response"`
+	}
+	if err := xml.Unmarshal([]byte(body), &ms); err != nil {
+		t.Fatalf("answer is not XML: %v\n%s", err, body)
+	}
+	if len(ms.Responses) != 3 {
+		t.Fatalf("%d responses, want 3:\n%s", len(ms.Responses), body)
+	}
+	r := ms.Responses[0]
+	if r.Href != abPath+"a%20b.vcf" || len(r.Propstat) == 0 || r.Propstat[0].Prop.ETag != `"`+etags["a b.vcf"]+`"` {
+		t.Errorf("first response: %+v", r)
+	} else if d := r.Propstat[0].Prop.Data; !strings.Contains(d, "FN:Ann Smith") || strings.Contains(d, "EMAIL") {
+		t.Errorf("address-data with FN only: %q", d)
+	}
+	for _, r := range ms.Responses[1:] {
+		if !strings.Contains(r.Status, " 404 ") {
+			t.Errorf("%s: status %q, want 404", r.Href, r.Status)
+		}
+	}
+}
