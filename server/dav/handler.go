@@ -11,6 +11,11 @@
 //   - Basic authentication, and each user seeing only their own tree;
 //   - the sync-collection REPORT (RFC 6578), which go-webdav's server
 //     does not implement: sync.go answers it from the change log;
+//   - calendar-query, addressbook-query and the two multigets on a
+//     collection (report.go), answered as a stream instead of go-webdav's
+//     whole-answer-in-memory handlers, with its own vCard matcher
+//     (cardmatch.go); a Depth: 1 PROPFIND on a collection streams its
+//     members the same way (propfind.go);
 //   - the collection properties sync-token, getctag and
 //     supported-report-set (collprops.go);
 //   - MKCALENDAR (mkcalendar.go);
@@ -186,6 +191,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.syncCollection(w, r, user, dp, body)
 			return
 		}
+		if depth == 3 {
+			if which := reportKind(body, dp.kind); which != "" {
+				h.report(w, r, user, dp, which, body)
+				return
+			}
+		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	var next http.Handler = h.card
@@ -193,6 +204,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		next = h.cal
 	}
 	if r.Method == "PROPFIND" && depth == 3 {
+		if r.Header.Get("Depth") == "1" && h.propfindMembers(w, r, user, dp, next) {
+			return
+		}
 		h.propfindCollection(w, r, user, dp, next)
 		return
 	}

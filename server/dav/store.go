@@ -359,6 +359,37 @@ func (s *Store) Objects(ctx context.Context, user string, kind Kind, col string)
 	return objs, err
 }
 
+// ObjectsAfter returns up to n objects of a collection whose names sort
+// after after ("": from the first), in name order: a REPORT reads a large
+// collection this way, one short read transaction per batch.
+func (s *Store) ObjectsAfter(ctx context.Context, user string, kind Kind, col, after string, n int) ([]Object, error) {
+	objs := make([]Object, 0, n)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		cb, err := colBucket(tx, user, kind, col)
+		if err != nil {
+			return err
+		}
+		c := cb.Bucket(bucketObjs).Cursor()
+		k, v := c.First()
+		if after != "" {
+			k, v = c.Seek([]byte(after))
+			if k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(objs) < n; k, v = c.Next() {
+			var o Object
+			if err := json.Unmarshal(v, &o); err != nil {
+				return fmt.Errorf("decode object %s: %w", k, err)
+			}
+			o.Name = string(k)
+			objs = append(objs, o)
+		}
+		return nil
+	})
+	return objs, err
+}
+
 // Conditions are the If-Match / If-None-Match of a request: an entity tag
 // (unquoted), "*" or "" for none.
 type Conditions struct {

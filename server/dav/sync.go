@@ -128,32 +128,12 @@ func (h *Handler) syncCollection(w http.ResponseWriter, r *http.Request, user st
 			ms.Responses = append(ms.Responses, msResponse{Href: href, Status: status(http.StatusNotFound)})
 			continue
 		}
-		var found, missing strings.Builder
-		for _, p := range req.Prop.Names {
-			n := p.XMLName
-			switch {
-			case n.Space == nsDAV && n.Local == "getetag":
-				found.WriteString(`<D:getetag>"` + c.Object.ETag + `"</D:getetag>`)
-			case n.Space == nsDAV && n.Local == "getlastmodified":
-				found.WriteString(`<D:getlastmodified>` + c.Object.ModTime.UTC().Format(http.TimeFormat) + `</D:getlastmodified>`)
-			case n.Space == nsDAV && n.Local == "getcontentlength":
-				found.WriteString(`<D:getcontentlength>` + strconv.Itoa(len(c.Object.Data)) + `</D:getcontentlength>`)
-			case n.Space == nsDAV && n.Local == "getcontenttype" && dp.kind == Calendars:
-				found.WriteString(`<D:getcontenttype>text/calendar; charset=utf-8; component=vevent</D:getcontenttype>`)
-			case n.Space == nsDAV && n.Local == "getcontenttype":
-				found.WriteString(`<D:getcontenttype>text/vcard; charset=utf-8</D:getcontenttype>`)
-			case n.Space == nsDAV && n.Local == "resourcetype":
-				found.WriteString(`<D:resourcetype/>`)
-			case n.Space == nsCalDAV && n.Local == "calendar-data" && dp.kind == Calendars:
-				found.WriteString(`<C:calendar-data>` + escape(string(c.Object.Data)) + `</C:calendar-data>`)
-			case n.Space == nsCardDAV && n.Local == "address-data" && dp.kind == AddressBooks:
-				found.WriteString(`<R:address-data>` + escape(string(c.Object.Data)) + `</R:address-data>`)
-			default:
-				var b bytes.Buffer
-				xml.NewEncoder(&b).EncodeElement("", xml.StartElement{Name: xml.Name{Space: n.Space, Local: n.Local}})
-				missing.Write(b.Bytes())
-			}
+		names := make([]xml.Name, len(req.Prop.Names))
+		for i, p := range req.Prop.Names {
+			names[i] = p.XMLName
 		}
+		var found, missing bytes.Buffer
+		writeObjectProps(&found, &missing, dp.kind, &c.Object, c.Object.Data, names)
 		resp := msResponse{Href: href}
 		resp.Propstat = append(resp.Propstat, msPropstat{Prop: msInner{found.String()}, Status: status(http.StatusOK)})
 		if missing.Len() > 0 {
