@@ -4,6 +4,7 @@
 package render
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,7 +40,11 @@ func (s Style) symbol(a plan.Action) string {
 }
 
 // Plan writes the human view of p.
-func Plan(w io.Writer, p *plan.Plan, s Style) {
+func Plan(out io.Writer, p *plan.Plan, s Style) {
+	// One write per line was a tenth of a 5000-domain plan's CPU (130 000
+	// write calls): the plan is written through a buffer, flushed on return.
+	w := bufio.NewWriterSize(out, 64<<10)
+	defer w.Flush()
 	if !p.Refreshed {
 		fmt.Fprintln(w, "Note: -refresh=false: the real state was not read; every owned record is shown as it would be created.")
 		fmt.Fprintln(w)
