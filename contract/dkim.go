@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"strings"
 )
 
 // DKIMAlgorithm is the algorithm of a DKIM key.
@@ -40,6 +41,18 @@ type DKIMSelector struct {
 // still find a valid RSA signature.
 func DKIMSelectors(base string) []DKIMSelector {
 	return []DKIMSelector{{base + "-ed25519", DKIMEd25519}, {base + "-rsa", DKIMRSA}}
+}
+
+// DKIMBase returns the base selector of a published selector name
+// ("mx1-2026-ed25519" -> "mx1-2026"), the name itself when it has no
+// algorithm suffix (a configured previous selector).
+func DKIMBase(selector string) string {
+	for _, alg := range []DKIMAlgorithm{DKIMEd25519, DKIMRSA} {
+		if b, ok := strings.CutSuffix(selector, "-"+string(alg)); ok {
+			return b
+		}
+	}
+	return selector
 }
 
 // DKIMRecord returns the DKIM TXT record of a public key (RFC 6376

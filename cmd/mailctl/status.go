@@ -325,13 +325,7 @@ func dkimReports(keys []contract.DKIMKey) []dkimReport {
 	var out []dkimReport
 	seen := map[[2]string]bool{}
 	for _, k := range keys {
-		sel := k.Selector
-		for _, alg := range []contract.DKIMAlgorithm{contract.DKIMEd25519, contract.DKIMRSA} {
-			if b, ok := strings.CutSuffix(sel, "-"+string(alg)); ok {
-				sel = b
-				break
-			}
-		}
+		sel := contract.DKIMBase(k.Selector)
 		id := [2]string{k.Domain, sel}
 		if seen[id] {
 			continue

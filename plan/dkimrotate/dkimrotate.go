@@ -43,16 +43,6 @@ type sel struct {
 	names            []string // published selectors (base-ed25519, base-rsa)
 }
 
-// baseOf returns the base selector of a published one.
-func baseOf(selector string) string {
-	for _, suffix := range []string{"-" + string(contract.DKIMEd25519), "-" + string(contract.DKIMRSA)} {
-		if b, ok := strings.CutSuffix(selector, suffix); ok {
-			return b
-		}
-	}
-	return selector
-}
-
 // selectors groups the keys of domain by base selector, in the order the
 // server reported them.
 func selectors(keys []desired.DKIMKey, domain string) []*sel {
@@ -62,7 +52,7 @@ func selectors(keys []desired.DKIMKey, domain string) []*sel {
 		if k.Domain != domain {
 			continue
 		}
-		b := baseOf(k.Selector)
+		b := contract.DKIMBase(k.Selector)
 		s := by[b]
 		if s == nil {
 			s = &sel{base: b, state: k.State, created: k.Created, retired: k.Retired}
@@ -156,7 +146,7 @@ func Plan(cfg *config.Config, keys []desired.DKIMKey, servers map[string]bool, n
 		note := func(base, n string) {
 			for i := range sets {
 				if sets[i].Domain == d.Name && sets[i].Type == "TXT" && strings.HasSuffix(sets[i].Name, "._domainkey."+d.Name) &&
-					baseOf(strings.TrimSuffix(sets[i].Name, "._domainkey."+d.Name)) == base {
+					contract.DKIMBase(strings.TrimSuffix(sets[i].Name, "._domainkey."+d.Name)) == base {
 					sets[i].Notes = append(sets[i].Notes, n)
 				}
 			}

@@ -78,22 +78,12 @@ func handleDAVExport(mux *http.ServeMux, st *dav.Store, users func() []string, l
 // ExportDAV copies user's calendars and address books (a tar stream, see
 // handleDAVExport) from the server behind the control socket at path to w.
 func ExportDAV(ctx context.Context, path, user string, w io.Writer) error {
-	client := transferClient(path)
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://mailctl/export/dav?"+url.Values{"user": {user}}.Encode(), nil)
+	body, err := transfer(ctx, path, "GET", "/export/dav", url.Values{"user": {user}}, nil, "calendar export of "+user)
 	if err != nil {
 		return err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("query control socket %q (is the server running?): %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("calendar export of %s: %s", user, strings.TrimSpace(string(b)))
-	}
-	if _, err := io.Copy(w, resp.Body); err != nil {
+	defer body.Close()
+	if _, err := io.Copy(w, body); err != nil {
 		return fmt.Errorf("calendar export of %s: %w", user, err)
 	}
 	return nil

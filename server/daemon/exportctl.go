@@ -301,8 +301,6 @@ type ExportOptions struct {
 // Export copies the transfer stream of o.User's mail from the server
 // behind the control socket at path to w.
 func Export(ctx context.Context, path string, o ExportOptions, w io.Writer) error {
-	client := transferClient(path)
-	defer client.CloseIdleConnections()
 	v := url.Values{"user": {o.User}}
 	if o.Mailbox != "" {
 		v.Set("mailbox", o.Mailbox)
@@ -313,45 +311,64 @@ func Export(ctx context.Context, path string, o ExportOptions, w io.Writer) erro
 	if o.MailboxesOnly {
 		v.Set("mailboxes", "1")
 	}
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://mailctl/export?"+v.Encode(), nil)
+	what := "export of " + o.User
+	body, err := transfer(ctx, path, "GET", "/export", v, nil, what)
 	if err != nil {
 		return err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("query control socket %q (is the server running?): %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("export of %s: %s", o.User, strings.TrimSpace(string(b)))
-	}
-	if _, err := io.Copy(w, resp.Body); err != nil {
-		return fmt.Errorf("export of %s: %w", o.User, err)
+	defer body.Close()
+	if _, err := io.Copy(w, body); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// transfer makes one request of the transfer endpoints of the control
+// socket at path and returns the body of its 200 answer (to be closed),
+// or an error naming what (the server's own text when it refused).
+func transfer(ctx context.Context, path, method, endpoint string, q url.Values, r io.Reader, what string) (io.ReadCloser, error) {
+	client := transferClient(path)
+	req, err := http.NewRequestWithContext(ctx, method, "http://mailctl"+endpoint+"?"+q.Encode(), r)
+	if err != nil {
+		client.CloseIdleConnections()
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		client.CloseIdleConnections()
+		return nil, fmt.Errorf("query control socket %q (is the server running?): %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		client.CloseIdleConnections()
+		return nil, fmt.Errorf("%s: %s", what, strings.TrimSpace(string(b)))
+	}
+	return closeBoth{resp.Body, client}, nil
+}
+
+// closeBoth closes a transfer's answer and then its client's connection.
+type closeBoth struct {
+	io.ReadCloser
+	client *http.Client
+}
+
+func (c closeBoth) Close() error {
+	err := c.ReadCloser.Close()
+	c.client.CloseIdleConnections()
+	return err
 }
 
 // Import sends the transfer stream r to the server behind the control
 // socket at path, to be appended to user's mailboxes, and calls ack for
 // each message appended. The error says why it stopped, if it did.
 func Import(ctx context.Context, path, user string, r io.Reader, ack func(ImportAck) error) error {
-	client := transferClient(path)
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://mailctl/import?"+url.Values{"user": {user}}.Encode(), r)
+	body, err := transfer(ctx, path, "POST", "/import", url.Values{"user": {user}}, r, "import for "+user)
 	if err != nil {
 		return err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("query control socket %q (is the server running?): %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("import for %s: %s", user, strings.TrimSpace(string(b)))
-	}
-	dec := json.NewDecoder(resp.Body)
+	defer body.Close()
+	dec := json.NewDecoder(body)
 	for {
 		var a ImportAck
 		if err := dec.Decode(&a); err != nil {

@@ -109,7 +109,11 @@ func saveRotation(dir, domain string, r *rotationFile) error {
 }
 
 // find returns the entry of base, or nil.
+// find returns the entry of base, nil when there is none (or no history).
 func (r *rotationFile) find(base string) *Entry {
+	if r == nil {
+		return nil
+	}
 	for i := range r.Entries {
 		if r.Entries[i].Base == base {
 			return &r.Entries[i]
@@ -233,10 +237,7 @@ func Activate(dir, domain string, bases []string, base string, now time.Time) er
 	if err != nil {
 		return err
 	}
-	var e *Entry
-	if rot != nil {
-		e = rot.find(base)
-	}
+	e := rot.find(base)
 	if e == nil {
 		return fmt.Errorf("dkim activate %s: no rotation to selector %s (start one with mailctl dkim rotate)", domain, base)
 	}
@@ -262,10 +263,7 @@ func Remove(dir, domain string, bases []string, base string, now time.Time) erro
 	if err != nil {
 		return err
 	}
-	var e *Entry
-	if rot != nil {
-		e = rot.find(base)
-	}
+	e := rot.find(base)
 	if e == nil {
 		return fmt.Errorf("dkim remove %s: selector %s is not in the rotation history", domain, base)
 	}
