@@ -166,8 +166,12 @@ type Message struct {
 	InternalDate time.Time
 	ModSeq       uint64
 	Flags        []string
-	blob         blobID
-	body         uint64 // kept in the index (body.go), when not 0
+	// Ref is another Backend's reference to the message's body (pgstore:
+	// the message row); callers pass it back to OpenBody unchanged. The
+	// embedded store leaves it 0.
+	Ref  uint64
+	blob blobID
+	body uint64 // kept in the index (body.go), when not 0
 }
 
 // HasFlag reports whether m carries flag (case-insensitively).
