@@ -45,6 +45,8 @@ type Config struct {
 	// Spam turns on content filtering of port 25 with rspamd
 	// (server/spam); nil: none.
 	Spam *Spam `json:"spam,omitempty"`
+	// Store chooses the mail store (config/store.go); nil: embedded.
+	Store *Store `json:"store,omitempty"`
 	// Control is the unix socket path that `mailctl serve status` talks to.
 	// Default <DataDir>/control.sock.
 	Control string `json:"control,omitempty"`

@@ -199,6 +199,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateSpam(&p)
+	c.validateStore(&p)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}
