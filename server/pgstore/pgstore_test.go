@@ -44,6 +44,12 @@ func TestPostgres(t *testing.T) {
 		{"Bodies", testBodies},
 		{"LargeBody", testLargeBody},
 		{"MigrateBodies", testMigrateBodies},
+		{"MailboxOps", testMailboxOps},
+		{"CopyMove", testCopyMove},
+		{"CopyQuota", testCopyQuota},
+		{"ClaimRecent", testClaimRecent},
+		{"Vanished", testVanished},
+		{"HeaderCache", testHeaderCache},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
