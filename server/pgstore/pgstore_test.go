@@ -50,6 +50,8 @@ func TestPostgres(t *testing.T) {
 		{"ClaimRecent", testClaimRecent},
 		{"Vanished", testVanished},
 		{"HeaderCache", testHeaderCache},
+		{"FeedCatchUp", testFeedCatchUp},
+		{"ConcurrentIMAP", testConcurrentIMAP},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
