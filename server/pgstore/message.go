@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,16 +58,16 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	// The first chunk decides: a body that fits goes in one statement; a
 	// larger one is streamed, after a check (without locks) that refuses
 	// early what the commit would refuse.
-	first := make([]byte, s.chunkSize)
-	n, err := io.ReadFull(ctxReader{ctx, body}, first)
-	var rest io.Reader = body
-	switch {
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		rest = nil
-	case err != nil:
+	// (Read as it comes: a small message takes no chunk-sized buffer.)
+	first, err := io.ReadAll(io.LimitReader(ctxReader{ctx, body}, int64(s.chunkSize)+1))
+	if err != nil {
 		return 0, 0, wrap(fmt.Errorf("read body: %w", err))
 	}
-	first = first[:n]
+	var rest io.Reader
+	if len(first) > s.chunkSize {
+		rest = io.MultiReader(bytes.NewReader(first[s.chunkSize:]), body)
+		first = first[:s.chunkSize]
+	}
 	if rest != nil {
 		if err := s.precheck(ctx, user, mailbox); err != nil {
 			return 0, 0, wrap(err)
