@@ -170,8 +170,9 @@ func (s *Store) dropPartialImports(ctx context.Context, user string) error {
 // subscription and \Recent mark, and the messages next returns, until it
 // returns io.EOF: each with its UID, MODSEQ, flags, internal date and
 // body (read before next is called again). Messages must come in
-// ascending UID order, below UIDNEXT, with MODSEQs up to HIGHESTMODSEQ.
-// The quota is not checked: the source's messages are kept as they are.
+// ascending UID order, below UIDNEXT, with MODSEQs up to HIGHESTMODSEQ,
+// mb.Messages of them. The quota is not checked: the source's messages
+// are kept as they are.
 //
 // A mailbox of that name at the destination is replaced when empty and
 // never used (EnsureUser's), skipped (skipped true, next never called)
@@ -343,6 +344,9 @@ func (s *Store) importMailbox(ctx context.Context, user, name string, mb Mailbox
 	}
 	if err := flush(); err != nil {
 		return fail(err)
+	}
+	if count != mb.Messages {
+		return false, fmt.Errorf("the source gave %d messages, its mailbox says %d", count, mb.Messages)
 	}
 	// The mailbox record, the counters and the end of the import, in one
 	// commit.
