@@ -43,6 +43,7 @@ func TestPostgres(t *testing.T) {
 		{"CrashKeepsAcknowledged", func(t *testing.T, url string) { testCrash(t, pg, url) }},
 		{"Bodies", testBodies},
 		{"LargeBody", testLargeBody},
+		{"InsertBodyWhole", testInsertBodyWhole},
 		{"MigrateBodies", testMigrateBodies},
 		{"MailboxOps", testMailboxOps},
 		{"CopyMove", testCopyMove},
