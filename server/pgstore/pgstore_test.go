@@ -53,6 +53,7 @@ func TestPostgres(t *testing.T) {
 		{"HeaderCache", testHeaderCache},
 		{"FeedCatchUp", testFeedCatchUp},
 		{"ConcurrentIMAP", testConcurrentIMAP},
+		{"IMAPTwoNodes", testIMAPTwoNodes},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
