@@ -55,7 +55,7 @@ func (s *Store) ImportMailbox(ctx context.Context, user string, mb store.Mailbox
 	if err == nil {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var e error
-			skipped, e = importMailbox(ctx, tx, user, name, mb, next)
+			skipped, e = s.importMailbox(ctx, tx, user, name, mb, next)
 			return e
 		})
 	}
@@ -65,7 +65,7 @@ func (s *Store) ImportMailbox(ctx context.Context, user string, mb store.Mailbox
 	return skipped, nil
 }
 
-func importMailbox(ctx context.Context, tx pgx.Tx, user, name string, mb store.Mailbox, next func() (store.Message, io.Reader, error)) (bool, error) {
+func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string, mb store.Mailbox, next func() (store.Message, io.Reader, error)) (bool, error) {
 	userID, err := lockUser(ctx, tx, user)
 	if err != nil {
 		return false, err
@@ -132,9 +132,12 @@ func importMailbox(ctx context.Context, tx pgx.Tx, user, name string, mb store.M
 		if m.Size != 0 && n != m.Size {
 			return false, fmt.Errorf("message UID %d: body of %d bytes, the source says %d", m.UID, n, m.Size)
 		}
-		batch.Queue(`INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size) VALUES ($1, $2, $3, $4, $5, $6)`,
-			id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate, n)
-		batch.Queue("INSERT INTO message_bodies (mailbox_id, uid, body) VALUES ($1, $2, $3)", id, int64(m.UID), data)
+		bodyID, _, _, err := s.insertBody(ctx, tx, data, nil)
+		if err != nil {
+			return false, fmt.Errorf("message UID %d: %w", m.UID, err)
+		}
+		batch.Queue(`INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate, n, bodyID)
 		count++
 		size += n
 		batchBytes += n
@@ -150,7 +153,8 @@ func importMailbox(ctx context.Context, tx pgx.Tx, user, name string, mb store.M
 	if count != int64(mb.Messages) {
 		return false, fmt.Errorf("the source gave %d messages, its mailbox says %d", count, mb.Messages)
 	}
-	if _, err := tx.Exec(ctx, "UPDATE mailboxes SET messages = $2, size = $3 WHERE id = $1", id, count, size); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE mailboxes SET messages = $2, size = $3,
+		recent_uid = uidnext, vanished_floor = highestmodseq WHERE id = $1`, id, count, size); err != nil {
 		return false, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE users SET messages = messages + $2, used = used + $3,
