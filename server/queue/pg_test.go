@@ -257,8 +257,81 @@ func TestPGQueueChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Println("RUNNING")
-	q.Run(ctx)
+	if os.Getenv("PGQ_CHILD_INGEST") == "" {
+		fmt.Println("RUNNING")
+		q.Run(ctx)
+		return
+	}
+	go q.Run(ctx)
+	for i := 0; ; i++ {
+		if err := q.Enqueue(ctx, "alice@a.test", []string{fmt.Sprintf("bob%d@b.test", i)}, strings.NewReader(pgMessage(i))); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("ACK %d\n", i)
+	}
+}
+
+// TestPGSIGKILLDuringIngest kills (SIGKILL) a node that enqueues and
+// delivers at full speed; another node then delivers what it left. Every
+// message whose Enqueue returned is accepted by the remote server, and
+// only messages in flight at the kill (at most the node's workers) may be
+// accepted twice.
+func TestPGSIGKILLDuringIngest(t *testing.T) {
+	url, pool := pgDatabase(t)
+	peer := startCountingPeer(t)
+	const lease = time.Second
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPGQueueChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "PGQ_CHILD_URL="+url, fmt.Sprintf("PGQ_CHILD_PORT=%d", peer.port),
+		"PGQ_CHILD_LEASE="+lease.String(), "PGQ_CHILD_INGEST=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := -1
+	sc := bufio.NewScanner(out)
+	timeout := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
+	for sc.Scan() {
+		if n, ok := strings.CutPrefix(sc.Text(), "ACK "); ok {
+			acked, _ = strconv.Atoi(n)
+			if acked >= 150 {
+				break
+			}
+		}
+	}
+	timeout.Stop()
+	cmd.Process.Signal(syscall.SIGKILL)
+	go io.Copy(io.Discard, out)
+	cmd.Wait()
+	if acked < 150 {
+		t.Fatalf("child acknowledged %d messages before it stopped, want 150", acked+1)
+	}
+	accepted, _ := peer.counts()
+	t.Logf("killed after %d acknowledged, %d accepted by the remote server", acked+1, accepted)
+	b, err := queue.Open(context.Background(), pgQueueOptions(t, pool, "node-b", peer.port, lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runQueue(t, b)
+	waitDelivered(t, peer, b, acked+1, 30*time.Second)
+	peer.mu.Lock()
+	defer peer.mu.Unlock()
+	twice := 0
+	for i := 0; i <= acked; i++ {
+		switch n := len(peer.got[fmt.Sprintf("pg-%d", i)]); {
+		case n == 0:
+			t.Errorf("acknowledged message %d never accepted", i)
+		case n > 1:
+			twice++
+		}
+	}
+	t.Logf("%d messages accepted twice", twice)
+	if twice > 32 {
+		t.Errorf("%d messages accepted more than once, want at most the 32 the node could have in flight", twice)
+	}
 }
 
 // TestPGNodeDiesLeaseTakenOver lets a node (a child process) claim 20
