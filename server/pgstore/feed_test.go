@@ -292,3 +292,71 @@ func testConcurrentIMAP(t *testing.T, url string) {
 		t.Errorf("%d bodies whose reference count is wrong, %d chunks of no message's body", badRefs, orphanChunks)
 	}
 }
+
+// testWatchMailboxOps: Copy, Move, RenameMailbox and DeleteMailbox on
+// node B reach node A's watchers within a second, one change per mailbox
+// changed; ClaimRecent and SetSubscribed, which change no message, are
+// not announced.
+func testWatchMailboxOps(t *testing.T, url string) {
+	ctx := ctxT(t)
+	a := newUser(t, url, 0)
+	b := open(t, url)
+	inbox, archive, trash := mailboxOf(t, a, "INBOX"), mailboxOf(t, a, "Archive"), mailboxOf(t, a, "Trash")
+	changes := make(chan store.Change, 16)
+	defer a.Watch(func(c store.Change) { changes <- c })()
+	expect := func(what string, ids ...uint64) {
+		t.Helper()
+		var got []uint64
+		timeout := time.After(time.Second)
+		for len(got) < len(ids) {
+			select {
+			case c := <-changes:
+				if c.User != alice {
+					t.Fatalf("%s: change %+v of another user", what, c)
+				}
+				got = append(got, c.MailboxID)
+			case <-timeout:
+				t.Fatalf("%s on node B: node A heard %v within a second, want %v", what, got, ids)
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(ids)
+		if !slices.Equal(got, ids) {
+			t.Fatalf("%s on node B: node A heard changes of %v, want %v", what, got, ids)
+		}
+		select {
+		case c := <-changes:
+			t.Fatalf("%s on node B: one change too many, %+v", what, c)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	deliver(t, b, "", msg("w"))
+	expect("Deliver", inbox.ID)
+	if _, err := b.Copy(ctx, alice, "INBOX", []uint32{1}, "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	expect("Copy", archive.ID)
+	if _, err := b.Move(ctx, alice, "INBOX", []uint32{1}, "Trash"); err != nil {
+		t.Fatal(err)
+	}
+	expect("Move", inbox.ID, trash.ID)
+	if _, err := b.ClaimRecent(ctx, alice, trash.ID, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetSubscribed(ctx, alice, "Trash", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateMailbox(ctx, alice, "Trash/Old", ""); err != nil {
+		t.Fatal(err)
+	}
+	old := mailboxOf(t, a, "Trash/Old")
+	expect("ClaimRecent, SetSubscribed and CreateMailbox")
+	if err := b.RenameMailbox(ctx, alice, "Trash", "Bin"); err != nil {
+		t.Fatal(err)
+	}
+	expect("RenameMailbox with a child", trash.ID, old.ID)
+	if err := b.DeleteMailbox(ctx, alice, "Bin/Old"); err != nil {
+		t.Fatal(err)
+	}
+	expect("DeleteMailbox", old.ID)
+}

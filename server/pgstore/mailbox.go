@@ -70,8 +70,10 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 					return err
 				}
 			}
-			// For the change feed's catch-up after a lost connection.
-			if _, err := tx.Exec(ctx, `INSERT INTO deleted_mailboxes (mailbox_id, user_name, change_xid)
+			// For the change feed's catch-up after a lost connection;
+			// tombstones older than a day go.
+			if _, err := tx.Exec(ctx, `WITH old AS (DELETE FROM deleted_mailboxes WHERE deleted_at < now() - interval '1 day')
+				INSERT INTO deleted_mailboxes (mailbox_id, user_name, change_xid)
 				VALUES ($1, $2, pg_current_xact_id()::text::bigint)`, id, user); err != nil {
 				return err
 			}

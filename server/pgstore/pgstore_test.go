@@ -52,6 +52,7 @@ func TestPostgres(t *testing.T) {
 		{"Vanished", testVanished},
 		{"HeaderCache", testHeaderCache},
 		{"FeedCatchUp", testFeedCatchUp},
+		{"WatchMailboxOps", testWatchMailboxOps},
 		{"ConcurrentIMAP", testConcurrentIMAP},
 		{"IMAPTwoNodes", testIMAPTwoNodes},
 	} {
