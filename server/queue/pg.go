@@ -31,12 +31,21 @@ package queue
 // down releases the leases of the attempts it interrupted.
 //
 // Delivery is at least once, never at most once: a recipient accepted by
-// the remote server is sent again by another node only when its node
-// died (or lost its lease) between the remote server's 250 reply and the
-// COMMIT that records it, a window of one round trip to the database in
-// normal operation, up to LeaseTime when the database is unreachable.
-// What a node recorded is never sent again: the record is gone, or its
-// recipients are marked delivered, before any other node can claim it.
+// the remote server is sent again only when its node died (or lost its
+// lease) between the remote server's 250 reply and the COMMIT that
+// records it, a window of one round trip to the database in normal
+// operation. A failed COMMIT (database restarting) is retried for half
+// of LeaseTime, while the lease is surely still ours; a database
+// unreachable for longer leaves the record leased, and it is sent again
+// once the lease expired. What a node recorded is never sent again: the
+// record is gone, or its recipients are marked delivered, before any
+// other node can claim it.
+//
+// Limits are per node: Options.Workers and MaxPerDestination bound each
+// node's deliveries (N nodes may open N times MaxPerDestination
+// connections to one destination), and the warm-up ramp counts each
+// node's direct deliveries apart (queue_warmup, keyed by Node: each node
+// sends from its own addresses).
 //
 // Bodies are held in memory while they are enqueued and sent (bytea is
 // read whole): the SMTP message size limit bounds them.
