@@ -511,3 +511,31 @@ func TestPGOutcomeSurvivesDatabaseRestart(t *testing.T) {
 		t.Errorf("message accepted %d times, want once", n)
 	}
 }
+
+// TestPGNotifyWakesOtherNode: a message enqueued on a node that does not
+// deliver is delivered at once by another node whose poll interval is an
+// hour: the insert's notification woke it.
+func TestPGNotifyWakesOtherNode(t *testing.T) {
+	_, pool := pgDatabase(t)
+	peer := startCountingPeer(t)
+	ctx := context.Background()
+	enq, err := queue.Open(ctx, pgQueueOptions(t, pool, "enqueuer", peer.port, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enq.Close()
+	opts := pgQueueOptions(t, pool, "node-b", peer.port, time.Minute)
+	opts.PollInterval = time.Hour
+	b, err := queue.Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runQueue(t, b)
+	time.Sleep(500 * time.Millisecond) // b's first look at the queue: empty
+	for i := range 3 {
+		if err := enq.Enqueue(ctx, "alice@a.test", []string{"bob@b.test"}, strings.NewReader(pgMessage(i))); err != nil {
+			t.Fatal(err)
+		}
+		waitDelivered(t, peer, b, i+1, 10*time.Second)
+	}
+}
