@@ -204,3 +204,18 @@ func TestNodesLabPrepare(t *testing.T) {
 		t.Errorf("MigrateStore of a newer schema = %v, want pgstore's one line", err)
 	}
 }
+
+// TestContactedServers: a plan targeted at a server also reads the first
+// server of its domains, whose DKIM keys apply copies to it.
+func TestContactedServers(t *testing.T) {
+	a, b, c := &config.Server{Name: "a"}, &config.Server{Name: "b"}, &config.Server{Name: "c"}
+	cfg := &config.Config{Servers: []*config.Server{a, b, c},
+		Domains: []*config.Domain{{Name: "example.org", Server: a, Servers: []*config.Server{a, b}}, {Name: "example.net", Server: c, Servers: []*config.Server{c}}}}
+	got := contactedServers(cfg, []string{"server.b"})
+	if !got["a"] || !got["b"] || got["c"] || len(got) != 2 {
+		t.Errorf("contactedServers(server.b) = %v, want a and b", got)
+	}
+	if got := contactedServers(cfg, []string{"dns.example.org.MX"}); len(got) != 0 {
+		t.Errorf("contactedServers(a DNS target) = %v, want none", got)
+	}
+}
