@@ -175,3 +175,17 @@ func TestPostgresStoreAvailable(t *testing.T) {
 		t.Errorf("PostgresStoreAvailable() = %v, but the server's check says %v", got, err)
 	}
 }
+
+// TestNodesWithoutSecrets: validate, which has no secrets, accepts
+// servers whose store URLs it cannot read (taken as the same store).
+func TestNodesWithoutSecrets(t *testing.T) {
+	withStore(t, true)
+	cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(nodes)},
+		config.LoadOptions{NoSecrets: true, Getenv: func(string) string { return "" }})
+	if diags.HasErrors() {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	if len(cfg.Domains[0].Servers) != 2 || cfg.Servers[0].Store == nil || cfg.Servers[0].Store.Postgres.Str != "" {
+		t.Errorf("servers %v, store %+v", cfg.Domains[0].Servers, cfg.Servers[0].Store)
+	}
+}
