@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,6 +64,7 @@ domain "example.test" {
 }
 user "alice@example.test" {
   password_hash = "$argon2id$v=19$m=65536,t=3,p=2$UeSV5v4pRDM98iMYybgzlw$uJxSGKfVS7hCRQQqAKRIqHwmZPaZMYJKdD0YoceRU1I"
+  aliases       = ["postmaster@example.test", "abuse@example.test"]
 }
 `
 
@@ -218,4 +221,116 @@ func TestContactedServers(t *testing.T) {
 	if got := contactedServers(cfg, []string{"dns.example.org.MX"}); len(got) != 0 {
 		t.Errorf("contactedServers(a DNS target) = %v, want none", got)
 	}
+}
+
+// TestNodesLabApply applies two local nodes on one PostgreSQL store: the
+// first apply creates the schema and starts both servers with the same
+// DKIM keys; mail taken by one node is read through the other; a second
+// apply changes nothing; a database at a newer schema than this mailctl
+// stops the next apply with one line.
+func TestNodesLabApply(t *testing.T) {
+	if !config.PostgresStoreAvailable() {
+		t.Skip("mailctl serve does not run on PostgreSQL in this build yet (server/config postgresWired)")
+	}
+	for _, addr := range []string{"127.0.0.2:3525", "127.0.0.3:3525"} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatalf("%s is taken: is a node lab already running?", addr)
+		}
+	}
+	bin := buildBinary(t)
+	pg := testenv.StartPostgres(t)
+	url := pg.NewDatabase(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mail.hcl"), nodesLabHCL, 0o644)
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		return mailctlEnv(t, bin, []string{"PG_URL=" + url}, append([]string{"-chdir", dir}, args...)...)
+	}
+	t.Cleanup(func() { run("destroy", "-auto-approve") })
+
+	out, code := run("apply", "-auto-approve")
+	if code != 0 || !strings.Contains(out, "Apply complete!") {
+		t.Fatalf("apply = %d:\n%s", code, out)
+	}
+	if want := fmt.Sprintf("server.a: store schema 0 -> %d", pgstore.SchemaVersion()); !strings.Contains(out, want) || strings.Count(out, "migrating the store's schema") != 1 {
+		t.Errorf("apply output lacks %q, once:\n%s", want, out)
+	}
+	if strings.Contains(out, url) {
+		t.Errorf("apply printed the store's URL:\n%s", out)
+	}
+	for _, f := range []string{"mailctl-ed25519.pem", "mailctl-rsa.pem"} {
+		ka, errA := os.ReadFile(filepath.Join(dir, ".a", "data", "dkim", "example.test", f))
+		kb, errB := os.ReadFile(filepath.Join(dir, ".b", "data", "dkim", "example.test", f))
+		if errA != nil || errB != nil || string(ka) != string(kb) {
+			t.Errorf("DKIM key %s of a and b: %v, %v, same %v", f, errA, errB, string(ka) == string(kb))
+		}
+	}
+
+	// In through b, out through a: one store.
+	token := "nodes-" + time.Now().Format("150405.000000")
+	swaks := exec.Command("swaks", "--server", "127.0.0.3:3525", "--from", "someone@example.net",
+		"--to", "alice@example.test", "--header", "Subject: "+token, "--body", "hello nodes")
+	if b, err := swaks.CombinedOutput(); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, b)
+	}
+	py := `
+import imaplib, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+ctx.check_hostname = False
+m = imaplib.IMAP4_SSL("127.0.0.2", 3993, ssl_context=ctx)
+m.login("alice@example.test", "lab-alice-password")
+for _ in range(50):
+    m.select("INBOX")
+    typ, data = m.search(None, "SUBJECT", sys.argv[2])
+    if data[0].split():
+        break
+    time.sleep(0.2)
+print("found", len(data[0].split()))
+`
+	imap := exec.Command("python3", "-c", py, filepath.Join(dir, ".a", "data", "tls", "self-signed.crt"), token)
+	if b, err := imap.CombinedOutput(); err != nil || !strings.Contains(string(b), "found 1") {
+		t.Errorf("IMAP read through a of the message given to b: %v\n%s", err, b)
+	}
+
+	if out, code := run("apply", "-auto-approve"); code != 0 || !strings.Contains(out, "No changes.") {
+		t.Errorf("second apply = %d, want no changes:\n%s", code, out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := pgstore.SchemaVersion() + 1
+	if _, err := conn.Exec(ctx, "INSERT INTO schema_version (version, name) VALUES ($1, 'future.sql')", newer); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	// A change, so that apply deploys (and migrates) again.
+	writeFile(t, filepath.Join(dir, "mail.hcl"), strings.Replace(nodesLabHCL, "https = 3443", "https = 3444", 2), 0o644)
+	out, code = run("apply", "-auto-approve")
+	if code == 0 || !strings.Contains(out, fmt.Sprintf("the database is at schema %d", newer)) {
+		t.Errorf("apply on a newer schema = %d, want refused:\n%s", code, out)
+	}
+}
+
+// mailctlEnv is mailctl with more environment variables.
+func mailctlEnv(t *testing.T, bin string, env []string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("mailctl %v: %v", args, err)
+	}
+	return out.String(), code
 }
