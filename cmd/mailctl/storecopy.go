@@ -29,8 +29,7 @@ or brought up to date first.
 The copy can be interrupted (Ctrl-C) and run again: mailboxes already
 copied are skipped, one copied halfway is done again. A destination
 mailbox that holds other mail is refused: drop it (or the destination).
-PostgreSQL keeps internal dates to the microsecond, no \Recent marks and
-no subscriptions to deleted mailboxes (docs/operations.md).
+PostgreSQL keeps internal dates to the microsecond (docs/operations.md).
 `
 
 // The dispatch of `mailctl store SUBCOMMAND`, while cmd/mailctl has no
