@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,9 +19,12 @@ import (
 // body, as server/store's ImportMailbox does. A mailbox is imported in one
 // transaction: an interrupted import leaves nothing to clean.
 
-// importBatchRows bounds the message rows sent to the server in one round
-// trip (bodies go as they are read, in chunks).
-const importBatchRows = 1000
+// importBatchRows and importBatchBytes bound the messages (with their
+// bodies of one chunk) sent to the server in one round trip.
+const (
+	importBatchRows        = 1000
+	importBatchBytes int64 = 8 << 20
+)
 
 // ImportUser creates user, when absent, without any mailbox (the import
 // brings them, INBOX included), and sets its quota in bytes (0 =
@@ -93,17 +97,19 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 		return false, fmt.Errorf("insert mailbox: %w", err)
 	}
 	var (
-		batch pgx.Batch
-		count int64
-		size  int64
-		prev  uint32
+		buf        = make([]byte, s.chunkSize) // the first chunk of each body
+		batch      pgx.Batch
+		batchBytes int64
+		count      int64
+		size       int64
+		prev       uint32
 	)
 	flush := func() error {
 		if batch.Len() == 0 {
 			return nil
 		}
 		err := tx.SendBatch(ctx, &batch).Close()
-		batch = pgx.Batch{}
+		batch, batchBytes = pgx.Batch{}, 0
 		if err != nil {
 			return fmt.Errorf("insert messages: %w", err)
 		}
@@ -125,10 +131,10 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 		if err != nil {
 			return false, fmt.Errorf("message UID %d: %w", m.UID, err)
 		}
-		// Streamed as at delivery: the first chunk, then the rest in
-		// chunks of the store's size.
-		first := make([]byte, s.chunkSize)
-		k, err := io.ReadFull(ctxReader{ctx, body}, first)
+		// As at delivery: a body that fits in one chunk goes with its
+		// message in one statement, queued (no round trip of its own); a
+		// larger one is streamed in chunks of the store's size.
+		k, err := io.ReadFull(ctxReader{ctx, body}, buf)
 		rest := body
 		switch {
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
@@ -136,18 +142,35 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 		case err != nil:
 			return false, fmt.Errorf("message UID %d: read body: %w", m.UID, err)
 		}
-		bodyID, n, _, err := s.insertBody(ctx, tx, first[:k], rest)
-		if err != nil {
-			return false, fmt.Errorf("message UID %d: %w", m.UID, err)
+		var n int64
+		if rest == nil {
+			data := bytes.Clone(buf[:k])
+			n = int64(k)
+			var hc headerCapture
+			hc.add(data)
+			hdr := hc.header()
+			batch.Queue(`WITH b AS (
+					INSERT INTO bodies (size, chunk_size, refs, header, summary) VALUES ($1, $2, 1, $3, $4) RETURNING id),
+				c AS (INSERT INTO body_chunks (body_id, chunk_no, data) SELECT id, 0, $5 FROM b WHERE $1 > 0)
+				INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
+				SELECT $6, $7, $8, $9, $10, $1, id FROM b`,
+				n, s.chunkSize, hdr, s.summarize(hdr), data, id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate)
+			batchBytes += n
+		} else {
+			var bodyID int64
+			bodyID, n, _, err = s.insertBody(ctx, tx, buf[:k], rest)
+			if err != nil {
+				return false, fmt.Errorf("message UID %d: %w", m.UID, err)
+			}
+			batch.Queue(`INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+				id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate, n, bodyID)
 		}
 		if m.Size != 0 && n != m.Size {
 			return false, fmt.Errorf("message UID %d: body of %d bytes, the source says %d", m.UID, n, m.Size)
 		}
-		batch.Queue(`INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate, n, bodyID)
 		count++
 		size += n
-		if batch.Len() >= importBatchRows {
+		if batch.Len() >= importBatchRows || batchBytes >= importBatchBytes {
 			if err := flush(); err != nil {
 				return false, err
 			}

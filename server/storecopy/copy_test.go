@@ -152,7 +152,21 @@ func snapshot(t *testing.T, ctx context.Context, src storecopy.Source, exact boo
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, m := range msgs {
+			// The headers cached for IMAP (FETCH ENVELOPE, header SEARCH).
+			var hdrs [][]byte
+			if h, ok := src.(headerReader); ok && len(msgs) > 0 {
+				uids := make([]uint32, len(msgs))
+				for i, m := range msgs {
+					uids[i] = m.UID
+				}
+				if hdrs, err = h.Headers(ctx, u, mb.ID, uids); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, m := range msgs {
+				if hdrs != nil {
+					fmt.Fprintf(&sb, "  header %q\n", hdrs[i])
+				}
 				b, err := src.OpenBody(ctx, m)
 				if err != nil {
 					t.Fatal(err)
@@ -179,6 +193,10 @@ func snapshot(t *testing.T, ctx context.Context, src storecopy.Source, exact boo
 		}
 	}
 	return sb.String()
+}
+
+type headerReader interface {
+	Headers(ctx context.Context, user string, mailboxID uint64, uids []uint32) ([][]byte, error)
 }
 
 // cancelAfter is a Source whose context is cancelled after n bodies.
