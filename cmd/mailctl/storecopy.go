@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/pgstore"
 	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/storecopy"
@@ -131,6 +132,9 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		defer st.Close()
 		src, dst = storecopy.PGSource(pg), st
 	}
+	// The destination keeps the ENVELOPE summary of each message, as when
+	// serve delivers it.
+	dst.(interface{ SetHeaderSummary(func([]byte) []byte) }).SetHeaderSummary(imap.HeaderSummary)
 	stats, err := storecopy.Copy(ctx, src, dst, storecopy.Options{Progress: e.Stdout})
 	if err != nil {
 		if ctx.Err() != nil {
