@@ -15,9 +15,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailctl/mailctl/server/procmem"
 )
 
 // Kind is the kind of a collection: calendars or address books.
@@ -88,6 +92,9 @@ type Object struct {
 // change is one transaction, written and fsynced before it returns.
 type Store struct {
 	db *bolt.DB
+
+	mappedBase atomic.Int64 // file-backed resident bytes after the last trim (mapped.go)
+	trimming   sync.Mutex   // held while the mapping is trimmed
 }
 
 // Open opens (creating if needed) the store at path.
@@ -106,7 +113,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise calendar store %q: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	if n, err := procmem.FileResident(); err == nil {
+		s.mappedBase.Store(n)
+	}
+	return s, nil
 }
 
 // Close closes the store.
@@ -298,6 +309,7 @@ func (s *Store) CreateCollection(ctx context.Context, user string, c Collection)
 
 // DeleteCollection removes a collection and everything in it.
 func (s *Store) DeleteCollection(ctx context.Context, user string, kind Kind, name string) error {
+	defer s.checkMapped()
 	return s.db.Update(func(tx *bolt.Tx) error {
 		ub := tx.Bucket(bucketUsers).Bucket([]byte(user))
 		if ub == nil || ub.Bucket(colKey(kind, name)) == nil {
@@ -333,6 +345,7 @@ func (s *Store) Object(ctx context.Context, user string, kind Kind, col, name st
 		if err == nil && !ok {
 			err = ErrNotFound
 		}
+		s.checkMappedTx(tx)
 		return err
 	})
 	return o, err
@@ -353,6 +366,9 @@ func (s *Store) Objects(ctx context.Context, user string, kind Kind, col string)
 			}
 			o.Name = string(k)
 			objs = append(objs, o)
+			if len(objs)%reportBatch == 0 {
+				s.checkMappedTx(tx)
+			}
 			return nil
 		})
 	})
@@ -385,6 +401,7 @@ func (s *Store) ObjectsAfter(ctx context.Context, user string, kind Kind, col, a
 			o.Name = string(k)
 			objs = append(objs, o)
 		}
+		s.checkMappedTx(tx)
 		return nil
 	})
 	return objs, err
@@ -459,11 +476,13 @@ func (s *Store) PutObject(ctx context.Context, user string, kind Kind, col, name
 		}
 		return cb.Bucket(bucketObjs).Put([]byte(name), b)
 	})
+	s.checkMapped()
 	return o, created, err
 }
 
 // DeleteObject removes an object, if cond holds.
 func (s *Store) DeleteObject(ctx context.Context, user string, kind Kind, col, name string, cond Conditions) error {
+	defer s.checkMapped()
 	return s.db.Update(func(tx *bolt.Tx) error {
 		cb, err := colBucket(tx, user, kind, col)
 		if err != nil {
@@ -534,7 +553,11 @@ func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token 
 				continue
 			}
 			changes = append(changes, Change{Name: string(v), Seq: binary.BigEndian.Uint64(k), Deleted: !ok, Object: o})
+			if len(changes)%reportBatch == 0 {
+				s.checkMappedTx(tx)
+			}
 		}
+		s.checkMappedTx(tx)
 		return nil
 	})
 	return changes, c, err
