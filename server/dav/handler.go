@@ -19,6 +19,8 @@
 //   - the collection properties sync-token, getctag and
 //     supported-report-set (collprops.go);
 //   - MKCALENDAR (mkcalendar.go);
+//   - PROPPATCH of a collection's name, description and colour
+//     (proppatch.go), which go-webdav answers 501;
 //   - If-Match on DELETE, which go-webdav does not pass to a backend;
 //   - a size limit on PUT (413), and the principal with both home sets.
 package dav
@@ -155,6 +157,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.mkcalendar(w, r, user, dp)
 		return
+	case "PROPPATCH":
+		if depth == 3 {
+			h.proppatch(w, r, user, dp)
+			return
+		}
 	case http.MethodPut:
 		if r.ContentLength > h.opts.MaxObjectBytes {
 			h.tooLarge(w)

@@ -65,6 +65,9 @@ type Collection struct {
 	Name        string `json:"-"`
 	DisplayName string `json:"display_name,omitempty"`
 	Description string `json:"description,omitempty"`
+	// Color is a calendar's colour, "#RRGGBB" or "#RRGGBBAA" (Apple's
+	// calendar-color property, set by PROPPATCH).
+	Color string `json:"color,omitempty"`
 	// Epoch identifies this incarnation of the collection in sync tokens:
 	// a collection deleted and made again does not accept old tokens.
 	Epoch string `json:"epoch"`
@@ -303,6 +306,27 @@ func (s *Store) CreateCollection(ctx context.Context, user string, c Collection)
 	})
 	if err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("create %s %s of %s: %w", c.Kind, c.Name, user, err)
+	}
+	return err
+}
+
+// UpdateCollection changes a collection's properties (display name,
+// description, colour) with update, in one transaction.
+func (s *Store) UpdateCollection(ctx context.Context, user string, kind Kind, name string, update func(*Collection)) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		cb, err := colBucket(tx, user, kind, name)
+		if err != nil {
+			return err
+		}
+		c, err := getMeta(cb, kind, name)
+		if err != nil {
+			return err
+		}
+		update(&c)
+		return putMeta(cb, c)
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("update %s %s of %s: %w", kind, name, user, err)
 	}
 	return err
 }
