@@ -17,16 +17,45 @@ import (
 // (TestReportLeavesStoreUnmapped), where a server that reads its files
 // with read(2), as Radicale does, keeps none of them.
 //
-// So after each batch a scan reads (ObjectsAfter, Objects, Changes) and
-// after each change, the process's file-backed resident memory (a counter
-// the kernel keeps: /proc/self/statm, no walk of the page tables) is
-// compared with what it was after the last trim; past mappedBudget, the
+// So every checkEvery bytes read or written (objects read by GETs and
+// scans, each change counted with a page more for the tree), the process's
+// file-backed resident memory (a counter the kernel keeps: /proc/self/statm,
+// no walk of the page tables, but 10-20 µs a read) is compared with what
+// it was after the last trim; past mappedBudget, the
 // whole mapping is dropped (MADV_DONTNEED: the next accesses map the pages
 // again from the page cache, about 5 µs a fault). The mail store
 // (server/store) reads its big values with pread(2) instead, in bbolt's
 // page format, for throughput over very large files; calendar objects are
 // small and a REPORT reads a few MiB, for which dropping the mapping now
 // and then costs a few milliseconds and keeps this store on bbolt's API.
+
+// checkEvery is how many bytes of objects are read or written between two
+// looks at the resident memory.
+const checkEvery = 128 << 10
+
+// changeCost is what a change counts for besides its data: the pages of
+// the tree it reads and rewrites.
+const changeCost = 4096
+
+// readMapped counts n bytes read through the mapping in transaction tx
+// and checks the resident memory every checkEvery bytes (checkMappedTx).
+func (s *Store) readMapped(tx *bolt.Tx, n int) {
+	if s.sinceCheck.Add(int64(n)) < checkEvery {
+		return
+	}
+	s.sinceCheck.Store(0)
+	s.checkMappedTx(tx)
+}
+
+// wroteMapped counts a change of n bytes of data, after its transaction,
+// and checks the resident memory every checkEvery bytes (checkMapped).
+func (s *Store) wroteMapped(n int) {
+	if s.sinceCheck.Add(int64(n+changeCost)) < checkEvery {
+		return
+	}
+	s.sinceCheck.Store(0)
+	s.checkMapped()
+}
 
 // mappedBudget is how much the file-backed resident memory of the process
 // may grow between two trims of the mapping.

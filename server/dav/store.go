@@ -97,6 +97,7 @@ type Store struct {
 	db *bolt.DB
 
 	mappedBase atomic.Int64 // file-backed resident bytes after the last trim (mapped.go)
+	sinceCheck atomic.Int64 // bytes read or written since the last look at them
 	trimming   sync.Mutex   // held while the mapping is trimmed
 }
 
@@ -369,7 +370,7 @@ func (s *Store) Object(ctx context.Context, user string, kind Kind, col, name st
 		if err == nil && !ok {
 			err = ErrNotFound
 		}
-		s.checkMappedTx(tx)
+		s.readMapped(tx, len(o.Data))
 		return err
 	})
 	return o, err
@@ -390,9 +391,7 @@ func (s *Store) Objects(ctx context.Context, user string, kind Kind, col string)
 			}
 			o.Name = string(k)
 			objs = append(objs, o)
-			if len(objs)%reportBatch == 0 {
-				s.checkMappedTx(tx)
-			}
+			s.readMapped(tx, len(v))
 			return nil
 		})
 	})
@@ -404,6 +403,7 @@ func (s *Store) Objects(ctx context.Context, user string, kind Kind, col string)
 // collection this way, one short read transaction per batch.
 func (s *Store) ObjectsAfter(ctx context.Context, user string, kind Kind, col, after string, n int) ([]Object, error) {
 	objs := make([]Object, 0, n)
+	read := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		cb, err := colBucket(tx, user, kind, col)
 		if err != nil {
@@ -424,8 +424,9 @@ func (s *Store) ObjectsAfter(ctx context.Context, user string, kind Kind, col, a
 			}
 			o.Name = string(k)
 			objs = append(objs, o)
+			read += len(v)
 		}
-		s.checkMappedTx(tx)
+		s.readMapped(tx, read)
 		return nil
 	})
 	return objs, err
@@ -500,13 +501,13 @@ func (s *Store) PutObject(ctx context.Context, user string, kind Kind, col, name
 		}
 		return cb.Bucket(bucketObjs).Put([]byte(name), b)
 	})
-	s.checkMapped()
+	s.wroteMapped(len(data))
 	return o, created, err
 }
 
 // DeleteObject removes an object, if cond holds.
 func (s *Store) DeleteObject(ctx context.Context, user string, kind Kind, col, name string, cond Conditions) error {
-	defer s.checkMapped()
+	defer s.wroteMapped(0)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		cb, err := colBucket(tx, user, kind, col)
 		if err != nil {
@@ -577,11 +578,8 @@ func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token 
 				continue
 			}
 			changes = append(changes, Change{Name: string(v), Seq: binary.BigEndian.Uint64(k), Deleted: !ok, Object: o})
-			if len(changes)%reportBatch == 0 {
-				s.checkMappedTx(tx)
-			}
+			s.readMapped(tx, len(o.Data)+len(k)+len(v))
 		}
-		s.checkMappedTx(tx)
 		return nil
 	})
 	return changes, c, err
