@@ -17,11 +17,13 @@ import (
 // (TestReportLeavesStoreUnmapped), where a server that reads its files
 // with read(2), as Radicale does, keeps none of them.
 //
-// So every checkEvery bytes read or written (objects read by GETs and
-// scans, each change counted with a page more for the tree), the process's
-// file-backed resident memory (a counter the kernel keeps: /proc/self/statm,
-// no walk of the page tables, but 10-20 µs a read) is compared with what
-// it was after the last trim; past mappedBudget, the
+// So after each batch of objects a scan reads (ObjectsAfter, Objects,
+// Changes: reportBatch objects), and every checkEvery bytes that single
+// reads and changes read or write (a change counted with a page more for
+// the tree), the process's file-backed resident memory (a counter the
+// kernel keeps: /proc/self/statm, no walk of the page tables, but 10-20 µs
+// a read) is compared with what it was after the last trim; past
+// mappedBudget, the
 // whole mapping is dropped (MADV_DONTNEED: the next accesses map the pages
 // again from the page cache, about 5 µs a fault). The mail store
 // (server/store) reads its big values with pread(2) instead, in bbolt's

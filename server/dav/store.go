@@ -391,7 +391,9 @@ func (s *Store) Objects(ctx context.Context, user string, kind Kind, col string)
 			}
 			o.Name = string(k)
 			objs = append(objs, o)
-			s.readMapped(tx, len(v))
+			if len(objs)%reportBatch == 0 {
+				s.checkMappedTx(tx)
+			}
 			return nil
 		})
 	})
@@ -403,7 +405,6 @@ func (s *Store) Objects(ctx context.Context, user string, kind Kind, col string)
 // collection this way, one short read transaction per batch.
 func (s *Store) ObjectsAfter(ctx context.Context, user string, kind Kind, col, after string, n int) ([]Object, error) {
 	objs := make([]Object, 0, n)
-	read := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		cb, err := colBucket(tx, user, kind, col)
 		if err != nil {
@@ -424,9 +425,10 @@ func (s *Store) ObjectsAfter(ctx context.Context, user string, kind Kind, col, a
 			}
 			o.Name = string(k)
 			objs = append(objs, o)
-			read += len(v)
 		}
-		s.readMapped(tx, read)
+		// A scan's batch: the pages around those read are mapped
+		// too (fault-around), look at once.
+		s.checkMappedTx(tx)
 		return nil
 	})
 	return objs, err
@@ -578,8 +580,11 @@ func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token 
 				continue
 			}
 			changes = append(changes, Change{Name: string(v), Seq: binary.BigEndian.Uint64(k), Deleted: !ok, Object: o})
-			s.readMapped(tx, len(o.Data)+len(k)+len(v))
+			if len(changes)%reportBatch == 0 {
+				s.checkMappedTx(tx)
+			}
 		}
+		s.checkMappedTx(tx)
 		return nil
 	})
 	return changes, c, err
