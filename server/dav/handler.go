@@ -10,7 +10,8 @@
 //     with a per-collection change log for sync tokens;
 //   - Basic authentication, and each user seeing only their own tree;
 //   - the sync-collection REPORT (RFC 6578), which go-webdav's server
-//     does not implement: sync.go answers it from the change log;
+//     does not implement: sync.go answers it from the change log, read
+//     and written a batch at a time;
 //   - calendar-query, addressbook-query and the two multigets on a
 //     collection (report.go), answered as a stream instead of go-webdav's
 //     whole-answer-in-memory handlers, with its own vCard matcher

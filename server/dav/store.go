@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -550,6 +551,17 @@ type Change struct {
 // order of the changes. It also returns the collection, whose Epoch and
 // Seq make the current token.
 func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token string) (changes []Change, c Collection, err error) {
+	return s.ChangesAfter(ctx, user, kind, col, token, 0, math.MaxUint64, -1)
+}
+
+// ChangesAfter is Changes a batch at a time, for an answer written as it
+// is read: up to n changes (n < 0: all) whose sequence numbers are above
+// after and at most upTo. A sync-collection reads its first batch with
+// upTo = math.MaxUint64, then the next ones after the last sequence number
+// read, up to the first batch's c.Seq: the token it answers. An object
+// changed meanwhile leaves that range (its entry moves to a newer number)
+// and is in the next sync-collection instead.
+func (s *Store) ChangesAfter(ctx context.Context, user string, kind Kind, col, token string, after, upTo uint64, n int) (changes []Change, c Collection, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		cb, err := colBucket(tx, user, kind, col)
 		if err != nil {
@@ -570,8 +582,13 @@ func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token 
 				return ErrBadToken
 			}
 		}
+		since = max(since, after)
 		lc := cb.Bucket(bucketLog).Cursor()
-		for k, v := lc.Seek(seqKey(since + 1)); k != nil; k, v = lc.Next() {
+		for k, v := lc.Seek(seqKey(since + 1)); k != nil && (n < 0 || len(changes) < n); k, v = lc.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			if seq > upTo {
+				break
+			}
 			o, ok, err := getObj(cb, string(v))
 			if err != nil {
 				return err
@@ -579,7 +596,7 @@ func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token 
 			if !ok && token == "" {
 				continue
 			}
-			changes = append(changes, Change{Name: string(v), Seq: binary.BigEndian.Uint64(k), Deleted: !ok, Object: o})
+			changes = append(changes, Change{Name: string(v), Seq: seq, Deleted: !ok, Object: o})
 			if len(changes)%reportBatch == 0 {
 				s.checkMappedTx(tx)
 			}
