@@ -218,6 +218,9 @@ func FillKeys(p *plan.Plan, keys []desired.DKIMKey) {
 			continue
 		}
 		for _, k := range keys {
+			if k.Server != "" && c.Source != "" && c.Source != "server."+k.Server {
+				continue // another node's copy: the domain publishes its first server's keys
+			}
 			sel, _, _ := strings.Cut(c.Name, "._domainkey")
 			if c.Domain == k.Domain && sel == k.Selector {
 				c.After.Values = []string{k.Record}

@@ -102,6 +102,7 @@ type Server struct {
 	Outbound *Outbound // nil: defaults (IPv6 preferred, no warm-up)
 	Inbound  *Inbound  // nil: defaults (Spamhaus ZEN, no greylisting)
 	Spam     *Spam     // nil: no content filtering
+	Store    *Store    // nil: the embedded store (multinode.go)
 	Limits   Limits    // zero values: the server's defaults (docs/security.md)
 	Ports    Ports
 	// Resolvers ("host:port") answer the server's MX, SPF, DKIM and DMARC
@@ -212,17 +213,25 @@ var DefaultPorts = Ports{SMTP: 25, Submission: 587, Submissions: 465, IMAP: 143,
 
 // Domain is a `domain "<name>"` block.
 type Domain struct {
-	Name      string
-	DNS       *Provider
-	Zone      string // the zone at the DNS provider; empty = discover
-	Server    *Server
-	TTL       int // default 3600
-	DKIM      DKIM
-	SPF       SPF
-	DMARC     DMARC
-	MTASTS    *MTASTS // nil when absent
-	TLSRPT    *TLSRPT // nil when absent
-	DeclRange hcl.Range
+	Name string
+	DNS  *Provider
+	Zone string // the zone at the DNS provider; empty = discover
+	// Server is the domain's first server (Servers[0]): the one whose
+	// DKIM keys every node signs with, and that autoconfig names.
+	Server *Server
+	// Servers are the nodes that receive the domain's mail, in the
+	// configured order (server = ... or servers = [...]).
+	Servers []*Server
+	// MXPriority is each server's MX preference by name; nil: every
+	// server DefaultMXPriority.
+	MXPriority map[string]int
+	TTL        int // default 3600
+	DKIM       DKIM
+	SPF        SPF
+	DMARC      DMARC
+	MTASTS     *MTASTS // nil when absent
+	TLSRPT     *TLSRPT // nil when absent
+	DeclRange  hcl.Range
 }
 
 // DKIM settings.

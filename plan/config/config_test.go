@@ -177,7 +177,7 @@ domain "example.net" {
 		{name: "quoted reference", repl: [2]string{`server = server.mx1`, `server = "server.mx1"`}, want: []string{"19:Invalid reference"}},
 		{name: "dns provider as ptr", repl: [2]string{`ptr      = provider.ovh.eu`, `ptr      = provider.cloudflare.main`}, want: []string{"13:Provider cannot do this"}},
 		{name: "ptr provider as dns", add: "provider \"hetzner\" \"h\" { token = \"t\" }\ndomain \"example.net\" {\n dns = provider.hetzner.h\n server = server.mx1\n}\n", want: []string{"28:Provider cannot do this"}},
-		{name: "domain without server", add: "domain \"example.net\" {\n dns = provider.cloudflare.main\n}\n", want: []string{"26:Missing required argument"}},
+		{name: "domain without server", add: "domain \"example.net\" {\n dns = provider.cloudflare.main\n}\n", want: []string{"26:Missing server"}},
 		{name: "unknown provider kind", add: "provider \"route53\" \"aws\" {}\n", want: []string{"26:Unknown provider kind"}},
 		{name: "provider missing credential", add: "provider \"cloudflare\" \"two\" {}\n", want: []string{"26:Missing required argument"}},
 		{name: "env unset", repl: [2]string{`env("CF_TOKEN")`, `env("NOPE")`}, want: []string{"2:Error in function call"}},

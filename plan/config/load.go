@@ -181,6 +181,8 @@ type decoder struct {
 	// migrationRanges holds each migration's domains attribute, for
 	// diagnostics of cross-block checks.
 	migrationRanges map[*Migration]*hcl.Attribute
+	// badServers is set when a domain's servers are wrong (multinode.go).
+	badServers bool
 }
 
 func (d *decoder) errf(rng *hcl.Range, summary, format string, a ...any) {
@@ -513,7 +515,7 @@ var serverSchema = &hcl.BodySchema{
 		{Name: "hostname", Required: true}, {Name: "ipv4", Required: true}, {Name: "ipv6"}, {Name: "ptr"}, {Name: "resolvers"},
 		{Name: "recipient_delimiter"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}, {Type: "limits"}, {Type: "spam"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "ssh"}, {Type: "local"}, {Type: "tls"}, {Type: "relay"}, {Type: "ports"}, {Type: "outbound"}, {Type: "inbound"}, {Type: "limits"}, {Type: "spam"}, {Type: "store"}},
 }
 
 func (d *decoder) server(b *hcl.Block) {
@@ -630,6 +632,9 @@ func (d *decoder) server(b *hcl.Block) {
 	}
 	if blk := blocks["spam"]; blk != nil {
 		s.Spam = d.spam(blk)
+	}
+	if blk := blocks["store"]; blk != nil {
+		s.Store = d.store(blk)
 	}
 	for _, o := range d.cfg.Servers {
 		if o.Name == s.Name {
@@ -950,7 +955,7 @@ func (d *decoder) ports(b *hcl.Block, p *Ports) {
 }
 
 var domainSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "dns", Required: true}, {Name: "server", Required: true}, {Name: "zone"}, {Name: "ttl"}},
+	Attributes: []hcl.AttributeSchema{{Name: "dns", Required: true}, {Name: "server"}, {Name: "servers"}, {Name: "mx_priority"}, {Name: "zone"}, {Name: "ttl"}},
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "dkim"}, {Type: "spf"}, {Type: "dmarc"}, {Type: "mta_sts"}, {Type: "tls_rpt"}},
 }
 
@@ -967,17 +972,7 @@ func (d *decoder) domain(b *hcl.Block) {
 	if a := content.Attributes["dns"]; a != nil {
 		d.providerRef(a, CapDNS, func(p *Provider) { dom.DNS = p })
 	}
-	if a := content.Attributes["server"]; a != nil {
-		if parts, ok := d.ref(a, "server", 1); ok {
-			d.refs = append(d.refs, func() {
-				if s := d.cfg.ServerByName(parts[0]); s != nil {
-					dom.Server = s
-				} else {
-					d.errf(a.Expr.Range().Ptr(), "Reference to undeclared server", "No server %q is declared.", parts[0])
-				}
-			})
-		}
-	}
+	d.domainServers(b, content, dom)
 	if a := content.Attributes["zone"]; a != nil {
 		dom.Zone = strings.ToLower(strings.TrimSuffix(d.plainStr(a), "."))
 		if z, err := idnDomain(dom.Zone); err != nil {

@@ -100,6 +100,7 @@ func (d *decoder) validate() {
 		hosts[s.Hostname] = s
 	}
 	d.validateMigrations()
+	d.validateNodes()
 	if len(c.Domains) == 0 && len(c.Servers)+len(c.Users)+len(c.Aliases) > 0 {
 		rng := hcl.Range{}
 		for _, f := range c.Files {

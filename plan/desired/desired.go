@@ -82,6 +82,11 @@ type DKIMKey struct {
 	// when it stopped signing.
 	State            string
 	Created, Retired time.Time
+	// Server is the name of the server that reported the key; "" when
+	// not known (then it counts for every server). Only the keys of a
+	// domain's first server are published: its other servers sign with
+	// copies of them (SourceKeys).
+	Server string
 }
 
 // DKIMSelectors returns the two selectors published for a domain's
@@ -151,6 +156,7 @@ func publishedSelectors(d *config.Domain, keys []DKIMKey) []string {
 func Records(cfg *config.Config, keys []DKIMKey) []RRSet {
 	out := make([]RRSet, 0, 16*len(cfg.Domains)) // about 12 a domain
 	hostOwner := hostDomains(cfg)
+	keys = SourceKeys(cfg, keys)
 	byKey := make(map[keyRef]string, len(keys))
 	byDomain := map[string][]DKIMKey{} // for the selectors rotations added
 	for _, k := range keys {
@@ -214,7 +220,8 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string,
 	}
 	sub := func(label string) string { return label + "." + d.Name }
 
-	mx := set(d.Name, "MX", "10 "+host)
+	mx := set(d.Name, "MX", mxValues(d)...)
+	mxText := strings.Join(mx.Values, ", ")
 	spf := set(d.Name, "TXT", SPF(cfg, d))
 	spf.Prefix = "v=spf1"
 	if moving {
@@ -226,11 +233,11 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string,
 	switch phase {
 	case config.PhasePresync:
 		mx.KeepValues, mx.KeepUntil = true, `phase = "cutover"`
-		mx.Notes = append(mx.Notes, fmt.Sprintf("the MX keep their current values until phase = \"cutover\" switches them to 10 %s; only the TTL changes now", host))
+		mx.Notes = append(mx.Notes, fmt.Sprintf("the MX keep their current values until phase = \"cutover\" switches them to %s; only the TTL changes now", mxText))
 	case config.PhaseCutover:
 		mx.Notes = append(mx.Notes,
 			"once the MX point here, run mailctl migrate again: it copies what reached the old mailboxes meanwhile",
-			"set phase = \"done\" once the old MX TTL has passed and new mail arrives at "+s.Hostname)
+			"set phase = \"done\" once the old MX TTL has passed and new mail arrives at "+strings.Join(hostnames(d), ", "))
 	}
 	out := make([]RRSet, 0, 16) // about 12: one allocation, no regrowth
 	out = append(out, mx, spf)
@@ -282,7 +289,7 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string,
 	switch {
 	case phase == config.PhasePresync:
 	case d.MTASTS != nil:
-		_, id := mtasts.Policy(d.MTASTS.Mode, []string{s.Hostname}, d.MTASTS.MaxAge)
+		_, id := mtasts.Policy(d.MTASTS.Mode, hostnames(d), d.MTASTS.MaxAge)
 		sts := set(sub("_mta-sts"), "TXT", "v=STSv1; id="+id)
 		if phase == config.PhaseDone && d.MTASTS.Mode == "testing" {
 			sts.Notes = append(sts.Notes, `MTA-STS is in testing mode: it can now be raised to enforce as a separate reviewed change (mta_sts { mode = "enforce" }), once TLS reports show no failures`)
@@ -368,20 +375,23 @@ func RelayInclude(address string) string {
 	return ""
 }
 
-// SPF returns the domain's SPF record: the server's addresses, the
-// configured includes and the relay's, then the "all" qualifier.
+// SPF returns the domain's SPF record: the addresses of every server of
+// the domain, the configured includes and the relays', then the "all"
+// qualifier.
 func SPF(cfg *config.Config, d *config.Domain) string {
 	parts := []string{"v=spf1"}
-	if s := d.Server; s != nil {
-		if s.IPv4.IsValid() {
-			parts = append(parts, "ip4:"+s.IPv4.String())
-		}
-		if s.IPv6.IsValid() {
-			parts = append(parts, "ip6:"+s.IPv6.String())
+	for _, s := range domainServers(d) {
+		for _, m := range []string{spfIP(s.IPv4, "ip4:"), spfIP(s.IPv6, "ip6:")} {
+			if m != "" && !slices.Contains(parts, m) {
+				parts = append(parts, m)
+			}
 		}
 	}
 	includes := slices.Clone(d.SPF.Include)
-	if s := d.Server; s != nil && s.Relay != nil {
+	for _, s := range domainServers(d) {
+		if s.Relay == nil {
+			continue
+		}
 		if inc := RelayInclude(s.Relay.Address); inc != "" && !slices.Contains(includes, inc) {
 			includes = append(includes, inc)
 		}

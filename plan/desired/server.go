@@ -3,6 +3,7 @@ package desired
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/mailctl/mailctl/contract"
@@ -127,9 +128,12 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		sc.Spam = &serverconfig.Spam{Rspamd: true, URL: sp.URL, ControllerURL: sp.ControllerURL,
 			RejectScore: sp.RejectScore, JunkScore: sp.JunkScore, Timeout: serverconfig.Duration(sp.Timeout)}
 	}
+	if s.Store != nil {
+		sc.Store = &serverconfig.Store{PostgresURLFile: StoreURLFile(cfg, s), Node: s.Name}
+	}
 	served := map[string]bool{}
 	for _, d := range cfg.Domains {
-		if d.Server != s {
+		if !slices.Contains(domainServers(d), s) {
 			continue
 		}
 		served[d.Name] = true

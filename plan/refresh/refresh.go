@@ -137,7 +137,7 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 			now = time.Now()
 		}
 		var err error
-		if want, dkimChanges, err = dkimrotate.Plan(cfg, opts.Keys, read, now, want); err != nil {
+		if want, dkimChanges, err = dkimrotate.Plan(cfg, desired.SourceKeys(cfg, opts.Keys), read, now, want); err != nil {
 			return nil, nil, err
 		}
 	}

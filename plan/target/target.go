@@ -158,7 +158,7 @@ func (c *Conn) State(ctx context.Context) (*plan.ServerState, []desired.DKIMKey,
 	slices.Sort(st.Users)
 	var keys []desired.DKIMKey
 	for _, k := range s.DKIM {
-		keys = append(keys, desired.DKIMKey{Domain: k.Domain, Selector: k.Selector, Record: k.Record, State: k.State, Created: k.Created, Retired: k.Retired})
+		keys = append(keys, desired.DKIMKey{Domain: k.Domain, Selector: k.Selector, Record: k.Record, State: k.State, Created: k.Created, Retired: k.Retired, Server: c.srv.Name})
 	}
 	return st, keys, nil
 }

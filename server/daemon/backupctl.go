@@ -27,6 +27,10 @@ var backupMu sync.Mutex
 // With base (the full manifest of the backup named baseName), the backup
 // is incremental against it (backup.Writer.SetBase).
 func (d *daemon) backup(ctx context.Context, w io.Writer, baseName string, base *backup.Manifest) (*backup.Manifest, error) {
+	snap, ok := d.st.(storeSnapshotter)
+	if !ok {
+		return nil, errBackupPostgres
+	}
 	backupMu.Lock()
 	defer backupMu.Unlock()
 	d.mu.Lock()
@@ -42,7 +46,7 @@ func (d *daemon) backup(ctx context.Context, w io.Writer, baseName string, base 
 			return bw.Add(prefix+"/"+name, size, r)
 		}
 	}
-	if err := d.st.Snapshot(ctx, under("store")); err != nil {
+	if err := snap.Snapshot(ctx, under("store")); err != nil {
 		return nil, err
 	}
 	if err := d.queue.Snapshot(ctx, under("queue")); err != nil {

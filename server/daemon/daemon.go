@@ -73,7 +73,7 @@ type daemon struct {
 	opts    Options
 	log     *slog.Logger
 	started time.Time
-	st      *store.Store
+	st      store.Backend
 	dav     *dav.Store
 	authn   *auth.Authenticator
 	dir     *auth.Directory
@@ -181,7 +181,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		}
 		log.Info("store closed")
 	}()
-	d.metrics.SetStoreSize(d.st.Size)
+	d.metrics.SetStoreSize(func() int64 { return storeSize(d.st) })
 	if err := d.openDAV(ctx, cfg); err != nil {
 		return err
 	}
@@ -625,7 +625,7 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 		DKIM:           []DKIMKey{},
 		TLSMode:        d.tls.Mode(),
 		Certificates:   []contract.CertInfo{},
-		StoreBytes:     d.st.Size(),
+		StoreBytes:     storeSize(d.st),
 		Quarantine:     []contract.QuarantineEntry{},
 		QueueMessages:  d.queue.Len(),
 		Listeners:      listeners,
@@ -635,7 +635,7 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 	for _, c := range d.tls.Certificates() {
 		st.Certificates = append(st.Certificates, contract.CertInfo{Names: c.Names, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Issuer: c.Issuer, SelfSigned: c.SelfSigned})
 	}
-	for _, q := range d.st.Quarantined() {
+	for _, q := range storeQuarantined(d.st) {
 		st.Quarantine = append(st.Quarantine, contract.QuarantineEntry{Time: q.Time, User: q.User, Kind: q.Kind, Mailbox: q.Mailbox,
 			MailboxID: q.MailboxID, UID: q.UID, Error: q.Error, File: q.File, BodyFile: q.BodyFile})
 	}

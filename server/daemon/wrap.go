@@ -48,7 +48,7 @@ func (a countingAuth) Authenticate(ctx context.Context, username, password strin
 // store's Usage and Quota so that the SMTP server still refuses
 // over-quota recipients at RCPT.
 type countingStore struct {
-	st      *store.Store
+	st      store.Backend
 	metrics *web.Metrics
 }
 

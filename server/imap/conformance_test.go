@@ -3,8 +3,10 @@ package imap_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -18,13 +20,17 @@ import (
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/store"
 )
 
 var conformanceSeed = flag.Uint64("imap.seed", 0, "seed of TestConformanceSessions (default: IMAP_CONFORMANCE_SEED, else the time)")
 
-// TestConformanceSessions (issue 13, "Done when"): 10 go-imap client
-// sessions on one account run random APPEND, STORE +/-FLAGS (system flags
+// TestConformanceSessions (issue 13, "Done when"; issue 20 across nodes):
+// 10 go-imap client sessions on one account, spread round robin over two
+// IMAP servers sharing one store as `serve` nodes share a database (each
+// server keeps its own state of the selected mailboxes, refreshed from
+// the store's change feed), run random APPEND, STORE +/-FLAGS (system flags
 // and keywords), COPY, MOVE, EXPUNGE, UID EXPUNGE, FETCH, NOOP and IDLE
 // on two mailboxes. Each session's view is rebuilt from the bytes the
 // server sent it, in order (a tap under the client): EXISTS, EXPUNGE and
@@ -46,6 +52,20 @@ var conformanceSeed = flag.Uint64("imap.seed", 0, "seed of TestConformanceSessio
 // Seeded: -imap.seed or IMAP_CONFORMANCE_SEED replays a run; the seed is
 // printed on failure.
 func TestConformanceSessions(t *testing.T) {
+	seed := conformanceSeedFor(t)
+	confRAMDisk(t)
+	env := newEnv(t, 0)
+	// Two IMAP servers on one store: each keeps its own state of the
+	// selected mailboxes and learns what the other did through the
+	// store's change feed, as nodes on a shared store do.
+	second := servePlain(t, env.st, env.auth)
+	runConformance(t, confNodes{addrs: []string{env.plainAddr, second}, st: env.st}, seed)
+}
+
+// conformanceSeedFor returns the seed of a conformance run (-imap.seed,
+// IMAP_CONFORMANCE_SEED, else the time) and prints it if the test fails.
+func conformanceSeedFor(t *testing.T) uint64 {
+	t.Helper()
 	seed := *conformanceSeed
 	if s := os.Getenv("IMAP_CONFORMANCE_SEED"); seed == 0 && s != "" {
 		var err error
@@ -61,6 +81,51 @@ func TestConformanceSessions(t *testing.T) {
 			t.Logf("replay with IMAP_CONFORMANCE_SEED=%d", seed)
 		}
 	})
+	return seed
+}
+
+// confRAMDisk puts the test's temporary files on a RAM disk when there is
+// one: the index's fsyncs are not what is tested, and the run takes a
+// third of the time.
+func confRAMDisk(t *testing.T) {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && os.Getenv("TMPDIR") == "" {
+		t.Setenv("TMPDIR", "/dev/shm")
+	}
+}
+
+// servePlain starts one more IMAP server on st (plain text, STARTTLS
+// offered, loopback logins allowed) and returns its address.
+func servePlain(t testing.TB, st store.Backend, auth imap.Authenticator) string {
+	t.Helper()
+	cert, _ := selfSigned(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := imap.New(st, auth, imap.Options{TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Logger: logger})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		if err := <-done; err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// confNodes is what the conformance sessions run against: IMAP servers
+// sharing one store (the nodes), and that store, whose state the
+// checkpoints compare the sessions' views with. Alice must exist in it.
+type confNodes struct {
+	addrs []string // plain-text IMAP; session i uses addrs[i%len(addrs)]
+	st    store.Backend
+}
+
+// runConformance runs the sessions of TestConformanceSessions against
+// nodes, with seed.
+func runConformance(t *testing.T, nodes confNodes, seed uint64) {
 	const sessions = 10
 	total, rounds := 10000, 20
 	if testing.Short() {
@@ -68,18 +133,14 @@ func TestConformanceSessions(t *testing.T) {
 	}
 	perRound := total / sessions / rounds
 
-	// The index's fsyncs are not what is tested: on a RAM disk when
-	// there is one, the run takes a third of the time.
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && os.Getenv("TMPDIR") == "" {
-		t.Setenv("TMPDIR", "/dev/shm")
-	}
-	env := newEnv(t, 0)
 	ctx := context.Background()
-	if err := env.st.CreateMailbox(ctx, alice, "Other", ""); err != nil {
+	if err := nodes.st.CreateMailbox(ctx, alice, "Other", ""); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10; i++ {
-		env.deliver(t, alice, fmt.Sprint("seed ", i))
+		if _, err := nodes.st.Deliver(ctx, alice, "", strings.NewReader(mail(fmt.Sprint("seed ", i))), nil, time.Time{}); err != nil {
+			t.Fatalf("Deliver = %v", err)
+		}
 	}
 	log := &opLog{byKey: map[opKey][]*flagOp{}}
 	ss := make([]*confSession, sessions)
@@ -88,7 +149,7 @@ func TestConformanceSessions(t *testing.T) {
 		if i >= 7 {
 			mbox = "Other"
 		}
-		ss[i] = dialConf(t, env, i, mbox, seed, log)
+		ss[i] = dialConf(t, nodes.addrs[i%len(nodes.addrs)], i, mbox, seed, log)
 	}
 	// Bounded: a run on two idle cores with -race takes well under a
 	// minute; this bound only stops a run that hangs.
@@ -113,9 +174,9 @@ func TestConformanceSessions(t *testing.T) {
 		}
 		// Checkpoint: every session quiet; a NOOP brings each up to date.
 		for _, s := range ss {
-			s.checkpoint(t, env, round)
+			s.checkpoint(t, nodes.st, round)
 			if s.condstore {
-				s.checkModSeqs(t, env, round)
+				s.checkModSeqs(t, nodes.st, round)
 			}
 		}
 		if t.Failed() {
@@ -125,7 +186,7 @@ func TestConformanceSessions(t *testing.T) {
 			t.Fatalf("too slow: %d commands in %v", cmds, time.Since(began))
 		}
 	}
-	t.Logf("seed %d: %d random commands in %d sessions, %d checkpoints, %v", seed, cmds, sessions, rounds, time.Since(began).Round(time.Millisecond))
+	t.Logf("seed %d: %d random commands in %d sessions on %d servers, %d checkpoints, %v", seed, cmds, sessions, len(nodes.addrs), rounds, time.Since(began).Round(time.Millisecond))
 }
 
 // opKey names a flag of a message.
@@ -212,9 +273,9 @@ type confSession struct {
 	line      []byte
 }
 
-func dialConf(t *testing.T, env *testEnv, id int, mailbox string, seed uint64, log *opLog) *confSession {
+func dialConf(t *testing.T, addr string, id int, mailbox string, seed uint64, log *opLog) *confSession {
 	t.Helper()
-	nc, err := net.Dial("tcp", env.plainAddr)
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,7 +669,7 @@ func (s *confSession) expect(uids []uint32, fl []goimap.Flag, add bool) {
 
 // checkpoint brings the session up to date and compares its view with
 // the store.
-func (s *confSession) checkpoint(t *testing.T, env *testEnv, round int) {
+func (s *confSession) checkpoint(t *testing.T, st store.Backend, round int) {
 	s.begin()
 	if err := s.c.Noop().Wait(); err != nil {
 		t.Fatalf("session %d: NOOP: %v", s.id, err)
@@ -617,7 +678,7 @@ func (s *confSession) checkpoint(t *testing.T, env *testEnv, round int) {
 	for _, e := range s.takeErrs() {
 		t.Error(e)
 	}
-	_, msgs, err := env.st.Messages(context.Background(), alice, s.mailbox)
+	_, msgs, err := st.Messages(context.Background(), alice, s.mailbox)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -650,24 +711,24 @@ func storeFlagsLower(m store.Message) []string {
 
 // checkModSeqs compares the MODSEQ of every message shown to a CONDSTORE
 // session, and STATUS HIGHESTMODSEQ, with the store (at a checkpoint).
-func (s *confSession) checkModSeqs(t *testing.T, env *testEnv, round int) {
+func (s *confSession) checkModSeqs(t *testing.T, st store.Backend, round int) {
 	s.begin()
 	if _, err := s.c.Fetch(goimap.SeqSet{{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true, Flags: true, ModSeq: true}).Collect(); err != nil {
 		t.Fatalf("session %d: FETCH MODSEQ: %v", s.id, err)
 	}
-	st, err := s.c.Status(s.mailbox, &goimap.StatusOptions{HighestModSeq: true}).Wait()
+	status, err := s.c.Status(s.mailbox, &goimap.StatusOptions{HighestModSeq: true}).Wait()
 	if err != nil {
 		t.Fatalf("session %d: STATUS: %v", s.id, err)
 	}
 	for _, e := range s.takeErrs() {
 		t.Error(e)
 	}
-	mb, msgs, err := env.st.Messages(context.Background(), alice, s.mailbox)
+	mb, msgs, err := st.Messages(context.Background(), alice, s.mailbox)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.HighestModSeq != mb.ModSeq {
-		t.Errorf("checkpoint %d: session %d (%s): STATUS HIGHESTMODSEQ %d, the store %d", round, s.id, s.mailbox, st.HighestModSeq, mb.ModSeq)
+	if status.HighestModSeq != mb.ModSeq {
+		t.Errorf("checkpoint %d: session %d (%s): STATUS HIGHESTMODSEQ %d, the store %d", round, s.id, s.mailbox, status.HighestModSeq, mb.ModSeq)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -39,7 +39,7 @@ import (
 // STORE. Hence this diff against the store instead.
 type sharedMailbox struct {
 	key  mailboxKey
-	st   *store.Store
+	st   store.Backend
 	refs int // guarded by Server.mu
 	done chan struct{}
 	wake chan struct{}
@@ -62,7 +62,7 @@ type sharedMailbox struct {
 	recentDirty bool
 }
 
-func newSharedMailbox(ctx context.Context, st *store.Store, key mailboxKey) (*sharedMailbox, error) {
+func newSharedMailbox(ctx context.Context, st store.Backend, key mailboxKey) (*sharedMailbox, error) {
 	mb, msgs, err := st.MessagesByID(ctx, key.user, key.id)
 	if err != nil {
 		return nil, err

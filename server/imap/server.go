@@ -62,7 +62,7 @@ type Options struct {
 
 // Server serves IMAP on the listeners given to Serve.
 type Server struct {
-	st     *store.Store
+	st     store.Backend
 	auth   Authenticator
 	opts   Options
 	logger *slog.Logger
@@ -114,7 +114,7 @@ func (sl *scanSlot) release() {
 
 // New returns a server for st. Create one per listening port (one with
 // ImplicitTLS for 993, one without for 143); they can share st.
-func New(st *store.Store, auth Authenticator, opts Options) *Server {
+func New(st store.Backend, auth Authenticator, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}

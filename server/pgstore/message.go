@@ -1,13 +1,11 @@
 package pgstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"time"
 
@@ -56,14 +54,32 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	if flags, err = normalizeFlags(flags); err != nil {
 		return 0, 0, wrap(err)
 	}
-	data, err := io.ReadAll(body)
-	if err != nil {
+	// The first chunk decides: a body that fits goes in one statement; a
+	// larger one is streamed, after a check (without locks) that refuses
+	// early what the commit would refuse.
+	first := make([]byte, s.chunkSize)
+	n, err := io.ReadFull(ctxReader{ctx, body}, first)
+	var rest io.Reader = body
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		rest = nil
+	case err != nil:
 		return 0, 0, wrap(fmt.Errorf("read body: %w", err))
 	}
-	size := int64(len(data))
+	first = first[:n]
+	if rest != nil {
+		if err := s.precheck(ctx, user, mailbox); err != nil {
+			return 0, 0, wrap(err)
+		}
+	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The body before any lock: a slow sender holds none.
+		bodyID, size, _, err := s.insertBody(ctx, tx, first, rest)
+		if err != nil {
+			return err
+		}
 		var userID, quota, used int64
-		err := tx.QueryRow(ctx, `UPDATE users SET used = used + $2, messages = messages + 1
+		err = tx.QueryRow(ctx, `UPDATE users SET used = used + $2, messages = messages + 1
 			WHERE name = $1 RETURNING id, quota, used`, user, size).Scan(&userID, &quota, &used)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return store.ErrNoSuchUser
@@ -88,12 +104,9 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		if next > math.MaxUint32 {
 			return errUIDsExhausted
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size)
-			VALUES ($1, $2, $3, $4, $5, $6)`, mboxID, next, modseq, flags, date, size); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, mboxID, next, modseq, flags, date, size, bodyID); err != nil {
 			return fmt.Errorf("insert message: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO message_bodies (mailbox_id, uid, body) VALUES ($1, $2, $3)", mboxID, next, data); err != nil {
-			return fmt.Errorf("insert body: %w", err)
 		}
 		uid, uidValidity = uint32(next), uint32(validity)
 		return notify(ctx, tx, user, uint64(mboxID))
@@ -104,57 +117,76 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	return uid, uidValidity, nil
 }
 
-const messageColumns = "uid, modseq, flags, internal_date, size"
+// precheck refuses, without locking, a delivery that its transaction
+// would refuse: unknown user or mailbox, quota already used up.
+func (s *Store) precheck(ctx context.Context, user, mailbox string) error {
+	var quota, used int64
+	var exists bool
+	err := s.pool.QueryRow(ctx, `SELECT u.quota, u.used, EXISTS (SELECT 1 FROM mailboxes m WHERE m.user_id = u.id AND m.name = $2)
+		FROM users u WHERE u.name = $1`, user, mailbox).Scan(&quota, &used, &exists)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.ErrNoSuchUser
+	case err != nil:
+		return err
+	case !exists:
+		return fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, mailbox)
+	case quota > 0 && used >= quota:
+		return store.ErrQuotaExceeded
+	}
+	return nil
+}
 
-func scanMessage(mboxID uint64, row pgx.Row) (Message, error) {
-	var m Message
-	var uid, modseq int64
-	err := row.Scan(&uid, &modseq, &m.Flags, &m.InternalDate, &m.Size)
-	m.UID, m.ModSeq, m.mailboxID = uint32(uid), uint64(modseq), mboxID
+const messageColumns = "uid, modseq, flags, internal_date, size, id"
+
+func scanMessage(row pgx.Row) (store.Message, error) {
+	var m store.Message
+	var uid, modseq, id int64
+	err := row.Scan(&uid, &modseq, &m.Flags, &m.InternalDate, &m.Size, &id)
+	m.UID, m.ModSeq, m.Ref = uint32(uid), uint64(modseq), uint64(id)
 	return m, err
+}
+
+func collectMessages(rows pgx.Rows) ([]store.Message, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Message, error) { return scanMessage(r) })
 }
 
 // Messages returns a mailbox and its messages in UID order, from one
 // snapshot of the database.
-func (s *Store) Messages(ctx context.Context, user, mailbox string) (Mailbox, []Message, error) {
-	var mb Mailbox
-	var msgs []Message
+func (s *Store) Messages(ctx context.Context, user, mailbox string) (store.Mailbox, []store.Message, error) {
+	mb, msgs, err := s.messages(ctx, func(tx pgx.Tx) (store.Mailbox, error) { return s.mailbox(ctx, tx, user, mailbox) })
+	if err != nil {
+		return store.Mailbox{}, nil, fmt.Errorf("list messages of %q of %q: %w", mailbox, user, err)
+	}
+	return mb, msgs, nil
+}
+
+// MessagesByID is Messages for the mailbox whose ID is id: it follows a
+// mailbox across renames.
+func (s *Store) MessagesByID(ctx context.Context, user string, id uint64) (store.Mailbox, []store.Message, error) {
+	mb, msgs, err := s.messages(ctx, func(tx pgx.Tx) (store.Mailbox, error) { return s.mailboxByID(ctx, tx, user, id) })
+	if err != nil {
+		return store.Mailbox{}, nil, fmt.Errorf("list messages of mailbox %d of %q: %w", id, user, err)
+	}
+	return mb, msgs, nil
+}
+
+func (s *Store) messages(ctx context.Context, find func(pgx.Tx) (store.Mailbox, error)) (store.Mailbox, []store.Message, error) {
+	var mb store.Mailbox
+	var msgs []store.Message
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
-		if mb, err = s.mailbox(ctx, tx, user, mailbox); err != nil {
+		if mb, err = find(tx); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, "SELECT "+messageColumns+" FROM messages WHERE mailbox_id = $1 ORDER BY uid", int64(mb.ID))
 		if err != nil {
 			return err
 		}
-		msgs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) { return scanMessage(mb.ID, r) })
+		msgs, err = collectMessages(rows)
 		return err
 	})
-	if err != nil {
-		return Mailbox{}, nil, fmt.Errorf("list messages of %q of %q: %w", mailbox, user, err)
-	}
-	return mb, msgs, nil
-}
-
-type memBody struct{ *bytes.Reader }
-
-func (memBody) Close() error { return nil }
-
-// OpenBody returns the body of a message returned by Messages or
-// SetFlags, read into memory. It fails with os.ErrNotExist once the
-// message has been expunged.
-func (s *Store) OpenBody(ctx context.Context, m Message) (store.Body, error) {
-	var data []byte
-	err := s.pool.QueryRow(ctx, "SELECT body FROM message_bodies WHERE mailbox_id = $1 AND uid = $2",
-		int64(m.mailboxID), int64(m.UID)).Scan(&data)
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = os.ErrNotExist
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open message %d: %w", m.UID, err)
-	}
-	return memBody{bytes.NewReader(data)}, nil
+	return mb, msgs, err
 }
 
 // lockMailbox returns the id and HIGHESTMODSEQ of a mailbox of user and
@@ -188,7 +220,7 @@ func toInt64s(uids []uint32) []int64 {
 // uids, and returns those messages (changed or not) in UID order. Changed
 // messages get a new modification sequence, one for the whole call, which
 // becomes the mailbox's HIGHESTMODSEQ.
-func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string) ([]Message, error) {
+func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string) ([]store.Message, error) {
 	out, _, err := s.setFlags(ctx, user, mailbox, uids, op, flags, false, 0)
 	return out, err
 }
@@ -197,17 +229,17 @@ func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint3
 // most unchangedSince (RFC 7162 STORE UNCHANGEDSINCE), checked under the
 // mailbox's row lock, in the same transaction as the change; modified are
 // the UIDs of the others, left as they are.
-func (s *Store) SetFlagsUnchangedSince(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, unchangedSince uint64) (updated []Message, modified []uint32, err error) {
+func (s *Store) SetFlagsUnchangedSince(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, unchangedSince uint64) (updated []store.Message, modified []uint32, err error) {
 	return s.setFlags(ctx, user, mailbox, uids, op, flags, true, unchangedSince)
 }
 
-func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) ([]Message, []uint32, error) {
+func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) ([]store.Message, []uint32, error) {
 	wrap := func(err error) error { return fmt.Errorf("store flags in %q of %q: %w", mailbox, user, err) }
 	flags, err := normalizeFlags(flags)
 	if err != nil {
 		return nil, nil, wrap(err)
 	}
-	var out []Message
+	var out []store.Message
 	var modified []uint32
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		out, modified = out[:0], modified[:0]
@@ -219,7 +251,7 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 		if err != nil {
 			return err
 		}
-		msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) { return scanMessage(uint64(id), r) })
+		msgs, err := collectMessages(rows)
 		if err != nil {
 			return err
 		}
@@ -254,7 +286,8 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 
 // Expunge removes the messages of mailbox flagged \Deleted, restricted to
 // uids unless uids is nil (RFC 4315 UID EXPUNGE), and returns their UIDs in
-// ascending order. Their bodies go with them, in the same transaction.
+// ascending order. Their bodies go with them (unless a copy still uses
+// them), in the same transaction, which records the UIDs for Vanished.
 func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32) ([]uint32, error) {
 	var expunged []uint32
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -263,19 +296,21 @@ func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32
 		if err != nil {
 			return err
 		}
-		id, _, err := lockMailbox(ctx, tx, user, mailbox)
+		id, modseq, err := lockMailbox(ctx, tx, user, mailbox)
 		if err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `DELETE FROM messages
 			WHERE mailbox_id = $1 AND $2 = ANY(flags) AND ($3 OR uid = ANY($4))
-			RETURNING uid, size`, id, store.FlagDeleted, uids == nil, toInt64s(uids))
+			RETURNING uid, size, body_id`, id, store.FlagDeleted, uids == nil, toInt64s(uids))
 		if err != nil {
 			return err
 		}
-		var uid, size, total int64
-		_, err = pgx.ForEachRow(rows, []any{&uid, &size}, func() error {
+		var uid, size, bodyID, total int64
+		var bodies []int64
+		_, err = pgx.ForEachRow(rows, []any{&uid, &size, &bodyID}, func() error {
 			expunged = append(expunged, uint32(uid))
+			bodies = append(bodies, bodyID)
 			total += size
 			return nil
 		})
@@ -285,9 +320,16 @@ func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32
 		if len(expunged) == 0 {
 			return nil
 		}
+		slices.Sort(expunged)
+		if err := releaseBodies(ctx, tx, bodies); err != nil {
+			return err
+		}
 		n := int64(len(expunged))
-		if _, err := tx.Exec(ctx, `UPDATE mailboxes SET messages = messages - $2, size = size - $3, highestmodseq = highestmodseq + 1
-			WHERE id = $1`, id, n, total); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE mailboxes SET messages = messages - $2, size = size - $3, highestmodseq = $4
+			WHERE id = $1`, id, n, total, modseq+1); err != nil {
+			return err
+		}
+		if err := recordVanished(ctx, tx, id, modseq+1, expunged); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "UPDATE users SET messages = messages - $2, used = used - $3 WHERE id = $1", userID, n, total); err != nil {
@@ -298,6 +340,5 @@ func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32
 	if err != nil {
 		return nil, fmt.Errorf("expunge %q of %q: %w", mailbox, user, err)
 	}
-	slices.Sort(expunged)
 	return expunged, nil
 }

@@ -41,6 +41,9 @@ func TestPostgres(t *testing.T) {
 		{"WatchAcrossStores", testWatchAcrossStores},
 		{"ConcurrentMixed", testConcurrentMixed},
 		{"CrashKeepsAcknowledged", func(t *testing.T, url string) { testCrash(t, pg, url) }},
+		{"Bodies", testBodies},
+		{"LargeBody", testLargeBody},
+		{"MigrateBodies", testMigrateBodies},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
@@ -147,7 +150,7 @@ func testMigrationIsOneTransaction(t *testing.T, url string) {
 	}
 }
 
-func readBody(t *testing.T, s *Store, m Message) string {
+func readBody(t *testing.T, s *Store, m store.Message) string {
 	t.Helper()
 	b, err := s.OpenBody(ctxT(t), m)
 	if err != nil {

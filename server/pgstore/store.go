@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -23,38 +23,14 @@ type Store struct {
 	url    string
 	logger *slog.Logger
 
+	chunkSize int                                 // of new bodies (bodyChunk; tests make it smaller)
+	summary   atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
+
 	watchMu  sync.RWMutex
 	watchers map[int]func(store.Change)
 	watchSeq int
 	listen   *listener // the change feed, started by Open
 }
-
-// Mailbox describes a mailbox, as store.Mailbox does (without RecentUID:
-// \Recent is not kept here yet).
-type Mailbox struct {
-	Name        string
-	ID          uint64 // stable across renames, unique in the database
-	UIDValidity uint32
-	UIDNext     uint32
-	ModSeq      uint64 // HIGHESTMODSEQ (RFC 7162)
-	SpecialUse  string
-	Subscribed  bool
-	Messages    int
-	Size        int64
-}
-
-// Message describes a stored message, as store.Message does.
-type Message struct {
-	UID          uint32
-	Size         int64
-	InternalDate time.Time
-	ModSeq       uint64
-	Flags        []string
-	mailboxID    uint64
-}
-
-// HasFlag reports whether m carries flag (case-insensitively).
-func (m *Message) HasFlag(flag string) bool { return hasFlag(m.Flags, flag) }
 
 // Open connects to the database at url (a PostgreSQL URL or key=value
 // string, a secret: it is never logged) and checks that its schema is the
@@ -75,7 +51,7 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, url: url, logger: logger, watchers: map[int]func(store.Change){}}
+	s := &Store{pool: pool, url: url, logger: logger, watchers: map[int]func(store.Change){}, chunkSize: bodyChunk}
 	if s.listen, err = startListener(ctx, s); err != nil {
 		pool.Close()
 		return nil, err
@@ -168,11 +144,23 @@ func createMailbox(ctx context.Context, tx pgx.Tx, userID int64, name, specialUs
 		INSERT INTO mailboxes (user_id, name, uidvalidity, special_use)
 		SELECT $1, $2, v.last_uidvalidity, $3 FROM v
 		RETURNING id`, userID, name, specialUse).Scan(&id)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+	if isUniqueViolation(err) {
 		return 0, fmt.Errorf("%w: %q", store.ErrMailboxExists, name)
 	}
-	return uint64(id), err
+	if err != nil {
+		return 0, err
+	}
+	// A subscription kept for a mailbox of that name that went is now
+	// the new mailbox's (subscribed).
+	if _, err := tx.Exec(ctx, "DELETE FROM gone_subscriptions WHERE user_id = $1 AND name = $2", userID, name); err != nil {
+		return 0, err
+	}
+	return uint64(id), nil
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
 // CreateMailbox creates a mailbox, subscribed, with an optional special-use
@@ -195,19 +183,20 @@ func (s *Store) CreateMailbox(ctx context.Context, user, name, specialUse string
 	return nil
 }
 
-const mailboxColumns = "m.id, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.special_use, m.subscribed, m.messages, m.size"
+const mailboxColumns = "m.id, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.special_use, m.subscribed, m.messages, m.size, m.recent_uid"
 
-func scanMailbox(row pgx.Row) (Mailbox, error) {
-	var mb Mailbox
-	var id, uidValidity, uidNext, modseq, messages int64
-	err := row.Scan(&id, &mb.Name, &uidValidity, &uidNext, &modseq, &mb.SpecialUse, &mb.Subscribed, &messages, &mb.Size)
+func scanMailbox(row pgx.Row) (store.Mailbox, error) {
+	var mb store.Mailbox
+	var id, uidValidity, uidNext, modseq, messages, recent int64
+	err := row.Scan(&id, &mb.Name, &uidValidity, &uidNext, &modseq, &mb.SpecialUse, &mb.Subscribed, &messages, &mb.Size, &recent)
 	mb.ID, mb.UIDValidity, mb.UIDNext, mb.ModSeq, mb.Messages = uint64(id), uint32(uidValidity), uint32(uidNext), uint64(modseq), int(messages)
+	mb.RecentUID = uint32(max(recent, 1))
 	return mb, err
 }
 
 // Mailboxes returns the mailboxes of user, sorted by name (INBOX first).
-func (s *Store) Mailboxes(ctx context.Context, user string) ([]Mailbox, error) {
-	var out []Mailbox
+func (s *Store) Mailboxes(ctx context.Context, user string) ([]store.Mailbox, error) {
+	var out []store.Mailbox
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var n int
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM users WHERE name = $1", user).Scan(&n); err != nil {
@@ -220,7 +209,7 @@ func (s *Store) Mailboxes(ctx context.Context, user string) ([]Mailbox, error) {
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Mailbox, error) { return scanMailbox(r) })
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Mailbox, error) { return scanMailbox(r) })
 		return err
 	})
 	if err != nil {
@@ -238,10 +227,10 @@ func (s *Store) Mailboxes(ctx context.Context, user string) ([]Mailbox, error) {
 }
 
 // Mailbox returns one mailbox of user.
-func (s *Store) Mailbox(ctx context.Context, user, name string) (Mailbox, error) {
+func (s *Store) Mailbox(ctx context.Context, user, name string) (store.Mailbox, error) {
 	mb, err := s.mailbox(ctx, s.pool, user, name)
 	if err != nil {
-		return Mailbox{}, fmt.Errorf("mailbox %q of %q: %w", name, user, err)
+		return store.Mailbox{}, fmt.Errorf("mailbox %q of %q: %w", name, user, err)
 	}
 	return mb, nil
 }
@@ -250,14 +239,45 @@ type querier interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }
 
-func (s *Store) mailbox(ctx context.Context, q querier, user, name string) (Mailbox, error) {
+func (s *Store) mailbox(ctx context.Context, q querier, user, name string) (store.Mailbox, error) {
 	name, err := normalizeMailbox(name)
 	if err != nil {
-		return Mailbox{}, err
+		return store.Mailbox{}, err
 	}
 	mb, err := scanMailbox(q.QueryRow(ctx, "SELECT "+mailboxColumns+" FROM mailboxes m JOIN users u ON u.id = m.user_id WHERE u.name = $1 AND m.name = $2", user, name))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Mailbox{}, fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, name)
+		return store.Mailbox{}, noMailbox(ctx, q, user, fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, name))
+	}
+	return mb, err
+}
+
+// noMailbox returns store.ErrNoSuchUser when user does not exist, else
+// notFound: the embedded store looks the user up first.
+func noMailbox(ctx context.Context, q querier, user string, notFound error) error {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)", user).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("%w: %q", store.ErrNoSuchUser, user)
+	}
+	return notFound
+}
+
+// MailboxByID returns the mailbox of user whose ID is id (stable across
+// renames).
+func (s *Store) MailboxByID(ctx context.Context, user string, id uint64) (store.Mailbox, error) {
+	mb, err := s.mailboxByID(ctx, s.pool, user, id)
+	if err != nil {
+		return store.Mailbox{}, fmt.Errorf("read mailbox %d of %q: %w", id, user, err)
+	}
+	return mb, nil
+}
+
+func (s *Store) mailboxByID(ctx context.Context, q querier, user string, id uint64) (store.Mailbox, error) {
+	mb, err := scanMailbox(q.QueryRow(ctx, "SELECT "+mailboxColumns+" FROM mailboxes m JOIN users u ON u.id = m.user_id WHERE u.name = $1 AND m.id = $2", user, int64(id)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Mailbox{}, noMailbox(ctx, q, user, store.ErrNoSuchMailbox)
 	}
 	return mb, err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,7 +30,10 @@ func notify(ctx context.Context, tx pgx.Tx, user string, mailboxID uint64) error
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", channel, string(b)); err != nil {
+	// change_xid is for the catch-up of a listener that lost its
+	// connection (catchUp).
+	if _, err := tx.Exec(ctx, `WITH c AS (UPDATE mailboxes SET change_xid = pg_current_xact_id()::text::bigint WHERE id = $3)
+		SELECT pg_notify($1, $2)`, channel, string(b), int64(mailboxID)); err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
 	return nil
@@ -62,38 +66,87 @@ func (s *Store) dispatch(c store.Change) {
 }
 
 // listener holds the connection that LISTENs on the change feed; it
-// connects again after losing it.
+// connects again after losing it, and then announces every change that
+// it may have missed (catchUp).
 type listener struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	pid    atomic.Uint32 // of the listening backend (tests terminate it)
+	// lost, when set by tests, is called after the connection is lost,
+	// before the listener connects again.
+	lost atomic.Pointer[func()]
 }
 
 // startListener connects and LISTENs before it returns, so that every
 // change committed after Open returns reaches the watchers.
 func startListener(ctx context.Context, s *Store) (*listener, error) {
-	conn, err := listen(ctx, s.url)
+	conn, mark, err := listen(ctx, s.url)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: change feed: %w", err)
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &listener{cancel: cancel, done: make(chan struct{})}
-	go l.run(lctx, s, conn)
+	l.pid.Store(conn.PgConn().PID())
+	go l.run(lctx, s, conn, mark)
 	return l, nil
 }
 
-func listen(ctx context.Context, url string) (*pgx.Conn, error) {
+// listen connects and LISTENs, and returns with the connection its mark:
+// the oldest transaction id still running once the LISTEN is in effect.
+// Every transaction that commits later has an id at least that high, and
+// its notification reaches this connection while it lives.
+func listen(ctx context.Context, url string) (*pgx.Conn, int64, error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+	var mark int64
+	if _, err = conn.Exec(ctx, "LISTEN "+channel); err == nil {
+		err = conn.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").Scan(&mark)
+	}
+	if err != nil {
 		conn.Close(ctx)
-		return nil, err
+		return nil, 0, err
 	}
-	return conn, nil
+	return conn, mark, nil
 }
 
-func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn) {
+// catchUp announces, after a reconnection, a change of every mailbox
+// changed by a transaction whose id is at least mark, the previous
+// connection's: those that committed while no connection listened are
+// among them (and some announced already, which watchers take as a
+// change without news). Deleted mailboxes are told from their
+// tombstones, which are dropped after a day.
+func catchUp(ctx context.Context, s *Store, conn *pgx.Conn, mark int64) (int, error) {
+	var changes []store.Change
+	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM deleted_mailboxes WHERE deleted_at < now() - interval '1 day'"); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT u.name, m.id FROM mailboxes m JOIN users u ON u.id = m.user_id WHERE m.change_xid >= $1
+			UNION ALL SELECT user_name, mailbox_id FROM deleted_mailboxes WHERE change_xid >= $1`, mark)
+		if err != nil {
+			return err
+		}
+		var c store.Change
+		var id int64
+		_, err = pgx.ForEachRow(rows, []any{&c.User, &id}, func() error {
+			c.MailboxID = uint64(id)
+			changes = append(changes, c)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range changes {
+		s.dispatch(c)
+	}
+	return len(changes), nil
+}
+
+func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn, mark int64) {
 	defer close(l.done)
 	backoff := 100 * time.Millisecond
 	for {
@@ -103,8 +156,18 @@ func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn) {
 				return
 			case <-time.After(backoff):
 			}
-			var err error
-			if conn, err = listen(ctx, s.url); err != nil {
+			c, newMark, err := listen(ctx, s.url)
+			if err == nil {
+				var n int
+				if n, err = catchUp(ctx, s, c, mark); err != nil {
+					c.Close(context.Background())
+				} else {
+					s.logger.Info("pgstore: change feed reconnected", "mailboxes_announced", n)
+					conn, mark = c, newMark
+					l.pid.Store(conn.PgConn().PID())
+				}
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -113,7 +176,6 @@ func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn) {
 				continue
 			}
 			backoff = 100 * time.Millisecond
-			s.logger.Info("pgstore: change feed reconnected")
 		}
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -122,7 +184,10 @@ func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn) {
 			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 				return
 			}
-			s.logger.Warn("pgstore: change feed lost; changes made until it is back are not announced", "err", err)
+			s.logger.Warn("pgstore: change feed lost; reconnecting, then announcing what changed meanwhile", "err", err)
+			if fn := l.lost.Load(); fn != nil {
+				(*fn)()
+			}
 			continue
 		}
 		var note changeNote
