@@ -241,12 +241,13 @@ func benchPostgres(b *testing.B, pg *testenv.Postgres, sh shape) {
 		}
 	}
 	setup.Close()
-	for range sh.nodes - 1 { // the other nodes: idle but listening
+	var others []*pgstore.Store // the other nodes: idle but listening
+	for range sh.nodes - 1 {
 		other, err := pgstore.Open(ctx, dbURL, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer other.Close()
+		others = append(others, other)
 	}
 
 	// The timed pass, straight to the server. Its connections are closed
@@ -263,6 +264,9 @@ func benchPostgres(b *testing.B, pg *testenv.Postgres, sh shape) {
 	b.StopTimer()
 	cpu := SelfCPU() - cpu0
 	s.Close()
+	for _, o := range others { // their listening backends' counters too
+		o.Close()
+	}
 	time.Sleep(200 * time.Millisecond) // the backends' exit
 	after := readCounters(b, pg, dbURL)
 	n := float64(b.N)
