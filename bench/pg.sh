@@ -260,3 +260,9 @@ for (ph, lab), rs in rows.items():
         cells.append(f'{statistics.median(v):13g}' if v else f"{'-':>13}")
     print(f'{ph:10} {lab:9} ' + ' '.join(cells))
 PY
+echo
+echo "== statements of the whole run on PostgreSQL (pg_stat_statements, by calls)"
+"${PSQL[@]}" -F ' | ' -c "SELECT calls, round(mean_exec_time::numeric, 3) AS mean_ms,
+    left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+  FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+  WHERE d.datname = 'mailctl' ORDER BY calls DESC LIMIT 20" | tee "$R-statements.txt"
