@@ -50,6 +50,7 @@ func (s *planSetup) engine(e *env, parallelism int) *apply.Engine {
 		for name, c := range s.srv.conns {
 			eng.Servers[name] = c
 		}
+		eng.Nodes = nodesOf(s.cfg)
 	}
 	return eng
 }
@@ -133,7 +134,13 @@ func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlag
 		out.plans[s.Name] = refresh.ServerPlan{Before: before, After: after}
 		out.config[s.Name] = js
 		out.keys = append(out.keys, keys...)
+		if s.Store != nil {
+			sp := out.plans[s.Name]
+			sp.Store = readStore(ctx, conn, s, before, progress)
+			out.plans[s.Name] = sp
+		}
 	}
+	out.dkimDiffers(cfg)
 	return out, errors.Join(errs...)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ type Engine struct {
 	// Wait and Options).
 	Wait        time.Duration
 	Propagation propagation.Options
+	// Nodes is what servers sharing a store or a domain need around
+	// their deployment (nodes.go); zero for servers on their own.
+	Nodes Nodes
 	Options
 }
 
@@ -72,6 +76,9 @@ func (e *Engine) Apply(ctx context.Context, p *plan.Plan) (Result, error) {
 	}
 	if err == nil {
 		err = e.rotate(ctx, p)
+		if err == nil && hasKind(p, plan.KindDKIM) {
+			err = e.syncAllDKIM(ctx) // the rotations ran on the first servers
+		}
 	}
 	if err != nil {
 		res.Merge(Result{NotApplied: Pending(p, plan.KindDKIM)})
@@ -140,24 +147,46 @@ func (e *Engine) progress(format string, a ...any) {
 // keys of every server back and fills them into p. It returns the keys
 // read (nil when nothing was deployed or generated).
 func (e *Engine) deploy(ctx context.Context, p *plan.Plan) ([]desired.DKIMKey, error) {
-	deployed := false
+	var changes []plan.Change
 	for _, c := range p.Changes {
-		name := plan.ServerName(c.Address)
-		if c.Type != plan.KindServer || c.Action == plan.NoOp || name == "" {
-			continue
+		if c.Type == plan.KindServer && c.Action != plan.NoOp && plan.ServerName(c.Address) != "" {
+			changes = append(changes, c)
 		}
+	}
+	e.deployOrder(changes)
+	// A server that fails is reported with its name and the others are
+	// still deployed; every failure is returned.
+	var errs []error
+	deployed := false
+	migrated := map[string]bool{}
+	for _, c := range changes {
+		name := plan.ServerName(c.Address)
 		conn := e.Servers[name]
 		if conn == nil {
-			return nil, fmt.Errorf("%s: not connected", c.Address)
+			errs = append(errs, fmt.Errorf("%s: not connected", c.Address))
+			continue
+		}
+		pr, err := e.beforeDeploy(ctx, name, conn, migrated)
+		var stop stopApply
+		if errors.As(err, &stop) {
+			return nil, errors.Join(append(errs, stop.err)...)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deploy %s: %w", c.Address, err))
+			continue
 		}
 		e.progress("%s: deploying...", c.Address)
 		var restart []string // what the plan said: the settings a reload would not apply
 		if c.Server != nil && c.Server.After != nil {
 			restart = c.Server.Before.RestartSettings(*c.Server.After)
 		}
+		if pr.storeURL && c.Action != plan.Create {
+			restart = append(restart, "store.postgres_url_file")
+		}
 		res, err := conn.Deploy(ctx, e.Binary, e.Configs[name], restart)
 		if err != nil {
-			return nil, fmt.Errorf("deploy %s: %w", c.Address, err)
+			errs = append(errs, fmt.Errorf("deploy %s: %w", c.Address, err))
+			continue
 		}
 		what := "nothing to do"
 		if res.Changed() {
@@ -165,6 +194,19 @@ func (e *Engine) deploy(ctx context.Context, p *plan.Plan) ([]desired.DKIMKey, e
 		}
 		e.progress("%s: deployed release %s (%s)", c.Address, res.Release, what)
 		deployed = true
+		if pr.dkim && !slices.ContainsFunc(res.Actions, func(a string) bool { return a == "start" || a == "restart" || a == "reload" }) {
+			if err := conn.(NodeServer).Reload(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("deploy %s: %w", c.Address, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if deployed {
+		if err := e.syncAllDKIM(ctx); err != nil {
+			return nil, err
+		}
 	}
 	generated, err := dkimrotate.Generate(ctx, p, e.rotators(), e.progressWriter())
 	if err != nil {
@@ -269,4 +311,9 @@ func providerKind(addr string) string {
 		return ""
 	}
 	return parts[1]
+}
+
+// hasKind reports whether p changes a resource of kind k.
+func hasKind(p *plan.Plan, k plan.Kind) bool {
+	return slices.ContainsFunc(p.Changes, func(c plan.Change) bool { return c.Type == k && c.Action != plan.NoOp })
 }

@@ -114,6 +114,12 @@ type Options struct {
 type ServerPlan struct {
 	Before *plan.ServerState
 	After  plan.ServerState
+	// Store is the state of the server's PostgreSQL store; nil for the
+	// embedded store.
+	Store *StorePlan
+	// DKIMDiffers lists the domains whose DKIM keys on this server are
+	// not those of the domain's first server (nodes.go).
+	DKIMDiffers []string
 }
 
 // State is what refresh read.
@@ -221,7 +227,7 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 	}
 	for _, name := range sortedKeys(opts.Servers) {
 		sp := opts.Servers[name]
-		for _, c := range plan.DiffServer(name, sp.Before, sp.After) {
+		for _, c := range nodeChanges(plan.DiffServer(name, sp.Before, sp.After), sp, p) {
 			if plan.Selected(c, opts.Targets) || plan.Selected(plan.Change{Address: "server." + name}, opts.Targets) {
 				p.Changes = append(p.Changes, c)
 			}

@@ -334,17 +334,26 @@ func (r *runner) checkPTR(ctx context.Context, s *config.Server, ip netip.Addr) 
 // a migration's presync phase (the planned MX set keeps its values), that
 // the old provider's MX are still there with the planned TTL at most.
 func (r *runner) checkMX(ctx context.Context, d *config.Domain) Result {
-	host := d.Server.Hostname
-	fix := fmt.Sprintf("run mailctl apply to publish MX 10 %s. for %s", host, d.Name)
+	nodes := domainServers(d)
+	hosts := map[string]*config.Server{}
+	var want []string
+	for _, s := range nodes {
+		hosts[s.Hostname] = s
+		want = append(want, fmt.Sprintf("%d %s.", d.MXPriorityOf(s), s.Hostname))
+	}
+	host := strings.Join(hostnames(d), ", ")
+	fix := fmt.Sprintf("run mailctl apply to publish MX %s for %s", strings.Join(want, ", "), d.Name)
 	rrs, err := lookup(ctx, r.o.Resolver, d.Name, mdns.TypeMX)
 	if err != nil {
 		return Result{Status: Fail, Detail: err.Error(), Fix: fix}
 	}
 	var ours, others []string
+	found := map[string]bool{}
 	for _, rr := range rrs {
 		mx := rr.(*mdns.MX)
 		t := strings.TrimSuffix(strings.ToLower(mx.Mx), ".")
-		if t == host {
+		if hosts[t] != nil {
+			found[t] = true
 			ours = append(ours, fmt.Sprintf("%d %s", mx.Preference, t))
 		} else {
 			others = append(others, fmt.Sprintf("%d %s", mx.Preference, t))
@@ -377,7 +386,17 @@ func (r *runner) checkMX(ctx context.Context, d *config.Domain) Result {
 		return Result{Status: Fail, Detail: "no MX record", Fix: fix}
 	case len(ours) == 0:
 		return Result{Status: Fail, Detail: "MX points to " + strings.Join(others, ", ") + ", not to " + host, Fix: fix}
-	case len(others) > 0:
+	}
+	var missing []string
+	for _, s := range nodes {
+		if !found[s.Hostname] {
+			missing = append(missing, fmt.Sprintf("%s (server.%s)", s.Hostname, s.Name))
+		}
+	}
+	if len(missing) > 0 {
+		return Result{Status: Fail, Detail: fmt.Sprintf("MX %s, but none for %s", strings.Join(ours, ", "), strings.Join(missing, ", ")), Fix: fix}
+	}
+	if len(others) > 0 {
 		return Result{Status: Warn, Detail: fmt.Sprintf("MX %s, but also %s", strings.Join(ours, ", "), strings.Join(others, ", ")),
 			Fix: "remove the other MX records unless they are backup servers you run"}
 	}

@@ -56,11 +56,19 @@ func (r *runner) checkSPF(ctx context.Context, d *config.Domain) Result {
 			Fix:    "remove includes from spf { include = [...] } of " + d.Name + ", or replace them with ip4:/ip6: ranges"}
 	}
 	var fs []finding
-	for _, ip := range serverIPs(d.Server) {
-		res, err := spf.CheckHostWithSender(net.IP(ip.AsSlice()), d.Server.Hostname, "postmaster@"+d.Name,
-			spf.WithResolver(spfResolver{r.o.Resolver}), spf.WithContext(ctx))
-		if res != spf.Pass {
+	var all []netip.Addr
+	for _, s := range domainServers(d) {
+		for _, ip := range serverIPs(s) {
+			all = append(all, ip)
+			res, err := spf.CheckHostWithSender(net.IP(ip.AsSlice()), s.Hostname, "postmaster@"+d.Name,
+				spf.WithResolver(spfResolver{r.o.Resolver}), spf.WithContext(ctx))
+			if res == spf.Pass {
+				continue
+			}
 			detail := fmt.Sprintf("SPF of %s gives %s for %s", d.Name, res, ip)
+			if len(domainServers(d)) > 1 {
+				detail += " (server." + s.Name + ")"
+			}
 			if err != nil {
 				detail += " (" + err.Error() + ")"
 			}
@@ -70,7 +78,7 @@ func (r *runner) checkSPF(ctx context.Context, d *config.Domain) Result {
 	if len(fs) > 0 {
 		return combine("", fs)
 	}
-	return Result{Status: Pass, Detail: fmt.Sprintf("%q: %d DNS lookups, pass for %s", recs[0], n, addrs(serverIPs(d.Server)))}
+	return Result{Status: Pass, Detail: fmt.Sprintf("%q: %d DNS lookups, pass for %s", recs[0], n, addrs(all))}
 }
 
 // spfSyntax checks an SPF record against RFC 7208 section 12's grammar,
@@ -436,7 +444,7 @@ func (r *runner) checkMTASTS(ctx context.Context, d *config.Domain) Result {
 	if d.MTASTS == nil {
 		return Result{Status: Skip, Detail: "mta_sts is not configured"}
 	}
-	_, wantID := mtasts.Policy(d.MTASTS.Mode, []string{d.Server.Hostname}, d.MTASTS.MaxAge)
+	_, wantID := mtasts.Policy(d.MTASTS.Mode, hostnames(d), d.MTASTS.MaxAge)
 	name := "_mta-sts." + d.Name
 	txts, err := lookupTXT(ctx, r.o.Resolver, name)
 	if err != nil {
@@ -473,8 +481,8 @@ func (r *runner) checkMTASTS(ctx context.Context, d *config.Domain) Result {
 	if pol.Mode != d.MTASTS.Mode {
 		fs = append(fs, finding{Fail, fmt.Sprintf("policy mode is %s, configured %s", pol.Mode, d.MTASTS.Mode), fixPolicy})
 	}
-	if !slices.Equal(pol.MX, []string{d.Server.Hostname}) {
-		fs = append(fs, finding{Fail, fmt.Sprintf("policy mx is %s, want %s", strings.Join(pol.MX, ", "), d.Server.Hostname), fixPolicy})
+	if !slices.Equal(pol.MX, hostnames(d)) {
+		fs = append(fs, finding{Fail, fmt.Sprintf("policy mx is %s, want %s", strings.Join(pol.MX, ", "), strings.Join(hostnames(d), ", ")), fixPolicy})
 	}
 	wantAge := d.MTASTS.MaxAge
 	if wantAge <= 0 {

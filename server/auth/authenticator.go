@@ -77,6 +77,11 @@ type AuthenticatorOptions struct {
 	Logger *slog.Logger
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
+	// SharedFailures, when set, also keeps the failure counters in a
+	// store shared by several nodes (PostgresFailures), so that a client
+	// gets MaxFailures attempts in all, not MaxFailures per node. Nil:
+	// the counters are this process's only.
+	SharedFailures FailureStore
 }
 
 // Authenticator checks user passwords (argon2id) and throttles clients that
@@ -151,6 +156,7 @@ type flight struct {
 	waiters int           // callers waiting; at 0 the flight is cancelled
 	cancel  context.CancelFunc
 	charged map[string]bool // client keys charged with this failure
+	shared  int             // recent failures of its address or account on any node
 }
 
 // NewAuthenticator builds an Authenticator for users.
@@ -321,13 +327,18 @@ func (a *Authenticator) authenticate(ctx context.Context, scope scopeSet, userna
 	user := loginName(strings.ToLower(username))
 	ip := clientKey(remote)
 	k := a.digest(scope, user, password)
+	shared := a.sharedFailures(ctx, ip, user)
 	a.mu.Lock()
 	for {
 		now := a.opts.Now()
 		a.sweepLocked(now)
 		// The lockout comes first, even before a remembered login: an
 		// address that may not guess must not learn that a guess is right.
-		if f := a.ipFailsLocked(ip, now); len(f) >= a.opts.MaxFailures {
+		f := a.ipFailsLocked(ip, now)
+		if sf := lastN(prune(shared.ip, now.Add(-a.opts.Window)), a.opts.MaxFailures); len(sf) > len(f) {
+			f = sf // other nodes' failures too (this node's are among them)
+		}
+		if len(f) >= a.opts.MaxFailures {
 			retry := f[0].Add(a.opts.Window).Sub(now).Round(time.Second)
 			a.mu.Unlock()
 			a.opts.Logger.Warn("auth refused: too many failures", "ip", ip, "retry_in", retry)
@@ -348,7 +359,7 @@ func (a *Authenticator) authenticate(ctx context.Context, scope scopeSet, userna
 		}
 		// Every attempt in flight may turn out a failure: no more may run
 		// than the failures the address has left.
-		if len(a.ipFails[ip])+a.inflight[ip] < a.opts.MaxFailures {
+		if len(f)+a.inflight[ip] < a.opts.MaxFailures {
 			break
 		}
 		changed := a.changed
@@ -367,7 +378,8 @@ func (a *Authenticator) authenticate(ctx context.Context, scope scopeSet, userna
 	}
 	cands := candidates(acc, password)
 	fctx, cancel := context.WithCancel(context.Background())
-	f := &flight{key: k, done: make(chan struct{}), waiters: 1, cancel: cancel, charged: map[string]bool{}}
+	f := &flight{key: k, done: make(chan struct{}), waiters: 1, cancel: cancel, charged: map[string]bool{},
+		shared: max(len(shared.ip), len(shared.acct))}
 	a.flights[k] = f
 	a.mu.Unlock()
 	go a.run(fctx, f, ip, user, scope, cands, known, password)
@@ -444,10 +456,15 @@ func (a *Authenticator) run(ctx context.Context, f *flight, ip, user string, sco
 			a.rememberLocked(f.key, e)
 		}
 	default:
-		hold = a.failLocked(ip, user)
+		hold = a.failLocked(ip, user, f.shared)
 		f.charged[ip], f.delay = true, hold
 	}
+	_, isUser := a.users[user]
 	a.mu.Unlock()
+	if f.err == nil && !f.ok {
+		// Recorded before the answer, so that other nodes count it.
+		a.shareFailure(ip, user, isUser)
+	}
 	if refused != nil {
 		what := "the main password"
 		if refused.name != "" {
@@ -521,11 +538,16 @@ func (a *Authenticator) wait(ctx context.Context, f *flight, ip, user string, sc
 	}
 	delay := f.delay
 	a.mu.Lock()
-	if !f.charged[ip] { // a caller from another address shared the flight
+	charge := !f.charged[ip]
+	_, isUser := a.users[user]
+	if charge { // a caller from another address shared the flight
 		f.charged[ip] = true
-		delay = max(delay, a.failLocked(ip, user))
+		delay = max(delay, a.failLocked(ip, user, f.shared))
 	}
 	a.mu.Unlock()
+	if charge {
+		a.shareFailure(ip, user, isUser)
+	}
 	a.opts.Logger.Info("auth failed", "ip", ip, "delay", delay)
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -600,8 +622,9 @@ func (a *Authenticator) ipFailsLocked(ip string, now time.Time) []time.Time {
 }
 
 // failLocked records a failure of ip (and of user, if it is one) and
-// returns how long its answer is held back.
-func (a *Authenticator) failLocked(ip, user string) time.Duration {
+// returns how long its answer is held back; shared is the count of recent
+// failures of either that the other nodes know of.
+func (a *Authenticator) failLocked(ip, user string, shared int) time.Duration {
 	now := a.opts.Now()
 	cutoff := now.Add(-a.opts.Window)
 	f := append(prune(a.ipFails[ip], cutoff), now)
@@ -619,6 +642,7 @@ func (a *Authenticator) failLocked(ip, user string) time.Duration {
 		a.acctFails[user] = af
 		n = max(n, len(af))
 	}
+	n = max(n, shared+1)
 	a.notifyLocked()
 	if a.opts.FailureDelay < 0 {
 		return 0

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -33,9 +34,12 @@ type GreylistOptions struct {
 // triplets: the first attempt gets 451 4.7.1, a retry after the delay is
 // accepted and the triplet is then whitelisted. The client network is the
 // /24 of an IPv4 address (the /64 of an IPv6 one), so that a sender's pool
-// of outgoing servers retries as one. State is kept in a bbolt file.
+// of outgoing servers retries as one. State is kept in a bbolt file
+// (OpenGreylist) or, shared by several nodes, in PostgreSQL
+// (OpenGreylistPostgres, greylist_pg.go).
 type Greylist struct {
 	db   *bolt.DB
+	pg   *pgxpool.Pool
 	opts GreylistOptions
 }
 
@@ -43,18 +47,7 @@ var bucketGrey = []byte("greylist")
 
 // OpenGreylist opens (creating) the greylist database at path.
 func OpenGreylist(path string, opts GreylistOptions) (*Greylist, error) {
-	if opts.Delay <= 0 {
-		opts.Delay = 5 * time.Minute
-	}
-	if opts.PendingTTL <= 0 {
-		opts.PendingTTL = 48 * time.Hour
-	}
-	if opts.PassedTTL <= 0 {
-		opts.PassedTTL = 36 * 24 * time.Hour
-	}
-	if opts.Clock == nil {
-		opts.Clock = realClock{}
-	}
+	opts = opts.withDefaults()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open greylist %q: %w", path, err)
@@ -69,8 +62,37 @@ func OpenGreylist(path string, opts GreylistOptions) (*Greylist, error) {
 	return &Greylist{db: db, opts: opts}, nil
 }
 
-// Close closes the database.
-func (g *Greylist) Close() error { return g.db.Close() }
+func (opts GreylistOptions) withDefaults() GreylistOptions {
+	if opts.Delay <= 0 {
+		opts.Delay = 5 * time.Minute
+	}
+	if opts.PendingTTL <= 0 {
+		opts.PendingTTL = 48 * time.Hour
+	}
+	if opts.PassedTTL <= 0 {
+		opts.PassedTTL = 36 * 24 * time.Hour
+	}
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
+	}
+	return opts
+}
+
+// Close closes the database (the PostgreSQL pool stays open: it is the
+// caller's).
+func (g *Greylist) Close() error {
+	if g.pg != nil {
+		return nil
+	}
+	return g.db.Close()
+}
+
+// greyKey is a triplet's key, its parts joined by sep: NUL in bbolt, a
+// line feed in PostgreSQL (text cannot hold NUL; neither can appear in an
+// address).
+func greyKey(ip net.IP, from, rcpt, sep string) string {
+	return network(ip) + sep + strings.ToLower(from) + sep + strings.ToLower(rcpt)
+}
 
 func network(ip net.IP) string {
 	if v4 := ip.To4(); v4 != nil {
@@ -104,7 +126,10 @@ func (g *Greylist) Check(ctx context.Context, ip net.IP, from, rcpt string) (ok 
 		return false, 0, err
 	}
 	now := g.opts.Clock.Now()
-	key := []byte(network(ip) + "\x00" + strings.ToLower(from) + "\x00" + strings.ToLower(rcpt))
+	if g.pg != nil {
+		return g.checkPG(ctx, now, greyKey(ip, from, rcpt, "\n"))
+	}
+	key := []byte(greyKey(ip, from, rcpt, "\x00"))
 	err = g.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGrey)
 		first, last, passed, found := decodeGrey(b.Get(key))
@@ -134,6 +159,9 @@ func (g *Greylist) Check(ctx context.Context, ip net.IP, from, rcpt string) (ok 
 // Expire removes stale triplets; call it now and then.
 func (g *Greylist) Expire(ctx context.Context) (int, error) {
 	now := g.opts.Clock.Now()
+	if g.pg != nil {
+		return g.expirePG(ctx, now)
+	}
 	n := 0
 	err := g.db.Update(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketGrey).Cursor()

@@ -32,8 +32,17 @@ const bodyReadTimeout = time.Minute
 
 // insertBody writes a body, read from first and then from rest, into tx
 // and returns its id, its size and the captured header (nil when not
-// cacheable). rest is nil when first is the whole body.
+// cacheable). rest is nil when first is the whole body, which may then be
+// of any size.
 func (s *Store) insertBody(ctx context.Context, tx pgx.Tx, first []byte, rest io.Reader) (id, size int64, hdr []byte, err error) {
+	if len(first) > s.chunkSize {
+		if rest == nil {
+			rest = bytes.NewReader(first[s.chunkSize:])
+		} else {
+			rest = io.MultiReader(bytes.NewReader(first[s.chunkSize:]), rest)
+		}
+		first = first[:s.chunkSize]
+	}
 	var hc headerCapture
 	hc.add(first)
 	if rest == nil {

@@ -14,6 +14,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailctl/mailctl/server/store"
@@ -137,6 +138,43 @@ func testBodies(t *testing.T, url string) {
 	}
 	if left != len(msgs)-2 {
 		t.Errorf("after expunging 2 of %d messages: %d bodies and orphan chunks, want %d bodies", len(msgs), left, len(msgs)-2)
+	}
+}
+
+// testInsertBodyWhole: a whole body given at once (as ImportMailbox
+// does) larger than a chunk is cut into chunks like a streamed one.
+func testInsertBodyWhole(t *testing.T, url string) {
+	ctx := ctxT(t)
+	s := migrated(t, url)
+	s.chunkSize = 7
+	if err := s.EnsureUser(ctx, "w", 0); err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: whole\r\n\r\n0123456789abcdef"
+	var id int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		id, _, _, err = s.insertBody(ctx, tx, []byte(body), nil)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO messages (mailbox_id, uid, modseq, internal_date, size, body_id)
+			SELECT m.id, 1, 1, now(), $1, $2 FROM mailboxes m WHERE m.name = 'INBOX'`, len(body), id)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, msgs, err := s.Messages(ctx, "w", "INBOX")
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("Messages: %v, %v", msgs, err)
+	}
+	if got := readBody(t, s, msgs[0]); got != body {
+		t.Errorf("body given whole: read back %q, want %q", got, body)
+	}
+	var chunks int
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM body_chunks WHERE body_id = $1 AND octet_length(data) <= 7", id).Scan(&chunks); err != nil || chunks != (len(body)+6)/7 {
+		t.Errorf("%d chunks of at most 7 bytes, %v; want %d", chunks, err, (len(body)+6)/7)
 	}
 }
 

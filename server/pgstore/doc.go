@@ -18,27 +18,44 @@
 //   - Tables (schema 1): users (quota, bytes used, last UIDVALIDITY),
 //     mailboxes (uidvalidity, uidnext, highestmodseq, special use,
 //     subscription, counters), messages (uid, modseq, flags as text[],
-//     internal date, size) and message_bodies (bytea, apart so that
-//     listing never reads bodies; deleted with their message by cascade).
-//   - Operations with server/store's semantics and sentinel errors
+//     internal date, size). Schema 2 (0002_imap.sql): bodies, shared by
+//     the copies of a message (refs), with the header captured at
+//     delivery and its summary, their bytes in body_chunks of at most
+//     1 MiB; messages get a row id (store.Message.Ref, kept by a MOVE)
+//     and body_id; mailboxes get recent_uid, change_xid and the bounds of
+//     the table vanished; gone_subscriptions and deleted_mailboxes.
+//   - *Store is a store.Backend (backend.go): every method server/imap
+//     uses, with server/store's semantics and sentinel errors
 //     (store.ErrNoSuchUser, ErrNoSuchMailbox, ErrMailboxExists,
-//     ErrQuotaExceeded, ErrInvalidMailbox, store.LimitError), its mailbox
-//     name and flag rules (reimplemented in flags.go: server/store keeps
-//     them unexported): EnsureUser, CreateMailbox, Mailboxes, Mailbox,
-//     Deliver and Append (acknowledged after COMMIT), Messages (one
-//     REPEATABLE READ snapshot), OpenBody (os.ErrNotExist once expunged),
-//     SetFlags (one new MODSEQ per call, HIGHESTMODSEQ follows),
-//     SetFlagsUnchangedSince (RFC 7162 UNCHANGEDSINCE, checked under the
-//     mailbox row lock) and Expunge (\Deleted only, optionally restricted
-//     to UIDs); Users, Quota and Usage.
+//     ErrQuotaExceeded, ErrInvalidMailbox, ErrInboxNotAllowed,
+//     ErrHasChildren, store.LimitError) and its mailbox name and flag
+//     rules (reimplemented in flags.go: server/store keeps them
+//     unexported). Users, mailboxes (create, delete, rename with children
+//     and INBOX's rule, subscriptions kept by name for a deleted mailbox),
+//     Deliver and Append (acknowledged after COMMIT), Messages and
+//     MessagesByID (one REPEATABLE READ snapshot), OpenBody, SetFlags and
+//     SetFlagsUnchangedSince (one new MODSEQ per call, checked under the
+//     mailbox row lock), Expunge, Copy and Move (one transaction each,
+//     bodies shared, a copy counted against the quota), ClaimRecent
+//     (\Recent for one session on any node), Vanished (expunged UIDs as
+//     ranges under their MODSEQ, at most 8192 rows a mailbox, the floor
+//     raised when the oldest go), Headers and Summaries.
+//   - Bodies: Deliver streams a body larger than a chunk into its
+//     transaction before taking any lock (an unlocked check first refuses
+//     what the commit would); OpenBody reads the first chunk with the
+//     existence check and the others when they are read, so neither side
+//     holds a large message in memory. A body of one chunk stays readable
+//     after its message is expunged; a longer one may then fail with
+//     os.ErrNotExist on a chunk not yet read.
 //   - UID and MODSEQ allocation in transactions. Lock order, to stay free
-//     of deadlocks: a user's row, then a mailbox's row. Deliver updates
-//     the user's counters (quota check) and then the mailbox row
-//     (uidnext+1, highestmodseq+1) with RETURNING, so concurrent
-//     deliveries from any node into a mailbox are ordered by those row
-//     locks and never share a UID. The user row lock serialises the
-//     deliveries of one user (as bbolt's single writer does for the whole
-//     embedded store); a per-mailbox quota reservation would lift that.
+//     of deadlocks: a user's row, then mailbox rows (by id when several).
+//     Deliver updates the user's counters (quota check) and then the
+//     mailbox row (uidnext+1, highestmodseq+1) with RETURNING, so
+//     concurrent deliveries from any node into a mailbox are ordered by
+//     those row locks and never share a UID. The user row lock serialises
+//     the deliveries of one user (as bbolt's single writer does for the
+//     whole embedded store); a per-mailbox quota reservation would lift
+//     that.
 //   - A change feed: every write transaction runs pg_notify on the
 //     channel mailctl_change with {"u": user, "m": mailbox id}, delivered
 //     at COMMIT (never for a rollback) to every listening session. Open
@@ -46,7 +63,11 @@
 //     Watch registers a func(store.Change) like server/store's. Changes
 //     made through this Store come back through the same feed, so one
 //     path serves local and remote sessions (the basis of multi-node
-//     IDLE).
+//     IDLE). The same statement stamps the mailbox with the transaction's
+//     id; after a lost connection, the listener announces every mailbox
+//     stamped (or deleted) at or above the oldest transaction running
+//     when its previous LISTEN took effect, so nothing committed while it
+//     was down goes unannounced.
 //
 // The tests (TestPostgres) start a private cluster from the Debian
 // package postgresql (internal/testenv.StartPostgres), a database per
@@ -54,20 +75,11 @@
 //
 // # Missing (for issue 20)
 //
-//   - The rest of server/store's API that server/imap uses: DeleteMailbox,
-//     RenameMailbox, SetSubscribed, Copy, Move, \Recent (ClaimRecent),
-//     vanished UIDs for QRESYNC (a table of expunged UIDs with their
-//     MODSEQ), header summaries for FETCH ENVELOPE, backup snapshots.
-//     Then an interface that server/imap and server/smtp take,
-//     implemented by both backends, and the concurrent IMAP conformance
-//     test run across nodes.
-//   - Bodies are read into memory and kept in bytea (at most 1 GB, and a
-//     copy in memory per OpenBody): large bodies want chunks or an
-//     S3-compatible object store behind the same interface, with the
-//     object written before the COMMIT that references it.
-//   - The change feed does not replay what it missed while its connection
-//     was down (it logs it): on reconnection, sessions must resynchronise
-//     (e.g. compare HIGHESTMODSEQ of the mailboxes they have selected).
+//   - server/imap and server/smtp taking store.Backend, `mailctl serve`
+//     on this store, and the concurrent IMAP conformance test run across
+//     nodes; backup snapshots of this store.
+//   - Bodies in an S3-compatible object store behind the same interface,
+//     with the object written before the COMMIT that references it.
 //   - The outbound queue on PostgreSQL with leases (SELECT ... FOR UPDATE
 //     SKIP LOCKED, lease expiry for a dead node), and greylisting and
 //     login caches in shared tables.

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,16 +58,16 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 	// The first chunk decides: a body that fits goes in one statement; a
 	// larger one is streamed, after a check (without locks) that refuses
 	// early what the commit would refuse.
-	first := make([]byte, s.chunkSize)
-	n, err := io.ReadFull(ctxReader{ctx, body}, first)
-	var rest io.Reader = body
-	switch {
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		rest = nil
-	case err != nil:
+	// (Read as it comes: a small message takes no chunk-sized buffer.)
+	first, err := io.ReadAll(io.LimitReader(ctxReader{ctx, body}, int64(s.chunkSize)+1))
+	if err != nil {
 		return 0, 0, wrap(fmt.Errorf("read body: %w", err))
 	}
-	first = first[:n]
+	var rest io.Reader
+	if len(first) > s.chunkSize {
+		rest = io.MultiReader(bytes.NewReader(first[s.chunkSize:]), body)
+		first = first[:s.chunkSize]
+	}
 	if rest != nil {
 		if err := s.precheck(ctx, user, mailbox); err != nil {
 			return 0, 0, wrap(err)
@@ -92,7 +93,8 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		}
 		var mboxID, next, modseq, validity int64
 		err = tx.QueryRow(ctx, `UPDATE mailboxes
-			SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, messages = messages + 1, size = size + $3
+			SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, messages = messages + 1, size = size + $3,
+				change_xid = pg_current_xact_id()::text::bigint
 			WHERE user_id = $1 AND name = $2
 			RETURNING id, uidnext - 1, highestmodseq, uidvalidity`, userID, mailbox, size).Scan(&mboxID, &next, &modseq, &validity)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -104,12 +106,21 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		if next > math.MaxUint32 {
 			return errUIDsExhausted
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`, mboxID, next, modseq, flags, date, size, bodyID); err != nil {
+		// The message and the notification in one round trip (the
+		// mailbox is stamped for the feed's catch-up above).
+		note, err := notePayload(user, uint64(mboxID))
+		if err != nil {
+			return err
+		}
+		var b pgx.Batch
+		b.Queue(`INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, mboxID, next, modseq, flags, date, size, bodyID)
+		b.Queue("SELECT pg_notify($1, $2)", channel, note)
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return fmt.Errorf("insert message: %w", err)
 		}
 		uid, uidValidity = uint32(next), uint32(validity)
-		return notify(ctx, tx, user, uint64(mboxID))
+		return nil
 	})
 	if err != nil {
 		return 0, 0, wrap(err)

@@ -43,7 +43,18 @@ func TestPostgres(t *testing.T) {
 		{"CrashKeepsAcknowledged", func(t *testing.T, url string) { testCrash(t, pg, url) }},
 		{"Bodies", testBodies},
 		{"LargeBody", testLargeBody},
+		{"InsertBodyWhole", testInsertBodyWhole},
 		{"MigrateBodies", testMigrateBodies},
+		{"MailboxOps", testMailboxOps},
+		{"CopyMove", testCopyMove},
+		{"CopyQuota", testCopyQuota},
+		{"ClaimRecent", testClaimRecent},
+		{"Vanished", testVanished},
+		{"HeaderCache", testHeaderCache},
+		{"FeedCatchUp", testFeedCatchUp},
+		{"WatchMailboxOps", testWatchMailboxOps},
+		{"ConcurrentIMAP", testConcurrentIMAP},
+		{"IMAPTwoNodes", testIMAPTwoNodes},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}

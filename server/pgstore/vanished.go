@@ -63,8 +63,8 @@ func recordVanished(ctx context.Context, tx pgx.Tx, id, modseq int64, uids []uin
 		return fmt.Errorf("trim expunged UIDs: %w", err)
 	}
 	cutoff = min(cutoff, modseq-1)
-	if _, err := tx.Exec(ctx, `WITH d AS (DELETE FROM vanished WHERE mailbox_id = $1 AND modseq <= $2)
-		UPDATE mailboxes SET vanished_floor = greatest(vanished_floor, $2),
+	if _, err := tx.Exec(ctx, `WITH d AS (DELETE FROM vanished WHERE mailbox_id = $1 AND modseq <= $2 RETURNING modseq)
+		UPDATE mailboxes SET vanished_floor = greatest(vanished_floor, (SELECT max(modseq) FROM d)),
 			vanished_rows = (SELECT count(*) FROM vanished WHERE mailbox_id = $1 AND modseq > $2)
 		WHERE id = $1`, id, cutoff); err != nil {
 		return fmt.Errorf("trim expunged UIDs: %w", err)

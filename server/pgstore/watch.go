@@ -26,17 +26,23 @@ type changeNote struct {
 // listening session, on every node, when tx commits, and never if it rolls
 // back, so watchers hear of committed changes only.
 func notify(ctx context.Context, tx pgx.Tx, user string, mailboxID uint64) error {
-	b, err := json.Marshal(changeNote{User: user, Mailbox: mailboxID})
+	b, err := notePayload(user, mailboxID)
 	if err != nil {
 		return err
 	}
 	// change_xid is for the catch-up of a listener that lost its
 	// connection (catchUp).
 	if _, err := tx.Exec(ctx, `WITH c AS (UPDATE mailboxes SET change_xid = pg_current_xact_id()::text::bigint WHERE id = $3)
-		SELECT pg_notify($1, $2)`, channel, string(b), int64(mailboxID)); err != nil {
+		SELECT pg_notify($1, $2)`, channel, b, int64(mailboxID)); err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
 	return nil
+}
+
+// notePayload returns the notification of a change of a mailbox.
+func notePayload(user string, mailboxID uint64) (string, error) {
+	b, err := json.Marshal(changeNote{User: user, Mailbox: mailboxID})
+	return string(b), err
 }
 
 // Watch registers fn to be called after every committed change of a

@@ -9,15 +9,12 @@ import (
 	"io"
 	"net"
 	"net/textproto"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/mailctl/mailctl/server/store"
 )
@@ -49,33 +46,44 @@ func permAll(rcpts []string, status, mta, format string, args ...any) []result {
 	return allResults(rcpts, result{perm: true, status: status, mta: mta, diag: fmt.Sprintf(format, args...)})
 }
 
-// attempt makes one delivery attempt of message id and records its outcome.
-func (q *Queue) attempt(ctx context.Context, id string) {
-	var m *Message
-	err := q.db.View(func(tx *bolt.Tx) error {
-		var err error
-		m, err = getMsg(tx, id)
-		return err
-	})
+// attempt makes one delivery attempt of message id and records its
+// outcome. l is the lease under which a node of the shared queue claimed
+// it (nil for the embedded backend): it is renewed while the attempt runs.
+func (q *Queue) attempt(ctx context.Context, id string, l *lease) {
+	m, err := q.be.get(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		q.mu.Lock()
-		delete(q.entries, id)
-		q.mu.Unlock()
+		q.unschedule(id)
+		if l != nil {
+			q.pg.release(context.WithoutCancel(ctx), l)
+		}
+		return
+	}
+	if err != nil {
+		q.log.Error("read queue record", "id", id, "err", err)
+		if l != nil {
+			q.pg.release(context.WithoutCancel(ctx), l)
+		}
 		return
 	}
 	log := q.log.With("id", id, "domain", m.Domain)
-	if err != nil {
-		log.Error("read queue record", "err", err)
-		return
+	var stopRenew func()
+	if l != nil {
+		// A lease lost (renewal refused) stops the attempt: another node
+		// now owns the message.
+		var dctx context.Context
+		dctx, stopRenew = q.pg.keepLease(ctx, log, l)
+		defer stopRenew()
+		ctx = dctx
 	}
 	rcpts := m.pending()
 	var res []result
 	var deferTo time.Time
-	f, err := os.Open(filepath.Join(q.msgDir, m.Blob))
+	f, err := q.be.openBody(ctx, m)
 	if err != nil {
 		log.Error("open queued message", "err", err)
 		res = tempAll(rcpts, "4.3.0", "", "local error: %v", err)
 	} else {
+		defer f.Close()
 		body := func() io.Reader {
 			return io.MultiReader(strings.NewReader(m.DKIM), io.NewSectionReader(f, 0, m.Size))
 		}
@@ -90,18 +98,19 @@ func (q *Queue) attempt(ctx context.Context, id string) {
 			}
 		}
 		if len(settled) == 0 {
-			if f != nil {
-				f.Close()
+			if l != nil {
+				stopRenew()
+				q.pg.release(context.WithoutCancel(ctx), l)
 			}
 			return
 		}
 		res = settled
 	}
-	if err := q.record(ctx, m, f, res, deferTo); err != nil {
-		log.Error("record delivery outcome", "err", err)
+	if l != nil {
+		stopRenew()
 	}
-	if f != nil {
-		f.Close()
+	if err := q.record(ctx, l, m, f, res, deferTo); err != nil {
+		log.Error("record delivery outcome", "err", err)
 	}
 }
 

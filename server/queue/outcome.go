@@ -5,11 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // backoff is the delay after the n-th failed attempt: RetryBase doubled
@@ -29,7 +25,7 @@ func (q *Queue) backoff(n int) time.Duration {
 // for good are settled, a DSN is queued for failures and long delays, and
 // the record is rescheduled or, when nothing is left, removed (index commit
 // first, body file afterwards).
-func (q *Queue) record(ctx context.Context, m *Message, body *os.File, res []result, deferTo time.Time) error {
+func (q *Queue) record(ctx context.Context, l *lease, m *Message, body bodyReader, res []result, deferTo time.Time) error {
 	ctx = context.WithoutCancel(ctx) // what was delivered must be recorded, even when stopping
 	now := q.opts.Clock.Now()
 	nm := *m
@@ -102,7 +98,7 @@ func (q *Queue) record(ctx context.Context, m *Message, body *os.File, res []res
 			Date: now, ArrivalDate: m.Created, MessageID: newID() + "@" + q.opts.Hostname,
 			Recipients: report, OriginalHeader: readHeader(body, m.Size), UTF8: m.SMTPUTF8,
 		}
-		blob, size, sig, err := q.writeBlob(ctx, bytes.NewReader(d.Bytes()), q.opts.Signer != nil)
+		blob, size, sig, err := q.be.writeBody(ctx, bytes.NewReader(d.Bytes()), q.opts.Signer)
 		if err != nil {
 			return fmt.Errorf("write DSN for %s: %w", m.ID, err)
 		}
@@ -114,57 +110,18 @@ func (q *Queue) record(ctx context.Context, m *Message, body *os.File, res []res
 	}
 
 	done := len(nm.pending()) == 0
-	removeBlob := false
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		if _, err := getMsg(tx, m.ID); err != nil {
-			return err // removed meanwhile
-		}
-		if done {
-			if err := tx.Bucket(bucketMsgs).Delete([]byte(m.ID)); err != nil {
-				return err
-			}
-			last, err := addRef(tx, m.Blob, -1)
-			if err != nil {
-				return err
-			}
-			removeBlob = last
-		} else if err := putMsg(tx, &nm); err != nil {
-			return err
-		}
-		for _, dm := range dsnMsgs {
-			if err := putMsg(tx, dm); err != nil {
-				return err
-			}
-		}
+	if err := q.be.settle(ctx, l, m, &nm, done, dsnMsgs, dsnBlob); err != nil {
 		if dsnBlob != "" {
-			if _, err := addRef(tx, dsnBlob, len(dsnMsgs)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		if dsnBlob != "" {
-			os.Remove(filepath.Join(q.msgDir, dsnBlob))
+			q.be.dropBody(dsnBlob)
 		}
 		return fmt.Errorf("commit outcome of %s: %w", m.ID, err)
 	}
-	if err := q.step("outcome-committed"); err != nil {
-		return err
-	}
-	if removeBlob {
-		os.Remove(filepath.Join(q.msgDir, m.Blob))
-	}
-	q.mu.Lock()
 	if done {
-		delete(q.entries, m.ID)
-	} else if e := q.entries[m.ID]; e != nil {
-		e.next = nm.Next
+		q.unschedule(m.ID)
+	} else {
+		q.schedule(&nm)
 	}
-	for _, dm := range dsnMsgs {
-		q.entries[dm.ID] = &entry{domain: dm.Domain, next: dm.Next}
-	}
-	q.mu.Unlock()
+	q.schedule(dsnMsgs...)
 	if len(dsnMsgs) > 0 {
 		q.log.Info("DSN queued", "id", m.ID, "to", m.From, "recipients", len(report))
 	}
@@ -172,7 +129,7 @@ func (q *Queue) record(ctx context.Context, m *Message, body *os.File, res []res
 }
 
 // readHeader returns the header section of a queued body (at most 64 KiB).
-func readHeader(f *os.File, size int64) []byte {
+func readHeader(f bodyReader, size int64) []byte {
 	if f == nil {
 		return nil
 	}

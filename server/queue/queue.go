@@ -29,6 +29,13 @@
 //
 // bbolt locks its file: only one process may open a queue at a time, so
 // admin commands (List, Retry, Remove) must go through the running daemon.
+//
+// With Options.Postgres the queue lives in PostgreSQL instead, shared by
+// several nodes that claim due messages with leases, so that a message
+// is sent by one node and taken over by another when its node dies (see
+// pg.go for the leases and the at-least-once window). The storage is
+// behind the small backend interface (backend.go): the scheduler,
+// delivery and outcome logic are the same for both.
 package queue
 
 import (
@@ -36,7 +43,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -44,25 +50,18 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Sentinel errors.
 var (
 	ErrNotFound = errors.New("queue: no such message")
 	ErrClosed   = errors.New("queue: closed")
-)
-
-var (
-	bucketMsgs   = []byte("msgs")
-	bucketBlobs  = []byte("blobs")
-	bucketWarmup = []byte("warmup")
 )
 
 // Clock tells the time; tests move it forward.
@@ -142,8 +141,17 @@ type Warmup struct {
 
 // Options configure a Queue; zero values take the documented defaults.
 type Options struct {
-	// Dir holds the queue (created 0700). Required.
+	// Dir holds the queue (created 0700). Required unless Postgres is set.
 	Dir string
+	// Postgres, when set, keeps the queue in that PostgreSQL database
+	// (schema of server/pgstore, migrated beforehand) instead of Dir,
+	// shared by every node that opens it (see pg.go). Node names this node
+	// in the leases it takes (default: the machine's host name); LeaseTime
+	// is how long a claimed message stays this node's without a renewal
+	// (default 2 minutes; renewed every third of it while it is sent).
+	Postgres  *pgxpool.Pool
+	Node      string
+	LeaseTime time.Duration
 	// Hostname is the EHLO name and the Reporting-MTA of DSNs. Required.
 	Hostname string
 	// Resolver looks up MX, A/AAAA and MTA-STS TXT records. Required.
@@ -251,11 +259,11 @@ func (m *Message) pending() []string {
 
 // Queue is an open outbound queue. Its methods are safe for concurrent use.
 type Queue struct {
-	opts   Options
-	log    *slog.Logger
-	db     *bolt.DB
-	msgDir string
-	sts    *stsCache
+	opts Options
+	log  *slog.Logger
+	be   backend
+	pg   *pgBackend // the shared backend, nil for the embedded one
+	sts  *stsCache
 
 	mu       sync.Mutex
 	entries  map[string]*entry // id -> schedule
@@ -280,17 +288,17 @@ type entry struct {
 	next   time.Time
 }
 
-// Open opens (creating if needed) the queue in opts.Dir and removes
-// unreferenced body files. Deliveries start with Run.
+// Open opens (creating if needed) the queue in opts.Dir, removing
+// unreferenced body files, or the shared queue in opts.Postgres.
+// Deliveries start with Run.
 func Open(ctx context.Context, opts Options) (*Queue, error) {
-	if opts.Dir == "" || opts.Hostname == "" || opts.Resolver == nil {
-		return nil, errors.New("queue: Options.Dir, Hostname and Resolver are required")
+	if (opts.Dir == "" && opts.Postgres == nil) || opts.Hostname == "" || opts.Resolver == nil {
+		return nil, errors.New("queue: Options.Dir (or Postgres), Hostname and Resolver are required")
 	}
 	setDefaults(&opts)
 	q := &Queue{
 		opts:     opts,
 		log:      opts.Logger.With("service", "queue"),
-		msgDir:   filepath.Join(opts.Dir, "msg"),
 		entries:  map[string]*entry{},
 		inflight: map[string]bool{},
 		perDest:  map[string]int{},
@@ -298,39 +306,19 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	}
 	q.sts = newSTSCache(opts.HTTPClient, opts.Resolver, opts.Clock)
 	q.relay = opts.Relay
-	if err := os.MkdirAll(q.msgDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create queue dir %q: %w", q.msgDir, err)
-	}
-	db, err := bolt.Open(filepath.Join(opts.Dir, "index.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open queue index in %q: %w", opts.Dir, err)
-	}
-	q.db = db
-	blobs := map[string]bool{}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMsgs, bucketBlobs, bucketWarmup} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+	if opts.Postgres != nil {
+		pg, err := openPG(ctx, opts.Postgres, opts.Node, opts.LeaseTime, q.log)
+		if err != nil {
+			return nil, err
 		}
-		return tx.Bucket(bucketMsgs).ForEach(func(k, v []byte) error {
-			var m Message
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("decode queue record %q: %w", k, err)
-			}
-			q.entries[m.ID] = &entry{domain: m.Domain, next: m.Next}
-			blobs[m.Blob] = true
-			return nil
-		})
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open queue index in %q: %w", opts.Dir, err)
+		q.be, q.pg = pg, pg
+		return q, nil
 	}
-	if err := q.removeOrphans(ctx, blobs); err != nil {
-		db.Close()
+	b, entries, err := openBolt(ctx, opts.Dir, q.log, q.step)
+	if err != nil {
 		return nil, err
 	}
+	q.be, q.entries = b, entries
 	return q, nil
 }
 
@@ -371,29 +359,21 @@ func setDefaults(o *Options) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.LeaseTime <= 0 {
+		o.LeaseTime = 2 * time.Minute
+	}
+	if o.Node == "" {
+		o.Node, _ = os.Hostname()
+		if o.Node == "" {
+			o.Node = o.Hostname
+		}
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{
 			Timeout:       60 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-}
-
-func (q *Queue) removeOrphans(ctx context.Context, blobs map[string]bool) error {
-	ents, err := os.ReadDir(q.msgDir)
-	if err != nil {
-		return fmt.Errorf("read queue dir %q: %w", q.msgDir, err)
-	}
-	for _, e := range ents {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !blobs[e.Name()] {
-			q.log.Info("removing unreferenced queue file", "file", e.Name())
-			os.Remove(filepath.Join(q.msgDir, e.Name()))
-		}
-	}
-	return nil
 }
 
 func newID() string {
@@ -426,7 +406,7 @@ func (q *Queue) enqueue(ctx context.Context, from string, to []string, body io.R
 	if closed {
 		return ErrClosed
 	}
-	blob, size, sig, err := q.writeBlob(ctx, body, q.opts.Signer != nil)
+	blob, size, sig, err := q.be.writeBody(ctx, body, q.opts.Signer)
 	if err != nil {
 		return err
 	}
@@ -434,10 +414,11 @@ func (q *Queue) enqueue(ctx context.Context, from string, to []string, body io.R
 	for _, m := range msgs {
 		m.SMTPUTF8 = smtputf8
 	}
-	if err := q.commitNew(msgs, blob); err != nil {
-		os.Remove(filepath.Join(q.msgDir, blob))
+	if err := q.be.insert(ctx, msgs, blob); err != nil {
+		q.be.dropBody(blob)
 		return err
 	}
+	q.schedule(msgs...)
 	q.log.Info("message queued", "blob", blob, "from", from, "recipients", len(to), "domains", len(msgs), "size", size, "signed", sig != "", "smtputf8", smtputf8)
 	q.Kick()
 	return nil
@@ -466,53 +447,6 @@ func (q *Queue) split(blob, from string, to []string, sig string, size int64, is
 	return out
 }
 
-// writeBlob writes body durably to msg/<blob> and returns its name, size
-// and, when sign is set, its DKIM signature fields.
-func (q *Queue) writeBlob(ctx context.Context, body io.Reader, sign bool) (blob string, size int64, sig string, err error) {
-	blob = newID()
-	tmp := filepath.Join(q.msgDir, ".tmp-"+blob)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", 0, "", fmt.Errorf("queue: create %q: %w", tmp, err)
-	}
-	fail := func(e error) (string, int64, string, error) {
-		f.Close()
-		os.Remove(tmp)
-		return "", 0, "", e
-	}
-	size, err = io.Copy(f, ctxReader{ctx, body})
-	if err != nil {
-		return fail(fmt.Errorf("queue: write %q: %w", tmp, err))
-	}
-	if sign {
-		sig, err = q.opts.Signer.Sign(io.NewSectionReader(f, 0, size))
-		if err != nil {
-			return fail(fmt.Errorf("queue: %w", err))
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("queue: sync %q: %w", tmp, err))
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return "", 0, "", fmt.Errorf("queue: close %q: %w", tmp, err)
-	}
-	if err := q.step("blob-synced"); err != nil {
-		os.Remove(tmp)
-		return "", 0, "", err
-	}
-	final := filepath.Join(q.msgDir, blob)
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return "", 0, "", fmt.Errorf("queue: rename %q: %w", tmp, err)
-	}
-	if err := syncDir(q.msgDir); err != nil {
-		os.Remove(final)
-		return "", 0, "", fmt.Errorf("queue: sync dir %q: %w", q.msgDir, err)
-	}
-	return blob, size, sig, nil
-}
-
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader
@@ -534,62 +468,28 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-func putMsg(tx *bolt.Tx, m *Message) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketMsgs).Put([]byte(m.ID), b)
-}
-
-func getMsg(tx *bolt.Tx, id string) (*Message, error) {
-	v := tx.Bucket(bucketMsgs).Get([]byte(id))
-	if v == nil {
-		return nil, ErrNotFound
-	}
-	var m Message
-	if err := json.Unmarshal(v, &m); err != nil {
-		return nil, fmt.Errorf("decode queue record %q: %w", id, err)
-	}
-	return &m, nil
-}
-
-// addRef changes the reference count of blob by n and reports whether it
-// dropped to zero.
-func addRef(tx *bolt.Tx, blob string, n int) (bool, error) {
-	b := tx.Bucket(bucketBlobs)
-	var c int
-	if v := b.Get([]byte(blob)); v != nil {
-		fmt.Sscan(string(v), &c)
-	}
-	c += n
-	if c <= 0 {
-		return true, b.Delete([]byte(blob))
-	}
-	return false, b.Put([]byte(blob), []byte(fmt.Sprint(c)))
-}
-
-// commitNew commits new records (sharing blob) in one batched transaction
-// and schedules them.
-func (q *Queue) commitNew(msgs []*Message, blob string) error {
-	err := q.db.Batch(func(tx *bolt.Tx) error {
-		for _, m := range msgs {
-			if err := putMsg(tx, m); err != nil {
-				return err
-			}
-		}
-		_, err := addRef(tx, blob, len(msgs))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("queue: commit index: %w", err)
+// schedule adds (or reschedules) records in the embedded backend's
+// schedule; the shared backend's schedule is the database.
+func (q *Queue) schedule(msgs ...*Message) {
+	if q.pg != nil {
+		return
 	}
 	q.mu.Lock()
 	for _, m := range msgs {
-		q.entries[m.ID] = &entry{domain: m.Domain, next: m.Next}
+		if e := q.entries[m.ID]; e != nil {
+			e.next = m.Next
+		} else {
+			q.entries[m.ID] = &entry{domain: m.Domain, next: m.Next}
+		}
 	}
 	q.mu.Unlock()
-	return nil
+}
+
+// unschedule removes a record from the embedded backend's schedule.
+func (q *Queue) unschedule(id string) {
+	q.mu.Lock()
+	delete(q.entries, id)
+	q.mu.Unlock()
 }
 
 // SetRelay replaces the smarthost (nil: none), for a configuration reload.
@@ -644,6 +544,9 @@ func (q *Queue) Run(ctx context.Context) {
 // dispatch starts the deliveries that are due and allowed, and returns how
 // long to wait before looking again.
 func (q *Queue) dispatch(ctx context.Context) time.Duration {
+	if q.pg != nil {
+		return q.dispatchClaims(ctx)
+	}
 	now := q.opts.Clock.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -684,7 +587,7 @@ func (q *Queue) dispatch(ctx context.Context) time.Duration {
 		q.wg.Add(1)
 		go func(id, domain string) {
 			defer q.wg.Done()
-			q.attempt(ctx, id)
+			q.attempt(ctx, id, nil)
 			q.mu.Lock()
 			q.active--
 			q.perDest[domain]--
@@ -718,42 +621,31 @@ func (q *Queue) Close() error {
 	}
 	q.wg.Wait()
 	q.conns.closeAll()
-	if err := q.db.Close(); err != nil {
-		return fmt.Errorf("close queue index: %w", err)
-	}
-	return nil
+	return q.be.close()
 }
 
 // List returns the queued messages, oldest first.
 func (q *Queue) List(ctx context.Context) ([]Message, error) {
-	var out []Message
-	err := q.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMsgs).ForEach(func(k, v []byte) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var m Message
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("decode queue record %q: %w", k, err)
-			}
-			out = append(out, m)
-			return nil
-		})
-	})
+	out, err := q.be.list(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list queue: %w", err)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].ID < out[j].ID
-	})
 	return out, nil
 }
 
-// Len returns the number of queued records.
+// Len returns the number of queued records (of every node, for the shared
+// queue; -1 when the database cannot be read).
 func (q *Queue) Len() int {
+	if q.pg != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n, err := q.pg.count(ctx)
+		if err != nil {
+			q.log.Error("count queued messages", "err", err)
+			return -1
+		}
+		return n
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.entries)
@@ -762,38 +654,19 @@ func (q *Queue) Len() int {
 // Retry makes a message (or every message, for id "") due now.
 func (q *Queue) Retry(ctx context.Context, id string) error {
 	now := q.opts.Clock.Now()
-	var ids []string
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		if id != "" {
-			ids = []string{id}
-		} else {
-			tx.Bucket(bucketMsgs).ForEach(func(k, _ []byte) error {
-				ids = append(ids, string(k))
-				return nil
-			})
-		}
-		for _, i := range ids {
-			m, err := getMsg(tx, i)
-			if err != nil {
-				return err
-			}
-			m.Next = now
-			if err := putMsg(tx, m); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	ids, err := q.be.retry(ctx, id, now)
 	if err != nil {
 		return fmt.Errorf("retry %q: %w", id, err)
 	}
-	q.mu.Lock()
-	for _, i := range ids {
-		if e := q.entries[i]; e != nil {
-			e.next = now
+	if q.pg == nil {
+		q.mu.Lock()
+		for _, i := range ids {
+			if e := q.entries[i]; e != nil {
+				e.next = now
+			}
 		}
+		q.mu.Unlock()
 	}
-	q.mu.Unlock()
 	q.Kick()
 	return nil
 }
@@ -801,29 +674,10 @@ func (q *Queue) Retry(ctx context.Context, id string) error {
 // Remove deletes a message from the queue without notifying its sender.
 // A delivery in progress is not interrupted.
 func (q *Queue) Remove(ctx context.Context, id string) error {
-	var blob string
-	var last bool
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		m, err := getMsg(tx, id)
-		if err != nil {
-			return err
-		}
-		blob = m.Blob
-		if err := tx.Bucket(bucketMsgs).Delete([]byte(id)); err != nil {
-			return err
-		}
-		last, err = addRef(tx, blob, -1)
-		return err
-	})
-	if err != nil {
+	if err := q.be.remove(ctx, id); err != nil {
 		return fmt.Errorf("remove %q: %w", id, err)
 	}
-	if last {
-		os.Remove(filepath.Join(q.msgDir, blob))
-	}
-	q.mu.Lock()
-	delete(q.entries, id)
-	q.mu.Unlock()
+	q.unschedule(id)
 	q.log.Info("message removed", "id", id)
 	return nil
 }

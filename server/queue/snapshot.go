@@ -25,7 +25,21 @@ import (
 // never for a slow reader; the files stream from the temporary directory
 // afterwards. Snapshots must not overlap: one removes the temporary
 // directories that an interrupted one left.
+//
+// A queue in PostgreSQL has no snapshot here (ErrSharedSnapshot): it is
+// in the database, whose backups hold it.
 func (q *Queue) Snapshot(ctx context.Context, add func(name string, size int64, r io.Reader) error) error {
+	b, ok := q.be.(*boltBackend)
+	if !ok {
+		return ErrSharedSnapshot
+	}
+	return b.snapshot(ctx, add)
+}
+
+// ErrSharedSnapshot is Snapshot's error for a queue kept in PostgreSQL.
+var ErrSharedSnapshot = errors.New("queue: the queue is in PostgreSQL: back up the database instead")
+
+func (q *boltBackend) snapshot(ctx context.Context, add func(name string, size int64, r io.Reader) error) error {
 	old, _ := filepath.Glob(filepath.Join(filepath.Dir(q.msgDir), ".snapshot-*"))
 	for _, p := range old {
 		os.RemoveAll(p)

@@ -1,11 +1,9 @@
 package queue
 
 import (
+	"context"
 	"fmt"
-	"strconv"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // WarmupFirstCap is the daily cap of direct deliveries in the first week
@@ -28,8 +26,6 @@ func WarmupCap(start, now time.Time, weeks int) int {
 	return WarmupFirstCap << w
 }
 
-var keyWarmupStart = []byte("start")
-
 // warmupAllow counts one direct delivery against today's cap (UTC days).
 // When the cap is reached it returns false and the start of the next day.
 func (q *Queue) warmupAllow(now time.Time) (bool, time.Time, error) {
@@ -37,38 +33,7 @@ func (q *Queue) warmupAllow(now time.Time) (bool, time.Time, error) {
 	if w.Weeks <= 0 {
 		return true, time.Time{}, nil
 	}
-	allowed := true
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketWarmup)
-		start := w.Start
-		if start.IsZero() {
-			if v := b.Get(keyWarmupStart); v != nil {
-				if err := start.UnmarshalText(v); err != nil {
-					return fmt.Errorf("decode warm-up start: %w", err)
-				}
-			} else {
-				start = now
-				v, _ := now.UTC().MarshalText()
-				if err := b.Put(keyWarmupStart, v); err != nil {
-					return err
-				}
-			}
-		}
-		limit := WarmupCap(start, now, w.Weeks)
-		if limit < 0 {
-			return nil
-		}
-		key := []byte("day:" + now.UTC().Format(time.DateOnly))
-		n := 0
-		if v := b.Get(key); v != nil {
-			n, _ = strconv.Atoi(string(v))
-		}
-		if n >= limit {
-			allowed = false
-			return nil
-		}
-		return b.Put(key, []byte(strconv.Itoa(n+1)))
-	})
+	allowed, err := q.be.warmupAllow(context.Background(), now, w)
 	if err != nil {
 		return true, time.Time{}, fmt.Errorf("warm-up counter: %w", err)
 	}
@@ -78,23 +43,5 @@ func (q *Queue) warmupAllow(now time.Time) (bool, time.Time, error) {
 
 // WarmupStatus returns today's count of direct deliveries and cap (-1: none).
 func (q *Queue) WarmupStatus(now time.Time) (sent, limit int, err error) {
-	w := q.opts.Warmup
-	limit = -1
-	err = q.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketWarmup)
-		if v := b.Get([]byte("day:" + now.UTC().Format(time.DateOnly))); v != nil {
-			sent, _ = strconv.Atoi(string(v))
-		}
-		start := w.Start
-		if start.IsZero() {
-			if v := b.Get(keyWarmupStart); v != nil {
-				start.UnmarshalText(v)
-			} else {
-				start = now
-			}
-		}
-		limit = WarmupCap(start, now, w.Weeks)
-		return nil
-	})
-	return sent, limit, err
+	return q.be.warmupStatus(context.Background(), now, q.opts.Warmup)
 }

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailctl/mailctl/server/pgstore"
+	"github.com/mailctl/mailctl/server/store"
+	"github.com/mailctl/mailctl/server/storecopy"
+)
+
+const storeCopyHelp = `
+Copies the mail store of a server, on that server, while mailctl serve is
+stopped: from the embedded store (a directory) to a PostgreSQL database,
+or back. Every mailbox keeps its UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ,
+every message its UID, MODSEQ, flags, internal date and body, so that
+IMAP clients keep their caches; users, quotas, subscriptions and
+special-use attributes come along. The destination's schema is created
+or brought up to date first.
+
+The copy can be interrupted (Ctrl-C) and run again: mailboxes already
+copied are skipped, one copied halfway is done again. A destination
+mailbox that holds other mail is refused: drop it (or the destination).
+PostgreSQL keeps internal dates to the microsecond, no \Recent marks and
+no subscriptions to deleted mailboxes (docs/operations.md).
+`
+
+// The dispatch of `mailctl store SUBCOMMAND`, while cmd/mailctl has no
+// other store subcommand: with storecmd.go (store migrate, version), copy
+// becomes one case there.
+func init() {
+	register(&command{
+		name:     "store",
+		synopsis: "on a server, serve stopped: copy its mail between the embedded store and PostgreSQL",
+		run: func(ctx context.Context, e *env, args []string) int {
+			if len(args) > 0 && args[0] == "copy" {
+				return runStoreCopy(ctx, e, args[1:])
+			}
+			if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+				fmt.Fprintln(e.Stdout, "Usage: mailctl store copy [options] (mailctl store copy -h for them)")
+				return exitOK
+			}
+			return errorf(e, "store needs a subcommand: mailctl store copy -h")
+		},
+	})
+}
+
+// runStoreCopy runs `mailctl store copy`.
+func runStoreCopy(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "store copy", "(-from DIR -to-postgres-file FILE | -from-postgres-file FILE -to DIR)")
+	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, storeCopyHelp) })
+	fromDir := fs.String("from", "", "copy from the embedded store in `DIR` (e.g. /var/lib/mailctl/store)")
+	toDir := fs.String("to", "", "copy into the embedded store in `DIR` (created when absent)")
+	fromPG := fs.String("from-postgres-file", "", "copy from the PostgreSQL database whose URL is in `FILE` (mode 0600)")
+	toPG := fs.String("to-postgres-file", "", "copy into the PostgreSQL database whose URL is in `FILE` (mode 0600)")
+	if done, code := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return errorf(e, "store copy: unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case *fromDir != "" && *toPG != "" && *fromPG == "" && *toDir == "":
+	case *fromPG != "" && *toDir != "" && *fromDir == "" && *toPG == "":
+	default:
+		return errorf(e, "store copy needs -from DIR -to-postgres-file FILE, or -from-postgres-file FILE -to DIR")
+	}
+	start := time.Now()
+	var src storecopy.Source
+	var dst storecopy.Destination
+	if *fromDir != "" {
+		if _, err := os.Stat(filepath.Join(*fromDir, "index.db")); err != nil {
+			return errorf(e, "store copy: %s holds no mail store (no index.db)", *fromDir)
+		}
+		st, err := openEmbedded(ctx, *fromDir)
+		if err != nil {
+			return errorf(e, "store copy: %s", oneLine(err.Error()))
+		}
+		defer st.Close()
+		url, err := readPostgresURL(*toPG)
+		if err != nil {
+			return errorf(e, "store copy: %s", oneLine(err.Error()))
+		}
+		from, to, err := pgstore.Migrate(ctx, url)
+		if err != nil {
+			return errorf(e, "store copy: %s", oneLine(err.Error()))
+		}
+		if from != to {
+			fmt.Fprintf(e.Stdout, "destination schema %d -> %d\n", from, to)
+		}
+		pg, err := pgstore.Open(ctx, url, nil)
+		if err != nil {
+			return errorf(e, "store copy: %s", oneLine(err.Error()))
+		}
+		defer pg.Close()
+		src, dst = st, pg
+	} else {
+		url, err := readPostgresURL(*fromPG)
+		if err != nil {
+			return errorf(e, "store copy: %s", oneLine(err.Error()))
+		}
+		pg, err := pgstore.Open(ctx, url, nil)
+		if err != nil {
+			return errorf(e, "store copy: %s", oneLine(err.Error()))
+		}
+		defer pg.Close()
+		st, err := openEmbedded(ctx, *toDir)
+		if err != nil {
+			return errorf(e, "store copy: %s", oneLine(err.Error()))
+		}
+		defer st.Close()
+		src, dst = storecopy.PGSource(pg), st
+	}
+	stats, err := storecopy.Copy(ctx, src, dst, storecopy.Options{Progress: e.Stdout})
+	if err != nil {
+		if ctx.Err() != nil {
+			return errorf(e, "store copy interrupted after %d mailboxes: run the same command again to go on", stats.Mailboxes+stats.Skipped)
+		}
+		return errorf(e, "store copy: %s", oneLine(err.Error()))
+	}
+	fmt.Fprintf(e.Stdout, "copied %d users: %d mailboxes (%d already there), %d messages, %d bytes in %s\n",
+		stats.Users, stats.Mailboxes, stats.Skipped, stats.Messages, stats.Bytes, time.Since(start).Round(time.Millisecond))
+	return exitOK
+}
+
+// openEmbedded opens the embedded store in dir, telling a store in use by
+// serve from other errors.
+func openEmbedded(ctx context.Context, dir string) (*store.Store, error) {
+	st, err := store.Open(ctx, dir, nil)
+	if errors.Is(err, bolt.ErrTimeout) { // another process holds the index
+		return nil, fmt.Errorf("the store in %s is in use: stop mailctl serve first", dir)
+	}
+	return st, err
+}
+
+// readPostgresURL reads a PostgreSQL URL from file, which must be readable
+// by its owner only (it holds the database password).
+func readPostgresURL(file string) (string, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return "", fmt.Errorf("read the PostgreSQL URL: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by others (mode %04o) and holds the database password: chmod 600 it", file, fi.Mode().Perm())
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read the PostgreSQL URL: %w", err)
+	}
+	url := strings.TrimSpace(string(raw))
+	if url == "" {
+		return "", fmt.Errorf("%s is empty: it must hold the PostgreSQL URL", file)
+	}
+	return url, nil
+}

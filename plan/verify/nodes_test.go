@@ -1,0 +1,46 @@
+package verify_test
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/mailctl/mailctl/plan/config"
+	"github.com/mailctl/mailctl/plan/verify"
+)
+
+// TestVerifyNodes: for a domain of two servers, the MX check wants an MX
+// for each server and names the server whose MX is missing, and the SPF
+// check wants a pass for each server's addresses and names the server
+// that fails.
+func TestVerifyNodes(t *testing.T) {
+	base := newLab(t)
+	nodes := func(t *testing.T) *lab {
+		l := base.clone()
+		cfg := *l.cfg
+		dom := *cfg.Domains[0]
+		b := &config.Server{Name: "b", Hostname: "mx2.example.org", IPv4: netip.MustParseAddr("203.0.113.20"), Ports: config.DefaultPorts}
+		dom.Servers = []*config.Server{dom.Server, b}
+		cfg.Domains = []*config.Domain{&dom}
+		l.cfg = &cfg
+		l.opts.Only = []string{"dns.mx", "spf"}
+		return l
+	}
+	t.Run("one MX and SPF missing", func(t *testing.T) {
+		t.Parallel()
+		l := nodes(t)
+		l.set(t, "example.org", "MX", "10 mx1.example.org.")
+		l.set(t, "example.org", "TXT", "v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 -all")
+		rep := l.run(t)
+		expect{"dns.mx", "example.org", verify.Fail, "none for mx2.example.org (server.b)", "10 mx1.example.org., 10 mx2.example.org."}.assert(t, rep)
+		expect{"spf", "example.org", verify.Fail, "for 203.0.113.20 (server.b)", ""}.assert(t, rep)
+	})
+	t.Run("every node published", func(t *testing.T) {
+		t.Parallel()
+		l := nodes(t)
+		l.set(t, "example.org", "MX", "10 mx1.example.org.", "10 mx2.example.org.")
+		l.set(t, "example.org", "TXT", "v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 ip4:203.0.113.20 -all")
+		rep := l.run(t)
+		expect{"dns.mx", "example.org", verify.Pass, "MX 10 mx1.example.org, 10 mx2.example.org", ""}.assert(t, rep)
+		expect{"spf", "example.org", verify.Pass, "pass for 203.0.113.10, 2001:db8::10, 203.0.113.20", ""}.assert(t, rep)
+	})
+}
