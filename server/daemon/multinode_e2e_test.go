@@ -114,23 +114,30 @@ func watchFlags(t *testing.T, n *pgNode) *flagWatcher {
 	return w
 }
 
-// TestNodesShareStore (issue 20): two `mailctl serve` nodes, each with its
-// own data directory, on one PostgreSQL database. A message delivered
-// over SMTP to node A is announced to an IMAP IDLE on node B within a
+// TestNodesShareStore (issue 20): three `mailctl serve` nodes, each with
+// its own data directory, on one PostgreSQL database. A message delivered
+// over SMTP to node A is announced to IMAP IDLEs on nodes B and C within a
 // second; a flag set over IMAP on B is announced to an IDLE on A within a
 // second; a backup asked of a node is refused with the pg_dump advice.
 func TestNodesShareStore(t *testing.T) {
 	urlFile, _ := pgDatabase(t)
 	a := startNode(t, "a", urlFile)
 	b := startNode(t, "b", urlFile)
+	c := startNode(t, "c", urlFile)
 
 	onB := startIdle(t, b.addr("imaps"), b.pool, "alice@example.test", "alice-pw")
+	onC := startIdle(t, c.addr("imaps"), c.pool, "alice@example.test", "alice-pw")
 	sent := time.Now()
 	if err := sendOne(a.addr("smtp"), messageFor("cross-node-1", 0, 0)); err != nil {
 		t.Fatalf("deliver to node A: %v", err)
 	}
-	seen := onB.waitExists(t, 1, time.Second)
-	t.Logf("delivered on A, EXISTS on B after %v", seen.Sub(sent).Round(time.Millisecond))
+	for name, ic := range map[string]*idleClient{"B": onB, "C": onC} {
+		seen := ic.waitExists(t, 1, time.Second)
+		if d := seen.Sub(sent); d > time.Second {
+			t.Errorf("delivered on A, EXISTS on %s only after %v", name, d)
+		}
+		t.Logf("delivered on A, EXISTS on %s after %v", name, seen.Sub(sent).Round(time.Millisecond))
+	}
 
 	flagsOnA := watchFlags(t, a)
 	setter := dialIMAPS(t, b.addr("imaps"), b.pool, nil)
@@ -166,7 +173,7 @@ wait:
 		t.Errorf("backup of a PostgreSQL node: %v, want the pg_dump advice", err)
 	}
 
-	for _, n := range []*pgNode{a, b} {
+	for _, n := range []*pgNode{a, b, c} {
 		n.signal(syscall.SIGTERM)
 		if err := n.wait(40 * time.Second); err != nil {
 			t.Errorf("exit after SIGTERM: %v", err)
