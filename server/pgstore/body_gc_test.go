@@ -1,16 +1,21 @@
 package pgstore
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
 
 	"github.com/mailctl/mailctl/server/store"
 )
@@ -292,4 +297,143 @@ func testCopyExpungeRace(t *testing.T, url string) {
 		t.Errorf("usage %d bytes, %d messages, %v; the mailboxes hold %d", used, n, err, count)
 	}
 	t.Logf("%d messages left, %d delivered", count, next)
+}
+
+// testIMAPFetchDuringExpunge: through IMAP, a client on node A that
+// reads slowly the literal of a UID FETCH BODY[] of a 4 MiB message (in
+// chunks of 64 KiB, so that node A has read few of them when the client
+// pauses) while a session on node B expunges the message gets every byte
+// of it, then the expunge.
+func testIMAPFetchDuringExpunge(t *testing.T, url string) {
+	a := newUser(t, url, 0)
+	b := open(t, url)
+	a.chunkSize = 64 << 10
+	addrA, addrB := serveIMAP(t, a), serveIMAP(t, b)
+	var sb strings.Builder
+	sb.WriteString("From: bob@example.test\r\nSubject: slow fetch\r\n\r\n")
+	for i := 0; sb.Len() < 4<<20; i++ {
+		fmt.Fprintf(&sb, "line %07d of a long message read slowly\r\n", i)
+	}
+	body := sb.String()
+	if _, err := a.Deliver(ctxT(t), alice, "", strings.NewReader(body), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A small receive buffer, for node A to block on its writes soon.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := d.Dial("tcp", addrA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReaderSize(conn, 4096)
+	cmd := func(line string) {
+		t.Helper()
+		if _, err := io.WriteString(conn, line+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// untilTagged reads lines up to the tagged response of tag, or the
+	// line that opens a literal, and returns it.
+	untilTagged := func(tag string) string {
+		t.Helper()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading the answer to %s: %v", tag, err)
+			}
+			if strings.HasPrefix(line, tag+" ") || strings.HasSuffix(line, "}\r\n") {
+				return line
+			}
+		}
+	}
+	if _, err := r.ReadString('\n'); err != nil { // greeting
+		t.Fatal(err)
+	}
+	cmd("a LOGIN " + alice + " pw")
+	if l := untilTagged("a"); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("LOGIN: %q", l)
+	}
+	cmd("b SELECT INBOX")
+	if l := untilTagged("b"); !strings.HasPrefix(l, "b OK") {
+		t.Fatalf("SELECT: %q", l)
+	}
+	cmd("c UID FETCH 1 BODY[]")
+	l := untilTagged("c")
+	var n int
+	if i := strings.LastIndexByte(l, '{'); i < 0 || !strings.HasPrefix(l, "* 1 FETCH ") {
+		t.Fatalf("FETCH: %q, want a literal", l)
+	} else if _, err := fmt.Sscanf(l[i:], "{%d}", &n); err != nil || n != len(body) {
+		t.Fatalf("FETCH: literal of %q, want {%d}", l[i:], len(body))
+	}
+	got := make([]byte, n)
+	if _, err := io.ReadFull(r, got[:64<<10]); err != nil {
+		t.Fatal(err)
+	}
+
+	// Node B expunges the message while node A is blocked in its FETCH.
+	cb := dialIMAP(t, addrB, nil)
+	if _, err := cb.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.Store(goimap.UIDSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Expunge().Collect(); err != nil {
+		t.Fatal(err)
+	}
+	if mb := mailboxOf(t, b, "INBOX"); mb.Messages != 0 {
+		t.Fatalf("INBOX after node B's EXPUNGE: %d messages", mb.Messages)
+	}
+
+	if _, err := io.ReadFull(r, got[64<<10:]); err != nil {
+		t.Fatalf("reading the rest of the literal after the expunge: %v", err)
+	}
+	if string(got) != body {
+		i := 0
+		for i < n && got[i] == body[i] {
+			i++
+		}
+		t.Fatalf("BODY[] of %d bytes differs from the message from byte %d on", n, i)
+	}
+	// The change feed brings node B's expunge to node A within a second:
+	// at the end of the UID FETCH, or at a NOOP.
+	sawExpunge := false
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		tag := "c"
+		if i > 0 {
+			tag = fmt.Sprintf("n%d", i)
+			cmd(tag + " NOOP")
+		}
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			sawExpunge = sawExpunge || line == "* 1 EXPUNGE\r\n"
+			if strings.HasPrefix(line, tag+" ") {
+				if !strings.HasPrefix(line, tag+" OK") {
+					t.Fatalf("%q", line)
+				}
+				break
+			}
+		}
+		if sawExpunge {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node A's session was not told of node B's EXPUNGE within 5s of its FETCH")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

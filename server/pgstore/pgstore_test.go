@@ -48,6 +48,7 @@ func TestPostgres(t *testing.T) {
 		{"BodyOutlivesExpunge", testBodyOutlivesExpunge},
 		{"SweepBodies", testSweepBodies},
 		{"CopyExpungeRace", testCopyExpungeRace},
+		{"IMAPFetchDuringExpunge", testIMAPFetchDuringExpunge},
 		{"MailboxOps", testMailboxOps},
 		{"CopyMove", testCopyMove},
 		{"CopyQuota", testCopyQuota},
