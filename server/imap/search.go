@@ -3,6 +3,7 @@ package imap
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"mime"
 	"strings"
@@ -87,8 +88,9 @@ func addressList(mh mail.Header, key string) []goimap.Address {
 type lazyMessage struct {
 	s      *session
 	m      store.Message
-	hdr    []byte // header cached in the index, or nil
-	flat   []byte // see mayMatchHeader
+	hdr    []byte     // header cached in the index, or nil
+	pre    store.Body // the body read ahead (bodyBatch), or nil
+	flat   []byte     // see mayMatchHeader
 	sc     *scanState
 	body   []byte
 	loaded bool
@@ -120,11 +122,14 @@ func (l *lazyMessage) state() *scanState {
 func (l *lazyMessage) bytes() []byte {
 	if !l.loaded {
 		l.loaded = true
-		f, err := l.s.srv.st.OpenBody(l.s.ctx, l.m)
-		if err != nil {
-			return nil
+		f := l.pre // closed by its bodyBatch
+		if f == nil {
+			var err error
+			if f, err = l.s.srv.st.OpenBody(l.s.ctx, l.m); err != nil {
+				return nil
+			}
+			defer f.Close()
 		}
-		defer f.Close()
 		l.body = readBody(f, l.m.Size, &l.state().body)
 	}
 	return l.body
@@ -723,4 +728,75 @@ func matchEntity(e *gomessage.Entity, pattern string, withHeader bool) bool {
 		return false
 	}
 	return bytes.Contains(bytes.ToLower(buf), bytes.ToLower([]byte(pattern)))
+}
+
+// Bodies read in batches (store.BodyBatcher) by a SEARCH that reads
+// message text: at most batchBodies messages, batchBodyBytes in all, of
+// messages of at most batchBodyMax bytes each; larger ones are opened one
+// by one, as on a backend without batches.
+const (
+	batchBodies    = 256
+	batchBodyBytes = 8 << 20
+	batchBodyMax   = 1 << 20
+)
+
+// bodyBatch holds the bodies of the messages of a search read ahead by a
+// store.BodyBatcher.
+type bodyBatch struct {
+	bb     store.BodyBatcher
+	base   int // bodies[i-base] is the body of msgs[i], if any
+	bodies []store.Body
+	msgs   []store.Message // of one batch, kept for the next
+	idx    []int
+}
+
+// body returns the body read ahead for msgs[i], reading the batch that
+// starts at i when i is past the current one; nil: none (OpenBody). The
+// body stays open until the next batch is read or close is called.
+// gone[i] marks messages to skip, as in eachMatch.
+func (b *bodyBatch) body(ctx context.Context, msgs []store.Message, gone []bool, i int) store.Body {
+	if b.bb == nil {
+		return nil
+	}
+	if b.bodies == nil || i-b.base >= len(b.bodies) {
+		b.close()
+		b.base = i
+		b.msgs, b.idx = b.msgs[:0], b.idx[:0]
+		var total int64
+		j := i
+		for ; j < len(msgs) && len(b.msgs) < batchBodies; j++ {
+			m := &msgs[j]
+			if (gone != nil && gone[j]) || m.Size > batchBodyMax {
+				continue
+			}
+			if total+m.Size > batchBodyBytes && len(b.msgs) > 0 {
+				break
+			}
+			total += m.Size
+			b.msgs = append(b.msgs, *m)
+			b.idx = append(b.idx, j-i)
+		}
+		b.bodies = make([]store.Body, j-i)
+		if len(b.msgs) > 0 {
+			got, err := b.bb.OpenBodies(ctx, b.msgs)
+			if err == nil {
+				for k, body := range got {
+					b.bodies[b.idx[k]] = body
+				}
+			}
+			// On an error each message is opened by itself, as without
+			// batches; a failure there makes it not match.
+		}
+	}
+	return b.bodies[i-b.base]
+}
+
+// close closes the bodies of the batch.
+func (b *bodyBatch) close() {
+	for i, body := range b.bodies {
+		if body != nil {
+			body.Close()
+			b.bodies[i] = nil
+		}
+	}
 }

@@ -1198,9 +1198,12 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 	// A search that reads the messages holds one of the server's scan
 	// slots, taken again every scanChunk messages (see Server.scans).
 	var slot scanSlot
+	var batch bodyBatch
 	if readsBodies(criteria) {
 		slot = scanSlot{scans: s.srv.scans}
 		defer slot.release()
+		batch.bb, _ = s.srv.st.(store.BodyBatcher)
+		defer batch.close()
 	}
 	// \Recent is added to the flags tested only when asked about.
 	recent := v.rev1 && len(v.recent) > 0 && mentionsRecent(criteria)
@@ -1219,7 +1222,7 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		}
 		m := &msgs[i]
 		cseq := uint32(i) + 1
-		lm = lazyMessage{s: s, m: *m, sc: sc}
+		lm = lazyMessage{s: s, m: *m, sc: sc, pre: batch.body(s.ctx, msgs, gone, i)}
 		if recent && v.isRecent(m.UID) {
 			lm.m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
 		}

@@ -1,0 +1,194 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailctl/mailctl/internal/testenv"
+	"github.com/mailctl/mailctl/server/imap"
+	"github.com/mailctl/mailctl/server/store"
+)
+
+// TestPostgresPerf runs the tests of the batched reads (issue 20's
+// benchmark) against a private PostgreSQL cluster of their own.
+func TestPostgresPerf(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the Debian PostgreSQL package: Linux only")
+	}
+	pg := testenv.StartPostgres(t)
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, string)
+	}{
+		{"SearchBodyBatched", testSearchBodyBatched},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
+	}
+}
+
+// countingStore counts the OpenBody calls of server/imap on a Store (its
+// other methods, OpenBodies among them, are the Store's).
+type countingStore struct {
+	*Store
+	opens atomic.Int64
+}
+
+func (c *countingStore) OpenBody(ctx context.Context, m store.Message) (store.Body, error) {
+	c.opens.Add(1)
+	return c.Store.OpenBody(ctx, m)
+}
+
+// serveBackend runs server/imap on b (see serveIMAP).
+func serveBackend(t *testing.T, b store.Backend) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := imap.New(b, testAuth{}, imap.Options{TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// searchMessages makes n messages from seed: plain text, quoted-printable
+// and multipart ones, some larger than chunk (read by OpenBody, a chunk at
+// a time), the words searched for spread among them.
+func searchMessages(seed uint64, n, chunk int) []string {
+	rng := mrand.New(mrand.NewPCG(seed, 0))
+	words := []string{"alpha", "Bravo", "charlie", "delta", "écho"}
+	var out []string
+	for i := range n {
+		w := words[rng.IntN(len(words))]
+		filler := strings.Repeat(fmt.Sprintf("line %d of filler text\r\n", i), 1+rng.IntN(20))
+		hdr := fmt.Sprintf("From: bob@example.test\r\nTo: alice@example.test\r\nSubject: message %d\r\n", i)
+		var m string
+		switch k := rng.IntN(10); {
+		case k < 6:
+			m = hdr + "\r\n" + filler + "the word " + w + " here\r\n"
+		case k < 7:
+			m = hdr + "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+				filler + "the w=\r\nord " + w + " here\r\n"
+		case k < 8:
+			m = hdr + "Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n" +
+				filler + "--b1\r\nContent-Type: text/plain\r\n\r\nattached " + w + "\r\n--b1--\r\n"
+		case k < 9:
+			m = hdr + "\r\n" + filler + strings.Repeat("x", chunk) + " and " + w + "\r\n" // several chunks
+		default:
+			m = hdr + "\r\n" + filler // none of the words
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// testSearchBodyBatched: SEARCH BODY and TEXT over a few hundred messages
+// on a pgstore-backed IMAP server find the same UIDs as on the embedded
+// store, and read the bodies in batches: OpenBody is called only for the
+// bodies larger than a chunk (it was called for every message).
+func testSearchBodyBatched(t *testing.T, url string) {
+	const n, chunk = 300, 2000
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	pg := newUser(t, url, 0)
+	pg.chunkSize = chunk
+	emb, err := store.Open(ctxT(t), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emb.Close() })
+	if err := emb.EnsureUser(ctxT(t), alice, 0); err != nil {
+		t.Fatal(err)
+	}
+	large := int64(0)
+	for _, m := range searchMessages(seed, n, chunk) {
+		deliver(t, pg, "INBOX", m)
+		if _, err := emb.Deliver(ctxT(t), alice, "INBOX", strings.NewReader(m), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(m) > chunk {
+			large++
+		}
+	}
+	// One message expunged in the middle: gone from both.
+	expungeUIDs(t, pg, "INBOX", 7)
+	if _, err := emb.SetFlags(ctxT(t), alice, "INBOX", []uint32{7}, store.FlagsAdd, []string{store.FlagDeleted}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := emb.Expunge(ctxT(t), alice, "INBOX", []uint32{7}); err != nil || len(got) != 1 {
+		t.Fatal(err)
+	}
+
+	counted := &countingStore{Store: pg}
+	addrPG, addrEmb := serveBackend(t, counted), serveBackend(t, emb)
+	cPG, cEmb := dialIMAP(t, addrPG, nil), dialIMAP(t, addrEmb, nil)
+	for _, c := range []*imapclient.Client{cPG, cEmb} {
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, crit := range []goimap.SearchCriteria{
+		{Body: []string{"alpha"}},
+		{Body: []string{"BRAVO"}},
+		{Body: []string{"écho"}},
+		{Text: []string{"charlie"}},
+		{Body: []string{"delta"}, NotFlag: []goimap.Flag{goimap.FlagSeen}},
+		{Body: []string{"nowhere at all"}},
+	} {
+		before := counted.opens.Load()
+		got, err := cPG.UIDSearch(&crit, nil).Wait()
+		if err != nil {
+			t.Fatalf("seed %d: UID SEARCH %+v on pgstore: %v", seed, crit, err)
+		}
+		opens := counted.opens.Load() - before
+		want, err := cEmb.UIDSearch(&crit, nil).Wait()
+		if err != nil {
+			t.Fatalf("seed %d: UID SEARCH %+v on the embedded store: %v", seed, crit, err)
+		}
+		g, w := got.AllUIDs(), want.AllUIDs()
+		if !slices.Equal(g, w) {
+			t.Errorf("seed %d: UID SEARCH %+v: pgstore %v, embedded %v", seed, crit, g, w)
+		}
+		if !slices.Equal(crit.Body, []string{"nowhere at all"}) && len(w) == 0 {
+			t.Errorf("seed %d: UID SEARCH %+v found nothing on either store", seed, crit)
+		}
+		if opens > large {
+			t.Errorf("seed %d: UID SEARCH %+v: %d OpenBody calls for %d messages, want at most the %d larger than a chunk",
+				seed, crit, opens, n-1, large)
+		}
+	}
+}
