@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
@@ -21,6 +22,8 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/server/imap"
@@ -39,6 +42,7 @@ func TestPostgresPerf(t *testing.T) {
 		fn   func(*testing.T, string)
 	}{
 		{"SearchBodyBatched", testSearchBodyBatched},
+		{"HeadersOneQuery", testHeadersOneQuery},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
@@ -190,5 +194,69 @@ func testSearchBodyBatched(t *testing.T, url string) {
 			t.Errorf("seed %d: UID SEARCH %+v: %d OpenBody calls for %d messages, want at most the %d larger than a chunk",
 				seed, crit, opens, n-1, large)
 		}
+	}
+}
+
+// statementCounter counts the statements sent by a pool (BEGIN and COMMIT
+// included: pgx sends them as statements).
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// testHeadersOneQuery: Headers (SEARCH on header fields, 1000 messages at
+// a time) is one statement, where it was four (BEGIN, the user check, the
+// query, COMMIT), and gives the same headers, in the order asked, for a
+// dense run of UIDs with some expunged, duplicates and UIDs beyond the
+// last; an unknown user is still ErrNoSuchUser.
+func testHeadersOneQuery(t *testing.T, url string) {
+	s := newUser(t, url, 0)
+	var uids []uint32
+	for i := range 40 {
+		uids = append(uids, deliver(t, s, "INBOX", msg(fmt.Sprintf("n%d", i))))
+	}
+	expungeUIDs(t, s, "INBOX", uids[3], uids[20])
+	mb := mailboxOf(t, s, "INBOX")
+
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count statementCounter
+	cfg.ConnConfig.Tracer = &count
+	pool, err := pgxpool.NewWithConfig(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	traced := &Store{pool: pool, url: url, chunkSize: bodyChunk}
+
+	ask := append(slices.Clone(uids[:30]), uids[5], uids[39]+1, uids[0])
+	hs, err := traced.Headers(ctxT(t), alice, mb.ID, ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count.n.Load(); n != 1 {
+		t.Errorf("Headers of %d UIDs: %d statements, want 1", len(ask), n)
+	}
+	for i, u := range ask {
+		var want string
+		switch {
+		case u == uids[3] || u == uids[20] || u > uids[39]:
+			want = ""
+		default:
+			k := slices.Index(uids, u)
+			want = strings.SplitAfter(msg(fmt.Sprintf("n%d", k)), "\r\n\r\n")[0]
+		}
+		if string(hs[i]) != want {
+			t.Errorf("Headers: UID %d (#%d): %q, want %q", u, i, hs[i], want)
+		}
+	}
+	if _, err := traced.Headers(ctxT(t), "nobody@example.test", mb.ID, ask); !errors.Is(err, store.ErrNoSuchUser) {
+		t.Errorf("Headers of an unknown user: %v, want ErrNoSuchUser", err)
 	}
 }
