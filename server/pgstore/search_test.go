@@ -30,9 +30,9 @@ import (
 	"github.com/mailctl/mailctl/server/store"
 )
 
-// TestPostgresPerf runs the tests of the batched reads (issue 20's
+// TestPostgresReads runs the tests of the batched reads (issue 20's
 // benchmark) against a private PostgreSQL cluster of their own.
-func TestPostgresPerf(t *testing.T) {
+func TestPostgresReads(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the Debian PostgreSQL package: Linux only")
 	}
