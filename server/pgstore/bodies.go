@@ -43,7 +43,7 @@ func (s *Store) OpenBodies(ctx context.Context, msgs []store.Message) ([]store.B
 		if int64(len(data)) != size {
 			return nil // not whole in its first chunk: OpenBody reads it
 		}
-		data := bytes.Clone(data) // pgx reuses the row's buffer
+		// data is the row's own: pgx copies what it scans into []byte.
 		for _, i := range at[id] {
 			out[i] = memBody{bytes.NewReader(data)}
 		}

@@ -353,11 +353,9 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 		found := 0
 		_, err = pgx.ForEachRow(rows, []any{&uid, &v}, func() error {
 			found++
-			if at, ok := want[uint32(uid)]; ok {
-				c := bytes.Clone(v)
-				for _, i := range at {
-					out[i] = c
-				}
+			// v is the row's own: pgx copies what it scans into []byte.
+			for _, i := range want[uint32(uid)] {
+				out[i] = v
 			}
 			return nil
 		})
