@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,7 +16,7 @@ import (
 func init() {
 	register(&command{
 		name:     "store",
-		synopsis: "on a server: migrate or show the schema of its PostgreSQL store (what apply runs)",
+		synopsis: "on a server: migrate or show the schema of its PostgreSQL store (what apply runs); copy mail between stores",
 		run:      runStore,
 	})
 }
@@ -35,14 +34,17 @@ type storeSchema struct {
 // the store is the PostgreSQL database whose URL is in the file server.json
 // names (store.postgres_url_file).
 func runStore(ctx context.Context, e *env, args []string) int {
-	const argsHelp = "migrate|version (-config FILE | -url-file FILE) [-json]"
+	const argsHelp = "migrate|version (-config FILE | -url-file FILE) [-json]\n       mailctl store copy ... (mailctl store copy -h)"
+	if len(args) > 0 && args[0] == "copy" {
+		return runStoreCopy(ctx, e, args[1:])
+	}
 	if len(args) == 0 || (args[0] != "migrate" && args[0] != "version") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			fs := newFlagSet(e, "store", argsHelp)
 			parseFlags(fs, args)
 			return exitOK
 		}
-		return errorf(e, "store needs migrate or version: mailctl store %s", argsHelp)
+		return errorf(e, "store needs a subcommand: migrate, version or copy (mailctl store copy -h)")
 	}
 	action := args[0]
 	fs := newFlagSet(e, "store", argsHelp)
@@ -62,7 +64,7 @@ func runStore(ctx context.Context, e *env, args []string) int {
 	var url string
 	var err error
 	if *urlFile != "" {
-		url, err = readURLFile(*urlFile)
+		url, err = readPostgresURL(*urlFile)
 	} else {
 		url, err = storeURL(*cfgPath)
 	}
@@ -123,28 +125,7 @@ func storeURL(path string) (string, error) {
 	if sc.Store == nil || sc.Store.PostgresURLFile == "" {
 		return "", fmt.Errorf("%s has no PostgreSQL store (store.postgres_url_file)", path)
 	}
-	return readURLFile(sc.Store.PostgresURLFile)
-}
-
-// readURLFile reads the PostgreSQL URL in file f, which must be readable
-// by its owner only.
-func readURLFile(f string) (string, error) {
-	fi, err := os.Stat(f)
-	if err != nil {
-		return "", fmt.Errorf("read the store's URL: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by others (mode %04o) and holds the database password: chmod 600 it", f, fi.Mode().Perm())
-	}
-	raw, err := os.ReadFile(f)
-	if err != nil {
-		return "", fmt.Errorf("read the store's URL: %w", err)
-	}
-	url := strings.TrimSpace(string(raw))
-	if url == "" {
-		return "", fmt.Errorf("%s is empty: it must hold the PostgreSQL URL", f)
-	}
-	return url, nil
+	return readPostgresURL(sc.Store.PostgresURLFile)
 }
 
 // schemaVersion reads the schema version of the database at url without

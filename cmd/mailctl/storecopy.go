@@ -33,26 +33,6 @@ PostgreSQL keeps internal dates to the microsecond, no \Recent marks and
 no subscriptions to deleted mailboxes (docs/operations.md).
 `
 
-// The dispatch of `mailctl store SUBCOMMAND`, while cmd/mailctl has no
-// other store subcommand: with storecmd.go (store migrate, version), copy
-// becomes one case there.
-func init() {
-	register(&command{
-		name:     "store",
-		synopsis: "on a server, serve stopped: copy its mail between the embedded store and PostgreSQL",
-		run: func(ctx context.Context, e *env, args []string) int {
-			if len(args) > 0 && args[0] == "copy" {
-				return runStoreCopy(ctx, e, args[1:])
-			}
-			if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-				fmt.Fprintln(e.Stdout, "Usage: mailctl store copy [options] (mailctl store copy -h for them)")
-				return exitOK
-			}
-			return errorf(e, "store needs a subcommand: mailctl store copy -h")
-		},
-	})
-}
-
 // runStoreCopy runs `mailctl store copy`.
 func runStoreCopy(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "store copy", "(-from DIR -to-postgres-file FILE | -from-postgres-file FILE -to DIR)")
