@@ -16,7 +16,7 @@ import (
 func init() {
 	register(&command{
 		name:     "store",
-		synopsis: "on a server: migrate or show the schema of its PostgreSQL store (what apply runs); copy mail between stores",
+		synopsis: "on a server: migrate or show the schema of its PostgreSQL store (what apply runs)",
 		run:      runStore,
 	})
 }
@@ -35,9 +35,6 @@ type storeSchema struct {
 // names (store.postgres_url_file).
 func runStore(ctx context.Context, e *env, args []string) int {
 	const argsHelp = "migrate|version (-config FILE | -url-file FILE) [-json]\n       mailctl store copy ... (mailctl store copy -h)"
-	if len(args) > 0 && args[0] == "copy" {
-		return runStoreCopy(ctx, e, args[1:])
-	}
 	if len(args) == 0 || (args[0] != "migrate" && args[0] != "version") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			fs := newFlagSet(e, "store", argsHelp)

@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/pgstore"
 	"github.com/mailctl/mailctl/server/store"
 	"github.com/mailctl/mailctl/server/storecopy"
@@ -29,9 +30,41 @@ or brought up to date first.
 The copy can be interrupted (Ctrl-C) and run again: mailboxes already
 copied are skipped, one copied halfway is done again. A destination
 mailbox that holds other mail is refused: drop it (or the destination).
-PostgreSQL keeps internal dates to the microsecond, no \Recent marks and
-no subscriptions to deleted mailboxes (docs/operations.md).
+PostgreSQL keeps internal dates to the microsecond (docs/operations.md).
 `
+
+// `mailctl store copy`. Another file may register the command "store"
+// (storecmd.go: store migrate, version); its init runs before this one
+// (the go tool initialises a package's files in name order), and copy is
+// then added in front of its dispatch. Without it, "store" is registered
+// here with copy as its only subcommand.
+func init() {
+	prev := commands["store"]
+	var prevRun func(context.Context, *env, []string) int
+	if prev != nil {
+		prevRun = prev.run
+	}
+	dispatch := func(ctx context.Context, e *env, args []string) int {
+		if len(args) > 0 && args[0] == "copy" {
+			return runStoreCopy(ctx, e, args[1:])
+		}
+		if prevRun != nil {
+			return prevRun(ctx, e, args)
+		}
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			fmt.Fprintln(e.Stdout, "Usage: mailctl store copy [options] (mailctl store copy -h for them)")
+			return exitOK
+		}
+		return errorf(e, "store needs a subcommand: mailctl store copy -h")
+	}
+	const synopsis = "copy its mail between the embedded store and PostgreSQL"
+	if prev != nil {
+		prev.synopsis += "; " + synopsis
+		prev.run = dispatch
+		return
+	}
+	register(&command{name: "store", synopsis: "on a server, serve stopped: " + synopsis, run: dispatch})
+}
 
 // runStoreCopy runs `mailctl store copy`.
 func runStoreCopy(ctx context.Context, e *env, args []string) int {
@@ -99,6 +132,9 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		defer st.Close()
 		src, dst = storecopy.PGSource(pg), st
 	}
+	// The destination keeps the ENVELOPE summary of each message, as when
+	// serve delivers it.
+	dst.(interface{ SetHeaderSummary(func([]byte) []byte) }).SetHeaderSummary(imap.HeaderSummary)
 	stats, err := storecopy.Copy(ctx, src, dst, storecopy.Options{Progress: e.Stdout})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,8 +19,12 @@ import (
 // body, as server/store's ImportMailbox does. A mailbox is imported in one
 // transaction: an interrupted import leaves nothing to clean.
 
-// importBatchBytes bounds the bodies sent to the server in one round trip.
-const importBatchBytes = 8 << 20
+// importBatchRows and importBatchBytes bound the messages (with their
+// bodies of one chunk) sent to the server in one round trip.
+const (
+	importBatchRows        = 1000
+	importBatchBytes int64 = 8 << 20
+)
 
 // ImportUser creates user, when absent, without any mailbox (the import
 // brings them, INBOX included), and sets its quota in bytes (0 =
@@ -42,7 +47,8 @@ func (s *Store) ImportUser(ctx context.Context, user string, quotaBytes int64) e
 // each with its UID, MODSEQ, flags, internal date and body (read before
 // next is called again). Messages must come in ascending UID order, below
 // UIDNEXT, with MODSEQs up to HIGHESTMODSEQ, mb.Messages of them. The
-// quota is not checked.
+// quota is not checked. The \Recent mark (mb.RecentUID) is kept; the
+// expunge records (QRESYNC) start complete at HIGHESTMODSEQ.
 //
 // A mailbox of that name at the destination is replaced when empty and
 // never used, skipped (skipped true, next never called) when it is the
@@ -91,6 +97,7 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 		return false, fmt.Errorf("insert mailbox: %w", err)
 	}
 	var (
+		buf        = make([]byte, s.chunkSize) // the first chunk of each body
 		batch      pgx.Batch
 		batchBytes int64
 		count      int64
@@ -124,24 +131,46 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 		if err != nil {
 			return false, fmt.Errorf("message UID %d: %w", m.UID, err)
 		}
-		data, err := io.ReadAll(body)
-		if err != nil {
+		// As at delivery: a body that fits in one chunk goes with its
+		// message in one statement, queued (no round trip of its own); a
+		// larger one is streamed in chunks of the store's size.
+		k, err := io.ReadFull(ctxReader{ctx, body}, buf)
+		rest := body
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			rest = nil
+		case err != nil:
 			return false, fmt.Errorf("message UID %d: read body: %w", m.UID, err)
 		}
-		n := int64(len(data))
+		var n int64
+		if rest == nil {
+			data := bytes.Clone(buf[:k])
+			n = int64(k)
+			var hc headerCapture
+			hc.add(data)
+			hdr := hc.header()
+			batch.Queue(`WITH b AS (
+					INSERT INTO bodies (size, chunk_size, refs, header, summary) VALUES ($1, $2, 1, $3, $4) RETURNING id),
+				c AS (INSERT INTO body_chunks (body_id, chunk_no, data) SELECT id, 0, $5 FROM b WHERE $1 > 0)
+				INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
+				SELECT $6, $7, $8, $9, $10, $1, id FROM b`,
+				n, s.chunkSize, hdr, s.summarize(hdr), data, id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate)
+			batchBytes += n
+		} else {
+			var bodyID int64
+			bodyID, n, _, err = s.insertBody(ctx, tx, buf[:k], rest)
+			if err != nil {
+				return false, fmt.Errorf("message UID %d: %w", m.UID, err)
+			}
+			batch.Queue(`INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+				id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate, n, bodyID)
+		}
 		if m.Size != 0 && n != m.Size {
 			return false, fmt.Errorf("message UID %d: body of %d bytes, the source says %d", m.UID, n, m.Size)
 		}
-		bodyID, _, _, err := s.insertBody(ctx, tx, data, nil)
-		if err != nil {
-			return false, fmt.Errorf("message UID %d: %w", m.UID, err)
-		}
-		batch.Queue(`INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate, n, bodyID)
 		count++
 		size += n
-		batchBytes += n
-		if batchBytes >= importBatchBytes || batch.Len() >= 2000 {
+		if batch.Len() >= importBatchRows || batchBytes >= importBatchBytes {
 			if err := flush(); err != nil {
 				return false, err
 			}
@@ -154,7 +183,7 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 		return false, fmt.Errorf("the source gave %d messages, its mailbox says %d", count, mb.Messages)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE mailboxes SET messages = $2, size = $3,
-		recent_uid = uidnext, vanished_floor = highestmodseq WHERE id = $1`, id, count, size); err != nil {
+		recent_uid = $4, vanished_floor = highestmodseq WHERE id = $1`, id, count, size, int64(min(max(mb.RecentUID, 1), mb.UIDNext))); err != nil {
 		return false, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE users SET messages = messages + $2, used = used + $3,
@@ -162,4 +191,32 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 		return false, err
 	}
 	return false, notify(ctx, tx, user, uint64(id))
+}
+
+// ImportSubscriptions adds names to the subscriptions of user that name
+// no mailbox (gone_subscriptions); names of mailboxes are left alone
+// (their subscription is part of ImportMailbox).
+func (s *Store) ImportSubscriptions(ctx context.Context, user string, names []string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		userID, err := lockUser(ctx, tx, user)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			n, err := normalizeMailbox(n)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO gone_subscriptions (user_id, name)
+				SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM mailboxes WHERE user_id = $1 AND name = $2)
+				ON CONFLICT DO NOTHING`, userID, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("import subscriptions of %q: %w", user, err)
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ func TestImportMailbox(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	url := pg.NewDatabase(t)
 	st := migrated(t, url)
+	st.chunkSize = 8 // bodies of several chunks
 	ctx := ctxT(t)
 	if err := st.EnsureUser(ctx, "u", 0); err != nil { // INBOX, unused
 		t.Fatal(err)
@@ -32,7 +33,7 @@ func TestImportMailbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Date(2024, 3, 1, 10, 0, 0, 123456000, time.UTC)
-	mb := store.Mailbox{Name: "INBOX", UIDValidity: 1600000000, UIDNext: 12, ModSeq: 30, Subscribed: true, Messages: 3}
+	mb := store.Mailbox{Name: "INBOX", UIDValidity: 1600000000, UIDNext: 12, ModSeq: 30, Subscribed: true, Messages: 3, RecentUID: 6}
 	src := []store.Message{
 		{UID: 2, ModSeq: 4, Flags: []string{store.FlagSeen}, InternalDate: base},
 		{UID: 5, ModSeq: 29, Flags: []string{"$Junk", store.FlagFlagged}, InternalDate: base.Add(time.Hour)},
@@ -65,7 +66,7 @@ func TestImportMailbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.UIDValidity != mb.UIDValidity || got.UIDNext != mb.UIDNext || got.ModSeq != mb.ModSeq || got.Messages != 3 || !got.Subscribed {
+	if got.UIDValidity != mb.UIDValidity || got.UIDNext != mb.UIDNext || got.ModSeq != mb.ModSeq || got.Messages != 3 || !got.Subscribed || got.RecentUID != 6 {
 		t.Fatalf("mailbox %+v, want %+v", got, mb)
 	}
 	var size int64
@@ -90,6 +91,14 @@ func TestImportMailbox(t *testing.T) {
 	}
 	if q, _ := st.Quota(ctx, "u"); q != 12345 {
 		t.Errorf("quota %d", q)
+	}
+	// Subscriptions to names without a mailbox.
+	if err := st.ImportSubscriptions(ctx, "u", []string{"Old", "INBOX", "Old"}); err != nil {
+		t.Fatal(err)
+	}
+	var gone []string
+	if err := st.pool.QueryRow(ctx, "SELECT array_agg(name ORDER BY name) FROM gone_subscriptions").Scan(&gone); err != nil || fmt.Sprint(gone) != "[Old]" {
+		t.Errorf("subscriptions without a mailbox: %q, %v", gone, err)
 	}
 	// Again: skipped.
 	if skipped, err := st.ImportMailbox(ctx, "u", mb, feed(0)); err != nil || !skipped {

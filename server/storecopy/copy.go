@@ -19,14 +19,13 @@
 // stopped (the embedded store's lock keeps serve out of it; PostgreSQL
 // has no such lock: stop every node).
 //
-// What is not copied: the \Recent marks are kept by the embedded store
-// only (a copy from PostgreSQL makes the messages \Recent for the next
-// session, as RFC 9051 lets a server do); the expunge history of QRESYNC
-// (the destination's starts at the copy: a client that knew an older
-// state gets the full list of UIDs instead of VANISHED); internal dates
-// below the microsecond on PostgreSQL (IMAP shows seconds); the
-// subscriptions to names without a mailbox where the destination cannot
-// hold them (said in the progress output).
+// What is not copied: the expunge history of QRESYNC (the destination's
+// starts at the copy: a client that knew an older state gets the full
+// list of UIDs instead of VANISHED); internal dates below the microsecond
+// on PostgreSQL (IMAP shows seconds). Subscriptions to names without a
+// mailbox are copied where the destination keeps them
+// (SubscriptionImporter), else the progress output says how many were
+// left.
 package storecopy
 
 import (
