@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -313,6 +315,16 @@ print("found", len(data[0].split()))
 	out, code = run("apply", "-auto-approve")
 	if code == 0 || !strings.Contains(out, fmt.Sprintf("the database is at schema %d", newer)) {
 		t.Errorf("apply on a newer schema = %d, want refused:\n%s", code, out)
+	}
+
+	// Destroy stops both and leaves no copy of the URL behind.
+	if out, code := run("destroy", "-auto-approve"); code != 0 || !strings.Contains(out, "Destroy complete!") {
+		t.Fatalf("destroy = %d:\n%s", code, out)
+	}
+	for _, n := range []string{".a", ".b"} {
+		if _, err := os.Stat(filepath.Join(dir, n, "postgres-url")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s/postgres-url after destroy: %v, want removed", n, err)
+		}
 	}
 }
 
