@@ -16,13 +16,21 @@ import (
 // domain: each store URL (a secret, in memory only) and the DKIM keys
 // each server copies from its domains' first server.
 func nodesOf(cfg *config.Config) apply.Nodes {
-	n := apply.Nodes{StoreURL: map[string]string{}, DKIMFrom: map[string]map[string]string{}}
+	n := apply.Nodes{StoreURL: map[string]string{}, DKIMFrom: map[string]map[string]string{}, DKIMPeers: map[string]map[string][]string{}}
 	for _, s := range cfg.Servers {
 		if s.Store != nil && s.Store.Postgres.Str != "" {
 			n.StoreURL[s.Name] = s.Store.Postgres.Str
 		}
 	}
 	for _, d := range cfg.Domains {
+		if len(d.Servers) > 1 {
+			if n.DKIMPeers[d.Server.Name] == nil {
+				n.DKIMPeers[d.Server.Name] = map[string][]string{}
+			}
+			for _, s := range d.Servers[1:] {
+				n.DKIMPeers[d.Server.Name][d.Name] = append(n.DKIMPeers[d.Server.Name][d.Name], s.Name)
+			}
+		}
 		for _, s := range d.Servers[min(1, len(d.Servers)):] {
 			if n.DKIMFrom[s.Name] == nil {
 				n.DKIMFrom[s.Name] = map[string]string{}

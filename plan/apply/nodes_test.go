@@ -207,3 +207,28 @@ func TestEngineNodesRotation(t *testing.T) {
 		t.Errorf("the first server was reloaded %d times", nodes["a"].reloads)
 	}
 }
+
+// TestEngineNodesAdopt: a server put at the head of a domain's servers,
+// new and without keys, takes the keys the others already sign with and
+// publish, instead of making new ones.
+func TestEngineNodesAdopt(t *testing.T) {
+	t.Parallel()
+	j := &journal{}
+	eng, nodes := nodesEngine(j)
+	eng.Nodes.DKIMPeers = map[string]map[string][]string{"a": {"example.org": {"b", "c"}}}
+	for _, n := range []string{"b", "c"} {
+		nodes[n].dkim = map[string]map[string][]byte{"example.org": {"mailctl-ed25519.pem": []byte("published key")}}
+	}
+	p := &plan.Plan{Changes: []plan.Change{{Address: "server.a", Type: plan.KindServer, Action: plan.Create}}}
+	if _, err := eng.Apply(context.Background(), p); err != nil {
+		t.Fatalf("Apply: %v\n%s", err, j)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if got := string(nodes[n].dkim["example.org"]["mailctl-ed25519.pem"]); got != "published key" {
+			t.Errorf("key of %s = %q, want the published one\n%s", n, got, j)
+		}
+	}
+	if !strings.Contains(j.String(), "copy dkim example.org to a") {
+		t.Errorf("calls:\n%s", j)
+	}
+}
