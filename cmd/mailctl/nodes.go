@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/apply"
@@ -80,8 +81,8 @@ func (s *servers) dkimDiffers(cfg *config.Config) {
 }
 
 // contactedServers are the servers a plan with targets reads
-// (serverContacted), and the first servers of their domains: apply copies
-// their DKIM keys from there.
+// (serverContacted), and the other servers of their domains: apply copies
+// DKIM keys between them (from the first, or to a first that has none).
 func contactedServers(cfg *config.Config, targets []string) map[string]bool {
 	out := map[string]bool{}
 	for _, s := range cfg.Servers {
@@ -90,9 +91,9 @@ func contactedServers(cfg *config.Config, targets []string) map[string]bool {
 		}
 	}
 	for _, d := range cfg.Domains {
-		for _, s := range d.Servers {
-			if out[s.Name] && d.Server != nil {
-				out[d.Server.Name] = true
+		if slices.ContainsFunc(d.Servers, func(s *config.Server) bool { return out[s.Name] }) {
+			for _, s := range d.Servers {
+				out[s.Name] = true
 			}
 		}
 	}
