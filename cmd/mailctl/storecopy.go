@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/pgstore"
@@ -151,7 +151,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 // serve from other errors.
 func openEmbedded(ctx context.Context, dir string) (*store.Store, error) {
 	st, err := store.Open(ctx, dir, nil)
-	if errors.Is(err, bolt.ErrTimeout) { // another process holds the index
+	if errors.Is(err, berrors.ErrTimeout) { // another process holds the index
 		return nil, fmt.Errorf("the store in %s is in use: stop mailctl serve first", dir)
 	}
 	return st, err
