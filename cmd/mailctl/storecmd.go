@@ -61,7 +61,7 @@ func runStore(ctx context.Context, e *env, args []string) int {
 	var url string
 	var err error
 	if *urlFile != "" {
-		url, err = readPostgresURL(*urlFile)
+		url, err = serverconfig.ReadPostgresURL(*urlFile)
 	} else {
 		url, err = storeURL(*cfgPath)
 	}
@@ -122,7 +122,7 @@ func storeURL(path string) (string, error) {
 	if sc.Store == nil || sc.Store.PostgresURLFile == "" {
 		return "", fmt.Errorf("%s has no PostgreSQL store (store.postgres_url_file)", path)
 	}
-	return readPostgresURL(sc.Store.PostgresURLFile)
+	return serverconfig.ReadPostgresURL(sc.Store.PostgresURLFile)
 }
 
 // schemaVersion reads the schema version of the database at url without

@@ -7,11 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	berrors "go.etcd.io/bbolt/errors"
 
+	serverconfig "github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/pgstore"
 	"github.com/mailctl/mailctl/server/store"
@@ -98,7 +98,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 			return errorf(e, "store copy: %s", oneLine(err.Error()))
 		}
 		defer st.Close()
-		url, err := readPostgresURL(*toPG)
+		url, err := serverconfig.ReadPostgresURL(*toPG)
 		if err != nil {
 			return errorf(e, "store copy: %s", oneLine(err.Error()))
 		}
@@ -116,7 +116,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		defer pg.Close()
 		src, dst = st, pg
 	} else {
-		url, err := readPostgresURL(*fromPG)
+		url, err := serverconfig.ReadPostgresURL(*fromPG)
 		if err != nil {
 			return errorf(e, "store copy: %s", oneLine(err.Error()))
 		}
@@ -155,25 +155,4 @@ func openEmbedded(ctx context.Context, dir string) (*store.Store, error) {
 		return nil, fmt.Errorf("the store in %s is in use: stop mailctl serve first", dir)
 	}
 	return st, err
-}
-
-// readPostgresURL reads a PostgreSQL URL from file, which must be readable
-// by its owner only (it holds the database password).
-func readPostgresURL(file string) (string, error) {
-	fi, err := os.Stat(file)
-	if err != nil {
-		return "", fmt.Errorf("read the PostgreSQL URL: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by others (mode %04o) and holds the database password: chmod 600 it", file, fi.Mode().Perm())
-	}
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("read the PostgreSQL URL: %w", err)
-	}
-	url := strings.TrimSpace(string(raw))
-	if url == "" {
-		return "", fmt.Errorf("%s is empty: it must hold the PostgreSQL URL", file)
-	}
-	return url, nil
 }
