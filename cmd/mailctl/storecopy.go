@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,40 +32,7 @@ mailbox that holds other mail is refused: drop it (or the destination).
 PostgreSQL keeps internal dates to the microsecond (docs/operations.md).
 `
 
-// `mailctl store copy`. Another file may register the command "store"
-// (storecmd.go: store migrate, version); its init runs before this one
-// (the go tool initialises a package's files in name order), and copy is
-// then added in front of its dispatch. Without it, "store" is registered
-// here with copy as its only subcommand.
-func init() {
-	prev := commands["store"]
-	var prevRun func(context.Context, *env, []string) int
-	if prev != nil {
-		prevRun = prev.run
-	}
-	dispatch := func(ctx context.Context, e *env, args []string) int {
-		if len(args) > 0 && args[0] == "copy" {
-			return runStoreCopy(ctx, e, args[1:])
-		}
-		if prevRun != nil {
-			return prevRun(ctx, e, args)
-		}
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-			fmt.Fprintln(e.Stdout, "Usage: mailctl store copy [options] (mailctl store copy -h for them)")
-			return exitOK
-		}
-		return errorf(e, "store needs a subcommand: mailctl store copy -h")
-	}
-	const synopsis = "copy its mail between the embedded store and PostgreSQL"
-	if prev != nil {
-		prev.synopsis += "; " + synopsis
-		prev.run = dispatch
-		return
-	}
-	register(&command{name: "store", synopsis: "on a server, serve stopped: " + synopsis, run: dispatch})
-}
-
-// runStoreCopy runs `mailctl store copy`.
+// runStoreCopy runs `mailctl store copy` (dispatched by runStore).
 func runStoreCopy(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "store copy", "(-from DIR -to-postgres-file FILE | -from-postgres-file FILE -to DIR)")
 	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, storeCopyHelp) })
@@ -98,7 +64,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 			return errorf(e, "store copy: %s", oneLine(err.Error()))
 		}
 		defer st.Close()
-		url, err := readPostgresURL(*toPG)
+		url, err := readURLFile(*toPG)
 		if err != nil {
 			return errorf(e, "store copy: %s", oneLine(err.Error()))
 		}
@@ -116,7 +82,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		defer pg.Close()
 		src, dst = st, pg
 	} else {
-		url, err := readPostgresURL(*fromPG)
+		url, err := readURLFile(*fromPG)
 		if err != nil {
 			return errorf(e, "store copy: %s", oneLine(err.Error()))
 		}
@@ -130,7 +96,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 			return errorf(e, "store copy: %s", oneLine(err.Error()))
 		}
 		defer st.Close()
-		src, dst = storecopy.PGSource(pg), st
+		src, dst = pg, st
 	}
 	// The destination keeps the ENVELOPE summary of each message, as when
 	// serve delivers it.
@@ -155,25 +121,4 @@ func openEmbedded(ctx context.Context, dir string) (*store.Store, error) {
 		return nil, fmt.Errorf("the store in %s is in use: stop mailctl serve first", dir)
 	}
 	return st, err
-}
-
-// readPostgresURL reads a PostgreSQL URL from file, which must be readable
-// by its owner only (it holds the database password).
-func readPostgresURL(file string) (string, error) {
-	fi, err := os.Stat(file)
-	if err != nil {
-		return "", fmt.Errorf("read the PostgreSQL URL: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by others (mode %04o) and holds the database password: chmod 600 it", file, fi.Mode().Perm())
-	}
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("read the PostgreSQL URL: %w", err)
-	}
-	url := strings.TrimSpace(string(raw))
-	if url == "" {
-		return "", fmt.Errorf("%s is empty: it must hold the PostgreSQL URL", file)
-	}
-	return url, nil
 }

@@ -24,8 +24,8 @@
 // list of UIDs instead of VANISHED); internal dates below the microsecond
 // on PostgreSQL (IMAP shows seconds). Subscriptions to names without a
 // mailbox are copied where the destination keeps them
-// (SubscriptionImporter), else the progress output says how many were
-// left.
+// (SubscriptionImporter: both stores do), else the progress output says
+// how many were left.
 package storecopy
 
 import (
