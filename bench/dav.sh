@@ -3,8 +3,11 @@
 # a 5 000-contact address book, full REPORT (calendar-query /
 # addressbook-query returning all data, best of 3 and the first one) and a
 # sync-collection after 10 changes, with resident memory; the bundled
-# server's CalDAV/CardDAV (server/dav, in a process of its own) and Radicale (Debian
-# radicale, internal/testenv), one after the other in the same run.
+# server's CalDAV/CardDAV (server/dav, in a process of its own, its store
+# written beforehand by a seeding process) and Radicale (Debian radicale,
+# internal/testenv, its files written for it), one after the other in the
+# same run. "extra resident memory" is what the benchmark's requests add
+# to the server idle with its data (bench/davbench's package doc).
 #
 # usage: bench/dav.sh                      5 000 events and 5 000 contacts
 #        DAVBENCH_OBJECTS=500 bench/dav.sh  smaller

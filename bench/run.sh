@@ -23,6 +23,11 @@
 #                   once (temperror).
 #   INBOUND=skip    the loopback client is in inbound.skip_networks: no
 #                   checks, the same work as the Postfix anchor.
+# Knobs for bench/pg.sh (defaults: the embedded store, the ports above):
+#   STORE=postgres PG_URL_FILE=/abs/file  the server keeps its mail in the
+#                   PostgreSQL database whose URL the file holds (issue 20)
+#   PORT_OFFSET=N   every listening port above + N
+#   PREPARE_ONLY=1  build and write $BENCH_DIR/ours/server.json, then exit
 set -eu
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=$REPO/bench/anchors
@@ -42,18 +47,28 @@ case $INBOUND in
 esac
 # The hash comes from server/auth.HashPassword (DefaultParams) via mailctl passwd.
 HASH=$(printf '%s\n' "$PASS" | "$OURS/mailctl" passwd)
+PORT_OFFSET=${PORT_OFFSET:-0}
+port() { echo "127.0.0.1:$(($1 + PORT_OFFSET))"; }
+STORE_JSON=
+case ${STORE:-embedded} in
+  embedded) ;;
+  postgres) [ -n "${PG_URL_FILE:-}" ] || { echo "STORE=postgres needs PG_URL_FILE" >&2; exit 2; }
+    STORE_JSON="
+  \"store\": {\"postgres_url_file\": \"$PG_URL_FILE\"},";;
+  *) echo "STORE=$STORE: embedded or postgres" >&2; exit 2;;
+esac
 rm -rf "$OURS/data"
 cat > "$OURS/server.json" <<JSON
 {
   "format_version": 1,
   "hostname": "mail.bench.test",
-  "data_dir": "$OURS/data",
+  "data_dir": "$OURS/data",$STORE_JSON
   "listen": {
-    "smtp": "127.0.0.1:3525",
-    "submission": "127.0.0.1:3587",
-    "submissions": "127.0.0.1:3465",
-    "imap": "127.0.0.1:3143",
-    "imaps": "127.0.0.1:3993"
+    "smtp": "$(port 3525)",
+    "submission": "$(port 3587)",
+    "submissions": "$(port 3465)",
+    "imap": "$(port 3143)",
+    "imaps": "$(port 3993)"
   },
   "tls": {"mode": "self-signed"},
   "domains": [{"name": "bench.test"}],
@@ -65,6 +80,7 @@ cat > "$OURS/server.json" <<JSON
 JSON
 "$OURS/mailctl" serve status -config "$OURS/server.json" >/dev/null 2>&1 && {
   echo "a server already runs with $OURS/server.json" >&2; exit 1; }
+[ "${PREPARE_ONLY:-0}" = 1 ] && exit 0
 
 [ "${SKIP_SETUP:-0}" = 1 ] || "$SHARED/setup-anchors.sh"
 export OURS_LABEL=${OURS_LABEL:-mailctl}
@@ -77,4 +93,4 @@ if [ "$INBOUND" = stub ]; then
   "$OURS/dnsstub" -listen 127.0.0.1:5354 2>>"$BENCH_DIR/logs/dnsstub.log" &
   STUB=$!
 fi
-"$SHARED/run-anchors.sh" 3525 bench@bench.test 3143 bench@bench.test "$PASS" -- "$REPO/bench/serve-bench.sh" "$OURS"
+"$SHARED/run-anchors.sh" $((3525 + PORT_OFFSET)) bench@bench.test $((3143 + PORT_OFFSET)) bench@bench.test "$PASS" -- "$REPO/bench/serve-bench.sh" "$OURS"

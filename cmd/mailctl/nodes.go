@@ -70,3 +70,23 @@ func (s *servers) dkimDiffers(cfg *config.Config) {
 		s.plans[name] = sp
 	}
 }
+
+// contactedServers are the servers a plan with targets reads
+// (serverContacted), and the first servers of their domains: apply copies
+// their DKIM keys from there.
+func contactedServers(cfg *config.Config, targets []string) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range cfg.Servers {
+		if serverContacted(s.Name, targets) {
+			out[s.Name] = true
+		}
+	}
+	for _, d := range cfg.Domains {
+		for _, s := range d.Servers {
+			if out[s.Name] && d.Server != nil {
+				out[d.Server.Name] = true
+			}
+		}
+	}
+	return out
+}

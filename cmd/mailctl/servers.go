@@ -86,7 +86,8 @@ func serverContacted(name string, targets []string) bool {
 // reported, and the servers that could be read stay usable.
 func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlags, targets []string, progress *plan.Progress) (*servers, error) {
 	out := &servers{conns: map[string]*target.Conn{}, plans: map[string]refresh.ServerPlan{}, config: map[string][]byte{}}
-	if !slices.ContainsFunc(cfg.Servers, func(s *config.Server) bool { return serverContacted(s.Name, targets) }) {
+	contacted := contactedServers(cfg, targets)
+	if !slices.ContainsFunc(cfg.Servers, func(s *config.Server) bool { return contacted[s.Name] }) {
 		return out, nil // a DNS-only plan: no binary to hash (33 MB)
 	}
 	bin := *sf.binary
@@ -104,7 +105,7 @@ func readServers(ctx context.Context, e *env, cfg *config.Config, sf *serverFlag
 	out.binary = b
 	var errs []error
 	for _, s := range cfg.Servers {
-		if !serverContacted(s.Name, targets) {
+		if !contacted[s.Name] {
 			continue
 		}
 		where := "this machine"

@@ -58,7 +58,7 @@ var PostgresStoreAvailable = func() bool {
 		return err == nil
 	}
 	for _, p := range ve.Problems {
-		if strings.HasPrefix(p, "store.") {
+		if strings.HasPrefix(p, "store.") && strings.Contains(p, "not available") {
 			return false
 		}
 	}

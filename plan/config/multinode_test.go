@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/mailctl/mailctl/plan/config"
+	serverconfig "github.com/mailctl/mailctl/server/config"
 )
 
 // pgURL is the store secret of the multi-node cases; no diagnostic may
@@ -159,5 +160,32 @@ func TestNodesNotAvailable(t *testing.T) {
 	want := []string{"7:Store not available yet", "13:Store not available yet", "15:Several servers not available yet"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("diagnostics = %q, want %q\n%s", got, want, text)
+	}
+}
+
+// TestPostgresStoreAvailable: the store is available exactly when the
+// server's own configuration check accepts one (server/config).
+func TestPostgresStoreAvailable(t *testing.T) {
+	t.Parallel()
+	sc := &serverconfig.Config{FormatVersion: serverconfig.FormatVersion, Hostname: "mx.example.org",
+		Store: &serverconfig.Store{PostgresURLFile: "/etc/mailctl/postgres-url"}}
+	err := sc.Validate()
+	refused := err != nil && strings.Contains(err.Error(), "store.postgres_url_file") && strings.Contains(err.Error(), "not available")
+	if got := config.PostgresStoreAvailable(); got == refused {
+		t.Errorf("PostgresStoreAvailable() = %v, but the server's check says %v", got, err)
+	}
+}
+
+// TestNodesWithoutSecrets: validate, which has no secrets, accepts
+// servers whose store URLs it cannot read (taken as the same store).
+func TestNodesWithoutSecrets(t *testing.T) {
+	withStore(t, true)
+	cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(nodes)},
+		config.LoadOptions{NoSecrets: true, Getenv: func(string) string { return "" }})
+	if diags.HasErrors() {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	if len(cfg.Domains[0].Servers) != 2 || cfg.Servers[0].Store == nil || cfg.Servers[0].Store.Postgres.Str != "" {
+		t.Errorf("servers %v, store %+v", cfg.Domains[0].Servers, cfg.Servers[0].Store)
 	}
 }

@@ -84,3 +84,30 @@ func DKIMDiffers(cfg *config.Config, name string, keys []desired.DKIMKey) []stri
 	}
 	return out
 }
+
+// mergeUsers makes one change of the user changes that several servers
+// of a domain plan for one address (the same mailbox, in their shared
+// store), with the notes of each.
+func mergeUsers(changes []plan.Change) []plan.Change {
+	at := map[string]int{}
+	out := changes[:0]
+	for _, c := range changes {
+		if c.Type != plan.KindUser {
+			out = append(out, c)
+			continue
+		}
+		key := c.Address + "\x00" + string(c.Action)
+		i, dup := at[key]
+		if !dup {
+			at[key] = len(out)
+			out = append(out, c)
+			continue
+		}
+		for _, n := range c.Notes {
+			if !slices.Contains(out[i].Notes, n) {
+				out[i].Notes = append(out[i].Notes, n)
+			}
+		}
+	}
+	return out
+}

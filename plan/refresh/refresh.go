@@ -234,6 +234,7 @@ func Plan(ctx context.Context, cfg *config.Config, provs map[string]dns.Provider
 		}
 		p.State["server."+name] = serverDigest(sp.Before)
 	}
+	p.Changes = mergeUsers(p.Changes)
 	p.Sort()
 	return p, st, nil
 }

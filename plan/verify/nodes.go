@@ -1,6 +1,15 @@
 package verify
 
-import "github.com/mailctl/mailctl/plan/config"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/mailctl/mailctl/plan/config"
+)
 
 // domainServers are the servers of d (all its nodes), or its one Server
 // of a Domain built without the list.
@@ -22,4 +31,56 @@ func hostnames(d *config.Domain) []string {
 		out = append(out, s.Hostname)
 	}
 	return out
+}
+
+// NodeLoginCheck is the name of the per-server IMAP login check.
+const NodeLoginCheck = "imap.login"
+
+// nodeLogins are, for a probe user whose domain has several servers, an
+// IMAP login on each server (the round trip reads through the first):
+// every node must know the user, from the store they share.
+func (r *runner) nodeLogins(p Probe) []Check {
+	if r.cfg == nil || p.IMAPAddr != "" {
+		return nil
+	}
+	_, dom, _ := strings.Cut(strings.ToLower(p.IMAPUser), "@")
+	var nodes []*config.Server
+	for _, d := range r.cfg.Domains {
+		if strings.EqualFold(d.Name, dom) {
+			nodes = domainServers(d)
+		}
+	}
+	if len(nodes) < 2 {
+		return nil
+	}
+	var cs []Check
+	for _, s := range nodes {
+		port, implicit := s.Ports.IMAPS, true
+		if port == 0 {
+			port, implicit = s.Ports.IMAP, false
+		}
+		if port == 0 {
+			continue
+		}
+		target := net.JoinHostPort(s.Hostname, strconv.Itoa(port))
+		cs = append(cs, Check{Name: NodeLoginCheck, Target: target, Run: func(ctx context.Context) []Result {
+			if p.IMAPUser == "" || p.IMAPPassword == "" {
+				return one(Result{Status: Skip, Detail: "no probe credentials", Fix: FixProbeCredentials})
+			}
+			c, err := r.imapLogin(ctx, s.Hostname, port, implicit, p)
+			var pe probeError
+			switch {
+			case errors.As(err, &pe):
+				res := pe.result()
+				res.Detail += " (server." + s.Name + ")"
+				return one(res)
+			case err != nil:
+				return one(Result{Status: Fail, Detail: fmt.Sprintf("%v (server.%s)", err, s.Name), Fix: "check that " + target + " answers"})
+			}
+			c.Logout().Wait()
+			c.Close()
+			return one(Result{Status: Pass, Detail: fmt.Sprintf("%s logged in on server.%s", p.IMAPUser, s.Name)})
+		}})
+	}
+	return cs
 }

@@ -121,10 +121,16 @@ func RunRoundTrip(ctx context.Context, in Inputs, o Options, p *Probe) Report {
 		}
 		return one(r.roundTrip(ctx, probe))
 	}}
-	if len(r.o.Only) > 0 && !selected(r.o.Only, c) {
+	var cs []Check
+	for _, c := range append([]Check{c}, r.nodeLogins(probe)...) {
+		if len(r.o.Only) == 0 || selected(r.o.Only, c) {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) == 0 {
 		return Report{}
 	}
-	return runChecks(ctx, r.log, []Check{c}, probe.Wait+r.o.Timeout)
+	return runChecks(ctx, r.log, cs, probe.Wait+r.o.Timeout)
 }
 
 // probeServer returns the configured server of addr's domain.
@@ -289,9 +295,10 @@ func (r *runner) probeIMAP(s *config.Server, p Probe) (host string, port int, im
 	return "", 0, false, fmt.Errorf("the server %s has no IMAP port", s.Hostname)
 }
 
-// fetchProbe logs in over IMAP, polls the INBOX until the probe is there
-// (bounded by ctx), returns its header section and deletes it.
-func (r *runner) fetchProbe(ctx context.Context, host string, port int, implicit bool, p Probe, msgID string) (header []byte, err error) {
+// imapLogin connects to host:port over TLS (implicit or STARTTLS) and
+// logs in as the probe's IMAP user. Its errors are probeErrors, except
+// those of ctx.
+func (r *runner) imapLogin(ctx context.Context, host string, port int, implicit bool, p Probe) (*imapclient.Client, error) {
 	hostport := net.JoinHostPort(host, strconv.Itoa(port))
 	fixConn := fmt.Sprintf("check that %s listens on port %d", host, port)
 	conn, err := r.dial(ctx, host, port)
@@ -314,18 +321,33 @@ func (r *runner) fetchProbe(ctx context.Context, host string, port int, implicit
 			return nil, probeError{Fail, fmt.Sprintf("IMAP STARTTLS with %s: %v", hostport, err), "see the tls check of " + hostport}
 		}
 	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return nil, probeError{Fail, fmt.Sprintf("IMAP greeting of %s: %v", hostport, err), fixConn}
+	}
+	if err := c.Login(p.IMAPUser, p.IMAPPassword).Wait(); err != nil {
+		c.Close()
+		return nil, probeError{Fail, fmt.Sprintf("IMAP authentication failed for %s on %s: %v", p.IMAPUser, hostport, err),
+			"check the IMAP login and password of " + p.To}
+	}
+	return c, nil
+}
+
+// fetchProbe logs in over IMAP, polls the INBOX until the probe is there
+// (bounded by ctx), returns its header section and deletes it.
+func (r *runner) fetchProbe(ctx context.Context, host string, port int, implicit bool, p Probe, msgID string) (header []byte, err error) {
+	hostport := net.JoinHostPort(host, strconv.Itoa(port))
+	c, err := r.imapLogin(ctx, host, port, implicit, p)
+	if err != nil {
+		return nil, err
+	}
 	defer c.Close()
 	// The client's commands do not take a context: closing the connection
 	// ends them when ctx is done.
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	if err := c.WaitGreeting(); err != nil {
-		return nil, probeError{Fail, fmt.Sprintf("IMAP greeting of %s: %v", hostport, err), fixConn}
-	}
-	if err := c.Login(p.IMAPUser, p.IMAPPassword).Wait(); err != nil {
-		return nil, probeError{Fail, fmt.Sprintf("IMAP authentication failed for %s on %s: %v", p.IMAPUser, hostport, err),
-			"check the IMAP login and password of " + p.To}
-	}
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		return nil, fmt.Errorf("select the INBOX of %s: %w", p.IMAPUser, err)
 	}

@@ -433,6 +433,24 @@ func scopeName(s scopeSet) string {
 // against that address until the failure delay is over.
 func (a *Authenticator) run(ctx context.Context, f *flight, ip, user string, scope scopeSet, cands []credential, known bool, password string) {
 	defer f.cancel()
+	reserved, lockout := a.reserve(ctx, ip)
+	if lockout != nil {
+		// Other nodes' attempts took the address's last failures.
+		a.mu.Lock()
+		if a.flights[f.key] == f {
+			delete(a.flights, f.key)
+		}
+		f.err = lockout
+		a.mu.Unlock()
+		close(f.done)
+		a.mu.Lock()
+		if a.inflight[ip]--; a.inflight[ip] <= 0 {
+			delete(a.inflight, ip)
+		}
+		a.notifyLocked()
+		a.mu.Unlock()
+		return
+	}
 	matched, err := a.verify(ctx, ip, cands, password)
 	var hold time.Duration
 	var refused *credential // matched, but not for this scope
@@ -461,9 +479,13 @@ func (a *Authenticator) run(ctx context.Context, f *flight, ip, user string, sco
 	}
 	_, isUser := a.users[user]
 	a.mu.Unlock()
-	if f.err == nil && !f.ok {
-		// Recorded before the answer, so that other nodes count it.
-		a.shareFailure(ip, user, isUser)
+	switch {
+	case f.err == nil && !f.ok:
+		// Recorded before the answer, so that other nodes count it (the
+		// address's failure is the reservation, kept).
+		a.shareFailure(ip, user, isUser, reserved != 0)
+	case reserved != 0:
+		a.unreserve(reserved) // a success, or no answer: no failure
 	}
 	if refused != nil {
 		what := "the main password"
@@ -546,7 +568,7 @@ func (a *Authenticator) wait(ctx context.Context, f *flight, ip, user string, sc
 	}
 	a.mu.Unlock()
 	if charge {
-		a.shareFailure(ip, user, isUser)
+		a.shareFailure(ip, user, isUser, false)
 	}
 	a.opts.Logger.Info("auth failed", "ip", ip, "delay", delay)
 	if delay > 0 {

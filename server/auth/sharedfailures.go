@@ -18,13 +18,15 @@ import (
 // the recent failures of its address and account (one query) and counts
 // the larger of its own and the shared ones, so a password guesser gets
 // MaxFailures attempts per Window across all nodes, and the failure
-// delay grows with the failures made on any node. A failure is written
-// before its answer is sent. The attempts in flight stay counted per
-// node: a burst spread over N nodes at the same instant may have up to
-// N*MaxFailures verifications in flight before the first failures are
-// written, then every node refuses. When the store cannot be read or
-// written, the node logs it and falls back to its own counters (a
-// database outage must not lock every user out).
+// delay grows with the failures made on any node. Attempts in flight
+// count too, across nodes: before verifying a password a node reserves a
+// failure of the address (FailureStore.Reserve, atomic across nodes),
+// refused once the address has MaxFailures, so that a burst spread over
+// the nodes gets MaxFailures verifications in all; the reservation stays
+// as the failure, or is deleted when the password was right. An
+// account's failure is written before its answer is sent. When the store
+// cannot be read or written, the node logs it and falls back to its own
+// counters (a database outage must not lock every user out).
 //
 // The successful-login cache stays per node: it gives the same answers
 // on every node because an entry is keyed by an HMAC of (scope, user,
@@ -43,6 +45,13 @@ type FailureStore interface {
 	// RecentFailures returns the failures of each key after since, oldest
 	// first (at most the latest 64 of each key).
 	RecentFailures(ctx context.Context, keys []string, since time.Time) (map[string][]time.Time, error)
+	// Reserve records a failure of key at at if key has fewer than limit
+	// failures after since, atomically with respect to every node, and
+	// returns its id (0 when the limit was reached) and key's failures
+	// after since, oldest first, the new one included.
+	Reserve(ctx context.Context, key string, at, since time.Time, limit int) (int64, []time.Time, error)
+	// Unreserve deletes a reserved failure: the attempt succeeded.
+	Unreserve(ctx context.Context, id int64) error
 }
 
 type sharedCounts struct {
@@ -68,15 +77,56 @@ func (a *Authenticator) sharedFailures(ctx context.Context, ip, user string) sha
 	return sharedCounts{ip: got["ip:"+ip], acct: got["user:"+user]}
 }
 
-// shareFailure writes a failure of ip (and of user, when it is one).
-func (a *Authenticator) shareFailure(ip, user string, isUser bool) {
+// reserve reserves a failure of ip before a verification. It returns
+// the reservation (0: none, no shared store or it failed) or, when the
+// address has no failures left on any node, the lockout.
+func (a *Authenticator) reserve(ctx context.Context, ip string) (int64, *LockoutError) {
+	s := a.opts.SharedFailures
+	if s == nil {
+		return 0, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, sharedTimeout)
+	defer cancel()
+	now := a.opts.Now()
+	id, recent, err := s.Reserve(ctx, "ip:"+ip, now, now.Add(-a.opts.Window), a.opts.MaxFailures)
+	if err != nil {
+		a.opts.Logger.Warn("reserve a shared login attempt, counting this node's only", "ip", ip, "err", err)
+		return 0, nil
+	}
+	if id == 0 {
+		f := lastN(recent, a.opts.MaxFailures)
+		retry := f[0].Add(a.opts.Window).Sub(now).Round(time.Second)
+		a.opts.Logger.Warn("auth refused: too many failures on the nodes", "ip", ip, "retry_in", retry)
+		return 0, &LockoutError{RetryIn: retry}
+	}
+	return id, nil
+}
+
+// unreserve drops a reservation that was no failure.
+func (a *Authenticator) unreserve(id int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	if err := a.opts.SharedFailures.Unreserve(ctx, id); err != nil {
+		a.opts.Logger.Warn("drop a shared login attempt", "err", err)
+	}
+}
+
+// shareFailure writes a failure of ip (unless ipDone: its reservation is
+// the failure) and of user, when it is one.
+func (a *Authenticator) shareFailure(ip, user string, isUser, ipDone bool) {
 	s := a.opts.SharedFailures
 	if s == nil {
 		return
 	}
-	keys := []string{"ip:" + ip}
+	var keys []string
+	if !ipDone {
+		keys = append(keys, "ip:"+ip)
+	}
 	if isUser {
 		keys = append(keys, "user:"+user)
+	}
+	if len(keys) == 0 {
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
 	defer cancel()
@@ -150,4 +200,46 @@ func (p *PostgresFailures) RecentFailures(ctx context.Context, keys []string, si
 		return nil, fmt.Errorf("read login failures: %w", err)
 	}
 	return out, nil
+}
+
+// authLockClass is the first key of the advisory locks that serialise
+// reservations of one key (the second is the key's hash).
+const authLockClass = 0x61757468 // "auth"
+
+// Reserve takes a transaction-level advisory lock on key, so that nodes
+// reserving for one key take turns, counts key's failures and inserts one
+// if below limit.
+func (p *PostgresFailures) Reserve(ctx context.Context, key string, at, since time.Time, limit int) (int64, []time.Time, error) {
+	var id int64
+	var recent []time.Time
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		id, recent = 0, nil
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", authLockClass, key); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, "SELECT at FROM auth_failures WHERE key = $1 AND at > $2 ORDER BY at", key, since)
+		if err != nil {
+			return err
+		}
+		if recent, err = pgx.CollectRows(rows, pgx.RowTo[time.Time]); err != nil {
+			return err
+		}
+		if len(recent) >= limit {
+			return nil
+		}
+		recent = append(recent, at)
+		return tx.QueryRow(ctx, "INSERT INTO auth_failures (key, at) VALUES ($1, $2) RETURNING id", key, at).Scan(&id)
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("reserve a login attempt: %w", err)
+	}
+	return id, recent, nil
+}
+
+// Unreserve deletes a reservation.
+func (p *PostgresFailures) Unreserve(ctx context.Context, id int64) error {
+	if _, err := p.pool.Exec(ctx, "DELETE FROM auth_failures WHERE id = $1", id); err != nil {
+		return fmt.Errorf("drop a login attempt: %w", err)
+	}
+	return nil
 }

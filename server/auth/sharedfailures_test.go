@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -93,5 +94,66 @@ func TestSharedFailuresTwoNodes(t *testing.T) {
 		if u, err := node.Authenticate(ctx, "alice@example.org", "new", addr("198.51.100.8")); err != nil || u != "alice@example.org" {
 			t.Errorf("node %d, new password: %q, %v", i, u, err)
 		}
+	}
+}
+
+// TestSharedFailuresBurst: 40 simultaneous wrong passwords from one
+// address, spread over two nodes sharing their counters, get MaxFailures
+// verifications in all (each node alone would allow MaxFailures), the
+// rest are refused as a lockout; meanwhile the right password from
+// another address succeeds.
+func TestSharedFailuresBurst(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	url := pg.NewDatabase(t)
+	ctx := context.Background()
+	if _, _, err := pgstore.Migrate(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	users := []auth.User{{Address: "alice@example.org", PasswordHash: hashWith(t, "right", slowish)}}
+	const maxFailures = 4
+	var nodes []*auth.Authenticator
+	for range 2 {
+		a, err := auth.NewAuthenticator(users, auth.AuthenticatorOptions{MaxFailures: maxFailures, MaxConcurrent: 4,
+			FailureDelay: 20 * time.Millisecond, Logger: quiet, SharedFailures: auth.NewPostgresFailures(pool)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, a)
+	}
+	attacker := addr("192.0.2.66")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	answers := map[string]int{}
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := nodes[i%2].Authenticate(ctx, "alice@example.org", fmt.Sprint("guess", i), attacker)
+			kind := "other: " + fmt.Sprint(err)
+			switch {
+			case errors.Is(err, auth.ErrInvalidCredentials):
+				kind = "invalid"
+			case errors.Is(err, auth.ErrTooManyFailures):
+				kind = "lockout"
+			}
+			mu.Lock()
+			answers[kind]++
+			mu.Unlock()
+		}()
+	}
+	if u, err := nodes[1].Authenticate(ctx, "alice@example.org", "right", addr("198.51.100.7")); err != nil || u != "alice@example.org" {
+		t.Errorf("right password from another address during the burst: %q, %v", u, err)
+	}
+	wg.Wait()
+	if v := nodes[0].Verifications() + nodes[1].Verifications(); v > maxFailures+1 {
+		t.Errorf("%d verifications on the two nodes (answers %v), want at most %d wrong ones and the right one", v, answers, maxFailures)
+	}
+	if answers["invalid"] != maxFailures || answers["lockout"] != 40-maxFailures {
+		t.Errorf("answers %v, want %d invalid and %d lockouts", answers, maxFailures, 40-maxFailures)
 	}
 }

@@ -2,8 +2,10 @@ package config
 
 import "path/filepath"
 
-// postgresWired is set once `mailctl serve` can run on server/pgstore.
-const postgresWired = false
+// postgresWired: `mailctl serve` runs on server/pgstore when
+// store.postgres_url_file is set (server/daemon/storeopen.go). Kept as a
+// switch so that a build without that wiring refuses the setting.
+const postgresWired = true
 
 // Store chooses where mail is kept. Absent (nil): the embedded store in
 // <DataDir>/store, the default.

@@ -171,7 +171,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		os.Remove(cfg.Control)
 	}()
 
-	d.st, err = store.Open(ctx, filepath.Join(cfg.DataDir, "store"), log.With("component", "store"))
+	d.st, err = openStore(ctx, cfg, log.With("component", "store"))
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,8 @@ import (
 // go-webdav v0.6.0 does not know the collection properties with which
 // clients decide how to resynchronise: DAV:sync-token (RFC 6578),
 // CS:getctag (the CalendarServer extension most clients still read) and
-// DAV:supported-report-set (where they look for sync-collection). A
+// DAV:supported-report-set (where they look for sync-collection); nor a
+// calendar's colour (Apple's calendar-color, set by PROPPATCH). A
 // PROPFIND on a collection is answered by go-webdav into a buffer; these
 // properties, which it lists as 404, are then filled in from the store.
 // go-webdav writes an xmlns on every property element, so each one's inner
@@ -59,11 +60,15 @@ func collectionProps(kind Kind, c Collection) map[xml.Name]string {
 	for _, r := range reports {
 		rs.WriteString(`<supported-report xmlns="DAV:"><report xmlns="DAV:">` + r + `</report></supported-report>`)
 	}
-	return map[xml.Name]string{
+	props := map[xml.Name]string{
 		{Space: nsDAV, Local: "sync-token"}:           escape(c.SyncToken()),
 		{Space: nsCS, Local: "getctag"}:               escape(c.SyncToken()),
 		{Space: nsDAV, Local: "supported-report-set"}: rs.String(),
 	}
+	if kind == Calendars && c.Color != "" {
+		props[xml.Name{Space: nsAppleICal, Local: "calendar-color"}] = escape(c.Color)
+	}
+	return props
 }
 
 // fillCollectionProps rewrites a go-webdav multistatus, moving the added

@@ -10,7 +10,8 @@
 //     with a per-collection change log for sync tokens;
 //   - Basic authentication, and each user seeing only their own tree;
 //   - the sync-collection REPORT (RFC 6578), which go-webdav's server
-//     does not implement: sync.go answers it from the change log;
+//     does not implement: sync.go answers it from the change log, read
+//     and written a batch at a time;
 //   - calendar-query, addressbook-query and the two multigets on a
 //     collection (report.go), answered as a stream instead of go-webdav's
 //     whole-answer-in-memory handlers, with its own vCard matcher
@@ -19,6 +20,8 @@
 //   - the collection properties sync-token, getctag and
 //     supported-report-set (collprops.go);
 //   - MKCALENDAR (mkcalendar.go);
+//   - PROPPATCH of a collection's name, description and colour
+//     (proppatch.go), which go-webdav answers 501;
 //   - If-Match on DELETE, which go-webdav does not pass to a backend;
 //   - a size limit on PUT (413), and the principal with both home sets.
 package dav
@@ -155,6 +158,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.mkcalendar(w, r, user, dp)
 		return
+	case "PROPPATCH":
+		if depth == 3 {
+			h.proppatch(w, r, user, dp)
+			return
+		}
 	case http.MethodPut:
 		if r.ContentLength > h.opts.MaxObjectBytes {
 			h.tooLarge(w)

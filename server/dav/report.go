@@ -516,6 +516,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, user string, dp
 type matcher func(o *Object) (data []byte, ok bool, err error)
 
 func (h *Handler) matcher(kind Kind, req *queryRequest, ps *propSet) (matcher, error) {
+	var or objectReader
 	if kind == Calendars {
 		if req.CalFilter == nil || req.CalFilter.Comp == nil {
 			// RFC 4791 requires a filter; without one, nothing is
@@ -528,7 +529,7 @@ func (h *Handler) matcher(kind Kind, req *queryRequest, ps *propSet) (matcher, e
 			return nil, err
 		}
 		return func(o *Object) ([]byte, bool, error) {
-			cal, err := ical.NewDecoder(bytes.NewReader(o.Data)).Decode()
+			cal, err := ical.NewDecoder(or.reader(o.Data)).Decode()
 			if err != nil {
 				return nil, false, fmt.Errorf("decode stored calendar object %s: %w", o.Name, err)
 			}
@@ -556,7 +557,7 @@ func (h *Handler) matcher(kind Kind, req *queryRequest, ps *propSet) (matcher, e
 			// would make the query useless.
 			return o.Data, true, nil
 		}
-		card, err := vcard.NewDecoder(bytes.NewReader(o.Data)).Decode()
+		card, err := vcard.NewDecoder(or.reader(o.Data)).Decode()
 		if err != nil {
 			return nil, false, fmt.Errorf("decode stored vCard %s: %w", o.Name, err)
 		}
@@ -584,6 +585,26 @@ func (h *Handler) matcher(kind Kind, req *queryRequest, ps *propSet) (matcher, e
 		}
 		return b.Bytes(), true, nil
 	}, nil
+}
+
+// objectReader reads the stored objects of one answer, one after the
+// other, through one buffer: go-ical's and go-vcard's NewDecoder wrap
+// their reader in a new 4 KiB bufio.Reader unless it is one already, which
+// was 40 MiB of garbage for a calendar-query of 5 000 events.
+type objectReader struct {
+	r  bytes.Reader
+	br *bufio.Reader
+}
+
+// reader returns the buffered reader, reset to read data.
+func (d *objectReader) reader(data []byte) *bufio.Reader {
+	d.r.Reset(data)
+	if d.br == nil {
+		d.br = bufio.NewReaderSize(&d.r, 4096)
+	} else {
+		d.br.Reset(&d.r)
+	}
+	return d.br
 }
 
 // query answers calendar-query and addressbook-query: objects read in

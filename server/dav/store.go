@@ -10,14 +10,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailctl/mailctl/server/procmem"
 )
 
 // Kind is the kind of a collection: calendars or address books.
@@ -61,6 +66,9 @@ type Collection struct {
 	Name        string `json:"-"`
 	DisplayName string `json:"display_name,omitempty"`
 	Description string `json:"description,omitempty"`
+	// Color is a calendar's colour, "#RRGGBB" or "#RRGGBBAA" (Apple's
+	// calendar-color property, set by PROPPATCH).
+	Color string `json:"color,omitempty"`
 	// Epoch identifies this incarnation of the collection in sync tokens:
 	// a collection deleted and made again does not accept old tokens.
 	Epoch string `json:"epoch"`
@@ -88,6 +96,10 @@ type Object struct {
 // change is one transaction, written and fsynced before it returns.
 type Store struct {
 	db *bolt.DB
+
+	mappedBase atomic.Int64 // file-backed resident bytes after the last trim (mapped.go)
+	sinceCheck atomic.Int64 // bytes read or written since the last look at them
+	trimming   sync.Mutex   // held while the mapping is trimmed
 }
 
 // Open opens (creating if needed) the store at path.
@@ -106,7 +118,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise calendar store %q: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	if n, err := procmem.FileResident(); err == nil {
+		s.mappedBase.Store(n)
+	}
+	return s, nil
 }
 
 // Close closes the store.
@@ -296,8 +312,30 @@ func (s *Store) CreateCollection(ctx context.Context, user string, c Collection)
 	return err
 }
 
+// UpdateCollection changes a collection's properties (display name,
+// description, colour) with update, in one transaction.
+func (s *Store) UpdateCollection(ctx context.Context, user string, kind Kind, name string, update func(*Collection)) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		cb, err := colBucket(tx, user, kind, name)
+		if err != nil {
+			return err
+		}
+		c, err := getMeta(cb, kind, name)
+		if err != nil {
+			return err
+		}
+		update(&c)
+		return putMeta(cb, c)
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("update %s %s of %s: %w", kind, name, user, err)
+	}
+	return err
+}
+
 // DeleteCollection removes a collection and everything in it.
 func (s *Store) DeleteCollection(ctx context.Context, user string, kind Kind, name string) error {
+	defer s.checkMapped()
 	return s.db.Update(func(tx *bolt.Tx) error {
 		ub := tx.Bucket(bucketUsers).Bucket([]byte(user))
 		if ub == nil || ub.Bucket(colKey(kind, name)) == nil {
@@ -333,6 +371,7 @@ func (s *Store) Object(ctx context.Context, user string, kind Kind, col, name st
 		if err == nil && !ok {
 			err = ErrNotFound
 		}
+		s.readMapped(tx, len(o.Data))
 		return err
 	})
 	return o, err
@@ -353,6 +392,9 @@ func (s *Store) Objects(ctx context.Context, user string, kind Kind, col string)
 			}
 			o.Name = string(k)
 			objs = append(objs, o)
+			if len(objs)%reportBatch == 0 {
+				s.checkMappedTx(tx)
+			}
 			return nil
 		})
 	})
@@ -385,6 +427,9 @@ func (s *Store) ObjectsAfter(ctx context.Context, user string, kind Kind, col, a
 			o.Name = string(k)
 			objs = append(objs, o)
 		}
+		// A scan's batch: the pages around those read are mapped
+		// too (fault-around), look at once.
+		s.checkMappedTx(tx)
 		return nil
 	})
 	return objs, err
@@ -459,11 +504,13 @@ func (s *Store) PutObject(ctx context.Context, user string, kind Kind, col, name
 		}
 		return cb.Bucket(bucketObjs).Put([]byte(name), b)
 	})
+	s.wroteMapped(len(data))
 	return o, created, err
 }
 
 // DeleteObject removes an object, if cond holds.
 func (s *Store) DeleteObject(ctx context.Context, user string, kind Kind, col, name string, cond Conditions) error {
+	defer s.wroteMapped(0)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		cb, err := colBucket(tx, user, kind, col)
 		if err != nil {
@@ -504,6 +551,17 @@ type Change struct {
 // order of the changes. It also returns the collection, whose Epoch and
 // Seq make the current token.
 func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token string) (changes []Change, c Collection, err error) {
+	return s.ChangesAfter(ctx, user, kind, col, token, 0, math.MaxUint64, -1)
+}
+
+// ChangesAfter is Changes a batch at a time, for an answer written as it
+// is read: up to n changes (n < 0: all) whose sequence numbers are above
+// after and at most upTo. A sync-collection reads its first batch with
+// upTo = math.MaxUint64, then the next ones after the last sequence number
+// read, up to the first batch's c.Seq: the token it answers. An object
+// changed meanwhile leaves that range (its entry moves to a newer number)
+// and is in the next sync-collection instead.
+func (s *Store) ChangesAfter(ctx context.Context, user string, kind Kind, col, token string, after, upTo uint64, n int) (changes []Change, c Collection, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		cb, err := colBucket(tx, user, kind, col)
 		if err != nil {
@@ -524,8 +582,13 @@ func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token 
 				return ErrBadToken
 			}
 		}
+		since = max(since, after)
 		lc := cb.Bucket(bucketLog).Cursor()
-		for k, v := lc.Seek(seqKey(since + 1)); k != nil; k, v = lc.Next() {
+		for k, v := lc.Seek(seqKey(since + 1)); k != nil && (n < 0 || len(changes) < n); k, v = lc.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			if seq > upTo {
+				break
+			}
 			o, ok, err := getObj(cb, string(v))
 			if err != nil {
 				return err
@@ -533,8 +596,12 @@ func (s *Store) Changes(ctx context.Context, user string, kind Kind, col, token 
 			if !ok && token == "" {
 				continue
 			}
-			changes = append(changes, Change{Name: string(v), Seq: binary.BigEndian.Uint64(k), Deleted: !ok, Object: o})
+			changes = append(changes, Change{Name: string(v), Seq: seq, Deleted: !ok, Object: o})
+			if len(changes)%reportBatch == 0 {
+				s.checkMappedTx(tx)
+			}
 		}
+		s.checkMappedTx(tx)
 		return nil
 	})
 	return changes, c, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,32 +31,6 @@ const (
 	nsCalDAV  = "urn:ietf:params:xml:ns:caldav"
 	nsCardDAV = "urn:ietf:params:xml:ns:carddav"
 )
-
-// The multistatus answer, written with fixed prefixes.
-type msPropstat struct {
-	Prop   msInner `xml:"D:prop"`
-	Status string  `xml:"D:status"`
-}
-
-type msInner struct {
-	Inner string `xml:",innerxml"`
-}
-
-type msResponse struct {
-	Href     string       `xml:"D:href"`
-	Propstat []msPropstat `xml:"D:propstat,omitempty"`
-	Status   string       `xml:"D:status,omitempty"`
-	Error    *msInner     `xml:"D:error,omitempty"`
-}
-
-type msMultistatus struct {
-	XMLName   xml.Name     `xml:"D:multistatus"`
-	NSD       string       `xml:"xmlns:D,attr"`
-	NSC       string       `xml:"xmlns:C,attr"`
-	NSR       string       `xml:"xmlns:R,attr"`
-	Responses []msResponse `xml:"D:response"`
-	SyncToken string       `xml:"D:sync-token"`
-}
 
 // hrefPath percent-encodes a path for an href, as go-webdav writes them.
 func hrefPath(p string) string { return (&url.URL{Path: p}).EscapedPath() }
@@ -90,7 +65,23 @@ func (h *Handler) syncCollection(w http.ResponseWriter, r *http.Request, user st
 		http.Error(w, "sync-level must be 1 or infinite", http.StatusBadRequest)
 		return
 	}
-	changes, col, err := h.st.Changes(r.Context(), user, dp.kind, dp.col, strings.TrimSpace(req.SyncToken))
+	// Read in batches and written as read, like the queries (report.go):
+	// an initial sync of a large collection lists every object. The
+	// first batch is read before the answer starts, so that an unknown
+	// token or collection gets its own status.
+	token := strings.TrimSpace(req.SyncToken)
+	limit := -1
+	if req.Limit != nil && req.Limit.NResults >= 0 {
+		limit = req.Limit.NResults
+	}
+	// One more than the limit tells whether the answer is truncated.
+	batchSize := func(written int) int {
+		if limit >= 0 {
+			return min(reportBatch, limit+1-written)
+		}
+		return reportBatch
+	}
+	changes, col, err := h.st.ChangesAfter(r.Context(), user, dp.kind, dp.col, token, 0, math.MaxUint64, batchSize(0))
 	if errors.Is(err, ErrBadToken) {
 		h.syncError(w, http.StatusForbidden, "valid-sync-token")
 		return
@@ -104,51 +95,63 @@ func (h *Handler) syncCollection(w http.ResponseWriter, r *http.Request, user st
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	upTo := col.Seq
 	colPath := hrefPath(HomePath(user, dp.kind) + dp.col + "/")
-	ms := msMultistatus{NSD: nsDAV, NSC: nsCalDAV, NSR: nsCardDAV, SyncToken: col.SyncToken()}
-	if req.Limit != nil && req.Limit.NResults >= 0 && req.Limit.NResults < len(changes) {
+	names := make([]xml.Name, len(req.Prop.Names))
+	for i, p := range req.Prop.Names {
+		names[i] = p.XMLName
+	}
+	ps := propSet{names: names}
+	ms := newMSStream(w)
+	written, truncated := 0, false
+	var last uint64 // sequence number of the last change written
+	for len(changes) > 0 {
+		for i := range changes {
+			c := &changes[i]
+			if written == limit {
+				truncated = true
+				break
+			}
+			href := colPath + hrefPath(c.Name)
+			if c.Deleted {
+				err = ms.status(href, http.StatusNotFound, "")
+			} else {
+				err = ms.object(href, dp.kind, &c.Object, c.Object.Data, &ps)
+			}
+			if err != nil {
+				abort()
+			}
+			written++
+			last = c.Seq
+		}
+		if truncated {
+			break
+		}
+		after := changes[len(changes)-1].Seq
+		clear(changes)
+		if changes, _, err = h.st.ChangesAfter(r.Context(), user, dp.kind, dp.col, token, after, upTo, batchSize(written)); err != nil {
+			h.opts.Logger.Error("dav sync-collection: read store", "user", user, "err", err)
+			abort()
+		}
+	}
+	next := syncToken(col.Epoch, upTo)
+	if truncated {
 		// RFC 6578 3.6: the first results, a token for where they end,
 		// and a 507 for the collection so the client asks again.
-		changes = changes[:req.Limit.NResults]
-		if len(changes) > 0 {
-			ms.SyncToken = syncToken(col.Epoch, changes[len(changes)-1].Seq)
-		} else if req.SyncToken != "" {
-			ms.SyncToken = strings.TrimSpace(req.SyncToken)
-		} else {
-			ms.SyncToken = syncToken(col.Epoch, 0)
+		switch {
+		case written > 0:
+			next = syncToken(col.Epoch, last)
+		case token != "":
+			next = token
+		default:
+			next = syncToken(col.Epoch, 0)
 		}
-		ms.Responses = append(ms.Responses, msResponse{
-			Href: colPath, Status: status(http.StatusInsufficientStorage),
-			Error: &msInner{`<D:number-of-matches-within-limits/>`},
-		})
+		if err := ms.status(colPath, http.StatusInsufficientStorage, `<D:number-of-matches-within-limits/>`); err != nil {
+			abort()
+		}
 	}
-	for _, c := range changes {
-		href := colPath + hrefPath(c.Name)
-		if c.Deleted {
-			ms.Responses = append(ms.Responses, msResponse{Href: href, Status: status(http.StatusNotFound)})
-			continue
-		}
-		names := make([]xml.Name, len(req.Prop.Names))
-		for i, p := range req.Prop.Names {
-			names[i] = p.XMLName
-		}
-		var found, missing bytes.Buffer
-		writeObjectProps(&found, &missing, dp.kind, &c.Object, c.Object.Data, names)
-		resp := msResponse{Href: href}
-		resp.Propstat = append(resp.Propstat, msPropstat{Prop: msInner{found.String()}, Status: status(http.StatusOK)})
-		if missing.Len() > 0 {
-			resp.Propstat = append(resp.Propstat, msPropstat{Prop: msInner{missing.String()}, Status: status(http.StatusNotFound)})
-		}
-		ms.Responses = append(ms.Responses, resp)
+	ms.w.WriteString(`<D:sync-token>` + escape(next) + `</D:sync-token>`)
+	if err := ms.close(); err != nil {
+		abort()
 	}
-	out, err := xml.Marshal(ms)
-	if err != nil {
-		h.opts.Logger.Error("dav sync-collection: encode", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
-	w.WriteHeader(http.StatusMultiStatus)
-	w.Write([]byte(xml.Header))
-	w.Write(out)
 }

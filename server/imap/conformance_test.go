@@ -121,6 +121,8 @@ func servePlain(t testing.TB, st store.Backend, auth imap.Authenticator) string 
 type confNodes struct {
 	addrs []string // plain-text IMAP; session i uses addrs[i%len(addrs)]
 	st    store.Backend
+	// commands run in all (default 10000; 1500 with -short).
+	commands int
 }
 
 // runConformance runs the sessions of TestConformanceSessions against
@@ -128,6 +130,9 @@ type confNodes struct {
 func runConformance(t *testing.T, nodes confNodes, seed uint64) {
 	const sessions = 10
 	total, rounds := 10000, 20
+	if nodes.commands > 0 {
+		total = nodes.commands
+	}
 	if testing.Short() {
 		total, rounds = 1500, 5
 	}

@@ -56,7 +56,8 @@ func RelayFromConfig(r *config.Relay) (*Relay, error) {
 // OptionsFromConfig returns the queue options of a server configuration
 // (defaults applied): the queue in <data_dir>/queue, local delivery of
 // DSNs and local domains through dir and st, DKIM signing with signer (nil:
-// none). The caller may still set Clock, TLSConfig and HTTPClient.
+// none), Node the config's node name (used once the caller sets Postgres).
+// The caller may still set Clock, TLSConfig, HTTPClient and Postgres.
 func OptionsFromConfig(cfg *config.Config, res Resolver, signer Signer, dir Directory, st Mailboxes, log *slog.Logger) (Options, error) {
 	cfg = cfg.WithDefaults()
 	local := map[string]bool{}
@@ -68,6 +69,7 @@ func OptionsFromConfig(cfg *config.Config, res Resolver, signer Signer, dir Dire
 		IsLocal: func(d string) bool { return local[strings.ToLower(d)] },
 		Deliver: StoreDeliverer(dir, st),
 		Logger:  log,
+		Node:    cfg.NodeName(),
 	}
 	if signer != nil {
 		o.Signer = signer

@@ -47,6 +47,13 @@ func TestOptionsFromConfig(t *testing.T) {
 	if !o.IsLocal("example.ORG") || o.IsLocal("example.net") {
 		t.Errorf("IsLocal wrong")
 	}
+	if o.Node != "mx.example.org" {
+		t.Errorf("node = %q, want the host name", o.Node)
+	}
+	cfg.Store = &config.Store{Node: "mx-2"}
+	if o, err := queue.OptionsFromConfig(cfg, &queue.DNS{}, nil, d, nil, testLogger(t)); err != nil || o.Node != "mx-2" {
+		t.Errorf("node = %q, %v; want mx-2 (store.node)", o.Node, err)
+	}
 	cfg.Relay.PasswordFile = filepath.Join(dir, "missing")
 	if _, err := queue.OptionsFromConfig(cfg, &queue.DNS{}, nil, d, nil, testLogger(t)); err == nil {
 		t.Errorf("missing password file accepted")

@@ -109,9 +109,30 @@ func (q *Queue) attempt(ctx context.Context, id string, l *lease) {
 	if l != nil {
 		stopRenew()
 	}
-	if err := q.record(ctx, l, m, f, res, deferTo); err != nil {
+	if err := q.recordOutcome(ctx, log, l, m, f, res, deferTo); err != nil {
 		log.Error("record delivery outcome", "err", err)
 	}
+}
+
+// recordOutcome records an attempt's outcome. In the shared queue a
+// failed commit (the database restarting, a connection cut) is retried,
+// with a doubling pause, for half the lease time, within which the lease
+// is surely still ours (it was renewed at most a third of the lease time
+// ago): otherwise what the remote server accepted would be sent again
+// once the lease expired.
+func (q *Queue) recordOutcome(ctx context.Context, log logger, l *lease, m *Message, f bodyReader, res []result, deferTo time.Time) error {
+	err := q.record(ctx, l, m, f, res, deferTo)
+	if l == nil {
+		return err
+	}
+	deadline := time.Now().Add(q.opts.LeaseTime / 2)
+	for wait := 50 * time.Millisecond; err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, errLeaseLost) &&
+		time.Now().Add(wait).Before(deadline); wait *= 2 {
+		log.Warn("record delivery outcome, retrying", "err", err, "in", wait)
+		time.Sleep(wait)
+		err = q.record(ctx, l, m, f, res, deferTo)
+	}
+	return err
 }
 
 // route picks local delivery, the relay or direct delivery. A non-zero

@@ -20,8 +20,10 @@ package queue
 // or no successful renewal for a whole LeaseTime (database unreachable),
 // aborts the attempt. A record whose lease expired (its node died or was
 // cut off) is claimable by any node, so a dead node's messages are taken
-// over within LeaseTime plus one poll (Options.PollInterval: nodes do not
-// wake each other; a node's own Enqueue wakes its scheduler).
+// over within LeaseTime plus one poll (Options.PollInterval). New records,
+// Retry and released leases also wake every node at once: they run
+// pg_notify on the channel mailctl_queue, delivered at COMMIT to each
+// node's listening connection (a missed notification costs one poll).
 //
 // An outcome is recorded, in one transaction, only when the record still
 // holds the token of the claim (SELECT ... FOR UPDATE, then the update,
@@ -31,12 +33,21 @@ package queue
 // down releases the leases of the attempts it interrupted.
 //
 // Delivery is at least once, never at most once: a recipient accepted by
-// the remote server is sent again by another node only when its node
-// died (or lost its lease) between the remote server's 250 reply and the
-// COMMIT that records it, a window of one round trip to the database in
-// normal operation, up to LeaseTime when the database is unreachable.
-// What a node recorded is never sent again: the record is gone, or its
-// recipients are marked delivered, before any other node can claim it.
+// the remote server is sent again only when its node died (or lost its
+// lease) between the remote server's 250 reply and the COMMIT that
+// records it, a window of one round trip to the database in normal
+// operation. A failed COMMIT (database restarting) is retried for half
+// of LeaseTime, while the lease is surely still ours; a database
+// unreachable for longer leaves the record leased, and it is sent again
+// once the lease expired. What a node recorded is never sent again: the
+// record is gone, or its recipients are marked delivered, before any
+// other node can claim it.
+//
+// Limits are per node: Options.Workers and MaxPerDestination bound each
+// node's deliveries (N nodes may open N times MaxPerDestination
+// connections to one destination), and the warm-up ramp counts each
+// node's direct deliveries apart (queue_warmup, keyed by Node: each node
+// sends from its own addresses).
 //
 // Bodies are held in memory while they are enqueued and sent (bytea is
 // read whole): the SMTP message size limit bounds them.
@@ -141,6 +152,7 @@ func (p *pgBackend) insert(ctx context.Context, msgs []*Message, blob string) er
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
 		queueInsert(batch, blob, body, msgs)
+		batch.Queue(notifySQL)
 		return tx.SendBatch(ctx, batch).Close()
 	})
 	if err != nil {
@@ -276,6 +288,7 @@ func (p *pgBackend) settle(ctx context.Context, l *lease, m, nm *Message, done b
 		if dsnBlob != "" {
 			batch := &pgx.Batch{}
 			queueInsert(batch, dsnBlob, dsnBody, dsn)
+			batch.Queue(notifySQL)
 			if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 				return err
 			}
@@ -322,11 +335,18 @@ func (p *pgBackend) count(ctx context.Context) (int, error) {
 }
 
 func (p *pgBackend) retry(ctx context.Context, id string, now time.Time) ([]string, error) {
-	rows, err := p.pool.Query(ctx, "UPDATE queue_messages SET next = $2 WHERE $1 = '' OR id = $1 RETURNING id", id, now)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	var ids []string
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "UPDATE queue_messages SET next = $2 WHERE $1 = '' OR id = $1 RETURNING id", id, now)
+		if err != nil {
+			return err
+		}
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, notifySQL)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -494,9 +514,60 @@ func (p *pgBackend) renew(ctx context.Context, l *lease) (bool, error) {
 func (p *pgBackend) release(ctx context.Context, l *lease) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := p.pool.Exec(ctx, `UPDATE queue_messages SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
-		WHERE id = $1 AND lease_token = $2`, l.id, l.token); err != nil {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE queue_messages SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
+			WHERE id = $1 AND lease_token = $2`, l.id, l.token); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, notifySQL)
+		return err
+	})
+	if err != nil {
 		p.log.Warn("release lease", "id", l.id, "err", err)
+	}
+}
+
+// notifyChannel carries "records became due" to every node.
+const (
+	notifyChannel = "mailctl_queue"
+	notifySQL     = "SELECT pg_notify('" + notifyChannel + "', '')"
+)
+
+// listen calls kick for every notification on notifyChannel until ctx is
+// done, on a connection of its own (taken out of the pool), reconnecting
+// after a pause when it breaks; it kicks after each (re)connection too,
+// for what it may have missed.
+func (p *pgBackend) listen(ctx context.Context, kick func()) {
+	for ctx.Err() == nil {
+		err := p.listenOnce(ctx, kick)
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn("queue notifications interrupted, reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (p *pgBackend) listenOnce(ctx context.Context, kick func()) error {
+	c, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	conn := c.Hijack()
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	kick()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		kick()
 	}
 }
 

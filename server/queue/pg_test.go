@@ -43,17 +43,18 @@ func (loopResolver) LookupTXT(_ context.Context, name string) ([]string, error) 
 // countingPeer is a remote SMTP server that counts the messages it
 // accepted (250 to DATA) by Subject, with the EHLO name of the sender.
 // While hold is set, messages whose number is at least holdFrom wait in
-// DATA until release is closed and are then refused (451): they were
-// never accepted.
+// DATA until release is closed and are then refused (451: never
+// accepted), or accepted when acceptHeld is set by then.
 type countingPeer struct {
-	mu       sync.Mutex
-	got      map[string][]string    // subject -> EHLO names of accepted copies
-	at       map[string][]time.Time // subject -> times accepted
-	held     int
-	hold     bool
-	holdFrom int
-	release  chan struct{}
-	port     int
+	mu         sync.Mutex
+	got        map[string][]string    // subject -> EHLO names of accepted copies
+	at         map[string][]time.Time // subject -> times accepted
+	held       int
+	hold       bool
+	holdFrom   int
+	acceptHeld bool
+	release    chan struct{}
+	port       int
 }
 
 var subjectRE = regexp.MustCompile(`(?m)^Subject: pg-(\d+)\r?$`)
@@ -114,7 +115,11 @@ func (s *countingSession) Data(r io.Reader) error {
 		release := p.release
 		p.mu.Unlock()
 		<-release
-		return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "held, never accepted"}
+		p.mu.Lock()
+		if !p.acceptHeld {
+			p.mu.Unlock()
+			return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "held, never accepted"}
+		}
 	}
 	subj := "pg-" + string(m[1])
 	p.got[subj] = append(p.got[subj], s.ehlo)
@@ -439,5 +444,98 @@ func TestPGNodeDiesLeaseTakenOver(t *testing.T) {
 		if at, u := peer.at[subj][0], until[subj]; i >= 10 && (u.IsZero() || at.Before(u)) {
 			t.Errorf("message %d taken over at %s, before its lease expired at %s", i, at.Format(time.StampMilli), u.Format(time.StampMilli))
 		}
+	}
+}
+
+// TestPGOutcomeSurvivesDatabaseRestart has the remote server accept a
+// message (250) while PostgreSQL is down (an immediate shutdown, as a
+// crash, and its restart). The node must record the outcome once the
+// database is back, while its lease holds, rather than leave the record
+// leased until the lease expires and send the message again.
+func TestPGOutcomeSurvivesDatabaseRestart(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	url := pg.NewDatabase(t)
+	ctx := context.Background()
+	if _, _, err := pgstore.Migrate(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	peer := startCountingPeer(t)
+	peer.hold, peer.holdFrom, peer.acceptHeld = true, 0, true
+	// Much longer than a restart takes on a loaded machine: the lease
+	// holds throughout, and the outcome is retried for half of it.
+	const lease = 30 * time.Second
+	q, err := queue.Open(ctx, pgQueueOptions(t, pool, "node-a", peer.port, lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runQueue(t, q)
+	if err := q.Enqueue(ctx, "alice@a.test", []string{"bob@b.test"}, strings.NewReader(pgMessage(0))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, held := peer.counts(); held == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message never reached DATA")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Accept it while the database is down (Crash stops it at once and
+	// waits until it is back).
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		peer.mu.Lock()
+		close(peer.release)
+		peer.mu.Unlock()
+	}()
+	start := time.Now()
+	pg.Crash(t)
+	t.Logf("database back after %s", time.Since(start).Round(time.Millisecond))
+	deadline = time.Now().Add(lease / 2)
+	for q.Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("outcome not recorded %s after the restart (the record stays leased, to be sent again)", lease/2)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	peer.mu.Lock()
+	defer peer.mu.Unlock()
+	if n := len(peer.got["pg-0"]); n != 1 {
+		t.Errorf("message accepted %d times, want once", n)
+	}
+}
+
+// TestPGNotifyWakesOtherNode: a message enqueued on a node that does not
+// deliver is delivered at once by another node whose poll interval is an
+// hour: the insert's notification woke it.
+func TestPGNotifyWakesOtherNode(t *testing.T) {
+	_, pool := pgDatabase(t)
+	peer := startCountingPeer(t)
+	ctx := context.Background()
+	enq, err := queue.Open(ctx, pgQueueOptions(t, pool, "enqueuer", peer.port, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enq.Close()
+	opts := pgQueueOptions(t, pool, "node-b", peer.port, time.Minute)
+	opts.PollInterval = time.Hour
+	b, err := queue.Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runQueue(t, b)
+	time.Sleep(500 * time.Millisecond) // b's first look at the queue: empty
+	for i := range 3 {
+		if err := enq.Enqueue(ctx, "alice@a.test", []string{"bob@b.test"}, strings.NewReader(pgMessage(i))); err != nil {
+			t.Fatal(err)
+		}
+		waitDelivered(t, peer, b, i+1, 10*time.Second)
 	}
 }

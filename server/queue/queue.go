@@ -527,6 +527,13 @@ func (q *Queue) Run(ctx context.Context) {
 	q.cancel = cancel
 	q.mu.Unlock()
 	defer q.wg.Wait()
+	if q.pg != nil {
+		q.wg.Add(1)
+		go func() {
+			defer q.wg.Done()
+			q.pg.listen(ctx, q.Kick)
+		}()
+	}
 	for {
 		wait := q.dispatch(ctx)
 		t := time.NewTimer(wait)

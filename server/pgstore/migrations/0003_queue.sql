@@ -64,8 +64,10 @@ CREATE TABLE greylist (
 );
 
 -- Authentication failures within the counting window, per client address
--- ('ip:...') and per account ('user:...').
+-- ('ip:...') and per account ('user:...'). An attempt in progress holds a
+-- row of its address (a reservation), deleted if it succeeds.
 CREATE TABLE auth_failures (
+	id  bigserial   PRIMARY KEY,
 	key text        NOT NULL,
 	at  timestamptz NOT NULL
 );
