@@ -461,3 +461,33 @@ func checkNothingChanged(t *testing.T, st store.Backend, seen string) {
 		c.Logout().Wait()
 	}
 }
+
+// deliverDuring is a Source that delivers a message into the mailbox
+// being copied, as a node left running would.
+type deliverDuring struct {
+	*store.Store
+	once bool
+}
+
+func (d *deliverDuring) OpenBody(ctx context.Context, m store.Message) (store.Body, error) {
+	if !d.once {
+		d.once = true
+		if _, err := d.Store.Deliver(ctx, users[0], store.Inbox, strings.NewReader("Subject: late\r\n\r\n"), nil, time.Time{}); err != nil {
+			return nil, err
+		}
+	}
+	return d.Store.OpenBody(ctx, m)
+}
+
+// TestSourceChanged: a message delivered into the source during the copy
+// stops it with one line telling to stop serve.
+func TestSourceChanged(t *testing.T) {
+	ctx := ctxT(t)
+	a := openStore(t)
+	fill(t, ctx, a, mrand.New(mrand.NewPCG(1, 2)))
+	_, err := storecopy.Copy(ctx, &deliverDuring{Store: a}, openStore(t), storecopy.Options{})
+	if !errors.Is(err, storecopy.ErrSourceChanged) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "stop every mailctl serve") {
+		t.Fatalf("copy of a source that changed: %v", err)
+	}
+	t.Log(err)
+}
