@@ -53,6 +53,12 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "store copy needs -from DIR -to-postgres-file FILE, or -from-postgres-file FILE -to DIR")
 	}
 	start := time.Now()
+	fail := func(err error) int {
+		if ctx.Err() != nil {
+			return errorf(e, "store copy interrupted: run the same command again to go on")
+		}
+		return errorf(e, "store copy: %s", oneLine(err.Error()))
+	}
 	var src storecopy.Source
 	var dst storecopy.Destination
 	if *fromDir != "" {
@@ -61,39 +67,39 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		}
 		st, err := openEmbedded(ctx, *fromDir)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		defer st.Close()
 		url, err := readURLFile(*toPG)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		from, to, err := pgstore.Migrate(ctx, url)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		if from != to {
 			fmt.Fprintf(e.Stdout, "destination schema %d -> %d\n", from, to)
 		}
 		pg, err := pgstore.Open(ctx, url, nil)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		defer pg.Close()
 		src, dst = st, pg
 	} else {
 		url, err := readURLFile(*fromPG)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		pg, err := pgstore.Open(ctx, url, nil)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		defer pg.Close()
 		st, err := openEmbedded(ctx, *toDir)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		defer st.Close()
 		src, dst = pg, st
@@ -106,7 +112,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		if ctx.Err() != nil {
 			return errorf(e, "store copy interrupted after %d mailboxes: run the same command again to go on", stats.Mailboxes+stats.Skipped)
 		}
-		return errorf(e, "store copy: %s", oneLine(err.Error()))
+		return fail(err)
 	}
 	fmt.Fprintf(e.Stdout, "copied %d users: %d mailboxes (%d already there), %d messages, %d bytes in %s\n",
 		stats.Users, stats.Mailboxes, stats.Skipped, stats.Messages, stats.Bytes, time.Since(start).Round(time.Millisecond))
