@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
@@ -74,6 +76,7 @@ type daemon struct {
 	log     *slog.Logger
 	started time.Time
 	st      store.Backend
+	pool    *pgxpool.Pool // the PostgreSQL store's database; nil on the embedded store
 	dav     *dav.Store
 	authn   *auth.Authenticator
 	dir     *auth.Directory
@@ -171,13 +174,16 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		os.Remove(cfg.Control)
 	}()
 
-	d.st, err = openStore(ctx, cfg, log.With("component", "store"))
+	d.st, d.pool, err = openStore(ctx, cfg, log.With("component", "store"))
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if cerr := d.st.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close store: %w", cerr)
+		}
+		if d.pool != nil {
+			d.pool.Close()
 		}
 		log.Info("store closed")
 	}()
@@ -194,10 +200,14 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	// per credential at a time) and runs one argon2id check per CPU
 	// (within 256 MiB of argon2id memory),
 	// round robin across client addresses.
-	d.authn, err = auth.NewAuthenticator(cfg.AuthUsers(), auth.AuthenticatorOptions{
+	authOpts := auth.AuthenticatorOptions{
 		MaxFailures: cfg.Limits.AuthFailuresPerIP,
 		Logger:      log.With("component", "auth"),
-	})
+	}
+	if d.pool != nil { // nodes count a client's failures together
+		authOpts.SharedFailures = auth.NewPostgresFailures(d.pool)
+	}
+	d.authn, err = auth.NewAuthenticator(cfg.AuthUsers(), authOpts)
 	if err != nil {
 		return fmt.Errorf("set up authentication: %w", err)
 	}
@@ -225,6 +235,12 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
 	}
+	if greylist, err = d.shareGreylist(ctx, cfg, greylist); err != nil {
+		return fmt.Errorf("inbound checks: %w", err)
+	}
+	if greylist != nil {
+		inOpts.Greylist = greylist
+	}
 	if greylist != nil {
 		defer greylist.Close()
 	}
@@ -237,6 +253,9 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	qopts, err := queue.OptionsFromConfig(cfg, resolver, d.signer, d.dir, d.st, log.With("component", "queue"))
 	if err != nil {
 		return fmt.Errorf("outbound queue: %w", err)
+	}
+	if d.pool != nil { // one queue for all nodes, with leases
+		qopts.Postgres, qopts.Node = d.pool, cfg.NodeName()
 	}
 	// Submitted local mail gets the Authentication-Results a receiver would add (selfauth.go).
 	if err := d.openFilter(cfg, log); err != nil {

@@ -62,7 +62,17 @@ func nodeConfig(t *testing.T, name, urlFile string) (*config.Config, string) {
 
 func startNode(t *testing.T, name, urlFile string) *pgNode {
 	t.Helper()
+	return startNodeWith(t, name, urlFile, nil)
+}
+
+// startNodeWith starts a node whose configuration edit changed.
+func startNodeWith(t *testing.T, name, urlFile string, edit func(*config.Config)) *pgNode {
+	t.Helper()
 	cfg, cfgPath := nodeConfig(t, name, urlFile)
+	if edit != nil {
+		edit(cfg)
+		writeConfig(t, cfgPath, cfg)
+	}
 	srv := startServer(t, cfgPath)
 	return &pgNode{server: srv, cfg: cfg, pool: roots(t, cfg.DataDir)}
 }
@@ -104,23 +114,30 @@ func watchFlags(t *testing.T, n *pgNode) *flagWatcher {
 	return w
 }
 
-// TestNodesShareStore (issue 20): two `mailctl serve` nodes, each with its
-// own data directory, on one PostgreSQL database. A message delivered
-// over SMTP to node A is announced to an IMAP IDLE on node B within a
+// TestNodesShareStore (issue 20): three `mailctl serve` nodes, each with
+// its own data directory, on one PostgreSQL database. A message delivered
+// over SMTP to node A is announced to IMAP IDLEs on nodes B and C within a
 // second; a flag set over IMAP on B is announced to an IDLE on A within a
 // second; a backup asked of a node is refused with the pg_dump advice.
 func TestNodesShareStore(t *testing.T) {
 	urlFile, _ := pgDatabase(t)
 	a := startNode(t, "a", urlFile)
 	b := startNode(t, "b", urlFile)
+	c := startNode(t, "c", urlFile)
 
 	onB := startIdle(t, b.addr("imaps"), b.pool, "alice@example.test", "alice-pw")
+	onC := startIdle(t, c.addr("imaps"), c.pool, "alice@example.test", "alice-pw")
 	sent := time.Now()
 	if err := sendOne(a.addr("smtp"), messageFor("cross-node-1", 0, 0)); err != nil {
 		t.Fatalf("deliver to node A: %v", err)
 	}
-	seen := onB.waitExists(t, 1, time.Second)
-	t.Logf("delivered on A, EXISTS on B after %v", seen.Sub(sent).Round(time.Millisecond))
+	for name, ic := range map[string]*idleClient{"B": onB, "C": onC} {
+		seen := ic.waitExists(t, 1, time.Second)
+		if d := seen.Sub(sent); d > time.Second {
+			t.Errorf("delivered on A, EXISTS on %s only after %v", name, d)
+		}
+		t.Logf("delivered on A, EXISTS on %s after %v", name, seen.Sub(sent).Round(time.Millisecond))
+	}
 
 	flagsOnA := watchFlags(t, a)
 	setter := dialIMAPS(t, b.addr("imaps"), b.pool, nil)
@@ -156,7 +173,7 @@ wait:
 		t.Errorf("backup of a PostgreSQL node: %v, want the pg_dump advice", err)
 	}
 
-	for _, n := range []*pgNode{a, b} {
+	for _, n := range []*pgNode{a, b, c} {
 		n.signal(syscall.SIGTERM)
 		if err := n.wait(40 * time.Second); err != nil {
 			t.Errorf("exit after SIGTERM: %v", err)
@@ -231,5 +248,62 @@ func TestKillNodeDuringIngestAndIMAP(t *testing.T) {
 	b.signal(syscall.SIGTERM)
 	if err := b.wait(40 * time.Second); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
+	}
+}
+
+// TestNodesShareQueueGreylistAndLogins (issue 20): nodes on one PostgreSQL
+// store share the outbound queue (a message submitted on node A is listed
+// by node B's `mailctl queue`), the greylist (a sender deferred by node A
+// is accepted by node B once the delay is over, where a greylist of B's
+// own would defer it again) and the login failure counters (a client that
+// failed twice on A and twice on B is locked out at 4 failures).
+func TestNodesShareQueueGreylistAndLogins(t *testing.T) {
+	urlFile, _ := pgDatabase(t)
+	greylist := func(c *config.Config) {
+		c.Inbound.Greylisting = true
+		c.Inbound.GreylistDelay = config.Duration(time.Second)
+		c.Limits.AuthFailuresPerIP = 4
+	}
+	a := startNodeWith(t, "a", urlFile, greylist)
+	b := startNodeWith(t, "b", urlFile, greylist)
+
+	out, err := swaks(t, "--server", a.addr("submission"), "--tls", "--auth", "PLAIN",
+		"--auth-user", "alice@example.test", "--auth-password", "alice-pw",
+		"--from", "alice@example.test", "--to", "carol@elsewhere.test",
+		"--header", "Subject: for the queue", "--body", "queued on A")
+	if err != nil {
+		t.Fatalf("submit on A: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs, err := daemon.QueueList(ctx, b.socket)
+	if err != nil {
+		t.Fatalf("queue list on B: %v", err)
+	}
+	if len(msgs) != 1 || msgs[0].Domain != "elsewhere.test" {
+		t.Errorf("B's queue = %+v, want the message submitted on A for elsewhere.test", msgs)
+	}
+
+	body := messageFor("greylisted", 0, 0)
+	if err := sendOne(a.addr("smtp"), body); err == nil || !strings.Contains(err.Error(), "451") {
+		t.Fatalf("first attempt on A: %v, want a 451 (greylisted)", err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := sendOne(b.addr("smtp"), body); err != nil {
+		t.Fatalf("retry on B after the delay: %v, want it accepted (the greylist is shared)", err)
+	}
+
+	login := func(n *pgNode, pw string) error {
+		c := dialIMAPS(t, n.addr("imaps"), n.pool, nil)
+		defer c.Close()
+		return c.Login("alice@example.test", pw).Wait()
+	}
+	for _, n := range []*pgNode{a, a, b, b} {
+		if err := login(n, "wrong"); err == nil {
+			t.Fatal("a wrong password was accepted")
+		}
+	}
+	if err := login(b, "alice-pw"); err == nil {
+		t.Error("the right password after 4 failures across the nodes (limit 4) was accepted: the nodes count failures apart")
 	}
 }
