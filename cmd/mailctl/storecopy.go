@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/mailctl/mailctl/remote"
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/pgstore"
 	"github.com/mailctl/mailctl/server/store"
@@ -106,7 +107,9 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 	}
 	// The destination keeps the ENVELOPE summary of each message, as when
 	// serve delivers it.
-	dst.(interface{ SetHeaderSummary(func([]byte) []byte) }).SetHeaderSummary(imap.HeaderSummary)
+	if hs, ok := dst.(interface{ SetHeaderSummary(func([]byte) []byte) }); ok {
+		hs.SetHeaderSummary(imap.HeaderSummary)
+	}
 	stats, err := storecopy.Copy(ctx, src, dst, storecopy.Options{Progress: e.Stdout})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -116,6 +119,11 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(e.Stdout, "copied %d users: %d mailboxes (%d already there), %d messages, %d bytes in %s\n",
 		stats.Users, stats.Mailboxes, stats.Skipped, stats.Messages, stats.Bytes, time.Since(start).Round(time.Millisecond))
+	if *toDir != "" && os.Geteuid() == 0 {
+		// serve runs as its own user (remote.ServiceUser), which must own
+		// its store.
+		fmt.Fprintf(e.Stdout, "the store in %s belongs to root: chown -R %s: %s before serve runs on it\n", *toDir, remote.ServiceUser, *toDir)
+	}
 	return exitOK
 }
 

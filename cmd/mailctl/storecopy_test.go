@@ -110,6 +110,9 @@ func TestStoreCopyCommand(t *testing.T) {
 	if code := runCLI(t, e, "store", "copy", "-from-postgres-file", urlFile, "-to", dstDir); code != 0 {
 		t.Fatalf("copy from PostgreSQL: exit %d\n%s%s", code, stdout, stderr)
 	}
+	if root := os.Geteuid() == 0; root != strings.Contains(stdout.String(), "belongs to root: chown -R mailctl: "+dstDir) {
+		t.Errorf("running as root %v, output:\n%s", root, stdout)
+	}
 	if got := storeListing(t, dstDir); got != want {
 		t.Errorf("after the round trip:\n%s\nwant:\n%s", got, want)
 	}
