@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -65,7 +64,7 @@ func runStore(ctx context.Context, e *env, args []string) int {
 	var url string
 	var err error
 	if *urlFile != "" {
-		url, err = readURLFile(*urlFile)
+		url, err = serverconfig.ReadPostgresURL(*urlFile)
 	} else {
 		url, err = storeURL(*cfgPath)
 	}
@@ -126,28 +125,7 @@ func storeURL(path string) (string, error) {
 	if sc.Store == nil || sc.Store.PostgresURLFile == "" {
 		return "", fmt.Errorf("%s has no PostgreSQL store (store.postgres_url_file)", path)
 	}
-	return readURLFile(sc.Store.PostgresURLFile)
-}
-
-// readURLFile reads the PostgreSQL URL in file f, which must be readable
-// by its owner only.
-func readURLFile(f string) (string, error) {
-	fi, err := os.Stat(f)
-	if err != nil {
-		return "", fmt.Errorf("read the store's URL: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by others (mode %04o) and holds the database password: chmod 600 it", f, fi.Mode().Perm())
-	}
-	raw, err := os.ReadFile(f)
-	if err != nil {
-		return "", fmt.Errorf("read the store's URL: %w", err)
-	}
-	url := strings.TrimSpace(string(raw))
-	if url == "" {
-		return "", fmt.Errorf("%s is empty: it must hold the PostgreSQL URL", f)
-	}
-	return url, nil
+	return serverconfig.ReadPostgresURL(sc.Store.PostgresURLFile)
 }
 
 // schemaVersion reads the schema version of the database at url without

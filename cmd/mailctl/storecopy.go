@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/mailctl/mailctl/remote"
+	serverconfig "github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/pgstore"
 	"github.com/mailctl/mailctl/server/store"
@@ -71,7 +72,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 			return fail(err)
 		}
 		defer st.Close()
-		url, err := readURLFile(*toPG)
+		url, err := serverconfig.ReadPostgresURL(*toPG)
 		if err != nil {
 			return fail(err)
 		}
@@ -89,7 +90,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		defer pg.Close()
 		src, dst = st, pg
 	} else {
-		url, err := readURLFile(*fromPG)
+		url, err := serverconfig.ReadPostgresURL(*fromPG)
 		if err != nil {
 			return fail(err)
 		}
@@ -131,7 +132,7 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 // serve from other errors.
 func openEmbedded(ctx context.Context, dir string) (*store.Store, error) {
 	st, err := store.Open(ctx, dir, nil)
-	if errors.Is(err, bolt.ErrTimeout) { // another process holds the index
+	if errors.Is(err, berrors.ErrTimeout) { // another process holds the index
 		return nil, fmt.Errorf("the store in %s is in use: stop mailctl serve first", dir)
 	}
 	return st, err

@@ -86,14 +86,14 @@ func TestStoreCopyCommand(t *testing.T) {
 	if err := os.WriteFile(urlFile, []byte(pg.NewDatabase(t)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e, stdout, stderr := testEnv(t.TempDir())
+	e, _, stderr := testEnv(t.TempDir())
 	if code := runCLI(t, e, "store", "copy", "-from", srcDir, "-to-postgres-file", urlFile); code == 0 || !strings.Contains(stderr.String(), "in use: stop mailctl serve first") {
 		t.Fatalf("copy of a store in use: exit %d, %s", code, stderr)
 	}
 	st.Close()
 	want := storeListing(t, srcDir)
 
-	e, stdout, stderr = testEnv(t.TempDir())
+	e, stdout, stderr := testEnv(t.TempDir())
 	if code := runCLI(t, e, "store", "copy", "-from", srcDir, "-to-postgres-file", urlFile); code != 0 {
 		t.Fatalf("copy to PostgreSQL: exit %d\n%s%s", code, stdout, stderr)
 	}

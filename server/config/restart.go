@@ -24,6 +24,7 @@ var restartOnly = []struct {
 	{"inbound", func(c *Config) any { return c.Inbound }},
 	{"outbound", func(c *Config) any { return c.Outbound }},
 	{"spam", func(c *Config) any { return c.SpamFilter() }},
+	{"store", func(c *Config) any { return c.Store }},
 }
 
 // RestartDigests returns, for each setting that only a restart applies, a

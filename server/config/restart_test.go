@@ -35,6 +35,7 @@ func TestRestartSettings(t *testing.T) {
 		{"the log level (reloaded)", func(c *config.Config) { c.LogLevel = "debug" }, nil},
 		{"a port", func(c *config.Config) { c.Listen = config.DefaultListen; c.Listen.HTTPS = ":8443" }, []string{"listen"}},
 		{"hostname and limits", func(c *config.Config) { c.Hostname = "mx.example.org"; c.Limits.MaxRecipients = 7 }, []string{"hostname", "limits"}},
+		{"the store", func(c *config.Config) { c.Store = &config.Store{PostgresURLFile: "/etc/mailctl/pg.url"} }, []string{"store"}},
 	} {
 		c := base()
 		tc.change(c)

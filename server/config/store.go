@@ -1,6 +1,12 @@
 package config
 
-import "path/filepath"
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
 
 // postgresWired: `mailctl serve` runs on server/pgstore when
 // store.postgres_url_file is set (server/daemon/storeopen.go). Kept as a
@@ -39,4 +45,37 @@ func (c *Config) validateStore(p *problems) {
 	if s.PostgresURLFile != "" && !postgresWired {
 		p.add("store.postgres_url_file", "the PostgreSQL store is not available in this build yet")
 	}
+}
+
+// ReadPostgresURL reads the connection URL of the PostgreSQL store from
+// path. The URL holds the database password: a file that the group or
+// others may read or write is refused.
+func ReadPostgresURL(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("store.postgres_url_file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("store.postgres_url_file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("store.postgres_url_file %s is open to group or others (mode %04o): it holds the database password, chmod 600 it", path, perm)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("store.postgres_url_file %s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return "", fmt.Errorf("store.postgres_url_file %s: %w", path, err)
+	}
+	url := strings.TrimSpace(string(b))
+	switch {
+	case url == "":
+		return "", fmt.Errorf("store.postgres_url_file %s is empty: it must hold the database's connection URL", path)
+	case strings.ContainsAny(url, "\r\n"):
+		return "", fmt.Errorf("store.postgres_url_file %s holds more than one line: it must hold the connection URL alone", path)
+	}
+	return url, nil
 }

@@ -255,7 +255,7 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		return fmt.Errorf("outbound queue: %w", err)
 	}
 	if d.pool != nil { // one queue for all nodes, with leases
-		qopts.Postgres, qopts.Node = d.pool, cfg.NodeName()
+		qopts.Postgres = d.pool // qopts.Node: store.node, else the hostname
 	}
 	// Submitted local mail gets the Authentication-Results a receiver would add (selfauth.go).
 	if err := d.openFilter(cfg, log); err != nil {

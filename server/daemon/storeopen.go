@@ -3,11 +3,8 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -33,7 +30,7 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 		}
 		return st, nil, nil
 	}
-	url, err := readPostgresURL(cfg.Store.PostgresURLFile)
+	url, err := config.ReadPostgresURL(cfg.Store.PostgresURLFile)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -52,39 +49,6 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 	}
 	log.Info("mail store on PostgreSQL", "node", cfg.NodeName(), "schema", pgstore.SchemaVersion())
 	return st, pool, nil
-}
-
-// readPostgresURL reads the connection URL of the PostgreSQL store from
-// path. The URL holds the database password: a file that the group or
-// others may read or write is refused.
-func readPostgresURL(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("store.postgres_url_file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("store.postgres_url_file: %w", err)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("store.postgres_url_file %s is open to group or others (mode %04o): it holds the database password, chmod 600 it", path, perm)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("store.postgres_url_file %s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return "", fmt.Errorf("store.postgres_url_file %s: %w", path, err)
-	}
-	url := strings.TrimSpace(string(b))
-	switch {
-	case url == "":
-		return "", fmt.Errorf("store.postgres_url_file %s is empty: it must hold the database's connection URL", path)
-	case strings.ContainsAny(url, "\r\n"):
-		return "", fmt.Errorf("store.postgres_url_file %s holds more than one line: it must hold the connection URL alone", path)
-	}
-	return url, nil
 }
 
 // shareGreylist replaces the greylist of the data directory that

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/mailctl/mailctl/server/config"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +35,7 @@ func TestReadPostgresURL(t *testing.T) {
 		if err := os.Chmod(path, tc.mode); err != nil {
 			t.Fatal(err)
 		}
-		got, err := readPostgresURL(path)
+		got, err := config.ReadPostgresURL(path)
 		switch {
 		case tc.want == "" && (err != nil || got != url):
 			t.Errorf("%s: readPostgresURL = %q, %v; want the URL", tc.name, got, err)
@@ -44,7 +45,7 @@ func TestReadPostgresURL(t *testing.T) {
 			t.Errorf("%s: error shows the password or has several lines: %q", tc.name, err)
 		}
 	}
-	if _, err := readPostgresURL(filepath.Join(dir, "missing")); err == nil || !strings.HasPrefix(err.Error(), "store.postgres_url_file: ") {
+	if _, err := config.ReadPostgresURL(filepath.Join(dir, "missing")); err == nil || !strings.HasPrefix(err.Error(), "store.postgres_url_file: ") {
 		t.Errorf("missing file: %v", err)
 	}
 }

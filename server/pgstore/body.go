@@ -106,17 +106,17 @@ func (r ctxReader) Read(p []byte) (int, error) {
 }
 
 // releaseBodies drops one reference per entry of ids (a body may appear
-// several times) and deletes the bodies left without a message.
+// several times). A body left without a message is not deleted here: it
+// is stamped released_at and stays readable by the readers that opened
+// it until the sweeper deletes it, a grace later (see sweep.go).
 func releaseBodies(ctx context.Context, tx pgx.Tx, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	var b pgx.Batch
-	b.Queue(`UPDATE bodies b SET refs = b.refs - d.n
+	if _, err := tx.Exec(ctx, `UPDATE bodies b SET refs = b.refs - d.n,
+			released_at = CASE WHEN b.refs - d.n <= 0 THEN clock_timestamp() END
 		FROM (SELECT id, count(*) AS n FROM unnest($1::bigint[]) AS id GROUP BY id) d
-		WHERE b.id = d.id`, ids)
-	b.Queue("DELETE FROM bodies WHERE id = ANY($1) AND refs <= 0", ids)
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		WHERE b.id = d.id`, ids); err != nil {
 		return fmt.Errorf("release bodies: %w", err)
 	}
 	return nil
@@ -125,9 +125,10 @@ func releaseBodies(ctx context.Context, tx pgx.Tx, ids []int64) error {
 // OpenBody returns the body of a message returned by Messages, MessagesByID
 // or SetFlags, read from the database a chunk at a time (one chunk is
 // read here). It fails with os.ErrNotExist once the message has been
-// expunged. A body of one chunk (up to 1 MiB) stays readable after the
-// message is expunged; a longer one may fail then with os.ErrNotExist
-// on a later read.
+// expunged. A body opened before its message is expunged (by any node)
+// stays readable to the end for the grace of SetBodyGrace (10 minutes by
+// default) after its last message went; a read after that fails with
+// os.ErrNotExist.
 func (s *Store) OpenBody(ctx context.Context, m store.Message) (store.Body, error) {
 	r := &bodyReader{s: s, ctx: context.WithoutCancel(ctx), curNo: -1}
 	var first []byte
@@ -173,7 +174,7 @@ func (r *bodyReader) load(no int64) ([]byte, error) {
 	var data []byte
 	err := r.s.pool.QueryRow(ctx, "SELECT data FROM body_chunks WHERE body_id = $1 AND chunk_no = $2", r.id, no).Scan(&data)
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = os.ErrNotExist // expunged since OpenBody
+		err = os.ErrNotExist // expunged since OpenBody, and swept
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read message body: %w", err)

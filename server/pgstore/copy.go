@@ -124,7 +124,7 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 				JOIN messages m ON m.mailbox_id = $1 AND m.uid = d.suid`, sm.id, dm.id, dmod, suids, duids); err != nil {
 				return fmt.Errorf("copy messages: %w", err)
 			}
-			if _, err := tx.Exec(ctx, `UPDATE bodies b SET refs = b.refs + d.n
+			if _, err := tx.Exec(ctx, `UPDATE bodies b SET refs = b.refs + d.n, released_at = NULL
 				FROM (SELECT id, count(*) AS n FROM unnest($1::bigint[]) AS id GROUP BY id) d
 				WHERE b.id = d.id`, bodies); err != nil {
 				return fmt.Errorf("share bodies: %w", err)

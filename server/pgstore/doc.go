@@ -44,9 +44,20 @@
 //     transaction before taking any lock (an unlocked check first refuses
 //     what the commit would); OpenBody reads the first chunk with the
 //     existence check and the others when they are read, so neither side
-//     holds a large message in memory. A body of one chunk stays readable
-//     after its message is expunged; a longer one may then fail with
-//     os.ErrNotExist on a chunk not yet read.
+//     holds a large message in memory.
+//   - Bodies outlive their last message (schema 4, 0004_body_gc.sql): a
+//     body opened on one node and expunged meanwhile on another is read
+//     to the end, as with the embedded store and Dovecot. Expunge and
+//     DeleteMailbox only drop references; a body left with none
+//     is stamped released_at (the database's clock) in that transaction,
+//     and quota and usage count its message as gone at once. A sweeper,
+//     started by Open and stopped by Close on every node, deletes the
+//     bodies released longer than the grace ago (SetBodyGrace, 10 minutes
+//     by default: longer than any FETCH) with their chunks, in
+//     transactions of at most 64 bodies; nodes never wait for each other
+//     (FOR UPDATE SKIP LOCKED), and a body that a message uses is never
+//     deleted whatever its count says. A read of a body later than the
+//     grace after its expunge fails with os.ErrNotExist.
 //   - UID and MODSEQ allocation in transactions. Lock order, to stay free
 //     of deadlocks: a user's row, then mailbox rows (by id when several).
 //     Deliver updates the user's counters (quota check) and then the

@@ -284,12 +284,14 @@ func testConcurrentIMAP(t *testing.T, url string) {
 	}
 	var badRefs, orphanChunks int
 	if err := a.pool.QueryRow(ctx, `SELECT
-		(SELECT count(*) FROM bodies b WHERE b.refs <> (SELECT count(*) FROM messages m WHERE m.body_id = b.id)),
-		(SELECT count(*) FROM body_chunks c WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.body_id = c.body_id))`).Scan(&badRefs, &orphanChunks); err != nil {
+		(SELECT count(*) FROM bodies b WHERE b.refs <> (SELECT count(*) FROM messages m WHERE m.body_id = b.id)
+			OR (b.refs > 0) = (b.released_at IS NOT NULL)),
+		(SELECT count(*) FROM body_chunks c WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.body_id = c.body_id)
+			AND NOT EXISTS (SELECT 1 FROM bodies b WHERE b.id = c.body_id AND b.released_at IS NOT NULL))`).Scan(&badRefs, &orphanChunks); err != nil {
 		t.Fatal(err)
 	}
 	if badRefs != 0 || orphanChunks != 0 {
-		t.Errorf("%d bodies whose reference count is wrong, %d chunks of no message's body", badRefs, orphanChunks)
+		t.Errorf("%d bodies whose reference count or release is wrong, %d chunks of no message's body nor a released one", badRefs, orphanChunks)
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 	"github.com/mailctl/mailctl/server/store"
 )
 
-// DeleteMailbox deletes a mailbox and its messages (their bodies unless
-// copies elsewhere use them). INBOX (store.ErrInboxNotAllowed) and
+// DeleteMailbox deletes a mailbox and its messages (their bodies, unless
+// copies elsewhere use them, go a grace later: sweep.go). INBOX (store.ErrInboxNotAllowed) and
 // mailboxes that have children (store.ErrHasChildren) cannot be deleted.
 // A subscribed mailbox stays subscribed by name (GoneSubscriptions).
 func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {

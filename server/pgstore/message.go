@@ -297,8 +297,10 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 
 // Expunge removes the messages of mailbox flagged \Deleted, restricted to
 // uids unless uids is nil (RFC 4315 UID EXPUNGE), and returns their UIDs in
-// ascending order. Their bodies go with them (unless a copy still uses
-// them), in the same transaction, which records the UIDs for Vanished.
+// ascending order, in one transaction, which records the UIDs for
+// Vanished and releases their bodies: a body no copy uses any more stays
+// readable by those who opened it until the sweeper deletes it, a grace
+// later (sweep.go).
 func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32) ([]uint32, error) {
 	var expunged []uint32
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

@@ -30,6 +30,10 @@ type Store struct {
 	watchers map[int]func(store.Change)
 	watchSeq int
 	listen   *listener // the change feed, started by Open
+
+	bodyGrace   atomic.Int64  // a time.Duration, see SetBodyGrace
+	sweepWake   chan struct{} // a new grace (SetBodyGrace)
+	stopSweeper func()        // stops the sweeper started by Open (sweep.go)
 }
 
 // Open connects to the database at url (a PostgreSQL URL or key=value
@@ -56,11 +60,16 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, err
 	}
+	s.startSweeper()
 	return s, nil
 }
 
-// Close stops the change feed and closes the connections.
+// Close stops the change feed and the sweeper of released bodies, and
+// closes the connections.
 func (s *Store) Close() error {
+	if s.stopSweeper != nil {
+		s.stopSweeper()
+	}
 	s.watchMu.Lock()
 	l := s.listen
 	s.listen = nil

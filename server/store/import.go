@@ -10,6 +10,7 @@ import (
 	"os"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Import: writing mailboxes copied from another store (server/storecopy,
@@ -374,7 +375,7 @@ func (s *Store) importMailbox(ctx context.Context, user, name string, mb Mailbox
 			}
 			// Empty and never used: replaced.
 			oldID = old.ID
-			if err := u.b.Bucket(bucketMsgs).DeleteBucket(mailboxKey(old.ID)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := u.b.Bucket(bucketMsgs).DeleteBucket(mailboxKey(old.ID)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 				return err
 			}
 			if err := u.deleteHeaderBucket(old.ID); err != nil {
