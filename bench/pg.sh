@@ -128,6 +128,8 @@ start_serve() {  # start_serve DIR SMTP_PORT IMAP_PORT -> SERVE_PID
   tail -3 "$1/serve.log" >&2
   exit 1
 }
+# The schema, as `mailctl apply` creates it before the nodes start.
+"$PGS/mailctl" store migrate -url-file "$B/pg.url" | tee -a "$R-env.txt"
 start_serve "$EMB" 3525 3143; EPID=$SERVE_PID
 start_serve "$PGS" 3625 3243; PGPID=$SERVE_PID
 echo "# embedded pid $EPID, postgres pid $PGPID, postmaster pid $PMPID" | tee -a "$R-env.txt"

@@ -1069,8 +1069,17 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 			wc := w.WriteBodySection(bs, m.Size)
 			buf := copyBufs.Get().(*[]byte)
 			// No NUL in a literal (binary.go).
-			_, werr := io.CopyBuffer(noNUL{wc}, rewind(), *buf)
+			src := &readErr{r: rewind()}
+			_, werr := io.CopyBuffer(noNUL{wc}, src, *buf)
 			copyBufs.Put(buf)
+			if src.err != nil {
+				// The literal's size is announced and cannot be met: the
+				// client would wait for the rest forever. Hang up, as
+				// Dovecot does when a read fails in the middle of a FETCH.
+				s.logger.WarnContext(s.ctx, "imap fetch: body read failed in the middle of its literal, closing the connection", "uid", m.UID, "err", src.err)
+				s.conn.Close()
+				return fmt.Errorf("fetch body of %d: %w", m.UID, src.err)
+			}
 			if cerr := wc.Close(); werr == nil {
 				werr = cerr
 			}
@@ -1299,4 +1308,19 @@ func (s *session) staticCriteria(c *goimap.SearchCriteria) {
 		s.staticCriteria(&c.Or[i][0])
 		s.staticCriteria(&c.Or[i][1])
 	}
+}
+
+// readErr remembers the error of its reader, to tell a failed read from a
+// failed write after an io.Copy.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }
