@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -267,7 +268,11 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 			return err
 		}
 		next := modseq + 1
-		var batch pgx.Batch
+		// The new flags are computed here and written in one statement
+		// for the whole call: the changed UIDs and their flags, joined
+		// by spaces (a flag has none: canonicalFlag), as two arrays.
+		var changedUIDs []int64
+		var changedFlags []string
 		for _, m := range msgs {
 			if cond && m.ModSeq > unchangedSince {
 				modified = append(modified, m.UID)
@@ -276,13 +281,19 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 			nf := applyFlags(m.Flags, op, flags)
 			if !sameFlags(nf, m.Flags) {
 				m.Flags, m.ModSeq = nf, uint64(next)
-				batch.Queue("UPDATE messages SET flags = $3, modseq = $4 WHERE mailbox_id = $1 AND uid = $2", id, int64(m.UID), nf, next)
+				changedUIDs = append(changedUIDs, int64(m.UID))
+				changedFlags = append(changedFlags, strings.Join(nf, " "))
 			}
 			out = append(out, m)
 		}
-		if batch.Len() == 0 {
+		if len(changedUIDs) == 0 {
 			return nil
 		}
+		var batch pgx.Batch
+		// string_to_array('', ' ') is '{}': an empty set stays empty.
+		batch.Queue(`UPDATE messages m SET flags = string_to_array(v.f, ' '), modseq = $4
+			FROM unnest($2::bigint[], $3::text[]) AS v(uid, f)
+			WHERE m.mailbox_id = $1 AND m.uid = v.uid`, id, changedUIDs, changedFlags, next)
 		batch.Queue("UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1", id, next)
 		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
 			return err
