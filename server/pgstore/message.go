@@ -74,7 +74,7 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 			return 0, 0, wrap(err)
 		}
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		// The body before any lock: a slow sender holds none.
 		bodyID, size, _, err := s.insertBody(ctx, tx, first, rest)
 		if err != nil {
@@ -92,12 +92,12 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		if quota > 0 && used > quota {
 			return store.ErrQuotaExceeded
 		}
-		var mboxID, next, modseq, validity int64
+		var mboxID, next, modseq, validity, xid int64
 		err = tx.QueryRow(ctx, `UPDATE mailboxes
 			SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, messages = messages + 1, size = size + $3,
 				change_xid = pg_current_xact_id()::text::bigint
 			WHERE user_id = $1 AND name = $2
-			RETURNING id, uidnext - 1, highestmodseq, uidvalidity`, userID, mailbox, size).Scan(&mboxID, &next, &modseq, &validity)
+			RETURNING id, uidnext - 1, highestmodseq, uidvalidity, change_xid`, userID, mailbox, size).Scan(&mboxID, &next, &modseq, &validity, &xid)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, mailbox)
 		}
@@ -107,19 +107,13 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		if next > math.MaxUint32 {
 			return errUIDsExhausted
 		}
-		// The message and the notification in one round trip (the
-		// mailbox is stamped for the feed's catch-up above).
-		note, err := notePayload(user, uint64(mboxID))
-		if err != nil {
-			return err
-		}
-		var b pgx.Batch
-		b.Queue(`INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`, mboxID, next, modseq, flags, date, size, bodyID)
-		b.Queue("SELECT pg_notify($1, $2)", channel, note)
-		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		// The mailbox is stamped for the feed above; its notification
+		// goes after the COMMIT (writeTx).
+		if _, err := tx.Exec(ctx, `INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, mboxID, next, modseq, flags, date, size, bodyID); err != nil {
 			return fmt.Errorf("insert message: %w", err)
 		}
+		queueNote(ctx, user, uint64(mboxID), xid)
 		uid, uidValidity = uint32(next), uint32(validity)
 		return nil
 	})
@@ -253,7 +247,7 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 	}
 	var out []store.Message
 	var modified []uint32
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		out, modified = out[:0], modified[:0]
 		id, modseq, err := lockMailbox(ctx, tx, user, mailbox)
 		if err != nil {
@@ -314,7 +308,7 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 // later (sweep.go).
 func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32) ([]uint32, error) {
 	var expunged []uint32
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		expunged = expunged[:0]
 		userID, err := lockUser(ctx, tx, user)
 		if err != nil {

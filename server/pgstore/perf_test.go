@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ func TestPostgresPerf(t *testing.T) {
 		fn   func(*testing.T, string)
 	}{
 		{"StoreManyMessages", testStoreManyMessages},
+		{"FeedPollsUnnotified", testFeedPollsUnnotified},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
@@ -172,4 +174,63 @@ func testStoreManyMessages(t *testing.T, url string) {
 		}
 		return []string{store.FlagSeen, "$Even"}
 	}, func(uid uint32) uint64 { return n + 3 + uint64(1-uid%2) })
+}
+
+// testFeedPollsUnnotified: a change committed without its notification
+// (its node died between COMMIT and pg_notify: here a plain SQL UPDATE
+// that stamps the mailbox and changes it) is announced to a Watch of
+// another node by that node's poll within ~1.5 s; a change through the
+// store is announced (by its notification) as before.
+func testFeedPollsUnnotified(t *testing.T, url string) {
+	ctx := ctxT(t)
+	a := migrated(t, url)
+	b := open(t, url)
+	if err := b.EnsureUser(ctx, "p", 0); err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := b.Mailbox(ctx, "p", "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	heard := map[store.Change][]time.Time{}
+	defer a.Watch(func(c store.Change) {
+		mu.Lock()
+		heard[c] = append(heard[c], time.Now())
+		mu.Unlock()
+	})()
+	want := store.Change{User: "p", MailboxID: inbox.ID}
+	waitHeard := func(what string, n int, since time.Time, within time.Duration) time.Duration {
+		t.Helper()
+		for {
+			mu.Lock()
+			got := len(heard[want])
+			var at time.Time
+			if got >= n {
+				at = heard[want][n-1]
+			}
+			mu.Unlock()
+			if got >= n {
+				return at.Sub(since)
+			}
+			if time.Since(since) > within {
+				t.Fatalf("%s: not announced within %v (%d announcements)", what, within, got)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	start := time.Now()
+	if _, err := b.Deliver(ctx, "p", "", strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a delivery on the other node announced after %v", waitHeard("delivery", 1, start, 5*time.Second).Round(time.Millisecond))
+	time.Sleep(2 * pollInterval) // the poll has passed the delivery
+	mu.Lock()
+	n := len(heard[want])
+	mu.Unlock()
+
+	start = time.Now()
+	exec(t, url, `UPDATE mailboxes SET highestmodseq = highestmodseq + 1, change_xid = pg_current_xact_id()::text::bigint WHERE id = $1`, int64(inbox.ID))
+	d := waitHeard("change without a notification", n+1, start, pollInterval*3/2+500*time.Millisecond)
+	t.Logf("a change without a notification announced after %v (poll every %v)", d.Round(time.Millisecond), pollInterval)
 }
