@@ -234,3 +234,25 @@ func testFeedPollsUnnotified(t *testing.T, url string) {
 	d := waitHeard("change without a notification", n+1, start, pollInterval*3/2+500*time.Millisecond)
 	t.Logf("a change without a notification announced after %v (poll every %v)", d.Round(time.Millisecond), pollInterval)
 }
+
+// TestHeardBounded: the notifications remembered for the poll stay below
+// maxHeard however long the poll's mark is held back; the latest one is
+// kept.
+func TestHeardBounded(t *testing.T) {
+	defer func(n int) { maxHeard = n }(maxHeard)
+	maxHeard = 3
+	l := &listener{heard: map[heardKey]struct{}{}}
+	for i := 1; i <= 10; i++ {
+		l.hear(changeNote{User: "u", Mailbox: 7, Xid: int64(i)})
+		if len(l.heard) > maxHeard {
+			t.Fatalf("after %d notifications: %d remembered, bound %d", i, len(l.heard), maxHeard)
+		}
+	}
+	if _, ok := l.heard[heardKey{7, 10}]; !ok {
+		t.Fatalf("the latest notification is forgotten: %v", l.heard)
+	}
+	l.hear(changeNote{User: "u", Mailbox: 8}) // no xid: an old node's
+	if _, ok := l.heard[heardKey{8, 0}]; ok {
+		t.Fatal("a notification without a transaction id is remembered")
+	}
+}

@@ -196,6 +196,26 @@ type heardKey struct {
 // its COMMIT and its notification stays unannounced.
 var pollInterval = time.Second
 
+// hear remembers a notification received, for the poll.
+func (l *listener) hear(note changeNote) {
+	if note.Xid == 0 {
+		return
+	}
+	l.heardMu.Lock()
+	defer l.heardMu.Unlock()
+	if len(l.heard) >= maxHeard {
+		// A long transaction holds the poll's mark back: forget, and
+		// let the poll announce some changes twice.
+		clear(l.heard)
+	}
+	l.heard[heardKey{note.Mailbox, note.Xid}] = struct{}{}
+}
+
+// maxHeard bounds the notifications remembered for the poll (~50 bytes
+// each): a transaction running for minutes keeps the poll's mark, and so
+// the entries above it, from moving on.
+var maxHeard = 100_000
+
 // poll runs pollMissed every pollInterval until ctx is done.
 func (l *listener) poll(ctx context.Context, s *Store, mark int64) {
 	t := time.NewTicker(pollInterval)
@@ -388,11 +408,7 @@ func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn, mark int64
 			s.logger.Warn("pgstore: change feed: bad notification", "err", err)
 			continue
 		}
-		if note.Xid != 0 {
-			l.heardMu.Lock()
-			l.heard[heardKey{note.Mailbox, note.Xid}] = struct{}{}
-			l.heardMu.Unlock()
-		}
+		l.hear(note)
 		l.dispatch(s, store.Change{User: note.User, MailboxID: note.Mailbox})
 	}
 }
