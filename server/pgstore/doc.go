@@ -75,18 +75,23 @@
 //     the deliveries of one user (as bbolt's single writer does for the
 //     whole embedded store); a per-mailbox quota reservation would lift
 //     that.
-//   - A change feed: every write transaction runs pg_notify on the
-//     channel mailctl_change with {"u": user, "m": mailbox id}, delivered
-//     at COMMIT (never for a rollback) to every listening session. Open
-//     starts a dedicated connection that LISTENs before Open returns;
-//     Watch registers a func(store.Change) like server/store's. Changes
-//     made through this Store come back through the same feed, so one
-//     path serves local and remote sessions (the basis of multi-node
-//     IDLE). The same statement stamps the mailbox with the transaction's
-//     id; after a lost connection, the listener announces every mailbox
-//     stamped (or deleted) at or above the oldest transaction running
-//     when its previous LISTEN took effect, so nothing committed while it
-//     was down goes unannounced.
+//   - A change feed: every write transaction stamps the mailboxes it
+//     changes with its transaction id (change_xid) and, after its
+//     COMMIT, sends pg_notify on the channel mailctl_change with {"u":
+//     user, "m": mailbox id, "x": transaction id} in an autocommit
+//     statement (writeTx: a NOTIFY inside the transaction would keep
+//     PostgreSQL from grouping the commits' WAL flushes), delivered to
+//     every listening session. Open starts a dedicated connection that
+//     LISTENs before Open returns; Watch registers a func(store.Change)
+//     like server/store's. Changes made through this Store come back
+//     through the same feed, so one path serves local and remote
+//     sessions (the basis of multi-node IDLE). After a lost connection,
+//     the listener announces every mailbox stamped (or deleted) at or
+//     above the oldest transaction running when its previous LISTEN took
+//     effect; and every second a poll announces the mailboxes stamped
+//     since its previous poll whose notification did not come (a node
+//     that died between COMMIT and notification), so nothing committed
+//     goes unannounced for longer than that.
 //
 // The tests (TestPostgres) start a private cluster from the Debian
 // package postgresql (internal/testenv.StartPostgres), a database per

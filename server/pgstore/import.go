@@ -59,7 +59,7 @@ func (s *Store) ImportMailbox(ctx context.Context, user string, mb store.Mailbox
 		err = fmt.Errorf("UIDVALIDITY %d, UIDNEXT %d, HIGHESTMODSEQ %d: out of range", mb.UIDValidity, mb.UIDNext, mb.ModSeq)
 	}
 	if err == nil {
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			var e error
 			skipped, e = s.importMailbox(ctx, tx, user, name, mb, next)
 			return e
