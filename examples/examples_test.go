@@ -97,6 +97,10 @@ func TestExamplePasswords(t *testing.T) {
 			"alice@example.org": "migration-alice-password",
 			"bob@example.org":   "migration-bob-password",
 		},
+		"multinode": {
+			"alice@example.test": "lab-alice-password",
+			"bob@example.test":   "lab-bob-password",
+		},
 	}
 	for dir, users := range want {
 		t.Run(dir, func(t *testing.T) {
@@ -189,5 +193,27 @@ func TestMigrationExample(t *testing.T) {
 		if u.TargetPassword.Str == "" || !u.TargetPassword.Sensitive {
 			t.Errorf("%s: target password %+v, want a sensitive value", u.Address, u.TargetPassword)
 		}
+	}
+}
+
+// TestMultinodeExample checks examples/multinode: two local servers of
+// example.test, equal MX preferences, one PostgreSQL store whose URL is
+// a secret.
+func TestMultinodeExample(t *testing.T) {
+	cfg := load(t, "multinode")
+	if len(cfg.Domains) != 1 || len(cfg.Domains[0].Servers) != 2 {
+		t.Fatalf("domains = %v, want example.test on two servers", cfg.Domains)
+	}
+	d := cfg.Domains[0]
+	for _, s := range d.Servers {
+		if s.Local == nil || !s.IPv4.IsLoopback() || d.MXPriorityOf(s) != config.DefaultMXPriority {
+			t.Errorf("server %s: local %v, ipv4 %v, MX priority %d; want a local server on loopback, priority 10", s.Name, s.Local, s.IPv4, d.MXPriorityOf(s))
+		}
+		if s.Store == nil || !s.Store.Postgres.Sensitive || s.Store.Postgres.Str != "postgres://mailctl:test-secret-MAILCTL_PG_PASSWORD@127.0.0.1:5432/mailctl" {
+			t.Errorf("server %s: store %+v, want the sensitive URL with the password from MAILCTL_PG_PASSWORD", s.Name, s.Store)
+		}
+	}
+	if d.Servers[0].IPv4 == d.Servers[1].IPv4 {
+		t.Errorf("both servers on %v: they need an address each", d.Servers[0].IPv4)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/mailctl/mailctl/plan"
 	"github.com/mailctl/mailctl/plan/apply"
@@ -16,13 +17,21 @@ import (
 // domain: each store URL (a secret, in memory only) and the DKIM keys
 // each server copies from its domains' first server.
 func nodesOf(cfg *config.Config) apply.Nodes {
-	n := apply.Nodes{StoreURL: map[string]string{}, DKIMFrom: map[string]map[string]string{}}
+	n := apply.Nodes{StoreURL: map[string]string{}, DKIMFrom: map[string]map[string]string{}, DKIMPeers: map[string]map[string][]string{}}
 	for _, s := range cfg.Servers {
 		if s.Store != nil && s.Store.Postgres.Str != "" {
 			n.StoreURL[s.Name] = s.Store.Postgres.Str
 		}
 	}
 	for _, d := range cfg.Domains {
+		if len(d.Servers) > 1 {
+			if n.DKIMPeers[d.Server.Name] == nil {
+				n.DKIMPeers[d.Server.Name] = map[string][]string{}
+			}
+			for _, s := range d.Servers[1:] {
+				n.DKIMPeers[d.Server.Name][d.Name] = append(n.DKIMPeers[d.Server.Name][d.Name], s.Name)
+			}
+		}
 		for _, s := range d.Servers[min(1, len(d.Servers)):] {
 			if n.DKIMFrom[s.Name] == nil {
 				n.DKIMFrom[s.Name] = map[string]string{}
@@ -72,8 +81,8 @@ func (s *servers) dkimDiffers(cfg *config.Config) {
 }
 
 // contactedServers are the servers a plan with targets reads
-// (serverContacted), and the first servers of their domains: apply copies
-// their DKIM keys from there.
+// (serverContacted), and the other servers of their domains: apply copies
+// DKIM keys between them (from the first, or to a first that has none).
 func contactedServers(cfg *config.Config, targets []string) map[string]bool {
 	out := map[string]bool{}
 	for _, s := range cfg.Servers {
@@ -82,9 +91,9 @@ func contactedServers(cfg *config.Config, targets []string) map[string]bool {
 		}
 	}
 	for _, d := range cfg.Domains {
-		for _, s := range d.Servers {
-			if out[s.Name] && d.Server != nil {
-				out[d.Server.Name] = true
+		if slices.ContainsFunc(d.Servers, func(s *config.Server) bool { return out[s.Name] }) {
+			for _, s := range d.Servers {
+				out[s.Name] = true
 			}
 		}
 	}

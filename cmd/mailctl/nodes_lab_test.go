@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -208,15 +210,16 @@ func TestNodesLabPrepare(t *testing.T) {
 	}
 }
 
-// TestContactedServers: a plan targeted at a server also reads the first
-// server of its domains, whose DKIM keys apply copies to it.
+// TestContactedServers: a plan targeted at a server also reads the other
+// servers of its domains, between which apply copies DKIM keys.
 func TestContactedServers(t *testing.T) {
 	a, b, c := &config.Server{Name: "a"}, &config.Server{Name: "b"}, &config.Server{Name: "c"}
 	cfg := &config.Config{Servers: []*config.Server{a, b, c},
 		Domains: []*config.Domain{{Name: "example.org", Server: a, Servers: []*config.Server{a, b}}, {Name: "example.net", Server: c, Servers: []*config.Server{c}}}}
-	got := contactedServers(cfg, []string{"server.b"})
-	if !got["a"] || !got["b"] || got["c"] || len(got) != 2 {
-		t.Errorf("contactedServers(server.b) = %v, want a and b", got)
+	for _, target := range []string{"server.a", "server.b"} {
+		if got := contactedServers(cfg, []string{target}); !got["a"] || !got["b"] || got["c"] || len(got) != 2 {
+			t.Errorf("contactedServers(%s) = %v, want a and b", target, got)
+		}
 	}
 	if got := contactedServers(cfg, []string{"dns.example.org.MX"}); len(got) != 0 {
 		t.Errorf("contactedServers(a DNS target) = %v, want none", got)
@@ -313,6 +316,16 @@ print("found", len(data[0].split()))
 	out, code = run("apply", "-auto-approve")
 	if code == 0 || !strings.Contains(out, fmt.Sprintf("the database is at schema %d", newer)) {
 		t.Errorf("apply on a newer schema = %d, want refused:\n%s", code, out)
+	}
+
+	// Destroy stops both and leaves no copy of the URL behind.
+	if out, code := run("destroy", "-auto-approve"); code != 0 || !strings.Contains(out, "Destroy complete!") {
+		t.Fatalf("destroy = %d:\n%s", code, out)
+	}
+	for _, n := range []string{".a", ".b"} {
+		if _, err := os.Stat(filepath.Join(dir, n, "postgres-url")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s/postgres-url after destroy: %v, want removed", n, err)
+		}
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 func init() {
 	register(&command{
 		name:     "store",
-		synopsis: "on a server: migrate or show the schema of its PostgreSQL store (what apply runs)",
+		synopsis: "on a server: migrate or show the schema of its PostgreSQL store (what apply runs), or copy its mail between stores",
 		run:      runStore,
 	})
 }
@@ -34,14 +34,17 @@ type storeSchema struct {
 // the store is the PostgreSQL database whose URL is in the file server.json
 // names (store.postgres_url_file).
 func runStore(ctx context.Context, e *env, args []string) int {
-	const argsHelp = "migrate|version (-config FILE | -url-file FILE) [-json]"
+	const argsHelp = "migrate|version (-config FILE | -url-file FILE) [-json], or mailctl store copy -h"
+	if len(args) > 0 && args[0] == "copy" { // storecopy.go
+		return runStoreCopy(ctx, e, args[1:])
+	}
 	if len(args) == 0 || (args[0] != "migrate" && args[0] != "version") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			fs := newFlagSet(e, "store", argsHelp)
 			parseFlags(fs, args)
 			return exitOK
 		}
-		return errorf(e, "store needs migrate or version: mailctl store %s", argsHelp)
+		return errorf(e, "store needs migrate, version or copy: mailctl store %s", argsHelp)
 	}
 	action := args[0]
 	fs := newFlagSet(e, "store", argsHelp)

@@ -105,7 +105,7 @@ func TestStoreURLFile(t *testing.T) {
 	for _, tc := range []struct {
 		name, cfg, want string
 	}{
-		{"readable by others", storeNode(t, url, 0o644), "is readable by others (mode 0644)"},
+		{"readable by others", storeNode(t, url, 0o644), "is open to group or others (mode 0644)"},
 		{"no store", func() string {
 			p := filepath.Join(t.TempDir(), "server.json")
 			writeFile(t, p, `{"hostname": "a.example.org"}`, 0o600)

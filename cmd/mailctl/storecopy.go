@@ -11,6 +11,7 @@ import (
 
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/mailctl/mailctl/remote"
 	serverconfig "github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/pgstore"
@@ -33,40 +34,7 @@ mailbox that holds other mail is refused: drop it (or the destination).
 PostgreSQL keeps internal dates to the microsecond (docs/operations.md).
 `
 
-// `mailctl store copy`. Another file may register the command "store"
-// (storecmd.go: store migrate, version); its init runs before this one
-// (the go tool initialises a package's files in name order), and copy is
-// then added in front of its dispatch. Without it, "store" is registered
-// here with copy as its only subcommand.
-func init() {
-	prev := commands["store"]
-	var prevRun func(context.Context, *env, []string) int
-	if prev != nil {
-		prevRun = prev.run
-	}
-	dispatch := func(ctx context.Context, e *env, args []string) int {
-		if len(args) > 0 && args[0] == "copy" {
-			return runStoreCopy(ctx, e, args[1:])
-		}
-		if prevRun != nil {
-			return prevRun(ctx, e, args)
-		}
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-			fmt.Fprintln(e.Stdout, "Usage: mailctl store copy [options] (mailctl store copy -h for them)")
-			return exitOK
-		}
-		return errorf(e, "store needs a subcommand: mailctl store copy -h")
-	}
-	const synopsis = "copy its mail between the embedded store and PostgreSQL"
-	if prev != nil {
-		prev.synopsis += "; " + synopsis
-		prev.run = dispatch
-		return
-	}
-	register(&command{name: "store", synopsis: "on a server, serve stopped: " + synopsis, run: dispatch})
-}
-
-// runStoreCopy runs `mailctl store copy`.
+// runStoreCopy runs `mailctl store copy` (dispatched by runStore).
 func runStoreCopy(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "store copy", "(-from DIR -to-postgres-file FILE | -from-postgres-file FILE -to DIR)")
 	setUsageFooter(fs, func(w io.Writer) { fmt.Fprint(w, storeCopyHelp) })
@@ -87,6 +55,12 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		return errorf(e, "store copy needs -from DIR -to-postgres-file FILE, or -from-postgres-file FILE -to DIR")
 	}
 	start := time.Now()
+	fail := func(err error) int {
+		if ctx.Err() != nil {
+			return errorf(e, "store copy interrupted: run the same command again to go on")
+		}
+		return errorf(e, "store copy: %s", oneLine(err.Error()))
+	}
 	var src storecopy.Source
 	var dst storecopy.Destination
 	if *fromDir != "" {
@@ -95,55 +69,62 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 		}
 		st, err := openEmbedded(ctx, *fromDir)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		defer st.Close()
 		url, err := serverconfig.ReadPostgresURL(*toPG)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		from, to, err := pgstore.Migrate(ctx, url)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		if from != to {
 			fmt.Fprintf(e.Stdout, "destination schema %d -> %d\n", from, to)
 		}
 		pg, err := pgstore.Open(ctx, url, nil)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		defer pg.Close()
 		src, dst = st, pg
 	} else {
 		url, err := serverconfig.ReadPostgresURL(*fromPG)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		pg, err := pgstore.Open(ctx, url, nil)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		defer pg.Close()
 		st, err := openEmbedded(ctx, *toDir)
 		if err != nil {
-			return errorf(e, "store copy: %s", oneLine(err.Error()))
+			return fail(err)
 		}
 		defer st.Close()
-		src, dst = storecopy.PGSource(pg), st
+		src, dst = pg, st
 	}
 	// The destination keeps the ENVELOPE summary of each message, as when
 	// serve delivers it.
-	dst.(interface{ SetHeaderSummary(func([]byte) []byte) }).SetHeaderSummary(imap.HeaderSummary)
+	if hs, ok := dst.(interface{ SetHeaderSummary(func([]byte) []byte) }); ok {
+		hs.SetHeaderSummary(imap.HeaderSummary)
+	}
 	stats, err := storecopy.Copy(ctx, src, dst, storecopy.Options{Progress: e.Stdout})
 	if err != nil {
 		if ctx.Err() != nil {
 			return errorf(e, "store copy interrupted after %d mailboxes: run the same command again to go on", stats.Mailboxes+stats.Skipped)
 		}
-		return errorf(e, "store copy: %s", oneLine(err.Error()))
+		return fail(err)
 	}
 	fmt.Fprintf(e.Stdout, "copied %d users: %d mailboxes (%d already there), %d messages, %d bytes in %s\n",
 		stats.Users, stats.Mailboxes, stats.Skipped, stats.Messages, stats.Bytes, time.Since(start).Round(time.Millisecond))
+	if *toDir != "" && os.Geteuid() == 0 {
+		// serve runs as its own user (remote.ServiceUser), which must own
+		// its store.
+		fmt.Fprintf(e.Stdout, "the store in %s belongs to root: chown -R %s: %s before serve runs on it\n", *toDir, remote.ServiceUser, *toDir)
+	}
 	return exitOK
 }
 

@@ -110,6 +110,9 @@ func TestStoreCopyCommand(t *testing.T) {
 	if code := runCLI(t, e, "store", "copy", "-from-postgres-file", urlFile, "-to", dstDir); code != 0 {
 		t.Fatalf("copy from PostgreSQL: exit %d\n%s%s", code, stdout, stderr)
 	}
+	if root := os.Geteuid() == 0; root != strings.Contains(stdout.String(), "belongs to root: chown -R mailctl: "+dstDir) {
+		t.Errorf("running as root %v, output:\n%s", root, stdout)
+	}
 	if got := storeListing(t, dstDir); got != want {
 		t.Errorf("after the round trip:\n%s\nwant:\n%s", got, want)
 	}
@@ -129,6 +132,23 @@ func TestStoreCopyCommand(t *testing.T) {
 		t.Errorf("summaries on the copy: %q, %v", sums, err)
 	}
 
+	// Ctrl-C after the first mailbox, then the same command again.
+	url2 := filepath.Join(t.TempDir(), "pg2.url")
+	if err := os.WriteFile(url2, []byte(pg.NewDatabase(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e, _, stderr = testEnv(t.TempDir())
+	e.Stdout = cancelOnWrite{cancel}
+	if code := run(cctx, []string{"store", "copy", "-from", srcDir, "-to-postgres-file", url2}, e); code == 0 || !strings.Contains(stderr.String(), "interrupted after 1 mailboxes: run the same command again") {
+		t.Errorf("interrupted copy: exit %d, %s", code, stderr)
+	}
+	e, stdout, stderr = testEnv(t.TempDir())
+	if code := runCLI(t, e, "store", "copy", "-from", srcDir, "-to-postgres-file", url2); code != 0 || !strings.Contains(stdout.String(), "13 mailboxes (1 already there)") {
+		t.Errorf("copy again: exit %d\n%s%s", code, stdout, stderr)
+	}
+
 	// Bad invocations: one line each, no password.
 	loose := filepath.Join(t.TempDir(), "loose.url")
 	os.WriteFile(loose, []byte("postgres://u:s3cret@127.0.0.1:1/x\n"), 0o644)
@@ -141,7 +161,7 @@ func TestStoreCopyCommand(t *testing.T) {
 		{[]string{"store", "copy", "-from", t.TempDir(), "-to-postgres-file", urlFile}, "holds no mail store"},
 		{[]string{"store", "copy", "-from", srcDir, "-to-postgres-file", loose}, "chmod 600"},
 		{[]string{"store", "copy", "-from-postgres-file", filepath.Join(t.TempDir(), "none"), "-to", dstDir}, "no such file"},
-		{[]string{"store"}, "store needs "}, // a subcommand (storecmd.go may list more)
+		{[]string{"store"}, "store needs migrate, version or copy"},
 	} {
 		e, _, stderr := testEnv(t.TempDir())
 		code := runCLI(t, e, c.args...)
@@ -150,4 +170,15 @@ func TestStoreCopyCommand(t *testing.T) {
 			t.Errorf("%q: exit %d, %q; want one line with %q", c.args, code, msg, c.want)
 		}
 	}
+}
+
+// cancelOnWrite cancels a context at the first line about a mailbox
+// copied: Ctrl-C after the first mailbox.
+type cancelOnWrite struct{ cancel context.CancelFunc }
+
+func (c cancelOnWrite) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), " messages, ") {
+		c.cancel()
+	}
+	return len(p), nil
 }

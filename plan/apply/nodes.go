@@ -32,6 +32,12 @@ type Nodes struct {
 	// DKIMFrom maps a server to the domains whose DKIM keys it copies
 	// and the server each is copied from (the domain's first server).
 	DKIMFrom map[string]map[string]string
+	// DKIMPeers maps a first server to its domains of several servers
+	// and their other servers, in order: a first server without keys
+	// for such a domain (added at the head of the list) takes those of
+	// the first of them that has some, instead of making new ones that
+	// would replace the published keys without a rotation's grace.
+	DKIMPeers map[string]map[string][]string
 }
 
 // NodeServer is what the engine needs of a server for Nodes: a
@@ -104,9 +110,54 @@ func (e *Engine) beforeDeploy(ctx context.Context, name string, conn Server, mig
 			e.progress("server.%s: %s", name, out)
 		}
 	}
-	var err error
+	adopted, err := e.adoptDKIM(ctx, name, ns)
+	if err != nil {
+		return pr, err
+	}
 	pr.dkim, err = e.syncDKIM(ctx, name, ns, false)
+	pr.dkim = pr.dkim || adopted
 	return pr, err
+}
+
+// adoptDKIM gives a first server without keys for one of its domains
+// those of the domain's other servers (DKIMPeers), when one has some.
+func (e *Engine) adoptDKIM(ctx context.Context, name string, ns NodeServer) (bool, error) {
+	peers := e.Nodes.DKIMPeers[name]
+	doms := make([]string, 0, len(peers))
+	for d := range peers {
+		doms = append(doms, d)
+	}
+	slices.Sort(doms)
+	changed := false
+	for _, d := range doms {
+		own, err := ns.DKIMFiles(ctx, d)
+		if err != nil {
+			return changed, err
+		}
+		if len(own) > 0 {
+			continue
+		}
+		for _, p := range peers[d] {
+			src, ok := e.Servers[p].(NodeServer)
+			if !ok {
+				continue
+			}
+			files, err := src.DKIMFiles(ctx, d)
+			if err != nil {
+				return changed, err
+			}
+			if len(files) == 0 {
+				continue
+			}
+			if _, err := ns.SyncDKIMFiles(ctx, d, files); err != nil {
+				return changed, err
+			}
+			e.progress("server.%s: took the DKIM keys of %s from server.%s, which publishes them", name, d, p)
+			changed = true
+			break
+		}
+	}
+	return changed, nil
 }
 
 // prepared says what beforeDeploy changed on a server.

@@ -171,3 +171,64 @@ func TestEngineStoreTooNew(t *testing.T) {
 		t.Errorf("calls after a refused migration:\n%s", calls)
 	}
 }
+
+// rotatingNode is a node whose DKIM rotate step generates a key file, as
+// the server does.
+type rotatingNode struct{ *nodeServer }
+
+func (s rotatingNode) DKIM(ctx context.Context, action, domain, selector string) error {
+	if action == plan.DKIMRotate {
+		s.dkim[domain][selector+"-ed25519.pem"] = []byte("new key of " + s.name)
+	}
+	return s.nodeServer.DKIM(ctx, action, domain, selector)
+}
+
+// TestEngineNodesRotation: a rotation runs on the domain's first server;
+// apply then copies the new key to the other servers and reloads them.
+func TestEngineNodesRotation(t *testing.T) {
+	t.Parallel()
+	j := &journal{}
+	eng, nodes := nodesEngine(j)
+	for _, n := range []string{"a", "b", "c"} {
+		nodes[n].dkim = map[string]map[string][]byte{"example.org": {"mailctl-ed25519.pem": []byte("key of a")}}
+	}
+	eng.Servers["a"] = rotatingNode{nodes["a"]}
+	p := &plan.Plan{Changes: []plan.Change{{Address: "dkim.example.org", Type: plan.KindDKIM, Action: plan.Update, Domain: "example.org",
+		Source: "server.a", DKIM: []plan.DKIMStep{{Action: plan.DKIMRotate, Selector: "mailctl-20261207"}}}}}
+	if _, err := eng.Apply(context.Background(), p); err != nil {
+		t.Fatalf("Apply: %v\n%s", err, j)
+	}
+	for _, n := range []string{"b", "c"} {
+		if got := string(nodes[n].dkim["example.org"]["mailctl-20261207-ed25519.pem"]); got != "new key of a" || nodes[n].reloads != 1 {
+			t.Errorf("%s after the rotation: new key %q, %d reloads; want a's, 1\n%s", n, got, nodes[n].reloads, j)
+		}
+	}
+	if nodes["a"].reloads != 0 {
+		t.Errorf("the first server was reloaded %d times", nodes["a"].reloads)
+	}
+}
+
+// TestEngineNodesAdopt: a server put at the head of a domain's servers,
+// new and without keys, takes the keys the others already sign with and
+// publish, instead of making new ones.
+func TestEngineNodesAdopt(t *testing.T) {
+	t.Parallel()
+	j := &journal{}
+	eng, nodes := nodesEngine(j)
+	eng.Nodes.DKIMPeers = map[string]map[string][]string{"a": {"example.org": {"b", "c"}}}
+	for _, n := range []string{"b", "c"} {
+		nodes[n].dkim = map[string]map[string][]byte{"example.org": {"mailctl-ed25519.pem": []byte("published key")}}
+	}
+	p := &plan.Plan{Changes: []plan.Change{{Address: "server.a", Type: plan.KindServer, Action: plan.Create}}}
+	if _, err := eng.Apply(context.Background(), p); err != nil {
+		t.Fatalf("Apply: %v\n%s", err, j)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if got := string(nodes[n].dkim["example.org"]["mailctl-ed25519.pem"]); got != "published key" {
+			t.Errorf("key of %s = %q, want the published one\n%s", n, got, j)
+		}
+	}
+	if !strings.Contains(j.String(), "copy dkim example.org to a") {
+		t.Errorf("calls:\n%s", j)
+	}
+}

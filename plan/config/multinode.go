@@ -256,12 +256,6 @@ func (d *decoder) validateNodes() {
 				"The domain %q lists several servers; they need a shared PostgreSQL store, which is not available in this mailctl yet: give it one server.", dom.Name)
 			continue
 		}
-		if dom.MTASTS != nil && dom.MTASTS.Mode != "none" {
-			// The servers serve a policy naming themselves only
-			// (server/web): enforcing senders would refuse the others.
-			d.errf(dom.DeclRange.Ptr(), "MTA-STS with several servers not available yet",
-				"The domain %q lists several servers and an mta_sts block: a policy naming every MX is not served yet; remove mta_sts or use mode = \"none\".", dom.Name)
-		}
 		for _, s := range dom.Servers[1:] {
 			if !sameStore(dom.Servers[0], s) {
 				d.errf(dom.DeclRange.Ptr(), "Servers without a shared store",

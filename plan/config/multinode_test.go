@@ -189,3 +189,20 @@ func TestNodesWithoutSecrets(t *testing.T) {
 		t.Errorf("servers %v, store %+v", cfg.Domains[0].Servers, cfg.Servers[0].Store)
 	}
 }
+
+// TestNodesMTASTS: a domain of several servers may have an mta_sts block
+// in any mode: each server serves a policy naming every MX (plan/desired).
+func TestNodesMTASTS(t *testing.T) {
+	withStore(t, true)
+	for _, mode := range []string{"testing", "enforce", "none"} {
+		src := strings.Replace(nodes, "servers = [server.a, server.b]", "servers = [server.a, server.b]\n  mta_sts { mode = \""+mode+"\" }", 1)
+		cfg, diags, text := loadNodes(t, src)
+		if len(diags) != 0 {
+			t.Errorf("mode %s: diagnostics %q\n%s", mode, diags, text)
+			continue
+		}
+		if d := cfg.Domains[0]; d.MTASTS == nil || d.MTASTS.Mode != mode || len(d.Servers) != 2 {
+			t.Errorf("mode %s: mta_sts %+v, servers %v", mode, d.MTASTS, d.Servers)
+		}
+	}
+}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/mailctl/mailctl/contract"
 	"github.com/mailctl/mailctl/plan/config"
-	"github.com/mailctl/mailctl/server/mtasts"
 )
 
 // RRSet is one owned record set of a domain.
@@ -289,8 +288,7 @@ func domainRecords(cfg *config.Config, d *config.Domain, keys map[keyRef]string,
 	switch {
 	case phase == config.PhasePresync:
 	case d.MTASTS != nil:
-		_, id := mtasts.Policy(d.MTASTS.Mode, hostnames(d), d.MTASTS.MaxAge)
-		sts := set(sub("_mta-sts"), "TXT", "v=STSv1; id="+id)
+		sts := set(sub("_mta-sts"), "TXT", "v=STSv1; id="+mtastsID(d))
 		if phase == config.PhaseDone && d.MTASTS.Mode == "testing" {
 			sts.Notes = append(sts.Notes, `MTA-STS is in testing mode: it can now be raised to enforce as a separate reviewed change (mta_sts { mode = "enforce" }), once TLS reports show no failures`)
 		}

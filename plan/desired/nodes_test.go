@@ -9,6 +9,8 @@ import (
 
 	"github.com/mailctl/mailctl/plan/config"
 	"github.com/mailctl/mailctl/plan/desired"
+	"github.com/mailctl/mailctl/server/mtasts"
+	"github.com/mailctl/mailctl/server/web"
 )
 
 const nodesURL = "postgres://mailctl:n0des-secret@db.example.org/mail"
@@ -145,4 +147,70 @@ func TestNodesServerConfig(t *testing.T) {
 	if desired.StoreURLFile(cfg, cfg.Servers[0]) != "/etc/mailctl/postgres-url" {
 		t.Errorf("StoreURLFile = %q", desired.StoreURLFile(cfg, cfg.Servers[0]))
 	}
+}
+
+// TestNodesMTASTS: a domain of two and three servers with mta_sts lists
+// every server's host name, in the domain's order, in each node's
+// server.json; the policy each node serves (web.MTASTSPolicy, as the
+// daemon does) names them all, and the _mta-sts TXT id is that policy's.
+// A domain of one server keeps the list out (its hostname alone).
+func TestNodesMTASTS(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) {
+			cfg := nodesConfig(t, n, `mta_sts { mode = "enforce" }`)
+			var want []string
+			for i := range n {
+				want = append(want, string(rune('a'+i))+".mx.example.org")
+			}
+			_, wantID := mtasts.Policy("enforce", want, 0)
+			txt := recordValues(desired.Records(cfg, nil), "dns.example.org._mta-sts.TXT")
+			if !slices.Equal(txt, []string{"v=STSv1; id=" + wantID}) {
+				t.Errorf("_mta-sts TXT = %q, want id=%s (the policy naming %q)", txt, wantID, want)
+			}
+			for _, s := range cfg.Servers {
+				sc := desired.ServerConfig(cfg, s)
+				if err := sc.WithDefaults().Validate(); err != nil {
+					t.Errorf("server.json of %s is refused by the server: %v", s.Name, err)
+				}
+				for _, sd := range sc.Domains {
+					if sd.Name == "example.net" {
+						if sd.MTASTSMX != nil || sd.MTASTSMode != "" {
+							t.Errorf("%s: example.net without mta_sts has mode %q, mx %q", s.Name, sd.MTASTSMode, sd.MTASTSMX)
+						}
+						continue
+					}
+					if !slices.Equal(sd.MTASTSMX, want) {
+						t.Errorf("%s: mta_sts_mx = %q, want %q", s.Name, sd.MTASTSMX, want)
+					}
+					text, id := web.MTASTSPolicy(sc.Hostname, sd)
+					for _, h := range want {
+						if !strings.Contains(text, "\r\nmx: "+h+"\r\n") {
+							t.Errorf("%s serves a policy without mx %s:\n%s", s.Name, h, text)
+						}
+					}
+					if !slices.Equal(txt, []string{"v=STSv1; id=" + id}) {
+						t.Errorf("%s serves policy id %s, the TXT record says %q", s.Name, id, txt)
+					}
+				}
+			}
+		})
+	}
+
+	t.Run("one server", func(t *testing.T) {
+		cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(migrationSrc[:strings.Index(migrationSrc, "migration")])}, config.LoadOptions{})
+		if diags.HasErrors() {
+			t.Fatalf("load: %v", diags)
+		}
+		sc := desired.ServerConfig(cfg, cfg.Servers[0])
+		sd := sc.Domains[0]
+		if sd.Name != "example.org" || sd.MTASTSMode != "testing" || sd.MTASTSMX != nil {
+			t.Fatalf("domain %+v, want example.org in testing mode without mta_sts_mx", sd)
+		}
+		_, id := web.MTASTSPolicy(sc.Hostname, sd)
+		_, wantID := mtasts.Policy("testing", []string{"mx1.example.org"}, 0)
+		txt := recordValues(desired.Records(cfg, nil), "dns.example.org._mta-sts.TXT")
+		if id != wantID || !slices.Equal(txt, []string{"v=STSv1; id=" + id}) {
+			t.Errorf("served id %s, TXT %q; want both id=%s", id, txt, wantID)
+		}
+	})
 }

@@ -138,9 +138,7 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 		}
 		served[d.Name] = true
 		sd := serverconfig.Domain{Name: d.Name, DKIMSelectors: append([]string{d.DKIM.Selector}, d.DKIM.Previous...)}
-		if d.MTASTS != nil {
-			sd.MTASTSMode, sd.MTASTSMaxAge = d.MTASTS.Mode, d.MTASTS.MaxAge
-		}
+		setMTASTS(&sd, d)
 		sc.Domains = append(sc.Domains, sd)
 	}
 	inServed := func(addr string) bool { return served[addr[strings.LastIndexByte(addr, '@')+1:]] }

@@ -84,3 +84,29 @@ func nodesCfg(t *testing.T) *config.Config {
 	}
 	return &config.Config{Servers: servers, Domains: []*config.Domain{{Name: "example.org", Server: servers[0], Servers: servers}}}
 }
+
+// TestDKIMDiffersItem: a server whose copy of a domain's DKIM keys
+// differs changes in the plan ("copied from it (reload)"); a server not
+// deployed yet gets the copy with its creation, without an item.
+func TestDKIMDiffersItem(t *testing.T) {
+	t.Parallel()
+	cfg := loadSrc(t, zoneSrc)
+	after := plan.ServerState{Release: "1.0-abc", ConfigDigest: "d", Running: true}
+	before := after
+	for _, tc := range []struct {
+		before *plan.ServerState
+		action plan.Action
+		note   bool
+	}{{&before, plan.Update, true}, {nil, plan.Create, false}} {
+		p, _, err := refresh.Plan(context.Background(), cfg, nil, refresh.Options{NoRefresh: true, Targets: []string{"server.mx1"},
+			Servers: map[string]refresh.ServerPlan{"mx1": {Before: tc.before, After: after, DKIMDiffers: []string{"example.org"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := p.Changes[0]
+		const note = "DKIM keys of example.org differ from the first server's: copied from it (reload)"
+		if c.Address != "server.mx1" || c.Action != tc.action || slices.Contains(c.Notes, note) != tc.note {
+			t.Errorf("before %v: %s %q %q, want %q, note %v", tc.before != nil, c.Address, c.Action, c.Notes, tc.action, tc.note)
+		}
+	}
+}

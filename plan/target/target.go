@@ -276,7 +276,17 @@ func (c *Conn) Deploy(ctx context.Context, b Binary, configJSON []byte, restart 
 // data is kept unless purge.
 func (c *Conn) Destroy(ctx context.Context, purge bool) (bool, error) {
 	if c.lab != nil {
-		return c.lab.Destroy(ctx, purge)
+		changed, err := c.lab.Destroy(ctx, purge)
+		if err == nil && c.srv.Store != nil {
+			// The store's URL holds a password: it goes with the
+			// configuration (a VPS's goes with /etc/mailctl).
+			if rerr := os.Remove(desired.StoreURLFile(c.cfg, c.srv)); rerr == nil {
+				changed = true
+			} else if !errors.Is(rerr, fs.ErrNotExist) {
+				err = fmt.Errorf("server.%s: remove the store's URL file: %w", c.srv.Name, rerr)
+			}
+		}
+		return changed, err
 	}
 	return remote.Destroy(ctx, c.t, purge)
 }

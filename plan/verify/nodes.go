@@ -84,3 +84,21 @@ func (r *runner) nodeLogins(p Probe) []Check {
 	}
 	return cs
 }
+
+// named makes the results of a check of server s name it ("(server.b)")
+// when the configuration has several servers: its target is a host name
+// or an address, and the operator thinks in server names.
+func (r *runner) named(s *config.Server, run func(ctx context.Context) []Result) func(ctx context.Context) []Result {
+	if len(r.cfg.Servers) < 2 {
+		return run
+	}
+	return func(ctx context.Context) []Result {
+		rs := run(ctx)
+		for i := range rs {
+			if !strings.Contains(rs[i].Detail, "(server."+s.Name+")") {
+				rs[i].Detail += " (server." + s.Name + ")"
+			}
+		}
+		return rs
+	}
+}

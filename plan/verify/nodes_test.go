@@ -73,3 +73,18 @@ func TestVerifyNodeLogins(t *testing.T) {
 	expect{verify.NodeLoginCheck, host + ":993", verify.Pass, "alice@example.org logged in on server.mx1", ""}.assert(t, rep)
 	expect{verify.NodeLoginCheck, "mx2.example.org:993", verify.Fail, "(server.b)", "listens on port 993"}.assert(t, rep)
 }
+
+// TestVerifyNamesServers: with several servers, the results of the checks
+// of a server (its host records here) name it.
+func TestVerifyNamesServers(t *testing.T) {
+	t.Parallel()
+	l := newLab(t).clone()
+	cfg := *l.cfg
+	b := &config.Server{Name: "b", Hostname: "mx2.example.org", IPv4: netip.MustParseAddr("203.0.113.20"), Ports: config.DefaultPorts}
+	cfg.Servers = append([]*config.Server{}, append(l.cfg.Servers, b)...)
+	l.cfg = &cfg
+	l.opts.Only = []string{"dns.a"}
+	rep := l.run(t)
+	expect{"dns.a", host + " A", verify.Pass, "A 203.0.113.10 (server.mx1)", ""}.assert(t, rep)
+	expect{"dns.a", "mx2.example.org A", verify.Fail, "(server.b)", ""}.assert(t, rep)
+}

@@ -358,9 +358,9 @@ func (r *runner) checks() []Check {
 		add("dns.ns", dom, func(ctx context.Context) []Result { return r.checkNameservers(ctx, dom) })
 	}
 	for _, s := range r.cfg.Servers {
-		add("dns.a", s.Hostname, func(ctx context.Context) []Result { return r.checkHostAddrs(ctx, s) })
+		add("dns.a", s.Hostname, r.named(s, func(ctx context.Context) []Result { return r.checkHostAddrs(ctx, s) }))
 		for _, ip := range serverIPs(s) {
-			add("dns.ptr", ip.String(), func(ctx context.Context) []Result { return one(r.checkPTR(ctx, s, ip)) })
+			add("dns.ptr", ip.String(), r.named(s, func(ctx context.Context) []Result { return one(r.checkPTR(ctx, s, ip)) }))
 		}
 	}
 	for _, d := range r.cfg.Domains {
@@ -378,24 +378,24 @@ func (r *runner) checks() []Check {
 	for _, s := range r.cfg.Servers {
 		for _, svc := range services(s) {
 			target := net.JoinHostPort(s.Hostname, fmt.Sprint(svc.port))
-			add("tls", target, func(ctx context.Context) []Result { return one(r.checkTLS(ctx, s, svc)) })
+			add("tls", target, r.named(s, func(ctx context.Context) []Result { return one(r.checkTLS(ctx, s, svc)) }))
 		}
 		if p := s.Ports.SMTP; p != 0 {
 			target := net.JoinHostPort(s.Hostname, fmt.Sprint(p))
-			add("smtp.banner", target, func(ctx context.Context) []Result { return one(r.checkBanner(ctx, s, p)) })
-			add("relay", target, func(ctx context.Context) []Result { return one(r.checkRelay(ctx, s, p)) })
+			add("smtp.banner", target, r.named(s, func(ctx context.Context) []Result { return one(r.checkBanner(ctx, s, p)) }))
+			add("relay", target, r.named(s, func(ctx context.Context) []Result { return one(r.checkRelay(ctx, s, p)) }))
 		}
 		if p := s.Ports.Submission; p != 0 {
 			target := net.JoinHostPort(s.Hostname, fmt.Sprint(p))
-			add("smtp.auth", target, func(ctx context.Context) []Result { return one(r.checkSubmissionAuth(ctx, s, p, false)) })
+			add("smtp.auth", target, r.named(s, func(ctx context.Context) []Result { return one(r.checkSubmissionAuth(ctx, s, p, false)) }))
 		}
 		if p := s.Ports.Submissions; p != 0 {
 			target := net.JoinHostPort(s.Hostname, fmt.Sprint(p))
-			add("smtp.auth", target, func(ctx context.Context) []Result { return one(r.checkSubmissionAuth(ctx, s, p, true)) })
+			add("smtp.auth", target, r.named(s, func(ctx context.Context) []Result { return one(r.checkSubmissionAuth(ctx, s, p, true)) }))
 		}
 		for _, ip := range serverIPs(s) {
 			if len(r.o.DNSBLZones) > 0 {
-				add("dnsbl", ip.String(), func(ctx context.Context) []Result { return one(r.checkDNSBL(ctx, ip)) })
+				add("dnsbl", ip.String(), r.named(s, func(ctx context.Context) []Result { return one(r.checkDNSBL(ctx, ip)) }))
 			}
 		}
 	}

@@ -90,6 +90,10 @@ type Domain struct {
 	// https://mta-sts.<name>/.well-known/mta-sts.txt when set.
 	MTASTSMode   string `json:"mta_sts_mode,omitempty"`
 	MTASTSMaxAge int    `json:"mta_sts_max_age,omitempty"` // seconds, default 604800
+	// MTASTSMX are the host names the policy lists as mx (one line each,
+	// in this order), for a domain served by several servers; empty means
+	// this server's Hostname only. When set it must include Hostname.
+	MTASTSMX []string `json:"mta_sts_mx,omitempty"`
 	// DKIMSelectors are generated on the server on first start (ed25519 and
 	// rsa-2048 under "<selector>" with suffixes chosen by the server).
 	DKIMSelectors []string `json:"dkim_selectors,omitempty"`

@@ -334,6 +334,7 @@ func (c *Config) validateAddresses(p *problems) {
 		if d.MTASTSMaxAge < 0 || d.MTASTSMaxAge > maxMTASTSMaxAge {
 			p.add(field+".mta_sts_max_age", "%d is outside 0..%d", d.MTASTSMaxAge, maxMTASTSMaxAge)
 		}
+		c.validateMTASTSMX(p, field, d)
 		sels := map[string]bool{}
 		for j, s := range d.DKIMSelectors {
 			if !validSelector(s) {

@@ -73,7 +73,7 @@ func (s *Store) copyMove(ctx context.Context, user, src string, uids []uint32, d
 		return store.CopyResult{}, err
 	}
 	var res store.CopyResult
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		res = store.CopyResult{}
 		userID, err := lockUser(ctx, tx, user)
 		if err != nil {

@@ -1,8 +1,16 @@
-// Package pgstore is the foundation of a mail store on PostgreSQL, for
-// several `mailctl serve` nodes sharing one database (issue 20). It is
-// not used by any command yet: server/store, the embedded store, stays
-// the only backend reachable from the CLI until the parts listed under
-// "Missing" exist.
+// Package pgstore is the mail store on PostgreSQL that several `mailctl
+// serve` nodes share (issue 20): serve runs on it when server.json has
+// store.postgres_url_file (server/daemon/storeopen.go), `mailctl store
+// migrate` creates and upgrades its schema (run by apply), and `mailctl
+// store copy` moves a server between it and the embedded store
+// (server/storecopy, import.go). The outbound queue, greylisting and
+// login-failure counters of nodes on one database are shared too, in
+// server/queue and server/inbound and server/auth, in tables of this
+// package's migrations (0003_queue.sql).
+//
+// Why not a library: the semantics are server/store's (IMAP UIDs,
+// MODSEQs, \Recent, QRESYNC records), which no Go mail-store library on
+// PostgreSQL offers; pgx/v5 is the driver and pool.
 //
 // # What exists
 //
@@ -67,41 +75,35 @@
 //     the deliveries of one user (as bbolt's single writer does for the
 //     whole embedded store); a per-mailbox quota reservation would lift
 //     that.
-//   - A change feed: every write transaction runs pg_notify on the
-//     channel mailctl_change with {"u": user, "m": mailbox id}, delivered
-//     at COMMIT (never for a rollback) to every listening session. Open
-//     starts a dedicated connection that LISTENs before Open returns;
-//     Watch registers a func(store.Change) like server/store's. Changes
-//     made through this Store come back through the same feed, so one
-//     path serves local and remote sessions (the basis of multi-node
-//     IDLE). The same statement stamps the mailbox with the transaction's
-//     id; after a lost connection, the listener announces every mailbox
-//     stamped (or deleted) at or above the oldest transaction running
-//     when its previous LISTEN took effect, so nothing committed while it
-//     was down goes unannounced.
+//   - A change feed: every write transaction stamps the mailboxes it
+//     changes with its transaction id (change_xid) and, after its
+//     COMMIT, sends pg_notify on the channel mailctl_change with {"u":
+//     user, "m": mailbox id, "x": transaction id} in an autocommit
+//     statement (writeTx: a NOTIFY inside the transaction would keep
+//     PostgreSQL from grouping the commits' WAL flushes), delivered to
+//     every listening session. Open starts a dedicated connection that
+//     LISTENs before Open returns; Watch registers a func(store.Change)
+//     like server/store's. Changes made through this Store come back
+//     through the same feed, so one path serves local and remote
+//     sessions (the basis of multi-node IDLE). After a lost connection,
+//     the listener announces every mailbox stamped (or deleted) at or
+//     above the oldest transaction running when its previous LISTEN took
+//     effect; and every second a poll announces the mailboxes stamped
+//     since its previous poll whose notification did not come (a node
+//     that died between COMMIT and notification), so nothing committed
+//     goes unannounced for longer than that.
 //
 // The tests (TestPostgres) start a private cluster from the Debian
 // package postgresql (internal/testenv.StartPostgres), a database per
 // subtest, including two Stores on one database as two nodes.
 //
-// # Missing (for issue 20)
+// # Not done
 //
-//   - server/imap and server/smtp taking store.Backend, `mailctl serve`
-//     on this store, and the concurrent IMAP conformance test run across
-//     nodes; backup snapshots of this store.
 //   - Bodies in an S3-compatible object store behind the same interface,
 //     with the object written before the COMMIT that references it.
-//   - The outbound queue on PostgreSQL with leases (SELECT ... FOR UPDATE
-//     SKIP LOCKED, lease expiry for a dead node), and greylisting and
-//     login caches in shared tables.
-//   - Configuration: `store { postgres = "..." }` (a secret) in the HCL
-//     plan and server.json, `domain { servers = [...] }`, plan/apply of
-//     several nodes with every MX, migrations run by apply, verify per
-//     node.
-//   - Migration of a server between the embedded store and PostgreSQL
-//     (keeping UIDVALIDITY, UIDs and MODSEQs), SIGKILL tests of a node
-//     during ingest and IMAP, the benchmark against the embedded store,
-//     and docs/operations.md (one PostgreSQL, its backups, node failover).
+//   - Backup snapshots through the control socket: a node on this store
+//     refuses `mailctl backup` and points at pg_dump (docs/operations.md).
+//   - CalDAV/CardDAV data stays in each node's local store (server/dav).
 //
 // Durability: an acknowledged message is one whose transaction committed;
 // the database must keep synchronous_commit on (its default), and a

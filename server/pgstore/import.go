@@ -59,7 +59,7 @@ func (s *Store) ImportMailbox(ctx context.Context, user string, mb store.Mailbox
 		err = fmt.Errorf("UIDVALIDITY %d, UIDNEXT %d, HIGHESTMODSEQ %d: out of range", mb.UIDValidity, mb.UIDNext, mb.ModSeq)
 	}
 	if err == nil {
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			var e error
 			skipped, e = s.importMailbox(ctx, tx, user, name, mb, next)
 			return e
@@ -83,7 +83,16 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 		if skip || err != nil {
 			return skip, err
 		}
+		// Empty and never used: replaced, with a tombstone for the change
+		// feed's catch-up as DeleteMailbox leaves.
 		if _, err := tx.Exec(ctx, "DELETE FROM mailboxes WHERE id = $1", int64(cur.ID)); err != nil {
+			return false, err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO deleted_mailboxes (mailbox_id, user_name, change_xid)
+			VALUES ($1, $2, pg_current_xact_id()::text::bigint)`, int64(cur.ID), user); err != nil {
+			return false, err
+		}
+		if err := notify(ctx, tx, user, cur.ID); err != nil {
 			return false, err
 		}
 	case !errors.Is(err, pgx.ErrNoRows):
@@ -95,6 +104,11 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 		userID, name, int64(mb.UIDValidity), int64(mb.UIDNext), int64(mb.ModSeq), mb.SpecialUse, mb.Subscribed).Scan(&id)
 	if err != nil {
 		return false, fmt.Errorf("insert mailbox: %w", err)
+	}
+	// A subscription kept for the name while it named no mailbox is now
+	// the mailbox's.
+	if _, err := tx.Exec(ctx, "DELETE FROM gone_subscriptions WHERE user_id = $1 AND name = $2", userID, name); err != nil {
+		return false, err
 	}
 	var (
 		buf        = make([]byte, s.chunkSize) // the first chunk of each body

@@ -100,6 +100,20 @@ func TestImportMailbox(t *testing.T) {
 	if err := st.pool.QueryRow(ctx, "SELECT array_agg(name ORDER BY name) FROM gone_subscriptions").Scan(&gone); err != nil || fmt.Sprint(gone) != "[Old]" {
 		t.Errorf("subscriptions without a mailbox: %q, %v", gone, err)
 	}
+	// A mailbox of that name imported: the subscription is the mailbox's.
+	empty := func() (store.Message, io.Reader, error) { return store.Message{}, nil, io.EOF }
+	if _, err := st.ImportMailbox(ctx, "u", store.Mailbox{Name: "Old", UIDValidity: 1600000001, UIDNext: 1, ModSeq: 1, Subscribed: true}, empty); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := st.pool.QueryRow(ctx, "SELECT count(*) FROM gone_subscriptions").Scan(&left); err != nil || left != 0 {
+		t.Errorf("subscriptions without a mailbox after importing Old: %d, %v", left, err)
+	}
+	// EnsureUser's INBOX, replaced, left a tombstone for the change feed.
+	var tombs int
+	if err := st.pool.QueryRow(ctx, "SELECT count(*) FROM deleted_mailboxes WHERE user_name = 'u'").Scan(&tombs); err != nil || tombs != 1 {
+		t.Errorf("tombstones of replaced mailboxes: %d, %v", tombs, err)
+	}
 	// Again: skipped.
 	if skipped, err := st.ImportMailbox(ctx, "u", mb, feed(0)); err != nil || !skipped {
 		t.Fatalf("second import: skipped %v, %v", skipped, err)

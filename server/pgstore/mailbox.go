@@ -19,7 +19,7 @@ import (
 func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 	n, err := normalizeMailbox(name)
 	if err == nil {
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			userID, err := lockUser(ctx, tx, user)
 			if err != nil {
 				return err
@@ -92,7 +92,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, user, name string) error {
 // mailboxes get a new modification sequence and watchers are told, so
 // that sessions follow the new name.
 func (s *Store) RenameMailbox(ctx context.Context, user, oldName, newName string) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		from, err := normalizeMailbox(oldName)
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,7 +74,7 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 			return 0, 0, wrap(err)
 		}
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		// The body before any lock: a slow sender holds none.
 		bodyID, size, _, err := s.insertBody(ctx, tx, first, rest)
 		if err != nil {
@@ -91,12 +92,12 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		if quota > 0 && used > quota {
 			return store.ErrQuotaExceeded
 		}
-		var mboxID, next, modseq, validity int64
+		var mboxID, next, modseq, validity, xid int64
 		err = tx.QueryRow(ctx, `UPDATE mailboxes
 			SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, messages = messages + 1, size = size + $3,
 				change_xid = pg_current_xact_id()::text::bigint
 			WHERE user_id = $1 AND name = $2
-			RETURNING id, uidnext - 1, highestmodseq, uidvalidity`, userID, mailbox, size).Scan(&mboxID, &next, &modseq, &validity)
+			RETURNING id, uidnext - 1, highestmodseq, uidvalidity, change_xid`, userID, mailbox, size).Scan(&mboxID, &next, &modseq, &validity, &xid)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, mailbox)
 		}
@@ -106,19 +107,13 @@ func (s *Store) deliver(ctx context.Context, user, mailbox string, body io.Reade
 		if next > math.MaxUint32 {
 			return errUIDsExhausted
 		}
-		// The message and the notification in one round trip (the
-		// mailbox is stamped for the feed's catch-up above).
-		note, err := notePayload(user, uint64(mboxID))
-		if err != nil {
-			return err
-		}
-		var b pgx.Batch
-		b.Queue(`INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`, mboxID, next, modseq, flags, date, size, bodyID)
-		b.Queue("SELECT pg_notify($1, $2)", channel, note)
-		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		// The mailbox is stamped for the feed above; its notification
+		// goes after the COMMIT (writeTx).
+		if _, err := tx.Exec(ctx, `INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, mboxID, next, modseq, flags, date, size, bodyID); err != nil {
 			return fmt.Errorf("insert message: %w", err)
 		}
+		queueNote(ctx, user, uint64(mboxID), xid)
 		uid, uidValidity = uint32(next), uint32(validity)
 		return nil
 	})
@@ -252,7 +247,7 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 	}
 	var out []store.Message
 	var modified []uint32
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		out, modified = out[:0], modified[:0]
 		id, modseq, err := lockMailbox(ctx, tx, user, mailbox)
 		if err != nil {
@@ -267,7 +262,11 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 			return err
 		}
 		next := modseq + 1
-		var batch pgx.Batch
+		// The new flags are computed here and written in one statement
+		// for the whole call: the changed UIDs and their flags, joined
+		// by spaces (a flag has none: canonicalFlag), as two arrays.
+		var changedUIDs []int64
+		var changedFlags []string
 		for _, m := range msgs {
 			if cond && m.ModSeq > unchangedSince {
 				modified = append(modified, m.UID)
@@ -276,13 +275,19 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 			nf := applyFlags(m.Flags, op, flags)
 			if !sameFlags(nf, m.Flags) {
 				m.Flags, m.ModSeq = nf, uint64(next)
-				batch.Queue("UPDATE messages SET flags = $3, modseq = $4 WHERE mailbox_id = $1 AND uid = $2", id, int64(m.UID), nf, next)
+				changedUIDs = append(changedUIDs, int64(m.UID))
+				changedFlags = append(changedFlags, strings.Join(nf, " "))
 			}
 			out = append(out, m)
 		}
-		if batch.Len() == 0 {
+		if len(changedUIDs) == 0 {
 			return nil
 		}
+		var batch pgx.Batch
+		// string_to_array('', ' ') is '{}': an empty set stays empty.
+		batch.Queue(`UPDATE messages m SET flags = string_to_array(v.f, ' '), modseq = $4
+			FROM unnest($2::bigint[], $3::text[]) AS v(uid, f)
+			WHERE m.mailbox_id = $1 AND m.uid = v.uid`, id, changedUIDs, changedFlags, next)
 		batch.Queue("UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1", id, next)
 		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
 			return err
@@ -303,7 +308,7 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 // later (sweep.go).
 func (s *Store) Expunge(ctx context.Context, user, mailbox string, uids []uint32) ([]uint32, error) {
 	var expunged []uint32
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		expunged = expunged[:0]
 		userID, err := lockUser(ctx, tx, user)
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,33 +18,110 @@ import (
 // channel is the NOTIFY channel of the change feed.
 const channel = "mailctl_change"
 
-// changeNote is the payload of a notification.
+// changeNote is the payload of a notification: the user, the mailbox,
+// and the id of the transaction that changed it (what it stamped in
+// mailboxes.change_xid), which lets the poll (pollMissed) tell a change
+// already announced from one whose notification never came.
 type changeNote struct {
 	User    string `json:"u"`
 	Mailbox uint64 `json:"m"`
+	Xid     int64  `json:"x,omitempty"`
 }
 
-// notify queues a notification in tx: PostgreSQL delivers it to every
-// listening session, on every node, when tx commits, and never if it rolls
-// back, so watchers hear of committed changes only.
-func notify(ctx context.Context, tx pgx.Tx, user string, mailboxID uint64) error {
-	b, err := notePayload(user, mailboxID)
-	if err != nil {
+// pendingNotes collects the notifications of a write transaction run by
+// writeTx, sent once it has committed.
+type pendingNotes struct{ notes []changeNote }
+
+type pendingKey struct{}
+
+// writeTx runs fn in a transaction and, after its COMMIT, sends the
+// notifications that notify (or queueNote) queued in it, in one autocommit
+// statement on the pool.
+//
+// Why not pg_notify inside the transaction, which PostgreSQL delivers at
+// COMMIT: a transaction that notifies holds a cluster-wide lock from just
+// before its commit record until that record is flushed, so the commits
+// of all sessions that notify are flushed one after the other, at most
+// one per WAL flush (bench/RESULTS.md, BenchmarkCommit). A statement that
+// only notifies writes no WAL before its commit record, so it does not
+// wait for a flush and holds that lock for microseconds, and the write
+// transactions' commits are grouped again.
+//
+// The cost: a node that dies between the COMMIT and the notification
+// leaves the change unannounced; every node's poll (pollMissed) finds it
+// by its change_xid stamp within pollInterval.
+func (s *Store) writeTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	p := &pendingNotes{}
+	tctx := context.WithValue(ctx, pendingKey{}, p)
+	if err := pgx.BeginFunc(tctx, s.pool, func(tx pgx.Tx) error {
+		p.notes = p.notes[:0]
+		return fn(tctx, tx)
+	}); err != nil {
 		return err
 	}
-	// change_xid is for the catch-up of a listener that lost its
-	// connection (catchUp).
-	if _, err := tx.Exec(ctx, `WITH c AS (UPDATE mailboxes SET change_xid = pg_current_xact_id()::text::bigint WHERE id = $3)
-		SELECT pg_notify($1, $2)`, channel, b, int64(mailboxID)); err != nil {
-		return fmt.Errorf("notify: %w", err)
-	}
+	s.sendNotes(ctx, p.notes)
 	return nil
 }
 
-// notePayload returns the notification of a change of a mailbox.
-func notePayload(user string, mailboxID uint64) (string, error) {
-	b, err := json.Marshal(changeNote{User: user, Mailbox: mailboxID})
-	return string(b), err
+// queueNote queues the notification of a change made by the transaction
+// xid for after the COMMIT of writeTx's transaction; it reports false when
+// ctx is not writeTx's (the caller then notifies in its transaction).
+func queueNote(ctx context.Context, user string, mailboxID uint64, xid int64) bool {
+	p, ok := ctx.Value(pendingKey{}).(*pendingNotes)
+	if ok {
+		p.notes = append(p.notes, changeNote{User: user, Mailbox: mailboxID, Xid: xid})
+	}
+	return ok
+}
+
+// sendNotes notifies the feed of committed changes. A failure is logged
+// and not returned: the change is committed (and may have been
+// acknowledged); the other nodes' polls announce it.
+func (s *Store) sendNotes(ctx context.Context, notes []changeNote) {
+	if len(notes) == 0 {
+		return
+	}
+	payloads := make([]string, 0, len(notes))
+	for i, n := range notes {
+		if slices.Contains(notes[:i], n) {
+			continue
+		}
+		b, err := json.Marshal(n)
+		if err != nil {
+			s.logger.Warn("pgstore: change feed: encode notification", "err", err)
+			return
+		}
+		payloads = append(payloads, string(b))
+	}
+	// Not cancelled with the caller's context: the change is committed.
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := s.pool.Exec(nctx, "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n", channel, payloads); err != nil {
+		s.logger.Warn("pgstore: change feed: notify after commit (the other nodes' polls will announce it)", "err", err)
+	}
+}
+
+// notify stamps a mailbox changed in tx with tx's id (change_xid, for the
+// feed's catch-up and poll) and queues its notification for after the
+// commit (writeTx); outside writeTx, it notifies in tx, delivered at
+// COMMIT.
+func notify(ctx context.Context, tx pgx.Tx, user string, mailboxID uint64) error {
+	var xid int64
+	if err := tx.QueryRow(ctx, `WITH c AS (UPDATE mailboxes SET change_xid = pg_current_xact_id()::text::bigint WHERE id = $1)
+		SELECT pg_current_xact_id()::text::bigint`, int64(mailboxID)).Scan(&xid); err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	if queueNote(ctx, user, mailboxID, xid) {
+		return nil
+	}
+	b, err := json.Marshal(changeNote{User: user, Mailbox: mailboxID, Xid: xid})
+	if err == nil {
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", channel, string(b))
+	}
+	if err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	return nil
 }
 
 // Watch registers fn to be called after every committed change of a
@@ -73,11 +152,18 @@ func (s *Store) dispatch(c store.Change) {
 
 // listener holds the connection that LISTENs on the change feed; it
 // connects again after losing it, and then announces every change that
-// it may have missed (catchUp).
+// it may have missed (catchUp). Its poll announces, every pollInterval,
+// the changes committed without a notification (pollMissed).
 type listener struct {
 	cancel context.CancelFunc
 	done   chan struct{}
-	pid    atomic.Uint32 // of the listening backend (tests terminate it)
+	wg     sync.WaitGroup // the LISTEN loop and the poll
+	feedMu sync.Mutex     // one dispatch at a time from the feed
+	// heard holds the (mailbox, transaction) of the notifications
+	// received since the poll's mark: the poll skips those changes.
+	heardMu sync.Mutex
+	heard   map[heardKey]struct{}
+	pid     atomic.Uint32 // of the listening backend (tests terminate it)
 	// lost, when set by tests, is called after the connection is lost,
 	// before the listener connects again.
 	lost atomic.Pointer[func()]
@@ -91,10 +177,132 @@ func startListener(ctx context.Context, s *Store) (*listener, error) {
 		return nil, fmt.Errorf("pgstore: change feed: %w", err)
 	}
 	lctx, cancel := context.WithCancel(context.Background())
-	l := &listener{cancel: cancel, done: make(chan struct{})}
+	l := &listener{cancel: cancel, done: make(chan struct{}), heard: map[heardKey]struct{}{}}
 	l.pid.Store(conn.PgConn().PID())
-	go l.run(lctx, s, conn, mark)
+	l.wg.Add(2)
+	go func() { defer l.wg.Done(); l.run(lctx, s, conn, mark) }()
+	go func() { defer l.wg.Done(); l.poll(lctx, s, mark) }()
+	go func() { l.wg.Wait(); close(l.done) }()
 	return l, nil
+}
+
+type heardKey struct {
+	mailbox uint64
+	xid     int64
+}
+
+// pollInterval is how often every node looks for changes committed
+// without a notification: the longest a change whose writer died between
+// its COMMIT and its notification stays unannounced.
+var pollInterval = time.Second
+
+// hear remembers a notification received, for the poll.
+func (l *listener) hear(note changeNote) {
+	if note.Xid == 0 {
+		return
+	}
+	l.heardMu.Lock()
+	defer l.heardMu.Unlock()
+	if len(l.heard) >= maxHeard {
+		// A long transaction holds the poll's mark back: forget, and
+		// let the poll announce some changes twice.
+		clear(l.heard)
+	}
+	l.heard[heardKey{note.Mailbox, note.Xid}] = struct{}{}
+}
+
+// maxHeard bounds the notifications remembered for the poll (~50 bytes
+// each): a transaction running for minutes keeps the poll's mark, and so
+// the entries above it, from moving on.
+var maxHeard = 100_000
+
+// poll runs pollMissed every pollInterval until ctx is done.
+func (l *listener) poll(ctx context.Context, s *Store, mark int64) {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		next, err := l.pollMissed(ctx, s, mark)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.logger.Warn("pgstore: change feed: poll for unannounced changes", "err", err)
+			continue
+		}
+		mark = next
+	}
+}
+
+// pollMissed announces every mailbox stamped (or deleted) by a
+// transaction whose id is at least mark and whose notification this node
+// has not received: its writer committed and did not notify (it died in
+// between, or its notification failed), or the notification is still on
+// its way (then announced twice, which watchers take as a change without
+// news). It returns the next mark: the oldest transaction still running
+// in its snapshot, below which every transaction's change was seen.
+// A sequential scan of mailboxes (no index on change_xid, which would
+// make every delivery's UPDATE of its mailbox row a non-HOT update).
+func (l *listener) pollMissed(ctx context.Context, s *Store, mark int64) (int64, error) {
+	type row struct {
+		c   store.Change
+		xid int64
+	}
+	var next int64
+	var rows []row
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").Scan(&next); err != nil {
+			return err
+		}
+		rs, err := tx.Query(ctx, `SELECT u.name, m.id, m.change_xid FROM mailboxes m JOIN users u ON u.id = m.user_id WHERE m.change_xid >= $1
+			UNION ALL SELECT user_name, mailbox_id, change_xid FROM deleted_mailboxes WHERE change_xid >= $1`, mark)
+		if err != nil {
+			return err
+		}
+		rows = rows[:0]
+		var r row
+		var id int64
+		_, err = pgx.ForEachRow(rs, []any{&r.c.User, &id, &r.xid}, func() error {
+			r.c.MailboxID = uint64(id)
+			rows = append(rows, r)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return mark, err
+	}
+	var missed []store.Change
+	l.heardMu.Lock()
+	for _, r := range rows {
+		if _, ok := l.heard[heardKey{r.c.MailboxID, r.xid}]; !ok {
+			missed = append(missed, r.c)
+		}
+	}
+	for k := range l.heard {
+		if k.xid < next {
+			delete(l.heard, k)
+		}
+	}
+	l.heardMu.Unlock()
+	for _, c := range missed {
+		l.dispatch(s, c)
+	}
+	if len(missed) > 0 {
+		s.logger.Debug("pgstore: change feed: poll announced changes without a notification", "mailboxes", len(missed))
+	}
+	return next, nil
+}
+
+// dispatch calls the watchers, from one feed goroutine at a time.
+func (l *listener) dispatch(s *Store, c store.Change) {
+	l.feedMu.Lock()
+	defer l.feedMu.Unlock()
+	s.dispatch(c)
 }
 
 // listen connects and LISTENs, and returns with the connection its mark:
@@ -123,7 +331,7 @@ func listen(ctx context.Context, url string) (*pgx.Conn, int64, error) {
 // among them (and some announced already, which watchers take as a
 // change without news). Deleted mailboxes are told from their
 // tombstones, which are dropped after a day.
-func catchUp(ctx context.Context, s *Store, conn *pgx.Conn, mark int64) (int, error) {
+func (l *listener) catchUp(ctx context.Context, s *Store, conn *pgx.Conn, mark int64) (int, error) {
 	var changes []store.Change
 	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM deleted_mailboxes WHERE deleted_at < now() - interval '1 day'"); err != nil {
@@ -147,13 +355,12 @@ func catchUp(ctx context.Context, s *Store, conn *pgx.Conn, mark int64) (int, er
 		return 0, err
 	}
 	for _, c := range changes {
-		s.dispatch(c)
+		l.dispatch(s, c)
 	}
 	return len(changes), nil
 }
 
 func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn, mark int64) {
-	defer close(l.done)
 	backoff := 100 * time.Millisecond
 	for {
 		for conn == nil {
@@ -165,7 +372,7 @@ func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn, mark int64
 			c, newMark, err := listen(ctx, s.url)
 			if err == nil {
 				var n int
-				if n, err = catchUp(ctx, s, c, mark); err != nil {
+				if n, err = l.catchUp(ctx, s, c, mark); err != nil {
 					c.Close(context.Background())
 				} else {
 					s.logger.Info("pgstore: change feed reconnected", "mailboxes_announced", n)
@@ -201,7 +408,8 @@ func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn, mark int64
 			s.logger.Warn("pgstore: change feed: bad notification", "err", err)
 			continue
 		}
-		s.dispatch(store.Change{User: note.User, MailboxID: note.Mailbox})
+		l.hear(note)
+		l.dispatch(s, store.Change{User: note.User, MailboxID: note.Mailbox})
 	}
 }
 

@@ -1,10 +1,12 @@
 package queue_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -80,10 +82,21 @@ func startPostfix(t *testing.T, relayhost string) (addr string) {
 	must(os.WriteFile(filepath.Join(dir, "etc", "sasl", "smtpd.conf"), []byte(
 		"pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: "+sasldb+"\n"), 0o644))
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	addr = l.Addr().String()
-	l.Close()
+	// A port below the kernel's ephemeral range (32768-60999 on Linux):
+	// a port from Listen(":0") that is closed again for Postfix to bind
+	// can be handed to another test's listener in between, and Postfix
+	// then fails to bind while the test talks to that other server.
+	for i := 0; ; i++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err == nil {
+			addr = l.Addr().String()
+			l.Close()
+			break
+		}
+		if i > 50 {
+			t.Fatalf("no free port for Postfix: %v", err)
+		}
+	}
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data
@@ -168,7 +181,14 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
+			// Postfix's banner, not another server's.
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			banner, _ := bufio.NewReader(c).ReadString('\n')
 			c.Close()
+			if !strings.HasPrefix(banner, "220 relay.test") {
+				log, _ := os.ReadFile(filepath.Join(dir, "postfix.log"))
+				t.Fatalf("%s answers %q, not Postfix: %s\n%s", addr, banner, out.String(), log)
+			}
 			return addr
 		}
 		if time.Now().After(deadline) {

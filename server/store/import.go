@@ -113,6 +113,17 @@ func (s *Store) ImportUser(ctx context.Context, user string, quotaBytes int64) e
 // dropPartialImports removes the messages of imports of user that did not
 // finish.
 func (s *Store) dropPartialImports(ctx context.Context, user string) error {
+	// Mostly there is none: a read, not a commit (and its fsync).
+	var partial bool
+	if err := s.view(ctx, user, func(u *userTx) error {
+		if b := u.b.Bucket(bucketImporting); b != nil {
+			k, _ := b.Cursor().First()
+			partial = k != nil
+		}
+		return nil
+	}); err != nil || !partial {
+		return err
+	}
 	var blobs []blobID
 	var inline int
 	err := s.update(ctx, user, func(u *userTx) error {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // importFrom feeds ImportMailbox with the messages of mailbox name of src;
@@ -172,6 +174,19 @@ func TestImportMailbox(t *testing.T) {
 	}
 	if files != inFiles {
 		t.Errorf("%d body files, %d messages with a file", files, inFiles)
+	}
+	// Nor any body in the index: the bodies are those of the messages.
+	var bodies int
+	dst.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBodies).ForEach(func(k, _ []byte) error {
+			if len(k) == 12 && k[8] == 0 && k[9] == 0 && k[10] == 0 && k[11] == 0 { // chunk 0
+				bodies++
+			}
+			return nil
+		})
+	})
+	if inIndex := len(msgs) - inFiles; bodies != inIndex {
+		t.Errorf("%d bodies in the index, %d messages with one", bodies, inIndex)
 	}
 	// Headers are cached as at delivery.
 	mb, _ := dst.Mailbox(ctx, "u", Inbox)

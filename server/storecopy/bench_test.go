@@ -59,7 +59,7 @@ func BenchmarkCopy(b *testing.B) {
 			b.Fatal(err)
 		}
 		start = time.Now()
-		if _, err := storecopy.Copy(ctx, storecopy.PGSource(p), dst, storecopy.Options{}); err != nil {
+		if _, err := storecopy.Copy(ctx, p, dst, storecopy.Options{}); err != nil {
 			b.Fatal(err)
 		}
 		back += time.Since(start)

@@ -24,8 +24,8 @@
 // list of UIDs instead of VANISHED); internal dates below the microsecond
 // on PostgreSQL (IMAP shows seconds). Subscriptions to names without a
 // mailbox are copied where the destination keeps them
-// (SubscriptionImporter), else the progress output says how many were
-// left.
+// (SubscriptionImporter: both stores do), else the progress output says
+// how many were left.
 package storecopy
 
 import (
@@ -43,6 +43,7 @@ type Source interface {
 	Users(ctx context.Context) ([]string, error)
 	Quota(ctx context.Context, user string) (int64, error)
 	Mailboxes(ctx context.Context, user string) ([]store.Mailbox, error)
+	Mailbox(ctx context.Context, user, name string) (store.Mailbox, error)
 	Messages(ctx context.Context, user, mailbox string) (store.Mailbox, []store.Message, error)
 	OpenBody(ctx context.Context, m store.Message) (store.Body, error)
 	GoneSubscriptions(ctx context.Context, user string) ([]string, error)
@@ -60,6 +61,10 @@ type Destination interface {
 type SubscriptionImporter interface {
 	ImportSubscriptions(ctx context.Context, user string, names []string) error
 }
+
+// ErrSourceChanged is returned when a mailbox of the source changed while
+// it was copied.
+var ErrSourceChanged = errors.New("the source changed during the copy")
 
 // Stats counts what a copy did.
 type Stats struct {
@@ -180,6 +185,16 @@ func copyMailbox(ctx context.Context, src Source, dst Destination, user, name st
 	})
 	if err != nil {
 		return err
+	}
+	// A source still in use (a node left running) changes under the
+	// copy: what was written is then not the source any more.
+	now, err := src.Mailbox(ctx, user, name)
+	if err != nil {
+		return err
+	}
+	if now.UIDValidity != mb.UIDValidity || now.UIDNext != mb.UIDNext || now.ModSeq != mb.ModSeq || now.Messages != mb.Messages {
+		return fmt.Errorf("%w: mailbox %q (UIDNEXT %d -> %d, HIGHESTMODSEQ %d -> %d): stop every mailctl serve that uses the source, then copy again into a new destination",
+			ErrSourceChanged, name, mb.UIDNext, now.UIDNext, mb.ModSeq, now.ModSeq)
 	}
 	if skipped {
 		st.Skipped++

@@ -33,15 +33,21 @@ import (
 )
 
 // MTASTSPolicy returns the MTA-STS policy text that this server serves for
-// domain d with MX hostname, and its id (a digest of the text). The
-// provisioner publishes `_mta-sts TXT "v=STSv1; id=<id>"` from the same
-// function, so the two always agree. A domain without a mode gets "none".
+// domain d, and its id (a digest of the text). The policy has one mx line
+// per name of d.MTASTSMX (a domain of several servers), or names hostname
+// alone when that list is empty. The provisioner publishes
+// `_mta-sts TXT "v=STSv1; id=<id>"` from the same function, so the two
+// always agree. A domain without a mode gets "none".
 func MTASTSPolicy(hostname string, d config.Domain) (text, id string) {
 	mode := d.MTASTSMode
 	if mode == "" {
 		mode = "none"
 	}
-	return mtasts.Policy(mode, []string{hostname}, d.MTASTSMaxAge)
+	mx := d.MTASTSMX
+	if len(mx) == 0 {
+		mx = []string{hostname}
+	}
+	return mtasts.Policy(mode, mx, d.MTASTSMaxAge)
 }
 
 // Options configure the handler.

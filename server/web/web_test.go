@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,6 +67,38 @@ func TestMTASTSPolicy(t *testing.T) {
 	d.MTASTSMode = "enforce"
 	if _, id2 := web.MTASTSPolicy("mail.example.test", d); id2 == id {
 		t.Error("another mode gives the same policy id")
+	}
+}
+
+// TestMTASTSPolicyServers: a domain served by several servers gets a
+// policy with one mx line per server, in order (RFC 8461 section 3.2), over
+// HTTPS as a sender fetches it; its id differs from the one-server policy,
+// so that senders refetch it when the list changes.
+func TestMTASTSPolicyServers(t *testing.T) {
+	cfg := testConfig()
+	_, oneID := web.MTASTSPolicy(cfg.Hostname, cfg.Domains[0])
+	cfg.Domains[0].MTASTSMX = []string{"mx1.example.test", "Mail.Example.test"}
+	srv := httptest.NewTLSServer(web.New(cfg, web.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	defer srv.Close()
+
+	got := do(t, srv, "GET", "mta-sts.example.test", "/.well-known/mta-sts.txt", "")
+	want := "version: STSv1\r\nmode: enforce\r\nmx: mx1.example.test\r\nmx: mail.example.test\r\nmax_age: 86400\r\n"
+	if got.status != 200 || got.body != want {
+		t.Fatalf("policy = %d %q, want 200 %q", got.status, got.body, want)
+	}
+	p, err := mtasts.Parse(got.body, mtasts.Strict)
+	if err != nil || !slices.Equal(p.MX, []string{"mail.example.test", "mx1.example.test"}) {
+		t.Errorf("Parse(policy) = %+v, %v; want both MX", p, err)
+	}
+	text, id := web.MTASTSPolicy(cfg.Hostname, cfg.Domains[0])
+	if text != want {
+		t.Errorf("MTASTSPolicy text = %q, want the served %q", text, want)
+	}
+	if id == oneID {
+		t.Errorf("id %q is the one-server policy's: senders would keep the old policy", id)
+	}
+	if _, wantID := mtasts.Policy("enforce", []string{"mx1.example.test", "mail.example.test"}, 86400); id != wantID {
+		t.Errorf("id = %q, want mtasts.Policy's %q", id, wantID)
 	}
 }
 
