@@ -143,13 +143,18 @@ func (s *Store) precheck(ctx context.Context, user, mailbox string) error {
 	return nil
 }
 
-const messageColumns = "uid, modseq, flags, internal_date, size, id"
+// messageColumns reads flags as one space-separated string: decoding a
+// text[] per row took two thirds of a 2 000-message listing (9.9 ms
+// against 3.5 ms), and flags never contain a space (canonicalFlag).
+const messageColumns = "uid, modseq, array_to_string(flags, ' '), internal_date, size, id"
 
 func scanMessage(row pgx.Row) (store.Message, error) {
 	var m store.Message
 	var uid, modseq, id int64
-	err := row.Scan(&uid, &modseq, &m.Flags, &m.InternalDate, &m.Size, &id)
+	var flags string
+	err := row.Scan(&uid, &modseq, &flags, &m.InternalDate, &m.Size, &id)
 	m.UID, m.ModSeq, m.Ref = uint32(uid), uint64(modseq), uint64(id)
+	m.Flags = strings.Fields(flags)
 	return m, err
 }
 
