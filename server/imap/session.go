@@ -916,11 +916,27 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 		return err
 	}
 	var flagBuf []string
+	// On a backend whose OpenBody is a round trip (pgstore), bodies are
+	// read ahead in batches, as SEARCH does (search.go).
+	var batch bodyBatch
+	if fetchReadsBodies(options) {
+		batch.bb, _ = s.srv.st.(store.BodyBatcher)
+		defer batch.close()
+	}
+	var chunkMsgs []store.Message
 	for start := 0; start < len(items); start += fetchChunk {
 		chunk := items[start:min(start+fetchChunk, len(items))]
 		uids := make([]uint32, len(chunk))
 		for i, it := range chunk {
 			uids[i] = it.msg.UID
+		}
+		if batch.bb != nil {
+			batch.close()
+			batch.bodies = nil
+			chunkMsgs = chunkMsgs[:0]
+			for _, it := range chunk {
+				chunkMsgs = append(chunkMsgs, *it.msg)
+			}
 		}
 		var hdrs [][]byte
 		var envs []*goimap.Envelope
@@ -995,7 +1011,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 					return err
 				}
 			}
-			if err := s.fetchOne(w.CreateMessage(it.clientSeq), m, options, seenNow[m.UID], hdr, env); err != nil {
+			var pre store.Body
+			if batch.bb != nil {
+				pre = batch.body(s.ctx, chunkMsgs, nil, i)
+			}
+			if err := s.fetchOne(w.CreateMessage(it.clientSeq), m, options, seenNow[m.UID], hdr, env, pre); err != nil {
 				return err
 			}
 		}
@@ -1017,7 +1037,23 @@ func headerOnly(bs *goimap.FetchItemBodySection) bool {
 // fetchOne writes the FETCH response of one message. hdr is its header as
 // cached in the index, env its envelope as made at delivery, or nil: what
 // they answer needs no file.
-func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, options *goimap.FetchOptions, flagsChanged bool, hdr []byte, env *goimap.Envelope) error {
+// fetchReadsBodies reports whether a FETCH with options reads message
+// bodies (not only what the index keeps: flags, sizes, headers, envelopes).
+func fetchReadsBodies(options *goimap.FetchOptions) bool {
+	if options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		return true
+	}
+	for _, bs := range options.BodySection {
+		if !headerOnly(bs) {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchOne writes the FETCH response of m. pre, when not nil, is m's body
+// read ahead (a batch of Fetch's, which closes it).
+func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, options *goimap.FetchOptions, flagsChanged bool, hdr []byte, env *goimap.Envelope, pre store.Body) error {
 	w.WriteUID(goimap.UID(m.UID))
 	if options.Flags || flagsChanged {
 		w.WriteFlags(imapFlags(m.Flags))
@@ -1037,7 +1073,9 @@ func (s *session) fetchOne(w *imapserver.FetchResponseWriter, m store.Message, o
 		return w.Close()
 	}
 	var f store.Body
-	if needFile {
+	if needFile && pre != nil {
+		f = pre
+	} else if needFile {
 		var err error
 		f, err = s.srv.st.OpenBody(s.ctx, m)
 		if err != nil {

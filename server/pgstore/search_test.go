@@ -42,6 +42,7 @@ func TestPostgresReads(t *testing.T) {
 		fn   func(*testing.T, string)
 	}{
 		{"SearchBodyBatched", testSearchBodyBatched},
+		{"FetchBodyBatched", testFetchBodyBatched},
 		{"HeadersOneQuery", testHeadersOneQuery},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
@@ -194,6 +195,72 @@ func testSearchBodyBatched(t *testing.T, url string) {
 			t.Errorf("seed %d: UID SEARCH %+v: %d OpenBody calls for %d messages, want at most the %d larger than a chunk",
 				seed, crit, opens, n-1, large)
 		}
+	}
+}
+
+// testFetchBodyBatched: FETCH 1:* BODY.PEEK[] BODYSTRUCTURE on a
+// pgstore-backed IMAP server answers the same bytes as on the embedded
+// store, and reads the bodies in batches: OpenBody is called only for the
+// bodies larger than a chunk (it was called for every message).
+func testFetchBodyBatched(t *testing.T, url string) {
+	const n, chunk = 300, 2000
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	pg := newUser(t, url, 0)
+	pg.chunkSize = chunk
+	emb, err := store.Open(ctxT(t), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emb.Close() })
+	if err := emb.EnsureUser(ctxT(t), alice, 0); err != nil {
+		t.Fatal(err)
+	}
+	large := int64(0)
+	for _, m := range searchMessages(seed, n, chunk) {
+		deliver(t, pg, "INBOX", m)
+		if _, err := emb.Deliver(ctxT(t), alice, "INBOX", strings.NewReader(m), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(m) > chunk {
+			large++
+		}
+	}
+	counted := &countingStore{Store: pg}
+	addrPG, addrEmb := serveBackend(t, counted), serveBackend(t, emb)
+	fetch := func(addr string) []string {
+		c := dialIMAP(t, addr, nil)
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		section := &goimap.FetchItemBodySection{Peek: true}
+		var all goimap.SeqSet
+		all.AddRange(1, n)
+		msgs, err := c.Fetch(all, &goimap.FetchOptions{
+			UID: true, BodySection: []*goimap.FetchItemBodySection{section}, BodyStructure: &goimap.FetchItemBodyStructure{},
+		}).Collect()
+		if err != nil {
+			t.Fatalf("seed %d: FETCH: %v", seed, err)
+		}
+		var out []string
+		for _, m := range msgs {
+			mt := ""
+			if m.BodyStructure != nil {
+				mt = m.BodyStructure.MediaType()
+			}
+			out = append(out, fmt.Sprintf("%d %s %s", m.UID, mt, m.FindBodySection(section)))
+		}
+		return out
+	}
+	before := counted.opens.Load()
+	got := fetch(addrPG)
+	opens := counted.opens.Load() - before
+	want := fetch(addrEmb)
+	if len(got) != n || !slices.Equal(got, want) {
+		t.Errorf("seed %d: FETCH 1:* BODY.PEEK[] on pgstore differs from the embedded store's (%d and %d messages)", seed, len(got), len(want))
+	}
+	if opens > large {
+		t.Errorf("seed %d: FETCH of %d messages: %d OpenBody calls, want at most the %d larger than a chunk", seed, n, opens, large)
 	}
 }
 
