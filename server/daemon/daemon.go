@@ -231,15 +231,9 @@ func (d *daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("dns resolver: %w", err)
 	}
-	inOpts, greylist, err := inbound.OptionsFromConfig(cfg, resolver, log.With("component", "inbound"))
+	inOpts, greylist, err := inbound.SharedOptionsFromConfig(ctx, cfg, resolver, log.With("component", "inbound"), d.pool)
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
-	}
-	if greylist, err = d.shareGreylist(ctx, cfg, greylist); err != nil {
-		return fmt.Errorf("inbound checks: %w", err)
-	}
-	if greylist != nil {
-		inOpts.Greylist = greylist
 	}
 	if greylist != nil {
 		defer greylist.Close()

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailctl/mailctl/server/config"
-	"github.com/mailctl/mailctl/server/inbound"
 	"github.com/mailctl/mailctl/server/pgstore"
 	"github.com/mailctl/mailctl/server/store"
 )
@@ -49,17 +47,4 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 	}
 	log.Info("mail store on PostgreSQL", "node", cfg.NodeName(), "schema", pgstore.SchemaVersion())
 	return st, pool, nil
-}
-
-// shareGreylist replaces the greylist of the data directory that
-// inbound.OptionsFromConfig opened (local, nil when greylisting is off)
-// by the one in the PostgreSQL database on a node of a shared store, so
-// that a sender deferred by one node is accepted by another once the
-// delay is over.
-func (d *daemon) shareGreylist(ctx context.Context, cfg *config.Config, local *inbound.Greylist) (*inbound.Greylist, error) {
-	if local == nil || d.pool == nil {
-		return local, nil
-	}
-	local.Close()
-	return inbound.OpenGreylistPostgres(ctx, d.pool, inbound.GreylistOptions{Delay: time.Duration(cfg.WithDefaults().Inbound.GreylistDelay)})
 }

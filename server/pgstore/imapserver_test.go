@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailctl/mailctl/server/imap"
+	"github.com/mailctl/mailctl/server/store"
 )
 
 type testAuth struct{}
@@ -35,7 +36,7 @@ func (testAuth) Authenticate(_ context.Context, username, password string, _ net
 
 // serveIMAP runs server/imap, unchanged, on s and returns its address
 // (plain text on loopback, where LOGIN is allowed).
-func serveIMAP(t *testing.T, s *Store) string {
+func serveIMAP(t *testing.T, s store.Backend) string {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -2,17 +2,9 @@ package pgstore
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	mrand "math/rand/v2"
-	"net"
 	"runtime"
 	"slices"
 	"strings"
@@ -26,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailctl/mailctl/internal/testenv"
-	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -61,35 +52,6 @@ func (c *countingStore) OpenBody(ctx context.Context, m store.Message) (store.Bo
 	return c.Store.OpenBody(ctx, m)
 }
 
-// serveBackend runs server/imap on b (see serveIMAP).
-func serveBackend(t *testing.T, b store.Backend) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := imap.New(b, testAuth{}, imap.Options{TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
-}
-
 // searchMessages makes n messages from seed: plain text, quoted-printable
 // and multipart ones, some larger than chunk (read by OpenBody, a chunk at
 // a time), the words searched for spread among them.
@@ -121,15 +83,11 @@ func searchMessages(seed uint64, n, chunk int) []string {
 	return out
 }
 
-// testSearchBodyBatched: SEARCH BODY and TEXT over a few hundred messages
-// on a pgstore-backed IMAP server find the same UIDs as on the embedded
-// store, and read the bodies in batches: OpenBody is called only for the
-// bodies larger than a chunk (it was called for every message).
-func testSearchBodyBatched(t *testing.T, url string) {
-	const n, chunk = 300, 2000
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	pg := newUser(t, url, 0)
+// sameMessages delivers searchMessages(seed, n, chunk) to alice's INBOX
+// on a pgstore of chunk-byte chunks and on an embedded store, and counts
+// the messages larger than a chunk.
+func sameMessages(t *testing.T, url string, seed uint64, n, chunk int) (pg *Store, emb *store.Store, large int64) {
+	pg = newUser(t, url, 0)
 	pg.chunkSize = chunk
 	emb, err := store.Open(ctxT(t), t.TempDir(), nil)
 	if err != nil {
@@ -139,7 +97,6 @@ func testSearchBodyBatched(t *testing.T, url string) {
 	if err := emb.EnsureUser(ctxT(t), alice, 0); err != nil {
 		t.Fatal(err)
 	}
-	large := int64(0)
 	for _, m := range searchMessages(seed, n, chunk) {
 		deliver(t, pg, "INBOX", m)
 		if _, err := emb.Deliver(ctxT(t), alice, "INBOX", strings.NewReader(m), nil, time.Time{}); err != nil {
@@ -149,6 +106,18 @@ func testSearchBodyBatched(t *testing.T, url string) {
 			large++
 		}
 	}
+	return pg, emb, large
+}
+
+// testSearchBodyBatched: SEARCH BODY and TEXT over a few hundred messages
+// on a pgstore-backed IMAP server find the same UIDs as on the embedded
+// store, and read the bodies in batches: OpenBody is called only for the
+// bodies larger than a chunk (it was called for every message).
+func testSearchBodyBatched(t *testing.T, url string) {
+	const n, chunk = 300, 2000
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	pg, emb, large := sameMessages(t, url, seed, n, chunk)
 	// One message expunged in the middle: gone from both.
 	expungeUIDs(t, pg, "INBOX", 7)
 	if _, err := emb.SetFlags(ctxT(t), alice, "INBOX", []uint32{7}, store.FlagsAdd, []string{store.FlagDeleted}); err != nil {
@@ -159,7 +128,7 @@ func testSearchBodyBatched(t *testing.T, url string) {
 	}
 
 	counted := &countingStore{Store: pg}
-	addrPG, addrEmb := serveBackend(t, counted), serveBackend(t, emb)
+	addrPG, addrEmb := serveIMAP(t, counted), serveIMAP(t, emb)
 	cPG, cEmb := dialIMAP(t, addrPG, nil), dialIMAP(t, addrEmb, nil)
 	for _, c := range []*imapclient.Client{cPG, cEmb} {
 		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
@@ -206,28 +175,9 @@ func testFetchBodyBatched(t *testing.T, url string) {
 	const n, chunk = 300, 2000
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	pg := newUser(t, url, 0)
-	pg.chunkSize = chunk
-	emb, err := store.Open(ctxT(t), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { emb.Close() })
-	if err := emb.EnsureUser(ctxT(t), alice, 0); err != nil {
-		t.Fatal(err)
-	}
-	large := int64(0)
-	for _, m := range searchMessages(seed, n, chunk) {
-		deliver(t, pg, "INBOX", m)
-		if _, err := emb.Deliver(ctxT(t), alice, "INBOX", strings.NewReader(m), nil, time.Time{}); err != nil {
-			t.Fatal(err)
-		}
-		if len(m) > chunk {
-			large++
-		}
-	}
+	pg, emb, large := sameMessages(t, url, seed, n, chunk)
 	counted := &countingStore{Store: pg}
-	addrPG, addrEmb := serveBackend(t, counted), serveBackend(t, emb)
+	addrPG, addrEmb := serveIMAP(t, counted), serveIMAP(t, emb)
 	fetch := func(addr string) []string {
 		c := dialIMAP(t, addr, nil)
 		if _, err := c.Select("INBOX", nil).Wait(); err != nil {

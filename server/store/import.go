@@ -79,22 +79,7 @@ func (s *Store) ImportUser(ctx context.Context, user string, quotaBytes int64) e
 		return err
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		users := tx.Bucket(bucketUsers)
-		if users.Bucket([]byte(user)) == nil {
-			b, err := users.CreateBucket([]byte(user))
-			if err != nil {
-				return err
-			}
-			for _, name := range [][]byte{bucketMailboxes, bucketMsgs} {
-				if _, err := b.CreateBucket(name); err != nil {
-					return err
-				}
-			}
-			if err := b.Put(keyInfo, []byte("{}")); err != nil {
-				return err
-			}
-		}
-		u, err := getUser(tx, user)
+		u, err := createUser(tx, user)
 		if err != nil {
 			return err
 		}

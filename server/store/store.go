@@ -485,6 +485,27 @@ func (r *mailboxRecord) export(name string) Mailbox {
 	}
 }
 
+// createUser returns user's records in tx, creating the user without any
+// mailbox when absent.
+func createUser(tx *bolt.Tx, user string) (*userTx, error) {
+	users := tx.Bucket(bucketUsers)
+	if users.Bucket([]byte(user)) == nil {
+		b, err := users.CreateBucket([]byte(user))
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range [][]byte{bucketMailboxes, bucketMsgs} {
+			if _, err := b.CreateBucket(name); err != nil {
+				return nil, err
+			}
+		}
+		if err := b.Put(keyInfo, []byte("{}")); err != nil {
+			return nil, err
+		}
+	}
+	return getUser(tx, user)
+}
+
 // EnsureUser creates user if needed, with the default mailboxes (INBOX and
 // the special-use ones that do not exist under any name), and sets the
 // quota in bytes (0 = unlimited). It is idempotent.
@@ -496,22 +517,7 @@ func (s *Store) EnsureUser(ctx context.Context, user string, quotaBytes int64) e
 		return err
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		users := tx.Bucket(bucketUsers)
-		if users.Bucket([]byte(user)) == nil {
-			b, err := users.CreateBucket([]byte(user))
-			if err != nil {
-				return err
-			}
-			for _, name := range [][]byte{bucketMailboxes, bucketMsgs} {
-				if _, err := b.CreateBucket(name); err != nil {
-					return err
-				}
-			}
-			if err := b.Put(keyInfo, []byte("{}")); err != nil {
-				return err
-			}
-		}
-		u, err := getUser(tx, user)
+		u, err := createUser(tx, user)
 		if err != nil {
 			return err
 		}
