@@ -91,7 +91,7 @@ func parsePath(p string) (dp davPath, depth int, ok bool) {
 // backend serves one user's calendars (caldav.Backend) and address books
 // (carddav.Backend) from the store; the user comes from the context.
 type backend struct {
-	st      *Store
+	st      Backend
 	maxSize int64
 }
 

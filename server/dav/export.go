@@ -15,6 +15,11 @@ import (
 // task and journal entry of its objects in one VCALENDAR, with each time
 // zone they use once (the first definition of a TZID wins).
 func (s *Store) WriteCalendar(ctx context.Context, user, col string, w io.Writer) error {
+	return WriteCalendar(ctx, s, user, col, w)
+}
+
+// WriteCalendar is Store.WriteCalendar on any Backend.
+func WriteCalendar(ctx context.Context, s Backend, user, col string, w io.Writer) error {
 	objs, err := s.Objects(ctx, user, Calendars, col)
 	if err != nil {
 		return fmt.Errorf("export calendar %s of %s: %w", col, user, err)
@@ -54,6 +59,11 @@ func (s *Store) WriteCalendar(ctx context.Context, user, col string, w io.Writer
 // WriteAddressBook writes an address book as one vCard file: its cards one
 // after the other, as stored.
 func (s *Store) WriteAddressBook(ctx context.Context, user, col string, w io.Writer) error {
+	return WriteAddressBook(ctx, s, user, col, w)
+}
+
+// WriteAddressBook is Store.WriteAddressBook on any Backend.
+func WriteAddressBook(ctx context.Context, s Backend, user, col string, w io.Writer) error {
 	objs, err := s.Objects(ctx, user, AddressBooks, col)
 	if err != nil {
 		return fmt.Errorf("export address book %s of %s: %w", col, user, err)
@@ -69,13 +79,25 @@ func (s *Store) WriteAddressBook(ctx context.Context, user, col string, w io.Wri
 // ExportTar writes user's calendars and address books as a tar stream:
 // calendars/NAME.ics and contacts/NAME.vcf, one file per collection.
 func (s *Store) ExportTar(ctx context.Context, user string, w io.Writer) error {
+	return ExportTar(ctx, s, user, w)
+}
+
+// ExportTar is Store.ExportTar on any Backend.
+func ExportTar(ctx context.Context, s Backend, user string, w io.Writer) error {
 	tw := tar.NewWriter(w)
 	now := time.Now().UTC().Truncate(time.Second)
 	for _, k := range []struct {
 		kind  Kind
 		ext   string
 		write func(context.Context, string, string, io.Writer) error
-	}{{Calendars, ".ics", s.WriteCalendar}, {AddressBooks, ".vcf", s.WriteAddressBook}} {
+	}{
+		{Calendars, ".ics", func(ctx context.Context, user, col string, w io.Writer) error {
+			return WriteCalendar(ctx, s, user, col, w)
+		}},
+		{AddressBooks, ".vcf", func(ctx context.Context, user, col string, w io.Writer) error {
+			return WriteAddressBook(ctx, s, user, col, w)
+		}},
+	} {
 		cols, err := s.Collections(ctx, user, k.kind)
 		if err != nil {
 			return err

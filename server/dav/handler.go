@@ -62,7 +62,7 @@ type Options struct {
 // Handler serves /dav/ and the /.well-known/caldav and /.well-known/carddav
 // redirects.
 type Handler struct {
-	st   *Store
+	st   Backend
 	auth Authenticator
 	opts Options
 	cal  *caldav.Handler
@@ -70,7 +70,7 @@ type Handler struct {
 }
 
 // New returns a handler serving st to users that auth accepts.
-func New(st *Store, auth Authenticator, opts Options) *Handler {
+func New(st Backend, auth Authenticator, opts Options) *Handler {
 	if opts.MaxObjectBytes <= 0 {
 		opts.MaxObjectBytes = DefaultMaxObjectBytes
 	}

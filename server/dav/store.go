@@ -573,13 +573,8 @@ func (s *Store) ChangesAfter(ctx context.Context, user string, kind Kind, col, t
 		}
 		var since uint64
 		if token != "" {
-			rest, ok := strings.CutPrefix(token, "urn:x-mailctl:sync:"+c.Epoch+":")
-			if !ok {
-				return ErrBadToken
-			}
-			since, err = strconv.ParseUint(rest, 10, 64)
-			if err != nil || since > c.Seq {
-				return ErrBadToken
+			if since, err = ParseSyncToken(token, c.Epoch, c.Seq); err != nil {
+				return err
 			}
 		}
 		since = max(since, after)
