@@ -52,7 +52,11 @@ func (d *daemon) backup(ctx context.Context, w io.Writer, baseName string, base 
 	if err := d.queue.Snapshot(ctx, under("queue")); err != nil {
 		return nil, err
 	}
-	if err := d.dav.Snapshot(ctx, under(davDir)); err != nil {
+	davSnap, ok := d.dav.(storeSnapshotter)
+	if !ok { // davpg: in the PostgreSQL database, refused above already
+		return nil, errBackupPostgres
+	}
+	if err := davSnap.Snapshot(ctx, under(davDir)); err != nil {
 		return nil, err
 	}
 	for _, dir := range []string{"dkim", "tls", "acme"} {

@@ -77,7 +77,7 @@ type daemon struct {
 	started time.Time
 	st      store.Backend
 	pool    *pgxpool.Pool // the PostgreSQL store's database; nil on the embedded store
-	dav     *dav.Store
+	dav     dav.Backend   // *dav.Store, or davpg on a PostgreSQL store
 	authn   *auth.Authenticator
 	dir     *auth.Directory
 	tls     *tlsconf.Source

@@ -3,12 +3,15 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,14 +19,26 @@ import (
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/dav"
+	"github.com/mailctl/mailctl/server/davpg"
 )
 
 // davDir is the data directory's part holding calendars and contacts.
 const davDir = "dav"
 
-// openDAV opens the calendar and contacts store, dav/dav.db in the data
+// openDAV opens the calendar and contacts store: on a node whose store is
+// PostgreSQL (d.pool set by openStore), the tables of that database, which
+// all the nodes share (server/davpg); else dav/dav.db in the data
 // directory.
 func (d *daemon) openDAV(ctx context.Context, cfg *config.Config) error {
+	if d.pool != nil {
+		st := davpg.New(d.pool)
+		if err := d.importLocalDAV(ctx, st, filepath.Join(cfg.DataDir, davDir, dav.FileName)); err != nil {
+			return err
+		}
+		d.dav = st
+		d.log.Info("calendars and contacts on PostgreSQL", "node", cfg.NodeName())
+		return nil
+	}
 	st, err := dav.Open(ctx, filepath.Join(cfg.DataDir, davDir, dav.FileName))
 	if err != nil {
 		return err
@@ -32,8 +47,45 @@ func (d *daemon) openDAV(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
+// davImported is the name a node's dav.db takes once copied into the
+// PostgreSQL database: kept, never read again.
+const davImported = dav.FileName + ".imported"
+
+// importLocalDAV copies the calendars and contacts of path, the node's
+// dav.db from before its move to PostgreSQL, into the database, then
+// renames the file to davImported so that it is copied once. The copy is
+// safe to repeat (davpg.Store.Import): a start interrupted half way copies
+// the rest at the next start. Without a dav.db there is nothing to do.
+func (d *daemon) importLocalDAV(ctx context.Context, st *davpg.Store, path string) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	src, err := dav.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	stats, err := st.Import(ctx, src)
+	if cerr := src.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close calendar store %q: %w", path, cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("copy the calendars of %s into PostgreSQL: %w", path, err)
+	}
+	dst := filepath.Join(filepath.Dir(path), davImported)
+	if err := os.Rename(path, dst); err != nil {
+		return fmt.Errorf("calendars copied into PostgreSQL, but: %w", err)
+	}
+	d.log.Info("calendars and contacts of the data directory copied into PostgreSQL", "from", path, "kept_as", dst,
+		"users", stats.Users, "collections", stats.Collections, "objects", stats.Objects, "skipped_same_name", stats.Skipped)
+	return nil
+}
+
 func (d *daemon) closeDAV() {
-	if err := d.dav.Close(); err != nil {
+	c, ok := d.dav.(io.Closer) // davpg's pool is the store's, closed with it
+	if !ok {
+		return
+	}
+	if err := c.Close(); err != nil {
 		d.log.Error("close calendar store", "err", err)
 	}
 }
@@ -47,10 +99,10 @@ func (d *daemon) davHandler() http.Handler {
 }
 
 // handleDAVExport adds GET /export/dav?user=U to the control socket: U's
-// calendars and address books as a tar stream (dav.Store.ExportTar),
+// calendars and address books as a tar stream (dav.ExportTar),
 // calendars/NAME.ics and contacts/NAME.vcf. A user without collections
 // yet gets their default (empty) ones.
-func handleDAVExport(mux *http.ServeMux, st *dav.Store, users func() []string, log *slog.Logger) {
+func handleDAVExport(mux *http.ServeMux, st dav.Backend, users func() []string, log *slog.Logger) {
 	mux.HandleFunc("GET /export/dav", func(w http.ResponseWriter, r *http.Request) {
 		user := strings.ToLower(r.URL.Query().Get("user"))
 		if !slices.Contains(users(), user) {
@@ -64,7 +116,7 @@ func handleDAVExport(mux *http.ServeMux, st *dav.Store, users func() []string, l
 		// Built in memory first: an error is then an HTTP status, not a
 		// cut stream. Calendars are small next to mail.
 		var buf bytes.Buffer
-		if err := st.ExportTar(r.Context(), user, &buf); err != nil {
+		if err := dav.ExportTar(r.Context(), st, user, &buf); err != nil {
 			log.Warn("calendar export failed", "user", user, "err", err)
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

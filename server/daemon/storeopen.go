@@ -18,8 +18,8 @@ import (
 // store.postgres_url_file that several nodes share. For the latter it
 // also returns a connection pool on that database for what the nodes
 // share besides mail (the outbound queue, the greylist, the login
-// failure counters); the caller closes it after the store. Calendars and
-// contacts stay in the data directory either way (dav.go).
+// failure counters, calendars and contacts: davctl.go); the caller closes
+// it after the store.
 func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Backend, *pgxpool.Pool, error) {
 	if cfg.Store == nil || cfg.Store.PostgresURLFile == "" {
 		st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "store"), log)

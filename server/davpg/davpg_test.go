@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ func TestPostgres(t *testing.T) {
 	}{
 		{"StoreSemantics", testStoreSemantics},
 		{"TwoNodesConditionalWrites", testTwoNodesConditionalWrites},
+		{"Import", testImport},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
@@ -386,5 +388,89 @@ func testTwoNodesConditionalWrites(t *testing.T, url string) {
 		case len(live) == 0 && lists[0][name] != "":
 			t.Fatalf("%s: deleted, the nodes list ETag %s", name, lists[0][name])
 		}
+	}
+}
+
+// testImport: a node's dav.db copied into the database keeps every
+// collection with its properties and every object with its ETag; an
+// object the database already has under the same name stays; a second
+// import copies nothing.
+func testImport(t *testing.T, url string) {
+	ctx := t.Context()
+	src, err := dav.Open(ctx, filepath.Join(t.TempDir(), dav.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := src.EnsureUser(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.CreateCollection(ctx, alice, dav.Collection{Kind: dav.Calendars, Name: "work", DisplayName: "Work", Color: "#FF0000"}); err != nil {
+		t.Fatal(err)
+	}
+	// bob deleted his default address book: it must not come back.
+	if err := src.EnsureUser(ctx, bob); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.DeleteCollection(ctx, bob, dav.AddressBooks, dav.DefaultCollection); err != nil {
+		t.Fatal(err)
+	}
+	put := func(s dav.Backend, user string, kind dav.Kind, col, name, data string) {
+		t.Helper()
+		if _, _, err := s.PutObject(ctx, user, kind, col, name, []byte(data), dav.Conditions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(src, alice, dav.Calendars, "work", "a.ics", "alice work a")
+	put(src, alice, dav.Calendars, dav.DefaultCollection, "b.ics", "alice default b")
+	put(src, alice, dav.AddressBooks, dav.DefaultCollection, "c.vcf", "alice card c")
+	put(src, bob, dav.Calendars, dav.DefaultCollection, "b.ics", "bob default b")
+
+	dst := node(t, url)
+	// alice used another node already: her default calendar has a b.ics
+	// of its own, which must stay.
+	if err := dst.EnsureUser(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	put(dst, alice, dav.Calendars, dav.DefaultCollection, "b.ics", "already in the database")
+	st, err := dst.Import(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (davpg.ImportStats{Users: 2, Collections: 2, Objects: 3, Skipped: 1}); st != want {
+		t.Fatalf("import: %+v, want %+v", st, want)
+	}
+	for _, user := range []string{alice, bob} {
+		if err := dst.EnsureUser(ctx, user); err != nil {
+			t.Fatal(err)
+		}
+		for _, kind := range []dav.Kind{dav.Calendars, dav.AddressBooks} {
+			want, _ := src.Collections(ctx, user, kind)
+			got, err := dst.Collections(ctx, user, kind)
+			if err != nil || len(got) != len(want) {
+				t.Fatalf("%s %s: %+v, want %+v (%v)", user, kind, got, want, err)
+			}
+			for i := range want {
+				if got[i].Name != want[i].Name || got[i].DisplayName != want[i].DisplayName || got[i].Color != want[i].Color {
+					t.Fatalf("%s %s: %+v, want %+v", user, kind, got[i], want[i])
+				}
+				wo, _ := src.Objects(ctx, user, kind, want[i].Name)
+				for _, o := range wo {
+					g, err := dst.Object(ctx, user, kind, want[i].Name, o.Name)
+					keep := user == alice && o.Name == "b.ics"
+					switch {
+					case err != nil:
+						t.Fatalf("%s %s/%s: %v", user, want[i].Name, o.Name, err)
+					case keep && string(g.Data) != "already in the database":
+						t.Fatalf("the database's own b.ics was replaced by %q", g.Data)
+					case !keep && g.ETag != o.ETag:
+						t.Fatalf("%s %s/%s: ETag %s, want %s", user, want[i].Name, o.Name, g.ETag, o.ETag)
+					}
+				}
+			}
+		}
+	}
+	if st, err := dst.Import(ctx, src); err != nil || st.Objects != 0 || st.Collections != 0 || st.Skipped != 4 {
+		t.Fatalf("second import: %+v, %v", st, err)
 	}
 }
