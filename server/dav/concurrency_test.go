@@ -20,7 +20,9 @@ import (
 // (seeded) while another keeps a view of the calendar by sync-collection
 // alone; at each checkpoint the view must equal the store, ETags
 // included. The seed is printed on failure.
-func TestConcurrentWritesAndSync(t *testing.T) {
+func TestConcurrentWritesAndSync(t *testing.T) { testConcurrentWritesAndSync(t, newServer) }
+
+func testConcurrentWritesAndSync(t *testing.T, newServer serverMaker) {
 	seed := uint64(time.Now().UnixNano())
 	t.Cleanup(func() {
 		if t.Failed() {

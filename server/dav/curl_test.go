@@ -77,7 +77,9 @@ func (ms multistatus) found(href string) (string, bool) {
 // would, the XML a CalDAV/CardDAV client needs: the well-known redirect,
 // the principal and home sets, Depth 0 and 1 listings with ETags,
 // calendar-multiget, and sync-collection with a good and a bad token.
-func TestCurlDiscoveryAndReports(t *testing.T) {
+func TestCurlDiscoveryAndReports(t *testing.T) { testCurlDiscoveryAndReports(t, newServer) }
+
+func testCurlDiscoveryAndReports(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	home := "/dav/alice@example.org/calendars/"
 	col := home + "default/"
@@ -159,7 +161,9 @@ func TestCurlDiscoveryAndReports(t *testing.T) {
 // sync-collection), which go-webdav alone answers 404; the sync-token
 // changes with the collection and works in a sync-collection REPORT; the
 // members of a Depth 1 answer keep their ETags.
-func TestCollectionSyncProperties(t *testing.T) {
+func TestCollectionSyncProperties(t *testing.T) { testCollectionSyncProperties(t, newServer) }
+
+func testCollectionSyncProperties(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	col := "/dav/alice@example.org/calendars/default/"
 	body := `<propfind xmlns="DAV:" xmlns:CS="http://calendarserver.org/ns/"><prop><displayname/><sync-token/><CS:getctag/><supported-report-set/><getetag/></prop></propfind>`

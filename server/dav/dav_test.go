@@ -41,7 +41,9 @@ func syncPaths(t *testing.T, c *carddav.Client, col, token string) (updated, del
 // TestCalDAVClient drives the server with go-webdav's CalDAV client:
 // discovery, create, get, a conditional update, delete, and
 // sync-collection after each change.
-func TestCalDAVClient(t *testing.T) {
+func TestCalDAVClient(t *testing.T) { testCalDAVClient(t, newServer) }
+
+func testCalDAVClient(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	ctx := context.Background()
 	c := s.calClient(t, "alice@example.org")
@@ -163,7 +165,9 @@ func TestCalDAVClient(t *testing.T) {
 	}
 }
 
-func TestCardDAVClient(t *testing.T) {
+func TestCardDAVClient(t *testing.T) { testCardDAVClient(t, newServer) }
+
+func testCardDAVClient(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	ctx := context.Background()
 	c := s.cardClient(t, "bob@example.org")
@@ -215,7 +219,9 @@ func TestCardDAVClient(t *testing.T) {
 
 // TestOtherUsersCollections: bob cannot read, write, list or sync alice's
 // calendar, and a wrong password gets nothing.
-func TestOtherUsersCollections(t *testing.T) {
+func TestOtherUsersCollections(t *testing.T) { testOtherUsersCollections(t, newServer) }
+
+func testOtherUsersCollections(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	alice := "/dav/alice@example.org/calendars/default/"
 	resp, _ := s.do(t, "alice@example.org", "PUT", alice+"a.ics", event("a", "Private"), map[string]string{"Content-Type": "text/calendar"})
@@ -260,7 +266,9 @@ func TestOtherUsersCollections(t *testing.T) {
 	}
 }
 
-func TestPutLimits(t *testing.T) {
+func TestPutLimits(t *testing.T) { testPutLimits(t, newServer) }
+
+func testPutLimits(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{MaxObjectBytes: 4096})
 	col := "/dav/alice@example.org/calendars/default/"
 	big := event("big", strings.Repeat("x", 70)+strings.Repeat("\r\n y", 2000))
@@ -286,7 +294,9 @@ var caldavQuery = caldav.CalendarQuery{
 // TestMkcalendar: MKCALENDAR (RFC 4791 5.3.1) makes a calendar with its
 // display name, which discovery then lists; a second one of the same name
 // is refused, and none can be made outside the calendar home set.
-func TestMkcalendar(t *testing.T) {
+func TestMkcalendar(t *testing.T) { testMkcalendar(t, newServer) }
+
+func testMkcalendar(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	home := "/dav/alice@example.org/calendars/"
 	body := `<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Work</D:displayname></D:prop></D:set></C:mkcalendar>`

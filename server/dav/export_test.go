@@ -20,7 +20,9 @@ const tzEvent = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VTIMEZONE\r
 // TestExportTar: a user's calendars and address books come out as one
 // .ics per calendar (events merged, each time zone once) and one .vcf
 // per address book, which go-ical and go-vcard read back whole.
-func TestExportTar(t *testing.T) {
+func TestExportTar(t *testing.T) { testExportTar(t, newServer) }
+
+func testExportTar(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	ctx := context.Background()
 	col := "/dav/alice@example.org/calendars/default/"
@@ -39,7 +41,7 @@ func TestExportTar(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := s.st.ExportTar(ctx, "alice@example.org", &buf); err != nil {
+	if err := dav.ExportTar(ctx, s.st, "alice@example.org", &buf); err != nil {
 		t.Fatal(err)
 	}
 	files := map[string]string{}

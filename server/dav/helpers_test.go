@@ -40,24 +40,32 @@ func testAuth(ctx context.Context, user, password string, remote net.Addr) (stri
 
 type testServer struct {
 	*httptest.Server
-	st  *dav.Store
-	dir string
+	st dav.Backend
 }
 
+// serverMaker starts a test server on a new, empty store: newServer's
+// bbolt one, or one of the other backends (backends_test.go). The tests
+// that do not depend on the store take one.
+type serverMaker func(t *testing.T, opts dav.Options) *testServer
+
+// newServer serves a new bbolt store.
 func newServer(t *testing.T, opts dav.Options) *testServer {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := dav.Open(context.Background(), filepath.Join(dir, dav.FileName))
+	st, err := dav.Open(context.Background(), filepath.Join(t.TempDir(), dav.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
+	return newServerOn(t, st, opts)
+}
+
+// newServerOn serves st.
+func newServerOn(t *testing.T, st dav.Backend, opts dav.Options) *testServer {
+	t.Helper()
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := httptest.NewTLSServer(dav.New(st, testAuth, opts))
-	t.Cleanup(func() {
-		srv.Close()
-		st.Close()
-	})
-	return &testServer{Server: srv, st: st, dir: dir}
+	t.Cleanup(srv.Close)
+	return &testServer{Server: srv, st: st}
 }
 
 func (s *testServer) httpClient(user string) webdav.HTTPClient {

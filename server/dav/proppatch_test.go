@@ -36,7 +36,9 @@ func (ms multistatus) withStatus(href, code string) string {
 // a bad colour is refused (409); removing the colour removes it; an
 // address book's name and description change the same way. go-webdav
 // alone answered 501 to every PROPPATCH.
-func TestCurlProppatch(t *testing.T) {
+func TestCurlProppatch(t *testing.T) { testCurlProppatch(t, newServer) }
+
+func testCurlProppatch(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	const (
 		cal = "/dav/alice@example.org/calendars/default/"
@@ -136,7 +138,9 @@ func TestCurlProppatch(t *testing.T) {
 // carries a calendar's display name and colour both ways: changed in the
 // local directory, it sets them on the server with PROPPATCH; changed on
 // the server, it reads them with PROPFIND into the local directory.
-func TestVdirsyncerMetasync(t *testing.T) {
+func TestVdirsyncerMetasync(t *testing.T) { testVdirsyncerMetasync(t, newServer) }
+
+func testVdirsyncerMetasync(t *testing.T, newServer serverMaker) {
 	if _, err := exec.LookPath("vdirsyncer"); err != nil {
 		t.Fatal("vdirsyncer is required (apt-get install vdirsyncer)")
 	}

@@ -101,7 +101,9 @@ func sameSet(t *testing.T, what, colPath string, got map[string]string, etags ma
 // TestCalendarQueryStreamed: a time-range query and a text-match query
 // over 300 events, through go-webdav's client, give exactly the events
 // the store holds that match, with the store's etags.
-func TestCalendarQueryStreamed(t *testing.T) {
+func TestCalendarQueryStreamed(t *testing.T) { testCalendarQueryStreamed(t, newServer) }
+
+func testCalendarQueryStreamed(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	objs := map[string]string{}
 	var inFeb, lunch []string
@@ -180,7 +182,9 @@ func TestCalendarQueryStreamed(t *testing.T) {
 // TestAddressBookQueryStreamed: a text-match query over 300 contacts and
 // an empty filter (RFC 6352 10.5 allows it), which Radicale answers
 // with every contact.
-func TestAddressBookQueryStreamed(t *testing.T) {
+func TestAddressBookQueryStreamed(t *testing.T) { testAddressBookQueryStreamed(t, newServer) }
+
+func testAddressBookQueryStreamed(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	objs := map[string]string{}
 	var smiths, names []string
@@ -245,7 +249,9 @@ func hrefETags(t *testing.T, body string) map[string]string {
 // TestReportPropsAndLimit: unknown properties come back in a 404
 // propstat, hrefs are percent-encoded, and a limit on an
 // addressbook-query ends with a 507 for the collection.
-func TestReportPropsAndLimit(t *testing.T) {
+func TestReportPropsAndLimit(t *testing.T) { testReportPropsAndLimit(t, newServer) }
+
+func testReportPropsAndLimit(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	seed(t, s, dav.Calendars, map[string]string{"a b.ics": datedEvent("u1", "one", 1)})
 	resp, body := s.do(t, alice, "REPORT", calPath,
@@ -380,7 +386,9 @@ func TestReportMemoryFlat(t *testing.T) {
 // events lists every event with the store's etag, in a well-formed
 // multistatus that also has the collection's own response with its
 // sync-token.
-func TestPropfindDepth1Streamed(t *testing.T) {
+func TestPropfindDepth1Streamed(t *testing.T) { testPropfindDepth1Streamed(t, newServer) }
+
+func testPropfindDepth1Streamed(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	objs := map[string]string{}
 	var names []string
@@ -458,7 +466,9 @@ func (c *countReader) Write(p []byte) (int, error) {
 // TestMultigetStreamed: an addressbook-multiget answers each href in
 // turn: a stored contact with its etag and only the vCard properties
 // asked for, a missing one and another user's with a 404.
-func TestMultigetStreamed(t *testing.T) {
+func TestMultigetStreamed(t *testing.T) { testMultigetStreamed(t, newServer) }
+
+func testMultigetStreamed(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	etags := seed(t, s, dav.AddressBooks, map[string]string{"a b.vcf": card("u1", "Ann Smith")})
 	resp, body := s.do(t, alice, "REPORT", abPath,

@@ -60,7 +60,9 @@ func (s *testServer) syncCollection(t *testing.T, path, token, limit string) syn
 // with a limit, the answer ends with a 507 for the collection and a token
 // from which the next sync lists the rest, and the pages together are the
 // whole calendar.
-func TestSyncCollectionStreamed(t *testing.T) {
+func TestSyncCollectionStreamed(t *testing.T) { testSyncCollectionStreamed(t, newServer) }
+
+func testSyncCollectionStreamed(t *testing.T, newServer serverMaker) {
 	s := newServer(t, dav.Options{})
 	const n = 300
 	objs := map[string]string{}

@@ -99,7 +99,9 @@ func sameItems(t *testing.T, what string, got, want map[string]string) {
 // default calendar and address book with local directories, discovering
 // them from the server's root through /.well-known; changes on both sides
 // (new, changed, deleted items) converge.
-func TestVdirsyncerTwoWay(t *testing.T) {
+func TestVdirsyncerTwoWay(t *testing.T) { testVdirsyncerTwoWay(t, newServer) }
+
+func testVdirsyncerTwoWay(t *testing.T, newServer serverMaker) {
 	if _, err := exec.LookPath("vdirsyncer"); err != nil {
 		t.Fatal("vdirsyncer is required (apt-get install vdirsyncer)")
 	}
