@@ -154,11 +154,12 @@ func (sm *sharedMailbox) sync(ctx context.Context) error {
 func (sm *sharedMailbox) syncWith(ctx context.Context, cur *store.Mailbox) error {
 	sm.opMu.Lock()
 	defer sm.opMu.Unlock()
-	return sm.syncOpLocked(ctx, cur)
+	return sm.syncOpLocked(ctx, cur, true)
 }
 
-// syncOpLocked is syncWith with sm.opMu held.
-func (sm *sharedMailbox) syncOpLocked(ctx context.Context, cur *store.Mailbox) error {
+// syncOpLocked is syncWith with sm.opMu held. A mailbox gone is one
+// emptied when selected is true (sessions have it), else an error.
+func (sm *sharedMailbox) syncOpLocked(ctx context.Context, cur *store.Mailbox, selected bool) error {
 	// The mailbox record alone tells whether anything changed, before
 	// reading every message.
 	if cur == nil {
@@ -178,7 +179,7 @@ func (sm *sharedMailbox) syncOpLocked(ctx context.Context, cur *store.Mailbox) e
 	old, since := sm.msgs, sm.modseq
 	sm.mu.Unlock()
 	mb, msgs, changed, err := sm.read(ctx, old, since)
-	if errors.Is(err, store.ErrNoSuchMailbox) {
+	if selected && errors.Is(err, store.ErrNoSuchMailbox) {
 		// Deleted while selected: every message is gone.
 		sm.mu.Lock()
 		mb, msgs, changed, err = sm.mb, nil, nil, nil
@@ -710,6 +711,7 @@ type idleCache struct {
 
 type idleEntry struct {
 	sm    *sharedMailbox
+	n     int // messages of sm when kept
 	timer *time.Timer
 	since time.Time
 }
@@ -737,7 +739,7 @@ func (s *Server) keepIdleLocked(sm *sharedMailbox) {
 		}
 		c.dropLocked(oldest.sm.key)
 	}
-	e := &idleEntry{sm: sm, since: time.Now()}
+	e := &idleEntry{sm: sm, n: n, since: time.Now()}
 	e.timer = time.AfterFunc(idleTTL, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -757,9 +759,7 @@ func (c *idleCache) dropLocked(key mailboxKey) {
 	}
 	e.timer.Stop()
 	delete(c.entries, key)
-	e.sm.mu.Lock()
-	c.messages -= len(e.sm.msgs)
-	e.sm.mu.Unlock()
+	c.messages -= e.n
 }
 
 // dropAllLocked forgets every kept snapshot (the server shuts down).
@@ -807,7 +807,7 @@ func (sm *sharedMailbox) revive(ctx context.Context, cur store.Mailbox) bool {
 		if _, ok := sm.st.(store.ChangeReader); !ok || !behind {
 			return false
 		}
-		if err := sm.syncOpLocked(ctx, &cur); err != nil {
+		if err := sm.syncOpLocked(ctx, &cur, false); err != nil {
 			return false
 		}
 	}
