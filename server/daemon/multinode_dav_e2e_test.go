@@ -1,6 +1,8 @@
 package daemon_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mailctl/mailctl/server/config"
+	"github.com/mailctl/mailctl/server/daemon"
 	"github.com/mailctl/mailctl/server/dav"
 )
 
@@ -46,7 +49,8 @@ const calEvent = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//mailctl//test//EN\
 // database serve the same calendars. An event PUT on node A is read on
 // node B; B's update with A's ETag as If-Match wins and A's stale
 // If-Match then gets 412; a calendar name set by PROPPATCH on B shows
-// in a PROPFIND on A; a sync token from A, asked of B after a deletion
+// in a PROPFIND on A; the calendar export asked of A has B's version;
+// a sync token from A, asked of B after a deletion
 // there, reports the deletion.
 func TestNodesShareCalendars(t *testing.T) {
 	urlFile, _ := pgDatabase(t)
@@ -101,6 +105,27 @@ func TestNodesShareCalendars(t *testing.T) {
 		map[string]string{"Depth": "0", "Content-Type": "application/xml"})
 	if code != http.StatusMultiStatus || !strings.Contains(body, "Shared</") {
 		t.Fatalf("PROPFIND on A after B's PROPPATCH: %d %s", code, body)
+	}
+
+	// The calendar export of the control socket reads the database too.
+	var tarball bytes.Buffer
+	if err := daemon.ExportDAV(context.Background(), a.socket, "alice@example.test", &tarball); err != nil {
+		t.Fatalf("export on A: %v", err)
+	}
+	tr := tar.NewReader(&tarball)
+	var exported string
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if hdr.Name == "calendars/default.ics" {
+			b, _ := io.ReadAll(tr)
+			exported = string(b)
+		}
+	}
+	if !strings.Contains(exported, "SUMMARY:changed on B") {
+		t.Fatalf("calendars/default.ics of the export on A:\n%s", exported)
 	}
 
 	if code, _, body := davOn(t, b, "DELETE", ev, "", nil); code/100 != 2 {
