@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-webdav"
+	"github.com/emersion/go-webdav/carddav"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailctl/mailctl/internal/testenv"
@@ -39,6 +42,7 @@ func TestPostgres(t *testing.T) {
 		{"StoreSemantics", testStoreSemantics},
 		{"TwoNodesConditionalWrites", testTwoNodesConditionalWrites},
 		{"Import", testImport},
+		{"SyncAcrossNodes", testSyncAcrossNodes},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
@@ -472,5 +476,111 @@ func testImport(t *testing.T, url string) {
 	}
 	if st, err := dst.Import(ctx, src); err != nil || st.Objects != 0 || st.Collections != 0 || st.Skipped != 4 {
 		t.Fatalf("second import: %+v, %v", st, err)
+	}
+}
+
+// testSyncAcrossNodes: clients PUT and DELETE at random (seeded) through
+// two nodes while another keeps a view of the calendar by sync-collection
+// alone, asking each time a node picked at random with the token the
+// previous answer (maybe from the other node) gave; at the end the view
+// equals what both nodes list, ETags included.
+func testSyncAcrossNodes(t *testing.T, url string) {
+	seed := uint64(time.Now().UnixNano())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("seed %d", seed)
+		}
+	})
+	const (
+		workers = 4
+		ops     = 30
+		names   = 8
+		col     = "/dav/alice@example.org/calendars/default/"
+	)
+	ctx := t.Context()
+	nodes := []*httptest.Server{davNode(t, url), davNode(t, url)}
+	clients := make([]*carddav.Client, len(nodes))
+	for i, n := range nodes {
+		c, err := carddav.NewClient(webdav.HTTPClientWithBasicAuth(http.DefaultClient, alice, passwords[alice]), n.URL+"/dav/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+	}
+	view := map[string]string{} // path -> ETag
+	token := ""
+	rng := rand.New(rand.NewPCG(seed, 99))
+	apply := func() error {
+		i := rng.IntN(len(clients))
+		resp, err := clients[i].SyncCollection(ctx, col, &carddav.SyncQuery{SyncToken: token})
+		if err != nil {
+			return fmt.Errorf("sync on node %d since %q: %w", i, token, err)
+		}
+		for _, o := range resp.Updated {
+			view[o.Path] = o.ETag
+		}
+		for _, p := range resp.Deleted {
+			delete(view, p)
+		}
+		token = resp.SyncToken
+		return nil
+	}
+	if err := apply(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			for i := range ops {
+				n := nodes[rng.IntN(len(nodes))]
+				name := fmt.Sprintf("ev%d.ics", rng.IntN(names))
+				var code int
+				if rng.IntN(3) == 0 {
+					code, _, _ = do(t, "DELETE", n.URL+col+name, "", nil)
+				} else {
+					code, _, _ = do(t, "PUT", n.URL+col+name, event(strings.TrimSuffix(name, ".ics"), fmt.Sprintf("w%d op%d", w, i)),
+						map[string]string{"Content-Type": "text/calendar"})
+				}
+				if code/100 != 2 && code != http.StatusNotFound {
+					t.Errorf("w%d op%d %s: status %d", w, i, name, code)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan error, 1)
+	go func() {
+		for range 15 {
+			if err := apply(); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	wg.Wait()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if t.Failed() {
+		return
+	}
+	if err := apply(); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range nodes {
+		want := map[string]string{}
+		for k := range names {
+			name := fmt.Sprintf("ev%d.ics", k)
+			if code, etag, _ := do(t, "GET", n.URL+col+name, "", nil); code == http.StatusOK {
+				want[col+name] = etag
+			}
+		}
+		if !maps.Equal(view, want) {
+			t.Fatalf("sync-collection view %v != node %d's objects %v", view, i, want)
+		}
 	}
 }
