@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mailctl/mailctl/server/auth"
 	"github.com/mailctl/mailctl/server/config"
@@ -72,6 +73,9 @@ func (d *daemon) importLocalDAV(ctx context.Context, st *davpg.Store, path strin
 		return fmt.Errorf("copy the calendars of %s into PostgreSQL: %w", path, err)
 	}
 	dst := filepath.Join(filepath.Dir(path), davImported)
+	if _, err := os.Stat(dst); err == nil { // an earlier import's file: keep it too
+		dst += "." + time.Now().UTC().Format("20060102T150405Z")
+	}
 	if err := os.Rename(path, dst); err != nil {
 		return fmt.Errorf("calendars copied into PostgreSQL, but: %w", err)
 	}

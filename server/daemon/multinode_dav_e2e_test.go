@@ -147,12 +147,21 @@ func TestNodesShareCalendars(t *testing.T) {
 // TestNodesImportLocalCalendars: a node that served calendars from its
 // data directory (dav/dav.db) before its move onto PostgreSQL copies them
 // into the database at its first start there, so another node serves
-// them too, and keeps the file as dav.db.imported.
+// them too, and keeps the file as dav.db.imported (or, beside the file of
+// an earlier import, dav.db.imported.TIME).
 func TestNodesImportLocalCalendars(t *testing.T) {
 	urlFile, _ := pgDatabase(t)
 	var davFile string
 	a := startNodeWith(t, "a", urlFile, func(cfg *config.Config) {
 		davFile = filepath.Join(cfg.DataDir, "dav", dav.FileName)
+		// The file an earlier import left (a restore brought a dav.db
+		// back since): it must be kept as it is.
+		if err := os.MkdirAll(filepath.Dir(davFile), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(davFile+".imported", []byte("earlier"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		ctx := context.Background()
 		st, err := dav.Open(ctx, davFile)
 		if err != nil {
@@ -175,8 +184,11 @@ func TestNodesImportLocalCalendars(t *testing.T) {
 	if _, err := os.Stat(davFile); !os.IsNotExist(err) {
 		t.Errorf("%s still there after the import (%v)", davFile, err)
 	}
-	if _, err := os.Stat(davFile + ".imported"); err != nil {
-		t.Errorf("the imported dav.db is not kept: %v", err)
+	if b, err := os.ReadFile(davFile + ".imported"); err != nil || string(b) != "earlier" {
+		t.Errorf("the file of the earlier import was replaced (%d bytes now, %v)", len(b), err)
+	}
+	if m, _ := filepath.Glob(davFile + ".imported.*"); len(m) != 1 {
+		t.Errorf("the imported dav.db is not kept beside the earlier one: %v", m)
 	}
 	for _, n := range []*pgNode{a, b} {
 		n.signal(syscall.SIGTERM)

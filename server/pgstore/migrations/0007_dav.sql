@@ -1,4 +1,4 @@
--- Schema 6: calendars and contacts (server/davpg) for the nodes that share
+-- Schema 7: calendars and contacts (server/davpg) for the nodes that share
 -- this database, which would each see their own otherwise. The same model
 -- as the embedded dav.db: a collection counts the changes to its objects
 -- (seq) and keeps, per object name ever stored, the number of its last
