@@ -710,10 +710,15 @@ type idleCache struct {
 }
 
 type idleEntry struct {
-	sm    *sharedMailbox
-	n     int // messages of sm when kept
-	timer *time.Timer
-	since time.Time
+	sm *sharedMailbox
+	n  int // messages of sm when kept
+	// changed: the store told of a change since sm was kept. The mailbox
+	// record a SELECT read may be older than that change, whose
+	// notification found no session to wake: the snapshot is then
+	// checked against the store once more.
+	changed bool
+	timer   *time.Timer
+	since   time.Time
 }
 
 // keepIdleLocked keeps sm, which no session uses any more, for idleTTL,
@@ -762,6 +767,14 @@ func (c *idleCache) dropLocked(key mailboxKey) {
 	c.messages -= e.n
 }
 
+// changedLocked notes a change of the mailbox of key, if its snapshot
+// is kept.
+func (c *idleCache) changedLocked(key mailboxKey) {
+	if e := c.entries[key]; e != nil {
+		e.changed = true
+	}
+}
+
 // dropAllLocked forgets every kept snapshot (the server shuts down).
 func (c *idleCache) dropAllLocked() {
 	for key := range c.entries {
@@ -780,20 +793,22 @@ func (s *Server) takeIdleLocked(ctx context.Context, key mailboxKey, cur store.M
 	}
 	s.idle.dropLocked(key)
 	sm := e.sm
-	if !sm.revive(ctx, cur) {
+	if !sm.revive(ctx, cur, e.changed) {
 		return nil
 	}
 	return sm
 }
 
 // revive brings a kept snapshot up to date (see Idle snapshots above)
-// and reports whether it could.
-func (sm *sharedMailbox) revive(ctx context.Context, cur store.Mailbox) bool {
+// and reports whether it could. changed: the store told of a change
+// while it was kept, maybe after cur was read.
+func (sm *sharedMailbox) revive(ctx context.Context, cur store.Mailbox, changed bool) bool {
 	sm.opMu.Lock()
 	defer sm.opMu.Unlock()
 	sm.mu.Lock()
-	same := cur.UIDValidity == sm.mb.UIDValidity && cur.Name == sm.mb.Name && cur.ModSeq == sm.modseq
-	behind := cur.UIDValidity == sm.mb.UIDValidity && cur.ModSeq > sm.modseq
+	validity := sm.mb.UIDValidity
+	valid := cur.UIDValidity == validity && cur.ModSeq >= sm.modseq
+	same := valid && !changed && cur.Name == sm.mb.Name && cur.ModSeq == sm.modseq
 	// The store's \Recent state: release wrote this node's claims there
 	// before keeping the snapshot (cur may have been read before that),
 	// and another node's may have gone further since.
@@ -804,10 +819,20 @@ func (sm *sharedMailbox) revive(ctx context.Context, cur store.Mailbox) bool {
 	sm.mb.RecentUID, sm.recentDirty = recent, false
 	sm.mu.Unlock()
 	if !same {
-		if _, ok := sm.st.(store.ChangeReader); !ok || !behind {
+		if _, ok := sm.st.(store.ChangeReader); !ok || !valid {
 			return false
 		}
-		if err := sm.syncOpLocked(ctx, &cur, false); err != nil {
+		rec := &cur
+		if changed {
+			rec = nil // read again
+		}
+		if err := sm.syncOpLocked(ctx, rec, false); err != nil {
+			return false
+		}
+		sm.mu.Lock()
+		validity = sm.mb.UIDValidity
+		sm.mu.Unlock()
+		if validity != cur.UIDValidity {
 			return false
 		}
 	}
