@@ -181,12 +181,12 @@ func TestIdleSnapshotChangedMeanwhile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv.release(sm) // kept
+			srv.release(sm)                                // kept
 			cur, err := st.Mailbox(ctx, user, store.Inbox) // SELECT reads the record,
 			if err != nil {
 				t.Fatal(err)
 			}
-			deliver() // then a message comes,
+			deliver()                             // then a message comes,
 			sm, err = srv.acquire(ctx, user, cur) // then SELECT takes the snapshot up
 			if err != nil {
 				t.Fatal(err)
