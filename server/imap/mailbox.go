@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -46,6 +47,11 @@ type sharedMailbox struct {
 	wake chan struct{}
 
 	opMu sync.Mutex // serialises reads of the store by sync
+	// syncs counts the calls of sync; syncedUpTo (guarded by opMu) is
+	// the count when the last read of the store that succeeded began:
+	// every call counted up to it is answered by that read.
+	syncs      atomic.Uint64
+	syncedUpTo uint64
 
 	mu     sync.Mutex // guards the fields below; held briefly
 	mb     store.Mailbox
@@ -151,10 +157,27 @@ func (sm *sharedMailbox) sync(ctx context.Context) error {
 // syncWith is sync given the mailbox's record (cur, when not nil) as read
 // from the store after the command began (SELECT reads it to find the
 // mailbox): when it shows no change, the store is not asked again.
+//
+// Without cur, a sync that waited for another one which began reading
+// the store after this one was called is answered by it: that read saw
+// every change committed before this call (4 sessions that start a
+// command at once make 2 reads, not 4 one after the other).
 func (sm *sharedMailbox) syncWith(ctx context.Context, cur *store.Mailbox) error {
+	ticket := sm.syncs.Add(1)
 	sm.opMu.Lock()
 	defer sm.opMu.Unlock()
-	return sm.syncOpLocked(ctx, cur, true)
+	if cur != nil {
+		return sm.syncOpLocked(ctx, cur, true)
+	}
+	if sm.syncedUpTo >= ticket {
+		return nil
+	}
+	begin := sm.syncs.Load()
+	if err := sm.syncOpLocked(ctx, nil, true); err != nil {
+		return err
+	}
+	sm.syncedUpTo = begin
+	return nil
 }
 
 // syncOpLocked is syncWith with sm.opMu held. A mailbox gone is one
