@@ -118,3 +118,89 @@ func TestIdleSnapshotBounds(t *testing.T) {
 		t.Errorf("after Shutdown: kept %v, %d messages", names, msgs)
 	}
 }
+
+// changeReader makes the embedded store a store.ChangeReader, from a full
+// read and its expunge records.
+type changeReader struct {
+	readCounter
+}
+
+func (c *changeReader) ChangesSince(ctx context.Context, user string, id, modseq uint64) (store.Mailbox, []store.Message, [][2]uint32, bool, error) {
+	mb, msgs, err := c.Backend.MessagesByID(ctx, user, id)
+	if err != nil {
+		return store.Mailbox{}, nil, nil, false, err
+	}
+	vanished, complete, err := c.Backend.Vanished(ctx, user, id, modseq)
+	if err != nil {
+		return store.Mailbox{}, nil, nil, false, err
+	}
+	var changed []store.Message
+	for _, m := range msgs {
+		if m.ModSeq > modseq {
+			changed = append(changed, m)
+		}
+	}
+	return mb, changed, vanished, complete, nil
+}
+
+// TestIdleSnapshotChangedMeanwhile: a change committed after SELECT read
+// the mailbox's record but before it took up the kept snapshot (its
+// notification found no session to wake) is in the snapshot SELECT gets,
+// with a ChangeReader store (read again) and without (read afresh).
+func TestIdleSnapshotChangedMeanwhile(t *testing.T) {
+	for _, incremental := range []bool{false, true} {
+		t.Run(fmt.Sprint("incremental=", incremental), func(t *testing.T) {
+			ctx := context.Background()
+			st, err := store.Open(ctx, t.TempDir(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			const user = "alice@example.test"
+			if err := st.EnsureUser(ctx, user, 0); err != nil {
+				t.Fatal(err)
+			}
+			deliver := func() {
+				t.Helper()
+				if _, err := st.Deliver(ctx, user, "", strings.NewReader("Subject: x\r\n\r\nbody\r\n"), nil, time.Time{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deliver()
+			var backend store.Backend = &readCounter{Backend: st}
+			if incremental {
+				backend = &changeReader{readCounter{Backend: st}}
+			}
+			srv := New(backend, nil, Options{})
+			defer srv.Shutdown(ctx)
+			mb, err := st.Mailbox(ctx, user, store.Inbox)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sm, err := srv.acquire(ctx, user, mb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.release(sm)                                // kept
+			cur, err := st.Mailbox(ctx, user, store.Inbox) // SELECT reads the record,
+			if err != nil {
+				t.Fatal(err)
+			}
+			deliver()                             // then a message comes,
+			sm, err = srv.acquire(ctx, user, cur) // then SELECT takes the snapshot up
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.release(sm)
+			if err := sm.syncWith(ctx, &cur); err != nil {
+				t.Fatal(err)
+			}
+			sm.mu.Lock()
+			n := len(sm.msgs)
+			sm.mu.Unlock()
+			if n != 2 {
+				t.Errorf("snapshot after a delivery made while it was kept: %d messages, want 2", n)
+			}
+		})
+	}
+}

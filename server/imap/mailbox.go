@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -46,6 +47,11 @@ type sharedMailbox struct {
 	wake chan struct{}
 
 	opMu sync.Mutex // serialises reads of the store by sync
+	// syncs counts the calls of sync; syncedUpTo (guarded by opMu) is
+	// the count when the last read of the store that succeeded began:
+	// every call counted up to it is answered by that read.
+	syncs      atomic.Uint64
+	syncedUpTo uint64
 
 	mu     sync.Mutex // guards the fields below; held briefly
 	mb     store.Mailbox
@@ -151,10 +157,27 @@ func (sm *sharedMailbox) sync(ctx context.Context) error {
 // syncWith is sync given the mailbox's record (cur, when not nil) as read
 // from the store after the command began (SELECT reads it to find the
 // mailbox): when it shows no change, the store is not asked again.
+//
+// Without cur, a sync that waited for another one which began reading
+// the store after this one was called is answered by it: that read saw
+// every change committed before this call (4 sessions that start a
+// command at once make 2 reads, not 4 one after the other).
 func (sm *sharedMailbox) syncWith(ctx context.Context, cur *store.Mailbox) error {
+	ticket := sm.syncs.Add(1)
 	sm.opMu.Lock()
 	defer sm.opMu.Unlock()
-	return sm.syncOpLocked(ctx, cur, true)
+	if cur != nil {
+		return sm.syncOpLocked(ctx, cur, true)
+	}
+	if sm.syncedUpTo >= ticket {
+		return nil
+	}
+	begin := sm.syncs.Load()
+	if err := sm.syncOpLocked(ctx, nil, true); err != nil {
+		return err
+	}
+	sm.syncedUpTo = begin
+	return nil
 }
 
 // syncOpLocked is syncWith with sm.opMu held. A mailbox gone is one
@@ -710,10 +733,15 @@ type idleCache struct {
 }
 
 type idleEntry struct {
-	sm    *sharedMailbox
-	n     int // messages of sm when kept
-	timer *time.Timer
-	since time.Time
+	sm *sharedMailbox
+	n  int // messages of sm when kept
+	// changed: the store told of a change since sm was kept. The mailbox
+	// record a SELECT read may be older than that change, whose
+	// notification found no session to wake: the snapshot is then
+	// checked against the store once more.
+	changed bool
+	timer   *time.Timer
+	since   time.Time
 }
 
 // keepIdleLocked keeps sm, which no session uses any more, for idleTTL,
@@ -762,6 +790,14 @@ func (c *idleCache) dropLocked(key mailboxKey) {
 	c.messages -= e.n
 }
 
+// changedLocked notes a change of the mailbox of key, if its snapshot
+// is kept.
+func (c *idleCache) changedLocked(key mailboxKey) {
+	if e := c.entries[key]; e != nil {
+		e.changed = true
+	}
+}
+
 // dropAllLocked forgets every kept snapshot (the server shuts down).
 func (c *idleCache) dropAllLocked() {
 	for key := range c.entries {
@@ -780,20 +816,22 @@ func (s *Server) takeIdleLocked(ctx context.Context, key mailboxKey, cur store.M
 	}
 	s.idle.dropLocked(key)
 	sm := e.sm
-	if !sm.revive(ctx, cur) {
+	if !sm.revive(ctx, cur, e.changed) {
 		return nil
 	}
 	return sm
 }
 
 // revive brings a kept snapshot up to date (see Idle snapshots above)
-// and reports whether it could.
-func (sm *sharedMailbox) revive(ctx context.Context, cur store.Mailbox) bool {
+// and reports whether it could. changed: the store told of a change
+// while it was kept, maybe after cur was read.
+func (sm *sharedMailbox) revive(ctx context.Context, cur store.Mailbox, changed bool) bool {
 	sm.opMu.Lock()
 	defer sm.opMu.Unlock()
 	sm.mu.Lock()
-	same := cur.UIDValidity == sm.mb.UIDValidity && cur.Name == sm.mb.Name && cur.ModSeq == sm.modseq
-	behind := cur.UIDValidity == sm.mb.UIDValidity && cur.ModSeq > sm.modseq
+	validity := sm.mb.UIDValidity
+	valid := cur.UIDValidity == validity && cur.ModSeq >= sm.modseq
+	same := valid && !changed && cur.Name == sm.mb.Name && cur.ModSeq == sm.modseq
 	// The store's \Recent state: release wrote this node's claims there
 	// before keeping the snapshot (cur may have been read before that),
 	// and another node's may have gone further since.
@@ -804,10 +842,20 @@ func (sm *sharedMailbox) revive(ctx context.Context, cur store.Mailbox) bool {
 	sm.mb.RecentUID, sm.recentDirty = recent, false
 	sm.mu.Unlock()
 	if !same {
-		if _, ok := sm.st.(store.ChangeReader); !ok || !behind {
+		if _, ok := sm.st.(store.ChangeReader); !ok || !valid {
 			return false
 		}
-		if err := sm.syncOpLocked(ctx, &cur, false); err != nil {
+		rec := &cur
+		if changed {
+			rec = nil // read again
+		}
+		if err := sm.syncOpLocked(ctx, rec, false); err != nil {
+			return false
+		}
+		sm.mu.Lock()
+		validity = sm.mb.UIDValidity
+		sm.mu.Unlock()
+		if validity != cur.UIDValidity {
 			return false
 		}
 	}

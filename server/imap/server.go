@@ -227,6 +227,9 @@ type mailboxKey struct {
 func (s *Server) onChange(c store.Change) {
 	s.mu.Lock()
 	sm := s.mailboxes[mailboxKey{c.User, c.MailboxID}]
+	if sm == nil {
+		s.idle.changedLocked(mailboxKey{c.User, c.MailboxID})
+	}
 	s.mu.Unlock()
 	if sm != nil {
 		sm.kick()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"reflect"
 	"runtime"
 	"slices"
@@ -34,6 +35,7 @@ func TestPostgresChanges(t *testing.T) {
 		{"ChangesSince", testChangesSince},
 		{"ChangesMatchFullRead", testChangesMatchFullRead},
 		{"IMAPSyncReadsChanges", testIMAPSyncReadsChanges},
+		{"IMAPConcurrentSelects", testIMAPConcurrentSelects},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
@@ -341,4 +343,59 @@ func imapFlagsOf(flags []string) []goimap.Flag {
 		out[i] = goimap.Flag(f)
 	}
 	return out
+}
+
+// testIMAPConcurrentSelects: 4 clients that log in, select a
+// 2000-message mailbox and log out 10 times each, at once, as the
+// benchmark's login_select phase: the node reads the message list once
+// in all, and at most one mailbox record a cycle beyond SELECT's.
+func testIMAPConcurrentSelects(t *testing.T, url string) {
+	other := migrated(t, url)
+	importN(t, other, alice, 2000, func(uint32) []string { return nil })
+	node := &readCounter{Store: open(t, url)}
+	addr := serveIMAP(t, node)
+	const clients, cycles = 4, 10
+	start := time.Now()
+	errs := make(chan error, clients)
+	for range clients {
+		go func() {
+			for range cycles {
+				raw, err := net.Dial("tcp", addr)
+				if err != nil {
+					errs <- err
+					return
+				}
+				c := imapclient.New(raw, nil)
+				if err := c.Login(alice, "pw").Wait(); err != nil {
+					c.Close()
+					errs <- err
+					return
+				}
+				d, err := c.Select("INBOX", nil).Wait()
+				if err == nil && d.NumMessages != 2000 {
+					err = fmt.Errorf("SELECT: EXISTS %d, want 2000", d.NumMessages)
+				}
+				if err == nil {
+					err = c.Logout().Wait()
+				}
+				c.Close()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := node.counts()
+	t.Logf("%d cycles in %s: full reads, change reads, records: %v", clients*cycles, time.Since(start), got)
+	if got[0] != 1 || got[1] != 0 || got[2] > clients*cycles {
+		t.Errorf("%d LOGIN+SELECT cycles: reads (full, changes, record) %v; want 1 full read, no change read, at most %d records",
+			clients*cycles, got, clients*cycles)
+	}
 }
