@@ -331,6 +331,12 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 	if len(uids) == 0 {
 		return out, nil
 	}
+	if s.hdrCache != nil {
+		if err := s.cachedHeaders(ctx, user, mailboxID, uids, column, out); err != nil {
+			return nil, fmt.Errorf("read headers of mailbox %d of %q: %w", mailboxID, user, err)
+		}
+		return out, nil
+	}
 	lo, hi := slices.Min(uids), slices.Max(uids)
 	var rows pgx.Rows
 	var err error
@@ -367,4 +373,78 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 		return nil, fmt.Errorf("read headers of mailbox %d of %q: %w", mailboxID, user, err)
 	}
 	return out, nil
+}
+
+// cachedHeaders is headers through the node's cache (headercache.go): the
+// body of each UID from the database (the same checks as headers: the
+// user's mailbox, the messages still there), and the headers of the
+// bodies not cached from the database in a second statement. The values
+// put in out are the cache's, which no one changes.
+func (s *Store) cachedHeaders(ctx context.Context, user string, mailboxID uint64, uids []uint32, column string, out [][]byte) error {
+	lo, hi := slices.Min(uids), slices.Max(uids)
+	var rows pgx.Rows
+	var err error
+	const sel = `SELECT m.uid, m.body_id FROM messages m
+		JOIN mailboxes mb ON mb.id = m.mailbox_id JOIN users u ON u.id = mb.user_id
+		WHERE u.name = $1 AND m.mailbox_id = $2 AND %s`
+	if int64(hi)-int64(lo) < 2*int64(len(uids)) {
+		rows, err = s.pool.Query(ctx, fmt.Sprintf(sel, "m.uid BETWEEN $3 AND $4"), user, int64(mailboxID), int64(lo), int64(hi))
+	} else {
+		rows, err = s.pool.Query(ctx, fmt.Sprintf(sel, "m.uid = ANY($3)"), user, int64(mailboxID), toInt64s(uids))
+	}
+	if err != nil {
+		return err
+	}
+	want := make(map[uint32][]int, len(uids)) // UID -> indexes in out
+	for i, u := range uids {
+		want[u] = append(want[u], i)
+	}
+	summary := column == "summary"
+	missing := map[int64][]int{} // body id -> indexes in out
+	var uid, body int64
+	found := 0
+	_, err = pgx.ForEachRow(rows, []any{&uid, &body}, func() error {
+		found++
+		idx := want[uint32(uid)]
+		if len(idx) == 0 {
+			return nil
+		}
+		if v, ok := s.hdrCache.get(headerKey{body, summary}); ok {
+			for _, i := range idx {
+				out[i] = v
+			}
+			return nil
+		}
+		missing[body] = append(missing[body], idx...)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if found == 0 {
+		return noMailbox(ctx, s.pool, user, nil)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	ids := make([]int64, 0, len(missing))
+	for id := range missing {
+		ids = append(ids, id)
+	}
+	// A body of a message expunged since is still there (released, for
+	// the sweeper's grace): its header is the one it had.
+	rows, err = s.pool.Query(ctx, fmt.Sprintf("SELECT id, %s FROM bodies WHERE id = ANY($1)", column), ids)
+	if err != nil {
+		return err
+	}
+	var v []byte
+	_, err = pgx.ForEachRow(rows, []any{&body, &v}, func() error {
+		// v is the row's own: pgx copies what it scans into []byte.
+		s.hdrCache.put(headerKey{body, summary}, v)
+		for _, i := range missing[body] {
+			out[i] = v
+		}
+		return nil
+	})
+	return err
 }
