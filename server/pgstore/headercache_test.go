@@ -30,11 +30,12 @@ func (c countingConn) Read(p []byte) (int, error) {
 
 // testHeadersCached: Headers and Summaries through the node's cache give
 // what they give without it (dense and sparse UIDs, duplicates, UIDs
-// expunged or beyond the last), and a second SEARCH-sized read of 1000
+// expunged or beyond the last; after an expunge, a delivery, a STORE;
+// with and without a body map), and a second SEARCH-sized read of 1000
 // headers is one statement that reads a fraction of the bytes of the
-// first (the bodies' ids, not their headers: 16 bytes a message where
-// the header is ~230). An expunged message has no header though its
-// body's is cached; another user gets ErrNoSuchUser.
+// first (the mailbox's change stamp, one row, where the headers are ~230
+// bytes each). An expunged message has no header though its body's is
+// cached; another user gets ErrNoSuchUser.
 func testHeadersCached(t *testing.T, url string) {
 	const n = 1000
 	plain := migrated(t, url)
@@ -138,6 +139,24 @@ func testHeadersCached(t *testing.T, url string) {
 	check("before the expunge")
 	expungeUIDs(t, plain, "INBOX", 2, 900, top)
 	check("after the expunge")
+	late := deliver(t, plain, "INBOX", msg("later still"))
+	asks = append(asks, []uint32{late, 1, late - 1})
+	check("after a delivery")
+	if _, err := plain.SetFlags(ctx, alice, "INBOX", []uint32{3}, store.FlagsAdd, []string{store.FlagSeen}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a STORE")
+	// A mailbox too large for a body map: the UIDs asked are read.
+	defer func(n int) { maxMapMessages = n }(maxMapMessages)
+	maxMapMessages = 10
+	cached.hdrCache.close()
+	cached.hdrCache = newHeaderCache(headerCacheBytes, headerCacheIdle)
+	check("without a body map")
+	if _, _, maps := cached.hdrCache.size(); maps != 0 {
+		t.Errorf("%d body maps of a mailbox of more than %d messages", maps, maxMapMessages)
+	}
+	expungeUIDs(t, plain, "INBOX", 17)
+	check("without a body map, after an expunge")
 	if hs, err := cached.Headers(ctx, alice, mb.ID, []uint32{900}); err != nil || hs[0] != nil {
 		t.Errorf("Headers of an expunged message: %q, %v; want none", hs, err)
 	}
@@ -159,7 +178,7 @@ func TestHeaderCacheBounded(t *testing.T) {
 			c.get(headerKey{body: 5}) // used: kept
 		}
 	}
-	n, bytes := c.size()
+	n, bytes, _ := c.size()
 	if n != 16 || bytes > 16*(100+entryOverhead) {
 		t.Fatalf("%d entries, %d bytes; want 16 entries within %d", n, bytes, 16*(100+entryOverhead))
 	}
@@ -181,7 +200,7 @@ func TestHeaderCacheBounded(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if n, _ := c.size(); n == 0 {
+		if n, _, _ := c.size(); n == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -190,12 +209,12 @@ func TestHeaderCacheBounded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c.put(headerKey{body: 1}, v)
-	if n, _ := c.size(); n != 1 {
+	if n, _, _ := c.size(); n != 1 {
 		t.Fatalf("after emptied: %d entries after a put, want 1", n)
 	}
 	c.close()
 	c.put(headerKey{body: 2}, v)
-	if n, _ := c.size(); n != 0 {
+	if n, _, _ := c.size(); n != 0 {
 		t.Fatalf("closed: %d entries, want 0", n)
 	}
 }
