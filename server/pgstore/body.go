@@ -331,6 +331,12 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 	if len(uids) == 0 {
 		return out, nil
 	}
+	if s.hdrCache != nil {
+		if err := s.cachedHeaders(ctx, user, mailboxID, uids, column, out); err != nil {
+			return nil, fmt.Errorf("read headers of mailbox %d of %q: %w", mailboxID, user, err)
+		}
+		return out, nil
+	}
 	lo, hi := slices.Min(uids), slices.Max(uids)
 	var rows pgx.Rows
 	var err error
@@ -367,4 +373,162 @@ func (s *Store) headers(ctx context.Context, user string, mailboxID uint64, uids
 		return nil, fmt.Errorf("read headers of mailbox %d of %q: %w", mailboxID, user, err)
 	}
 	return out, nil
+}
+
+// cachedHeaders is headers through the node's cache (headercache.go).
+// Which body each UID has comes from the mailbox's body map when its
+// change stamp is the one read now (one row), from the whole mailbox
+// read in one statement otherwise (when it holds at most maxMapMessages:
+// the map is made), or from the UIDs asked; the headers of the bodies
+// not cached come from the database in a second statement. The same
+// checks as headers: the user's mailbox, the messages still there. The
+// values put in out are the cache's, which no one changes.
+func (s *Store) cachedHeaders(ctx context.Context, user string, mailboxID uint64, uids []uint32, column string, out [][]byte) error {
+	key := mailboxKey{user, mailboxID}
+	bm := s.hdrCache.bodyMap(key)
+	if bm != nil {
+		var xid, validity int64
+		err := s.pool.QueryRow(ctx, `SELECT mb.change_xid, mb.uidvalidity FROM mailboxes mb JOIN users u ON u.id = mb.user_id
+			WHERE u.name = $1 AND mb.id = $2`, user, int64(mailboxID)).Scan(&xid, &validity)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return noMailbox(ctx, s.pool, user, nil)
+		}
+		if err != nil {
+			return err
+		}
+		if xid != bm.xid || validity != bm.validity {
+			bm = nil
+		}
+	}
+	if bm == nil {
+		var err error
+		if bm, err = s.readBodyMap(ctx, user, mailboxID); err != nil {
+			return err
+		}
+		if bm == nil { // the mailbox is not there, or too large for a map
+			return s.headersByUID(ctx, user, mailboxID, uids, column, out)
+		}
+		s.hdrCache.putBodyMap(key, bm)
+	}
+	summary := column == "summary"
+	missing := map[int64][]int{} // body id -> indexes in out
+	for i, u := range uids {
+		body, ok := bm.bodies[u]
+		if !ok {
+			continue
+		}
+		if v, ok := s.hdrCache.get(headerKey{body, summary}); ok {
+			out[i] = v
+		} else {
+			missing[body] = append(missing[body], i)
+		}
+	}
+	return s.readHeaders(ctx, column, missing, out)
+}
+
+// readBodyMap reads the body map of a mailbox of at most maxMapMessages
+// in one statement (one snapshot: the stamp is that of the messages
+// read); nil when the mailbox is larger, or not there.
+func (s *Store) readBodyMap(ctx context.Context, user string, mailboxID uint64) (*bodyMap, error) {
+	rows, err := s.pool.Query(ctx, `SELECT mb.change_xid, mb.uidvalidity, mb.messages, m.uid, m.body_id
+		FROM mailboxes mb JOIN users u ON u.id = mb.user_id
+		LEFT JOIN messages m ON m.mailbox_id = mb.id AND mb.messages <= $3
+		WHERE u.name = $1 AND mb.id = $2`, user, int64(mailboxID), maxMapMessages)
+	if err != nil {
+		return nil, err
+	}
+	bm := &bodyMap{bodies: map[uint32]int64{}}
+	var n int64
+	var uid, body *int64
+	found := false
+	_, err = pgx.ForEachRow(rows, []any{&bm.xid, &bm.validity, &n, &uid, &body}, func() error {
+		found = true
+		if uid != nil && body != nil {
+			bm.bodies[uint32(*uid)] = *body
+		}
+		return nil
+	})
+	if err != nil || !found || n > int64(maxMapMessages) {
+		return nil, err
+	}
+	return bm, nil
+}
+
+// headersByUID is cachedHeaders for a mailbox without a map: the body of
+// each UID asked from the database.
+func (s *Store) headersByUID(ctx context.Context, user string, mailboxID uint64, uids []uint32, column string, out [][]byte) error {
+	lo, hi := slices.Min(uids), slices.Max(uids)
+	var rows pgx.Rows
+	var err error
+	const sel = `SELECT m.uid, m.body_id FROM messages m
+		JOIN mailboxes mb ON mb.id = m.mailbox_id JOIN users u ON u.id = mb.user_id
+		WHERE u.name = $1 AND m.mailbox_id = $2 AND %s`
+	if int64(hi)-int64(lo) < 2*int64(len(uids)) {
+		rows, err = s.pool.Query(ctx, fmt.Sprintf(sel, "m.uid BETWEEN $3 AND $4"), user, int64(mailboxID), int64(lo), int64(hi))
+	} else {
+		rows, err = s.pool.Query(ctx, fmt.Sprintf(sel, "m.uid = ANY($3)"), user, int64(mailboxID), toInt64s(uids))
+	}
+	if err != nil {
+		return err
+	}
+	want := make(map[uint32][]int, len(uids)) // UID -> indexes in out
+	for i, u := range uids {
+		want[u] = append(want[u], i)
+	}
+	summary := column == "summary"
+	missing := map[int64][]int{} // body id -> indexes in out
+	var uid, body int64
+	found := 0
+	_, err = pgx.ForEachRow(rows, []any{&uid, &body}, func() error {
+		found++
+		idx := want[uint32(uid)]
+		if len(idx) == 0 {
+			return nil
+		}
+		if v, ok := s.hdrCache.get(headerKey{body, summary}); ok {
+			for _, i := range idx {
+				out[i] = v
+			}
+			return nil
+		}
+		missing[body] = append(missing[body], idx...)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if found == 0 {
+		return noMailbox(ctx, s.pool, user, nil)
+	}
+	return s.readHeaders(ctx, column, missing, out)
+}
+
+// readHeaders reads column of the bodies in missing into the cache and
+// out, in one statement. A body of a message expunged since is still
+// there (released, for the sweeper's grace): its header is the one it
+// had.
+func (s *Store) readHeaders(ctx context.Context, column string, missing map[int64][]int, out [][]byte) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	ids := make([]int64, 0, len(missing))
+	for id := range missing {
+		ids = append(ids, id)
+	}
+	rows, err := s.pool.Query(ctx, fmt.Sprintf("SELECT id, %s FROM bodies WHERE id = ANY($1)", column), ids)
+	if err != nil {
+		return err
+	}
+	summary := column == "summary"
+	var body int64
+	var v []byte
+	_, err = pgx.ForEachRow(rows, []any{&body, &v}, func() error {
+		// v is the row's own: pgx copies what it scans into []byte.
+		s.hdrCache.put(headerKey{body, summary}, v)
+		for _, i := range missing[body] {
+			out[i] = v
+		}
+		return nil
+	})
+	return err
 }

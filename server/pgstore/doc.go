@@ -66,6 +66,12 @@
 //     (FOR UPDATE SKIP LOCKED), and a body that a message uses is never
 //     deleted whatever its count says. A read of a body later than the
 //     grace after its expunge fails with os.ErrNotExist.
+//   - A node-local cache of headers and summaries by body id
+//     (headercache.go: bodies never change), at most 8 MiB, least
+//     recently used out first, emptied a minute after its last use,
+//     with each mailbox's UID -> body map (mailboxes of at most 20 000
+//     messages) as of its change stamp: Headers and Summaries read one
+//     row (the stamp) when both are current.
 //   - UID and MODSEQ allocation in transactions. Lock order, to stay free
 //     of deadlocks: a user's row, then mailbox rows (by id when several).
 //     Deliver updates the user's counters (quota check) and then the

@@ -32,7 +32,10 @@ func benchImport(tb testing.TB, s *Store, user string, n, size int) {
 		}
 		i++
 		var b strings.Builder
-		fmt.Fprintf(&b, "From: a@example.org\r\nTo: b@example.org\r\nSubject: bench message %d\r\nMessage-ID: <%d@example.org>\r\n\r\n", i, i)
+		// The header of bench/anchors/imap-fetch.py's messages.
+		fmt.Fprintf(&b, "From: Sender %d <sender%d@example.test>\r\nTo: Bench User <bench@bench.test>\r\n"+
+			"Subject: bench message %d\r\nDate: Mon, 01 Jan 2024 00:%02d:%02d +0000\r\nMessage-ID: <bench.%d@example.test>\r\n"+
+			"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", i%50, i%50, i, (i/60)%60, i%60, i)
 		for b.Len() < size {
 			b.WriteString(pad)
 		}
@@ -92,5 +95,65 @@ func BenchmarkSetFlagsConcurrent(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkHeaders is SEARCH SUBJECT of bench/pg.sh at the store level:
+// each of c goroutines reads the headers of a mailbox of 2000 messages,
+// 1000 at a time as server/imap does, with and without the node's
+// header cache (warm: the first op fills it).
+func BenchmarkHeaders(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("the Debian PostgreSQL package: Linux only")
+	}
+	const n = 2000
+	pg := testenv.StartPostgres(b)
+	url := pg.NewDatabase(b)
+	ctx := context.Background()
+	if _, _, err := Migrate(ctx, url); err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(ctx, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	benchImport(b, s, "bench", n, 1024)
+	mb, err := s.Mailbox(ctx, "bench", "INBOX")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cache := s.hdrCache
+	for _, cached := range []bool{false, true} {
+		for _, c := range []int{1, 4} {
+			b.Run(fmt.Sprintf("cache=%v/clients=%d", cached, c), func(b *testing.B) {
+				s.hdrCache = nil
+				if cached {
+					s.hdrCache = cache
+				}
+				defer func() { s.hdrCache = cache }()
+				for range b.N {
+					var wg sync.WaitGroup
+					for range c {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for lo := uint32(1); lo <= n; lo += 1000 {
+								uids := make([]uint32, 1000)
+								for i := range uids {
+									uids[i] = lo + uint32(i)
+								}
+								hs, err := s.Headers(ctx, "bench", mb.ID, uids)
+								if err != nil || len(hs) != 1000 || hs[999] == nil {
+									b.Error(err)
+									return
+								}
+							}
+						}()
+					}
+					wg.Wait()
+				}
+			})
+		}
 	}
 }

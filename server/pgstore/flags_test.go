@@ -19,7 +19,8 @@ import (
 )
 
 // TestPostgresFlags runs the tests of SetFlags computed in the database
-// (issue 20's benchmark, STORE) on one private cluster.
+// and of the node's header cache (issue 20's benchmark, STORE and SEARCH
+// SUBJECT) on one private cluster.
 func TestPostgresFlags(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the Debian PostgreSQL package: Linux only")
@@ -33,6 +34,7 @@ func TestPostgresFlags(t *testing.T) {
 		{"ConcurrentReplay", testFlagsConcurrentReplay},
 		{"OneStatementUnderLock", testFlagsOneStatement},
 		{"RowsStayOnTheirPage", testFlagsStayOnPage},
+		{"HeadersCached", testHeadersCached},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}

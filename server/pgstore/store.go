@@ -34,6 +34,8 @@ type Store struct {
 	bodyGrace   atomic.Int64  // a time.Duration, see SetBodyGrace
 	sweepWake   chan struct{} // a new grace (SetBodyGrace)
 	stopSweeper func()        // stops the sweeper started by Open (sweep.go)
+
+	hdrCache *headerCache // of Headers and Summaries; nil: none (headercache.go)
 }
 
 // Open connects to the database at url (a PostgreSQL URL or key=value
@@ -55,7 +57,8 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, url: url, logger: logger, watchers: map[int]func(store.Change){}, chunkSize: bodyChunk}
+	s := &Store{pool: pool, url: url, logger: logger, watchers: map[int]func(store.Change){}, chunkSize: bodyChunk,
+		hdrCache: newHeaderCache(headerCacheBytes, headerCacheIdle)}
 	if s.listen, err = startListener(ctx, s); err != nil {
 		pool.Close()
 		return nil, err
@@ -76,6 +79,9 @@ func (s *Store) Close() error {
 	s.watchMu.Unlock()
 	if l != nil {
 		l.stop()
+	}
+	if s.hdrCache != nil {
+		s.hdrCache.close()
 	}
 	s.pool.Close()
 	return nil
