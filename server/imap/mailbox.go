@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,6 +53,13 @@ type sharedMailbox struct {
 	// every call counted up to it is answered by that read.
 	syncs      atomic.Uint64
 	syncedUpTo uint64
+	// own counts the flag writes of this node's sessions under way
+	// (beginOwn, endOwn); while there is one, watch leaves the changes it
+	// is told of for endOwn (deferred), so that a session's own write,
+	// announced by the change feed before SetFlags has returned, is not
+	// read back from the store (applyOwn has it).
+	own      atomic.Int32
+	deferred atomic.Bool
 
 	mu     sync.Mutex // guards the fields below; held briefly
 	mb     store.Mailbox
@@ -137,6 +145,12 @@ func (sm *sharedMailbox) watch(ctx context.Context, logger *slog.Logger, done <-
 	for {
 		select {
 		case <-sm.wake:
+			if sm.own.Load() > 0 {
+				sm.deferred.Store(true)
+				if sm.own.Load() > 0 {
+					continue // endOwn kicks again
+				}
+			}
 			if err := sm.sync(ctx); err != nil && ctx.Err() == nil {
 				logger.WarnContext(ctx, "imap: refresh mailbox", "user", sm.key.user, "err", err)
 			}
@@ -234,6 +248,69 @@ func (sm *sharedMailbox) syncOpLocked(ctx context.Context, cur *store.Mailbox, s
 		}
 	}
 	return nil
+}
+
+// beginOwn and endOwn surround a session's flag write: while one is
+// under way, watch leaves the changes it is told of for endOwn, so that
+// the change feed's announcement of the session's own write, which can
+// arrive before the write's answer, is not read back from the store.
+// endOwn applies the write (before and after as
+// store.FlagWriteReporter tells them; 0 and 0 when unknown or after an
+// error) with applyOwn, then lets watch sync what it was told of
+// meanwhile.
+func (sm *sharedMailbox) beginOwn() { sm.own.Add(1) }
+
+func (sm *sharedMailbox) endOwn(updated []store.Message, before, after uint64) {
+	if after > before {
+		sm.applyOwn(updated, before, after)
+	}
+	if sm.own.Add(-1) == 0 && sm.deferred.Swap(false) {
+		sm.kick()
+	}
+}
+
+// applyOwn brings the snapshot up to date with a session's own flag
+// write without reading the store: when the snapshot is at before, the
+// mailbox's HIGHESTMODSEQ when the write took it, no other write came
+// between them, and the snapshot with the flags and MODSEQ (after) of
+// the messages the write changed is the store's state after it.
+// Otherwise it does nothing and the next sync reads the changes. Only
+// sm.mu is taken: a sync reading the store meanwhile drops its answer
+// when it is not newer (syncOpLocked), and a newer one includes the
+// write.
+func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64) {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if sm.modseq != before || sm.mb.ModSeq != before {
+		return
+	}
+	msgs := slices.Clone(sm.msgs)
+	for i := range updated {
+		u := &updated[i]
+		if u.ModSeq != after {
+			continue // unchanged by this write
+		}
+		k, ok := slices.BinarySearchFunc(msgs, u.UID, func(m store.Message, uid uint32) int { return cmp.Compare(m.UID, uid) })
+		if !ok {
+			return // not in the snapshot: let a sync read it
+		}
+		msgs[k].Flags, msgs[k].ModSeq = u.Flags, u.ModSeq
+	}
+	for i := range updated {
+		if updated[i].ModSeq == after {
+			for _, f := range updated[i].Flags {
+				sm.addFlagLocked(f)
+			}
+		}
+	}
+	sm.msgs, sm.modseq, sm.mb.ModSeq = msgs, after, after
+	sm.gen++
+	for v := range sm.views {
+		select {
+		case v.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // read returns the mailbox and its messages as the store has them now,

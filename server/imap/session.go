@@ -650,15 +650,21 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 	}[flags.Op]
 	cmd := &s.conn.cs.cmd
 	var updated []store.Message
-	var modified []uint32 // UIDs that failed UNCHANGEDSINCE
-	if cmd.hasUnchanged {
+	var modified []uint32    // UIDs that failed UNCHANGEDSINCE
+	var before, after uint64 // of the write, when the store tells them
+	v.sm.beginOwn()
+	if fr, ok := s.srv.st.(store.FlagWriteReporter); ok {
+		updated, modified, before, after, err = fr.SetFlagsReport(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags), cmd.hasUnchanged, cmd.unchangedSince)
+	} else if cmd.hasUnchanged {
 		updated, modified, err = s.srv.st.SetFlagsUnchangedSince(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags), cmd.unchangedSince)
 	} else {
 		updated, err = s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags))
 	}
 	if err != nil {
+		v.sm.endOwn(nil, 0, 0)
 		return s.imapError(err)
 	}
+	v.sm.endOwn(updated, before, after)
 	if err := v.sm.sync(s.ctx); err != nil {
 		return s.imapError(err)
 	}
@@ -858,10 +864,20 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 		}
 		if len(uids) > 0 {
-			updated, err := s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen})
+			var updated []store.Message
+			var before, after uint64
+			var err error
+			v.sm.beginOwn()
+			if fr, ok := s.srv.st.(store.FlagWriteReporter); ok {
+				updated, _, before, after, err = fr.SetFlagsReport(s.ctx, s.user, v.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen}, false, 0)
+			} else {
+				updated, err = s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen})
+			}
 			if err != nil {
+				v.sm.endOwn(nil, 0, 0)
 				return s.imapError(err)
 			}
+			v.sm.endOwn(updated, before, after)
 			if err := v.sm.sync(s.ctx); err != nil {
 				return s.imapError(err)
 			}

@@ -35,6 +35,7 @@ func TestPostgresChanges(t *testing.T) {
 		{"ChangesSince", testChangesSince},
 		{"ChangesMatchFullRead", testChangesMatchFullRead},
 		{"IMAPSyncReadsChanges", testIMAPSyncReadsChanges},
+		{"IMAPOwnStoreReadsNothing", testIMAPOwnStoreReadsNothing},
 		{"IMAPConcurrentSelects", testIMAPConcurrentSelects},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
@@ -397,5 +398,62 @@ func testIMAPConcurrentSelects(t *testing.T, url string) {
 	if got[0] != 1 || got[1] != 0 || got[2] > clients*cycles {
 		t.Errorf("%d LOGIN+SELECT cycles: reads (full, changes, record) %v; want 1 full read, no change read, at most %d records",
 			clients*cycles, got, clients*cycles)
+	}
+}
+
+// testIMAPOwnStoreReadsNothing: a session's STORE 1:* on 2000 messages
+// brings its node's snapshot up to date from what SetFlags returned: the
+// node reads no message rows for it (neither its own sync nor the one the
+// change feed triggers), and another session of the node sees the new
+// flags, as does a session on another node.
+func testIMAPOwnStoreReadsNothing(t *testing.T, url string) {
+	other := migrated(t, url)
+	importN(t, other, alice, 2000, func(uint32) []string { return nil })
+	node := &readCounter{Store: open(t, url)}
+	addr := serveIMAP(t, node)
+	c := dialIMAP(t, addr, nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	watcher := dialIMAP(t, addr, nil)
+	if _, err := watcher.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	before := node.counts()
+	all := goimap.SeqSet{}
+	all.AddRange(1, 0)
+	for _, op := range []goimap.StoreFlagsOp{goimap.StoreFlagsAdd, goimap.StoreFlagsDel, goimap.StoreFlagsAdd} {
+		if err := c.Store(all, &goimap.StoreFlags{Op: op, Silent: true, Flags: []goimap.Flag{goimap.FlagFlagged}}, nil).Close(); err != nil {
+			t.Fatalf("STORE: %v", err)
+		}
+		t.Logf("after STORE %v: %v", op, node.counts())
+	}
+	// Time for the change feed's notifications of the three writes to
+	// reach the node.
+	time.Sleep(500 * time.Millisecond)
+	msgs, err := watcher.Fetch(all, &goimap.FetchOptions{Flags: true, UID: true}).Collect()
+	if err != nil || len(msgs) != 2000 {
+		t.Fatalf("FETCH 1:* FLAGS on the other session: %d messages, %v", len(msgs), err)
+	}
+	for _, m := range msgs {
+		if !slices.Contains(m.Flags, goimap.FlagFlagged) {
+			t.Fatalf("the other session sees UID %d with %v after STORE +FLAGS (\\Flagged)", m.UID, m.Flags)
+		}
+	}
+	got := node.counts()
+	if got[0] != before[0] || got[1] != before[1] {
+		t.Errorf("3 STOREs of 2000 messages by a session: full reads %d -> %d, change reads %d -> %d; want none",
+			before[0], got[0], before[1], got[1])
+	}
+	mb, err := other.Mailbox(ctxT(t), alice, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := watcher.Status("INBOX", &goimap.StatusOptions{HighestModSeq: true}).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.HighestModSeq != mb.ModSeq {
+		t.Errorf("HIGHESTMODSEQ on the node %d, in the store %d", d.HighestModSeq, mb.ModSeq)
 	}
 }

@@ -232,7 +232,7 @@ func toInt64s(uids []uint32) []int64 {
 // messages get a new modification sequence, one for the whole call, which
 // becomes the mailbox's HIGHESTMODSEQ.
 func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string) ([]store.Message, error) {
-	out, _, err := s.setFlags(ctx, user, mailbox, uids, op, flags, false, 0)
+	out, _, _, _, err := s.setFlags(ctx, user, mailbox, uids, op, flags, false, 0)
 	return out, err
 }
 
@@ -241,19 +241,31 @@ func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint3
 // mailbox's row lock, in the same transaction as the change; modified are
 // the UIDs of the others, left as they are.
 func (s *Store) SetFlagsUnchangedSince(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, unchangedSince uint64) (updated []store.Message, modified []uint32, err error) {
-	return s.setFlags(ctx, user, mailbox, uids, op, flags, true, unchangedSince)
+	updated, modified, _, _, err = s.setFlags(ctx, user, mailbox, uids, op, flags, true, unchangedSince)
+	return updated, modified, err
 }
 
-func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) ([]store.Message, []uint32, error) {
+var _ store.FlagWriteReporter = (*Store)(nil)
+
+// SetFlagsReport is SetFlags, or SetFlagsUnchangedSince when cond, that
+// also tells the mailbox's HIGHESTMODSEQ when the write took its lock
+// (before) and after its commit (after; before when nothing changed)
+// (store.FlagWriteReporter).
+func (s *Store) SetFlagsReport(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) (updated []store.Message, modified []uint32, before, after uint64, err error) {
+	return s.setFlags(ctx, user, mailbox, uids, op, flags, cond, unchangedSince)
+}
+
+func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) ([]store.Message, []uint32, uint64, uint64, error) {
 	wrap := func(err error) error { return fmt.Errorf("store flags in %q of %q: %w", mailbox, user, err) }
 	flags, err := normalizeFlags(flags)
 	if err != nil {
-		return nil, nil, wrap(err)
+		return nil, nil, 0, 0, wrap(err)
 	}
 	query, err := setFlagsQuery(op)
 	if err != nil {
-		return nil, nil, wrap(err)
+		return nil, nil, 0, 0, wrap(err)
 	}
+	var before, after uint64
 	lo, hi := sortedRanges(uids)
 	var out []store.Message
 	var modified []uint32
@@ -263,6 +275,7 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 		if err != nil {
 			return err
 		}
+		before, after = uint64(modseq), uint64(modseq)
 		// A statement of its own after the lock: its snapshot holds
 		// every change committed before the lock was ours.
 		rows, err := tx.Query(ctx, query, id, lo, hi, flags, cond, int64(min(unchangedSince, math.MaxInt64)), modseq+1)
@@ -291,14 +304,15 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 			return err
 		}
 		if xid != nil { // something changed: the mailbox is stamped
+			after = before + 1
 			queueNote(ctx, user, uint64(id), *xid)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, wrap(err)
+		return nil, nil, 0, 0, wrap(err)
 	}
-	return out, modified, nil
+	return out, modified, before, after, nil
 }
 
 // Expunge removes the messages of mailbox flagged \Deleted, restricted to

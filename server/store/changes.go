@@ -51,3 +51,14 @@ func ApplyChanges(msgs, changed []Message, vanished [][2]uint32) []Message {
 	}
 	return out
 }
+
+// FlagWriteReporter is implemented by a Backend that tells, with the
+// result of a flag write, the mailbox's HIGHESTMODSEQ when the write took
+// the mailbox (before) and after it (after; equal to before when nothing
+// changed). A node whose snapshot of the mailbox is at before applies
+// the write's result to it instead of reading the changes back
+// (server/imap: a STORE 1:* of 2000 messages read them all again).
+type FlagWriteReporter interface {
+	// SetFlagsReport is SetFlags, or SetFlagsUnchangedSince when cond.
+	SetFlagsReport(ctx context.Context, user, mailbox string, uids []uint32, op FlagOp, flags []string, cond bool, unchangedSince uint64) (updated []Message, modified []uint32, before, after uint64, err error)
+}
