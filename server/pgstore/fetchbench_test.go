@@ -64,9 +64,10 @@ func importBench(tb testing.TB, s *Store, n, size int) {
 // rawFetcher is an IMAP client that sends FETCH commands and reads the
 // answer without parsing it: what the benchmark measures is the server.
 type rawFetcher struct {
-	c  net.Conn
-	br *bufio.Reader
-	n  int
+	c    net.Conn
+	br   *bufio.Reader
+	n    int
+	keep *bytes.Buffer // when not nil, the answers are kept here
 }
 
 func dialRaw(tb testing.TB, addr string) *rawFetcher {
@@ -76,6 +77,8 @@ func dialRaw(tb testing.TB, addr string) *rawFetcher {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
+	// A wrong literal size leaves the client waiting: fail instead.
+	c.SetDeadline(time.Now().Add(time.Minute))
 	f := &rawFetcher{c: c, br: bufio.NewReaderSize(c, 64<<10)}
 	if _, err := f.br.ReadSlice('\n'); err != nil {
 		tb.Fatal(err)
@@ -97,12 +100,18 @@ func (f *rawFetcher) run(tb testing.TB, cmd string) int {
 		line, err := f.br.ReadSlice('\n')
 		for err == bufio.ErrBufferFull {
 			read += len(line)
+			if f.keep != nil {
+				f.keep.Write(line)
+			}
 			line, err = f.br.ReadSlice('\n')
 		}
 		if err != nil {
 			tb.Fatalf("%s: %v", cmd, err)
 		}
 		read += len(line)
+		if f.keep != nil {
+			f.keep.Write(line)
+		}
 		if bytes.HasPrefix(line, []byte(tag)) {
 			if !bytes.HasPrefix(line[len(tag):], []byte("OK")) {
 				tb.Fatalf("%s: %q", cmd, line)
@@ -114,7 +123,11 @@ func (f *rawFetcher) run(tb testing.TB, cmd string) int {
 			if at := bytes.LastIndexByte(l, '{'); at >= 0 {
 				var size int64
 				if _, err := fmt.Sscanf(string(l[at+1:len(l)-1]), "%d", &size); err == nil {
-					n, err := io.CopyN(io.Discard, f.br, size)
+					var w io.Writer = io.Discard
+					if f.keep != nil {
+						w = f.keep
+					}
+					n, err := io.CopyN(w, f.br, size)
 					read += int(n)
 					if err != nil {
 						tb.Fatalf("%s: %v", cmd, err)
