@@ -935,26 +935,18 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 	}
 	var flagBuf []string
 	// On a backend whose OpenBody is a round trip (pgstore), bodies are
-	// read ahead in batches, as SEARCH does (search.go).
-	var batch bodyBatch
-	if fetchReadsBodies(options) {
-		batch.bb, _ = s.srv.st.(store.BodyBatcher)
-		defer batch.close()
+	// read ahead in batches while the ones before are written
+	// (prefetch.go).
+	var pf *bodyPrefetch
+	if bb, ok := s.srv.st.(store.BodyBatcher); ok && fetchReadsBodies(options) {
+		pf = startPrefetch(s.ctx, bb, items)
+		defer pf.close()
 	}
-	var chunkMsgs []store.Message
 	for start := 0; start < len(items); start += fetchChunk {
 		chunk := items[start:min(start+fetchChunk, len(items))]
 		uids := make([]uint32, len(chunk))
 		for i, it := range chunk {
 			uids[i] = it.msg.UID
-		}
-		if batch.bb != nil {
-			batch.close()
-			batch.bodies = nil
-			chunkMsgs = chunkMsgs[:0]
-			for _, it := range chunk {
-				chunkMsgs = append(chunkMsgs, *it.msg)
-			}
 		}
 		var hdrs [][]byte
 		var envs []*goimap.Envelope
@@ -1030,8 +1022,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 				}
 			}
 			var pre store.Body
-			if batch.bb != nil {
-				pre = batch.body(s.ctx, chunkMsgs, nil, i)
+			if pf != nil {
+				pre = pf.body(start + i)
 			}
 			if err := s.fetchOne(w.CreateMessage(it.clientSeq), m, options, seenNow[m.UID], hdr, env, pre); err != nil {
 				return err
