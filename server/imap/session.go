@@ -1242,6 +1242,10 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		defer slot.release()
 		batch.bb, _ = s.srv.st.(store.BodyBatcher)
 		defer batch.close()
+		var err error
+		if batch.kept, err = s.keptTexts(criteria, msgs); err != nil {
+			return s.imapError(err)
+		}
 	}
 	// \Recent is added to the flags tested only when asked about.
 	recent := v.rev1 && len(v.recent) > 0 && mentionsRecent(criteria)
@@ -1260,7 +1264,7 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		}
 		m := &msgs[i]
 		cseq := uint32(i) + 1
-		lm = lazyMessage{s: s, m: *m, sc: sc, pre: batch.body(s.ctx, msgs, gone, i)}
+		lm = lazyMessage{s: s, m: *m, sc: sc, pre: batch.body(s.ctx, msgs, gone, i), kept: batch.kept, ki: i}
 		if recent && v.isRecent(m.UID) {
 			lm.m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
 		}

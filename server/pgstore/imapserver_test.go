@@ -36,7 +36,7 @@ func (testAuth) Authenticate(_ context.Context, username, password string, _ net
 
 // serveIMAP runs server/imap, unchanged, on s and returns its address
 // (plain text on loopback, where LOGIN is allowed).
-func serveIMAP(t *testing.T, s store.Backend) string {
+func serveIMAP(t testing.TB, s store.Backend) string {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -64,7 +64,7 @@ func serveIMAP(t *testing.T, s store.Backend) string {
 	return ln.Addr().String()
 }
 
-func dialIMAP(t *testing.T, addr string, h *imapclient.UnilateralDataHandler) *imapclient.Client {
+func dialIMAP(t testing.TB, addr string, h *imapclient.UnilateralDataHandler) *imapclient.Client {
 	t.Helper()
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {
