@@ -2,7 +2,9 @@ package imap
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -201,6 +203,50 @@ func (s *session) keptTexts(criteria *goimap.SearchCriteria, msgs []store.Messag
 		return nil, err
 	}
 	return &keptTexts{bit: bit, results: res}, nil
+}
+
+// keepTextBytes bounds the texts that a search collects (keepRead)
+// before it hands them to the backend.
+const keepTextBytes = 8 << 20
+
+// keepRead collects, for the backend to keep, the texts of messages that
+// had none and that the search has read whole (at most batchBodyMax
+// bytes), and hands them over keepTextBytes at a time and at the end
+// (flush): a database whose bodies were written before it kept texts
+// gets them from its first searches, and its next searches need not read
+// those bodies.
+type keepRead struct {
+	ts     store.TextSearcher
+	logger *slog.Logger
+	msgs   []store.Message
+	texts  []store.KeptText
+	size   int
+}
+
+// add takes the text of l, when it had no kept text and was read whole.
+func (k *keepRead) add(ctx context.Context, l *lazyMessage) {
+	if k.ts == nil || l.kept == nil || l.kept.known(l.ki) || !l.loaded ||
+		l.m.Size > batchBodyMax || int64(len(l.body)) != l.m.Size {
+		return
+	}
+	head, body := searchText(l.body)
+	k.msgs = append(k.msgs, l.m)
+	k.texts = append(k.texts, store.KeptText{Head: head, Body: body})
+	if k.size += len(head) + len(body); k.size >= keepTextBytes {
+		k.flush(ctx)
+	}
+}
+
+// flush hands the collected texts to the backend. A failure is only
+// logged: the bodies are read again by the next search.
+func (k *keepRead) flush(ctx context.Context) {
+	if len(k.msgs) == 0 {
+		return
+	}
+	if err := k.ts.KeepText(ctx, k.msgs, k.texts); err != nil && ctx.Err() == nil {
+		k.logger.WarnContext(ctx, "imap: keep search texts", "err", err)
+	}
+	k.msgs, k.texts, k.size = k.msgs[:0], k.texts[:0], 0
 }
 
 // keptMatch reports whether the message's kept text contains pattern (a

@@ -1237,6 +1237,7 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 	// slots, taken again every scanChunk messages (see Server.scans).
 	var slot scanSlot
 	var batch bodyBatch
+	var keep keepRead // texts of the messages read, for the backend to keep
 	if readsBodies(criteria) {
 		slot = scanSlot{scans: s.srv.scans}
 		defer slot.release()
@@ -1245,6 +1246,10 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		var err error
 		if batch.kept, err = s.keptTexts(criteria, msgs); err != nil {
 			return s.imapError(err)
+		}
+		if batch.kept != nil {
+			keep = keepRead{ts: s.srv.st.(store.TextSearcher), logger: s.logger}
+			defer keep.flush(s.ctx)
 		}
 	}
 	// \Recent is added to the flags tested only when asked about.
@@ -1285,6 +1290,7 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		if matchCriteria(&lm, cseq, criteria) {
 			match(cseq, m)
 		}
+		keep.add(s.ctx, &lm)
 	}
 	return nil
 }

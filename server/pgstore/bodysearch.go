@@ -150,3 +150,27 @@ func (s *Store) SearchText(ctx context.Context, user string, mailboxID uint64, u
 	}
 	return out, nil
 }
+
+// KeepText keeps the texts of bodies that had none (store.TextSearcher),
+// in one statement: the messages that were read by a search because
+// their body was written before schema 6 get their text then, so that an
+// upgraded database needs no migration that parses every message (which
+// SQL cannot do: the texts are made by the IMAP server's rules).
+func (s *Store) KeepText(ctx context.Context, msgs []store.Message, texts []store.KeptText) error {
+	if !s.textOK || len(msgs) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(msgs))
+	heads := make([]string, len(msgs))
+	bodies := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i], heads[i], bodies[i] = int64(m.Ref), texts[i].Head, texts[i].Body
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO body_texts (body_id, head, body)
+		SELECT m.body_id, v.h, v.b FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v (id, h, b)
+		JOIN messages m ON m.id = v.id
+		ON CONFLICT (body_id) DO NOTHING`, ids, heads, bodies); err != nil {
+		return fmt.Errorf("keep the search text of %d messages: %w", len(msgs), err)
+	}
+	return nil
+}

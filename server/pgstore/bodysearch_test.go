@@ -32,6 +32,7 @@ func TestPostgresBodySearch(t *testing.T) {
 	}{
 		{"SameAsEmbedded", testTextSearchSameAsEmbedded},
 		{"FollowsCopies", testTextSearchFollowsCopies},
+		{"Upgraded", testTextSearchUpgraded},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
@@ -219,6 +220,51 @@ func testTextSearchSameAsEmbedded(t *testing.T, url string) {
 	}
 	if nonEmpty < len(crits)*2/3 {
 		t.Errorf("only %d of %d searches found something", nonEmpty, len(crits))
+	}
+	// The two read by the first search have their text kept since.
+	if n := countRows(t, pg.Store, "body_texts"); n != len(corpus) {
+		t.Errorf("%d kept texts after the searches, want %d", n, len(corpus))
+	}
+}
+
+// testTextSearchUpgraded: on a database whose messages were written
+// without kept texts (before schema 6), the first SEARCH BODY reads them
+// all and keeps their texts, the next read none; all find what the
+// embedded store finds.
+func testTextSearchUpgraded(t *testing.T, url string) {
+	pg := &readCounter{Store: newUser(t, url, 0)}
+	emb := newEmbedded(t)
+	corpus := textCorpus()
+	for _, m := range corpus { // before any server: no text kept
+		deliver(t, pg.Store, "INBOX", m)
+		if _, err := emb.Deliver(ctxT(t), alice, "INBOX", strings.NewReader(m), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countRows(t, pg.Store, "body_texts"); n != 0 {
+		t.Fatalf("%d kept texts before any server", n)
+	}
+	addrPG, addrEmb := serveIMAP(t, pg), serveIMAP(t, emb)
+	cPG, cEmb := dialIMAP(t, addrPG, nil), dialIMAP(t, addrEmb, nil)
+	for _, c := range []*imapclient.Client{cPG, cEmb} {
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crits := textCriteria()
+	crits = crits[:len(crits)-1] // not the needle that is never sent
+	first, _ := searchBoth(t, cPG, cEmb, pg, crits[:1])
+	if first[0] != int64(len(corpus)) {
+		t.Errorf("first SEARCH read %d bodies, want all %d", first[0], len(corpus))
+	}
+	if n := countRows(t, pg.Store, "body_texts"); n != len(corpus) {
+		t.Errorf("%d kept texts after the first search, want %d", n, len(corpus))
+	}
+	reads, _ := searchBoth(t, cPG, cEmb, pg, crits)
+	for i, crit := range crits {
+		if reads[i] != 0 {
+			t.Errorf("UID SEARCH %q after the first read %d bodies, want none", critString(crit), reads[i])
+		}
 	}
 }
 

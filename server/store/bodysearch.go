@@ -26,6 +26,17 @@ type TextSearcher interface {
 	// Known with nothing found, as a body that cannot be opened matches
 	// nothing. At most MaxTextNeedles needles.
 	SearchText(ctx context.Context, user string, mailboxID uint64, uids []uint32, needles []TextNeedle) (results []TextResult, err error)
+	// KeepText keeps texts[i], made by the function given to
+	// SetSearchText from the whole body of msgs[i], for a message that
+	// SearchText said had none (a body written before the backend kept
+	// texts): the next searches need not read it. A message gone, or
+	// whose body has a kept text already, is left as it is.
+	KeepText(ctx context.Context, msgs []Message, texts []KeptText) error
+}
+
+// KeptText is the text kept of one body (see SetSearchText).
+type KeptText struct {
+	Head, Body string
 }
 
 // MaxTextNeedles is how many needles one SearchText call takes.
