@@ -55,3 +55,17 @@ func FuzzSearchText(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSearchText: the cost, at delivery, of the texts a
+// store.TextSearcher keeps, for a 10 KiB plain-text message.
+func BenchmarkSearchText(b *testing.B) {
+	var msg bytes.Buffer
+	msg.WriteString("From: a@example.test\r\nSubject: bench\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
+	for msg.Len() < 10<<10 {
+		msg.WriteString("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod\r\n")
+	}
+	b.SetBytes(int64(msg.Len()))
+	for b.Loop() {
+		searchText(msg.Bytes())
+	}
+}
