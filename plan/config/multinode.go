@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -29,8 +30,12 @@ type Store struct {
 	// Postgres is the connection URL of the PostgreSQL database, always
 	// sensitive (it holds the database password). Empty when it was not
 	// known (validate without secrets).
-	Postgres  Value
-	DeclRange hcl.Range
+	Postgres Value
+	// QueueLease is how long a node holds an outbound message it is
+	// sending before another node of the store may take it over; 0: the
+	// server's default (2m).
+	QueueLease time.Duration
+	DeclRange  hcl.Range
 }
 
 // sameStore reports whether servers a and b keep their mail in the same
@@ -67,13 +72,16 @@ var PostgresStoreAvailable = func() bool {
 
 // store decodes a server's store block.
 func (d *decoder) store(b *hcl.Block) *Store {
-	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "postgres", Required: true}}})
+	c, diags := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "postgres", Required: true}, {Name: "queue_lease"}}})
 	d.diags = append(d.diags, diags...)
 	st := &Store{DeclRange: b.DefRange}
 	if !PostgresStoreAvailable() {
 		d.errf(b.DefRange.Ptr(), "Store not available yet",
 			"The PostgreSQL store is not available in this mailctl yet: remove the store block (the server keeps its mail in its data directory).")
 		return nil
+	}
+	if a := c.Attributes["queue_lease"]; a != nil {
+		st.QueueLease = d.durationAttr(a, serverconfig.MinQueueLease, serverconfig.MaxQueueLease, "2m")
 	}
 	a := c.Attributes["postgres"]
 	if a == nil {

@@ -124,6 +124,14 @@ domain`, `postgres = "mysql://mailctl:s3cret-pw@db" }
 domain`}, want: []string{"13:Invalid PostgreSQL URL", "15:Servers without a shared store"}},
 		{name: "one store, other domains", add: "server \"c\" {\n hostname = \"c.example.org\"\n ipv4 = \"203.0.113.30\"\n tls { self_signed = true }\n store { postgres = env(\"PG_URL\") }\n}\n",
 			want: []string{"23:Different domains on one store"}},
+		{name: "queue lease too short", repl: [2]string{`  store { postgres = env("PG_URL") }
+}
+server "b"`, `  store {
+    postgres    = env("PG_URL")
+    queue_lease = "1s"
+  }
+}
+server "b"`}, want: []string{"9:Invalid duration"}},
 		{name: "two mistakes", repl: [2]string{"[server.a, server.b]", "[server.a, server.a]\n  mx_priority = { a = -1 }"},
 			want: []string{"17:Duplicate server", "18:Invalid MX priority"}},
 	}

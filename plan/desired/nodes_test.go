@@ -144,6 +144,9 @@ func TestNodesServerConfig(t *testing.T) {
 			t.Errorf("hostname of %s = %q", s.Name, sc.Hostname)
 		}
 	}
+	if got := cfg.Servers[0].Store.QueueLease; got != 0 {
+		t.Errorf("queue lease without queue_lease = %v, want 0 (the server's default)", got)
+	}
 	if desired.StoreURLFile(cfg, cfg.Servers[0]) != "/etc/mailctl/postgres-url" {
 		t.Errorf("StoreURLFile = %q", desired.StoreURLFile(cfg, cfg.Servers[0]))
 	}
@@ -213,4 +216,40 @@ func TestNodesMTASTS(t *testing.T) {
 			t.Errorf("served id %s, TXT %q; want both id=%s", id, txt, wantID)
 		}
 	})
+}
+
+// TestNodesQueueLease: a store block's queue_lease reaches every node's
+// server.json as store.queue_lease.
+func TestNodesQueueLease(t *testing.T) {
+	prev := config.PostgresStoreAvailable
+	config.PostgresStoreAvailable = func() bool { return true }
+	t.Cleanup(func() { config.PostgresStoreAvailable = prev })
+	src := `provider "zonefile" "z" { dir = "zones" }
+server "a" {
+  hostname = "a.mx.example.org"
+  ipv4     = "203.0.113.10"
+  tls { acme_email = "admin@example.org" }
+  store {
+    postgres    = env("PG_URL")
+    queue_lease = "30s"
+  }
+}
+domain "example.org" {
+  dns    = provider.zonefile.z
+  server = server.a
+}
+user "alice@example.org" { password_hash = "` + argonHash + `" }
+`
+	cfg, diags := config.LoadSources(t.TempDir(), map[string][]byte{"mail.hcl": []byte(src)},
+		config.LoadOptions{Getenv: func(n string) string { return map[string]string{"PG_URL": nodesURL}[n] }})
+	if diags.HasErrors() {
+		t.Fatalf("load: %v", diags)
+	}
+	js, err := json.Marshal(desired.ServerConfig(cfg, cfg.Servers[0]).Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"queue_lease":"30s"`) {
+		t.Errorf("store of server.json = %s, want queue_lease 30s", js)
+	}
 }

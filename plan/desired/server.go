@@ -129,7 +129,8 @@ func ServerConfig(cfg *config.Config, s *config.Server) *serverconfig.Config {
 			RejectScore: sp.RejectScore, JunkScore: sp.JunkScore, Timeout: serverconfig.Duration(sp.Timeout)}
 	}
 	if s.Store != nil {
-		sc.Store = &serverconfig.Store{PostgresURLFile: StoreURLFile(cfg, s), Node: s.Name}
+		sc.Store = &serverconfig.Store{PostgresURLFile: StoreURLFile(cfg, s), Node: s.Name,
+			QueueLease: serverconfig.Duration(s.Store.QueueLease)}
 	}
 	served := map[string]bool{}
 	for _, d := range cfg.Domains {

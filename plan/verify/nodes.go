@@ -36,6 +36,40 @@ func hostnames(d *config.Domain) []string {
 // NodeLoginCheck is the name of the per-server IMAP login check.
 const NodeLoginCheck = "imap.login"
 
+// nodeRoundTrips are, for a probe user whose domain has several servers,
+// a round trip through each server after the first (which the round trip
+// of the probe's recipient goes through): the probe submitted to that
+// server and read back through it must pass SPF, DKIM and DMARC, so that
+// every node signs with the published key (apply copies the first
+// server's keys to the others). The results name the server.
+func (r *runner) nodeRoundTrips(p Probe, target string) []Check {
+	if r.cfg == nil {
+		return nil
+	}
+	_, dom, _ := strings.Cut(strings.ToLower(p.User), "@")
+	var nodes []*config.Server
+	for _, d := range r.cfg.Domains {
+		if strings.EqualFold(d.Name, dom) {
+			nodes = domainServers(d)
+		}
+	}
+	if len(nodes) < 2 {
+		return nil
+	}
+	var cs []Check
+	for _, s := range nodes[1:] {
+		cs = append(cs, Check{Name: RoundTripCheck, Target: target + " via server." + s.Name, Run: func(ctx context.Context) []Result {
+			if p.User == "" || p.Password == "" {
+				return one(Result{Status: Skip, Detail: "no probe credentials", Fix: FixProbeCredentials})
+			}
+			res := r.roundTripVia(ctx, p, s, true)
+			res.Detail += " (server." + s.Name + ")"
+			return one(res)
+		}})
+	}
+	return cs
+}
+
 // nodeLogins are, for a probe user whose domain has several servers, an
 // IMAP login on each server (the round trip reads through the first):
 // every node must know the user, from the store they share.

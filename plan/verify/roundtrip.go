@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,7 +123,7 @@ func RunRoundTrip(ctx context.Context, in Inputs, o Options, p *Probe) Report {
 		return one(r.roundTrip(ctx, probe))
 	}}
 	var cs []Check
-	for _, c := range append([]Check{c}, r.nodeLogins(probe)...) {
+	for _, c := range append(append([]Check{c}, r.nodeRoundTrips(probe, target)...), r.nodeLogins(probe)...) {
 		if len(r.o.Only) == 0 || selected(r.o.Only, c) {
 			cs = append(cs, c)
 		}
@@ -131,6 +132,21 @@ func RunRoundTrip(ctx context.Context, in Inputs, o Options, p *Probe) Report {
 		return Report{}
 	}
 	return runChecks(ctx, r.log, cs, probe.Wait+r.o.Timeout)
+}
+
+// probeHosts returns the host names of the servers of addr's domain,
+// its first server first.
+func (r *runner) probeHosts(addr string) []string {
+	if r.cfg == nil {
+		return nil
+	}
+	_, dom, _ := strings.Cut(strings.ToLower(addr), "@")
+	for _, d := range r.cfg.Domains {
+		if strings.EqualFold(d.Name, dom) {
+			return hostnames(d)
+		}
+	}
+	return nil
 }
 
 // probeServer returns the configured server of addr's domain.
@@ -155,10 +171,26 @@ func (r *runner) roundTrip(ctx context.Context, p Probe) Result {
 		return Result{Status: Fail, Detail: fmt.Sprintf("%s is not an address of a configured domain with a server", p.User),
 			Fix: "set the probe user to a user declared in the configuration"}
 	}
+	return r.roundTripVia(ctx, p, s, false)
+}
+
+// roundTripVia is the round trip submitted through server s; node, for
+// the round trip of one node of several (nodes.go): the probe is read
+// back through s as well.
+func (r *runner) roundTripVia(ctx context.Context, p Probe, s *config.Server, node bool) Result {
 	token := newToken()
 	_, fromDomain, _ := strings.Cut(p.User, "@")
 	msgID := fmt.Sprintf("<mailctl-verify-%s@%s>", token, fromDomain)
 	imapHost, imapPort, implicit, err := r.probeIMAP(s, p)
+	if node && p.IMAPAddr == "" {
+		imapHost, imapPort, implicit, err = s.Hostname, s.Ports.IMAPS, true, nil
+		if imapPort == 0 {
+			imapPort, implicit = s.Ports.IMAP, false
+		}
+		if imapPort == 0 {
+			err = fmt.Errorf("the server %s has no IMAP port", s.Hostname)
+		}
+	}
 	if err != nil {
 		return Result{Status: Fail, Detail: err.Error(), Fix: "give the IMAP server of " + p.To + " (host:port, implicit TLS)"}
 	}
@@ -179,11 +211,14 @@ func (r *runner) roundTrip(ctx context.Context, p Probe) Result {
 		return Result{Status: Fail, Detail: err.Error(), Fix: "check the server's logs and queue (mailctl serve queue)"}
 	}
 	elapsed := time.Since(start).Round(100 * time.Millisecond)
-	authserv := "" // another receiver: its topmost field
-	if ts := r.probeServer(p.To); ts != nil && p.IMAPAddr == "" {
-		authserv = ts.Hostname
+	// The field of the recipient's server, or of any server of its
+	// domain (they share the queue: any may deliver); another receiver:
+	// its topmost field.
+	var authservs []string
+	if p.IMAPAddr == "" {
+		authservs = r.probeHosts(p.To)
 	}
-	return judgeProbe(header, authserv, p.To, fromDomain, via, elapsed)
+	return judgeProbe(header, authservs, p.To, fromDomain, via, elapsed)
 }
 
 // probeError is a failure with its fix.
@@ -420,7 +455,7 @@ func (r *runner) deleteProbe(c *imapclient.Client, set imap.UIDSet, hostport str
 
 // judgeProbe reads the Authentication-Results field of authserv (any
 // authserv-id when empty: the topmost field) in the probe's header.
-func judgeProbe(header []byte, authserv, to, fromDomain, via string, elapsed time.Duration) Result {
+func judgeProbe(header []byte, authservs []string, to, fromDomain, via string, elapsed time.Duration) Result {
 	m, err := mail.ReadMessage(bytes.NewReader(append(bytes.TrimRight(header, "\r\n"), "\r\n\r\n"...)))
 	if err != nil {
 		return Result{Status: Fail, Detail: fmt.Sprintf("the probe's header does not parse: %v", err), Fix: "check the server's logs"}
@@ -432,12 +467,12 @@ func judgeProbe(header []byte, authserv, to, fromDomain, via string, elapsed tim
 		if err != nil && id == "" {
 			continue
 		}
-		if authserv == "" || strings.EqualFold(strings.TrimSuffix(id, "."), authserv) {
+		if len(authservs) == 0 || slices.ContainsFunc(authservs, func(a string) bool { return strings.EqualFold(strings.TrimSuffix(id, "."), a) }) {
 			results, found = rs, true
 			break
 		}
 	}
-	who := authserv
+	who := strings.Join(authservs, " or ")
 	if who == "" {
 		who = "the receiver"
 	}

@@ -208,29 +208,36 @@ const authLockClass = 0x61757468 // "auth"
 
 // Reserve takes a transaction-level advisory lock on key, so that nodes
 // reserving for one key take turns, counts key's failures and inserts one
-// if below limit.
+// if below limit. The transaction's statements go in one batch, one round
+// trip to the database (a login that is not remembered makes three: the
+// failures read, Reserve and Unreserve). Under READ COMMITTED each
+// statement sees what was committed before it started, so the count made
+// once the lock is held sees every reservation made before it.
 func (p *PostgresFailures) Reserve(ctx context.Context, key string, at, since time.Time, limit int) (int64, []time.Time, error) {
 	var id int64
 	var recent []time.Time
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		id, recent = 0, nil
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", authLockClass, key); err != nil {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SELECT pg_advisory_xact_lock($1, hashtext($2))", authLockClass, key)
+	b.Queue(`INSERT INTO auth_failures (key, at) SELECT $1, $2
+		WHERE (SELECT count(*) FROM auth_failures WHERE key = $1 AND at > $3) < $4 RETURNING id`, key, at, since, limit).
+		Query(func(rows pgx.Rows) error {
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if len(ids) == 1 {
+				id = ids[0]
+			}
 			return err
-		}
-		rows, err := tx.Query(ctx, "SELECT at FROM auth_failures WHERE key = $1 AND at > $2 ORDER BY at", key, since)
-		if err != nil {
+		})
+	b.Queue("SELECT at FROM auth_failures WHERE key = $1 AND at > $2 ORDER BY at", key, since).
+		Query(func(rows pgx.Rows) error {
+			var err error
+			recent, err = pgx.CollectRows(rows, pgx.RowTo[time.Time])
 			return err
-		}
-		if recent, err = pgx.CollectRows(rows, pgx.RowTo[time.Time]); err != nil {
-			return err
-		}
-		if len(recent) >= limit {
-			return nil
-		}
-		recent = append(recent, at)
-		return tx.QueryRow(ctx, "INSERT INTO auth_failures (key, at) VALUES ($1, $2) RETURNING id", key, at).Scan(&id)
-	})
-	if err != nil {
+		})
+	b.Queue("COMMIT")
+	// On an error the connection is left in a failed transaction: the
+	// pool closes it rather than reuse it.
+	if err := p.pool.SendBatch(ctx, b).Close(); err != nil {
 		return 0, nil, fmt.Errorf("reserve a login attempt: %w", err)
 	}
 	return id, recent, nil

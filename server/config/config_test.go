@@ -140,6 +140,12 @@ func TestValidateRules(t *testing.T) {
 			"limits.imap_conns_per_ip:", "limits.imap_conns_per_user_ip:"}},
 		{"limits too big", func(c *config.Config) { c.Limits.MaxMessageBytes = 2 << 30 }, []string{"limits.max_message_bytes:"}},
 		{"timeout tiny", func(c *config.Config) { c.Limits.Timeout = config.Duration(time.Millisecond) }, []string{"limits.timeout: 1ms is outside 1s..1h"}},
+		{"queue lease tiny", func(c *config.Config) {
+			c.Store = &config.Store{PostgresURLFile: "/etc/mailctl/postgres-url", QueueLease: config.Duration(time.Second)}
+		}, []string{"store.queue_lease: 1s is outside 3s..1h"}},
+		{"queue lease without a shared store", func(c *config.Config) {
+			c.Store = &config.Store{QueueLease: config.Duration(time.Minute)}
+		}, []string{"store.queue_lease: is only for a store shared with postgres_url_file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // postgresWired: `mailctl serve` runs on server/pgstore when
@@ -24,7 +25,20 @@ type Store struct {
 	// Node names this server among the nodes sharing the store (queue
 	// leases, logs); default Hostname.
 	Node string `json:"node,omitempty"`
+	// QueueLease is how long a node holds an outbound message it is
+	// sending before another node may take it over (its node died):
+	// default 2m. Shorter hands a dead node's deliveries over sooner; a
+	// lease renewed every third of it costs a statement per attempt.
+	QueueLease Duration `json:"queue_lease,omitempty"`
 }
+
+// Queue lease bounds: a lease is renewed every third of its time, so a
+// few seconds is the floor; an hour is already a long wait for a
+// dead node's mail.
+const (
+	MinQueueLease = 3 * time.Second
+	MaxQueueLease = time.Hour
+)
 
 // NodeName is the name of this node among those sharing a store.
 func (c *Config) NodeName() string {
@@ -41,6 +55,12 @@ func (c *Config) validateStore(p *problems) {
 	}
 	if s.PostgresURLFile != "" && !filepath.IsAbs(s.PostgresURLFile) {
 		p.add("store.postgres_url_file", "%q must be an absolute path", s.PostgresURLFile)
+	}
+	if d := time.Duration(s.QueueLease); d != 0 && (d < MinQueueLease || d > MaxQueueLease) {
+		p.add("store.queue_lease", "%s is outside %s..%s", s.QueueLease, Duration(MinQueueLease), Duration(MaxQueueLease))
+	}
+	if s.QueueLease != 0 && s.PostgresURLFile == "" {
+		p.add("store.queue_lease", "is only for a store shared with postgres_url_file (one node's queue has no leases)")
 	}
 	if s.PostgresURLFile != "" && !postgresWired {
 		p.add("store.postgres_url_file", "the PostgreSQL store is not available in this build yet")

@@ -249,7 +249,9 @@ func (d *daemon) run(ctx context.Context) (err error) {
 		return fmt.Errorf("outbound queue: %w", err)
 	}
 	if d.pool != nil { // one queue for all nodes, with leases
-		qopts.Postgres = d.pool // qopts.Node: store.node, else the hostname
+		// qopts.Node: store.node, else the hostname; a lease of 0: the default.
+		qopts.Postgres = d.pool
+		qopts.LeaseTime = time.Duration(cfg.Store.QueueLease)
 	}
 	// Submitted local mail gets the Authentication-Results a receiver would add (selfauth.go).
 	if err := d.openFilter(cfg, log); err != nil {

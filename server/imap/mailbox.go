@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -40,8 +41,8 @@ import (
 type sharedMailbox struct {
 	key  mailboxKey
 	st   store.Backend
-	refs int // guarded by Server.mu
-	done chan struct{}
+	refs int           // guarded by Server.mu
+	done chan struct{} // guarded by Server.mu; closed when refs drops to 0
 	wake chan struct{}
 
 	opMu sync.Mutex // serialises reads of the store by sync
@@ -68,26 +69,32 @@ func newSharedMailbox(ctx context.Context, st store.Backend, key mailboxKey) (*s
 		return nil, err
 	}
 	sm := &sharedMailbox{
-		key:     key,
-		st:      st,
-		done:    make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		mb:      mb,
-		msgs:    msgs,
-		modseq:  mb.ModSeq,
-		gen:     1,
-		flagSet: map[string]bool{},
-		views:   map[*view]struct{}{},
+		key:    key,
+		st:     st,
+		done:   make(chan struct{}),
+		wake:   make(chan struct{}, 1),
+		mb:     mb,
+		msgs:   msgs,
+		modseq: mb.ModSeq,
+		gen:    1,
+		views:  map[*view]struct{}{},
 	}
+	sm.resetFlagsLocked()
+	return sm, nil
+}
+
+// resetFlagsLocked makes the list of flags again: the system flags and
+// those of the messages of the snapshot. sm.mu is held, or sm not shared.
+func (sm *sharedMailbox) resetFlagsLocked() {
+	sm.flags, sm.flagSet = nil, map[string]bool{}
 	for _, f := range []string{store.FlagSeen, store.FlagAnswered, store.FlagFlagged, store.FlagDeleted, store.FlagDraft} {
 		sm.addFlagLocked(f)
 	}
-	for _, m := range msgs {
+	for _, m := range sm.msgs {
 		for _, f := range m.Flags {
 			sm.addFlagLocked(f)
 		}
 	}
-	return sm, nil
 }
 
 func (sm *sharedMailbox) addFlagLocked(f string) {
@@ -117,16 +124,17 @@ func (sm *sharedMailbox) kick() {
 	}
 }
 
-// watch syncs on every store change until the last session leaves, which
-// wakes the sessions in IDLE.
-func (sm *sharedMailbox) watch(ctx context.Context, logger *slog.Logger) {
+// watch syncs on every store change until the last session leaves
+// (done, the sm.done of when it started: a snapshot kept idle and taken
+// up again gets a new one), which wakes the sessions in IDLE.
+func (sm *sharedMailbox) watch(ctx context.Context, logger *slog.Logger, done <-chan struct{}) {
 	for {
 		select {
 		case <-sm.wake:
 			if err := sm.sync(ctx); err != nil && ctx.Err() == nil {
 				logger.WarnContext(ctx, "imap: refresh mailbox", "user", sm.key.user, "err", err)
 			}
-		case <-sm.done:
+		case <-done:
 			return
 		case <-ctx.Done():
 			return
@@ -137,11 +145,29 @@ func (sm *sharedMailbox) watch(ctx context.Context, logger *slog.Logger) {
 // sync brings the snapshot up to date with the store, and wakes the
 // sessions in IDLE when it changed.
 func (sm *sharedMailbox) sync(ctx context.Context) error {
+	return sm.syncWith(ctx, nil)
+}
+
+// syncWith is sync given the mailbox's record (cur, when not nil) as read
+// from the store after the command began (SELECT reads it to find the
+// mailbox): when it shows no change, the store is not asked again.
+func (sm *sharedMailbox) syncWith(ctx context.Context, cur *store.Mailbox) error {
 	sm.opMu.Lock()
 	defer sm.opMu.Unlock()
+	return sm.syncOpLocked(ctx, cur, true)
+}
+
+// syncOpLocked is syncWith with sm.opMu held. A mailbox gone is one
+// emptied when selected is true (sessions have it), else an error.
+func (sm *sharedMailbox) syncOpLocked(ctx context.Context, cur *store.Mailbox, selected bool) error {
 	// The mailbox record alone tells whether anything changed, before
 	// reading every message.
-	if cur, err := sm.st.MailboxByID(ctx, sm.key.user, sm.key.id); err == nil {
+	if cur == nil {
+		if mb, err := sm.st.MailboxByID(ctx, sm.key.user, sm.key.id); err == nil {
+			cur = &mb
+		}
+	}
+	if cur != nil {
 		sm.mu.Lock()
 		same := cur.ModSeq <= sm.modseq && cur.Name == sm.mb.Name
 		sm.mu.Unlock()
@@ -149,11 +175,14 @@ func (sm *sharedMailbox) sync(ctx context.Context) error {
 			return nil
 		}
 	}
-	mb, msgs, err := sm.st.MessagesByID(ctx, sm.key.user, sm.key.id)
-	if errors.Is(err, store.ErrNoSuchMailbox) {
+	sm.mu.Lock()
+	old, since := sm.msgs, sm.modseq
+	sm.mu.Unlock()
+	mb, msgs, changed, err := sm.read(ctx, old, since)
+	if selected && errors.Is(err, store.ErrNoSuchMailbox) {
 		// Deleted while selected: every message is gone.
 		sm.mu.Lock()
-		mb, msgs, err = sm.mb, nil, nil
+		mb, msgs, changed, err = sm.mb, nil, nil, nil
 		mb.ModSeq = sm.modseq + 1
 		sm.mu.Unlock()
 	}
@@ -165,7 +194,7 @@ func (sm *sharedMailbox) sync(ctx context.Context) error {
 	if mb.ModSeq <= sm.modseq && mb.Name == sm.mb.Name {
 		return nil // nothing new, or an older snapshot than ours
 	}
-	for _, m := range msgs {
+	for _, m := range changed {
 		if m.ModSeq > sm.modseq {
 			for _, f := range m.Flags {
 				sm.addFlagLocked(f)
@@ -182,6 +211,29 @@ func (sm *sharedMailbox) sync(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// read returns the mailbox and its messages as the store has them now,
+// and the messages among them that may have changed since the snapshot
+// old (at MODSEQ since): on a store.ChangeReader, old brought up to date
+// with the changes since (a new slice: old is shared with sessions that
+// read it without a lock), else the whole mailbox read again.
+func (sm *sharedMailbox) read(ctx context.Context, old []store.Message, since uint64) (mb store.Mailbox, msgs, changed []store.Message, err error) {
+	if cr, ok := sm.st.(store.ChangeReader); ok {
+		mb, changed, vanished, complete, err := cr.ChangesSince(ctx, sm.key.user, sm.key.id, since)
+		if err != nil {
+			return store.Mailbox{}, nil, nil, err
+		}
+		if complete {
+			if mb.ModSeq <= since {
+				return mb, old, nil, nil
+			}
+			return mb, store.ApplyChanges(old, changed, vanished), changed, nil
+		}
+		// The expunge records do not go back to since: read it all.
+	}
+	mb, msgs, err = sm.st.MessagesByID(ctx, sm.key.user, sm.key.id)
+	return mb, msgs, msgs, err
 }
 
 func imapFlags(flags []string) []goimap.Flag {
@@ -627,5 +679,142 @@ func sameFlagSet(a, b []string) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// Idle snapshots
+//
+// When the last session of a node leaves a mailbox, its snapshot is kept
+// a while (idleTTL), so that the next SELECT of the mailbox (a client
+// that logs in, selects, logs out and comes back, as mail clients poll)
+// does not read every message again: the mailbox record that SELECT reads
+// anyway tells whether the snapshot is still the mailbox (same
+// UIDVALIDITY, name and MODSEQ: nothing changed, not one more read), or
+// how far behind it is (a ChangeReader store then sends the changes
+// since). The snapshot then is what a fresh read gives: its \Recent
+// state is the store's (release wrote this node's claims there), and its
+// list of flags is made again from its messages. The kept snapshots are
+// bounded in number and in messages, so that a node's idle memory stays
+// what it was once they expire.
+var (
+	idleTTL          = 60 * time.Second
+	idleMaxMailboxes = 16
+	idleMaxMessages  = 32768 // in all the kept snapshots, about 120 bytes each
+)
+
+// idleCache holds the snapshots of the mailboxes no session of the node
+// has selected. Guarded by Server.mu.
+type idleCache struct {
+	entries  map[mailboxKey]*idleEntry
+	messages int
+}
+
+type idleEntry struct {
+	sm    *sharedMailbox
+	n     int // messages of sm when kept
+	timer *time.Timer
+	since time.Time
+}
+
+// keepIdleLocked keeps sm, which no session uses any more, for idleTTL,
+// dropping the oldest kept snapshots beyond the bounds. s.mu is held.
+func (s *Server) keepIdleLocked(sm *sharedMailbox) {
+	c := &s.idle
+	sm.mu.Lock()
+	n := len(sm.msgs)
+	sm.mu.Unlock()
+	if n > idleMaxMessages || idleTTL <= 0 {
+		return
+	}
+	if c.entries == nil {
+		c.entries = map[mailboxKey]*idleEntry{}
+	}
+	c.dropLocked(sm.key)
+	for len(c.entries) > 0 && (len(c.entries) >= idleMaxMailboxes || c.messages+n > idleMaxMessages) {
+		var oldest *idleEntry
+		for _, e := range c.entries {
+			if oldest == nil || e.since.Before(oldest.since) {
+				oldest = e
+			}
+		}
+		c.dropLocked(oldest.sm.key)
+	}
+	e := &idleEntry{sm: sm, n: n, since: time.Now()}
+	e.timer = time.AfterFunc(idleTTL, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if c.entries[sm.key] == e {
+			c.dropLocked(sm.key)
+		}
+	})
+	c.entries[sm.key] = e
+	c.messages += n
+}
+
+// dropLocked forgets the snapshot kept for key, if any.
+func (c *idleCache) dropLocked(key mailboxKey) {
+	e := c.entries[key]
+	if e == nil {
+		return
+	}
+	e.timer.Stop()
+	delete(c.entries, key)
+	c.messages -= e.n
+}
+
+// dropAllLocked forgets every kept snapshot (the server shuts down).
+func (c *idleCache) dropAllLocked() {
+	for key := range c.entries {
+		c.dropLocked(key)
+	}
+}
+
+// takeIdleLocked returns the snapshot kept for key brought up to date
+// with the store (cur: the mailbox's record read by the SELECT that wants
+// it), or nil when none is kept or it cannot be brought up to date for
+// less than a fresh read. s.mu is held.
+func (s *Server) takeIdleLocked(ctx context.Context, key mailboxKey, cur store.Mailbox) *sharedMailbox {
+	e := s.idle.entries[key]
+	if e == nil {
+		return nil
+	}
+	s.idle.dropLocked(key)
+	sm := e.sm
+	if !sm.revive(ctx, cur) {
+		return nil
+	}
+	return sm
+}
+
+// revive brings a kept snapshot up to date (see Idle snapshots above)
+// and reports whether it could.
+func (sm *sharedMailbox) revive(ctx context.Context, cur store.Mailbox) bool {
+	sm.opMu.Lock()
+	defer sm.opMu.Unlock()
+	sm.mu.Lock()
+	same := cur.UIDValidity == sm.mb.UIDValidity && cur.Name == sm.mb.Name && cur.ModSeq == sm.modseq
+	behind := cur.UIDValidity == sm.mb.UIDValidity && cur.ModSeq > sm.modseq
+	// The store's \Recent state: release wrote this node's claims there
+	// before keeping the snapshot (cur may have been read before that),
+	// and another node's may have gone further since.
+	recent := max(cur.RecentUID, sm.mb.RecentUID)
+	if same {
+		sm.mb = cur
+	}
+	sm.mb.RecentUID, sm.recentDirty = recent, false
+	sm.mu.Unlock()
+	if !same {
+		if _, ok := sm.st.(store.ChangeReader); !ok || !behind {
+			return false
+		}
+		if err := sm.syncOpLocked(ctx, &cur, false); err != nil {
+			return false
+		}
+	}
+	// The flags of a fresh read: those of the messages it has now.
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	sm.resetFlagsLocked()
+	sm.done = make(chan struct{})
 	return true
 }

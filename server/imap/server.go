@@ -74,6 +74,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	mailboxes map[mailboxKey]*sharedMailbox
+	idle      idleCache // snapshots of the mailboxes no session has selected (mailbox.go)
 
 	// scans holds a token per search reading messages (SEARCH BODY,
 	// TEXT) that runs: GOMAXPROCS-1 (at least 1) at a time, so that a
@@ -178,6 +179,9 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	s.unwatch()
+	s.mu.Lock()
+	s.idle.dropAllLocked()
+	s.mu.Unlock()
 	err := s.lib.Close()
 	if err != nil && err.Error() == "imapserver: server closed" {
 		err = nil
@@ -243,13 +247,16 @@ func (s *Server) acquire(ctx context.Context, user string, mb store.Mailbox) (*s
 		sm.refs++
 		return sm, nil
 	}
-	sm, err := newSharedMailbox(ctx, s.st, key)
-	if err != nil {
-		return nil, err
+	sm := s.takeIdleLocked(ctx, key, mb)
+	if sm == nil {
+		var err error
+		if sm, err = newSharedMailbox(ctx, s.st, key); err != nil {
+			return nil, err
+		}
 	}
 	sm.refs = 1
 	s.mailboxes[key] = sm
-	go sm.watch(s.ctx, s.logger)
+	go sm.watch(s.ctx, s.logger, sm.done)
 	return sm, nil
 }
 
@@ -297,11 +304,15 @@ func (s *Server) release(sm *sharedMailbox) {
 		sm.mu.Lock()
 		dirty, upTo := sm.recentDirty, sm.mb.RecentUID
 		sm.mu.Unlock()
+		var err error
 		if dirty {
-			_, err := s.st.ClaimRecent(context.WithoutCancel(s.ctx), sm.key.user, sm.key.id, upTo)
+			_, err = s.st.ClaimRecent(context.WithoutCancel(s.ctx), sm.key.user, sm.key.id, upTo)
 			if err != nil && s.ctx.Err() == nil && !errors.Is(err, store.ErrNoSuchMailbox) {
 				s.logger.WarnContext(s.ctx, "imap: keep \\Recent claims", "user", sm.key.user, "err", err)
 			}
+		}
+		if err == nil && s.ctx.Err() == nil {
+			s.keepIdleLocked(sm)
 		}
 	}
 }

@@ -146,7 +146,9 @@ func (s *session) Select(name string, options *goimap.SelectOptions) (*goimap.Se
 	if err != nil {
 		return nil, s.imapError(err)
 	}
-	if err := sm.sync(s.ctx); err != nil {
+	// mb was read for this command: the snapshot need not be checked
+	// against the store once more when it is as recent.
+	if err := sm.syncWith(s.ctx, &mb); err != nil {
 		s.srv.release(sm)
 		return nil, s.imapError(err)
 	}

@@ -60,6 +60,9 @@ func hasFlag(flags []string, flag string) bool {
 	return false
 }
 
+// applyFlags and sameFlags state the rules of a STORE that
+// setFlagsQuery (flagsql.go) applies in the database; the tests hold
+// both to server/store's.
 func applyFlags(cur []string, op store.FlagOp, flags []string) []string {
 	out := []string{}
 	switch op {

@@ -250,6 +250,11 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 	if err != nil {
 		return nil, nil, wrap(err)
 	}
+	query, err := setFlagsQuery(op)
+	if err != nil {
+		return nil, nil, wrap(err)
+	}
+	lo, hi := sortedRanges(uids)
 	var out []store.Message
 	var modified []uint32
 	err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
@@ -258,46 +263,37 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, "SELECT "+messageColumns+" FROM messages WHERE mailbox_id = $1 AND uid = ANY($2) ORDER BY uid", id, toInt64s(uids))
+		// A statement of its own after the lock: its snapshot holds
+		// every change committed before the lock was ours.
+		rows, err := tx.Query(ctx, query, id, lo, hi, flags, cond, int64(min(unchangedSince, math.MaxInt64)), modseq+1)
 		if err != nil {
 			return err
 		}
-		msgs, err := collectMessages(rows)
-		if err != nil {
-			return err
-		}
-		next := modseq + 1
-		// The new flags are computed here and written in one statement
-		// for the whole call: the changed UIDs and their flags, joined
-		// by spaces (a flag has none: canonicalFlag), as two arrays.
-		var changedUIDs []int64
-		var changedFlags []string
-		for _, m := range msgs {
-			if cond && m.ModSeq > unchangedSince {
-				modified = append(modified, m.UID)
+		defer rows.Close()
+		var xid *int64
+		for rows.Next() {
+			var m store.Message
+			var uid, mseq, ref int64
+			var fl string
+			var skip bool
+			if err := rows.Scan(&uid, &mseq, &fl, &m.InternalDate, &m.Size, &ref, &skip, &xid); err != nil {
+				return err
+			}
+			if skip {
+				modified = append(modified, uint32(uid))
 				continue
 			}
-			nf := applyFlags(m.Flags, op, flags)
-			if !sameFlags(nf, m.Flags) {
-				m.Flags, m.ModSeq = nf, uint64(next)
-				changedUIDs = append(changedUIDs, int64(m.UID))
-				changedFlags = append(changedFlags, strings.Join(nf, " "))
-			}
+			m.UID, m.ModSeq, m.Ref = uint32(uid), uint64(mseq), uint64(ref)
+			m.Flags = strings.Fields(fl)
 			out = append(out, m)
 		}
-		if len(changedUIDs) == 0 {
-			return nil
-		}
-		var batch pgx.Batch
-		// string_to_array('', ' ') is '{}': an empty set stays empty.
-		batch.Queue(`UPDATE messages m SET flags = string_to_array(v.f, ' '), modseq = $4
-			FROM unnest($2::bigint[], $3::text[]) AS v(uid, f)
-			WHERE m.mailbox_id = $1 AND m.uid = v.uid`, id, changedUIDs, changedFlags, next)
-		batch.Queue("UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1", id, next)
-		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+		if err := rows.Err(); err != nil {
 			return err
 		}
-		return notify(ctx, tx, user, uint64(id))
+		if xid != nil { // something changed: the mailbox is stamped
+			queueNote(ctx, user, uint64(id), *xid)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, nil, wrap(err)

@@ -20,7 +20,7 @@ package queue
 // or no successful renewal for a whole LeaseTime (database unreachable),
 // aborts the attempt. A record whose lease expired (its node died or was
 // cut off) is claimable by any node, so a dead node's messages are taken
-// over within LeaseTime plus one poll (Options.PollInterval). New records,
+// over when its lease expires (the scheduler wakes then). New records,
 // Retry and released leases also wake every node at once: they run
 // pg_notify on the channel mailctl_queue, delivered at COMMIT to each
 // node's listening connection (a missed notification costs one poll).
@@ -489,11 +489,17 @@ func (p *pgBackend) claim(ctx context.Context, now time.Time, n int, pick func(d
 	return out, nil
 }
 
-// nextDue returns the earliest next attempt of the records not leased.
-func (p *pgBackend) nextDue(ctx context.Context) (time.Time, bool, error) {
+// nextDue returns when the scheduler should look again: the earliest
+// next attempt of the records not leased, or the expiry of a lease
+// (its node may have died: the record is then taken over then, not a
+// poll later). A lease's expiry, on the database's clock, is turned into
+// the node's clock (now) by its distance from the database's now(), plus
+// a margin so that the claim that follows finds it expired.
+func (p *pgBackend) nextDue(ctx context.Context, now time.Time) (time.Time, bool, error) {
 	var t *time.Time
-	err := p.pool.QueryRow(ctx, `SELECT min(next) FROM queue_messages
-		WHERE lease_until IS NULL OR lease_until < now()`).Scan(&t)
+	err := p.pool.QueryRow(ctx, `SELECT min(CASE WHEN lease_until IS NULL OR lease_until < now() THEN next
+			ELSE greatest(next, $1::timestamptz + (lease_until - now()) + interval '100 milliseconds') END)
+		FROM queue_messages`, now).Scan(&t)
 	if err != nil || t == nil {
 		return time.Time{}, false, err
 	}
@@ -663,7 +669,7 @@ func (q *Queue) dispatchClaims(ctx context.Context) time.Duration {
 		}
 		q.mu.Unlock()
 	}
-	if next, ok, err := q.pg.nextDue(ctx); err == nil && ok && next.After(now) {
+	if next, ok, err := q.pg.nextDue(ctx, now); err == nil && ok && next.After(now) {
 		wait = min(wait, next.Sub(now))
 	}
 	return max(wait, time.Millisecond)
