@@ -14,7 +14,7 @@ import (
 
 // SEARCH BODY and TEXT (store.TextSearcher): the texts they match, made
 // by the IMAP server's function (SetSearchText) when a body of at most a
-// chunk is written, are kept in the table body_texts (schema 6), one row
+// chunk is written, are kept in the table body_texts (schema 7), one row
 // per body, shared by its copies like the body; SearchText asks the
 // database which messages of a mailbox contain the needles (strpos on
 // the kept texts), and only the messages without a row are read by the
@@ -153,7 +153,7 @@ func (s *Store) SearchText(ctx context.Context, user string, mailboxID uint64, u
 
 // KeepText keeps the texts of bodies that had none (store.TextSearcher),
 // in one statement: the messages that were read by a search because
-// their body was written before schema 6 get their text then, so that an
+// their body was written before schema 7 get their text then, so that an
 // upgraded database needs no migration that parses every message (which
 // SQL cannot do: the texts are made by the IMAP server's rules).
 func (s *Store) KeepText(ctx context.Context, msgs []store.Message, texts []store.KeptText) error {

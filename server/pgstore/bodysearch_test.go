@@ -38,19 +38,19 @@ func TestPostgresBodySearch(t *testing.T) {
 	}
 }
 
-// readCounter counts the bodies that server/imap reads from a Store,
+// bodyReadCounter counts the bodies that server/imap reads from a Store,
 // through OpenBody or in batches (OpenBodies).
-type readCounter struct {
+type bodyReadCounter struct {
 	*Store
 	reads atomic.Int64
 }
 
-func (c *readCounter) OpenBody(ctx context.Context, m store.Message) (store.Body, error) {
+func (c *bodyReadCounter) OpenBody(ctx context.Context, m store.Message) (store.Body, error) {
 	c.reads.Add(1)
 	return c.Store.OpenBody(ctx, m)
 }
 
-func (c *readCounter) OpenBodies(ctx context.Context, msgs []store.Message) ([]store.Body, error) {
+func (c *bodyReadCounter) OpenBodies(ctx context.Context, msgs []store.Message) ([]store.Body, error) {
 	bodies, err := c.Store.OpenBodies(ctx, msgs)
 	for _, b := range bodies {
 		if b != nil {
@@ -99,7 +99,7 @@ func textCorpus() []string {
 		h("image", "Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n") + "\r\n" + b64("fox quick") + "\r\n",
 		// 11 larger than a chunk (4000 bytes here): read by the node
 		h("large") + "\r\n" + strings.Repeat("filler line of the large message\r\n", 150) + "quick FOX at the end\r\n",
-		// 12 kept text removed below (as written before schema 6): read by the node
+		// 12 kept text removed below (as written before schema 7): read by the node
 		h("legacy") + "\r\nlegacy quick fox, 100% sure\r\n",
 	}
 }
@@ -136,7 +136,7 @@ func textCriteria() []goimap.SearchCriteria {
 // mailbox selected on both) and fails when their UIDs differ; it returns
 // how many bodies pg read for each search and how many searches found
 // something.
-func searchBoth(t *testing.T, cPG, cEmb *imapclient.Client, pg *readCounter, crits []goimap.SearchCriteria) (reads []int64, nonEmpty int) {
+func searchBoth(t *testing.T, cPG, cEmb *imapclient.Client, pg *bodyReadCounter, crits []goimap.SearchCriteria) (reads []int64, nonEmpty int) {
 	t.Helper()
 	for _, crit := range crits {
 		before := pg.reads.Load()
@@ -177,9 +177,9 @@ func newEmbedded(t *testing.T) *store.Store {
 // UTF-8, multipart, with needles across line breaks, in headers or
 // bodies, with % _ and backslashes, under NOT and OR; the bodies are not
 // read, but for the two messages without a kept text (larger than a
-// chunk, written before schema 6). Before, every body was read.
+// chunk, written before schema 7). Before, every body was read.
 func testTextSearchSameAsEmbedded(t *testing.T, url string) {
-	pg := &readCounter{Store: newUser(t, url, 0)}
+	pg := &bodyReadCounter{Store: newUser(t, url, 0)}
 	pg.chunkSize = 4000
 	emb := newEmbedded(t)
 	// The servers first: they give the stores the function that makes
@@ -228,11 +228,11 @@ func testTextSearchSameAsEmbedded(t *testing.T, url string) {
 }
 
 // testTextSearchUpgraded: on a database whose messages were written
-// without kept texts (before schema 6), the first SEARCH BODY reads them
+// without kept texts (before schema 7), the first SEARCH BODY reads them
 // all and keeps their texts, the next read none; all find what the
 // embedded store finds.
 func testTextSearchUpgraded(t *testing.T, url string) {
-	pg := &readCounter{Store: newUser(t, url, 0)}
+	pg := &bodyReadCounter{Store: newUser(t, url, 0)}
 	emb := newEmbedded(t)
 	corpus := textCorpus()
 	for _, m := range corpus { // before any server: no text kept
@@ -273,7 +273,7 @@ func testTextSearchUpgraded(t *testing.T, url string) {
 // SEARCH in the destination finds what the embedded store finds, without
 // reading a body.
 func testTextSearchFollowsCopies(t *testing.T, url string) {
-	pg := &readCounter{Store: newUser(t, url, 0)}
+	pg := &bodyReadCounter{Store: newUser(t, url, 0)}
 	emb := newEmbedded(t)
 	addrPG, addrEmb := serveIMAP(t, pg), serveIMAP(t, emb)
 	corpus := textCorpus()[:10]

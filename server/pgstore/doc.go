@@ -66,8 +66,8 @@
 //     (FOR UPDATE SKIP LOCKED), and a body that a message uses is never
 //     deleted whatever its count says. A read of a body later than the
 //     grace after its expunge fails with os.ErrNotExist.
-//   - SEARCH BODY and TEXT answered by the database (schema 6,
-//     0006_search_text.sql, bodysearch.go; store.TextSearcher): the IMAP
+//   - SEARCH BODY and TEXT answered by the database (schema 7,
+//     0007_search_text.sql, bodysearch.go; store.TextSearcher): the IMAP
 //     server's function (SetSearchText) makes, when a body of one chunk
 //     is written (Deliver, Append, import), the decoded and lowered text
 //     those keys match, kept in body_texts beside the body (shared by
@@ -75,7 +75,7 @@
 //     SearchText runs every needle of a SEARCH as strpos over a mailbox's
 //     kept texts in one statement, and the node reads only the bodies
 //     without one, whose texts it then hands back (KeepText): a database
-//     upgraded from schema 5 gets them from its first searches. Texts are
+//     upgraded from an older schema gets them from its first searches. Texts are
 //     kept on databases in UTF8 or SQL_ASCII only.
 //   - UID and MODSEQ allocation in transactions. Lock order, to stay free
 //     of deadlocks: a user's row, then mailbox rows (by id when several).

@@ -1,4 +1,4 @@
--- Schema 6: the text that SEARCH BODY and TEXT match, kept beside each
+-- Schema 7: the text that SEARCH BODY and TEXT match, kept beside each
 -- body (bodysearch.go), so that such a search is answered by the
 -- database instead of sending every body of the mailbox to the node.
 -- head: the decoded values of the header fields (TEXT), body: the decoded
