@@ -111,6 +111,11 @@ func runStoreCopy(ctx context.Context, e *env, args []string) int {
 	if hs, ok := dst.(interface{ SetHeaderSummary(func([]byte) []byte) }); ok {
 		hs.SetHeaderSummary(imap.HeaderSummary)
 	}
+	// and, on a backend that matches SEARCH BODY and TEXT itself, the text
+	// those match.
+	if ts, ok := dst.(store.TextSearcher); ok {
+		ts.SetSearchText(imap.SearchText)
+	}
 	stats, err := storecopy.Copy(ctx, src, dst, storecopy.Options{Progress: e.Stdout})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailctl/mailctl/internal/testenv"
+	"github.com/mailctl/mailctl/server/pgstore"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -101,6 +102,7 @@ func TestStoreCopyCommand(t *testing.T) {
 	if !strings.Contains(stdout.String(), "a@example.org INBOX: 4 messages") || !strings.Contains(stdout.String(), "copied 2 users: 14 mailboxes (0 already there), 8 messages") {
 		t.Errorf("progress output:\n%s", stdout)
 	}
+	checkSearchText(t, urlFile)
 	e, stdout, _ = testEnv(t.TempDir())
 	if code := runCLI(t, e, "store", "copy", "-from", srcDir, "-to-postgres-file", urlFile); code != 0 || !strings.Contains(stdout.String(), "(14 already there), 0 messages") {
 		t.Errorf("second copy: exit %d\n%s", code, stdout)
@@ -181,4 +183,39 @@ func (c cancelOnWrite) Write(p []byte) (int, error) {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+// checkSearchText: the messages that `store copy` wrote to PostgreSQL
+// have the text that SEARCH BODY matches kept beside them, as if
+// delivered by serve: the database answers for every one of them, and
+// finds "hello a@example.org" in each.
+func checkSearchText(t *testing.T, urlFile string) {
+	t.Helper()
+	ctx := context.Background()
+	url, err := os.ReadFile(urlFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := pgstore.Open(ctx, strings.TrimSpace(string(url)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	mb, msgs, err := pg.Messages(ctx, "a@example.org", store.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uids []uint32
+	for _, m := range msgs {
+		uids = append(uids, m.UID)
+	}
+	res, err := pg.SearchText(ctx, "a@example.org", mb.ID, uids, []store.TextNeedle{{Text: "hello a@example.org"}, {Text: "nowhere"}})
+	if err != nil || len(res) != 4 {
+		t.Fatalf("SearchText after the copy: %v, %v", res, err)
+	}
+	for i, r := range res {
+		if !r.Known || r.Found != 1 {
+			t.Errorf("SearchText after the copy: UID %d: %+v, want known, the first needle found", uids[i], r)
+		}
+	}
 }

@@ -97,6 +97,10 @@ type lazyMessage struct {
 	// text and kind: see plainText; kind is textUnparsed until then.
 	text []byte
 	kind textKind
+	// kept: what the backend told of BODY and TEXT (keptTexts), or nil;
+	// ki is the message's index in it.
+	kept *keptTexts
+	ki   int
 }
 
 // scanState is the memory that the messages of one SEARCH hand on from
@@ -402,6 +406,9 @@ func (l *lazyMessage) matchBody(pattern string) bool {
 	if pattern == "" {
 		return true
 	}
+	if found, ok := l.keptMatch(pattern, false); ok {
+		return found
+	}
 	switch text, kind := l.plainText(); kind {
 	case textNone:
 		return false
@@ -606,6 +613,12 @@ func matchCriteria(l *lazyMessage, seq uint32, c *goimap.SearchCriteria) bool {
 		}
 	}
 	for _, text := range c.Text {
+		if found, ok := l.keptMatch(text, true); ok {
+			if !found {
+				return false
+			}
+			continue
+		}
 		if !matchEntity(l.entity(), text, true) {
 			return false
 		}
@@ -698,36 +711,20 @@ func matchFields(fields gomessage.HeaderFields, pattern string) bool {
 	return false
 }
 
+// matchEntity reports whether one of the texts that walkText finds in e
+// contains pattern, both lowered (bytes.ToLower, strings.ToLower: the
+// same mapping).
 func matchEntity(e *gomessage.Entity, pattern string, withHeader bool) bool {
 	if pattern == "" {
 		return true
 	}
-	if withHeader && matchFields(e.Header.Fields(), pattern) {
-		return true
-	}
-	if mr := e.MultipartReader(); mr != nil {
-		for {
-			part, err := mr.NextPart()
-			if err != nil {
-				return false
-			}
-			if matchEntity(part, pattern, withHeader) {
-				return true
-			}
+	lowered := bytes.ToLower([]byte(pattern))
+	return walkText(e, withHeader, func(field string, body []byte) bool {
+		if body == nil {
+			return strings.Contains(strings.ToLower(field), string(lowered))
 		}
-	}
-	t, _, err := e.Header.ContentType()
-	if err != nil {
-		t = "text/plain"
-	}
-	if !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
-		return false
-	}
-	buf, err := io.ReadAll(io.LimitReader(e.Body, 32<<20))
-	if err != nil {
-		return false
-	}
-	return bytes.Contains(bytes.ToLower(buf), bytes.ToLower([]byte(pattern)))
+		return bytes.Contains(bytes.ToLower(body), lowered)
+	})
 }
 
 // Bodies read in batches (store.BodyBatcher) by a SEARCH that reads
@@ -744,7 +741,8 @@ const (
 // store.BodyBatcher.
 type bodyBatch struct {
 	bb     store.BodyBatcher
-	base   int // bodies[i-base] is the body of msgs[i], if any
+	kept   *keptTexts // messages it knows are not read
+	base   int        // bodies[i-base] is the body of msgs[i], if any
 	bodies []store.Body
 	msgs   []store.Message // of one batch, kept for the next
 	idx    []int
@@ -753,9 +751,10 @@ type bodyBatch struct {
 // body returns the body read ahead for msgs[i], reading the batch that
 // starts at i when i is past the current one; nil: none (OpenBody). The
 // body stays open until the next batch is read or close is called.
-// gone[i] marks messages to skip, as in eachMatch.
+// gone[i] marks messages to skip, as in eachMatch, and so do those whose
+// kept text answers the search (b.kept).
 func (b *bodyBatch) body(ctx context.Context, msgs []store.Message, gone []bool, i int) store.Body {
-	if b.bb == nil {
+	if b.bb == nil || b.kept.known(i) {
 		return nil
 	}
 	if b.bodies == nil || i-b.base >= len(b.bodies) {
@@ -766,7 +765,7 @@ func (b *bodyBatch) body(ctx context.Context, msgs []store.Message, gone []bool,
 		j := i
 		for ; j < len(msgs) && len(b.msgs) < batchBodies; j++ {
 			m := &msgs[j]
-			if (gone != nil && gone[j]) || m.Size > batchBodyMax {
+			if (gone != nil && gone[j]) || m.Size > batchBodyMax || b.kept.known(j) {
 				continue
 			}
 			if total+m.Size > batchBodyBytes && len(b.msgs) > 0 {

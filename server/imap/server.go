@@ -154,6 +154,10 @@ func New(st store.Backend, auth Authenticator, opts Options) *Server {
 	s.unwatch = st.Watch(s.onChange)
 	// ENVELOPEs are made once, at delivery (envelope.go).
 	st.SetHeaderSummary(summarizeHeader)
+	// SEARCH BODY and TEXT on a backend that matches them (searchtext.go).
+	if ts, ok := st.(store.TextSearcher); ok {
+		ts.SetSearchText(searchText)
+	}
 	return s
 }
 

@@ -1247,11 +1247,20 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 	// slots, taken again every scanChunk messages (see Server.scans).
 	var slot scanSlot
 	var batch bodyBatch
+	var keep keepRead // texts of the messages read, for the backend to keep
 	if readsBodies(criteria) {
 		slot = scanSlot{scans: s.srv.scans}
 		defer slot.release()
 		batch.bb, _ = s.srv.st.(store.BodyBatcher)
 		defer batch.close()
+		var err error
+		if batch.kept, err = s.keptTexts(criteria, msgs); err != nil {
+			return s.imapError(err)
+		}
+		if batch.kept != nil {
+			keep = keepRead{ts: s.srv.st.(store.TextSearcher), logger: s.logger}
+			defer keep.flush(s.ctx)
+		}
 	}
 	// \Recent is added to the flags tested only when asked about.
 	recent := v.rev1 && len(v.recent) > 0 && mentionsRecent(criteria)
@@ -1270,7 +1279,7 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		}
 		m := &msgs[i]
 		cseq := uint32(i) + 1
-		lm = lazyMessage{s: s, m: *m, sc: sc, pre: batch.body(s.ctx, msgs, gone, i)}
+		lm = lazyMessage{s: s, m: *m, sc: sc, pre: batch.body(s.ctx, msgs, gone, i), kept: batch.kept, ki: i}
 		if recent && v.isRecent(m.UID) {
 			lm.m.Flags = append(append([]string(nil), m.Flags...), string(flagRecent))
 		}
@@ -1291,6 +1300,7 @@ func (s *session) eachMatch(criteria *goimap.SearchCriteria, match func(cseq uin
 		if matchCriteria(&lm, cseq, criteria) {
 			match(cseq, m)
 		}
+		keep.add(s.ctx, &lm)
 	}
 	return nil
 }

@@ -48,10 +48,12 @@ func (s *Store) insertBody(ctx context.Context, tx pgx.Tx, first []byte, rest io
 	hc.add(first)
 	if rest == nil {
 		hdr = hc.header()
+		head, text := s.textOf(first) // bodysearch.go
 		err = tx.QueryRow(ctx, `WITH b AS (
 				INSERT INTO bodies (size, chunk_size, refs, header, summary) VALUES ($1, $2, 1, $3, $4) RETURNING id),
-			c AS (INSERT INTO body_chunks (body_id, chunk_no, data) SELECT id, 0, $5 FROM b WHERE $1 > 0)
-			SELECT id FROM b`, int64(len(first)), s.chunkSize, hdr, s.summarize(hdr), first).Scan(&id)
+			c AS (INSERT INTO body_chunks (body_id, chunk_no, data) SELECT id, 0, $5 FROM b WHERE $1 > 0),
+			`+withTextCTE(6, 7)+`
+			SELECT id FROM b`, int64(len(first)), s.chunkSize, hdr, s.summarize(hdr), first, head, text).Scan(&id)
 		if err != nil {
 			return 0, 0, nil, fmt.Errorf("insert body: %w", err)
 		}

@@ -72,6 +72,17 @@
 //     with each mailbox's UID -> body map (mailboxes of at most 20 000
 //     messages) as of its change stamp: Headers and Summaries read one
 //     row (the stamp) when both are current.
+//   - SEARCH BODY and TEXT answered by the database (schema 8,
+//     0008_search_text.sql, bodysearch.go; store.TextSearcher): the IMAP
+//     server's function (SetSearchText) makes, when a body of one chunk
+//     is written (Deliver, Append, import), the decoded and lowered text
+//     those keys match, kept in body_texts beside the body (shared by
+//     its copies, lz4-compressed in the row where the server has lz4);
+//     SearchText runs every needle of a SEARCH as strpos over a mailbox's
+//     kept texts in one statement, and the node reads only the bodies
+//     without one, whose texts it then hands back (KeepText): a database
+//     upgraded from an older schema gets them from its first searches. Texts are
+//     kept on databases in UTF8 or SQL_ASCII only.
 //   - UID and MODSEQ allocation in transactions. Lock order, to stay free
 //     of deadlocks: a user's row, then mailbox rows (by id when several).
 //     Deliver updates the user's counters (quota check) and then the

@@ -43,7 +43,7 @@ func TestPostgresFetchSameBytes(t *testing.T) {
 		if rng.IntN(50) == 0 {
 			size = 100<<10 + rng.IntN(100<<10)
 		}
-		m := benchMessage(i, size)
+		m := fetchBenchMessage(i, size)
 		deliver(t, pg, "INBOX", m)
 		if _, err := emb.Deliver(ctxT(t), alice, "INBOX", strings.NewReader(m), nil, time.Time{}); err != nil {
 			t.Fatal(err)

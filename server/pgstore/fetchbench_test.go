@@ -21,7 +21,7 @@ import (
 
 // benchMessage is message i of bench/anchors/imap-fetch.py's mailbox in
 // kind: headers, a needle line and text lines up to size bytes.
-func benchMessage(i, size int) string {
+func fetchBenchMessage(i, size int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: Sender %d <sender%d@example.test>\r\nTo: Bench User <bench@bench.test>\r\n"+
 		"Subject: bench message %d\r\nDate: Mon, 01 Jan 2024 00:%02d:%02d +0000\r\n"+
@@ -41,7 +41,7 @@ func benchMessage(i, size int) string {
 
 // importBench makes alice's INBOX on s hold n benchMessages of size bytes
 // in one import transaction (the bench's APPENDs, faster).
-func importBench(tb testing.TB, s *Store, n, size int) {
+func fetchImportBench(tb testing.TB, s *Store, n, size int) {
 	tb.Helper()
 	ctx := context.Background()
 	if err := s.ImportUser(ctx, alice, 0); err != nil {
@@ -55,7 +55,7 @@ func importBench(tb testing.TB, s *Store, n, size int) {
 			return store.Message{}, nil, io.EOF
 		}
 		i++
-		return store.Message{UID: uint32(i), ModSeq: uint64(i), InternalDate: date}, strings.NewReader(benchMessage(i, size)), nil
+		return store.Message{UID: uint32(i), ModSeq: uint64(i), InternalDate: date}, strings.NewReader(fetchBenchMessage(i, size)), nil
 	}); err != nil {
 		tb.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func BenchmarkFetchBodies(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	importBench(b, s, n, size)
+	fetchImportBench(b, s, n, size)
 	emb, err := store.Open(context.Background(), b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -170,7 +170,7 @@ func BenchmarkFetchBodies(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := 1; i <= n; i++ {
-		if _, err := emb.Deliver(context.Background(), alice, "INBOX", strings.NewReader(benchMessage(i, size)), nil, time.Time{}); err != nil {
+		if _, err := emb.Deliver(context.Background(), alice, "INBOX", strings.NewReader(fetchBenchMessage(i, size)), nil, time.Time{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -64,7 +64,7 @@ func serveIMAP(t testing.TB, s store.Backend) string {
 	return ln.Addr().String()
 }
 
-func dialIMAP(t *testing.T, addr string, h *imapclient.UnilateralDataHandler) *imapclient.Client {
+func dialIMAP(t testing.TB, addr string, h *imapclient.UnilateralDataHandler) *imapclient.Client {
 	t.Helper()
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -163,12 +163,14 @@ func (s *Store) importMailbox(ctx context.Context, tx pgx.Tx, user, name string,
 			var hc headerCapture
 			hc.add(data)
 			hdr := hc.header()
+			head, text := s.textOf(data) // bodysearch.go
 			batch.Queue(`WITH b AS (
 					INSERT INTO bodies (size, chunk_size, refs, header, summary) VALUES ($1, $2, 1, $3, $4) RETURNING id),
-				c AS (INSERT INTO body_chunks (body_id, chunk_no, data) SELECT id, 0, $5 FROM b WHERE $1 > 0)
+				c AS (INSERT INTO body_chunks (body_id, chunk_no, data) SELECT id, 0, $5 FROM b WHERE $1 > 0),
+				`+withTextCTE(11, 12)+`
 				INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
 				SELECT $6, $7, $8, $9, $10, $1, id FROM b`,
-				n, s.chunkSize, hdr, s.summarize(hdr), data, id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate)
+				n, s.chunkSize, hdr, s.summarize(hdr), data, id, int64(m.UID), int64(m.ModSeq), flags, m.InternalDate, head, text)
 			batchBytes += n
 		} else {
 			var bodyID int64

@@ -26,6 +26,9 @@ type Store struct {
 	chunkSize int                                 // of new bodies (bodyChunk; tests make it smaller)
 	summary   atomic.Pointer[func([]byte) []byte] // see SetHeaderSummary
 
+	searchText atomic.Pointer[func([]byte) (string, string)] // see SetSearchText
+	textOK     bool                                          // texts can be kept (keepsText)
+
 	watchMu  sync.RWMutex
 	watchers map[int]func(store.Change)
 	watchSeq int
@@ -59,6 +62,10 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 	}
 	s := &Store{pool: pool, url: url, logger: logger, watchers: map[int]func(store.Change){}, chunkSize: bodyChunk,
 		hdrCache: newHeaderCache(headerCacheBytes, headerCacheIdle)}
+	if err := keepsText(ctx, s); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	if s.listen, err = startListener(ctx, s); err != nil {
 		pool.Close()
 		return nil, err
