@@ -76,6 +76,10 @@ func setFlagsQuery(op store.FlagOp) (string, error) {
 		FROM calc ORDER BY uid`, nil
 }
 
+// setFlagsSettings is run before setFlagsQuery in its transaction (see
+// setFlags): no nested loops, no JIT.
+const setFlagsSettings = "SELECT set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)"
+
 // sortedRanges returns uids, in any order, as ranges [lo[i], hi[i]]
 // (uidRanges).
 func sortedRanges(uids []uint32) (lo, hi []int64) {
