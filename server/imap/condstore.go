@@ -79,6 +79,10 @@ type condCmd struct {
 	hasUnchanged   bool
 	statusModSeq   bool // STATUS (... HIGHESTMODSEQ)
 	qresync        *qresyncParams
+	// synced: the command brought the selected mailbox up to date with
+	// the store (syncCmd), so the Poll at its end does not ask the store
+	// again (session.Poll).
+	synced bool
 }
 
 // qresyncParams are SELECT's (QRESYNC (...)) (RFC 7162 section 3.2.5).
@@ -1003,7 +1007,7 @@ func (s *session) searchModSeqCommand(tag string, uid bool, args string) ([]byte
 			return nil, errBad("unknown RETURN option " + r)
 		}
 	}
-	if err := s.view.sm.sync(s.ctx); err != nil {
+	if err := s.syncCmd(s.view.sm); err != nil {
 		return nil, s.imapError(err)
 	}
 	var nums []uint32

@@ -636,10 +636,12 @@ type flagChange struct {
 // update brings the client's view up to the latest snapshot (read from
 // the store first): EXPUNGE (when allowed), FLAGS, EXISTS, RECENT and
 // FETCH FLAGS responses.
-func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (v *view) update(ctx context.Context, c *conn, w *imapserver.UpdateWriter, allowExpunge, synced bool) error {
 	sm := v.sm
-	if err := sm.sync(ctx); err != nil {
-		return err
+	if !synced { // the command just synced: the snapshot is as fresh
+		if err := sm.sync(ctx); err != nil {
+			return err
+		}
 	}
 	sm.mu.Lock()
 	cur, gen, modseq := sm.msgs, sm.gen, sm.modseq

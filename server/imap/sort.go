@@ -262,7 +262,7 @@ func (s *session) selectForSort(p *keyParser, withEnv, withHdr bool) ([]*sortInf
 	if err != nil {
 		return nil, err
 	}
-	if err := s.view.sm.sync(s.ctx); err != nil {
+	if err := s.syncCmd(s.view.sm); err != nil {
 		return nil, s.imapError(err)
 	}
 	var infos []*sortInfo

@@ -36,6 +36,7 @@ func TestPostgresChanges(t *testing.T) {
 		{"ChangesMatchFullRead", testChangesMatchFullRead},
 		{"IMAPSyncReadsChanges", testIMAPSyncReadsChanges},
 		{"IMAPOwnStoreReadsNothing", testIMAPOwnStoreReadsNothing},
+		{"IMAPCommandAsksOnce", testIMAPCommandAsksOnce},
 		{"IMAPConcurrentSelects", testIMAPConcurrentSelects},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
@@ -455,5 +456,47 @@ func testIMAPOwnStoreReadsNothing(t *testing.T, url string) {
 	}
 	if d.HighestModSeq != mb.ModSeq {
 		t.Errorf("HIGHESTMODSEQ on the node %d, in the store %d", d.HighestModSeq, mb.ModSeq)
+	}
+}
+
+// testIMAPCommandAsksOnce: a SEARCH asks the store whether the mailbox
+// changed once (before it runs), not a second time in the Poll that
+// go-imap runs after it; a NOOP, which syncs nothing itself, asks once
+// and sees another node's change.
+func testIMAPCommandAsksOnce(t *testing.T, url string) {
+	other := migrated(t, url)
+	importN(t, other, alice, 100, func(uint32) []string { return nil })
+	node := &readCounter{Store: open(t, url)}
+	addr := serveIMAP(t, node)
+	c := dialIMAP(t, addr, nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	before := node.counts()
+	const n = 10
+	for range n {
+		if _, err := c.Search(&goimap.SearchCriteria{NotFlag: []goimap.Flag{goimap.FlagSeen}}, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := node.counts(); got[2]-before[2] != n {
+		t.Errorf("%d SEARCH UNSEEN: %d reads of the mailbox record, want %d (one per command)", n, got[2]-before[2], n)
+	}
+	if _, err := other.SetFlags(ctxT(t), alice, "INBOX", []uint32{5}, store.FlagsAdd, []string{store.FlagSeen}); err != nil {
+		t.Fatal(err)
+	}
+	before = node.counts()
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := node.counts(); got[2]-before[2] < 1 {
+		t.Errorf("NOOP did not ask the store (%v -> %v)", before, got)
+	}
+	data, err := c.Search(&goimap.SearchCriteria{Flag: []goimap.Flag{goimap.FlagSeen}}, nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all := data.AllSeqNums(); len(all) != 1 || all[0] != 5 {
+		t.Errorf("SEARCH SEEN after another node's STORE = %v, want [5]", all)
 	}
 }
