@@ -36,6 +36,15 @@ func hostnames(d *config.Domain) []string {
 // NodeLoginCheck is the name of the per-server IMAP login check.
 const NodeLoginCheck = "imap.login"
 
+// probeNodes returns the servers of addr's domain (nil outside the
+// configured domains).
+func (r *runner) probeNodes(addr string) []*config.Server {
+	if d := r.probeDomain(addr); d != nil {
+		return domainServers(d)
+	}
+	return nil
+}
+
 // nodeRoundTrips are, for a probe user whose domain has several servers,
 // a round trip through each server after the first (which the round trip
 // of the probe's recipient goes through): the probe submitted to that
@@ -43,16 +52,7 @@ const NodeLoginCheck = "imap.login"
 // every node signs with the published key (apply copies the first
 // server's keys to the others). The results name the server.
 func (r *runner) nodeRoundTrips(p Probe, target string) []Check {
-	if r.cfg == nil {
-		return nil
-	}
-	_, dom, _ := strings.Cut(strings.ToLower(p.User), "@")
-	var nodes []*config.Server
-	for _, d := range r.cfg.Domains {
-		if strings.EqualFold(d.Name, dom) {
-			nodes = domainServers(d)
-		}
-	}
+	nodes := r.probeNodes(p.User)
 	if len(nodes) < 2 {
 		return nil
 	}
@@ -74,26 +74,17 @@ func (r *runner) nodeRoundTrips(p Probe, target string) []Check {
 // IMAP login on each server (the round trip reads through the first):
 // every node must know the user, from the store they share.
 func (r *runner) nodeLogins(p Probe) []Check {
-	if r.cfg == nil || p.IMAPAddr != "" {
+	if p.IMAPAddr != "" {
 		return nil
 	}
-	_, dom, _ := strings.Cut(strings.ToLower(p.IMAPUser), "@")
-	var nodes []*config.Server
-	for _, d := range r.cfg.Domains {
-		if strings.EqualFold(d.Name, dom) {
-			nodes = domainServers(d)
-		}
-	}
+	nodes := r.probeNodes(p.IMAPUser)
 	if len(nodes) < 2 {
 		return nil
 	}
 	var cs []Check
 	for _, s := range nodes {
-		port, implicit := s.Ports.IMAPS, true
-		if port == 0 {
-			port, implicit = s.Ports.IMAP, false
-		}
-		if port == 0 {
+		_, port, implicit, err := serverIMAP(s)
+		if err != nil {
 			continue
 		}
 		target := net.JoinHostPort(s.Hostname, strconv.Itoa(port))

@@ -134,16 +134,15 @@ func RunRoundTrip(ctx context.Context, in Inputs, o Options, p *Probe) Report {
 	return runChecks(ctx, r.log, cs, probe.Wait+r.o.Timeout)
 }
 
-// probeHosts returns the host names of the servers of addr's domain,
-// its first server first.
-func (r *runner) probeHosts(addr string) []string {
+// probeDomain returns the configured domain of addr, or nil.
+func (r *runner) probeDomain(addr string) *config.Domain {
 	if r.cfg == nil {
 		return nil
 	}
 	_, dom, _ := strings.Cut(strings.ToLower(addr), "@")
 	for _, d := range r.cfg.Domains {
 		if strings.EqualFold(d.Name, dom) {
-			return hostnames(d)
+			return d
 		}
 	}
 	return nil
@@ -151,14 +150,8 @@ func (r *runner) probeHosts(addr string) []string {
 
 // probeServer returns the configured server of addr's domain.
 func (r *runner) probeServer(addr string) *config.Server {
-	if r.cfg == nil {
-		return nil
-	}
-	_, dom, _ := strings.Cut(strings.ToLower(addr), "@")
-	for _, d := range r.cfg.Domains {
-		if strings.EqualFold(d.Name, dom) {
-			return d.Server
-		}
+	if d := r.probeDomain(addr); d != nil {
+		return d.Server
 	}
 	return nil
 }
@@ -181,15 +174,14 @@ func (r *runner) roundTripVia(ctx context.Context, p Probe, s *config.Server, no
 	token := newToken()
 	_, fromDomain, _ := strings.Cut(p.User, "@")
 	msgID := fmt.Sprintf("<mailctl-verify-%s@%s>", token, fromDomain)
-	imapHost, imapPort, implicit, err := r.probeIMAP(s, p)
+	var imapHost string
+	var imapPort int
+	var implicit bool
+	var err error
 	if node && p.IMAPAddr == "" {
-		imapHost, imapPort, implicit, err = s.Hostname, s.Ports.IMAPS, true, nil
-		if imapPort == 0 {
-			imapPort, implicit = s.Ports.IMAP, false
-		}
-		if imapPort == 0 {
-			err = fmt.Errorf("the server %s has no IMAP port", s.Hostname)
-		}
+		imapHost, imapPort, implicit, err = serverIMAP(s)
+	} else {
+		imapHost, imapPort, implicit, err = r.probeIMAP(s, p)
 	}
 	if err != nil {
 		return Result{Status: Fail, Detail: err.Error(), Fix: "give the IMAP server of " + p.To + " (host:port, implicit TLS)"}
@@ -215,8 +207,8 @@ func (r *runner) roundTripVia(ctx context.Context, p Probe, s *config.Server, no
 	// domain (they share the queue: any may deliver); another receiver:
 	// its topmost field.
 	var authservs []string
-	if p.IMAPAddr == "" {
-		authservs = r.probeHosts(p.To)
+	if d := r.probeDomain(p.To); d != nil && p.IMAPAddr == "" {
+		authservs = hostnames(d)
 	}
 	return judgeProbe(header, authservs, p.To, fromDomain, via, elapsed)
 }
@@ -321,6 +313,12 @@ func (r *runner) probeIMAP(s *config.Server, p Probe) (host string, port int, im
 	} else if p.To != p.User {
 		return "", 0, false, fmt.Errorf("%s is outside the configured domains and no IMAP server is given for it", p.To)
 	}
+	return serverIMAP(s)
+}
+
+// serverIMAP returns where server s serves IMAP: its implicit-TLS port,
+// else its STARTTLS port.
+func serverIMAP(s *config.Server) (host string, port int, implicit bool, err error) {
 	if s.Ports.IMAPS != 0 {
 		return s.Hostname, s.Ports.IMAPS, true, nil
 	}

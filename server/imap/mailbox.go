@@ -241,13 +241,18 @@ func (sm *sharedMailbox) syncOpLocked(ctx context.Context, cur *store.Mailbox, s
 	mb.RecentUID = max(mb.RecentUID, sm.mb.RecentUID)
 	sm.mb, sm.msgs, sm.modseq = mb, msgs, mb.ModSeq
 	sm.gen++
+	sm.wakeViewsLocked()
+	return nil
+}
+
+// wakeViewsLocked wakes the sessions waiting in IDLE for a new snapshot.
+func (sm *sharedMailbox) wakeViewsLocked() {
 	for v := range sm.views {
 		select {
 		case v.wake <- struct{}{}:
 		default:
 		}
 	}
-	return nil
 }
 
 // beginOwn and endOwn surround a session's flag write: while one is
@@ -305,12 +310,7 @@ func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64)
 	}
 	sm.msgs, sm.modseq, sm.mb.ModSeq = msgs, after, after
 	sm.gen++
-	for v := range sm.views {
-		select {
-		case v.wake <- struct{}{}:
-		default:
-		}
-	}
+	sm.wakeViewsLocked()
 }
 
 // read returns the mailbox and its messages as the store has them now,

@@ -563,6 +563,31 @@ func (s *session) syncCmd(sm *sharedMailbox) error {
 	return nil
 }
 
+// setFlags is the session's flag write to its selected mailbox (STORE,
+// and the \Seen of a FETCH of bodies), SetFlagsUnchangedSince when cond:
+// the node's snapshot takes the write from the store's answer where it
+// can (beginOwn, endOwn) and is then synced for the command.
+func (s *session) setFlags(v *view, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) (updated []store.Message, modified []uint32, err error) {
+	var before, after uint64 // of the write, when the store tells them
+	v.sm.beginOwn()
+	if fr, ok := s.srv.st.(store.FlagWriteReporter); ok {
+		updated, modified, before, after, err = fr.SetFlagsReport(s.ctx, s.user, v.sm.name(), uids, op, flags, cond, unchangedSince)
+	} else if cond {
+		updated, modified, err = s.srv.st.SetFlagsUnchangedSince(s.ctx, s.user, v.sm.name(), uids, op, flags, unchangedSince)
+	} else {
+		updated, err = s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, op, flags)
+	}
+	if err != nil {
+		v.sm.endOwn(nil, 0, 0)
+		return nil, nil, err
+	}
+	v.sm.endOwn(updated, before, after)
+	if err := s.syncCmd(v.sm); err != nil {
+		return nil, nil, err
+	}
+	return updated, modified, nil
+}
+
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
 	if s.view == nil {
 		return nil
@@ -667,23 +692,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet goimap.NumSet, flags *
 		goimap.StoreFlagsDel: store.FlagsRemove,
 	}[flags.Op]
 	cmd := &s.conn.cs.cmd
-	var updated []store.Message
-	var modified []uint32    // UIDs that failed UNCHANGEDSINCE
-	var before, after uint64 // of the write, when the store tells them
-	v.sm.beginOwn()
-	if fr, ok := s.srv.st.(store.FlagWriteReporter); ok {
-		updated, modified, before, after, err = fr.SetFlagsReport(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags), cmd.hasUnchanged, cmd.unchangedSince)
-	} else if cmd.hasUnchanged {
-		updated, modified, err = s.srv.st.SetFlagsUnchangedSince(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags), cmd.unchangedSince)
-	} else {
-		updated, err = s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, op, storeFlags(flags.Flags))
-	}
+	// modified: the UIDs that failed UNCHANGEDSINCE.
+	updated, modified, err := s.setFlags(v, uids, op, storeFlags(flags.Flags), cmd.hasUnchanged, cmd.unchangedSince)
 	if err != nil {
-		v.sm.endOwn(nil, 0, 0)
-		return s.imapError(err)
-	}
-	v.sm.endOwn(updated, before, after)
-	if err := s.syncCmd(v.sm); err != nil {
 		return s.imapError(err)
 	}
 	condOn := s.conn.cs.condstore.Load()
@@ -882,21 +893,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, options
 			}
 		}
 		if len(uids) > 0 {
-			var updated []store.Message
-			var before, after uint64
-			var err error
-			v.sm.beginOwn()
-			if fr, ok := s.srv.st.(store.FlagWriteReporter); ok {
-				updated, _, before, after, err = fr.SetFlagsReport(s.ctx, s.user, v.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen}, false, 0)
-			} else {
-				updated, err = s.srv.st.SetFlags(s.ctx, s.user, v.sm.name(), uids, store.FlagsAdd, []string{store.FlagSeen})
-			}
+			updated, _, err := s.setFlags(v, uids, store.FlagsAdd, []string{store.FlagSeen}, false, 0)
 			if err != nil {
-				v.sm.endOwn(nil, 0, 0)
-				return s.imapError(err)
-			}
-			v.sm.endOwn(updated, before, after)
-			if err := s.syncCmd(v.sm); err != nil {
 				return s.imapError(err)
 			}
 			v.changed(updated)

@@ -14,7 +14,6 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 
-	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/server/imap"
 	"github.com/mailctl/mailctl/server/store"
 )
@@ -86,16 +85,7 @@ func BenchmarkSearchBody(b *testing.B) {
 	}
 	const n, size = 2000, 10 << 10
 	ctx := context.Background()
-	pgc := testenv.StartPostgres(b)
-	url := pgc.NewDatabase(b)
-	if _, _, err := Migrate(ctx, url); err != nil {
-		b.Fatal(err)
-	}
-	pg, err := Open(ctx, url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pg.Close()
+	pg := benchPG(b)
 	pg.SetSearchText(imap.SearchText) // as imap.New does
 	if os.Getenv("BENCH_APPEND") != "" {
 		if err := pg.EnsureUser(ctx, alice, 0); err != nil {

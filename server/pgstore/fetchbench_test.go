@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -150,30 +149,7 @@ func BenchmarkFetchBodies(b *testing.B) {
 		b.Skip("the Debian PostgreSQL package: Linux only")
 	}
 	const n, size = 2000, 10 << 10
-	pg := testenv.StartPostgres(b)
-	url := pg.NewDatabase(b)
-	if _, _, err := Migrate(context.Background(), url); err != nil {
-		b.Fatal(err)
-	}
-	s, err := Open(context.Background(), url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	fetchImportBench(b, s, n, size)
-	emb, err := store.Open(context.Background(), b.TempDir(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { emb.Close() })
-	if err := emb.EnsureUser(context.Background(), alice, 0); err != nil {
-		b.Fatal(err)
-	}
-	for i := 1; i <= n; i++ {
-		if _, err := emb.Deliver(context.Background(), alice, "INBOX", strings.NewReader(fetchBenchMessage(i, size)), nil, time.Time{}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, emb := benchStores(b, n, size)
 	timed := &timedBodies{Store: s}
 	for _, backend := range []struct {
 		name string

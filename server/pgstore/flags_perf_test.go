@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailctl/mailctl/internal/testenv"
 	"github.com/mailctl/mailctl/server/store"
 )
 
@@ -55,17 +54,8 @@ func BenchmarkSetFlagsConcurrent(b *testing.B) {
 		b.Skip("the Debian PostgreSQL package: Linux only")
 	}
 	const n = 2000
-	pg := testenv.StartPostgres(b)
-	url := pg.NewDatabase(b)
 	ctx := context.Background()
-	if _, _, err := Migrate(ctx, url); err != nil {
-		b.Fatal(err)
-	}
-	s, err := Open(ctx, url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := benchPG(b)
 	benchImport(b, s, "bench", n, 1024)
 	all := make([]uint32, n)
 	for i := range all {
@@ -107,17 +97,8 @@ func BenchmarkHeaders(b *testing.B) {
 		b.Skip("the Debian PostgreSQL package: Linux only")
 	}
 	const n = 2000
-	pg := testenv.StartPostgres(b)
-	url := pg.NewDatabase(b)
 	ctx := context.Background()
-	if _, _, err := Migrate(ctx, url); err != nil {
-		b.Fatal(err)
-	}
-	s, err := Open(ctx, url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := benchPG(b)
 	benchImport(b, s, "bench", n, 1024)
 	mb, err := s.Mailbox(ctx, "bench", "INBOX")
 	if err != nil {

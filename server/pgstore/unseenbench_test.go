@@ -25,31 +25,7 @@ import (
 //
 //	go test -run '^$' -bench SearchUnseen ./server/pgstore/
 func BenchmarkSearchUnseen(b *testing.B) {
-	pg := testenv.StartPostgres(b)
-	ctx := b.Context()
-	url := pg.NewDatabase(b)
-	if _, _, err := Migrate(ctx, url); err != nil {
-		b.Fatal(err)
-	}
-	s, err := Open(ctx, url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	fetchImportBench(b, s, 2000, 10240)
-	emb, err := store.Open(ctx, b.TempDir(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { emb.Close() })
-	if err := emb.EnsureUser(ctx, alice, 0); err != nil {
-		b.Fatal(err)
-	}
-	for i := 1; i <= 2000; i++ {
-		if _, _, err := emb.Append(ctx, alice, "INBOX", strings.NewReader(fetchBenchMessage(i, 10240)), nil, time.Now()); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, emb := benchStores(b, 2000, 10240)
 	const samples = 200
 	quantiles := func(st store.Backend) (p50, p90 time.Duration) {
 		c := dialIMAP(b, serveIMAP(b, st), nil)
@@ -92,31 +68,7 @@ func BenchmarkSearchUnseen(b *testing.B) {
 //
 //	go test -run '^$' -bench StoreAll ./server/pgstore/
 func BenchmarkStoreAll(b *testing.B) {
-	pg := testenv.StartPostgres(b)
-	ctx := b.Context()
-	url := pg.NewDatabase(b)
-	if _, _, err := Migrate(ctx, url); err != nil {
-		b.Fatal(err)
-	}
-	s, err := Open(ctx, url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	fetchImportBench(b, s, 2000, 1024)
-	emb, err := store.Open(ctx, b.TempDir(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { emb.Close() })
-	if err := emb.EnsureUser(ctx, alice, 0); err != nil {
-		b.Fatal(err)
-	}
-	for i := 1; i <= 2000; i++ {
-		if _, _, err := emb.Append(ctx, alice, "INBOX", strings.NewReader(fetchBenchMessage(i, 1024)), nil, time.Now()); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, emb := benchStores(b, 2000, 1024)
 	const samples = 20
 	phase := func(addr string, clients int) time.Duration {
 		cs := make([]*imapclient.Client, clients)
@@ -162,4 +114,44 @@ func BenchmarkStoreAll(b *testing.B) {
 			b.ReportMetric(float64(p)/float64(e), fmt.Sprintf("ratio-%dc", clients))
 		}
 	}
+}
+
+// benchStores returns a migrated pgstore on a private cluster and an
+// embedded store, each with alice's INBOX holding n fetchBenchMessages
+// of size bytes.
+func benchStores(b *testing.B, n, size int) (*Store, *store.Store) {
+	b.Helper()
+	ctx := b.Context()
+	s := benchPG(b)
+	fetchImportBench(b, s, n, size)
+	emb, err := store.Open(ctx, b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { emb.Close() })
+	if err := emb.EnsureUser(ctx, alice, 0); err != nil {
+		b.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if _, _, err := emb.Append(ctx, alice, "INBOX", strings.NewReader(fetchBenchMessage(i, size)), nil, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, emb
+}
+
+// benchPG returns a pgstore, migrated, on a database of a private
+// cluster, closed when the benchmark ends.
+func benchPG(b *testing.B) *Store {
+	b.Helper()
+	url := testenv.StartPostgres(b).NewDatabase(b)
+	if _, _, err := Migrate(b.Context(), url); err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(b.Context(), url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
 }
