@@ -48,10 +48,19 @@ func TestSetFlagsPlanStaleStatistics(t *testing.T) {
 	if err := s.pool.QueryRow(ctx, "SELECT id FROM mailboxes WHERE name = 'Bench'").Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	q, err := setFlagsQuery(store.FlagsAdd)
+	// The general statement (a keyword) and systemFlagStatements's UPDATE.
+	general, err := setFlagsQuery(store.FlagsAdd)
 	if err != nil {
 		t.Fatal(err)
 	}
+	update, _, _, _ := systemFlagStatements(store.FlagsAdd, []string{store.FlagFlagged})
+	for _, tc := range []struct{ flag, q string }{{"$Junk", general}, {store.FlagFlagged, update}} {
+		t.Run(tc.flag, func(t *testing.T) { testFlagPlan(t, s, id, tc.flag, tc.q) })
+	}
+}
+
+func testFlagPlan(t *testing.T, s *Store, id int64, flag, q string) {
+	ctx := ctxT(t)
 	// plan returns the rows the statement's joins filtered out and
 	// whether it was compiled, with or without the settings.
 	plan := func(settings bool) (removed float64, jit bool) {
@@ -68,7 +77,7 @@ func TestSetFlagsPlanStaleStatistics(t *testing.T) {
 		}
 		var out []byte
 		if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q, id, []int64{1}, []int64{2000},
-			[]string{store.FlagFlagged}, false, int64(0), int64(1<<40)).Scan(&out); err != nil {
+			[]string{flag}, false, int64(0), int64(1<<40)).Scan(&out); err != nil {
 			t.Fatal(err)
 		}
 		var doc []map[string]any

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -136,5 +137,46 @@ func BenchmarkHeaders(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkSetFlagsPaths compares SetFlags 1:* +FLAGS and -FLAGS on 2000
+// messages, one at a time, for a system flag (systemFlagStatements) and
+// a keyword (setFlagsQuery's general statement), interleaved in the same
+// run: the median of each, in ms, and their ratio.
+//
+//	go test -run '^$' -bench SetFlagsPaths ./server/pgstore/
+func BenchmarkSetFlagsPaths(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("the Debian PostgreSQL package: Linux only")
+	}
+	const n = 2000
+	ctx := context.Background()
+	s := benchPG(b)
+	benchImport(b, s, "bench", n, 1024)
+	all := make([]uint32, n)
+	for i := range all {
+		all[i] = uint32(i + 1)
+	}
+	flags := []string{store.FlagFlagged, "$Junk"}
+	b.ResetTimer()
+	for range b.N {
+		d := map[string][]time.Duration{}
+		for range 10 {
+			for _, f := range flags {
+				for _, op := range []store.FlagOp{store.FlagsAdd, store.FlagsRemove, store.FlagsAdd, store.FlagsRemove} {
+					t0 := time.Now()
+					if _, err := s.SetFlags(ctx, "bench", "INBOX", all, op, []string{f}); err != nil {
+						b.Fatal(err)
+					}
+					d[f] = append(d[f], time.Since(t0))
+				}
+			}
+		}
+		med := func(f string) time.Duration { slices.Sort(d[f]); return d[f][len(d[f])/2] }
+		sys, kw := med(flags[0]), med(flags[1])
+		b.ReportMetric(float64(sys.Microseconds())/1000, "system-ms")
+		b.ReportMetric(float64(kw.Microseconds())/1000, "keyword-ms")
+		b.ReportMetric(float64(sys)/float64(kw), "ratio")
 	}
 }

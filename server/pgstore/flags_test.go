@@ -437,10 +437,11 @@ func wouldChange(msgs []store.Message, c flagCall) bool {
 }
 
 // testFlagsOneStatement: under the mailbox's row lock, a STORE of 2000
-// messages is one statement, which reads no message before it; it was
-// three (the messages read, the UPDATE, the stamp of the change feed),
-// with the 2000 messages sent to the client and back while the lock was
-// held.
+// messages is one round trip, which reads no message before it: one
+// statement (setFlagsQuery) or, for system flags, one batch
+// (systemFlagStatements); it was three statements (the messages read,
+// the UPDATE, the stamp of the change feed), with the 2000 messages sent
+// to the client and back while the lock was held.
 func testFlagsOneStatement(t *testing.T, url string) {
 	s := migrated(t, url)
 	benchImport(t, s, alice, 2000, 200)
@@ -460,33 +461,38 @@ func testFlagsOneStatement(t *testing.T, url string) {
 	for i := range all {
 		all[i] = uint32(i + 1)
 	}
-	for _, op := range []store.FlagOp{store.FlagsAdd, store.FlagsAdd, store.FlagsRemove} {
-		tr.reset()
-		out, err := traced.SetFlags(ctxT(t), alice, "INBOX", all, op, []string{store.FlagFlagged})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(out) != 2000 {
-			t.Fatalf("SetFlags: %d messages, want 2000", len(out))
-		}
-		sqls := tr.afterLock()
-		if len(sqls) != 2 || !strings.HasPrefix(sqls[1], "commit") {
-			t.Errorf("SetFlags of 2000 messages: %d statements under the mailbox lock (%q), want the change and COMMIT", len(sqls), sqls)
+	for _, flag := range []string{store.FlagFlagged, "$Junk"} {
+		for _, op := range []store.FlagOp{store.FlagsAdd, store.FlagsAdd, store.FlagsRemove} {
+			tr.reset()
+			out, err := traced.SetFlags(ctxT(t), alice, "INBOX", all, op, []string{flag})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out) != 2000 {
+				t.Fatalf("SetFlags: %d messages, want 2000", len(out))
+			}
+			trips := tr.afterLock()
+			if len(trips) != 2 || !strings.HasPrefix(trips[1], "commit") {
+				t.Errorf("SetFlags %s of 2000 messages: %d round trips under the mailbox lock (%q), want the change and COMMIT", flag, len(trips), trips)
+			}
 		}
 	}
 }
 
-// lockTracer records the statements of a pool from the one that locks a
-// mailbox row (FOR NO KEY UPDATE) on to the COMMIT that releases it.
+// lockTracer records the round trips of a pool (a statement, or a batch
+// as one) from the one that locks a mailbox row (FOR NO KEY UPDATE) on to
+// the COMMIT that releases it.
 type lockTracer struct {
-	mu     sync.Mutex
-	locked bool
-	sqls   []string
+	mu      sync.Mutex
+	locked  bool
+	sqls    []string
+	batch   []string // statements of the batch under way, when locked
+	locking bool     // the batch under way takes the lock
 }
 
 func (l *lockTracer) reset() {
 	l.mu.Lock()
-	l.locked, l.sqls = false, nil
+	l.locked, l.sqls, l.batch, l.locking = false, nil, nil, false
 	l.mu.Unlock()
 }
 
@@ -496,12 +502,17 @@ func (l *lockTracer) afterLock() []string {
 	return slices.Clone(l.sqls)
 }
 
+func shortSQL(sql string) string {
+	sql = strings.Join(strings.Fields(sql), " ")
+	return strings.ToLower(sql[:min(len(sql), 40)])
+}
+
 func (l *lockTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	sql := strings.Join(strings.Fields(d.SQL), " ")
 	if l.locked {
-		l.sqls = append(l.sqls, strings.ToLower(sql[:min(len(sql), 40)]))
+		l.sqls = append(l.sqls, shortSQL(sql))
 		l.locked = !strings.EqualFold(sql, "commit") // the lock goes with it
 	}
 	if strings.Contains(sql, "FOR NO KEY UPDATE") {
@@ -510,9 +521,10 @@ func (l *lockTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Tra
 	return ctx
 }
 
-func (l *lockTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
 func (l *lockTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.batch, l.locking = nil, false
 	return ctx
 }
 
@@ -520,12 +532,23 @@ func (l *lockTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.Trace
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.locked {
-		sql := strings.Join(strings.Fields(d.SQL), " ")
-		l.sqls = append(l.sqls, strings.ToLower(sql[:min(len(sql), 40)]))
+		l.batch = append(l.batch, shortSQL(d.SQL))
+	}
+	if strings.Contains(d.SQL, "FOR NO KEY UPDATE") {
+		l.locking = true
 	}
 }
 
-func (l *lockTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+func (l *lockTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.batch) > 0 {
+		l.sqls = append(l.sqls, "batch: "+strings.Join(l.batch, "; "))
+	}
+	l.locked = l.locked || l.locking
+}
+
+func (l *lockTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // testFlagsStayOnPage: STORE +FLAGS and -FLAGS on every message of a
 // mailbox of 2000, four times over, leave every message on the page

@@ -31,6 +31,9 @@ import (
 // The UIDs go as ranges, each one index range of the primary key: a
 // STORE 1:* of 2000 messages filtered every row of the mailbox against
 // an array of 2000 UIDs (8 of the 13 ms of a STORE that changed nothing).
+//
+// When every flag is a system flag, systemFlagStatements do the same
+// with plain array comparisons.
 func setFlagsQuery(op store.FlagOp) (string, error) {
 	var changed, nf string
 	switch op {
@@ -74,6 +77,80 @@ func setFlagsQuery(op store.FlagOp) (string, error) {
 			array_to_string(coalesce(nf, flags), ' '),
 			internal_date, size, id, skip, (SELECT change_xid FROM mb)
 		FROM calc ORDER BY uid`, nil
+}
+
+// systemFlagStatements returns the statements of a SetFlags whose flags are all
+// system flags, and false for others. System flags are stored in their
+// canonical spelling only (normalizeFlags) and no keyword can match one
+// (keywords do not start with a backslash), so the case-insensitive
+// rules of setFlagsQuery become exact array comparisons: a message
+// changes under +FLAGS when its flags do not contain them all, under
+// -FLAGS when they share one, under FLAGS when either set holds one the
+// other lacks. The three statements go in one batch (one round trip),
+// under the mailbox's row lock:
+//
+//   - update writes the messages that change, with the new MODSEQ, and
+//     returns them: uid, flags (joined by spaces), internal date, size,
+//     row id; parameters as setFlagsQuery's.
+//   - others returns the other messages of the UIDs (those whose MODSEQ
+//     is not the new one) as setFlagsQuery's rows without the last
+//     column; $1 mailbox id, $2 and $3 the ranges, $4 whether
+//     UNCHANGEDSINCE applies, $5 its MODSEQ, $6 the new MODSEQ.
+//   - stamp gives the mailbox its new HIGHESTMODSEQ and change stamp
+//     when a message has the new MODSEQ, and returns the stamp (no row
+//     otherwise); $1 mailbox id, $2 and $3 the ranges, $4 the new MODSEQ.
+//
+// No lower-casing of every message's flags, no join of computed rows back
+// to the table, no sort, no common table expression to materialise:
+// SetFlags 1:* +FLAGS and -FLAGS on 2000 messages, median 9.0-9.4 ms
+// for \Flagged against 14.2-16.4 ms for a keyword by setFlagsQuery's
+// statement in the same run (BenchmarkSetFlagsPaths).
+func systemFlagStatements(op store.FlagOp, flags []string) (update, others, stamp string, ok bool) {
+	if len(flags) > len(systemFlags) {
+		return "", "", "", false
+	}
+	for _, f := range flags {
+		if !slices.Contains(systemFlags, f) {
+			return "", "", "", false
+		}
+	}
+	var changed, nf string
+	switch op {
+	case store.FlagsReplace:
+		changed = `NOT (m.flags @> $4::text[] AND m.flags <@ $4::text[])`
+		nf = `$4::text[]`
+	case store.FlagsAdd:
+		changed = `NOT m.flags @> $4::text[]`
+		nf = `m.flags || ARRAY(SELECT f FROM unnest($4::text[]) WITH ORDINALITY AS a (f, i)
+			WHERE f <> ALL (m.flags) ORDER BY i)`
+		if len(flags) == 1 {
+			nf = `m.flags || $4::text[]`
+		}
+	case store.FlagsRemove:
+		changed = `m.flags && $4::text[]`
+		nf = `m.flags`
+		for i := range flags {
+			nf = fmt.Sprintf(`array_remove(%s, ($4::text[])[%d])`, nf, i+1)
+		}
+	default:
+		return "", "", "", false
+	}
+	const ranges = `unnest($2::bigint[], $3::bigint[]) AS r (lo, hi)`
+	update = `UPDATE messages m SET flags = ` + nf + `, modseq = $7
+		FROM ` + ranges + `
+		WHERE m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi
+			AND NOT ($5::boolean AND m.modseq > $6::bigint) AND ` + changed + `
+		RETURNING m.uid, array_to_string(m.flags, ' '), m.internal_date, m.size, m.id`
+	others = `SELECT m.uid, m.modseq, array_to_string(m.flags, ' '), m.internal_date, m.size, m.id,
+			($4::boolean AND m.modseq > $5::bigint)
+		FROM ` + ranges + `
+		JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi
+		WHERE m.modseq <> $6`
+	stamp = `UPDATE mailboxes SET highestmodseq = $4, change_xid = pg_current_xact_id()::text::bigint
+		WHERE id = $1 AND EXISTS (SELECT 1 FROM ` + ranges + `
+			JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi WHERE m.modseq = $4)
+		RETURNING change_xid`
+	return update, others, stamp, true
 }
 
 // setFlagsSettings is run before setFlagsQuery in its transaction (see

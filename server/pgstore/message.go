@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -203,12 +204,32 @@ func (s *Store) messages(ctx context.Context, find func(pgx.Tx) (store.Mailbox, 
 // lockMailbox returns the id and HIGHESTMODSEQ of a mailbox of user and
 // locks its row until the end of tx.
 func lockMailbox(ctx context.Context, tx pgx.Tx, user, mailbox string) (id, modseq int64, err error) {
+	return lockMailboxAfter(ctx, tx, "", user, mailbox)
+}
+
+// lockMailboxAfter is lockMailbox after the statement pre (without
+// parameters; none when empty) in the same round trip.
+func lockMailboxAfter(ctx context.Context, tx pgx.Tx, pre, user, mailbox string) (id, modseq int64, err error) {
 	name, err := normalizeMailbox(mailbox)
 	if err != nil {
 		return 0, 0, err
 	}
-	err = tx.QueryRow(ctx, `SELECT m.id, m.highestmodseq FROM mailboxes m JOIN users u ON u.id = m.user_id
-		WHERE u.name = $1 AND m.name = $2 FOR NO KEY UPDATE OF m`, user, name).Scan(&id, &modseq)
+	const lock = `SELECT m.id, m.highestmodseq FROM mailboxes m JOIN users u ON u.id = m.user_id
+		WHERE u.name = $1 AND m.name = $2 FOR NO KEY UPDATE OF m`
+	if pre == "" {
+		err = tx.QueryRow(ctx, lock, user, name).Scan(&id, &modseq)
+	} else {
+		b := &pgx.Batch{}
+		b.Queue(pre)
+		b.Queue(lock, user, name)
+		br := tx.SendBatch(ctx, b)
+		if _, err = br.Exec(); err == nil {
+			err = br.QueryRow().Scan(&id, &modseq)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		var n int
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM users WHERE name = $1", user).Scan(&n); err == nil && n == 0 {
@@ -261,14 +282,41 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 	if err != nil {
 		return nil, nil, 0, 0, wrap(err)
 	}
-	query, err := setFlagsQuery(op)
-	if err != nil {
-		return nil, nil, 0, 0, wrap(err)
+	update, others, stamp, system := systemFlagStatements(op, flags)
+	var query string
+	if !system {
+		if query, err = setFlagsQuery(op); err != nil {
+			return nil, nil, 0, 0, wrap(err)
+		}
 	}
 	var before, after uint64
 	lo, hi := sortedRanges(uids)
+	since := int64(min(unchangedSince, math.MaxInt64))
 	var out []store.Message
 	var modified []uint32
+	// scan reads a row of setFlagsQuery or of others (xid nil: no such
+	// column).
+	scan := func(rows pgx.Rows, xid **int64) error {
+		var m store.Message
+		var uid, mseq, ref int64
+		var fl string
+		var skip bool
+		dest := []any{&uid, &mseq, &fl, &m.InternalDate, &m.Size, &ref, &skip}
+		if xid != nil {
+			dest = append(dest, xid)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		if skip {
+			modified = append(modified, uint32(uid))
+			return nil
+		}
+		m.UID, m.ModSeq, m.Ref = uint32(uid), uint64(mseq), uint64(ref)
+		m.Flags = strings.Fields(fl)
+		out = append(out, m)
+		return nil
+	}
 	err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		out, modified = out[:0], modified[:0]
 		// Nested loops and JIT are off for this transaction, set before
@@ -278,40 +326,65 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 		// the 2000 computed rows in a nested loop, 4 million comparisons,
 		// 0.8 s per STORE 1:*; the cost that disables nested loops then
 		// made it compile the statement (JIT, 0.38 s).
-		if _, err := tx.Exec(ctx, setFlagsSettings); err != nil {
-			return err
-		}
-		id, modseq, err := lockMailbox(ctx, tx, user, mailbox)
+		id, modseq, err := lockMailboxAfter(ctx, tx, setFlagsSettings, user, mailbox)
 		if err != nil {
 			return err
 		}
 		before, after = uint64(modseq), uint64(modseq)
-		// A statement of its own after the lock: its snapshot holds
+		// Statements of their own after the lock: their snapshot holds
 		// every change committed before the lock was ours.
-		rows, err := tx.Query(ctx, query, id, lo, hi, flags, cond, int64(min(unchangedSince, math.MaxInt64)), modseq+1)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
 		var xid *int64
-		for rows.Next() {
-			var m store.Message
-			var uid, mseq, ref int64
-			var fl string
-			var skip bool
-			if err := rows.Scan(&uid, &mseq, &fl, &m.InternalDate, &m.Size, &ref, &skip, &xid); err != nil {
+		if system {
+			b := &pgx.Batch{}
+			b.Queue(update, id, lo, hi, flags, cond, since, modseq+1).Query(func(rows pgx.Rows) error {
+				var m store.Message
+				var uid, ref int64
+				var fl string
+				_, err := pgx.ForEachRow(rows, []any{&uid, &fl, &m.InternalDate, &m.Size, &ref}, func() error {
+					m.UID, m.ModSeq, m.Ref, m.Flags = uint32(uid), uint64(modseq+1), uint64(ref), strings.Fields(fl)
+					out = append(out, m)
+					return nil
+				})
+				return err
+			})
+			b.Queue(others, id, lo, hi, cond, since, modseq+1).Query(func(rows pgx.Rows) error {
+				defer rows.Close()
+				for rows.Next() {
+					if err := scan(rows, nil); err != nil {
+						return err
+					}
+				}
+				return rows.Err()
+			})
+			b.Queue(stamp, id, lo, hi, modseq+1).Query(func(rows pgx.Rows) error {
+				defer rows.Close()
+				for rows.Next() {
+					if err := rows.Scan(&xid); err != nil {
+						return err
+					}
+				}
+				return rows.Err()
+			})
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return err
 			}
-			if skip {
-				modified = append(modified, uint32(uid))
-				continue
+			// In no particular order.
+			slices.SortFunc(out, func(a, b store.Message) int { return cmp.Compare(a.UID, b.UID) })
+			slices.Sort(modified)
+		} else {
+			rows, err := tx.Query(ctx, query, id, lo, hi, flags, cond, since, modseq+1)
+			if err != nil {
+				return err
 			}
-			m.UID, m.ModSeq, m.Ref = uint32(uid), uint64(mseq), uint64(ref)
-			m.Flags = strings.Fields(fl)
-			out = append(out, m)
-		}
-		if err := rows.Err(); err != nil {
-			return err
+			defer rows.Close()
+			for rows.Next() {
+				if err := scan(rows, &xid); err != nil {
+					return err
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
 		if xid != nil { // something changed: the mailbox is stamped
 			after = before + 1
