@@ -262,16 +262,24 @@ func (sm *sharedMailbox) wakeViewsLocked() {
 // endOwn applies the write (before and after as
 // store.FlagWriteReporter tells them; 0 and 0 when unknown or after an
 // error) with applyOwn, then lets watch sync what it was told of
-// meanwhile.
+// meanwhile. It reports whether the snapshot is then the store's state
+// after the write or a later one (current): the write applied, or a
+// write that changed nothing on a snapshot at before.
 func (sm *sharedMailbox) beginOwn() { sm.own.Add(1) }
 
-func (sm *sharedMailbox) endOwn(updated []store.Message, before, after uint64) {
-	if after > before {
-		sm.applyOwn(updated, before, after)
+func (sm *sharedMailbox) endOwn(updated []store.Message, before, after uint64) (current bool) {
+	switch {
+	case after > before:
+		current = sm.applyOwn(updated, before, after)
+	case before != 0:
+		sm.mu.Lock()
+		current = sm.modseq >= before && sm.mb.ModSeq == sm.modseq
+		sm.mu.Unlock()
 	}
 	if sm.own.Add(-1) == 0 && sm.deferred.Swap(false) {
 		sm.kick()
 	}
+	return current
 }
 
 // applyOwn brings the snapshot up to date with a session's own flag
@@ -282,12 +290,16 @@ func (sm *sharedMailbox) endOwn(updated []store.Message, before, after uint64) {
 // Otherwise it does nothing and the next sync reads the changes. Only
 // sm.mu is taken: a sync reading the store meanwhile drops its answer
 // when it is not newer (syncOpLocked), and a newer one includes the
-// write.
-func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64) {
+// write. It reports whether the snapshot includes the write: applied
+// now, or read from the store after it.
+func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64) bool {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
+	if sm.modseq >= after && sm.mb.ModSeq == sm.modseq {
+		return true
+	}
 	if sm.modseq != before || sm.mb.ModSeq != before {
-		return
+		return false
 	}
 	msgs := slices.Clone(sm.msgs)
 	for i := range updated {
@@ -297,7 +309,7 @@ func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64)
 		}
 		k, ok := slices.BinarySearchFunc(msgs, u.UID, func(m store.Message, uid uint32) int { return cmp.Compare(m.UID, uid) })
 		if !ok {
-			return // not in the snapshot: let a sync read it
+			return false // not in the snapshot: let a sync read it
 		}
 		msgs[k].Flags, msgs[k].ModSeq = u.Flags, u.ModSeq
 	}
@@ -311,6 +323,7 @@ func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64)
 	sm.msgs, sm.modseq, sm.mb.ModSeq = msgs, after, after
 	sm.gen++
 	sm.wakeViewsLocked()
+	return true
 }
 
 // read returns the mailbox and its messages as the store has them now,

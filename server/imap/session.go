@@ -566,7 +566,7 @@ func (s *session) syncCmd(sm *sharedMailbox) error {
 // setFlags is the session's flag write to its selected mailbox (STORE,
 // and the \Seen of a FETCH of bodies), SetFlagsUnchangedSince when cond:
 // the node's snapshot takes the write from the store's answer where it
-// can (beginOwn, endOwn) and is then synced for the command.
+// can (beginOwn, endOwn), else it is synced for the command.
 func (s *session) setFlags(v *view, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) (updated []store.Message, modified []uint32, err error) {
 	var before, after uint64 // of the write, when the store tells them
 	v.sm.beginOwn()
@@ -581,8 +581,11 @@ func (s *session) setFlags(v *view, uids []uint32, op store.FlagOp, flags []stri
 		v.sm.endOwn(nil, 0, 0)
 		return nil, nil, err
 	}
-	v.sm.endOwn(updated, before, after)
-	if err := s.syncCmd(v.sm); err != nil {
+	if v.sm.endOwn(updated, before, after) {
+		// The snapshot is the store's state after the write: with the
+		// sync at the start of the command, nothing to ask the store.
+		s.conn.cs.cmd.synced = true
+	} else if err := s.syncCmd(v.sm); err != nil {
 		return nil, nil, err
 	}
 	return updated, modified, nil

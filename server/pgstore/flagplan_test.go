@@ -54,12 +54,18 @@ func TestSetFlagsPlanStaleStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	update, _, _, _ := systemFlagStatements(store.FlagsAdd, []string{store.FlagFlagged})
-	for _, tc := range []struct{ flag, q string }{{"$Junk", general}, {store.FlagFlagged, update}} {
-		t.Run(tc.flag, func(t *testing.T) { testFlagPlan(t, s, id, tc.flag, tc.q) })
+	for _, tc := range []struct {
+		flag, q string
+		args    []any
+	}{
+		{"$Junk", general, []any{id, []int64{1}, []int64{2000}, []string{"$Junk"}, false, int64(0), int64(1 << 40)}},
+		{store.FlagFlagged, update, []any{alice, "Bench", []int64{1}, []int64{2000}, []string{store.FlagFlagged}, false, int64(0)}},
+	} {
+		t.Run(tc.flag, func(t *testing.T) { testFlagPlan(t, s, tc.q, tc.args) })
 	}
 }
 
-func testFlagPlan(t *testing.T, s *Store, id int64, flag, q string) {
+func testFlagPlan(t *testing.T, s *Store, q string, args []any) {
 	ctx := ctxT(t)
 	// plan returns the rows the statement's joins filtered out and
 	// whether it was compiled, with or without the settings.
@@ -76,8 +82,7 @@ func testFlagPlan(t *testing.T, s *Store, id int64, flag, q string) {
 			}
 		}
 		var out []byte
-		if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q, id, []int64{1}, []int64{2000},
-			[]string{flag}, false, int64(0), int64(1<<40)).Scan(&out); err != nil {
+		if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q, args...).Scan(&out); err != nil {
 			t.Fatal(err)
 		}
 		var doc []map[string]any

@@ -79,26 +79,33 @@ func setFlagsQuery(op store.FlagOp) (string, error) {
 		FROM calc ORDER BY uid`, nil
 }
 
-// systemFlagStatements returns the statements of a SetFlags whose flags are all
-// system flags, and false for others. System flags are stored in their
-// canonical spelling only (normalizeFlags) and no keyword can match one
-// (keywords do not start with a backslash), so the case-insensitive
+// systemFlagStatements returns the statements of a SetFlags whose flags
+// are all system flags, and false for others. System flags are stored in
+// their canonical spelling only (normalizeFlags) and no keyword can match
+// one (keywords do not start with a backslash), so the case-insensitive
 // rules of setFlagsQuery become exact array comparisons: a message
 // changes under +FLAGS when its flags do not contain them all, under
 // -FLAGS when they share one, under FLAGS when either set holds one the
-// other lacks. The three statements go in one batch (one round trip),
-// under the mailbox's row lock:
+// other lacks.
 //
-//   - update writes the messages that change, with the new MODSEQ, and
+// The statements go in one batch, which PostgreSQL runs as one
+// transaction (until the batch's Sync), after setFlagsSettings and
+// lockMailbox's statement: the whole STORE is one round trip, and no
+// round trip to the client happens while the mailbox's row is locked.
+// Each is a statement of its own after the lock: its snapshot holds
+// every change committed before the lock was taken. They find the
+// mailbox, and its next MODSEQ, from the user and mailbox names ($1,
+// $2); $3 and $4 are the UIDs as ranges (sortedRanges).
+//
+//   - update writes the messages that change, with the next MODSEQ, and
 //     returns them: uid, flags (joined by spaces), internal date, size,
-//     row id; parameters as setFlagsQuery's.
+//     row id; $5 the flags, $6 whether UNCHANGEDSINCE applies, $7 its
+//     MODSEQ.
 //   - others returns the other messages of the UIDs (those whose MODSEQ
-//     is not the new one) as setFlagsQuery's rows without the last
-//     column; $1 mailbox id, $2 and $3 the ranges, $4 whether
-//     UNCHANGEDSINCE applies, $5 its MODSEQ, $6 the new MODSEQ.
-//   - stamp gives the mailbox its new HIGHESTMODSEQ and change stamp
-//     when a message has the new MODSEQ, and returns the stamp (no row
-//     otherwise); $1 mailbox id, $2 and $3 the ranges, $4 the new MODSEQ.
+//     is not the next one) as setFlagsQuery's rows without the last
+//     column; $5 whether UNCHANGEDSINCE applies, $6 its MODSEQ.
+//   - stamp gives the mailbox its next HIGHESTMODSEQ and change stamp
+//     when a message has it, and returns the stamp (no row otherwise).
 //
 // No lower-casing of every message's flags, no join of computed rows back
 // to the table, no sort, no common table expression to materialise:
@@ -117,39 +124,51 @@ func systemFlagStatements(op store.FlagOp, flags []string) (update, others, stam
 	var changed, nf string
 	switch op {
 	case store.FlagsReplace:
-		changed = `NOT (m.flags @> $4::text[] AND m.flags <@ $4::text[])`
-		nf = `$4::text[]`
+		changed = `NOT (m.flags @> $5::text[] AND m.flags <@ $5::text[])`
+		nf = `$5::text[]`
 	case store.FlagsAdd:
-		changed = `NOT m.flags @> $4::text[]`
-		nf = `m.flags || ARRAY(SELECT f FROM unnest($4::text[]) WITH ORDINALITY AS a (f, i)
+		changed = `NOT m.flags @> $5::text[]`
+		nf = `m.flags || ARRAY(SELECT f FROM unnest($5::text[]) WITH ORDINALITY AS a (f, i)
 			WHERE f <> ALL (m.flags) ORDER BY i)`
 		if len(flags) == 1 {
-			nf = `m.flags || $4::text[]`
+			nf = `m.flags || $5::text[]`
 		}
 	case store.FlagsRemove:
-		changed = `m.flags && $4::text[]`
+		changed = `m.flags && $5::text[]`
 		nf = `m.flags`
 		for i := range flags {
-			nf = fmt.Sprintf(`array_remove(%s, ($4::text[])[%d])`, nf, i+1)
+			nf = fmt.Sprintf(`array_remove(%s, ($5::text[])[%d])`, nf, i+1)
 		}
 	default:
 		return "", "", "", false
 	}
-	const ranges = `unnest($2::bigint[], $3::bigint[]) AS r (lo, hi)`
-	update = `UPDATE messages m SET flags = ` + nf + `, modseq = $7
+	// Scalar subqueries, evaluated once per statement, whose values the
+	// index scans of messages take as keys.
+	const (
+		mailbox = `(SELECT x.id FROM mailboxes x JOIN users u ON u.id = x.user_id
+			WHERE u.name = $1 AND x.name = $2)`
+		next = `(SELECT x.highestmodseq + 1 FROM mailboxes x JOIN users u ON u.id = x.user_id
+			WHERE u.name = $1 AND x.name = $2)`
+		ranges = `unnest($3::bigint[], $4::bigint[]) AS r (lo, hi)`
+	)
+	update = `UPDATE messages m SET flags = ` + nf + `, modseq = ` + next + `
 		FROM ` + ranges + `
-		WHERE m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi
-			AND NOT ($5::boolean AND m.modseq > $6::bigint) AND ` + changed + `
+		WHERE m.mailbox_id = ` + mailbox + ` AND m.uid BETWEEN r.lo AND r.hi
+			AND NOT ($6::boolean AND m.modseq > $7::bigint) AND ` + changed + `
 		RETURNING m.uid, array_to_string(m.flags, ' '), m.internal_date, m.size, m.id`
 	others = `SELECT m.uid, m.modseq, array_to_string(m.flags, ' '), m.internal_date, m.size, m.id,
-			($4::boolean AND m.modseq > $5::bigint)
+			($5::boolean AND m.modseq > $6::bigint)
 		FROM ` + ranges + `
-		JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi
-		WHERE m.modseq <> $6`
-	stamp = `UPDATE mailboxes SET highestmodseq = $4, change_xid = pg_current_xact_id()::text::bigint
-		WHERE id = $1 AND EXISTS (SELECT 1 FROM ` + ranges + `
-			JOIN messages m ON m.mailbox_id = $1 AND m.uid BETWEEN r.lo AND r.hi WHERE m.modseq = $4)
-		RETURNING change_xid`
+		JOIN messages m ON m.mailbox_id = ` + mailbox + ` AND m.uid BETWEEN r.lo AND r.hi
+		WHERE m.modseq <> ` + next
+	stamp = `UPDATE mailboxes x SET highestmodseq = x.highestmodseq + 1,
+			change_xid = pg_current_xact_id()::text::bigint
+		FROM users u
+		WHERE u.id = x.user_id AND u.name = $1 AND x.name = $2
+			AND EXISTS (SELECT 1 FROM ` + ranges + `
+				JOIN messages m ON m.mailbox_id = x.id AND m.uid BETWEEN r.lo AND r.hi
+				WHERE m.modseq = x.highestmodseq + 1)
+		RETURNING x.change_xid`
 	return update, others, stamp, true
 }
 

@@ -207,6 +207,11 @@ func lockMailbox(ctx context.Context, tx pgx.Tx, user, mailbox string) (id, mods
 	return lockMailboxAfter(ctx, tx, "", user, mailbox)
 }
 
+// lockMailboxSQL locks the row of mailbox $2 of user $1 and returns its
+// id and HIGHESTMODSEQ.
+const lockMailboxSQL = `SELECT m.id, m.highestmodseq FROM mailboxes m JOIN users u ON u.id = m.user_id
+	WHERE u.name = $1 AND m.name = $2 FOR NO KEY UPDATE OF m`
+
 // lockMailboxAfter is lockMailbox after the statement pre (without
 // parameters; none when empty) in the same round trip.
 func lockMailboxAfter(ctx context.Context, tx pgx.Tx, pre, user, mailbox string) (id, modseq int64, err error) {
@@ -214,14 +219,12 @@ func lockMailboxAfter(ctx context.Context, tx pgx.Tx, pre, user, mailbox string)
 	if err != nil {
 		return 0, 0, err
 	}
-	const lock = `SELECT m.id, m.highestmodseq FROM mailboxes m JOIN users u ON u.id = m.user_id
-		WHERE u.name = $1 AND m.name = $2 FOR NO KEY UPDATE OF m`
 	if pre == "" {
-		err = tx.QueryRow(ctx, lock, user, name).Scan(&id, &modseq)
+		err = tx.QueryRow(ctx, lockMailboxSQL, user, name).Scan(&id, &modseq)
 	} else {
 		b := &pgx.Batch{}
 		b.Queue(pre)
-		b.Queue(lock, user, name)
+		b.Queue(lockMailboxSQL, user, name)
 		br := tx.SendBatch(ctx, b)
 		if _, err = br.Exec(); err == nil {
 			err = br.QueryRow().Scan(&id, &modseq)
@@ -231,13 +234,21 @@ func lockMailboxAfter(ctx context.Context, tx pgx.Tx, pre, user, mailbox string)
 		}
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		var n int
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM users WHERE name = $1", user).Scan(&n); err == nil && n == 0 {
-			return 0, 0, store.ErrNoSuchUser
-		}
-		return 0, 0, fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, name)
+		return 0, 0, mailboxMissing(ctx, tx, user, name)
 	}
 	return id, modseq, err
+}
+
+// mailboxMissing returns the error of a mailbox not found: the user's
+// (store.ErrNoSuchUser) or the mailbox's.
+func mailboxMissing(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, user, name string) error {
+	var n int
+	if err := q.QueryRow(ctx, "SELECT count(*) FROM users WHERE name = $1", user).Scan(&n); err == nil && n == 0 {
+		return store.ErrNoSuchUser
+	}
+	return fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, name)
 }
 
 func toInt64s(uids []uint32) []int64 {
@@ -282,14 +293,6 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 	if err != nil {
 		return nil, nil, 0, 0, wrap(err)
 	}
-	update, others, stamp, system := systemFlagStatements(op, flags)
-	var query string
-	if !system {
-		if query, err = setFlagsQuery(op); err != nil {
-			return nil, nil, 0, 0, wrap(err)
-		}
-	}
-	var before, after uint64
 	lo, hi := sortedRanges(uids)
 	since := int64(min(unchangedSince, math.MaxInt64))
 	var out []store.Message
@@ -317,6 +320,74 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 		out = append(out, m)
 		return nil
 	}
+	if update, others, stamp, ok := systemFlagStatements(op, flags); ok {
+		name, err := normalizeMailbox(mailbox)
+		if err != nil {
+			return nil, nil, 0, 0, wrap(err)
+		}
+		var found bool
+		var id, modseq int64
+		var xid *int64
+		b := &pgx.Batch{}
+		b.Queue(setFlagsSettings)
+		b.Queue(lockMailboxSQL, user, name).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				found = true
+				if err := rows.Scan(&id, &modseq); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+		b.Queue(update, user, name, lo, hi, flags, cond, since).Query(func(rows pgx.Rows) error {
+			var m store.Message
+			var uid, ref int64
+			var fl string
+			_, err := pgx.ForEachRow(rows, []any{&uid, &fl, &m.InternalDate, &m.Size, &ref}, func() error {
+				m.UID, m.ModSeq, m.Ref, m.Flags = uint32(uid), uint64(modseq+1), uint64(ref), strings.Fields(fl)
+				out = append(out, m)
+				return nil
+			})
+			return err
+		})
+		b.Queue(others, user, name, lo, hi, cond, since).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				if err := scan(rows, nil); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+		b.Queue(stamp, user, name, lo, hi).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				if err := rows.Scan(&xid); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+		// One transaction, implicit, ended by the batch's Sync.
+		if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+			return nil, nil, 0, 0, wrap(err)
+		}
+		if !found {
+			return nil, nil, 0, 0, wrap(mailboxMissing(ctx, s.pool, user, name))
+		}
+		// In no particular order.
+		slices.SortFunc(out, func(a, b store.Message) int { return cmp.Compare(a.UID, b.UID) })
+		slices.Sort(modified)
+		before, after := uint64(modseq), uint64(modseq)
+		if xid != nil { // something changed: the mailbox is stamped
+			after++
+			s.sendNotes(ctx, []changeNote{{User: user, Mailbox: uint64(id), Xid: *xid}})
+		}
+		return out, modified, before, after, nil
+	}
+	query, err := setFlagsQuery(op)
+	if err != nil {
+		return nil, nil, 0, 0, wrap(err)
+	}
+	var before, after uint64
 	err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		out, modified = out[:0], modified[:0]
 		// Nested loops and JIT are off for this transaction, set before
@@ -331,60 +402,21 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 			return err
 		}
 		before, after = uint64(modseq), uint64(modseq)
-		// Statements of their own after the lock: their snapshot holds
+		// A statement of its own after the lock: its snapshot holds
 		// every change committed before the lock was ours.
+		rows, err := tx.Query(ctx, query, id, lo, hi, flags, cond, since, modseq+1)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
 		var xid *int64
-		if system {
-			b := &pgx.Batch{}
-			b.Queue(update, id, lo, hi, flags, cond, since, modseq+1).Query(func(rows pgx.Rows) error {
-				var m store.Message
-				var uid, ref int64
-				var fl string
-				_, err := pgx.ForEachRow(rows, []any{&uid, &fl, &m.InternalDate, &m.Size, &ref}, func() error {
-					m.UID, m.ModSeq, m.Ref, m.Flags = uint32(uid), uint64(modseq+1), uint64(ref), strings.Fields(fl)
-					out = append(out, m)
-					return nil
-				})
-				return err
-			})
-			b.Queue(others, id, lo, hi, cond, since, modseq+1).Query(func(rows pgx.Rows) error {
-				defer rows.Close()
-				for rows.Next() {
-					if err := scan(rows, nil); err != nil {
-						return err
-					}
-				}
-				return rows.Err()
-			})
-			b.Queue(stamp, id, lo, hi, modseq+1).Query(func(rows pgx.Rows) error {
-				defer rows.Close()
-				for rows.Next() {
-					if err := rows.Scan(&xid); err != nil {
-						return err
-					}
-				}
-				return rows.Err()
-			})
-			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		for rows.Next() {
+			if err := scan(rows, &xid); err != nil {
 				return err
 			}
-			// In no particular order.
-			slices.SortFunc(out, func(a, b store.Message) int { return cmp.Compare(a.UID, b.UID) })
-			slices.Sort(modified)
-		} else {
-			rows, err := tx.Query(ctx, query, id, lo, hi, flags, cond, since, modseq+1)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				if err := scan(rows, &xid); err != nil {
-					return err
-				}
-			}
-			if err := rows.Err(); err != nil {
-				return err
-			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
 		}
 		if xid != nil { // something changed: the mailbox is stamped
 			after = before + 1
