@@ -27,6 +27,7 @@ func TestPostgresPerf(t *testing.T) {
 	}{
 		{"StoreManyMessages", testStoreManyMessages},
 		{"FeedPollsUnnotified", testFeedPollsUnnotified},
+		{"FeedCloseSendsQueued", testFeedCloseSendsQueued},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
 	}
@@ -233,6 +234,69 @@ func testFeedPollsUnnotified(t *testing.T, url string) {
 	exec(t, url, `UPDATE mailboxes SET highestmodseq = highestmodseq + 1, change_xid = pg_current_xact_id()::text::bigint WHERE id = $1`, int64(inbox.ID))
 	d := waitHeard("change without a notification", n+1, start, pollInterval*3/2+500*time.Millisecond)
 	t.Logf("a change without a notification announced after %v (poll every %v)", d.Round(time.Millisecond), pollInterval)
+}
+
+// testFeedCloseSendsQueued: a write returns before its notification is
+// sent (the notifier sends it from its goroutine), and a node closed right
+// after its writes still sends them: another node hears every one by its
+// notification, long before its poll (every minute here) would.
+func testFeedCloseSendsQueued(t *testing.T, url string) {
+	defer func(d time.Duration) { pollInterval = d }(pollInterval)
+	pollInterval = time.Minute
+	ctx := ctxT(t)
+	a := migrated(t, url)
+	b, err := Open(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.EnsureUser(ctx, "q", 0); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var ids []uint64
+	for i := range n {
+		name := fmt.Sprintf("Box%d", i)
+		if err := b.CreateMailbox(ctx, "q", name, ""); err != nil {
+			t.Fatal(err)
+		}
+		mb, err := b.Mailbox(ctx, "q", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, mb.ID)
+	}
+	var mu sync.Mutex
+	heard := map[uint64]bool{}
+	defer a.Watch(func(c store.Change) {
+		mu.Lock()
+		heard[c.MailboxID] = true
+		mu.Unlock()
+	})()
+	for i := range n {
+		if _, err := b.Deliver(ctx, "q", fmt.Sprintf("Box%d", i), strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		var missing []uint64
+		for _, id := range ids {
+			if !heard[id] {
+				missing = append(missing, id)
+			}
+		}
+		mu.Unlock()
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries then Close: mailboxes %v not announced within 5 s (poll every %v)", n, missing, pollInterval)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestHeardBounded: the notifications remembered for the poll stay below

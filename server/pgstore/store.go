@@ -33,6 +33,7 @@ type Store struct {
 	watchers map[int]func(store.Change)
 	watchSeq int
 	listen   *listener // the change feed, started by Open
+	notes    *notifier // sends the feed's notifications, started by Open
 
 	bodyGrace   atomic.Int64  // a time.Duration, see SetBodyGrace
 	sweepWake   chan struct{} // a new grace (SetBodyGrace)
@@ -70,6 +71,7 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, err
 	}
+	s.notes = startNotifier(s)
 	s.startSweeper()
 	return s, nil
 }
@@ -89,6 +91,9 @@ func (s *Store) Close() error {
 	}
 	if s.hdrCache != nil {
 		s.hdrCache.close()
+	}
+	if s.notes != nil {
+		s.notes.close()
 	}
 	s.pool.Close()
 	return nil

@@ -36,7 +36,7 @@ type pendingKey struct{}
 
 // writeTx runs fn in a transaction and, after its COMMIT, sends the
 // notifications that notify (or queueNote) queued in it, in one autocommit
-// statement on the pool.
+// statement on the pool (sendNotes: from the notifier's goroutine).
 //
 // Why not pg_notify inside the transaction, which PostgreSQL delivers at
 // COMMIT: a transaction that notifies holds a cluster-wide lock from just
@@ -74,13 +74,24 @@ func queueNote(ctx context.Context, user string, mailboxID uint64, xid int64) bo
 	return ok
 }
 
-// sendNotes notifies the feed of committed changes. A failure is logged
-// and not returned: the change is committed (and may have been
-// acknowledged); the other nodes' polls announce it.
+// sendNotes notifies the feed of committed changes: it hands them to
+// the Store's notifier, which sends them from its goroutine, or sends them
+// itself on a Store made without one (tests).
 func (s *Store) sendNotes(ctx context.Context, notes []changeNote) {
 	if len(notes) == 0 {
 		return
 	}
+	if s.notes != nil {
+		s.notes.queue(notes)
+		return
+	}
+	s.notifyNow(ctx, notes)
+}
+
+// notifyNow sends notes in one autocommit statement. A failure is logged
+// and not returned: the changes are committed (and may have been
+// acknowledged); the other nodes' polls announce them.
+func (s *Store) notifyNow(ctx context.Context, notes []changeNote) {
 	payloads := make([]string, 0, len(notes))
 	for i, n := range notes {
 		if slices.Contains(notes[:i], n) {
@@ -99,6 +110,74 @@ func (s *Store) sendNotes(ctx context.Context, notes []changeNote) {
 	if _, err := s.pool.Exec(nctx, "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n", channel, payloads); err != nil {
 		s.logger.Warn("pgstore: change feed: notify after commit (the other nodes' polls will announce it)", "err", err)
 	}
+}
+
+// notifier sends the notifications of committed writes from a goroutine
+// of its own: a write returns once committed, without waiting for its
+// notification's round trip (a STORE of 2000 messages is then one round
+// trip, systemFlagStatements), and the notifications queued meanwhile go
+// in one statement. A node that dies with notifications queued leaves
+// changes that every node's poll announces within pollInterval, as for a
+// node that dies between a COMMIT and its notification.
+type notifier struct {
+	s       *Store
+	mu      sync.Mutex
+	pending []changeNote
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+// maxPendingNotes bounds the notifications queued while the database does
+// not answer; those dropped are left to the poll.
+const maxPendingNotes = 10_000
+
+func startNotifier(s *Store) *notifier {
+	n := &notifier{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go n.run()
+	return n
+}
+
+func (n *notifier) queue(notes []changeNote) {
+	n.mu.Lock()
+	if len(n.pending)+len(notes) <= maxPendingNotes {
+		n.pending = append(n.pending, notes...)
+	}
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) run() {
+	defer close(n.done)
+	for {
+		select {
+		case <-n.wake:
+			n.flush()
+		case <-n.stop:
+			n.flush()
+			return
+		}
+	}
+}
+
+func (n *notifier) flush() {
+	n.mu.Lock()
+	notes := n.pending
+	n.pending = nil
+	n.mu.Unlock()
+	if len(notes) > 0 {
+		n.s.notifyNow(context.Background(), notes)
+	}
+}
+
+// close sends what is queued and stops the goroutine.
+func (n *notifier) close() {
+	n.once.Do(func() { close(n.stop) })
+	<-n.done
 }
 
 // notify stamps a mailbox changed in tx with tx's id (change_xid, for the
