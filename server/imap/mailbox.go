@@ -313,10 +313,14 @@ func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64)
 		}
 		msgs[k].Flags, msgs[k].ModSeq = u.Flags, u.ModSeq
 	}
+	var seen []string // flag spellings already added (a STORE has few)
 	for i := range updated {
 		if updated[i].ModSeq == after {
 			for _, f := range updated[i].Flags {
-				sm.addFlagLocked(f)
+				if !slices.Contains(seen, f) {
+					seen = append(seen, f)
+					sm.addFlagLocked(f)
+				}
 			}
 		}
 	}

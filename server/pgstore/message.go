@@ -295,8 +295,11 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 	}
 	lo, hi := sortedRanges(uids)
 	since := int64(min(unchangedSince, math.MaxInt64))
-	var out []store.Message
+	out := make([]store.Message, 0, min(len(uids), 1<<16))
 	var modified []uint32
+	// The messages of a STORE mostly end with the same flags: one slice
+	// for each set, shared (flag slices are never changed in place).
+	var fields flagFields
 	// scan reads a row of setFlagsQuery or of others (xid nil: no such
 	// column).
 	scan := func(rows pgx.Rows, xid **int64) error {
@@ -316,7 +319,7 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 			return nil
 		}
 		m.UID, m.ModSeq, m.Ref = uint32(uid), uint64(mseq), uint64(ref)
-		m.Flags = strings.Fields(fl)
+		m.Flags = fields.get(fl)
 		out = append(out, m)
 		return nil
 	}
@@ -344,7 +347,7 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 			var uid, ref int64
 			var fl string
 			_, err := pgx.ForEachRow(rows, []any{&uid, &fl, &m.InternalDate, &m.Size, &ref}, func() error {
-				m.UID, m.ModSeq, m.Ref, m.Flags = uint32(uid), uint64(modseq+1), uint64(ref), strings.Fields(fl)
+				m.UID, m.ModSeq, m.Ref, m.Flags = uint32(uid), uint64(modseq+1), uint64(ref), fields.get(fl)
 				out = append(out, m)
 				return nil
 			})
@@ -428,6 +431,21 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 		return nil, nil, 0, 0, wrap(err)
 	}
 	return out, modified, before, after, nil
+}
+
+// flagFields splits flag lists joined by spaces, the same list once.
+type flagFields map[string][]string
+
+func (f *flagFields) get(joined string) []string {
+	if fl, ok := (*f)[joined]; ok {
+		return fl
+	}
+	if *f == nil || len(*f) > 64 {
+		*f = flagFields{}
+	}
+	fl := strings.Fields(joined)
+	(*f)[joined] = fl
+	return fl
 }
 
 // Expunge removes the messages of mailbox flagged \Deleted, restricted to
