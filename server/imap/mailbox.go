@@ -330,6 +330,112 @@ func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64)
 	return true
 }
 
+// endOwnCounted is endOwn for a write that the store told as the number
+// of messages it changed (store.FlagWriteCounter): with the snapshot at
+// before, it works out which messages changed and how with the store's
+// rules (store.ApplyFlags), checks that they are n, applies them, and
+// returns the messages of uids as the write left them; with a snapshot
+// read after the write, those of the snapshot. ok is false otherwise
+// (another write came between, or the count differs: the caller syncs).
+func (sm *sharedMailbox) endOwnCounted(uids []uint32, op store.FlagOp, flags []string, n int, before, after uint64) (updated []store.Message, ok bool) {
+	updated, ok = sm.applyCounted(uids, op, flags, n, before, after)
+	if sm.own.Add(-1) == 0 && sm.deferred.Swap(false) {
+		sm.kick()
+	}
+	return updated, ok
+}
+
+func (sm *sharedMailbox) applyCounted(uids []uint32, op store.FlagOp, flags []string, n int, before, after uint64) ([]store.Message, bool) {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if sm.modseq >= after && sm.modseq > before && sm.mb.ModSeq == sm.modseq {
+		return messagesOfLocked(sm.msgs, uids), true
+	}
+	if sm.modseq != before || sm.mb.ModSeq != before {
+		return nil, false
+	}
+	var msgs []store.Message // the new snapshot, made when a message changes
+	updated := make([]store.Message, 0, len(uids))
+	// The messages of a STORE mostly have the same few sets of flags.
+	type result struct{ cur, next []string }
+	var memo []result
+	apply := func(cur []string) []string {
+		for _, r := range memo {
+			if slices.Equal(r.cur, cur) {
+				return r.next
+			}
+		}
+		next := store.ApplyFlags(cur, op, flags)
+		if sameFlagSet(next, cur) {
+			next = cur
+		}
+		if len(memo) < 16 {
+			memo = append(memo, result{cur, next})
+		}
+		return next
+	}
+	changed := 0
+	var seen []string // flag spellings added to the mailbox's list
+	for _, uid := range sortedUIDs(uids) {
+		k, found := slices.BinarySearchFunc(sm.msgs, uid, func(m store.Message, uid uint32) int { return cmp.Compare(m.UID, uid) })
+		if !found {
+			continue
+		}
+		m := sm.msgs[k]
+		if next := apply(m.Flags); !slices.Equal(next, m.Flags) {
+			changed++
+			if msgs == nil {
+				msgs = slices.Clone(sm.msgs)
+			}
+			m.Flags, m.ModSeq = next, after
+			msgs[k] = m
+			for _, f := range next {
+				if !slices.Contains(seen, f) {
+					seen = append(seen, f)
+				}
+			}
+		}
+		updated = append(updated, m)
+	}
+	if changed != n || (changed > 0) != (after > before) {
+		return nil, false // the store's count is not ours: read it
+	}
+	if changed > 0 {
+		for _, f := range seen {
+			sm.addFlagLocked(f)
+		}
+		sm.msgs, sm.modseq, sm.mb.ModSeq = msgs, after, after
+		sm.gen++
+		sm.wakeViewsLocked()
+	}
+	return updated, true
+}
+
+// messagesOf returns the messages of uids in the snapshot.
+func (sm *sharedMailbox) messagesOf(uids []uint32) []store.Message {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	return messagesOfLocked(sm.msgs, uids)
+}
+
+func messagesOfLocked(msgs []store.Message, uids []uint32) []store.Message {
+	out := make([]store.Message, 0, len(uids))
+	for _, uid := range sortedUIDs(uids) {
+		if k, ok := slices.BinarySearchFunc(msgs, uid, func(m store.Message, uid uint32) int { return cmp.Compare(m.UID, uid) }); ok {
+			out = append(out, msgs[k])
+		}
+	}
+	return out
+}
+
+// sortedUIDs returns uids in ascending order (uids itself when it is).
+func sortedUIDs(uids []uint32) []uint32 {
+	if slices.IsSorted(uids) {
+		return uids
+	}
+	return slices.Sorted(slices.Values(uids))
+}
+
 // read returns the mailbox and its messages as the store has them now,
 // and the messages among them that may have changed since the snapshot
 // old (at MODSEQ since): on a store.ChangeReader, old brought up to date

@@ -568,6 +568,9 @@ func (s *session) syncCmd(sm *sharedMailbox) error {
 // the node's snapshot takes the write from the store's answer where it
 // can (beginOwn, endOwn), else it is synced for the command.
 func (s *session) setFlags(v *view, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) (updated []store.Message, modified []uint32, err error) {
+	if fc, ok := s.srv.st.(store.FlagWriteCounter); ok && !cond {
+		return s.setFlagsCounted(v, fc, uids, op, flags)
+	}
 	var before, after uint64 // of the write, when the store tells them
 	v.sm.beginOwn()
 	if fr, ok := s.srv.st.(store.FlagWriteReporter); ok {
@@ -589,6 +592,27 @@ func (s *session) setFlags(v *view, uids []uint32, op store.FlagOp, flags []stri
 		return nil, nil, err
 	}
 	return updated, modified, nil
+}
+
+// setFlagsCounted is setFlags on a store that answers a write with the
+// number of messages it changed (store.FlagWriteCounter): the node's
+// snapshot, when it is at the write's before, works the messages out
+// (endOwnCounted); otherwise it is synced and they are read from it.
+func (s *session) setFlagsCounted(v *view, fc store.FlagWriteCounter, uids []uint32, op store.FlagOp, flags []string) ([]store.Message, []uint32, error) {
+	v.sm.beginOwn()
+	n, before, after, err := fc.SetFlagsCount(s.ctx, s.user, v.sm.name(), uids, op, flags)
+	if err != nil {
+		v.sm.endOwn(nil, 0, 0)
+		return nil, nil, err
+	}
+	if updated, ok := v.sm.endOwnCounted(uids, op, flags, n, before, after); ok {
+		s.conn.cs.cmd.synced = true
+		return updated, nil, nil
+	}
+	if err := s.syncCmd(v.sm); err != nil {
+		return nil, nil, err
+	}
+	return v.sm.messagesOf(uids), nil, nil
 }
 
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {

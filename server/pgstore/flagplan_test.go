@@ -54,6 +54,7 @@ func TestSetFlagsPlanStaleStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	update, _, _, _ := systemFlagStatements(store.FlagsAdd, []string{store.FlagFlagged})
+	update += updateReturning
 	for _, tc := range []struct {
 		flag, q string
 		args    []any

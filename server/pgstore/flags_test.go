@@ -196,11 +196,12 @@ func twoStores(t *testing.T, url string, seed uint64, n int) (*Store, *store.Sto
 	return pg, emb
 }
 
-// testFlagsSameAsEmbedded: a seeded random sequence of SetFlags and
-// SetFlagsUnchangedSince calls (replace, add, remove; keywords differing
-// in case; flags that are dropped; UIDs expunged or beyond the last)
-// gives, call by call, the messages (flags in the same order, MODSEQs)
-// and failed UIDs of the embedded store, and the same mailbox.
+// testFlagsSameAsEmbedded: a seeded random sequence of SetFlags,
+// SetFlagsCount and SetFlagsUnchangedSince calls (replace, add, remove;
+// keywords differing in case; flags that are dropped; UIDs expunged or
+// beyond the last) gives, call by call, the messages (flags in the same
+// order, MODSEQs) and failed UIDs of the embedded store, or the number of
+// messages it changed, and the same mailbox.
 func testFlagsSameAsEmbedded(t *testing.T, url string) {
 	const n, calls = 60, 300
 	seed := uint64(time.Now().UnixNano())
@@ -211,6 +212,34 @@ func testFlagsSameAsEmbedded(t *testing.T, url string) {
 	highest := sameState(t, seed, "start", pg, emb)
 	for i := range calls {
 		c := randomCall(rng, n, highest)
+		if !c.cond && rng.IntN(3) == 0 {
+			// SetFlagsCount: the number of messages the embedded store
+			// changed, and the MODSEQs around the write.
+			embBefore, err := emb.Mailbox(ctx, alice, "INBOX")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, before, after, err := pg.SetFlagsCount(ctx, alice, "INBOX", c.uids, c.op, c.flags)
+			if err != nil {
+				t.Fatalf("seed %d: call %d (%v) on pgstore (count): %v", seed, i, c, err)
+			}
+			eo, _, err := c.run(ctx, emb)
+			if err != nil {
+				t.Fatalf("seed %d: call %d (%v) on the embedded store: %v", seed, i, c, err)
+			}
+			want, wantAfter := 0, embBefore.ModSeq
+			for _, m := range eo {
+				if m.ModSeq > embBefore.ModSeq {
+					want, wantAfter = want+1, m.ModSeq
+				}
+			}
+			if got != want || before != embBefore.ModSeq || after != wantAfter {
+				t.Fatalf("seed %d: call %d (%v): SetFlagsCount changed %d, MODSEQ %d -> %d; want %d, %d -> %d",
+					seed, i, c, got, before, after, want, embBefore.ModSeq, wantAfter)
+			}
+			highest = max(highest, after)
+			continue
+		}
 		po, pm, err := c.run(ctx, pg)
 		if err != nil {
 			t.Fatalf("seed %d: call %d (%v) on pgstore: %v", seed, i, c, err)

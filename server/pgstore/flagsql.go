@@ -97,10 +97,10 @@ func setFlagsQuery(op store.FlagOp) (string, error) {
 // mailbox, and its next MODSEQ, from the user and mailbox names ($1,
 // $2); $3 and $4 are the UIDs as ranges (sortedRanges).
 //
-//   - update writes the messages that change, with the next MODSEQ, and
-//     returns them: uid, flags (joined by spaces), internal date, size,
-//     row id; $5 the flags, $6 whether UNCHANGEDSINCE applies, $7 its
-//     MODSEQ.
+//   - update writes the messages that change, with the next MODSEQ; $5
+//     the flags, $6 whether UNCHANGEDSINCE applies, $7 its MODSEQ. With
+//     updateReturning after it, it returns them: uid, flags (joined by
+//     spaces), internal date, size, row id.
 //   - others returns the other messages of the UIDs (those whose MODSEQ
 //     is not the next one) as setFlagsQuery's rows without the last
 //     column; $5 whether UNCHANGEDSINCE applies, $6 its MODSEQ.
@@ -154,8 +154,7 @@ func systemFlagStatements(op store.FlagOp, flags []string) (update, others, stam
 	update = `UPDATE messages m SET flags = ` + nf + `, modseq = ` + next + `
 		FROM ` + ranges + `
 		WHERE m.mailbox_id = ` + mailbox + ` AND m.uid BETWEEN r.lo AND r.hi
-			AND NOT ($6::boolean AND m.modseq > $7::bigint) AND ` + changed + `
-		RETURNING m.uid, array_to_string(m.flags, ' '), m.internal_date, m.size, m.id`
+			AND NOT ($6::boolean AND m.modseq > $7::bigint) AND ` + changed
 	others = `SELECT m.uid, m.modseq, array_to_string(m.flags, ' '), m.internal_date, m.size, m.id,
 			($5::boolean AND m.modseq > $6::bigint)
 		FROM ` + ranges + `
@@ -171,6 +170,11 @@ func systemFlagStatements(op store.FlagOp, flags []string) (update, others, stam
 		RETURNING x.change_xid`
 	return update, others, stamp, true
 }
+
+// updateReturning makes systemFlagStatements's update return the messages
+// it changed.
+const updateReturning = `
+		RETURNING m.uid, array_to_string(m.flags, ' '), m.internal_date, m.size, m.id`
 
 // setFlagsSettings is run before setFlagsQuery in its transaction (see
 // setFlags): no nested loops, no JIT.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mailctl/mailctl/server/store"
 )
@@ -264,7 +265,7 @@ func toInt64s(uids []uint32) []int64 {
 // messages get a new modification sequence, one for the whole call, which
 // becomes the mailbox's HIGHESTMODSEQ.
 func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string) ([]store.Message, error) {
-	out, _, _, _, err := s.setFlags(ctx, user, mailbox, uids, op, flags, false, 0)
+	out, _, _, _, err := s.setFlags(ctx, user, mailbox, uids, op, flags, false, 0, nil)
 	return out, err
 }
 
@@ -273,7 +274,7 @@ func (s *Store) SetFlags(ctx context.Context, user, mailbox string, uids []uint3
 // mailbox's row lock, in the same transaction as the change; modified are
 // the UIDs of the others, left as they are.
 func (s *Store) SetFlagsUnchangedSince(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, unchangedSince uint64) (updated []store.Message, modified []uint32, err error) {
-	updated, modified, _, _, err = s.setFlags(ctx, user, mailbox, uids, op, flags, true, unchangedSince)
+	updated, modified, _, _, err = s.setFlags(ctx, user, mailbox, uids, op, flags, true, unchangedSince, nil)
 	return updated, modified, err
 }
 
@@ -284,10 +285,25 @@ var _ store.FlagWriteReporter = (*Store)(nil)
 // (before) and after its commit (after; before when nothing changed)
 // (store.FlagWriteReporter).
 func (s *Store) SetFlagsReport(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) (updated []store.Message, modified []uint32, before, after uint64, err error) {
-	return s.setFlags(ctx, user, mailbox, uids, op, flags, cond, unchangedSince)
+	return s.setFlags(ctx, user, mailbox, uids, op, flags, cond, unchangedSince, nil)
 }
 
-func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64) ([]store.Message, []uint32, uint64, uint64, error) {
+var _ store.FlagWriteCounter = (*Store)(nil)
+
+// SetFlagsCount is SetFlags that answers with the number of messages it
+// changed and the mailbox's HIGHESTMODSEQ before and after the write
+// (store.FlagWriteCounter). For system flags the changed messages are
+// not sent back: the UPDATE returns nothing and the messages left as
+// they were are not read.
+func (s *Store) SetFlagsCount(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string) (changed int, before, after uint64, err error) {
+	var n int
+	_, _, before, after, err = s.setFlags(ctx, user, mailbox, uids, op, flags, false, 0, &n)
+	return n, before, after, err
+}
+
+// setFlags makes a flag write; with count, it sets *count to the number
+// of messages changed, and for system flags returns no messages.
+func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint32, op store.FlagOp, flags []string, cond bool, unchangedSince uint64, count *int) ([]store.Message, []uint32, uint64, uint64, error) {
 	wrap := func(err error) error { return fmt.Errorf("store flags in %q of %q: %w", mailbox, user, err) }
 	flags, err := normalizeFlags(flags)
 	if err != nil {
@@ -342,25 +358,32 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 			}
 			return rows.Err()
 		})
-		b.Queue(update, user, name, lo, hi, flags, cond, since).Query(func(rows pgx.Rows) error {
-			var m store.Message
-			var uid, ref int64
-			var fl string
-			_, err := pgx.ForEachRow(rows, []any{&uid, &fl, &m.InternalDate, &m.Size, &ref}, func() error {
-				m.UID, m.ModSeq, m.Ref, m.Flags = uint32(uid), uint64(modseq+1), uint64(ref), fields.get(fl)
-				out = append(out, m)
+		if count != nil {
+			b.Queue(update, user, name, lo, hi, flags, cond, since).Exec(func(ct pgconn.CommandTag) error {
+				*count = int(ct.RowsAffected())
 				return nil
 			})
-			return err
-		})
-		b.Queue(others, user, name, lo, hi, cond, since).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				if err := scan(rows, nil); err != nil {
-					return err
+		} else {
+			b.Queue(update+updateReturning, user, name, lo, hi, flags, cond, since).Query(func(rows pgx.Rows) error {
+				var m store.Message
+				var uid, ref int64
+				var fl string
+				_, err := pgx.ForEachRow(rows, []any{&uid, &fl, &m.InternalDate, &m.Size, &ref}, func() error {
+					m.UID, m.ModSeq, m.Ref, m.Flags = uint32(uid), uint64(modseq+1), uint64(ref), fields.get(fl)
+					out = append(out, m)
+					return nil
+				})
+				return err
+			})
+			b.Queue(others, user, name, lo, hi, cond, since).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					if err := scan(rows, nil); err != nil {
+						return err
+					}
 				}
-			}
-			return rows.Err()
-		})
+				return rows.Err()
+			})
+		}
 		b.Queue(stamp, user, name, lo, hi).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				if err := rows.Scan(&xid); err != nil {
@@ -429,6 +452,14 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 	})
 	if err != nil {
 		return nil, nil, 0, 0, wrap(err)
+	}
+	if count != nil && after > before {
+		*count = 0
+		for _, m := range out {
+			if m.ModSeq == after {
+				*count++
+			}
+		}
 	}
 	return out, modified, before, after, nil
 }

@@ -62,3 +62,14 @@ type FlagWriteReporter interface {
 	// SetFlagsReport is SetFlags, or SetFlagsUnchangedSince when cond.
 	SetFlagsReport(ctx context.Context, user, mailbox string, uids []uint32, op FlagOp, flags []string, cond bool, unchangedSince uint64) (updated []Message, modified []uint32, before, after uint64, err error)
 }
+
+// FlagWriteCounter is implemented by a Backend that can make a flag
+// write (SetFlags) and answer only with the number of messages it changed
+// and the mailbox's HIGHESTMODSEQ before and after it (as
+// FlagWriteReporter's), for a caller that holds the mailbox as it was at
+// before and works out the rest with ApplyFlags: a message changes when
+// ApplyFlags gives it another set of flags, and its MODSEQ becomes after
+// (server/imap's node snapshot; pgstore then sends no message back).
+type FlagWriteCounter interface {
+	SetFlagsCount(ctx context.Context, user, mailbox string, uids []uint32, op FlagOp, flags []string) (changed int, before, after uint64, err error)
+}
