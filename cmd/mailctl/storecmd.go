@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	serverconfig "github.com/mailctl/mailctl/server/config"
 	"github.com/mailctl/mailctl/server/pgstore"
@@ -131,7 +132,13 @@ func storeURL(path string) (string, error) {
 // schemaVersion reads the schema version of the database at url without
 // changing it: 0 for a database without mailctl's schema.
 func schemaVersion(ctx context.Context, url string) (int, error) {
-	conn, err := pgx.Connect(ctx, url)
+	// Parsed as pgxpool does: pool settings in the URL (pool_max_conns)
+	// are not parameters of the connection.
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return 0, fmt.Errorf("connect to the store: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
 	if err != nil {
 		return 0, fmt.Errorf("connect to the store: %w", err)
 	}

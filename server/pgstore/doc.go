@@ -41,9 +41,12 @@
 //     unexported). Users, mailboxes (create, delete, rename with children
 //     and INBOX's rule, subscriptions kept by name for a deleted mailbox),
 //     Deliver and Append (acknowledged after COMMIT), Messages and
-//     MessagesByID (one REPEATABLE READ snapshot), OpenBody, SetFlags and
-//     SetFlagsUnchangedSince (one new MODSEQ per call, checked under the
-//     mailbox row lock), Expunge, Copy and Move (one transaction each,
+//     MessagesByID (one REPEATABLE READ snapshot), OpenBody, SetFlags,
+//     SetFlagsUnchangedSince and SetFlagsCount (one new MODSEQ per call,
+//     checked under the mailbox row lock; for system flags the lock, the
+//     write and its commit are one batch, one round trip, flagsql.go;
+//     SetFlagsCount, store.FlagWriteCounter, answers with the number of
+//     messages changed instead of the messages), Expunge, Copy and Move (one transaction each,
 //     bodies shared, a copy counted against the quota), ClaimRecent
 //     (\Recent for one session on any node), Vanished (expunged UIDs as
 //     ranges under their MODSEQ, at most 8192 rows a mailbox, the floor
@@ -96,7 +99,8 @@
 //     changes with its transaction id (change_xid) and, after its
 //     COMMIT, sends pg_notify on the channel mailctl_change with {"u":
 //     user, "m": mailbox id, "x": transaction id} in an autocommit
-//     statement (writeTx: a NOTIFY inside the transaction would keep
+//     statement from the Store's notifier goroutine, without the write
+//     waiting for it (writeTx: a NOTIFY inside the transaction would keep
 //     PostgreSQL from grouping the commits' WAL flushes), delivered to
 //     every listening session. Open starts a dedicated connection that
 //     LISTENs before Open returns; Watch registers a func(store.Change)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -42,6 +43,13 @@ type Store struct {
 	hdrCache *headerCache // of Headers and Summaries; nil: none (headercache.go)
 }
 
+// DefaultMaxConns is the size of a Store's connection pool unless the URL
+// says otherwise (pool_max_conns=N). With pgxpool's own default, 4 or the
+// number of CPUs, the commands of every other session of a node waited
+// for a connection while four sessions ran long statements (a SEARCH BODY
+// holds one for tens of milliseconds; TestOpenPoolSize).
+const DefaultMaxConns = 16
+
 // Open connects to the database at url (a PostgreSQL URL or key=value
 // string, a secret: it is never logged) and checks that its schema is the
 // one this binary knows (see Migrate).
@@ -49,7 +57,14 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	pool, err := pgxpool.New(ctx, url)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: open: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: open: %w", err)
 	}

@@ -155,3 +155,77 @@ func benchPG(b *testing.B) *Store {
 	b.Cleanup(func() { s.Close() })
 	return s
 }
+
+// BenchmarkSearchPhase measures bench/pg.sh's search phase with 4
+// clients: each client runs SEARCH SUBJECT, SEARCH UNSEEN and SEARCH
+// BODY in turn, the four starting together, 20 times, on pgstore and on
+// the embedded store in the same run. It reports each search's median
+// (80 samples) and the ratio pg / embedded: SEARCH UNSEEN is then measured
+// beside the other clients' searches, as bench/pg.sh has it, with enough
+// samples.
+//
+//	go test -run '^$' -bench SearchPhase ./server/pgstore/
+func BenchmarkSearchPhase(b *testing.B) {
+	s, emb := benchStores(b, 2000, 10240)
+	const clients, rounds = 4, 20
+	kinds := []struct {
+		name string
+		crit *goimap.SearchCriteria
+	}{
+		{"subject", &goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "bench message 4242"}}}},
+		{"unseen", &goimap.SearchCriteria{NotFlag: []goimap.Flag{goimap.FlagSeen}}},
+		{"body", &goimap.SearchCriteria{Body: []string{"needle4242"}}},
+	}
+	phase := func(st store.Backend) [][]time.Duration {
+		addr := serveIMAP(b, st)
+		cs := make([]*imapclient.Client, clients)
+		for i := range cs {
+			cs[i] = dialIMAP(b, addr, nil)
+			if _, err := cs[i].Select("INBOX", nil).Wait(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// Once, untimed: pgstore makes the search texts at the first
+		// SEARCH BODY of a mailbox imported without them.
+		if _, err := cs[0].Search(kinds[2].crit, nil).Wait(); err != nil {
+			b.Fatal(err)
+		}
+		d := make([][]time.Duration, len(kinds))
+		var mu sync.Mutex
+		for range rounds {
+			var wg sync.WaitGroup
+			for _, c := range cs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for k, kind := range kinds {
+						t0 := time.Now()
+						if _, err := c.Search(kind.crit, nil).Wait(); err != nil {
+							b.Error(err)
+							return
+						}
+						mu.Lock()
+						d[k] = append(d[k], time.Since(t0))
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		for _, c := range cs {
+			c.Close()
+		}
+		return d
+	}
+	median := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
+	b.ResetTimer()
+	for range b.N {
+		p, e := phase(s), phase(emb)
+		for k, kind := range kinds {
+			pm, em := median(p[k]), median(e[k])
+			b.ReportMetric(float64(pm.Microseconds())/1000, "pg-"+kind.name+"-ms")
+			b.ReportMetric(float64(em.Microseconds())/1000, "emb-"+kind.name+"-ms")
+			b.ReportMetric(float64(pm)/float64(em), "ratio-"+kind.name)
+		}
+	}
+}

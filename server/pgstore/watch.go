@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailctl/mailctl/server/store"
 )
@@ -388,8 +389,16 @@ func (l *listener) dispatch(s *Store, c store.Change) {
 // the oldest transaction id still running once the LISTEN is in effect.
 // Every transaction that commits later has an id at least that high, and
 // its notification reaches this connection while it lives.
+//
+// The connection's settings are the pool's (url parsed by pgxpool), so
+// that pool settings in the URL (pool_max_conns) are not sent to the
+// server as parameters of the connection.
 func listen(ctx context.Context, url string) (*pgx.Conn, int64, error) {
-	conn, err := pgx.Connect(ctx, url)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, 0, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
 	if err != nil {
 		return nil, 0, err
 	}
