@@ -346,6 +346,9 @@ func (sm *sharedMailbox) endOwnCounted(uids []uint32, op store.FlagOp, flags []s
 }
 
 func (sm *sharedMailbox) applyCounted(uids []uint32, op store.FlagOp, flags []string, n int, before, after uint64) ([]store.Message, bool) {
+	if before == 0 {
+		return nil, false // not told
+	}
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	if sm.modseq >= after && sm.modseq > before && sm.mb.ModSeq == sm.modseq {
