@@ -51,17 +51,8 @@ func benchImport(tb testing.TB, s *Store, user string, n, size int) {
 // -\Flagged on a mailbox of 2000 messages, all at once; one op is one
 // pair per goroutine.
 func BenchmarkSetFlagsConcurrent(b *testing.B) {
-	if runtime.GOOS != "linux" {
-		b.Skip("the Debian PostgreSQL package: Linux only")
-	}
-	const n = 2000
 	ctx := context.Background()
-	s := benchPG(b)
-	benchImport(b, s, "bench", n, 1024)
-	all := make([]uint32, n)
-	for i := range all {
-		all[i] = uint32(i + 1)
-	}
+	s, all := benchFlagStore(b)
 	for _, c := range []int{1, 4} {
 		b.Run(fmt.Sprintf("clients=%d", c), func(b *testing.B) {
 			for range b.N {
@@ -140,6 +131,23 @@ func BenchmarkHeaders(b *testing.B) {
 	}
 }
 
+// benchFlagStore returns a migrated pgstore whose user "bench" has 2000
+// messages of 1 KiB in INBOX, and their UIDs.
+func benchFlagStore(b *testing.B) (*Store, []uint32) {
+	b.Helper()
+	if runtime.GOOS != "linux" {
+		b.Skip("the Debian PostgreSQL package: Linux only")
+	}
+	const n = 2000
+	s := benchPG(b)
+	benchImport(b, s, "bench", n, 1024)
+	all := make([]uint32, n)
+	for i := range all {
+		all[i] = uint32(i + 1)
+	}
+	return s, all
+}
+
 // BenchmarkSetFlagsPaths compares SetFlags 1:* +FLAGS and -FLAGS on 2000
 // messages, one at a time, for a system flag (systemFlagStatements) and
 // a keyword (setFlagsQuery's general statement), interleaved in the same
@@ -147,17 +155,8 @@ func BenchmarkHeaders(b *testing.B) {
 //
 //	go test -run '^$' -bench SetFlagsPaths ./server/pgstore/
 func BenchmarkSetFlagsPaths(b *testing.B) {
-	if runtime.GOOS != "linux" {
-		b.Skip("the Debian PostgreSQL package: Linux only")
-	}
-	const n = 2000
 	ctx := context.Background()
-	s := benchPG(b)
-	benchImport(b, s, "bench", n, 1024)
-	all := make([]uint32, n)
-	for i := range all {
-		all[i] = uint32(i + 1)
-	}
+	s, all := benchFlagStore(b)
 	flags := []string{store.FlagFlagged, "$Junk"}
 	b.ResetTimer()
 	for range b.N {
