@@ -228,3 +228,19 @@ func (p *Postgres) NewDatabase(t testing.TB) string {
 	u.Path = "/" + name
 	return u.String()
 }
+
+// DatabaseTest is a test that runs on a database of its own
+// (RunOnDatabases), given its connection URL.
+type DatabaseTest struct {
+	Name string
+	Fn   func(t *testing.T, url string)
+}
+
+// RunOnDatabases runs each test as a subtest on a new database of the
+// cluster.
+func (p *Postgres) RunOnDatabases(t *testing.T, tests []DatabaseTest) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.Name, func(t *testing.T) { tc.Fn(t, p.NewDatabase(t)) })
+	}
+}

@@ -34,18 +34,12 @@ func TestPostgres(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the Debian PostgreSQL package: Linux only")
 	}
-	pg := testenv.StartPostgres(t)
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T, string)
-	}{
-		{"StoreSemantics", testStoreSemantics},
-		{"TwoNodesConditionalWrites", testTwoNodesConditionalWrites},
-		{"Import", testImport},
-		{"SyncAcrossNodes", testSyncAcrossNodes},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
-	}
+	testenv.StartPostgres(t).RunOnDatabases(t, []testenv.DatabaseTest{
+		{Name: "StoreSemantics", Fn: testStoreSemantics},
+		{Name: "TwoNodesConditionalWrites", Fn: testTwoNodesConditionalWrites},
+		{Name: "Import", Fn: testImport},
+		{Name: "SyncAcrossNodes", Fn: testSyncAcrossNodes},
+	})
 }
 
 // node opens a store on url as one mailctl node would: its own pool on

@@ -11,6 +11,24 @@ import (
 	"github.com/mailctl/mailctl/server/store"
 )
 
+// internalUser is the user internalStore makes.
+const internalUser = "alice@example.test"
+
+// internalStore returns an embedded store in a temporary directory,
+// closed when t ends, with internalUser.
+func internalStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.EnsureUser(context.Background(), internalUser, 0); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // readCounter counts full reads of a mailbox.
 type readCounter struct {
 	store.Backend
@@ -28,15 +46,8 @@ func (r *readCounter) MessagesByID(ctx context.Context, user string, id uint64) 
 // not kept), and none outlives Shutdown.
 func TestIdleSnapshotBounds(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	const user = "alice@example.test"
-	if err := st.EnsureUser(ctx, user, 0); err != nil {
-		t.Fatal(err)
-	}
+	const user = internalUser
+	st := internalStore(t)
 	for i := range 5 {
 		name := fmt.Sprint("Box", i)
 		if err := st.CreateMailbox(ctx, user, name, ""); err != nil {
@@ -151,15 +162,8 @@ func TestIdleSnapshotChangedMeanwhile(t *testing.T) {
 	for _, incremental := range []bool{false, true} {
 		t.Run(fmt.Sprint("incremental=", incremental), func(t *testing.T) {
 			ctx := context.Background()
-			st, err := store.Open(ctx, t.TempDir(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			const user = "alice@example.test"
-			if err := st.EnsureUser(ctx, user, 0); err != nil {
-				t.Fatal(err)
-			}
+			const user = internalUser
+			st := internalStore(t)
 			deliver := func() {
 				t.Helper()
 				if _, err := st.Deliver(ctx, user, "", strings.NewReader("Subject: x\r\n\r\nbody\r\n"), nil, time.Time{}); err != nil {

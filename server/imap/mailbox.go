@@ -276,10 +276,16 @@ func (sm *sharedMailbox) endOwn(updated []store.Message, before, after uint64) (
 		current = sm.modseq >= before && sm.mb.ModSeq == sm.modseq
 		sm.mu.Unlock()
 	}
+	sm.doneOwn()
+	return current
+}
+
+// doneOwn ends a flag write begun by beginOwn and lets watch sync what it
+// was told of meanwhile.
+func (sm *sharedMailbox) doneOwn() {
 	if sm.own.Add(-1) == 0 && sm.deferred.Swap(false) {
 		sm.kick()
 	}
-	return current
 }
 
 // applyOwn brings the snapshot up to date with a session's own flag
@@ -307,23 +313,13 @@ func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64)
 		if u.ModSeq != after {
 			continue // unchanged by this write
 		}
-		k, ok := slices.BinarySearchFunc(msgs, u.UID, func(m store.Message, uid uint32) int { return cmp.Compare(m.UID, uid) })
+		k, ok := indexOfUID(msgs, u.UID)
 		if !ok {
 			return false // not in the snapshot: let a sync read it
 		}
 		msgs[k].Flags, msgs[k].ModSeq = u.Flags, u.ModSeq
 	}
-	var seen []string // flag spellings already added (a STORE has few)
-	for i := range updated {
-		if updated[i].ModSeq == after {
-			for _, f := range updated[i].Flags {
-				if !slices.Contains(seen, f) {
-					seen = append(seen, f)
-					sm.addFlagLocked(f)
-				}
-			}
-		}
-	}
+	sm.addFlagsOfLocked(updated, after)
 	sm.msgs, sm.modseq, sm.mb.ModSeq = msgs, after, after
 	sm.gen++
 	sm.wakeViewsLocked()
@@ -339,9 +335,7 @@ func (sm *sharedMailbox) applyOwn(updated []store.Message, before, after uint64)
 // (another write came between, or the count differs: the caller syncs).
 func (sm *sharedMailbox) endOwnCounted(uids []uint32, op store.FlagOp, flags []string, n int, before, after uint64) (updated []store.Message, ok bool) {
 	updated, ok = sm.applyCounted(uids, op, flags, n, before, after)
-	if sm.own.Add(-1) == 0 && sm.deferred.Swap(false) {
-		sm.kick()
-	}
+	sm.doneOwn()
 	return updated, ok
 }
 
@@ -378,9 +372,8 @@ func (sm *sharedMailbox) applyCounted(uids []uint32, op store.FlagOp, flags []st
 		return next
 	}
 	changed := 0
-	var seen []string // flag spellings added to the mailbox's list
 	for _, uid := range sortedUIDs(uids) {
-		k, found := slices.BinarySearchFunc(sm.msgs, uid, func(m store.Message, uid uint32) int { return cmp.Compare(m.UID, uid) })
+		k, found := indexOfUID(sm.msgs, uid)
 		if !found {
 			continue
 		}
@@ -392,11 +385,6 @@ func (sm *sharedMailbox) applyCounted(uids []uint32, op store.FlagOp, flags []st
 			}
 			m.Flags, m.ModSeq = next, after
 			msgs[k] = m
-			for _, f := range next {
-				if !slices.Contains(seen, f) {
-					seen = append(seen, f)
-				}
-			}
 		}
 		updated = append(updated, m)
 	}
@@ -404,14 +392,36 @@ func (sm *sharedMailbox) applyCounted(uids []uint32, op store.FlagOp, flags []st
 		return nil, false // the store's count is not ours: read it
 	}
 	if changed > 0 {
-		for _, f := range seen {
-			sm.addFlagLocked(f)
-		}
+		sm.addFlagsOfLocked(updated, after)
 		sm.msgs, sm.modseq, sm.mb.ModSeq = msgs, after, after
 		sm.gen++
 		sm.wakeViewsLocked()
 	}
 	return updated, true
+}
+
+// addFlagsOfLocked adds to the mailbox's list of flags those of the
+// messages of a write whose MODSEQ is its after, each spelling once (a
+// STORE has few).
+func (sm *sharedMailbox) addFlagsOfLocked(msgs []store.Message, after uint64) {
+	var seen []string
+	for i := range msgs {
+		if msgs[i].ModSeq != after {
+			continue
+		}
+		for _, f := range msgs[i].Flags {
+			if !slices.Contains(seen, f) {
+				seen = append(seen, f)
+				sm.addFlagLocked(f)
+			}
+		}
+	}
+}
+
+// indexOfUID returns the index of the message of uid in msgs (UID order)
+// and whether it is there.
+func indexOfUID(msgs []store.Message, uid uint32) (int, bool) {
+	return slices.BinarySearchFunc(msgs, uid, func(m store.Message, uid uint32) int { return cmp.Compare(m.UID, uid) })
 }
 
 // messagesOf returns the messages of uids in the snapshot.
@@ -424,7 +434,7 @@ func (sm *sharedMailbox) messagesOf(uids []uint32) []store.Message {
 func messagesOfLocked(msgs []store.Message, uids []uint32) []store.Message {
 	out := make([]store.Message, 0, len(uids))
 	for _, uid := range sortedUIDs(uids) {
-		if k, ok := slices.BinarySearchFunc(msgs, uid, func(m store.Message, uid uint32) int { return cmp.Compare(m.UID, uid) }); ok {
+		if k, ok := indexOfUID(msgs, uid); ok {
 			out = append(out, msgs[k])
 		}
 	}

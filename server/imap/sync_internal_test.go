@@ -33,15 +33,8 @@ func (g *gatedRecords) MailboxByID(ctx context.Context, user string, id uint64) 
 // and the snapshot has the message delivered before they were called.
 func TestSyncsShareARead(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	const user = "alice@example.test"
-	if err := st.EnsureUser(ctx, user, 0); err != nil {
-		t.Fatal(err)
-	}
+	const user = internalUser
+	st := internalStore(t)
 	mb, err := st.Mailbox(ctx, user, store.Inbox)
 	if err != nil {
 		t.Fatal(err)

@@ -25,17 +25,11 @@ func TestPostgresBodySearch(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the Debian PostgreSQL package: Linux only")
 	}
-	pg := testenv.StartPostgres(t)
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T, string)
-	}{
-		{"SameAsEmbedded", testTextSearchSameAsEmbedded},
-		{"FollowsCopies", testTextSearchFollowsCopies},
-		{"Upgraded", testTextSearchUpgraded},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
-	}
+	testenv.StartPostgres(t).RunOnDatabases(t, []testenv.DatabaseTest{
+		{Name: "SameAsEmbedded", Fn: testTextSearchSameAsEmbedded},
+		{Name: "FollowsCopies", Fn: testTextSearchFollowsCopies},
+		{Name: "Upgraded", Fn: testTextSearchUpgraded},
+	})
 }
 
 // bodyReadCounter counts the bodies that server/imap reads from a Store,

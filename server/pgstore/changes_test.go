@@ -27,20 +27,14 @@ func TestPostgresChanges(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the Debian PostgreSQL package: Linux only")
 	}
-	pg := testenv.StartPostgres(t)
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T, string)
-	}{
-		{"ChangesSince", testChangesSince},
-		{"ChangesMatchFullRead", testChangesMatchFullRead},
-		{"IMAPSyncReadsChanges", testIMAPSyncReadsChanges},
-		{"IMAPOwnStoreReadsNothing", testIMAPOwnStoreReadsNothing},
-		{"IMAPCommandAsksOnce", testIMAPCommandAsksOnce},
-		{"IMAPConcurrentSelects", testIMAPConcurrentSelects},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
-	}
+	testenv.StartPostgres(t).RunOnDatabases(t, []testenv.DatabaseTest{
+		{Name: "ChangesSince", Fn: testChangesSince},
+		{Name: "ChangesMatchFullRead", Fn: testChangesMatchFullRead},
+		{Name: "IMAPSyncReadsChanges", Fn: testIMAPSyncReadsChanges},
+		{Name: "IMAPOwnStoreReadsNothing", Fn: testIMAPOwnStoreReadsNothing},
+		{Name: "IMAPCommandAsksOnce", Fn: testIMAPCommandAsksOnce},
+		{Name: "IMAPConcurrentSelects", Fn: testIMAPConcurrentSelects},
+	})
 }
 
 // testChangesSince: after one flag change in a 2000-message mailbox, the

@@ -25,19 +25,13 @@ func TestPostgresFlags(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the Debian PostgreSQL package: Linux only")
 	}
-	pg := testenv.StartPostgres(t)
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T, string)
-	}{
-		{"SameAsEmbedded", testFlagsSameAsEmbedded},
-		{"ConcurrentReplay", testFlagsConcurrentReplay},
-		{"OneStatementUnderLock", testFlagsOneStatement},
-		{"RowsStayOnTheirPage", testFlagsStayOnPage},
-		{"HeadersCached", testHeadersCached},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
-	}
+	testenv.StartPostgres(t).RunOnDatabases(t, []testenv.DatabaseTest{
+		{Name: "SameAsEmbedded", Fn: testFlagsSameAsEmbedded},
+		{Name: "ConcurrentReplay", Fn: testFlagsConcurrentReplay},
+		{Name: "OneStatementUnderLock", Fn: testFlagsOneStatement},
+		{Name: "RowsStayOnTheirPage", Fn: testFlagsStayOnPage},
+		{Name: "HeadersCached", Fn: testHeadersCached},
+	})
 }
 
 // flagPool: system flags, keywords that differ only in case (one flag),
@@ -487,7 +481,7 @@ func testFlagsOneStatement(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	traced := &Store{pool: pool, url: url, chunkSize: bodyChunk}
+	traced := &Store{pool: pool, chunkSize: bodyChunk}
 	all := make([]uint32, 2000)
 	for i := range all {
 		all[i] = uint32(i + 1)

@@ -67,7 +67,7 @@ func testHeadersCached(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	cached := &Store{pool: pool, url: url, chunkSize: bodyChunk, hdrCache: newHeaderCache(headerCacheBytes, headerCacheIdle)}
+	cached := &Store{pool: pool, chunkSize: bodyChunk, hdrCache: newHeaderCache(headerCacheBytes, headerCacheIdle)}
 	t.Cleanup(cached.hdrCache.close)
 	ctx := ctxT(t)
 

@@ -235,21 +235,9 @@ func lockMailboxAfter(ctx context.Context, tx pgx.Tx, pre, user, mailbox string)
 		}
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, mailboxMissing(ctx, tx, user, name)
+		return 0, 0, noMailbox(ctx, tx, user, fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, name))
 	}
 	return id, modseq, err
-}
-
-// mailboxMissing returns the error of a mailbox not found: the user's
-// (store.ErrNoSuchUser) or the mailbox's.
-func mailboxMissing(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, user, name string) error {
-	var n int
-	if err := q.QueryRow(ctx, "SELECT count(*) FROM users WHERE name = $1", user).Scan(&n); err == nil && n == 0 {
-		return store.ErrNoSuchUser
-	}
-	return fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, name)
 }
 
 func toInt64s(uids []uint32) []int64 {
@@ -309,113 +297,144 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 	if err != nil {
 		return nil, nil, 0, 0, wrap(err)
 	}
-	lo, hi := sortedRanges(uids)
-	since := int64(min(unchangedSince, math.MaxInt64))
-	out := make([]store.Message, 0, min(len(uids), 1<<16))
-	var modified []uint32
-	// The messages of a STORE mostly end with the same flags: one slice
-	// for each set, shared (flag slices are never changed in place).
-	var fields flagFields
-	// scan reads a row of setFlagsQuery or of others (xid nil: no such
-	// column).
-	scan := func(rows pgx.Rows, xid **int64) error {
-		var m store.Message
-		var uid, mseq, ref int64
-		var fl string
-		var skip bool
-		dest := []any{&uid, &mseq, &fl, &m.InternalDate, &m.Size, &ref, &skip}
-		if xid != nil {
-			dest = append(dest, xid)
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return err
-		}
-		if skip {
-			modified = append(modified, uint32(uid))
-			return nil
-		}
-		m.UID, m.ModSeq, m.Ref = uint32(uid), uint64(mseq), uint64(ref)
-		m.Flags = fields.get(fl)
-		out = append(out, m)
-		return nil
-	}
+	w := flagWrite{user: user, flags: flags, cond: cond, since: int64(min(unchangedSince, math.MaxInt64)), count: count,
+		out: make([]store.Message, 0, min(len(uids), 1<<16))}
+	w.lo, w.hi = sortedRanges(uids)
+	var before, after uint64
 	if update, others, stamp, ok := systemFlagStatements(op, flags); ok {
-		name, err := normalizeMailbox(mailbox)
-		if err != nil {
-			return nil, nil, 0, 0, wrap(err)
-		}
-		var found bool
-		var id, modseq int64
-		var xid *int64
-		b := &pgx.Batch{}
-		b.Queue(setFlagsSettings)
-		b.Queue(lockMailboxSQL, user, name).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				found = true
-				if err := rows.Scan(&id, &modseq); err != nil {
-					return err
-				}
-			}
-			return rows.Err()
-		})
-		if count != nil {
-			b.Queue(update, user, name, lo, hi, flags, cond, since).Exec(func(ct pgconn.CommandTag) error {
-				*count = int(ct.RowsAffected())
-				return nil
-			})
-		} else {
-			b.Queue(update+updateReturning, user, name, lo, hi, flags, cond, since).Query(func(rows pgx.Rows) error {
-				var m store.Message
-				var uid, ref int64
-				var fl string
-				_, err := pgx.ForEachRow(rows, []any{&uid, &fl, &m.InternalDate, &m.Size, &ref}, func() error {
-					m.UID, m.ModSeq, m.Ref, m.Flags = uint32(uid), uint64(modseq+1), uint64(ref), fields.get(fl)
-					out = append(out, m)
-					return nil
-				})
-				return err
-			})
-			b.Queue(others, user, name, lo, hi, cond, since).Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					if err := scan(rows, nil); err != nil {
-						return err
-					}
-				}
-				return rows.Err()
-			})
-		}
-		b.Queue(stamp, user, name, lo, hi).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				if err := rows.Scan(&xid); err != nil {
-					return err
-				}
-			}
-			return rows.Err()
-		})
-		// One transaction, implicit, ended by the batch's Sync.
-		if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-			return nil, nil, 0, 0, wrap(err)
-		}
-		if !found {
-			return nil, nil, 0, 0, wrap(mailboxMissing(ctx, s.pool, user, name))
-		}
-		// In no particular order.
-		slices.SortFunc(out, func(a, b store.Message) int { return cmp.Compare(a.UID, b.UID) })
-		slices.Sort(modified)
-		before, after := uint64(modseq), uint64(modseq)
-		if xid != nil { // something changed: the mailbox is stamped
-			after++
-			s.sendNotes(ctx, []changeNote{{User: user, Mailbox: uint64(id), Xid: *xid}})
-		}
-		return out, modified, before, after, nil
+		before, after, err = s.setSystemFlags(ctx, &w, mailbox, update, others, stamp)
+	} else {
+		before, after, err = s.setFlagsGeneral(ctx, &w, op, mailbox)
 	}
-	query, err := setFlagsQuery(op)
 	if err != nil {
 		return nil, nil, 0, 0, wrap(err)
 	}
-	var before, after uint64
+	return w.out, w.modified, before, after, nil
+}
+
+// flagWrite is a SetFlags call under way: its arguments as the
+// statements take them, and what it gathers.
+type flagWrite struct {
+	user     string
+	flags    []string // normalized
+	lo, hi   []int64  // the UIDs as ranges (sortedRanges)
+	cond     bool     // UNCHANGEDSINCE since
+	since    int64
+	count    *int // when not nil, set to the number of messages changed
+	out      []store.Message
+	modified []uint32 // failed UNCHANGEDSINCE
+	fields   flagFields
+}
+
+// scan reads a row of setFlagsQuery or of systemFlagStatements's others
+// (xid nil: no such column) into w.out or w.modified.
+func (w *flagWrite) scan(rows pgx.Rows, xid **int64) error {
+	var m store.Message
+	var uid, mseq, ref int64
+	var fl string
+	var skip bool
+	dest := []any{&uid, &mseq, &fl, &m.InternalDate, &m.Size, &ref, &skip}
+	if xid != nil {
+		dest = append(dest, xid)
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	if skip {
+		w.modified = append(w.modified, uint32(uid))
+		return nil
+	}
+	m.UID, m.ModSeq, m.Ref = uint32(uid), uint64(mseq), uint64(ref)
+	// The messages of a STORE mostly end with the same flags: one slice
+	// for each set, shared (flag slices are never changed in place).
+	m.Flags = w.fields.get(fl)
+	w.out = append(w.out, m)
+	return nil
+}
+
+// setSystemFlags makes w with systemFlagStatements's statements, in one
+// batch, one implicit transaction, and returns the mailbox's
+// HIGHESTMODSEQ before and after it.
+func (s *Store) setSystemFlags(ctx context.Context, w *flagWrite, mailbox, update, others, stamp string) (before, after uint64, err error) {
+	name, err := normalizeMailbox(mailbox)
+	if err != nil {
+		return 0, 0, err
+	}
+	var found bool
+	var id, modseq int64
+	var xid *int64
+	b := &pgx.Batch{}
+	b.Queue(setFlagsSettings)
+	b.Queue(lockMailboxSQL, w.user, name).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			found = true
+			if err := rows.Scan(&id, &modseq); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	if w.count != nil {
+		b.Queue(update, w.user, name, w.lo, w.hi, w.flags, w.cond, w.since).Exec(func(ct pgconn.CommandTag) error {
+			*w.count = int(ct.RowsAffected())
+			return nil
+		})
+	} else {
+		b.Queue(update+updateReturning, w.user, name, w.lo, w.hi, w.flags, w.cond, w.since).Query(func(rows pgx.Rows) error {
+			var m store.Message
+			var uid, ref int64
+			var fl string
+			_, err := pgx.ForEachRow(rows, []any{&uid, &fl, &m.InternalDate, &m.Size, &ref}, func() error {
+				m.UID, m.ModSeq, m.Ref, m.Flags = uint32(uid), uint64(modseq+1), uint64(ref), w.fields.get(fl)
+				w.out = append(w.out, m)
+				return nil
+			})
+			return err
+		})
+		b.Queue(others, w.user, name, w.lo, w.hi, w.cond, w.since).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				if err := w.scan(rows, nil); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	}
+	b.Queue(stamp, w.user, name, w.lo, w.hi).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			if err := rows.Scan(&xid); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	// One transaction, implicit, ended by the batch's Sync.
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return 0, 0, err
+	}
+	if !found {
+		return 0, 0, noMailbox(ctx, s.pool, w.user, fmt.Errorf("%w: %q", store.ErrNoSuchMailbox, name))
+	}
+	// In no particular order.
+	slices.SortFunc(w.out, func(a, b store.Message) int { return cmp.Compare(a.UID, b.UID) })
+	slices.Sort(w.modified)
+	before, after = uint64(modseq), uint64(modseq)
+	if xid != nil { // something changed: the mailbox is stamped
+		after++
+		s.sendNotes(ctx, []changeNote{{User: w.user, Mailbox: uint64(id), Xid: *xid}})
+	}
+	return before, after, nil
+}
+
+// setFlagsGeneral makes w with setFlagsQuery's statement and returns the
+// mailbox's HIGHESTMODSEQ before and after it.
+func (s *Store) setFlagsGeneral(ctx context.Context, w *flagWrite, op store.FlagOp, mailbox string) (before, after uint64, err error) {
+	query, err := setFlagsQuery(op)
+	if err != nil {
+		return 0, 0, err
+	}
 	err = s.writeTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		out, modified = out[:0], modified[:0]
+		w.out, w.modified = w.out[:0], w.modified[:0]
 		// Nested loops and JIT are off for this transaction, set before
 		// the lock is taken: with the statistics of a table that grew
 		// since its last ANALYZE (a mailbox just filled), the planner
@@ -423,21 +442,21 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 		// the 2000 computed rows in a nested loop, 4 million comparisons,
 		// 0.8 s per STORE 1:*; the cost that disables nested loops then
 		// made it compile the statement (JIT, 0.38 s).
-		id, modseq, err := lockMailboxAfter(ctx, tx, setFlagsSettings, user, mailbox)
+		id, modseq, err := lockMailboxAfter(ctx, tx, setFlagsSettings, w.user, mailbox)
 		if err != nil {
 			return err
 		}
 		before, after = uint64(modseq), uint64(modseq)
 		// A statement of its own after the lock: its snapshot holds
 		// every change committed before the lock was ours.
-		rows, err := tx.Query(ctx, query, id, lo, hi, flags, cond, since, modseq+1)
+		rows, err := tx.Query(ctx, query, id, w.lo, w.hi, w.flags, w.cond, w.since, modseq+1)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		var xid *int64
 		for rows.Next() {
-			if err := scan(rows, &xid); err != nil {
+			if err := w.scan(rows, &xid); err != nil {
 				return err
 			}
 		}
@@ -446,22 +465,22 @@ func (s *Store) setFlags(ctx context.Context, user, mailbox string, uids []uint3
 		}
 		if xid != nil { // something changed: the mailbox is stamped
 			after = before + 1
-			queueNote(ctx, user, uint64(id), *xid)
+			queueNote(ctx, w.user, uint64(id), *xid)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, 0, 0, wrap(err)
+		return 0, 0, err
 	}
-	if count != nil && after > before {
-		*count = 0
-		for _, m := range out {
+	if w.count != nil && after > before {
+		*w.count = 0
+		for _, m := range w.out {
 			if m.ModSeq == after {
-				*count++
+				*w.count++
 			}
 		}
 	}
-	return out, modified, before, after, nil
+	return before, after, nil
 }
 
 // flagFields splits flag lists joined by spaces, the same list once.

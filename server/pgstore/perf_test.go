@@ -20,17 +20,11 @@ func TestPostgresPerf(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the Debian PostgreSQL package: Linux only")
 	}
-	pg := testenv.StartPostgres(t)
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T, string)
-	}{
-		{"StoreManyMessages", testStoreManyMessages},
-		{"FeedPollsUnnotified", testFeedPollsUnnotified},
-		{"FeedCloseSendsQueued", testFeedCloseSendsQueued},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
-	}
+	testenv.StartPostgres(t).RunOnDatabases(t, []testenv.DatabaseTest{
+		{Name: "StoreManyMessages", Fn: testStoreManyMessages},
+		{Name: "FeedPollsUnnotified", Fn: testFeedPollsUnnotified},
+		{Name: "FeedCloseSendsQueued", Fn: testFeedCloseSendsQueued},
+	})
 }
 
 // importN makes mailbox INBOX of user u with n messages (UIDs 1..n, MODSEQ

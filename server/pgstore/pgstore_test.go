@@ -29,39 +29,34 @@ func TestPostgres(t *testing.T) {
 		t.Skip("the Debian PostgreSQL package: Linux only")
 	}
 	pg := testenv.StartPostgres(t)
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T, string)
-	}{
-		{"Migrate", testMigrate},
-		{"MigrationIsOneTransaction", testMigrationIsOneTransaction},
-		{"Operations", testOperations},
-		{"Quota", testQuota},
-		{"ConcurrentDeliveries", testConcurrentDeliveries},
-		{"WatchAcrossStores", testWatchAcrossStores},
-		{"ConcurrentMixed", testConcurrentMixed},
-		{"CrashKeepsAcknowledged", func(t *testing.T, url string) { testCrash(t, pg, url) }},
-		{"Bodies", testBodies},
-		{"LargeBody", testLargeBody},
-		{"InsertBodyWhole", testInsertBodyWhole},
-		{"MigrateBodies", testMigrateBodies},
-		{"BodyOutlivesExpunge", testBodyOutlivesExpunge},
-		{"SweepBodies", testSweepBodies},
-		{"CopyExpungeRace", testCopyExpungeRace},
-		{"IMAPFetchDuringExpunge", testIMAPFetchDuringExpunge},
-		{"MailboxOps", testMailboxOps},
-		{"CopyMove", testCopyMove},
-		{"CopyQuota", testCopyQuota},
-		{"ClaimRecent", testClaimRecent},
-		{"Vanished", testVanished},
-		{"HeaderCache", testHeaderCache},
-		{"FeedCatchUp", testFeedCatchUp},
-		{"WatchMailboxOps", testWatchMailboxOps},
-		{"ConcurrentIMAP", testConcurrentIMAP},
-		{"IMAPTwoNodes", testIMAPTwoNodes},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
-	}
+	pg.RunOnDatabases(t, []testenv.DatabaseTest{
+		{Name: "Migrate", Fn: testMigrate},
+		{Name: "MigrationIsOneTransaction", Fn: testMigrationIsOneTransaction},
+		{Name: "Operations", Fn: testOperations},
+		{Name: "Quota", Fn: testQuota},
+		{Name: "ConcurrentDeliveries", Fn: testConcurrentDeliveries},
+		{Name: "WatchAcrossStores", Fn: testWatchAcrossStores},
+		{Name: "ConcurrentMixed", Fn: testConcurrentMixed},
+		{Name: "CrashKeepsAcknowledged", Fn: func(t *testing.T, url string) { testCrash(t, pg, url) }},
+		{Name: "Bodies", Fn: testBodies},
+		{Name: "LargeBody", Fn: testLargeBody},
+		{Name: "InsertBodyWhole", Fn: testInsertBodyWhole},
+		{Name: "MigrateBodies", Fn: testMigrateBodies},
+		{Name: "BodyOutlivesExpunge", Fn: testBodyOutlivesExpunge},
+		{Name: "SweepBodies", Fn: testSweepBodies},
+		{Name: "CopyExpungeRace", Fn: testCopyExpungeRace},
+		{Name: "IMAPFetchDuringExpunge", Fn: testIMAPFetchDuringExpunge},
+		{Name: "MailboxOps", Fn: testMailboxOps},
+		{Name: "CopyMove", Fn: testCopyMove},
+		{Name: "CopyQuota", Fn: testCopyQuota},
+		{Name: "ClaimRecent", Fn: testClaimRecent},
+		{Name: "Vanished", Fn: testVanished},
+		{Name: "HeaderCache", Fn: testHeaderCache},
+		{Name: "FeedCatchUp", Fn: testFeedCatchUp},
+		{Name: "WatchMailboxOps", Fn: testWatchMailboxOps},
+		{Name: "ConcurrentIMAP", Fn: testConcurrentIMAP},
+		{Name: "IMAPTwoNodes", Fn: testIMAPTwoNodes},
+	})
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -27,17 +27,11 @@ func TestPostgresReads(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the Debian PostgreSQL package: Linux only")
 	}
-	pg := testenv.StartPostgres(t)
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T, string)
-	}{
-		{"SearchBodyBatched", testSearchBodyBatched},
-		{"FetchBodyBatched", testFetchBodyBatched},
-		{"HeadersOneQuery", testHeadersOneQuery},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, pg.NewDatabase(t)) })
-	}
+	testenv.StartPostgres(t).RunOnDatabases(t, []testenv.DatabaseTest{
+		{Name: "SearchBodyBatched", Fn: testSearchBodyBatched},
+		{Name: "FetchBodyBatched", Fn: testFetchBodyBatched},
+		{Name: "HeadersOneQuery", Fn: testHeadersOneQuery},
+	})
 }
 
 // countingStore counts the OpenBody calls of server/imap on a Store (its
@@ -250,7 +244,7 @@ func testHeadersOneQuery(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	traced := &Store{pool: pool, url: url, chunkSize: bodyChunk}
+	traced := &Store{pool: pool, chunkSize: bodyChunk}
 
 	ask := append(slices.Clone(uids[:30]), uids[5], uids[39]+1, uids[0])
 	hs, err := traced.Headers(ctxT(t), alice, mb.ID, ask)

@@ -21,7 +21,6 @@ import (
 // concurrent use, and several Stores (one per node) may share a database.
 type Store struct {
 	pool   *pgxpool.Pool
-	url    string
 	logger *slog.Logger
 
 	chunkSize int                                 // of new bodies (bodyChunk; tests make it smaller)
@@ -76,7 +75,7 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, url: url, logger: logger, watchers: map[int]func(store.Change){}, chunkSize: bodyChunk,
+	s := &Store{pool: pool, logger: logger, watchers: map[int]func(store.Change){}, chunkSize: bodyChunk,
 		hdrCache: newHeaderCache(headerCacheBytes, headerCacheIdle)}
 	if err := keepsText(ctx, s); err != nil {
 		pool.Close()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailctl/mailctl/server/store"
 )
@@ -252,7 +251,7 @@ type listener struct {
 // startListener connects and LISTENs before it returns, so that every
 // change committed after Open returns reaches the watchers.
 func startListener(ctx context.Context, s *Store) (*listener, error) {
-	conn, mark, err := listen(ctx, s.url)
+	conn, mark, err := listen(ctx, s.pool.Config().ConnConfig)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: change feed: %w", err)
 	}
@@ -390,15 +389,11 @@ func (l *listener) dispatch(s *Store, c store.Change) {
 // Every transaction that commits later has an id at least that high, and
 // its notification reaches this connection while it lives.
 //
-// The connection's settings are the pool's (url parsed by pgxpool), so
-// that pool settings in the URL (pool_max_conns) are not sent to the
-// server as parameters of the connection.
-func listen(ctx context.Context, url string) (*pgx.Conn, int64, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, 0, err
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+// cfg is the pool's (a copy): the URL as pgxpool parsed it, without the
+// pool's own settings (pool_max_conns), which a connection would send to
+// the server as parameters.
+func listen(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, int64, error) {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -457,7 +452,7 @@ func (l *listener) run(ctx context.Context, s *Store, conn *pgx.Conn, mark int64
 				return
 			case <-time.After(backoff):
 			}
-			c, newMark, err := listen(ctx, s.url)
+			c, newMark, err := listen(ctx, s.pool.Config().ConnConfig)
 			if err == nil {
 				var n int
 				if n, err = l.catchUp(ctx, s, c, mark); err != nil {
